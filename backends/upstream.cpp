@@ -1,0 +1,248 @@
+// Upstream HTTP client and per-thread connection pool: see upstream.hpp.
+#include "backends/upstream.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "core/limits.hpp"
+
+namespace tollgate::backends {
+namespace {
+
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+constexpr std::size_t read_chunk_bytes = 16 * 1024;
+
+std::chrono::milliseconds ms(std::uint64_t v) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(v));
+}
+
+upstream_failure failure_from(boost::system::error_code ec, const char* during) {
+  using k = upstream_failure::kind;
+  if (ec == beast::error::timeout) return {k::timeout, std::string("timed out ") + during};
+  if (ec == bhttp::error::body_limit) return {k::too_large, "response body over the limit"};
+  if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
+      ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+      ec == bhttp::error::partial_message || ec == net::error::operation_aborted) {
+    return {k::closed, std::string("connection closed ") + during + " (" + ec.message() + ")"};
+  }
+  if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
+    return {k::protocol, std::string("invalid HTTP ") + during + " (" + ec.message() + ")"};
+  }
+  return {k::closed, std::string("failed ") + during + " (" + ec.message() + ")"};
+}
+
+// A reused connection that fails this way before any response byte was seen was most likely
+// closed by the upstream while idle; the request can be sent again on a fresh connection.
+bool stale_connection_error(boost::system::error_code ec) {
+  return ec == bhttp::error::end_of_stream || ec == net::error::eof ||
+         ec == net::error::connection_reset || ec == net::error::broken_pipe;
+}
+
+}  // namespace
+
+api_error upstream_failure::to_api_error(std::string_view upstream_name) const {
+  const std::string where = "Upstream '" + std::string(upstream_name) + "' ";
+  switch (what) {
+    case kind::connect: return upstream_unavailable(where + "is unreachable: " + detail);
+    case kind::timeout: return upstream_timeout(where + detail);
+    case kind::closed: return upstream_unavailable(where + detail);
+    case kind::protocol: return upstream_unavailable(where + "answered with " + detail);
+    case kind::too_large: return upstream_unavailable(where + "sent a " + detail);
+  }
+  return upstream_unavailable(where + detail);
+}
+
+std::string_view upstream_failure::label() const {
+  switch (what) {
+    case kind::connect: return "connect_error";
+    case kind::timeout: return "timeout";
+    case kind::closed: return "closed";
+    case kind::protocol: return "protocol_error";
+    case kind::too_large: return "too_large";
+  }
+  return "error";
+}
+
+// ---- pool ----------------------------------------------------------------------------------
+
+std::unique_ptr<beast::tcp_stream> upstream_pool::take(const upstream_config& upstream) {
+  auto it = idle_.find(upstream.name);
+  if (it == idle_.end()) return nullptr;
+  auto& list = it->second;
+  const auto now = std::chrono::steady_clock::now();
+  while (!list.empty()) {
+    idle_connection c = std::move(list.back());
+    list.pop_back();
+    if (now - c.since < ms(limits::upstream_pooled_idle_ms_max) && c.stream->socket().is_open()) {
+      return std::move(c.stream);
+    }
+  }
+  return nullptr;
+}
+
+void upstream_pool::give_back(const upstream_config& upstream,
+                              std::unique_ptr<beast::tcp_stream> stream) {
+  auto& list = idle_[upstream.name];
+  if (list.size() >= upstream.max_idle_connections) return;  // closes it
+  list.push_back({std::move(stream), std::chrono::steady_clock::now()});
+}
+
+std::size_t upstream_pool::idle_count() const {
+  std::size_t n = 0;
+  for (const auto& [name, list] : idle_) n += list.size();
+  return n;
+}
+
+// ---- call ----------------------------------------------------------------------------------
+
+upstream_call::upstream_call(std::shared_ptr<upstream_pool> pool,
+                             const upstream_config& upstream)
+    : pool_(std::move(pool)), upstream_(upstream) {
+  reset_parser();
+}
+
+void upstream_call::reset_parser() {
+  parser_.emplace();
+  parser_->body_limit(upstream_.response_limit_bytes);
+}
+
+upstream_call::~upstream_call() {
+  // Only a connection whose response was read whole, with nothing extra buffered, is reusable.
+  if (stream_ && parser_->is_done() && parser_->keep_alive() && buffer_.size() == 0) {
+    stream_->expires_never();
+    pool_->give_back(upstream_, std::move(stream_));
+  }
+}
+
+std::string_view upstream_call::content_type() const {
+  return parser_->get()[bhttp::field::content_type];
+}
+
+bool upstream_call::is_event_stream() const {
+  return content_type().rfind("text/event-stream", 0) == 0;
+}
+
+void upstream_call::abort() {
+  if (!stream_) return;
+  boost::system::error_code ignored;
+  stream_->socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  stream_->close();
+  stream_.reset();
+}
+
+net::awaitable<std::optional<upstream_failure>> upstream_call::connect() {
+  auto stream = std::make_unique<beast::tcp_stream>(pool_->executor());
+  net::ip::tcp::resolver resolver(pool_->executor());
+  auto [rec, endpoints] =
+      co_await resolver.async_resolve(upstream_.host, std::to_string(upstream_.port), use_tuple);
+  if (rec) {
+    co_return upstream_failure{upstream_failure::kind::connect,
+                               "cannot resolve " + upstream_.host + " (" + rec.message() + ")"};
+  }
+  stream->expires_after(ms(upstream_.connect_timeout_ms));
+  auto [cec, endpoint] = co_await stream->async_connect(endpoints, use_tuple);
+  if (cec) {
+    if (cec == beast::error::timeout) {
+      co_return upstream_failure{upstream_failure::kind::timeout, "connecting"};
+    }
+    co_return upstream_failure{upstream_failure::kind::connect,
+                               upstream_.host + ":" + std::to_string(upstream_.port) + " (" +
+                                   cec.message() + ")"};
+  }
+  boost::system::error_code ignored;
+  stream->socket().set_option(net::ip::tcp::no_delay(true), ignored);
+  stream_ = std::move(stream);
+  reused_ = false;
+  co_return std::nullopt;
+}
+
+net::awaitable<std::optional<upstream_failure>> upstream_call::exchange_head(bool& retryable) {
+  retryable = false;
+  stream_->expires_after(ms(upstream_.first_byte_timeout_ms));
+  auto [wec, wn] = co_await bhttp::async_write(*stream_, request_, use_tuple);
+  if (wec) {
+    retryable = reused_ && stale_connection_error(wec);
+    co_return failure_from(wec, "sending the request");
+  }
+  auto [rec, rn] = co_await bhttp::async_read_header(*stream_, buffer_, *parser_, use_tuple);
+  if (rec) {
+    retryable = reused_ && stale_connection_error(rec) && buffer_.size() == 0;
+    co_return failure_from(rec, "waiting for the response");
+  }
+  co_return std::nullopt;
+}
+
+net::awaitable<std::optional<upstream_failure>> upstream_call::start(std::string_view path,
+                                                                     std::string body,
+                                                                     std::string_view request_id) {
+  request_ = {};
+  request_.method(bhttp::verb::post);
+  request_.target(upstream_.base_path + std::string(path));
+  request_.version(11);
+  request_.set(bhttp::field::host, upstream_.host + ":" + std::to_string(upstream_.port));
+  request_.set(bhttp::field::content_type, "application/json");
+  request_.set(bhttp::field::user_agent, "tollgate");
+  if (!upstream_.auth_header_value.empty()) {
+    request_.set(bhttp::field::authorization, upstream_.auth_header_value);
+  }
+  if (!request_id.empty()) request_.set("x-request-id", request_id);
+  request_.keep_alive(true);
+  request_.body() = std::move(body);
+  request_.prepare_payload();
+
+  stream_ = pool_->take(upstream_);
+  reused_ = stream_ != nullptr;
+  if (!stream_) {
+    if (auto f = co_await connect()) co_return f;
+  }
+  bool retryable = false;
+  auto failure = co_await exchange_head(retryable);
+  if (failure && retryable) {
+    abort();
+    buffer_.clear();
+    reset_parser();
+    if (auto f = co_await connect()) co_return f;
+    failure = co_await exchange_head(retryable);
+  }
+  if (failure) abort();
+  co_return failure;
+}
+
+net::awaitable<std::optional<upstream_failure>> upstream_call::read_some(std::string& out,
+                                                                         bool& done) {
+  done = parser_->is_done();
+  if (done) co_return std::nullopt;
+  if (!stream_) co_return upstream_failure{upstream_failure::kind::closed, "aborted"};
+  char chunk[read_chunk_bytes];
+  for (;;) {
+    parser_->get().body().data = chunk;
+    parser_->get().body().size = sizeof chunk;
+    stream_->expires_after(ms(upstream_.idle_timeout_ms));
+    auto [ec, n] = co_await bhttp::async_read_some(*stream_, buffer_, *parser_, use_tuple);
+    if (ec == bhttp::error::need_buffer) ec = {};
+    const std::size_t got = sizeof chunk - parser_->get().body().size;
+    if (ec) {
+      abort();
+      co_return failure_from(ec, "reading the response body");
+    }
+    out.append(chunk, got);
+    body_bytes_ += got;
+    done = parser_->is_done();
+    if (got > 0 || done) co_return std::nullopt;
+  }
+}
+
+net::awaitable<std::optional<upstream_failure>> upstream_call::read_all(std::string& out) {
+  bool done = false;
+  while (!done) {
+    if (auto f = co_await read_some(out, done)) co_return f;
+  }
+  co_return std::nullopt;
+}
+
+}  // namespace tollgate::backends

@@ -1,0 +1,107 @@
+// Client side of an OpenAI-compatible HTTP upstream: a keep-alive connection pool per I/O
+// thread and one call object per proxied request, with connect, first-byte and idle timeouts.
+// Bodies are read piece by piece so streams pass through as they arrive.
+#pragma once
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+
+namespace tollgate::backends {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+
+struct upstream_failure {
+  enum class kind {
+    connect,    // resolve or connect failed
+    timeout,    // connect, first byte or idle timeout
+    closed,     // connection closed or reset mid-exchange
+    protocol,   // not valid HTTP
+    too_large,  // response over response_limit_bytes
+  };
+  kind what;
+  std::string detail;
+
+  // 502 for everything but timeouts, which are 504; the message names the upstream.
+  api_error to_api_error(std::string_view upstream_name) const;
+  std::string_view label() const;  // metrics label: connect_error, timeout, ...
+};
+
+// Idle keep-alive connections of one I/O thread, by upstream name. Not thread-safe: each I/O
+// thread owns one, so no locks are needed.
+class upstream_pool {
+ public:
+  explicit upstream_pool(net::any_io_executor executor) : executor_(std::move(executor)) {}
+
+  net::any_io_executor executor() const { return executor_; }
+  // An idle connection to reuse, or nullptr.
+  std::unique_ptr<beast::tcp_stream> take(const upstream_config& upstream);
+  void give_back(const upstream_config& upstream, std::unique_ptr<beast::tcp_stream> stream);
+  std::size_t idle_count() const;
+
+ private:
+  struct idle_connection {
+    std::unique_ptr<beast::tcp_stream> stream;
+    std::chrono::steady_clock::time_point since;
+  };
+  net::any_io_executor executor_;
+  std::unordered_map<std::string, std::vector<idle_connection>> idle_;
+};
+
+// One request/response exchange with an upstream.
+class upstream_call {
+ public:
+  // Holds the pool by shared_ptr: a call destroyed late (shutdown) may still return its connection.
+  upstream_call(std::shared_ptr<upstream_pool> pool, const upstream_config& upstream);
+  ~upstream_call();
+  upstream_call(const upstream_call&) = delete;
+  upstream_call& operator=(const upstream_call&) = delete;
+
+  // POSTs `body` (JSON) to base_path + `path` and reads the response head. A reused connection
+  // that turns out to be closed is replaced once, transparently.
+  net::awaitable<std::optional<upstream_failure>> start(std::string_view path, std::string body,
+                                                        std::string_view request_id);
+
+  unsigned status() const { return parser_->get().result_int(); }
+  std::string_view content_type() const;
+  bool is_event_stream() const;
+
+  // Reads the next piece of the body and appends it to `out`; sets `done` at the end.
+  net::awaitable<std::optional<upstream_failure>> read_some(std::string& out, bool& done);
+  // Reads the rest of the body into `out`.
+  net::awaitable<std::optional<upstream_failure>> read_all(std::string& out);
+
+  // Closes the connection now, cancelling the request upstream (the client went away).
+  void abort();
+
+ private:
+  void reset_parser();
+  net::awaitable<std::optional<upstream_failure>> connect();
+  net::awaitable<std::optional<upstream_failure>> exchange_head(bool& retryable);
+
+  std::shared_ptr<upstream_pool> pool_;
+  const upstream_config& upstream_;
+  std::unique_ptr<beast::tcp_stream> stream_;
+  bool reused_ = false;
+  beast::flat_buffer buffer_;
+  bhttp::request<bhttp::string_body> request_;
+  std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
+  std::uint64_t body_bytes_ = 0;
+};
+
+}  // namespace tollgate::backends

@@ -1,0 +1,327 @@
+// Configuration loading: JSON text -> defaults merged -> environment overrides -> typed,
+// range-checked structs. Exceptions are fine here: this runs once, before serving.
+#include "core/config.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "core/limits.hpp"
+
+namespace tollgate {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::string_view default_config_text = R"({
+  "server": {
+    "listen": "127.0.0.1:8080",
+    "admin_listen": "127.0.0.1:8081",
+    "threads": 0,
+    "max_connections": 10000,
+    "header_limit_bytes": 16384,
+    "body_limit_bytes": 8388608,
+    "request_read_timeout_ms": 30000,
+    "keepalive_idle_timeout_ms": 60000,
+    "client_write_timeout_ms": 30000,
+    "drain_timeout_ms": 30000
+  },
+  "upstreams": {
+    "dev": { "base_url": "http://127.0.0.1:8090/v1" }
+  },
+  "models": {
+    "dev-echo": { "upstream": "dev" }
+  },
+  "logging": { "level": "info", "usage_log": "stderr" }
+})";
+
+// Defaults applied to every upstream entry before its own fields.
+json upstream_defaults() {
+  return json{
+      {"base_url", ""},
+      {"auth_env", ""},
+      {"connect_timeout_ms", limits::upstream_connect_timeout_ms_default},
+      {"first_byte_timeout_ms", limits::upstream_first_byte_timeout_ms_default},
+      {"idle_timeout_ms", limits::upstream_idle_timeout_ms_default},
+      {"max_idle_connections", limits::upstream_idle_connections_max_default},
+      {"response_limit_bytes", limits::upstream_response_limit_bytes_default},
+  };
+}
+
+json model_defaults() {
+  return json{{"upstream", ""}, {"upstream_model", ""}, {"owned_by", "tollgate"}};
+}
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw config_error("config" + (path.empty() ? "" : " " + path) + ": " + what);
+}
+
+// Overlays `src` on `dst` for the keys that exist in `dst`; unknown keys are errors.
+void overlay_known(json& dst, const json& src, const std::string& path) {
+  if (!src.is_object()) fail(path, "must be an object");
+  for (auto it = src.begin(); it != src.end(); ++it) {
+    const std::string child = path + "/" + it.key();
+    if (!dst.contains(it.key())) fail(child, "unknown field");
+    dst[it.key()] = it.value();
+  }
+}
+
+// Environment variable name for a JSON pointer path: /a/b-c/d_e -> TOLLGATE_A__B_C__D_E.
+std::string env_name_for(const std::string& path) {
+  std::string name = "TOLLGATE";
+  for (char c : path) {
+    if (c == '/') {
+      name += name == "TOLLGATE" ? "_" : "__";
+    } else if (std::isalnum(static_cast<unsigned char>(c))) {
+      name.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+    } else {
+      name.push_back('_');
+    }
+  }
+  return name;
+}
+
+// Replaces each scalar leaf with its environment override, if one is set.
+void apply_env_overrides(json& node, const std::string& path, const env_lookup& env) {
+  if (node.is_object()) {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      apply_env_overrides(it.value(), path + "/" + it.key(), env);
+    }
+    return;
+  }
+  const std::string var = env_name_for(path);
+  const char* raw = env(var.c_str());
+  if (raw == nullptr) return;
+  const std::string text(raw);
+  if (node.is_string()) {
+    node = text;
+  } else if (node.is_boolean()) {
+    if (text != "true" && text != "false") fail(path, var + " must be true or false");
+    node = text == "true";
+  } else if (node.is_number()) {
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      fail(path, var + " must be a non-negative integer, got \"" + text + "\"");
+    }
+    node = v;
+  }
+}
+
+std::uint64_t get_uint(const json& obj, const std::string& path, const char* key,
+                       std::uint64_t min, std::uint64_t max) {
+  const json& v = obj.at(key);
+  const std::string p = path + "/" + key;
+  if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() &&
+                                 v.get<std::int64_t>() < 0)) {
+    fail(p, "must be a non-negative integer");
+  }
+  const auto n = v.get<std::uint64_t>();
+  if (n < min || n > max) {
+    fail(p, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                ", got " + std::to_string(n));
+  }
+  return n;
+}
+
+std::string get_string(const json& obj, const std::string& path, const char* key) {
+  const json& v = obj.at(key);
+  if (!v.is_string()) fail(path + "/" + key, "must be a string");
+  return v.get<std::string>();
+}
+
+listen_address get_listen(const json& obj, const std::string& path, const char* key) {
+  listen_address a;
+  const std::string text = get_string(obj, path, key);
+  if (!parse_listen_address(text, a)) {
+    fail(path + "/" + key, "must be host:port with a port in 1..65535, got \"" + text + "\"");
+  }
+  return a;
+}
+
+// Accepts http://host:port/path (https is not supported yet; see docs/CONFIG.md).
+void parse_base_url(const std::string& url, const std::string& path, upstream_config& out) {
+  constexpr std::string_view http = "http://";
+  if (url.rfind("https://", 0) == 0) {
+    fail(path, "https upstreams are not supported yet; use http:// (got \"" + url + "\")");
+  }
+  if (url.rfind(http, 0) != 0) fail(path, "must start with http://, got \"" + url + "\"");
+  const std::string rest = url.substr(http.size());
+  const auto slash = rest.find('/');
+  const std::string authority = rest.substr(0, slash);
+  std::string base_path = slash == std::string::npos ? "" : rest.substr(slash);
+  while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
+  listen_address a;
+  if (authority.find(':') == std::string::npos) {
+    a.host = authority;
+    a.port = 80;
+  } else if (!parse_listen_address(authority, a)) {
+    fail(path, "has a bad host:port, got \"" + url + "\"");
+  }
+  if (a.host.empty()) fail(path, "has no host, got \"" + url + "\"");
+  out.host = a.host;
+  out.port = a.port;
+  out.base_path = base_path;
+}
+
+}  // namespace
+
+bool parse_listen_address(std::string_view text, listen_address& out) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  std::string_view host = text.substr(0, colon);
+  const std::string_view port = text.substr(colon + 1);
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
+    return false;
+  }
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  out.host = std::string(host);
+  out.port = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+env_lookup process_env() {
+  return [](const char* name) { return std::getenv(name); };
+}
+
+std::string_view embedded_default_config() { return default_config_text; }
+
+const model_config* gateway_config::find_model(std::string_view name) const {
+  auto it = std::lower_bound(models.begin(), models.end(), name,
+                             [](const model_config& m, std::string_view n) { return m.name < n; });
+  return it != models.end() && it->name == name ? &*it : nullptr;
+}
+
+const upstream_config* gateway_config::find_upstream(std::string_view name) const {
+  auto it = std::lower_bound(upstreams.begin(), upstreams.end(), name,
+                             [](const upstream_config& u, std::string_view n) { return u.name < n; });
+  return it != upstreams.end() && it->name == name ? &*it : nullptr;
+}
+
+gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
+  const json file = json::parse(json_text, nullptr, /*allow_exceptions=*/false,
+                                /*ignore_comments=*/true);
+  if (file.is_discarded()) fail("", "is not valid JSON");
+  if (!file.is_object()) fail("", "the top level must be an object");
+
+  // Merge: defaults for server/logging key by key; upstreams and models replace the defaults
+  // as a whole when the file has them, and each entry gets the per-entry defaults.
+  json merged = json::parse(default_config_text, nullptr, true, true);
+  for (auto it = file.begin(); it != file.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "server" || key == "logging") {
+      overlay_known(merged[key], it.value(), "/" + key);
+    } else if (key == "upstreams" || key == "models") {
+      if (!it.value().is_object()) fail("/" + key, "must be an object keyed by name");
+      merged[key] = it.value();
+    } else {
+      fail("/" + key, "unknown field");
+    }
+  }
+  for (auto& [name, entry] : merged["upstreams"].items()) {
+    json full = upstream_defaults();
+    overlay_known(full, entry, "/upstreams/" + name);
+    entry = std::move(full);
+  }
+  for (auto& [name, entry] : merged["models"].items()) {
+    json full = model_defaults();
+    overlay_known(full, entry, "/models/" + name);
+    entry = std::move(full);
+  }
+  apply_env_overrides(merged, "", env);
+
+  gateway_config cfg;
+  const json& s = merged["server"];
+  auto& sv = cfg.server;
+  sv.listen = get_listen(s, "/server", "listen");
+  sv.admin_listen = get_listen(s, "/server", "admin_listen");
+  sv.threads = static_cast<unsigned>(get_uint(s, "/server", "threads", 0, 256));
+  sv.max_connections = get_uint(s, "/server", "max_connections", 1, 1'000'000);
+  sv.header_limit_bytes = get_uint(s, "/server", "header_limit_bytes", 1024, 1024 * 1024);
+  sv.body_limit_bytes =
+      get_uint(s, "/server", "body_limit_bytes", 1024, limits::body_limit_bytes_max);
+  sv.request_read_timeout_ms = get_uint(s, "/server", "request_read_timeout_ms", 100, 3'600'000);
+  sv.keepalive_idle_timeout_ms =
+      get_uint(s, "/server", "keepalive_idle_timeout_ms", 100, 3'600'000);
+  sv.client_write_timeout_ms = get_uint(s, "/server", "client_write_timeout_ms", 100, 3'600'000);
+  sv.drain_timeout_ms = get_uint(s, "/server", "drain_timeout_ms", 0, 3'600'000);
+  if (sv.listen.to_string() == sv.admin_listen.to_string()) {
+    fail("/server/admin_listen", "must differ from /server/listen");
+  }
+
+  for (const auto& [name, u] : merged["upstreams"].items()) {
+    const std::string path = "/upstreams/" + name;
+    if (name.empty()) fail(path, "upstream names must not be empty");
+    upstream_config up;
+    up.name = name;
+    parse_base_url(get_string(u, path, "base_url"), path + "/base_url", up);
+    up.auth_env = get_string(u, path, "auth_env");
+    if (!up.auth_env.empty()) {
+      const char* key = env(up.auth_env.c_str());
+      if (key == nullptr || *key == '\0') {
+        fail(path + "/auth_env", "names " + up.auth_env + ", which is not set");
+      }
+      up.auth_header_value = std::string("Bearer ") + key;
+    }
+    up.connect_timeout_ms = get_uint(u, path, "connect_timeout_ms", 1, 600'000);
+    up.first_byte_timeout_ms = get_uint(u, path, "first_byte_timeout_ms", 1, 3'600'000);
+    up.idle_timeout_ms = get_uint(u, path, "idle_timeout_ms", 1, 3'600'000);
+    up.max_idle_connections = get_uint(u, path, "max_idle_connections", 0, 100'000);
+    up.response_limit_bytes =
+        get_uint(u, path, "response_limit_bytes", 1024, limits::body_limit_bytes_max);
+    cfg.upstreams.push_back(std::move(up));
+  }
+  std::sort(cfg.upstreams.begin(), cfg.upstreams.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+
+  for (const auto& [name, m] : merged["models"].items()) {
+    const std::string path = "/models/" + name;
+    if (name.empty()) fail(path, "model names must not be empty");
+    model_config model;
+    model.name = name;
+    model.upstream = get_string(m, path, "upstream");
+    if (cfg.find_upstream(model.upstream) == nullptr) {
+      fail(path + "/upstream", "names an upstream that is not configured: \"" + model.upstream +
+                                   "\"");
+    }
+    model.upstream_model = get_string(m, path, "upstream_model");
+    if (model.upstream_model.empty()) model.upstream_model = name;
+    model.owned_by = get_string(m, path, "owned_by");
+    cfg.models.push_back(std::move(model));
+  }
+  std::sort(cfg.models.begin(), cfg.models.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  if (cfg.models.empty()) fail("/models", "must name at least one model");
+
+  const json& l = merged["logging"];
+  const std::string level = get_string(l, "/logging", "level");
+  if (!parse_log_level(level, cfg.logging.level)) {
+    fail("/logging/level", "must be debug, info, warn or error, got \"" + level + "\"");
+  }
+  cfg.logging.usage_log = get_string(l, "/logging", "usage_log");
+  if (cfg.logging.usage_log.empty()) fail("/logging/usage_log", "must be \"stderr\" or a path");
+  return cfg;
+}
+
+gateway_config load_config_file(const std::string& path, const env_lookup& env) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw config_error("config file " + path + ": cannot be opened");
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return parse_config(text.str(), env);
+  } catch (const config_error& e) {
+    throw config_error(path + ": " + e.what());
+  }
+}
+
+}  // namespace tollgate

@@ -1,0 +1,93 @@
+// Gateway configuration: one JSON file (see deploy/tollgate.example.json and docs/CONFIG.md),
+// parsed once at start-up into typed, range-checked, immutable structs. Every scalar setting can
+// be overridden by an environment variable named after its path:
+//   /server/body_limit_bytes        -> TOLLGATE_SERVER__BODY_LIMIT_BYTES
+//   /upstreams/dev/base_url         -> TOLLGATE_UPSTREAMS__DEV__BASE_URL
+// A bad file or override stops start-up with a config_error naming the field.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/log.hpp"
+
+namespace tollgate {
+
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct listen_address {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const { return host + ":" + std::to_string(port); }
+};
+
+struct server_config {
+  listen_address listen;        // OpenAI API
+  listen_address admin_listen;  // health, readiness, metrics (admin and finance APIs later)
+  unsigned threads = 0;         // I/O threads; 0 = one per core
+  std::uint64_t max_connections = 0;
+  std::uint64_t header_limit_bytes = 0;
+  std::uint64_t body_limit_bytes = 0;
+  std::uint64_t request_read_timeout_ms = 0;
+  std::uint64_t keepalive_idle_timeout_ms = 0;
+  std::uint64_t client_write_timeout_ms = 0;
+  std::uint64_t drain_timeout_ms = 0;
+};
+
+struct upstream_config {
+  std::string name;
+  std::string host;
+  std::uint16_t port = 0;
+  std::string base_path;  // e.g. "/v1"; requests go to base_path + "/chat/completions"
+  std::string auth_env;   // environment variable holding the upstream API key ("" = none)
+  std::string auth_header_value;  // "Bearer <key>" resolved from auth_env at load time
+  std::uint64_t connect_timeout_ms = 0;
+  std::uint64_t first_byte_timeout_ms = 0;
+  std::uint64_t idle_timeout_ms = 0;
+  std::uint64_t max_idle_connections = 0;  // per I/O thread
+  std::uint64_t response_limit_bytes = 0;
+};
+
+struct model_config {
+  std::string name;            // what clients send as "model"
+  std::string upstream;        // key into upstreams
+  std::string upstream_model;  // model name sent upstream (defaults to name)
+  std::string owned_by;
+};
+
+struct logging_config {
+  log_level level = log_level::info;
+  std::string usage_log;  // "stderr" or a file path for usage records
+};
+
+struct gateway_config {
+  server_config server;
+  std::vector<upstream_config> upstreams;  // sorted by name
+  std::vector<model_config> models;        // sorted by name
+  logging_config logging;
+
+  const model_config* find_model(std::string_view name) const;
+  const upstream_config* find_upstream(std::string_view name) const;
+};
+
+// Looks up an environment variable; returns nullptr when unset. Injected for tests.
+using env_lookup = std::function<const char*(const char*)>;
+env_lookup process_env();
+
+// The built-in configuration used when no file is given: listeners on 127.0.0.1:8080/8081 and
+// the development upstream (tollgate-dev-upstream) on 127.0.0.1:8090.
+std::string_view embedded_default_config();
+
+gateway_config parse_config(std::string_view json_text, const env_lookup& env);
+gateway_config load_config_file(const std::string& path, const env_lookup& env);
+
+// "host:port" with a numeric port 1..65535.
+bool parse_listen_address(std::string_view text, listen_address& out);
+
+}  // namespace tollgate

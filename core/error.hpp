@@ -1,0 +1,52 @@
+// API errors as values, in the OpenAI error shape:
+//   {"error":{"message":...,"type":...,"param":...,"code":...}}
+// Every stage of the request path returns either its result or one of these; nothing on the
+// data plane throws.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace tollgate {
+
+struct api_error {
+  unsigned status = 500;  // HTTP status to answer with
+  std::string type;       // invalid_request_error, authentication_error, api_error, ...
+  std::string message;    // human-readable, says what to fix
+  std::string param;      // offending parameter; empty serializes as null
+  std::string code;       // machine-readable code; empty serializes as null
+
+  std::string to_json() const;
+};
+
+// Constructors for the errors the gateway answers with.
+api_error invalid_request(std::string message, std::string param = {}, std::string code = {});
+api_error not_found_error(std::string message, std::string code = {});
+api_error method_not_allowed(std::string message);
+api_error request_too_large(std::uint64_t limit_bytes);
+api_error upstream_unavailable(std::string message);
+api_error upstream_timeout(std::string message);
+api_error internal_error(std::string message);
+
+// A value or an api_error. Small on purpose: enough for the request path.
+template <class T>
+class result {
+ public:
+  result(T value) : v_(std::move(value)) {}
+  result(api_error error) : v_(std::move(error)) {}
+
+  bool ok() const { return v_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+  T& value() { return std::get<0>(v_); }
+  const T& value() const { return std::get<0>(v_); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() { return value(); }
+  const api_error& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, api_error> v_;
+};
+
+}  // namespace tollgate

@@ -1,0 +1,367 @@
+// HTTP/1.1 server shell: see http_server.hpp.
+#include "core/http_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+namespace tollgate::http {
+namespace {
+
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+std::chrono::milliseconds ms(std::uint64_t v) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(v));
+}
+
+// The answer to a request that could not be read, or nothing when the client simply left.
+std::optional<api_error> unreadable_request_error(boost::system::error_code ec,
+                                                  const server_limits& limits) {
+  if (ec == bhttp::error::header_limit) {
+    return api_error{431, "invalid_request_error", "Request headers too large.", {},
+                     "headers_too_large"};
+  }
+  if (ec == bhttp::error::body_limit) return request_too_large(limits.body_limit_bytes);
+  if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
+      ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+      ec == net::error::eof) {
+    return std::nullopt;
+  }
+  return invalid_request("Malformed HTTP request: " + ec.message(), {}, "malformed_request");
+}
+
+}  // namespace
+
+server_limits server_limits::from(const server_config& c) {
+  server_limits l;
+  l.header_limit_bytes = c.header_limit_bytes;
+  l.body_limit_bytes = c.body_limit_bytes;
+  l.request_read_timeout_ms = c.request_read_timeout_ms;
+  l.keepalive_idle_timeout_ms = c.keepalive_idle_timeout_ms;
+  l.client_write_timeout_ms = c.client_write_timeout_ms;
+  l.max_connections = c.max_connections;
+  l.drain_timeout_ms = c.drain_timeout_ms;
+  return l;
+}
+
+// ---- exchange ------------------------------------------------------------------------------
+
+net::awaitable<bool> exchange::write_finished(boost::system::error_code ec) {
+  stream_.expires_never();
+  if (ec) {
+    client_gone_ = true;
+    close_after_ = true;
+    co_return false;
+  }
+  co_return true;
+}
+
+net::awaitable<bool> exchange::send(response res) {
+  res.version(req_.version());
+  res.keep_alive(!close_after_);
+  res.prepare_payload();
+  status_ = res.result_int();
+  stream_.expires_after(write_timeout_);
+  auto [ec, n] = co_await bhttp::async_write(stream_, res, use_tuple);
+  co_return co_await write_finished(ec);
+}
+
+net::awaitable<bool> exchange::send_error(api_error error, std::string_view request_id) {
+  response res{static_cast<bhttp::status>(error.status), req_.version()};
+  res.set(bhttp::field::content_type, "application/json");
+  if (!request_id.empty()) res.set("x-request-id", request_id);
+  if (error.status == 405) res.set(bhttp::field::allow, "POST");
+  res.body() = error.to_json();
+  co_return co_await send(std::move(res));
+}
+
+net::awaitable<bool> exchange::send_chunked_header(bhttp::response<bhttp::empty_body> header) {
+  header.version(req_.version());
+  header.keep_alive(!close_after_);
+  header.chunked(true);
+  status_ = header.result_int();
+  bhttp::response_serializer<bhttp::empty_body> serializer{header};
+  stream_.expires_after(write_timeout_);
+  auto [ec, n] = co_await bhttp::async_write_header(stream_, serializer, use_tuple);
+  co_return co_await write_finished(ec);
+}
+
+net::awaitable<bool> exchange::send_chunk(std::string_view data) {
+  if (data.empty()) co_return !client_gone_;  // an empty chunk would end the body
+  stream_.expires_after(write_timeout_);
+  auto [ec, n] = co_await net::async_write(
+      stream_, bhttp::make_chunk(net::const_buffer(data.data(), data.size())), use_tuple);
+  co_return co_await write_finished(ec);
+}
+
+net::awaitable<bool> exchange::send_last_chunk() {
+  stream_.expires_after(write_timeout_);
+  auto [ec, n] = co_await net::async_write(stream_, bhttp::make_chunk_last(), use_tuple);
+  co_return co_await write_finished(ec);
+}
+
+// ---- server --------------------------------------------------------------------------------
+
+struct server::listener {
+  listener_spec spec;
+  std::unique_ptr<net::ip::tcp::acceptor> acceptor;
+  metrics::gauge* connections_active = nullptr;
+  metrics::counter* connections_rejected = nullptr;
+};
+
+server::server(server_limits limits, unsigned threads, logger& log, metrics::registry& registry)
+    : limits_(limits),
+      log_(log),
+      workers_([threads] {
+        std::vector<std::unique_ptr<worker>> w;
+        const unsigned n = threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+        for (unsigned i = 0; i < n; ++i) {
+          w.push_back(std::make_unique<worker>());
+          w.back()->index = i;
+        }
+        return w;
+      }()),
+      signals_(std::make_unique<net::signal_set>(workers_[0]->ioc, SIGTERM, SIGINT)),
+      drain_timer_(std::make_unique<net::steady_timer>(workers_[0]->ioc)),
+      connections_active_(registry.add_gauge("tollgate_http_connections_active",
+                                             "Open client connections.", {"listener"})),
+      connections_rejected_(registry.add_counter(
+          "tollgate_http_connections_rejected_total",
+          "Client connections closed at accept because max_connections was reached.",
+          {"listener"})),
+      requests_total_(registry.add_counter("tollgate_http_requests_total",
+                                           "HTTP requests answered, by route and status.",
+                                           {"listener", "route", "status"})),
+      request_duration_(registry.add_histogram(
+          "tollgate_http_request_duration_seconds",
+          "Time from a request being read to its response being fully written.",
+          {"listener", "route"})) {
+  signals_->async_wait([this](boost::system::error_code ec, int signo) {
+    if (ec) return;
+    json_object_writer f;
+    f.add("signal", signo);
+    log_.info("shutdown requested", f);
+    begin_drain();
+  });
+}
+
+// Unfinished connections (only after a drain timeout) are destroyed with their io_context; they
+// must find the listeners still alive and must not post to a destroyed io_context.
+server::~server() {
+  destroying_.store(true);
+  signals_.reset();
+  drain_timer_.reset();
+  for (auto& l : listeners_) l->acceptor.reset();
+  workers_.clear();
+}
+
+void server::add_listener(listener_spec spec) {
+  auto& ioc = workers_[0]->ioc;
+  boost::system::error_code ec;
+  const auto address = net::ip::make_address(spec.address.host, ec);
+  if (ec) {
+    throw std::runtime_error("listener " + spec.name + ": bad address " + spec.address.host);
+  }
+  net::ip::tcp::endpoint endpoint{address, spec.address.port};
+  net::ip::tcp::acceptor acceptor{ioc};
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error("listener " + spec.name + ": cannot listen on " +
+                             spec.address.to_string() + ": " + ec.message());
+  }
+  auto l = std::make_unique<listener>(
+      listener{std::move(spec), std::make_unique<net::ip::tcp::acceptor>(std::move(acceptor))});
+  l->connections_active = &connections_active_.with({l->spec.name});
+  l->connections_rejected = &connections_rejected_.with({l->spec.name});
+  json_object_writer f;
+  f.add("listener", l->spec.name).add("addr", l->spec.address.to_string());
+  log_.info("listening", f);
+  listeners_.push_back(std::move(l));
+}
+
+void server::run() {
+  for (auto& l : listeners_) {
+    net::co_spawn(workers_[0]->ioc, accept_loop(*l), net::detached);
+  }
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < workers_.size(); ++i) {
+    threads.emplace_back([w = workers_[i].get()] { w->ioc.run(); });
+  }
+  workers_[0]->ioc.run();
+  for (auto& t : threads) t.join();
+  log_.info("stopped");
+}
+
+void server::request_stop() {
+  net::post(workers_[0]->ioc, [this] { begin_drain(); });
+}
+
+// Runs on worker 0.
+void server::begin_drain() {
+  if (draining_.exchange(true)) return;
+  boost::system::error_code ignored;
+  for (auto& l : listeners_) l->acceptor->close(ignored);
+  signals_->cancel(ignored);
+  for (auto& w : workers_) {
+    net::post(w->ioc, [w = w.get()] {
+      // Idle keep-alive connections end now; busy ones end after their current response.
+      for (auto* stream : w->idle_streams) stream->cancel();
+      w->guard.reset();
+    });
+  }
+  json_object_writer f;
+  f.add("in_flight_connections", static_cast<std::int64_t>(sessions_.load()))
+      .add("drain_timeout_ms", static_cast<std::int64_t>(limits_.drain_timeout_ms));
+  log_.info("draining", f);
+  drain_timer_->expires_after(ms(limits_.drain_timeout_ms));
+  drain_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: every connection ended in time
+    json_object_writer f;
+    f.add("open_connections", static_cast<std::int64_t>(sessions_.load()));
+    log_.warn("drain timeout reached; stopping with connections open", f);
+    for (auto& w : workers_) w->ioc.stop();
+  });
+  if (sessions_.load() == 0) drain_timer_->cancel();
+}
+
+void server::session_ended() {
+  if (sessions_.fetch_sub(1) == 1 && draining_.load() && !destroying_.load()) {
+    net::post(workers_[0]->ioc, [this] {
+      if (sessions_.load() == 0) drain_timer_->cancel();
+    });
+  }
+}
+
+net::awaitable<void> server::accept_loop(listener& l) {
+  for (;;) {
+    worker& w = *workers_[next_worker_.fetch_add(1) % workers_.size()];
+    auto [ec, socket] = co_await l.acceptor->async_accept(w.ioc, use_tuple);
+    if (ec) {
+      if (ec == net::error::operation_aborted || !l.acceptor->is_open()) co_return;
+      json_object_writer f;
+      f.add("listener", l.spec.name).add("error", ec.message());
+      log_.warn("accept failed", f);
+      // Out of descriptors and the like: back off briefly instead of spinning.
+      net::steady_timer pause{workers_[0]->ioc, std::chrono::milliseconds(50)};
+      co_await pause.async_wait(use_tuple);
+      continue;
+    }
+    if (sessions_.load() >= limits_.max_connections) {
+      l.connections_rejected->inc();
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    boost::system::error_code ignored;
+    socket.set_option(net::ip::tcp::no_delay(true), ignored);
+    sessions_.fetch_add(1);
+    net::co_spawn(w.ioc, session(w, l, beast::tcp_stream(std::move(socket))),
+                  [this](std::exception_ptr e) {
+                    if (!e) return;
+                    try {
+                      std::rethrow_exception(e);
+                    } catch (const std::exception& ex) {
+                      json_object_writer f;
+                      f.add("error", ex.what());
+                      log_.error("connection ended by an exception", f);
+                    }
+                  });
+  }
+}
+
+// Answers a request that could not be read; the connection ends after it.
+net::awaitable<void> server::reject(beast::tcp_stream& stream, worker& w, listener& l,
+                                    api_error error) {
+  request placeholder;
+  placeholder.version(11);
+  exchange ex{stream, placeholder, w.index, ms(limits_.client_write_timeout_ms), true};
+  co_await ex.send_error(error);
+  requests_total_.with({l.spec.name, "unreadable", std::to_string(error.status)}).inc();
+}
+
+net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream stream) {
+  struct session_guard {
+    server& s;
+    worker& w;
+    listener& l;
+    beast::tcp_stream* stream;
+    ~session_guard() {
+      w.idle_streams.erase(stream);
+      l.connections_active->sub(1);
+      s.session_ended();
+    }
+  } guard{*this, w, l, &stream};
+  l.connections_active->add(1);
+
+  beast::flat_buffer buffer;
+  for (;;) {
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits_.header_limit_bytes));
+    parser.body_limit(limits_.body_limit_bytes);
+
+    if (draining_.load()) break;
+    w.idle_streams.insert(&stream);
+    stream.expires_after(ms(limits_.keepalive_idle_timeout_ms));
+    auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
+    w.idle_streams.erase(&stream);
+
+    if (ec) {
+      if (auto error = unreadable_request_error(ec, limits_)) {
+        co_await reject(stream, w, l, std::move(*error));
+      }
+      break;
+    }
+
+    if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+      static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+      stream.expires_after(ms(limits_.client_write_timeout_ms));
+      auto [wec, wn] = co_await net::async_write(stream, net::buffer(continue_line), use_tuple);
+      if (wec) break;
+    }
+    if (!parser.is_done()) {
+      stream.expires_after(ms(limits_.request_read_timeout_ms));
+      auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
+      if (bec) {
+        if (bec == beast::error::timeout) {
+          co_await reject(stream, w, l,
+                          api_error{408, "invalid_request_error",
+                                    "Timed out reading the request body.", {}, "request_timeout"});
+        } else if (auto error = unreadable_request_error(bec, limits_)) {
+          co_await reject(stream, w, l, std::move(*error));
+        }
+        break;
+      }
+    }
+    stream.expires_never();
+
+    request req = parser.release();
+    const bool close_after = !req.keep_alive() || draining_.load();
+    exchange ex{stream, req, w.index, ms(limits_.client_write_timeout_ms), close_after};
+    co_await l.spec.on_request(ex);
+    const auto elapsed = std::chrono::steady_clock::now() - ex.received_at();
+    const std::string route(ex.route());
+    requests_total_.with({l.spec.name, route, std::to_string(ex.status())}).inc();
+    request_duration_.with({l.spec.name, route})
+        .observe_us(std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count());
+    if (ex.close_after() || ex.client_gone()) break;
+  }
+  boost::system::error_code ignored;
+  stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+  stream.close();
+}
+
+}  // namespace tollgate::http

@@ -1,0 +1,164 @@
+// A generic HTTP/1.1 server shell on Boost.Beast and C++20 coroutines: one io_context per I/O
+// thread, one coroutine per connection, keep-alive and pipelining, limits on header and body size,
+// read/idle/write timeouts, a connection cap, and graceful shutdown on SIGTERM/SIGINT (stop
+// accepting, close idle connections, let in-flight requests finish up to the drain timeout).
+// It knows nothing about OpenAI: listeners hand each parsed request to a handler coroutine.
+#pragma once
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+
+namespace tollgate::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+
+using request = bhttp::request<bhttp::string_body>;
+using response = bhttp::response<bhttp::string_body>;
+
+struct server_limits {
+  std::uint64_t header_limit_bytes = 16 * 1024;
+  std::uint64_t body_limit_bytes = 8 * 1024 * 1024;
+  std::uint64_t request_read_timeout_ms = 30'000;
+  std::uint64_t keepalive_idle_timeout_ms = 60'000;
+  std::uint64_t client_write_timeout_ms = 30'000;
+  std::uint64_t max_connections = 10'000;
+  std::uint64_t drain_timeout_ms = 30'000;
+
+  static server_limits from(const server_config& c);
+};
+
+// One request on one connection, handed to a handler. The handler answers through the send_*
+// helpers, which apply the write timeout and report a failed write (client gone) as `false`.
+class exchange {
+ public:
+  exchange(beast::tcp_stream& stream, request& req, unsigned worker_index,
+           std::chrono::milliseconds write_timeout, bool close_after)
+      : stream_(stream),
+        req_(req),
+        worker_index_(worker_index),
+        write_timeout_(write_timeout),
+        close_after_(close_after),
+        received_at_(std::chrono::steady_clock::now()) {}
+
+  request& req() { return req_; }
+  unsigned worker_index() const { return worker_index_; }
+  std::chrono::steady_clock::time_point received_at() const { return received_at_; }
+  beast::tcp_stream& stream() { return stream_; }
+
+  // A whole response. Sets version, keep-alive and Content-Length.
+  net::awaitable<bool> send(response res);
+  // An OpenAI-shaped error response; `request_id` is echoed in x-request-id when not empty.
+  net::awaitable<bool> send_error(api_error error, std::string_view request_id = {});
+  // A chunked response: the header first, then chunks, then the terminating chunk.
+  net::awaitable<bool> send_chunked_header(bhttp::response<bhttp::empty_body> header);
+  net::awaitable<bool> send_chunk(std::string_view data);
+  net::awaitable<bool> send_last_chunk();
+
+  // Whether the connection ends after this exchange (client asked, server draining, or error).
+  bool close_after() const { return close_after_; }
+  void set_close_after() { close_after_ = true; }
+  // True once a write to the client failed: the client went away.
+  bool client_gone() const { return client_gone_; }
+  unsigned status() const { return status_; }
+  // A short, bounded label naming what the request was routed to (for metrics).
+  void set_route(std::string_view route) { route_ = route; }
+  std::string_view route() const { return route_; }
+
+ private:
+  net::awaitable<bool> write_finished(boost::system::error_code ec);
+
+  beast::tcp_stream& stream_;
+  request& req_;
+  unsigned worker_index_;
+  std::chrono::milliseconds write_timeout_;
+  bool close_after_;
+  bool client_gone_ = false;
+  unsigned status_ = 0;
+  std::string_view route_ = "unmatched";
+  std::chrono::steady_clock::time_point received_at_;
+};
+
+using handler = std::function<net::awaitable<void>(exchange&)>;
+
+struct listener_spec {
+  std::string name;  // metrics label, e.g. "api" or "admin"
+  listen_address address;
+  handler on_request;
+};
+
+class server {
+ public:
+  server(server_limits limits, unsigned threads, logger& log, metrics::registry& registry);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Binds and listens now (throws std::runtime_error naming the address if that fails).
+  void add_listener(listener_spec spec);
+  // Runs the I/O threads (the caller's thread is one of them); returns after shutdown.
+  void run();
+  // Starts a graceful shutdown; safe from any thread.
+  void request_stop();
+  bool draining() const { return draining_.load(); }
+  unsigned thread_count() const { return static_cast<unsigned>(workers_.size()); }
+  net::io_context& io(unsigned worker_index) { return workers_[worker_index]->ioc; }
+
+ private:
+  struct worker {
+    // Declared before ioc: destroying ioc destroys unfinished connection coroutines, which
+    // still unregister themselves here.
+    std::unordered_set<beast::tcp_stream*> idle_streams;  // waiting for the next request
+    net::io_context ioc{1};
+    net::executor_work_guard<net::io_context::executor_type> guard{ioc.get_executor()};
+    unsigned index = 0;
+  };
+  struct listener;
+
+  net::awaitable<void> accept_loop(listener& l);
+  net::awaitable<void> session(worker& w, listener& l, beast::tcp_stream stream);
+  net::awaitable<void> reject(beast::tcp_stream& stream, worker& w, listener& l, api_error error);
+  void begin_drain();
+  void session_ended();
+
+  server_limits limits_;
+  logger& log_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  std::vector<std::unique_ptr<listener>> listeners_;
+  std::unique_ptr<net::signal_set> signals_;
+  std::unique_ptr<net::steady_timer> drain_timer_;
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> destroying_{false};
+  std::atomic<std::uint64_t> sessions_{0};
+  std::atomic<unsigned> next_worker_{0};
+
+  metrics::family<metrics::gauge>& connections_active_;
+  metrics::family<metrics::counter>& connections_rejected_;
+  metrics::family<metrics::counter>& requests_total_;
+  metrics::family<metrics::latency_histogram>& request_duration_;
+};
+
+}  // namespace tollgate::http

@@ -1,0 +1,41 @@
+// Structured logging: one JSON object per line, written whole under a lock so lines from
+// different threads never interleave.
+//   {"ts":"2026-11-22T06:10:00.123Z","level":"info","msg":"listening","addr":"127.0.0.1:8080"}
+#pragma once
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "core/json_text.hpp"
+
+namespace tollgate {
+
+enum class log_level { debug = 0, info = 1, warn = 2, error = 3 };
+
+// Parses "debug" | "info" | "warn" | "error"; returns false for anything else.
+bool parse_log_level(std::string_view text, log_level& out);
+
+class logger {
+ public:
+  // Writes to `out` (not owned). Lines below `min_level` are dropped.
+  explicit logger(std::FILE* out = stderr, log_level min_level = log_level::info)
+      : out_(out), min_level_(min_level) {}
+
+  bool enabled(log_level level) const { return level >= min_level_; }
+  void set_level(log_level level) { min_level_ = level; }
+
+  // `fields` holds extra key/values; its keys must not repeat ts/level/msg.
+  void log(log_level level, std::string_view msg, const json_object_writer& fields = {});
+  void debug(std::string_view msg, const json_object_writer& f = {}) { log(log_level::debug, msg, f); }
+  void info(std::string_view msg, const json_object_writer& f = {}) { log(log_level::info, msg, f); }
+  void warn(std::string_view msg, const json_object_writer& f = {}) { log(log_level::warn, msg, f); }
+  void error(std::string_view msg, const json_object_writer& f = {}) { log(log_level::error, msg, f); }
+
+ private:
+  std::FILE* out_;
+  log_level min_level_;
+  std::mutex mutex_;
+};
+
+}  // namespace tollgate

@@ -1,0 +1,351 @@
+// The OpenAI-compatible API listener: see api_handler.hpp.
+#include "gateway/api_handler.hpp"
+
+#include <boost/beast/http/empty_body.hpp>
+#include <nlohmann/json.hpp>
+
+#include "backends/sse.hpp"
+#include "core/json_text.hpp"
+#include "core/limits.hpp"
+#include "core/request_id.hpp"
+
+namespace tollgate::gateway {
+namespace {
+
+namespace bhttp = boost::beast::http;
+using json = nlohmann::json;
+
+std::string_view status_class(unsigned status) {
+  if (status >= 500) return "5xx";
+  if (status >= 400) return "4xx";
+  if (status >= 300) return "3xx";
+  return "2xx";
+}
+
+// The error code inside an upstream's OpenAI-shaped error body, or "upstream_http_<status>".
+std::string upstream_error_code(const std::string& body, unsigned status) {
+  const auto j = json::parse(body, nullptr, false);
+  if (j.is_object()) {
+    auto e = j.find("error");
+    if (e != j.end() && e->is_object()) {
+      auto c = e->find("code");
+      if (c != e->end() && c->is_string()) return c->get<std::string>();
+      auto t = e->find("type");
+      if (t != e->end() && t->is_string()) return t->get<std::string>();
+    }
+  }
+  return "upstream_http_" + std::to_string(status);
+}
+
+// Chunks carry "usage":null once include_usage is on; a client that did not ask for usage gets
+// them as it would have without the option. A cheap textual cut of the exact compact form that
+// OpenAI-compatible servers emit; anything else is left alone.
+void strip_usage_null(std::string& data) {
+  static constexpr std::string_view field = ",\"usage\":null";
+  if (const auto at = data.find(field); at != std::string::npos) data.erase(at, field.size());
+}
+
+std::string model_object(const model_config& m, std::int64_t created) {
+  json_object_writer w;
+  w.add("id", m.name).add("object", "model").add("created", created).add("owned_by", m.owned_by);
+  return w.finish();
+}
+
+}  // namespace
+
+struct api_handler::proxy_state {
+  metering::usage_record rec;
+  completion_request req;
+  const model_config* model = nullptr;
+  const upstream_config* upstream = nullptr;
+};
+
+api_handler::api_handler(const gateway_config& config,
+                         std::vector<std::shared_ptr<backends::upstream_pool>> pools,
+                         metering::usage_sink& usage, metrics::registry& registry, logger& log,
+                         const clock_source& clock)
+    : config_(config),
+      pools_(std::move(pools)),
+      usage_(usage),
+      log_(log),
+      clock_(clock),
+      models_created_unix_s_(unix_ms(clock.wall_now()) / 1000),
+      upstream_requests_(registry.add_counter(
+          "tollgate_upstream_requests_total",
+          "Requests forwarded upstream, by upstream and outcome (status class or failure).",
+          {"upstream", "outcome"})),
+      upstream_ttft_(registry.add_histogram(
+          "tollgate_upstream_time_to_first_token_seconds",
+          "Streaming requests: time from the request being read to the first token event.",
+          {"upstream"})),
+      tokens_(registry.add_counter("tollgate_tokens_total",
+                                   "Tokens reported by upstreams, by model and token class.",
+                                   {"model", "class"})),
+      client_disconnects_(registry
+                              .add_counter("tollgate_client_disconnects_total",
+                                           "Proxied requests whose client went away before the "
+                                           "response was complete.")
+                              .get()),
+      usage_records_(registry
+                         .add_counter("tollgate_usage_records_total",
+                                      "Usage records handed to the usage sink.")
+                         .get()) {}
+
+boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
+  auto& req = ex.req();
+  std::string_view target = req.target();
+  if (const auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+
+  const std::string_view client_id = req["x-request-id"];
+  std::string request_id =
+      is_valid_client_request_id(client_id) ? std::string(client_id) : new_request_id();
+
+  auto wrong_method = [&](std::string_view allowed) {
+    return method_not_allowed("Method " + std::string(req.method_string()) + " is not allowed for " +
+                              std::string(target) + "; use " + std::string(allowed) + ".");
+  };
+
+  if (target == "/v1/chat/completions" || target == "/v1/completions") {
+    const bool chat = target == "/v1/chat/completions";
+    ex.set_route(chat ? "/v1/chat/completions" : "/v1/completions");
+    if (req.method() != bhttp::verb::post) {
+      co_await ex.send_error(wrong_method("POST"), request_id);
+      co_return;
+    }
+    co_await handle_completion(
+        ex, chat ? endpoint_kind::chat_completions : endpoint_kind::completions,
+        std::move(request_id));
+    co_return;
+  }
+  if (target == "/v1/models" || target.rfind("/v1/models/", 0) == 0) {
+    ex.set_route("/v1/models");
+    if (req.method() != bhttp::verb::get) {
+      auto error = wrong_method("GET");
+      http::response res{bhttp::status::method_not_allowed, req.version()};
+      res.set(bhttp::field::content_type, "application/json");
+      res.set(bhttp::field::allow, "GET");
+      res.set("x-request-id", request_id);
+      res.body() = error.to_json();
+      co_await ex.send(std::move(res));
+      co_return;
+    }
+    const std::string_view id =
+        target.size() > 11 ? target.substr(std::string_view("/v1/models/").size()) : "";
+    co_await handle_models(ex, id, request_id);
+    co_return;
+  }
+  co_await ex.send_error(
+      not_found_error("Invalid URL (" + std::string(req.method_string()) + " " +
+                      std::string(target) + ")"),
+      request_id);
+}
+
+boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
+                                                        std::string_view model_id,
+                                                        const std::string& request_id) {
+  std::string body;
+  if (model_id.empty()) {
+    body = "{\"object\":\"list\",\"data\":[";
+    for (std::size_t i = 0; i < config_.models.size(); ++i) {
+      if (i > 0) body.push_back(',');
+      body += model_object(config_.models[i], models_created_unix_s_);
+    }
+    body += "]}";
+  } else {
+    const model_config* m = config_.find_model(model_id);
+    if (m == nullptr) {
+      co_await ex.send_error(
+          not_found_error("The model `" + std::string(model_id) +
+                              "` does not exist or you do not have access to it.",
+                          "model_not_found"),
+          request_id);
+      co_return;
+    }
+    body = model_object(*m, models_created_unix_s_);
+  }
+  http::response res{bhttp::status::ok, ex.req().version()};
+  res.set(bhttp::field::content_type, "application/json");
+  res.set("x-request-id", request_id);
+  res.body() = std::move(body);
+  co_await ex.send(std::move(res));
+}
+
+boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex,
+                                                            endpoint_kind kind,
+                                                            std::string request_id) {
+  proxy_state st;
+  st.rec.request_id = std::move(request_id);
+  st.rec.endpoint = "/v1" + std::string(endpoint_path(kind));
+  st.rec.occurred_at_ms = unix_ms(clock_.wall_now());
+  const std::string& id = st.rec.request_id;
+
+  // 1. Parse and validate.
+  auto parsed = parse_completion_request(kind, ex.req().body());
+  if (!parsed) {
+    st.rec.error_code = parsed.error().code.empty() ? "invalid_request" : parsed.error().code;
+    co_await ex.send_error(parsed.error(), id);
+    finish(ex, st);
+    co_return;
+  }
+  st.req = std::move(parsed.value());
+  st.rec.model = st.req.model;
+  st.rec.stream = st.req.stream;
+
+  // 2. Route the model to its upstream.
+  st.model = config_.find_model(st.req.model);
+  if (st.model == nullptr) {
+    st.rec.error_code = "model_not_found";
+    co_await ex.send_error(not_found_error("The model `" + st.req.model +
+                                               "` does not exist or you do not have access to it.",
+                                           "model_not_found"),
+                           id);
+    finish(ex, st);
+    co_return;
+  }
+  st.upstream = config_.find_upstream(st.model->upstream);
+  st.rec.upstream = st.upstream->name;
+
+  // 3. Forward.
+  backends::upstream_call call(pools_[ex.worker_index()], *st.upstream);
+  if (auto failure = co_await call.start(
+          endpoint_path(kind), upstream_body(st.req, ex.req().body(), st.model->upstream_model),
+          id)) {
+    upstream_requests_.with({st.upstream->name, std::string(failure->label())}).inc();
+    const api_error error = failure->to_api_error(st.upstream->name);
+    st.rec.error_code = error.code;
+    json_object_writer f;
+    f.add("request_id", id).add("upstream", st.upstream->name).add("error", error.message);
+    log_.warn("upstream request failed", f);
+    co_await ex.send_error(error, id);
+    finish(ex, st);
+    co_return;
+  }
+  upstream_requests_.with({st.upstream->name, std::string(status_class(call.status()))}).inc();
+  if (st.req.stream && call.status() == 200 && call.is_event_stream()) {
+    co_await relay_stream(ex, call, st);
+  } else {
+    co_await relay_whole(ex, call, st);
+  }
+  // 4. Record.
+  finish(ex, st);
+}
+
+boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
+                                                      backends::upstream_call& call,
+                                                      proxy_state& st) {
+  std::string body;
+  if (auto failure = co_await call.read_all(body)) {
+    const api_error error = failure->to_api_error(st.upstream->name);
+    st.rec.error_code = error.code;
+    co_await ex.send_error(error, st.rec.request_id);
+    co_return;
+  }
+  if (call.status() == 200) {
+    const auto j = json::parse(body, nullptr, false);
+    if (j.is_object()) {
+      if (auto u = j.find("usage"); u != j.end()) st.rec.set_usage(*u);
+    }
+  } else {
+    st.rec.error_code = upstream_error_code(body, call.status());
+  }
+  http::response res{static_cast<bhttp::status>(call.status()), ex.req().version()};
+  const std::string_view type = call.content_type();
+  res.set(bhttp::field::content_type, type.empty() ? "application/json" : type);
+  res.set("x-request-id", st.rec.request_id);
+  res.body() = std::move(body);
+  co_await ex.send(std::move(res));
+}
+
+boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
+                                                       backends::upstream_call& call,
+                                                       proxy_state& st) {
+  bhttp::response<bhttp::empty_body> head{bhttp::status::ok, ex.req().version()};
+  head.set(bhttp::field::content_type, "text/event-stream");
+  head.set(bhttp::field::cache_control, "no-cache");
+  head.set("x-request-id", st.rec.request_id);
+  if (!co_await ex.send_chunked_header(std::move(head))) {
+    call.abort();
+    co_return;
+  }
+
+  backends::sse_parser parser{limits::sse_line_bytes_max};
+  std::vector<backends::sse_event> events;
+  std::string in;
+  std::string out;
+  bool done = false;
+  while (!done) {
+    in.clear();
+    auto failure = co_await call.read_some(in, done);
+    if (!failure && !parser.feed(in, events)) {
+      failure = backends::upstream_failure{backends::upstream_failure::kind::protocol,
+                                           "an event-stream line over the size limit"};
+      call.abort();
+    }
+    if (done) parser.finish(events);
+
+    out.clear();
+    for (auto& e : events) {
+      // Usage arrives in a chunk with empty choices (stream_options.include_usage); it was
+      // requested on the client's behalf when the client did not ask, and is then not relayed.
+      if (e.data != "[DONE]" && e.data.find("\"usage\"") != std::string::npos) {
+        const auto j = json::parse(e.data, nullptr, false);
+        if (j.is_object()) {
+          auto u = j.find("usage");
+          if (u != j.end() && u->is_object()) {
+            st.rec.set_usage(*u);
+            auto choices = j.find("choices");
+            const bool usage_only = choices == j.end() || (choices->is_array() && choices->empty());
+            if (usage_only && !st.req.client_wants_usage) continue;
+          }
+        }
+      }
+      if (!st.req.client_wants_usage) strip_usage_null(e.data);
+      if (st.rec.ttft_us < 0 && e.data != "[DONE]") {
+        st.rec.ttft_us = elapsed_us(ex.received_at(), clock_.mono_now());
+        upstream_ttft_.with({st.upstream->name}).observe_us(st.rec.ttft_us);
+      }
+      e.append_wire(out);
+    }
+    events.clear();
+
+    if (failure) {
+      // Headers are gone already: tell the client in-band, the way OpenAI streams errors.
+      const api_error error = failure->to_api_error(st.upstream->name);
+      st.rec.error_code = error.code;
+      json_object_writer f;
+      f.add("request_id", st.rec.request_id).add("upstream", st.upstream->name)
+          .add("error", error.message);
+      log_.warn("upstream stream failed", f);
+      out += "data: ";
+      out += error.to_json();
+      out += "\n\n";
+      if (co_await ex.send_chunk(out)) co_await ex.send_last_chunk();
+      ex.set_close_after();
+      co_return;
+    }
+    if (!out.empty() && !co_await ex.send_chunk(out)) {
+      call.abort();  // the client went away: stop generation upstream
+      co_return;
+    }
+  }
+  co_await ex.send_last_chunk();
+}
+
+void api_handler::finish(http::exchange& ex, proxy_state& st) {
+  st.rec.status = ex.status();
+  st.rec.latency_us = elapsed_us(ex.received_at(), clock_.mono_now());
+  if (ex.client_gone()) {
+    st.rec.client_disconnected = true;
+    client_disconnects_.inc();
+  }
+  if (st.rec.usage_reported) {
+    tokens_.with({st.rec.model, "prompt"}).inc(static_cast<std::uint64_t>(st.rec.prompt_tokens));
+    tokens_.with({st.rec.model, "completion"})
+        .inc(static_cast<std::uint64_t>(st.rec.completion_tokens));
+    tokens_.with({st.rec.model, "cached"}).inc(static_cast<std::uint64_t>(st.rec.cached_tokens));
+  }
+  usage_.record(st.rec);
+  usage_records_.inc();
+}
+
+}  // namespace tollgate::gateway

@@ -1,0 +1,58 @@
+// The OpenAI-compatible API listener (:8080): routes requests and runs the request path for
+// chat and legacy completions in one straight line:
+//   parse & validate -> route model to upstream -> forward (stream or whole) -> record usage.
+// Every stage either continues or answers with an OpenAI-shaped error.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/upstream.hpp"
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "core/http_server.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "gateway/openai_request.hpp"
+#include "metering/usage.hpp"
+
+namespace tollgate::gateway {
+
+class api_handler {
+ public:
+  // `pools` holds one upstream pool per I/O thread, indexed by worker index.
+  api_handler(const gateway_config& config, std::vector<std::shared_ptr<backends::upstream_pool>> pools,
+              metering::usage_sink& usage, metrics::registry& registry, logger& log,
+              const clock_source& clock);
+
+  boost::asio::awaitable<void> handle(http::exchange& ex);
+
+ private:
+  struct proxy_state;  // everything one proxied request accumulates
+
+  boost::asio::awaitable<void> handle_completion(http::exchange& ex, endpoint_kind kind,
+                                                 std::string request_id);
+  boost::asio::awaitable<void> relay_whole(http::exchange& ex, backends::upstream_call& call,
+                                           proxy_state& st);
+  boost::asio::awaitable<void> relay_stream(http::exchange& ex, backends::upstream_call& call,
+                                            proxy_state& st);
+  boost::asio::awaitable<void> handle_models(http::exchange& ex, std::string_view model_id,
+                                             const std::string& request_id);
+  void finish(http::exchange& ex, proxy_state& st);
+
+  const gateway_config& config_;
+  std::vector<std::shared_ptr<backends::upstream_pool>> pools_;
+  metering::usage_sink& usage_;
+  logger& log_;
+  const clock_source& clock_;
+  std::int64_t models_created_unix_s_;
+
+  metrics::family<metrics::counter>& upstream_requests_;
+  metrics::family<metrics::latency_histogram>& upstream_ttft_;
+  metrics::family<metrics::counter>& tokens_;
+  metrics::counter& client_disconnects_;
+  metrics::counter& usage_records_;
+};
+
+}  // namespace tollgate::gateway

@@ -1,0 +1,40 @@
+// Parsing and validation of OpenAI completion requests (chat and legacy completions): the first
+// stage of the request path. Invalid input becomes an OpenAI-shaped 400 naming the parameter.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <string_view>
+
+#include "core/error.hpp"
+
+namespace tollgate::gateway {
+
+enum class endpoint_kind { chat_completions, completions };
+
+std::string_view endpoint_path(endpoint_kind kind);  // "/chat/completions" or "/completions"
+
+struct completion_request {
+  endpoint_kind kind = endpoint_kind::chat_completions;
+  std::string model;
+  bool stream = false;
+  bool client_wants_usage = false;  // stream_options.include_usage as the client sent it
+  std::int64_t max_tokens = -1;     // max_completion_tokens or max_tokens; -1 if absent
+  std::unique_ptr<nlohmann::json> body;  // the parsed body, kept for rewriting
+
+  completion_request();
+  completion_request(completion_request&&) noexcept;
+  completion_request& operator=(completion_request&&) noexcept;
+  ~completion_request();
+};
+
+result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body);
+
+// The body to send upstream: the client's bytes when nothing needs changing; otherwise with the
+// model renamed and, for streams, stream_options.include_usage forced on so that usage is
+// always reported (the gateway strips that chunk again if the client did not ask for it).
+std::string upstream_body(const completion_request& request, std::string_view original,
+                          std::string_view upstream_model);
+
+}  // namespace tollgate::gateway

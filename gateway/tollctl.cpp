@@ -1,0 +1,156 @@
+// tollctl: the operator CLI. Talks to a running gateway over HTTP (URLs from flags or the
+// environment that `make up` writes to .run/env) and checks configuration files offline.
+//   tollctl health   [--admin-url URL]   liveness and readiness
+//   tollctl metrics  [--admin-url URL]   the Prometheus metrics text
+//   tollctl models   [--url URL]         the models the gateway serves
+//   tollctl config check [FILE]          validate a configuration (env overrides applied)
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+
+struct http_result {
+  unsigned status = 0;
+  std::string body;
+  std::string error;  // transport error, empty on success
+};
+
+// GET base_url + path, synchronously, with a 10 s timeout.
+http_result http_get(const std::string& base_url, const std::string& path) {
+  http_result r;
+  constexpr std::string_view scheme = "http://";
+  if (base_url.rfind(scheme, 0) != 0) {
+    r.error = "URL must start with http://: " + base_url;
+    return r;
+  }
+  std::string rest = base_url.substr(scheme.size());
+  const auto slash = rest.find('/');
+  const std::string authority = rest.substr(0, slash);
+  const std::string prefix = slash == std::string::npos ? "" : rest.substr(slash);
+  tollgate::listen_address addr;
+  if (!tollgate::parse_listen_address(authority, addr)) {
+    addr.host = authority;
+    addr.port = 80;
+  }
+  try {
+    net::io_context ioc;
+    net::ip::tcp::resolver resolver{ioc};
+    beast::tcp_stream stream{ioc};
+    stream.expires_after(std::chrono::seconds(10));
+    stream.connect(resolver.resolve(addr.host, std::to_string(addr.port)));
+    bhttp::request<bhttp::empty_body> req{bhttp::verb::get, prefix + path, 11};
+    req.set(bhttp::field::host, authority);
+    req.set(bhttp::field::user_agent, "tollctl");
+    bhttp::write(stream, req);
+    beast::flat_buffer buffer;
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(stream, buffer, res);
+    r.status = res.result_int();
+    r.body = std::move(res.body());
+  } catch (const std::exception& e) {
+    r.error = std::string("cannot reach ") + base_url + ": " + e.what();
+  }
+  return r;
+}
+
+std::string flag_or_env(std::vector<std::string>& args, const char* flag, const char* env,
+                        const char* fallback) {
+  for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == flag) {
+      std::string v = args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                 args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      return v;
+    }
+  }
+  const char* e = std::getenv(env);
+  return e != nullptr && *e != '\0' ? e : fallback;
+}
+
+int print_result(const http_result& r) {
+  if (!r.error.empty()) {
+    std::fprintf(stderr, "tollctl: %s\n", r.error.c_str());
+    return 1;
+  }
+  std::fwrite(r.body.data(), 1, r.body.size(), stdout);
+  if (r.body.empty() || r.body.back() != '\n') std::fputc('\n', stdout);
+  return r.status >= 200 && r.status < 300 ? 0 : 1;
+}
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: tollctl health  [--admin-url URL]\n"
+               "       tollctl metrics [--admin-url URL]\n"
+               "       tollctl models  [--url URL]\n"
+               "       tollctl config check [FILE]\n"
+               "URLs default to $TOLLGATE_ADMIN_URL / $TOLLGATE_URL (see .run/env).\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) return usage();
+  const std::string command = args[0];
+  args.erase(args.begin());
+
+  if (command == "health") {
+    const auto url = flag_or_env(args, "--admin-url", "TOLLGATE_ADMIN_URL", "http://127.0.0.1:8081");
+    const auto live = http_get(url, "/healthz");
+    const auto ready = http_get(url, "/readyz");
+    if (!live.error.empty()) {
+      std::fprintf(stderr, "tollctl: %s\n", live.error.c_str());
+      return 1;
+    }
+    std::printf("healthz: %u %s\nreadyz:  %u %s\n", live.status, live.body.c_str(), ready.status,
+                ready.body.c_str());
+    return live.status == 200 && ready.status == 200 ? 0 : 1;
+  }
+  if (command == "metrics") {
+    const auto url = flag_or_env(args, "--admin-url", "TOLLGATE_ADMIN_URL", "http://127.0.0.1:8081");
+    return print_result(http_get(url, "/metrics"));
+  }
+  if (command == "models") {
+    const auto url = flag_or_env(args, "--url", "TOLLGATE_URL", "http://127.0.0.1:8080");
+    return print_result(http_get(url, "/v1/models"));
+  }
+  if (command == "config" && !args.empty() && args[0] == "check") {
+    try {
+      const auto cfg = args.size() > 1
+                           ? tollgate::load_config_file(args[1], tollgate::process_env())
+                           : tollgate::parse_config(tollgate::embedded_default_config(),
+                                                    tollgate::process_env());
+      std::printf("config ok: %zu upstream(s), %zu model(s)\n", cfg.upstreams.size(),
+                  cfg.models.size());
+      for (const auto& m : cfg.models) {
+        const auto* u = cfg.find_upstream(m.upstream);
+        std::printf("  model %s -> upstream %s (http://%s:%u%s) as %s\n", m.name.c_str(),
+                    m.upstream.c_str(), u->host.c_str(), u->port, u->base_path.c_str(),
+                    m.upstream_model.c_str());
+      }
+      return 0;
+    } catch (const tollgate::config_error& e) {
+      std::fprintf(stderr, "tollctl: %s\n", e.what());
+      return 1;
+    }
+  }
+  return usage();
+}

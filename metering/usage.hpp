@@ -1,0 +1,57 @@
+// Usage records: one per proxied request, whatever its outcome, handed to a usage_sink.
+// Today the sink writes a JSON log line; the ledger writer (PostgreSQL) replaces it later behind
+// the same interface.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <nlohmann/json_fwd.hpp>
+#include <string_view>
+
+#include "core/log.hpp"
+
+namespace tollgate::metering {
+
+struct usage_record {
+  std::string request_id;
+  std::string endpoint;  // "/v1/chat/completions" or "/v1/completions"
+  std::string model;     // as the client named it ("" if the request had none)
+  std::string upstream;  // upstream name ("" if the request never got that far)
+  std::int64_t occurred_at_ms = 0;  // wall clock when the request was received
+
+  // Token counts as the upstream reported them (zero when it did not: usage_reported false).
+  bool usage_reported = false;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  std::int64_t cached_tokens = 0;
+  std::int64_t reasoning_tokens = 0;
+
+  bool stream = false;
+  unsigned status = 0;            // HTTP status the client got
+  std::int64_t latency_us = 0;    // request read -> response written (or abandoned)
+  std::int64_t ttft_us = -1;      // request read -> first streamed token event; -1 if none
+  bool client_disconnected = false;
+  std::string error_code;  // the OpenAI error code when the request failed, else ""
+
+  std::string to_json() const;
+  // Fills the token fields from an OpenAI `usage` object; returns false if it is not one.
+  bool set_usage(const nlohmann::json& usage);
+};
+
+class usage_sink {
+ public:
+  virtual ~usage_sink() = default;
+  // Must not block for long: it is called on I/O threads.
+  virtual void record(const usage_record& r) = 0;
+};
+
+// Writes each record as one JSON log line: {"ts":..,"level":"info","msg":"usage",...}.
+class log_usage_sink final : public usage_sink {
+ public:
+  explicit log_usage_sink(logger& log) : log_(log) {}
+  void record(const usage_record& r) override;
+
+ private:
+  logger& log_;
+};
+
+}  // namespace tollgate::metering

@@ -1,0 +1,340 @@
+// Integration tests of the proxy path: the real gateway in front of the development upstream,
+// driven over HTTP with fetch and raw sockets.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { spawnSync } from 'node:child_process';
+import {
+  startStack, chatBody, postJson, sseData, rawExchange, httpRequest, waitFor, sleep, freePort,
+} from '../lib/harness.mjs';
+
+const errorShape = (body) => {
+  assert.ok(body.error, 'an "error" object');
+  assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type']);
+  assert.equal(typeof body.error.message, 'string');
+  assert.ok(body.error.message.length > 0);
+};
+
+describe('proxy path', () => {
+  let s;
+  before(async () => {
+    const deadPort = await freePort();
+    s = await startStack({
+      config: {
+        server: { body_limit_bytes: 4096, header_limit_bytes: 2048 },
+        upstream: { first_byte_timeout_ms: 400, auth_env: 'DEV_UPSTREAM_KEY' },
+      },
+      env: { DEV_UPSTREAM_KEY: 'sk-dev-secret' },
+    });
+    // A second config entry cannot be added after start: the unreachable-upstream case gets its
+    // own gateway below.
+    s.deadPort = deadPort;
+  });
+  after(async () => s && s.stop());
+
+  test('non-streaming chat: body, request id, usage record', async () => {
+    const res = await postJson(`${s.url}/v1/chat/completions`, chatBody('hello there world'));
+    assert.equal(res.status, 200);
+    const id = res.headers.get('x-request-id');
+    assert.match(id, /^req_[0-9a-f]{32}$/);
+    const body = await res.json();
+    assert.equal(body.choices[0].message.content, 'Echo: hello there world');
+    assert.equal(body.usage.completion_tokens, 4);
+    const rec = await s.usageFor(id);
+    assert.equal(rec.status, 200);
+    assert.equal(rec.model, 'dev-echo');
+    assert.equal(rec.upstream, 'dev');
+    assert.equal(rec.usage_reported, true);
+    assert.equal(rec.prompt_tokens, body.usage.prompt_tokens);
+    assert.equal(rec.completion_tokens, 4);
+    assert.equal(rec.stream, false);
+    assert.equal(rec.client_disconnected, false);
+    assert.ok(rec.latency_us > 0);
+  });
+
+  test('a client request id is echoed and forwarded; upstream auth comes from the env', async () => {
+    const res = await postJson(`${s.url}/v1/chat/completions`, chatBody('x'), { 'x-request-id': 'client-abc.1' });
+    assert.equal(res.headers.get('x-request-id'), 'client-abc.1');
+    await res.text();
+    const last = await s.lastUpstreamRequest();
+    assert.equal(last.headers['x-request-id'], 'client-abc.1');
+    assert.equal(last.headers.authorization, 'Bearer sk-dev-secret');
+    // An invalid one is replaced by a generated id.
+    const res2 = await postJson(`${s.url}/v1/chat/completions`, chatBody('x'), { 'x-request-id': 'bad id!' });
+    assert.match(res2.headers.get('x-request-id'), /^req_/);
+    await res2.text();
+  });
+
+  test('streaming without include_usage: usage is requested upstream, recorded, and stripped', async () => {
+    const res = await postJson(`${s.url}/v1/chat/completions`, chatBody('one two three', { stream: true }));
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type'), /^text\/event-stream/);
+    const events = sseData(await res.text());
+    assert.equal(events.at(-1), '[DONE]');
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+    assert.ok(chunks.every((c) => c.choices.length > 0), 'no usage-only chunk reaches the client');
+    assert.ok(chunks.every((c) => !('usage' in c)), 'no usage field the client did not ask for');
+    const text = chunks.map((c) => c.choices[0].delta.content ?? '').join('');
+    assert.equal(text, 'Echo: one two three');
+    const last = await s.lastUpstreamRequest();
+    assert.equal(last.body.stream_options.include_usage, true);
+    const rec = await s.usageFor(res.headers.get('x-request-id'));
+    assert.equal(rec.stream, true);
+    assert.equal(rec.usage_reported, true);
+    assert.equal(rec.completion_tokens, 4);
+    assert.ok(rec.ttft_us > 0);
+  });
+
+  test('streaming with include_usage: the usage chunk reaches the client', async () => {
+    const res = await postJson(`${s.url}/v1/chat/completions`,
+      chatBody('a b', { stream: true, stream_options: { include_usage: true } }));
+    const events = sseData(await res.text());
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+    const usage = chunks.at(-1);
+    assert.deepEqual(usage.choices, []);
+    assert.equal(usage.usage.completion_tokens, 3);
+    const rec = await s.usageFor(res.headers.get('x-request-id'));
+    assert.equal(rec.completion_tokens, 3);
+    assert.equal(rec.prompt_tokens, usage.usage.prompt_tokens);
+  });
+
+  test('legacy completions, whole and streamed', async () => {
+    const res = await postJson(`${s.url}/v1/completions`, JSON.stringify({ model: 'dev-echo', prompt: 'p q' }));
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).choices[0].text, 'Echo: p q');
+    const st = await postJson(`${s.url}/v1/completions`, JSON.stringify({ model: 'dev-echo', prompt: 'p q', stream: true }));
+    const events = sseData(await st.text());
+    assert.equal(events.at(-1), '[DONE]');
+    assert.equal(events.slice(0, -1).map((e) => JSON.parse(e).choices[0].text).join(''), 'Echo: p q');
+  });
+
+  test('a slow upstream within its timeout streams through', async () => {
+    const res = await postJson(`${s.url}/v1/chat/completions`,
+      chatBody('tg:first_byte_delay_ms=150 tg:chunk_delay_ms=30 tg:tokens=5', { stream: true }));
+    const events = sseData(await res.text());
+    assert.equal(events.length, 1 + 5 + 1 + 1);  // role, 5 tokens, finish, [DONE]
+  });
+
+  test('an upstream past its first-byte timeout gives 504', async () => {
+    const t0 = Date.now();
+    const res = await postJson(`${s.url}/v1/chat/completions`, chatBody('tg:first_byte_delay_ms=2000'));
+    assert.equal(res.status, 504);
+    const body = await res.json();
+    errorShape(body);
+    assert.equal(body.error.code, 'upstream_timeout');
+    assert.ok(Date.now() - t0 < 1500);
+    const rec = await s.usageFor(res.headers.get('x-request-id'));
+    assert.equal(rec.status, 504);
+    assert.equal(rec.error_code, 'upstream_timeout');
+  });
+
+  test('upstream errors pass through with their status and body', async () => {
+    for (const status of [429, 500]) {
+      const res = await postJson(`${s.url}/v1/chat/completions`, chatBody(`tg:fail=${status}`));
+      assert.equal(res.status, status);
+      const body = await res.json();
+      errorShape(body);
+      assert.equal(body.error.code, 'dev_failure');
+      const rec = await s.usageFor(res.headers.get('x-request-id'));
+      assert.equal(rec.status, status);
+      assert.equal(rec.error_code, 'dev_failure');
+    }
+  });
+
+  test('an upstream dying mid-stream ends the stream with an error event', async () => {
+    const res = await postJson(`${s.url}/v1/chat/completions`, chatBody('tg:die_after=3 tg:tokens=10', { stream: true }));
+    assert.equal(res.status, 200);
+    const events = sseData(await res.text());  // the body must end, not hang
+    const lastEvent = JSON.parse(events.at(-1));
+    errorShape(lastEvent);
+    assert.equal(lastEvent.error.code, 'upstream_unavailable');
+    assert.equal(events.length, 3 + 1);
+    const rec = await s.usageFor(res.headers.get('x-request-id'));
+    assert.equal(rec.error_code, 'upstream_unavailable');
+  });
+
+  test('an upstream dying before a whole response gives 502', async () => {
+    const res = await postJson(`${s.url}/v1/chat/completions`, chatBody('tg:die_after=0'));
+    assert.equal(res.status, 502);
+    errorShape(await res.json());
+  });
+
+  test('a client disconnecting mid-stream cancels the upstream request and is recorded', async () => {
+    const before = await s.upstreamStats();
+    const id = 'disconnect-test-1';
+    const body = chatBody('tg:chunk_delay_ms=40 tg:tokens=200', { stream: true });
+    await new Promise((resolve, reject) => {
+      const sock = net.connect(s.apiPort, '127.0.0.1', () => {
+        sock.write(httpRequest('POST', '/v1/chat/completions', body,
+          { 'Content-Type': 'application/json', 'x-request-id': id }));
+      });
+      let seen = '';
+      sock.on('data', (d) => {
+        seen += d;
+        if ((seen.match(/data:/g) ?? []).length >= 3) { sock.destroy(); resolve(); }
+      });
+      sock.on('error', reject);
+    });
+    const rec = await s.usageFor(id);
+    assert.equal(rec.client_disconnected, true);
+    assert.equal(rec.stream, true);
+    // The gateway closed its upstream connection, so the upstream saw its stream cut short
+    // long before its 200 tokens x 40 ms were done.
+    await waitFor(async () => (await s.upstreamStats()).streams_cut_by_client > before.streams_cut_by_client,
+      { timeoutMs: 3000, what: 'upstream stream cancelled' });
+    assert.ok(rec.latency_us < 5_000_000);
+  });
+
+  test('pipelined keep-alive requests are answered in order on one connection', async () => {
+    const reqs = [1, 2, 3].map((i) => httpRequest('POST', '/v1/chat/completions', chatBody(`n${i}`),
+      { 'Content-Type': 'application/json', 'x-request-id': `pipe-${i}` })).join('')
+      + httpRequest('GET', '/v1/models', '', { 'x-request-id': 'pipe-4' });
+    const out = await rawExchange(s.apiPort, reqs, { until: (b) => (b.match(/HTTP\/1\.1 200/g) ?? []).length === 4 && b.includes('"object":"list"') });
+    const ids = [...out.matchAll(/x-request-id: (\S+)/gi)].map((m) => m[1]);
+    assert.deepEqual(ids, ['pipe-1', 'pipe-2', 'pipe-3', 'pipe-4']);
+    for (const i of [1, 2, 3]) assert.ok(out.includes(`Echo: n${i}`));
+    assert.ok(out.indexOf('Echo: n1') < out.indexOf('Echo: n2') && out.indexOf('Echo: n2') < out.indexOf('Echo: n3'));
+  });
+
+  test('bad input gets OpenAI-shaped 4xx errors and changes nothing', async () => {
+    const cases = [
+      ['POST', '/v1/chat/completions', '{"model":', 400, null],
+      ['POST', '/v1/chat/completions', '{"messages":[{"role":"user","content":"x"}]}', 400, 'missing_required_parameter'],
+      ['POST', '/v1/chat/completions', '{"model":"dev-echo"}', 400, 'missing_required_parameter'],
+      ['POST', '/v1/chat/completions', '{"model":"dev-echo","messages":"hi"}', 400, 'invalid_type'],
+      ['POST', '/v1/chat/completions', '{"model":"dev-echo","messages":[{"role":"user","content":"\\ud800"}]}', 400, null],
+      ['POST', '/v1/chat/completions', chatBody('x', { model: 'no-such-model' }), 404, 'model_not_found'],
+      ['GET', '/v1/chat/completions', '', 405, 'method_not_allowed'],
+      ['POST', '/v1/models', '', 405, 'method_not_allowed'],
+      ['GET', '/v1/unknown', '', 404, null],
+      ['GET', '/v1/models/no-such-model', '', 404, 'model_not_found'],
+    ];
+    const upstreamBefore = (await s.upstreamStats()).requests;
+    for (const [method, target, body, status, code] of cases) {
+      const res = await fetch(`${s.url}${target}`, { method, body: method === 'POST' ? body : undefined });
+      assert.equal(res.status, status, `${method} ${target} ${body}`);
+      const json = await res.json();
+      errorShape(json);
+      assert.equal(json.error.code, code, `${method} ${target} ${body}`);
+      assert.ok(res.headers.get('x-request-id'));
+    }
+    assert.equal((await s.upstreamStats()).requests, upstreamBefore, 'nothing reached the upstream');
+  });
+
+  test('an oversized body gets 413 and oversized headers 431', async () => {
+    const big = chatBody('x'.repeat(5000));
+    const res = await postJson(`${s.url}/v1/chat/completions`, big);
+    assert.equal(res.status, 413);
+    const body = await res.json();
+    errorShape(body);
+    assert.equal(body.error.code, 'request_too_large');
+    const out = await rawExchange(s.apiPort, httpRequest('GET', '/v1/models', '', { 'X-Big': 'y'.repeat(4000) }));
+    assert.match(out, /^HTTP\/1\.1 431/);
+    const garbage = await rawExchange(s.apiPort, 'NOT HTTP AT ALL\r\n\r\n');
+    assert.match(garbage, /^HTTP\/1\.1 400/);
+    // Still serving.
+    assert.equal((await postJson(`${s.url}/v1/chat/completions`, chatBody('alive'))).status, 200);
+  });
+
+  test('random garbage on the socket never takes the gateway down', async () => {
+    let seed = 12345;
+    const rand = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed; };
+    for (let i = 0; i < 60; i++) {
+      const len = rand() % 600;
+      const bytes = Buffer.alloc(len);
+      for (let k = 0; k < len; k++) bytes[k] = rand() & 0xff;
+      const prefix = i % 2 ? Buffer.from('POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 40\r\n\r\n') : Buffer.alloc(0);
+      await rawExchange(s.apiPort, Buffer.concat([prefix, bytes]), { timeoutMs: 300 });
+    }
+    assert.equal((await postJson(`${s.url}/v1/chat/completions`, chatBody('still alive'))).status, 200);
+  });
+
+  test('/v1/models lists the configured models in OpenAI shape', async () => {
+    const body = await (await fetch(`${s.url}/v1/models`)).json();
+    assert.equal(body.object, 'list');
+    assert.deepEqual(body.data.map((m) => m.id), ['dev-echo']);
+    assert.equal(body.data[0].object, 'model');
+    assert.equal(typeof body.data[0].created, 'number');
+    const one = await (await fetch(`${s.url}/v1/models/dev-echo`)).json();
+    assert.equal(one.id, 'dev-echo');
+  });
+
+  test('health, readiness and metrics on the admin listener', async () => {
+    assert.equal((await fetch(`${s.adminUrl}/healthz`)).status, 200);
+    assert.equal((await fetch(`${s.adminUrl}/readyz`)).status, 200);
+    const text = await (await fetch(`${s.adminUrl}/metrics`)).text();
+    assert.match(text, /tollgate_http_requests_total\{listener="api",route="\/v1\/chat\/completions",status="200"\} \d+/);
+    assert.match(text, /tollgate_upstream_requests_total\{upstream="dev",outcome="timeout"\} [1-9]/);
+    assert.match(text, /tollgate_tokens_total\{model="dev-echo",class="completion"\} [1-9]/);
+    assert.match(text, /tollgate_client_disconnects_total [1-9]/);
+    assert.equal((await fetch(`${s.adminUrl}/nope`)).status, 404);
+  });
+
+  test('/metrics passes promtool check metrics', async () => {
+    const text = await (await fetch(`${s.adminUrl}/metrics`)).text();
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    assert.equal(check.error, undefined, 'promtool is installed (make deps installs prometheus)');
+    assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
+  });
+});
+
+describe('upstream unreachable', () => {
+  test('connection refused gives 502 upstream_unavailable', async () => {
+    const dead = await freePort();
+    const s = await startStack({ config: { upstream: { base_url: `http://127.0.0.1:${dead}/v1` } } });
+    try {
+      const res = await postJson(`${s.url}/v1/chat/completions`, chatBody('x'));
+      assert.equal(res.status, 502);
+      const body = await res.json();
+      assert.equal(body.error.code, 'upstream_unavailable');
+      assert.match(body.error.message, /Upstream 'dev' is unreachable/);
+      const rec = await s.usageFor(res.headers.get('x-request-id'));
+      assert.equal(rec.status, 502);
+      assert.equal(rec.usage_reported, false);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+describe('graceful shutdown', () => {
+  test('SIGTERM stops accepting, lets an in-flight stream finish, then exits 0', async () => {
+    const s = await startStack({ config: { server: { drain_timeout_ms: 10000 } } });
+    try {
+      const streaming = postJson(`${s.url}/v1/chat/completions`,
+        chatBody('tg:chunk_delay_ms=50 tg:tokens=20', { stream: true })).then((r) => r.text());
+      await sleep(200);  // the stream is under way
+      // An idle keep-alive connection must not hold the drain up.
+      const idle = net.connect(s.apiPort, '127.0.0.1');
+      await new Promise((r) => idle.on('connect', r));
+      s.gateway.child.kill('SIGTERM');
+      await waitFor(async () => (await fetch(`${s.adminUrl}/readyz`).catch(() => ({ status: 0 }))).status !== 200,
+        { what: 'not ready while draining' });
+      const events = sseData(await streaming);
+      assert.equal(events.at(-1), '[DONE]');
+      assert.equal(events.length, 1 + 20 + 1 + 1);
+      const { code } = await s.gateway.exited;
+      assert.equal(code, 0);
+      idle.destroy();
+      await assert.rejects(fetch(`${s.url}/v1/models`));
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test('a stream longer than the drain timeout is cut at the deadline', async () => {
+    const s = await startStack({ config: { server: { drain_timeout_ms: 300 } } });
+    try {
+      const streaming = postJson(`${s.url}/v1/chat/completions`,
+        chatBody('tg:chunk_delay_ms=100 tg:tokens=100', { stream: true })).then((r) => r.text()).catch(() => 'cut');
+      await sleep(200);
+      const t0 = Date.now();
+      s.gateway.child.kill('SIGTERM');
+      await s.gateway.exited;
+      assert.ok(Date.now() - t0 < 3000, 'exited soon after the drain timeout');
+      await streaming;
+    } finally {
+      await s.stop();
+    }
+  });
+});

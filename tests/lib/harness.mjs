@@ -1,0 +1,148 @@
+// Test harness: starts the real gateway and the development upstream on free loopback ports,
+// with a temporary config, and offers small helpers (raw sockets, usage records, waits).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export const binDir = process.env.TOLLGATE_BIN_DIR ??
+  path.resolve(new URL('../../build/bin', import.meta.url).pathname);
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor(check, { timeoutMs = 10000, intervalMs = 25, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch { /* not yet */ }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+export function startProcess(bin, args, env = {}) {
+  const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    child,
+    exited,
+    output: () => output,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+// Starts tollgate-dev-upstream and a gateway routed to it. `config` is merged into the gateway
+// config file; `env` goes to the gateway's environment.
+export async function startStack({ config = {}, env = {}, upstreamThreads = 1 } = {}) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-test-'));
+  const upstreamPort = await freePort();
+  const apiPort = await freePort();
+  const adminPort = await freePort();
+  const upstream = startProcess(path.join(binDir, 'tollgate-dev-upstream'),
+    ['--listen', `127.0.0.1:${upstreamPort}`, '--threads', String(upstreamThreads)]);
+  const usageLog = path.join(dir, 'usage.log');
+  const full = {
+    server: { listen: `127.0.0.1:${apiPort}`, admin_listen: `127.0.0.1:${adminPort}`,
+              threads: 2, ...(config.server ?? {}) },
+    upstreams: config.upstreams ?? {
+      dev: { base_url: `http://127.0.0.1:${upstreamPort}/v1`, ...(config.upstream ?? {}) },
+    },
+    models: config.models ?? { 'dev-echo': { upstream: 'dev' } },
+    logging: { level: 'info', usage_log: usageLog },
+  };
+  const configPath = path.join(dir, 'tollgate.json');
+  writeFileSync(configPath, JSON.stringify(full, null, 2));
+  const gateway = startProcess(path.join(binDir, 'tollgate'), ['--config', configPath], env);
+  const stack = {
+    dir, upstream, gateway, upstreamPort, apiPort, adminPort, configPath,
+    url: `http://127.0.0.1:${apiPort}`,
+    adminUrl: `http://127.0.0.1:${adminPort}`,
+    upstreamUrl: `http://127.0.0.1:${upstreamPort}`,
+    usageRecords() {
+      if (!existsSync(usageLog)) return [];
+      return readFileSync(usageLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    },
+    async usageFor(requestId) {
+      let rec;
+      await waitFor(() => (rec = stack.usageRecords().find((r) => r.request_id === requestId)),
+        { what: `usage record ${requestId}` });
+      return rec;
+    },
+    async upstreamStats() {
+      return (await fetch(`${stack.upstreamUrl}/_dev/stats`)).json();
+    },
+    async lastUpstreamRequest() {
+      return (await fetch(`${stack.upstreamUrl}/_dev/last_request`)).json();
+    },
+    async stop() {
+      await Promise.all([gateway.stop(), upstream.stop()]);
+    },
+  };
+  try {
+    await waitFor(async () => (await fetch(`${stack.adminUrl}/readyz`)).ok, { what: 'gateway ready' });
+    await waitFor(async () => (await fetch(`${stack.upstreamUrl}/v1/models`)).ok, { what: 'upstream ready' });
+  } catch (e) {
+    await stack.stop();
+    throw new Error(`${e.message}\ngateway output:\n${gateway.output()}`);
+  }
+  return stack;
+}
+
+export function chatBody(content, extra = {}) {
+  return JSON.stringify({ model: 'dev-echo', messages: [{ role: 'user', content }], ...extra });
+}
+
+export async function postJson(url, body, headers = {}) {
+  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+}
+
+// Parses an SSE body into the data payloads of its events.
+export function sseData(text) {
+  return text.split(/\r?\n\r?\n/).map((block) => block.split(/\r?\n/)
+    .filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n'))
+    .filter((d) => d.length > 0);
+}
+
+// Sends raw bytes on one connection and collects everything until the server closes it or
+// `until(buffer)` says enough.
+export function rawExchange(port, bytes, { until = () => false, timeoutMs = 5000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let data = Buffer.alloc(0);
+    const timer = setTimeout(() => { socket.destroy(); resolve(data.toString('latin1')); }, timeoutMs);
+    socket.on('connect', () => socket.write(bytes));
+    socket.on('data', (d) => {
+      data = Buffer.concat([data, d]);
+      if (until(data.toString('latin1'))) { clearTimeout(timer); socket.destroy(); resolve(data.toString('latin1')); }
+    });
+    socket.on('end', () => { clearTimeout(timer); resolve(data.toString('latin1')); });
+    socket.on('error', (e) => { clearTimeout(timer); if (data.length) resolve(data.toString('latin1')); else reject(e); });
+  });
+}
+
+export function httpRequest(method, target, body = '', headers = {}) {
+  const lines = [`${method} ${target} HTTP/1.1`, 'Host: 127.0.0.1'];
+  for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+  if (body.length || method === 'POST') lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
+  return `${lines.join('\r\n')}\r\n\r\n${body}`;
+}

@@ -1,0 +1,125 @@
+// Configuration: defaults, overrides from the environment, and errors that name the field.
+#include <catch2/catch.hpp>
+#include <map>
+#include <string>
+
+#include "core/config.hpp"
+
+using namespace tollgate;
+
+namespace {
+
+env_lookup env_of(std::map<std::string, std::string> vars) {
+  auto shared = std::make_shared<std::map<std::string, std::string>>(std::move(vars));
+  return [shared](const char* name) -> const char* {
+    auto it = shared->find(name);
+    return it == shared->end() ? nullptr : it->second.c_str();
+  };
+}
+
+std::string error_of(const std::string& text, std::map<std::string, std::string> env = {}) {
+  try {
+    parse_config(text, env_of(std::move(env)));
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("the embedded default config is valid and routes dev-echo to the dev upstream") {
+  const auto cfg = parse_config(embedded_default_config(), env_of({}));
+  CHECK(cfg.server.listen.to_string() == "127.0.0.1:8080");
+  CHECK(cfg.server.admin_listen.to_string() == "127.0.0.1:8081");
+  CHECK(cfg.server.body_limit_bytes == 8u * 1024 * 1024);
+  const auto* m = cfg.find_model("dev-echo");
+  REQUIRE(m != nullptr);
+  CHECK(m->upstream == "dev");
+  CHECK(m->upstream_model == "dev-echo");
+  const auto* u = cfg.find_upstream("dev");
+  REQUIRE(u != nullptr);
+  CHECK(u->host == "127.0.0.1");
+  CHECK(u->port == 8090);
+  CHECK(u->base_path == "/v1");
+  CHECK(cfg.find_model("gpt-4o") == nullptr);
+}
+
+TEST_CASE("a file overrides defaults key by key and replaces the model table") {
+  const auto cfg = parse_config(R"({
+    "server": {"body_limit_bytes": 2048, "threads": 3},
+    "upstreams": {"a": {"base_url": "http://localhost:9000/", "connect_timeout_ms": 50}},
+    "models": {"m1": {"upstream": "a", "upstream_model": "real-m1"}, "m0": {"upstream": "a"}}
+  })", env_of({}));
+  CHECK(cfg.server.body_limit_bytes == 2048);
+  CHECK(cfg.server.threads == 3);
+  CHECK(cfg.server.listen.port == 8080);  // untouched default
+  REQUIRE(cfg.models.size() == 2);
+  CHECK(cfg.models[0].name == "m0");  // sorted
+  CHECK(cfg.find_model("m1")->upstream_model == "real-m1");
+  CHECK(cfg.find_model("dev-echo") == nullptr);
+  const auto* a = cfg.find_upstream("a");
+  CHECK(a->base_path == "");
+  CHECK(a->port == 9000);
+  CHECK(a->connect_timeout_ms == 50);
+}
+
+TEST_CASE("environment variables override scalar settings by path") {
+  const auto cfg = parse_config(embedded_default_config(),
+                                env_of({{"TOLLGATE_SERVER__BODY_LIMIT_BYTES", "4096"},
+                                        {"TOLLGATE_SERVER__LISTEN", "127.0.0.1:9999"},
+                                        {"TOLLGATE_UPSTREAMS__DEV__BASE_URL",
+                                         "http://10.1.2.3:7000/openai/v1"}}));
+  CHECK(cfg.server.body_limit_bytes == 4096);
+  CHECK(cfg.server.listen.port == 9999);
+  CHECK(cfg.find_upstream("dev")->host == "10.1.2.3");
+  CHECK(cfg.find_upstream("dev")->base_path == "/openai/v1");
+}
+
+TEST_CASE("upstream auth comes from the named environment variable") {
+  const std::string text = R"({"upstreams": {"u": {"base_url": "http://h:1", "auth_env": "UP_KEY"}},
+                               "models": {"m": {"upstream": "u"}}})";
+  CHECK(parse_config(text, env_of({{"UP_KEY", "sk-123"}})).find_upstream("u")->auth_header_value ==
+        "Bearer sk-123");
+  CHECK(error_of(text) == "config /upstreams/u/auth_env: names UP_KEY, which is not set");
+}
+
+TEST_CASE("bad configs stop start-up with a message naming the field") {
+  CHECK(error_of("{") == "config: is not valid JSON");
+  CHECK(error_of("[]") == "config: the top level must be an object");
+  CHECK(error_of(R"({"server": {"body_limt_bytes": 1}})") ==
+        "config /server/body_limt_bytes: unknown field");
+  CHECK(error_of(R"({"server": {"body_limit_bytes": 10}})") ==
+        "config /server/body_limit_bytes: must be between 1024 and 1073741824, got 10");
+  CHECK(error_of(R"({"server": {"body_limit_bytes": -5}})") ==
+        "config /server/body_limit_bytes: must be a non-negative integer");
+  CHECK(error_of(R"({"server": {"threads": "two"}})") ==
+        "config /server/threads: must be a non-negative integer");
+  CHECK(error_of(R"({"server": {"listen": "localhost"}})") ==
+        "config /server/listen: must be host:port with a port in 1..65535, got \"localhost\"");
+  CHECK(error_of(R"({"server": {"admin_listen": "127.0.0.1:8080"}})") ==
+        "config /server/admin_listen: must differ from /server/listen");
+  CHECK(error_of(R"({"models": {"m": {"upstream": "nope"}}})") ==
+        "config /models/m/upstream: names an upstream that is not configured: \"nope\"");
+  CHECK(error_of(R"({"upstreams": {"u": {"base_url": "https://api.example.com/v1"}}})")
+            .find("https upstreams are not supported yet") != std::string::npos);
+  CHECK(error_of(R"({"models": {}})") == "config /models: must name at least one model");
+  CHECK(error_of(R"({"logging": {"level": "loud"}})") ==
+        "config /logging/level: must be debug, info, warn or error, got \"loud\"");
+  CHECK(error_of(R"({"extra": 1})") == "config /extra: unknown field");
+  CHECK(error_of(embedded_default_config().data(), {{"TOLLGATE_SERVER__THREADS", "x"}}) ==
+        "config /server/threads: TOLLGATE_SERVER__THREADS must be a non-negative integer, got \"x\"");
+}
+
+TEST_CASE("listen addresses parse host:port") {
+  listen_address a;
+  CHECK(parse_listen_address("0.0.0.0:80", a));
+  CHECK(a.host == "0.0.0.0");
+  CHECK(a.port == 80);
+  CHECK(parse_listen_address("[::1]:8080", a));
+  CHECK(a.host == "::1");
+  CHECK_FALSE(parse_listen_address("host:0", a));
+  CHECK_FALSE(parse_listen_address("host:65536", a));
+  CHECK_FALSE(parse_listen_address(":80", a));
+  CHECK_FALSE(parse_listen_address("host:80x", a));
+}

@@ -1,0 +1,43 @@
+// JSON text writer: escaping, invalid UTF-8 replacement, object building.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/json_text.hpp"
+
+using namespace tollgate;
+
+TEST_CASE("strings are escaped so any input gives valid JSON") {
+  std::string out;
+  append_json_string(out, std::string("a\"b\\c\n\t\x01\x7f", 9));
+  CHECK(out == "\"a\\\"b\\\\c\\n\\t\\u0001\x7f\"");
+  out.clear();
+  append_json_string(out, "h\xC3\xA9 \xF0\x9F\x98\x80");  // valid UTF-8 passes through
+  CHECK(out == "\"h\xC3\xA9 \xF0\x9F\x98\x80\"");
+  out.clear();
+  append_json_string(out, "bad\xC3 \xED\xA0\x80 \xFF");  // truncated, surrogate, invalid byte
+  CHECK(nlohmann::json::parse(out).get<std::string>().find("\xEF\xBF\xBD") != std::string::npos);
+}
+
+TEST_CASE("random bytes always produce parseable JSON strings") {
+  std::mt19937 rng(42);
+  for (int round = 0; round < 2000; ++round) {
+    std::string s(rng() % 64, '\0');
+    for (auto& c : s) c = static_cast<char>(rng() & 0xFF);
+    std::string out;
+    append_json_string(out, s);
+    CHECK_NOTHROW(nlohmann::json::parse(out));
+  }
+}
+
+TEST_CASE("the object writer builds flat objects") {
+  json_object_writer w;
+  CHECK(w.finish() == "{}");
+  w.add("a", "x").add("n", std::int64_t{-7}).add("b", true).add_null("z").add_raw("r", "[1]");
+  const auto j = nlohmann::json::parse(w.finish());
+  CHECK(j["a"] == "x");
+  CHECK(j["n"] == -7);
+  CHECK(j["b"] == true);
+  CHECK(j["z"].is_null());
+  CHECK(j["r"] == nlohmann::json::array({1}));
+}

@@ -1,0 +1,45 @@
+// Usage records: reading OpenAI usage objects and the JSON line written for each request.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "metering/usage.hpp"
+
+using namespace tollgate::metering;
+using json = nlohmann::json;
+
+TEST_CASE("usage objects fill the token fields") {
+  usage_record r;
+  CHECK(r.set_usage(json::parse(R"({"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,
+      "prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":2}})")));
+  CHECK(r.usage_reported);
+  CHECK(r.prompt_tokens == 12);
+  CHECK(r.completion_tokens == 5);
+  CHECK(r.cached_tokens == 4);
+  CHECK(r.reasoning_tokens == 2);
+}
+
+TEST_CASE("non-objects and nonsense counts are ignored") {
+  usage_record r;
+  CHECK_FALSE(r.set_usage(json(nullptr)));
+  CHECK_FALSE(r.usage_reported);
+  CHECK(r.set_usage(json::parse(R"({"prompt_tokens":-3,"completion_tokens":"7"})")));
+  CHECK(r.prompt_tokens == 0);
+  CHECK(r.completion_tokens == 0);
+}
+
+TEST_CASE("a record serializes every field") {
+  usage_record r;
+  r.request_id = "req_1";
+  r.model = "m";
+  r.status = 200;
+  r.stream = true;
+  r.ttft_us = 1500;
+  const auto j = json::parse(r.to_json());
+  CHECK(j["request_id"] == "req_1");
+  CHECK(j["status"] == 200);
+  CHECK(j["stream"] == true);
+  CHECK(j["ttft_us"] == 1500);
+  CHECK(j["error_code"].is_null());
+  CHECK(j.contains("client_disconnected"));
+  CHECK(j.contains("cached_tokens"));
+}
