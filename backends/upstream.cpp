@@ -4,10 +4,13 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+
+#include <array>
 
 #include "core/limits.hpp"
 
@@ -164,7 +167,9 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::connect() {
 net::awaitable<std::optional<upstream_failure>> upstream_call::exchange_head(bool& retryable) {
   retryable = false;
   stream_->expires_after(ms(upstream_.first_byte_timeout_ms));
-  auto [wec, wn] = co_await bhttp::async_write(*stream_, request_, use_tuple);
+  const std::array<net::const_buffer, 2> request{net::buffer(request_head_),
+                                                 net::buffer(request_body_)};
+  auto [wec, wn] = co_await net::async_write(*stream_, request, use_tuple);
   if (wec) {
     retryable = reused_ && stale_connection_error(wec);
     co_return failure_from(wec, "sending the request");
@@ -180,20 +185,31 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::exchange_head(boo
 net::awaitable<std::optional<upstream_failure>> upstream_call::start(std::string_view path,
                                                                      std::string body,
                                                                      std::string_view request_id) {
-  request_ = {};
-  request_.method(bhttp::verb::post);
-  request_.target(upstream_.base_path + std::string(path));
-  request_.version(11);
-  request_.set(bhttp::field::host, upstream_.host + ":" + std::to_string(upstream_.port));
-  request_.set(bhttp::field::content_type, "application/json");
-  request_.set(bhttp::field::user_agent, "tollgate");
+  request_body_ = std::move(body);
+  std::string& h = request_head_;
+  h.clear();
+  h.reserve(256);
+  h += "POST ";
+  h += upstream_.base_path;
+  h += path;
+  h += " HTTP/1.1\r\nHost: ";
+  h += upstream_.host;
+  h.push_back(':');
+  h += std::to_string(upstream_.port);
+  h += "\r\nContent-Type: application/json\r\nUser-Agent: tollgate\r\n";
   if (!upstream_.auth_header_value.empty()) {
-    request_.set(bhttp::field::authorization, upstream_.auth_header_value);
+    h += "Authorization: ";
+    h += upstream_.auth_header_value;
+    h += "\r\n";
   }
-  if (!request_id.empty()) request_.set("x-request-id", request_id);
-  request_.keep_alive(true);
-  request_.body() = std::move(body);
-  request_.prepare_payload();
+  if (!request_id.empty()) {
+    h += "x-request-id: ";
+    h += request_id;
+    h += "\r\n";
+  }
+  h += "Content-Length: ";
+  h += std::to_string(request_body_.size());
+  h += "\r\n\r\n";
 
   stream_ = pool_->take(upstream_);
   reused_ = stream_ != nullptr;

@@ -99,7 +99,8 @@ class upstream_call {
   std::unique_ptr<beast::tcp_stream> stream_;
   bool reused_ = false;
   beast::flat_buffer buffer_;
-  bhttp::request<bhttp::string_body> request_;
+  std::string request_head_;  // request line and headers, serialized once
+  std::string request_body_;
   std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
   std::uint64_t body_bytes_ = 0;
 };

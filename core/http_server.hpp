@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -89,7 +90,7 @@ class exchange {
   std::string_view route() const { return route_; }
 
  private:
-  net::awaitable<bool> write_finished(boost::system::error_code ec);
+  bool write_finished(boost::system::error_code ec);
 
   beast::tcp_stream& stream_;
   request& req_;
@@ -132,6 +133,13 @@ class server {
     // Declared before ioc: destroying ioc destroys unfinished connection coroutines, which
     // still unregister themselves here.
     std::unordered_set<beast::tcp_stream*> idle_streams;  // waiting for the next request
+    // Request metrics children by (listener, route, status), looked up once per worker so the
+    // hot path needs no registry lock.
+    struct request_metrics {
+      metrics::counter* total;
+      metrics::latency_histogram* duration;
+    };
+    std::unordered_map<std::string, request_metrics> request_metrics_cache;
     net::io_context ioc{1};
     net::executor_work_guard<net::io_context::executor_type> guard{ioc.get_executor()};
     unsigned index = 0;

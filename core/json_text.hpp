@@ -34,6 +34,10 @@ class json_object_writer {
   std::string finish() const { return body_.empty() ? "{}" : body_ + "}"; }
   void clear() { body_.clear(); }
   bool empty() const { return body_.empty(); }
+  // The members as written so far, without braces ("" when empty): for splicing into a line.
+  std::string_view members() const {
+    return body_.empty() ? std::string_view{} : std::string_view(body_).substr(1);
+  }
 
  private:
   void key(std::string_view k);

@@ -18,18 +18,28 @@ const char* level_name(log_level level) {
 }
 
 // RFC 3339 UTC with milliseconds.
+// The "YYYY-MM-DDTHH:MM:SS" part is formatted once per second per thread.
 void append_timestamp(std::string& out) {
-  const auto now = std::chrono::system_clock::now();
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  const int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                              tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-  out.append(buf, static_cast<std::size_t>(n));
+  thread_local std::time_t cached_secs = -1;
+  thread_local char cached[64];
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  const auto secs = static_cast<std::time_t>(ms / 1000);
+  if (secs != cached_secs) {
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_secs = secs;
+  }
+  out.append(cached, 19);
+  const auto milli = static_cast<int>(ms % 1000);
+  out.push_back('.');
+  out.push_back(static_cast<char>('0' + milli / 100));
+  out.push_back(static_cast<char>('0' + milli / 10 % 10));
+  out.push_back(static_cast<char>('0' + milli % 10));
+  out.push_back('Z');
 }
 
 }  // namespace
@@ -45,19 +55,19 @@ bool parse_log_level(std::string_view text, log_level& out) {
 
 void logger::log(log_level level, std::string_view msg, const json_object_writer& fields) {
   if (!enabled(level)) return;
-  std::string line = "{\"ts\":\"";
+  std::string line;
+  line.reserve(64 + msg.size() + fields.members().size());
+  line += "{\"ts\":\"";
   append_timestamp(line);
   line += "\",\"level\":\"";
   line += level_name(level);
   line += "\",\"msg\":";
   append_json_string(line, msg);
   if (!fields.empty()) {
-    const std::string rest = fields.finish();  // "{...}": splice its members in
     line.push_back(',');
-    line.append(rest, 1, rest.size() - 1);
-  } else {
-    line.push_back('}');
+    line += fields.members();
   }
+  line.push_back('}');
   line.push_back('\n');
   std::lock_guard lock(mutex_);
   std::fwrite(line.data(), 1, line.size(), out_);

@@ -3,7 +3,9 @@
 // children are created on first use. Updating a child is a relaxed atomic add; look children up
 // once and keep the reference on hot paths.
 #pragma once
+#include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -76,6 +78,17 @@ class family_base {
   std::vector<std::string> label_names_;
 };
 
+// Orders label-value lists; transparent so lookups need no allocation.
+struct label_values_less {
+  using is_transparent = void;
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const {
+    return std::lexicographical_compare(
+        a.begin(), a.end(), b.begin(), b.end(),
+        [](const auto& x, const auto& y) { return std::string_view(x) < std::string_view(y); });
+  }
+};
+
 template <class Metric>
 class family final : public family_base {
  public:
@@ -83,11 +96,16 @@ class family final : public family_base {
 
   // Returns the child for these label values (created on first use). The reference stays valid
   // for the registry's lifetime. The number of values must equal the number of label names.
-  Metric& with(std::vector<std::string> label_values) {
+  Metric& with(std::initializer_list<std::string_view> label_values) {
     std::lock_guard lock(mutex_);
-    auto& slot = children_[std::move(label_values)];
-    if (!slot) slot = std::make_unique<Metric>();
-    return *slot;
+    auto it = children_.find(label_values);
+    if (it == children_.end()) {
+      it = children_
+               .emplace(std::vector<std::string>(label_values.begin(), label_values.end()),
+                        std::make_unique<Metric>())
+               .first;
+    }
+    return *it->second;
   }
   Metric& get() { return with({}); }
 
@@ -95,7 +113,7 @@ class family final : public family_base {
 
  private:
   mutable std::mutex mutex_;
-  std::map<std::vector<std::string>, std::unique_ptr<Metric>> children_;
+  std::map<std::vector<std::string>, std::unique_ptr<Metric>, label_values_less> children_;
 };
 
 template <>

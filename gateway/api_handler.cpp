@@ -2,9 +2,8 @@
 #include "gateway/api_handler.hpp"
 
 #include <boost/beast/http/empty_body.hpp>
-#include <nlohmann/json.hpp>
-
 #include "backends/sse.hpp"
+#include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 #include "core/limits.hpp"
 #include "core/request_id.hpp"
@@ -13,7 +12,6 @@ namespace tollgate::gateway {
 namespace {
 
 namespace bhttp = boost::beast::http;
-using json = nlohmann::json;
 
 std::string_view status_class(unsigned status) {
   if (status >= 500) return "5xx";
@@ -24,14 +22,13 @@ std::string_view status_class(unsigned status) {
 
 // The error code inside an upstream's OpenAI-shaped error body, or "upstream_http_<status>".
 std::string upstream_error_code(const std::string& body, unsigned status) {
-  const auto j = json::parse(body, nullptr, false);
-  if (j.is_object()) {
-    auto e = j.find("error");
-    if (e != j.end() && e->is_object()) {
-      auto c = e->find("code");
-      if (c != e->end() && c->is_string()) return c->get<std::string>();
-      auto t = e->find("type");
-      if (t != e->end() && t->is_string()) return t->get<std::string>();
+  if (const auto doc = json::document::parse(body); doc && doc->root().is_object()) {
+    const json::value e = doc->root().find("error");
+    if (e.valid() && e.is_object()) {
+      for (const char* field : {"code", "type"}) {
+        const json::value v = e.find(field);
+        if (v.valid() && v.is_string()) return std::string(v.as_string());
+      }
     }
   }
   return "upstream_http_" + std::to_string(status);
@@ -89,7 +86,12 @@ api_handler::api_handler(const gateway_config& config,
       usage_records_(registry
                          .add_counter("tollgate_usage_records_total",
                                       "Usage records handed to the usage sink.")
-                         .get()) {}
+                         .get()) {
+  for (const auto& m : config_.models) {
+    model_tokens_[m.name] = {&tokens_.with({m.name, "prompt"}), &tokens_.with({m.name, "completion"}),
+                             &tokens_.with({m.name, "cached"})};
+  }
+}
 
 boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   auto& req = ex.req();
@@ -210,7 +212,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex,
   if (auto failure = co_await call.start(
           endpoint_path(kind), upstream_body(st.req, ex.req().body(), st.model->upstream_model),
           id)) {
-    upstream_requests_.with({st.upstream->name, std::string(failure->label())}).inc();
+    upstream_requests_.with({st.upstream->name, failure->label()}).inc();
     const api_error error = failure->to_api_error(st.upstream->name);
     st.rec.error_code = error.code;
     json_object_writer f;
@@ -220,7 +222,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex,
     finish(ex, st);
     co_return;
   }
-  upstream_requests_.with({st.upstream->name, std::string(status_class(call.status()))}).inc();
+  upstream_requests_.with({st.upstream->name, status_class(call.status())}).inc();
   if (st.req.stream && call.status() == 200 && call.is_event_stream()) {
     co_await relay_stream(ex, call, st);
   } else {
@@ -241,10 +243,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
     co_return;
   }
   if (call.status() == 200) {
-    const auto j = json::parse(body, nullptr, false);
-    if (j.is_object()) {
-      if (auto u = j.find("usage"); u != j.end()) st.rec.set_usage(*u);
-    }
+    st.rec.set_usage_from_response(body);
   } else {
     st.rec.error_code = upstream_error_code(body, call.status());
   }
@@ -287,16 +286,13 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
     for (auto& e : events) {
       // Usage arrives in a chunk with empty choices (stream_options.include_usage); it was
       // requested on the client's behalf when the client did not ask, and is then not relayed.
-      if (e.data != "[DONE]" && e.data.find("\"usage\"") != std::string::npos) {
-        const auto j = json::parse(e.data, nullptr, false);
-        if (j.is_object()) {
-          auto u = j.find("usage");
-          if (u != j.end() && u->is_object()) {
-            st.rec.set_usage(*u);
-            auto choices = j.find("choices");
-            const bool usage_only = choices == j.end() || (choices->is_array() && choices->empty());
-            if (usage_only && !st.req.client_wants_usage) continue;
-          }
+      if (e.data.find("\"usage\"") != std::string::npos &&
+          e.data.find("\"usage\":null") == std::string::npos) {
+        const auto doc = json::document::parse(e.data);
+        if (doc && doc->root().is_object() && st.rec.set_usage(doc->root().find("usage"))) {
+          const json::value choices = doc->root().find("choices");
+          const bool usage_only = !choices.valid() || (choices.is_array() && choices.size() == 0);
+          if (usage_only && !st.req.client_wants_usage) continue;
         }
       }
       if (!st.req.client_wants_usage) strip_usage_null(e.data);
@@ -338,11 +334,11 @@ void api_handler::finish(http::exchange& ex, proxy_state& st) {
     st.rec.client_disconnected = true;
     client_disconnects_.inc();
   }
-  if (st.rec.usage_reported) {
-    tokens_.with({st.rec.model, "prompt"}).inc(static_cast<std::uint64_t>(st.rec.prompt_tokens));
-    tokens_.with({st.rec.model, "completion"})
-        .inc(static_cast<std::uint64_t>(st.rec.completion_tokens));
-    tokens_.with({st.rec.model, "cached"}).inc(static_cast<std::uint64_t>(st.rec.cached_tokens));
+  if (st.rec.usage_reported && st.model != nullptr) {
+    const auto& c = model_tokens_.at(st.model->name);
+    c.prompt->inc(static_cast<std::uint64_t>(st.rec.prompt_tokens));
+    c.completion->inc(static_cast<std::uint64_t>(st.rec.completion_tokens));
+    c.cached->inc(static_cast<std::uint64_t>(st.rec.cached_tokens));
   }
   usage_.record(st.rec);
   usage_records_.inc();

@@ -6,6 +6,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backends/upstream.hpp"
@@ -51,6 +52,12 @@ class api_handler {
   metrics::family<metrics::counter>& upstream_requests_;
   metrics::family<metrics::latency_histogram>& upstream_ttft_;
   metrics::family<metrics::counter>& tokens_;
+  struct model_token_counters {
+    metrics::counter* prompt;
+    metrics::counter* completion;
+    metrics::counter* cached;
+  };
+  std::unordered_map<std::string, model_token_counters> model_tokens_;  // by model name
   metrics::counter& client_disconnects_;
   metrics::counter& usage_records_;
 };

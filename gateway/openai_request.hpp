@@ -2,8 +2,6 @@
 // stage of the request path. Invalid input becomes an OpenAI-shaped 400 naming the parameter.
 #pragma once
 #include <cstdint>
-#include <memory>
-#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 
@@ -21,12 +19,7 @@ struct completion_request {
   bool stream = false;
   bool client_wants_usage = false;  // stream_options.include_usage as the client sent it
   std::int64_t max_tokens = -1;     // max_completion_tokens or max_tokens; -1 if absent
-  std::unique_ptr<nlohmann::json> body;  // the parsed body, kept for rewriting
-
-  completion_request();
-  completion_request(completion_request&&) noexcept;
-  completion_request& operator=(completion_request&&) noexcept;
-  ~completion_request();
+  bool has_stream_options = false;  // the body has a non-null stream_options object
 };
 
 result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body);

@@ -1,7 +1,7 @@
 // Usage records and the logging sink: see usage.hpp.
 #include "metering/usage.hpp"
 
-#include <nlohmann/json.hpp>
+#include <algorithm>
 
 #include "core/json_text.hpp"
 
@@ -35,11 +35,10 @@ void fill_writer(const usage_record& r, json_object_writer& w) {
   }
 }
 
-std::int64_t count_at(const nlohmann::json& obj, const char* key) {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_number_integer()) return 0;
-  const auto v = it->get<std::int64_t>();
-  return v < 0 ? 0 : v;
+std::int64_t count_at(json::value obj, std::string_view key) {
+  const json::value v = obj.find(key);
+  if (!v.valid() || !v.is_int64()) return 0;
+  return std::max<std::int64_t>(0, v.as_int64());
 }
 
 }  // namespace
@@ -50,18 +49,36 @@ std::string usage_record::to_json() const {
   return w.finish();
 }
 
-bool usage_record::set_usage(const nlohmann::json& usage) {
-  if (!usage.is_object()) return false;
+bool usage_record::set_usage(json::value usage) {
+  if (!usage.valid() || !usage.is_object()) return false;
   usage_reported = true;
   prompt_tokens = count_at(usage, "prompt_tokens");
   completion_tokens = count_at(usage, "completion_tokens");
-  if (auto d = usage.find("prompt_tokens_details"); d != usage.end() && d->is_object()) {
-    cached_tokens = count_at(*d, "cached_tokens");
+  if (const auto d = usage.find("prompt_tokens_details"); d.valid() && d.is_object()) {
+    cached_tokens = count_at(d, "cached_tokens");
   }
-  if (auto d = usage.find("completion_tokens_details"); d != usage.end() && d->is_object()) {
-    reasoning_tokens = count_at(*d, "reasoning_tokens");
+  if (const auto d = usage.find("completion_tokens_details"); d.valid() && d.is_object()) {
+    reasoning_tokens = count_at(d, "reasoning_tokens");
   }
   return true;
+}
+
+bool usage_record::set_usage_from_response(std::string_view body) {
+  // Fast path for servers that put usage last (vLLM, and most that serialize keys in order):
+  // take the text between the last `"usage":` and the closing brace of the body and parse just
+  // that. It is accepted only if it is exactly one object, which a nested or quoted occurrence
+  // can never be; anything else falls back to parsing the whole body.
+  if (const auto key = body.rfind("\"usage\""); key != std::string_view::npos) {
+    auto colon = body.find_first_not_of(" \t\r\n", key + 7);
+    auto close = body.find_last_not_of(" \t\r\n");
+    if (colon != std::string_view::npos && body[colon] == ':' && close != std::string_view::npos &&
+        body[close] == '}' && close > colon) {
+      const auto usage = json::document::parse(body.substr(colon + 1, close - colon - 1));
+      if (usage && usage->root().is_object()) return set_usage(usage->root());
+    }
+  }
+  const auto doc = json::document::parse(body);
+  return doc && doc->root().is_object() && set_usage(doc->root().find("usage"));
 }
 
 void log_usage_sink::record(const usage_record& r) {

@@ -4,9 +4,9 @@
 #pragma once
 #include <cstdint>
 #include <string>
-#include <nlohmann/json_fwd.hpp>
 #include <string_view>
 
+#include "core/json_dom.hpp"
 #include "core/log.hpp"
 
 namespace tollgate::metering {
@@ -34,7 +34,9 @@ struct usage_record {
 
   std::string to_json() const;
   // Fills the token fields from an OpenAI `usage` object; returns false if it is not one.
-  bool set_usage(const nlohmann::json& usage);
+  bool set_usage(json::value usage);
+  // Fills the token fields from a whole OpenAI response body's top-level `usage`, if any.
+  bool set_usage_from_response(std::string_view body);
 };
 
 class usage_sink {

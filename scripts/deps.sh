@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what Tollgate needs to build, run, test and benchmark on Debian 12 (as root):
+# Debian packages via apt-get and the test clients via npm ci. Idempotent and quiet when
+# everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(
+  build-essential cmake ninja-build ccache pkg-config git curl ca-certificates
+  libboost1.81-dev nlohmann-json3-dev libssl-dev catch2
+  prometheus   # promtool, to check /metrics
+  wrk nginx-light  # the proxy benchmark and its nginx baseline
+)
+command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Package scripts must not start system services (nginx, prometheus): the project starts
+  # what it needs itself, on its own ports.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi
+fi
+
+# Test clients (the official openai package), pinned by tests/package-lock.json.
+lock_sum=$(sha256sum tests/package-lock.json | cut -d' ' -f1)
+stamp=tests/node_modules/.tollgate-lock-sha256
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+  echo "deps: npm ci (tests/)"
+  (cd tests && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$lock_sum" >"$stamp"
+fi
