@@ -233,38 +233,56 @@ void server::request_stop() {
   net::post(workers_[0]->ioc, [this] { begin_drain(); });
 }
 
-// Runs on worker 0.
+// Runs on worker 0. Stops accepting on the API listeners and closes idle connections; busy ones
+// end after their current response (sessions check draining_ before waiting for another).
 void server::begin_drain() {
   if (draining_.exchange(true)) return;
   boost::system::error_code ignored;
-  for (auto& l : listeners_) l->acceptor->close(ignored);
+  for (auto& l : listeners_) {
+    if (!l->spec.serve_while_draining) l->acceptor->close(ignored);
+  }
   signals_->cancel(ignored);
   for (auto& w : workers_) {
     net::post(w->ioc, [w = w.get()] {
-      // Idle keep-alive connections end now; busy ones end after their current response.
       for (auto* stream : w->idle_streams) stream->cancel();
-      w->guard.reset();
     });
   }
   json_object_writer f;
-  f.add("in_flight_connections", static_cast<std::int64_t>(sessions_.load()))
+  f.add("in_flight_connections", static_cast<std::int64_t>(drain_sessions_.load()))
       .add("drain_timeout_ms", static_cast<std::int64_t>(limits_.drain_timeout_ms));
   log_.info("draining", f);
   drain_timer_->expires_after(ms(limits_.drain_timeout_ms));
   drain_timer_->async_wait([this](boost::system::error_code ec) {
     if (ec) return;  // cancelled: every connection ended in time
     json_object_writer f;
-    f.add("open_connections", static_cast<std::int64_t>(sessions_.load()));
+    f.add("open_connections", static_cast<std::int64_t>(drain_sessions_.load()));
     log_.warn("drain timeout reached; stopping with connections open", f);
     for (auto& w : workers_) w->ioc.stop();
   });
-  if (sessions_.load() == 0) drain_timer_->cancel();
+  if (drain_sessions_.load() == 0) finish_drain();
 }
 
-void server::session_ended() {
-  if (sessions_.fetch_sub(1) == 1 && draining_.load() && !destroying_.load()) {
+// Runs on worker 0 once no connection the drain waits for is left: closes the rest and lets
+// every event loop run out of work.
+void server::finish_drain() {
+  if (drain_finished_.exchange(true)) return;
+  drain_timer_->cancel();
+  boost::system::error_code ignored;
+  for (auto& l : listeners_) l->acceptor->close(ignored);
+  for (auto& w : workers_) {
+    net::post(w->ioc, [w = w.get()] {
+      for (auto* stream : w->idle_streams) stream->cancel();
+      w->guard.reset();
+    });
+  }
+}
+
+void server::session_ended(const listener& l) {
+  sessions_.fetch_sub(1);
+  if (l.spec.serve_while_draining) return;
+  if (drain_sessions_.fetch_sub(1) == 1 && draining_.load() && !destroying_.load()) {
     net::post(workers_[0]->ioc, [this] {
-      if (sessions_.load() == 0) drain_timer_->cancel();
+      if (drain_sessions_.load() == 0) finish_drain();
     });
   }
 }
@@ -292,6 +310,7 @@ net::awaitable<void> server::accept_loop(listener& l) {
     boost::system::error_code ignored;
     socket.set_option(net::ip::tcp::no_delay(true), ignored);
     sessions_.fetch_add(1);
+    if (!l.spec.serve_while_draining) drain_sessions_.fetch_add(1);
     net::co_spawn(w.ioc, session(w, l, beast::tcp_stream(std::move(socket))),
                   [this](std::exception_ptr e) {
                     if (!e) return;
@@ -325,7 +344,7 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
     ~session_guard() {
       w.idle_streams.erase(stream);
       l.connections_active->sub(1);
-      s.session_ended();
+      s.session_ended(l);
     }
   } guard{*this, w, l, &stream};
   l.connections_active->add(1);
@@ -336,7 +355,8 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
     parser.header_limit(static_cast<std::uint32_t>(limits_.header_limit_bytes));
     parser.body_limit(limits_.body_limit_bytes);
 
-    if (draining_.load()) break;
+    // Draining: API connections take no new request; operator ones serve until the drain ends.
+    if (l.spec.serve_while_draining ? drain_finished_.load() : draining_.load()) break;
     w.idle_streams.insert(&stream);
     stream.expires_after(ms(limits_.keepalive_idle_timeout_ms));
     auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);

@@ -109,6 +109,9 @@ struct listener_spec {
   std::string name;  // metrics label, e.g. "api" or "admin"
   listen_address address;
   handler on_request;
+  // Keep accepting while draining (health and metrics stay reachable, /readyz can say 503).
+  // Its connections do not hold the drain up.
+  bool serve_while_draining = false;
 };
 
 class server {
@@ -150,7 +153,8 @@ class server {
   net::awaitable<void> session(worker& w, listener& l, beast::tcp_stream stream);
   net::awaitable<void> reject(beast::tcp_stream& stream, worker& w, listener& l, api_error error);
   void begin_drain();
-  void session_ended();
+  void finish_drain();
+  void session_ended(const listener& l);
 
   server_limits limits_;
   logger& log_;
@@ -160,7 +164,9 @@ class server {
   std::unique_ptr<net::steady_timer> drain_timer_;
   std::atomic<bool> draining_{false};
   std::atomic<bool> destroying_{false};
-  std::atomic<std::uint64_t> sessions_{0};
+  std::atomic<std::uint64_t> sessions_{0};        // all open connections
+  std::atomic<std::uint64_t> drain_sessions_{0};  // those the drain waits for
+  std::atomic<bool> drain_finished_{false};
   std::atomic<unsigned> next_worker_{0};
 
   metrics::family<metrics::gauge>& connections_active_;

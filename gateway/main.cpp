@@ -101,7 +101,8 @@ int main(int argc, char** argv) {
     server.add_listener({"api", config.server.listen,
                          [&api](http::exchange& ex) { return api.handle(ex); }});
     server.add_listener({"admin", config.server.admin_listen,
-                         [&admin](http::exchange& ex) { return admin.handle(ex); }});
+                         [&admin](http::exchange& ex) { return admin.handle(ex); },
+                         /*serve_while_draining=*/true});
     json_object_writer f;
     f.add("version", version)
         .add("threads", server.thread_count())

@@ -308,8 +308,10 @@ describe('graceful shutdown', () => {
       const idle = net.connect(s.apiPort, '127.0.0.1');
       await new Promise((r) => idle.on('connect', r));
       s.gateway.child.kill('SIGTERM');
-      await waitFor(async () => (await fetch(`${s.adminUrl}/readyz`).catch(() => ({ status: 0 }))).status !== 200,
-        { what: 'not ready while draining' });
+      await waitFor(async () => (await fetch(`${s.adminUrl}/readyz`)).status === 503,
+        { what: '/readyz answering 503 while draining' });
+      assert.equal((await fetch(`${s.adminUrl}/healthz`)).status, 200);
+      await assert.rejects(fetch(`${s.url}/v1/models`), 'the API listener no longer accepts');
       const events = sseData(await streaming);
       assert.equal(events.at(-1), '[DONE]');
       assert.equal(events.length, 1 + 20 + 1 + 1);

@@ -123,3 +123,13 @@ TEST_CASE("listen addresses parse host:port") {
   CHECK_FALSE(parse_listen_address(":80", a));
   CHECK_FALSE(parse_listen_address("host:80x", a));
 }
+
+TEST_CASE("the shipped example config parses and matches the embedded default") {
+  const auto example = load_config_file(TOLLGATE_SOURCE_DIR "/deploy/tollgate.example.json", env_of({}));
+  const auto defaults = parse_config(embedded_default_config(), env_of({}));
+  CHECK(example.server.body_limit_bytes == defaults.server.body_limit_bytes);
+  CHECK(example.server.drain_timeout_ms == defaults.server.drain_timeout_ms);
+  CHECK(example.find_upstream("dev")->first_byte_timeout_ms ==
+        defaults.find_upstream("dev")->first_byte_timeout_ms);
+  CHECK(example.find_model("dev-echo") != nullptr);
+}
