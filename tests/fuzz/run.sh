@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for a while.
+#   tests/fuzz/run.sh [SECONDS_PER_TARGET]   (default 20)
+# Prints each target's execution count; any crash fails the run and leaves the input in .run/fuzz/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-20}
+out=.run/fuzz
+mkdir -p "$out"
+flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I.)
+build() {  # name, sources...
+  local name=$1
+  shift
+  if [ ! -x "$out/$name" ] || [ -n "$(find "$@" core/json_dom.hpp -newer "$out/$name" 2>/dev/null)" ]; then
+    clang++ "${flags[@]}" "$@" -o "$out/$name"
+  fi
+}
+build json_dom_fuzz tests/fuzz/json_dom_fuzz.cpp core/json_dom.cpp
+build sse_fuzz tests/fuzz/sse_fuzz.cpp backends/sse.cpp
+build openai_request_fuzz tests/fuzz/openai_request_fuzz.cpp gateway/openai_request.cpp core/json_dom.cpp \
+  core/json_text.cpp core/error.cpp
+for target in json_dom_fuzz sse_fuzz openai_request_fuzz; do
+  mkdir -p "$out/corpus-$target"
+  log="$out/$target.log"
+  if ! "$out/$target" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
+      -artifact_prefix="$out/$target-" "$out/corpus-$target" >"$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "fuzz: $target FAILED (see $log)"
+    exit 1
+  fi
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
+  echo "fuzz: $target ok, $execs executions in ${seconds}s"
+done
