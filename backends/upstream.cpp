@@ -10,6 +10,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <algorithm>
 #include <array>
 
 #include "core/limits.hpp"
@@ -234,19 +235,25 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::read_some(std::st
   done = parser_->is_done();
   if (done) co_return std::nullopt;
   if (!stream_) co_return upstream_failure{upstream_failure::kind::closed, "aborted"};
-  char chunk[read_chunk_bytes];
+  // Read straight into `out` (no staging buffer: a large array here would make every coroutine
+  // frame of this function a large allocation). Size the space by the known body length.
+  const auto remaining = parser_->content_length_remaining();
+  const std::size_t room =
+      remaining ? std::clamp<std::size_t>(*remaining, 1, read_chunk_bytes) : read_chunk_bytes;
   for (;;) {
-    parser_->get().body().data = chunk;
-    parser_->get().body().size = sizeof chunk;
+    const std::size_t start = out.size();
+    out.resize(start + room);
+    parser_->get().body().data = out.data() + start;
+    parser_->get().body().size = room;
     stream_->expires_after(ms(upstream_.idle_timeout_ms));
     auto [ec, n] = co_await bhttp::async_read_some(*stream_, buffer_, *parser_, use_tuple);
     if (ec == bhttp::error::need_buffer) ec = {};
-    const std::size_t got = sizeof chunk - parser_->get().body().size;
+    const std::size_t got = room - parser_->get().body().size;
+    out.resize(start + got);
     if (ec) {
       abort();
       co_return failure_from(ec, "reading the response body");
     }
-    out.append(chunk, got);
     body_bytes_ += got;
     done = parser_->is_done();
     if (got > 0 || done) co_return std::nullopt;

@@ -396,19 +396,14 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
     exchange ex{stream, req, w.index, ms(limits_.client_write_timeout_ms), close_after};
     co_await l.spec.on_request(ex);
     const auto elapsed = std::chrono::steady_clock::now() - ex.received_at();
-    const std::string status = std::to_string(ex.status());
-    std::string key = l.spec.name;
-    key.push_back(' ');
-    key += ex.route();
-    key.push_back(' ');
-    key += status;
+    const auto key = std::make_tuple(static_cast<const void*>(&l), ex.route().data(), ex.status());
     auto cached = w.request_metrics_cache.find(key);
     if (cached == w.request_metrics_cache.end()) {
+      const std::string status = std::to_string(ex.status());
       cached = w.request_metrics_cache
-                   .emplace(std::move(key),
-                            worker::request_metrics{
-                                &requests_total_.with({l.spec.name, ex.route(), status}),
-                                &request_duration_.with({l.spec.name, ex.route()})})
+                   .emplace(key, worker::request_metrics{
+                                     &requests_total_.with({l.spec.name, ex.route(), status}),
+                                     &request_duration_.with({l.spec.name, ex.route()})})
                    .first;
     }
     cached->second.total->inc();

@@ -22,7 +22,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <map>
+#include <tuple>
 #include <unordered_set>
 #include <vector>
 
@@ -85,7 +86,8 @@ class exchange {
   // True once a write to the client failed: the client went away.
   bool client_gone() const { return client_gone_; }
   unsigned status() const { return status_; }
-  // A short, bounded label naming what the request was routed to (for metrics).
+  // A short, bounded label naming what the request was routed to (for metrics). Must be a
+  // string literal or otherwise live as long as the server: it is cached by address.
   void set_route(std::string_view route) { route_ = route; }
   std::string_view route() const { return route_; }
 
@@ -142,7 +144,9 @@ class server {
       metrics::counter* total;
       metrics::latency_histogram* duration;
     };
-    std::unordered_map<std::string, request_metrics> request_metrics_cache;
+    // Keyed by listener, route (a static string: its address is enough) and status.
+    std::map<std::tuple<const void*, const char*, unsigned>, request_metrics>
+        request_metrics_cache;
     net::io_context ioc{1};
     net::executor_work_guard<net::io_context::executor_type> guard{ioc.get_executor()};
     unsigned index = 0;

@@ -204,8 +204,8 @@ class parser {
       const auto c = static_cast<unsigned char>(*p_);
       if (c == '"') {
         ++p_;
-        doc_.decoded_.push_back(std::move(decoded));
-        push_string(doc_.decoded_.back());
+        doc_.decoded_.push_back(std::make_unique<std::string>(std::move(decoded)));
+        push_string(*doc_.decoded_.back());
         return true;
       }
       if (c < 0x20) return fail("unescaped control character in string");

@@ -4,7 +4,7 @@
 // The input text must outlive the document.
 #pragma once
 #include <cstdint>
-#include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -97,7 +97,8 @@ class document {
 
   std::string_view input_;
   std::vector<node> nodes_;
-  std::deque<std::string> decoded_;  // strings that contained escapes
+  // Strings that contained escapes (rare). Not a deque: an empty std::deque allocates.
+  std::vector<std::unique_ptr<std::string>> decoded_;
 };
 
 template <class F>

@@ -1,6 +1,7 @@
 // JSON text writing helpers: see json_text.hpp.
 #include "core/json_text.hpp"
 
+#include <array>
 #include <charconv>
 
 namespace tollgate {
@@ -37,10 +38,25 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
 
 }  // namespace
 
+// Bytes that cannot be copied as they are: quote, backslash, control characters, non-ASCII.
+constexpr auto needs_care = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
+  return t;
+}();
+
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
   for (std::size_t i = 0; i < s.size();) {
+    // Copy the longest run of plain bytes at once.
+    std::size_t run = i;
+    while (run < s.size() && !needs_care[static_cast<unsigned char>(s[run])]) ++run;
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      if (i == s.size()) break;
+    }
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
       const std::size_t len = utf8_sequence_length(s, i);
@@ -74,7 +90,12 @@ void append_json_string(std::string& out, std::string_view s) {
 }
 
 void json_object_writer::key(std::string_view k) {
-  body_.push_back(body_.empty() ? '{' : ',');
+  if (body_.empty()) {
+    body_.reserve(512);
+    body_.push_back('{');
+  } else {
+    body_.push_back(',');
+  }
   body_.push_back('"');
   body_.append(k);
   body_ += "\":";
