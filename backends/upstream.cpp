@@ -117,7 +117,8 @@ void upstream_call::reset_parser() {
 
 upstream_call::~upstream_call() {
   // Only a connection whose response was read whole, with nothing extra buffered, is reusable.
-  if (stream_ && parser_->is_done() && parser_->keep_alive() && buffer_.size() == 0) {
+  if (stream_ && !aborted_ && stream_->socket().is_open() && parser_->is_done() &&
+      parser_->keep_alive() && buffer_.size() == 0) {
     stream_->expires_never();
     pool_->give_back(upstream_, std::move(stream_));
   }
@@ -132,14 +133,21 @@ bool upstream_call::is_event_stream() const {
 }
 
 void upstream_call::abort() {
+  aborted_ = true;
+  close_connection();
+}
+
+// Closes the socket but keeps the stream object: a pending operation on it completes with an
+// error instead of touching a destroyed object.
+void upstream_call::close_connection() {
   if (!stream_) return;
   boost::system::error_code ignored;
   stream_->socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
-  stream_->close();
-  stream_.reset();
+  stream_->socket().close(ignored);
 }
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::connect() {
+  if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled"};
   auto stream = std::make_unique<beast::tcp_stream>(pool_->executor());
   net::ip::tcp::resolver resolver(pool_->executor());
   auto [rec, endpoints] =
@@ -158,6 +166,7 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::connect() {
                                upstream_.host + ":" + std::to_string(upstream_.port) + " (" +
                                    cec.message() + ")"};
   }
+  if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled"};
   boost::system::error_code ignored;
   stream->socket().set_option(net::ip::tcp::no_delay(true), ignored);
   stream_ = std::move(stream);
@@ -219,14 +228,14 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::start(std::string
   }
   bool retryable = false;
   auto failure = co_await exchange_head(retryable);
-  if (failure && retryable) {
-    abort();
+  if (failure && retryable && !aborted_) {
+    close_connection();
     buffer_.clear();
     reset_parser();
     if (auto f = co_await connect()) co_return f;
     failure = co_await exchange_head(retryable);
   }
-  if (failure) abort();
+  if (failure) close_connection();
   co_return failure;
 }
 
@@ -234,7 +243,7 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::read_some(std::st
                                                                          bool& done) {
   done = parser_->is_done();
   if (done) co_return std::nullopt;
-  if (!stream_) co_return upstream_failure{upstream_failure::kind::closed, "aborted"};
+  if (!stream_ || aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled"};
   // Read straight into `out` (no staging buffer: a large array here would make every coroutine
   // frame of this function a large allocation). Size the space by the known body length.
   const auto remaining = parser_->content_length_remaining();
@@ -251,7 +260,7 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::read_some(std::st
     const std::size_t got = room - parser_->get().body().size;
     out.resize(start + got);
     if (ec) {
-      abort();
+      close_connection();
       co_return failure_from(ec, "reading the response body");
     }
     body_bytes_ += got;

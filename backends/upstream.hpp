@@ -86,18 +86,21 @@ class upstream_call {
   // Reads the rest of the body into `out`.
   net::awaitable<std::optional<upstream_failure>> read_all(std::string& out);
 
-  // Closes the connection now, cancelling the request upstream (the client went away).
+  // Closes the connection now, cancelling the request upstream (the client went away). Safe
+  // while an operation of this call is pending: it then fails, and the call fails for good.
   void abort();
 
  private:
   void reset_parser();
   net::awaitable<std::optional<upstream_failure>> connect();
+  void close_connection();
   net::awaitable<std::optional<upstream_failure>> exchange_head(bool& retryable);
 
   std::shared_ptr<upstream_pool> pool_;
   const upstream_config& upstream_;
   std::unique_ptr<beast::tcp_stream> stream_;
   bool reused_ = false;
+  bool aborted_ = false;  // abort() was called: nothing more is sent or read
   beast::flat_buffer buffer_;
   std::string request_head_;  // request line and headers, serialized once
   std::string request_body_;

@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
@@ -15,6 +16,8 @@
 #include <array>
 #include <optional>
 #include <stdexcept>
+#include <sys/socket.h>
+#include <cerrno>
 #include <thread>
 
 namespace tollgate::http {
@@ -88,7 +91,62 @@ std::string serialize_head(const response& res) {
   return head;
 }
 
+struct exchange::watch_state {
+  explicit watch_state(const net::any_io_executor& ex) : finished(ex) {
+    finished.expires_at(net::steady_timer::time_point::max());
+  }
+  std::function<void()> on_gone;
+  bool stopping = false;
+  bool done = false;
+  bool gone = false;
+  net::steady_timer finished;  // cancelled when the watch loop has ended
+};
+
+void exchange::watch_for_disconnect(std::function<void()> on_gone) {
+  if (watch_) return;
+  watch_ = std::make_shared<watch_state>(stream_.get_executor());
+  watch_->on_gone = std::move(on_gone);
+  net::co_spawn(stream_.get_executor(), watch_loop(watch_, stream_), net::detached);
+}
+
+// Waits for the client socket to become readable without reading (no system call while nothing
+// happens), then peeks: end of stream or an error means the client left; data means it sent
+// more (a pipelined request), which stays in the socket for the next read.
+net::awaitable<void> exchange::watch_loop(std::shared_ptr<watch_state> state,
+                                          beast::tcp_stream& stream) {
+  while (!state->stopping) {
+    auto [ec] = co_await stream.socket().async_wait(net::socket_base::wait_read, use_tuple);
+    if (ec || state->stopping) break;
+    char byte = 0;
+    const auto n = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) break;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+    state->gone = true;
+    if (state->on_gone) state->on_gone();
+    break;
+  }
+  state->done = true;
+  state->finished.cancel();
+}
+
+net::awaitable<void> exchange::stop_watching() {
+  if (!watch_) co_return;
+  auto state = std::move(watch_);
+  state->stopping = true;
+  if (!state->done) {
+    boost::system::error_code ignored;
+    stream_.socket().cancel(ignored);  // only the watcher's wait is pending
+    co_await state->finished.async_wait(use_tuple);
+  }
+  if (state->gone) {
+    client_gone_ = true;
+    close_after_ = true;
+  }
+}
+
 net::awaitable<bool> exchange::send(response res) {
+  co_await stop_watching();
+  if (client_gone_) co_return false;
   res.version(req_.version());
   res.keep_alive(!close_after_);
   res.content_length(res.body().size());
@@ -110,6 +168,8 @@ net::awaitable<bool> exchange::send_error(api_error error, std::string_view requ
 }
 
 net::awaitable<bool> exchange::send_chunked_header(bhttp::response<bhttp::empty_body> header) {
+  co_await stop_watching();
+  if (client_gone_) co_return false;
   header.version(req_.version());
   header.keep_alive(!close_after_);
   header.chunked(true);
@@ -395,6 +455,7 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
     const bool close_after = !req.keep_alive() || draining_.load();
     exchange ex{stream, req, w.index, ms(limits_.client_write_timeout_ms), close_after};
     co_await l.spec.on_request(ex);
+    co_await ex.stop_watching();  // a handler that never answered must not leave a reader behind
     const auto elapsed = std::chrono::steady_clock::now() - ex.received_at();
     const auto key = std::make_tuple(static_cast<const void*>(&l), ex.route().data(), ex.status());
     auto cached = w.request_metrics_cache.find(key);

@@ -80,6 +80,12 @@ class exchange {
   net::awaitable<bool> send_chunk(std::string_view data);
   net::awaitable<bool> send_last_chunk();
 
+  // Watches the client connection while the handler waits on something else (an upstream): if
+  // the client closes it, `on_gone` runs once, so the handler can cancel that work. A pipelined
+  // request arriving meanwhile is left unread for the next exchange. Watching stops by itself
+  // before anything is written to the client.
+  void watch_for_disconnect(std::function<void()> on_gone);
+
   // Whether the connection ends after this exchange (client asked, server draining, or error).
   bool close_after() const { return close_after_; }
   void set_close_after() { close_after_ = true; }
@@ -92,9 +98,15 @@ class exchange {
   std::string_view route() const { return route_; }
 
  private:
+  friend class server;
   bool write_finished(boost::system::error_code ec);
+  struct watch_state;
+  static net::awaitable<void> watch_loop(std::shared_ptr<watch_state> state,
+                                         beast::tcp_stream& stream);
+  net::awaitable<void> stop_watching();
 
   beast::tcp_stream& stream_;
+  std::shared_ptr<watch_state> watch_;
   request& req_;
   unsigned worker_index_;
   std::chrono::milliseconds write_timeout_;

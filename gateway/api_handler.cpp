@@ -207,17 +207,26 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex,
   st.upstream = config_.find_upstream(st.model->upstream);
   st.rec.upstream = st.upstream->name;
 
-  // 3. Forward.
+  // 3. Forward. While the upstream works, a client that hangs up cancels the upstream request
+  // (the watch ends by itself before the first byte is written back).
   backends::upstream_call call(pools_[ex.worker_index()], *st.upstream);
+  ex.watch_for_disconnect([&st, &call] {
+    st.rec.client_disconnected = true;
+    call.abort();
+  });
   if (auto failure = co_await call.start(
           endpoint_path(kind), upstream_body(st.req, ex.req().body(), st.model->upstream_model),
           id)) {
-    upstream_requests_.with({st.upstream->name, failure->label()}).inc();
+    const bool client_left = st.rec.client_disconnected;
+    upstream_requests_.with({st.upstream->name, client_left ? "client_gone" : failure->label()})
+        .inc();
     const api_error error = failure->to_api_error(st.upstream->name);
-    st.rec.error_code = error.code;
-    json_object_writer f;
-    f.add("request_id", id).add("upstream", st.upstream->name).add("error", error.message);
-    log_.warn("upstream request failed", f);
+    st.rec.error_code = client_left ? "client_disconnected" : error.code;
+    if (!client_left) {
+      json_object_writer f;
+      f.add("request_id", id).add("upstream", st.upstream->name).add("error", error.message);
+      log_.warn("upstream request failed", f);
+    }
     co_await ex.send_error(error, id);
     finish(ex, st);
     co_return;
@@ -238,7 +247,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
   std::string body;
   if (auto failure = co_await call.read_all(body)) {
     const api_error error = failure->to_api_error(st.upstream->name);
-    st.rec.error_code = error.code;
+    st.rec.error_code = st.rec.client_disconnected ? "client_disconnected" : error.code;
     co_await ex.send_error(error, st.rec.request_id);
     co_return;
   }

@@ -185,6 +185,26 @@ describe('proxy path', () => {
     assert.ok(rec.latency_us < 5_000_000);
   });
 
+  test('a client hanging up while the upstream is still working cancels the upstream request', async () => {
+    const id = 'disconnect-before-response-1';
+    const body = chatBody('tg:first_byte_delay_ms=3000');
+    const t0 = Date.now();
+    await new Promise((resolve, reject) => {
+      const sock = net.connect(s.apiPort, '127.0.0.1', () => {
+        sock.write(httpRequest('POST', '/v1/chat/completions', body,
+          { 'Content-Type': 'application/json', 'x-request-id': id }));
+        setTimeout(() => { sock.destroy(); resolve(); }, 150);
+      });
+      sock.on('error', reject);
+    });
+    const rec = await s.usageFor(id);
+    assert.ok(Date.now() - t0 < 2000, 'recorded without waiting for the upstream');
+    assert.equal(rec.client_disconnected, true);
+    assert.equal(rec.error_code, 'client_disconnected');
+    const text = await (await fetch(`${s.adminUrl}/metrics`)).text();
+    assert.match(text, /tollgate_upstream_requests_total\{upstream="dev",outcome="client_gone"\} [1-9]/);
+  });
+
   test('pipelined keep-alive requests are answered in order on one connection', async () => {
     const reqs = [1, 2, 3].map((i) => httpRequest('POST', '/v1/chat/completions', chatBody(`n${i}`),
       { 'Content-Type': 'application/json', 'x-request-id': `pipe-${i}` })).join('')
