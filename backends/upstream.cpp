@@ -52,22 +52,32 @@ bool stale_connection_error(boost::system::error_code ec) {
 api_error upstream_failure::to_api_error(std::string_view upstream_name) const {
   const std::string where = "Upstream '" + std::string(upstream_name) + "' ";
   switch (what) {
-    case kind::connect: return upstream_unavailable(where + "is unreachable: " + detail);
-    case kind::timeout: return upstream_timeout(where + detail);
-    case kind::closed: return upstream_unavailable(where + detail);
-    case kind::protocol: return upstream_unavailable(where + "answered with " + detail);
-    case kind::too_large: return upstream_unavailable(where + "sent a " + detail);
+    case kind::connect:
+      return upstream_unavailable(where + "is unreachable: " + detail);
+    case kind::timeout:
+      return upstream_timeout(where + detail);
+    case kind::closed:
+      return upstream_unavailable(where + detail);
+    case kind::protocol:
+      return upstream_unavailable(where + "answered with " + detail);
+    case kind::too_large:
+      return upstream_unavailable(where + "sent a " + detail);
   }
   return upstream_unavailable(where + detail);
 }
 
 std::string_view upstream_failure::label() const {
   switch (what) {
-    case kind::connect: return "connect_error";
-    case kind::timeout: return "timeout";
-    case kind::closed: return "closed";
-    case kind::protocol: return "protocol_error";
-    case kind::too_large: return "too_large";
+    case kind::connect:
+      return "connect_error";
+    case kind::timeout:
+      return "timeout";
+    case kind::closed:
+      return "closed";
+    case kind::protocol:
+      return "protocol_error";
+    case kind::too_large:
+      return "too_large";
   }
   return "error";
 }
@@ -104,8 +114,7 @@ std::size_t upstream_pool::idle_count() const {
 
 // ---- call ----------------------------------------------------------------------------------
 
-upstream_call::upstream_call(std::shared_ptr<upstream_pool> pool,
-                             const upstream_config& upstream)
+upstream_call::upstream_call(std::shared_ptr<upstream_pool> pool, const upstream_config& upstream)
     : pool_(std::move(pool)), upstream_(upstream) {
   reset_parser();
 }
@@ -162,9 +171,9 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::connect() {
     if (cec == beast::error::timeout) {
       co_return upstream_failure{upstream_failure::kind::timeout, "connecting"};
     }
-    co_return upstream_failure{upstream_failure::kind::connect,
-                               upstream_.host + ":" + std::to_string(upstream_.port) + " (" +
-                                   cec.message() + ")"};
+    co_return upstream_failure{
+        upstream_failure::kind::connect,
+        upstream_.host + ":" + std::to_string(upstream_.port) + " (" + cec.message() + ")"};
   }
   if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled"};
   boost::system::error_code ignored;

@@ -113,18 +113,18 @@ void apply_env_overrides(json& node, const std::string& path, const env_lookup& 
   }
 }
 
-std::uint64_t get_uint(const json& obj, const std::string& path, const char* key,
-                       std::uint64_t min, std::uint64_t max) {
+std::uint64_t get_uint(const json& obj, const std::string& path, const char* key, std::uint64_t min,
+                       std::uint64_t max) {
   const json& v = obj.at(key);
   const std::string p = path + "/" + key;
-  if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() &&
-                                 v.get<std::int64_t>() < 0)) {
+  if (!v.is_number_integer() ||
+      (v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() < 0)) {
     fail(p, "must be a non-negative integer");
   }
   const auto n = v.get<std::uint64_t>();
   if (n < min || n > max) {
-    fail(p, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                ", got " + std::to_string(n));
+    fail(p, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                std::to_string(n));
   }
   return n;
 }
@@ -193,7 +193,9 @@ env_lookup process_env() {
   return [](const char* name) { return std::getenv(name); };
 }
 
-std::string_view embedded_default_config() { return default_config_text; }
+std::string_view embedded_default_config() {
+  return default_config_text;
+}
 
 const model_config* gateway_config::find_model(std::string_view name) const {
   auto it = std::lower_bound(models.begin(), models.end(), name,
@@ -202,8 +204,9 @@ const model_config* gateway_config::find_model(std::string_view name) const {
 }
 
 const upstream_config* gateway_config::find_upstream(std::string_view name) const {
-  auto it = std::lower_bound(upstreams.begin(), upstreams.end(), name,
-                             [](const upstream_config& u, std::string_view n) { return u.name < n; });
+  auto it =
+      std::lower_bound(upstreams.begin(), upstreams.end(), name,
+                       [](const upstream_config& u, std::string_view n) { return u.name < n; });
   return it != upstreams.end() && it->name == name ? &*it : nullptr;
 }
 
@@ -290,8 +293,8 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
     model.name = name;
     model.upstream = get_string(m, path, "upstream");
     if (cfg.find_upstream(model.upstream) == nullptr) {
-      fail(path + "/upstream", "names an upstream that is not configured: \"" + model.upstream +
-                                   "\"");
+      fail(path + "/upstream",
+           "names an upstream that is not configured: \"" + model.upstream + "\"");
     }
     model.upstream_model = get_string(m, path, "upstream_model");
     if (model.upstream_model.empty()) model.upstream_model = name;

@@ -44,8 +44,8 @@ struct upstream_config {
   std::string name;
   std::string host;
   std::uint16_t port = 0;
-  std::string base_path;  // e.g. "/v1"; requests go to base_path + "/chat/completions"
-  std::string auth_env;   // environment variable holding the upstream API key ("" = none)
+  std::string base_path;          // e.g. "/v1"; requests go to base_path + "/chat/completions"
+  std::string auth_env;           // environment variable holding the upstream API key ("" = none)
   std::string auth_header_value;  // "Bearer <key>" resolved from auth_env at load time
   std::uint64_t connect_timeout_ms = 0;
   std::uint64_t first_byte_timeout_ms = 0;

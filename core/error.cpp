@@ -39,9 +39,11 @@ api_error method_not_allowed(std::string message) {
 }
 
 api_error request_too_large(std::uint64_t limit_bytes) {
-  return {413, "invalid_request_error",
+  return {413,
+          "invalid_request_error",
           "Request body too large: the limit is " + std::to_string(limit_bytes) + " bytes.",
-          {}, "request_too_large"};
+          {},
+          "request_too_large"};
 }
 
 api_error upstream_unavailable(std::string message) {

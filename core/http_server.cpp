@@ -1,6 +1,8 @@
 // HTTP/1.1 server shell: see http_server.hpp.
 #include "core/http_server.hpp"
 
+#include <sys/socket.h>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -13,11 +15,9 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <array>
+#include <cerrno>
 #include <optional>
 #include <stdexcept>
-#include <sys/socket.h>
-#include <cerrno>
 #include <thread>
 
 namespace tollgate::http {
@@ -33,8 +33,8 @@ std::chrono::milliseconds ms(std::uint64_t v) {
 std::optional<api_error> unreadable_request_error(boost::system::error_code ec,
                                                   const server_limits& limits) {
   if (ec == bhttp::error::header_limit) {
-    return api_error{431, "invalid_request_error", "Request headers too large.", {},
-                     "headers_too_large"};
+    return api_error{
+        431, "invalid_request_error", "Request headers too large.", {}, "headers_too_large"};
   }
   if (ec == bhttp::error::body_limit) return request_too_large(limits.body_limit_bytes);
   if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
@@ -208,7 +208,8 @@ server::server(server_limits limits, unsigned threads, logger& log, metrics::reg
       log_(log),
       workers_([threads] {
         std::vector<std::unique_ptr<worker>> w;
-        const unsigned n = threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+        const unsigned n =
+            threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
         for (unsigned i = 0; i < n; ++i) {
           w.push_back(std::make_unique<worker>());
           w.back()->index = i;
@@ -441,8 +442,11 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
       if (bec) {
         if (bec == beast::error::timeout) {
           co_await reject(stream, w, l,
-                          api_error{408, "invalid_request_error",
-                                    "Timed out reading the request body.", {}, "request_timeout"});
+                          api_error{408,
+                                    "invalid_request_error",
+                                    "Timed out reading the request body.",
+                                    {},
+                                    "request_timeout"});
         } else if (auto error = unreadable_request_error(bec, limits_)) {
           co_await reject(stream, w, l, std::move(*error));
         }
@@ -462,9 +466,10 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
     if (cached == w.request_metrics_cache.end()) {
       const std::string status = std::to_string(ex.status());
       cached = w.request_metrics_cache
-                   .emplace(key, worker::request_metrics{
-                                     &requests_total_.with({l.spec.name, ex.route(), status}),
-                                     &request_duration_.with({l.spec.name, ex.route()})})
+                   .emplace(key,
+                            worker::request_metrics{
+                                &requests_total_.with({l.spec.name, ex.route(), status}),
+                                &request_duration_.with({l.spec.name, ex.route()})})
                    .first;
     }
     cached->second.total->inc();

@@ -19,10 +19,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <map>
 #include <tuple>
 #include <unordered_set>
 #include <vector>
@@ -157,8 +157,7 @@ class server {
       metrics::latency_histogram* duration;
     };
     // Keyed by listener, route (a static string: its address is enough) and status.
-    std::map<std::tuple<const void*, const char*, unsigned>, request_metrics>
-        request_metrics_cache;
+    std::map<std::tuple<const void*, const char*, unsigned>, request_metrics> request_metrics_cache;
     net::io_context ioc{1};
     net::executor_work_guard<net::io_context::executor_type> guard{ioc.get_executor()};
     unsigned index = 0;

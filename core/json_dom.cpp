@@ -50,12 +50,18 @@ class parser {
   bool parse_value(std::uint32_t depth) {
     if (p_ == end_) return fail("unexpected end of input");
     switch (*p_) {
-      case '{': return parse_object(depth);
-      case '[': return parse_array(depth);
-      case '"': return parse_string();
-      case 't': return parse_literal("true", kind::boolean, true);
-      case 'f': return parse_literal("false", kind::boolean, false);
-      case 'n': return parse_literal("null", kind::null, false);
+      case '{':
+        return parse_object(depth);
+      case '[':
+        return parse_array(depth);
+      case '"':
+        return parse_string();
+      case 't':
+        return parse_literal("true", kind::boolean, true);
+      case 'f':
+        return parse_literal("false", kind::boolean, false);
+      case 'n':
+        return parse_literal("null", kind::null, false);
       default:
         if (*p_ == '-' || (*p_ >= '0' && *p_ <= '9')) return parse_number();
         return fail("unexpected character");
@@ -89,14 +95,16 @@ class parser {
     if (p_ != end_ && *p_ == '.') {
       integer = false;
       ++p_;
-      if (p_ == end_ || *p_ < '0' || *p_ > '9') return fail("invalid number: digits expected after '.'");
+      if (p_ == end_ || *p_ < '0' || *p_ > '9')
+        return fail("invalid number: digits expected after '.'");
       while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
     }
     if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
       integer = false;
       ++p_;
       if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
-      if (p_ == end_ || *p_ < '0' || *p_ > '9') return fail("invalid number: digits expected in exponent");
+      if (p_ == end_ || *p_ < '0' || *p_ > '9')
+        return fail("invalid number: digits expected in exponent");
       while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
     }
     const auto index = static_cast<std::uint32_t>(doc_.nodes_.size());
@@ -224,14 +232,30 @@ class parser {
       if (p_ == end_) return fail("unterminated string");
       const char e = *p_++;
       switch (e) {
-        case '"': decoded.push_back('"'); break;
-        case '\\': decoded.push_back('\\'); break;
-        case '/': decoded.push_back('/'); break;
-        case 'b': decoded.push_back('\b'); break;
-        case 'f': decoded.push_back('\f'); break;
-        case 'n': decoded.push_back('\n'); break;
-        case 'r': decoded.push_back('\r'); break;
-        case 't': decoded.push_back('\t'); break;
+        case '"':
+          decoded.push_back('"');
+          break;
+        case '\\':
+          decoded.push_back('\\');
+          break;
+        case '/':
+          decoded.push_back('/');
+          break;
+        case 'b':
+          decoded.push_back('\b');
+          break;
+        case 'f':
+          decoded.push_back('\f');
+          break;
+        case 'n':
+          decoded.push_back('\n');
+          break;
+        case 'r':
+          decoded.push_back('\r');
+          break;
+        case 't':
+          decoded.push_back('\t');
+          break;
         case 'u': {
           std::uint32_t cp = 0;
           if (!read_hex4(cp)) return false;
@@ -362,7 +386,9 @@ std::optional<document> document::parse(std::string_view text, parse_error* erro
   return doc;
 }
 
-json::kind value::kind() const { return doc_->nodes_[index_].kind; }
+json::kind value::kind() const {
+  return doc_->nodes_[index_].kind;
+}
 
 bool value::is_int64() const {
   const auto& n = doc_->nodes_[index_];
@@ -372,9 +398,15 @@ bool value::is_int64() const {
   return ec == std::errc() && end == n.text.data() + n.text.size();
 }
 
-bool value::as_bool() const { return doc_->nodes_[index_].flag; }
-std::string_view value::as_string() const { return doc_->nodes_[index_].text; }
-std::string_view value::raw_number() const { return doc_->nodes_[index_].text; }
+bool value::as_bool() const {
+  return doc_->nodes_[index_].flag;
+}
+std::string_view value::as_string() const {
+  return doc_->nodes_[index_].text;
+}
+std::string_view value::raw_number() const {
+  return doc_->nodes_[index_].text;
+}
 
 std::int64_t value::as_int64() const {
   const auto& n = doc_->nodes_[index_];
@@ -383,7 +415,9 @@ std::int64_t value::as_int64() const {
   return v;
 }
 
-std::uint32_t value::size() const { return doc_->nodes_[index_].count; }
+std::uint32_t value::size() const {
+  return doc_->nodes_[index_].count;
+}
 
 value value::at(std::uint32_t i) const {
   std::uint32_t child = index_ + 1;
@@ -399,6 +433,8 @@ value value::find(std::string_view key) const {
   return found;
 }
 
-std::string_view value::source() const { return doc_->nodes_[index_].raw; }
+std::string_view value::source() const {
+  return doc_->nodes_[index_].raw;
+}
 
 }  // namespace tollgate::json

@@ -34,8 +34,8 @@ class value {
   bool is_int64() const;
 
   bool as_bool() const;
-  std::string_view as_string() const;  // decoded text (escapes resolved)
-  std::int64_t as_int64() const;       // requires is_int64()
+  std::string_view as_string() const;   // decoded text (escapes resolved)
+  std::int64_t as_int64() const;        // requires is_int64()
   std::string_view raw_number() const;  // the number as written
 
   // Arrays and objects: number of elements or members.
@@ -87,11 +87,11 @@ class document {
   friend class parser;
   struct node {
     json::kind kind;
-    bool flag = false;           // boolean value
-    std::uint32_t count = 0;     // elements / members of containers
-    std::uint32_t next = 0;      // index of the node after this whole subtree
-    std::string_view text;       // decoded string, or the number / literal as written
-    std::string_view raw;        // the value's exact bytes in the input (strings with quotes)
+    bool flag = false;        // boolean value
+    std::uint32_t count = 0;  // elements / members of containers
+    std::uint32_t next = 0;   // index of the node after this whole subtree
+    std::string_view text;    // decoded string, or the number / literal as written
+    std::string_view raw;     // the value's exact bytes in the input (strings with quotes)
   };
   document() = default;
 

@@ -9,10 +9,14 @@ namespace {
 
 const char* level_name(log_level level) {
   switch (level) {
-    case log_level::debug: return "debug";
-    case log_level::info: return "info";
-    case log_level::warn: return "warn";
-    case log_level::error: return "error";
+    case log_level::debug:
+      return "debug";
+    case log_level::info:
+      return "info";
+    case log_level::warn:
+      return "warn";
+    case log_level::error:
+      return "error";
   }
   return "info";
 }
@@ -45,11 +49,16 @@ void append_timestamp(std::string& out) {
 }  // namespace
 
 bool parse_log_level(std::string_view text, log_level& out) {
-  if (text == "debug") out = log_level::debug;
-  else if (text == "info") out = log_level::info;
-  else if (text == "warn") out = log_level::warn;
-  else if (text == "error") out = log_level::error;
-  else return false;
+  if (text == "debug")
+    out = log_level::debug;
+  else if (text == "info")
+    out = log_level::info;
+  else if (text == "warn")
+    out = log_level::warn;
+  else if (text == "error")
+    out = log_level::error;
+  else
+    return false;
   return true;
 }
 

@@ -27,10 +27,18 @@ class logger {
 
   // `fields` holds extra key/values; its keys must not repeat ts/level/msg.
   void log(log_level level, std::string_view msg, const json_object_writer& fields = {});
-  void debug(std::string_view msg, const json_object_writer& f = {}) { log(log_level::debug, msg, f); }
-  void info(std::string_view msg, const json_object_writer& f = {}) { log(log_level::info, msg, f); }
-  void warn(std::string_view msg, const json_object_writer& f = {}) { log(log_level::warn, msg, f); }
-  void error(std::string_view msg, const json_object_writer& f = {}) { log(log_level::error, msg, f); }
+  void debug(std::string_view msg, const json_object_writer& f = {}) {
+    log(log_level::debug, msg, f);
+  }
+  void info(std::string_view msg, const json_object_writer& f = {}) {
+    log(log_level::info, msg, f);
+  }
+  void warn(std::string_view msg, const json_object_writer& f = {}) {
+    log(log_level::warn, msg, f);
+  }
+  void error(std::string_view msg, const json_object_writer& f = {}) {
+    log(log_level::error, msg, f);
+  }
 
  private:
   std::FILE* out_;

@@ -38,18 +38,25 @@ void append_seconds_from_us(std::string& out, std::uint64_t us) {
 
 void append_escaped_label_value(std::string& out, std::string_view v) {
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
 }
 
 void append_escaped_help(std::string& out, std::string_view v) {
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
 }
 
@@ -83,14 +90,20 @@ void family_base::render_header(std::string& out, metric_type type) const {
   out += "\n# TYPE ";
   out += name_;
   switch (type) {
-    case metric_type::counter: out += " counter\n"; break;
-    case metric_type::gauge: out += " gauge\n"; break;
-    case metric_type::histogram: out += " histogram\n"; break;
+    case metric_type::counter:
+      out += " counter\n";
+      break;
+    case metric_type::gauge:
+      out += " gauge\n";
+      break;
+    case metric_type::histogram:
+      out += " histogram\n";
+      break;
   }
 }
 
 void family_base::render_labels(std::string& out, const std::vector<std::string>& values,
-                                 std::string_view extra_name, std::string_view extra_value) const {
+                                std::string_view extra_name, std::string_view extra_value) const {
   if (values.empty() && extra_name.empty()) return;
   out.push_back('{');
   bool first = true;

@@ -5,9 +5,9 @@
 #pragma once
 #include <algorithm>
 #include <array>
-#include <initializer_list>
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>

@@ -88,7 +88,8 @@ api_handler::api_handler(const gateway_config& config,
                                       "Usage records handed to the usage sink.")
                          .get()) {
   for (const auto& m : config_.models) {
-    model_tokens_[m.name] = {&tokens_.with({m.name, "prompt"}), &tokens_.with({m.name, "completion"}),
+    model_tokens_[m.name] = {&tokens_.with({m.name, "prompt"}),
+                             &tokens_.with({m.name, "completion"}),
                              &tokens_.with({m.name, "cached"})};
   }
 }
@@ -103,8 +104,9 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
       is_valid_client_request_id(client_id) ? std::string(client_id) : new_request_id();
 
   auto wrong_method = [&](std::string_view allowed) {
-    return method_not_allowed("Method " + std::string(req.method_string()) + " is not allowed for " +
-                              std::string(target) + "; use " + std::string(allowed) + ".");
+    return method_not_allowed("Method " + std::string(req.method_string()) +
+                              " is not allowed for " + std::string(target) + "; use " +
+                              std::string(allowed) + ".");
   };
 
   if (target == "/v1/chat/completions" || target == "/v1/completions") {
@@ -114,9 +116,9 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
       co_await ex.send_error(wrong_method("POST"), request_id);
       co_return;
     }
-    co_await handle_completion(
-        ex, chat ? endpoint_kind::chat_completions : endpoint_kind::completions,
-        std::move(request_id));
+    co_await handle_completion(ex,
+                               chat ? endpoint_kind::chat_completions : endpoint_kind::completions,
+                               std::move(request_id));
     co_return;
   }
   if (target == "/v1/models" || target.rfind("/v1/models/", 0) == 0) {
@@ -136,10 +138,9 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
     co_await handle_models(ex, id, request_id);
     co_return;
   }
-  co_await ex.send_error(
-      not_found_error("Invalid URL (" + std::string(req.method_string()) + " " +
-                      std::string(target) + ")"),
-      request_id);
+  co_await ex.send_error(not_found_error("Invalid URL (" + std::string(req.method_string()) + " " +
+                                         std::string(target) + ")"),
+                         request_id);
 }
 
 boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
@@ -172,8 +173,7 @@ boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
   co_await ex.send(std::move(res));
 }
 
-boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex,
-                                                            endpoint_kind kind,
+boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, endpoint_kind kind,
                                                             std::string request_id) {
   proxy_state st;
   st.rec.request_id = std::move(request_id);
@@ -318,7 +318,8 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
       const api_error error = failure->to_api_error(st.upstream->name);
       st.rec.error_code = error.code;
       json_object_writer f;
-      f.add("request_id", st.rec.request_id).add("upstream", st.upstream->name)
+      f.add("request_id", st.rec.request_id)
+          .add("upstream", st.upstream->name)
           .add("error", error.message);
       log_.warn("upstream stream failed", f);
       out += "data: ";

@@ -23,7 +23,8 @@ namespace tollgate::gateway {
 class api_handler {
  public:
   // `pools` holds one upstream pool per I/O thread, indexed by worker index.
-  api_handler(const gateway_config& config, std::vector<std::shared_ptr<backends::upstream_pool>> pools,
+  api_handler(const gateway_config& config,
+              std::vector<std::shared_ptr<backends::upstream_pool>> pools,
               metering::usage_sink& usage, metrics::registry& registry, logger& log,
               const clock_source& clock);
 

@@ -90,8 +90,8 @@ int main(int argc, char** argv) {
   metering::log_usage_sink usage_sink{usage_log};
 
   metrics::registry registry;
-  registry.add_gauge("tollgate_build_info", "Build information; the value is always 1.",
-                     {"version"})
+  registry
+      .add_gauge("tollgate_build_info", "Build information; the value is always 1.", {"version"})
       .with({version})
       .set(1);
   system_clock_source clock;
@@ -105,8 +105,8 @@ int main(int argc, char** argv) {
     }
     gateway::api_handler api{config, std::move(pools), usage_sink, registry, log, clock};
     gateway::admin_handler admin{server, registry};
-    server.add_listener({"api", config.server.listen,
-                         [&api](http::exchange& ex) { return api.handle(ex); }});
+    server.add_listener(
+        {"api", config.server.listen, [&api](http::exchange& ex) { return api.handle(ex); }});
     server.add_listener({"admin", config.server.admin_listen,
                          [&admin](http::exchange& ex) { return admin.handle(ex); },
                          /*serve_while_draining=*/true});

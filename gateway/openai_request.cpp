@@ -12,12 +12,18 @@ namespace {
 
 std::string type_name(json::value v) {
   switch (v.kind()) {
-    case json::kind::null: return "null";
-    case json::kind::boolean: return "a boolean";
-    case json::kind::number: return v.is_int64() ? "an integer" : "a decimal";
-    case json::kind::string: return "a string";
-    case json::kind::array: return "an array";
-    case json::kind::object: return "an object";
+    case json::kind::null:
+      return "null";
+    case json::kind::boolean:
+      return "a boolean";
+    case json::kind::number:
+      return v.is_int64() ? "an integer" : "a decimal";
+    case json::kind::string:
+      return "a string";
+    case json::kind::array:
+      return "an array";
+    case json::kind::object:
+      return "an object";
   }
   return "an unknown type";
 }
@@ -34,7 +40,9 @@ api_error missing(const std::string& param) {
 }
 
 // A member that is absent or JSON null counts as not given, as in OpenAI's API.
-bool given(json::value v) { return v.valid() && !v.is_null(); }
+bool given(json::value v) {
+  return v.valid() && !v.is_null();
+}
 
 bool is_one_of(std::string_view v, std::initializer_list<std::string_view> options) {
   for (auto o : options) {
@@ -138,8 +146,8 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
   const auto doc = json::document::parse(body, &parse_error);
   if (!doc) {
     return invalid_request(
-        "We could not parse the JSON body of your request: " + parse_error.message +
-        " at byte " + std::to_string(parse_error.offset) +
+        "We could not parse the JSON body of your request: " + parse_error.message + " at byte " +
+        std::to_string(parse_error.offset) +
         ". The API expects a JSON payload (valid UTF-8, no unpaired surrogates).");
   }
   const json::value j = doc->root();
@@ -170,9 +178,10 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
   if (const json::value so = j.find("stream_options"); given(so)) {
     if (!so.is_object()) return invalid_type("stream_options", "an object", so);
     if (!req.stream) {
-      return invalid_request("The 'stream_options' parameter is only allowed when 'stream' is "
-                             "enabled.",
-                             "stream_options", "invalid_value");
+      return invalid_request(
+          "The 'stream_options' parameter is only allowed when 'stream' is "
+          "enabled.",
+          "stream_options", "invalid_value");
     }
     req.has_stream_options = true;
     if (const json::value iu = so.find("include_usage"); given(iu)) {
@@ -186,9 +195,10 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
     if (!v.is_int64()) return invalid_type(key, "an integer", v);
     const auto n = v.as_int64();
     if (n < 1) {
-      return invalid_request("Invalid '" + std::string(key) + "': integer below minimum value. "
-                                 "Expected a value >= 1, but got " + std::to_string(n) +
-                                 " instead.",
+      return invalid_request("Invalid '" + std::string(key) +
+                                 "': integer below minimum value. "
+                                 "Expected a value >= 1, but got " +
+                                 std::to_string(n) + " instead.",
                              key, "integer_below_min_value");
     }
     if (req.max_tokens < 0) req.max_tokens = n;

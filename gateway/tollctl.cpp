@@ -113,7 +113,8 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
 
   if (command == "health") {
-    const auto url = flag_or_env(args, "--admin-url", "TOLLGATE_ADMIN_URL", "http://127.0.0.1:8081");
+    const auto url =
+        flag_or_env(args, "--admin-url", "TOLLGATE_ADMIN_URL", "http://127.0.0.1:8081");
     const auto live = http_get(url, "/healthz");
     const auto ready = http_get(url, "/readyz");
     if (!live.error.empty()) {
@@ -125,7 +126,8 @@ int main(int argc, char** argv) {
     return live.status == 200 && ready.status == 200 ? 0 : 1;
   }
   if (command == "metrics") {
-    const auto url = flag_or_env(args, "--admin-url", "TOLLGATE_ADMIN_URL", "http://127.0.0.1:8081");
+    const auto url =
+        flag_or_env(args, "--admin-url", "TOLLGATE_ADMIN_URL", "http://127.0.0.1:8081");
     return print_result(http_get(url, "/metrics"));
   }
   if (command == "models") {

@@ -13,9 +13,9 @@ namespace tollgate::metering {
 
 struct usage_record {
   std::string request_id;
-  std::string endpoint;  // "/v1/chat/completions" or "/v1/completions"
-  std::string model;     // as the client named it ("" if the request had none)
-  std::string upstream;  // upstream name ("" if the request never got that far)
+  std::string endpoint;             // "/v1/chat/completions" or "/v1/completions"
+  std::string model;                // as the client named it ("" if the request had none)
+  std::string upstream;             // upstream name ("" if the request never got that far)
   std::int64_t occurred_at_ms = 0;  // wall clock when the request was received
 
   // Token counts as the upstream reported them (zero when it did not: usage_reported false).
@@ -26,9 +26,9 @@ struct usage_record {
   std::int64_t reasoning_tokens = 0;
 
   bool stream = false;
-  unsigned status = 0;            // HTTP status the client got
-  std::int64_t latency_us = 0;    // request read -> response written (or abandoned)
-  std::int64_t ttft_us = -1;      // request read -> first streamed token event; -1 if none
+  unsigned status = 0;          // HTTP status the client got
+  std::int64_t latency_us = 0;  // request read -> response written (or abandoned)
+  std::int64_t ttft_us = -1;    // request read -> first streamed token event; -1 if none
   bool client_disconnected = false;
   std::string error_code;  // the OpenAI error code when the request failed, else ""
 

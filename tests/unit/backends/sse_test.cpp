@@ -43,7 +43,7 @@ TEST_CASE("events parse across line-ending styles, comments and multi-line data"
       "data:line two\n"
       "retry: 100\n\n"
       "data: cr only\r\r"
-      "data\n\n"         // a field with no colon: empty data
+      "data\n\n"              // a field with no colon: empty data
       ": only a comment\n\n"  // no data: no event
       "data: [DONE]\n\n";
   std::mt19937 rng(1);

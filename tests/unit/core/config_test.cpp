@@ -50,7 +50,8 @@ TEST_CASE("a file overrides defaults key by key and replaces the model table") {
     "server": {"body_limit_bytes": 2048, "threads": 3},
     "upstreams": {"a": {"base_url": "http://localhost:9000/", "connect_timeout_ms": 50}},
     "models": {"m1": {"upstream": "a", "upstream_model": "real-m1"}, "m0": {"upstream": "a"}}
-  })", env_of({}));
+  })",
+                                env_of({}));
   CHECK(cfg.server.body_limit_bytes == 2048);
   CHECK(cfg.server.threads == 3);
   CHECK(cfg.server.listen.port == 8080);  // untouched default
@@ -65,11 +66,11 @@ TEST_CASE("a file overrides defaults key by key and replaces the model table") {
 }
 
 TEST_CASE("environment variables override scalar settings by path") {
-  const auto cfg = parse_config(embedded_default_config(),
-                                env_of({{"TOLLGATE_SERVER__BODY_LIMIT_BYTES", "4096"},
-                                        {"TOLLGATE_SERVER__LISTEN", "127.0.0.1:9999"},
-                                        {"TOLLGATE_UPSTREAMS__DEV__BASE_URL",
-                                         "http://10.1.2.3:7000/openai/v1"}}));
+  const auto cfg = parse_config(
+      embedded_default_config(),
+      env_of({{"TOLLGATE_SERVER__BODY_LIMIT_BYTES", "4096"},
+              {"TOLLGATE_SERVER__LISTEN", "127.0.0.1:9999"},
+              {"TOLLGATE_UPSTREAMS__DEV__BASE_URL", "http://10.1.2.3:7000/openai/v1"}}));
   CHECK(cfg.server.body_limit_bytes == 4096);
   CHECK(cfg.server.listen.port == 9999);
   CHECK(cfg.find_upstream("dev")->host == "10.1.2.3");
@@ -107,8 +108,9 @@ TEST_CASE("bad configs stop start-up with a message naming the field") {
   CHECK(error_of(R"({"logging": {"level": "loud"}})") ==
         "config /logging/level: must be debug, info, warn or error, got \"loud\"");
   CHECK(error_of(R"({"extra": 1})") == "config /extra: unknown field");
-  CHECK(error_of(embedded_default_config().data(), {{"TOLLGATE_SERVER__THREADS", "x"}}) ==
-        "config /server/threads: TOLLGATE_SERVER__THREADS must be a non-negative integer, got \"x\"");
+  CHECK(
+      error_of(embedded_default_config().data(), {{"TOLLGATE_SERVER__THREADS", "x"}}) ==
+      "config /server/threads: TOLLGATE_SERVER__THREADS must be a non-negative integer, got \"x\"");
 }
 
 TEST_CASE("listen addresses parse host:port") {
@@ -125,7 +127,8 @@ TEST_CASE("listen addresses parse host:port") {
 }
 
 TEST_CASE("the shipped example config parses and matches the embedded default") {
-  const auto example = load_config_file(TOLLGATE_SOURCE_DIR "/deploy/tollgate.example.json", env_of({}));
+  const auto example =
+      load_config_file(TOLLGATE_SOURCE_DIR "/deploy/tollgate.example.json", env_of({}));
   const auto defaults = parse_config(embedded_default_config(), env_of({}));
   CHECK(example.server.body_limit_bytes == defaults.server.body_limit_bytes);
   CHECK(example.server.drain_timeout_ms == defaults.server.drain_timeout_ms);

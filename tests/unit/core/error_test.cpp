@@ -8,7 +8,8 @@ using namespace tollgate;
 using json = nlohmann::json;
 
 TEST_CASE("api errors serialize in the OpenAI shape") {
-  const auto j = json::parse(invalid_request("Bad \"x\"\n", "messages[0].role", "invalid_value").to_json());
+  const auto j =
+      json::parse(invalid_request("Bad \"x\"\n", "messages[0].role", "invalid_value").to_json());
   REQUIRE(j.size() == 1);
   const auto& e = j.at("error");
   CHECK(e.size() == 4);

@@ -9,14 +9,19 @@ using namespace tollgate;
 
 namespace {
 
-bool accepts(std::string_view text) { return json::document::parse(text).has_value(); }
+bool accepts(std::string_view text) {
+  return json::document::parse(text).has_value();
+}
 
 // Compares a parsed value with nlohmann's reading of the same text.
 bool same_value(json::value v, const nlohmann::json& n) {
   switch (v.kind()) {
-    case json::kind::null: return n.is_null();
-    case json::kind::boolean: return n.is_boolean() && n.get<bool>() == v.as_bool();
-    case json::kind::string: return n.is_string() && n.get<std::string>() == v.as_string();
+    case json::kind::null:
+      return n.is_null();
+    case json::kind::boolean:
+      return n.is_boolean() && n.get<bool>() == v.as_bool();
+    case json::kind::string:
+      return n.is_string() && n.get<std::string>() == v.as_string();
     case json::kind::number:
       if (v.is_int64()) return n.is_number_integer() && n.get<std::int64_t>() == v.as_int64();
       return n.is_number();
@@ -89,11 +94,37 @@ TEST_CASE("values and navigation") {
 }
 
 TEST_CASE("strict grammar, UTF-8 and surrogates") {
-  for (const char* bad :
-       {"", " ", "{", "}", "[1,]", "{\"a\":1,}", "{'a':1}", "{\"a\" 1}", "01", "1.", ".5", "-",
-        "1e", "+1", "tru", "nul", "\"abc", "\"a\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"",
-        "\"\\ud800\\u0041\"", "\"\x01\"", "\"\xff\"", "\"\xc3\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"",
-        "\"\xf4\x90\x80\x80\"", "[1] 2", "NaN", "[-]"}) {
+  for (const char* bad : {"",
+                          " ",
+                          "{",
+                          "}",
+                          "[1,]",
+                          "{\"a\":1,}",
+                          "{'a':1}",
+                          "{\"a\" 1}",
+                          "01",
+                          "1.",
+                          ".5",
+                          "-",
+                          "1e",
+                          "+1",
+                          "tru",
+                          "nul",
+                          "\"abc",
+                          "\"a\\x\"",
+                          "\"\\u12\"",
+                          "\"\\ud800\"",
+                          "\"\\udc00\"",
+                          "\"\\ud800\\u0041\"",
+                          "\"\x01\"",
+                          "\"\xff\"",
+                          "\"\xc3\"",
+                          "\"\xc0\xaf\"",
+                          "\"\xed\xa0\x80\"",
+                          "\"\xf4\x90\x80\x80\"",
+                          "[1] 2",
+                          "NaN",
+                          "[-]"}) {
     CHECK_FALSE(accepts(bad));
   }
   for (const char* good : {"0", "-0", "1e5", "1E+5", "-1.25e-3", "\"\"", "[]", "{}", "[[]]",
@@ -123,8 +154,8 @@ TEST_CASE("differential fuzz: accepts exactly what nlohmann accepts, with the sa
       R"([1,-2.5e-3,true,false,null,"x\n\t\"",{"a":{"b":[[],{}]}}])",
       "{\"k\":\"\xe4\xb8\xad\xe6\x96\x87 \xd8\xb9\xd8\xb1\xd8\xa8\xd9\x8a\"}",
   };
-  const std::string alphabet = std::string("{}[]\",:0123456789-+.eEtrufalsn\\u/ \n") +
-                               "\xc3\xa9\xff\x01" + "dD8";
+  const std::string alphabet =
+      std::string("{}[]\",:0123456789-+.eEtrufalsn\\u/ \n") + "\xc3\xa9\xff\x01" + "dD8";
   int agreed = 0;
   for (int i = 0; i < 30000; ++i) {
     std::string text = seeds[rng() % seeds.size()];
@@ -133,9 +164,15 @@ TEST_CASE("differential fuzz: accepts exactly what nlohmann accepts, with the sa
       const std::size_t at = rng() % text.size();
       const char c = alphabet[rng() % alphabet.size()];
       switch (rng() % 3) {
-        case 0: text[at] = c; break;
-        case 1: text.erase(at, 1 + rng() % 3); break;
-        default: text = text.substr(0, at) + c + text.substr(at); break;
+        case 0:
+          text[at] = c;
+          break;
+        case 1:
+          text.erase(at, 1 + rng() % 3);
+          break;
+        default:
+          text = text.substr(0, at) + c + text.substr(at);
+          break;
       }
     }
     const auto ours = json::document::parse(text);

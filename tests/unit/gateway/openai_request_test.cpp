@@ -20,9 +20,8 @@ api_error chat_error(const std::string& body) {
 }  // namespace
 
 TEST_CASE("a valid chat request parses") {
-  auto r = parse_completion_request(
-      endpoint_kind::chat_completions,
-      R"({"model":"m","messages":[{"role":"user","content":"hi"},
+  auto r = parse_completion_request(endpoint_kind::chat_completions,
+                                    R"({"model":"m","messages":[{"role":"user","content":"hi"},
           {"role":"user","content":[{"type":"text","text":"x"}]}],
           "stream":true,"stream_options":{"include_usage":true},"max_tokens":5})");
   REQUIRE(r.ok());
@@ -46,8 +45,9 @@ TEST_CASE("invalid chat requests name the parameter") {
   CHECK(chat_error(R"({"model":"m","messages":[{"role":"robot"}]})").code == "invalid_value");
   CHECK(chat_error(R"({"model":"m","messages":[{"role":"user","content":7}]})").param ==
         "messages[0].content");
-  CHECK(chat_error(R"({"model":"m","messages":[{"role":"user","content":[{"text":"x"}]}]})")
-            .param == "messages[0].content[0].type");
+  CHECK(
+      chat_error(R"({"model":"m","messages":[{"role":"user","content":[{"text":"x"}]}]})").param ==
+      "messages[0].content[0].type");
   CHECK(chat_error(R"({"model":"m","messages":[{"role":"user"}],"stream":"yes"})").param ==
         "stream");
   CHECK(chat_error(R"({"model":"m","messages":[{"role":"user"}],"stream_options":{}})").param ==
@@ -77,8 +77,8 @@ TEST_CASE("lone surrogates and invalid UTF-8 are refused, not guessed") {
 
 TEST_CASE("legacy completions accept the OpenAI prompt forms") {
   for (const char* body : {R"({"model":"m","prompt":"x"})", R"({"model":"m","prompt":["a","b"]})",
-                           R"({"model":"m","prompt":[1,2,3]})", R"({"model":"m","prompt":[[1],[2]]})",
-                           R"({"model":"m"})"}) {
+                           R"({"model":"m","prompt":[1,2,3]})",
+                           R"({"model":"m","prompt":[[1],[2]]})", R"({"model":"m"})"}) {
     CHECK(parse_completion_request(endpoint_kind::completions, body).ok());
   }
   auto bad = parse_completion_request(endpoint_kind::completions, R"({"model":"m","prompt":{}})");
@@ -120,8 +120,12 @@ TEST_CASE("random bytes and mutated requests never crash the parser") {
     for (int e = 0; e < edits; ++e) {
       const std::size_t at = rng() % body.size();
       switch (rng() % 3) {
-        case 0: body[at] = static_cast<char>(rng() & 0xFF); break;
-        case 1: body.erase(at, 1 + rng() % 8); break;
+        case 0:
+          body[at] = static_cast<char>(rng() & 0xFF);
+          break;
+        case 1:
+          body.erase(at, 1 + rng() % 8);
+          break;
         default: {
           const char inserted = "{}[]\",:0ae\\"[rng() % 11];
           body = body.substr(0, at) + inserted + body.substr(at);
