@@ -1,6 +1,9 @@
 // Structured JSON-lines logger: see log.hpp.
 #include "core/log.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <ctime>
 
@@ -78,9 +81,18 @@ void logger::log(log_level level, std::string_view msg, const json_object_writer
   }
   line.push_back('}');
   line.push_back('\n');
-  std::lock_guard lock(mutex_);
-  std::fwrite(line.data(), 1, line.size(), out_);
-  std::fflush(out_);
+  const int fd = fileno(out_);
+  const char* p = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {  // a short write only happens on pipes under pressure or on signals
+    const ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;  // nowhere to report a failing log; dropping the line beats blocking the path
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
 }
 
 }  // namespace tollgate

@@ -1,9 +1,10 @@
-// Structured logging: one JSON object per line, written whole under a lock so lines from
-// different threads never interleave.
+// Structured logging: one JSON object per line, each written with a single write(2) on the
+// underlying descriptor, so lines from different threads never interleave and no lock is held
+// across the system call (appends to a regular file are atomic per write; so are pipe writes up
+// to PIPE_BUF bytes).
 //   {"ts":"2026-11-22T06:10:00.123Z","level":"info","msg":"listening","addr":"127.0.0.1:8080"}
 #pragma once
 #include <cstdio>
-#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -43,7 +44,6 @@ class logger {
  private:
   std::FILE* out_;
   log_level min_level_;
-  std::mutex mutex_;
 };
 
 }  // namespace tollgate
