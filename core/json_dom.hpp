@@ -112,25 +112,19 @@ void value::for_each_element(F&& f) const {
 }
 
 template <class F>
-void value::for_each_member(F&& f) const {
+void value::for_each_member_node(F&& f) const {
   const auto& nodes = doc_->nodes_;
   std::uint32_t child = index_ + 1;
   for (std::uint32_t i = 0; i < nodes[index_].count; ++i) {
     const std::uint32_t v = child + 1;  // a key node is a leaf: its value follows directly
-    f(nodes[child].text, value(doc_, v));
+    f(value(doc_, child), value(doc_, v));
     child = nodes[v].next;
   }
 }
 
 template <class F>
-void value::for_each_member_node(F&& f) const {
-  const auto& nodes = doc_->nodes_;
-  std::uint32_t child = index_ + 1;
-  for (std::uint32_t i = 0; i < nodes[index_].count; ++i) {
-    const std::uint32_t v = child + 1;
-    f(value(doc_, child), value(doc_, v));
-    child = nodes[v].next;
-  }
+void value::for_each_member(F&& f) const {
+  for_each_member_node([&](value key, value v) { f(key.as_string(), v); });
 }
 
 }  // namespace tollgate::json

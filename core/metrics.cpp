@@ -125,16 +125,21 @@ void family_base::render_labels(std::string& out, const std::vector<std::string>
   out.push_back('}');
 }
 
+void family_base::render_sample(std::string& out, const std::vector<std::string>& labels,
+                                std::int64_t value) const {
+  out += name_;
+  render_labels(out, labels);
+  out.push_back(' ');
+  append_int(out, value);
+  out.push_back('\n');
+}
+
 template <>
 void family<counter>::render(std::string& out) const {
   render_header(out, metric_type::counter);
   std::lock_guard lock(mutex_);
   for (const auto& [labels, c] : children_) {
-    out += name_;
-    render_labels(out, labels);
-    out.push_back(' ');
-    append_uint(out, c->value());
-    out.push_back('\n');
+    render_sample(out, labels, static_cast<std::int64_t>(c->value()));
   }
 }
 
@@ -142,13 +147,7 @@ template <>
 void family<gauge>::render(std::string& out) const {
   render_header(out, metric_type::gauge);
   std::lock_guard lock(mutex_);
-  for (const auto& [labels, g] : children_) {
-    out += name_;
-    render_labels(out, labels);
-    out.push_back(' ');
-    append_int(out, g->value());
-    out.push_back('\n');
-  }
+  for (const auto& [labels, g] : children_) render_sample(out, labels, g->value());
 }
 
 template <>

@@ -72,6 +72,9 @@ class family_base {
   // Renders `{a="x",b="y"}` (plus an optional extra label) for a child's label values.
   void render_labels(std::string& out, const std::vector<std::string>& values,
                      std::string_view extra_name = {}, std::string_view extra_value = {}) const;
+  // One `name{labels} value` line.
+  void render_sample(std::string& out, const std::vector<std::string>& labels,
+                     std::int64_t value) const;
 
   std::string name_;
   std::string help_;
