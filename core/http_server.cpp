@@ -440,16 +440,10 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
       stream.expires_after(ms(limits_.request_read_timeout_ms));
       auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
       if (bec) {
-        if (bec == beast::error::timeout) {
-          co_await reject(stream, w, l,
-                          api_error{408,
-                                    "invalid_request_error",
-                                    "Timed out reading the request body.",
-                                    {},
-                                    "request_timeout"});
-        } else if (auto error = unreadable_request_error(bec, limits_)) {
-          co_await reject(stream, w, l, std::move(*error));
-        }
+        // A timeout has already closed the socket (Beast's stream does that), so a body that does
+        // not arrive in time ends the connection without an answer, as nginx does.
+        std::optional<api_error> error = unreadable_request_error(bec, limits_);
+        if (error) co_await reject(stream, w, l, std::move(*error));
         break;
       }
     }

@@ -1,0 +1,108 @@
+// Integration tests of the server's limits: connection cap, read and idle timeouts, upstream
+// response size, and HTTP/1.0 clients.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startStack, chatBody, postJson, rawExchange, httpRequest, sleep } from '../lib/harness.mjs';
+
+// Resolves with 'closed' if the server closes the connection within `ms`, else 'open'.
+function watchSocket(port, ms) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const timer = setTimeout(() => resolve({ state: 'open', sock }), ms);
+    sock.on('close', () => { clearTimeout(timer); resolve({ state: 'closed', sock }); });
+    sock.on('error', () => {});
+  });
+}
+
+describe('server limits', () => {
+  let s;
+  before(async () => {
+    s = await startStack({
+      config: {
+        server: { max_connections: 6, request_read_timeout_ms: 300, keepalive_idle_timeout_ms: 600 },
+        upstream: { response_limit_bytes: 1024 },
+      },
+    });
+  });
+  after(async () => s && s.stop());
+
+  test('a request body that does not arrive in time ends the connection', async () => {
+    const head = 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model":';
+    const t0 = Date.now();
+    const out = await rawExchange(s.apiPort, head, { timeoutMs: 3000 });
+    const elapsed = Date.now() - t0;
+    assert.equal(out, '');
+    assert.ok(elapsed >= 250 && elapsed < 2500, `closed after ${elapsed} ms`);
+    assert.equal((await postJson(`${s.url}/v1/chat/completions`, chatBody('fine'))).status, 200);
+  });
+
+  test('an idle keep-alive connection is closed after the idle timeout', async () => {
+    const t0 = Date.now();
+    const { state } = await watchSocket(s.apiPort, 3000);
+    assert.equal(state, 'closed');
+    const elapsed = Date.now() - t0;
+    assert.ok(elapsed >= 500 && elapsed < 2500, `closed after ${elapsed} ms`);
+  });
+
+  test('an upstream response over response_limit_bytes gives 502', async () => {
+    const res = await postJson(`${s.url}/v1/chat/completions`, chatBody('tg:tokens=400'));
+    assert.equal(res.status, 502);
+    const body = await res.json();
+    assert.equal(body.error.code, 'upstream_unavailable');
+    assert.match(body.error.message, /over the limit/);
+    // A small one still works on the same gateway.
+    assert.equal((await postJson(`${s.url}/v1/chat/completions`, chatBody('tg:tokens=3'))).status, 200);
+  });
+
+  test('HTTP/1.0 clients get an answer and the connection closes', async () => {
+    const body = chatBody('old client');
+    const out = await rawExchange(s.apiPort,
+      `POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      { timeoutMs: 3000 });
+    assert.match(out, /^HTTP\/1\.0 200 /);
+    assert.ok(out.includes('Echo: old client'));
+  });
+
+  test('connections over max_connections are closed at once and counted', async () => {
+    const results = await Promise.all(Array.from({ length: 9 }, () => watchSocket(s.apiPort, 200)));
+    const socks = results.map((r) => r.sock);
+    const closed = results.filter((r) => r.state === 'closed').length;
+    assert.ok(closed >= 3, `${closed} of 9 connections were refused`);
+    for (const sock of socks) sock.destroy();
+    await sleep(100);
+    const text = await (await fetch(`${s.adminUrl}/metrics`)).text();
+    assert.match(text, /tollgate_http_connections_rejected_total\{listener="api"\} [1-9]/);
+    // Once they are gone, requests are served again.
+    assert.equal((await postJson(`${s.url}/v1/chat/completions`, chatBody('after'))).status, 200);
+  });
+});
+
+describe('upstream connection reuse', () => {
+  test('requests reuse pooled upstream connections, and survive the upstream closing them', async () => {
+    const s = await startStack();
+    try {
+      for (let i = 0; i < 20; i++) {
+        assert.equal((await postJson(`${s.url}/v1/chat/completions`, chatBody(`n${i}`))).status, 200);
+      }
+      // The upstream restarts: every pooled connection is now dead. The next request must not fail.
+      await s.upstream.stop();
+      const { startProcess, binDir } = await import('../lib/harness.mjs');
+      const path = await import('node:path');
+      const again = startProcess(path.join(binDir, 'tollgate-dev-upstream'), ['--listen', `127.0.0.1:${s.upstreamPort}`]);
+      try {
+        let ok = false;
+        for (let i = 0; i < 50 && !ok; i++) {
+          try { ok = (await fetch(`${s.upstreamUrl}/v1/models`)).ok; } catch { await sleep(20); }
+        }
+        const res = await postJson(`${s.url}/v1/chat/completions`, chatBody('after restart'));
+        assert.equal(res.status, 200);
+        assert.equal((await res.json()).choices[0].message.content, 'Echo: after restart');
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await s.stop();
+    }
+  });
+});
