@@ -92,51 +92,46 @@ std::string serialize_head(const response& res) {
 }
 
 struct exchange::watch_state {
-  explicit watch_state(const net::any_io_executor& ex) : finished(ex) {
-    finished.expires_at(net::steady_timer::time_point::max());
-  }
   std::function<void()> on_gone;
-  bool stopping = false;
-  bool done = false;
+  bool stopping = false;  // set by stop_watching; a late completion then does nothing
   bool gone = false;
-  net::steady_timer finished;  // cancelled when the watch loop has ended
 };
 
 void exchange::watch_for_disconnect(std::function<void()> on_gone) {
   if (watch_) return;
-  watch_ = std::make_shared<watch_state>(stream_.get_executor());
+  watch_ = std::make_shared<watch_state>();
   watch_->on_gone = std::move(on_gone);
-  net::co_spawn(stream_.get_executor(), watch_loop(watch_, stream_), net::detached);
+  arm_watch(watch_, stream_.socket());
 }
 
 // Waits for the client socket to become readable without reading (no system call while nothing
 // happens), then peeks: end of stream or an error means the client left; data means it sent
-// more (a pipelined request), which stays in the socket for the next read.
-net::awaitable<void> exchange::watch_loop(std::shared_ptr<watch_state> state,
-                                          beast::tcp_stream& stream) {
-  while (!state->stopping) {
-    auto [ec] = co_await stream.socket().async_wait(net::socket_base::wait_read, use_tuple);
-    if (ec || state->stopping) break;
-    char byte = 0;
-    const auto n = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0) break;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
-    state->gone = true;
-    if (state->on_gone) state->on_gone();
-    break;
-  }
-  state->done = true;
-  state->finished.cancel();
+// more (a pipelined request), which stays in the socket for the next read. A plain completion
+// handler, not a coroutine: it runs once per request and must cost next to nothing.
+void exchange::arm_watch(std::shared_ptr<watch_state> state, net::ip::tcp::socket& socket) {
+  socket.async_wait(
+      net::socket_base::wait_read, [state, &socket](boost::system::error_code ec) mutable {
+        if (ec || state->stopping) return;
+        char byte = 0;
+        const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0) return;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+          arm_watch(std::move(state), socket);
+          return;
+        }
+        state->gone = true;
+        if (state->on_gone) state->on_gone();
+      });
 }
 
-net::awaitable<void> exchange::stop_watching() {
-  if (!watch_) co_return;
+// Synchronous: once `stopping` is set, a completion that is still queued only returns.
+void exchange::stop_watching() {
+  if (!watch_) return;
   auto state = std::move(watch_);
-  state->stopping = true;
-  if (!state->done) {
+  if (!state->gone) {
+    state->stopping = true;
     boost::system::error_code ignored;
-    stream_.socket().cancel(ignored);  // only the watcher's wait is pending
-    co_await state->finished.async_wait(use_tuple);
+    stream_.socket().cancel(ignored);  // only the watch's wait is pending
   }
   if (state->gone) {
     client_gone_ = true;
@@ -145,7 +140,7 @@ net::awaitable<void> exchange::stop_watching() {
 }
 
 net::awaitable<bool> exchange::send(response res) {
-  co_await stop_watching();
+  stop_watching();
   if (client_gone_) co_return false;
   res.version(req_.version());
   res.keep_alive(!close_after_);
@@ -168,7 +163,7 @@ net::awaitable<bool> exchange::send_error(api_error error, std::string_view requ
 }
 
 net::awaitable<bool> exchange::send_chunked_header(bhttp::response<bhttp::empty_body> header) {
-  co_await stop_watching();
+  stop_watching();
   if (client_gone_) co_return false;
   header.version(req_.version());
   header.keep_alive(!close_after_);
@@ -453,7 +448,7 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
     const bool close_after = !req.keep_alive() || draining_.load();
     exchange ex{stream, req, w.index, ms(limits_.client_write_timeout_ms), close_after};
     co_await l.spec.on_request(ex);
-    co_await ex.stop_watching();  // a handler that never answered must not leave a reader behind
+    ex.stop_watching();  // a handler that never answered must not leave a watch behind
     const auto elapsed = std::chrono::steady_clock::now() - ex.received_at();
     const auto key = std::make_tuple(static_cast<const void*>(&l), ex.route().data(), ex.status());
     auto cached = w.request_metrics_cache.find(key);

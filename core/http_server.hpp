@@ -101,9 +101,8 @@ class exchange {
   friend class server;
   bool write_finished(boost::system::error_code ec);
   struct watch_state;
-  static net::awaitable<void> watch_loop(std::shared_ptr<watch_state> state,
-                                         beast::tcp_stream& stream);
-  net::awaitable<void> stop_watching();
+  static void arm_watch(std::shared_ptr<watch_state> state, net::ip::tcp::socket& socket);
+  void stop_watching();
 
   beast::tcp_stream& stream_;
   std::shared_ptr<watch_state> watch_;

@@ -51,6 +51,50 @@ bool is_one_of(std::string_view v, std::initializer_list<std::string_view> optio
   return false;
 }
 
+// The error for one message, if any. Parameter paths are only built on the error path.
+std::optional<api_error> check_message(json::value m, std::uint32_t index) {
+  auto at = [index](std::string_view rest = {}) {
+    return "messages[" + std::to_string(index) + "]" + std::string(rest);
+  };
+  if (!m.is_object()) return invalid_type(at(), "an object", m);
+  const json::value role = m.find("role");
+  if (!role.valid()) return missing(at(".role"));
+  if (!role.is_string()) return invalid_type(at(".role"), "a string", role);
+  if (!is_one_of(role.as_string(),
+                 {"system", "developer", "user", "assistant", "tool", "function"})) {
+    return invalid_request("Invalid value: '" + std::string(role.as_string()) +
+                               "'. Supported values are: 'system', 'assistant', 'user', "
+                               "'function', 'tool', and 'developer'.",
+                           at(".role"), "invalid_value");
+  }
+  const json::value content = m.find("content");
+  if (content.valid() && !content.is_string() && !content.is_array() && !content.is_null()) {
+    return invalid_type(at(".content"), "one of a string or array of objects", content);
+  }
+  if (content.valid() && content.is_array()) {
+    std::optional<api_error> error;
+    std::uint32_t k = 0;
+    content.for_each_element([&](json::value part) {
+      if (error) return;
+      auto part_at = [&](std::string_view rest = {}) {
+        return at(".content[" + std::to_string(k) + "]" + std::string(rest));
+      };
+      if (!part.is_object()) {
+        error = invalid_type(part_at(), "an object", part);
+      } else if (const json::value type = part.find("type"); !type.valid()) {
+        error = missing(part_at(".type"));
+      } else if (!type.is_string()) {
+        error = invalid_type(part_at(".type"), "a string", type);
+      }
+      ++k;
+    });
+    if (error) return error;
+  }
+  const json::value name = m.find("name");
+  if (name.valid() && !name.is_string()) return invalid_type(at(".name"), "a string", name);
+  return std::nullopt;
+}
+
 // Returns an error for the first invalid message, if any.
 std::optional<api_error> check_messages(json::value messages) {
   if (!messages.is_array()) return invalid_type("messages", "an array", messages);
@@ -63,54 +107,8 @@ std::optional<api_error> check_messages(json::value messages) {
   std::optional<api_error> error;
   std::uint32_t i = 0;
   messages.for_each_element([&](json::value m) {
-    if (error) return;
-    const std::string at = "messages[" + std::to_string(i++) + "]";
-    if (!m.is_object()) {
-      error = invalid_type(at, "an object", m);
-      return;
-    }
-    const json::value role = m.find("role");
-    if (!role.valid()) {
-      error = missing(at + ".role");
-      return;
-    }
-    if (!role.is_string()) {
-      error = invalid_type(at + ".role", "a string", role);
-      return;
-    }
-    if (!is_one_of(role.as_string(),
-                   {"system", "developer", "user", "assistant", "tool", "function"})) {
-      error = invalid_request("Invalid value: '" + std::string(role.as_string()) +
-                                  "'. Supported values are: 'system', 'assistant', 'user', "
-                                  "'function', 'tool', and 'developer'.",
-                              at + ".role", "invalid_value");
-      return;
-    }
-    const json::value content = m.find("content");
-    if (content.valid() && !content.is_string() && !content.is_array() && !content.is_null()) {
-      error = invalid_type(at + ".content", "one of a string or array of objects", content);
-      return;
-    }
-    if (content.valid() && content.is_array()) {
-      std::uint32_t k = 0;
-      content.for_each_element([&](json::value part) {
-        if (error) return;
-        const std::string pat = at + ".content[" + std::to_string(k++) + "]";
-        if (!part.is_object()) {
-          error = invalid_type(pat, "an object", part);
-          return;
-        }
-        const json::value type = part.find("type");
-        if (!type.valid()) {
-          error = missing(pat + ".type");
-        } else if (!type.is_string()) {
-          error = invalid_type(pat + ".type", "a string", type);
-        }
-      });
-      if (error) return;
-    }
-    const json::value name = m.find("name");
-    if (name.valid() && !name.is_string()) error = invalid_type(at + ".name", "a string", name);
+    if (!error) error = check_message(m, i);
+    ++i;
   });
   return error;
 }
