@@ -272,7 +272,6 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::read_some(std::st
       close_connection();
       co_return failure_from(ec, "reading the response body");
     }
-    body_bytes_ += got;
     done = parser_->is_done();
     if (got > 0 || done) co_return std::nullopt;
   }

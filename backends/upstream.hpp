@@ -105,7 +105,6 @@ class upstream_call {
   std::string request_head_;  // request line and headers, serialized once
   std::string request_body_;
   std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
-  std::uint64_t body_bytes_ = 0;
 };
 
 }  // namespace tollgate::backends

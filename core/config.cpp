@@ -21,15 +21,7 @@ using json = nlohmann::json;
 constexpr std::string_view default_config_text = R"({
   "server": {
     "listen": "127.0.0.1:8080",
-    "admin_listen": "127.0.0.1:8081",
-    "threads": 0,
-    "max_connections": 10000,
-    "header_limit_bytes": 16384,
-    "body_limit_bytes": 8388608,
-    "request_read_timeout_ms": 30000,
-    "keepalive_idle_timeout_ms": 60000,
-    "client_write_timeout_ms": 30000,
-    "drain_timeout_ms": 30000
+    "admin_listen": "127.0.0.1:8081"
   },
   "upstreams": {
     "dev": { "base_url": "http://127.0.0.1:8090/v1" }
@@ -39,6 +31,20 @@ constexpr std::string_view default_config_text = R"({
   },
   "logging": { "level": "info", "usage_log": "stderr" }
 })";
+
+// Server settings not given in the embedded text come from the named limits.
+json server_defaults() {
+  return json{
+      {"threads", 0},
+      {"max_connections", limits::max_connections_default},
+      {"header_limit_bytes", limits::header_limit_bytes_default},
+      {"body_limit_bytes", limits::body_limit_bytes_default},
+      {"request_read_timeout_ms", limits::request_read_timeout_ms_default},
+      {"keepalive_idle_timeout_ms", limits::keepalive_idle_timeout_ms_default},
+      {"client_write_timeout_ms", limits::client_write_timeout_ms_default},
+      {"drain_timeout_ms", limits::drain_timeout_ms_default},
+  };
+}
 
 // Defaults applied to every upstream entry before its own fields.
 json upstream_defaults() {
@@ -219,6 +225,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   // Merge: defaults for server/logging key by key; upstreams and models replace the defaults
   // as a whole when the file has them, and each entry gets the per-entry defaults.
   json merged = json::parse(default_config_text, nullptr, true, true);
+  merged["server"].update(server_defaults());
   for (auto it = file.begin(); it != file.end(); ++it) {
     const std::string& key = it.key();
     if (key == "server" || key == "logging") {

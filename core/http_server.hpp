@@ -29,6 +29,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/limits.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 
@@ -42,13 +43,13 @@ using request = bhttp::request<bhttp::string_body>;
 using response = bhttp::response<bhttp::string_body>;
 
 struct server_limits {
-  std::uint64_t header_limit_bytes = 16 * 1024;
-  std::uint64_t body_limit_bytes = 8 * 1024 * 1024;
-  std::uint64_t request_read_timeout_ms = 30'000;
-  std::uint64_t keepalive_idle_timeout_ms = 60'000;
-  std::uint64_t client_write_timeout_ms = 30'000;
-  std::uint64_t max_connections = 10'000;
-  std::uint64_t drain_timeout_ms = 30'000;
+  std::uint64_t header_limit_bytes = limits::header_limit_bytes_default;
+  std::uint64_t body_limit_bytes = limits::body_limit_bytes_default;
+  std::uint64_t request_read_timeout_ms = limits::request_read_timeout_ms_default;
+  std::uint64_t keepalive_idle_timeout_ms = limits::keepalive_idle_timeout_ms_default;
+  std::uint64_t client_write_timeout_ms = limits::client_write_timeout_ms_default;
+  std::uint64_t max_connections = limits::max_connections_default;
+  std::uint64_t drain_timeout_ms = limits::drain_timeout_ms_default;
 
   static server_limits from(const server_config& c);
 };

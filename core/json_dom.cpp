@@ -379,7 +379,6 @@ document::~document() = default;
 
 std::optional<document> document::parse(std::string_view text, parse_error* error) {
   document doc;
-  doc.input_ = text;
   doc.nodes_.reserve(16 + text.size() / 16);
   parser p{text, doc};
   if (!p.run(error)) return std::nullopt;

@@ -95,7 +95,6 @@ class document {
   };
   document() = default;
 
-  std::string_view input_;
   std::vector<node> nodes_;
   // Strings that contained escapes (rare). Not a deque: an empty std::deque allocates.
   std::vector<std::unique_ptr<std::string>> decoded_;
