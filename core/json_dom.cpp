@@ -289,72 +289,52 @@ class parser {
   }
 
   bool parse_array(std::uint32_t depth) {
-    if (depth >= document::depth_max) return fail("nesting too deep");
-    const char* start = p_;
-    const auto index = static_cast<std::uint32_t>(doc_.nodes_.size());
-    doc_.nodes_.push_back(node{kind::array, false, 0, 0, {}, {}});
-    ++p_;
-    skip_ws();
-    std::uint32_t count = 0;
-    if (p_ != end_ && *p_ == ']') {
-      ++p_;
-    } else {
-      for (;;) {
-        skip_ws();
-        if (!parse_value(depth + 1)) return false;
-        ++count;
-        skip_ws();
-        if (p_ == end_) return fail("unterminated array");
-        if (*p_ == ',') {
-          ++p_;
-          continue;
-        }
-        if (*p_ == ']') {
-          ++p_;
-          break;
-        }
-        return fail("expected ',' or ']' in array");
-      }
-    }
-    auto& n = doc_.nodes_[index];
-    n.count = count;
-    n.next = static_cast<std::uint32_t>(doc_.nodes_.size());
-    n.raw = std::string_view(start, static_cast<std::size_t>(p_ - start));
-    return true;
+    return parse_container(depth, kind::array, ']', [&] { return parse_value(depth + 1); });
   }
 
   bool parse_object(std::uint32_t depth) {
+    return parse_container(depth, kind::object, '}', [&] {
+      if (p_ == end_ || *p_ != '"') return fail("expected a string key in object");
+      if (!parse_string()) return false;
+      skip_ws();
+      if (p_ == end_ || *p_ != ':') return fail("expected ':' after object key");
+      ++p_;
+      skip_ws();
+      return parse_value(depth + 1);
+    });
+  }
+
+  // p_ is at the opening bracket. Parses `item` separated by commas up to `close`, then fills in
+  // the container node's count, end and source span.
+  template <class ParseItem>
+  bool parse_container(std::uint32_t depth, kind k, char close, ParseItem&& item) {
     if (depth >= document::depth_max) return fail("nesting too deep");
     const char* start = p_;
     const auto index = static_cast<std::uint32_t>(doc_.nodes_.size());
-    doc_.nodes_.push_back(node{kind::object, false, 0, 0, {}, {}});
+    doc_.nodes_.push_back(node{k, false, 0, 0, {}, {}});
     ++p_;
     skip_ws();
     std::uint32_t count = 0;
-    if (p_ != end_ && *p_ == '}') {
+    if (p_ != end_ && *p_ == close) {
       ++p_;
     } else {
       for (;;) {
         skip_ws();
-        if (p_ == end_ || *p_ != '"') return fail("expected a string key in object");
-        if (!parse_string()) return false;
-        skip_ws();
-        if (p_ == end_ || *p_ != ':') return fail("expected ':' after object key");
-        ++p_;
-        skip_ws();
-        if (!parse_value(depth + 1)) return false;
+        if (!item()) return false;
         ++count;
         skip_ws();
-        if (p_ == end_) return fail("unterminated object");
+        if (p_ == end_)
+          return fail(k == kind::array ? "unterminated array" : "unterminated object");
         if (*p_ == ',') {
           ++p_;
           continue;
         }
-        if (*p_ == '}') {
+        if (*p_ == close) {
           ++p_;
           break;
         }
-        return fail("expected ',' or '}' in object");
+        return fail(k == kind::array ? "expected ',' or ']' in array"
+                                     : "expected ',' or '}' in object");
       }
     }
     auto& n = doc_.nodes_[index];
