@@ -88,7 +88,9 @@ void logger::log(log_level level, std::string_view msg, const json_object_writer
     const ssize_t n = ::write(fd, p, left);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return;  // nowhere to report a failing log; dropping the line beats blocking the path
+      // Dropping the line beats blocking the request path; the counter makes it visible.
+      if (write_failures_ != nullptr) write_failures_->inc();
+      return;
     }
     p += n;
     left -= static_cast<std::size_t>(n);

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/json_text.hpp"
+#include "core/metrics.hpp"
 
 namespace tollgate {
 
@@ -24,6 +25,8 @@ class logger {
       : out_(out), min_level_(min_level) {}
 
   bool enabled(log_level level) const { return level >= min_level_; }
+  // Counts lines that could not be written (disk full, closed descriptor). Not owned.
+  void count_write_failures(metrics::counter* failures) { write_failures_ = failures; }
   void set_level(log_level level) { min_level_ = level; }
 
   // `fields` holds extra key/values; its keys must not repeat ts/level/msg.
@@ -44,6 +47,7 @@ class logger {
  private:
   std::FILE* out_;
   log_level min_level_;
+  metrics::counter* write_failures_ = nullptr;
 };
 
 }  // namespace tollgate

@@ -90,6 +90,11 @@ int main(int argc, char** argv) {
   metering::log_usage_sink usage_sink{usage_log};
 
   metrics::registry registry;
+  usage_log.count_write_failures(
+      &registry
+           .add_counter("tollgate_usage_log_write_failures_total",
+                        "Usage records that could not be written to the usage log.")
+           .get());
   registry
       .add_gauge("tollgate_build_info", "Build information; the value is always 1.", {"version"})
       .with({version})
