@@ -128,15 +128,19 @@ void exchange::arm_watch(std::shared_ptr<watch_state> state, net::ip::tcp::socke
 void exchange::stop_watching() {
   if (!watch_) return;
   auto state = std::move(watch_);
-  if (!state->gone) {
-    state->stopping = true;
-    boost::system::error_code ignored;
-    stream_.socket().cancel(ignored);  // only the watch's wait is pending
-  }
   if (state->gone) {
     client_gone_ = true;
     close_after_ = true;
+    return;
   }
+  state->stopping = true;
+  boost::system::error_code ignored;
+  stream_.socket().cancel(ignored);  // only the watch's wait is pending
+}
+
+std::string_view exchange::path() const {
+  std::string_view target = req_.target();
+  return target.substr(0, target.find('?'));
 }
 
 net::awaitable<bool> exchange::send(response res) {
@@ -157,9 +161,27 @@ net::awaitable<bool> exchange::send_error(api_error error, std::string_view requ
   response res{static_cast<bhttp::status>(error.status), req_.version()};
   res.set(bhttp::field::content_type, "application/json");
   if (!request_id.empty()) res.set("x-request-id", request_id);
-  if (error.status == 405) res.set(bhttp::field::allow, "POST");
   res.body() = error.to_json();
   co_return co_await send(std::move(res));
+}
+
+net::awaitable<bool> exchange::send_method_not_allowed(std::string_view allowed,
+                                                       std::string_view request_id) {
+  const api_error error =
+      method_not_allowed("Method " + std::string(req_.method_string()) + " is not allowed for " +
+                         std::string(path()) + "; use " + std::string(allowed) + ".");
+  response res{bhttp::status::method_not_allowed, req_.version()};
+  res.set(bhttp::field::content_type, "application/json");
+  res.set(bhttp::field::allow, allowed);
+  if (!request_id.empty()) res.set("x-request-id", request_id);
+  res.body() = error.to_json();
+  co_return co_await send(std::move(res));
+}
+
+net::awaitable<bool> exchange::send_unknown_url(std::string_view request_id) {
+  api_error error = not_found_error("Invalid URL (" + std::string(req_.method_string()) + " " +
+                                    std::string(path()) + ")");
+  co_return co_await send_error(std::move(error), request_id);
 }
 
 net::awaitable<bool> exchange::send_chunked_header(bhttp::response<bhttp::empty_body> header) {

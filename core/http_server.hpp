@@ -68,6 +68,8 @@ class exchange {
         received_at_(std::chrono::steady_clock::now()) {}
 
   request& req() { return req_; }
+  // The request target without its query string.
+  std::string_view path() const;
   unsigned worker_index() const { return worker_index_; }
   std::chrono::steady_clock::time_point received_at() const { return received_at_; }
   beast::tcp_stream& stream() { return stream_; }
@@ -76,6 +78,11 @@ class exchange {
   net::awaitable<bool> send(response res);
   // An OpenAI-shaped error response; `request_id` is echoed in x-request-id when not empty.
   net::awaitable<bool> send_error(api_error error, std::string_view request_id = {});
+  // 405 naming the method and path, with an Allow header listing `allowed`.
+  net::awaitable<bool> send_method_not_allowed(std::string_view allowed,
+                                               std::string_view request_id = {});
+  // 404 "Invalid URL (METHOD /path)", as OpenAI answers unknown paths.
+  net::awaitable<bool> send_unknown_url(std::string_view request_id = {});
   // A chunked response: the header first, then chunks, then the terminating chunk.
   net::awaitable<bool> send_chunked_header(bhttp::response<bhttp::empty_body> header);
   net::awaitable<bool> send_chunk(std::string_view data);

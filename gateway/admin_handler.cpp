@@ -7,23 +7,14 @@ namespace bhttp = boost::beast::http;
 
 boost::asio::awaitable<void> admin_handler::handle(http::exchange& ex) {
   auto& req = ex.req();
-  std::string_view target = req.target();
-  if (const auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
-
+  const std::string_view target = ex.path();
   if (target != "/healthz" && target != "/readyz" && target != "/metrics") {
-    co_await ex.send_error(not_found_error("Invalid URL (" + std::string(req.method_string()) +
-                                           " " + std::string(target) + ")"));
+    co_await ex.send_unknown_url();
     co_return;
   }
   ex.set_route(target == "/healthz" ? "/healthz" : target == "/readyz" ? "/readyz" : "/metrics");
   if (req.method() != bhttp::verb::get) {
-    http::response res{bhttp::status::method_not_allowed, req.version()};
-    res.set(bhttp::field::content_type, "application/json");
-    res.set(bhttp::field::allow, "GET");
-    res.body() = method_not_allowed("Method " + std::string(req.method_string()) +
-                                    " is not allowed for " + std::string(target) + "; use GET.")
-                     .to_json();
-    co_await ex.send(std::move(res));
+    co_await ex.send_method_not_allowed("GET");
     co_return;
   }
 

@@ -96,24 +96,17 @@ api_handler::api_handler(const gateway_config& config,
 
 boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   auto& req = ex.req();
-  std::string_view target = req.target();
-  if (const auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  const std::string_view target = ex.path();
 
   const std::string_view client_id = req["x-request-id"];
   std::string request_id =
       is_valid_client_request_id(client_id) ? std::string(client_id) : new_request_id();
 
-  auto wrong_method = [&](std::string_view allowed) {
-    return method_not_allowed("Method " + std::string(req.method_string()) +
-                              " is not allowed for " + std::string(target) + "; use " +
-                              std::string(allowed) + ".");
-  };
-
   if (target == "/v1/chat/completions" || target == "/v1/completions") {
     const bool chat = target == "/v1/chat/completions";
     ex.set_route(chat ? "/v1/chat/completions" : "/v1/completions");
     if (req.method() != bhttp::verb::post) {
-      co_await ex.send_error(wrong_method("POST"), request_id);
+      co_await ex.send_method_not_allowed("POST", request_id);
       co_return;
     }
     co_await handle_completion(ex,
@@ -124,13 +117,7 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   if (target == "/v1/models" || target.rfind("/v1/models/", 0) == 0) {
     ex.set_route("/v1/models");
     if (req.method() != bhttp::verb::get) {
-      auto error = wrong_method("GET");
-      http::response res{bhttp::status::method_not_allowed, req.version()};
-      res.set(bhttp::field::content_type, "application/json");
-      res.set(bhttp::field::allow, "GET");
-      res.set("x-request-id", request_id);
-      res.body() = error.to_json();
-      co_await ex.send(std::move(res));
+      co_await ex.send_method_not_allowed("GET", request_id);
       co_return;
     }
     const std::string_view id =
@@ -138,9 +125,7 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
     co_await handle_models(ex, id, request_id);
     co_return;
   }
-  co_await ex.send_error(not_found_error("Invalid URL (" + std::string(req.method_string()) + " " +
-                                         std::string(target) + ")"),
-                         request_id);
+  co_await ex.send_unknown_url(request_id);
 }
 
 boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,

@@ -11,7 +11,7 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 build() {  # name, sources...
   local name=$1
   shift
-  if [ ! -x "$out/$name" ] || [ -n "$(find "$@" core/json_dom.hpp -newer "$out/$name" 2>/dev/null)" ]; then
+  if [ ! -x "$out/$name" ] || [ -n "$(find core backends gateway tests/fuzz -newer "$out/$name" 2>/dev/null)" ]; then
     clang++ "${flags[@]}" "$@" -o "$out/$name"
   fi
 }

@@ -239,6 +239,9 @@ describe('proxy path', () => {
       assert.ok(res.headers.get('x-request-id'));
     }
     assert.equal((await s.upstreamStats()).requests, upstreamBefore, 'nothing reached the upstream');
+    assert.equal((await fetch(`${s.url}/v1/chat/completions`)).headers.get('allow'), 'POST');
+    assert.equal((await fetch(`${s.url}/v1/models`, { method: 'DELETE' })).headers.get('allow'), 'GET');
+    assert.equal((await fetch(`${s.adminUrl}/metrics`, { method: 'POST' })).headers.get('allow'), 'GET');
   });
 
   test('an oversized body gets 413 and oversized headers 431', async () => {
