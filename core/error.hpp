@@ -43,6 +43,7 @@ class result {
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() { return value(); }
+  const T& operator*() const { return value(); }
   const api_error& error() const { return std::get<1>(v_); }
 
  private:

