@@ -27,9 +27,10 @@ constexpr std::string_view default_config_text = R"({
     "dev": { "base_url": "http://127.0.0.1:8090/v1" }
   },
   "models": {
-    "dev-echo": { "upstream": "dev" }
+    "dev-echo": { "upstream": "dev", "tokenizer": "cl100k_base", "prompt_format": "openai" }
   },
-  "logging": { "level": "info", "usage_log": "stderr" }
+  "logging": { "level": "info", "usage_log": "stderr" },
+  "metering": { "tokenizer_dir": "" }
 })";
 
 // Server settings not given in the embedded text come from the named limits.
@@ -60,7 +61,11 @@ json upstream_defaults() {
 }
 
 json model_defaults() {
-  return json{{"upstream", ""}, {"upstream_model", ""}, {"owned_by", "tollgate"}};
+  return json{{"upstream", ""},
+              {"upstream_model", ""},
+              {"owned_by", "tollgate"},
+              {"tokenizer", "o200k_base"},
+              {"prompt_format", "openai"}};
 }
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
@@ -228,7 +233,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   merged["server"].update(server_defaults());
   for (auto it = file.begin(); it != file.end(); ++it) {
     const std::string& key = it.key();
-    if (key == "server" || key == "logging") {
+    if (key == "server" || key == "logging" || key == "metering") {
       overlay_known(merged[key], it.value(), "/" + key);
     } else if (key == "upstreams" || key == "models") {
       if (!it.value().is_object()) fail("/" + key, "must be an object keyed by name");
@@ -306,6 +311,14 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
     model.upstream_model = get_string(m, path, "upstream_model");
     if (model.upstream_model.empty()) model.upstream_model = name;
     model.owned_by = get_string(m, path, "owned_by");
+    model.tokenizer = get_string(m, path, "tokenizer");
+    if (model.tokenizer.empty()) fail(path + "/tokenizer", "must name a tokenizer");
+    model.prompt_format = get_string(m, path, "prompt_format");
+    if (model.prompt_format != "openai" && model.prompt_format != "llama3" &&
+        model.prompt_format != "chatml") {
+      fail(path + "/prompt_format",
+           "must be openai, llama3 or chatml, got \"" + model.prompt_format + "\"");
+    }
     cfg.models.push_back(std::move(model));
   }
   std::sort(cfg.models.begin(), cfg.models.end(),
@@ -319,6 +332,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   }
   cfg.logging.usage_log = get_string(l, "/logging", "usage_log");
   if (cfg.logging.usage_log.empty()) fail("/logging/usage_log", "must be \"stderr\" or a path");
+  cfg.metering.tokenizer_dir = get_string(merged["metering"], "/metering", "tokenizer_dir");
   return cfg;
 }
 

@@ -59,6 +59,15 @@ struct model_config {
   std::string upstream;        // key into upstreams
   std::string upstream_model;  // model name sent upstream (defaults to name)
   std::string owned_by;
+  // How the gateway counts this model's prompts: a tokenizer name ("cl100k_base", "o200k_base",
+  // "llama3", "qwen3" or a tokenizer.json path) and a prompt format ("openai", "llama3",
+  // "chatml"). Checked when the gateway starts.
+  std::string tokenizer;
+  std::string prompt_format;
+};
+
+struct metering_config {
+  std::string tokenizer_dir;  // where `make deps` keeps tokenizer data; "" = the built-in default
 };
 
 struct logging_config {
@@ -71,6 +80,7 @@ struct gateway_config {
   std::vector<upstream_config> upstreams;  // sorted by name
   std::vector<model_config> models;        // sorted by name
   logging_config logging;
+  metering_config metering;
 
   const model_config* find_model(std::string_view name) const;
   const upstream_config* find_upstream(std::string_view name) const;

@@ -7,6 +7,7 @@
 #include "core/json_text.hpp"
 #include "core/limits.hpp"
 #include "core/request_id.hpp"
+#include "metering/completion_text.hpp"
 
 namespace tollgate::gateway {
 namespace {
@@ -55,14 +56,18 @@ struct api_handler::proxy_state {
   completion_request req;
   const model_config* model = nullptr;
   const upstream_config* upstream = nullptr;
+  const metering::prompt_counter* counter = nullptr;
+  metering::completion_text completion;  // counted only if the upstream reports no usage
 };
 
 api_handler::api_handler(const gateway_config& config,
                          std::vector<std::shared_ptr<backends::upstream_pool>> pools,
+                         std::unordered_map<std::string, metering::prompt_counter> counters,
                          metering::usage_sink& usage, metrics::registry& registry, logger& log,
                          const clock_source& clock)
     : config_(config),
       pools_(std::move(pools)),
+      counters_(std::move(counters)),
       usage_(usage),
       log_(log),
       clock_(clock),
@@ -192,7 +197,14 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   st.upstream = config_.find_upstream(st.model->upstream);
   st.rec.upstream = st.upstream->name;
 
-  // 3. Forward. While the upstream works, a client that hangs up cancels the upstream request
+  // 3. Count the prompt with the model's own tokenizer, as the model will see it.
+  st.counter = &counters_.at(st.model->name);
+  const json::value body = st.req.body->root();
+  st.rec.counted_prompt_tokens = kind == endpoint_kind::chat_completions
+                                     ? st.counter->count_chat(body)
+                                     : st.counter->count_completion(body);
+
+  // 4. Forward. While the upstream works, a client that hangs up cancels the upstream request
   // (the watch ends by itself before the first byte is written back).
   backends::upstream_call call(pools_[ex.worker_index()], *st.upstream);
   ex.watch_for_disconnect([&st, &call] {
@@ -222,7 +234,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   } else {
     co_await relay_whole(ex, call, st);
   }
-  // 4. Record.
+  // 5. Record.
   finish(ex, st);
 }
 
@@ -237,7 +249,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
     co_return;
   }
   if (call.status() == 200) {
-    st.rec.set_usage_from_response(body);
+    if (!st.rec.set_usage_from_response(body)) st.completion.add_response(body);
   } else {
     st.rec.error_code = upstream_error_code(body, call.status());
   }
@@ -289,6 +301,7 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
           if (usage_only && !st.req.client_wants_usage) continue;
         }
       }
+      if (!st.rec.usage_reported) st.completion.add_stream_event(e.data);
       if (!st.req.client_wants_usage) strip_usage_null(e.data);
       if (st.rec.ttft_us < 0 && e.data != "[DONE]") {
         st.rec.ttft_us = elapsed_us(ex.received_at(), clock_.mono_now());
@@ -329,7 +342,14 @@ void api_handler::finish(http::exchange& ex, proxy_state& st) {
     st.rec.client_disconnected = true;
     client_disconnects_.inc();
   }
-  if (st.rec.usage_reported && st.model != nullptr) {
+  if (!st.rec.usage_reported && st.counter != nullptr && st.rec.status == 200) {
+    // The upstream reported no usage: record the gateway's own counts, flagged estimated.
+    st.rec.counted_completion_tokens = st.completion.count(*st.counter);
+    st.rec.prompt_tokens = st.rec.counted_prompt_tokens;
+    st.rec.completion_tokens = st.rec.counted_completion_tokens;
+    st.rec.estimated = true;
+  }
+  if ((st.rec.usage_reported || st.rec.estimated) && st.model != nullptr) {
     const auto& c = model_tokens_.at(st.model->name);
     c.prompt->inc(static_cast<std::uint64_t>(st.rec.prompt_tokens));
     c.completion->inc(static_cast<std::uint64_t>(st.rec.completion_tokens));

@@ -1,6 +1,7 @@
 // The OpenAI-compatible API listener (:8080): routes requests and runs the request path for
 // chat and legacy completions in one straight line:
-//   parse & validate -> route model to upstream -> forward (stream or whole) -> record usage.
+//   parse & validate -> route model to upstream -> count the prompt -> forward (stream or
+//   whole) -> record usage (with the gateway's own completion count when the upstream gave none).
 // Every stage either continues or answers with an OpenAI-shaped error.
 #pragma once
 #include <boost/asio/awaitable.hpp>
@@ -16,6 +17,7 @@
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "gateway/openai_request.hpp"
+#include "metering/prompt_count.hpp"
 #include "metering/usage.hpp"
 
 namespace tollgate::gateway {
@@ -25,6 +27,7 @@ class api_handler {
   // `pools` holds one upstream pool per I/O thread, indexed by worker index.
   api_handler(const gateway_config& config,
               std::vector<std::shared_ptr<backends::upstream_pool>> pools,
+              std::unordered_map<std::string, metering::prompt_counter> counters,
               metering::usage_sink& usage, metrics::registry& registry, logger& log,
               const clock_source& clock);
 
@@ -45,6 +48,7 @@ class api_handler {
 
   const gateway_config& config_;
   std::vector<std::shared_ptr<backends::upstream_pool>> pools_;
+  std::unordered_map<std::string, metering::prompt_counter> counters_;  // by model name
   metering::usage_sink& usage_;
   logger& log_;
   const clock_source& clock_;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backends/upstream.hpp"
@@ -19,6 +20,8 @@
 #include "core/metrics.hpp"
 #include "gateway/admin_handler.hpp"
 #include "gateway/api_handler.hpp"
+#include "metering/prompt_count.hpp"
+#include "metering/tokenizer_registry.hpp"
 #include "metering/usage.hpp"
 
 namespace {
@@ -61,6 +64,24 @@ int main(int argc, char** argv) {
   } catch (const config_error& e) {
     std::fprintf(stderr, "tollgate: %s\n", e.what());
     return 2;
+  }
+  // Each model's prompt counter: its tokenizer (loaded once, shared) and prompt format.
+  std::unordered_map<std::string, metering::prompt_counter> counters;
+  {
+    metering::tokenizer_registry tokenizers(config.metering.tokenizer_dir.empty()
+                                                ? metering::default_tokenizer_dir()
+                                                : config.metering.tokenizer_dir);
+    for (const auto& m : config.models) {
+      auto tok = tokenizers.get(m.tokenizer);
+      auto counter = tok ? metering::prompt_counter::make(*tok, *metering::parse_prompt_format(m.prompt_format))
+                         : result<metering::prompt_counter>(tok.error());
+      if (!counter) {
+        std::fprintf(stderr, "tollgate: config /models/%s: %s\n", m.name.c_str(),
+                     counter.error().message.c_str());
+        return 2;
+      }
+      counters.emplace(m.name, std::move(*counter));
+    }
   }
   if (check_only) {
     std::printf("config ok: %zu upstream(s), %zu model(s), listen %s, admin %s\n",
@@ -108,7 +129,7 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < server.thread_count(); ++i) {
       pools.push_back(std::make_shared<backends::upstream_pool>(server.io(i).get_executor()));
     }
-    gateway::api_handler api{config, std::move(pools), usage_sink, registry, log, clock};
+    gateway::api_handler api{config, std::move(pools), std::move(counters), usage_sink, registry, log, clock};
     gateway::admin_handler admin{server, registry};
     server.add_listener(
         {"api", config.server.listen, [&api](http::exchange& ex) { return api.handle(ex); }});

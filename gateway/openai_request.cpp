@@ -141,17 +141,17 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
   // The parser rejects invalid UTF-8 and unpaired surrogate escapes, so every string that gets
   // through is valid text.
   json::parse_error parse_error;
-  const auto doc = json::document::parse(body, &parse_error);
-  if (!doc) {
+  auto parsed = json::document::parse(body, &parse_error);
+  if (!parsed) {
     return invalid_request(
         "We could not parse the JSON body of your request: " + parse_error.message + " at byte " +
         std::to_string(parse_error.offset) +
         ". The API expects a JSON payload (valid UTF-8, no unpaired surrogates).");
   }
-  const json::value j = doc->root();
-  if (!j.is_object()) return invalid_type("body", "an object", j);
-
   completion_request req;
+  req.body = std::make_shared<const json::document>(std::move(*parsed));
+  const json::value j = req.body->root();
+  if (!j.is_object()) return invalid_type("body", "an object", j);
   req.kind = kind;
   const json::value model = j.find("model");
   if (!given(model)) {

@@ -2,10 +2,12 @@
 // stage of the request path. Invalid input becomes an OpenAI-shaped 400 naming the parameter.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "core/error.hpp"
+#include "core/json_dom.hpp"
 
 namespace tollgate::gateway {
 
@@ -20,6 +22,8 @@ struct completion_request {
   bool client_wants_usage = false;  // stream_options.include_usage as the client sent it
   std::int64_t max_tokens = -1;     // max_completion_tokens or max_tokens; -1 if absent
   bool has_stream_options = false;  // the body has a non-null stream_options object
+  // The parsed body, kept for the stages after validation (prompt counting).
+  std::shared_ptr<const json::document> body;
 };
 
 result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body);

@@ -18,7 +18,18 @@ void fill_writer(const usage_record& r, json_object_writer& w) {
       .add("prompt_tokens", r.prompt_tokens)
       .add("completion_tokens", r.completion_tokens)
       .add("cached_tokens", r.cached_tokens)
-      .add("reasoning_tokens", r.reasoning_tokens)
+      .add("reasoning_tokens", r.reasoning_tokens);
+  if (r.counted_prompt_tokens >= 0) {
+    w.add("counted_prompt_tokens", r.counted_prompt_tokens);
+  } else {
+    w.add_null("counted_prompt_tokens");
+  }
+  if (r.counted_completion_tokens >= 0) {
+    w.add("counted_completion_tokens", r.counted_completion_tokens);
+  } else {
+    w.add_null("counted_completion_tokens");
+  }
+  w.add("estimated", r.estimated)
       .add("stream", r.stream)
       .add("status", r.status)
       .add("latency_us", r.latency_us);

@@ -25,6 +25,14 @@ struct usage_record {
   std::int64_t cached_tokens = 0;
   std::int64_t reasoning_tokens = 0;
 
+  // The gateway's own counts with the model's tokenizer: the prompt before forwarding (-1 if
+  // the request never got that far), and the completion text when the upstream reported no
+  // usage. `estimated`: the upstream reported no usage, so prompt_tokens and completion_tokens
+  // above are the gateway's counts.
+  std::int64_t counted_prompt_tokens = -1;
+  std::int64_t counted_completion_tokens = -1;
+  bool estimated = false;
+
   bool stream = false;
   unsigned status = 0;          // HTTP status the client got
   std::int64_t latency_us = 0;  // request read -> response written (or abandoned)

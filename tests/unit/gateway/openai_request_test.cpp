@@ -7,7 +7,7 @@
 
 using namespace tollgate;
 using namespace tollgate::gateway;
-using json = nlohmann::json;
+using njson = nlohmann::json;
 
 namespace {
 
@@ -96,7 +96,7 @@ TEST_CASE("the upstream body asks for usage on streams and renames the model") {
       R"({"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]})";
   auto s = parse_completion_request(endpoint_kind::chat_completions, streaming);
   REQUIRE(s.ok());
-  auto spliced = json::parse(upstream_body(*s, streaming, "m"));
+  auto spliced = njson::parse(upstream_body(*s, streaming, "m"));
   CHECK(spliced["stream_options"]["include_usage"] == true);
   CHECK(spliced["messages"][0]["content"] == "x");
 
@@ -105,7 +105,7 @@ TEST_CASE("the upstream body asks for usage on streams and renames the model") {
   auto o = parse_completion_request(endpoint_kind::chat_completions, opted_out);
   REQUIRE(o.ok());
   CHECK_FALSE(o->client_wants_usage);
-  auto rewritten = json::parse(upstream_body(*o, opted_out, "upstream-m"));
+  auto rewritten = njson::parse(upstream_body(*o, opted_out, "upstream-m"));
   CHECK(rewritten["stream_options"]["include_usage"] == true);
   CHECK(rewritten["model"] == "upstream-m");
 }
@@ -135,6 +135,6 @@ TEST_CASE("random bytes and mutated requests never crash the parser") {
       if (body.empty()) body = "{";
     }
     auto r = parse_completion_request(endpoint_kind::chat_completions, body);
-    if (r.ok()) CHECK_NOTHROW(json::parse(upstream_body(*r, body, "other")));
+    if (r.ok()) CHECK_NOTHROW(njson::parse(upstream_body(*r, body, "other")));
   }
 }

@@ -1,0 +1,75 @@
+// Completion text collection (see completion_text.hpp).
+#include "metering/completion_text.hpp"
+
+namespace tollgate::metering {
+namespace {
+
+void append_string(std::string& out, json::value v) {
+  if (v.valid() && v.is_string()) out += v.as_string();
+}
+
+}  // namespace
+
+void completion_text::add_stream_event(std::string_view data) {
+  if (data == "[DONE]") return;
+  // Payloads are single JSON documents; an embedded newline (multi-line data) is whitespace to
+  // JSON but would split the record here, so it becomes a space.
+  const std::size_t at = pending_.size();
+  pending_.append(data);
+  for (std::size_t i = at; i < pending_.size(); ++i) {
+    if (pending_[i] == '\n') pending_[i] = ' ';
+  }
+  pending_.push_back('\n');
+  if (pending_.size() > pending_limit) absorb_pending();
+}
+
+void completion_text::add_response(std::string_view body) {
+  if (const auto doc = json::document::parse(body); doc && doc->root().is_object()) absorb(doc->root(), false);
+}
+
+void completion_text::absorb_pending() {
+  for (std::size_t at = 0; at < pending_.size();) {
+    const std::size_t nl = pending_.find('\n', at);
+    const auto doc = json::document::parse(std::string_view(pending_).substr(at, nl - at));
+    if (doc && doc->root().is_object()) absorb(doc->root(), true);
+    at = nl + 1;
+  }
+  pending_.clear();
+}
+
+// Chat: choices[].message (or .delta) content, refusal, tool call names and arguments, and the
+// legacy function_call; completions: choices[].text.
+void completion_text::absorb(json::value root, bool delta) {
+  const json::value choices = root.find("choices");
+  if (!choices.valid() || !choices.is_array()) return;
+  choices.for_each_element([&](json::value choice) {
+    if (!choice.is_object()) return;
+    const json::value index = choice.find("index");
+    std::string& out = text_[index.valid() && index.is_int64() ? index.as_int64() : 0];
+    append_string(out, choice.find("text"));
+    const json::value m = choice.find(delta ? "delta" : "message");
+    if (!m.valid() || !m.is_object()) return;
+    append_string(out, m.find("content"));
+    append_string(out, m.find("refusal"));
+    const auto function_text = [&](json::value f) {
+      if (!f.valid() || !f.is_object()) return;
+      append_string(out, f.find("name"));
+      append_string(out, f.find("arguments"));
+    };
+    function_text(m.find("function_call"));
+    if (const json::value calls = m.find("tool_calls"); calls.valid() && calls.is_array()) {
+      calls.for_each_element([&](json::value call) {
+        if (call.is_object()) function_text(call.find("function"));
+      });
+    }
+  });
+}
+
+std::int64_t completion_text::count(const prompt_counter& counter) {
+  absorb_pending();
+  std::int64_t n = 0;
+  for (const auto& [index, text] : text_) n += counter.count_text(text);
+  return n;
+}
+
+}  // namespace tollgate::metering
