@@ -11,7 +11,7 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 build() {  # name, sources...
   local name=$1
   shift
-  if [ ! -x "$out/$name" ] || [ -n "$(find core backends gateway tests/fuzz -newer "$out/$name" 2>/dev/null)" ]; then
+  if [ ! -x "$out/$name" ] || [ -n "$(find core backends gateway metering tests/fuzz -newer "$out/$name" 2>/dev/null)" ]; then
     clang++ "${flags[@]}" "$@" -o "$out/$name"
   fi
 }
@@ -19,7 +19,9 @@ build json_dom_fuzz tests/fuzz/json_dom_fuzz.cpp core/json_dom.cpp
 build sse_fuzz tests/fuzz/sse_fuzz.cpp backends/sse.cpp
 build openai_request_fuzz tests/fuzz/openai_request_fuzz.cpp gateway/openai_request.cpp core/json_dom.cpp \
   core/json_text.cpp core/error.cpp
-for target in json_dom_fuzz sse_fuzz openai_request_fuzz; do
+build tokenizer_fuzz tests/fuzz/tokenizer_fuzz.cpp metering/tokenizer.cpp metering/pretokenizer.cpp \
+  metering/unicode.cpp metering/unicode_tables.cpp core/json_dom.cpp core/error.cpp core/json_text.cpp
+for target in json_dom_fuzz sse_fuzz openai_request_fuzz tokenizer_fuzz; do
   mkdir -p "$out/corpus-$target"
   log="$out/$target.log"
   if ! "$out/$target" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
