@@ -17,7 +17,7 @@ struct character {
 };
 
 inline character char_at(const byte* p, const byte* end) {
-  if (*p < 0x80) return {*p, uc::flags_of(*p), 1};
+  if (*p < 0x80) return {*p, uc::ascii_flags(*p), 1};
   char32_t cp;
   const int len = uc::decode(p, end, cp);
   return {cp, cp == 0xFFFFFFFF ? std::uint8_t(0) : uc::flags_of(cp), len};

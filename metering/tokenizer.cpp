@@ -24,19 +24,30 @@ inline std::uint64_t mix(std::uint64_t h) {
   return h;
 }
 
-inline std::uint64_t hash_bytes(const unsigned char* p, std::size_t n) {
-  std::uint64_t h = 0x9E3779B97F4A7C15ULL * (n + 1);
-  while (n >= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 29;
-    p += 8;
-    n -= 8;
-  }
+// The first (up to) 8 bytes of p[0..n) as one word, reading only inside the range. Together
+// with n it determines those bytes exactly: for n <= 8 it is the whole key.
+inline std::uint64_t head_word(const unsigned char* p, std::size_t n) {
   std::uint64_t w = 0;
-  std::memcpy(&w, p, n);
-  return mix(h ^ w);
+  if (n >= 8) {
+    std::memcpy(&w, p, 8);
+  } else if (n >= 4) {
+    std::uint32_t lo, hi;
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + n - 4, 4);
+    w = lo | (std::uint64_t(hi) << 32);
+  } else if (n > 0) {
+    w = p[0] | (std::uint64_t(p[n / 2]) << 8) | (std::uint64_t(p[n - 1]) << 16);
+  }
+  return w;
+}
+
+inline std::uint64_t hash_key(std::uint64_t head, const unsigned char* p, std::size_t n) {
+  std::uint64_t h = head + 0x9E3779B97F4A7C15ULL * n;
+  for (std::size_t i = 8; i < n; i += 8) {
+    h = mix(h) ^ head_word(p + i, std::min<std::size_t>(8, n - i));
+  }
+  h *= 0xbf58476d1ce4e5b9ULL;
+  return h ^ (h >> 29);
 }
 
 std::size_t table_size_for(std::size_t entries) {
@@ -126,10 +137,12 @@ const std::vector<tiktoken_specials>& known_tiktoken_encodings() {
 
 }  // namespace
 
-// Open-addressing hash map from token bytes to id; keys live in the tokenizer's token_text_.
+// Open-addressing hash map from token bytes to id. A slot keeps the key's head word and length,
+// so keys of up to 8 bytes (most pieces) are matched without touching the token text.
 struct tokenizer::byte_map {
   struct slot {
-    std::uint32_t hash = 0;
+    std::uint64_t head = 0;
+    std::uint32_t length = 0;
     token_id id = no_rank;
   };
   std::vector<slot> slots;
@@ -140,22 +153,22 @@ struct tokenizer::byte_map {
     mask = slots.size() - 1;
     for (const token_id id : ids) {
       const std::string_view bytes = t.token_bytes(id);
-      const std::uint64_t h = hash_bytes(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-      std::size_t i = h & mask;
+      const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+      const std::uint64_t head = head_word(p, bytes.size());
+      std::size_t i = hash_key(head, p, bytes.size()) & mask;
       while (slots[i].id != no_rank) i = (i + 1) & mask;
-      slots[i] = {std::uint32_t(h >> 32), id};
+      slots[i] = {head, std::uint32_t(bytes.size()), id};
     }
   }
 
   std::optional<token_id> find(const tokenizer& t, const unsigned char* p, std::size_t n) const {
-    const std::uint64_t h = hash_bytes(p, n);
-    const auto tag = std::uint32_t(h >> 32);
-    for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+    const std::uint64_t head = head_word(p, n);
+    for (std::size_t i = hash_key(head, p, n) & mask;; i = (i + 1) & mask) {
       const slot& s = slots[i];
       if (s.id == no_rank) return std::nullopt;
-      if (s.hash == tag) {
-        const std::string_view bytes = t.token_bytes(s.id);
-        if (bytes.size() == n && std::memcmp(bytes.data(), p, n) == 0) return s.id;
+      if (s.head == head && s.length == n &&
+          (n <= 8 || std::memcmp(t.token_text_.data() + t.token_offset_[s.id] + 8, p + 8, n - 8) == 0)) {
+        return s.id;
       }
     }
   }
@@ -242,7 +255,7 @@ void tokenizer::merge_piece(const unsigned char* piece, std::size_t n, std::vect
     out.push_back(byte_token_[piece[0]]);
     return;
   }
-  if (const auto id = by_bytes_->find(*this, piece, n); id && whole_piece_ok_[*id]) {
+  if (const auto id = by_bytes_->find(*this, piece, n); id && (all_whole_pieces_ok_ || whole_piece_ok_[*id])) {
     out.push_back(*id);
     return;
   }
@@ -609,6 +622,7 @@ result<std::shared_ptr<const tokenizer>> tokenizer::parse_hugging_face(std::stri
   if (!(ignore.valid() && ignore.is_bool() && ignore.as_bool())) {
     std::vector<bool> ok(t->has_token_.size(), false);
     t->whole_piece_ok_.assign(t->has_token_.size(), false);
+    t->all_whole_pieces_ok_ = false;
     std::vector<token_id> ids;
     for (const token_id id : ordinary) {
       const std::string_view bytes = t->token_bytes(id);
@@ -617,6 +631,7 @@ result<std::shared_ptr<const tokenizer>> tokenizer::parse_hugging_face(std::stri
       ok[id] = ids.size() == 1 && ids[0] == id;
     }
     t->whole_piece_ok_ = std::move(ok);
+    t->all_whole_pieces_ok_ = false;
   }
   return std::shared_ptr<const tokenizer>(std::move(t));
 }

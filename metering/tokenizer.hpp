@@ -71,6 +71,7 @@ class tokenizer {
   std::vector<std::uint32_t> token_offset_;  // id -> offset in token_text_ (size = ids + 1)
   std::vector<bool> has_token_;              // ids with bytes (the id space may have gaps)
   std::vector<bool> whole_piece_ok_;  // a piece equal to this token's bytes encodes as this token
+  bool all_whole_pieces_ok_ = true;   // true for tiktoken and ignore_merges: skip the lookup above
   std::unique_ptr<byte_map> by_bytes_;
   std::unique_ptr<pair_map> pairs_;
   token_id byte_token_[256] = {};

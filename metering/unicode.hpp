@@ -47,6 +47,9 @@ inline std::uint8_t flags_of(char32_t cp) {
   return tables::block_flags[tables::block_index[cp >> 7] * 128u + (cp & 127u)];
 }
 
+// flags_of for ASCII, one load (code points 0-127 share the first table block).
+inline std::uint8_t ascii_flags(unsigned char c) { return tables::block_flags[c]; }
+
 // Decodes the code point at p (p < end). Returns its length in bytes; an invalid or truncated
 // sequence decodes as one byte with cp = 0xFFFFFFFF (no class: "other").
 inline int decode(const unsigned char* p, const unsigned char* end, char32_t& cp) {
