@@ -31,8 +31,11 @@ inline bool is_prefix(const character& c) {
   return !is_cr_or_lf(c.cp) && !(c.flags & (uc::letter | uc::number));
 }
 
-// The longest run of characters whose flags include any of `mask`, from p.
+// The longest run of characters whose flags include any of `mask`, from p. ASCII bytes take a
+// one-load-per-byte loop; anything else the general one.
 inline const byte* run_of(std::uint8_t mask, const byte* p, const byte* end) {
+  while (p < end && *p < 0x80 && (uc::ascii_flags(*p) & mask)) ++p;
+  if (p == end || *p < 0x80) return p;
   while (p < end) {
     const character c = char_at(p, end);
     if (!(c.flags & mask)) break;

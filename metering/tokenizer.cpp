@@ -24,19 +24,18 @@ inline std::uint64_t mix(std::uint64_t h) {
   return h;
 }
 
-// The first (up to) 8 bytes of p[0..n) as one word, reading only inside the range. Together
-// with n it determines those bytes exactly: for n <= 8 it is the whole key.
-inline std::uint64_t head_word(const unsigned char* p, std::size_t n) {
+// The first (up to) 8 bytes of p[0..n) as one little-endian word, zero-padded: for n <= 8 it
+// is the whole key. When the 8 bytes at p lie in one page, one load and a mask read them; the
+// bytes past n are masked off before use (the load may pass the end of the buffer, never of the
+// page, hence no_sanitize).
+__attribute__((no_sanitize("address"))) inline std::uint64_t head_word(const unsigned char* p,
+                                                                        std::size_t n) {
   std::uint64_t w = 0;
-  if (n >= 8) {
-    std::memcpy(&w, p, 8);
-  } else if (n >= 4) {
-    std::uint32_t lo, hi;
-    std::memcpy(&lo, p, 4);
-    std::memcpy(&hi, p + n - 4, 4);
-    w = lo | (std::uint64_t(hi) << 32);
-  } else if (n > 0) {
-    w = p[0] | (std::uint64_t(p[n / 2]) << 8) | (std::uint64_t(p[n - 1]) << 16);
+  if (n >= 8 || (reinterpret_cast<std::uintptr_t>(p) & 4095) <= 4096 - 8) {
+    __builtin_memcpy(&w, p, 8);
+    if (n < 8) w &= (std::uint64_t(1) << (8 * n)) - 1;
+  } else {
+    for (std::size_t i = 0; i < n; ++i) w |= std::uint64_t(p[i]) << (8 * i);
   }
   return w;
 }
