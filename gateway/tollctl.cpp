@@ -267,9 +267,10 @@ int main(int argc, char** argv) {
                   cfg.models.size());
       for (const auto& m : cfg.models) {
         const auto* u = cfg.find_upstream(m.upstream);
-        std::printf("  model %s -> upstream %s (http://%s:%u%s) as %s\n", m.name.c_str(),
-                    m.upstream.c_str(), u->host.c_str(), u->port, u->base_path.c_str(),
-                    m.upstream_model.c_str());
+        std::printf("  model %s -> upstream %s (http://%s:%u%s) as %s; tokenizer %s, prompt format %s\n",
+                    m.name.c_str(), m.upstream.c_str(), u->host.c_str(), u->port,
+                    u->base_path.c_str(), m.upstream_model.c_str(), m.tokenizer.c_str(),
+                    m.prompt_format.c_str());
       }
       return 0;
     } catch (const tollgate::config_error& e) {
