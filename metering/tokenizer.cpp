@@ -216,11 +216,13 @@ struct tokenizer::pair_map {
 tokenizer::tokenizer() : by_bytes_(std::make_unique<byte_map>()), pairs_(std::make_unique<pair_map>()) {}
 tokenizer::~tokenizer() = default;
 
-void tokenizer::add_token(token_id id, std::string_view bytes) {
+bool tokenizer::add_token(token_id id, std::string_view bytes) {
   // Called with ids in any order; token_offset_ is rebuilt by finish_vocabulary from staged data.
   if (id >= has_token_.size()) has_token_.resize(std::size_t(id) + 1, false);
+  if (has_token_[id]) return false;
   has_token_[id] = true;
   staged_.push_back({id, std::string(bytes)});
+  return true;
 }
 
 std::string_view tokenizer::token_bytes(token_id id) const {
@@ -406,11 +408,14 @@ result<std::shared_ptr<const tokenizer>> tokenizer::load_tiktoken(std::string_vi
     if (!bytes || bytes->empty() || end == nullptr || *end != '\0' || rank >= no_rank) {
       return internal_error(rank_file + ":" + std::to_string(line_no) + ": not a '<base64> <rank>' line");
     }
-    t->add_token(token_id(rank), *bytes);
+    if (!t->add_token(token_id(rank), *bytes)) {
+      return internal_error(rank_file + ":" + std::to_string(line_no) + ": rank " + std::to_string(rank) +
+                            " appears twice");
+    }
     ordinary.push_back(token_id(rank));
   }
   for (const auto& [special, id] : spec->tokens) {
-    t->add_token(id, special);
+    if (!t->add_token(id, special)) return internal_error(rank_file + ": a rank collides with " + special);
     t->specials_.emplace_back(special, id);
   }
   std::sort(t->specials_.begin(), t->specials_.end());
@@ -539,7 +544,10 @@ result<std::shared_ptr<const tokenizer>> tokenizer::parse_hugging_face(std::stri
       error = "vocab token '" + std::string(token) + "' is not in the byte-level alphabet";
       return;
     }
-    t->add_token(token_id(id.as_int64()), *bytes);
+    if (!t->add_token(token_id(id.as_int64()), *bytes)) {
+      error = "vocab id " + std::to_string(id.as_int64()) + " is used twice";
+      return;
+    }
     ordinary.push_back(token_id(id.as_int64()));
     entries.emplace_back(std::string(token), token_id(id.as_int64()));
   });

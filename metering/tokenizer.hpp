@@ -56,7 +56,7 @@ class tokenizer {
   struct pair_map;  // (left id, right id) -> (merge rank, merged id)
 
   tokenizer();
-  void add_token(token_id id, std::string_view bytes);
+  bool add_token(token_id id, std::string_view bytes);  // false if the id already has a token
   void finish_vocabulary();
   std::optional<token_id> find_bytes(std::string_view bytes) const;
   std::string_view token_bytes(token_id id) const;

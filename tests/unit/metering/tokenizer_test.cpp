@@ -2,6 +2,9 @@
 // (the OpenAI cookbook's examples). Uses the real data files `make deps` puts in
 // .cache/tokenizers; bulk parity with the reference implementations is tests/tokenizers/.
 #include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <cstdio>
 #include <random>
 
 #include "core/json_dom.hpp"
@@ -167,6 +170,14 @@ TEST_CASE("NFC normalization") {
   CHECK(q->encode("cafe\u0301") == q->encode("caf\u00E9"));
 }
 
+TEST_CASE("the ASCII class fast path agrees with the full table") {
+  for (int c = 0; c < 128; ++c) CHECK(unicode::ascii_flags(static_cast<unsigned char>(c)) == unicode::flags_of(char32_t(c)));
+  CHECK((unicode::flags_of(0x13460) & unicode::letter));  // Egyptian hieroglyph, new in Unicode 16.0
+  CHECK(!(unicode::flags_of(0x323B0) & unicode::letter));  // CJK Extension J, Unicode 17.0: not yet
+  CHECK((unicode::flags_of(0x85) & unicode::space));
+  CHECK(!(unicode::flags_of(0xFEFF) & unicode::space));
+}
+
 TEST_CASE("UTF-8 validation and decoding") {
   CHECK(unicode::valid_utf8("h\u00E9llo \U0001F600"));
   CHECK(!unicode::valid_utf8("\xC0\xAF"));          // overlong
@@ -196,6 +207,17 @@ TEST_CASE("tokenizer.json loader refuses what it does not support, naming it") {
              Catch::Contains("unsupported Split pattern: \\w+"));
   CHECK_THAT(error_of(R"({"model":{"type":"BPE"},"pre_tokenizer":{"type":"ByteLevel","use_regex":true}})"),
              Catch::Contains("pre_tokenizer"));
+  const std::string dup = "/tmp/tollgate-dup-" + std::to_string(::getpid()) + ".tiktoken";
+  {
+    std::FILE* f = std::fopen(dup.c_str(), "w");
+    REQUIRE(f);
+    std::fputs("YQ== 0\nYg== 0\n", f);
+    std::fclose(f);
+  }
+  auto twice = tokenizer::load_tiktoken("cl100k_base", dup);
+  REQUIRE(!twice);
+  CHECK_THAT(twice.error().message, Catch::Contains("rank 0 appears twice"));
+  std::remove(dup.c_str());
   auto missing = tokenizer::load_tiktoken("cl100k_base", "/nonexistent.tiktoken");
   CHECK_THAT(missing.error().message, Catch::Contains("/nonexistent.tiktoken"));
   CHECK(!tokenizer::load_tiktoken("p50k_base", "/dev/null"));
