@@ -30,7 +30,12 @@ constexpr std::string_view default_config_text = R"({
     "dev-echo": { "upstream": "dev", "tokenizer": "cl100k_base", "prompt_format": "openai" }
   },
   "logging": { "level": "info", "usage_log": "stderr" },
-  "metering": { "tokenizer_dir": "" }
+  "metering": { "tokenizer_dir": "" },
+  "database": { "url": "", "pool_size": 4, "connect_timeout_ms": 2000,
+                "statement_timeout_ms": 5000, "migrate_on_start": false },
+  "ledger": { "flush_interval_ms": 50, "flush_events_max": 10000, "queue_events_max": 200000,
+              "spool_dir": ".run/spool", "spool_bytes_max": 1073741824 },
+  "auth": { "admin_token": "", "finance_token": "", "key_cache_ttl_ms": 2000 }
 })";
 
 // Server settings not given in the embedded text come from the named limits.
@@ -233,7 +238,8 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   merged["server"].update(server_defaults());
   for (auto it = file.begin(); it != file.end(); ++it) {
     const std::string& key = it.key();
-    if (key == "server" || key == "logging" || key == "metering") {
+    if (key == "server" || key == "logging" || key == "metering" || key == "database" ||
+        key == "ledger" || key == "auth") {
       overlay_known(merged[key], it.value(), "/" + key);
     } else if (key == "upstreams" || key == "models") {
       if (!it.value().is_object()) fail("/" + key, "must be an object keyed by name");
@@ -333,6 +339,40 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   cfg.logging.usage_log = get_string(l, "/logging", "usage_log");
   if (cfg.logging.usage_log.empty()) fail("/logging/usage_log", "must be \"stderr\" or a path");
   cfg.metering.tokenizer_dir = get_string(merged["metering"], "/metering", "tokenizer_dir");
+
+  const json& d = merged["database"];
+  cfg.database.url = get_string(d, "/database", "url");
+  cfg.database.pool_size = get_uint(d, "/database", "pool_size", 1, 256);
+  cfg.database.connect_timeout_ms = get_uint(d, "/database", "connect_timeout_ms", 10, 600'000);
+  cfg.database.statement_timeout_ms =
+      get_uint(d, "/database", "statement_timeout_ms", 10, 3'600'000);
+  if (!d.at("migrate_on_start").is_boolean()) {
+    fail("/database/migrate_on_start", "must be true or false");
+  }
+  cfg.database.migrate_on_start = d.at("migrate_on_start").get<bool>();
+
+  const json& lg = merged["ledger"];
+  cfg.ledger.flush_interval_ms = get_uint(lg, "/ledger", "flush_interval_ms", 1, 60'000);
+  cfg.ledger.flush_events_max = get_uint(lg, "/ledger", "flush_events_max", 1, 1'000'000);
+  cfg.ledger.queue_events_max = get_uint(lg, "/ledger", "queue_events_max", 1, 100'000'000);
+  cfg.ledger.spool_dir = get_string(lg, "/ledger", "spool_dir");
+  if (cfg.ledger.spool_dir.empty()) fail("/ledger/spool_dir", "must name a folder");
+  cfg.ledger.spool_bytes_max =
+      get_uint(lg, "/ledger", "spool_bytes_max", 1024 * 1024, 1ull << 50);
+
+  const json& a = merged["auth"];
+  cfg.auth.admin_token = get_string(a, "/auth", "admin_token");
+  cfg.auth.finance_token = get_string(a, "/auth", "finance_token");
+  for (const auto* t : {&cfg.auth.admin_token, &cfg.auth.finance_token}) {
+    if (!t->empty() && t->size() < 16) {
+      fail(t == &cfg.auth.admin_token ? "/auth/admin_token" : "/auth/finance_token",
+           "must be empty (API disabled) or at least 16 characters");
+    }
+  }
+  if (!cfg.auth.admin_token.empty() && cfg.auth.admin_token == cfg.auth.finance_token) {
+    fail("/auth/finance_token", "must differ from /auth/admin_token");
+  }
+  cfg.auth.key_cache_ttl_ms = get_uint(a, "/auth", "key_cache_ttl_ms", 0, 60'000);
   return cfg;
 }
 

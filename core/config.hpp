@@ -70,6 +70,30 @@ struct metering_config {
   std::string tokenizer_dir;  // where `make deps` keeps tokenizer data; "" = the built-in default
 };
 
+// PostgreSQL: tenants, API keys and the usage ledger. Without a URL the gateway runs with no
+// database: no authentication, usage goes to the usage log only (development and tests).
+struct database_config {
+  std::string url;  // libpq connection string or postgresql:// URI; "" = no database
+  std::uint64_t pool_size = 0;  // connections for key lookups and the admin/finance APIs
+  std::uint64_t connect_timeout_ms = 0;
+  std::uint64_t statement_timeout_ms = 0;
+  bool migrate_on_start = false;  // apply pending migrations before serving
+};
+
+struct ledger_config {
+  std::uint64_t flush_interval_ms = 0;
+  std::uint64_t flush_events_max = 0;
+  std::uint64_t queue_events_max = 0;
+  std::string spool_dir;  // journal and spool of usage events not yet committed
+  std::uint64_t spool_bytes_max = 0;
+};
+
+struct auth_config {
+  std::string admin_token;    // Bearer token of /admin/* ("" = admin API disabled)
+  std::string finance_token;  // Bearer token of /finance/* ("" = finance API disabled)
+  std::uint64_t key_cache_ttl_ms = 0;  // how long a key lookup is trusted
+};
+
 struct logging_config {
   log_level level = log_level::info;
   std::string usage_log;  // "stderr" or a file path for usage records
@@ -81,6 +105,9 @@ struct gateway_config {
   std::vector<model_config> models;        // sorted by name
   logging_config logging;
   metering_config metering;
+  database_config database;
+  ledger_config ledger;
+  auth_config auth;
 
   const model_config* find_model(std::string_view name) const;
   const upstream_config* find_upstream(std::string_view name) const;

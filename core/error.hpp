@@ -29,12 +29,14 @@ api_error upstream_unavailable(std::string message);
 api_error upstream_timeout(std::string message);
 api_error internal_error(std::string message);
 
-// A value or an api_error. Small on purpose: enough for the request path.
-template <class T>
-class result {
+// A value or an error (an api_error on the request path). Small on purpose.
+template <class T, class E>
+class basic_result {
  public:
-  result(T value) : v_(std::move(value)) {}
-  result(api_error error) : v_(std::move(error)) {}
+  // Default: an error of E's default value (Asio's co_spawn needs default-constructible results).
+  basic_result() : v_(std::in_place_index<1>) {}
+  basic_result(T value) : v_(std::move(value)) {}
+  basic_result(E error) : v_(std::move(error)) {}
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -44,10 +46,13 @@ class result {
   const T* operator->() const { return &value(); }
   T& operator*() { return value(); }
   const T& operator*() const { return value(); }
-  const api_error& error() const { return std::get<1>(v_); }
+  const E& error() const { return std::get<1>(v_); }
 
  private:
-  std::variant<T, api_error> v_;
+  std::variant<T, E> v_;
 };
+
+template <class T>
+using result = basic_result<T, api_error>;
 
 }  // namespace tollgate

@@ -8,6 +8,15 @@ namespace bhttp = boost::beast::http;
 boost::asio::awaitable<void> admin_handler::handle(http::exchange& ex) {
   auto& req = ex.req();
   const std::string_view target = ex.path();
+  if (admin_api::owns(target)) {
+    if (api_ == nullptr) {
+      co_await ex.send_error(not_found_error(
+          "The admin and finance APIs need a database: set database.url in the configuration."));
+      co_return;
+    }
+    co_await api_->handle(ex);
+    co_return;
+  }
   if (target != "/healthz" && target != "/readyz" && target != "/metrics") {
     co_await ex.send_unknown_url();
     co_return;

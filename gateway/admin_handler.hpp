@@ -1,25 +1,28 @@
-// The operator listener (:8081): liveness, readiness and Prometheus metrics. The admin and finance
-// APIs join it in later work.
+// The operator listener (:8081): liveness, readiness, Prometheus metrics, and (with a database)
+// the admin and finance APIs (gateway/admin_api.hpp).
 #pragma once
 #include <boost/asio/awaitable.hpp>
 
 #include "core/http_server.hpp"
 #include "core/metrics.hpp"
+#include "gateway/admin_api.hpp"
 
 namespace tollgate::gateway {
 
 class admin_handler {
  public:
-  admin_handler(const http::server& server, const metrics::registry& registry)
-      : server_(server), registry_(registry) {}
+  // `api` is null when the gateway runs without a database.
+  admin_handler(const http::server& server, const metrics::registry& registry, admin_api* api)
+      : server_(server), registry_(registry), api_(api) {}
 
   // GET /healthz: 200 while the process serves. GET /readyz: 200 unless draining (503).
-  // GET /metrics: the registry in the Prometheus text format.
+  // GET /metrics: the registry in the Prometheus text format. /admin/* and /finance/*: admin_api.
   boost::asio::awaitable<void> handle(http::exchange& ex);
 
  private:
   const http::server& server_;
   const metrics::registry& registry_;
+  admin_api* api_;
 };
 
 }  // namespace tollgate::gateway

@@ -7,6 +7,8 @@
 #include "core/json_text.hpp"
 #include "core/limits.hpp"
 #include "core/request_id.hpp"
+#include "gateway/query_params.hpp"
+#include "gateway/usage_report.hpp"
 #include "metering/completion_text.hpp"
 
 namespace tollgate::gateway {
@@ -64,13 +66,16 @@ api_handler::api_handler(const gateway_config& config,
                          std::vector<std::shared_ptr<backends::upstream_pool>> pools,
                          std::unordered_map<std::string, metering::prompt_counter> counters,
                          metering::usage_sink& usage, metrics::registry& registry, logger& log,
-                         const clock_source& clock)
+                         const clock_source& clock, const billing_context* billing,
+                         authenticator* auth)
     : config_(config),
       pools_(std::move(pools)),
       counters_(std::move(counters)),
       usage_(usage),
       log_(log),
       clock_(clock),
+      billing_(billing),
+      auth_(auth),
       models_created_unix_s_(unix_ms(clock.wall_now()) / 1000),
       upstream_requests_(registry.add_counter(
           "tollgate_upstream_requests_total",
@@ -103,50 +108,99 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   auto& req = ex.req();
   const std::string_view target = ex.path();
 
-  const std::string_view client_id = req["x-request-id"];
-  std::string request_id =
-      is_valid_client_request_id(client_id) ? std::string(client_id) : new_request_id();
+  // The gateway's own id keys the ledger row: a client could repeat its own ids. A valid
+  // client id (X-Client-Request-Id, or X-Request-Id) is kept beside it.
+  std::string request_id = new_request_id();
+  std::string_view client_id = req["x-client-request-id"];
+  if (client_id.empty()) client_id = req["x-request-id"];
+  std::string client_request_id =
+      is_valid_client_request_id(client_id) ? std::string(client_id) : std::string();
 
-  if (target == "/v1/chat/completions" || target == "/v1/completions") {
-    const bool chat = target == "/v1/chat/completions";
-    ex.set_route(chat ? "/v1/chat/completions" : "/v1/completions");
-    if (req.method() != bhttp::verb::post) {
-      co_await ex.send_method_not_allowed("POST", request_id);
-      co_return;
-    }
-    co_await handle_completion(ex,
-                               chat ? endpoint_kind::chat_completions : endpoint_kind::completions,
-                               std::move(request_id));
+  const bool completions = target == "/v1/chat/completions" || target == "/v1/completions";
+  const bool models = target == "/v1/models" || target.rfind("/v1/models/", 0) == 0;
+  const bool usage = target == "/v1/usage";
+  if (!completions && !models && !usage) {
+    co_await ex.send_unknown_url(request_id);
     co_return;
   }
-  if (target == "/v1/models" || target.rfind("/v1/models/", 0) == 0) {
-    ex.set_route("/v1/models");
-    if (req.method() != bhttp::verb::get) {
-      co_await ex.send_method_not_allowed("GET", request_id);
+  ex.set_route(completions ? (target == "/v1/chat/completions" ? "/v1/chat/completions"
+                                                               : "/v1/completions")
+               : models    ? "/v1/models"
+                           : "/v1/usage");
+  if (req.method() != (completions ? bhttp::verb::post : bhttp::verb::get)) {
+    co_await ex.send_method_not_allowed(completions ? "POST" : "GET", request_id);
+    co_return;
+  }
+
+  // Authenticate (with a database; without one every caller is anonymous).
+  caller who;
+  if (auth_ != nullptr) {
+    const std::string_view authorization = req[bhttp::field::authorization];
+    auto authenticated = co_await auth_->authenticate(authorization);
+    if (!authenticated) {
+      co_await ex.send_error(authenticated.error(), request_id);
       co_return;
     }
+    who = std::move(*authenticated);
+  }
+
+  if (completions) {
+    const endpoint_kind kind = target == "/v1/chat/completions" ? endpoint_kind::chat_completions
+                                                                : endpoint_kind::completions;
+    co_await handle_completion(ex, kind, std::move(request_id), std::move(client_request_id),
+                               std::move(who));
+  } else if (models) {
     const std::string_view id =
         target.size() > 11 ? target.substr(std::string_view("/v1/models/").size()) : "";
-    co_await handle_models(ex, id, request_id);
+    co_await handle_models(ex, id, request_id, who);
+  } else {
+    co_await handle_usage(ex, request_id, who);
+  }
+}
+
+boost::asio::awaitable<void> api_handler::handle_usage(http::exchange& ex,
+                                                       const std::string& request_id,
+                                                       const caller& who) {
+  if (billing_ == nullptr) {
+    co_await ex.send_error(not_found_error("Usage reports need a database: this gateway runs "
+                                           "without one (database.url)."),
+                           request_id);
     co_return;
   }
-  co_await ex.send_unknown_url(request_id);
+  auto query = query_params::parse(ex.req().target());
+  if (!query) {
+    co_await ex.send_error(invalid_request("The query string has a bad percent-escape."),
+                           request_id);
+    co_return;
+  }
+  auto parsed = parse_usage_request(*query, /*finance=*/false, unix_ms(clock_.wall_now()) / 1000);
+  if (!parsed) {
+    co_await ex.send_error(parsed.error(), request_id);
+    co_return;
+  }
+  usage_request r = std::move(*parsed);
+  r.query.tenant_id = who.tenant_id;  // a key sees its own tenant's usage, nothing else
+  co_await send_usage_report(ex, *billing_, std::move(r), request_id);
 }
 
 boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
                                                         std::string_view model_id,
-                                                        const std::string& request_id) {
+                                                        const std::string& request_id,
+                                                        const caller& who) {
   std::string body;
   if (model_id.empty()) {
     body = "{\"object\":\"list\",\"data\":[";
-    for (std::size_t i = 0; i < config_.models.size(); ++i) {
-      if (i > 0) body.push_back(',');
-      body += model_object(config_.models[i], models_created_unix_s_);
+    bool first = true;
+    for (const auto& m : config_.models) {
+      if (!who.may_use(m.name)) continue;
+      if (!first) body.push_back(',');
+      first = false;
+      body += model_object(m, models_created_unix_s_);
     }
     body += "]}";
   } else {
     const model_config* m = config_.find_model(model_id);
-    if (m == nullptr) {
+    if (m == nullptr || !who.may_use(m->name)) {
       co_await ex.send_error(
           not_found_error("The model `" + std::string(model_id) +
                               "` does not exist or you do not have access to it.",
@@ -164,9 +218,15 @@ boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
 }
 
 boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, endpoint_kind kind,
-                                                            std::string request_id) {
+                                                            std::string request_id,
+                                                            std::string client_request_id,
+                                                            caller who) {
   proxy_state st;
   st.rec.request_id = std::move(request_id);
+  st.rec.client_request_id = std::move(client_request_id);
+  st.rec.tenant_id = who.tenant_id;
+  st.rec.project_id = who.project_id;
+  st.rec.api_key_id = who.key_id;
   st.rec.endpoint = "/v1" + std::string(endpoint_path(kind));
   st.rec.occurred_at_ms = unix_ms(clock_.wall_now());
   const std::string& id = st.rec.request_id;
@@ -183,9 +243,11 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   st.rec.model = st.req.model;
   st.rec.stream = st.req.stream;
 
-  // 2. Route the model to its upstream.
+  // 2. Route the model to its upstream (a model outside the key's allowlist does not exist for
+  // that key, as OpenAI answers).
   st.model = config_.find_model(st.req.model);
-  if (st.model == nullptr) {
+  if (st.model == nullptr || !who.may_use(st.model->name)) {
+    st.model = nullptr;
     st.rec.error_code = "model_not_found";
     co_await ex.send_error(not_found_error("The model `" + st.req.model +
                                                "` does not exist or you do not have access to it.",
@@ -204,8 +266,19 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
                                      ? st.counter->count_chat(body)
                                      : st.counter->count_completion(body);
 
-  // 4. Forward. While the upstream works, a client that hangs up cancels the upstream request
+  // 4. Forward, if the ledger can take the usage (its spool is not full). While the upstream works, a client that hangs up cancels the upstream request
   // (the watch ends by itself before the first byte is written back).
+  if (billing_ != nullptr && !billing_->ledger->accepting()) {
+    api_error e;
+    e.status = 503;
+    e.type = "api_error";
+    e.message = "The usage ledger cannot take more records right now; please retry shortly.";
+    e.code = "ledger_unavailable";
+    st.rec.error_code = e.code;
+    co_await ex.send_error(e, id);
+    finish(ex, st);
+    co_return;
+  }
   backends::upstream_call call(pools_[ex.worker_index()], *st.upstream);
   ex.watch_for_disconnect([&st, &call] {
     st.rec.client_disconnected = true;
@@ -257,6 +330,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
   const std::string_view type = call.content_type();
   res.set(bhttp::field::content_type, type.empty() ? "application/json" : type);
   res.set("x-request-id", st.rec.request_id);
+  if (!st.rec.client_request_id.empty()) res.set("x-client-request-id", st.rec.client_request_id);
   res.body() = std::move(body);
   co_await ex.send(std::move(res));
 }
@@ -268,6 +342,7 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
   head.set(bhttp::field::content_type, "text/event-stream");
   head.set(bhttp::field::cache_control, "no-cache");
   head.set("x-request-id", st.rec.request_id);
+  if (!st.rec.client_request_id.empty()) head.set("x-client-request-id", st.rec.client_request_id);
   if (!co_await ex.send_chunked_header(std::move(head))) {
     call.abort();
     co_return;

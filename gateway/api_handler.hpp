@@ -1,7 +1,11 @@
 // The OpenAI-compatible API listener (:8080): routes requests and runs the request path for
 // chat and legacy completions in one straight line:
-//   parse & validate -> route model to upstream -> count the prompt -> forward (stream or
-//   whole) -> record usage (with the gateway's own completion count when the upstream gave none).
+//   authenticate (with a database) -> parse & validate -> route model to upstream (and check
+//   the key's model allowlist) -> count the prompt -> check the ledger takes usage -> forward
+//   (stream or whole) -> record usage (with the gateway's own completion count when the
+//   upstream gave none) to the usage log and the ledger.
+// GET /v1/models lists the models (those the key may use); GET /v1/usage reports the caller's
+// own tenant's usage.
 // Every stage either continues or answers with an OpenAI-shaped error.
 #pragma once
 #include <boost/asio/awaitable.hpp>
@@ -16,6 +20,8 @@
 #include "core/http_server.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "gateway/auth.hpp"
+#include "gateway/billing_context.hpp"
 #include "gateway/openai_request.hpp"
 #include "metering/prompt_count.hpp"
 #include "metering/usage.hpp"
@@ -24,12 +30,13 @@ namespace tollgate::gateway {
 
 class api_handler {
  public:
-  // `pools` holds one upstream pool per I/O thread, indexed by worker index.
+  // `pools` holds one upstream pool per I/O thread, indexed by worker index. `billing` and
+  // `auth` are null when the gateway runs without a database (no authentication, no ledger).
   api_handler(const gateway_config& config,
               std::vector<std::shared_ptr<backends::upstream_pool>> pools,
               std::unordered_map<std::string, metering::prompt_counter> counters,
               metering::usage_sink& usage, metrics::registry& registry, logger& log,
-              const clock_source& clock);
+              const clock_source& clock, const billing_context* billing, authenticator* auth);
 
   boost::asio::awaitable<void> handle(http::exchange& ex);
 
@@ -37,13 +44,16 @@ class api_handler {
   struct proxy_state;  // everything one proxied request accumulates
 
   boost::asio::awaitable<void> handle_completion(http::exchange& ex, endpoint_kind kind,
-                                                 std::string request_id);
+                                                 std::string request_id,
+                                                 std::string client_request_id, caller who);
   boost::asio::awaitable<void> relay_whole(http::exchange& ex, backends::upstream_call& call,
                                            proxy_state& st);
   boost::asio::awaitable<void> relay_stream(http::exchange& ex, backends::upstream_call& call,
                                             proxy_state& st);
   boost::asio::awaitable<void> handle_models(http::exchange& ex, std::string_view model_id,
-                                             const std::string& request_id);
+                                             const std::string& request_id, const caller& who);
+  boost::asio::awaitable<void> handle_usage(http::exchange& ex, const std::string& request_id,
+                                            const caller& who);
   void finish(http::exchange& ex, proxy_state& st);
 
   const gateway_config& config_;
@@ -52,6 +62,8 @@ class api_handler {
   metering::usage_sink& usage_;
   logger& log_;
   const clock_source& clock_;
+  const billing_context* billing_;
+  authenticator* auth_;
   std::int64_t models_created_unix_s_;
 
   metrics::family<metrics::counter>& upstream_requests_;

@@ -1,8 +1,17 @@
 // tollgate: the gateway process. Loads the configuration, starts the OpenAI API listener and the
-// operator listener on a pool of I/O threads, and runs until SIGTERM/SIGINT (graceful drain).
-//   tollgate [--config FILE]        serve (without --config: the embedded default)
-//   tollgate --check-config [FILE]  validate a configuration and exit
+// operator listener on a pool of I/O threads and, with a database, the billing thread (account
+// store, ledger writer); runs until SIGTERM/SIGINT (graceful drain, then a last ledger flush).
+//   tollgate [--config FILE]          serve (without --config: the embedded default)
+//   tollgate --check-config [FILE]    validate a configuration and exit
+//   tollgate migrate [--config FILE]  apply the database migrations (database.url) and exit
 #include <malloc.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <future>
+#include <thread>
 
 #include <csignal>
 #include <cstdio>
@@ -13,13 +22,19 @@
 #include <vector>
 
 #include "backends/upstream.hpp"
+#include "billing/account_store.hpp"
+#include "billing/ledger_writer.hpp"
+#include "billing/migrations.hpp"
+#include "billing/pg.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "core/http_server.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "gateway/admin_handler.hpp"
+#include "gateway/admin_api.hpp"
 #include "gateway/api_handler.hpp"
+#include "gateway/auth.hpp"
 #include "metering/prompt_count.hpp"
 #include "metering/tokenizer_registry.hpp"
 #include "metering/usage.hpp"
@@ -31,7 +46,8 @@ constexpr const char* version = "0.1.0";
 int usage_error(const char* msg) {
   std::fprintf(stderr,
                "tollgate: %s\nusage: tollgate [--config FILE]\n"
-               "       tollgate --check-config [FILE]\n",
+               "       tollgate --check-config [FILE]\n"
+               "       tollgate migrate [--config FILE]\n",
                msg);
   return 2;
 }
@@ -42,9 +58,12 @@ int main(int argc, char** argv) {
   using namespace tollgate;
   std::string config_path;
   bool check_only = false;
+  bool migrate_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--config" && i + 1 < argc) {
+    if (arg == "migrate" && i == 1) {
+      migrate_only = true;
+    } else if (arg == "--config" && i + 1 < argc) {
       config_path = argv[++i];
     } else if (arg == "--check-config") {
       check_only = true;
@@ -64,6 +83,20 @@ int main(int argc, char** argv) {
   } catch (const config_error& e) {
     std::fprintf(stderr, "tollgate: %s\n", e.what());
     return 2;
+  }
+  if (migrate_only || (config.database.migrate_on_start && !check_only)) {
+    if (config.database.url.empty()) {
+      std::fprintf(stderr, "tollgate: migrate needs database.url (or TOLLGATE_DATABASE__URL)\n");
+      return 2;
+    }
+    auto report = billing::migrate(config.database.url);
+    if (!report) {
+      std::fprintf(stderr, "tollgate: migrate: %s\n", report.error().c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "tollgate: schema at version %d (was %d; applied %zu migration(s))\n",
+                 report->to_version, report->from_version, report->applied.size());
+    if (migrate_only) return 0;
   }
   // Each model's prompt counter: its tokenizer (loaded once, shared) and prompt format.
   std::unordered_map<std::string, metering::prompt_counter> counters;
@@ -108,7 +141,7 @@ int main(int argc, char** argv) {
     }
   }
   logger usage_log{usage_file, log_level::info};
-  metering::log_usage_sink usage_sink{usage_log};
+  metering::log_usage_sink log_sink{usage_log};
 
   metrics::registry registry;
   usage_log.count_write_failures(
@@ -122,6 +155,61 @@ int main(int argc, char** argv) {
       .set(1);
   system_clock_source clock;
 
+  // With a database: the billing thread runs every PostgreSQL coroutine (key lookups, the
+  // admin and finance APIs, the ledger writer) on its own io_context.
+  const bool with_db = !config.database.url.empty();
+  boost::asio::io_context billing_io{1};
+  auto billing_guard = boost::asio::make_work_guard(billing_io);
+  std::unique_ptr<tollgate::pg::pool> db_pool;
+  std::unique_ptr<billing::account_store> store;
+  std::unique_ptr<billing::ledger_writer> ledger;
+  std::unique_ptr<gateway::billing_context> billing_ctx;
+  std::unique_ptr<gateway::authenticator> auth;
+  std::unique_ptr<gateway::admin_api> admin_api;
+  std::vector<metering::usage_sink*> sinks{&log_sink};
+  if (with_db) {
+    tollgate::pg::connection_settings db;
+    db.conninfo = config.database.url;
+    db.connect_timeout = std::chrono::milliseconds(config.database.connect_timeout_ms);
+    db.statement_timeout = std::chrono::milliseconds(config.database.statement_timeout_ms);
+    billing::ledger_settings ls;
+    ls.flush_interval = std::chrono::milliseconds(config.ledger.flush_interval_ms);
+    ls.flush_events_max = config.ledger.flush_events_max;
+    ls.queue_events_max = config.ledger.queue_events_max;
+    ls.spool_dir = config.ledger.spool_dir;
+    ls.spool_bytes_max = config.ledger.spool_bytes_max;
+    try {
+      db_pool = std::make_unique<tollgate::pg::pool>(billing_io.get_executor(), db,
+                                           config.database.pool_size);
+      store = std::make_unique<billing::account_store>(*db_pool);
+      ledger = std::make_unique<billing::ledger_writer>(billing_io.get_executor(), db, ls,
+                                                        registry, log);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "tollgate: %s\n", e.what());
+      return 1;
+    }
+    billing_ctx = std::make_unique<gateway::billing_context>(
+        gateway::billing_context{billing_io.get_executor(), store.get(), ledger.get()});
+    auth = std::make_unique<gateway::authenticator>(
+        *billing_ctx, std::chrono::milliseconds(config.auth.key_cache_ttl_ms), clock, registry);
+    admin_api = std::make_unique<gateway::admin_api>(*billing_ctx, config.auth, clock);
+    sinks.push_back(ledger.get());
+    ledger->start();
+  }
+  metering::fanout_usage_sink usage_sink{sinks};
+  std::thread billing_thread([&billing_io] { billing_io.run(); });
+  auto stop_billing = [&] {
+    if (ledger) {
+      // A last flush of what the drained requests recorded; whatever it cannot write stays
+      // in the spool for the next start.
+      auto done = boost::asio::co_spawn(billing_io, ledger->stop(), boost::asio::use_future);
+      done.wait_for(std::chrono::seconds(10));
+    }
+    billing_guard.reset();
+    billing_io.stop();
+    billing_thread.join();
+  };
+
   try {
     http::server server{http::server_limits::from(config.server), config.server.threads, log,
                         registry};
@@ -129,8 +217,10 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < server.thread_count(); ++i) {
       pools.push_back(std::make_shared<backends::upstream_pool>(server.io(i).get_executor()));
     }
-    gateway::api_handler api{config, std::move(pools), std::move(counters), usage_sink, registry, log, clock};
-    gateway::admin_handler admin{server, registry};
+    gateway::api_handler api{config,   std::move(pools), std::move(counters),
+                             usage_sink, registry,         log,
+                             clock,    billing_ctx.get(),  auth.get()};
+    gateway::admin_handler admin{server, registry, admin_api.get()};
     server.add_listener(
         {"api", config.server.listen, [&api](http::exchange& ex) { return api.handle(ex); }});
     server.add_listener({"admin", config.server.admin_listen,
@@ -140,15 +230,18 @@ int main(int argc, char** argv) {
     f.add("version", version)
         .add("threads", server.thread_count())
         .add("models", static_cast<std::int64_t>(config.models.size()))
-        .add("config", config_path.empty() ? "embedded default" : config_path);
+        .add("config", config_path.empty() ? "embedded default" : config_path)
+        .add("database", with_db);
     log.info("tollgate started", f);
     server.run();
   } catch (const std::exception& e) {
     json_object_writer f;
     f.add("error", e.what());
     log.error("fatal", f);
+    stop_billing();
     return 1;
   }
+  stop_billing();
   if (usage_file != stderr) std::fclose(usage_file);
   return 0;
 }

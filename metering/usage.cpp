@@ -9,7 +9,14 @@ namespace tollgate::metering {
 namespace {
 
 void fill_writer(const usage_record& r, json_object_writer& w) {
-  w.add("request_id", r.request_id)
+  w.add("request_id", r.request_id);
+  if (!r.client_request_id.empty()) w.add("client_request_id", r.client_request_id);
+  if (!r.tenant_id.empty()) {
+    w.add("tenant_id", r.tenant_id);
+    if (!r.project_id.empty()) w.add("project_id", r.project_id);
+    w.add("api_key_id", r.api_key_id);
+  }
+  w.add("batch", r.batch)
       .add("endpoint", r.endpoint)
       .add("model", r.model)
       .add("upstream", r.upstream)

@@ -1,10 +1,11 @@
 // Usage records: one per proxied request, whatever its outcome, handed to a usage_sink.
-// Today the sink writes a JSON log line; the ledger writer (PostgreSQL) replaces it later behind
-// the same interface.
+// Sinks: a JSON log line (always), and the ledger writer (billing/ledger_writer.hpp) that stores
+// the records of authenticated requests in PostgreSQL.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/json_dom.hpp"
 #include "core/log.hpp"
@@ -12,7 +13,14 @@
 namespace tollgate::metering {
 
 struct usage_record {
-  std::string request_id;
+  std::string request_id;           // the gateway's id: the ledger's idempotency key
+  std::string client_request_id;    // the client's x-request-id, if it sent a valid one
+  // Who made the request (empty when the gateway runs without a database, or the request was
+  // not authenticated): only records with a tenant reach the ledger.
+  std::string tenant_id;
+  std::string project_id;
+  std::string api_key_id;
+  bool batch = false;               // made through the batch API
   std::string endpoint;             // "/v1/chat/completions" or "/v1/completions"
   std::string model;                // as the client named it ("" if the request had none)
   std::string upstream;             // upstream name ("" if the request never got that far)
@@ -62,6 +70,18 @@ class log_usage_sink final : public usage_sink {
 
  private:
   logger& log_;
+};
+
+// Hands each record to several sinks in order (the usage log, then the ledger).
+class fanout_usage_sink final : public usage_sink {
+ public:
+  explicit fanout_usage_sink(std::vector<usage_sink*> sinks) : sinks_(std::move(sinks)) {}
+  void record(const usage_record& r) override {
+    for (auto* s : sinks_) s->record(r);
+  }
+
+ private:
+  std::vector<usage_sink*> sinks_;
 };
 
 }  // namespace tollgate::metering

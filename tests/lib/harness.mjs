@@ -53,9 +53,9 @@ export function startProcess(bin, args, env = {}) {
 
 // Starts tollgate-dev-upstream and a gateway routed to it. `config` is merged into the gateway
 // config file; `env` goes to the gateway's environment.
-export async function startStack({ config = {}, env = {}, upstreamThreads = 1 } = {}) {
+export async function startStack({ config = {}, env = {}, upstreamThreads = 1, upstreamPort: fixedUpstreamPort } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-test-'));
-  const upstreamPort = await freePort();
+  const upstreamPort = fixedUpstreamPort ?? await freePort();
   const apiPort = await freePort();
   const adminPort = await freePort();
   const upstream = startProcess(path.join(binDir, 'tollgate-dev-upstream'),
@@ -70,11 +70,14 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1 } 
     models: config.models ?? { 'dev-echo': { upstream: 'dev' } },
     logging: { level: 'info', usage_log: usageLog },
   };
+  for (const section of ['database', 'ledger', 'auth']) {
+    if (config[section]) full[section] = config[section];
+  }
   const configPath = path.join(dir, 'tollgate.json');
   writeFileSync(configPath, JSON.stringify(full, null, 2));
   const gateway = startProcess(path.join(binDir, 'tollgate'), ['--config', configPath], env);
   const stack = {
-    dir, upstream, gateway, upstreamPort, apiPort, adminPort, configPath,
+    dir, upstream, gateway, upstreamPort, apiPort, adminPort, configPath, usageLog,
     url: `http://127.0.0.1:${apiPort}`,
     adminUrl: `http://127.0.0.1:${adminPort}`,
     upstreamUrl: `http://127.0.0.1:${upstreamPort}`,
@@ -94,8 +97,14 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1 } 
     async lastUpstreamRequest() {
       return (await fetch(`${stack.upstreamUrl}/_dev/last_request`)).json();
     },
+    // Starts the gateway again with the same configuration (after a stop or a kill -9).
+    async restartGateway() {
+      stack.gateway = startProcess(path.join(binDir, 'tollgate'), ['--config', configPath], env);
+      await waitFor(async () => (await fetch(`${stack.adminUrl}/readyz`)).ok,
+        { what: 'gateway ready after restart' });
+    },
     async stop() {
-      await Promise.all([gateway.stop(), upstream.stop()]);
+      await Promise.all([stack.gateway.stop(), upstream.stop()]);
     },
   };
   try {

@@ -1,0 +1,553 @@
+// The account store: see account_store.hpp.
+#include "billing/account_store.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <chrono>
+#include <stdexcept>
+
+namespace tollgate::billing {
+
+namespace net = boost::asio;
+
+namespace {
+
+constexpr std::string_view base62 =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+constexpr std::string_view api_key_prefix = "tg-";
+constexpr std::size_t api_key_random_bytes = 32;
+constexpr std::size_t api_key_body_chars = 43;  // ceil(256 / log2(62))
+constexpr std::size_t key_display_chars = 8;    // "tg-" + 8 characters are kept for display
+
+void random_bytes(unsigned char* out, std::size_t n) {
+  if (RAND_bytes(out, static_cast<int>(n)) != 1) {
+    // The RNG failing is not an operating condition to handle: nothing secure can follow.
+    throw std::runtime_error("OpenSSL RAND_bytes failed");
+  }
+}
+
+// Base62 of a big-endian byte string, left-padded with '0' to `width` characters.
+std::string to_base62(std::vector<unsigned char> num, std::size_t width) {
+  std::string out;
+  while (true) {
+    bool zero = true;
+    unsigned rem = 0;
+    for (auto& b : num) {
+      const unsigned cur = rem * 256 + b;
+      b = static_cast<unsigned char>(cur / 62);
+      rem = cur % 62;
+      if (b != 0) zero = false;
+    }
+    out.push_back(base62[rem]);
+    if (zero) break;
+  }
+  while (out.size() < width) out.push_back('0');
+  return {out.rbegin(), out.rend()};
+}
+
+std::string hex_bytea(std::string_view bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out = "\\x";
+  for (unsigned char c : bytes) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
+store_error unavailable(const pg::db_error& e) {
+  return {503, "The ledger database is unavailable: " + e.message, "database_unavailable"};
+}
+
+store_error from_db(const pg::db_error& e) {
+  if (e.sqlstate == "23505") return {409, "An object with that identity already exists.", "conflict"};
+  if (e.sqlstate == "23503") {
+    return {404, "The tenant or project named does not exist.", "not_found"};
+  }
+  if (e.sqlstate == "23514" || e.sqlstate == "22P02" || e.sqlstate == "22023" ||
+      e.sqlstate == "22008" || e.sqlstate == "22003") {
+    return {400, "Invalid value: " + e.message, "invalid_value"};
+  }
+  if (e.sqlstate.empty()) return unavailable(e);
+  return {500, "database error: " + e.message, "database_error"};
+}
+
+const char* const tenant_json =
+    "json_build_object('object','tenant','id',t.id,'name',t.name,'status',t.status,"
+    "'created_at',extract(epoch from t.created_at)::bigint)";
+const char* const project_json =
+    "json_build_object('object','project','id',p.id,'tenant_id',p.tenant_id,'name',p.name,"
+    "'status',p.status,'created_at',extract(epoch from p.created_at)::bigint)";
+const char* const key_json =
+    "json_build_object('object','api_key','id',k.id,'tenant_id',k.tenant_id,"
+    "'project_id',k.project_id,'name',k.name,'redacted_value',k.prefix || '...',"
+    "'status',CASE WHEN k.status = 'active' AND k.expires_at IS NOT NULL AND k.expires_at <= now()"
+    " THEN 'expired' ELSE k.status END,'allowed_models',k.allowed_models,"
+    "'created_at',extract(epoch from k.created_at)::bigint,"
+    "'expires_at',extract(epoch from k.expires_at)::bigint,"
+    "'revoked_at',extract(epoch from k.revoked_at)::bigint)";
+
+std::string page_sql(const std::string& object_sql, const std::string& from_where,
+                     int limit_param, int after_param) {
+  const std::string L = "$" + std::to_string(limit_param);
+  const std::string A = "$" + std::to_string(after_param);
+  return "WITH page AS (SELECT " + object_sql + " AS obj, x_id FROM " + from_where + " AND (" + A +
+         "::text = '' OR x_id > " + A + ") ORDER BY x_id LIMIT " + L +
+         "::int + 1), numbered AS (SELECT obj, x_id, row_number() OVER (ORDER BY x_id) AS rn "
+         "FROM page) SELECT json_build_object('object','list','data',coalesce((SELECT "
+         "json_agg(obj ORDER BY x_id) FROM numbered WHERE rn <= " +
+         L + "::int),'[]'::json),'first_id',(SELECT min(x_id) FROM numbered WHERE rn <= " + L +
+         "::int),'last_id',(SELECT max(x_id) FROM numbered WHERE rn <= " + L +
+         "::int),'has_more',(SELECT count(*) FROM page) > " + L + "::int)::text";
+}
+
+std::string pg_text_array(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.push_back('"');
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+}  // namespace
+
+std::string new_api_key() {
+  std::vector<unsigned char> bytes(api_key_random_bytes);
+  random_bytes(bytes.data(), bytes.size());
+  return std::string(api_key_prefix) + to_base62(std::move(bytes), api_key_body_chars);
+}
+
+bool is_well_formed_api_key(std::string_view key) {
+  if (key.size() != api_key_prefix.size() + api_key_body_chars) return false;
+  if (key.substr(0, api_key_prefix.size()) != api_key_prefix) return false;
+  for (char c : key.substr(api_key_prefix.size())) {
+    if (base62.find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
+std::string sha256_bytes(std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), out, &n, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(out), n);
+}
+
+std::string new_object_id(std::string_view prefix) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  std::vector<unsigned char> t(8);
+  for (int i = 7; i >= 0; --i) t[static_cast<std::size_t>(7 - i)] =
+      static_cast<unsigned char>((static_cast<std::uint64_t>(ms) >> (8 * i)) & 0xff);
+  std::vector<unsigned char> r(6);
+  random_bytes(r.data(), r.size());
+  return std::string(prefix) + "_" + to_base62(std::move(t), 10).substr(0, 10) +
+         to_base62(std::move(r), 9).substr(0, 8);
+}
+
+net::awaitable<pg::db_result<std::optional<key_info>>> account_store::find_key(
+    std::string key_sha256) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql =
+      "SELECT k.id, k.tenant_id, coalesce(k.project_id, ''), k.status, t.status,"
+      " coalesce(p.status, 'active'),"
+      " coalesce((extract(epoch from k.expires_at) * 1000)::bigint, 0),"
+      " k.allowed_models IS NOT NULL, array_to_string(k.allowed_models, E'\\n')"
+      " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+      " LEFT JOIN projects p ON p.tenant_id = k.tenant_id AND p.id = k.project_id"
+      " WHERE k.key_sha256 = $1::bytea";
+  std::vector<pg::param> params{hex_bytea(key_sha256)};
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  if (r->size() == 0) co_return std::optional<key_info>{};
+  key_info k;
+  k.key_id = r->text(0, 0);
+  k.tenant_id = r->text(0, 1);
+  k.project_id = r->text(0, 2);
+  if (r->text(0, 3) != "active") {
+    k.inactive_reason = "revoked";
+  } else if (r->text(0, 4) != "active") {
+    k.inactive_reason = "tenant_disabled";
+  } else if (r->text(0, 5) != "active") {
+    k.inactive_reason = "project_disabled";
+  }
+  k.active = k.inactive_reason.empty();
+  k.expires_at_ms = r->int64(0, 6);
+  if (r->boolean(0, 7)) {
+    std::vector<std::string> models;
+    const std::string_view list = r->text(0, 8);
+    std::size_t at = 0;
+    while (at <= list.size() && !list.empty()) {
+      const auto nl = list.find('\n', at);
+      models.emplace_back(list.substr(at, nl == std::string_view::npos ? nl : nl - at));
+      if (nl == std::string_view::npos) break;
+      at = nl + 1;
+    }
+    k.allowed_models = std::move(models);
+  }
+  co_return std::optional<key_info>{std::move(k)};
+}
+
+net::awaitable<store_result> account_store::one_object(std::string sql,
+                                                       std::vector<pg::param> params,
+                                                       std::string not_found) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return unavailable(conn.error());
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return from_db(r.error());
+  if (r->size() == 0 || r->is_null(0, 0)) co_return store_error{404, not_found, "not_found"};
+  co_return std::string(r->text(0, 0));
+}
+
+// ---- tenants ---------------------------------------------------------------------------------
+
+net::awaitable<store_result> account_store::create_tenant(std::string name, std::string actor) {
+  return one_object(
+      std::string("WITH t AS (INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING *),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " after) SELECT $3, 'tenant.create', t.id, 'tenant', t.id, to_jsonb(t) FROM t)"
+                  " SELECT ") +
+          tenant_json + "::text FROM t",
+      {new_object_id("ten"), std::move(name), std::move(actor)}, "Tenant not created");
+}
+
+net::awaitable<store_result> account_store::get_tenant(std::string id) {
+  return one_object(
+      std::string("SELECT ") + tenant_json + "::text FROM tenants t WHERE t.id = $1", {id},
+      "No tenant with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::list_tenants(page_request page) {
+  return one_object(
+      page_sql(tenant_json, "(SELECT t.*, t.id AS x_id FROM tenants t) t WHERE true", 1, 2),
+      {std::to_string(page.limit), page.after}, "No tenants.");
+}
+
+net::awaitable<store_result> account_store::update_tenant(std::string id,
+                                                          std::optional<std::string> name,
+                                                          std::optional<std::string> status,
+                                                          std::string actor) {
+  return one_object(
+      // b (the row before, locked) is read first because the UPDATE joins it.
+      std::string("WITH b AS (SELECT * FROM tenants WHERE id = $1 FOR UPDATE),"
+                  " t AS (UPDATE tenants SET name = coalesce($2, b.name),"
+                  " status = coalesce($3, b.status), updated_at = now() FROM b"
+                  " WHERE tenants.id = b.id RETURNING tenants.*),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " before, after) SELECT $4, 'tenant.update', t.id, 'tenant', t.id, to_jsonb(b),"
+                  " to_jsonb(t) FROM t, b) SELECT ") +
+          tenant_json + "::text FROM t",
+      {id, std::move(name), std::move(status), std::move(actor)}, "No tenant with id " + id + ".");
+}
+
+// ---- projects --------------------------------------------------------------------------------
+
+net::awaitable<store_result> account_store::create_project(std::string tenant_id,
+                                                           std::string name, std::string actor) {
+  return one_object(
+      std::string("WITH p AS (INSERT INTO projects (tenant_id, id, name) VALUES ($1, $2, $3)"
+                  " RETURNING *), a AS (INSERT INTO audit_log (actor, action, tenant_id,"
+                  " object_type, object_id, after) SELECT $4, 'project.create', p.tenant_id,"
+                  " 'project', p.id, to_jsonb(p) FROM p) SELECT ") +
+          project_json + "::text FROM p",
+      {tenant_id, new_object_id("proj"), std::move(name), std::move(actor)},
+      "Project of tenant " + tenant_id);
+}
+
+net::awaitable<store_result> account_store::get_project(std::string id) {
+  return one_object(
+      std::string("SELECT ") + project_json + "::text FROM projects p WHERE p.id = $1", {id},
+      "No project with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::list_projects(std::string tenant_id,
+                                                          page_request page) {
+  return one_object(
+      page_sql(project_json,
+               "(SELECT p.*, p.id AS x_id FROM projects p) p WHERE ($3::text = '' OR "
+               "p.tenant_id = $3)",
+               1, 2),
+      {std::to_string(page.limit), page.after, tenant_id}, "No projects.");
+}
+
+net::awaitable<store_result> account_store::update_project(std::string id,
+                                                           std::optional<std::string> name,
+                                                           std::optional<std::string> status,
+                                                           std::string actor) {
+  return one_object(
+      std::string("WITH b AS (SELECT * FROM projects WHERE id = $1 FOR UPDATE),"
+                  " p AS (UPDATE projects SET name = coalesce($2, b.name),"
+                  " status = coalesce($3, b.status), updated_at = now() FROM b"
+                  " WHERE projects.id = b.id RETURNING projects.*),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " before, after) SELECT $4, 'project.update', p.tenant_id, 'project', p.id,"
+                  " to_jsonb(b), to_jsonb(p) FROM p, b) SELECT ") +
+          project_json + "::text FROM p",
+      {id, std::move(name), std::move(status), std::move(actor)},
+      "No project with id " + id + ".");
+}
+
+// ---- API keys --------------------------------------------------------------------------------
+
+namespace {
+const char* const key_audit_json = "(to_jsonb(k) - 'key_sha256')";
+}
+
+net::awaitable<store_result> account_store::create_key(key_spec spec, std::string actor) {
+  const std::string secret = new_api_key();
+  const std::string prefix = secret.substr(0, api_key_prefix.size() + key_display_chars);
+  pg::param expires;
+  if (spec.expires_at_s) expires = std::to_string(*spec.expires_at_s);
+  pg::param models;
+  if (spec.allowed_models) models = pg_text_array(*spec.allowed_models);
+  pg::param project;
+  if (!spec.project_id.empty()) project = spec.project_id;
+  return one_object(
+      std::string("WITH k AS (INSERT INTO api_keys (tenant_id, id, project_id, name, prefix,"
+                  " key_sha256, expires_at, allowed_models) VALUES ($1, $2, $3, $4, $5,"
+                  " $6::bytea, to_timestamp($7::bigint), $8::text[]) RETURNING *),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " after) SELECT $9, 'key.create', k.tenant_id, 'api_key', k.id, ") +
+          key_audit_json + " FROM k) SELECT (" + key_json +
+          "::jsonb || jsonb_build_object('key', $10::text))::text FROM k",
+      {spec.tenant_id, new_object_id("key"), project, spec.name, prefix,
+       hex_bytea(sha256_bytes(secret)), expires, models, std::move(actor), secret},
+      "Key for tenant " + spec.tenant_id);
+}
+
+net::awaitable<store_result> account_store::get_key(std::string id) {
+  return one_object(
+      std::string("SELECT ") + key_json + "::text FROM api_keys k WHERE k.id = $1", {id},
+      "No API key with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::list_keys(std::string tenant_id,
+                                                      std::string project_id, page_request page) {
+  return one_object(
+      page_sql(key_json,
+               "(SELECT k.*, k.id AS x_id FROM api_keys k) k WHERE ($3::text = '' OR "
+               "k.tenant_id = $3) AND ($4::text = '' OR k.project_id = $4)",
+               1, 2),
+      {std::to_string(page.limit), page.after, tenant_id, project_id}, "No keys.");
+}
+
+net::awaitable<store_result> account_store::update_key(std::string id, key_update u,
+                                                       std::string actor) {
+  pg::param expires;
+  if (u.expires_at_s) expires = std::to_string(*u.expires_at_s);
+  pg::param models;
+  if (u.allowed_models) models = pg_text_array(*u.allowed_models);
+  return one_object(
+      std::string("WITH b AS (SELECT * FROM api_keys WHERE id = $1 FOR UPDATE),"
+                  " k AS (UPDATE api_keys SET name = coalesce($2, b.name),"
+                  " expires_at = CASE WHEN $3::boolean THEN to_timestamp($4::bigint)"
+                  " ELSE b.expires_at END,"
+                  " allowed_models = CASE WHEN $5::boolean THEN $6::text[] ELSE b.allowed_models END"
+                  " FROM b WHERE api_keys.id = b.id RETURNING api_keys.*),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " before, after) SELECT $7, 'key.update', k.tenant_id, 'api_key', k.id,"
+                  " (to_jsonb(b) - 'key_sha256'), ") +
+          key_audit_json + " FROM k, b) SELECT " + key_json + "::text FROM k",
+      {id, u.name, u.set_expires ? "true" : "false", expires, u.set_models ? "true" : "false",
+       models, std::move(actor)},
+      "No API key with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::revoke_key(std::string id, std::string actor) {
+  return one_object(
+      std::string("WITH b AS (SELECT * FROM api_keys WHERE id = $1 FOR UPDATE),"
+                  " k AS (UPDATE api_keys SET status = 'revoked',"
+                  " revoked_at = coalesce(b.revoked_at, now()) FROM b WHERE api_keys.id = b.id"
+                  " RETURNING api_keys.*),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " before, after) SELECT $2, 'key.revoke', k.tenant_id, 'api_key', k.id,"
+                  " (to_jsonb(b) - 'key_sha256'), ") +
+          key_audit_json + " FROM k, b) SELECT " + key_json + "::text FROM k",
+      {id, std::move(actor)}, "No API key with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::rotate_key(std::string id, std::int64_t grace_s,
+                                                       std::string actor) {
+  const std::string secret = new_api_key();
+  const std::string prefix = secret.substr(0, api_key_prefix.size() + key_display_chars);
+  // One statement: the new key, the old key's end (revoked now, or expiring after the grace
+  // period), and both audit rows.
+  return one_object(
+      std::string(
+          "WITH b AS (SELECT * FROM api_keys WHERE id = $1 AND status = 'active' FOR UPDATE),"
+          " old AS (UPDATE api_keys SET"
+          " status = CASE WHEN $5::bigint = 0 THEN 'revoked' ELSE status END,"
+          " revoked_at = CASE WHEN $5::bigint = 0 THEN now() ELSE revoked_at END,"
+          " expires_at = CASE WHEN $5::bigint = 0 THEN expires_at"
+          " ELSE least(coalesce(expires_at, 'infinity'), now() + make_interval(secs => $5::bigint))"
+          " END WHERE id IN (SELECT id FROM b) RETURNING *),"
+          " k AS (INSERT INTO api_keys (tenant_id, id, project_id, name, prefix, key_sha256,"
+          " expires_at, allowed_models) SELECT b.tenant_id, $2, b.project_id, b.name, $3,"
+          " $4::bytea, b.expires_at, b.allowed_models FROM b RETURNING *),"
+          " a1 AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+          " before, after) SELECT $6, 'key.rotate', old.tenant_id, 'api_key', old.id,"
+          " (to_jsonb(b) - 'key_sha256'), (to_jsonb(old) - 'key_sha256') FROM old, b),"
+          " a2 AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+          " after) SELECT $6, 'key.create', k.tenant_id, 'api_key', k.id, ") +
+          key_audit_json + " FROM k) SELECT (" + key_json +
+          "::jsonb || jsonb_build_object('key', $7::text, 'replaces', $1::text))::text FROM k",
+      {id, new_object_id("key"), prefix, hex_bytea(sha256_bytes(secret)), std::to_string(grace_s),
+       std::move(actor), secret},
+      "No active API key with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::list_audit(std::string tenant_id, page_request page) {
+  return one_object(
+      "WITH page AS (SELECT json_build_object('object','audit_log_entry','id',l.id,"
+      "'occurred_at',extract(epoch from l.occurred_at)::bigint,'actor',l.actor,"
+      "'action',l.action,'tenant_id',l.tenant_id,'object_type',l.object_type,"
+      "'object_id',l.object_id,'before',l.before,'after',l.after) AS obj, l.id FROM audit_log l"
+      " WHERE ($3::text = '' OR l.tenant_id = $3) AND ($2::text = '' OR l.id > $2::bigint)"
+      " ORDER BY l.id LIMIT $1::int + 1),"
+      " numbered AS (SELECT obj, id, row_number() OVER (ORDER BY id) AS rn FROM page)"
+      " SELECT json_build_object('object','list','data',coalesce((SELECT json_agg(obj ORDER BY"
+      " id) FROM numbered WHERE rn <= $1::int),'[]'::json),'first_id',(SELECT min(id)::text"
+      " FROM numbered WHERE rn <= $1::int),'last_id',(SELECT max(id)::text FROM numbered WHERE"
+      " rn <= $1::int),'has_more',(SELECT count(*) FROM page) > $1::int)::text",
+      {std::to_string(page.limit), page.after, tenant_id}, "No audit entries.");
+}
+
+// ---- usage -----------------------------------------------------------------------------------
+
+net::awaitable<pg::db_result<std::vector<usage_row>>> account_store::usage(usage_query q) {
+  std::vector<pg::param> params{std::to_string(q.start_s), std::to_string(q.end_s),
+                                std::to_string(q.bucket_s)};
+  std::string where =
+      " WHERE occurred_at >= to_timestamp($1::bigint) AND occurred_at < to_timestamp($2::bigint)";
+  auto filter = [&](const char* column, const std::optional<std::string>& value) {
+    if (!value) return;
+    params.push_back(*value);
+    where += std::string(" AND ") + column + " = $" + std::to_string(params.size());
+  };
+  filter("tenant_id", q.tenant_id);
+  filter("project_id", q.project_id);
+  filter("api_key_id", q.api_key_id);
+  filter("model", q.model);
+  if (q.batch) where += *q.batch ? " AND batch" : " AND NOT batch";
+  auto grouped = [&](std::string_view c) {
+    for (const auto& g : q.group_by) {
+      if (g == c) return true;
+    }
+    return false;
+  };
+  std::string select =
+      "SELECT (($1::bigint) + floor((extract(epoch from occurred_at) - $1::bigint) / "
+      "$3::bigint)::bigint * $3::bigint) AS bucket";
+  std::string group = " GROUP BY 1";
+  int next = 2;
+  for (const char* c : {"tenant_id", "project_id", "api_key_id", "model", "batch"}) {
+    if (grouped(c)) {
+      select += std::string(", ") + c;
+      group += ", " + std::to_string(next);
+    } else {
+      select += ", NULL";
+    }
+    ++next;
+  }
+  select +=
+      ", sum(prompt_tokens), sum(cached_prompt_tokens), sum(completion_tokens),"
+      " sum(reasoning_tokens), count(*) FROM usage_events";
+  const std::string sql = select + where + group + " ORDER BY" + group.substr(9);
+
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  std::vector<usage_row> rows;
+  rows.reserve(static_cast<std::size_t>(r->size()));
+  for (int i = 0; i < r->size(); ++i) {
+    usage_row u;
+    u.bucket_start_s = r->int64(i, 0);
+    auto opt = [&](int col) -> std::optional<std::string> {
+      if (r->is_null(i, col)) return std::nullopt;
+      return std::string(r->text(i, col));
+    };
+    u.tenant_id = opt(1);
+    u.project_id = opt(2);
+    u.api_key_id = opt(3);
+    u.model = opt(4);
+    if (!r->is_null(i, 5)) u.batch = r->boolean(i, 5);
+    u.input_tokens = r->int64(i, 6);
+    u.input_cached_tokens = r->int64(i, 7);
+    u.output_tokens = r->int64(i, 8);
+    u.output_reasoning_tokens = r->int64(i, 9);
+    u.requests = r->int64(i, 10);
+    rows.push_back(std::move(u));
+  }
+  co_return rows;
+}
+
+net::awaitable<pg::db_result<account_store::events_page>> account_store::events(events_query q) {
+  std::vector<pg::param> params{std::to_string(q.start_s), std::to_string(q.end_s),
+                                std::to_string(q.limit)};
+  std::string where =
+      " WHERE occurred_at >= to_timestamp($1::bigint) AND occurred_at < to_timestamp($2::bigint)";
+  auto filter = [&](const char* column, const std::optional<std::string>& value) {
+    if (!value) return;
+    params.push_back(*value);
+    where += std::string(" AND ") + column + " = $" + std::to_string(params.size());
+  };
+  filter("tenant_id", q.tenant_id);
+  filter("project_id", q.project_id);
+  filter("api_key_id", q.api_key_id);
+  filter("model", q.model);
+  if (!q.after.empty()) {
+    // Cursor: "<occurred_at in unix µs>~<tenant_id>~<request_id>".
+    const auto a = q.after.find('~');
+    const auto b = a == std::string::npos ? a : q.after.find('~', a + 1);
+    if (b == std::string::npos) co_return pg::db_error{"bad cursor", "22023", false};
+    params.push_back(q.after.substr(0, a));
+    params.push_back(q.after.substr(a + 1, b - a - 1));
+    params.push_back(q.after.substr(b + 1));
+    const std::size_t n = params.size();
+    where += " AND (occurred_at, tenant_id, request_id) > ('epoch'::timestamptz + $" +
+             std::to_string(n - 2) + "::bigint * interval '1 microsecond', $" +
+             std::to_string(n - 1) + ", $" + std::to_string(n) + ")";
+  }
+  const std::string sql =
+      "SELECT json_build_object('object','usage_event','request_id',request_id,"
+      "'tenant_id',tenant_id,'project_id',project_id,'api_key_id',api_key_id,"
+      "'occurred_at',to_char(occurred_at,'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+      "'endpoint',endpoint,'model',model,'upstream',upstream,'stream',stream,'batch',batch,"
+      "'status',status,'prompt_tokens',prompt_tokens,'cached_prompt_tokens',cached_prompt_tokens,"
+      "'completion_tokens',completion_tokens,'reasoning_tokens',reasoning_tokens,"
+      "'counted_prompt_tokens',counted_prompt_tokens,"
+      "'counted_completion_tokens',counted_completion_tokens,'usage_reported',usage_reported,"
+      "'estimated',estimated,'latency_us',latency_us,'ttft_us',ttft_us,"
+      "'client_disconnected',client_disconnected,'error_code',error_code,"
+      "'client_request_id',client_request_id)::text,"
+      " ((extract(epoch from occurred_at) * 1000000)::bigint)::text || '~' || tenant_id || '~' ||"
+      " request_id FROM usage_events" +
+      where + " ORDER BY occurred_at, tenant_id, request_id LIMIT $3::int + 1";
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  events_page page;
+  page.data_json = "[";
+  const int shown = std::min(r->size(), q.limit);
+  for (int i = 0; i < shown; ++i) {
+    if (i > 0) page.data_json.push_back(',');
+    page.data_json += r->text(i, 0);
+  }
+  page.data_json += "]";
+  if (r->size() > q.limit && shown > 0) page.next = std::string(r->text(shown - 1, 1));
+  co_return page;
+}
+
+}  // namespace tollgate::billing

@@ -1,0 +1,146 @@
+// The account store: tenants, projects, API keys and the audit log in PostgreSQL, plus the
+// usage queries behind the finance API. Every method is a coroutine on the billing executor
+// using the shared connection pool. Objects come back as the JSON the admin API shows
+// (rendered by PostgreSQL's json_build_object, so there is one definition of each shape);
+// every change and its audit_log row are written by one statement.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "billing/pg.hpp"
+
+namespace tollgate::billing {
+
+// ---- API keys --------------------------------------------------------------------------------
+
+// "tg-" followed by 43 base62 characters encoding 32 random bytes (OpenSSL RAND_bytes).
+std::string new_api_key();
+// Whether `key` has the shape of a Tollgate key (checked before any lookup).
+bool is_well_formed_api_key(std::string_view key);
+// SHA-256 of the key, the only form in which it is stored.
+std::string sha256_bytes(std::string_view data);
+// Ids are a type prefix, 10 base62 characters of the creation time in ms (so they sort in
+// creation order) and 8 random ones: "ten_0hN3x2Qp1aZ4kq9WvB".
+std::string new_object_id(std::string_view prefix);
+
+// What authentication needs to know about a key.
+struct key_info {
+  std::string key_id;
+  std::string tenant_id;
+  std::string project_id;                     // "" if the key is tenant-wide
+  bool active = false;                        // key active and tenant active
+  std::string inactive_reason;                // "revoked", "tenant_disabled", "project_disabled"
+  std::int64_t expires_at_ms = 0;             // 0 = never
+  std::optional<std::vector<std::string>> allowed_models;  // nullopt = all
+};
+
+// ---- admin inputs ----------------------------------------------------------------------------
+
+struct page_request {
+  int limit = 20;     // 1..100
+  std::string after;  // id cursor; "" = from the start
+};
+
+// The outcome of an admin operation: the JSON text, or an error with an HTTP status.
+struct store_error {
+  unsigned status = 500;  // 400, 404, 409, 503
+  std::string message;
+  std::string code;
+};
+using store_result = basic_result<std::string, store_error>;
+
+// A usage query (finance API and GET /v1/usage).
+struct usage_query {
+  std::int64_t start_s = 0;
+  std::int64_t end_s = 0;
+  std::int64_t bucket_s = 86400;
+  std::vector<std::string> group_by;  // of tenant_id, project_id, api_key_id, model, batch
+  std::optional<std::string> tenant_id, project_id, api_key_id, model;
+  std::optional<bool> batch;
+};
+
+struct usage_row {
+  std::int64_t bucket_start_s = 0;
+  std::optional<std::string> tenant_id, project_id, api_key_id, model;
+  std::optional<bool> batch;
+  std::int64_t input_tokens = 0, input_cached_tokens = 0, output_tokens = 0,
+               output_reasoning_tokens = 0, requests = 0;
+};
+
+struct events_query {
+  std::int64_t start_s = 0;
+  std::int64_t end_s = 0;
+  std::optional<std::string> tenant_id, project_id, api_key_id, model;
+  std::string after;  // cursor from the previous page
+  int limit = 100;    // 1..1000
+};
+
+class account_store {
+ public:
+  explicit account_store(pg::pool& pool) : pool_(pool) {}
+
+  boost::asio::awaitable<pg::db_result<std::optional<key_info>>> find_key(std::string key_sha256);
+
+  boost::asio::awaitable<store_result> create_tenant(std::string name, std::string actor);
+  boost::asio::awaitable<store_result> get_tenant(std::string id);
+  boost::asio::awaitable<store_result> list_tenants(page_request page);
+  boost::asio::awaitable<store_result> update_tenant(std::string id, std::optional<std::string> name,
+                                                     std::optional<std::string> status,
+                                                     std::string actor);
+
+  boost::asio::awaitable<store_result> create_project(std::string tenant_id, std::string name,
+                                                      std::string actor);
+  boost::asio::awaitable<store_result> get_project(std::string id);
+  boost::asio::awaitable<store_result> list_projects(std::string tenant_id, page_request page);
+  boost::asio::awaitable<store_result> update_project(std::string id,
+                                                      std::optional<std::string> name,
+                                                      std::optional<std::string> status,
+                                                      std::string actor);
+
+  struct key_spec {
+    std::string tenant_id;
+    std::string project_id;  // "" = tenant-wide
+    std::string name;
+    std::optional<std::int64_t> expires_at_s;
+    std::optional<std::vector<std::string>> allowed_models;
+  };
+  // The returned object carries the secret in "key": the only time it is ever shown.
+  boost::asio::awaitable<store_result> create_key(key_spec spec, std::string actor);
+  boost::asio::awaitable<store_result> get_key(std::string id);
+  boost::asio::awaitable<store_result> list_keys(std::string tenant_id, std::string project_id,
+                                                 page_request page);
+  struct key_update {
+    std::optional<std::string> name;
+    bool set_expires = false;
+    std::optional<std::int64_t> expires_at_s;  // with set_expires: nullopt clears it
+    bool set_models = false;
+    std::optional<std::vector<std::string>> allowed_models;
+  };
+  boost::asio::awaitable<store_result> update_key(std::string id, key_update update,
+                                                  std::string actor);
+  boost::asio::awaitable<store_result> revoke_key(std::string id, std::string actor);
+  // A new key with the same tenant, project, name and allowlist; the old one stops working
+  // after `grace_s` seconds (0: at once).
+  boost::asio::awaitable<store_result> rotate_key(std::string id, std::int64_t grace_s,
+                                                  std::string actor);
+
+  boost::asio::awaitable<store_result> list_audit(std::string tenant_id, page_request page);
+
+  boost::asio::awaitable<pg::db_result<std::vector<usage_row>>> usage(usage_query q);
+  // One page of raw events as JSON objects, and the cursor of the next page ("" = last page).
+  struct events_page {
+    std::string data_json;  // a JSON array
+    std::string next;
+  };
+  boost::asio::awaitable<pg::db_result<events_page>> events(events_query q);
+
+ private:
+  boost::asio::awaitable<store_result> one_object(std::string sql, std::vector<pg::param> params,
+                                                  std::string not_found);
+  pg::pool& pool_;
+};
+
+}  // namespace tollgate::billing

@@ -1,0 +1,12 @@
+# Writes migrations_data.cpp: the sql/NNN_*.sql files as (version, name, text) entries.
+set(body "// Generated from sql/*.sql by billing/embed_migrations.cmake; do not edit.\n#include \"billing/migrations.hpp\"\n\nnamespace tollgate::billing {\n\nconst std::vector<migration>& migrations() {\n  static const std::vector<migration> all = {\n")
+string(REPLACE "|" ";" FILES "${FILES}")
+foreach(f IN LISTS FILES)
+  get_filename_component(name ${f} NAME)
+  string(SUBSTRING ${name} 0 3 digits)
+  math(EXPR version "${digits}")
+  file(READ ${f} text)
+  string(APPEND body "      {${version}, \"${name}\", R\"tgsql(${text})tgsql\"},\n")
+endforeach()
+string(APPEND body "  };\n  return all;\n}\n\n}  // namespace tollgate::billing\n")
+file(WRITE ${OUT} "${body}")

@@ -1,0 +1,107 @@
+// The ledger writer: the usage sink that makes every authenticated request's usage a row of
+// usage_events in PostgreSQL, exactly once.
+//   record() (I/O threads): encode the row (COPY text), append it to the spool journal, queue it.
+//   flush loop (the billing thread, every flush_interval_ms or flush_events_max events): seal
+//   the journal segment, COPY the batch into a staging table and INSERT ... ON CONFLICT DO
+//   NOTHING into usage_events in one transaction, then delete the segment.
+// While PostgreSQL is unreachable the journal is fsynced each interval and kept (the spool);
+// on reconnect, and after a restart, it is replayed and deleted only once committed.
+#pragma once
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "billing/pg.hpp"
+#include "billing/spool.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "metering/usage.hpp"
+
+namespace tollgate::billing {
+
+struct ledger_settings {
+  std::chrono::milliseconds flush_interval{50};
+  std::uint64_t flush_events_max = 10'000;     // flush early once this many are queued
+  std::uint64_t queue_events_max = 200'000;    // beyond this, queued rows live on disk only
+  std::string spool_dir;                       // the journal/spool folder
+  std::uint64_t spool_bytes_max = 1ull << 30;  // past this the gateway stops taking requests
+};
+
+// The usage_events columns a ledger row carries, in COPY order.
+extern const char* const usage_event_columns;
+
+// Appends `r` as one line of COPY text format (tab-separated, \N for NULL, ending in '\n').
+void append_usage_row(std::string& out, const metering::usage_record& r);
+
+class ledger_writer final : public metering::usage_sink {
+ public:
+  ledger_writer(boost::asio::any_io_executor ex, pg::connection_settings db,
+                ledger_settings settings, metrics::registry& registry, logger& log);
+  ~ledger_writer() override;
+
+  // Starts the flush loop on the executor given at construction.
+  void start();
+  // Stops the loop after one last flush; completes when it has stopped (runs on the executor).
+  boost::asio::awaitable<void> stop();
+
+  // Records without a tenant (unauthenticated requests) are not ledger rows and are ignored.
+  void record(const metering::usage_record& r) override;
+  // False while the spool is over its size limit: the gateway refuses new requests (503)
+  // rather than serve requests it could not bill.
+  bool accepting() const { return accepting_.load(std::memory_order_relaxed); }
+
+ private:
+  struct batch {
+    std::uint64_t seq = 0;    // spool segment
+    bool in_memory = false;   // false: read it back from the segment
+    std::string rows;         // COPY text
+    std::uint64_t events = 0;
+  };
+
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<void> flush();
+  boost::asio::awaitable<bool> ensure_connected();
+  boost::asio::awaitable<pg::db_result<std::int64_t>> write_rows(const std::string& rows);
+  void spool_pending();
+  void update_gauges();
+
+  boost::asio::any_io_executor ex_;
+  ledger_settings settings_;
+  logger& log_;
+  spool spool_;
+  pg::connection conn_;
+  std::chrono::steady_clock::time_point next_connect_{};
+  std::chrono::milliseconds backoff_{0};
+  std::chrono::steady_clock::time_point next_partition_check_{};
+  bool db_down_logged_ = false;
+  bool stopping_ = false;
+  std::unique_ptr<boost::asio::steady_timer> timer_;
+  std::unique_ptr<boost::asio::steady_timer> stopped_;
+
+  // Shared with record() on the I/O threads.
+  std::mutex mu_;
+  std::string queue_;
+  std::uint64_t queued_ = 0;
+  bool open_segment_on_disk_only_ = false;  // queued rows were dropped from memory
+  std::atomic<bool> wake_posted_{false};
+  std::atomic<bool> accepting_{true};
+
+  std::deque<batch> pending_;  // sealed segments not yet committed, oldest first
+
+  metrics::gauge& queue_depth_;
+  metrics::counter& events_written_;
+  metrics::counter& events_replayed_;
+  metrics::latency_histogram& flush_latency_;
+  metrics::gauge& spool_bytes_;
+  metrics::gauge& spool_full_;
+  metrics::family<metrics::counter>& failures_;
+};
+
+}  // namespace tollgate::billing

@@ -1,0 +1,71 @@
+// The ledger's local journal and spool: append-only segment files of checksummed records.
+// Every usage event is appended (write(2), no fsync) to the open segment before the ledger
+// writer sends it to PostgreSQL, so a gateway killed at any moment loses nothing it answered.
+// Each flush seals the open segment; the writer deletes a sealed segment only after its rows
+// are committed. While PostgreSQL is away sealed segments are fsynced and kept: that is the
+// spool, replayed (idempotently) once the database is back, also after a restart.
+// Record layout: u32 payload length, u32 CRC-32C of the payload, payload (little-endian).
+#pragma once
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tollgate::billing {
+
+std::uint32_t crc32c(std::string_view data);
+
+class spool {
+ public:
+  // Opens (creating) `dir`; segments left by an earlier process become sealed segments.
+  // Throws std::runtime_error if the folder cannot be used (start-up only).
+  spool(std::string dir, std::uint64_t bytes_max);
+  ~spool();
+  spool(const spool&) = delete;
+  spool& operator=(const spool&) = delete;
+
+  // Appends one record to the open segment. Thread-safe. Returns false if the write failed
+  // (disk full, I/O error); the caller keeps the event in memory.
+  bool append(std::string_view payload);
+
+  // Closes the open segment and starts a new one; returns the sealed segment's sequence number,
+  // or 0 if the open segment was empty (nothing to seal).
+  std::uint64_t seal();
+  // fsyncs a sealed segment (and the folder) so that it survives a machine crash.
+  bool sync(std::uint64_t seq);
+  // fsyncs the open segment (group commit while the database is away).
+  bool sync_open();
+  std::uint64_t open_bytes() const;
+  // Deletes a sealed segment whose rows are committed.
+  void remove(std::uint64_t seq);
+  // Renames a sealed segment the database refused to `.rejected` (kept for an operator, no
+  // longer replayed); returns the new path.
+  std::string quarantine(std::uint64_t seq);
+
+  // Sealed segments still on disk, oldest first (left by an earlier run, or not yet committed).
+  std::vector<std::uint64_t> sealed() const;
+  // The records of a sealed segment. Reading stops at the first truncated or corrupt record
+  // (a crash mid-append); `damaged` reports that.
+  std::vector<std::string> read(std::uint64_t seq, bool& damaged) const;
+
+  std::uint64_t bytes() const;  // all segments on disk, the open one included
+  bool full() const { return bytes() >= bytes_max_; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string path_of(std::uint64_t seq) const;
+  void open_segment();
+  void forget(std::uint64_t seq);
+
+  std::string dir_;
+  std::uint64_t bytes_max_;
+  mutable std::mutex mu_;
+  int fd_ = -1;
+  std::uint64_t open_seq_ = 0;
+  std::uint64_t open_bytes_ = 0;
+  std::uint64_t sealed_bytes_ = 0;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> sealed_;  // (seq, bytes)
+};
+
+}  // namespace tollgate::billing

@@ -1,0 +1,458 @@
+// The admin and finance APIs: see admin_api.hpp.
+#include "gateway/admin_api.hpp"
+
+#include <openssl/crypto.h>
+
+#include <charconv>
+
+#include "core/json_dom.hpp"
+#include "core/request_id.hpp"
+#include "gateway/query_params.hpp"
+#include "gateway/usage_report.hpp"
+
+namespace tollgate::gateway {
+namespace {
+
+namespace bhttp = boost::beast::http;
+using billing::store_result;
+
+constexpr std::size_t name_bytes_max = 200;
+constexpr std::size_t model_name_bytes_max = 256;
+constexpr std::int64_t rotate_grace_s_max = 30 * 86400;
+
+bool token_matches(std::string_view authorization, const std::string& token) {
+  constexpr std::string_view bearer = "Bearer ";
+  if (token.empty() || authorization.substr(0, bearer.size()) != bearer) return false;
+  const std::string_view given = authorization.substr(bearer.size());
+  return given.size() == token.size() &&
+         CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
+}
+
+api_error unauthorized(std::string message) {
+  api_error e;
+  e.status = 401;
+  e.type = "invalid_request_error";
+  e.message = std::move(message);
+  e.code = "invalid_api_key";
+  return e;
+}
+
+api_error forbidden(std::string message) {
+  api_error e;
+  e.status = 403;
+  e.type = "invalid_request_error";
+  e.message = std::move(message);
+  e.code = "insufficient_permissions";
+  return e;
+}
+
+api_error to_api_error(const billing::store_error& s) {
+  api_error e;
+  e.status = s.status;
+  e.type = s.status >= 500 ? "api_error" : "invalid_request_error";
+  e.message = s.message;
+  e.code = s.code;
+  return e;
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  std::size_t at = 0;
+  while (at < path.size()) {
+    const auto slash = path.find('/', at);
+    const auto part = path.substr(at, slash == std::string_view::npos ? slash : slash - at);
+    if (!part.empty()) parts.push_back(part);
+    if (slash == std::string_view::npos) break;
+    at = slash + 1;
+  }
+  return parts;
+}
+
+// A request body's fields, checked one by one; the first problem becomes a 400.
+class body_reader {
+ public:
+  explicit body_reader(std::string_view text) {
+    if (text.empty()) text = "{}";
+    doc_ = json::document::parse(text);
+    if (!doc_ || !doc_->root().is_object()) error_ = invalid_request("The body must be a JSON object.");
+  }
+  bool ok() const { return !error_; }
+  const api_error& error() const { return *error_; }
+  bool has(std::string_view key) const { return ok() && doc_->root().find(key).valid(); }
+
+  std::optional<std::string> name(std::string_view key, bool required) {
+    if (!ok()) return std::nullopt;
+    const json::value v = doc_->root().find(key);
+    if (!v.valid()) {
+      if (required) fail(std::string(key) + " is required.", key);
+      return std::nullopt;
+    }
+    if (!v.is_string() || v.as_string().empty() || v.as_string().size() > name_bytes_max) {
+      fail(std::string(key) + " must be a string of 1 to 200 bytes.", key);
+      return std::nullopt;
+    }
+    return std::string(v.as_string());
+  }
+  std::optional<std::string> status(std::string_view allowed_a, std::string_view allowed_b) {
+    if (!ok()) return std::nullopt;
+    const json::value v = doc_->root().find("status");
+    if (!v.valid()) return std::nullopt;
+    if (!v.is_string() || (v.as_string() != allowed_a && v.as_string() != allowed_b)) {
+      fail("status must be " + std::string(allowed_a) + " or " + std::string(allowed_b) + ".",
+           "status");
+      return std::nullopt;
+    }
+    return std::string(v.as_string());
+  }
+  // Absent: nullopt. Null: optional holding nullopt. A number: its value.
+  std::optional<std::optional<std::int64_t>> nullable_int(std::string_view key, std::int64_t min,
+                                                          std::int64_t max) {
+    if (!ok()) return std::nullopt;
+    const json::value v = doc_->root().find(key);
+    if (!v.valid()) return std::nullopt;
+    if (v.is_null()) return std::optional<std::int64_t>{};
+    if (!v.is_int64() || v.as_int64() < min || v.as_int64() > max) {
+      fail(std::string(key) + " must be an integer between " + std::to_string(min) + " and " +
+               std::to_string(max) + (min == 0 && max > 1'000'000'000 ? " (unix seconds)" : "") +
+               " or null.",
+           key);
+      return std::nullopt;
+    }
+    return std::optional<std::int64_t>{v.as_int64()};
+  }
+  std::optional<std::optional<std::vector<std::string>>> models(std::string_view key) {
+    if (!ok()) return std::nullopt;
+    const json::value v = doc_->root().find(key);
+    if (!v.valid()) return std::nullopt;
+    if (v.is_null()) return std::optional<std::vector<std::string>>{};
+    std::vector<std::string> out;
+    bool good = v.is_array();
+    if (good) {
+      v.for_each_element([&](json::value m) {
+        if (!m.is_string() || m.as_string().empty() ||
+            m.as_string().size() > model_name_bytes_max ||
+            m.as_string().find('\n') != std::string_view::npos) {
+          good = false;
+        } else {
+          out.emplace_back(m.as_string());
+        }
+      });
+    }
+    if (!good) {
+      fail(std::string(key) + " must be null or an array of model names.", key);
+      return std::nullopt;
+    }
+    return std::optional<std::vector<std::string>>{std::move(out)};
+  }
+  void reject_unknown(std::initializer_list<std::string_view> known) {
+    if (!ok()) return;
+    doc_->root().for_each_member([&](std::string_view key, json::value) {
+      if (!ok()) return;
+      for (auto k : known) {
+        if (k == key) return;
+      }
+      fail("Unknown field `" + std::string(key) + "`.", key);
+    });
+  }
+
+ private:
+  void fail(std::string message, std::string_view param) {
+    if (!error_) error_ = invalid_request(std::move(message), std::string(param), "invalid_value");
+  }
+  std::optional<json::document> doc_;
+  std::optional<api_error> error_;
+};
+
+result<billing::page_request> page_from(const query_params& q) {
+  billing::page_request p;
+  if (const auto l = q.get("limit")) {
+    int v = 0;
+    auto [end, ec] = std::from_chars(l->data(), l->data() + l->size(), v);
+    if (ec != std::errc() || end != l->data() + l->size() || v < 1 || v > 100) {
+      return invalid_request("limit must be between 1 and 100.", "limit", "invalid_value");
+    }
+    p.limit = v;
+  }
+  if (const auto a = q.get("after")) p.after = *a;
+  return p;
+}
+
+// The operator named in x-tollgate-actor (tollctl sends the login name), for the audit log.
+std::string actor_of(const http::request& req) {
+  const std::string_view given = req["x-tollgate-actor"];
+  std::string actor = "admin";
+  if (!given.empty() && given.size() <= 64 && is_valid_client_request_id(given)) {
+    actor += ":" + std::string(given);
+  }
+  return actor;
+}
+
+}  // namespace
+
+bool admin_api::owns(std::string_view path) {
+  return path.rfind("/admin/", 0) == 0 || path.rfind("/finance/", 0) == 0;
+}
+
+boost::asio::awaitable<void> admin_api::handle(http::exchange& ex) {
+  const std::string_view path = ex.path();
+  const std::string_view authorization = ex.req()[bhttp::field::authorization];
+  const bool is_admin = token_matches(authorization, auth_.admin_token);
+  if (path.rfind("/admin/", 0) == 0) {
+    ex.set_route("/admin");
+    if (auth_.admin_token.empty()) {
+      co_await ex.send_error(not_found_error("The admin API is disabled: no admin token is "
+                                             "configured (auth.admin_token)."));
+      co_return;
+    }
+    if (!is_admin) {
+      if (token_matches(authorization, auth_.finance_token)) {
+        co_await ex.send_error(forbidden("The finance token is read-only and cannot use the "
+                                         "admin API."));
+      } else {
+        co_await ex.send_error(unauthorized("The admin API needs `Authorization: Bearer <admin "
+                                            "token>`."));
+      }
+      co_return;
+    }
+    co_await handle_admin(ex, path.substr(std::string_view("/admin").size()), actor_of(ex.req()));
+    co_return;
+  }
+  ex.set_route("/finance");
+  if (auth_.finance_token.empty() && auth_.admin_token.empty()) {
+    co_await ex.send_error(not_found_error("The finance API is disabled: no finance token is "
+                                           "configured (auth.finance_token)."));
+    co_return;
+  }
+  if (!is_admin && !token_matches(authorization, auth_.finance_token)) {
+    co_await ex.send_error(unauthorized("The finance API needs `Authorization: Bearer <finance "
+                                        "token>`."));
+    co_return;
+  }
+  if (ex.req().method() != bhttp::verb::get) {
+    co_await ex.send_error(forbidden("The finance API is read-only."));
+    co_return;
+  }
+  co_await handle_finance(ex, path.substr(std::string_view("/finance").size()));
+}
+
+boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::string_view path,
+                                                     std::string actor) {
+  const auto parts = split_path(path);  // e.g. v1, keys, key_123, rotate
+  const auto method = ex.req().method();
+  const bool get = method == bhttp::verb::get;
+  const bool post = method == bhttp::verb::post;
+  auto query = query_params::parse(ex.req().target());
+  if (!query) {
+    co_await ex.send_error(invalid_request("The query string has a bad percent-escape."));
+    co_return;
+  }
+  if (parts.size() < 2 || parts[0] != "v1") {
+    co_await ex.send_unknown_url();
+    co_return;
+  }
+  const std::string_view kind = parts[1];
+  const std::string id = parts.size() >= 3 ? std::string(parts[2]) : "";
+  const std::string_view action = parts.size() >= 4 ? parts[3] : "";
+  if (parts.size() > 4 || (kind != "tenants" && kind != "projects" && kind != "keys" &&
+                           kind != "audit_log")) {
+    co_await ex.send_unknown_url();
+    co_return;
+  }
+  billing::account_store& store = *billing_.store;
+  body_reader body(post ? std::string_view(ex.req().body()) : std::string_view{});
+  std::optional<store_result> outcome;
+  unsigned created_status = 200;
+
+  auto pages = page_from(*query);
+  if (get && !pages) {
+    co_await ex.send_error(pages.error());
+    co_return;
+  }
+
+  if (kind == "tenants") {
+    if (id.empty() && post) {
+      body.reject_unknown({"name"});
+      auto name = body.name("name", true);
+      if (body.ok()) {
+        auto op = store.create_tenant(*name, actor);
+        outcome = co_await on_billing(billing_, std::move(op));
+        created_status = 201;
+      }
+    } else if (id.empty() && get) {
+      auto op = store.list_tenants(*pages);
+      outcome = co_await on_billing(billing_, std::move(op));
+    } else if (!id.empty() && action.empty() && get) {
+      auto op = store.get_tenant(id);
+      outcome = co_await on_billing(billing_, std::move(op));
+    } else if (!id.empty() && action.empty() && post) {
+      body.reject_unknown({"name", "status"});
+      auto name = body.name("name", false);
+      auto status = body.status("active", "disabled");
+      if (body.ok()) {
+        auto op = store.update_tenant(id, name, status, actor);
+        outcome = co_await on_billing(billing_, std::move(op));
+      }
+    } else if (!id.empty() && action == "projects" && post) {
+      body.reject_unknown({"name"});
+      auto name = body.name("name", true);
+      if (body.ok()) {
+        auto op = store.create_project(id, *name, actor);
+        outcome = co_await on_billing(billing_, std::move(op));
+        created_status = 201;
+      }
+    } else if (!id.empty() && action == "projects" && get) {
+      auto op = store.list_projects(id, *pages);
+      outcome = co_await on_billing(billing_, std::move(op));
+    }
+  } else if (kind == "projects") {
+    if (id.empty() && get) {
+      auto op = store.list_projects(query->get("tenant_id").value_or(""), *pages);
+      outcome = co_await on_billing(billing_, std::move(op));
+    } else if (id.empty() && post) {
+      body.reject_unknown({"tenant_id", "name"});
+      auto tenant = body.name("tenant_id", true);
+      auto name = body.name("name", true);
+      if (body.ok()) {
+        auto op = store.create_project(*tenant, *name, actor);
+        outcome = co_await on_billing(billing_, std::move(op));
+        created_status = 201;
+      }
+    } else if (!id.empty() && action.empty() && get) {
+      auto op = store.get_project(id);
+      outcome = co_await on_billing(billing_, std::move(op));
+    } else if (!id.empty() && action.empty() && post) {
+      body.reject_unknown({"name", "status"});
+      auto name = body.name("name", false);
+      auto status = body.status("active", "disabled");
+      if (body.ok()) {
+        auto op = store.update_project(id, name, status, actor);
+        outcome = co_await on_billing(billing_, std::move(op));
+      }
+    }
+  } else if (kind == "keys") {
+    if (id.empty() && get) {
+      auto op = store.list_keys(query->get("tenant_id").value_or(""),
+                                query->get("project_id").value_or(""), *pages);
+      outcome = co_await on_billing(billing_, std::move(op));
+    } else if (id.empty() && post) {
+      body.reject_unknown({"tenant_id", "project_id", "name", "expires_at", "allowed_models"});
+      billing::account_store::key_spec spec;
+      auto tenant = body.name("tenant_id", true);
+      auto project = body.name("project_id", false);
+      auto name = body.name("name", false);
+      auto expires = body.nullable_int("expires_at", 0, 253402300799);
+      auto models = body.models("allowed_models");
+      if (body.ok()) {
+        spec.tenant_id = *tenant;
+        spec.project_id = project.value_or("");
+        spec.name = name.value_or("");
+        if (expires) spec.expires_at_s = *expires;
+        if (models) spec.allowed_models = *models;
+        auto op = store.create_key(spec, actor);
+        outcome = co_await on_billing(billing_, std::move(op));
+        created_status = 201;
+      }
+    } else if (!id.empty() && action.empty() && get) {
+      auto op = store.get_key(id);
+      outcome = co_await on_billing(billing_, std::move(op));
+    } else if (!id.empty() && action.empty() && post) {
+      body.reject_unknown({"name", "expires_at", "allowed_models"});
+      billing::account_store::key_update u;
+      u.name = body.name("name", false);
+      auto expires = body.nullable_int("expires_at", 0, 253402300799);
+      auto models = body.models("allowed_models");
+      if (body.ok()) {
+        u.set_expires = expires.has_value();
+        if (expires) u.expires_at_s = *expires;
+        u.set_models = models.has_value();
+        if (models) u.allowed_models = *models;
+        auto op = store.update_key(id, u, actor);
+        outcome = co_await on_billing(billing_, std::move(op));
+      }
+    } else if (!id.empty() && ((action == "revoke" && post) ||
+                               (action.empty() && method == bhttp::verb::delete_))) {
+      auto op = store.revoke_key(id, actor);
+      outcome = co_await on_billing(billing_, std::move(op));
+    } else if (!id.empty() && action == "rotate" && post) {
+      body.reject_unknown({"grace_seconds"});
+      auto grace = body.nullable_int("grace_seconds", 0, rotate_grace_s_max);
+      if (body.ok()) {
+        const std::int64_t g = grace && *grace ? **grace : 0;
+        auto op = store.rotate_key(id, g, actor);
+        outcome = co_await on_billing(billing_, std::move(op));
+        created_status = 201;
+      }
+    }
+  } else if (kind == "audit_log" && id.empty() && get) {
+    auto op = store.list_audit(query->get("tenant_id").value_or(""), *pages);
+    outcome = co_await on_billing(billing_, std::move(op));
+  }
+
+  if (!body.ok()) {
+    co_await ex.send_error(body.error());
+    co_return;
+  }
+  if (!outcome) {
+    co_await ex.send_error(method_not_allowed("Unsupported method " +
+                                              std::string(ex.req().method_string()) + " for " +
+                                              std::string(ex.path()) + "."));
+    co_return;
+  }
+  if (!*outcome) {
+    co_await ex.send_error(to_api_error(outcome->error()));
+    co_return;
+  }
+  http::response res{static_cast<bhttp::status>(created_status), ex.req().version()};
+  res.set(bhttp::field::content_type, "application/json");
+  res.body() = std::move(outcome->value());
+  co_await ex.send(std::move(res));
+}
+
+boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::string_view path) {
+  auto query = query_params::parse(ex.req().target());
+  if (!query) {
+    co_await ex.send_error(invalid_request("The query string has a bad percent-escape."));
+    co_return;
+  }
+  const std::int64_t now_s = unix_ms(clock_.wall_now()) / 1000;
+  const std::string request_id = new_request_id();
+  if (path == "/v1/usage") {
+    auto req = parse_usage_request(*query, /*finance=*/true, now_s);
+    if (!req) {
+      co_await ex.send_error(req.error(), request_id);
+      co_return;
+    }
+    usage_request r = std::move(*req);
+    co_await send_usage_report(ex, billing_, std::move(r), request_id);
+    co_return;
+  }
+  if (path == "/v1/usage_events") {
+    auto req = parse_events_request(*query, now_s);
+    if (!req) {
+      co_await ex.send_error(req.error(), request_id);
+      co_return;
+    }
+    billing::events_query q = std::move(*req);
+    auto op = billing_.store->events(q);
+    auto page = co_await on_billing(billing_, std::move(op));
+    if (!page) {
+      api_error e;
+      e.status = page.error().sqlstate == "22023" ? 400 : 503;
+      e.type = e.status == 400 ? "invalid_request_error" : "api_error";
+      e.message = page.error().message;
+      co_await ex.send_error(e, request_id);
+      co_return;
+    }
+    std::string body = "{\"object\":\"list\",\"data\":" + page->data_json + ",\"has_more\":" +
+                       (page->next.empty() ? "false" : "true") + ",\"next_page\":" +
+                       (page->next.empty() ? "null" : "\"" + page->next + "\"") + "}";
+    http::response res{bhttp::status::ok, ex.req().version()};
+    res.set(bhttp::field::content_type, "application/json");
+    res.body() = std::move(body);
+    co_await ex.send(std::move(res));
+    co_return;
+  }
+  co_await ex.send_unknown_url(request_id);
+}
+
+}  // namespace tollgate::gateway

@@ -1,0 +1,28 @@
+// What the gateway's handlers need from the billing module when a database is configured: the
+// billing thread's executor (where every PostgreSQL coroutine runs), the account store and the
+// ledger writer. Handlers run on I/O threads and hop to the billing executor with on_billing().
+#pragma once
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "billing/account_store.hpp"
+#include "billing/ledger_writer.hpp"
+
+namespace tollgate::gateway {
+
+struct billing_context {
+  boost::asio::any_io_executor executor;
+  billing::account_store* store = nullptr;
+  billing::ledger_writer* ledger = nullptr;
+};
+
+// Runs `op` (a coroutine of the account store) on the billing executor and resumes the caller
+// on its own executor with the result.
+template <class T>
+boost::asio::awaitable<T> on_billing(const billing_context& ctx, boost::asio::awaitable<T> op) {
+  return boost::asio::co_spawn(ctx.executor, std::move(op), boost::asio::use_awaitable);
+}
+
+}  // namespace tollgate::gateway
