@@ -243,12 +243,23 @@ net::awaitable<bool> ledger_writer::ensure_connected() {
   co_return true;
 }
 
-net::awaitable<pg::db_result<std::int64_t>> ledger_writer::write_rows(const std::string& rows) {
+net::awaitable<pg::db_result<std::int64_t>> ledger_writer::write_rows(const std::string& rows,
+                                                                      bool may_repeat) {
+  static const std::string direct_sql =
+      std::string("COPY usage_events (") + usage_event_columns + ") FROM STDIN";
   static const std::string copy_sql =
       std::string("COPY usage_staging (") + usage_event_columns + ") FROM STDIN";
   static const std::string insert_sql = std::string("INSERT INTO usage_events (") +
                                         usage_event_columns + ") SELECT " + usage_event_columns +
                                         " FROM usage_staging ON CONFLICT DO NOTHING";
+  if (!may_repeat) {
+    // Fresh events: one COPY straight into usage_events, atomic on its own. Should any row
+    // exist already (a commit whose answer was lost, then replayed), the COPY fails as a whole
+    // with a unique violation and the batch takes the idempotent path below.
+    auto direct = co_await conn_.copy_in(direct_sql, rows);
+    if (direct) co_return *direct;
+    if (direct.error().sqlstate != "23505") co_return direct.error();
+  }
   auto begin = co_await conn_.exec("BEGIN");
   if (!begin) co_return begin.error();
   auto copied = co_await conn_.copy_in(copy_sql, rows);
@@ -352,7 +363,7 @@ net::awaitable<void> ledger_writer::flush() {
       events = records.size();
     }
     const auto started = clock::now();
-    auto written = co_await write_rows(b.in_memory ? b.rows : from_disk);
+    auto written = co_await write_rows(b.in_memory ? b.rows : from_disk, !b.in_memory);
     if (!written) {
       failures_.with({"write"}).inc();
       json_object_writer f;

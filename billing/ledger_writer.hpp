@@ -2,8 +2,10 @@
 // usage_events in PostgreSQL, exactly once.
 //   record() (I/O threads): encode the row (COPY text), append it to the spool journal, queue it.
 //   flush loop (the billing thread, every flush_interval_ms or flush_events_max events): seal
-//   the journal segment, COPY the batch into a staging table and INSERT ... ON CONFLICT DO
-//   NOTHING into usage_events in one transaction, then delete the segment.
+//   the journal segment, COPY the batch into usage_events, then delete the segment. A batch
+//   that may hold rows already stored (a spool replay, or a COPY refused for a duplicate) goes
+//   instead through a staging table: COPY into it and INSERT ... ON CONFLICT DO NOTHING into
+//   usage_events, in one transaction. Either way the request id makes it idempotent.
 // While PostgreSQL is unreachable the journal is fsynced each interval and kept (the spool);
 // on reconnect, and after a restart, it is replayed and deleted only once committed.
 #pragma once
@@ -68,7 +70,9 @@ class ledger_writer final : public metering::usage_sink {
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<void> flush();
   boost::asio::awaitable<bool> ensure_connected();
-  boost::asio::awaitable<pg::db_result<std::int64_t>> write_rows(const std::string& rows);
+  // Commits `rows`; `may_repeat` (a spool replay) goes straight to the idempotent path.
+  boost::asio::awaitable<pg::db_result<std::int64_t>> write_rows(const std::string& rows,
+                                                                 bool may_repeat);
   void spool_pending();
   void update_gauges();
 

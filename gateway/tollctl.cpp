@@ -7,6 +7,9 @@
 //   tollctl tokenize (--encoding NAME | --tokenizer FILE) [--chat FORMAT] [--ids | --jsonl]
 //                                        count (or list) the tokens of stdin, offline; with
 //                                        --chat, stdin is a chat request body
+//   tollctl tenants|projects|keys|audit ...   the admin API (admin token)
+//   tollctl usage|events ...                  the finance API (finance or admin token)
+// Admin and finance commands print the API's JSON; --field NAME prints one top-level field.
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,6 +19,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -40,8 +44,9 @@ struct http_result {
   std::string error;  // transport error, empty on success
 };
 
-// GET base_url + path, synchronously, with a 10 s timeout.
-http_result http_get(const std::string& base_url, const std::string& path) {
+// One HTTP request to base_url + path, synchronously, with a 10 s timeout.
+http_result http_call(bhttp::verb method, const std::string& base_url, const std::string& path,
+                      const std::string& body = {}, const std::string& token = {}) {
   http_result r;
   constexpr std::string_view scheme = "http://";
   if (base_url.rfind(scheme, 0) != 0) {
@@ -63,9 +68,18 @@ http_result http_get(const std::string& base_url, const std::string& path) {
     beast::tcp_stream stream{ioc};
     stream.expires_after(std::chrono::seconds(10));
     stream.connect(resolver.resolve(addr.host, std::to_string(addr.port)));
-    bhttp::request<bhttp::empty_body> req{bhttp::verb::get, prefix + path, 11};
+    bhttp::request<bhttp::string_body> req{method, prefix + path, 11};
     req.set(bhttp::field::host, authority);
     req.set(bhttp::field::user_agent, "tollctl");
+    if (!token.empty()) req.set(bhttp::field::authorization, "Bearer " + token);
+    if (const char* user = std::getenv("USER"); user != nullptr && *user != '\0') {
+      req.set("x-tollgate-actor", std::string("tollctl.") + user);
+    }
+    if (method == bhttp::verb::post) {
+      req.set(bhttp::field::content_type, "application/json");
+      req.body() = body;
+    }
+    req.prepare_payload();
     bhttp::write(stream, req);
     beast::flat_buffer buffer;
     bhttp::response<bhttp::string_body> res;
@@ -76,6 +90,10 @@ http_result http_get(const std::string& base_url, const std::string& path) {
     r.error = std::string("cannot reach ") + base_url + ": " + e.what();
   }
   return r;
+}
+
+http_result http_get(const std::string& base_url, const std::string& path) {
+  return http_call(bhttp::verb::get, base_url, path);
 }
 
 std::string flag_or_env(std::vector<std::string>& args, const char* flag, const char* env,
@@ -127,6 +145,8 @@ void print_ids(const std::vector<tollgate::metering::token_id>& ids) {
 // a chat request body ({"messages": [...], "tools": ...}), or one per line with --jsonl: the
 // count is the prompt count the gateway records; --ids lists the rendered template's ids
 // (llama3, chatml).
+int usage();
+
 int tokenize(std::vector<std::string> args) {
   using namespace tollgate::metering;
   const bool ids = take_flag(args, "--ids");
@@ -214,6 +234,196 @@ int tokenize(std::vector<std::string> args) {
   return 0;
 }
 
+// Percent-encodes a query value.
+std::string url_encode(std::string_view v) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ',') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+// Prints an API answer: the whole JSON, or with `field` one top-level field of it (strings
+// unquoted), for scripts. Exit status 0 for 2xx, 1 otherwise (the error body goes to stderr).
+int print_api(const http_result& r, const std::string& field) {
+  if (!r.error.empty()) {
+    std::fprintf(stderr, "tollctl: %s\n", r.error.c_str());
+    return 1;
+  }
+  const bool ok = r.status >= 200 && r.status < 300;
+  if (!ok || field.empty()) {
+    std::FILE* out = ok ? stdout : stderr;
+    std::fwrite(r.body.data(), 1, r.body.size(), out);
+    if (r.body.empty() || r.body.back() != '\n') std::fputc('\n', out);
+    return ok ? 0 : 1;
+  }
+  const auto doc = tollgate::json::document::parse(r.body);
+  const auto v = doc ? doc->root().find(field) : tollgate::json::value();
+  if (!v.valid()) {
+    std::fprintf(stderr, "tollctl: the answer has no field %s\n", field.c_str());
+    return 1;
+  }
+  const std::string text = v.is_string() ? std::string(v.as_string()) : std::string(v.source());
+  std::printf("%s\n", text.c_str());
+  return 0;
+}
+
+// tollctl tenants|projects|keys|audit|usage|events: the admin and finance APIs.
+int admin_command(const std::string& command, std::vector<std::string> args) {
+  const std::string url =
+      flag_or_env(args, "--admin-url", "TOLLGATE_ADMIN_URL", "http://127.0.0.1:8081");
+  const bool finance = command == "usage" || command == "events";
+  std::string token = flag_or_env(args, "--token", finance ? "TOLLGATE_FINANCE_TOKEN"
+                                                           : "TOLLGATE_ADMIN_TOKEN", "");
+  if (token.empty() && finance) token = flag_or_env(args, "--token", "TOLLGATE_ADMIN_TOKEN", "");
+  const std::string field = flag_or_env(args, "--field", "TOLLCTL_UNSET_FIELD", "");
+  const std::string verb = args.empty() ? "" : args[0];
+  if (!args.empty() && !finance && command != "audit") args.erase(args.begin());
+  auto opt = [&](const char* flag) { return flag_or_env(args, flag, "TOLLCTL_UNSET", ""); };
+  auto positional = [&]() -> std::string {
+    if (args.empty() || args[0].rfind("--", 0) == 0) return "";
+    std::string v = args[0];
+    args.erase(args.begin());
+    return v;
+  };
+  auto leftover = [&]() {
+    if (args.empty()) return false;
+    std::fprintf(stderr, "tollctl: unexpected argument: %s\n", args[0].c_str());
+    return true;
+  };
+  auto list_query = [&](std::initializer_list<std::pair<const char*, const char*>> filters) {
+    std::string q;
+    for (const auto& [flag, param] : filters) {
+      const std::string v = opt(flag);
+      if (!v.empty()) q += std::string(q.empty() ? "?" : "&") + param + "=" + url_encode(v);
+    }
+    return q;
+  };
+  using bhttp::verb;
+  tollgate::json_object_writer body;
+
+  if (command == "tenants" || command == "projects") {
+    const std::string base = "/admin/v1/" + command;
+    if (verb == "create") {
+      const std::string name = opt("--name");
+      std::string path = base;
+      if (command == "projects") {
+        const std::string tenant = opt("--tenant");
+        if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
+        body.add("tenant_id", tenant);
+      }
+      if (name.empty()) return std::fprintf(stderr, "tollctl: --name NAME is required\n"), 2;
+      body.add("name", name);
+      if (leftover()) return 2;
+      return print_api(http_call(verb::post, url, path, body.finish(), token), field);
+    }
+    if (verb == "list") {
+      const std::string q = list_query({{"--tenant", "tenant_id"}, {"--limit", "limit"}, {"--after", "after"}});
+      if (leftover()) return 2;
+      return print_api(http_call(verb::get, url, base + q, {}, token), field);
+    }
+    const std::string id = positional();
+    if (verb == "get" && !id.empty() && !leftover()) {
+      return print_api(http_call(verb::get, url, base + "/" + id, {}, token), field);
+    }
+    if ((verb == "update" || verb == "disable" || verb == "enable") && !id.empty()) {
+      const std::string name = opt("--name");
+      if (!name.empty()) body.add("name", name);
+      if (verb != "update") body.add("status", verb == "disable" ? "disabled" : "active");
+      if (leftover()) return 2;
+      return print_api(http_call(verb::post, url, base + "/" + id, body.finish(), token), field);
+    }
+    return usage();
+  }
+  if (command == "keys") {
+    if (verb == "create") {
+      const std::string tenant = opt("--tenant");
+      if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
+      body.add("tenant_id", tenant);
+      if (const auto p = opt("--project"); !p.empty()) body.add("project_id", p);
+      if (const auto n = opt("--name"); !n.empty()) body.add("name", n);
+      if (const auto e = opt("--expires-at"); !e.empty()) body.add_raw("expires_at", e);
+      if (const auto m = opt("--models"); !m.empty()) {
+        std::string list = "[";
+        std::size_t at = 0;
+        while (at <= m.size()) {
+          const auto comma = m.find(',', at);
+          tollgate::json_object_writer one;
+          one.add("m", m.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
+          const std::string obj = one.finish();  // {"m":"..."}: take the quoted string out
+          if (list.size() > 1) list += ',';
+          list += obj.substr(5, obj.size() - 6);
+          if (comma == std::string::npos) break;
+          at = comma + 1;
+        }
+        body.add_raw("allowed_models", list + "]");
+      }
+      if (leftover()) return 2;
+      return print_api(http_call(verb::post, url, "/admin/v1/keys", body.finish(), token), field);
+    }
+    if (verb == "list") {
+      const std::string q = list_query({{"--tenant", "tenant_id"}, {"--project", "project_id"},
+                                        {"--limit", "limit"}, {"--after", "after"}});
+      if (leftover()) return 2;
+      return print_api(http_call(verb::get, url, "/admin/v1/keys" + q, {}, token), field);
+    }
+    const std::string id = positional();
+    if (id.empty()) return usage();
+    if (verb == "get" && !leftover()) {
+      return print_api(http_call(verb::get, url, "/admin/v1/keys/" + id, {}, token), field);
+    }
+    if (verb == "revoke" && !leftover()) {
+      return print_api(http_call(verb::post, url, "/admin/v1/keys/" + id + "/revoke", "{}", token),
+                       field);
+    }
+    if (verb == "rotate") {
+      if (const auto g = opt("--grace"); !g.empty()) body.add_raw("grace_seconds", g);
+      if (leftover()) return 2;
+      return print_api(
+          http_call(verb::post, url, "/admin/v1/keys/" + id + "/rotate", body.finish(), token),
+          field);
+    }
+    if (verb == "update") {
+      if (const auto n = opt("--name"); !n.empty()) body.add("name", n);
+      if (const auto e = opt("--expires-at"); !e.empty()) body.add_raw("expires_at", e);
+      if (leftover()) return 2;
+      return print_api(http_call(verb::post, url, "/admin/v1/keys/" + id, body.finish(), token),
+                       field);
+    }
+    return usage();
+  }
+  if (command == "audit") {
+    const std::string q = list_query({{"--tenant", "tenant_id"}, {"--limit", "limit"}, {"--after", "after"}});
+    if (leftover()) return 2;
+    return print_api(http_call(verb::get, url, "/admin/v1/audit_log" + q, {}, token), field);
+  }
+  if (command == "usage" || command == "events") {
+    std::string q = list_query({{"--start", "start_time"}, {"--end", "end_time"},
+                                {"--bucket", "bucket_width"}, {"--group-by", "group_by"},
+                                {"--tenant", "tenant_id"}, {"--project", "project_id"},
+                                {"--key", "api_key_id"}, {"--model", "model"},
+                                {"--limit", "limit"}, {"--page", "page"}, {"--after", "after"}});
+    const bool csv = take_flag(args, "--csv");
+    if (csv) q += q.empty() ? "?format=csv" : "&format=csv";
+    if (leftover()) return 2;
+    const std::string path = command == "usage" ? "/finance/v1/usage" : "/finance/v1/usage_events";
+    const auto r = http_call(verb::get, url, path + q, {}, token);
+    if (csv && r.error.empty() && r.status == 200) {
+      std::fwrite(r.body.data(), 1, r.body.size(), stdout);
+      return 0;
+    }
+    return print_api(r, field);
+  }
+  return usage();
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: tollctl health  [--admin-url URL]\n"
@@ -223,7 +433,21 @@ int usage() {
                "       tollctl tokenize (--encoding NAME | --tokenizer FILE) [--chat FORMAT]\n"
                "                        [--ids | --jsonl]\n"
                "                        [--data-dir DIR]   (reads stdin)\n"
-               "URLs default to $TOLLGATE_ADMIN_URL / $TOLLGATE_URL (see .run/env).\n");
+               "       tollctl tenants  create --name NAME | list | get ID | update ID --name NAME\n"
+               "                        | disable ID | enable ID\n"
+               "       tollctl projects create --tenant ID --name NAME | list [--tenant ID] | get ID\n"
+               "                        | update ID --name NAME | disable ID | enable ID\n"
+               "       tollctl keys     create --tenant ID [--project ID] [--name NAME]\n"
+               "                        [--expires-at UNIX] [--models a,b] | list [--tenant ID]\n"
+               "                        | get ID | update ID [--name] [--expires-at] | revoke ID\n"
+               "                        | rotate ID [--grace SECONDS]\n"
+               "       tollctl audit    [--tenant ID]\n"
+               "       tollctl usage    --start UNIX [--end UNIX] [--bucket 1m|1h|1d]\n"
+               "                        [--group-by a,b] [--tenant ID] [--model M] [--csv]\n"
+               "       tollctl events   [--start UNIX] [--end UNIX] [--tenant ID] [--after CURSOR]\n"
+               "Lists take --limit N --after ID; every admin/finance command takes --field NAME.\n"
+               "URLs and tokens default to $TOLLGATE_URL, $TOLLGATE_ADMIN_URL,\n"
+               "$TOLLGATE_ADMIN_TOKEN and $TOLLGATE_FINANCE_TOKEN (make up writes them to .run/env).\n");
   return 2;
 }
 
@@ -279,5 +503,9 @@ int main(int argc, char** argv) {
     }
   }
   if (command == "tokenize") return tokenize(std::move(args));
+  if (command == "tenants" || command == "projects" || command == "keys" || command == "audit" ||
+      command == "usage" || command == "events") {
+    return admin_command(command, std::move(args));
+  }
   return usage();
 }

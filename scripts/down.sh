@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stops what `make up` started: SIGTERM (the gateway drains), then SIGKILL after 35 s.
+# Stops what `make up` started: SIGTERM (the gateway drains and flushes its ledger), then
+# SIGKILL after 35 s; then PostgreSQL (fast shutdown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=.run
@@ -15,3 +16,6 @@ for pidfile in "$run"/pids/*.pid; do
   fi
   rm -f "$pidfile"
 done
+scripts/pg.sh stop "$run/pg"
+[ -f "$run/pg/PG_VERSION" ] && echo "down: stopped postgresql"
+exit 0

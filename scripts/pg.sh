@@ -25,8 +25,14 @@ case "$cmd" in
       as_owner "$bin/initdb" -D "$dir" -U tollgate --auth=trust -E UTF8 --locale=C.UTF-8 \
         >"$dir.initdb.log" 2>&1 || { cat "$dir.initdb.log" >&2; exit 1; }
     fi
-    if as_owner "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
-      exit 0
+    # Running means: the postmaster in postmaster.pid exists and is not a zombie (a server
+    # killed with -9 can linger as one until its parent reaps it, and pg_ctl would count it).
+    if [ -f "$dir/postmaster.pid" ]; then
+      pid=$(head -n 1 "$dir/postmaster.pid")
+      state=$(ps -o stat= -p "$pid" 2>/dev/null || true)
+      if [ -n "$state" ] && [ "${state:0:1}" != Z ]; then
+        exit 0
+      fi
     fi
     # After a kill -9 the old server's backends may hold its shared memory for a moment:
     # retry the start for a few seconds.

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Starts the local stack in the background, data and logs under .run/:
+#   PostgreSQL 15 on 127.0.0.1:55432 (data in .run/pg), schema applied by `tollgate migrate`
 #   tollgate-dev-upstream on 127.0.0.1:8090 (the development upstream: an echo fixture, not a model)
-#   tollgate on 127.0.0.1:8080 (OpenAI API) and 127.0.0.1:8081 (health, readiness, metrics)
-# Safe to run twice: running processes are left alone.
+#   tollgate on 127.0.0.1:8080 (OpenAI API) and 127.0.0.1:8081 (health, metrics, admin, finance)
+# then creates a demo tenant, project and API key (once) and writes .run/env.
+# Safe to run twice: running processes are left alone, the demo key is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=.run
 mkdir -p "$run/logs" "$run/pids"
+chmod 755 "$run"  # the database runs as the postgres user and must reach .run/pg
+pg_port=55432
+db_url="postgresql://tollgate@127.0.0.1:$pg_port/tollgate"
 
 running() { [ -f "$run/pids/$1.pid" ] && kill -0 "$(cat "$run/pids/$1.pid")" 2>/dev/null; }
 
@@ -34,22 +39,63 @@ wait_ready() {
   exit 1
 }
 
+# Tokens for the admin and finance APIs: made once, kept in .run/secrets.
+if [ ! -f "$run/secrets" ]; then
+  umask 077
+  cat >"$run/secrets" <<SECRETS
+TOLLGATE_ADMIN_TOKEN=adm-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+TOLLGATE_FINANCE_TOKEN=fin-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+SECRETS
+  umask 022
+fi
+# shellcheck disable=SC1091
+. "$run/secrets"
+
+scripts/pg.sh start "$run/pg" "$pg_port"
+echo "up: PostgreSQL on 127.0.0.1:$pg_port (data $run/pg)"
+TOLLGATE_DATABASE__URL="$db_url" build/bin/tollgate migrate
+
 start dev-upstream build/bin/tollgate-dev-upstream --listen 127.0.0.1:8090
 wait_ready dev-upstream http://127.0.0.1:8090/v1/models
-TOLLGATE_LOGGING__USAGE_LOG="$PWD/$run/logs/usage.log" start gateway build/bin/tollgate
+TOLLGATE_LOGGING__USAGE_LOG="$PWD/$run/logs/usage.log" \
+TOLLGATE_DATABASE__URL="$db_url" \
+TOLLGATE_LEDGER__SPOOL_DIR="$PWD/$run/spool" \
+TOLLGATE_AUTH__ADMIN_TOKEN="$TOLLGATE_ADMIN_TOKEN" \
+TOLLGATE_AUTH__FINANCE_TOKEN="$TOLLGATE_FINANCE_TOKEN" \
+  start gateway build/bin/tollgate
 wait_ready gateway http://127.0.0.1:8081/readyz
+
+# The demo tenant, project and key, created once; a key that no longer works is replaced.
+export TOLLGATE_ADMIN_URL=http://127.0.0.1:8081 TOLLGATE_ADMIN_TOKEN
+demo_key=""
+[ -f "$run/demo-key" ] && demo_key=$(cat "$run/demo-key")
+if [ -z "$demo_key" ] || [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $demo_key" \
+    http://127.0.0.1:8080/v1/models)" != 200 ]; then
+  tenant=$(build/bin/tollctl tenants create --name "Demo tenant" --field id)
+  project=$(build/bin/tollctl projects create --tenant "$tenant" --name "Demo project" --field id)
+  demo_key=$(build/bin/tollctl keys create --tenant "$tenant" --project "$project" --name demo --field key)
+  (umask 077 && echo "$demo_key" >"$run/demo-key")
+  echo "up: created demo tenant $tenant, project $project and an API key"
+fi
 
 cat >"$run/env" <<ENV
 TOLLGATE_URL=http://127.0.0.1:8080
 TOLLGATE_ADMIN_URL=http://127.0.0.1:8081
+TOLLGATE_API_KEY=$demo_key
+TOLLGATE_ADMIN_TOKEN=$TOLLGATE_ADMIN_TOKEN
+TOLLGATE_FINANCE_TOKEN=$TOLLGATE_FINANCE_TOKEN
+TOLLGATE_DATABASE_URL=$db_url
 ENV
+chmod 600 "$run/env"
 
 cat <<MSG
 
-Tollgate is up (embedded default config). Settings for clients and tollctl: $run/env
-Usage records: $run/logs/usage.log    Stop everything: make down
+Tollgate is up (embedded default config, PostgreSQL ledger). Settings for clients and tollctl:
+$run/env (load them with: set -a; . $run/env; set +a)
+Usage rows: psql $db_url -c 'TABLE usage_events'    Stop everything: make down
 
 Try it:
-  curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\
+  curl -s http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer $demo_key" \\
+    -H 'Content-Type: application/json' \\
     -d '{"model":"dev-echo","messages":[{"role":"user","content":"Hello, Tollgate!"}]}'
 MSG

@@ -52,17 +52,25 @@ describe('proxy path', () => {
     assert.ok(rec.latency_us > 0);
   });
 
-  test('a client request id is echoed and forwarded; upstream auth comes from the env', async () => {
+  test('the gateway names each request; a client request id is kept beside it; upstream auth from the env', async () => {
     const res = await postJson(`${s.url}/v1/chat/completions`, chatBody('x'), { 'x-request-id': 'client-abc.1' });
-    assert.equal(res.headers.get('x-request-id'), 'client-abc.1');
+    const id = res.headers.get('x-request-id');
+    assert.match(id, /^req_[0-9a-f]{32}$/);
+    assert.equal(res.headers.get('x-client-request-id'), 'client-abc.1');
     await res.text();
     const last = await s.lastUpstreamRequest();
-    assert.equal(last.headers['x-request-id'], 'client-abc.1');
+    assert.equal(last.headers['x-request-id'], id);
     assert.equal(last.headers.authorization, 'Bearer sk-dev-secret');
-    // An invalid one is replaced by a generated id.
-    const res2 = await postJson(`${s.url}/v1/chat/completions`, chatBody('x'), { 'x-request-id': 'bad id!' });
-    assert.match(res2.headers.get('x-request-id'), /^req_/);
+    const rec = await s.usageFor(id);
+    assert.equal(rec.client_request_id, 'client-abc.1');
+    // X-Client-Request-Id (OpenAI's header) is preferred; an invalid id is not kept.
+    const res2 = await postJson(`${s.url}/v1/chat/completions`, chatBody('x'),
+      { 'x-request-id': 'bad id!', 'x-client-request-id': 'client-2' });
+    assert.equal(res2.headers.get('x-client-request-id'), 'client-2');
     await res2.text();
+    const res3 = await postJson(`${s.url}/v1/chat/completions`, chatBody('x'), { 'x-request-id': 'bad id!' });
+    assert.equal(res3.headers.get('x-client-request-id'), null);
+    await res3.text();
   });
 
   test('streaming without include_usage: usage is requested upstream, recorded, and stripped', async () => {
@@ -210,8 +218,9 @@ describe('proxy path', () => {
       { 'Content-Type': 'application/json', 'x-request-id': `pipe-${i}` })).join('')
       + httpRequest('GET', '/v1/models', '', { 'x-request-id': 'pipe-4' });
     const out = await rawExchange(s.apiPort, reqs, { until: (b) => (b.match(/HTTP\/1\.1 200/g) ?? []).length === 4 && b.includes('"object":"list"') });
-    const ids = [...out.matchAll(/x-request-id: (\S+)/gi)].map((m) => m[1]);
-    assert.deepEqual(ids, ['pipe-1', 'pipe-2', 'pipe-3', 'pipe-4']);
+    const ids = [...out.matchAll(/x-client-request-id: (\S+)/gi)].map((m) => m[1]);
+    assert.deepEqual(ids, ['pipe-1', 'pipe-2', 'pipe-3']);
+    assert.equal([...out.matchAll(/^x-request-id: req_/gim)].length, 4);
     for (const i of [1, 2, 3]) assert.ok(out.includes(`Echo: n${i}`));
     assert.ok(out.indexOf('Echo: n1') < out.indexOf('Echo: n2') && out.indexOf('Echo: n2') < out.indexOf('Echo: n3'));
   });

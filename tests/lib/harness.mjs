@@ -85,9 +85,11 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1, u
       if (!existsSync(usageLog)) return [];
       return readFileSync(usageLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
     },
+    // The usage record of a request, by the gateway's request id or the client's own id.
     async usageFor(requestId) {
       let rec;
-      await waitFor(() => (rec = stack.usageRecords().find((r) => r.request_id === requestId)),
+      await waitFor(() => (rec = stack.usageRecords().find(
+        (r) => r.request_id === requestId || r.client_request_id === requestId)),
         { what: `usage record ${requestId}` });
       return rec;
     },

@@ -1,0 +1,101 @@
+// Ledger rows in COPY text format, and API key and object id shapes.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "billing/account_store.hpp"
+#include "billing/ledger_writer.hpp"
+#include "billing/pg.hpp"
+
+using namespace tollgate;
+
+TEST_CASE("a usage record becomes one COPY text line in column order") {
+  metering::usage_record r;
+  r.tenant_id = "ten_1";
+  r.occurred_at_ms = 1795346379824;  // 2026-11-22 11:19:39.824 UTC
+  r.request_id = "req_abc";
+  r.api_key_id = "key_1";
+  r.endpoint = "/v1/chat/completions";
+  r.model = "m\tx\\y";
+  r.upstream = "dev";
+  r.stream = true;
+  r.status = 200;
+  r.prompt_tokens = 9;
+  r.completion_tokens = 3;
+  r.counted_prompt_tokens = 9;
+  r.usage_reported = true;
+  r.latency_us = 712;
+  std::string line;
+  billing::append_usage_row(line, r);
+  CHECK(line ==
+        "ten_1\t2026-11-22 11:19:39.824+00\treq_abc\t\\N\tkey_1\t/v1/chat/completions\t"
+        "m\\tx\\\\y\tdev\tt\tf\t200\t9\t0\t3\t0\t9\t\\N\tt\tf\t712\t\\N\tf\t\\N\t\\N\n");
+  // One field per column.
+  std::size_t tabs = 0;
+  for (char c : line) tabs += c == '\t';
+  std::size_t commas = 0;
+  for (const char* c = billing::usage_event_columns; *c; ++c) commas += *c == ',';
+  CHECK(tabs == commas);
+}
+
+TEST_CASE("request-supplied text is capped and stripped of NUL for PostgreSQL") {
+  metering::usage_record r;
+  r.tenant_id = "t";
+  r.model = std::string("bad\0model", 9);
+  std::string line;
+  billing::append_usage_row(line, r);
+  CHECK(line.find("badmodel") != std::string::npos);
+
+  r.model = std::string(300, 'a') + "\xC3\xA9";
+  line.clear();
+  billing::append_usage_row(line, r);
+  CHECK(line.find(std::string(256, 'a') + "\t") != std::string::npos);
+  // A cut never leaves half a UTF-8 character.
+  r.model = std::string(255, 'a') + "\xC3\xA9" + "bbb";
+  line.clear();
+  billing::append_usage_row(line, r);
+  CHECK(line.find(std::string(255, 'a') + "\t") != std::string::npos);
+  // An untouched short name keeps its multi-byte characters.
+  r.model = "mod\xC3\xA9le";
+  line.clear();
+  billing::append_usage_row(line, r);
+  CHECK(line.find("mod\xC3\xA9le\t") != std::string::npos);
+}
+
+TEST_CASE("COPY text escaping") {
+  std::string out;
+  pg::append_copy_text(out, "a\\b\tc\nd\re");
+  CHECK(out == "a\\\\b\\tc\\nd\\re");
+}
+
+TEST_CASE("API keys: tg- and 43 base62 characters, all different; SHA-256 as stored") {
+  std::set<std::string> keys;
+  for (int i = 0; i < 200; ++i) {
+    const std::string k = billing::new_api_key();
+    CHECK(k.size() == 46);
+    CHECK(billing::is_well_formed_api_key(k));
+    keys.insert(k);
+  }
+  CHECK(keys.size() == 200);
+  CHECK_FALSE(billing::is_well_formed_api_key("tg-short"));
+  CHECK_FALSE(billing::is_well_formed_api_key("sk-" + std::string(43, 'a')));
+  CHECK_FALSE(billing::is_well_formed_api_key("tg-" + std::string(42, 'a') + "!"));
+  const std::string h = billing::sha256_bytes("abc");
+  REQUIRE(h.size() == 32);
+  CHECK(static_cast<unsigned char>(h[0]) == 0xba);
+  CHECK(static_cast<unsigned char>(h[31]) == 0xad);
+}
+
+TEST_CASE("object ids carry their type and sort in creation order") {
+  const std::string a = billing::new_object_id("ten");
+  CHECK(a.size() == 4 + 18);
+  CHECK(a.rfind("ten_", 0) == 0);
+  std::string prev = billing::new_object_id("key");
+  for (int i = 0; i < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const std::string next = billing::new_object_id("key");
+    CHECK(next.substr(0, 14) >= prev.substr(0, 14));
+    prev = next;
+  }
+}
