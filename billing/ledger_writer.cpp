@@ -75,6 +75,14 @@ void add_timestamp(std::string& out, std::int64_t unix_ms) {
   out += buf;
 }
 
+// Whether an error is about the rows (data exceptions, class 22; integrity violations, class
+// 23) rather than about the database being unavailable (shutdown 57P01, connection 08...,
+// resources 53..., a statement timeout 57014), which is passing and retried.
+bool refuses_rows(const pg::db_error& e) {
+  if (e.connection_lost || e.sqlstate.size() != 5) return false;
+  return e.sqlstate.compare(0, 2, "22") == 0 || e.sqlstate.compare(0, 2, "23") == 0;
+}
+
 }  // namespace
 
 const char* const usage_event_columns =
@@ -369,7 +377,7 @@ net::awaitable<void> ledger_writer::flush() {
       json_object_writer f;
       f.add("error", written.error().message).add("events", static_cast<std::int64_t>(events));
       log_.error("ledger: writing usage events failed; they stay in the spool", f);
-      if (!written.error().connection_lost && !written.error().sqlstate.empty()) {
+      if (refuses_rows(written.error())) {
         // The database refused the rows themselves (it should never happen: the gateway
         // writes them). Keep the segment for an operator rather than block the ledger.
         const std::string kept = spool_.quarantine(b.seq);
@@ -379,6 +387,9 @@ net::awaitable<void> ledger_writer::flush() {
         pending_.pop_front();
         continue;
       }
+      // Anything else (the server shutting down, a timeout, a lost connection) is passing:
+      // start over on a fresh connection at the next flush; the rows stay in the spool.
+      conn_.close();
       spool_pending();
       break;
     }

@@ -11,7 +11,7 @@ describe('openai npm client', () => {
   let client;
   before(async () => {
     s = await startStack();
-    client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused-until-keys-exist', maxRetries: 0 });
+    client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused-without-a-database', maxRetries: 0 });
   });
   after(async () => s && s.stop());
 

@@ -11,7 +11,7 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 build() {  # name, sources...
   local name=$1
   shift
-  if [ ! -x "$out/$name" ] || [ -n "$(find core backends gateway metering tests/fuzz -newer "$out/$name" 2>/dev/null)" ]; then
+  if [ ! -x "$out/$name" ] || [ -n "$(find core backends gateway metering billing tests/fuzz -newer "$out/$name" 2>/dev/null)" ]; then
     clang++ "${flags[@]}" "$@" -o "$out/$name"
   fi
 }
@@ -21,7 +21,9 @@ build openai_request_fuzz tests/fuzz/openai_request_fuzz.cpp gateway/openai_requ
   core/json_text.cpp core/error.cpp
 build tokenizer_fuzz tests/fuzz/tokenizer_fuzz.cpp metering/tokenizer.cpp metering/pretokenizer.cpp \
   metering/unicode.cpp metering/unicode_tables.cpp core/json_dom.cpp core/error.cpp core/json_text.cpp
-for target in json_dom_fuzz sse_fuzz openai_request_fuzz tokenizer_fuzz; do
+build query_params_fuzz tests/fuzz/query_params_fuzz.cpp gateway/query_params.cpp
+build spool_fuzz tests/fuzz/spool_fuzz.cpp billing/spool.cpp
+for target in json_dom_fuzz sse_fuzz openai_request_fuzz tokenizer_fuzz query_params_fuzz spool_fuzz; do
   mkdir -p "$out/corpus-$target"
   log="$out/$target.log"
   if ! "$out/$target" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
