@@ -18,6 +18,17 @@ as_owner() {
 case "$cmd" in
   start)
     port=${3:?port}
+    # The postgres user must reach DIR. When a folder above it is closed to other users (a
+    # clone under /root, say), the data goes to /var/lib/tollgate-dev/ and DIR becomes a link.
+    if [ "$(id -u)" = 0 ] && [ ! -e "$dir" ] && \
+        ! runuser -u postgres -- test -x "$(dirname "$dir")" 2>/dev/null; then
+      real=/var/lib/tollgate-dev/$(echo "$dir" | sha256sum | cut -c1-16)
+      mkdir -p "$real" "$(dirname "$dir")"
+      chmod 755 /var/lib/tollgate-dev
+      ln -sfn "$real" "$dir"
+      echo "pg.sh: postgres cannot reach $(dirname "$dir"); data in $real (linked from $dir)" >&2
+      dir=$real
+    fi
     if [ ! -f "$dir/PG_VERSION" ]; then
       mkdir -p "$dir"
       [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
