@@ -424,20 +424,33 @@ net::awaitable<store_result> account_store::list_audit(std::string tenant_id, pa
 
 // ---- usage -----------------------------------------------------------------------------------
 
+namespace {
+
+// The WHERE clause of a usage query: the time range ($1, $2 in unix seconds) and an equality
+// test for each filter given, its value appended to `params`.
+template <class Query>
+std::string usage_where(const Query& q, std::vector<pg::param>& params) {
+  std::string where =
+      " WHERE occurred_at >= to_timestamp($1::bigint) AND occurred_at < to_timestamp($2::bigint)";
+  const std::pair<const char*, const std::optional<std::string>*> filters[] = {
+      {"tenant_id", &q.tenant_id},
+      {"project_id", &q.project_id},
+      {"api_key_id", &q.api_key_id},
+      {"model", &q.model}};
+  for (const auto& [column, value] : filters) {
+    if (!*value) continue;
+    params.push_back(**value);
+    where += std::string(" AND ") + column + " = $" + std::to_string(params.size());
+  }
+  return where;
+}
+
+}  // namespace
+
 net::awaitable<pg::db_result<std::vector<usage_row>>> account_store::usage(usage_query q) {
   std::vector<pg::param> params{std::to_string(q.start_s), std::to_string(q.end_s),
                                 std::to_string(q.bucket_s)};
-  std::string where =
-      " WHERE occurred_at >= to_timestamp($1::bigint) AND occurred_at < to_timestamp($2::bigint)";
-  auto filter = [&](const char* column, const std::optional<std::string>& value) {
-    if (!value) return;
-    params.push_back(*value);
-    where += std::string(" AND ") + column + " = $" + std::to_string(params.size());
-  };
-  filter("tenant_id", q.tenant_id);
-  filter("project_id", q.project_id);
-  filter("api_key_id", q.api_key_id);
-  filter("model", q.model);
+  std::string where = usage_where(q, params);
   if (q.batch) where += *q.batch ? " AND batch" : " AND NOT batch";
   auto grouped = [&](std::string_view c) {
     for (const auto& g : q.group_by) {
@@ -495,17 +508,7 @@ net::awaitable<pg::db_result<std::vector<usage_row>>> account_store::usage(usage
 net::awaitable<pg::db_result<account_store::events_page>> account_store::events(events_query q) {
   std::vector<pg::param> params{std::to_string(q.start_s), std::to_string(q.end_s),
                                 std::to_string(q.limit)};
-  std::string where =
-      " WHERE occurred_at >= to_timestamp($1::bigint) AND occurred_at < to_timestamp($2::bigint)";
-  auto filter = [&](const char* column, const std::optional<std::string>& value) {
-    if (!value) return;
-    params.push_back(*value);
-    where += std::string(" AND ") + column + " = $" + std::to_string(params.size());
-  };
-  filter("tenant_id", q.tenant_id);
-  filter("project_id", q.project_id);
-  filter("api_key_id", q.api_key_id);
-  filter("model", q.model);
+  std::string where = usage_where(q, params);
   if (!q.after.empty()) {
     // Cursor: "<occurred_at in unix µs>~<tenant_id>~<request_id>".
     const auto a = q.after.find('~');

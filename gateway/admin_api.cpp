@@ -260,7 +260,8 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
   }
   billing::account_store& store = *billing_.store;
   body_reader body(post ? std::string_view(ex.req().body()) : std::string_view{});
-  std::optional<store_result> outcome;
+  // Each route picks the store operation (not started yet); one co_await below runs it.
+  std::optional<boost::asio::awaitable<store_result>> op;
   unsigned created_status = 200;
 
   auto pages = page_from(*query);
@@ -274,66 +275,55 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       body.reject_unknown({"name"});
       auto name = body.name("name", true);
       if (body.ok()) {
-        auto op = store.create_tenant(*name, actor);
-        outcome = co_await on_billing(billing_, std::move(op));
+        op = store.create_tenant(*name, actor);
         created_status = 201;
       }
     } else if (id.empty() && get) {
-      auto op = store.list_tenants(*pages);
-      outcome = co_await on_billing(billing_, std::move(op));
+      op = store.list_tenants(*pages);
     } else if (!id.empty() && action.empty() && get) {
-      auto op = store.get_tenant(id);
-      outcome = co_await on_billing(billing_, std::move(op));
+      op = store.get_tenant(id);
     } else if (!id.empty() && action.empty() && post) {
       body.reject_unknown({"name", "status"});
       auto name = body.name("name", false);
       auto status = body.status("active", "disabled");
       if (body.ok()) {
-        auto op = store.update_tenant(id, name, status, actor);
-        outcome = co_await on_billing(billing_, std::move(op));
+        op = store.update_tenant(id, name, status, actor);
       }
     } else if (!id.empty() && action == "projects" && post) {
       body.reject_unknown({"name"});
       auto name = body.name("name", true);
       if (body.ok()) {
-        auto op = store.create_project(id, *name, actor);
-        outcome = co_await on_billing(billing_, std::move(op));
+        op = store.create_project(id, *name, actor);
         created_status = 201;
       }
     } else if (!id.empty() && action == "projects" && get) {
-      auto op = store.list_projects(id, *pages);
-      outcome = co_await on_billing(billing_, std::move(op));
+      op = store.list_projects(id, *pages);
     }
   } else if (kind == "projects") {
     if (id.empty() && get) {
-      auto op = store.list_projects(query->get("tenant_id").value_or(""), *pages);
-      outcome = co_await on_billing(billing_, std::move(op));
+      op = store.list_projects(query->get("tenant_id").value_or(""), *pages);
     } else if (id.empty() && post) {
       body.reject_unknown({"tenant_id", "name"});
       auto tenant = body.name("tenant_id", true);
       auto name = body.name("name", true);
       if (body.ok()) {
-        auto op = store.create_project(*tenant, *name, actor);
-        outcome = co_await on_billing(billing_, std::move(op));
+        op = store.create_project(*tenant, *name, actor);
         created_status = 201;
       }
     } else if (!id.empty() && action.empty() && get) {
-      auto op = store.get_project(id);
-      outcome = co_await on_billing(billing_, std::move(op));
+      op = store.get_project(id);
     } else if (!id.empty() && action.empty() && post) {
       body.reject_unknown({"name", "status"});
       auto name = body.name("name", false);
       auto status = body.status("active", "disabled");
       if (body.ok()) {
-        auto op = store.update_project(id, name, status, actor);
-        outcome = co_await on_billing(billing_, std::move(op));
+        op = store.update_project(id, name, status, actor);
       }
     }
   } else if (kind == "keys") {
     if (id.empty() && get) {
-      auto op = store.list_keys(query->get("tenant_id").value_or(""),
+      op = store.list_keys(query->get("tenant_id").value_or(""),
                                 query->get("project_id").value_or(""), *pages);
-      outcome = co_await on_billing(billing_, std::move(op));
     } else if (id.empty() && post) {
       body.reject_unknown({"tenant_id", "project_id", "name", "expires_at", "allowed_models"});
       billing::account_store::key_spec spec;
@@ -348,13 +338,11 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         spec.name = name.value_or("");
         if (expires) spec.expires_at_s = *expires;
         if (models) spec.allowed_models = *models;
-        auto op = store.create_key(spec, actor);
-        outcome = co_await on_billing(billing_, std::move(op));
+        op = store.create_key(spec, actor);
         created_status = 201;
       }
     } else if (!id.empty() && action.empty() && get) {
-      auto op = store.get_key(id);
-      outcome = co_await on_billing(billing_, std::move(op));
+      op = store.get_key(id);
     } else if (!id.empty() && action.empty() && post) {
       body.reject_unknown({"name", "expires_at", "allowed_models"});
       billing::account_store::key_update u;
@@ -366,27 +354,26 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         if (expires) u.expires_at_s = *expires;
         u.set_models = models.has_value();
         if (models) u.allowed_models = *models;
-        auto op = store.update_key(id, u, actor);
-        outcome = co_await on_billing(billing_, std::move(op));
+        op = store.update_key(id, u, actor);
       }
     } else if (!id.empty() && ((action == "revoke" && post) ||
                                (action.empty() && method == bhttp::verb::delete_))) {
-      auto op = store.revoke_key(id, actor);
-      outcome = co_await on_billing(billing_, std::move(op));
+      op = store.revoke_key(id, actor);
     } else if (!id.empty() && action == "rotate" && post) {
       body.reject_unknown({"grace_seconds"});
       auto grace = body.nullable_int("grace_seconds", 0, rotate_grace_s_max);
       if (body.ok()) {
         const std::int64_t g = grace && *grace ? **grace : 0;
-        auto op = store.rotate_key(id, g, actor);
-        outcome = co_await on_billing(billing_, std::move(op));
+        op = store.rotate_key(id, g, actor);
         created_status = 201;
       }
     }
   } else if (kind == "audit_log" && id.empty() && get) {
-    auto op = store.list_audit(query->get("tenant_id").value_or(""), *pages);
-    outcome = co_await on_billing(billing_, std::move(op));
+    op = store.list_audit(query->get("tenant_id").value_or(""), *pages);
   }
+
+  std::optional<store_result> outcome;
+  if (op) outcome = co_await on_billing(billing_, std::move(*op));
 
   if (!body.ok()) {
     co_await ex.send_error(body.error());
