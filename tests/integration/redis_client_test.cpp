@@ -1,0 +1,237 @@
+// Integration tests of the Redis client against a real redis-server (scripts/redis.sh, its own
+// process on a free loopback port): replies, pipelining, EVALSHA with the NOSCRIPT fallback,
+// timeouts, a killed connection, the server going away and coming back, AUTH.
+#define CATCH_CONFIG_MAIN
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_future.hpp>
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "metering/redis_client.hpp"
+
+namespace net = boost::asio;
+using namespace tollgate;
+
+namespace {
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// A redis-server for one test case, stopped at the end.
+struct redis_server {
+  explicit redis_server(std::string password = {}) : port(free_port()), password(std::move(password)) {
+    dir = (std::filesystem::temp_directory_path() /
+           ("tollgate-redis-test-" + std::to_string(::getpid()) + "-" + std::to_string(port)))
+              .string();
+    start();
+  }
+  ~redis_server() { stop(); }
+  void start() {
+    const std::string cmd = std::string(TOLLGATE_SOURCE_DIR) + "/scripts/redis.sh start " + dir +
+                            " " + std::to_string(port) + (password.empty() ? "" : " " + password);
+    REQUIRE(std::system(cmd.c_str()) == 0);
+  }
+  void stop() {
+    const std::string cmd = std::string(TOLLGATE_SOURCE_DIR) + "/scripts/redis.sh stop " + dir;
+    (void)std::system(cmd.c_str());
+  }
+  int port;
+  std::string password;
+  std::string dir;
+};
+
+// Runs a coroutine on its own io_context to completion and returns its value.
+template <class T>
+T run(net::io_context& io, net::awaitable<T> op) {
+  auto f = net::co_spawn(io, std::move(op), net::use_future);
+  // Not io.run(): the client's read loop always has a read outstanding.
+  io.restart();
+  while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) io.run_one();
+  return f.get();
+}
+
+redis::settings settings_for(const redis_server& s) {
+  redis::settings cfg;
+  cfg.port = static_cast<std::uint16_t>(s.port);
+  cfg.password = s.password;
+  cfg.command_timeout = std::chrono::milliseconds(200);
+  return cfg;
+}
+
+net::awaitable<redis::redis_result> cmd(redis::client& c, std::vector<std::string> args) {
+  co_return co_await c.command(std::move(args));
+}
+
+net::awaitable<std::vector<long long>> many_incr(redis::client& c, int n) {
+  // n commands issued before any reply arrives: they travel pipelined.
+  std::vector<std::future<redis::redis_result>> futures;
+  auto ex = co_await net::this_coro::executor;
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::string> args{"INCR", "counter"};
+    futures.push_back(net::co_spawn(ex, c.command(std::move(args)), net::use_future));
+  }
+  // Let them all finish: wait on a timer until the last is ready.
+  net::steady_timer t(ex);
+  for (;;) {
+    if (futures.back().wait_for(std::chrono::seconds(0)) == std::future_status::ready) break;
+    t.expires_after(std::chrono::milliseconds(1));
+    co_await t.async_wait(net::use_awaitable);
+  }
+  std::vector<long long> values;
+  for (auto& f : futures) {
+    auto r = f.get();
+    values.push_back(r ? r->integer : -1);
+  }
+  co_return values;
+}
+
+// (A named coroutine, not a lambda: GCC 12 miscompiles lambda coroutines.)
+net::awaitable<redis::redis_result> eval_incrby(redis::client& c, const redis::script& s,
+                                                std::string by) {
+  std::vector<std::string> keys{"ev"};
+  std::vector<std::string> args{std::move(by)};
+  co_return co_await c.eval(s, std::move(keys), std::move(args));
+}
+
+}  // namespace
+
+TEST_CASE("replies of every kind") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), settings_for(server));
+  auto set = run(io, cmd(c, {"SET", "k", std::string("v\0\r\n", 4)}));
+  REQUIRE(set);
+  CHECK(set->type == redis::reply::kind::status);
+  CHECK(set->str == "OK");
+  auto get = run(io, cmd(c, {"GET", "k"}));
+  REQUIRE(get);
+  CHECK(get->type == redis::reply::kind::string);
+  CHECK(get->str == std::string("v\0\r\n", 4));
+  auto missing = run(io, cmd(c, {"GET", "nope"}));
+  REQUIRE(missing);
+  CHECK(missing->type == redis::reply::kind::nil);
+  auto incr = run(io, cmd(c, {"INCRBY", "n", "41"}));
+  REQUIRE(incr);
+  CHECK(incr->integer == 41);
+  auto arr = run(io, cmd(c, {"MGET", "n", "nope"}));
+  REQUIRE(arr);
+  REQUIRE(arr->elements.size() == 2);
+  CHECK(arr->elements[0].str == "41");
+  CHECK(arr->elements[1].type == redis::reply::kind::nil);
+  auto err = run(io, cmd(c, {"INCR", "k"}));
+  REQUIRE(err);  // a Redis error is a reply, not a failure
+  CHECK(err->is_error());
+  CHECK(c.connected());
+}
+
+TEST_CASE("concurrent commands are pipelined and answered in order") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), settings_for(server));
+  REQUIRE(run(io, cmd(c, {"PING"})));
+  const auto values = run(io, many_incr(c, 2000));
+  REQUIRE(values.size() == 2000);
+  for (std::size_t i = 0; i < values.size(); ++i) CHECK(values[i] == static_cast<long long>(i + 1));
+}
+
+TEST_CASE("EVALSHA loads the script after NOSCRIPT, then runs it by hash") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), settings_for(server));
+  const redis::script s("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+  CHECK(s.sha1.size() == 40);
+  REQUIRE(run(io, cmd(c, {"SCRIPT", "FLUSH"})));
+  auto ev = [&](std::string by) { return run(io, eval_incrby(c, s, std::move(by))); };
+  auto first = ev("5");
+  REQUIRE(first);
+  CHECK(first->integer == 5);
+  auto exists = run(io, cmd(c, {"SCRIPT", "EXISTS", s.sha1}));
+  REQUIRE(exists);
+  CHECK(exists->elements.at(0).integer == 1);
+  auto second = ev("2");
+  REQUIRE(second);
+  CHECK(second->integer == 7);
+}
+
+TEST_CASE("a command past its timeout fails, and the client reconnects for the next") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), settings_for(server));
+  REQUIRE(run(io, cmd(c, {"PING"})));
+  auto slow = run(io, cmd(c, {"BLPOP", "no-such-list", "0.5"}));  // answers after 500 ms
+  CHECK_FALSE(slow);
+  CHECK_FALSE(c.connected());
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  auto after = run(io, cmd(c, {"PING"}));
+  REQUIRE(after);
+  CHECK(after->str == "PONG");
+}
+
+TEST_CASE("a killed connection and a restarted server are survived") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), settings_for(server));
+  redis::client admin(io.get_executor(), settings_for(server));
+  REQUIRE(run(io, cmd(c, {"CLIENT", "SETNAME", "victim"})));
+  REQUIRE(run(io, cmd(admin, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"})));
+  // The first command may find the dead connection; within a few tries it is back.
+  bool back = false;
+  for (int i = 0; i < 5 && !back; ++i) {
+    auto r = run(io, cmd(c, {"PING"}));
+    back = r && r->str == "PONG";
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(back);
+
+  server.stop();
+  auto down = run(io, cmd(c, {"PING"}));
+  CHECK_FALSE(down);
+  server.start();
+  back = false;
+  for (int i = 0; i < 40 && !back; ++i) {
+    auto r = run(io, cmd(c, {"PING"}));
+    back = r && r->str == "PONG";
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(back);
+}
+
+TEST_CASE("AUTH with a password; without one the server says NOAUTH") {
+  redis_server server("s3cret-pass");
+  net::io_context io;
+  redis::client c(io.get_executor(), settings_for(server));
+  auto ok = run(io, cmd(c, {"PING"}));
+  REQUIRE(ok);
+  CHECK(ok->str == "PONG");
+  auto cfg = settings_for(server);
+  cfg.password.clear();
+  redis::client anonymous(io.get_executor(), cfg);
+  auto refused = run(io, cmd(anonymous, {"PING"}));
+  REQUIRE(refused);
+  CHECK(refused->is_error());
+  CHECK(refused->str.rfind("NOAUTH", 0) == 0);
+  cfg.password = "wrong";
+  redis::client wrong(io.get_executor(), cfg);
+  CHECK_FALSE(run(io, cmd(wrong, {"PING"})));
+}
