@@ -2,10 +2,6 @@
 // process on a free loopback port): replies, pipelining, EVALSHA with the NOSCRIPT fallback,
 // timeouts, a killed connection, the server going away and coming back, AUTH.
 #define CATCH_CONFIG_MAIN
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -20,56 +16,13 @@
 #include <vector>
 
 #include "metering/redis_client.hpp"
+#include "tests/integration/redis_fixture.hpp"
 
 namespace net = boost::asio;
 using namespace tollgate;
+using namespace tollgate::test;
 
 namespace {
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-// A redis-server for one test case, stopped at the end.
-struct redis_server {
-  explicit redis_server(std::string password = {}) : port(free_port()), password(std::move(password)) {
-    dir = (std::filesystem::temp_directory_path() /
-           ("tollgate-redis-test-" + std::to_string(::getpid()) + "-" + std::to_string(port)))
-              .string();
-    start();
-  }
-  ~redis_server() { stop(); }
-  void start() {
-    const std::string cmd = std::string(TOLLGATE_SOURCE_DIR) + "/scripts/redis.sh start " + dir +
-                            " " + std::to_string(port) + (password.empty() ? "" : " " + password);
-    REQUIRE(std::system(cmd.c_str()) == 0);
-  }
-  void stop() {
-    const std::string cmd = std::string(TOLLGATE_SOURCE_DIR) + "/scripts/redis.sh stop " + dir;
-    (void)std::system(cmd.c_str());
-  }
-  int port;
-  std::string password;
-  std::string dir;
-};
-
-// Runs a coroutine on its own io_context to completion and returns its value.
-template <class T>
-T run(net::io_context& io, net::awaitable<T> op) {
-  auto f = net::co_spawn(io, std::move(op), net::use_future);
-  // Not io.run(): the client's read loop always has a read outstanding.
-  io.restart();
-  while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) io.run_one();
-  return f.get();
-}
 
 redis::settings settings_for(const redis_server& s) {
   redis::settings cfg;

@@ -1,0 +1,258 @@
+// The budget engine: see budget_engine.hpp. The two Lua scripts below are the whole of the
+// concurrency story: Redis runs each one atomically.
+#include "metering/budget_engine.hpp"
+
+#include <ctime>
+
+namespace tollgate::metering {
+
+namespace net = boost::asio;
+
+namespace {
+
+constexpr std::int64_t minute_ms = 60'000;
+constexpr std::int64_t hour_ms = 3'600'000;
+constexpr std::int64_t day_ms = 86'400'000;
+// Counters outlive their window by this much (late settlements still find them), and the
+// "already settled" markers live this long.
+constexpr std::int64_t counter_grace_ms = 3'600'000;
+constexpr std::int64_t settled_marker_ttl_ms = 2 * day_ms;
+
+// A counter is a hash {used, held} at KEY, with the holds of requests in flight in KEY:h
+// (request id -> amount) and their expiry times in KEY:e (a sorted set).
+//
+// KEYS: for each charge, the counter of the current window and the one before it (the same
+// key again unless the window slides).
+// ARGV: request id, now (ms), hold expiry (ms), number of charges, then per charge: limit,
+// amount, hard (1/0), sliding (1/0), window length (ms), counter ttl (ms), ms into the window.
+// Returns {1, remaining...} or {0, refusing charge index (0-based), what it had left}.
+const redis::script reserve_script(R"lua(
+local rid = ARGV[1]
+local now = tonumber(ARGV[2])
+local expiry = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+local function drop_expired(k)
+  local gone = redis.call('ZRANGEBYSCORE', k .. ':e', '-inf', now)
+  for _, id in ipairs(gone) do
+    local a = tonumber(redis.call('HGET', k .. ':h', id) or '0')
+    redis.call('HDEL', k .. ':h', id)
+    redis.call('ZREM', k .. ':e', id)
+    redis.call('HINCRBY', k, 'held', -a)
+  end
+end
+local function field(k, f)
+  return tonumber(redis.call('HGET', k, f) or '0')
+end
+local remaining = {}
+for i = 0, n - 1 do
+  local k, prev = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  local a = 5 + 7 * i
+  local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local hard, sliding = ARGV[a + 2] == '1', ARGV[a + 3] == '1'
+  local window, into = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 6])
+  drop_expired(k)
+  local used = field(k, 'used') + field(k, 'held')
+  if sliding then
+    -- The previous window counts in proportion to how much of it the sliding window still covers.
+    used = used + math.floor(field(prev, 'used') * (window - into) / window)
+  end
+  if hard and used + amount > limit then
+    return {0, i, math.max(limit - used, 0)}
+  end
+  remaining[i + 1] = limit - used - amount
+end
+for i = 0, n - 1 do
+  local k = KEYS[2 * i + 1]
+  local a = 5 + 7 * i
+  local amount, ttl = ARGV[a + 1], ARGV[a + 5]
+  -- The same request reserving twice holds once.
+  if redis.call('HSETNX', k .. ':h', rid, amount) == 1 then
+    redis.call('HINCRBY', k, 'held', amount)
+    redis.call('ZADD', k .. ':e', expiry, rid)
+  end
+  redis.call('HSETNX', k, 'used', 0)
+  redis.call('PEXPIRE', k, ttl)
+  redis.call('PEXPIRE', k .. ':h', ttl)
+  redis.call('PEXPIRE', k .. ':e', ttl)
+end
+return {1, unpack(remaining)}
+)lua");
+
+// KEYS: the counters the request reserved on, then its settled marker.
+// ARGV: request id, number of counters, marker ttl (ms), then per counter: actual usage, ttl.
+// Returns 1, or 0 if the request was settled before.
+const redis::script settle_script(R"lua(
+local rid = ARGV[1]
+local n = tonumber(ARGV[2])
+if not redis.call('SET', KEYS[n + 1], '1', 'NX', 'PX', ARGV[3]) then
+  return 0
+end
+for i = 1, n do
+  local k = KEYS[i]
+  local actual, ttl = tonumber(ARGV[2 + 2 * i]), ARGV[3 + 2 * i]
+  local held = redis.call('HGET', k .. ':h', rid)
+  if held then
+    redis.call('HDEL', k .. ':h', rid)
+    redis.call('ZREM', k .. ':e', rid)
+    redis.call('HINCRBY', k, 'held', -tonumber(held))
+  end
+  redis.call('HINCRBY', k, 'used', actual)
+  if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ttl) end
+end
+return 1
+)lua");
+
+const redis::script used_script(R"lua(
+local now = tonumber(ARGV[1])
+local k = KEYS[1]
+local gone = redis.call('ZRANGEBYSCORE', k .. ':e', '-inf', now)
+local held = tonumber(redis.call('HGET', k, 'held') or '0')
+for _, id in ipairs(gone) do
+  held = held - tonumber(redis.call('HGET', k .. ':h', id) or '0')
+end
+return tonumber(redis.call('HGET', k, 'used') or '0') + held
+)lua");
+
+std::int64_t window_length_ms(budget_window w) {
+  switch (w) {
+    case budget_window::minute: return minute_ms;
+    case budget_window::hour: return hour_ms;
+    case budget_window::day: return day_ms;
+    default: return 0;
+  }
+}
+
+redis::redis_error protocol_error(const std::string& what) {
+  return redis::redis_error{"unexpected answer from the budget script: " + what};
+}
+
+}  // namespace
+
+std::int64_t window_start_ms(budget_window w, std::int64_t now_ms) {
+  switch (w) {
+    case budget_window::minute:
+    case budget_window::hour:
+    case budget_window::day: {
+      const std::int64_t len = window_length_ms(w);
+      return now_ms - now_ms % len;
+    }
+    case budget_window::month: {
+      const std::time_t secs = static_cast<std::time_t>(now_ms / 1000);
+      std::tm tm{};
+      gmtime_r(&secs, &tm);
+      tm.tm_mday = 1;
+      tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+      return static_cast<std::int64_t>(timegm(&tm)) * 1000;
+    }
+    case budget_window::lifetime: return 0;
+  }
+  return 0;
+}
+
+std::int64_t window_end_ms(budget_window w, std::int64_t now_ms) {
+  if (w == budget_window::lifetime) return 0;
+  if (w != budget_window::month) return window_start_ms(w, now_ms) + window_length_ms(w);
+  const std::time_t secs = static_cast<std::time_t>(now_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  tm.tm_mday = 1;
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  tm.tm_mon += 1;  // timegm normalizes December + 1
+  return static_cast<std::int64_t>(timegm(&tm)) * 1000;
+}
+
+std::string budget_engine::counter_key(const std::string& tenant_id, const std::string& limit_id,
+                                       std::int64_t window_start) {
+  return "tg:{" + tenant_id + "}:b:" + limit_id + ":" + std::to_string(window_start);
+}
+
+net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::reserve(
+    redis::client& redis, std::string tenant_id, std::string request_id,
+    std::vector<limit_charge> charges, std::int64_t now_ms) {
+  reservation out;
+  out.ticket.tenant_id = tenant_id;
+  out.ticket.request_id = request_id;
+  std::vector<std::string> keys;
+  std::vector<std::string> args{request_id, std::to_string(now_ms),
+                                std::to_string(now_ms + hold_ttl_.count()),
+                                std::to_string(charges.size())};
+  for (const auto& c : charges) {
+    const std::int64_t start = window_start_ms(c.rule.window, now_ms);
+    const bool sliding = c.rule.window == budget_window::minute;
+    const std::int64_t end = window_end_ms(c.rule.window, now_ms);
+    // Lifetime counters never expire; the others outlive their window (and the one after it,
+    // for sliding windows, which read the previous minute).
+    const std::int64_t ttl =
+        end == 0 ? 0 : end - now_ms + (sliding ? minute_ms : 0) + counter_grace_ms;
+    const std::string key = counter_key(tenant_id, c.rule.id, start);
+    keys.push_back(key);
+    keys.push_back(sliding ? counter_key(tenant_id, c.rule.id, start - minute_ms) : key);
+    out.ticket.counter_keys.push_back(key);
+    out.ticket.ttl_ms.push_back(ttl);
+    args.push_back(std::to_string(c.rule.limit));
+    args.push_back(std::to_string(c.amount));
+    args.push_back(c.rule.hard ? "1" : "0");
+    args.push_back(sliding ? "1" : "0");
+    args.push_back(std::to_string(std::max<std::int64_t>(window_length_ms(c.rule.window), 1)));
+    // PEXPIRE needs a positive time: lifetime counters get ten years, renewed on every use.
+    args.push_back(std::to_string(ttl > 0 ? ttl : 10ll * 365 * day_ms));
+    args.push_back(std::to_string(now_ms - start));
+  }
+  auto r = co_await redis.eval(reserve_script, std::move(keys), std::move(args));
+  if (!r) co_return r.error();
+  if (r->is_error()) co_return redis::redis_error{"budget script failed: " + r->str};
+  if (r->type != redis::reply::kind::array || r->elements.empty()) {
+    co_return protocol_error("not an array");
+  }
+  const auto& e = r->elements;
+  if (e[0].integer == 1) {
+    if (e.size() != charges.size() + 1) co_return protocol_error("wrong length");
+    out.granted = true;
+    for (std::size_t i = 1; i < e.size(); ++i) out.remaining.push_back(e[i].integer);
+    co_return out;
+  }
+  if (e.size() != 3) co_return protocol_error("wrong refusal");
+  out.refused_index = static_cast<int>(e[1].integer);
+  out.refused_remaining = e[2].integer;
+  if (out.refused_index < 0 || static_cast<std::size_t>(out.refused_index) >= charges.size()) {
+    co_return protocol_error("bad index");
+  }
+  const auto w = charges[static_cast<std::size_t>(out.refused_index)].rule.window;
+  const std::int64_t end = window_end_ms(w, now_ms);
+  out.refused_reset_ms = end == 0 ? 0 : end - now_ms;
+  out.ticket.counter_keys.clear();
+  out.ticket.ttl_ms.clear();
+  co_return out;
+}
+
+net::awaitable<basic_result<bool, redis::redis_error>> budget_engine::settle(
+    redis::client& redis, hold_ticket ticket, std::vector<std::int64_t> actual) {
+  if (actual.size() != ticket.counter_keys.size()) {
+    co_return redis::redis_error{"settle: one actual amount per reserved limit is needed"};
+  }
+  std::vector<std::string> keys = ticket.counter_keys;
+  keys.push_back("tg:{" + ticket.tenant_id + "}:s:" + ticket.request_id);
+  std::vector<std::string> args{ticket.request_id, std::to_string(actual.size()),
+                                std::to_string(settled_marker_ttl_ms)};
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    args.push_back(std::to_string(actual[i]));
+    args.push_back(std::to_string(ticket.ttl_ms[i] > 0 ? ticket.ttl_ms[i] : 10ll * 365 * day_ms));
+  }
+  auto r = co_await redis.eval(settle_script, std::move(keys), std::move(args));
+  if (!r) co_return r.error();
+  if (r->is_error()) co_return redis::redis_error{"settle script failed: " + r->str};
+  co_return r->integer == 1;
+}
+
+net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::used(
+    redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t now_ms) {
+  std::vector<std::string> keys{
+      counter_key(tenant_id, rule.id, window_start_ms(rule.window, now_ms))};
+  std::vector<std::string> args{std::to_string(now_ms)};
+  auto r = co_await redis.eval(used_script, std::move(keys), std::move(args));
+  if (!r) co_return r.error();
+  if (r->is_error()) co_return redis::redis_error{"budget script failed: " + r->str};
+  co_return static_cast<std::int64_t>(r->integer);
+}
+
+}  // namespace tollgate::metering

@@ -1,0 +1,87 @@
+// The budget engine: atomic reservations and settlements against every limit that applies to a
+// request, each one Lua script call on Redis, so many gateways can share budgets without ever
+// overspending a hard limit.
+//   reserve: for every limit, count what is used (settled + held by requests in flight, plus
+//            the weighted previous minute for sliding windows); if any hard limit would be
+//            exceeded, hold nothing and name it; otherwise hold the amount on all of them.
+//   settle:  turn the request's holds into its actual usage (releasing the rest); idempotent
+//            on the request id.
+// Holds expire (hold_ttl), so a gateway that dies mid-request cannot keep a hold forever.
+// All keys of one tenant carry the hash tag {tenant}, so each script runs on one Redis Cluster
+// slot. Budgets stored in PostgreSQL, the admin API and enforcement on the request path are
+// not built yet (docs/ARCHITECTURE.md).
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "metering/redis_client.hpp"
+
+namespace tollgate::metering {
+
+enum class budget_window { minute, hour, day, month, lifetime };
+
+struct limit_rule {
+  std::string id;          // the budget's id, unique within the tenant
+  budget_window window = budget_window::day;
+  std::int64_t limit = 0;  // in the rule's unit (tokens, requests or micro-units)
+  bool hard = true;        // soft limits never refuse
+};
+
+// One limit as it applies to one request: the rule and how much the request asks of it.
+struct limit_charge {
+  limit_rule rule;
+  std::int64_t amount = 0;
+};
+
+// Where a request's holds live (the counter keys of the window instances at reserve time), so
+// that settling finds them even when the window has turned since.
+struct hold_ticket {
+  std::string tenant_id;
+  std::string request_id;
+  std::vector<std::string> counter_keys;  // one per charge, in order
+  std::vector<std::int64_t> ttl_ms;       // each counter's time to live when reserved
+};
+
+struct reservation {
+  bool granted = false;
+  // Granted: what each limit has left after this hold. Refused: the index of the first limit
+  // that refused and what it had left (window limits also say when their window turns).
+  std::vector<std::int64_t> remaining;
+  int refused_index = -1;
+  std::int64_t refused_remaining = 0;
+  std::int64_t refused_reset_ms = 0;  // until the refusing window turns (0 for lifetime)
+  hold_ticket ticket;
+};
+
+// The first instant of the window instance holding `now_ms` (UTC), and its length.
+std::int64_t window_start_ms(budget_window w, std::int64_t now_ms);
+std::int64_t window_end_ms(budget_window w, std::int64_t now_ms);
+
+class budget_engine {
+ public:
+  explicit budget_engine(std::chrono::milliseconds hold_ttl) : hold_ttl_(hold_ttl) {}
+
+  boost::asio::awaitable<basic_result<reservation, redis::redis_error>> reserve(
+      redis::client& redis, std::string tenant_id, std::string request_id,
+      std::vector<limit_charge> charges, std::int64_t now_ms);
+
+  // `actual[i]` is the usage to count against charge i. Returns false if this request was
+  // already settled (nothing counted twice).
+  boost::asio::awaitable<basic_result<bool, redis::redis_error>> settle(
+      redis::client& redis, hold_ticket ticket, std::vector<std::int64_t> actual);
+
+  // What a limit has used in its current window (settled + held), for reports and tests.
+  boost::asio::awaitable<basic_result<std::int64_t, redis::redis_error>> used(
+      redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t now_ms);
+
+  static std::string counter_key(const std::string& tenant_id, const std::string& limit_id,
+                                 std::int64_t window_start);
+
+ private:
+  std::chrono::milliseconds hold_ttl_;
+};
+
+}  // namespace tollgate::metering

@@ -1,0 +1,233 @@
+// Integration tests of the budget engine's Redis scripts against a real redis-server:
+// concurrent reservations never exceed a hard limit, all-or-nothing across limits, settling
+// counts actual usage once, holds expire, sliding minute windows, soft limits, window maths.
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <thread>
+#include <vector>
+
+#include "metering/budget_engine.hpp"
+#include "tests/integration/redis_fixture.hpp"
+
+namespace net = boost::asio;
+using namespace tollgate;
+using namespace tollgate::metering;
+using namespace tollgate::test;
+
+namespace {
+
+using reserve_result = basic_result<reservation, redis::redis_error>;
+
+redis::settings redis_settings(const redis_server& s) {
+  redis::settings cfg;
+  cfg.port = static_cast<std::uint16_t>(s.port);
+  cfg.command_timeout = std::chrono::milliseconds(2000);
+  return cfg;
+}
+
+limit_rule rule(std::string id, budget_window w, std::int64_t limit, bool hard = true) {
+  limit_rule r;
+  r.id = std::move(id);
+  r.window = w;
+  r.limit = limit;
+  r.hard = hard;
+  return r;
+}
+
+net::awaitable<reserve_result> reserve_one(budget_engine& engine, redis::client& c,
+                                           std::string request_id,
+                                           std::vector<limit_charge> charges,
+                                           std::int64_t now_ms) {
+  co_return co_await engine.reserve(c, "ten_t", std::move(request_id), std::move(charges), now_ms);
+}
+
+net::awaitable<basic_result<bool, redis::redis_error>> settle_one(budget_engine& engine,
+                                                                  redis::client& c,
+                                                                  hold_ticket ticket,
+                                                                  std::vector<std::int64_t> actual) {
+  co_return co_await engine.settle(c, std::move(ticket), std::move(actual));
+}
+
+net::awaitable<basic_result<std::int64_t, redis::redis_error>> used_of(budget_engine& engine,
+                                                                      redis::client& c,
+                                                                      limit_rule r,
+                                                                      std::int64_t now_ms) {
+  co_return co_await engine.used(c, "ten_t", std::move(r), now_ms);
+}
+
+// `n` reservations issued at once from several clients (connections), as several gateways do.
+net::awaitable<std::vector<reserve_result>> many_reserves(budget_engine& engine,
+                                                         std::vector<redis::client*> clients,
+                                                         int n, std::vector<limit_charge> charges,
+                                                         std::int64_t now_ms) {
+  auto ex = co_await net::this_coro::executor;
+  std::vector<std::future<reserve_result>> futures;
+  for (int i = 0; i < n; ++i) {
+    futures.push_back(net::co_spawn(
+        ex, reserve_one(engine, *clients[static_cast<std::size_t>(i) % clients.size()],
+                        "req_" + std::to_string(i), charges, now_ms),
+        net::use_future));
+  }
+  net::steady_timer t(ex);
+  for (auto& f : futures) {
+    while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      t.expires_after(std::chrono::milliseconds(1));
+      co_await t.async_wait(net::use_awaitable);
+    }
+  }
+  std::vector<reserve_result> out;
+  for (auto& f : futures) out.push_back(f.get());
+  co_return out;
+}
+
+const std::int64_t t0 = 1795345200000;  // 2026-11-22 11:00:00 UTC
+
+}  // namespace
+
+TEST_CASE("window boundaries are UTC minutes, hours, days and calendar months") {
+  CHECK(window_start_ms(budget_window::minute, t0 + 61'500) == t0 + 60'000);
+  CHECK(window_end_ms(budget_window::hour, t0 + 10) == t0 + 3'600'000);
+  CHECK(window_start_ms(budget_window::day, t0) == 1795305600000);  // 2026-11-22 00:00 UTC
+  CHECK(window_start_ms(budget_window::month, t0) == 1793491200000);  // 2026-11-01
+  CHECK(window_end_ms(budget_window::month, t0) == 1796083200000);    // 2026-12-01
+  CHECK(window_end_ms(budget_window::month, 1797000000000) == 1798761600000);  // Dec -> Jan 1
+  CHECK(window_start_ms(budget_window::lifetime, t0) == 0);
+  CHECK(window_end_ms(budget_window::lifetime, t0) == 0);
+}
+
+TEST_CASE("hundreds of concurrent reservations never overspend a hard limit") {
+  redis_server server;
+  net::io_context io;
+  redis::client a(io.get_executor(), redis_settings(server));
+  redis::client b(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  const std::vector<limit_charge> charges{{rule("month", budget_window::month, 10'000), 70},
+                                          {rule("rpm", budget_window::minute, 1'000'000), 1}};
+  const auto results = run(io, many_reserves(engine, {&a, &b, &c}, 400, charges, t0));
+  int granted = 0;
+  for (const auto& r : results) {
+    REQUIRE(r);
+    if (r->granted) {
+      ++granted;
+    } else {
+      CHECK(r->refused_index == 0);  // the month budget refuses, not the rpm limit
+      CHECK(r->refused_remaining < 70);
+    }
+  }
+  CHECK(granted == 10'000 / 70);  // 142 holds of 70 fit in 10,000; the 143rd does not
+  auto used = run(io, used_of(engine, a, rule("month", budget_window::month, 10'000), t0));
+  REQUIRE(used);
+  CHECK(*used == 142 * 70);
+  // The refused ones held nothing anywhere: the rpm limit saw only the granted requests.
+  auto rpm = run(io, used_of(engine, a, rule("rpm", budget_window::minute, 1'000'000), t0));
+  REQUIRE(rpm);
+  CHECK(*rpm == 142);
+}
+
+TEST_CASE("settling counts actual usage once and releases the rest of the hold") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  const auto day = rule("day", budget_window::day, 1000);
+  auto r = run(io, reserve_one(engine, c, "req_a", {{day, 600}}, t0));
+  REQUIRE(r);
+  REQUIRE(r->granted);
+  CHECK(r->remaining == std::vector<std::int64_t>{400});
+  // A second request of 600 does not fit while the first holds 600.
+  auto r2 = run(io, reserve_one(engine, c, "req_b", {{day, 600}}, t0 + 1));
+  REQUIRE(r2);
+  CHECK_FALSE(r2->granted);
+  CHECK(r2->refused_remaining == 400);
+  CHECK(r2->refused_reset_ms == window_end_ms(budget_window::day, t0) - (t0 + 1));
+  // The first used 250: settling frees 350.
+  auto s = run(io, settle_one(engine, c, r->ticket, {250}));
+  REQUIRE(s);
+  CHECK(*s);
+  auto again = run(io, settle_one(engine, c, r->ticket, {250}));
+  REQUIRE(again);
+  CHECK_FALSE(*again);  // already settled: nothing counted twice
+  auto used = run(io, used_of(engine, c, day, t0 + 2));
+  REQUIRE(used);
+  CHECK(*used == 250);
+  auto r3 = run(io, reserve_one(engine, c, "req_c", {{day, 750}}, t0 + 3));
+  REQUIRE(r3);
+  CHECK(r3->granted);
+  // Reserving twice with one request id holds once.
+  auto r4 = run(io, reserve_one(engine, c, "req_c", {{day, 750}}, t0 + 4));
+  REQUIRE(r4);
+  CHECK_FALSE(r4->granted);  // 250 + 750 held leaves nothing for another 750...
+  auto used2 = run(io, used_of(engine, c, day, t0 + 5));
+  REQUIRE(used2);
+  CHECK(*used2 == 1000);  // ...and the hold was not doubled
+}
+
+TEST_CASE("all or nothing: one refusing limit means no hold on any") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  const auto big = rule("big", budget_window::hour, 1'000'000);
+  const auto small = rule("small", budget_window::hour, 100);
+  auto r = run(io, reserve_one(engine, c, "req_x", {{big, 500}, {small, 500}}, t0));
+  REQUIRE(r);
+  CHECK_FALSE(r->granted);
+  CHECK(r->refused_index == 1);
+  CHECK(r->refused_remaining == 100);
+  auto used = run(io, used_of(engine, c, big, t0));
+  REQUIRE(used);
+  CHECK(*used == 0);
+}
+
+TEST_CASE("holds that are never settled expire") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::milliseconds(500));
+  const auto life = rule("life", budget_window::lifetime, 100);
+  auto r = run(io, reserve_one(engine, c, "req_dies", {{life, 100}}, t0));
+  REQUIRE(r);
+  CHECK(r->granted);
+  auto blocked = run(io, reserve_one(engine, c, "req_2", {{life, 1}}, t0 + 100));
+  REQUIRE(blocked);
+  CHECK_FALSE(blocked->granted);
+  CHECK(blocked->refused_reset_ms == 0);  // a lifetime budget never reopens by itself
+  // Past the hold's expiry the budget is whole again (the gateway holding it "died").
+  auto later = run(io, reserve_one(engine, c, "req_3", {{life, 100}}, t0 + 600));
+  REQUIRE(later);
+  CHECK(later->granted);
+}
+
+TEST_CASE("a sliding minute counts the previous minute in proportion") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  const auto tpm = rule("tpm", budget_window::minute, 1000);
+  // 800 tokens used in the minute starting at t0.
+  auto r = run(io, reserve_one(engine, c, "req_1", {{tpm, 800}}, t0 + 10'000));
+  REQUIRE(r);
+  REQUIRE(r->granted);
+  REQUIRE(run(io, settle_one(engine, c, r->ticket, {800})));
+  // 15 s into the next minute the window still covers 3/4 of the previous one: 600 counted.
+  auto next = run(io, reserve_one(engine, c, "req_2", {{tpm, 401}}, t0 + 75'000));
+  REQUIRE(next);
+  CHECK_FALSE(next->granted);
+  CHECK(next->refused_remaining == 400);
+  auto fits = run(io, reserve_one(engine, c, "req_3", {{tpm, 400}}, t0 + 75'000));
+  REQUIRE(fits);
+  CHECK(fits->granted);
+}
+
+TEST_CASE("soft limits never refuse, and report what is left (negative when over)") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  const auto soft = rule("soft", budget_window::day, 100, /*hard=*/false);
+  auto r = run(io, reserve_one(engine, c, "req_1", {{soft, 150}}, t0));
+  REQUIRE(r);
+  CHECK(r->granted);
+  CHECK(r->remaining == std::vector<std::int64_t>{-50});
+}

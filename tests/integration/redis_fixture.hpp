@@ -1,0 +1,66 @@
+// Test fixture: a real redis-server on a free loopback port for one test case (scripts/redis.sh),
+// and a helper that runs a coroutine to completion on an io_context.
+#pragma once
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <string>
+
+namespace tollgate::test {
+
+namespace net = boost::asio;
+
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// A redis-server for one test case, stopped at the end.
+struct redis_server {
+  explicit redis_server(std::string password = {}) : port(free_port()), password(std::move(password)) {
+    dir = (std::filesystem::temp_directory_path() /
+           ("tollgate-redis-test-" + std::to_string(::getpid()) + "-" + std::to_string(port)))
+              .string();
+    start();
+  }
+  ~redis_server() { stop(); }
+  void start() {
+    const std::string cmd = std::string(TOLLGATE_SOURCE_DIR) + "/scripts/redis.sh start " + dir +
+                            " " + std::to_string(port) + (password.empty() ? "" : " " + password);
+    REQUIRE(std::system(cmd.c_str()) == 0);
+  }
+  void stop() {
+    const std::string cmd = std::string(TOLLGATE_SOURCE_DIR) + "/scripts/redis.sh stop " + dir;
+    (void)std::system(cmd.c_str());
+  }
+  int port;
+  std::string password;
+  std::string dir;
+};
+
+// Runs a coroutine on its own io_context to completion and returns its value.
+template <class T>
+T run(net::io_context& io, net::awaitable<T> op) {
+  auto f = net::co_spawn(io, std::move(op), net::use_future);
+  // Not io.run(): the client's read loop always has a read outstanding.
+  io.restart();
+  while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) io.run_one();
+  return f.get();
+}
+
+}  // namespace tollgate::test
