@@ -422,6 +422,96 @@ net::awaitable<store_result> account_store::list_audit(std::string tenant_id, pa
       {std::to_string(page.limit), page.after, tenant_id}, "No audit entries.");
 }
 
+// ---- budgets ---------------------------------------------------------------------------------
+
+namespace {
+const char* const budget_json =
+    "json_build_object('object','budget','id',g.id,'tenant_id',g.tenant_id,'scope',g.scope,"
+    "'scope_id',g.scope_id,'metric',g.metric,'window',g.time_window,'limit',g.limit_value,"
+    "'mode',g.mode,'status',g.status,'created_at',extract(epoch from g.created_at)::bigint)";
+}
+
+net::awaitable<store_result> account_store::create_budget(budget_spec spec, std::string actor) {
+  pg::param scope_id;
+  if (!spec.scope_id.empty()) scope_id = spec.scope_id;
+  // The scope must name a project or key of the same tenant: otherwise nothing is inserted
+  // and the answer is 404.
+  return one_object(
+      std::string("WITH g AS (INSERT INTO budgets (tenant_id, id, scope, scope_id, metric,"
+                  " time_window, limit_value, mode) SELECT $1, $2, $3, $4, $5, $6, $7::bigint, $8"
+                  " WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1) AND CASE $3"
+                  " WHEN 'project' THEN EXISTS (SELECT 1 FROM projects WHERE tenant_id = $1 AND"
+                  " id = $4) WHEN 'key' THEN EXISTS (SELECT 1 FROM api_keys WHERE tenant_id = $1"
+                  " AND id = $4) ELSE true END RETURNING *),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " after) SELECT $9, 'budget.create', g.tenant_id, 'budget', g.id, to_jsonb(g)"
+                  " FROM g) SELECT ") +
+          budget_json + "::text FROM g",
+      {spec.tenant_id, new_object_id("bud"), spec.scope, scope_id, spec.metric, spec.window,
+       std::to_string(spec.limit), spec.mode, std::move(actor)},
+      "The tenant, project or key named does not exist.");
+}
+
+net::awaitable<store_result> account_store::get_budget(std::string id) {
+  return one_object(std::string("SELECT ") + budget_json + "::text FROM budgets g WHERE g.id = $1",
+                    {id}, "No budget with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::list_budgets(std::string tenant_id,
+                                                         page_request page) {
+  return one_object(
+      page_sql(budget_json,
+               "(SELECT g.*, g.id AS x_id FROM budgets g) g WHERE ($3::text = '' OR "
+               "g.tenant_id = $3)",
+               1, 2),
+      {std::to_string(page.limit), page.after, tenant_id}, "No budgets.");
+}
+
+net::awaitable<store_result> account_store::update_budget(std::string id,
+                                                          std::optional<std::int64_t> limit,
+                                                          std::optional<std::string> mode,
+                                                          std::optional<std::string> status,
+                                                          std::string actor) {
+  pg::param limit_text;
+  if (limit) limit_text = std::to_string(*limit);
+  return one_object(
+      std::string("WITH b AS (SELECT * FROM budgets WHERE id = $1 FOR UPDATE),"
+                  " g AS (UPDATE budgets SET limit_value = coalesce($2::bigint, b.limit_value),"
+                  " mode = coalesce($3, b.mode), status = coalesce($4, b.status),"
+                  " updated_at = now() FROM b WHERE budgets.id = b.id RETURNING budgets.*),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " before, after) SELECT $5, 'budget.update', g.tenant_id, 'budget', g.id,"
+                  " to_jsonb(b), to_jsonb(g) FROM g, b) SELECT ") +
+          budget_json + "::text FROM g",
+      {id, limit_text, std::move(mode), std::move(status), std::move(actor)},
+      "No budget with id " + id + ".");
+}
+
+net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_budgets(
+    std::string tenant_id) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql =
+      "SELECT id, scope, coalesce(scope_id, ''), metric, time_window, limit_value, mode = 'hard'"
+      " FROM budgets WHERE tenant_id = $1 AND status = 'active' ORDER BY id";
+  std::vector<pg::param> params{tenant_id};
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  std::vector<budget_info> out;
+  for (int i = 0; i < r->size(); ++i) {
+    budget_info b;
+    b.id = r->text(i, 0);
+    b.scope = r->text(i, 1);
+    b.scope_id = r->text(i, 2);
+    b.metric = r->text(i, 3);
+    b.window = r->text(i, 4);
+    b.limit = r->int64(i, 5);
+    b.hard = r->boolean(i, 6);
+    out.push_back(std::move(b));
+  }
+  co_return out;
+}
+
 // ---- usage -----------------------------------------------------------------------------------
 
 namespace {

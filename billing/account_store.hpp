@@ -78,6 +78,17 @@ struct events_query {
   int limit = 100;    // 1..1000
 };
 
+// A budget as enforcement needs it (active budgets only).
+struct budget_info {
+  std::string id;
+  std::string scope;     // tenant, project, key
+  std::string scope_id;  // "" for the tenant
+  std::string metric;    // tokens, requests
+  std::string window;    // minute, hour, day, month, lifetime
+  std::int64_t limit = 0;
+  bool hard = true;
+};
+
 class account_store {
  public:
   explicit account_store(pg::pool& pool) : pool_(pool) {}
@@ -128,6 +139,27 @@ class account_store {
                                                   std::string actor);
 
   boost::asio::awaitable<store_result> list_audit(std::string tenant_id, page_request page);
+
+  struct budget_spec {
+    std::string tenant_id;
+    std::string scope;     // tenant, project, key
+    std::string scope_id;  // the project or key id ("" for the tenant)
+    std::string metric;    // tokens, requests
+    std::string window;    // minute, hour, day, month, lifetime
+    std::int64_t limit = 0;
+    std::string mode = "hard";
+  };
+  boost::asio::awaitable<store_result> create_budget(budget_spec spec, std::string actor);
+  boost::asio::awaitable<store_result> get_budget(std::string id);
+  boost::asio::awaitable<store_result> list_budgets(std::string tenant_id, page_request page);
+  boost::asio::awaitable<store_result> update_budget(std::string id,
+                                                     std::optional<std::int64_t> limit,
+                                                     std::optional<std::string> mode,
+                                                     std::optional<std::string> status,
+                                                     std::string actor);
+  // The tenant's active budgets, for enforcement.
+  boost::asio::awaitable<pg::db_result<std::vector<budget_info>>> active_budgets(
+      std::string tenant_id);
 
   boost::asio::awaitable<pg::db_result<std::vector<usage_row>>> usage(usage_query q);
   // One page of raw events as JSON objects, and the cursor of the next page ("" = last page).

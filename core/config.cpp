@@ -35,7 +35,9 @@ constexpr std::string_view default_config_text = R"({
                 "statement_timeout_ms": 5000, "migrate_on_start": false },
   "ledger": { "flush_interval_ms": 50, "flush_events_max": 10000, "queue_events_max": 200000,
               "spool_dir": ".run/spool", "spool_bytes_max": 1073741824 },
-  "auth": { "admin_token": "", "finance_token": "", "key_cache_ttl_ms": 2000 }
+  "auth": { "admin_token": "", "finance_token": "", "key_cache_ttl_ms": 2000 },
+  "budgets": { "redis": "", "redis_password": "", "failure_mode": "closed",
+               "hold_ttl_ms": 660000, "cache_ttl_ms": 1000, "command_timeout_ms": 500 }
 })";
 
 // Server settings not given in the embedded text come from the named limits.
@@ -70,7 +72,8 @@ json model_defaults() {
               {"upstream_model", ""},
               {"owned_by", "tollgate"},
               {"tokenizer", "o200k_base"},
-              {"prompt_format", "openai"}};
+              {"prompt_format", "openai"},
+              {"default_max_tokens", 4096}};
 }
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
@@ -239,7 +242,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   for (auto it = file.begin(); it != file.end(); ++it) {
     const std::string& key = it.key();
     if (key == "server" || key == "logging" || key == "metering" || key == "database" ||
-        key == "ledger" || key == "auth") {
+        key == "ledger" || key == "auth" || key == "budgets") {
       overlay_known(merged[key], it.value(), "/" + key);
     } else if (key == "upstreams" || key == "models") {
       if (!it.value().is_object()) fail("/" + key, "must be an object keyed by name");
@@ -325,6 +328,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
       fail(path + "/prompt_format",
            "must be openai, llama3 or chatml, got \"" + model.prompt_format + "\"");
     }
+    model.default_max_tokens = get_uint(m, path, "default_max_tokens", 1, 10'000'000);
     cfg.models.push_back(std::move(model));
   }
   std::sort(cfg.models.begin(), cfg.models.end(),
@@ -373,6 +377,26 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
     fail("/auth/finance_token", "must differ from /auth/admin_token");
   }
   cfg.auth.key_cache_ttl_ms = get_uint(a, "/auth", "key_cache_ttl_ms", 0, 60'000);
+
+  const json& b = merged["budgets"];
+  cfg.budgets.redis = get_string(b, "/budgets", "redis");
+  if (!cfg.budgets.redis.empty()) {
+    listen_address ra;
+    if (!parse_listen_address(cfg.budgets.redis, ra)) {
+      fail("/budgets/redis", "must be host:port, got \"" + cfg.budgets.redis + "\"");
+    }
+  }
+  cfg.budgets.redis_password = get_string(b, "/budgets", "redis_password");
+  cfg.budgets.failure_mode = get_string(b, "/budgets", "failure_mode");
+  if (cfg.budgets.failure_mode != "closed" && cfg.budgets.failure_mode != "open") {
+    fail("/budgets/failure_mode", "must be closed or open, got \"" + cfg.budgets.failure_mode + "\"");
+  }
+  cfg.budgets.hold_ttl_ms = get_uint(b, "/budgets", "hold_ttl_ms", 1000, 86'400'000);
+  cfg.budgets.cache_ttl_ms = get_uint(b, "/budgets", "cache_ttl_ms", 0, 60'000);
+  cfg.budgets.command_timeout_ms = get_uint(b, "/budgets", "command_timeout_ms", 10, 60'000);
+  if (!cfg.budgets.redis.empty() && cfg.database.url.empty()) {
+    fail("/budgets/redis", "budgets need a database (database.url): they are stored there");
+  }
   return cfg;
 }
 

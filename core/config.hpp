@@ -64,6 +64,8 @@ struct model_config {
   // "chatml"). Checked when the gateway starts.
   std::string tokenizer;
   std::string prompt_format;
+  // What a request without max_tokens reserves for its completion (budgets).
+  std::uint64_t default_max_tokens = 0;
 };
 
 struct metering_config {
@@ -94,6 +96,17 @@ struct auth_config {
   std::uint64_t key_cache_ttl_ms = 0;  // how long a key lookup is trusted
 };
 
+// Budgets and rate limits in Redis (metering/budget_engine). Without `redis` no budget is
+// enforced.
+struct budgets_config {
+  std::string redis;           // host:port of Redis; "" = budgets off
+  std::string redis_password;  // AUTH password ("" = none)
+  std::string failure_mode;    // Redis unreachable: "closed" (503) or "open" (serve, unenforced)
+  std::uint64_t hold_ttl_ms = 0;         // a hold not settled by then expires
+  std::uint64_t cache_ttl_ms = 0;        // how long a tenant's budget list is trusted
+  std::uint64_t command_timeout_ms = 0;  // one Redis script call
+};
+
 struct logging_config {
   log_level level = log_level::info;
   std::string usage_log;  // "stderr" or a file path for usage records
@@ -108,6 +121,7 @@ struct gateway_config {
   database_config database;
   ledger_config ledger;
   auth_config auth;
+  budgets_config budgets;
 
   const model_config* find_model(std::string_view name) const;
   const upstream_config* find_upstream(std::string_view name) const;

@@ -16,6 +16,7 @@ struct api_error {
   std::string message;    // human-readable, says what to fix
   std::string param;      // offending parameter; empty serializes as null
   std::string code;       // machine-readable code; empty serializes as null
+  std::int64_t retry_after_s = 0;  // > 0: answered with a Retry-After header (429, 503)
 
   std::string to_json() const;
 };

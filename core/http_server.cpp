@@ -161,6 +161,7 @@ net::awaitable<bool> exchange::send_error(api_error error, std::string_view requ
   response res{static_cast<bhttp::status>(error.status), req_.version()};
   res.set(bhttp::field::content_type, "application/json");
   if (!request_id.empty()) res.set("x-request-id", request_id);
+  if (error.retry_after_s > 0) res.set(bhttp::field::retry_after, std::to_string(error.retry_after_s));
   res.body() = error.to_json();
   co_return co_await send(std::move(res));
 }
@@ -174,6 +175,7 @@ net::awaitable<bool> exchange::send_method_not_allowed(std::string_view allowed,
   res.set(bhttp::field::content_type, "application/json");
   res.set(bhttp::field::allow, allowed);
   if (!request_id.empty()) res.set("x-request-id", request_id);
+  if (error.retry_after_s > 0) res.set(bhttp::field::retry_after, std::to_string(error.retry_after_s));
   res.body() = error.to_json();
   co_return co_await send(std::move(res));
 }
@@ -348,8 +350,9 @@ void server::finish_drain() {
   boost::system::error_code ignored;
   for (auto& l : listeners_) l->acceptor->close(ignored);
   for (auto& w : workers_) {
-    net::post(w->ioc, [w = w.get()] {
+    net::post(w->ioc, [this, w = w.get()] {
       for (auto* stream : w->idle_streams) stream->cancel();
+      for (const auto& hook : drain_hooks_) hook(w->index);
       w->guard.reset();
     });
   }

@@ -148,6 +148,10 @@ class server {
   void run();
   // Starts a graceful shutdown; safe from any thread.
   void request_stop();
+  // Runs `hook(worker_index)` on each I/O thread once the drain is over, before that thread's
+  // event loop is let run out of work: for clients that keep a connection (and a read) open,
+  // which must close it for the thread to end. Register before run().
+  void add_drain_hook(std::function<void(unsigned)> hook) { drain_hooks_.push_back(std::move(hook)); }
   bool draining() const { return draining_.load(); }
   unsigned thread_count() const { return static_cast<unsigned>(workers_.size()); }
   net::io_context& io(unsigned worker_index) { return workers_[worker_index]->ioc; }
@@ -182,6 +186,7 @@ class server {
   logger& log_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::vector<std::unique_ptr<listener>> listeners_;
+  std::vector<std::function<void(unsigned)>> drain_hooks_;
   std::unique_ptr<net::signal_set> signals_;
   std::unique_ptr<net::steady_timer> drain_timer_;
   std::atomic<bool> draining_{false};

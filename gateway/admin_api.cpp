@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 
 #include <charconv>
+#include <limits>
 
 #include "core/json_dom.hpp"
 #include "core/request_id.hpp"
@@ -103,6 +104,24 @@ class body_reader {
       return std::nullopt;
     }
     return std::string(v.as_string());
+  }
+  // One of `allowed` (absent: nullopt, or a 400 when required).
+  std::optional<std::string> choice(std::string_view key,
+                                    std::initializer_list<std::string_view> allowed,
+                                    bool required) {
+    if (!ok()) return std::nullopt;
+    const json::value v = doc_->root().find(key);
+    if (!v.valid()) {
+      if (required) fail(std::string(key) + " is required.", key);
+      return std::nullopt;
+    }
+    std::string list;
+    for (auto a : allowed) {
+      if (v.is_string() && v.as_string() == a) return std::string(a);
+      list += (list.empty() ? "" : ", ") + std::string(a);
+    }
+    fail(std::string(key) + " must be one of " + list + ".", key);
+    return std::nullopt;
   }
   // Absent: nullopt. Null: optional holding nullopt. A number: its value.
   std::optional<std::optional<std::int64_t>> nullable_int(std::string_view key, std::int64_t min,
@@ -254,7 +273,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
   const std::string id = parts.size() >= 3 ? std::string(parts[2]) : "";
   const std::string_view action = parts.size() >= 4 ? parts[3] : "";
   if (parts.size() > 4 || (kind != "tenants" && kind != "projects" && kind != "keys" &&
-                           kind != "audit_log")) {
+                           kind != "budgets" && kind != "audit_log")) {
     co_await ex.send_unknown_url();
     co_return;
   }
@@ -366,6 +385,54 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         const std::int64_t g = grace && *grace ? **grace : 0;
         op = store.rotate_key(id, g, actor);
         created_status = 201;
+      }
+    }
+  } else if (kind == "budgets") {
+    if (id.empty() && get) {
+      op = store.list_budgets(query->get("tenant_id").value_or(""), *pages);
+    } else if (id.empty() && post) {
+      body.reject_unknown({"tenant_id", "scope", "scope_id", "metric", "window", "limit", "mode"});
+      billing::account_store::budget_spec spec;
+      auto tenant = body.name("tenant_id", true);
+      auto scope = body.choice("scope", {"tenant", "project", "key"}, false);
+      auto scope_id = body.name("scope_id", false);
+      auto metric = body.choice("metric", {"tokens", "requests"}, true);
+      auto window = body.choice("window", {"minute", "hour", "day", "month", "lifetime"}, true);
+      auto limit = body.nullable_int("limit", 0, std::numeric_limits<std::int64_t>::max() / 4);
+      auto mode = body.choice("mode", {"hard", "soft"}, false);
+      if (body.ok() && (!limit || !*limit)) {
+        co_await ex.send_error(invalid_request("limit (an integer) is required.", "limit",
+                                               "invalid_value"));
+        co_return;
+      }
+      if (body.ok() && (scope.value_or("tenant") == "tenant") != !scope_id) {
+        co_await ex.send_error(invalid_request(
+            "scope_id names the project or key for scope project or key, and only then.",
+            "scope_id", "invalid_value"));
+        co_return;
+      }
+      if (body.ok()) {
+        spec.tenant_id = *tenant;
+        spec.scope = scope.value_or("tenant");
+        spec.scope_id = scope_id.value_or("");
+        spec.metric = *metric;
+        spec.window = *window;
+        spec.limit = **limit;
+        spec.mode = mode.value_or("hard");
+        op = store.create_budget(spec, actor);
+        created_status = 201;
+      }
+    } else if (!id.empty() && action.empty() && get) {
+      op = store.get_budget(id);
+    } else if (!id.empty() && action.empty() && post) {
+      body.reject_unknown({"limit", "mode", "status"});
+      auto limit = body.nullable_int("limit", 0, std::numeric_limits<std::int64_t>::max() / 4);
+      auto mode = body.choice("mode", {"hard", "soft"}, false);
+      auto status = body.status("active", "disabled");
+      if (body.ok()) {
+        std::optional<std::int64_t> new_limit;
+        if (limit && *limit) new_limit = **limit;
+        op = store.update_budget(id, new_limit, mode, status, actor);
       }
     }
   } else if (kind == "audit_log" && id.empty() && get) {

@@ -60,6 +60,7 @@ struct api_handler::proxy_state {
   const upstream_config* upstream = nullptr;
   const metering::prompt_counter* counter = nullptr;
   metering::completion_text completion;  // counted only if the upstream reports no usage
+  std::optional<budget_hold> hold;        // budgets reserved for this request
 };
 
 api_handler::api_handler(const gateway_config& config,
@@ -67,7 +68,7 @@ api_handler::api_handler(const gateway_config& config,
                          std::unordered_map<std::string, metering::prompt_counter> counters,
                          metering::usage_sink& usage, metrics::registry& registry, logger& log,
                          const clock_source& clock, const billing_context* billing,
-                         authenticator* auth)
+                         authenticator* auth, budget_guard* budgets)
     : config_(config),
       pools_(std::move(pools)),
       counters_(std::move(counters)),
@@ -76,6 +77,7 @@ api_handler::api_handler(const gateway_config& config,
       clock_(clock),
       billing_(billing),
       auth_(auth),
+      budgets_(budgets),
       models_created_unix_s_(unix_ms(clock.wall_now()) / 1000),
       upstream_requests_(registry.add_counter(
           "tollgate_upstream_requests_total",
@@ -279,6 +281,22 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
     finish(ex, st);
     co_return;
   }
+  // 5. Reserve the worst case against every budget that applies.
+  if (budgets_ != nullptr && !who.tenant_id.empty()) {
+    const std::int64_t max_tokens =
+        st.req.max_tokens >= 0 ? st.req.max_tokens
+                               : static_cast<std::int64_t>(st.model->default_max_tokens);
+    std::string hold_id = id;
+    auto reserved = co_await budgets_->reserve(ex.worker_index(), who, std::move(hold_id),
+                                               st.rec.counted_prompt_tokens, max_tokens);
+    if (!reserved) {
+      st.rec.error_code = reserved.error().code;
+      co_await ex.send_error(reserved.error(), id);
+      finish(ex, st);
+      co_return;
+    }
+    st.hold = std::move(*reserved);
+  }
   backends::upstream_call call(pools_[ex.worker_index()], *st.upstream);
   ex.watch_for_disconnect([&st, &call] {
     st.rec.client_disconnected = true;
@@ -307,7 +325,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   } else {
     co_await relay_whole(ex, call, st);
   }
-  // 5. Record.
+  // 6. Record (and settle the budgets).
   finish(ex, st);
 }
 
@@ -331,6 +349,9 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
   res.set(bhttp::field::content_type, type.empty() ? "application/json" : type);
   res.set("x-request-id", st.rec.request_id);
   if (!st.rec.client_request_id.empty()) res.set("x-client-request-id", st.rec.client_request_id);
+  if (st.hold) {
+    for (const auto& [name, value] : st.hold->headers) res.set(name, value);
+  }
   res.body() = std::move(body);
   co_await ex.send(std::move(res));
 }
@@ -343,6 +364,9 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
   head.set(bhttp::field::cache_control, "no-cache");
   head.set("x-request-id", st.rec.request_id);
   if (!st.rec.client_request_id.empty()) head.set("x-client-request-id", st.rec.client_request_id);
+  if (st.hold) {
+    for (const auto& [name, value] : st.hold->headers) head.set(name, value);
+  }
   if (!co_await ex.send_chunked_header(std::move(head))) {
     call.abort();
     co_return;
@@ -432,6 +456,11 @@ void api_handler::finish(http::exchange& ex, proxy_state& st) {
   }
   usage_.record(st.rec);
   usage_records_.inc();
+  if (st.hold) {
+    // Settle to what the ledger bills: the reported (or estimated) tokens of this request.
+    budgets_->settle(std::move(*st.hold), st.rec.prompt_tokens + st.rec.completion_tokens);
+    st.hold.reset();
+  }
 }
 
 }  // namespace tollgate::gateway

@@ -1,9 +1,10 @@
 // The OpenAI-compatible API listener (:8080): routes requests and runs the request path for
 // chat and legacy completions in one straight line:
 //   authenticate (with a database) -> parse & validate -> route model to upstream (and check
-//   the key's model allowlist) -> count the prompt -> check the ledger takes usage -> forward
+//   the key's model allowlist) -> count the prompt -> check the ledger takes usage -> reserve
+//   the budgets (prompt + max_tokens, one request) -> forward
 //   (stream or whole) -> record usage (with the gateway's own completion count when the
-//   upstream gave none) to the usage log and the ledger.
+//   upstream gave none) to the usage log and the ledger -> settle the budgets to the actual.
 // GET /v1/models lists the models (those the key may use); GET /v1/usage reports the caller's
 // own tenant's usage.
 // Every stage either continues or answers with an OpenAI-shaped error.
@@ -22,6 +23,7 @@
 #include "core/metrics.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/billing_context.hpp"
+#include "gateway/budget_guard.hpp"
 #include "gateway/openai_request.hpp"
 #include "metering/prompt_count.hpp"
 #include "metering/usage.hpp"
@@ -36,7 +38,8 @@ class api_handler {
               std::vector<std::shared_ptr<backends::upstream_pool>> pools,
               std::unordered_map<std::string, metering::prompt_counter> counters,
               metering::usage_sink& usage, metrics::registry& registry, logger& log,
-              const clock_source& clock, const billing_context* billing, authenticator* auth);
+              const clock_source& clock, const billing_context* billing, authenticator* auth,
+              budget_guard* budgets);
 
   boost::asio::awaitable<void> handle(http::exchange& ex);
 
@@ -64,6 +67,7 @@ class api_handler {
   const clock_source& clock_;
   const billing_context* billing_;
   authenticator* auth_;
+  budget_guard* budgets_;
   std::int64_t models_created_unix_s_;
 
   metrics::family<metrics::counter>& upstream_requests_;

@@ -35,6 +35,7 @@
 #include "gateway/admin_api.hpp"
 #include "gateway/api_handler.hpp"
 #include "gateway/auth.hpp"
+#include "gateway/budget_guard.hpp"
 #include "metering/prompt_count.hpp"
 #include "metering/tokenizer_registry.hpp"
 #include "metering/usage.hpp"
@@ -217,9 +218,20 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < server.thread_count(); ++i) {
       pools.push_back(std::make_shared<backends::upstream_pool>(server.io(i).get_executor()));
     }
+    std::unique_ptr<gateway::budget_guard> budgets;
+    if (!config.budgets.redis.empty()) {
+      std::vector<boost::asio::any_io_executor> executors;
+      for (unsigned i = 0; i < server.thread_count(); ++i) {
+        executors.push_back(server.io(i).get_executor());
+      }
+      budgets = std::make_unique<gateway::budget_guard>(config.budgets, *billing_ctx,
+                                                        std::move(executors), clock, registry, log);
+      server.add_drain_hook([guard = budgets.get()](unsigned worker) { guard->close(worker); });
+    }
     gateway::api_handler api{config,   std::move(pools), std::move(counters),
                              usage_sink, registry,         log,
-                             clock,    billing_ctx.get(),  auth.get()};
+                             clock,    billing_ctx.get(),  auth.get(),
+                             budgets.get()};
     gateway::admin_handler admin{server, registry, admin_api.get()};
     server.add_listener(
         {"api", config.server.listen, [&api](http::exchange& ex) { return api.handle(ex); }});
@@ -231,7 +243,8 @@ int main(int argc, char** argv) {
         .add("threads", server.thread_count())
         .add("models", static_cast<std::int64_t>(config.models.size()))
         .add("config", config_path.empty() ? "embedded default" : config_path)
-        .add("database", with_db);
+        .add("database", with_db)
+        .add("budgets", !config.budgets.redis.empty());
     log.info("tollgate started", f);
     server.run();
   } catch (const std::exception& e) {

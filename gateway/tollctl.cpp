@@ -7,7 +7,7 @@
 //   tollctl tokenize (--encoding NAME | --tokenizer FILE) [--chat FORMAT] [--ids | --jsonl]
 //                                        count (or list) the tokens of stdin, offline; with
 //                                        --chat, stdin is a chat request body
-//   tollctl tenants|projects|keys|audit ...   the admin API (admin token)
+//   tollctl tenants|projects|keys|budgets|audit ...   the admin API (admin token)
 //   tollctl usage|events ...                  the finance API (finance or admin token)
 // Admin and finance commands print the API's JSON; --field NAME prints one top-level field.
 #include <boost/asio/connect.hpp>
@@ -399,6 +399,43 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
     }
     return usage();
   }
+  if (command == "budgets") {
+    if (verb == "create") {
+      const std::string tenant = opt("--tenant");
+      const std::string limit = opt("--limit");
+      if (tenant.empty() || limit.empty()) {
+        return std::fprintf(stderr, "tollctl: --tenant ID and --limit N are required\n"), 2;
+      }
+      body.add("tenant_id", tenant);
+      if (const auto v = opt("--scope"); !v.empty()) body.add("scope", v);
+      if (const auto v = opt("--scope-id"); !v.empty()) body.add("scope_id", v);
+      body.add("metric", opt("--metric"));
+      body.add("window", opt("--window"));
+      body.add_raw("limit", limit);
+      if (const auto v = opt("--mode"); !v.empty()) body.add("mode", v);
+      if (leftover()) return 2;
+      return print_api(http_call(verb::post, url, "/admin/v1/budgets", body.finish(), token), field);
+    }
+    if (verb == "list") {
+      const std::string q = list_query({{"--tenant", "tenant_id"}, {"--limit", "limit"}, {"--after", "after"}});
+      if (leftover()) return 2;
+      return print_api(http_call(verb::get, url, "/admin/v1/budgets" + q, {}, token), field);
+    }
+    const std::string id = positional();
+    if (id.empty()) return usage();
+    if (verb == "get" && !leftover()) {
+      return print_api(http_call(verb::get, url, "/admin/v1/budgets/" + id, {}, token), field);
+    }
+    if (verb == "update" || verb == "disable" || verb == "enable") {
+      if (const auto v = opt("--limit"); !v.empty()) body.add_raw("limit", v);
+      if (const auto v = opt("--mode"); !v.empty()) body.add("mode", v);
+      if (verb != "update") body.add("status", verb == "disable" ? "disabled" : "active");
+      if (leftover()) return 2;
+      return print_api(http_call(verb::post, url, "/admin/v1/budgets/" + id, body.finish(), token),
+                       field);
+    }
+    return usage();
+  }
   if (command == "audit") {
     const std::string q = list_query({{"--tenant", "tenant_id"}, {"--limit", "limit"}, {"--after", "after"}});
     if (leftover()) return 2;
@@ -441,6 +478,11 @@ int usage() {
                "                        [--expires-at UNIX] [--models a,b] | list [--tenant ID]\n"
                "                        | get ID | update ID [--name] [--expires-at] | revoke ID\n"
                "                        | rotate ID [--grace SECONDS]\n"
+               "       tollctl budgets  create --tenant ID --metric tokens|requests\n"
+               "                        --window minute|hour|day|month|lifetime --limit N\n"
+               "                        [--scope tenant|project|key --scope-id ID] [--mode hard|soft]\n"
+               "                        | list [--tenant ID] | get ID | update ID [--limit N]\n"
+               "                        [--mode M] | disable ID | enable ID\n"
                "       tollctl audit    [--tenant ID]\n"
                "       tollctl usage    --start UNIX [--end UNIX] [--bucket 1m|1h|1d]\n"
                "                        [--group-by a,b] [--tenant ID] [--model M] [--csv]\n"
@@ -504,7 +546,7 @@ int main(int argc, char** argv) {
   }
   if (command == "tokenize") return tokenize(std::move(args));
   if (command == "tenants" || command == "projects" || command == "keys" || command == "audit" ||
-      command == "usage" || command == "events") {
+      command == "budgets" || command == "usage" || command == "events") {
     return admin_command(command, std::move(args));
   }
   return usage();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stops what `make up` started: SIGTERM (the gateway drains and flushes its ledger), then
-# SIGKILL after 35 s; then PostgreSQL (fast shutdown).
+# SIGKILL after 35 s; then Redis and PostgreSQL (fast shutdown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=.run
@@ -16,6 +16,7 @@ for pidfile in "$run"/pids/*.pid; do
   fi
   rm -f "$pidfile"
 done
+scripts/redis.sh stop "$run/redis"
 scripts/pg.sh stop "$run/pg"
 [ -f "$run/pg/PG_VERSION" ] && echo "down: stopped postgresql"
 exit 0

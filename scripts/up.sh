@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Starts the local stack in the background, data and logs under .run/:
 #   PostgreSQL 15 on 127.0.0.1:55432 (data in .run/pg), schema applied by `tollgate migrate`
+#   Redis 7 on 127.0.0.1:56379 (budgets and rate limits; .run/redis)
 #   tollgate-dev-upstream on 127.0.0.1:8090 (the development upstream: an echo fixture, not a model)
 #   tollgate on 127.0.0.1:8080 (OpenAI API) and 127.0.0.1:8081 (health, metrics, admin, finance)
-# then creates a demo tenant, project and API key (once) and writes .run/env.
+# then creates a demo tenant, project and API key with a monthly token budget and a
+# tokens-per-minute limit (once) and writes .run/env.
 # Safe to run twice: running processes are left alone, the demo key is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +13,7 @@ run=.run
 mkdir -p "$run/logs" "$run/pids"
 chmod 755 "$run"  # the database runs as the postgres user and must reach .run/pg
 pg_port=55432
+redis_port=56379
 db_url="postgresql://tollgate@127.0.0.1:$pg_port/tollgate"
 
 running() { [ -f "$run/pids/$1.pid" ] && kill -0 "$(cat "$run/pids/$1.pid")" 2>/dev/null; }
@@ -54,6 +57,8 @@ fi
 scripts/pg.sh start "$run/pg" "$pg_port"
 echo "up: PostgreSQL on 127.0.0.1:$pg_port (data $run/pg)"
 TOLLGATE_DATABASE__URL="$db_url" build/bin/tollgate migrate
+scripts/redis.sh start "$run/redis" "$redis_port"
+echo "up: Redis on 127.0.0.1:$redis_port"
 
 start dev-upstream build/bin/tollgate-dev-upstream --listen 127.0.0.1:8090
 wait_ready dev-upstream http://127.0.0.1:8090/v1/models
@@ -62,6 +67,7 @@ TOLLGATE_DATABASE__URL="$db_url" \
 TOLLGATE_LEDGER__SPOOL_DIR="$PWD/$run/spool" \
 TOLLGATE_AUTH__ADMIN_TOKEN="$TOLLGATE_ADMIN_TOKEN" \
 TOLLGATE_AUTH__FINANCE_TOKEN="$TOLLGATE_FINANCE_TOKEN" \
+TOLLGATE_BUDGETS__REDIS="127.0.0.1:$redis_port" \
   start gateway build/bin/tollgate
 wait_ready gateway http://127.0.0.1:8081/readyz
 
@@ -74,8 +80,13 @@ if [ -z "$demo_key" ] || [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authori
   tenant=$(build/bin/tollctl tenants create --name "Demo tenant" --field id)
   project=$(build/bin/tollctl projects create --tenant "$tenant" --name "Demo project" --field id)
   demo_key=$(build/bin/tollctl keys create --tenant "$tenant" --project "$project" --name demo --field key)
+  build/bin/tollctl budgets create --tenant "$tenant" --metric tokens --window month \
+    --limit 1000000 --field id >/dev/null
+  build/bin/tollctl budgets create --tenant "$tenant" --metric tokens --window minute \
+    --limit 20000 --field id >/dev/null
   (umask 077 && echo "$demo_key" >"$run/demo-key")
-  echo "up: created demo tenant $tenant, project $project and an API key"
+  echo "up: created demo tenant $tenant, project $project, an API key, a budget of 1,000,000"
+  echo "    tokens per month and a limit of 20,000 tokens per minute"
 fi
 
 cat >"$run/env" <<ENV
@@ -94,8 +105,8 @@ Tollgate is up (embedded default config, PostgreSQL ledger). Settings for client
 $run/env (load them with: set -a; . $run/env; set +a)
 Usage rows: psql $db_url -c 'TABLE usage_events'    Stop everything: make down
 
-Try it:
-  curl -s http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer $demo_key" \\
+Try it (-i shows the x-ratelimit-* headers; a max_tokens over 20,000 is refused with 429):
+  curl -si http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer $demo_key" \\
     -H 'Content-Type: application/json' \\
     -d '{"model":"dev-echo","messages":[{"role":"user","content":"Hello, Tollgate!"}]}'
 MSG

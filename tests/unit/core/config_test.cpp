@@ -136,3 +136,34 @@ TEST_CASE("the shipped example config parses and matches the embedded default") 
         defaults.find_upstream("dev")->first_byte_timeout_ms);
   CHECK(example.find_model("dev-echo") != nullptr);
 }
+
+TEST_CASE("database, ledger, auth and budgets settings are checked") {
+  const auto cfg = parse_config(embedded_default_config(), env_of({}));
+  CHECK(cfg.database.url.empty());
+  CHECK(cfg.ledger.flush_interval_ms == 50);
+  CHECK(cfg.auth.key_cache_ttl_ms == 2000);
+  CHECK(cfg.budgets.redis.empty());
+  CHECK(cfg.budgets.failure_mode == "closed");
+  CHECK(cfg.find_model("dev-echo")->default_max_tokens == 4096);
+  const auto with = parse_config(embedded_default_config(),
+                                 env_of({{"TOLLGATE_DATABASE__URL", "postgresql://x@h/db"},
+                                         {"TOLLGATE_BUDGETS__REDIS", "127.0.0.1:6379"},
+                                         {"TOLLGATE_BUDGETS__FAILURE_MODE", "open"}}));
+  CHECK(with.budgets.redis == "127.0.0.1:6379");
+  CHECK(with.budgets.failure_mode == "open");
+  CHECK_THAT(error_of(R"({"budgets":{"redis":"localhost"}})",
+                      {{"TOLLGATE_DATABASE__URL", "postgresql://x@h/db"}}),
+             Catch::Contains("/budgets/redis") && Catch::Contains("host:port"));
+  CHECK_THAT(error_of(R"({"budgets":{"redis":"127.0.0.1:6379"}})"),
+             Catch::Contains("budgets need a database"));
+  CHECK_THAT(error_of(R"({"budgets":{"failure_mode":"maybe"}})"),
+             Catch::Contains("/budgets/failure_mode"));
+  CHECK_THAT(error_of(R"({"auth":{"admin_token":"short"}})"),
+             Catch::Contains("/auth/admin_token"));
+  CHECK_THAT(error_of(R"({"auth":{"admin_token":"same-token-0123456789","finance_token":"same-token-0123456789"}})"),
+             Catch::Contains("must differ"));
+  CHECK_THAT(error_of(R"({"ledger":{"spool_dir":""}})"), Catch::Contains("/ledger/spool_dir"));
+  CHECK_THAT(error_of(R"({"database":{"migrate_on_start":"yes"}})"),
+             Catch::Contains("/database/migrate_on_start"));
+  CHECK_THAT(error_of(R"({"database":{"bogus":1}})"), Catch::Contains("unknown field"));
+}

@@ -1,0 +1,221 @@
+// Budget enforcement: see budget_guard.hpp.
+#include "gateway/budget_guard.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include "core/json_text.hpp"
+
+namespace tollgate::gateway {
+
+namespace net = boost::asio;
+
+namespace {
+
+metering::budget_window window_of(const std::string& w) {
+  if (w == "minute") return metering::budget_window::minute;
+  if (w == "hour") return metering::budget_window::hour;
+  if (w == "day") return metering::budget_window::day;
+  if (w == "month") return metering::budget_window::month;
+  return metering::budget_window::lifetime;
+}
+
+// OpenAI's reset format: "1s", "6m0s", "2h3m4s".
+std::string reset_text(std::int64_t ms) {
+  std::int64_t s = (ms + 999) / 1000;
+  const std::int64_t h = s / 3600;
+  const std::int64_t m = (s % 3600) / 60;
+  s %= 60;
+  std::string out;
+  if (h > 0) out += std::to_string(h) + "h";
+  if (h > 0 || m > 0) out += std::to_string(m) + "m";
+  return out + std::to_string(s) + "s";
+}
+
+api_error refused(const billing::budget_info& b, std::int64_t remaining, std::int64_t needed,
+                  std::int64_t reset_ms) {
+  api_error e;
+  e.status = 429;
+  const bool rate = b.window == "minute";
+  e.type = rate ? b.metric : "insufficient_quota";  // OpenAI: "requests" or "tokens"
+  e.code = rate ? "rate_limit_exceeded" : "insufficient_quota";
+  const std::string per = b.window == "lifetime" ? "in total" : "per " + b.window;
+  e.message = "Budget " + b.id + " (" + std::to_string(b.limit) + " " + b.metric + " " + per +
+              ", " + b.scope + (b.scope_id.empty() ? "" : " " + b.scope_id) + ") has " +
+              std::to_string(remaining) + " left; this request needs " + std::to_string(needed) +
+              "." +
+              (reset_ms > 0 ? " The window reopens in " + reset_text(reset_ms) + "." : "");
+  if (reset_ms > 0) e.retry_after_s = (reset_ms + 999) / 1000;
+  return e;
+}
+
+}  // namespace
+
+budget_guard::budget_guard(const budgets_config& config, const billing_context& billing,
+                           std::vector<net::any_io_executor> executors, const clock_source& clock,
+                           metrics::registry& registry, logger& log)
+    : config_(config),
+      billing_(billing),
+      executors_(std::move(executors)),
+      engine_(std::chrono::milliseconds(config.hold_ttl_ms)),
+      clock_(clock),
+      log_(log),
+      outcomes_(registry.add_counter("tollgate_budget_reservations_total",
+                                     "Budget reservations by outcome (granted, refused, "
+                                     "no_budget, unenforced, unavailable).",
+                                     {"outcome"})),
+      settles_(registry.add_counter("tollgate_budget_settlements_total",
+                                    "Budget settlements by outcome (settled, repeated, failed).",
+                                    {"outcome"})) {
+  listen_address addr;
+  parse_listen_address(config.redis, addr);
+  redis::settings rs;
+  rs.host = addr.host;
+  rs.port = addr.port;
+  rs.password = config.redis_password;
+  rs.command_timeout = std::chrono::milliseconds(config.command_timeout_ms);
+  for (const auto& ex : executors_) redis_.push_back(std::make_unique<redis::client>(ex, rs));
+}
+
+budget_guard::~budget_guard() = default;
+
+net::awaitable<std::optional<std::vector<billing::budget_info>>> budget_guard::budgets_of(
+    const std::string& tenant_id) {
+  const auto now = clock_.mono_now();
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = cache_.find(tenant_id);
+        it != cache_.end() &&
+        now - it->second.fetched < std::chrono::milliseconds(config_.cache_ttl_ms)) {
+      co_return it->second.budgets;
+    }
+  }
+  auto op = billing_.store->active_budgets(tenant_id);
+  auto fetched = co_await on_billing(billing_, std::move(op));
+  std::lock_guard lock(mu_);
+  if (!fetched) {
+    // The database is away: keep enforcing what we knew.
+    if (auto it = cache_.find(tenant_id); it != cache_.end()) co_return it->second.budgets;
+    co_return std::nullopt;
+  }
+  cache_[tenant_id] = cached{*fetched, now};
+  co_return std::move(*fetched);
+}
+
+net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
+    unsigned worker, const caller& who, std::string request_id, std::int64_t prompt_tokens,
+    std::int64_t max_tokens) {
+  auto all = co_await budgets_of(who.tenant_id);
+  if (!all) {
+    outcomes_.with({"unavailable"}).inc();
+    api_error e;
+    e.status = 503;
+    e.type = "api_error";
+    e.code = "service_unavailable";
+    e.message = "Budgets cannot be checked right now; please retry shortly.";
+    e.retry_after_s = 1;
+    co_return e;
+  }
+  std::vector<billing::budget_info> applying;
+  for (const auto& b : *all) {
+    if (b.scope == "tenant" || (b.scope == "project" && b.scope_id == who.project_id) ||
+        (b.scope == "key" && b.scope_id == who.key_id)) {
+      applying.push_back(b);
+    }
+  }
+  if (applying.empty()) {
+    outcomes_.with({"no_budget"}).inc();
+    co_return std::optional<budget_hold>{};
+  }
+  const std::int64_t tokens = prompt_tokens + max_tokens;
+  std::vector<metering::limit_charge> charges;
+  budget_hold hold;
+  for (const auto& b : applying) {
+    metering::limit_charge c;
+    c.rule.id = b.id;
+    c.rule.window = window_of(b.window);
+    c.rule.limit = b.limit;
+    c.rule.hard = b.hard;
+    c.amount = b.metric == "tokens" ? tokens : 1;
+    charges.push_back(std::move(c));
+    hold.metrics.push_back(b.metric);
+  }
+  const std::int64_t now_ms = unix_ms(clock_.wall_now());
+  // Named arguments: GCC 12 mishandles temporaries made inside a co_await expression.
+  std::string tenant = who.tenant_id;
+  std::vector<metering::limit_charge> charges_arg = charges;
+  auto r = co_await engine_.reserve(*redis_[worker], std::move(tenant), std::move(request_id),
+                                    std::move(charges_arg), now_ms);
+  if (!r) {
+    if (config_.failure_mode == "open") {
+      outcomes_.with({"unenforced"}).inc();
+      json_object_writer f;
+      f.add("tenant_id", who.tenant_id).add("error", r.error().message);
+      log_.warn("budgets: Redis unreachable; serving unenforced (failure_mode open)", f);
+      co_return std::optional<budget_hold>{};
+    }
+    outcomes_.with({"unavailable"}).inc();
+    api_error e;
+    e.status = 503;
+    e.type = "api_error";
+    e.code = "service_unavailable";
+    e.message = "Budgets cannot be checked right now (Redis is unreachable); please retry "
+                "shortly.";
+    e.retry_after_s = 1;
+    co_return e;
+  }
+  if (!r->granted) {
+    outcomes_.with({"refused"}).inc();
+    const auto i = static_cast<std::size_t>(r->refused_index);
+    co_return refused(applying[i], r->refused_remaining, charges[i].amount, r->refused_reset_ms);
+  }
+  outcomes_.with({"granted"}).inc();
+  hold.ticket = std::move(r->ticket);
+  hold.worker = worker;
+  // OpenAI's headers from the tightest request and token limits.
+  std::optional<std::size_t> req_i, tok_i;
+  for (std::size_t i = 0; i < applying.size(); ++i) {
+    auto& best = applying[i].metric == "tokens" ? tok_i : req_i;
+    if (!best || r->remaining[i] < r->remaining[*best]) best = i;
+  }
+  if (req_i) {
+    hold.headers.emplace_back("x-ratelimit-limit-requests", std::to_string(applying[*req_i].limit));
+    hold.headers.emplace_back("x-ratelimit-remaining-requests",
+                              std::to_string(std::max<std::int64_t>(0, r->remaining[*req_i])));
+  }
+  if (tok_i) {
+    const auto& b = applying[*tok_i];
+    hold.headers.emplace_back("x-ratelimit-limit-tokens", std::to_string(b.limit));
+    hold.headers.emplace_back("x-ratelimit-remaining-tokens",
+                              std::to_string(std::max<std::int64_t>(0, r->remaining[*tok_i])));
+    const std::int64_t end = metering::window_end_ms(window_of(b.window), now_ms);
+    if (end > 0) hold.headers.emplace_back("x-ratelimit-reset-tokens", reset_text(end - now_ms));
+  }
+  co_return std::optional<budget_hold>{std::move(hold)};
+}
+
+void budget_guard::settle(budget_hold hold, std::int64_t tokens) {
+  const unsigned worker = hold.worker;
+  net::co_spawn(executors_[worker], settle_now(std::move(hold), tokens), net::detached);
+}
+
+net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t tokens) {
+  std::vector<std::int64_t> actual;
+  for (const auto& m : hold.metrics) actual.push_back(m == "tokens" ? tokens : 1);
+  const std::string tenant = hold.ticket.tenant_id;
+  const std::string request = hold.ticket.request_id;
+  auto r = co_await engine_.settle(*redis_[hold.worker], std::move(hold.ticket),
+                                   std::move(actual));
+  if (!r) {
+    // The hold expires by itself; the ledger keeps the truth (tollctl budgets reconcile is
+    // not built yet).
+    settles_.with({"failed"}).inc();
+    json_object_writer f;
+    f.add("tenant_id", tenant).add("request_id", request).add("error", r.error().message);
+    log_.warn("budgets: settling failed; the hold will expire", f);
+    co_return;
+  }
+  settles_.with({*r ? "settled" : "repeated"}).inc();
+}
+
+}  // namespace tollgate::gateway

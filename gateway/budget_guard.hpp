@@ -1,0 +1,84 @@
+// Budget enforcement on the request path: before forwarding, ONE Redis script reserves the
+// request's worst case (prompt tokens + max_tokens, and one request) against every active
+// budget of its tenant, project and key; after the response, ONE script settles the hold to
+// the actual usage (in the background, never delaying the client). A refusal is a 429 naming
+// the budget; a granted request carries OpenAI's x-ratelimit-* headers.
+// Budgets are read from PostgreSQL per tenant and trusted for budgets.cache_ttl_ms (1 s), so a
+// change reaches every gateway within about a second.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "billing/account_store.hpp"
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "gateway/auth.hpp"
+#include "gateway/billing_context.hpp"
+#include "metering/budget_engine.hpp"
+#include "metering/redis_client.hpp"
+
+namespace tollgate::gateway {
+
+// What a granted request carries until it is settled.
+struct budget_hold {
+  metering::hold_ticket ticket;
+  std::vector<std::string> metrics;  // per charge: "tokens" or "requests"
+  unsigned worker = 0;               // whose Redis connection settles it
+  std::vector<std::pair<std::string, std::string>> headers;  // x-ratelimit-*
+};
+
+class budget_guard {
+ public:
+  // `executors` holds one executor per I/O thread (one Redis connection each).
+  budget_guard(const budgets_config& config, const billing_context& billing,
+               std::vector<boost::asio::any_io_executor> executors, const clock_source& clock,
+               metrics::registry& registry, logger& log);
+  ~budget_guard();
+
+  // Reserves for a request. nullopt inside the result: no budget applies, or Redis is away
+  // with failure_mode open (counted as unenforced). An error: 429 or 503 to answer with.
+  boost::asio::awaitable<result<std::optional<budget_hold>>> reserve(
+      unsigned worker, const caller& who, std::string request_id, std::int64_t prompt_tokens,
+      std::int64_t max_tokens);
+
+  // Settles in the background: `tokens` actually used (prompt + completion), one request.
+  void settle(budget_hold hold, std::int64_t tokens);
+
+  // Closes the Redis connection of one I/O thread (at shutdown, on that thread).
+  void close(unsigned worker) { redis_[worker]->close("shutting down"); }
+
+ private:
+  boost::asio::awaitable<std::optional<std::vector<billing::budget_info>>> budgets_of(
+      const std::string& tenant_id);
+  boost::asio::awaitable<void> settle_now(budget_hold hold, std::int64_t tokens);
+
+  const budgets_config& config_;
+  const billing_context& billing_;
+  std::vector<boost::asio::any_io_executor> executors_;
+  std::vector<std::unique_ptr<redis::client>> redis_;  // one per I/O thread
+  metering::budget_engine engine_;
+  const clock_source& clock_;
+  logger& log_;
+
+  struct cached {
+    std::vector<billing::budget_info> budgets;
+    std::chrono::steady_clock::time_point fetched;
+  };
+  std::mutex mu_;
+  std::unordered_map<std::string, cached> cache_;  // by tenant
+
+  metrics::family<metrics::counter>& outcomes_;
+  metrics::family<metrics::counter>& settles_;
+};
+
+}  // namespace tollgate::gateway

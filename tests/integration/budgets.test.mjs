@@ -1,0 +1,205 @@
+// Integration tests of budgets and rate limits: the admin API, enforcement on the request path
+// (429s, Retry-After, x-ratelimit-* headers), scopes, Redis failure modes, and the overspend
+// test: three gateways, 200 concurrent clients, one hard token budget, against a real Redis
+// and a real PostgreSQL.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { startStack, chatBody, postJson, sseData, waitFor } from '../lib/harness.mjs';
+import { startPostgres } from '../lib/postgres.mjs';
+import { startRedis } from '../lib/redis.mjs';
+import { dbConfig, api, makeTenant } from '../lib/ledger.mjs';
+
+function budgetConfig(pg, redis, dir, extra = {}) {
+  return { ...dbConfig(pg, dir), budgets: { redis: redis.address, ...extra } };
+}
+
+async function addBudget(adminUrl, body) {
+  const r = await api(adminUrl, 'POST', '/admin/v1/budgets', { body });
+  assert.equal(r.status, 201, r.text);
+  return r.json;
+}
+
+function ask(url, key, extra = {}, content = 'budget test') {
+  return postJson(`${url}/v1/chat/completions`, chatBody(content, extra), { authorization: `Bearer ${key}` });
+}
+
+describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
+  let pg;
+  let redis;
+  let s;
+  const dir = path.join('/tmp', `tollgate-budgets-${process.pid}`);
+  before(async () => {
+    pg = await startPostgres();
+    redis = await startRedis();
+    s = await startStack({ config: budgetConfig(pg, redis, dir) });
+  });
+  after(async () => {
+    await s?.stop();
+    redis?.stop();
+    pg?.stop();
+  });
+
+  test('admin API: budgets are created, listed, changed and audited; bad input is a 400', async () => {
+    const t = await makeTenant(s.adminUrl, 'BudgetAdmin');
+    const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'month', limit: 1000 });
+    assert.match(b.id, /^bud_/);
+    assert.equal(b.scope, 'tenant');
+    assert.equal(b.mode, 'hard');
+    const p = await addBudget(s.adminUrl, { tenant_id: t.tenant, scope: 'project', scope_id: t.project, metric: 'requests', window: 'minute', limit: 5, mode: 'soft' });
+    assert.equal(p.scope_id, t.project);
+    const list = await api(s.adminUrl, 'GET', `/admin/v1/budgets?tenant_id=${t.tenant}`);
+    assert.deepEqual(list.json.data.map((x) => x.id), [b.id, p.id]);
+    const upd = await api(s.adminUrl, 'POST', `/admin/v1/budgets/${b.id}`, { body: { limit: 2000, status: 'disabled' } });
+    assert.equal(upd.json.limit, 2000);
+    assert.equal(upd.json.status, 'disabled');
+    const audit = await api(s.adminUrl, 'GET', `/admin/v1/audit_log?tenant_id=${t.tenant}`);
+    assert.ok(audit.json.data.some((e) => e.action === 'budget.update' && e.before.limit_value === 1000));
+    for (const body of [
+      { tenant_id: t.tenant, metric: 'dollars', window: 'day', limit: 1 },
+      { tenant_id: t.tenant, metric: 'tokens', window: 'week', limit: 1 },
+      { tenant_id: t.tenant, metric: 'tokens', window: 'day' },
+      { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: -1 },
+      { tenant_id: t.tenant, scope: 'project', metric: 'tokens', window: 'day', limit: 1 },
+      { tenant_id: t.tenant, scope_id: t.project, metric: 'tokens', window: 'day', limit: 1 },
+    ]) {
+      const r = await api(s.adminUrl, 'POST', '/admin/v1/budgets', { body });
+      assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.text}`);
+    }
+    const other = await makeTenant(s.adminUrl, 'BudgetOther');
+    const cross = await api(s.adminUrl, 'POST', '/admin/v1/budgets',
+      { body: { tenant_id: t.tenant, scope: 'key', scope_id: other.keyId, metric: 'tokens', window: 'day', limit: 1 } });
+    assert.equal(cross.status, 404, 'a key of another tenant cannot be a scope');
+  });
+
+  test('a hard token budget: headers count down, then 429 insufficient_quota with Retry-After', async () => {
+    const t = await makeTenant(s.adminUrl, 'HardTokens');
+    await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 100 });
+    await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'requests', window: 'minute', limit: 1000 });
+    const remaining = [];
+    for (;;) {
+      const res = await ask(s.url, t.key, { max_tokens: 10 });
+      const body = await res.json();
+      if (res.status === 429) {
+        assert.equal(body.error.code, 'insufficient_quota');
+        assert.equal(body.error.type, 'insufficient_quota');
+        assert.match(body.error.message, /100 tokens per day/);
+        assert.ok(Number(res.headers.get('retry-after')) > 0);
+        break;
+      }
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('x-ratelimit-limit-tokens'), '100');
+      assert.equal(res.headers.get('x-ratelimit-limit-requests'), '1000');
+      assert.match(res.headers.get('x-ratelimit-reset-tokens'), /^(\d+h)?(\d+m)?\d+s$/);
+      remaining.push(Number(res.headers.get('x-ratelimit-remaining-tokens')));
+      assert.ok(remaining.length < 20, 'the budget must refuse eventually');
+    }
+    for (let i = 1; i < remaining.length; i += 1) assert.ok(remaining[i] < remaining[i - 1]);
+    // Billed tokens stay within the budget.
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === remaining.length + 1,
+      { what: 'rows' });
+    const billed = Number(pg.value(`SELECT sum(prompt_tokens + completion_tokens) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+    assert.ok(billed <= 100, `billed ${billed}`);
+  });
+
+  test('a requests-per-minute limit answers 429 rate_limit_exceeded; scopes apply to their own keys only', async () => {
+    const t = await makeTenant(s.adminUrl, 'Rpm');
+    await addBudget(s.adminUrl, { tenant_id: t.tenant, scope: 'key', scope_id: t.keyId, metric: 'requests', window: 'minute', limit: 3 });
+    const statuses = [];
+    for (let i = 0; i < 5; i += 1) {
+      const res = await ask(s.url, t.key);
+      statuses.push(res.status);
+      const body = await res.json();
+      if (res.status === 429) {
+        assert.equal(body.error.code, 'rate_limit_exceeded');
+        assert.equal(body.error.type, 'requests');
+        assert.ok(Number(res.headers.get('retry-after')) >= 1);
+      }
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 429, 429]);
+    // Another key of the same tenant is not under that key's limit.
+    const k2 = await api(s.adminUrl, 'POST', '/admin/v1/keys', { body: { tenant_id: t.tenant } });
+    assert.equal((await ask(s.url, k2.json.key)).status, 200);
+  });
+
+  test('streaming requests reserve and settle too', async () => {
+    const t = await makeTenant(s.adminUrl, 'Stream');
+    await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'hour', limit: 10000 });
+    const res = await ask(s.url, t.key, { stream: true, max_tokens: 50 });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('x-ratelimit-limit-tokens'), '10000');
+    assert.ok(sseData(await res.text()).includes('[DONE]'));
+    await waitFor(() => {
+      const c = redis.counters(t.tenant);
+      const only = Object.values(c)[0];
+      return only && only.held === 0 && only.used > 0;
+    }, { what: 'the stream settled' });
+    const rows = pg.query(`SELECT prompt_tokens + completion_tokens FROM usage_events WHERE tenant_id = '${t.tenant}'`);
+    assert.equal(Object.values(redis.counters(t.tenant))[0].used, Number(rows[0][0]));
+  });
+
+  test('overspend: 3 gateways, 200 concurrent clients, one hard budget; never exceeded, all settled', async () => {
+    const t = await makeTenant(s.adminUrl, 'Overspend');
+    const budget = 5000;
+    const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'month', limit: budget });
+    const g2 = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'g2')), upstreamPort: s.upstreamPort });
+    const g3 = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'g3')), upstreamPort: s.upstreamPort });
+    try {
+      const urls = [s.url, g2.url, g3.url];
+      let seen = 0;  // usage the clients saw
+      let granted = 0;
+      const client = async (c) => {
+        for (let i = 0; ; i += 1) {
+          const stream = (c + i) % 2 === 0;
+          const res = await ask(urls[c % 3], t.key,
+            { max_tokens: 5 + ((c * 7 + i) % 40), ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}) },
+            `client ${c} message ${i} ${'x '.repeat(c % 5)}`);
+          const text = await res.text();
+          if (res.status === 429) return;
+          assert.equal(res.status, 200, text);
+          granted += 1;
+          if (stream) {
+            const usage = sseData(text).filter((d) => d !== '[DONE]').map((d) => JSON.parse(d)).find((e) => e.usage);
+            seen += usage.usage.total_tokens;
+          } else {
+            seen += JSON.parse(text).usage.total_tokens;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 200 }, (_, c) => client(c)));
+      assert.ok(granted > 50, `granted ${granted}`);
+      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}' AND status = 200`)) === granted,
+        { timeoutMs: 15000, what: `${granted} rows` });
+      const billed = Number(pg.value(`SELECT sum(prompt_tokens + completion_tokens) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+      assert.ok(billed <= budget, `billed ${billed} > budget ${budget}`);
+      assert.equal(billed, seen, 'the ledger bills what the clients saw');
+      await waitFor(() => redis.counters(t.tenant)[b.id]?.held === 0, { what: 'no hold left' });
+      assert.equal(redis.counters(t.tenant)[b.id].used, billed, 'Redis settled == ledger');
+    } finally {
+      await g2.gateway.stop();
+      await g3.gateway.stop();
+    }
+  });
+
+  test('Redis unreachable: failure_mode closed answers 503 with Retry-After; open serves', async () => {
+    const t = await makeTenant(s.adminUrl, 'Failure');
+    await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 1_000_000 });
+    const open = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'open'), { failure_mode: 'open' }), upstreamPort: s.upstreamPort });
+    try {
+      assert.equal((await ask(s.url, t.key)).status, 200);
+      redis.stop();
+      const closed = await ask(s.url, t.key);
+      assert.equal(closed.status, 503);
+      assert.equal(closed.headers.get('retry-after'), '1');
+      assert.equal((await closed.json()).error.code, 'service_unavailable');
+      const served = await ask(open.url, t.key);
+      assert.equal(served.status, 200);
+      const metrics = await (await fetch(`${open.adminUrl}/metrics`)).text();
+      assert.match(metrics, /tollgate_budget_reservations_total\{outcome="unenforced"\} [1-9]/);
+    } finally {
+      redis.start();
+      await open.gateway.stop();
+    }
+    await waitFor(async () => (await ask(s.url, t.key)).status === 200, { timeoutMs: 5000, what: 'Redis back' });
+  });
+});
