@@ -75,6 +75,7 @@ budget_guard::budget_guard(const budgets_config& config, const billing_context& 
   rs.password = config.redis_password;
   rs.command_timeout = std::chrono::milliseconds(config.command_timeout_ms);
   for (const auto& ex : executors_) redis_.push_back(std::make_unique<redis::client>(ex, rs));
+  closed_.assign(executors_.size(), 0);
 }
 
 budget_guard::~budget_guard() = default;
@@ -196,6 +197,10 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
 
 void budget_guard::settle(budget_hold hold, std::int64_t tokens) {
   const unsigned worker = hold.worker;
+  if (closed_[worker]) {
+    settles_.with({"failed"}).inc();  // shutting down: the hold expires by itself
+    return;
+  }
   net::co_spawn(executors_[worker], settle_now(std::move(hold), tokens), net::detached);
 }
 

@@ -54,8 +54,12 @@ class budget_guard {
   // Settles in the background: `tokens` actually used (prompt + completion), one request.
   void settle(budget_hold hold, std::int64_t tokens);
 
-  // Closes the Redis connection of one I/O thread (at shutdown, on that thread).
-  void close(unsigned worker) { redis_[worker]->close("shutting down"); }
+  // Closes the Redis connection of one I/O thread for good (at shutdown, on that thread):
+  // settlements after it are skipped (their holds expire), so the thread can end.
+  void close(unsigned worker) {
+    closed_[worker] = 1;
+    redis_[worker]->shutdown();
+  }
 
  private:
   boost::asio::awaitable<std::optional<std::vector<billing::budget_info>>> budgets_of(
@@ -66,6 +70,7 @@ class budget_guard {
   const billing_context& billing_;
   std::vector<boost::asio::any_io_executor> executors_;
   std::vector<std::unique_ptr<redis::client>> redis_;  // one per I/O thread
+  std::vector<char> closed_;  // per I/O thread, touched only on that thread
   metering::budget_engine engine_;
   const clock_source& clock_;
   logger& log_;

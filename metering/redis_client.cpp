@@ -95,6 +95,7 @@ struct detail::connection_state {
   redisReader* reader = nullptr;
   bool connected = false;
   bool connecting = false;
+  bool shut_down = false;  // shutdown() was called: never connect again
   bool writing = false;
   std::uint64_t generation = 0;  // one per connection; loops of an older one stop
   std::string outbox;            // formatted commands not yet written
@@ -215,8 +216,18 @@ bool client::connected() const { return st_->connected; }
 
 void client::close(const std::string& why) { st_->fail_all(why); }
 
+void client::shutdown() {
+  st_->shut_down = true;
+  st_->fail_all("the client was shut down");
+  st_->wake_connect_waiters();
+}
+
 net::awaitable<bool> client::ensure_connected(std::string& error) {
   auto st = st_;
+  if (st->shut_down) {
+    error = "the Redis client is shut down";
+    co_return false;
+  }
   if (st->connected) co_return true;
   if (st->connecting) {
     auto p = std::make_shared<pending>(st->ex);
@@ -264,7 +275,10 @@ net::awaitable<bool> client::ensure_connected(std::string& error) {
       st->socket = tcp::socket(st->ex);
       auto [cec] = co_await st->socket.async_connect(endpoint, net::as_tuple(net::use_awaitable));
       deadline.cancel();
-      if (cec || *timed_out) {
+      if (!cec && !*timed_out && st->shut_down) {
+        error = "the Redis client is shut down";
+        st->socket.close(ec);
+      } else if (cec || *timed_out) {
         error = "cannot connect to Redis at " + st->cfg.host + ":" +
                 std::to_string(st->cfg.port) + ": " +
                 (*timed_out ? std::string("timed out") : cec.message());

@@ -72,6 +72,9 @@ class client {
   bool connected() const;
   // Closes the connection; commands in flight fail. The next command reconnects.
   void close(const std::string& why = "closed");
+  // Closes the connection for good: every later command fails at once, without connecting
+  // (at shutdown, so that no read is left pending on the event loop).
+  void shutdown();
 
  private:
   boost::asio::awaitable<bool> ensure_connected(std::string& error);

@@ -188,3 +188,19 @@ TEST_CASE("AUTH with a password; without one the server says NOAUTH") {
   redis::client wrong(io.get_executor(), cfg);
   CHECK_FALSE(run(io, cmd(wrong, {"PING"})));
 }
+
+TEST_CASE("after shutdown every command fails at once and nothing reconnects") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), settings_for(server));
+  REQUIRE(run(io, cmd(c, {"PING"})));
+  c.shutdown();
+  CHECK_FALSE(c.connected());
+  auto r = run(io, cmd(c, {"PING"}));
+  CHECK_FALSE(r);
+  CHECK_FALSE(c.connected());
+  // Nothing is left on the event loop: it runs out of work.
+  io.restart();
+  io.run_for(std::chrono::milliseconds(500));
+  CHECK(io.stopped());
+}
