@@ -209,6 +209,20 @@ net::awaitable<store_result> account_store::one_object(std::string sql,
   co_return std::string(r->text(0, 0));
 }
 
+net::awaitable<store_result> account_store::tenant_page(const char* object_json,
+                                                        const std::string& table,
+                                                        const std::string& alias,
+                                                        std::string tenant_id,
+                                                        page_request page) {
+  const std::string& a = alias;
+  return one_object(page_sql(object_json,
+                             "(SELECT " + a + ".*, " + a + ".id AS x_id FROM " + table + " " + a +
+                                 ") " + a + " WHERE ($3::text = '' OR " + a + ".tenant_id = $3)",
+                             1, 2),
+                    {std::to_string(page.limit), page.after, std::move(tenant_id)},
+                    "Nothing to list.");
+}
+
 // ---- tenants ---------------------------------------------------------------------------------
 
 net::awaitable<store_result> account_store::create_tenant(std::string name, std::string actor) {
@@ -272,12 +286,7 @@ net::awaitable<store_result> account_store::get_project(std::string id) {
 
 net::awaitable<store_result> account_store::list_projects(std::string tenant_id,
                                                           page_request page) {
-  return one_object(
-      page_sql(project_json,
-               "(SELECT p.*, p.id AS x_id FROM projects p) p WHERE ($3::text = '' OR "
-               "p.tenant_id = $3)",
-               1, 2),
-      {std::to_string(page.limit), page.after, tenant_id}, "No projects.");
+  return tenant_page(project_json, "projects", "p", std::move(tenant_id), page);
 }
 
 net::awaitable<store_result> account_store::update_project(std::string id,
@@ -459,12 +468,7 @@ net::awaitable<store_result> account_store::get_budget(std::string id) {
 
 net::awaitable<store_result> account_store::list_budgets(std::string tenant_id,
                                                          page_request page) {
-  return one_object(
-      page_sql(budget_json,
-               "(SELECT g.*, g.id AS x_id FROM budgets g) g WHERE ($3::text = '' OR "
-               "g.tenant_id = $3)",
-               1, 2),
-      {std::to_string(page.limit), page.after, tenant_id}, "No budgets.");
+  return tenant_page(budget_json, "budgets", "g", std::move(tenant_id), page);
 }
 
 net::awaitable<store_result> account_store::update_budget(std::string id,

@@ -172,6 +172,11 @@ class account_store {
  private:
   boost::asio::awaitable<store_result> one_object(std::string sql, std::vector<pg::param> params,
                                                   std::string not_found);
+  // One page of a tenant-owned table's objects, in id order ("" tenant: every tenant's).
+  boost::asio::awaitable<store_result> tenant_page(const char* object_json,
+                                                   const std::string& table,
+                                                   const std::string& alias,
+                                                   std::string tenant_id, page_request page);
   pg::pool& pool_;
 };
 
