@@ -268,8 +268,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
                                      ? st.counter->count_chat(body)
                                      : st.counter->count_completion(body);
 
-  // 4. Forward, if the ledger can take the usage (its spool is not full). While the upstream works, a client that hangs up cancels the upstream request
-  // (the watch ends by itself before the first byte is written back).
+  // 4. Make sure the ledger can take the usage (its spool is not full).
   if (billing_ != nullptr && !billing_->ledger->accepting()) {
     api_error e;
     e.status = 503;
@@ -297,6 +296,8 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
     }
     st.hold = std::move(*reserved);
   }
+  // 6. Forward. While the upstream works, a client that hangs up cancels the upstream request
+  // (the watch ends by itself before the first byte is written back).
   backends::upstream_call call(pools_[ex.worker_index()], *st.upstream);
   ex.watch_for_disconnect([&st, &call] {
     st.rec.client_disconnected = true;
@@ -325,7 +326,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   } else {
     co_await relay_whole(ex, call, st);
   }
-  // 6. Record (and settle the budgets).
+  // 7. Record (and settle the budgets).
   finish(ex, st);
 }
 
