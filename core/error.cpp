@@ -58,4 +58,10 @@ api_error internal_error(std::string message) {
   return {500, "api_error", std::move(message), {}, "internal_error"};
 }
 
+api_error service_unavailable(std::string message, std::string code, std::int64_t retry_after_s) {
+  api_error e{503, "api_error", std::move(message), {}, std::move(code)};
+  e.retry_after_s = retry_after_s;
+  return e;
+}
+
 }  // namespace tollgate

@@ -29,6 +29,9 @@ api_error request_too_large(std::uint64_t limit_bytes);
 api_error upstream_unavailable(std::string message);
 api_error upstream_timeout(std::string message);
 api_error internal_error(std::string message);
+// 503: a dependency (database, Redis, the ledger) cannot take the request now; retry later.
+api_error service_unavailable(std::string message, std::string code = "service_unavailable",
+                              std::int64_t retry_after_s = 0);
 
 // A value or an error (an api_error on the request path). Small on purpose.
 template <class T, class E>

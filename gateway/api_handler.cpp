@@ -270,11 +270,9 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
 
   // 4. Make sure the ledger can take the usage (its spool is not full).
   if (billing_ != nullptr && !billing_->ledger->accepting()) {
-    api_error e;
-    e.status = 503;
-    e.type = "api_error";
-    e.message = "The usage ledger cannot take more records right now; please retry shortly.";
-    e.code = "ledger_unavailable";
+    const api_error e = service_unavailable(
+        "The usage ledger cannot take more records right now; please retry shortly.",
+        "ledger_unavailable", 1);
     st.rec.error_code = e.code;
     co_await ex.send_error(e, id);
     finish(ex, st);

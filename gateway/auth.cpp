@@ -113,13 +113,9 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate(
       co_return decide(cached->key, shown);  // the database is away: trust what we knew
     }
     outcomes_.with({"unavailable"}).inc();
-    api_error e;
-    e.status = 503;
-    e.type = "api_error";
-    e.message = "The API key cannot be verified right now (the account database is "
-                "unavailable). Please retry shortly.";
-    e.code = "service_unavailable";
-    co_return e;
+    co_return service_unavailable(
+        "The API key cannot be verified right now (the account database is unavailable). "
+        "Please retry shortly.");
   }
   {
     std::lock_guard lock(mu_);

@@ -109,13 +109,8 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   auto all = co_await budgets_of(who.tenant_id);
   if (!all) {
     outcomes_.with({"unavailable"}).inc();
-    api_error e;
-    e.status = 503;
-    e.type = "api_error";
-    e.code = "service_unavailable";
-    e.message = "Budgets cannot be checked right now; please retry shortly.";
-    e.retry_after_s = 1;
-    co_return e;
+    co_return service_unavailable("Budgets cannot be checked right now; please retry shortly.",
+                                  "service_unavailable", 1);
   }
   std::vector<billing::budget_info> applying;
   for (const auto& b : *all) {
@@ -156,14 +151,9 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
       co_return std::optional<budget_hold>{};
     }
     outcomes_.with({"unavailable"}).inc();
-    api_error e;
-    e.status = 503;
-    e.type = "api_error";
-    e.code = "service_unavailable";
-    e.message = "Budgets cannot be checked right now (Redis is unreachable); please retry "
-                "shortly.";
-    e.retry_after_s = 1;
-    co_return e;
+    co_return service_unavailable(
+        "Budgets cannot be checked right now (Redis is unreachable); please retry shortly.",
+        "service_unavailable", 1);
   }
   if (!r->granted) {
     outcomes_.with({"refused"}).inc();

@@ -93,12 +93,7 @@ void csv_row(std::string& out, const billing::usage_row& r, std::int64_t width) 
 }
 
 api_error from_db(const pg::db_error& e) {
-  api_error err;
-  err.status = 503;
-  err.type = "api_error";
-  err.message = "The usage database is unavailable: " + e.message;
-  err.code = "service_unavailable";
-  return err;
+  return service_unavailable("The usage database is unavailable: " + e.message);
 }
 
 }  // namespace
