@@ -7,7 +7,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { startStack, waitFor, sleep } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
-import { dbConfig, makeTenant, chat } from '../lib/ledger.mjs';
+import { dbConfig, makeTenant, chat, api } from '../lib/ledger.mjs';
 
 // Sends requests on `workers` connections until `stop()` says so; collects the request id of
 // every response that came back (any status), and counts the 200s.
@@ -80,6 +80,9 @@ describe('ledger under faults (real PostgreSQL, kill -9)', () => {
   });
 
   test('gateway killed while spooling, then restarted: the spool replays once', async () => {
+    // The admin pool may still be in its reconnect backoff after the previous test's restart.
+    await waitFor(async () => (await api(s.adminUrl, 'GET', '/admin/v1/tenants?limit=1')).status === 200,
+      { timeoutMs: 10000, what: 'admin API back' });
     const t2 = await makeTenant(s.adminUrl, 'Faults2');
     const warm = await chat(s.url, t2.key, 'warm the key cache');
     assert.equal(warm.status, 200);
