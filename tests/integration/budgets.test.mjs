@@ -181,6 +181,30 @@ describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
     }
   });
 
+  test('kill -9 with requests in flight: their holds expire and the budget is whole again', async () => {
+    const t = await makeTenant(s.adminUrl, 'KillNine');
+    const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 1000 });
+    const holdTtlMs = 3000;
+    const doomed = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'doomed'), { hold_ttl_ms: holdTtlMs }),
+      upstreamPort: s.upstreamPort });
+    // Two slow requests hold about 800 tokens between them; the gateway dies under them.
+    const inFlight = [0, 1].map(() => ask(doomed.url, t.key, { max_tokens: 390 }, 'tg:first_byte_delay_ms=30000').catch(() => null));
+    await waitFor(() => (redis.counters(t.tenant)[b.id]?.held ?? 0) > 780, { what: 'two holds' });
+    const killedAt = Date.now();
+    await doomed.gateway.stop('SIGKILL');
+    await Promise.all(inFlight);
+    const refused = await ask(s.url, t.key, { max_tokens: 390 });
+    assert.equal(refused.status, 429, 'the dead gateway\'s holds still count until they expire');
+    await refused.text();
+    await waitFor(() => Date.now() - killedAt > holdTtlMs, { timeoutMs: holdTtlMs + 1000 });
+    const granted = await ask(s.url, t.key, { max_tokens: 390 });
+    assert.equal(granted.status, 200, await granted.text());
+    await waitFor(() => redis.counters(t.tenant)[b.id]?.held === 0, { what: 'no hold left' });
+    const used = redis.counters(t.tenant)[b.id].used;
+    assert.ok(used > 0 && used < 100, `only the served request is counted, got ${used}`);
+    await doomed.stop();
+  });
+
   test('Redis unreachable: failure_mode closed answers 503 with Retry-After; open serves', async () => {
     const t = await makeTenant(s.adminUrl, 'Failure');
     await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 1_000_000 });
