@@ -83,7 +83,7 @@ struct budget_info {
   std::string id;
   std::string scope;     // tenant, project, key
   std::string scope_id;  // "" for the tenant
-  std::string metric;    // tokens, requests
+  std::string metric;    // tokens, requests, spend (micro-units)
   std::string window;    // minute, hour, day, month, lifetime
   std::int64_t limit = 0;
   bool hard = true;
@@ -144,7 +144,7 @@ class account_store {
     std::string tenant_id;
     std::string scope;     // tenant, project, key
     std::string scope_id;  // the project or key id ("" for the tenant)
-    std::string metric;    // tokens, requests
+    std::string metric;    // tokens, requests, spend (micro-units)
     std::string window;    // minute, hour, day, month, lifetime
     std::int64_t limit = 0;
     std::string mode = "hard";

@@ -73,7 +73,9 @@ json model_defaults() {
               {"owned_by", "tollgate"},
               {"tokenizer", "o200k_base"},
               {"prompt_format", "openai"},
-              {"default_max_tokens", 4096}};
+              {"default_max_tokens", 4096},
+              {"estimate_input_price", 0},
+              {"estimate_output_price", 0}};
 }
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
@@ -329,6 +331,9 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
            "must be openai, llama3 or chatml, got \"" + model.prompt_format + "\"");
     }
     model.default_max_tokens = get_uint(m, path, "default_max_tokens", 1, 10'000'000);
+    // Up to a million currency units per million tokens.
+    model.estimate_input_price = get_uint(m, path, "estimate_input_price", 0, 1'000'000'000'000);
+    model.estimate_output_price = get_uint(m, path, "estimate_output_price", 0, 1'000'000'000'000);
     cfg.models.push_back(std::move(model));
   }
   std::sort(cfg.models.begin(), cfg.models.end(),

@@ -66,6 +66,10 @@ struct model_config {
   std::string prompt_format;
   // What a request without max_tokens reserves for its completion (budgets).
   std::uint64_t default_max_tokens = 0;
+  // Estimate prices for spend budgets, in micro-units per million tokens (0: the model's usage
+  // counts nothing against spend budgets). The pricing engine replaces them once it exists.
+  std::uint64_t estimate_input_price = 0;
+  std::uint64_t estimate_output_price = 0;
 };
 
 struct metering_config {

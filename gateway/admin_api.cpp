@@ -396,7 +396,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       auto tenant = body.name("tenant_id", true);
       auto scope = body.choice("scope", {"tenant", "project", "key"}, false);
       auto scope_id = body.name("scope_id", false);
-      auto metric = body.choice("metric", {"tokens", "requests"}, true);
+      auto metric = body.choice("metric", {"tokens", "requests", "spend"}, true);
       auto window = body.choice("window", {"minute", "hour", "day", "month", "lifetime"}, true);
       auto limit = body.nullable_int("limit", 0, std::numeric_limits<std::int64_t>::max() / 4);
       auto mode = body.choice("mode", {"hard", "soft"}, false);

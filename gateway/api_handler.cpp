@@ -284,8 +284,9 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
         st.req.max_tokens >= 0 ? st.req.max_tokens
                                : static_cast<std::int64_t>(st.model->default_max_tokens);
     std::string hold_id = id;
-    auto reserved = co_await budgets_->reserve(ex.worker_index(), who, std::move(hold_id),
-                                               st.rec.counted_prompt_tokens, max_tokens);
+    auto reserved = co_await budgets_->reserve(ex.worker_index(), who, *st.model,
+                                               std::move(hold_id), st.rec.counted_prompt_tokens,
+                                               max_tokens);
     if (!reserved) {
       st.rec.error_code = reserved.error().code;
       co_await ex.send_error(reserved.error(), id);
@@ -457,7 +458,7 @@ void api_handler::finish(http::exchange& ex, proxy_state& st) {
   usage_records_.inc();
   if (st.hold) {
     // Settle to what the ledger bills: the reported (or estimated) tokens of this request.
-    budgets_->settle(std::move(*st.hold), st.rec.prompt_tokens + st.rec.completion_tokens);
+    budgets_->settle(std::move(*st.hold), st.rec.prompt_tokens, st.rec.completion_tokens);
     st.hold.reset();
   }
 }

@@ -40,7 +40,8 @@ api_error refused(const billing::budget_info& b, std::int64_t remaining, std::in
   e.type = rate ? b.metric : "insufficient_quota";  // OpenAI: "requests" or "tokens"
   e.code = rate ? "rate_limit_exceeded" : "insufficient_quota";
   const std::string per = b.window == "lifetime" ? "in total" : "per " + b.window;
-  e.message = "Budget " + b.id + " (" + std::to_string(b.limit) + " " + b.metric + " " + per +
+  const std::string unit = b.metric == "spend" ? "micro-units of spend" : b.metric;
+  e.message = "Budget " + b.id + " (" + std::to_string(b.limit) + " " + unit + " " + per +
               ", " + b.scope + (b.scope_id.empty() ? "" : " " + b.scope_id) + ") has " +
               std::to_string(remaining) + " left; this request needs " + std::to_string(needed) +
               "." +
@@ -104,8 +105,8 @@ net::awaitable<std::optional<std::vector<billing::budget_info>>> budget_guard::b
 }
 
 net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
-    unsigned worker, const caller& who, std::string request_id, std::int64_t prompt_tokens,
-    std::int64_t max_tokens) {
+    unsigned worker, const caller& who, const model_config& model, std::string request_id,
+    std::int64_t prompt_tokens, std::int64_t max_tokens) {
   auto all = co_await budgets_of(who.tenant_id);
   if (!all) {
     outcomes_.with({"unavailable"}).inc();
@@ -124,15 +125,19 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     co_return std::optional<budget_hold>{};
   }
   const std::int64_t tokens = prompt_tokens + max_tokens;
+  const std::int64_t spend = metering::estimate_spend_micros(
+      prompt_tokens, max_tokens, model.estimate_input_price, model.estimate_output_price);
   std::vector<metering::limit_charge> charges;
   budget_hold hold;
+  hold.input_price = model.estimate_input_price;
+  hold.output_price = model.estimate_output_price;
   for (const auto& b : applying) {
     metering::limit_charge c;
     c.rule.id = b.id;
     c.rule.window = window_of(b.window);
     c.rule.limit = b.limit;
     c.rule.hard = b.hard;
-    c.amount = b.metric == "tokens" ? tokens : 1;
+    c.amount = b.metric == "tokens" ? tokens : b.metric == "spend" ? spend : 1;
     charges.push_back(std::move(c));
     hold.metrics.push_back(b.metric);
   }
@@ -185,18 +190,26 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   co_return std::optional<budget_hold>{std::move(hold)};
 }
 
-void budget_guard::settle(budget_hold hold, std::int64_t tokens) {
+void budget_guard::settle(budget_hold hold, std::int64_t prompt_tokens,
+                          std::int64_t completion_tokens) {
   const unsigned worker = hold.worker;
   if (closed_[worker]) {
     settles_.with({"failed"}).inc();  // shutting down: the hold expires by itself
     return;
   }
-  net::co_spawn(executors_[worker], settle_now(std::move(hold), tokens), net::detached);
+  net::co_spawn(executors_[worker], settle_now(std::move(hold), prompt_tokens, completion_tokens),
+                net::detached);
 }
 
-net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t tokens) {
+net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t prompt_tokens,
+                                              std::int64_t completion_tokens) {
+  const std::int64_t tokens = prompt_tokens + completion_tokens;
+  const std::int64_t spend = metering::estimate_spend_micros(prompt_tokens, completion_tokens,
+                                                             hold.input_price, hold.output_price);
   std::vector<std::int64_t> actual;
-  for (const auto& m : hold.metrics) actual.push_back(m == "tokens" ? tokens : 1);
+  for (const auto& m : hold.metrics) {
+    actual.push_back(m == "tokens" ? tokens : m == "spend" ? spend : 1);
+  }
   const std::string tenant = hold.ticket.tenant_id;
   const std::string request = hold.ticket.request_id;
   auto r = co_await engine_.settle(*redis_[hold.worker], std::move(hold.ticket),

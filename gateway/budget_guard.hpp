@@ -1,5 +1,6 @@
 // Budget enforcement on the request path: before forwarding, ONE Redis script reserves the
-// request's worst case (prompt tokens + max_tokens, and one request) against every active
+// request's worst case (prompt tokens + max_tokens, one request, and the estimated spend of
+// both) against every active
 // budget of its tenant, project and key; after the response, ONE script settles the hold to
 // the actual usage (in the background, never delaying the client). A refusal is a 429 naming
 // the budget; a granted request carries OpenAI's x-ratelimit-* headers.
@@ -32,8 +33,10 @@ namespace tollgate::gateway {
 // What a granted request carries until it is settled.
 struct budget_hold {
   metering::hold_ticket ticket;
-  std::vector<std::string> metrics;  // per charge: "tokens" or "requests"
+  std::vector<std::string> metrics;  // per charge: "tokens", "requests" or "spend"
   unsigned worker = 0;               // whose Redis connection settles it
+  std::uint64_t input_price = 0;     // the model's estimate prices (spend budgets)
+  std::uint64_t output_price = 0;
   std::vector<std::pair<std::string, std::string>> headers;  // x-ratelimit-*
 };
 
@@ -48,11 +51,12 @@ class budget_guard {
   // Reserves for a request. nullopt inside the result: no budget applies, or Redis is away
   // with failure_mode open (counted as unenforced). An error: 429 or 503 to answer with.
   boost::asio::awaitable<result<std::optional<budget_hold>>> reserve(
-      unsigned worker, const caller& who, std::string request_id, std::int64_t prompt_tokens,
-      std::int64_t max_tokens);
+      unsigned worker, const caller& who, const model_config& model, std::string request_id,
+      std::int64_t prompt_tokens, std::int64_t max_tokens);
 
-  // Settles in the background: `tokens` actually used (prompt + completion), one request.
-  void settle(budget_hold hold, std::int64_t tokens);
+  // Settles in the background to the usage the ledger bills: its tokens, one request, and
+  // their estimated spend.
+  void settle(budget_hold hold, std::int64_t prompt_tokens, std::int64_t completion_tokens);
 
   // Closes the Redis connection of one I/O thread for good (at shutdown, on that thread):
   // settlements after it are skipped (their holds expire), so the thread can end.
@@ -64,7 +68,8 @@ class budget_guard {
  private:
   boost::asio::awaitable<std::optional<std::vector<billing::budget_info>>> budgets_of(
       const std::string& tenant_id);
-  boost::asio::awaitable<void> settle_now(budget_hold hold, std::int64_t tokens);
+  boost::asio::awaitable<void> settle_now(budget_hold hold, std::int64_t prompt_tokens,
+                                          std::int64_t completion_tokens);
 
   const budgets_config& config_;
   const billing_context& billing_;

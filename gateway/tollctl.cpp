@@ -478,7 +478,7 @@ int usage() {
                "                        [--expires-at UNIX] [--models a,b] | list [--tenant ID]\n"
                "                        | get ID | update ID [--name] [--expires-at] | revoke ID\n"
                "                        | rotate ID [--grace SECONDS]\n"
-               "       tollctl budgets  create --tenant ID --metric tokens|requests\n"
+               "       tollctl budgets  create --tenant ID --metric tokens|requests|spend\n"
                "                        --window minute|hour|day|month|lifetime --limit N\n"
                "                        [--scope tenant|project|key --scope-id ID] [--mode hard|soft]\n"
                "                        | list [--tenant ID] | get ID | update ID [--limit N]\n"

@@ -2,7 +2,9 @@
 // concurrency story: Redis runs each one atomically.
 #include "metering/budget_engine.hpp"
 
+#include <algorithm>
 #include <ctime>
+#include <limits>
 
 namespace tollgate::metering {
 
@@ -127,6 +129,17 @@ redis::redis_error protocol_error(const std::string& what) {
 }
 
 }  // namespace
+
+std::int64_t estimate_spend_micros(std::int64_t prompt_tokens, std::int64_t completion_tokens,
+                                   std::uint64_t input_price, std::uint64_t output_price) {
+  using u128 = unsigned __int128;
+  const u128 p = static_cast<u128>(std::max<std::int64_t>(prompt_tokens, 0));
+  const u128 c = static_cast<u128>(std::max<std::int64_t>(completion_tokens, 0));
+  const u128 numerator = p * input_price + c * output_price;  // < 2^64 * 2^40 * 2: no overflow
+  const u128 micros = (numerator + 999'999) / 1'000'000;
+  const u128 cap = static_cast<u128>(std::numeric_limits<std::int64_t>::max());
+  return static_cast<std::int64_t>(micros > cap ? cap : micros);
+}
 
 std::int64_t window_start_ms(budget_window w, std::int64_t now_ms) {
   switch (w) {

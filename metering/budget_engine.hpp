@@ -8,8 +8,8 @@
 //            on the request id.
 // Holds expire (hold_ttl), so a gateway that dies mid-request cannot keep a hold forever.
 // All keys of one tenant carry the hash tag {tenant}, so each script runs on one Redis Cluster
-// slot. Budgets stored in PostgreSQL, the admin API and enforcement on the request path are
-// not built yet (docs/ARCHITECTURE.md).
+// slot. Budgets are stored in PostgreSQL (billing/account_store) and enforced on the request
+// path by gateway/budget_guard.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
@@ -55,6 +55,12 @@ struct reservation {
   std::int64_t refused_reset_ms = 0;  // until the refusing window turns (0 for lifetime)
   hold_ticket ticket;
 };
+
+// A request's estimated cost in micro-units for spend budgets: prices are micro-units per
+// million tokens; the product is exact (128-bit) and rounded up once per request, so a
+// reservation never under-asks. Saturates at INT64_MAX.
+std::int64_t estimate_spend_micros(std::int64_t prompt_tokens, std::int64_t completion_tokens,
+                                   std::uint64_t input_price, std::uint64_t output_price);
 
 // The first instant of the window instance holding `now_ms` (UTC), and its length.
 std::int64_t window_start_ms(budget_window w, std::int64_t now_ms);

@@ -10,8 +10,14 @@ import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { dbConfig, api, makeTenant } from '../lib/ledger.mjs';
 
+// Estimate prices of 1 and 2 micro-units per prompt and completion token make spend easy to
+// check: spend = prompt + 2 x completion.
 function budgetConfig(pg, redis, dir, extra = {}) {
-  return { ...dbConfig(pg, dir), budgets: { redis: redis.address, ...extra } };
+  return {
+    ...dbConfig(pg, dir),
+    budgets: { redis: redis.address, ...extra },
+    models: { 'dev-echo': { upstream: 'dev', estimate_input_price: 1_000_000, estimate_output_price: 2_000_000 } },
+  };
 }
 
 async function addBudget(adminUrl, body) {
@@ -57,6 +63,7 @@ describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
     assert.ok(audit.json.data.some((e) => e.action === 'budget.update' && e.before.limit_value === 1000));
     for (const body of [
       { tenant_id: t.tenant, metric: 'dollars', window: 'day', limit: 1 },
+      { tenant_id: t.tenant, metric: 'spend', window: 'day', limit: 1.5 },
       { tenant_id: t.tenant, metric: 'tokens', window: 'week', limit: 1 },
       { tenant_id: t.tenant, metric: 'tokens', window: 'day' },
       { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: -1 },
@@ -179,6 +186,31 @@ describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
       await g2.gateway.stop();
       await g3.gateway.stop();
     }
+  });
+
+  test('a spend budget prices requests at the model\'s estimate prices and refuses past its limit', async () => {
+    const t = await makeTenant(s.adminUrl, 'Spend');
+    const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'spend', window: 'month', limit: 300 });
+    assert.equal(b.metric, 'spend');
+    let served = 0;
+    for (;;) {
+      const res = await ask(s.url, t.key, { max_tokens: 12 });
+      const body = await res.json();
+      if (res.status === 429) {
+        assert.equal(body.error.code, 'insufficient_quota');
+        assert.match(body.error.message, /300 micro-units of spend per month/);
+        break;
+      }
+      assert.equal(res.status, 200, JSON.stringify(body));
+      served += 1;
+      assert.ok(served < 30, 'the spend budget must refuse eventually');
+    }
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === served + 1,
+      { what: 'rows' });
+    const spent = Number(pg.value(`SELECT sum(prompt_tokens + 2 * completion_tokens) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+    assert.ok(spent <= 300, `spent ${spent}`);
+    await waitFor(() => redis.counters(t.tenant)[b.id]?.held === 0, { what: 'settled' });
+    assert.equal(redis.counters(t.tenant)[b.id].used, spent, 'Redis counts the estimated spend the ledger implies');
   });
 
   test('kill -9 with requests in flight: their holds expire and the budget is whole again', async () => {
