@@ -456,6 +456,13 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     co_await ex.send_error(to_api_error(outcome->error()));
     co_return;
   }
+  if (kind == "budgets" && post && on_budget_change_) {
+    if (auto doc = json::document::parse(outcome->value())) {
+      if (const json::value t = doc->root().find("tenant_id"); t.valid() && t.is_string()) {
+        on_budget_change_(std::string(t.as_string()));
+      }
+    }
+  }
   http::response res{static_cast<bhttp::status>(created_status), ex.req().version()};
   res.set(bhttp::field::content_type, "application/json");
   res.body() = std::move(outcome->value());

@@ -7,6 +7,8 @@
 // JSON in, JSON out, errors in the OpenAI shape; lists are paged with limit/after.
 #pragma once
 #include <boost/asio/awaitable.hpp>
+#include <functional>
+#include <string>
 #include <string_view>
 
 #include "core/clock.hpp"
@@ -21,6 +23,11 @@ class admin_api {
   admin_api(const billing_context& billing, const auth_config& auth, const clock_source& clock)
       : billing_(billing), auth_(auth), clock_(clock) {}
 
+  // Called with the tenant id after a budget is created or changed (budgets: pub/sub).
+  void on_budget_change(std::function<void(const std::string& tenant_id)> hook) {
+    on_budget_change_ = std::move(hook);
+  }
+
   // Whether `path` belongs to these APIs.
   static bool owns(std::string_view path);
   boost::asio::awaitable<void> handle(http::exchange& ex);
@@ -33,6 +40,7 @@ class admin_api {
   const billing_context& billing_;
   const auth_config& auth_;
   const clock_source& clock_;
+  std::function<void(const std::string&)> on_budget_change_;
 };
 
 }  // namespace tollgate::gateway

@@ -1,8 +1,11 @@
 // Budget enforcement: see budget_guard.hpp.
 #include "gateway/budget_guard.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
 
 #include "core/json_text.hpp"
 
@@ -11,6 +14,9 @@ namespace tollgate::gateway {
 namespace net = boost::asio;
 
 namespace {
+
+const char* const changes_channel = "tg:budgets:changed";
+constexpr auto feed_check_interval = std::chrono::seconds(2);
 
 metering::budget_window window_of(const std::string& w) {
   if (w == "minute") return metering::budget_window::minute;
@@ -52,6 +58,18 @@ api_error refused(const billing::budget_info& b, std::int64_t remaining, std::in
 
 }  // namespace
 
+struct budget_guard::change_feed {
+  change_feed(net::any_io_executor ex, const redis::settings& rs, std::shared_ptr<budget_cache> c,
+              logger& l)
+      : subscriber(ex, rs), publisher(ex, rs), timer(ex), cache(std::move(c)), log(l) {}
+  redis::client subscriber;
+  redis::client publisher;
+  net::steady_timer timer;
+  std::shared_ptr<budget_cache> cache;
+  logger& log;
+  bool stopping = false;  // touched on the billing thread only
+};
+
 budget_guard::budget_guard(const budgets_config& config, const billing_context& billing,
                            std::vector<net::any_io_executor> executors, const clock_source& clock,
                            metrics::registry& registry, logger& log)
@@ -77,30 +95,103 @@ budget_guard::budget_guard(const budgets_config& config, const billing_context& 
   rs.command_timeout = std::chrono::milliseconds(config.command_timeout_ms);
   for (const auto& ex : executors_) redis_.push_back(std::make_unique<redis::client>(ex, rs));
   closed_.assign(executors_.size(), 0);
+  cache_ = std::make_shared<budget_cache>();
+  feed_ = std::make_shared<change_feed>(billing_.executor, rs, cache_, log_);
+  watching_ = net::co_spawn(billing_.executor, watch_changes(feed_), net::use_future);
 }
 
-budget_guard::~budget_guard() = default;
+budget_guard::~budget_guard() { stop(); }
+
+void budget_guard::stop() {
+  if (!watching_.valid()) return;
+  net::post(billing_.executor, [feed = feed_] {
+    feed->stopping = true;
+    feed->subscriber.shutdown();
+    feed->publisher.shutdown();
+    feed->timer.cancel();
+  });
+  watching_.wait_for(std::chrono::seconds(5));
+  watching_ = {};
+}
+
+void budget_guard::budgets_changed(const std::string& tenant_id) {
+  {
+    std::lock_guard lock(cache_->mu);
+    cache_->by_tenant.erase(tenant_id);
+    ++cache_->changes;
+  }
+  net::co_spawn(billing_.executor, publish_change(feed_, tenant_id), net::detached);
+}
+
+net::awaitable<void> budget_guard::publish_change(std::shared_ptr<change_feed> feed,
+                                                  std::string tenant_id) {
+  if (feed->stopping) co_return;
+  std::vector<std::string> cmd{"PUBLISH", changes_channel, tenant_id};
+  auto r = co_await feed->publisher.command(std::move(cmd));
+  if (!r || r->is_error()) {
+    json_object_writer f;
+    f.add("tenant_id", tenant_id).add("error", r ? r->str : r.error().message);
+    feed->log.warn("budgets: could not announce a budget change; other gateways see it "
+                   "when their cache expires",
+                   f);
+  }
+}
+
+// Keeps the subscription up: (re)subscribes when the connection is down, PINGs it every few
+// seconds so that a dead connection is noticed, and drops the whole cache after every
+// (re)subscription, since changes published while it was down were missed.
+net::awaitable<void> budget_guard::watch_changes(std::shared_ptr<change_feed> feed) {
+  feed->subscriber.on_message([cache = feed->cache](const std::string&, const std::string& tenant) {
+    std::lock_guard lock(cache->mu);
+    cache->by_tenant.erase(tenant);
+    ++cache->changes;
+  });
+  while (!feed->stopping) {
+    if (!feed->subscriber.connected()) {
+      std::vector<std::string> cmd{"SUBSCRIBE", changes_channel};
+      auto r = co_await feed->subscriber.command(std::move(cmd));
+      if (r && !r->is_error()) {
+        std::lock_guard lock(feed->cache->mu);
+        feed->cache->by_tenant.clear();
+        ++feed->cache->changes;
+      }
+    } else {
+      std::vector<std::string> cmd{"PING"};
+      co_await feed->subscriber.command(std::move(cmd));  // a failure closes the connection
+    }
+    if (feed->stopping) break;
+    feed->timer.expires_after(feed_check_interval);
+    co_await feed->timer.async_wait(net::as_tuple(net::use_awaitable));
+  }
+}
 
 net::awaitable<std::optional<std::vector<billing::budget_info>>> budget_guard::budgets_of(
     const std::string& tenant_id) {
   const auto now = clock_.mono_now();
+  std::uint64_t changes_before = 0;
   {
-    std::lock_guard lock(mu_);
-    if (auto it = cache_.find(tenant_id);
-        it != cache_.end() &&
+    std::lock_guard lock(cache_->mu);
+    if (auto it = cache_->by_tenant.find(tenant_id);
+        it != cache_->by_tenant.end() &&
         now - it->second.fetched < std::chrono::milliseconds(config_.cache_ttl_ms)) {
       co_return it->second.budgets;
     }
+    changes_before = cache_->changes;
   }
   auto op = billing_.store->active_budgets(tenant_id);
   auto fetched = co_await on_billing(billing_, std::move(op));
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(cache_->mu);
   if (!fetched) {
     // The database is away: keep enforcing what we knew.
-    if (auto it = cache_.find(tenant_id); it != cache_.end()) co_return it->second.budgets;
+    if (auto it = cache_->by_tenant.find(tenant_id); it != cache_->by_tenant.end()) {
+      co_return it->second.budgets;
+    }
     co_return std::nullopt;
   }
-  cache_[tenant_id] = cached{*fetched, now};
+  // A change announced while this fetch ran may not be in it: use it once, keep it expired.
+  const auto fetched_at =
+      cache_->changes == changes_before ? now : std::chrono::steady_clock::time_point{};
+  cache_->by_tenant[tenant_id] = cached{*fetched, fetched_at};
   co_return std::move(*fetched);
 }
 

@@ -4,11 +4,14 @@
 // budget of its tenant, project and key; after the response, ONE script settles the hold to
 // the actual usage (in the background, never delaying the client). A refusal is a 429 naming
 // the budget; a granted request carries OpenAI's x-ratelimit-* headers.
-// Budgets are read from PostgreSQL per tenant and trusted for budgets.cache_ttl_ms (1 s), so a
-// change reaches every gateway within about a second.
+// Budgets are read from PostgreSQL per tenant and cached. A change made through the admin API
+// is published on the Redis channel tg:budgets:changed; every gateway subscribes and drops that
+// tenant's cached list at once. The cache also expires after budgets.cache_ttl_ms (1 s), which
+// covers changes made while a gateway's subscription was down.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -58,6 +61,13 @@ class budget_guard {
   // their estimated spend.
   void settle(budget_hold hold, std::int64_t prompt_tokens, std::int64_t completion_tokens);
 
+  // A tenant's budgets changed (called by the admin API): drop them from this gateway's cache
+  // and tell every other gateway through Redis pub/sub.
+  void budgets_changed(const std::string& tenant_id);
+
+  // Ends the pub/sub subscription (before the billing thread stops); the destructor calls it.
+  void stop();
+
   // Closes the Redis connection of one I/O thread for good (at shutdown, on that thread):
   // settlements after it are skipped (their holds expire), so the thread can end.
   void close(unsigned worker) {
@@ -66,8 +76,24 @@ class budget_guard {
   }
 
  private:
+  struct cached {
+    std::vector<billing::budget_info> budgets;
+    std::chrono::steady_clock::time_point fetched;
+  };
+  // The per-tenant budget cache, shared with the pub/sub watcher on the billing thread.
+  struct budget_cache {
+    std::mutex mu;
+    std::unordered_map<std::string, cached> by_tenant;
+    std::uint64_t changes = 0;  // bumped by every invalidation: a fetch that raced one is not kept
+  };
+  // The pub/sub side, on the billing thread: one subscribed connection and one for PUBLISH.
+  struct change_feed;
+
   boost::asio::awaitable<std::optional<std::vector<billing::budget_info>>> budgets_of(
       const std::string& tenant_id);
+  static boost::asio::awaitable<void> watch_changes(std::shared_ptr<change_feed> feed);
+  static boost::asio::awaitable<void> publish_change(std::shared_ptr<change_feed> feed,
+                                                     std::string tenant_id);
   boost::asio::awaitable<void> settle_now(budget_hold hold, std::int64_t prompt_tokens,
                                           std::int64_t completion_tokens);
 
@@ -80,12 +106,9 @@ class budget_guard {
   const clock_source& clock_;
   logger& log_;
 
-  struct cached {
-    std::vector<billing::budget_info> budgets;
-    std::chrono::steady_clock::time_point fetched;
-  };
-  std::mutex mu_;
-  std::unordered_map<std::string, cached> cache_;  // by tenant
+  std::shared_ptr<budget_cache> cache_;
+  std::shared_ptr<change_feed> feed_;
+  std::future<void> watching_;
 
   metrics::family<metrics::counter>& outcomes_;
   metrics::family<metrics::counter>& settles_;

@@ -227,6 +227,8 @@ int main(int argc, char** argv) {
       budgets = std::make_unique<gateway::budget_guard>(config.budgets, *billing_ctx,
                                                         std::move(executors), clock, registry, log);
       server.add_drain_hook([guard = budgets.get()](unsigned worker) { guard->close(worker); });
+      admin_api->on_budget_change(
+          [guard = budgets.get()](const std::string& tenant) { guard->budgets_changed(tenant); });
     }
     gateway::api_handler api{config,   std::move(pools), std::move(counters),
                              usage_sink, registry,         log,

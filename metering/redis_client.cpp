@@ -101,6 +101,7 @@ struct detail::connection_state {
   std::string outbox;            // formatted commands not yet written
   std::deque<std::shared_ptr<pending>> inflight;          // in the order sent
   std::deque<std::shared_ptr<pending>> waiting_connect;   // commands waiting for a connection
+  std::function<void(const std::string&, const std::string&)> on_message;  // pub/sub
   clock::time_point next_attempt{};
   std::chrono::milliseconds backoff{0};
 
@@ -158,6 +159,11 @@ net::awaitable<void> read_loop(state_ptr st, std::uint64_t gen) {
       if (raw == nullptr) break;
       reply r = convert(static_cast<redisReply*>(raw));
       freeReplyObject(raw);
+      if (st->on_message && r.type == reply::kind::array && r.elements.size() == 3 &&
+          r.elements[0].str == "message") {
+        st->on_message(r.elements[1].str, r.elements[2].str);
+        continue;
+      }
       if (st->inflight.empty()) {
         st->fail_all("Redis sent a reply nobody asked for");
         co_return;
@@ -213,6 +219,11 @@ client::client(net::any_io_executor ex, settings s)
 client::~client() { st_->fail_all("the client was closed"); }
 
 bool client::connected() const { return st_->connected; }
+
+void client::on_message(
+    std::function<void(const std::string& channel, const std::string& payload)> handler) {
+  st_->on_message = std::move(handler);
+}
 
 void client::close(const std::string& why) { st_->fail_all(why); }
 

@@ -2,7 +2,8 @@
 // socket, no hiredis I/O. One connection, used by coroutines on one executor (one I/O thread):
 // commands issued while others are in flight are pipelined (written together, answered in
 // order). Per-command timeouts, reconnect with backoff, optional AUTH, and EVALSHA with a
-// NOSCRIPT fallback (SCRIPT LOAD, then EVALSHA again) for Lua scripts.
+// NOSCRIPT fallback (SCRIPT LOAD, then EVALSHA again) for Lua scripts. A connection that has
+// sent SUBSCRIBE hands each pub/sub message to its message handler.
 // Not built yet: TLS and Redis Cluster (MOVED/ASK, slot map); see docs/ARCHITECTURE.md.
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,6 +70,11 @@ class client {
   // Runs a script by EVALSHA; on NOSCRIPT loads it and retries once.
   boost::asio::awaitable<redis_result> eval(const script& s, std::vector<std::string> keys,
                                             std::vector<std::string> args);
+
+  // For a connection used with SUBSCRIBE: pub/sub messages (channel, payload) go to `handler`
+  // instead of being taken as replies. Set it before subscribing.
+  void on_message(std::function<void(const std::string& channel, const std::string& payload)>
+                      handler);
 
   bool connected() const;
   // Closes the connection; commands in flight fail. The next command reconnects.

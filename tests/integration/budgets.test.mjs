@@ -213,6 +213,30 @@ describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
     assert.equal(redis.counters(t.tenant)[b.id].used, spent, 'Redis counts the estimated spend the ledger implies');
   });
 
+  test('a budget change reaches every gateway at once through Redis pub/sub', async () => {
+    // A minute-long cache: only the pub/sub announcement can make the change visible quickly.
+    const slow = { cache_ttl_ms: 60000 };
+    const gA = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'pubsubA'), slow), upstreamPort: s.upstreamPort });
+    const gB = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'pubsubB'), slow), upstreamPort: s.upstreamPort });
+    try {
+      const t = await makeTenant(gA.adminUrl, 'PubSub');
+      const b = await addBudget(gA.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 1_000_000 });
+      await waitFor(async () => (await ask(gB.url, t.key)).status === 200, { what: 'gateway B serves' });
+      const changedAt = Date.now();
+      await api(gA.adminUrl, 'POST', `/admin/v1/budgets/${b.id}`, { body: { limit: 1 } });
+      await waitFor(async () => (await ask(gB.url, t.key)).status === 429, { timeoutMs: 1000, what: 'gateway B sees the new limit' });
+      assert.ok(Date.now() - changedAt < 1000);
+      // A new budget too: gateway B drops its cached list when gateway A creates one.
+      await api(gA.adminUrl, 'POST', `/admin/v1/budgets/${b.id}`, { body: { status: 'disabled' } });
+      await waitFor(async () => (await ask(gB.url, t.key)).status === 200, { timeoutMs: 1000, what: 'the limit is gone' });
+      await addBudget(gA.adminUrl, { tenant_id: t.tenant, metric: 'requests', window: 'minute', limit: 1 });
+      await waitFor(async () => (await ask(gB.url, t.key)).status === 429, { timeoutMs: 1000, what: 'the new budget applies' });
+    } finally {
+      await gA.stop();
+      await gB.stop();
+    }
+  });
+
   test('kill -9 with requests in flight: their holds expire and the budget is whole again', async () => {
     const t = await makeTenant(s.adminUrl, 'KillNine');
     const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 1000 });

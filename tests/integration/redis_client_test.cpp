@@ -204,3 +204,28 @@ TEST_CASE("after shutdown every command fails at once and nothing reconnects") {
   io.run_for(std::chrono::milliseconds(500));
   CHECK(io.stopped());
 }
+
+TEST_CASE("a subscribed connection hands messages to its handler and still answers PING") {
+  redis_server server;
+  net::io_context io;
+  redis::client sub(io.get_executor(), settings_for(server));
+  redis::client pub(io.get_executor(), settings_for(server));
+  std::vector<std::string> seen;
+  sub.on_message([&seen](const std::string& channel, const std::string& payload) {
+    seen.push_back(channel + "=" + payload);
+  });
+  auto subscribed = run(io, cmd(sub, {"SUBSCRIBE", "tg:test"}));
+  REQUIRE(subscribed);
+  REQUIRE(subscribed->elements.size() == 3);
+  CHECK(subscribed->elements[0].str == "subscribe");
+  auto delivered = run(io, cmd(pub, {"PUBLISH", "tg:test", "tenant-a"}));
+  REQUIRE(delivered);
+  CHECK(delivered->integer == 1);
+  REQUIRE(run(io, cmd(pub, {"PUBLISH", "tg:test", std::string("b\0c", 3)})));
+  REQUIRE(run(io, cmd(pub, {"PUBLISH", "tg:other", "not for us"})));
+  // A PING between messages is answered in order, as a reply, not as a message.
+  auto pong = run(io, cmd(sub, {"PING"}));
+  REQUIRE(pong);
+  CHECK_FALSE(pong->is_error());
+  CHECK(seen == std::vector<std::string>{"tg:test=tenant-a", std::string("tg:test=b\0c", 11)});
+}
