@@ -7,6 +7,8 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "core/json_text.hpp"
+
 namespace tollgate::billing {
 
 namespace net = boost::asio;
@@ -514,6 +516,55 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_bu
     out.push_back(std::move(b));
   }
   co_return out;
+}
+
+net::awaitable<pg::db_result<std::int64_t>> account_store::ledger_usage(ledger_budget_query q) {
+  std::string prices = "[";
+  for (const auto& p : q.prices) {
+    json_object_writer w;
+    w.add("model", p.model)
+        .add("input", static_cast<std::int64_t>(p.input))
+        .add("output", static_cast<std::int64_t>(p.output));
+    if (prices.size() > 1) prices += ",";
+    prices += w.finish();
+  }
+  prices += "]";
+  std::string amount;
+  if (q.metric == "tokens") {
+    amount = "e.prompt_tokens + e.completion_tokens";
+  } else if (q.metric == "spend") {
+    amount =
+        "div(e.prompt_tokens * coalesce(p.input, 0) + e.completion_tokens * coalesce(p.output, 0)"
+        " + 999999, 1000000)";
+  } else {
+    // Rows the gateway refused before forwarding have no upstream (bad request, unknown model)
+    // or the gateway's own 429/503 codes (budgets, a full ledger spool): they held nothing.
+    amount =
+        "CASE WHEN e.upstream = '' OR (e.status IN (429, 503) AND e.error_code IN"
+        " ('insufficient_quota', 'rate_limit_exceeded', 'service_unavailable',"
+        " 'ledger_unavailable')) THEN 0 ELSE 1 END";
+  }
+  std::string sql =
+      "SELECT coalesce(sum(" + amount + "), 0)::bigint FROM usage_events e"
+      " LEFT JOIN jsonb_to_recordset($4::jsonb) AS p(model text, input numeric, output numeric)"
+      " ON p.model = e.model"
+      " WHERE e.tenant_id = $1"
+      " AND e.occurred_at >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'"
+      " AND e.occurred_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond'";
+  std::vector<pg::param> params{q.tenant_id, std::to_string(q.start_ms), std::to_string(q.end_ms),
+                                prices};
+  if (q.scope == "project") {
+    sql += " AND e.project_id = $5";
+    params.push_back(q.scope_id);
+  } else if (q.scope == "key") {
+    sql += " AND e.api_key_id = $5";
+    params.push_back(q.scope_id);
+  }
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  co_return r->int64(0, 0);
 }
 
 // ---- usage -----------------------------------------------------------------------------------

@@ -89,6 +89,22 @@ struct budget_info {
   bool hard = true;
 };
 
+// What the ledger holds against one budget in a window: for `tollctl budgets reconcile`.
+struct ledger_budget_query {
+  std::string tenant_id;
+  std::string scope;     // tenant, project, key
+  std::string scope_id;  // the project or key id ("" for the tenant)
+  std::string metric;    // tokens, requests, spend
+  std::int64_t start_ms = 0;
+  std::int64_t end_ms = 0;  // exclusive
+  struct model_price {
+    std::string model;
+    std::uint64_t input = 0;   // micro-units per million prompt tokens
+    std::uint64_t output = 0;  // micro-units per million completion tokens
+  };
+  std::vector<model_price> prices;  // spend only
+};
+
 class account_store {
  public:
   explicit account_store(pg::pool& pool) : pool_(pool) {}
@@ -160,6 +176,11 @@ class account_store {
   // The tenant's active budgets, for enforcement.
   boost::asio::awaitable<pg::db_result<std::vector<budget_info>>> active_budgets(
       std::string tenant_id);
+
+  // Billed tokens, requests that reached the upstream (not refused by the gateway before
+  // forwarding), or spend priced per request at the estimate prices, rounded up as the
+  // budget engine does.
+  boost::asio::awaitable<pg::db_result<std::int64_t>> ledger_usage(ledger_budget_query q);
 
   boost::asio::awaitable<pg::db_result<std::vector<usage_row>>> usage(usage_query q);
   // One page of raw events as JSON objects, and the cursor of the next page ("" = last page).

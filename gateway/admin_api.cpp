@@ -8,6 +8,7 @@
 
 #include "core/json_dom.hpp"
 #include "core/request_id.hpp"
+#include "gateway/budget_guard.hpp"
 #include "gateway/query_params.hpp"
 #include "gateway/usage_report.hpp"
 
@@ -289,6 +290,30 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     co_return;
   }
 
+  if (kind == "budgets" && id == "reconcile" && action.empty() && post) {
+    body.reject_unknown({"tenant_id"});
+    auto tenant = body.name("tenant_id", true);
+    if (!body.ok()) {
+      co_await ex.send_error(body.error());
+      co_return;
+    }
+    if (budgets_ == nullptr) {
+      co_await ex.send_error(not_found_error("Budgets are off on this gateway (budgets.redis).",
+                                             "budgets_disabled"));
+      co_return;
+    }
+    auto report = co_await budgets_->reconcile(ex.worker_index(), *tenant);
+    if (!report) {
+      co_await ex.send_error(report.error());
+      co_return;
+    }
+    http::response res{bhttp::status::ok, ex.req().version()};
+    res.set(bhttp::field::content_type, "application/json");
+    res.body() = std::move(*report);
+    co_await ex.send(std::move(res));
+    co_return;
+  }
+
   if (kind == "tenants") {
     if (id.empty() && post) {
       body.reject_unknown({"name"});
@@ -456,10 +481,10 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     co_await ex.send_error(to_api_error(outcome->error()));
     co_return;
   }
-  if (kind == "budgets" && post && on_budget_change_) {
+  if (kind == "budgets" && post && budgets_ != nullptr) {
     if (auto doc = json::document::parse(outcome->value())) {
       if (const json::value t = doc->root().find("tenant_id"); t.valid() && t.is_string()) {
-        on_budget_change_(std::string(t.as_string()));
+        budgets_->budgets_changed(std::string(t.as_string()));
       }
     }
   }

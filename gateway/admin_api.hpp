@@ -1,13 +1,13 @@
 // The admin and finance APIs on the operator listener (:8081), served when a database is
 // configured:
 //   /admin/v1/...    tenants, projects, API keys (create, list, get, update, disable, revoke,
-//                    rotate) and the audit log; `Authorization: Bearer <admin token>`.
+//                    rotate), budgets (and their reconciliation from the ledger) and the audit
+//                    log; `Authorization: Bearer <admin token>`.
 //   /finance/v1/...  usage reports (JSON or CSV) and raw usage events; read-only, with the
 //                    finance token (the admin token may read them too).
 // JSON in, JSON out, errors in the OpenAI shape; lists are paged with limit/after.
 #pragma once
 #include <boost/asio/awaitable.hpp>
-#include <functional>
 #include <string>
 #include <string_view>
 
@@ -18,15 +18,15 @@
 
 namespace tollgate::gateway {
 
+class budget_guard;
+
 class admin_api {
  public:
   admin_api(const billing_context& billing, const auth_config& auth, const clock_source& clock)
       : billing_(billing), auth_(auth), clock_(clock) {}
 
-  // Called with the tenant id after a budget is created or changed (budgets: pub/sub).
-  void on_budget_change(std::function<void(const std::string& tenant_id)> hook) {
-    on_budget_change_ = std::move(hook);
-  }
+  // With budgets on: changes are announced to every gateway, and reconcile is served.
+  void attach_budgets(budget_guard* budgets) { budgets_ = budgets; }
 
   // Whether `path` belongs to these APIs.
   static bool owns(std::string_view path);
@@ -40,7 +40,7 @@ class admin_api {
   const billing_context& billing_;
   const auth_config& auth_;
   const clock_source& clock_;
-  std::function<void(const std::string&)> on_budget_change_;
+  budget_guard* budgets_ = nullptr;
 };
 
 }  // namespace tollgate::gateway

@@ -70,10 +70,12 @@ struct budget_guard::change_feed {
   bool stopping = false;  // touched on the billing thread only
 };
 
-budget_guard::budget_guard(const budgets_config& config, const billing_context& billing,
+budget_guard::budget_guard(const budgets_config& config, const std::vector<model_config>& models,
+                           const billing_context& billing,
                            std::vector<net::any_io_executor> executors, const clock_source& clock,
                            metrics::registry& registry, logger& log)
     : config_(config),
+      models_(models),
       billing_(billing),
       executors_(std::move(executors)),
       engine_(std::chrono::milliseconds(config.hold_ttl_ms)),
@@ -279,6 +281,73 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     if (end > 0) hold.headers.emplace_back("x-ratelimit-reset-tokens", reset_text(end - now_ms));
   }
   co_return std::optional<budget_hold>{std::move(hold)};
+}
+
+net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
+                                                            std::string tenant_id) {
+  auto op = billing_.store->active_budgets(tenant_id);
+  auto budgets = co_await on_billing(billing_, std::move(op));
+  if (!budgets) {
+    co_return service_unavailable("The database is unreachable: " + budgets.error().message,
+                                  "service_unavailable", 1);
+  }
+  const std::int64_t now_ms = unix_ms(clock_.wall_now());
+  std::string data;
+  for (const auto& b : *budgets) {
+    metering::limit_rule rule;
+    rule.id = b.id;
+    rule.window = window_of(b.window);
+    rule.limit = b.limit;
+    rule.hard = b.hard;
+    const std::int64_t start = metering::window_start_ms(rule.window, now_ms);
+    // The window instances whose counters matter now: the current one, and for the sliding
+    // minute the one before it, which is still read in part.
+    std::vector<std::pair<std::int64_t, std::int64_t>> spans{{start, now_ms + 1}};
+    if (rule.window == metering::budget_window::minute) spans.emplace_back(start - 60'000, start);
+    for (const auto& [from, to] : spans) {
+      billing::ledger_budget_query q;
+      q.tenant_id = tenant_id;
+      q.scope = b.scope;
+      q.scope_id = b.scope_id;
+      q.metric = b.metric;
+      q.start_ms = from;
+      q.end_ms = to;
+      for (const auto& m : models_) {
+        q.prices.push_back({m.name, m.estimate_input_price, m.estimate_output_price});
+      }
+      auto usage_op = billing_.store->ledger_usage(std::move(q));
+      auto ledger = co_await on_billing(billing_, std::move(usage_op));
+      if (!ledger) {
+        co_return service_unavailable("The database is unreachable: " + ledger.error().message,
+                                      "service_unavailable", 1);
+      }
+      std::string tenant = tenant_id;
+      metering::limit_rule rule_arg = rule;
+      auto before = co_await engine_.set_used(*redis_[worker], std::move(tenant),
+                                              std::move(rule_arg), from, *ledger, now_ms);
+      if (!before) {
+        co_return service_unavailable("Redis is unreachable: " + before.error().message,
+                                      "service_unavailable", 1);
+      }
+      json_object_writer row;
+      row.add("object", "budget.reconciliation")
+          .add("budget_id", b.id)
+          .add("metric", b.metric)
+          .add("window", b.window)
+          .add("window_start", from / 1000)
+          .add("ledger", *ledger)
+          .add("redis_before", *before)
+          .add("difference", *ledger - *before);
+      if (!data.empty()) data += ",";
+      data += row.finish();
+    }
+  }
+  if (!budgets->empty()) {
+    json_object_writer f;
+    f.add("tenant_id", tenant_id).add("budgets", static_cast<std::int64_t>(budgets->size()));
+    log_.info("budgets: counters rebuilt from the ledger", f);
+  }
+  co_return "{\"object\":\"list\",\"data\":[" + data + "]}";
 }
 
 void budget_guard::settle(budget_hold hold, std::int64_t prompt_tokens,

@@ -46,7 +46,8 @@ struct budget_hold {
 class budget_guard {
  public:
   // `executors` holds one executor per I/O thread (one Redis connection each).
-  budget_guard(const budgets_config& config, const billing_context& billing,
+  budget_guard(const budgets_config& config, const std::vector<model_config>& models,
+               const billing_context& billing,
                std::vector<boost::asio::any_io_executor> executors, const clock_source& clock,
                metrics::registry& registry, logger& log);
   ~budget_guard();
@@ -64,6 +65,12 @@ class budget_guard {
   // A tenant's budgets changed (called by the admin API): drop them from this gateway's cache
   // and tell every other gateway through Redis pub/sub.
   void budgets_changed(const std::string& tenant_id);
+
+  // Rebuilds the Redis counters of the tenant's active budgets, for their current windows (and
+  // the previous minute of sliding ones), from the PostgreSQL ledger: after Redis lost data.
+  // Holds in flight are kept. Returns a JSON list saying, per counter, what the ledger holds,
+  // what Redis said before and the difference. Runs on I/O thread `worker`.
+  boost::asio::awaitable<result<std::string>> reconcile(unsigned worker, std::string tenant_id);
 
   // Ends the pub/sub subscription (before the billing thread stops); the destructor calls it.
   void stop();
@@ -98,6 +105,7 @@ class budget_guard {
                                           std::int64_t completion_tokens);
 
   const budgets_config& config_;
+  const std::vector<model_config>& models_;
   const billing_context& billing_;
   std::vector<boost::asio::any_io_executor> executors_;
   std::vector<std::unique_ptr<redis::client>> redis_;  // one per I/O thread

@@ -224,11 +224,11 @@ int main(int argc, char** argv) {
       for (unsigned i = 0; i < server.thread_count(); ++i) {
         executors.push_back(server.io(i).get_executor());
       }
-      budgets = std::make_unique<gateway::budget_guard>(config.budgets, *billing_ctx,
-                                                        std::move(executors), clock, registry, log);
+      budgets = std::make_unique<gateway::budget_guard>(config.budgets, config.models,
+                                                        *billing_ctx, std::move(executors), clock,
+                                                        registry, log);
       server.add_drain_hook([guard = budgets.get()](unsigned worker) { guard->close(worker); });
-      admin_api->on_budget_change(
-          [guard = budgets.get()](const std::string& tenant) { guard->budgets_changed(tenant); });
+      admin_api->attach_budgets(budgets.get());
     }
     gateway::api_handler api{config,   std::move(pools), std::move(counters),
                              usage_sink, registry,         log,

@@ -421,6 +421,14 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
       if (leftover()) return 2;
       return print_api(http_call(verb::get, url, "/admin/v1/budgets" + q, {}, token), field);
     }
+    if (verb == "reconcile") {
+      const std::string tenant = opt("--tenant");
+      if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
+      body.add("tenant_id", tenant);
+      if (leftover()) return 2;
+      return print_api(
+          http_call(verb::post, url, "/admin/v1/budgets/reconcile", body.finish(), token), field);
+    }
     const std::string id = positional();
     if (id.empty()) return usage();
     if (verb == "get" && !leftover()) {
@@ -483,6 +491,7 @@ int usage() {
                "                        [--scope tenant|project|key --scope-id ID] [--mode hard|soft]\n"
                "                        | list [--tenant ID] | get ID | update ID [--limit N]\n"
                "                        [--mode M] | disable ID | enable ID\n"
+               "                        | reconcile --tenant ID (rebuild Redis from the ledger)\n"
                "       tollctl audit    [--tenant ID]\n"
                "       tollctl usage    --start UNIX [--end UNIX] [--bucket 1m|1h|1d]\n"
                "                        [--group-by a,b] [--tenant ID] [--model M] [--csv]\n"

@@ -104,6 +104,14 @@ end
 return 1
 )lua");
 
+// KEYS: a counter. ARGV: its new settled usage, its ttl (ms). Returns the usage it replaced.
+const redis::script set_used_script(R"lua(
+local old = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+redis.call('HSET', KEYS[1], 'used', ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return old
+)lua");
+
 const redis::script used_script(R"lua(
 local now = tonumber(ARGV[1])
 local k = KEYS[1]
@@ -174,6 +182,17 @@ std::int64_t window_end_ms(budget_window w, std::int64_t now_ms) {
   return static_cast<std::int64_t>(timegm(&tm)) * 1000;
 }
 
+namespace {
+// How long the counter of a window instance holding `now_ms` lives: past its window's end by the
+// grace (and one more minute for sliding windows, whose next minute reads it); lifetime
+// counters get ten years, renewed on every use.
+std::int64_t counter_ttl_ms(budget_window w, std::int64_t now_ms) {
+  const std::int64_t end = window_end_ms(w, now_ms);
+  if (end == 0) return 10ll * 365 * day_ms;
+  return end - now_ms + (w == budget_window::minute ? minute_ms : 0) + counter_grace_ms;
+}
+}  // namespace
+
 std::string budget_engine::counter_key(const std::string& tenant_id, const std::string& limit_id,
                                        std::int64_t window_start) {
   return "tg:{" + tenant_id + "}:b:" + limit_id + ":" + std::to_string(window_start);
@@ -192,11 +211,7 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
   for (const auto& c : charges) {
     const std::int64_t start = window_start_ms(c.rule.window, now_ms);
     const bool sliding = c.rule.window == budget_window::minute;
-    const std::int64_t end = window_end_ms(c.rule.window, now_ms);
-    // Lifetime counters never expire; the others outlive their window (and the one after it,
-    // for sliding windows, which read the previous minute).
-    const std::int64_t ttl =
-        end == 0 ? 0 : end - now_ms + (sliding ? minute_ms : 0) + counter_grace_ms;
+    const std::int64_t ttl = counter_ttl_ms(c.rule.window, now_ms);
     const std::string key = counter_key(tenant_id, c.rule.id, start);
     keys.push_back(key);
     keys.push_back(sliding ? counter_key(tenant_id, c.rule.id, start - minute_ms) : key);
@@ -207,8 +222,7 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
     args.push_back(c.rule.hard ? "1" : "0");
     args.push_back(sliding ? "1" : "0");
     args.push_back(std::to_string(std::max<std::int64_t>(window_length_ms(c.rule.window), 1)));
-    // PEXPIRE needs a positive time: lifetime counters get ten years, renewed on every use.
-    args.push_back(std::to_string(ttl > 0 ? ttl : 10ll * 365 * day_ms));
+    args.push_back(std::to_string(ttl));
     args.push_back(std::to_string(now_ms - start));
   }
   auto r = co_await redis.eval(reserve_script, std::move(keys), std::move(args));
@@ -249,12 +263,24 @@ net::awaitable<basic_result<bool, redis::redis_error>> budget_engine::settle(
                                 std::to_string(settled_marker_ttl_ms)};
   for (std::size_t i = 0; i < actual.size(); ++i) {
     args.push_back(std::to_string(actual[i]));
-    args.push_back(std::to_string(ticket.ttl_ms[i] > 0 ? ticket.ttl_ms[i] : 10ll * 365 * day_ms));
+    args.push_back(std::to_string(ticket.ttl_ms[i]));
   }
   auto r = co_await redis.eval(settle_script, std::move(keys), std::move(args));
   if (!r) co_return r.error();
   if (r->is_error()) co_return redis::redis_error{"settle script failed: " + r->str};
   co_return r->integer == 1;
+}
+
+net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::set_used(
+    redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t window_start,
+    std::int64_t used, std::int64_t now_ms) {
+  std::vector<std::string> keys{counter_key(tenant_id, rule.id, window_start)};
+  std::vector<std::string> args{std::to_string(used),
+                                std::to_string(counter_ttl_ms(rule.window, now_ms))};
+  auto r = co_await redis.eval(set_used_script, std::move(keys), std::move(args));
+  if (!r) co_return r.error();
+  if (r->is_error()) co_return redis::redis_error{"budget script failed: " + r->str};
+  co_return static_cast<std::int64_t>(r->integer);
 }
 
 net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::used(

@@ -79,6 +79,13 @@ class budget_engine {
   boost::asio::awaitable<basic_result<bool, redis::redis_error>> settle(
       redis::client& redis, hold_ticket ticket, std::vector<std::int64_t> actual);
 
+  // Sets what the counter of the window starting at `window_start` has used (settled) to
+  // `used`, keeping the holds in flight; returns what it said before. For rebuilding the
+  // counters from the ledger (tollctl budgets reconcile).
+  boost::asio::awaitable<basic_result<std::int64_t, redis::redis_error>> set_used(
+      redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t window_start,
+      std::int64_t used, std::int64_t now_ms);
+
   // What a limit has used in its current window (settled + held), for reports and tests.
   boost::asio::awaitable<basic_result<std::int64_t, redis::redis_error>> used(
       redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t now_ms);

@@ -5,10 +5,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startStack, chatBody, postJson, sseData, waitFor } from '../lib/harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { startStack, chatBody, postJson, sseData, waitFor, binDir } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
-import { dbConfig, api, makeTenant } from '../lib/ledger.mjs';
+import { dbConfig, api, makeTenant, ADMIN } from '../lib/ledger.mjs';
 
 // Estimate prices of 1 and 2 micro-units per prompt and completion token make spend easy to
 // check: spend = prompt + 2 x completion.
@@ -235,6 +236,43 @@ describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
       await gA.stop();
       await gB.stop();
     }
+  });
+
+  test('tollctl budgets reconcile rebuilds lost Redis counters from the ledger', async () => {
+    const t = await makeTenant(s.adminUrl, 'Reconcile');
+    const tokens = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 400 });
+    const spend = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'spend', window: 'month', limit: 1_000_000 });
+    const rpm = await addBudget(s.adminUrl, { tenant_id: t.tenant, scope: 'key', scope_id: t.keyId, metric: 'requests', window: 'minute', limit: 1000 });
+    for (let i = 0; i < 4; i += 1) assert.equal((await ask(s.url, t.key, { max_tokens: 20 }, `reconcile ${i}`)).status, 200);
+    // A bad request reaches the ledger but never held anything: it is not a request to count.
+    assert.equal((await ask(s.url, t.key, { max_tokens: -1 })).status, 400);
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 5, { what: 'rows' });
+    await waitFor(() => Object.values(redis.counters(t.tenant)).every((c) => c.held === 0), { what: 'settled' });
+    const before = redis.counters(t.tenant);
+    const billedTokens = Number(pg.value(`SELECT sum(prompt_tokens + completion_tokens) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+    const billedSpend = Number(pg.value(`SELECT sum(prompt_tokens + 2 * completion_tokens) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+    assert.equal(before[tokens.id].used, billedTokens);
+    // Redis loses the tenant's counters.
+    for (const k of redis.cli('--raw', 'KEYS', `tg:{${t.tenant}}:*`).split('\n').filter(Boolean)) redis.cli('DEL', k);
+    assert.deepEqual(redis.counters(t.tenant), {});
+    const tollctl = (...args) => execFileSync(path.join(binDir, 'tollctl'), args, {
+      env: { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_ADMIN_TOKEN: ADMIN }, encoding: 'utf8' });
+    const report = JSON.parse(tollctl('budgets', 'reconcile', '--tenant', t.tenant)).data;
+    const row = (id) => report.find((r) => r.budget_id === id);
+    assert.deepEqual([row(tokens.id).ledger, row(tokens.id).redis_before, row(tokens.id).difference], [billedTokens, 0, billedTokens]);
+    assert.equal(row(spend.id).ledger, billedSpend);
+    assert.equal(report.filter((r) => r.budget_id === rpm.id).length, 2, 'the sliding minute rebuilds two counters');
+    assert.equal(report.filter((r) => r.budget_id === rpm.id).reduce((a, r) => a + r.ledger, 0), 4);
+    const after = redis.counters(t.tenant);
+    assert.equal(after[tokens.id].used, billedTokens);
+    assert.equal(after[spend.id].used, billedSpend);
+    // A second run finds nothing to fix, and enforcement counts from the rebuilt counters.
+    const again = JSON.parse(tollctl('budgets', 'reconcile', '--tenant', t.tenant)).data;
+    assert.ok(again.every((r) => r.difference === 0), JSON.stringify(again));
+    const left = 400 - billedTokens;
+    const res = await ask(s.url, t.key, { max_tokens: left });
+    assert.equal(res.status, 429, 'the rebuilt counter refuses what the lost one would have');
+    assert.match((await res.json()).error.message, new RegExp(`has ${left} left`));
   });
 
   test('kill -9 with requests in flight: their holds expire and the budget is whole again', async () => {
