@@ -25,6 +25,8 @@ std::string sha256_bytes(std::string_view data);
 // Ids are a type prefix, 10 base62 characters of the creation time in ms (so they sort in
 // creation order) and 8 random ones: "ten_0hN3x2Qp1aZ4kq9WvB".
 std::string new_object_id(std::string_view prefix);
+// A webhook signing secret: "whsec_" followed by 43 base62 characters (32 random bytes).
+std::string new_webhook_secret();
 
 // What authentication needs to know about a key.
 struct key_info {
@@ -87,6 +89,26 @@ struct budget_info {
   std::string window;    // minute, hour, day, month, lifetime
   std::int64_t limit = 0;
   bool hard = true;
+  std::vector<int> alert_thresholds;  // percent of the limit
+};
+
+// A threshold crossing to record (and deliver when the budget has a webhook).
+struct budget_alert_spec {
+  std::string tenant_id;
+  std::string budget_id;
+  std::int64_t window_start_ms = 0;
+  int threshold = 0;  // percent
+  std::int64_t limit = 0;
+  std::int64_t used = 0;
+};
+
+// A recorded alert claimed for delivery: the body to POST and the secret to sign it with.
+struct alert_delivery {
+  std::string id;
+  std::string url;
+  std::string secret;
+  std::string payload;
+  int attempts = 0;  // including this one
 };
 
 // What the ledger holds against one budget in a window: for `tollctl budgets reconcile`.
@@ -164,15 +186,36 @@ class account_store {
     std::string window;    // minute, hour, day, month, lifetime
     std::int64_t limit = 0;
     std::string mode = "hard";
+    std::vector<int> alert_thresholds;  // percent of the limit
+    std::string alert_webhook_url;      // "" = alerts are recorded only
   };
   boost::asio::awaitable<store_result> create_budget(budget_spec spec, std::string actor);
   boost::asio::awaitable<store_result> get_budget(std::string id);
   boost::asio::awaitable<store_result> list_budgets(std::string tenant_id, page_request page);
-  boost::asio::awaitable<store_result> update_budget(std::string id,
-                                                     std::optional<std::int64_t> limit,
-                                                     std::optional<std::string> mode,
-                                                     std::optional<std::string> status,
+  struct budget_update {
+    std::optional<std::int64_t> limit;
+    std::optional<std::string> mode;
+    std::optional<std::string> status;
+    std::optional<std::vector<int>> alert_thresholds;
+    bool set_webhook = false;
+    std::optional<std::string> alert_webhook_url;  // with set_webhook: nullopt removes it
+  };
+  boost::asio::awaitable<store_result> update_budget(std::string id, budget_update update,
                                                      std::string actor);
+  // A budget's alerts, newest first (at most 100).
+  boost::asio::awaitable<store_result> list_budget_alerts(std::string budget_id);
+
+  // Records a threshold crossing once (a repeat is ignored): pending delivery when the budget
+  // has a webhook, else just recorded. Returns whether a delivery is now pending.
+  boost::asio::awaitable<pg::db_result<bool>> record_budget_alert(budget_alert_spec alert);
+  // Claims up to `limit` alerts due for delivery (leased for `lease_ms`, so that another
+  // gateway does not send them at the same time).
+  boost::asio::awaitable<pg::db_result<std::vector<alert_delivery>>> claim_alerts(
+      int limit, std::int64_t lease_ms);
+  // After an attempt: delivered, or failed for good, or due again after `retry_in_ms`.
+  boost::asio::awaitable<pg::db_result<bool>> finish_alert(std::string id, std::string status,
+                                                          std::string error,
+                                                          std::int64_t retry_in_ms);
   // The tenant's active budgets, for enforcement.
   boost::asio::awaitable<pg::db_result<std::vector<budget_info>>> active_budgets(
       std::string tenant_id);

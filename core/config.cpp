@@ -37,7 +37,8 @@ constexpr std::string_view default_config_text = R"({
               "spool_dir": ".run/spool", "spool_bytes_max": 1073741824 },
   "auth": { "admin_token": "", "finance_token": "", "key_cache_ttl_ms": 2000 },
   "budgets": { "redis": "", "redis_password": "", "failure_mode": "closed",
-               "hold_ttl_ms": 660000, "cache_ttl_ms": 1000, "command_timeout_ms": 500 }
+               "hold_ttl_ms": 660000, "cache_ttl_ms": 1000, "command_timeout_ms": 500,
+               "alert_max_attempts": 8 }
 })";
 
 // Server settings not given in the embedded text come from the named limits.
@@ -399,6 +400,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   cfg.budgets.hold_ttl_ms = get_uint(b, "/budgets", "hold_ttl_ms", 1000, 86'400'000);
   cfg.budgets.cache_ttl_ms = get_uint(b, "/budgets", "cache_ttl_ms", 0, 60'000);
   cfg.budgets.command_timeout_ms = get_uint(b, "/budgets", "command_timeout_ms", 10, 60'000);
+  cfg.budgets.alert_max_attempts = get_uint(b, "/budgets", "alert_max_attempts", 1, 100);
   if (!cfg.budgets.redis.empty() && cfg.database.url.empty()) {
     fail("/budgets/redis", "budgets need a database (database.url): they are stored there");
   }

@@ -109,6 +109,7 @@ struct budgets_config {
   std::uint64_t hold_ttl_ms = 0;         // a hold not settled by then expires
   std::uint64_t cache_ttl_ms = 0;        // how long a tenant's budget list is trusted
   std::uint64_t command_timeout_ms = 0;  // one Redis script call
+  std::uint64_t alert_max_attempts = 0;  // webhook deliveries of one alert before it fails
 };
 
 struct logging_config {

@@ -3,11 +3,13 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 
 #include "core/json_dom.hpp"
 #include "core/request_id.hpp"
+#include "gateway/alert_dispatcher.hpp"
 #include "gateway/budget_guard.hpp"
 #include "gateway/query_params.hpp"
 #include "gateway/usage_report.hpp"
@@ -163,6 +165,43 @@ class body_reader {
       return std::nullopt;
     }
     return std::optional<std::vector<std::string>>{std::move(out)};
+  }
+  // Alert thresholds: an array of at most 10 distinct percents, 1..1000 (absent: nullopt).
+  std::optional<std::vector<int>> thresholds(std::string_view key) {
+    if (!ok()) return std::nullopt;
+    const json::value v = doc_->root().find(key);
+    if (!v.valid()) return std::nullopt;
+    std::vector<int> out;
+    bool good = v.is_array() && v.size() <= 10;
+    if (good) {
+      v.for_each_element([&](json::value t) {
+        if (!t.is_int64() || t.as_int64() < 1 || t.as_int64() > 1000) {
+          good = false;
+        } else {
+          out.push_back(static_cast<int>(t.as_int64()));
+        }
+      });
+    }
+    std::sort(out.begin(), out.end());
+    if (!good || std::adjacent_find(out.begin(), out.end()) != out.end()) {
+      fail(std::string(key) + " must be an array of at most 10 distinct percents, 1 to 1000.",
+           key);
+      return std::nullopt;
+    }
+    return out;
+  }
+  // A webhook URL (http://host[:port]/path). Absent: nullopt. Null: optional holding nullopt.
+  std::optional<std::optional<std::string>> webhook_url(std::string_view key) {
+    if (!ok()) return std::nullopt;
+    const json::value v = doc_->root().find(key);
+    if (!v.valid()) return std::nullopt;
+    if (v.is_null()) return std::optional<std::string>{};
+    if (!v.is_string() || !parse_webhook_url(v.as_string())) {
+      fail(std::string(key) + " must be an http:// URL with a host (https is not supported yet).",
+           key);
+      return std::nullopt;
+    }
+    return std::optional<std::string>{std::string(v.as_string())};
   }
   void reject_unknown(std::initializer_list<std::string_view> known) {
     if (!ok()) return;
@@ -416,7 +455,8 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     if (id.empty() && get) {
       op = store.list_budgets(query->get("tenant_id").value_or(""), *pages);
     } else if (id.empty() && post) {
-      body.reject_unknown({"tenant_id", "scope", "scope_id", "metric", "window", "limit", "mode"});
+      body.reject_unknown({"tenant_id", "scope", "scope_id", "metric", "window", "limit", "mode",
+                           "alert_thresholds", "alert_webhook_url"});
       billing::account_store::budget_spec spec;
       auto tenant = body.name("tenant_id", true);
       auto scope = body.choice("scope", {"tenant", "project", "key"}, false);
@@ -425,6 +465,8 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       auto window = body.choice("window", {"minute", "hour", "day", "month", "lifetime"}, true);
       auto limit = body.nullable_int("limit", 0, std::numeric_limits<std::int64_t>::max() / 4);
       auto mode = body.choice("mode", {"hard", "soft"}, false);
+      auto thresholds = body.thresholds("alert_thresholds");
+      auto webhook = body.webhook_url("alert_webhook_url");
       if (body.ok() && (!limit || !*limit)) {
         co_await ex.send_error(invalid_request("limit (an integer) is required.", "limit",
                                                "invalid_value"));
@@ -444,21 +486,31 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         spec.window = *window;
         spec.limit = **limit;
         spec.mode = mode.value_or("hard");
+        spec.alert_thresholds = thresholds.value_or(std::vector<int>{});
+        if (webhook && *webhook) spec.alert_webhook_url = **webhook;
         op = store.create_budget(spec, actor);
         created_status = 201;
       }
     } else if (!id.empty() && action.empty() && get) {
       op = store.get_budget(id);
     } else if (!id.empty() && action.empty() && post) {
-      body.reject_unknown({"limit", "mode", "status"});
+      body.reject_unknown({"limit", "mode", "status", "alert_thresholds", "alert_webhook_url"});
+      billing::account_store::budget_update update;
       auto limit = body.nullable_int("limit", 0, std::numeric_limits<std::int64_t>::max() / 4);
-      auto mode = body.choice("mode", {"hard", "soft"}, false);
-      auto status = body.status("active", "disabled");
+      update.mode = body.choice("mode", {"hard", "soft"}, false);
+      update.status = body.status("active", "disabled");
+      update.alert_thresholds = body.thresholds("alert_thresholds");
+      auto webhook = body.webhook_url("alert_webhook_url");
       if (body.ok()) {
-        std::optional<std::int64_t> new_limit;
-        if (limit && *limit) new_limit = **limit;
-        op = store.update_budget(id, new_limit, mode, status, actor);
+        if (limit && *limit) update.limit = **limit;
+        if (webhook) {
+          update.set_webhook = true;
+          update.alert_webhook_url = *webhook;
+        }
+        op = store.update_budget(id, std::move(update), actor);
       }
+    } else if (!id.empty() && action == "alerts" && get) {
+      op = store.list_budget_alerts(id);
     }
   } else if (kind == "audit_log" && id.empty() && get) {
     op = store.list_audit(query->get("tenant_id").value_or(""), *pages);

@@ -97,6 +97,8 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
   rs.command_timeout = std::chrono::milliseconds(config.command_timeout_ms);
   for (const auto& ex : executors_) redis_.push_back(std::make_unique<redis::client>(ex, rs));
   closed_.assign(executors_.size(), 0);
+  alerts_ = std::make_unique<alert_dispatcher>(billing_, static_cast<int>(config.alert_max_attempts),
+                                               registry, log_);
   cache_ = std::make_shared<budget_cache>();
   feed_ = std::make_shared<change_feed>(billing_.executor, rs, cache_, log_);
   watching_ = net::co_spawn(billing_.executor, watch_changes(feed_), net::use_future);
@@ -105,6 +107,7 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
 budget_guard::~budget_guard() { stop(); }
 
 void budget_guard::stop() {
+  alerts_->stop();
   if (!watching_.valid()) return;
   net::post(billing_.executor, [feed = feed_] {
     feed->stopping = true;
@@ -230,9 +233,12 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     c.rule.window = window_of(b.window);
     c.rule.limit = b.limit;
     c.rule.hard = b.hard;
+    c.rule.alert_percents = b.alert_thresholds;
     c.amount = b.metric == "tokens" ? tokens : b.metric == "spend" ? spend : 1;
     charges.push_back(std::move(c));
     hold.metrics.push_back(b.metric);
+    hold.budget_ids.push_back(b.id);
+    hold.limits.push_back(b.limit);
   }
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
   // Named arguments: GCC 12 mishandles temporaries made inside a co_await expression.
@@ -372,6 +378,7 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
   }
   const std::string tenant = hold.ticket.tenant_id;
   const std::string request = hold.ticket.request_id;
+  const std::vector<std::int64_t> window_starts = hold.ticket.window_start_ms;
   auto r = co_await engine_.settle(*redis_[hold.worker], std::move(hold.ticket),
                                    std::move(actual));
   if (!r) {
@@ -383,7 +390,28 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
     log_.warn("budgets: settling failed; the hold will expire", f);
     co_return;
   }
-  settles_.with({*r ? "settled" : "repeated"}).inc();
+  settles_.with({r->first ? "settled" : "repeated"}).inc();
+  bool pending = false;
+  for (const auto& x : r->crossings) {
+    billing::budget_alert_spec alert;
+    alert.tenant_id = tenant;
+    alert.budget_id = hold.budget_ids.at(x.charge);
+    alert.window_start_ms = window_starts.at(x.charge);
+    alert.threshold = x.percent;
+    alert.limit = hold.limits.at(x.charge);
+    alert.used = x.used;
+    auto op = billing_.store->record_budget_alert(std::move(alert));
+    auto recorded = co_await on_billing(billing_, std::move(op));
+    if (!recorded) {
+      json_object_writer f;
+      f.add("tenant_id", tenant).add("budget_id", hold.budget_ids.at(x.charge))
+          .add("threshold", x.percent).add("error", recorded.error().message);
+      log_.error("budgets: an alert threshold was crossed but could not be recorded", f);
+      continue;
+    }
+    pending = pending || *recorded;
+  }
+  if (pending) alerts_->wake();
 }
 
 }  // namespace tollgate::gateway

@@ -3,7 +3,8 @@
 // both) against every active
 // budget of its tenant, project and key; after the response, ONE script settles the hold to
 // the actual usage (in the background, never delaying the client). A refusal is a 429 naming
-// the budget; a granted request carries OpenAI's x-ratelimit-* headers.
+// the budget; a granted request carries OpenAI's x-ratelimit-* headers. A settlement that
+// crosses an alert threshold records the alert for the alert dispatcher (webhooks).
 // Budgets are read from PostgreSQL per tenant and cached. A change made through the admin API
 // is published on the Redis channel tg:budgets:changed; every gateway subscribes and drops that
 // tenant's cached list at once. The cache also expires after budgets.cache_ttl_ms (1 s), which
@@ -26,6 +27,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "gateway/alert_dispatcher.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/billing_context.hpp"
 #include "metering/budget_engine.hpp"
@@ -40,6 +42,8 @@ struct budget_hold {
   unsigned worker = 0;               // whose Redis connection settles it
   std::uint64_t input_price = 0;     // the model's estimate prices (spend budgets)
   std::uint64_t output_price = 0;
+  std::vector<std::string> budget_ids;  // per charge, for alerts
+  std::vector<std::int64_t> limits;     // per charge
   std::vector<std::pair<std::string, std::string>> headers;  // x-ratelimit-*
 };
 
@@ -114,6 +118,7 @@ class budget_guard {
   const clock_source& clock_;
   logger& log_;
 
+  std::unique_ptr<alert_dispatcher> alerts_;
   std::shared_ptr<budget_cache> cache_;
   std::shared_ptr<change_feed> feed_;
   std::future<void> watching_;

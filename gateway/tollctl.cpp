@@ -413,6 +413,10 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
       body.add("window", opt("--window"));
       body.add_raw("limit", limit);
       if (const auto v = opt("--mode"); !v.empty()) body.add("mode", v);
+      if (const auto v = opt("--alert-thresholds"); !v.empty()) {
+        body.add_raw("alert_thresholds", "[" + v + "]");
+      }
+      if (const auto v = opt("--alert-webhook-url"); !v.empty()) body.add("alert_webhook_url", v);
       if (leftover()) return 2;
       return print_api(http_call(verb::post, url, "/admin/v1/budgets", body.finish(), token), field);
     }
@@ -434,9 +438,23 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
     if (verb == "get" && !leftover()) {
       return print_api(http_call(verb::get, url, "/admin/v1/budgets/" + id, {}, token), field);
     }
+    if (verb == "alerts" && !leftover()) {
+      return print_api(http_call(verb::get, url, "/admin/v1/budgets/" + id + "/alerts", {}, token),
+                       field);
+    }
     if (verb == "update" || verb == "disable" || verb == "enable") {
       if (const auto v = opt("--limit"); !v.empty()) body.add_raw("limit", v);
       if (const auto v = opt("--mode"); !v.empty()) body.add("mode", v);
+      if (const auto v = opt("--alert-thresholds"); !v.empty()) {
+        body.add_raw("alert_thresholds", "[" + v + "]");
+      }
+      if (const auto v = opt("--alert-webhook-url"); !v.empty()) {
+        if (v == "none") {
+          body.add_raw("alert_webhook_url", "null");
+        } else {
+          body.add("alert_webhook_url", v);
+        }
+      }
       if (verb != "update") body.add("status", verb == "disable" ? "disabled" : "active");
       if (leftover()) return 2;
       return print_api(http_call(verb::post, url, "/admin/v1/budgets/" + id, body.finish(), token),
@@ -489,8 +507,10 @@ int usage() {
                "       tollctl budgets  create --tenant ID --metric tokens|requests|spend\n"
                "                        --window minute|hour|day|month|lifetime --limit N\n"
                "                        [--scope tenant|project|key --scope-id ID] [--mode hard|soft]\n"
-               "                        | list [--tenant ID] | get ID | update ID [--limit N]\n"
-               "                        [--mode M] | disable ID | enable ID\n"
+               "                        [--alert-thresholds 50,80,100] [--alert-webhook-url URL]\n"
+               "                        | list [--tenant ID] | get ID | alerts ID | update ID\n"
+               "                        [--limit N] [--mode M] [--alert-thresholds P,...]\n"
+               "                        [--alert-webhook-url URL|none] | disable ID | enable ID\n"
                "                        | reconcile --tenant ID (rebuild Redis from the ledger)\n"
                "       tollctl audit    [--tenant ID]\n"
                "       tollctl usage    --start UNIX [--end UNIX] [--bucket 1m|1h|1d]\n"

@@ -81,27 +81,42 @@ return {1, unpack(remaining)}
 )lua");
 
 // KEYS: the counters the request reserved on, then its settled marker.
-// ARGV: request id, number of counters, marker ttl (ms), then per counter: actual usage, ttl.
-// Returns 1, or 0 if the request was settled before.
+// ARGV: request id, number of counters, marker ttl (ms), then per counter: actual usage, ttl,
+// number of alert thresholds, and that many (percent, level) pairs.
+// Returns {0} if the request was settled before, else {1, then per threshold crossed: counter
+// index (0-based), percent, settled usage}. A threshold is crossed once per window instance:
+// its marker field `a<percent>` in the counter hash remembers it.
 const redis::script settle_script(R"lua(
 local rid = ARGV[1]
 local n = tonumber(ARGV[2])
 if not redis.call('SET', KEYS[n + 1], '1', 'NX', 'PX', ARGV[3]) then
-  return 0
+  return {0}
 end
+local out = {1}
+local a = 4
 for i = 1, n do
   local k = KEYS[i]
-  local actual, ttl = tonumber(ARGV[2 + 2 * i]), ARGV[3 + 2 * i]
+  local actual, ttl, m = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
   local held = redis.call('HGET', k .. ':h', rid)
   if held then
     redis.call('HDEL', k .. ':h', rid)
     redis.call('ZREM', k .. ':e', rid)
     redis.call('HINCRBY', k, 'held', -tonumber(held))
   end
-  redis.call('HINCRBY', k, 'used', actual)
+  local used = redis.call('HINCRBY', k, 'used', actual)
   if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ttl) end
+  for _ = 1, m do
+    local pct, level = ARGV[a], tonumber(ARGV[a + 1])
+    a = a + 2
+    if used >= level and redis.call('HSETNX', k, 'a' .. pct, used) == 1 then
+      out[#out + 1] = i - 1
+      out[#out + 1] = tonumber(pct)
+      out[#out + 1] = used
+    end
+  end
 end
-return 1
+return out
 )lua");
 
 // KEYS: a counter. ARGV: its new settled usage, its ttl (ms). Returns the usage it replaced.
@@ -147,6 +162,13 @@ std::int64_t estimate_spend_micros(std::int64_t prompt_tokens, std::int64_t comp
   const u128 micros = (numerator + 999'999) / 1'000'000;
   const u128 cap = static_cast<u128>(std::numeric_limits<std::int64_t>::max());
   return static_cast<std::int64_t>(micros > cap ? cap : micros);
+}
+
+std::int64_t threshold_level(std::int64_t limit, int percent) {
+  using i128 = __int128;
+  const i128 level = (static_cast<i128>(std::max<std::int64_t>(limit, 0)) * percent + 99) / 100;
+  const i128 cap = std::numeric_limits<std::int64_t>::max();
+  return static_cast<std::int64_t>(level > cap ? cap : level);
 }
 
 std::int64_t window_start_ms(budget_window w, std::int64_t now_ms) {
@@ -217,6 +239,10 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
     keys.push_back(sliding ? counter_key(tenant_id, c.rule.id, start - minute_ms) : key);
     out.ticket.counter_keys.push_back(key);
     out.ticket.ttl_ms.push_back(ttl);
+    out.ticket.window_start_ms.push_back(start);
+    std::vector<std::pair<int, std::int64_t>> levels;
+    for (int pct : c.rule.alert_percents) levels.emplace_back(pct, threshold_level(c.rule.limit, pct));
+    out.ticket.alert_levels.push_back(std::move(levels));
     args.push_back(std::to_string(c.rule.limit));
     args.push_back(std::to_string(c.amount));
     args.push_back(c.rule.hard ? "1" : "0");
@@ -249,26 +275,51 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
   out.refused_reset_ms = end == 0 ? 0 : end - now_ms;
   out.ticket.counter_keys.clear();
   out.ticket.ttl_ms.clear();
+  out.ticket.window_start_ms.clear();
+  out.ticket.alert_levels.clear();
   co_return out;
 }
 
-net::awaitable<basic_result<bool, redis::redis_error>> budget_engine::settle(
+net::awaitable<basic_result<settlement, redis::redis_error>> budget_engine::settle(
     redis::client& redis, hold_ticket ticket, std::vector<std::int64_t> actual) {
-  if (actual.size() != ticket.counter_keys.size()) {
+  const std::size_t n = ticket.counter_keys.size();
+  if (actual.size() != n || ticket.ttl_ms.size() != n ||
+      (!ticket.alert_levels.empty() && ticket.alert_levels.size() != n)) {
     co_return redis::redis_error{"settle: one actual amount per reserved limit is needed"};
   }
   std::vector<std::string> keys = ticket.counter_keys;
   keys.push_back("tg:{" + ticket.tenant_id + "}:s:" + ticket.request_id);
-  std::vector<std::string> args{ticket.request_id, std::to_string(actual.size()),
+  std::vector<std::string> args{ticket.request_id, std::to_string(n),
                                 std::to_string(settled_marker_ttl_ms)};
-  for (std::size_t i = 0; i < actual.size(); ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     args.push_back(std::to_string(actual[i]));
     args.push_back(std::to_string(ticket.ttl_ms[i]));
+    const auto* levels = ticket.alert_levels.empty() ? nullptr : &ticket.alert_levels[i];
+    args.push_back(std::to_string(levels ? levels->size() : 0));
+    if (levels == nullptr) continue;
+    for (const auto& [pct, level] : *levels) {
+      args.push_back(std::to_string(pct));
+      args.push_back(std::to_string(level));
+    }
   }
   auto r = co_await redis.eval(settle_script, std::move(keys), std::move(args));
   if (!r) co_return r.error();
   if (r->is_error()) co_return redis::redis_error{"settle script failed: " + r->str};
-  co_return r->integer == 1;
+  if (r->type != redis::reply::kind::array || r->elements.empty() ||
+      (r->elements.size() - 1) % 3 != 0) {
+    co_return protocol_error("settle answer");
+  }
+  settlement out;
+  out.first = r->elements[0].integer == 1;
+  for (std::size_t i = 1; i + 2 < r->elements.size(); i += 3) {
+    threshold_crossing c;
+    c.charge = static_cast<std::size_t>(r->elements[i].integer);
+    c.percent = static_cast<int>(r->elements[i + 1].integer);
+    c.used = r->elements[i + 2].integer;
+    if (c.charge >= n) co_return protocol_error("settle answer index");
+    out.crossings.push_back(c);
+  }
+  co_return out;
 }
 
 net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::set_used(

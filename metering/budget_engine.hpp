@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "metering/redis_client.hpp"
@@ -28,6 +29,7 @@ struct limit_rule {
   budget_window window = budget_window::day;
   std::int64_t limit = 0;  // in the rule's unit (tokens, requests or micro-units)
   bool hard = true;        // soft limits never refuse
+  std::vector<int> alert_percents;  // thresholds, in percent of the limit (1..1000)
 };
 
 // One limit as it applies to one request: the rule and how much the request asks of it.
@@ -43,6 +45,22 @@ struct hold_ticket {
   std::string request_id;
   std::vector<std::string> counter_keys;  // one per charge, in order
   std::vector<std::int64_t> ttl_ms;       // each counter's time to live when reserved
+  std::vector<std::int64_t> window_start_ms;  // each counter's window instance
+  // Per counter: its alert thresholds as (percent, usage level that crosses it).
+  std::vector<std::vector<std::pair<int, std::int64_t>>> alert_levels;
+};
+
+// An alert threshold crossed by a settlement: the first settlement of a window instance to
+// bring its settled usage to the level crosses it; no other ever does.
+struct threshold_crossing {
+  std::size_t charge = 0;  // index into the ticket's counters
+  int percent = 0;
+  std::int64_t used = 0;  // the settled usage that crossed it
+};
+
+struct settlement {
+  bool first = false;  // false: this request was settled before, nothing was counted
+  std::vector<threshold_crossing> crossings;
 };
 
 struct reservation {
@@ -62,6 +80,9 @@ struct reservation {
 std::int64_t estimate_spend_micros(std::int64_t prompt_tokens, std::int64_t completion_tokens,
                                    std::uint64_t input_price, std::uint64_t output_price);
 
+// The usage at which `percent` of `limit` is reached: ceil(limit x percent / 100), exact.
+std::int64_t threshold_level(std::int64_t limit, int percent);
+
 // The first instant of the window instance holding `now_ms` (UTC), and its length.
 std::int64_t window_start_ms(budget_window w, std::int64_t now_ms);
 std::int64_t window_end_ms(budget_window w, std::int64_t now_ms);
@@ -74,9 +95,9 @@ class budget_engine {
       redis::client& redis, std::string tenant_id, std::string request_id,
       std::vector<limit_charge> charges, std::int64_t now_ms);
 
-  // `actual[i]` is the usage to count against charge i. Returns false if this request was
-  // already settled (nothing counted twice).
-  boost::asio::awaitable<basic_result<bool, redis::redis_error>> settle(
+  // `actual[i]` is the usage to count against charge i. Says whether this was the request's
+  // first settlement (nothing is counted twice) and which alert thresholds it crossed.
+  boost::asio::awaitable<basic_result<settlement, redis::redis_error>> settle(
       redis::client& redis, hold_ticket ticket, std::vector<std::int64_t> actual);
 
   // Sets what the counter of the window starting at `window_start` has used (settled) to

@@ -41,10 +41,8 @@ net::awaitable<reserve_result> reserve_one(budget_engine& engine, redis::client&
   co_return co_await engine.reserve(c, "ten_t", std::move(request_id), std::move(charges), now_ms);
 }
 
-net::awaitable<basic_result<bool, redis::redis_error>> settle_one(budget_engine& engine,
-                                                                  redis::client& c,
-                                                                  hold_ticket ticket,
-                                                                  std::vector<std::int64_t> actual) {
+net::awaitable<basic_result<settlement, redis::redis_error>> settle_one(
+    budget_engine& engine, redis::client& c, hold_ticket ticket, std::vector<std::int64_t> actual) {
   co_return co_await engine.settle(c, std::move(ticket), std::move(actual));
 }
 
@@ -144,10 +142,10 @@ TEST_CASE("settling counts actual usage once and releases the rest of the hold")
   // The first used 250: settling frees 350.
   auto s = run(io, settle_one(engine, c, r->ticket, {250}));
   REQUIRE(s);
-  CHECK(*s);
+  CHECK(s->first);
   auto again = run(io, settle_one(engine, c, r->ticket, {250}));
   REQUIRE(again);
-  CHECK_FALSE(*again);  // already settled: nothing counted twice
+  CHECK_FALSE(again->first);  // already settled: nothing counted twice
   auto used = run(io, used_of(engine, c, day, t0 + 2));
   REQUIRE(used);
   CHECK(*used == 250);
@@ -230,4 +228,39 @@ TEST_CASE("soft limits never refuse, and report what is left (negative when over
   REQUIRE(r);
   CHECK(r->granted);
   CHECK(r->remaining == std::vector<std::int64_t>{-50});
+}
+
+TEST_CASE("alert thresholds are crossed once per window, by the settlement that reaches them") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  auto soft = rule("alerts", budget_window::day, 100, /*hard=*/false);
+  soft.alert_percents = {50, 80, 100};
+  std::vector<std::pair<int, std::int64_t>> crossed;  // (percent, used)
+  for (int i = 0; i < 15; ++i) {
+    auto r = run(io, reserve_one(engine, c, "req_" + std::to_string(i), {{soft, 40}}, t0 + i));
+    REQUIRE(r);
+    REQUIRE(r->granted);
+    auto s = run(io, settle_one(engine, c, r->ticket, {15}));
+    REQUIRE(s);
+    CHECK(s->first);
+    for (const auto& x : s->crossings) {
+      CHECK(x.charge == 0);
+      crossed.emplace_back(x.percent, x.used);
+    }
+    // Settling again crosses nothing.
+    auto again = run(io, settle_one(engine, c, r->ticket, {15}));
+    REQUIRE(again);
+    CHECK(again->crossings.empty());
+  }
+  // Usage goes 15, 30, 45, 60 (crosses 50), 75, 90 (crosses 80), 105 (crosses 100), 120, ...
+  CHECK(crossed == std::vector<std::pair<int, std::int64_t>>{{50, 60}, {80, 90}, {100, 105}});
+  // The next day is a new window instance: its thresholds are crossed again.
+  auto r = run(io, reserve_one(engine, c, "req_next_day", {{soft, 1}}, t0 + 86'400'000));
+  REQUIRE(r);
+  auto s = run(io, settle_one(engine, c, r->ticket, {60}));
+  REQUIRE(s);
+  REQUIRE(s->crossings.size() == 1);
+  CHECK(s->crossings[0].percent == 50);
 }

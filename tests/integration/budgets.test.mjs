@@ -6,6 +6,8 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import http from 'node:http';
 import { startStack, chatBody, postJson, sseData, waitFor, binDir } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
@@ -273,6 +275,80 @@ describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
     const res = await ask(s.url, t.key, { max_tokens: left });
     assert.equal(res.status, 429, 'the rebuilt counter refuses what the lost one would have');
     assert.match((await res.json()).error.message, new RegExp(`has ${left} left`));
+  });
+
+  test('a soft budget: the webhook sees exactly the threshold alerts, signed, retried after a failure', async () => {
+    // A webhook receiver that fails its first call (the alert must be retried) and records the rest.
+    const received = [];
+    let calls = 0;
+    const receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => { body += d; });
+      req.on('end', () => {
+        calls += 1;
+        if (calls === 1) { res.writeHead(500).end('not yet'); return; }
+        received.push({ headers: req.headers, body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+    try {
+      const t = await makeTenant(s.adminUrl, 'SoftAlerts');
+      const b = await addBudget(s.adminUrl, {
+        tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 200, mode: 'soft',
+        alert_thresholds: [100, 50, 80], alert_webhook_url: `http://127.0.0.1:${receiver.address().port}/hooks/budget`,
+      });
+      assert.deepEqual(b.alert_thresholds, [50, 80, 100]);
+      assert.match(b.alert_webhook_secret, /^whsec_[0-9A-Za-z]{43}$/);
+      // A soft budget never refuses: go well past 100 %.
+      let used = 0;
+      while (used < 300) {
+        const res = await ask(s.url, t.key, { max_tokens: 8 }, `soft alert ${used}`);
+        assert.equal(res.status, 200);
+        used += (await res.json()).usage.total_tokens;
+      }
+      await waitFor(() => received.length === 3, { timeoutMs: 10000, what: 'three alerts' });
+      await new Promise((r) => setTimeout(r, 1500));  // nothing more arrives
+      assert.equal(received.length, 3);
+      const alerts = received.map((r) => {
+        const [tPart, v1Part] = r.headers['x-tollgate-signature'].split(',');
+        const ts = tPart.slice(2);
+        const expected = createHmac('sha256', b.alert_webhook_secret).update(`${ts}.${r.body}`).digest('hex');
+        assert.equal(v1Part, `v1=${expected}`, 'a valid HMAC-SHA256 signature');
+        assert.ok(Math.abs(Number(ts) - Date.now() / 1000) < 60);
+        const a = JSON.parse(r.body);
+        assert.equal(r.headers['x-tollgate-alert-id'], a.id);
+        return a;
+      });
+      assert.deepEqual(alerts.map((a) => a.threshold_percent).sort((x, y) => x - y), [50, 80, 100]);
+      for (const a of alerts) {
+        assert.equal(a.object, 'budget.alert');
+        assert.equal(a.budget_id, b.id);
+        assert.equal(a.tenant_id, t.tenant);
+        assert.equal(a.mode, 'soft');
+        assert.equal(a.limit, 200);
+        assert.ok(a.used >= a.threshold_percent * 2, `${a.used} crosses ${a.threshold_percent} %`);
+      }
+      // Every delivery is recorded; the one that failed first was retried.
+      const recorded = (await api(s.adminUrl, 'GET', `/admin/v1/budgets/${b.id}/alerts`)).json.data;
+      assert.equal(recorded.length, 3);
+      assert.ok(recorded.every((a) => a.status === 'delivered' && a.delivered_at > 0));
+      assert.equal(recorded.reduce((n, a) => n + a.attempts, 0), 4);
+      assert.deepEqual(recorded.map((a) => a.attempts).sort(), [1, 1, 2], 'the first attempt failed (HTTP 500) and was retried');
+      // Bad alert settings are a 400.
+      for (const body of [
+        { alert_thresholds: [0] }, { alert_thresholds: [50, 50] }, { alert_thresholds: 'x' },
+        { alert_webhook_url: 'https://example.com/x' }, { alert_webhook_url: 'ftp://x' }, { alert_webhook_url: 'http://' },
+      ]) {
+        const r = await api(s.adminUrl, 'POST', `/admin/v1/budgets/${b.id}`, { body });
+        assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.text}`);
+      }
+      // The secret never reaches the audit log.
+      const audit = await api(s.adminUrl, 'GET', `/admin/v1/audit_log?tenant_id=${t.tenant}`);
+      assert.ok(!audit.text.includes(b.alert_webhook_secret));
+    } finally {
+      receiver.close();
+    }
   });
 
   test('kill -9 with requests in flight: their holds expire and the budget is whole again', async () => {

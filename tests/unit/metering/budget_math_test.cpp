@@ -1,4 +1,5 @@
-// Unit tests of the budget engine's pure parts: window boundaries and the spend estimate.
+// Unit tests of the budget engine's pure arithmetic: the spend estimate and alert levels
+// (window boundaries are tested with the scripts, in tests/integration/budget_engine_test.cpp).
 #include <catch2/catch.hpp>
 #include <limits>
 
@@ -27,16 +28,12 @@ TEST_CASE("spend estimate: exact micro-units, rounded up once per request") {
                               1'000'000'000'000) == std::numeric_limits<std::int64_t>::max());
 }
 
-TEST_CASE("window boundaries in UTC") {
-  const std::int64_t t = 1'795'357'045'123;  // 2026-11-22T14:17:25.123Z
-  CHECK(window_start_ms(budget_window::minute, t) == 1'795'357'020'000);
-  CHECK(window_end_ms(budget_window::minute, t) == 1'795'357'080'000);
-  CHECK(window_start_ms(budget_window::hour, t) == 1'795'356'000'000);
-  CHECK(window_start_ms(budget_window::day, t) == 1'795'305'600'000);
-  CHECK(window_start_ms(budget_window::month, t) == 1'793'491'200'000);  // 2026-11-01
-  CHECK(window_end_ms(budget_window::month, t) == 1'796'083'200'000);    // 2026-12-01
-  CHECK(window_end_ms(budget_window::month, 1'796'083'200'000 + 5) ==
-        1'798'761'600'000);  // December turns into 2027-01-01
-  CHECK(window_start_ms(budget_window::lifetime, t) == 0);
-  CHECK(window_end_ms(budget_window::lifetime, t) == 0);
+TEST_CASE("alert threshold levels: ceil(limit x percent / 100), exact") {
+  CHECK(threshold_level(100, 50) == 50);
+  CHECK(threshold_level(101, 50) == 51);  // 50.5 rounds up: the threshold is reached, not near
+  CHECK(threshold_level(3, 1) == 1);
+  CHECK(threshold_level(0, 80) == 0);
+  CHECK(threshold_level(1000, 1000) == 10'000);
+  CHECK(threshold_level(std::numeric_limits<std::int64_t>::max() / 4, 1000) ==
+        std::numeric_limits<std::int64_t>::max());
 }

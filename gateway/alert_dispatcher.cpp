@@ -1,0 +1,223 @@
+// Budget alert delivery: see alert_dispatcher.hpp. The webhook POST is a small Beast client
+// (one connection per attempt, 5 s for the whole exchange).
+#include "gateway/alert_dispatcher.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <chrono>
+
+#include "core/json_text.hpp"
+
+namespace tollgate::gateway {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+constexpr int claim_batch = 20;
+constexpr auto idle_poll = std::chrono::seconds(1);  // also picks up other gateways' retries
+constexpr auto exchange_timeout = std::chrono::seconds(5);
+constexpr std::int64_t lease_ms = 30'000;  // longer than one attempt
+constexpr std::int64_t retry_first_ms = 1'000;
+constexpr std::int64_t retry_max_ms = 300'000;
+constexpr std::size_t response_body_max = 64 * 1024;
+
+}  // namespace
+
+std::optional<webhook_target> parse_webhook_url(std::string_view url) {
+  constexpr std::string_view scheme = "http://";
+  if (url.size() > 2048 || url.substr(0, scheme.size()) != scheme) return std::nullopt;
+  url.remove_prefix(scheme.size());
+  const std::size_t slash = url.find('/');
+  std::string_view authority = url.substr(0, slash);
+  webhook_target t;
+  t.target = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
+  if (authority.find('@') != std::string_view::npos) return std::nullopt;  // no credentials
+  if (const std::size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
+    const std::string_view port = authority.substr(colon + 1);
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
+      return std::nullopt;
+    }
+    t.port = static_cast<std::uint16_t>(value);
+    authority = authority.substr(0, colon);
+  }
+  if (authority.empty()) return std::nullopt;
+  for (char c : authority) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '-';
+    if (!ok) return std::nullopt;
+  }
+  for (char c : t.target) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return std::nullopt;
+  }
+  t.host = std::string(authority);
+  return t;
+}
+
+std::string webhook_signature(std::string_view secret, std::int64_t unix_s,
+                              std::string_view body) {
+  const std::string signed_text = std::to_string(unix_s) + "." + std::string(body);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(signed_text.data()), signed_text.size(), mac, &n);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "t=" + std::to_string(unix_s) + ",v1=";
+  for (unsigned int i = 0; i < n; ++i) {
+    out.push_back(hex[mac[i] >> 4]);
+    out.push_back(hex[mac[i] & 15]);
+  }
+  return out;
+}
+
+struct alert_dispatcher::loop_state {
+  loop_state(const billing_context& b, int attempts, metrics::registry& registry, logger& l)
+      : billing(b),
+        max_attempts(attempts),
+        timer(b.executor),
+        log(l),
+        outcomes(registry.add_counter("tollgate_budget_alerts_total",
+                                      "Budget alert webhook attempts by outcome (delivered, "
+                                      "retry, failed).",
+                                      {"outcome"})) {}
+  const billing_context& billing;
+  int max_attempts;
+  net::steady_timer timer;
+  logger& log;
+  metrics::family<metrics::counter>& outcomes;
+  bool stopping = false;  // billing thread only
+  bool woken = false;     // billing thread only
+};
+
+alert_dispatcher::alert_dispatcher(const billing_context& billing, int max_attempts,
+                                   metrics::registry& registry, logger& log)
+    : st_(std::make_shared<loop_state>(billing, max_attempts, registry, log)) {
+  running_ = net::co_spawn(billing.executor, run(st_), net::use_future);
+}
+
+alert_dispatcher::~alert_dispatcher() { stop(); }
+
+void alert_dispatcher::wake() {
+  net::post(st_->billing.executor, [st = st_] {
+    st->woken = true;
+    st->timer.cancel();
+  });
+}
+
+void alert_dispatcher::stop() {
+  if (!running_.valid()) return;
+  net::post(st_->billing.executor, [st = st_] {
+    st->stopping = true;
+    st->timer.cancel();
+  });
+  running_.wait_for(std::chrono::seconds(10));
+  running_ = {};
+}
+
+net::awaitable<void> alert_dispatcher::run(std::shared_ptr<loop_state> st) {
+  while (!st->stopping) {
+    st->woken = false;
+    auto claimed = co_await st->billing.store->claim_alerts(claim_batch, lease_ms);
+    if (claimed) {
+      for (auto& d : *claimed) {
+        if (st->stopping) break;  // the lease runs out and another start sends it
+        co_await deliver(st, std::move(d));
+      }
+      if (!claimed->empty()) continue;  // more may be due
+    }
+    if (st->stopping || st->woken) continue;
+    st->timer.expires_after(idle_poll);
+    co_await st->timer.async_wait(net::as_tuple(net::use_awaitable));
+  }
+}
+
+namespace {
+
+// One POST; "" on a 2xx answer, else what went wrong.
+net::awaitable<std::string> post_once(net::any_io_executor ex, const webhook_target& to,
+                                      const billing::alert_delivery& d) {
+  beast::tcp_stream stream(ex);
+  stream.expires_after(exchange_timeout);
+  net::ip::tcp::resolver resolver(ex);
+  const std::string port = std::to_string(to.port);
+  auto [rec, endpoints] =
+      co_await resolver.async_resolve(to.host, port, net::as_tuple(net::use_awaitable));
+  if (rec) co_return "cannot resolve " + to.host + ": " + rec.message();
+  auto [cec, ep] = co_await stream.async_connect(endpoints, net::as_tuple(net::use_awaitable));
+  (void)ep;
+  if (cec) co_return "cannot connect: " + cec.message();
+  bhttp::request<bhttp::string_body> req{bhttp::verb::post, to.target, 11};
+  req.set(bhttp::field::host, to.port == 80 ? to.host : to.host + ":" + std::to_string(to.port));
+  req.set(bhttp::field::content_type, "application/json");
+  req.set(bhttp::field::user_agent, "tollgate-alerts");
+  const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  req.set("x-tollgate-signature", webhook_signature(d.secret, now_s, d.payload));
+  req.set("x-tollgate-alert-id", d.id);
+  req.body() = d.payload;
+  req.prepare_payload();
+  auto [wec, wn] = co_await bhttp::async_write(stream, req, net::as_tuple(net::use_awaitable));
+  (void)wn;
+  if (wec) co_return "sending failed: " + wec.message();
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(response_body_max);
+  auto [rdec, rn] = co_await bhttp::async_read(stream, buffer, parser,
+                                               net::as_tuple(net::use_awaitable));
+  (void)rn;
+  if (rdec) co_return "no answer: " + rdec.message();
+  const unsigned status = parser.get().result_int();
+  beast::error_code ignored;
+  stream.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  if (status < 200 || status > 299) co_return "answered HTTP " + std::to_string(status);
+  co_return std::string();
+}
+
+}  // namespace
+
+net::awaitable<void> alert_dispatcher::deliver(std::shared_ptr<loop_state> st,
+                                               billing::alert_delivery d) {
+  std::string error;
+  if (const auto to = parse_webhook_url(d.url)) {
+    error = co_await post_once(st->billing.executor, *to, d);
+  } else {
+    error = "not an http:// URL";
+  }
+  std::string status = "delivered";
+  std::int64_t retry_ms = 0;
+  if (!error.empty()) {
+    const bool last = d.attempts >= st->max_attempts;
+    status = last ? "failed" : "pending";
+    retry_ms = std::min(retry_max_ms, retry_first_ms << std::min(d.attempts - 1, 20));
+    json_object_writer f;
+    f.add("alert_id", d.id).add("url", d.url).add("attempt", d.attempts).add("error", error);
+    st->log.warn(last ? "budgets: alert webhook failed for good" : "budgets: alert webhook failed; "
+                                                                   "will retry",
+                 f);
+  }
+  st->outcomes.with({error.empty() ? "delivered" : status == "failed" ? "failed" : "retry"}).inc();
+  std::string id = d.id;
+  co_await st->billing.store->finish_alert(std::move(id), std::move(status), std::move(error),
+                                           retry_ms);
+}
+
+}  // namespace tollgate::gateway

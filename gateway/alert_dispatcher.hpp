@@ -1,0 +1,57 @@
+// Budget alert delivery. A threshold crossing is recorded in PostgreSQL (table budget_alerts,
+// by budget_guard); this dispatcher, on the billing thread, POSTs each pending alert to its
+// budget's webhook with an HMAC-SHA256 signature header:
+//   x-tollgate-signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
+// Claims are leased in PostgreSQL, so several gateways never send one alert at the same time.
+// A failed attempt (no answer, or not 2xx) is retried after 1 s, doubling up to 5 minutes,
+// until max_attempts; then the alert is marked failed. Every attempt is recorded.
+// Only http:// webhooks are supported: there is no TLS client yet.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "gateway/billing_context.hpp"
+
+namespace tollgate::gateway {
+
+struct webhook_target {
+  std::string host;
+  std::uint16_t port = 80;
+  std::string target;  // path and query, "/" at least
+};
+
+// An http:// URL with a host, an optional port and a path; nullopt for anything else.
+std::optional<webhook_target> parse_webhook_url(std::string_view url);
+
+// The signature header's value for `body` sent at `unix_s`.
+std::string webhook_signature(std::string_view secret, std::int64_t unix_s, std::string_view body);
+
+class alert_dispatcher {
+ public:
+  alert_dispatcher(const billing_context& billing, int max_attempts, metrics::registry& registry,
+                   logger& log);
+  ~alert_dispatcher();
+
+  // Delivers what is due now (from any thread): after an alert was recorded.
+  void wake();
+  // Ends the delivery loop and waits for it (before the billing thread stops).
+  void stop();
+
+ private:
+  struct loop_state;
+  static boost::asio::awaitable<void> run(std::shared_ptr<loop_state> st);
+  static boost::asio::awaitable<void> deliver(std::shared_ptr<loop_state> st,
+                                              billing::alert_delivery d);
+
+  std::shared_ptr<loop_state> st_;
+  std::future<void> running_;
+};
+
+}  // namespace tollgate::gateway
