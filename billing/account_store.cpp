@@ -77,7 +77,7 @@ store_error from_db(const pg::db_error& e) {
 
 const char* const tenant_json =
     "json_build_object('object','tenant','id',t.id,'name',t.name,'status',t.status,"
-    "'created_at',extract(epoch from t.created_at)::bigint)";
+    "'time_zone',t.time_zone,'created_at',extract(epoch from t.created_at)::bigint)";
 const char* const project_json =
     "json_build_object('object','project','id',p.id,'tenant_id',p.tenant_id,'name',p.name,"
     "'status',p.status,'created_at',extract(epoch from p.created_at)::bigint)";
@@ -233,14 +233,20 @@ net::awaitable<store_result> account_store::tenant_page(const char* object_json,
 
 // ---- tenants ---------------------------------------------------------------------------------
 
-net::awaitable<store_result> account_store::create_tenant(std::string name, std::string actor) {
+net::awaitable<store_result> account_store::create_tenant(std::string name,
+                                                          std::optional<std::string> time_zone,
+                                                          std::string actor) {
+  // AT TIME ZONE refuses an unknown zone (SQLSTATE 22023, a 400).
   return one_object(
-      std::string("WITH t AS (INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING *),"
+      std::string("WITH t AS (INSERT INTO tenants (id, name, time_zone) SELECT $1, $2,"
+                  " coalesce($4, 'UTC') WHERE (now() AT TIME ZONE coalesce($4, 'UTC')) IS NOT NULL"
+                  " RETURNING *),"
                   " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
                   " after) SELECT $3, 'tenant.create', t.id, 'tenant', t.id, to_jsonb(t) FROM t)"
                   " SELECT ") +
           tenant_json + "::text FROM t",
-      {new_object_id("ten"), std::move(name), std::move(actor)}, "Tenant not created");
+      {new_object_id("ten"), std::move(name), std::move(actor), std::move(time_zone)},
+      "Tenant not created");
 }
 
 net::awaitable<store_result> account_store::get_tenant(std::string id) {
@@ -258,18 +264,22 @@ net::awaitable<store_result> account_store::list_tenants(page_request page) {
 net::awaitable<store_result> account_store::update_tenant(std::string id,
                                                           std::optional<std::string> name,
                                                           std::optional<std::string> status,
+                                                          std::optional<std::string> time_zone,
                                                           std::string actor) {
   return one_object(
       // b (the row before, locked) is read first because the UPDATE joins it.
       std::string("WITH b AS (SELECT * FROM tenants WHERE id = $1 FOR UPDATE),"
                   " t AS (UPDATE tenants SET name = coalesce($2, b.name),"
-                  " status = coalesce($3, b.status), updated_at = now() FROM b"
-                  " WHERE tenants.id = b.id RETURNING tenants.*),"
+                  " status = coalesce($3, b.status), time_zone = coalesce($5, b.time_zone),"
+                  " updated_at = now() FROM b WHERE tenants.id = b.id"
+                  " AND (now() AT TIME ZONE coalesce($5, b.time_zone)) IS NOT NULL"
+                  " RETURNING tenants.*),"
                   " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
                   " before, after) SELECT $4, 'tenant.update', t.id, 'tenant', t.id, to_jsonb(b),"
                   " to_jsonb(t) FROM t, b) SELECT ") +
           tenant_json + "::text FROM t",
-      {id, std::move(name), std::move(status), std::move(actor)}, "No tenant with id " + id + ".");
+      {id, std::move(name), std::move(status), std::move(actor), std::move(time_zone)},
+      "No tenant with id " + id + ".");
 }
 
 // ---- projects --------------------------------------------------------------------------------
@@ -611,14 +621,26 @@ net::awaitable<pg::db_result<bool>> account_store::finish_alert(std::string id,
 }
 
 net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_budgets(
-    std::string tenant_id) {
+    std::string tenant_id, std::int64_t now_ms) {
   auto conn = co_await pool_.acquire();
   if (!conn) co_return conn.error();
+  // For day and month windows of a tenant outside UTC, PostgreSQL's time zone rules give the
+  // window boundaries: local midnight (or the first of the month) as instants.
   const std::string sql =
-      "SELECT id, scope, coalesce(scope_id, ''), metric, time_window, limit_value, mode = 'hard',"
-      " array_to_string(alert_thresholds, ',')"
-      " FROM budgets WHERE tenant_id = $1 AND status = 'active' ORDER BY id";
-  std::vector<pg::param> params{tenant_id};
+      "SELECT b.id, b.scope, coalesce(b.scope_id, ''), b.metric, b.time_window, b.limit_value,"
+      " b.mode = 'hard', array_to_string(b.alert_thresholds, ','),"
+      " coalesce((extract(epoch from z.s AT TIME ZONE t.time_zone) * 1000)::bigint, 0),"
+      " coalesce((extract(epoch from (z.s + z.len) AT TIME ZONE t.time_zone) * 1000)::bigint, 0),"
+      " coalesce((extract(epoch from (z.s + 2 * z.len) AT TIME ZONE t.time_zone) * 1000)::bigint,"
+      " 0)"
+      " FROM budgets b JOIN tenants t ON t.id = b.tenant_id"
+      " LEFT JOIN LATERAL (SELECT date_trunc(CASE b.time_window WHEN 'day' THEN 'day'"
+      " ELSE 'month' END, (timestamptz 'epoch' + $2::bigint"
+      " * interval '1 millisecond') AT TIME ZONE t.time_zone) AS s,"
+      " CASE b.time_window WHEN 'day' THEN interval '1 day' ELSE interval '1 month' END AS len)"
+      " z ON t.time_zone <> 'UTC' AND b.time_window IN ('day', 'month')"
+      " WHERE b.tenant_id = $1 AND b.status = 'active' ORDER BY b.id";
+  std::vector<pg::param> params{tenant_id, std::to_string(now_ms)};
   auto r = co_await (*conn)->query(sql, std::move(params));
   if (!r) co_return r.error();
   std::vector<budget_info> out;
@@ -638,6 +660,9 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_bu
       b.alert_thresholds.push_back(std::stoi(thresholds.substr(at, comma - at)));
       at = comma + 1;
     }
+    b.zone_start_ms = r->int64(i, 8);
+    b.zone_end_ms = r->int64(i, 9);
+    b.zone_next_end_ms = r->int64(i, 10);
     out.push_back(std::move(b));
   }
   co_return out;

@@ -90,6 +90,11 @@ struct budget_info {
   std::int64_t limit = 0;
   bool hard = true;
   std::vector<int> alert_thresholds;  // percent of the limit
+  // Day and month windows of a tenant outside UTC, at the time of reading (ms since the epoch;
+  // all 0 otherwise): the current window instance [start, end) and the end of the next one.
+  std::int64_t zone_start_ms = 0;
+  std::int64_t zone_end_ms = 0;
+  std::int64_t zone_next_end_ms = 0;
 };
 
 // A threshold crossing to record (and deliver when the budget has a webhook).
@@ -133,11 +138,15 @@ class account_store {
 
   boost::asio::awaitable<pg::db_result<std::optional<key_info>>> find_key(std::string key_sha256);
 
-  boost::asio::awaitable<store_result> create_tenant(std::string name, std::string actor);
+  // `time_zone`: an IANA name for the tenant's calendar budget windows (nullopt: UTC).
+  boost::asio::awaitable<store_result> create_tenant(std::string name,
+                                                     std::optional<std::string> time_zone,
+                                                     std::string actor);
   boost::asio::awaitable<store_result> get_tenant(std::string id);
   boost::asio::awaitable<store_result> list_tenants(page_request page);
   boost::asio::awaitable<store_result> update_tenant(std::string id, std::optional<std::string> name,
                                                      std::optional<std::string> status,
+                                                     std::optional<std::string> time_zone,
                                                      std::string actor);
 
   boost::asio::awaitable<store_result> create_project(std::string tenant_id, std::string name,
@@ -216,9 +225,9 @@ class account_store {
   boost::asio::awaitable<pg::db_result<bool>> finish_alert(std::string id, std::string status,
                                                           std::string error,
                                                           std::int64_t retry_in_ms);
-  // The tenant's active budgets, for enforcement.
+  // The tenant's active budgets at `now_ms`, for enforcement.
   boost::asio::awaitable<pg::db_result<std::vector<budget_info>>> active_budgets(
-      std::string tenant_id);
+      std::string tenant_id, std::int64_t now_ms);
 
   // Billed tokens, requests that reached the upstream (not refused by the gateway before
   // forwarding), or spend priced per request at the estimate prices, rounded up as the

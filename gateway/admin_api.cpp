@@ -355,10 +355,11 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
 
   if (kind == "tenants") {
     if (id.empty() && post) {
-      body.reject_unknown({"name"});
+      body.reject_unknown({"name", "time_zone"});
       auto name = body.name("name", true);
+      auto zone = body.name("time_zone", false);
       if (body.ok()) {
-        op = store.create_tenant(*name, actor);
+        op = store.create_tenant(*name, zone, actor);
         created_status = 201;
       }
     } else if (id.empty() && get) {
@@ -366,11 +367,12 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     } else if (!id.empty() && action.empty() && get) {
       op = store.get_tenant(id);
     } else if (!id.empty() && action.empty() && post) {
-      body.reject_unknown({"name", "status"});
+      body.reject_unknown({"name", "status", "time_zone"});
       auto name = body.name("name", false);
       auto status = body.status("active", "disabled");
+      auto zone = body.name("time_zone", false);
       if (body.ok()) {
-        op = store.update_tenant(id, name, status, actor);
+        op = store.update_tenant(id, name, status, zone, actor);
       }
     } else if (!id.empty() && action == "projects" && post) {
       body.reject_unknown({"name"});

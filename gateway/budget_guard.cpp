@@ -38,6 +38,26 @@ std::string reset_text(std::int64_t ms) {
   return out + std::to_string(s) + "s";
 }
 
+// The rule a budget enforces at `now_ms`. Day and month windows of a tenant outside UTC carry
+// their window instance as read from PostgreSQL; past its end, the next one (until the cache
+// is refreshed); past that too (the database away a whole window), UTC.
+metering::limit_rule rule_of(const billing::budget_info& b, std::int64_t now_ms) {
+  metering::limit_rule rule;
+  rule.id = b.id;
+  rule.window = window_of(b.window);
+  rule.limit = b.limit;
+  rule.hard = b.hard;
+  rule.alert_percents = b.alert_thresholds;
+  if (b.zone_end_ms > 0 && now_ms < b.zone_end_ms) {
+    rule.fixed_start_ms = b.zone_start_ms;
+    rule.fixed_end_ms = b.zone_end_ms;
+  } else if (b.zone_end_ms > 0 && now_ms < b.zone_next_end_ms) {
+    rule.fixed_start_ms = b.zone_end_ms;
+    rule.fixed_end_ms = b.zone_next_end_ms;
+  }
+  return rule;
+}
+
 api_error refused(const billing::budget_info& b, std::int64_t remaining, std::int64_t needed,
                   std::int64_t reset_ms) {
   api_error e;
@@ -173,17 +193,23 @@ net::awaitable<void> budget_guard::watch_changes(std::shared_ptr<change_feed> fe
 net::awaitable<std::optional<std::vector<billing::budget_info>>> budget_guard::budgets_of(
     const std::string& tenant_id) {
   const auto now = clock_.mono_now();
+  const std::int64_t now_ms = unix_ms(clock_.wall_now());
   std::uint64_t changes_before = 0;
   {
     std::lock_guard lock(cache_->mu);
     if (auto it = cache_->by_tenant.find(tenant_id);
         it != cache_->by_tenant.end() &&
         now - it->second.fetched < std::chrono::milliseconds(config_.cache_ttl_ms)) {
-      co_return it->second.budgets;
+      // Still fresh, unless a time-zone window it carries has ended.
+      bool current = true;
+      for (const auto& b : it->second.budgets) {
+        if (b.zone_end_ms > 0 && now_ms >= b.zone_end_ms) current = false;
+      }
+      if (current) co_return it->second.budgets;
     }
     changes_before = cache_->changes;
   }
-  auto op = billing_.store->active_budgets(tenant_id);
+  auto op = billing_.store->active_budgets(tenant_id, now_ms);
   auto fetched = co_await on_billing(billing_, std::move(op));
   std::lock_guard lock(cache_->mu);
   if (!fetched) {
@@ -220,6 +246,7 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     outcomes_.with({"no_budget"}).inc();
     co_return std::optional<budget_hold>{};
   }
+  const std::int64_t now_ms = unix_ms(clock_.wall_now());
   const std::int64_t tokens = prompt_tokens + max_tokens;
   const std::int64_t spend = metering::estimate_spend_micros(
       prompt_tokens, max_tokens, model.estimate_input_price, model.estimate_output_price);
@@ -229,18 +256,13 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   hold.output_price = model.estimate_output_price;
   for (const auto& b : applying) {
     metering::limit_charge c;
-    c.rule.id = b.id;
-    c.rule.window = window_of(b.window);
-    c.rule.limit = b.limit;
-    c.rule.hard = b.hard;
-    c.rule.alert_percents = b.alert_thresholds;
+    c.rule = rule_of(b, now_ms);
     c.amount = b.metric == "tokens" ? tokens : b.metric == "spend" ? spend : 1;
     charges.push_back(std::move(c));
     hold.metrics.push_back(b.metric);
     hold.budget_ids.push_back(b.id);
     hold.limits.push_back(b.limit);
   }
-  const std::int64_t now_ms = unix_ms(clock_.wall_now());
   // Named arguments: GCC 12 mishandles temporaries made inside a co_await expression.
   std::string tenant = who.tenant_id;
   std::vector<metering::limit_charge> charges_arg = charges;
@@ -283,7 +305,7 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     hold.headers.emplace_back("x-ratelimit-limit-tokens", std::to_string(b.limit));
     hold.headers.emplace_back("x-ratelimit-remaining-tokens",
                               std::to_string(std::max<std::int64_t>(0, r->remaining[*tok_i])));
-    const std::int64_t end = metering::window_end_ms(window_of(b.window), now_ms);
+    const std::int64_t end = rule_of(b, now_ms).end_at(now_ms);
     if (end > 0) hold.headers.emplace_back("x-ratelimit-reset-tokens", reset_text(end - now_ms));
   }
   co_return std::optional<budget_hold>{std::move(hold)};
@@ -291,21 +313,17 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
 
 net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
                                                             std::string tenant_id) {
-  auto op = billing_.store->active_budgets(tenant_id);
+  const std::int64_t now_ms = unix_ms(clock_.wall_now());
+  auto op = billing_.store->active_budgets(tenant_id, now_ms);
   auto budgets = co_await on_billing(billing_, std::move(op));
   if (!budgets) {
     co_return service_unavailable("The database is unreachable: " + budgets.error().message,
                                   "service_unavailable", 1);
   }
-  const std::int64_t now_ms = unix_ms(clock_.wall_now());
   std::string data;
   for (const auto& b : *budgets) {
-    metering::limit_rule rule;
-    rule.id = b.id;
-    rule.window = window_of(b.window);
-    rule.limit = b.limit;
-    rule.hard = b.hard;
-    const std::int64_t start = metering::window_start_ms(rule.window, now_ms);
+    const metering::limit_rule rule = rule_of(b, now_ms);
+    const std::int64_t start = rule.start_at(now_ms);
     // The window instances whose counters matter now: the current one, and for the sliding
     // minute the one before it, which is still read in part.
     std::vector<std::pair<std::int64_t, std::int64_t>> spans{{start, now_ms + 1}};

@@ -321,6 +321,9 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
       }
       if (name.empty()) return std::fprintf(stderr, "tollctl: --name NAME is required\n"), 2;
       body.add("name", name);
+      if (command == "tenants") {
+        if (const auto z = opt("--time-zone"); !z.empty()) body.add("time_zone", z);
+      }
       if (leftover()) return 2;
       return print_api(http_call(verb::post, url, path, body.finish(), token), field);
     }
@@ -336,6 +339,9 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
     if ((verb == "update" || verb == "disable" || verb == "enable") && !id.empty()) {
       const std::string name = opt("--name");
       if (!name.empty()) body.add("name", name);
+      if (command == "tenants") {
+        if (const auto z = opt("--time-zone"); !z.empty()) body.add("time_zone", z);
+      }
       if (verb != "update") body.add("status", verb == "disable" ? "disabled" : "active");
       if (leftover()) return 2;
       return print_api(http_call(verb::post, url, base + "/" + id, body.finish(), token), field);
@@ -496,7 +502,8 @@ int usage() {
                "       tollctl tokenize (--encoding NAME | --tokenizer FILE) [--chat FORMAT]\n"
                "                        [--ids | --jsonl]\n"
                "                        [--data-dir DIR]   (reads stdin)\n"
-               "       tollctl tenants  create --name NAME | list | get ID | update ID --name NAME\n"
+               "       tollctl tenants  create --name NAME [--time-zone ZONE] | list | get ID\n"
+               "                        | update ID [--name NAME] [--time-zone ZONE]\n"
                "                        | disable ID | enable ID\n"
                "       tollctl projects create --tenant ID --name NAME | list [--tenant ID] | get ID\n"
                "                        | update ID --name NAME | disable ID | enable ID\n"

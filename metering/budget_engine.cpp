@@ -204,14 +204,23 @@ std::int64_t window_end_ms(budget_window w, std::int64_t now_ms) {
   return static_cast<std::int64_t>(timegm(&tm)) * 1000;
 }
 
+std::int64_t limit_rule::start_at(std::int64_t now_ms) const {
+  return fixed_end_ms > 0 ? fixed_start_ms : window_start_ms(window, now_ms);
+}
+
+std::int64_t limit_rule::end_at(std::int64_t now_ms) const {
+  return fixed_end_ms > 0 ? fixed_end_ms : window_end_ms(window, now_ms);
+}
+
 namespace {
-// How long the counter of a window instance holding `now_ms` lives: past its window's end by the
-// grace (and one more minute for sliding windows, whose next minute reads it); lifetime
-// counters get ten years, renewed on every use.
-std::int64_t counter_ttl_ms(budget_window w, std::int64_t now_ms) {
-  const std::int64_t end = window_end_ms(w, now_ms);
+// How long the counter of a rule's window instance lives: past its window's end by the grace
+// (and one more minute for sliding windows, whose next minute reads it); lifetime counters get
+// ten years, renewed on every use.
+std::int64_t counter_ttl_ms(const limit_rule& rule, std::int64_t now_ms) {
+  const std::int64_t end = rule.end_at(now_ms);
   if (end == 0) return 10ll * 365 * day_ms;
-  return end - now_ms + (w == budget_window::minute ? minute_ms : 0) + counter_grace_ms;
+  return std::max<std::int64_t>(end - now_ms, 0) +
+         (rule.window == budget_window::minute ? minute_ms : 0) + counter_grace_ms;
 }
 }  // namespace
 
@@ -231,9 +240,9 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
                                 std::to_string(now_ms + hold_ttl_.count()),
                                 std::to_string(charges.size())};
   for (const auto& c : charges) {
-    const std::int64_t start = window_start_ms(c.rule.window, now_ms);
+    const std::int64_t start = c.rule.start_at(now_ms);
     const bool sliding = c.rule.window == budget_window::minute;
-    const std::int64_t ttl = counter_ttl_ms(c.rule.window, now_ms);
+    const std::int64_t ttl = counter_ttl_ms(c.rule, now_ms);
     const std::string key = counter_key(tenant_id, c.rule.id, start);
     keys.push_back(key);
     keys.push_back(sliding ? counter_key(tenant_id, c.rule.id, start - minute_ms) : key);
@@ -270,8 +279,7 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
   if (out.refused_index < 0 || static_cast<std::size_t>(out.refused_index) >= charges.size()) {
     co_return protocol_error("bad index");
   }
-  const auto w = charges[static_cast<std::size_t>(out.refused_index)].rule.window;
-  const std::int64_t end = window_end_ms(w, now_ms);
+  const std::int64_t end = charges[static_cast<std::size_t>(out.refused_index)].rule.end_at(now_ms);
   out.refused_reset_ms = end == 0 ? 0 : end - now_ms;
   out.ticket.counter_keys.clear();
   out.ticket.ttl_ms.clear();
@@ -327,7 +335,7 @@ net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::se
     std::int64_t used, std::int64_t now_ms) {
   std::vector<std::string> keys{counter_key(tenant_id, rule.id, window_start)};
   std::vector<std::string> args{std::to_string(used),
-                                std::to_string(counter_ttl_ms(rule.window, now_ms))};
+                                std::to_string(counter_ttl_ms(rule, now_ms))};
   auto r = co_await redis.eval(set_used_script, std::move(keys), std::move(args));
   if (!r) co_return r.error();
   if (r->is_error()) co_return redis::redis_error{"budget script failed: " + r->str};
@@ -336,8 +344,7 @@ net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::se
 
 net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::used(
     redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t now_ms) {
-  std::vector<std::string> keys{
-      counter_key(tenant_id, rule.id, window_start_ms(rule.window, now_ms))};
+  std::vector<std::string> keys{counter_key(tenant_id, rule.id, rule.start_at(now_ms))};
   std::vector<std::string> args{std::to_string(now_ms)};
   auto r = co_await redis.eval(used_script, std::move(keys), std::move(args));
   if (!r) co_return r.error();

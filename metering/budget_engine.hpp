@@ -30,6 +30,13 @@ struct limit_rule {
   std::int64_t limit = 0;  // in the rule's unit (tokens, requests or micro-units)
   bool hard = true;        // soft limits never refuse
   std::vector<int> alert_percents;  // thresholds, in percent of the limit (1..1000)
+  // Set (end > 0) for day and month windows in a tenant's time zone: the window instance to
+  // use, [start, end) in ms since the epoch. Unset: UTC windows from window_start_ms().
+  std::int64_t fixed_start_ms = 0;
+  std::int64_t fixed_end_ms = 0;
+
+  std::int64_t start_at(std::int64_t now_ms) const;
+  std::int64_t end_at(std::int64_t now_ms) const;  // 0 for lifetime
 };
 
 // One limit as it applies to one request: the rule and how much the request asks of it.

@@ -33,6 +33,24 @@ function ask(url, key, extra = {}, content = 'budget test') {
   return postJson(`${url}/v1/chat/completions`, chatBody(content, extra), { authorization: `Bearer ${key}` });
 }
 
+// The instant of local midnight starting the day (or month) that holds `now` in time zone
+// `tz`, worked out with the JavaScript runtime's own time zone data.
+function localWindowStart(tz, now, unit) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-US', {
+    timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
+  }).formatToParts(new Date(now)).map((p) => [p.type, Number(p.value)]));
+  const offsetAt = (t) => {
+    const q = Object.fromEntries(new Intl.DateTimeFormat('en-US', {
+      timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
+    }).formatToParts(new Date(t)).map((p) => [p.type, Number(p.value)]));
+    return Date.UTC(q.year, q.month - 1, q.day, q.hour, q.minute, q.second) - Math.floor(t / 1000) * 1000;
+  };
+  const wall = Date.UTC(parts.year, parts.month - 1, unit === 'day' ? parts.day : 1);
+  let t = wall - offsetAt(wall);
+  t = wall - offsetAt(t);
+  return t;
+}
+
 describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
   let pg;
   let redis;
@@ -348,6 +366,31 @@ describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
       assert.ok(!audit.text.includes(b.alert_webhook_secret));
     } finally {
       receiver.close();
+    }
+  });
+
+  test('a tenant\'s time zone sets where its day and month windows turn', async () => {
+    const bad = await api(s.adminUrl, 'POST', '/admin/v1/tenants', { body: { name: 'BadZone', time_zone: 'Mars/Olympus' } });
+    assert.equal(bad.status, 400, bad.text);
+    for (const tz of ['America/New_York', 'Asia/Kolkata']) {
+      const t = await makeTenant(s.adminUrl, `Zone ${tz}`);
+      const upd = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}`, { body: { time_zone: tz } });
+      assert.equal(upd.json.time_zone, tz);
+      const day = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 100000 });
+      const month = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'requests', window: 'month', limit: 100000 });
+      const hour = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'requests', window: 'hour', limit: 100000 });
+      const now = Date.now();
+      const res = await ask(s.url, t.key);
+      assert.equal(res.status, 200);
+      await res.text();
+      const keys = redis.cli('--raw', 'KEYS', `tg:{${t.tenant}}:b:*`).split('\n').filter((k) => k && !/:[he]$/.test(k));
+      const startOf = (id) => Number(keys.find((k) => k.includes(`:${id}:`)).split(':').pop());
+      assert.equal(startOf(day.id), localWindowStart(tz, now, 'day'), `${tz} day`);
+      assert.equal(startOf(month.id), localWindowStart(tz, now, 'month'), `${tz} month`);
+      assert.equal(startOf(hour.id), now - (now % 3600000), 'hours stay UTC hours');
+      // Reconcile rebuilds the same window instances.
+      const report = (await api(s.adminUrl, 'POST', '/admin/v1/budgets/reconcile', { body: { tenant_id: t.tenant } })).json.data;
+      assert.equal(report.find((r) => r.budget_id === day.id).window_start * 1000, localWindowStart(tz, now, 'day'));
     }
   });
 
