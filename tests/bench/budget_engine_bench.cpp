@@ -1,0 +1,117 @@
+// tollgate-budget-bench: reserve+settle pairs per second through the budget engine against a
+// real Redis, for tests/bench/budgets_bench.mjs (which runs redis-benchmark with a trivial
+// script on the same Redis as the baseline).
+//   tollgate-budget-bench --port P [--seconds S] [--concurrency C] [--connections N]
+// Each of C coroutines loops: reserve (a tokens-per-month budget and a requests-per-minute
+// limit, as a gateway request with two budgets does), then settle. Prints one line:
+//   pairs_per_s=<n> scripts_per_s=<n>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "metering/budget_engine.hpp"
+#include "metering/redis_client.hpp"
+
+using namespace tollgate;
+using namespace tollgate::metering;
+namespace net = boost::asio;
+using bench_clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string arg(int argc, char** argv, const std::string& name, const std::string& dflt) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (argv[i] == name) return argv[i + 1];
+  }
+  return dflt;
+}
+
+struct shared_state {
+  bench_clock::time_point end;
+  long pairs = 0;
+  long failures = 0;
+  int running = 0;
+};
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+net::awaitable<void> worker(budget_engine& engine, redis::client& redis, shared_state& st,
+                            std::vector<std::unique_ptr<redis::client>>& all, int id) {
+  limit_rule month;
+  month.id = "bench_month";
+  month.window = budget_window::month;
+  month.limit = std::int64_t{1} << 60;
+  limit_rule rpm;
+  rpm.id = "bench_rpm";
+  rpm.window = budget_window::minute;
+  rpm.limit = std::int64_t{1} << 60;
+  for (long n = 0; bench_clock::now() < st.end; ++n) {
+    std::vector<limit_charge> charges{{month, 4200}, {rpm, 1}};
+    std::string tenant = "bench_tenant";
+    std::string request = "req_" + std::to_string(id) + "_" + std::to_string(n);
+    auto r = co_await engine.reserve(redis, std::move(tenant), std::move(request),
+                                     std::move(charges), now_ms());
+    if (!r || !r->granted) {
+      ++st.failures;
+      continue;
+    }
+    std::vector<std::int64_t> actual{1234, 1};
+    auto s = co_await engine.settle(redis, std::move(r->ticket), std::move(actual));
+    if (!s) {
+      ++st.failures;
+      continue;
+    }
+    ++st.pairs;
+  }
+  // The last one out closes the connections, so that the event loop runs out of work.
+  if (--st.running == 0) {
+    for (auto& c : all) c->shutdown();
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int port = std::stoi(arg(argc, argv, "--port", "6379"));
+  const double seconds = std::stod(arg(argc, argv, "--seconds", "5"));
+  const int concurrency = std::stoi(arg(argc, argv, "--concurrency", "50"));
+  const int connections = std::stoi(arg(argc, argv, "--connections", "1"));
+  net::io_context io{1};
+  redis::settings rs;
+  rs.port = static_cast<std::uint16_t>(port);
+  rs.command_timeout = std::chrono::milliseconds(5000);
+  std::vector<std::unique_ptr<redis::client>> clients;
+  for (int i = 0; i < connections; ++i) {
+    clients.push_back(std::make_unique<redis::client>(io.get_executor(), rs));
+  }
+  budget_engine engine(std::chrono::minutes(11));
+  shared_state st;
+  st.end = bench_clock::now() + std::chrono::milliseconds(static_cast<long>(seconds * 1000));
+  st.running = concurrency;
+  const auto start = bench_clock::now();
+  for (int i = 0; i < concurrency; ++i) {
+    net::co_spawn(io,
+                  worker(engine, *clients[static_cast<std::size_t>(i % connections)], st, clients,
+                         i),
+                  net::detached);
+  }
+  io.run();
+  const double elapsed = std::chrono::duration<double>(bench_clock::now() - start).count();
+  if (st.failures > 0 || st.pairs == 0) {
+    std::fprintf(stderr, "tollgate-budget-bench: %ld failures, %ld pairs\n", st.failures,
+                 st.pairs);
+    return 1;
+  }
+  std::printf("pairs_per_s=%.0f scripts_per_s=%.0f\n", st.pairs / elapsed,
+              2 * st.pairs / elapsed);
+  return 0;
+}

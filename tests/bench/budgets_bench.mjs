@@ -1,0 +1,117 @@
+// Budgets benchmark (make bench): what enforcing budgets costs.
+//  1. Gateway: wrk against two gateways that differ only in budgets (both authenticate API keys
+//     and write the ledger to the same PostgreSQL; one also reserves and settles in Redis: a
+//     tokens-per-month budget and a requests-per-minute limit on the tenant), interleaved rounds
+//     at a fixed rate and at saturation. Prints requests/s, the ratio on/off (goal >= 0.80) and
+//     the p50/p99 latency budgets add.
+//  2. Redis: reserve+settle pairs/s through the budget engine (tollgate-budget-bench) against
+//     redis-benchmark running EVAL "return 1" on the same Redis, same concurrency.
+//   node tests/bench/budgets_bench.mjs [--rounds N] [--seconds S]
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { binDir, startStack } from '../lib/harness.mjs';
+import { startPostgres } from '../lib/postgres.mjs';
+import { startRedis } from '../lib/redis.mjs';
+import { dbConfig, api, makeTenant } from '../lib/ledger.mjs';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : dflt; };
+const rounds = opt('--rounds', 3);
+const seconds = opt('--seconds', 8);
+
+const pg = await startPostgres();
+const redis = await startRedis();
+const dir = path.join(os.tmpdir(), `tollgate-budgets-bench-${process.pid}`);
+const off = await startStack({ config: { ...dbConfig(pg, path.join(dir, 'off')) } });
+const on = await startStack({
+  config: { ...dbConfig(pg, path.join(dir, 'on')), budgets: { redis: redis.address } },
+  upstreamPort: off.upstreamPort,
+});
+const t = await makeTenant(off.adminUrl, 'Bench');
+for (const body of [
+  { tenant_id: t.tenant, metric: 'tokens', window: 'month', limit: 1e15 },
+  { tenant_id: t.tenant, metric: 'requests', window: 'minute', limit: 1e12 },
+]) {
+  const r = await api(off.adminUrl, 'POST', '/admin/v1/budgets', { body });
+  if (r.status !== 201) throw new Error(r.text);
+}
+
+const body = JSON.stringify({ model: 'dev-echo', messages: [{ role: 'system', content: 'You are terse.' },
+  { role: 'user', content: 'Summarize the benefits of keep-alive connections in one line.' }], max_tokens: 16 });
+const script = (delayMs) => `wrk.method = "POST"
+wrk.body = ${JSON.stringify(body)}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer ${t.key}"
+${delayMs > 0 ? `function delay() return ${delayMs} end` : ''}
+`;
+writeFileSync(path.join(off.dir, 'saturate.lua'), script(0));
+writeFileSync(path.join(off.dir, 'fixed.lua'), script(10));
+const modes = {
+  fixed: ['-t1', '-c10', `-d${seconds}s`, '--latency', '-s', path.join(off.dir, 'fixed.lua')],
+  saturation: ['-t1', '-c64', `-d${seconds}s`, '--latency', '-s', path.join(off.dir, 'saturate.lua')],
+};
+const toUs = (v, unit) => Number(v) * ({ us: 1, ms: 1000, s: 1e6 }[unit] ?? NaN);
+function runWrk(url, mode) {
+  const out = spawnSync('wrk', [...modes[mode], `${url}/v1/chat/completions`], { encoding: 'utf8' });
+  if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr}`);
+  const text = out.stdout;
+  const errors = /Non-2xx or 3xx responses: (\d+)/.exec(text);
+  if (errors) throw new Error(`${url}: ${errors[1]} non-2xx responses`);
+  const pct = (p) => { const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(text); return toUs(m[1], m[2]); };
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)[1]), p50: pct(50), p99: pct(99) };
+}
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+
+let engine;
+let baseline;
+const results = {};
+try {
+  const targets = { off: off.url, on: on.url };
+  for (const url of Object.values(targets)) runWrk(url, 'fixed');  // warm caches and connections
+  for (const mode of Object.keys(modes)) {
+    results[mode] = { off: [], on: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, url] of Object.entries(targets)) results[mode][name].push(runWrk(url, mode));
+    }
+  }
+  // Redis: the engine's pairs against a trivial script, 50 concurrent either way.
+  const pairs = [];
+  const evals = [];
+  for (let r = 0; r < rounds; r++) {
+    const e = spawnSync(path.join(binDir, 'tollgate-budget-bench'),
+      ['--port', String(redis.port), '--seconds', '4', '--concurrency', '50'], { encoding: 'utf8' });
+    if (e.status !== 0) throw new Error(`tollgate-budget-bench failed: ${e.stderr}`);
+    pairs.push(Number(/pairs_per_s=(\d+)/.exec(e.stdout)[1]));
+    const b = spawnSync('redis-benchmark', ['-p', String(redis.port), '-n', '200000', '-c', '50', '-q', 'EVAL', 'return 1', '0'],
+      { encoding: 'utf8' });
+    if (b.status !== 0) throw new Error(`redis-benchmark failed: ${b.stderr}`);
+    evals.push(Number(/([\d.]+) requests per second/.exec(b.stdout)[1]));
+  }
+  engine = median(pairs);
+  baseline = median(evals);
+} finally {
+  await on.stop();
+  await off.stop();
+  redis.stop();
+  pg.stop();
+}
+
+console.log(`\nBudgets benchmark: ${rounds} interleaved rounds x ${seconds} s per gateway and mode; medians.`);
+console.log(`Machine: ${os.cpus().length} x ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; ` +
+  'each gateway 2 I/O threads, with API keys and the PostgreSQL ledger; wrk 1 thread.');
+for (const [mode, by] of Object.entries(results)) {
+  const m = (name, key) => median(by[name].map((x) => x[key]));
+  console.log(`\n${mode === 'fixed' ? 'Fixed rate (10 connections, 10 ms think time)' : 'Saturation (64 connections)'}`);
+  console.log('budgets   req/s     p50 us   p99 us');
+  for (const name of ['off', 'on']) {
+    console.log(`${name.padEnd(9)} ${m(name, 'rps').toFixed(0).padStart(7)} ${m(name, 'p50').toFixed(0).padStart(8)} ${m(name, 'p99').toFixed(0).padStart(8)}`);
+  }
+  console.log(`Budgets on/off throughput ratio: ${(m('on', 'rps') / m('off', 'rps')).toFixed(2)} (goal >= 0.80); ` +
+    `added p50 ${(m('on', 'p50') - m('off', 'p50')).toFixed(0)} us, added p99 ${(m('on', 'p99') - m('off', 'p99')).toFixed(0)} us`);
+}
+console.log(`\nRedis: reserve+settle ${engine.toFixed(0)} pairs/s (${(2 * engine).toFixed(0)} script calls/s) vs ` +
+  `redis-benchmark EVAL "return 1" ${baseline.toFixed(0)}/s, 50 concurrent each`);
+console.log(`Script calls ratio (engine / trivial script): ${((2 * engine) / baseline).toFixed(2)}; ` +
+  `pairs / trivial calls: ${(engine / baseline).toFixed(2)}`);
