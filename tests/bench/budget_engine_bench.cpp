@@ -14,22 +14,17 @@
 #include <string>
 #include <vector>
 
+#include "tests/bench/bench_args.hpp"
 #include "metering/budget_engine.hpp"
 #include "metering/redis_client.hpp"
 
+using tollgate::bench::arg;
 using namespace tollgate;
 using namespace tollgate::metering;
 namespace net = boost::asio;
 using bench_clock = std::chrono::steady_clock;
 
 namespace {
-
-std::string arg(int argc, char** argv, const std::string& name, const std::string& dflt) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == name) return argv[i + 1];
-  }
-  return dflt;
-}
 
 struct shared_state {
   bench_clock::time_point end;

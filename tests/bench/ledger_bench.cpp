@@ -18,23 +18,18 @@
 #include <thread>
 #include <vector>
 
+#include "tests/bench/bench_args.hpp"
 #include "billing/ledger_writer.hpp"
 #include "billing/pg.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 
+using tollgate::bench::arg;
 using namespace tollgate;
 namespace net = boost::asio;
 using bench_clock = std::chrono::steady_clock;
 
 namespace {
-
-std::string arg(int argc, char** argv, const std::string& name, const std::string& dflt) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == name) return argv[i + 1];
-  }
-  return dflt;
-}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -15,10 +15,12 @@
 #include "core/json_dom.hpp"
 #include "metering/prompt_count.hpp"
 #include "metering/tokenizer_registry.hpp"
+#include "tests/bench/bench_args.hpp"
 
 using namespace tollgate;
 using namespace tollgate::metering;
 using bench_clock = std::chrono::steady_clock;
+using tollgate::bench::arg;
 
 namespace {
 
@@ -29,13 +31,6 @@ double seconds_since(bench_clock::time_point t0) {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
-}
-
-std::string arg(int argc, char** argv, const std::string& name, const std::string& dflt) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == name) return argv[i + 1];
-  }
-  return dflt;
 }
 
 // A chat request of about 1,000 tokens: a system prompt and a few turns of English prose.
