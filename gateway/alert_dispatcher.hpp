@@ -11,27 +11,19 @@
 #include <cstdint>
 #include <future>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "gateway/billing_context.hpp"
+#include "gateway/webhook_url.hpp"
 
 namespace tollgate::gateway {
 
-struct webhook_target {
-  std::string host;
-  std::uint16_t port = 80;
-  std::string target;  // path and query, "/" at least
-};
-
-// An http:// URL with a host, an optional port and a path; nullopt for anything else.
-std::optional<webhook_target> parse_webhook_url(std::string_view url);
-
 // The signature header's value for `body` sent at `unix_s`.
-std::string webhook_signature(std::string_view secret, std::int64_t unix_s, std::string_view body);
+std::string webhook_signature(std::string_view secret, std::int64_t unix_s,
+                              std::string_view body);
 
 class alert_dispatcher {
  public:
