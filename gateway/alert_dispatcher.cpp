@@ -32,7 +32,11 @@ namespace {
 constexpr int claim_batch = 20;
 constexpr auto idle_poll = std::chrono::seconds(1);  // also picks up other gateways' retries
 constexpr auto exchange_timeout = std::chrono::seconds(5);
-constexpr std::int64_t lease_ms = 30'000;  // longer than one attempt
+// A claimed batch is delivered one alert after another: the lease outlasts the whole batch,
+// so no alert of it can be claimed by another gateway while this one still works on it.
+constexpr std::int64_t lease_ms =
+    claim_batch * std::chrono::duration_cast<std::chrono::milliseconds>(exchange_timeout).count() +
+    10'000;
 constexpr std::int64_t retry_first_ms = 1'000;
 constexpr std::int64_t retry_max_ms = 300'000;
 constexpr std::size_t response_body_max = 64 * 1024;

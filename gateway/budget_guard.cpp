@@ -314,6 +314,10 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
 net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
                                                             std::string tenant_id) {
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
+  std::vector<billing::ledger_budget_query::model_price> prices;
+  for (const auto& m : models_) {
+    prices.push_back({m.name, m.estimate_input_price, m.estimate_output_price});
+  }
   auto op = billing_.store->active_budgets(tenant_id, now_ms);
   auto budgets = co_await on_billing(billing_, std::move(op));
   if (!budgets) {
@@ -336,9 +340,7 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
       q.metric = b.metric;
       q.start_ms = from;
       q.end_ms = to;
-      for (const auto& m : models_) {
-        q.prices.push_back({m.name, m.estimate_input_price, m.estimate_output_price});
-      }
+      if (b.metric == "spend") q.prices = prices;
       auto usage_op = billing_.store->ledger_usage(std::move(q));
       auto ledger = co_await on_billing(billing_, std::move(usage_op));
       if (!ledger) {
