@@ -36,7 +36,7 @@ constexpr std::string_view default_config_text = R"({
   "ledger": { "flush_interval_ms": 50, "flush_events_max": 10000, "queue_events_max": 200000,
               "spool_dir": ".run/spool", "spool_bytes_max": 1073741824 },
   "auth": { "admin_token": "", "finance_token": "", "key_cache_ttl_ms": 2000 },
-  "budgets": { "redis": "", "redis_password": "", "failure_mode": "closed",
+  "budgets": { "redis": "", "redis_cluster": false, "redis_password": "", "failure_mode": "closed",
                "hold_ttl_ms": 660000, "cache_ttl_ms": 1000, "command_timeout_ms": 500,
                "alert_max_attempts": 8 }
 })";
@@ -386,10 +386,29 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
 
   const json& b = merged["budgets"];
   cfg.budgets.redis = get_string(b, "/budgets", "redis");
+  if (!b.at("redis_cluster").is_boolean()) fail("/budgets/redis_cluster", "must be true or false");
+  cfg.budgets.redis_cluster = b.at("redis_cluster").get<bool>();
   if (!cfg.budgets.redis.empty()) {
-    listen_address ra;
-    if (!parse_listen_address(cfg.budgets.redis, ra)) {
-      fail("/budgets/redis", "must be host:port, got \"" + cfg.budgets.redis + "\"");
+    // One host:port, or for a cluster a comma-separated list of seed nodes.
+    std::string_view rest = cfg.budgets.redis;
+    while (true) {
+      const auto comma = rest.find(',');
+      const auto item = rest.substr(0, comma);
+      listen_address ra;
+      if (!parse_listen_address(item, ra)) {
+        fail("/budgets/redis", "must be host:port" +
+                                   std::string(cfg.budgets.redis_cluster
+                                                   ? " (or a comma-separated list of them)"
+                                                   : "") +
+                                   ", got \"" + cfg.budgets.redis + "\"");
+      }
+      cfg.budgets.redis_nodes.push_back(std::move(ra));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+    if (cfg.budgets.redis_nodes.size() > 1 && !cfg.budgets.redis_cluster) {
+      fail("/budgets/redis", "lists several nodes: set /budgets/redis_cluster to true for a "
+                             "Redis Cluster");
     }
   }
   cfg.budgets.redis_password = get_string(b, "/budgets", "redis_password");

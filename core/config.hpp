@@ -104,6 +104,8 @@ struct auth_config {
 // enforced.
 struct budgets_config {
   std::string redis;           // host:port of Redis; "" = budgets off
+  bool redis_cluster = false;  // Redis Cluster: `redis` lists seed nodes, comma-separated
+  std::vector<listen_address> redis_nodes;  // `redis` parsed: the server, or the cluster seeds
   std::string redis_password;  // AUTH password ("" = none)
   std::string failure_mode;    // Redis unreachable: "closed" (503) or "open" (serve, unenforced)
   std::uint64_t hold_ttl_ms = 0;         // a hold not settled by then expires

@@ -108,11 +108,13 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
       settles_(registry.add_counter("tollgate_budget_settlements_total",
                                     "Budget settlements by outcome (settled, repeated, failed).",
                                     {"outcome"})) {
-  listen_address addr;
-  parse_listen_address(config.redis, addr);
   redis::settings rs;
-  rs.host = addr.host;
-  rs.port = addr.port;
+  rs.host = config.redis_nodes.at(0).host;
+  rs.port = config.redis_nodes.at(0).port;
+  rs.cluster = config.redis_cluster;
+  for (std::size_t i = 1; i < config.redis_nodes.size(); ++i) {
+    rs.more_seeds.push_back({config.redis_nodes[i].host, config.redis_nodes[i].port});
+  }
   rs.password = config.redis_password;
   rs.command_timeout = std::chrono::milliseconds(config.command_timeout_ms);
   for (const auto& ex : executors_) redis_.push_back(std::make_unique<redis::client>(ex, rs));

@@ -12,6 +12,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cctype>
+#include <charconv>
+#include <deque>
 #include <optional>
 
 namespace tollgate::redis {
@@ -25,6 +28,8 @@ namespace {
 constexpr std::size_t read_chunk_bytes = 16 * 1024;
 constexpr auto reconnect_backoff_min = std::chrono::milliseconds(50);
 constexpr auto reconnect_backoff_max = std::chrono::milliseconds(2000);
+constexpr std::size_t cluster_slots = 16384;
+constexpr int max_redirects = 5;  // MOVED/ASK hops for one command
 
 reply convert(const redisReply* r) {
   reply out;
@@ -193,8 +198,16 @@ net::awaitable<void> write_loop(state_ptr st, std::uint64_t gen) {
   if (st->generation == gen) st->writing = false;
 }
 
-// Queues one command on the open connection and waits for its reply or the timeout.
-net::awaitable<redis_result> send(state_ptr st, std::vector<std::string> args) {
+// Queues one command (after an ASKING when `asking`) on the open connection and waits for its
+// reply or the timeout. `args` is formatted before the first suspension.
+net::awaitable<redis_result> send(state_ptr st, const std::vector<std::string>& args,
+                                  bool asking = false) {
+  if (asking) {
+    static const std::vector<std::string> asking_cmd{"ASKING"};
+    append_command(st->outbox, asking_cmd);
+    // Its +OK is matched and dropped; the command's own timer covers both.
+    st->inflight.push_back(std::make_shared<pending>(st->ex));
+  }
   append_command(st->outbox, args);
   auto p = std::make_shared<pending>(st->ex);
   p->timer.expires_after(st->cfg.command_timeout);
@@ -211,30 +224,9 @@ net::awaitable<redis_result> send(state_ptr st, std::vector<std::string> args) {
                         std::to_string(st->cfg.command_timeout.count()) + " ms"};
 }
 
-}  // namespace
-
-client::client(net::any_io_executor ex, settings s)
-    : st_(std::make_shared<detail::connection_state>(ex, std::move(s))) {}
-
-client::~client() { st_->fail_all("the client was closed"); }
-
-bool client::connected() const { return st_->connected; }
-
-void client::on_message(
-    std::function<void(const std::string& channel, const std::string& payload)> handler) {
-  st_->on_message = std::move(handler);
-}
-
-void client::close(const std::string& why) { st_->fail_all(why); }
-
-void client::shutdown() {
-  st_->shut_down = true;
-  st_->fail_all("the client was shut down");
-  st_->wake_connect_waiters();
-}
-
-net::awaitable<bool> client::ensure_connected(std::string& error) {
-  auto st = st_;
+// Opens the connection if it is not open (one attempt at a time; others wait for it), with
+// AUTH when configured. After a failure, attempts back off from 50 ms up to 2 s.
+net::awaitable<bool> ensure_connected(state_ptr st, std::string& error) {
   if (st->shut_down) {
     error = "the Redis client is shut down";
     co_return false;
@@ -245,11 +237,13 @@ net::awaitable<bool> client::ensure_connected(std::string& error) {
     p->timer.expires_after(st->cfg.connect_timeout + st->cfg.command_timeout);
     st->waiting_connect.push_back(p);
     co_await p->timer.async_wait(net::as_tuple(net::use_awaitable));
-    if (!st->connected) error = "cannot connect to Redis";
+    if (!st->connected) error = "cannot connect to Redis at " + st->cfg.host + ":" +
+                                std::to_string(st->cfg.port);
     co_return st->connected;
   }
   if (clock::now() < st->next_attempt) {
-    error = "Redis is unreachable (reconnecting)";
+    error = "Redis at " + st->cfg.host + ":" + std::to_string(st->cfg.port) +
+            " is unreachable (reconnecting)";
     co_return false;
   }
   st->connecting = true;
@@ -301,8 +295,8 @@ net::awaitable<bool> client::ensure_connected(std::string& error) {
         net::co_spawn(st->ex, read_loop(st, gen), net::detached);
         ok = true;
         if (!st->cfg.password.empty()) {
-          std::vector<std::string> auth{"AUTH", st->cfg.password};
-          auto r = co_await send(st, std::move(auth));
+          const std::vector<std::string> auth{"AUTH", st->cfg.password};
+          auto r = co_await send(st, auth);
           if (!r || r->is_error()) {
             error = "Redis AUTH failed: " + (r ? r->str : r.error().message);
             st->fail_all(error);
@@ -325,10 +319,265 @@ net::awaitable<bool> client::ensure_connected(std::string& error) {
   co_return ok;
 }
 
-net::awaitable<redis_result> client::command(std::vector<std::string> args) {
+// One command on one node's connection, connecting first if needed.
+net::awaitable<redis_result> call_node(state_ptr st, const std::vector<std::string>& args,
+                                       bool asking = false) {
   std::string error;
-  if (!co_await ensure_connected(error)) co_return redis_error{error};
-  co_return co_await send(st_, std::move(args));
+  if (!co_await ensure_connected(st, error)) co_return redis_error{error};
+  co_return co_await send(st, args, asking);
+}
+
+// A redirect in an error reply: "MOVED <slot> <host>:<port>" or "ASK <slot> <host>:<port>".
+struct redirect {
+  bool ask = false;
+  std::uint16_t slot = 0;
+  node_address to;
+};
+
+std::optional<redirect> parse_redirect(const std::string& error) {
+  redirect r;
+  std::string_view rest;
+  if (error.rfind("MOVED ", 0) == 0) {
+    rest = std::string_view(error).substr(6);
+  } else if (error.rfind("ASK ", 0) == 0) {
+    r.ask = true;
+    rest = std::string_view(error).substr(4);
+  } else {
+    return std::nullopt;
+  }
+  const auto space = rest.find(' ');
+  const auto colon = rest.rfind(':');
+  if (space == std::string_view::npos || colon == std::string_view::npos || colon < space) {
+    return std::nullopt;
+  }
+  unsigned slot = 0;
+  unsigned port = 0;
+  const auto slot_text = rest.substr(0, space);
+  const auto port_text = rest.substr(colon + 1);
+  if (std::from_chars(slot_text.data(), slot_text.data() + slot_text.size(), slot).ec !=
+          std::errc{} ||
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port).ec !=
+          std::errc{} ||
+      slot >= cluster_slots || port == 0 || port > 65535) {
+    return std::nullopt;
+  }
+  r.slot = static_cast<std::uint16_t>(slot);
+  r.to.host = std::string(rest.substr(space + 1, colon - space - 1));
+  r.to.port = static_cast<std::uint16_t>(port);
+  return r;
+}
+
+}  // namespace
+
+// The connections by node and, in a cluster, which node serves each slot. Used on the
+// client's one executor only.
+struct detail::router {
+  router(net::any_io_executor e, settings s) : ex(e), cfg(std::move(s)) {
+    node_index(cfg.host, cfg.port);
+    if (cfg.cluster) {
+      for (const auto& seed : cfg.more_seeds) node_index(seed.host, seed.port);
+    }
+  }
+
+  net::any_io_executor ex;
+  settings cfg;
+  std::vector<state_ptr> nodes;            // every node known; [0] is the first seed
+  std::vector<std::uint16_t> slot_owner;   // slot -> index in nodes; empty until read
+  bool map_stale = false;                  // a redirect or a lost node: read the map again
+  bool refreshing = false;
+  std::size_t keyless_node = 0;            // where commands without a key go
+  std::function<void(const std::string&, const std::string&)> on_message;
+
+  // The index of the node at host:port, adding a connection for it when it is new.
+  std::size_t node_index(const std::string& host, std::uint16_t port) {
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      if (nodes[i]->cfg.host == host && nodes[i]->cfg.port == port) return i;
+    }
+    settings node_cfg = cfg;
+    node_cfg.host = host;
+    node_cfg.port = port;
+    node_cfg.more_seeds.clear();
+    auto st = std::make_shared<detail::connection_state>(ex, std::move(node_cfg));
+    st->on_message = on_message;
+    nodes.push_back(std::move(st));
+    return nodes.size() - 1;
+  }
+};
+
+namespace {
+
+using router_ptr = std::shared_ptr<detail::router>;
+
+// Reads the slot map with CLUSTER SLOTS from the first node that answers, starting with the
+// one keyless commands use. Slots that no node serves keep their last known owner.
+net::awaitable<bool> read_slot_map(router_ptr rt, std::string& error) {
+  rt->refreshing = true;
+  const std::vector<std::string> cmd{"CLUSTER", "SLOTS"};
+  bool ok = false;
+  const std::size_t known = rt->nodes.size();
+  for (std::size_t n = 0; n < known && !ok; ++n) {
+    const std::size_t asked = (rt->keyless_node + n) % known;
+    auto st = rt->nodes[asked];
+    auto r = co_await call_node(st, cmd);
+    if (!r) {
+      error = r.error().message;
+      continue;
+    }
+    if (r->type != reply::kind::array) {
+      error = "CLUSTER SLOTS failed at " + st->cfg.host + ":" + std::to_string(st->cfg.port) +
+              ": " + (r->is_error() ? r->str : std::string("not an array"));
+      continue;
+    }
+    std::vector<std::uint16_t> owners = rt->slot_owner;
+    if (owners.empty()) owners.assign(cluster_slots, static_cast<std::uint16_t>(asked));
+    for (const auto& range : r->elements) {
+      if (range.type != reply::kind::array || range.elements.size() < 3) continue;
+      const auto& lo = range.elements[0];
+      const auto& hi = range.elements[1];
+      const auto& master = range.elements[2];
+      if (lo.type != reply::kind::integer || hi.type != reply::kind::integer ||
+          master.type != reply::kind::array || master.elements.size() < 2 ||
+          master.elements[1].type != reply::kind::integer || lo.integer < 0 ||
+          hi.integer >= static_cast<long long>(cluster_slots) || lo.integer > hi.integer) {
+        continue;
+      }
+      std::string host = master.elements[0].str;
+      // An empty or unknown endpoint means "the node you asked".
+      if (host.empty() || host == "?") host = st->cfg.host;
+      const auto index = rt->node_index(host, static_cast<std::uint16_t>(master.elements[1].integer));
+      for (long long slot = lo.integer; slot <= hi.integer; ++slot) {
+        owners[static_cast<std::size_t>(slot)] = static_cast<std::uint16_t>(index);
+      }
+    }
+    rt->slot_owner = std::move(owners);
+    rt->map_stale = false;
+    ok = true;
+  }
+  rt->refreshing = false;
+  co_return ok;
+}
+
+net::awaitable<void> refresh_slot_map(router_ptr rt) {
+  std::string ignored;
+  co_await read_slot_map(rt, ignored);
+}
+
+// Sends a command where it belongs and follows cluster redirects (at most a few hops). Sets
+// `answered_by` to the node whose answer is returned.
+net::awaitable<redis_result> dispatch(router_ptr rt, const std::vector<std::string>& args,
+                                      std::size_t& answered_by) {
+  if (!rt->cfg.cluster) {
+    answered_by = 0;
+    co_return co_await call_node(rt->nodes[0], args);
+  }
+  if (rt->slot_owner.empty()) {
+    std::string error;
+    if (!co_await read_slot_map(rt, error)) {
+      co_return redis_error{"cannot read the Redis Cluster slot map: " + error};
+    }
+  } else if (rt->map_stale && !rt->refreshing) {
+    rt->refreshing = true;  // before the spawned refresh runs, so that only one is started
+    net::co_spawn(rt->ex, refresh_slot_map(rt), net::detached);
+  }
+  const auto key = routing_key(args);
+  std::size_t node = key ? rt->slot_owner[key_slot(*key)] : rt->keyless_node;
+  bool asking = false;
+  for (int hop = 0;; ++hop) {
+    auto st = rt->nodes[node];
+    auto r = co_await call_node(st, args, asking);
+    answered_by = node;
+    if (!r) {
+      // The node may have failed over: read the map again; keyless commands try another node.
+      rt->map_stale = true;
+      if (!key) rt->keyless_node = (node + 1) % rt->nodes.size();
+      co_return r;
+    }
+    if (!r->is_error() || hop >= max_redirects) co_return r;
+    const auto to = parse_redirect(r->str);
+    if (!to) co_return r;
+    node = rt->node_index(to->to.host, to->to.port);
+    asking = to->ask;
+    if (!to->ask) {
+      rt->slot_owner[to->slot] = static_cast<std::uint16_t>(node);
+      rt->map_stale = true;
+    }
+  }
+}
+
+}  // namespace
+
+std::uint16_t key_slot(std::string_view key) {
+  // Only the part between the first '{' and the next '}' is hashed, when it is not empty.
+  if (const auto open = key.find('{'); open != std::string_view::npos) {
+    const auto close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1) {
+      key = key.substr(open + 1, close - open - 1);
+    }
+  }
+  // CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0.
+  std::uint16_t crc = 0;
+  for (const char c : key) {
+    crc ^= static_cast<std::uint16_t>(static_cast<unsigned char>(c) << 8);
+    for (int bit = 0; bit < 8; ++bit) {
+      crc = (crc & 0x8000) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021)
+                                : static_cast<std::uint16_t>(crc << 1);
+    }
+  }
+  return static_cast<std::uint16_t>(crc % cluster_slots);
+}
+
+std::optional<std::string_view> routing_key(const std::vector<std::string>& args) {
+  if (args.size() < 2) return std::nullopt;
+  std::string name = args[0];
+  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (name == "EVAL" || name == "EVALSHA" || name == "EVAL_RO" || name == "EVALSHA_RO" ||
+      name == "FCALL" || name == "FCALL_RO") {
+    if (args.size() < 4 || args[2] == "0") return std::nullopt;
+    return std::string_view(args[3]);
+  }
+  static constexpr std::string_view keyless[] = {
+      "PING",     "AUTH",   "HELLO",  "SELECT",  "ECHO",    "QUIT",        "SUBSCRIBE",
+      "PSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "PUBLISH", "PUBSUB", "SCRIPT", "FUNCTION",
+      "CLUSTER",  "INFO",   "CONFIG", "CLIENT",  "COMMAND", "TIME",        "DBSIZE",
+      "FLUSHALL", "FLUSHDB", "KEYS",  "SCAN",    "RANDOMKEY", "WAIT",      "ASKING",
+      "READONLY", "READWRITE", "MULTI", "EXEC",  "DISCARD", "SHUTDOWN",    "DEBUG"};
+  for (const auto k : keyless) {
+    if (name == k) return std::nullopt;
+  }
+  return std::string_view(args[1]);
+}
+
+client::client(net::any_io_executor ex, settings s)
+    : rt_(std::make_shared<detail::router>(ex, std::move(s))) {}
+
+client::~client() {
+  for (auto& n : rt_->nodes) n->fail_all("the client was closed");
+}
+
+bool client::connected() const { return rt_->nodes[rt_->keyless_node]->connected; }
+
+void client::on_message(
+    std::function<void(const std::string& channel, const std::string& payload)> handler) {
+  rt_->on_message = std::move(handler);
+  for (auto& n : rt_->nodes) n->on_message = rt_->on_message;
+}
+
+void client::close(const std::string& why) {
+  for (auto& n : rt_->nodes) n->fail_all(why);
+}
+
+void client::shutdown() {
+  rt_->cfg.more_seeds.clear();
+  for (auto& n : rt_->nodes) {
+    n->shut_down = true;
+    n->fail_all("the client was shut down");
+    n->wake_connect_waiters();
+  }
+}
+
+net::awaitable<redis_result> client::command(std::vector<std::string> args) {
+  std::size_t answered_by = 0;
+  co_return co_await dispatch(rt_, args, answered_by);
 }
 
 net::awaitable<redis_result> client::eval(const script& s, std::vector<std::string> keys,
@@ -340,14 +589,15 @@ net::awaitable<redis_result> client::eval(const script& s, std::vector<std::stri
   cmd.push_back(std::to_string(keys.size()));
   for (auto& k : keys) cmd.push_back(std::move(k));
   for (auto& a : args) cmd.push_back(std::move(a));
-  std::vector<std::string> retry = cmd;
-  auto r = co_await command(std::move(cmd));
+  std::size_t node = 0;
+  auto r = co_await dispatch(rt_, cmd, node);
   if (!r || !r->is_error() || r->str.rfind("NOSCRIPT", 0) != 0) co_return r;
-  std::vector<std::string> load{"SCRIPT", "LOAD", s.source};
-  auto loaded = co_await command(std::move(load));
+  // Scripts are cached per node: load it on the node that did not know it.
+  const std::vector<std::string> load{"SCRIPT", "LOAD", s.source};
+  auto loaded = co_await call_node(rt_->nodes[node], load);
   if (!loaded) co_return loaded;
   if (loaded->is_error()) co_return loaded;
-  co_return co_await command(std::move(retry));
+  co_return co_await dispatch(rt_, cmd, node);
 }
 
 }  // namespace tollgate::redis

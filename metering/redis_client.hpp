@@ -4,16 +4,20 @@
 // order). Per-command timeouts, reconnect with backoff, optional AUTH, and EVALSHA with a
 // NOSCRIPT fallback (SCRIPT LOAD, then EVALSHA again) for Lua scripts. A connection that has
 // sent SUBSCRIBE hands each pub/sub message to its message handler.
-// Not built yet: TLS and Redis Cluster (MOVED/ASK, slot map); see docs/ARCHITECTURE.md.
+// Redis Cluster (settings.cluster): one such connection per node, the slot map read with
+// CLUSTER SLOTS, each command sent to the node serving its first key's slot, MOVED and ASK
+// redirects followed, and the map read again after a redirect or a lost connection.
+// Not built yet: TLS; see docs/ARCHITECTURE.md.
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.hpp"
@@ -22,6 +26,7 @@ namespace tollgate::redis {
 
 namespace detail {
 struct connection_state;  // the socket, reader, queues: shared with the read and write loops
+struct router;            // the connections by node and, for a cluster, the slot map
 }
 
 // A RESP reply, copied out of hiredis's reply object.
@@ -43,10 +48,17 @@ struct redis_error {
 
 using redis_result = basic_result<reply, redis_error>;
 
-struct settings {
-  std::string host = "127.0.0.1";
+struct node_address {
+  std::string host;
   std::uint16_t port = 6379;
-  std::string password;  // AUTH when not empty
+};
+
+struct settings {
+  std::string host = "127.0.0.1";  // the server, or a cluster's first seed node
+  std::uint16_t port = 6379;
+  bool cluster = false;                  // Redis Cluster: route commands by key slot
+  std::vector<node_address> more_seeds;  // cluster: further nodes to read the slot map from
+  std::string password;  // AUTH when not empty (every node of a cluster)
   std::chrono::milliseconds connect_timeout{1000};
   std::chrono::milliseconds command_timeout{1000};
 };
@@ -58,6 +70,13 @@ struct script {
   std::string sha1;  // lowercase hex
 };
 
+// The cluster hash slot of a key (CRC16 of the key, or of its {hash tag}, modulo 16384).
+std::uint16_t key_slot(std::string_view key);
+
+// The key a command is routed by: the first key of EVAL/EVALSHA/FCALL, nothing for commands
+// without keys (PING, PUBLISH, SUBSCRIBE, SCRIPT, CLUSTER, INFO, ...), else the first argument.
+std::optional<std::string_view> routing_key(const std::vector<std::string>& args);
+
 class client {
  public:
   client(boost::asio::any_io_executor ex, settings s);
@@ -65,7 +84,9 @@ class client {
   client(const client&) = delete;
   client& operator=(const client&) = delete;
 
-  // Sends one command (connecting first if needed) and waits for its reply.
+  // Sends one command (connecting first if needed) and waits for its reply. In a cluster the
+  // command goes to the node serving routing_key(args); a command without a key goes to any
+  // reachable node (pub/sub messages reach every node of a cluster).
   boost::asio::awaitable<redis_result> command(std::vector<std::string> args);
   // Runs a script by EVALSHA; on NOSCRIPT loads it and retries once.
   boost::asio::awaitable<redis_result> eval(const script& s, std::vector<std::string> keys,
@@ -76,16 +97,16 @@ class client {
   void on_message(std::function<void(const std::string& channel, const std::string& payload)>
                       handler);
 
+  // Whether the connection that keyless commands use (SUBSCRIBE's) is open.
   bool connected() const;
-  // Closes the connection; commands in flight fail. The next command reconnects.
+  // Closes the connections; commands in flight fail. The next command reconnects.
   void close(const std::string& why = "closed");
-  // Closes the connection for good: every later command fails at once, without connecting
+  // Closes the connections for good: every later command fails at once, without connecting
   // (at shutdown, so that no read is left pending on the event loop).
   void shutdown();
 
  private:
-  boost::asio::awaitable<bool> ensure_connected(std::string& error);
-  std::shared_ptr<detail::connection_state> st_;
+  std::shared_ptr<detail::router> rt_;
 };
 
 }  // namespace tollgate::redis

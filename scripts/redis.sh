@@ -1,38 +1,92 @@
 #!/usr/bin/env bash
 # Runs a local Redis 7 as a plain process: data and log in DIR, listening on 127.0.0.1:PORT only,
-# no persistence (budget counters are rebuilt from the ledger), optional password.
+# no persistence (budget counters are rebuilt from the ledger), optional password. `cluster`
+# starts one such node per port in DIR/PORT with cluster mode on and joins them into a Redis
+# Cluster of masters (no replicas), waiting until every node reports cluster_state:ok.
 #   scripts/redis.sh start DIR PORT [PASSWORD]
 #   scripts/redis.sh stop DIR
+#   scripts/redis.sh cluster DIR PORT PORT PORT...
+#   scripts/redis.sh cluster-resume DIR PORT PORT PORT...   (restart stopped nodes, same cluster)
+#   scripts/redis.sh cluster-stop DIR
 set -euo pipefail
-cmd=${1:?usage: redis.sh start DIR PORT [PASSWORD] | stop DIR}
+usage="usage: redis.sh start DIR PORT [PASSWORD] | stop DIR | cluster DIR PORT... | cluster-resume DIR PORT... | cluster-stop DIR"
+cmd=${1:?$usage}
 dir=$(realpath -m "${2:?data folder}")
+
+# start_node DIR PORT PASSWORD [extra redis-server arguments...]
+start_node() {
+  local ndir=$1 port=$2 password=$3
+  shift 3
+  mkdir -p "$ndir"
+  if [ -f "$ndir/redis.pid" ] && kill -0 "$(cat "$ndir/redis.pid")" 2>/dev/null; then return 0; fi
+  local args=(--port "$port" --bind 127.0.0.1 --dir "$ndir" --daemonize yes --pidfile "$ndir/redis.pid"
+              --logfile "$ndir/redis.log" --save "" --appendonly no "$@")
+  if [ -n "$password" ]; then args+=(--requirepass "$password"); fi
+  redis-server "${args[@]}"
+  for _ in $(seq 1 50); do
+    if redis-cli -p "$port" ${password:+-a "$password" --no-auth-warning} ping 2>/dev/null | grep -q PONG; then return 0; fi
+    sleep 0.1
+  done
+  echo "redis.sh: Redis did not start on port $port; log:" >&2
+  tail -n 20 "$ndir/redis.log" >&2
+  return 1
+}
+
+stop_node() {
+  local ndir=$1
+  if [ -f "$ndir/redis.pid" ]; then
+    local pid
+    pid=$(cat "$ndir/redis.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$ndir/redis.pid"
+  fi
+}
+
 case "$cmd" in
   start)
-    port=${3:?port}
-    mkdir -p "$dir"
-    if [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then exit 0; fi
-    args=(--port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes --pidfile "$dir/redis.pid"
-          --logfile "$dir/redis.log" --save "" --appendonly no)
-    if [ -n "${4:-}" ]; then args+=(--requirepass "$4"); fi
-    redis-server "${args[@]}"
-    for _ in $(seq 1 50); do
-      if redis-cli -p "$port" ${4:+-a "$4" --no-auth-warning} ping 2>/dev/null | grep -q PONG; then exit 0; fi
-      sleep 0.1
-    done
-    echo "redis.sh: Redis did not start on port $port; log:" >&2
-    tail -n 20 "$dir/redis.log" >&2
-    exit 1
+    start_node "$dir" "${3:?port}" "${4:-}"
     ;;
   stop)
-    if [ -f "$dir/redis.pid" ]; then
-      pid=$(cat "$dir/redis.pid")
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      rm -f "$dir/redis.pid"
+    stop_node "$dir"
+    ;;
+  cluster | cluster-resume)
+    shift 2
+    [ $# -ge 3 ] || { echo "redis.sh: a cluster needs at least three ports" >&2; exit 2; }
+    nodes=()
+    for port in "$@"; do
+      if [ "$cmd" = cluster ]; then
+        # A fresh cluster each time: a node that kept its nodes.conf would refuse to join.
+        stop_node "$dir/$port"
+        rm -rf "${dir:?}/$port"
+      fi
+      start_node "$dir/$port" "$port" "" --cluster-enabled yes --cluster-config-file nodes.conf \
+        --cluster-node-timeout 2000
+      nodes+=("127.0.0.1:$port")
+    done
+    if [ "$cmd" = cluster ]; then
+      redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 || {
+        echo "redis.sh: redis-cli --cluster create failed:" >&2; cat "$dir/create.log" >&2; exit 1; }
     fi
+    for _ in $(seq 1 200); do
+      ok=0
+      for port in "$@"; do
+        if redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then ok=$((ok + 1)); fi
+      done
+      [ "$ok" -eq $# ] && exit 0
+      sleep 0.1
+    done
+    echo "redis.sh: the cluster did not reach cluster_state:ok" >&2
+    exit 1
+    ;;
+  cluster-stop)
+    for ndir in "$dir"/*/; do
+      [ -f "$ndir/redis.pid" ] && stop_node "${ndir%/}"
+    done
+    exit 0
     ;;
   *)
-    echo "usage: redis.sh start DIR PORT [PASSWORD] | stop DIR" >&2
+    echo "$usage" >&2
     exit 2
     ;;
 esac

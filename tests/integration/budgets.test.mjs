@@ -1,7 +1,7 @@
 // Integration tests of budgets and rate limits: the admin API, enforcement on the request path
 // (429s, Retry-After, x-ratelimit-* headers), scopes, Redis failure modes, and the overspend
-// test: three gateways, 200 concurrent clients, one hard token budget, against a real Redis
-// and a real PostgreSQL.
+// test: three gateways, 200 concurrent clients, one hard token budget, against a real
+// PostgreSQL and, in turn, a single real Redis and a real three-master Redis Cluster.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import { startStack, chatBody, postJson, sseData, waitFor, binDir } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
-import { startRedis } from '../lib/redis.mjs';
+import { startRedis, startRedisCluster } from '../lib/redis.mjs';
 import { dbConfig, api, makeTenant, ADMIN } from '../lib/ledger.mjs';
 
 // Estimate prices of 1 and 2 micro-units per prompt and completion token make spend easy to
@@ -18,7 +18,7 @@ import { dbConfig, api, makeTenant, ADMIN } from '../lib/ledger.mjs';
 function budgetConfig(pg, redis, dir, extra = {}) {
   return {
     ...dbConfig(pg, dir),
-    budgets: { redis: redis.address, ...extra },
+    budgets: { ...redis.budgetsConfig, ...extra },
     models: { 'dev-echo': { upstream: 'dev', estimate_input_price: 1_000_000, estimate_output_price: 2_000_000 } },
   };
 }
@@ -51,14 +51,15 @@ function localWindowStart(tz, now, unit) {
   return t;
 }
 
-describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
+const redisKinds = [['a single Redis', startRedis, 'single'], ['a three-master Redis Cluster', startRedisCluster, 'cluster']];
+for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets and rate limits (real PostgreSQL, ${redisKind})`, () => {
   let pg;
   let redis;
   let s;
-  const dir = path.join('/tmp', `tollgate-budgets-${process.pid}`);
+  const dir = path.join('/tmp', `tollgate-budgets-${process.pid}-${short}`);
   before(async () => {
     pg = await startPostgres();
-    redis = await startRedis();
+    redis = await startRedisKind();
     s = await startStack({ config: budgetConfig(pg, redis, dir) });
   });
   after(async () => {
@@ -273,7 +274,7 @@ describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
     const billedSpend = Number(pg.value(`SELECT sum(prompt_tokens + 2 * completion_tokens) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
     assert.equal(before[tokens.id].used, billedTokens);
     // Redis loses the tenant's counters.
-    for (const k of redis.cli('--raw', 'KEYS', `tg:{${t.tenant}}:*`).split('\n').filter(Boolean)) redis.cli('DEL', k);
+    for (const k of redis.keys(`tg:{${t.tenant}}:*`)) redis.cli('DEL', k);
     assert.deepEqual(redis.counters(t.tenant), {});
     const tollctl = (...args) => execFileSync(path.join(binDir, 'tollctl'), args, {
       env: { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_ADMIN_TOKEN: ADMIN }, encoding: 'utf8' });
@@ -383,7 +384,7 @@ describe('budgets and rate limits (real Redis and PostgreSQL)', () => {
       const res = await ask(s.url, t.key);
       assert.equal(res.status, 200);
       await res.text();
-      const keys = redis.cli('--raw', 'KEYS', `tg:{${t.tenant}}:b:*`).split('\n').filter((k) => k && !/:[he]$/.test(k));
+      const keys = redis.keys(`tg:{${t.tenant}}:b:*`).filter((k) => !/:[he]$/.test(k));
       const startOf = (id) => Number(keys.find((k) => k.includes(`:${id}:`)).split(':').pop());
       assert.equal(startOf(day.id), localWindowStart(tz, now, 'day'), `${tz} day`);
       assert.equal(startOf(month.id), localWindowStart(tz, now, 'month'), `${tz} month`);

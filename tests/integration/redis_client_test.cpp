@@ -1,6 +1,8 @@
 // Integration tests of the Redis client against a real redis-server (scripts/redis.sh, its own
 // process on a free loopback port): replies, pipelining, EVALSHA with the NOSCRIPT fallback,
-// timeouts, a killed connection, the server going away and coming back, AUTH.
+// timeouts, a killed connection, the server going away and coming back, AUTH; and against a
+// real three-master Redis Cluster: routing by slot, EVALSHA on every node, MOVED and ASK
+// during a slot migration.
 #define CATCH_CONFIG_MAIN
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -29,6 +31,21 @@ redis::settings settings_for(const redis_server& s) {
   cfg.port = static_cast<std::uint16_t>(s.port);
   cfg.password = s.password;
   cfg.command_timeout = std::chrono::milliseconds(200);
+  return cfg;
+}
+
+redis::settings cluster_settings(const redis_cluster& cl) {
+  redis::settings cfg;
+  cfg.port = static_cast<std::uint16_t>(cl.ports[0]);  // one seed is enough to find the rest
+  cfg.cluster = true;
+  cfg.command_timeout = std::chrono::milliseconds(2000);
+  return cfg;
+}
+
+redis::settings node_settings(int port) {
+  redis::settings cfg;
+  cfg.port = static_cast<std::uint16_t>(port);
+  cfg.command_timeout = std::chrono::milliseconds(2000);
   return cfg;
 }
 
@@ -64,6 +81,13 @@ net::awaitable<redis::redis_result> eval_incrby(redis::client& c, const redis::s
                                                 std::string by) {
   std::vector<std::string> keys{"ev"};
   std::vector<std::string> args{std::move(by)};
+  co_return co_await c.eval(s, std::move(keys), std::move(args));
+}
+
+net::awaitable<redis::redis_result> eval_on(redis::client& c, const redis::script& s,
+                                           std::string key, std::string arg) {
+  std::vector<std::string> keys{std::move(key)};
+  std::vector<std::string> args{std::move(arg)};
   co_return co_await c.eval(s, std::move(keys), std::move(args));
 }
 
@@ -228,4 +252,120 @@ TEST_CASE("a subscribed connection hands messages to its handler and still answe
   REQUIRE(pong);
   CHECK_FALSE(pong->is_error());
   CHECK(seen == std::vector<std::string>{"tg:test=tenant-a", std::string("tg:test=b\0c", 11)});
+}
+
+// ---- Redis Cluster -------------------------------------------------------------------------
+
+TEST_CASE("cluster: each key goes to the node that serves its slot; one seed finds them all") {
+  redis_cluster cluster;
+  net::io_context io;
+  redis::client c(io.get_executor(), cluster_settings(cluster));
+  for (int i = 0; i < 300; ++i) {
+    auto set = run(io, cmd(c, {"SET", "key:" + std::to_string(i), std::to_string(i * 7)}));
+    REQUIRE(set);
+    REQUIRE(set->str == "OK");
+  }
+  for (int i = 0; i < 300; ++i) {
+    auto get = run(io, cmd(c, {"GET", "key:" + std::to_string(i)}));
+    REQUIRE(get);
+    CHECK(get->str == std::to_string(i * 7));
+  }
+  // Every master holds some of the keys, and the client's slots agree with the server's.
+  long long total = 0;
+  for (int port : cluster.ports) {
+    redis::client node(io.get_executor(), node_settings(port));
+    auto size = run(io, cmd(node, {"DBSIZE"}));
+    REQUIRE(size);
+    CHECK(size->integer > 50);
+    total += size->integer;
+    for (const char* key : {"key:1", "tg:{ten_a}:b:x:1", "{user1000}.following", "a{b}c"}) {
+      auto slot = run(io, cmd(node, {"CLUSTER", "KEYSLOT", key}));
+      REQUIRE(slot);
+      CHECK(slot->integer == redis::key_slot(key));
+    }
+  }
+  CHECK(total == 300);
+  // Commands without a key (pub/sub, PING) work too.
+  auto pong = run(io, cmd(c, {"PING"}));
+  REQUIRE(pong);
+  CHECK(pong->str == "PONG");
+}
+
+TEST_CASE("cluster: EVALSHA loads its script on whichever node lacks it") {
+  redis_cluster cluster;
+  net::io_context io;
+  redis::client c(io.get_executor(), cluster_settings(cluster));
+  const redis::script s("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+  std::vector<std::string> keys;
+  for (int i = 0; i < 30; ++i) keys.push_back("ev{" + std::to_string(i) + "}");
+  for (int round = 1; round <= 2; ++round) {
+    for (const auto& key : keys) {
+      auto r = run(io, eval_on(c, s, key, "3"));
+      REQUIRE(r);
+      REQUIRE_FALSE(r->is_error());
+      CHECK(r->integer == 3 * round);
+    }
+  }
+  for (int port : cluster.ports) {
+    redis::client node(io.get_executor(), node_settings(port));
+    auto exists = run(io, cmd(node, {"SCRIPT", "EXISTS", s.sha1}));
+    REQUIRE(exists);
+    CHECK(exists->elements.at(0).integer == 1);
+  }
+}
+
+TEST_CASE("cluster: a slot migration's ASK and MOVED redirects are followed") {
+  redis_cluster cluster;
+  net::io_context io;
+  redis::client c(io.get_executor(), cluster_settings(cluster));
+  REQUIRE(run(io, cmd(c, {"SET", "{mig}old", "1"}))->str == "OK");
+  const auto slot = std::to_string(redis::key_slot("{mig}"));
+  // Which node owns the slot: the one that answers a GET for it without a redirect.
+  std::vector<std::unique_ptr<redis::client>> nodes;
+  std::vector<std::string> ids;
+  int owner = -1;
+  for (std::size_t i = 0; i < cluster.ports.size(); ++i) {
+    nodes.push_back(std::make_unique<redis::client>(io.get_executor(), node_settings(cluster.ports[i])));
+    auto id = run(io, cmd(*nodes[i], {"CLUSTER", "MYID"}));
+    REQUIRE(id);
+    ids.push_back(id->str);
+    auto get = run(io, cmd(*nodes[i], {"GET", "{mig}old"}));
+    REQUIRE(get);
+    if (!get->is_error()) owner = static_cast<int>(i);
+  }
+  REQUIRE(owner >= 0);
+  auto& from = *nodes[static_cast<std::size_t>(owner)];
+  const std::size_t target = (static_cast<std::size_t>(owner) + 1) % nodes.size();
+  auto& to = *nodes[target];
+  const auto& from_id = ids[static_cast<std::size_t>(owner)];
+  const auto& to_id = ids[target];
+
+  // Migration under way: keys still on the old owner are served there; a new key is ASKed
+  // over to the importing node.
+  REQUIRE(run(io, cmd(to, {"CLUSTER", "SETSLOT", slot, "IMPORTING", from_id}))->str == "OK");
+  REQUIRE(run(io, cmd(from, {"CLUSTER", "SETSLOT", slot, "MIGRATING", to_id}))->str == "OK");
+  CHECK(run(io, cmd(c, {"GET", "{mig}old"}))->str == "1");
+  auto created = run(io, cmd(c, {"SET", "{mig}new", "2"}));
+  REQUIRE(created);
+  CHECK(created->str == "OK");
+  REQUIRE(run(io, cmd(to, {"ASKING"}))->str == "OK");
+  CHECK(run(io, cmd(to, {"GET", "{mig}new"}))->str == "2");  // it landed on the new node
+
+  // Migration done: the old owner answers MOVED, which the client follows and remembers.
+  REQUIRE_FALSE(run(io, cmd(from, {"MIGRATE", "127.0.0.1", std::to_string(cluster.ports[target]),
+                                   "", "0", "5000", "KEYS", "{mig}old"}))
+                    ->is_error());
+  for (auto& n : nodes) REQUIRE(run(io, cmd(*n, {"CLUSTER", "SETSLOT", slot, "NODE", to_id}))->str == "OK");
+  auto moved = run(io, cmd(c, {"GET", "{mig}old"}));
+  REQUIRE(moved);
+  CHECK(moved->str == "1");
+  CHECK(run(io, cmd(c, {"GET", "{mig}new"}))->str == "2");
+  auto incr = run(io, cmd(c, {"INCR", "{mig}old"}));
+  REQUIRE(incr);
+  CHECK(incr->integer == 2);
+  // The old owner saw one redirected command from the client at most (the first GET); the
+  // rest went straight to the new owner.
+  auto stats = run(io, cmd(from, {"INFO", "errorstats"}));
+  REQUIRE(stats);
+  CHECK(stats->str.find("errorstat_MOVED:count=1") != std::string::npos);
 }

@@ -1,5 +1,6 @@
-// Test fixture: a real redis-server on a free loopback port for one test case (scripts/redis.sh),
-// and a helper that runs a coroutine to completion on an io_context.
+// Test fixtures: a real redis-server on a free loopback port for one test case, or a real
+// three-master Redis Cluster (scripts/redis.sh), and a helper that runs a coroutine to
+// completion on an io_context.
 #pragma once
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include <filesystem>
 #include <future>
 #include <string>
+#include <vector>
 
 namespace tollgate::test {
 
@@ -50,6 +52,41 @@ struct redis_server {
   }
   int port;
   std::string password;
+  std::string dir;
+};
+
+inline bool port_is_free(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// A three-master Redis Cluster for one test case, stopped at the end. A cluster node also
+// listens on its port + 10000 (the cluster bus), so ports come from 20000..29999.
+struct redis_cluster {
+  redis_cluster() {
+    int candidate = 20000 + static_cast<int>((::getpid() * 7919) % 9000);
+    while (ports.size() < 3) {
+      candidate = 20000 + (candidate - 20000 + 1) % 10000;
+      if (port_is_free(candidate) && port_is_free(candidate + 10000)) ports.push_back(candidate);
+    }
+    dir = (std::filesystem::temp_directory_path() /
+           ("tollgate-redis-cluster-" + std::to_string(::getpid()) + "-" + std::to_string(ports[0])))
+              .string();
+    std::string cmd = std::string(TOLLGATE_SOURCE_DIR) + "/scripts/redis.sh cluster " + dir;
+    for (int p : ports) cmd += " " + std::to_string(p);
+    REQUIRE(std::system(cmd.c_str()) == 0);
+  }
+  ~redis_cluster() {
+    const std::string cmd = std::string(TOLLGATE_SOURCE_DIR) + "/scripts/redis.sh cluster-stop " + dir;
+    (void)std::system(cmd.c_str());
+  }
+  std::vector<int> ports;
   std::string dir;
 };
 

@@ -1,37 +1,97 @@
-// A real Redis 7 for a test file: its own process on a free loopback port (scripts/redis.sh),
-// and redis-cli for looking at its keys.
+// A real Redis 7 for a test file: its own process on a free loopback port, or a three-master
+// Redis Cluster of such processes (scripts/redis.sh), and redis-cli for looking at its keys.
+// Both answer the same calls: start/stop, budgetsConfig, cli (follows cluster redirects),
+// keys (over every node) and counters.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { freePort } from './harness.mjs';
 
 const redisScript = path.resolve(new URL('../../scripts/redis.sh', import.meta.url).pathname);
+
+function readHash(port, key) {
+  const fields = execFileSync('redis-cli', ['-p', String(port), '--raw', 'HGETALL', key], { encoding: 'utf8' }).split('\n');
+  const h = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) h[fields[i]] = Number(fields[i + 1]);
+  return h;
+}
+
+// Every budget counter {used, held} of a tenant, by budget id, over the given nodes.
+function countersOn(ports, tenant) {
+  const out = {};
+  for (const port of ports) {
+    const keys = execFileSync('redis-cli', ['-p', String(port), '--raw', 'KEYS', `tg:{${tenant}}:b:*`], { encoding: 'utf8' })
+      .split('\n').filter((k) => k && !k.endsWith(':h') && !k.endsWith(':e'));
+    for (const k of keys) {
+      const h = readHash(port, k);
+      out[k.split(':')[3]] = { used: h.used ?? 0, held: h.held ?? 0 };
+    }
+  }
+  return out;
+}
+
+function keysOn(ports, pattern) {
+  return ports.flatMap((port) => execFileSync('redis-cli', ['-p', String(port), '--raw', 'KEYS', pattern], { encoding: 'utf8' })
+    .split('\n').filter(Boolean));
+}
 
 export async function startRedis() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-redis-'));
   const port = await freePort();
   const r = {
-    dir, port, address: `127.0.0.1:${port}`,
+    dir, port, address: `127.0.0.1:${port}`, cluster: false,
+    budgetsConfig: { redis: `127.0.0.1:${port}` },
     start() { execFileSync(redisScript, ['start', dir, String(port)], { stdio: 'ignore' }); },
     stop() { execFileSync(redisScript, ['stop', dir], { stdio: 'ignore' }); },
     cli(...args) {
       return execFileSync('redis-cli', ['-p', String(port), '--no-raw', ...args], { encoding: 'utf8' }).trim();
     },
-    // Every budget counter {used, held} of a tenant, by budget id.
-    counters(tenant) {
-      const keys = execFileSync('redis-cli', ['-p', String(port), '--raw', 'KEYS', `tg:{${tenant}}:b:*`], { encoding: 'utf8' })
-        .split('\n').filter((k) => k && !k.endsWith(':h') && !k.endsWith(':e'));
-      const out = {};
-      for (const k of keys) {
-        const fields = execFileSync('redis-cli', ['-p', String(port), '--raw', 'HGETALL', k], { encoding: 'utf8' }).split('\n');
-        const h = {};
-        for (let i = 0; i + 1 < fields.length; i += 2) h[fields[i]] = Number(fields[i + 1]);
-        out[k.split(':')[3]] = { used: h.used ?? 0, held: h.held ?? 0 };
-      }
-      return out;
-    },
+    keys(pattern) { return keysOn([port], pattern); },
+    counters(tenant) { return countersOn([port], tenant); },
   };
   r.start();
+  return r;
+}
+
+function portIsFree(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+// A cluster node also listens on its port + 10000 (the cluster bus): ports come from
+// 20000..29999 with both free.
+async function clusterPorts(n) {
+  const ports = [];
+  let candidate = 20000 + Math.floor(Math.random() * 10000);
+  while (ports.length < n) {
+    candidate = 20000 + ((candidate - 20000 + 1) % 10000);
+    if (await portIsFree(candidate) && await portIsFree(candidate + 10000)) ports.push(candidate);
+  }
+  return ports;
+}
+
+export async function startRedisCluster() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-redis-cluster-'));
+  const ports = await clusterPorts(3);
+  const address = ports.map((p) => `127.0.0.1:${p}`).join(',');
+  const r = {
+    dir, ports, port: ports[0], address, cluster: true,
+    budgetsConfig: { redis: address, redis_cluster: true },
+    // Restarts stopped nodes; they rejoin the same cluster from their nodes.conf.
+    start() { execFileSync(redisScript, ['cluster-resume', dir, ...ports.map(String)], { stdio: 'ignore' }); },
+    stop() { execFileSync(redisScript, ['cluster-stop', dir], { stdio: 'ignore' }); },
+    cli(...args) {
+      return execFileSync('redis-cli', ['-c', '-p', String(ports[0]), '--no-raw', ...args], { encoding: 'utf8' }).trim();
+    },
+    keys(pattern) { return keysOn(ports, pattern); },
+    counters(tenant) { return countersOn(ports, tenant); },
+  };
+  execFileSync(redisScript, ['cluster', dir, ...ports.map(String)], { stdio: 'ignore' });
   return r;
 }

@@ -151,6 +151,20 @@ TEST_CASE("database, ledger, auth and budgets settings are checked") {
                                          {"TOLLGATE_BUDGETS__FAILURE_MODE", "open"}}));
   CHECK(with.budgets.redis == "127.0.0.1:6379");
   CHECK(with.budgets.failure_mode == "open");
+  REQUIRE(with.budgets.redis_nodes.size() == 1);
+  CHECK(with.budgets.redis_nodes[0].port == 6379);
+  CHECK_FALSE(with.budgets.redis_cluster);
+  const auto cluster = parse_config(
+      R"({"database":{"url":"postgresql://x@h/db"},"budgets":{"redis":"127.0.0.1:7001,127.0.0.1:7002","redis_cluster":true}})",
+      env_of({}));
+  REQUIRE(cluster.budgets.redis_nodes.size() == 2);
+  CHECK(cluster.budgets.redis_nodes[1].port == 7002);
+  CHECK(cluster.budgets.redis_cluster);
+  CHECK_THAT(error_of(R"({"database":{"url":"postgresql://x@h/db"},"budgets":{"redis":"127.0.0.1:7001,127.0.0.1:7002"}})"),
+             Catch::Contains("redis_cluster"));
+  CHECK_THAT(error_of(R"({"database":{"url":"postgresql://x@h/db"},"budgets":{"redis":"127.0.0.1:7001,","redis_cluster":true}})"),
+             Catch::Contains("/budgets/redis"));
+  CHECK_THAT(error_of(R"({"budgets":{"redis_cluster":"yes"}})"), Catch::Contains("/budgets/redis_cluster"));
   CHECK_THAT(error_of(R"({"budgets":{"redis":"localhost"}})",
                       {{"TOLLGATE_DATABASE__URL", "postgresql://x@h/db"}}),
              Catch::Contains("/budgets/redis") && Catch::Contains("host:port"));

@@ -1,0 +1,38 @@
+// Unit tests of Redis Cluster routing: key slots (CRC16 and hash tags, per the cluster
+// specification) and which argument a command is routed by.
+#include <catch2/catch.hpp>
+
+#include "metering/redis_client.hpp"
+
+using tollgate::redis::key_slot;
+using tollgate::redis::routing_key;
+
+TEST_CASE("key slots follow the cluster specification's CRC16 and hash tags") {
+  CHECK(key_slot("123456789") == 0x31C3);  // the specification's CRC16 check value
+  CHECK(key_slot("foo") == 12182);
+  CHECK(key_slot("") == 0);
+  CHECK(key_slot("{user1000}.following") == key_slot("{user1000}.followers"));
+  CHECK(key_slot("{user1000}.following") == key_slot("user1000"));
+  CHECK(key_slot("foo{}{bar}") == key_slot(std::string("foo{}{bar}")));  // empty tag: whole key
+  CHECK(key_slot("foo{}{bar}") != key_slot("bar"));
+  CHECK(key_slot("foo{{bar}}zap") == key_slot("{bar"));  // tag runs to the first '}'
+  CHECK(key_slot("foo{bar}{zap}") == key_slot("bar"));   // only the first tag counts
+  CHECK(key_slot("tg:{ten_a}:b:x:1") == key_slot("tg:{ten_a}:s:req_1"));
+  for (int i = 0; i < 1000; ++i) CHECK(key_slot("k" + std::to_string(i)) < 16384);
+}
+
+TEST_CASE("commands are routed by their first key") {
+  using args = std::vector<std::string>;
+  CHECK(routing_key(args{"GET", "a"}) == std::optional<std::string_view>("a"));
+  CHECK(routing_key(args{"hset", "h", "f", "v"}) == std::optional<std::string_view>("h"));
+  CHECK(routing_key(args{"EVALSHA", "abc", "2", "k1", "k2", "arg"}) ==
+        std::optional<std::string_view>("k1"));
+  CHECK(routing_key(args{"evalsha", "abc", "0", "arg"}) == std::nullopt);
+  CHECK(routing_key(args{"EVAL", "return 1", "1"}) == std::nullopt);  // malformed: no key
+  CHECK(routing_key(args{"PING"}) == std::nullopt);
+  CHECK(routing_key(args{"PUBLISH", "chan", "msg"}) == std::nullopt);
+  CHECK(routing_key(args{"SUBSCRIBE", "chan"}) == std::nullopt);
+  CHECK(routing_key(args{"SCRIPT", "LOAD", "return 1"}) == std::nullopt);
+  CHECK(routing_key(args{"CLUSTER", "SLOTS"}) == std::nullopt);
+  CHECK(routing_key(args{}) == std::nullopt);
+}
