@@ -36,7 +36,9 @@ constexpr std::string_view default_config_text = R"({
   "ledger": { "flush_interval_ms": 50, "flush_events_max": 10000, "queue_events_max": 200000,
               "spool_dir": ".run/spool", "spool_bytes_max": 1073741824 },
   "auth": { "admin_token": "", "finance_token": "", "key_cache_ttl_ms": 2000 },
-  "budgets": { "redis": "", "redis_cluster": false, "redis_password": "", "failure_mode": "closed",
+  "budgets": { "redis": "", "redis_cluster": false, "redis_password": "",
+               "redis_tls": false, "redis_tls_ca_file": "", "redis_tls_cert_file": "",
+               "redis_tls_key_file": "", "redis_tls_server_name": "", "failure_mode": "closed",
                "hold_ttl_ms": 660000, "cache_ttl_ms": 1000, "command_timeout_ms": 500,
                "alert_max_attempts": 8 }
 })";
@@ -412,6 +414,16 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
     }
   }
   cfg.budgets.redis_password = get_string(b, "/budgets", "redis_password");
+  if (!b.at("redis_tls").is_boolean()) fail("/budgets/redis_tls", "must be true or false");
+  cfg.budgets.redis_tls = b.at("redis_tls").get<bool>();
+  cfg.budgets.redis_tls_ca_file = get_string(b, "/budgets", "redis_tls_ca_file");
+  cfg.budgets.redis_tls_cert_file = get_string(b, "/budgets", "redis_tls_cert_file");
+  cfg.budgets.redis_tls_key_file = get_string(b, "/budgets", "redis_tls_key_file");
+  cfg.budgets.redis_tls_server_name = get_string(b, "/budgets", "redis_tls_server_name");
+  if (cfg.budgets.redis_tls_cert_file.empty() != cfg.budgets.redis_tls_key_file.empty()) {
+    fail("/budgets/redis_tls_key_file", "a client certificate needs both redis_tls_cert_file "
+                                        "and redis_tls_key_file");
+  }
   cfg.budgets.failure_mode = get_string(b, "/budgets", "failure_mode");
   if (cfg.budgets.failure_mode != "closed" && cfg.budgets.failure_mode != "open") {
     fail("/budgets/failure_mode", "must be closed or open, got \"" + cfg.budgets.failure_mode + "\"");

@@ -107,6 +107,11 @@ struct budgets_config {
   bool redis_cluster = false;  // Redis Cluster: `redis` lists seed nodes, comma-separated
   std::vector<listen_address> redis_nodes;  // `redis` parsed: the server, or the cluster seeds
   std::string redis_password;  // AUTH password ("" = none)
+  bool redis_tls = false;             // TLS to every Redis node, the certificate verified
+  std::string redis_tls_ca_file;      // trusted CAs (PEM); "" = the system's
+  std::string redis_tls_cert_file;    // client certificate (PEM) when Redis asks for one
+  std::string redis_tls_key_file;     // its key (PEM)
+  std::string redis_tls_server_name;  // name the certificate must carry; "" = the host
   std::string failure_mode;    // Redis unreachable: "closed" (503) or "open" (serve, unenforced)
   std::uint64_t hold_ttl_ms = 0;         // a hold not settled by then expires
   std::uint64_t cache_ttl_ms = 0;        // how long a tenant's budget list is trusted

@@ -112,6 +112,11 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
   rs.host = config.redis_nodes.at(0).host;
   rs.port = config.redis_nodes.at(0).port;
   rs.cluster = config.redis_cluster;
+  rs.tls.enabled = config.redis_tls;
+  rs.tls.ca_file = config.redis_tls_ca_file;
+  rs.tls.cert_file = config.redis_tls_cert_file;
+  rs.tls.key_file = config.redis_tls_key_file;
+  rs.tls.server_name = config.redis_tls_server_name;
   for (std::size_t i = 1; i < config.redis_nodes.size(); ++i) {
     rs.more_seeds.push_back({config.redis_nodes[i].host, config.redis_nodes[i].port});
   }

@@ -9,6 +9,8 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -20,6 +22,7 @@
 namespace tollgate::redis {
 
 namespace net = boost::asio;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 using clock = std::chrono::steady_clock;
 
@@ -89,14 +92,20 @@ struct pending {
 };
 
 struct detail::connection_state {
-  connection_state(net::any_io_executor e, settings s) : ex(e), cfg(std::move(s)), socket(e) {}
+  connection_state(net::any_io_executor e, settings s, std::shared_ptr<ssl::context> tls_ctx)
+      : ex(e), cfg(std::move(s)), tls_context(std::move(tls_ctx)), socket(e) {}
   ~connection_state() {
     if (reader != nullptr) redisReaderFree(reader);
   }
 
   net::any_io_executor ex;
   settings cfg;
-  tcp::socket socket;
+  std::shared_ptr<ssl::context> tls_context;  // set when cfg.tls.enabled
+  tcp::socket socket;                          // plain connections
+  // TLS connections: owns the socket. Shared with the read and write loops, which keep an old
+  // stream alive until their aborted operations have completed.
+  std::shared_ptr<ssl::stream<tcp::socket>> tls;
+  std::string tls_setup_error;  // the TLS settings could not be loaded
   redisReader* reader = nullptr;
   bool connected = false;
   bool connecting = false;
@@ -117,7 +126,7 @@ struct detail::connection_state {
     writing = false;
     outbox.clear();
     boost::system::error_code ec;
-    socket.close(ec);
+    tcp_socket().close(ec);
     if (reader != nullptr) {
       redisReaderFree(reader);
       reader = nullptr;
@@ -129,6 +138,8 @@ struct detail::connection_state {
       p->timer.cancel();
     }
   }
+
+  tcp::socket& tcp_socket() { return tls ? tls->next_layer() : socket; }
 
   void wake_connect_waiters() {
     auto waiters = std::move(waiting_connect);
@@ -143,9 +154,13 @@ using state_ptr = std::shared_ptr<detail::connection_state>;
 
 net::awaitable<void> read_loop(state_ptr st, std::uint64_t gen) {
   std::vector<char> buf(read_chunk_bytes);
+  const auto tls = st->tls;
   for (;;) {
-    auto [ec, n] = co_await st->socket.async_read_some(net::buffer(buf),
-                                                       net::as_tuple(net::use_awaitable));
+    auto [ec, n] =
+        tls ? co_await tls->async_read_some(net::buffer(buf),
+                                                    net::as_tuple(net::use_awaitable))
+                : co_await st->socket.async_read_some(net::buffer(buf),
+                                                      net::as_tuple(net::use_awaitable));
     if (st->generation != gen) co_return;
     if (ec) {
       st->fail_all("the Redis connection was lost: " + ec.message());
@@ -186,8 +201,12 @@ net::awaitable<void> write_loop(state_ptr st, std::uint64_t gen) {
   while (st->generation == gen && !st->outbox.empty()) {
     data.clear();
     data.swap(st->outbox);
-    auto [ec, n] = co_await net::async_write(st->socket, net::buffer(data),
-                                             net::as_tuple(net::use_awaitable));
+    const auto tls = st->tls;
+    auto [ec, n] =
+        tls ? co_await net::async_write(*tls, net::buffer(data),
+                                            net::as_tuple(net::use_awaitable))
+                : co_await net::async_write(st->socket, net::buffer(data),
+                                            net::as_tuple(net::use_awaitable));
     (void)n;
     if (st->generation != gen) co_return;
     if (ec) {
@@ -224,6 +243,34 @@ net::awaitable<redis_result> send(state_ptr st, const std::vector<std::string>& 
                         std::to_string(st->cfg.command_timeout.count()) + " ms"};
 }
 
+// Wraps the connected socket in TLS and handshakes: the server's certificate must chain to the
+// configured CAs and name the server (tls.server_name, else the host; an IP address is checked
+// against the certificate's IP addresses). Returns "" or what failed.
+net::awaitable<std::string> tls_handshake(state_ptr st) {
+  if (!st->tls_context) co_return st->tls_setup_error;
+  st->tls = std::make_shared<ssl::stream<tcp::socket>>(std::move(st->socket), *st->tls_context);
+  const auto tls = st->tls;
+  const std::string& name = st->cfg.tls.server_name.empty() ? st->cfg.host : st->cfg.tls.server_name;
+  // OpenSSL checks the name during verification (and names a mismatch as such).
+  boost::system::error_code ec;
+  net::ip::make_address(name, ec);
+  SSL* native = tls->native_handle();
+  if (ec) {
+    SSL_set_tlsext_host_name(native, name.c_str());  // SNI: names only
+    SSL_set1_host(native, name.c_str());
+  } else {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(native), name.c_str());
+  }
+  tls->set_verify_mode(ssl::verify_peer);
+  auto [hec] = co_await tls->async_handshake(ssl::stream_base::client,
+                                             net::as_tuple(net::use_awaitable));
+  if (!hec) co_return std::string();
+  std::string why = hec.message();
+  const long verify = SSL_get_verify_result(tls->native_handle());
+  if (verify != X509_V_OK) why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
+  co_return why;
+}
+
 // Opens the connection if it is not open (one attempt at a time; others wait for it), with
 // AUTH when configured. After a failure, attempts back off from 50 ms up to 2 s.
 net::awaitable<bool> ensure_connected(state_ptr st, std::string& error) {
@@ -250,7 +297,8 @@ net::awaitable<bool> ensure_connected(state_ptr st, std::string& error) {
   const std::uint64_t gen = ++st->generation;
   bool ok = false;
   {
-    // Connect with a deadline: a timer closes the socket if the connect takes too long.
+    // Connect (and for TLS, handshake) with a deadline: a timer closes the socket if it takes
+    // too long.
     boost::system::error_code ec;
     const auto address = net::ip::make_address(st->cfg.host, ec);
     tcp::endpoint endpoint;
@@ -274,21 +322,34 @@ net::awaitable<bool> ensure_connected(state_ptr st, std::string& error) {
         if (!tec) {
           *timed_out = true;
           boost::system::error_code ignored;
-          st->socket.close(ignored);
+          st->tcp_socket().close(ignored);
         }
       });
+      st->tls.reset();
       st->socket = tcp::socket(st->ex);
       auto [cec] = co_await st->socket.async_connect(endpoint, net::as_tuple(net::use_awaitable));
+      if (!cec && !*timed_out && st->cfg.tls.enabled && !st->shut_down) {
+        std::string tls_error = co_await tls_handshake(st);
+        if (!tls_error.empty()) {
+          deadline.cancel();
+          error = "TLS with Redis at " + st->cfg.host + ":" + std::to_string(st->cfg.port) +
+                  " failed: " + (*timed_out ? std::string("timed out") : tls_error);
+          st->tcp_socket().close(ec);
+          st->tls.reset();
+        }
+      }
       deadline.cancel();
-      if (!cec && !*timed_out && st->shut_down) {
+      if (!error.empty()) {
+        // the TLS handshake failed
+      } else if (!cec && !*timed_out && st->shut_down) {
         error = "the Redis client is shut down";
-        st->socket.close(ec);
+        st->tcp_socket().close(ec);
       } else if (cec || *timed_out) {
         error = "cannot connect to Redis at " + st->cfg.host + ":" +
                 std::to_string(st->cfg.port) + ": " +
                 (*timed_out ? std::string("timed out") : cec.message());
       } else {
-        st->socket.set_option(tcp::no_delay(true), ec);
+        st->tcp_socket().set_option(tcp::no_delay(true), ec);
         st->reader = redisReaderCreate();
         st->connected = true;
         st->generation = gen;
@@ -367,12 +428,42 @@ std::optional<redirect> parse_redirect(const std::string& error) {
   return r;
 }
 
+// The client side of TLS: trusted CAs (a file, or the system's), and a client certificate
+// when configured. Returns null, with `error` set, when a file cannot be loaded.
+std::shared_ptr<ssl::context> make_tls_context(const tls_settings& t, std::string& error) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  boost::system::error_code ec;
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                   ec);
+  if (t.ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else {
+    ctx->load_verify_file(t.ca_file, ec);
+  }
+  if (ec) {
+    error = "cannot load the TLS CA file " + t.ca_file + ": " + ec.message();
+    return nullptr;
+  }
+  if (!t.cert_file.empty()) {
+    ctx->use_certificate_chain_file(t.cert_file, ec);
+    if (!ec) ctx->use_private_key_file(t.key_file, ssl::context::pem, ec);
+    if (ec) {
+      error = "cannot load the TLS client certificate " + t.cert_file + " / key " + t.key_file +
+              ": " + ec.message();
+      return nullptr;
+    }
+  }
+  return ctx;
+}
+
 }  // namespace
 
 // The connections by node and, in a cluster, which node serves each slot. Used on the
 // client's one executor only.
 struct detail::router {
   router(net::any_io_executor e, settings s) : ex(e), cfg(std::move(s)) {
+    if (cfg.tls.enabled) tls_context = make_tls_context(cfg.tls, tls_context_error);
     node_index(cfg.host, cfg.port);
     if (cfg.cluster) {
       for (const auto& seed : cfg.more_seeds) node_index(seed.host, seed.port);
@@ -381,6 +472,8 @@ struct detail::router {
 
   net::any_io_executor ex;
   settings cfg;
+  std::shared_ptr<ssl::context> tls_context;  // shared by every node's connection
+  std::string tls_context_error;              // why the TLS settings could not be loaded
   std::vector<state_ptr> nodes;            // every node known; [0] is the first seed
   std::vector<std::uint16_t> slot_owner;   // slot -> index in nodes; empty until read
   bool map_stale = false;                  // a redirect or a lost node: read the map again
@@ -397,7 +490,8 @@ struct detail::router {
     node_cfg.host = host;
     node_cfg.port = port;
     node_cfg.more_seeds.clear();
-    auto st = std::make_shared<detail::connection_state>(ex, std::move(node_cfg));
+    auto st = std::make_shared<detail::connection_state>(ex, std::move(node_cfg), tls_context);
+    st->tls_setup_error = tls_context_error;
     st->on_message = on_message;
     nodes.push_back(std::move(st));
     return nodes.size() - 1;

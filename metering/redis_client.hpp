@@ -7,7 +7,7 @@
 // Redis Cluster (settings.cluster): one such connection per node, the slot map read with
 // CLUSTER SLOTS, each command sent to the node serving its first key's slot, MOVED and ASK
 // redirects followed, and the map read again after a redirect or a lost connection.
-// Not built yet: TLS; see docs/ARCHITECTURE.md.
+// Optional TLS (settings.tls) on every connection, with the server's certificate verified.
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -53,12 +53,23 @@ struct node_address {
   std::uint16_t port = 6379;
 };
 
+// TLS to Redis (tls-port): the server's certificate is verified against the CAs and must name
+// the server; a client certificate is sent when the server asks for one.
+struct tls_settings {
+  bool enabled = false;
+  std::string ca_file;      // trusted CAs, PEM; "" = the system's CAs
+  std::string cert_file;    // client certificate chain, PEM ("" = none)
+  std::string key_file;     // its private key, PEM
+  std::string server_name;  // the name the certificate must carry; "" = the host connected to
+};
+
 struct settings {
   std::string host = "127.0.0.1";  // the server, or a cluster's first seed node
   std::uint16_t port = 6379;
   bool cluster = false;                  // Redis Cluster: route commands by key slot
   std::vector<node_address> more_seeds;  // cluster: further nodes to read the slot map from
   std::string password;  // AUTH when not empty (every node of a cluster)
+  tls_settings tls;
   std::chrono::milliseconds connect_timeout{1000};
   std::chrono::milliseconds command_timeout{1000};
 };

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(
   build-essential cmake ninja-build ccache pkg-config git curl ca-certificates
-  libboost1.81-dev nlohmann-json3-dev libssl-dev catch2
+  libboost1.81-dev nlohmann-json3-dev libssl-dev openssl catch2
   postgresql-15 libpq-dev   # the ledger database (run as a local process) and its client library
   redis-server redis-tools libhiredis-dev  # budgets and rate limits (local process; RESP reader)
   clang libclang-rt-14-dev  # libFuzzer targets for the parsers

@@ -4,16 +4,19 @@
 # starts one such node per port in DIR/PORT with cluster mode on and joins them into a Redis
 # Cluster of masters (no replicas), waiting until every node reports cluster_state:ok.
 #   scripts/redis.sh start DIR PORT [PASSWORD]
+#   scripts/redis.sh start-tls DIR PORT CERTDIR [CLIENT_CERTS]  (TLS only, on PORT; CERTDIR as
+#       scripts/test_certs.sh makes it; CLIENT_CERTS yes|optional|no, default optional)
 #   scripts/redis.sh stop DIR
 #   scripts/redis.sh cluster DIR PORT PORT PORT...
 #   scripts/redis.sh cluster-resume DIR PORT PORT PORT...   (restart stopped nodes, same cluster)
 #   scripts/redis.sh cluster-stop DIR
 set -euo pipefail
-usage="usage: redis.sh start DIR PORT [PASSWORD] | stop DIR | cluster DIR PORT... | cluster-resume DIR PORT... | cluster-stop DIR"
+usage="usage: redis.sh start DIR PORT [PASSWORD] | start-tls DIR PORT CERTDIR [yes|optional|no] | stop DIR | cluster DIR PORT... | cluster-resume DIR PORT... | cluster-stop DIR"
 cmd=${1:?$usage}
 dir=$(realpath -m "${2:?data folder}")
 
-# start_node DIR PORT PASSWORD [extra redis-server arguments...]
+# start_node DIR PORT PASSWORD [extra redis-server arguments...]; PORT is where it is pinged
+# (with TLS_CLI set: the redis-cli TLS arguments)
 start_node() {
   local ndir=$1 port=$2 password=$3
   shift 3
@@ -24,7 +27,7 @@ start_node() {
   if [ -n "$password" ]; then args+=(--requirepass "$password"); fi
   redis-server "${args[@]}"
   for _ in $(seq 1 50); do
-    if redis-cli -p "$port" ${password:+-a "$password" --no-auth-warning} ping 2>/dev/null | grep -q PONG; then return 0; fi
+    if redis-cli -p "$port" ${TLS_CLI:-} ${password:+-a "$password" --no-auth-warning} ping 2>/dev/null | grep -q PONG; then return 0; fi
     sleep 0.1
   done
   echo "redis.sh: Redis did not start on port $port; log:" >&2
@@ -46,6 +49,14 @@ stop_node() {
 case "$cmd" in
   start)
     start_node "$dir" "${3:?port}" "${4:-}"
+    ;;
+  start-tls)
+    port=${3:?port}
+    certs=$(realpath "${4:?certificate folder}")
+    TLS_CLI="--tls --cacert $certs/ca.crt --cert $certs/client.crt --key $certs/client.key" \
+      start_node "$dir" "$port" "" --port 0 --tls-port "$port" --tls-cert-file "$certs/server.crt" \
+      --tls-key-file "$certs/server.key" --tls-ca-cert-file "$certs/ca.crt" \
+      --tls-auth-clients "${5:-optional}"
     ;;
   stop)
     stop_node "$dir"

@@ -10,7 +10,7 @@ import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import { startStack, chatBody, postJson, sseData, waitFor, binDir } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
-import { startRedis, startRedisCluster } from '../lib/redis.mjs';
+import { startRedis, startRedisCluster, startRedisTls } from '../lib/redis.mjs';
 import { dbConfig, api, makeTenant, ADMIN } from '../lib/ledger.mjs';
 
 // Estimate prices of 1 and 2 micro-units per prompt and completion token make spend easy to
@@ -439,5 +439,46 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
       await open.gateway.stop();
     }
     await waitFor(async () => (await ask(s.url, t.key)).status === 200, { timeoutMs: 5000, what: 'Redis back' });
+  });
+});
+
+describe('budgets over TLS to Redis (real PostgreSQL, a TLS-only Redis)', () => {
+  let pg;
+  let redis;
+  let s;
+  const dir = path.join('/tmp', `tollgate-budgets-${process.pid}-tls`);
+  before(async () => {
+    pg = await startPostgres();
+    redis = await startRedisTls();
+    s = await startStack({ config: budgetConfig(pg, redis, dir) });
+  });
+  after(async () => {
+    await s?.stop();
+    redis?.stop();
+    pg?.stop();
+  });
+
+  test('reservations and settlements travel over a verified TLS connection', async () => {
+    const t = await makeTenant(s.adminUrl, 'Tls');
+    const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 100_000 });
+    const r = await ask(s.url, t.key);
+    assert.equal(r.status, 200, await r.text());
+    assert.equal(r.headers.get('x-ratelimit-limit-tokens'), '100000');
+    await waitFor(() => redis.counters(t.tenant)[b.id]?.held === 0, { what: 'settled' });
+    assert.ok(redis.counters(t.tenant)[b.id].used > 0, 'the counter moved in the TLS Redis');
+  });
+
+  test('a gateway that does not trust the Redis certificate fails closed with 503', async () => {
+    const t = await makeTenant(s.adminUrl, 'TlsUntrusted');
+    await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 100_000 });
+    const config = budgetConfig(pg, redis, path.join(dir, 'untrusted'), { redis_tls_ca_file: path.join(redis.certs, 'other-ca.crt') });
+    const other = await startStack({ config, upstreamPort: s.upstreamPort });
+    try {
+      const r = await ask(other.url, t.key);
+      assert.equal(r.status, 503);
+      assert.equal((await r.json()).error.code, 'service_unavailable');
+    } finally {
+      await other.gateway.stop();
+    }
   });
 });

@@ -2,7 +2,7 @@
 // process on a free loopback port): replies, pipelining, EVALSHA with the NOSCRIPT fallback,
 // timeouts, a killed connection, the server going away and coming back, AUTH; and against a
 // real three-master Redis Cluster: routing by slot, EVALSHA on every node, MOVED and ASK
-// during a slot migration.
+// during a slot migration; and TLS: verified certificates, client certificates, refusals.
 #define CATCH_CONFIG_MAIN
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -368,4 +368,95 @@ TEST_CASE("cluster: a slot migration's ASK and MOVED redirects are followed") {
   auto stats = run(io, cmd(from, {"INFO", "errorstats"}));
   REQUIRE(stats);
   CHECK(stats->str.find("errorstat_MOVED:count=1") != std::string::npos);
+}
+
+// ---- TLS -----------------------------------------------------------------------------------
+
+namespace {
+
+redis::settings tls_settings_for(const redis_tls_server& s) {
+  redis::settings cfg;
+  cfg.port = static_cast<std::uint16_t>(s.port);
+  cfg.command_timeout = std::chrono::milliseconds(2000);
+  cfg.tls.enabled = true;
+  cfg.tls.ca_file = s.certs + "/ca.crt";
+  return cfg;
+}
+
+}  // namespace
+
+TEST_CASE("TLS: commands travel over a connection whose certificate was verified") {
+  redis_tls_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), tls_settings_for(server));
+  auto set = run(io, cmd(c, {"SET", "k", std::string(100'000, 'x')}));  // several TLS records
+  REQUIRE(set);
+  CHECK(set->str == "OK");
+  auto get = run(io, cmd(c, {"GET", "k"}));
+  REQUIRE(get);
+  CHECK(get->str == std::string(100'000, 'x'));
+  const auto values = run(io, many_incr(c, 500));
+  REQUIRE(values.size() == 500);
+  CHECK(values.back() == 500);
+  const redis::script s("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+  auto ev = run(io, eval_on(c, s, "ev", "4"));
+  REQUIRE(ev);
+  CHECK(ev->integer == 4);
+  // The server saw a TLS client: plain TCP to the same port gets nowhere.
+  redis::settings plain;
+  plain.port = static_cast<std::uint16_t>(server.port);
+  plain.command_timeout = std::chrono::milliseconds(300);
+  redis::client p(io.get_executor(), plain);
+  auto r = run(io, cmd(p, {"PING"}));
+  CHECK_FALSE((r && r->str == "PONG"));
+}
+
+TEST_CASE("TLS: an untrusted CA, a wrong name or a missing client certificate is refused") {
+  redis_tls_server server("yes");
+  net::io_context io;
+  auto cfg = tls_settings_for(server);
+  // The server requires a client certificate: without one the connection fails.
+  redis::client no_cert(io.get_executor(), cfg);
+  CHECK_FALSE(run(io, cmd(no_cert, {"PING"})));
+  cfg.tls.cert_file = server.certs + "/client.crt";
+  cfg.tls.key_file = server.certs + "/client.key";
+  redis::client with_cert(io.get_executor(), cfg);
+  auto ok = run(io, cmd(with_cert, {"PING"}));
+  REQUIRE(ok);
+  CHECK(ok->str == "PONG");
+
+  auto untrusted = cfg;
+  untrusted.tls.ca_file = server.certs + "/other-ca.crt";
+  redis::client u(io.get_executor(), untrusted);
+  auto ur = run(io, cmd(u, {"PING"}));
+  REQUIRE_FALSE(ur);
+  CHECK_THAT(ur.error().message, Catch::Contains("TLS") && Catch::Contains("certificate"));
+
+  auto wrong_name = cfg;
+  wrong_name.tls.server_name = "redis.example.com";  // the certificate names 127.0.0.1, localhost
+  redis::client w(io.get_executor(), wrong_name);
+  auto wr = run(io, cmd(w, {"PING"}));
+  REQUIRE_FALSE(wr);
+  CHECK_THAT(wr.error().message, Catch::Contains("TLS"));
+
+  auto wrong_ip = cfg;
+  wrong_ip.tls.server_name = "127.0.0.2";
+  redis::client wi(io.get_executor(), wrong_ip);
+  auto wir = run(io, cmd(wi, {"PING"}));
+  REQUIRE_FALSE(wir);
+  CHECK_THAT(wir.error().message, Catch::Contains("IP address mismatch"));
+
+  auto by_name = cfg;
+  by_name.tls.server_name = "localhost";
+  redis::client n(io.get_executor(), by_name);
+  auto nr = run(io, cmd(n, {"PING"}));
+  REQUIRE(nr);
+  CHECK(nr->str == "PONG");
+
+  auto missing_ca = cfg;
+  missing_ca.tls.ca_file = server.certs + "/no-such-ca.crt";
+  redis::client m(io.get_executor(), missing_ca);
+  auto mr = run(io, cmd(m, {"PING"}));
+  REQUIRE_FALSE(mr);
+  CHECK_THAT(mr.error().message, Catch::Contains("no-such-ca.crt"));
 }

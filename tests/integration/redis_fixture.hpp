@@ -1,5 +1,6 @@
 // Test fixtures: a real redis-server on a free loopback port for one test case, or a real
-// three-master Redis Cluster (scripts/redis.sh), and a helper that runs a coroutine to
+// three-master Redis Cluster, or a TLS-only redis-server with throwaway certificates
+// (scripts/redis.sh, scripts/test_certs.sh), and a helper that runs a coroutine to
 // completion on an io_context.
 #pragma once
 #include <netinet/in.h>
@@ -53,6 +54,29 @@ struct redis_server {
   int port;
   std::string password;
   std::string dir;
+};
+
+// A redis-server that speaks only TLS, for one test case. `client_certs`: yes (required),
+// optional or no. Certificates (ca.crt, server.*, client.*, other-ca.crt) are in `certs`.
+struct redis_tls_server {
+  explicit redis_tls_server(const std::string& client_certs = "optional") : port(free_port()) {
+    const auto base = std::filesystem::temp_directory_path() /
+                      ("tollgate-redis-tls-" + std::to_string(::getpid()) + "-" + std::to_string(port));
+    dir = (base / "data").string();
+    certs = (base / "certs").string();
+    const std::string src = TOLLGATE_SOURCE_DIR;
+    REQUIRE(std::system((src + "/scripts/test_certs.sh " + certs).c_str()) == 0);
+    REQUIRE(std::system((src + "/scripts/redis.sh start-tls " + dir + " " + std::to_string(port) +
+                         " " + certs + " " + client_certs)
+                            .c_str()) == 0);
+  }
+  ~redis_tls_server() {
+    const std::string cmd = std::string(TOLLGATE_SOURCE_DIR) + "/scripts/redis.sh stop " + dir;
+    (void)std::system(cmd.c_str());
+  }
+  int port;
+  std::string dir;
+  std::string certs;
 };
 
 inline bool port_is_free(int port) {

@@ -1,5 +1,5 @@
 // A real Redis 7 for a test file: its own process on a free loopback port, or a three-master
-// Redis Cluster of such processes (scripts/redis.sh), and redis-cli for looking at its keys.
+// Redis Cluster of such processes, or one that speaks only TLS (scripts/redis.sh), and redis-cli for looking at its keys.
 // Both answer the same calls: start/stop, budgetsConfig, cli (follows cluster redirects),
 // keys (over every node) and counters.
 import { execFileSync } from 'node:child_process';
@@ -11,29 +11,32 @@ import { freePort } from './harness.mjs';
 
 const redisScript = path.resolve(new URL('../../scripts/redis.sh', import.meta.url).pathname);
 
-function readHash(port, key) {
-  const fields = execFileSync('redis-cli', ['-p', String(port), '--raw', 'HGETALL', key], { encoding: 'utf8' }).split('\n');
+// redis-cli's arguments to reach one node: its port, and TLS arguments where it speaks TLS.
+const nodeArgs = (port, tls = []) => ['-p', String(port), ...tls];
+
+function readHash(node, key) {
+  const fields = execFileSync('redis-cli', [...node, '--raw', 'HGETALL', key], { encoding: 'utf8' }).split('\n');
   const h = {};
   for (let i = 0; i + 1 < fields.length; i += 2) h[fields[i]] = Number(fields[i + 1]);
   return h;
 }
 
 // Every budget counter {used, held} of a tenant, by budget id, over the given nodes.
-function countersOn(ports, tenant) {
+function countersOn(nodes, tenant) {
   const out = {};
-  for (const port of ports) {
-    const keys = execFileSync('redis-cli', ['-p', String(port), '--raw', 'KEYS', `tg:{${tenant}}:b:*`], { encoding: 'utf8' })
+  for (const node of nodes) {
+    const keys = execFileSync('redis-cli', [...node, '--raw', 'KEYS', `tg:{${tenant}}:b:*`], { encoding: 'utf8' })
       .split('\n').filter((k) => k && !k.endsWith(':h') && !k.endsWith(':e'));
     for (const k of keys) {
-      const h = readHash(port, k);
+      const h = readHash(node, k);
       out[k.split(':')[3]] = { used: h.used ?? 0, held: h.held ?? 0 };
     }
   }
   return out;
 }
 
-function keysOn(ports, pattern) {
-  return ports.flatMap((port) => execFileSync('redis-cli', ['-p', String(port), '--raw', 'KEYS', pattern], { encoding: 'utf8' })
+function keysOn(nodes, pattern) {
+  return nodes.flatMap((node) => execFileSync('redis-cli', [...node, '--raw', 'KEYS', pattern], { encoding: 'utf8' })
     .split('\n').filter(Boolean));
 }
 
@@ -48,8 +51,31 @@ export async function startRedis() {
     cli(...args) {
       return execFileSync('redis-cli', ['-p', String(port), '--no-raw', ...args], { encoding: 'utf8' }).trim();
     },
-    keys(pattern) { return keysOn([port], pattern); },
-    counters(tenant) { return countersOn([port], tenant); },
+    keys(pattern) { return keysOn([nodeArgs(port)], pattern); },
+    counters(tenant) { return countersOn([nodeArgs(port)], tenant); },
+  };
+  r.start();
+  return r;
+}
+
+// A Redis that speaks only TLS, with throwaway certificates (scripts/test_certs.sh) in
+// `certs`; the gateway verifies the server's certificate against certs/ca.crt.
+export async function startRedisTls() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-redis-tls-'));
+  const certs = path.join(dir, 'certs');
+  execFileSync(path.join(path.dirname(redisScript), 'test_certs.sh'), [certs], { stdio: 'ignore' });
+  const port = await freePort();
+  const tls = ['--tls', '--cacert', path.join(certs, 'ca.crt')];
+  const r = {
+    dir, port, certs, address: `127.0.0.1:${port}`, cluster: false,
+    budgetsConfig: { redis: `127.0.0.1:${port}`, redis_tls: true, redis_tls_ca_file: path.join(certs, 'ca.crt') },
+    start() { execFileSync(redisScript, ['start-tls', path.join(dir, 'data'), String(port), certs, 'optional'], { stdio: 'ignore' }); },
+    stop() { execFileSync(redisScript, ['stop', path.join(dir, 'data')], { stdio: 'ignore' }); },
+    cli(...args) {
+      return execFileSync('redis-cli', [...nodeArgs(port, tls), '--no-raw', ...args], { encoding: 'utf8' }).trim();
+    },
+    keys(pattern) { return keysOn([nodeArgs(port, tls)], pattern); },
+    counters(tenant) { return countersOn([nodeArgs(port, tls)], tenant); },
   };
   r.start();
   return r;
@@ -89,8 +115,8 @@ export async function startRedisCluster() {
     cli(...args) {
       return execFileSync('redis-cli', ['-c', '-p', String(ports[0]), '--no-raw', ...args], { encoding: 'utf8' }).trim();
     },
-    keys(pattern) { return keysOn(ports, pattern); },
-    counters(tenant) { return countersOn(ports, tenant); },
+    keys(pattern) { return keysOn(ports.map((p) => nodeArgs(p)), pattern); },
+    counters(tenant) { return countersOn(ports.map((p) => nodeArgs(p)), tenant); },
   };
   execFileSync(redisScript, ['cluster', dir, ...ports.map(String)], { stdio: 'ignore' });
   return r;

@@ -165,6 +165,10 @@ TEST_CASE("database, ledger, auth and budgets settings are checked") {
   CHECK_THAT(error_of(R"({"database":{"url":"postgresql://x@h/db"},"budgets":{"redis":"127.0.0.1:7001,","redis_cluster":true}})"),
              Catch::Contains("/budgets/redis"));
   CHECK_THAT(error_of(R"({"budgets":{"redis_cluster":"yes"}})"), Catch::Contains("/budgets/redis_cluster"));
+  CHECK_FALSE(cfg.budgets.redis_tls);
+  CHECK_THAT(error_of(R"({"budgets":{"redis_tls":1}})"), Catch::Contains("/budgets/redis_tls"));
+  CHECK_THAT(error_of(R"({"budgets":{"redis_tls_cert_file":"c.pem"}})"),
+             Catch::Contains("redis_tls_key_file"));
   CHECK_THAT(error_of(R"({"budgets":{"redis":"localhost"}})",
                       {{"TOLLGATE_DATABASE__URL", "postgresql://x@h/db"}}),
              Catch::Contains("/budgets/redis") && Catch::Contains("host:port"));
