@@ -40,7 +40,7 @@ constexpr std::string_view default_config_text = R"({
                "redis_tls": false, "redis_tls_ca_file": "", "redis_tls_cert_file": "",
                "redis_tls_key_file": "", "redis_tls_server_name": "", "failure_mode": "closed",
                "hold_ttl_ms": 660000, "cache_ttl_ms": 1000, "command_timeout_ms": 500,
-               "alert_max_attempts": 8 }
+               "alert_max_attempts": 8, "alert_webhook_ca_file": "" }
 })";
 
 // Server settings not given in the embedded text come from the named limits.
@@ -432,6 +432,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   cfg.budgets.cache_ttl_ms = get_uint(b, "/budgets", "cache_ttl_ms", 0, 60'000);
   cfg.budgets.command_timeout_ms = get_uint(b, "/budgets", "command_timeout_ms", 10, 60'000);
   cfg.budgets.alert_max_attempts = get_uint(b, "/budgets", "alert_max_attempts", 1, 100);
+  cfg.budgets.alert_webhook_ca_file = get_string(b, "/budgets", "alert_webhook_ca_file");
   if (!cfg.budgets.redis.empty() && cfg.database.url.empty()) {
     fail("/budgets/redis", "budgets need a database (database.url): they are stored there");
   }

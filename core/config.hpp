@@ -117,6 +117,7 @@ struct budgets_config {
   std::uint64_t cache_ttl_ms = 0;        // how long a tenant's budget list is trusted
   std::uint64_t command_timeout_ms = 0;  // one Redis script call
   std::uint64_t alert_max_attempts = 0;  // webhook deliveries of one alert before it fails
+  std::string alert_webhook_ca_file;     // CAs for https:// webhooks (PEM); "" = the system's
 };
 
 struct logging_config {

@@ -190,14 +190,14 @@ class body_reader {
     }
     return out;
   }
-  // A webhook URL (http://host[:port]/path). Absent: nullopt. Null: optional holding nullopt.
+  // A webhook URL (http[s]://host[:port]/path). Absent: nullopt. Null: optional holding nullopt.
   std::optional<std::optional<std::string>> webhook_url(std::string_view key) {
     if (!ok()) return std::nullopt;
     const json::value v = doc_->root().find(key);
     if (!v.valid()) return std::nullopt;
     if (v.is_null()) return std::optional<std::string>{};
     if (!v.is_string() || !parse_webhook_url(v.as_string())) {
-      fail(std::string(key) + " must be an http:// URL with a host (https is not supported yet).",
+      fail(std::string(key) + " must be an http:// or https:// URL with a host.",
            key);
       return std::nullopt;
     }

@@ -1,5 +1,5 @@
 // Budget alert delivery: see alert_dispatcher.hpp. The webhook POST is a small Beast client
-// (one connection per attempt, 5 s for the whole exchange).
+// (one connection per attempt, 5 s for the whole exchange, TLS handshake included).
 #include "gateway/alert_dispatcher.hpp"
 
 #include <openssl/evp.h>
@@ -17,6 +17,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
 
 #include "core/json_text.hpp"
@@ -63,6 +64,7 @@ struct alert_dispatcher::loop_state {
   loop_state(const billing_context& b, int attempts, metrics::registry& registry, logger& l)
       : billing(b),
         max_attempts(attempts),
+        tls(net::ssl::context::tls_client),
         timer(b.executor),
         log(l),
         outcomes(registry.add_counter("tollgate_budget_alerts_total",
@@ -71,6 +73,8 @@ struct alert_dispatcher::loop_state {
                                       {"outcome"})) {}
   const billing_context& billing;
   int max_attempts;
+  net::ssl::context tls;       // https:// webhooks: the CAs their certificates must chain to
+  std::string tls_error;       // why the CA file could not be loaded ("" = loaded)
   net::steady_timer timer;
   logger& log;
   metrics::family<metrics::counter>& outcomes;
@@ -79,8 +83,25 @@ struct alert_dispatcher::loop_state {
 };
 
 alert_dispatcher::alert_dispatcher(const billing_context& billing, int max_attempts,
-                                   metrics::registry& registry, logger& log)
+                                   const std::string& ca_file, metrics::registry& registry,
+                                   logger& log)
     : st_(std::make_shared<loop_state>(billing, max_attempts, registry, log)) {
+  boost::system::error_code ec;
+  st_->tls.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                           net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                           net::ssl::context::no_tlsv1_1,
+                       ec);
+  if (ca_file.empty()) {
+    st_->tls.set_default_verify_paths(ec);
+  } else {
+    st_->tls.load_verify_file(ca_file, ec);
+  }
+  if (ec) {
+    st_->tls_error = "cannot load the webhook CA file " + ca_file + ": " + ec.message();
+    json_object_writer f;
+    f.add("error", st_->tls_error);
+    log.error("budgets: https:// alert webhooks cannot be verified", f);
+  }
   running_ = net::co_spawn(billing.executor, run(st_), net::use_future);
 }
 
@@ -122,21 +143,14 @@ net::awaitable<void> alert_dispatcher::run(std::shared_ptr<loop_state> st) {
 
 namespace {
 
-// One POST; "" on a 2xx answer, else what went wrong.
-net::awaitable<std::string> post_once(net::any_io_executor ex, const webhook_target& to,
-                                      const billing::alert_delivery& d) {
-  beast::tcp_stream stream(ex);
-  stream.expires_after(exchange_timeout);
-  net::ip::tcp::resolver resolver(ex);
-  const std::string port = std::to_string(to.port);
-  auto [rec, endpoints] =
-      co_await resolver.async_resolve(to.host, port, net::as_tuple(net::use_awaitable));
-  if (rec) co_return "cannot resolve " + to.host + ": " + rec.message();
-  auto [cec, ep] = co_await stream.async_connect(endpoints, net::as_tuple(net::use_awaitable));
-  (void)ep;
-  if (cec) co_return "cannot connect: " + cec.message();
+// The POST itself, on a connected (and for https, handshaken) stream; "" on a 2xx answer.
+template <class Stream>
+net::awaitable<std::string> exchange(Stream& stream, const webhook_target& to,
+                                     const billing::alert_delivery& d) {
   bhttp::request<bhttp::string_body> req{bhttp::verb::post, to.target, 11};
-  req.set(bhttp::field::host, to.port == 80 ? to.host : to.host + ":" + std::to_string(to.port));
+  const unsigned default_port = to.tls ? 443 : 80;
+  req.set(bhttp::field::host,
+          to.port == default_port ? to.host : to.host + ":" + std::to_string(to.port));
   req.set(bhttp::field::content_type, "application/json");
   req.set(bhttp::field::user_agent, "tollgate-alerts");
   const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
@@ -157,10 +171,59 @@ net::awaitable<std::string> post_once(net::any_io_executor ex, const webhook_tar
   (void)rn;
   if (rdec) co_return "no answer: " + rdec.message();
   const unsigned status = parser.get().result_int();
-  beast::error_code ignored;
-  stream.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
   if (status < 200 || status > 299) co_return "answered HTTP " + std::to_string(status);
   co_return std::string();
+}
+
+// One POST over a new connection: TLS for https://, the certificate checked against the CAs
+// and the URL's host. "" on a 2xx answer, else what went wrong.
+net::awaitable<std::string> post_once(net::any_io_executor ex, net::ssl::context& tls,
+                                      const std::string& tls_error, const webhook_target& to,
+                                      const billing::alert_delivery& d) {
+  if (to.tls && !tls_error.empty()) co_return tls_error;
+  net::ip::tcp::resolver resolver(ex);
+  const std::string port = std::to_string(to.port);
+  auto [rec, endpoints] =
+      co_await resolver.async_resolve(to.host, port, net::as_tuple(net::use_awaitable));
+  if (rec) co_return "cannot resolve " + to.host + ": " + rec.message();
+  beast::error_code ignored;
+  if (!to.tls) {
+    beast::tcp_stream stream(ex);
+    stream.expires_after(exchange_timeout);
+    auto [cec, ep] = co_await stream.async_connect(endpoints, net::as_tuple(net::use_awaitable));
+    (void)ep;
+    if (cec) co_return "cannot connect: " + cec.message();
+    auto error = co_await exchange(stream, to, d);
+    stream.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+    co_return error;
+  }
+  beast::ssl_stream<beast::tcp_stream> stream(ex, tls);
+  beast::get_lowest_layer(stream).expires_after(exchange_timeout);  // handshake included
+  auto [cec, ep] = co_await beast::get_lowest_layer(stream).async_connect(
+      endpoints, net::as_tuple(net::use_awaitable));
+  (void)ep;
+  if (cec) co_return "cannot connect: " + cec.message();
+  SSL* native = stream.native_handle();
+  boost::system::error_code not_ip;
+  net::ip::make_address(to.host, not_ip);
+  if (not_ip) {
+    SSL_set_tlsext_host_name(native, to.host.c_str());  // SNI: names only
+    SSL_set1_host(native, to.host.c_str());
+  } else {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(native), to.host.c_str());
+  }
+  stream.set_verify_mode(net::ssl::verify_peer);
+  auto [hec] = co_await stream.async_handshake(net::ssl::stream_base::client,
+                                               net::as_tuple(net::use_awaitable));
+  if (hec) {
+    std::string why = "TLS handshake failed: " + hec.message();
+    const long verify = SSL_get_verify_result(native);
+    if (verify != X509_V_OK) why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
+    co_return why;
+  }
+  auto error = co_await exchange(stream, to, d);
+  beast::get_lowest_layer(stream).socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  co_return error;
 }
 
 }  // namespace
@@ -169,9 +232,9 @@ net::awaitable<void> alert_dispatcher::deliver(std::shared_ptr<loop_state> st,
                                                billing::alert_delivery d) {
   std::string error;
   if (const auto to = parse_webhook_url(d.url)) {
-    error = co_await post_once(st->billing.executor, *to, d);
+    error = co_await post_once(st->billing.executor, st->tls, st->tls_error, *to, d);
   } else {
-    error = "not an http:// URL";
+    error = "not an http:// or https:// URL";
   }
   std::string status = "delivered";
   std::int64_t retry_ms = 0;

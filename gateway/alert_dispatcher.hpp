@@ -5,7 +5,8 @@
 // Claims are leased in PostgreSQL, so several gateways never send one alert at the same time.
 // A failed attempt (no answer, or not 2xx) is retried after 1 s, doubling up to 5 minutes,
 // until max_attempts; then the alert is marked failed. Every attempt is recorded.
-// Only http:// webhooks are supported: there is no TLS client yet.
+// https:// webhooks are verified against the system's CAs, or the configured CA file
+// (budgets.alert_webhook_ca_file); the certificate must name the URL's host.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
@@ -27,8 +28,9 @@ std::string webhook_signature(std::string_view secret, std::int64_t unix_s,
 
 class alert_dispatcher {
  public:
-  alert_dispatcher(const billing_context& billing, int max_attempts, metrics::registry& registry,
-                   logger& log);
+  // `ca_file`: the CAs https:// webhooks must chain to ("" = the system's).
+  alert_dispatcher(const billing_context& billing, int max_attempts, const std::string& ca_file,
+                   metrics::registry& registry, logger& log);
   ~alert_dispatcher();
 
   // Delivers what is due now (from any thread): after an alert was recorded.

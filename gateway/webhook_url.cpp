@@ -6,12 +6,21 @@
 namespace tollgate::gateway {
 
 std::optional<webhook_target> parse_webhook_url(std::string_view url) {
-  constexpr std::string_view scheme = "http://";
-  if (url.size() > 2048 || url.substr(0, scheme.size()) != scheme) return std::nullopt;
-  url.remove_prefix(scheme.size());
+  constexpr std::string_view http = "http://";
+  constexpr std::string_view https = "https://";
+  if (url.size() > 2048) return std::nullopt;
+  webhook_target t;
+  if (url.substr(0, http.size()) == http) {
+    url.remove_prefix(http.size());
+  } else if (url.substr(0, https.size()) == https) {
+    url.remove_prefix(https.size());
+    t.tls = true;
+    t.port = 443;
+  } else {
+    return std::nullopt;
+  }
   const std::size_t slash = url.find('/');
   std::string_view authority = url.substr(0, slash);
-  webhook_target t;
   t.target = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
   if (authority.find('@') != std::string_view::npos) return std::nullopt;  // no credentials
   if (const std::size_t colon = authority.rfind(':'); colon != std::string_view::npos) {

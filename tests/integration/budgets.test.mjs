@@ -8,6 +8,8 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
 import { startStack, chatBody, postJson, sseData, waitFor, binDir } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis, startRedisCluster, startRedisTls } from '../lib/redis.mjs';
@@ -357,7 +359,7 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
       // Bad alert settings are a 400.
       for (const body of [
         { alert_thresholds: [0] }, { alert_thresholds: [50, 50] }, { alert_thresholds: 'x' },
-        { alert_webhook_url: 'https://example.com/x' }, { alert_webhook_url: 'ftp://x' }, { alert_webhook_url: 'http://' },
+        { alert_webhook_url: 'https://user@example.com/x' }, { alert_webhook_url: 'ftp://x' }, { alert_webhook_url: 'http://' },
       ]) {
         const r = await api(s.adminUrl, 'POST', `/admin/v1/budgets/${b.id}`, { body });
         assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.text}`);
@@ -442,7 +444,7 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
   });
 });
 
-describe('budgets over TLS to Redis (real PostgreSQL, a TLS-only Redis)', () => {
+describe('budgets over TLS: a TLS-only Redis, https webhooks (real PostgreSQL)', () => {
   let pg;
   let redis;
   let s;
@@ -450,7 +452,7 @@ describe('budgets over TLS to Redis (real PostgreSQL, a TLS-only Redis)', () => 
   before(async () => {
     pg = await startPostgres();
     redis = await startRedisTls();
-    s = await startStack({ config: budgetConfig(pg, redis, dir) });
+    s = await startStack({ config: budgetConfig(pg, redis, dir, { alert_webhook_ca_file: path.join(redis.certs, 'ca.crt') }) });
   });
   after(async () => {
     await s?.stop();
@@ -479,6 +481,49 @@ describe('budgets over TLS to Redis (real PostgreSQL, a TLS-only Redis)', () => 
       assert.equal((await r.json()).error.code, 'service_unavailable');
     } finally {
       await other.gateway.stop();
+    }
+  });
+
+  test('https webhooks: delivered over a verified connection; a failed handshake is retried and recorded', async () => {
+    const received = [];
+    const receiver = https.createServer({
+      key: readFileSync(path.join(redis.certs, 'server.key')), cert: readFileSync(path.join(redis.certs, 'server.crt')),
+    }, (req, res) => {
+      let body = '';
+      req.on('data', (d) => { body += d; });
+      req.on('end', () => { received.push({ headers: req.headers, body }); res.writeHead(204).end(); });
+    });
+    const plain = http.createServer((req, res) => res.writeHead(204).end());  // speaks no TLS
+    await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+    await new Promise((r) => plain.listen(0, '127.0.0.1', r));
+    try {
+      const t = await makeTenant(s.adminUrl, 'HttpsAlerts');
+      const good = await addBudget(s.adminUrl, {
+        tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 20, mode: 'soft',
+        alert_thresholds: [50], alert_webhook_url: `https://127.0.0.1:${receiver.address().port}/hooks`,
+      });
+      const bad = await addBudget(s.adminUrl, {
+        tenant_id: t.tenant, metric: 'tokens', window: 'hour', limit: 20, mode: 'soft',
+        alert_thresholds: [50], alert_webhook_url: `https://localhost:${plain.address().port}/hooks`,
+      });
+      assert.equal((await ask(s.url, t.key, { max_tokens: 8 })).status, 200);
+      await waitFor(() => received.length === 1, { timeoutMs: 10000, what: 'the https alert' });
+      const r = received[0];
+      const [tPart, v1Part] = r.headers['x-tollgate-signature'].split(',');
+      const expected = createHmac('sha256', good.alert_webhook_secret).update(`${tPart.slice(2)}.${r.body}`).digest('hex');
+      assert.equal(v1Part, `v1=${expected}`);
+      assert.equal(JSON.parse(r.body).budget_id, good.id);
+      const delivered = (await api(s.adminUrl, 'GET', `/admin/v1/budgets/${good.id}/alerts`)).json.data;
+      assert.equal(delivered[0].status, 'delivered');
+      await waitFor(async () => {
+        const a = (await api(s.adminUrl, 'GET', `/admin/v1/budgets/${bad.id}/alerts`)).json.data[0];
+        return a && a.attempts >= 1 && /TLS handshake failed/.test(a.last_error ?? '');
+      }, { timeoutMs: 10000, what: 'the failed handshake recorded' });
+      const failing = (await api(s.adminUrl, 'GET', `/admin/v1/budgets/${bad.id}/alerts`)).json.data[0];
+      assert.equal(failing.status, 'pending', 'retried later');
+    } finally {
+      receiver.close();
+      plain.close();
     }
   });
 });
