@@ -3,12 +3,13 @@
 //     and write the ledger to the same PostgreSQL; one also reserves and settles in Redis: a
 //     tokens-per-month budget and a requests-per-minute limit on the tenant), interleaved rounds
 //     at a fixed rate and at saturation. Prints requests/s, the ratio on/off (goal >= 0.80) and
-//     the p50/p99 latency budgets add.
+//     the p50/p99 latency budgets add, and at saturation the CPU time per request spent by the
+//     gateway, the upstream, Redis and PostgreSQL (from /proc), to show where the cost lies.
 //  2. Redis: reserve+settle pairs/s through the budget engine (tollgate-budget-bench) against
 //     redis-benchmark running EVAL "return 1" on the same Redis, same concurrency.
 //   node tests/bench/budgets_bench.mjs [--rounds N] [--seconds S]
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { binDir, startStack } from '../lib/harness.mjs';
@@ -53,14 +54,42 @@ const modes = {
   saturation: ['-t1', '-c64', `-d${seconds}s`, '--latency', '-s', path.join(off.dir, 'saturate.lua')],
 };
 const toUs = (v, unit) => Number(v) * ({ us: 1, ms: 1000, s: 1e6 }[unit] ?? NaN);
-function runWrk(url, mode) {
+function runWrk(stack, mode) {
+  const url = stack.url;
+  const before = cpuSnapshot(stack);
   const out = spawnSync('wrk', [...modes[mode], `${url}/v1/chat/completions`], { encoding: 'utf8' });
   if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr}`);
   const text = out.stdout;
   const errors = /Non-2xx or 3xx responses: (\d+)/.exec(text);
   if (errors) throw new Error(`${url}: ${errors[1]} non-2xx responses`);
   const pct = (p) => { const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(text); return toUs(m[1], m[2]); };
-  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)[1]), p50: pct(50), p99: pct(99) };
+  const after = cpuSnapshot(stack);
+  const requests = Number(/(\d+) requests in/.exec(text)[1]);
+  const cpuUs = Object.fromEntries(Object.keys(after).map((k) => [k, ((after[k] - before[k]) * 1e6) / requests]));
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)[1]), p50: pct(50), p99: pct(99), cpuUs };
+}
+// CPU seconds (user + system) used so far by each process group of interest.
+const ticksPerSecond = 100;
+function cpuOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+  } catch { return 0; }
+}
+function postgresPids() {
+  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
+    try { return readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'postgres'; } catch { return false; }
+  });
+}
+function cpuSnapshot(stack) {
+  const redisPid = Number(readFileSync(path.join(redis.dir, 'redis.pid'), 'utf8'));
+  return {
+    gateway: cpuOf(stack.gateway.child.pid),
+    upstream: cpuOf(off.upstream.child.pid),  // both gateways forward to this one
+    redis: cpuOf(redisPid),
+    postgres: postgresPids().reduce((sum, p) => sum + cpuOf(p), 0),
+  };
 }
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
@@ -68,12 +97,12 @@ let engine;
 let baseline;
 const results = {};
 try {
-  const targets = { off: off.url, on: on.url };
-  for (const url of Object.values(targets)) runWrk(url, 'fixed');  // warm caches and connections
+  const targets = { off, on };
+  for (const stack of Object.values(targets)) runWrk(stack, 'fixed');  // warm caches and connections
   for (const mode of Object.keys(modes)) {
     results[mode] = { off: [], on: [] };
     for (let r = 0; r < rounds; r++) {
-      for (const [name, url] of Object.entries(targets)) results[mode][name].push(runWrk(url, mode));
+      for (const [name, stack] of Object.entries(targets)) results[mode][name].push(runWrk(stack, mode));
     }
   }
   // Redis: the engine's pairs against a trivial script, 50 concurrent either way.
@@ -110,6 +139,15 @@ for (const [mode, by] of Object.entries(results)) {
   }
   console.log(`Budgets on/off throughput ratio: ${(m('on', 'rps') / m('off', 'rps')).toFixed(2)} (goal >= 0.80); ` +
     `added p50 ${(m('on', 'p50') - m('off', 'p50')).toFixed(0)} us, added p99 ${(m('on', 'p99') - m('off', 'p99')).toFixed(0)} us`);
+  if (mode === 'saturation') {
+    console.log('CPU us per request   gateway  upstream  Redis  PostgreSQL   total');
+    for (const name of ['off', 'on']) {
+      const c = (k) => median(by[name].map((x) => x.cpuUs[k]));
+      const total = ['gateway', 'upstream', 'redis', 'postgres'].reduce((n, k) => n + c(k), 0);
+      console.log(`budgets ${name.padEnd(12)} ${c('gateway').toFixed(0).padStart(7)} ${c('upstream').toFixed(0).padStart(9)} ` +
+        `${c('redis').toFixed(0).padStart(6)} ${c('postgres').toFixed(0).padStart(11)} ${total.toFixed(0).padStart(7)}`);
+    }
+  }
 }
 console.log(`\nRedis: reserve+settle ${engine.toFixed(0)} pairs/s (${(2 * engine).toFixed(0)} script calls/s) vs ` +
   `redis-benchmark EVAL "return 1" ${baseline.toFixed(0)}/s, 50 concurrent each`);
