@@ -1,6 +1,8 @@
 // The account store: see account_store.hpp.
 #include "billing/account_store.hpp"
 
+#include "billing/cost_preview.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -846,6 +848,210 @@ net::awaitable<pg::db_result<account_store::events_page>> account_store::events(
   page.data_json += "]";
   if (r->size() > q.limit && shown > 0) page.next = std::string(r->text(shown - 1, 1));
   co_return page;
+}
+
+}  // namespace tollgate::billing
+
+// ---- price books and plans -------------------------------------------------------------------
+
+namespace tollgate::billing {
+
+namespace {
+
+const char* const price_book_json =
+    "json_build_object('object','price_book','id',b.id,'name',b.name,'currency',b.currency,"
+    "'tier_mode',b.tier_mode,'tier_scope',b.tier_scope,"
+    "'created_at',extract(epoch from b.created_at)::bigint,"
+    "'versions',(SELECT json_agg(json_build_object('version',v.version,"
+    "'effective_at',extract(epoch from v.effective_at)::bigint,'prices',v.prices)"
+    " ORDER BY v.version) FROM price_book_versions v WHERE v.book_id = b.id))";
+
+const char* const plan_json =
+    "json_build_object('object','plan','tenant_id',p.tenant_id,'price_book_id',p.book_id,"
+    "'batch_discount_bp',p.batch_discount_bp,'settlement_mode',p.settlement_mode,"
+    "'updated_at',extract(epoch from p.updated_at)::bigint)";
+
+}  // namespace
+
+net::awaitable<store_result> account_store::create_price_book(price_book_spec spec,
+                                                              std::string actor) {
+  return one_object(
+      std::string("WITH b AS (INSERT INTO price_books (id, name, currency, tier_mode, tier_scope)"
+                  " VALUES ($1, $2, $3, $4, $5) RETURNING *),"
+                  " v AS (INSERT INTO price_book_versions (book_id, version, effective_at, prices)"
+                  " SELECT b.id, 1, to_timestamp($6::bigint), $7::jsonb FROM b RETURNING *),"
+                  " a AS (INSERT INTO audit_log (actor, action, object_type, object_id, after)"
+                  " SELECT $8, 'price_book.create', 'price_book', b.id, to_jsonb(b) ||"
+                  " jsonb_build_object('version', 1, 'prices', v.prices) FROM b, v)"
+                  " SELECT json_build_object('object','price_book','id',b.id,'name',b.name,"
+                  "'currency',b.currency,'tier_mode',b.tier_mode,'tier_scope',b.tier_scope,"
+                  "'created_at',extract(epoch from b.created_at)::bigint,'versions',"
+                  "json_build_array(json_build_object('version',1,'effective_at',"
+                  "extract(epoch from v.effective_at)::bigint,'prices',v.prices)))::text"
+                  " FROM b, v"),
+      {new_object_id("pb"), std::move(spec.name), std::move(spec.currency),
+       std::move(spec.tier_mode), std::move(spec.tier_scope),
+       std::to_string(spec.effective_at_s), std::move(spec.prices_json), std::move(actor)},
+      "The price book was not created.");
+}
+
+net::awaitable<store_result> account_store::get_price_book(std::string id) {
+  return one_object(std::string("SELECT ") + price_book_json + "::text FROM price_books b"
+                    " WHERE b.id = $1",
+                    {id}, "No price book with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::list_price_books(page_request page) {
+  return one_object(
+      page_sql(price_book_json, "(SELECT b.*, b.id AS x_id FROM price_books b) b WHERE true", 1, 2),
+      {std::to_string(page.limit), page.after}, "Nothing to list.");
+}
+
+net::awaitable<store_result> account_store::price_book_kind(std::string id) {
+  return one_object("SELECT tier_mode || ' ' || tier_scope FROM price_books WHERE id = $1", {id},
+                    "No price book with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::add_price_book_version(std::string book_id,
+                                                                   std::int64_t effective_at_s,
+                                                                   std::string prices_json,
+                                                                   std::string actor) {
+  // The book row is locked so that two new versions cannot take the same number. A version
+  // must take effect after the latest one: events already rated keep their version.
+  // (Named locals, not temporaries, go into co_await: GCC 12 mishandles the latter.)
+  std::string latest_sql =
+      "SELECT coalesce(extract(epoch from max(effective_at))::bigint, 0)::text"
+      " FROM price_book_versions WHERE book_id = $1";
+  std::vector<pg::param> latest_params;
+  latest_params.emplace_back(book_id);
+  auto latest = co_await one_object(std::move(latest_sql), std::move(latest_params), "");
+  if (!latest) co_return latest;
+  if (effective_at_s <= std::stoll(*latest)) {
+    co_return store_error{400,
+                          "effective_at must be after the latest version's (" + *latest +
+                              "): versions are added in order and never replace one in force.",
+                          "invalid_value"};
+  }
+  std::string sql =
+      std::string("WITH b AS (SELECT * FROM price_books WHERE id = $1 FOR UPDATE),"
+                  " last AS (SELECT coalesce(max(v.version), 0) AS n,"
+                  " max(v.effective_at) AS e FROM price_book_versions v, b WHERE v.book_id = b.id),"
+                  " v AS (INSERT INTO price_book_versions (book_id, version, effective_at, prices)"
+                  " SELECT b.id, last.n + 1, to_timestamp($2::bigint), $3::jsonb FROM b, last"
+                  " WHERE last.e IS NULL OR to_timestamp($2::bigint) > last.e RETURNING *),"
+                  " a AS (INSERT INTO audit_log (actor, action, object_type, object_id, after)"
+                  " SELECT $4, 'price_book.add_version', 'price_book', v.book_id, to_jsonb(v)"
+                  " FROM v) SELECT json_build_object('object','price_book.version','price_book_id',"
+                  "v.book_id,'version',v.version,'effective_at',"
+                  "extract(epoch from v.effective_at)::bigint,'prices',v.prices)::text FROM v");
+  std::vector<pg::param> params;
+  params.emplace_back(book_id);
+  params.emplace_back(std::to_string(effective_at_s));
+  params.emplace_back(std::move(prices_json));
+  params.emplace_back(std::move(actor));
+  std::string not_found =
+      "No price book with id " + book_id + " (or a newer version was added meanwhile).";
+  co_return co_await one_object(std::move(sql), std::move(params), std::move(not_found));
+}
+
+net::awaitable<store_result> account_store::set_tenant_plan(plan_spec spec, std::string actor) {
+  pg::param discount, mode;
+  if (spec.batch_discount_bp) discount = std::to_string(*spec.batch_discount_bp);
+  if (spec.settlement_mode) mode = *spec.settlement_mode;
+  return one_object(
+      std::string("WITH old AS (SELECT * FROM tenant_plans WHERE tenant_id = $1),"
+                  " p AS (INSERT INTO tenant_plans (tenant_id, book_id, batch_discount_bp,"
+                  " settlement_mode) SELECT $1, $2, coalesce($3::integer, 5000),"
+                  " coalesce($4, 'credit_then_invoice')"
+                  " WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1)"
+                  " AND EXISTS (SELECT 1 FROM price_books WHERE id = $2)"
+                  " ON CONFLICT (tenant_id) DO UPDATE SET book_id = EXCLUDED.book_id,"
+                  " batch_discount_bp = coalesce($3::integer, tenant_plans.batch_discount_bp),"
+                  " settlement_mode = coalesce($4, tenant_plans.settlement_mode),"
+                  " updated_at = now() RETURNING *),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " before, after) SELECT $5, 'plan.set', p.tenant_id, 'plan', p.tenant_id,"
+                  " (SELECT to_jsonb(old) FROM old), to_jsonb(p) FROM p) SELECT ") +
+          plan_json + "::text FROM p",
+      {std::move(spec.tenant_id), std::move(spec.book_id), discount, mode, std::move(actor)},
+      "The tenant or price book named does not exist.");
+}
+
+net::awaitable<store_result> account_store::get_tenant_plan(std::string tenant_id) {
+  return one_object(std::string("SELECT ") + plan_json + "::text FROM tenant_plans p"
+                    " WHERE p.tenant_id = $1",
+                    {tenant_id}, "Tenant " + tenant_id + " has no plan.");
+}
+
+net::awaitable<store_result> account_store::cost_preview(std::string tenant_id,
+                                                        std::string period,
+                                                        std::int64_t start_s,
+                                                        std::int64_t end_s) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return unavailable(conn.error());
+  const std::string plan_sql =
+      "SELECT p.book_id, b.currency, b.tier_mode, b.tier_scope, p.batch_discount_bp"
+      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id WHERE p.tenant_id = $1";
+  std::vector<pg::param> plan_params;
+  plan_params.emplace_back(tenant_id);
+  auto plan = co_await (*conn)->query(plan_sql, std::move(plan_params));
+  if (!plan) co_return from_db(plan.error());
+  if (plan->size() == 0) {
+    co_return store_error{404, "Tenant " + tenant_id + " has no plan (POST /admin/v1/tenants/" +
+                                   tenant_id + "/plan).",
+                          "not_found"};
+  }
+  cost_preview_input in;
+  in.tenant_id = tenant_id;
+  in.period = std::move(period);
+  in.book_id = std::string(plan->text(0, 0));
+  in.currency = std::string(plan->text(0, 1));
+  in.tier_mode = std::string(plan->text(0, 2));
+  in.tier_scope = std::string(plan->text(0, 3));
+  in.batch_discount_bp = static_cast<int>(plan->int64(0, 4));
+
+  const std::string versions_sql =
+      "SELECT version, prices::text FROM price_book_versions WHERE book_id = $1"
+      " ORDER BY effective_at";
+  std::vector<pg::param> versions_params;
+  versions_params.emplace_back(in.book_id);
+  auto versions = co_await (*conn)->query(versions_sql, std::move(versions_params));
+  if (!versions) co_return from_db(versions.error());
+  for (int i = 0; i < versions->size(); ++i) {
+    in.versions.push_back({static_cast<int>(versions->int64(i, 0)),
+                           std::string(versions->text(i, 1))});
+  }
+
+  // Totals per version in force at each event (0: before the first), model and batch flag.
+  const std::string totals_sql =
+      "WITH v AS (SELECT version, effective_at, lead(effective_at) OVER (ORDER BY effective_at)"
+      " AS next FROM price_book_versions WHERE book_id = $2)"
+      " SELECT coalesce(v.version, 0), e.model, e.batch,"
+      " sum(e.prompt_tokens - least(e.cached_prompt_tokens, e.prompt_tokens)),"
+      " sum(least(e.cached_prompt_tokens, e.prompt_tokens)), sum(e.completion_tokens)"
+      " FROM usage_events e LEFT JOIN v ON e.occurred_at >= v.effective_at"
+      " AND (v.next IS NULL OR e.occurred_at < v.next)"
+      " WHERE e.tenant_id = $1 AND e.occurred_at >= to_timestamp($3::bigint)"
+      " AND e.occurred_at < to_timestamp($4::bigint)"
+      " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+  std::vector<pg::param> totals_params;
+  totals_params.emplace_back(tenant_id);
+  totals_params.emplace_back(in.book_id);
+  totals_params.emplace_back(std::to_string(start_s));
+  totals_params.emplace_back(std::to_string(end_s));
+  auto totals = co_await (*conn)->query(totals_sql, std::move(totals_params));
+  if (!totals) co_return from_db(totals.error());
+  for (int i = 0; i < totals->size(); ++i) {
+    cost_preview_input::totals t;
+    t.version = static_cast<int>(totals->int64(i, 0));
+    t.model = std::string(totals->text(i, 1));
+    t.batch = totals->boolean(i, 2);
+    t.input = totals->int64(i, 3);
+    t.cached_input = totals->int64(i, 4);
+    t.output = totals->int64(i, 5);
+    in.rows.push_back(std::move(t));
+  }
+  co_return cost_preview_json(in);
 }
 
 }  // namespace tollgate::billing

@@ -234,6 +234,38 @@ class account_store {
   // budget engine does.
   boost::asio::awaitable<pg::db_result<std::int64_t>> ledger_usage(ledger_budget_query q);
 
+  // ---- price books and plans (docs/PRICING.md) ----
+  struct price_book_spec {
+    std::string name;
+    std::string currency;     // ISO 4217, three capitals
+    std::string tier_mode;    // graduated, volume
+    std::string tier_scope;   // model, all_models
+    std::int64_t effective_at_s = 0;  // of version 1
+    std::string prices_json;  // canonical (billing/price_book), already checked
+  };
+  boost::asio::awaitable<store_result> create_price_book(price_book_spec spec, std::string actor);
+  boost::asio::awaitable<store_result> get_price_book(std::string id);
+  boost::asio::awaitable<store_result> list_price_books(page_request page);
+  // The book's tier mode and scope ("graduated"/"volume", "model"/"all_models"), to check a
+  // new version's prices against; 404 if there is no such book.
+  boost::asio::awaitable<store_result> price_book_kind(std::string id);
+  // Version n+1, effective after the latest version's effective_at (else 400).
+  boost::asio::awaitable<store_result> add_price_book_version(std::string book_id,
+                                                              std::int64_t effective_at_s,
+                                                              std::string prices_json,
+                                                              std::string actor);
+  struct plan_spec {
+    std::string tenant_id;
+    std::string book_id;
+    std::optional<int> batch_discount_bp;        // unset: 5000 for a new plan, else unchanged
+    std::optional<std::string> settlement_mode;  // credit_then_invoice, credit_only
+  };
+  boost::asio::awaitable<store_result> set_tenant_plan(plan_spec spec, std::string actor);
+  boost::asio::awaitable<store_result> get_tenant_plan(std::string tenant_id);
+  // The tenant's cost for [start_s, end_s) from the ledger's totals (billing/cost_preview).
+  boost::asio::awaitable<store_result> cost_preview(std::string tenant_id, std::string period,
+                                                    std::int64_t start_s, std::int64_t end_s);
+
   boost::asio::awaitable<pg::db_result<std::vector<usage_row>>> usage(usage_query q);
   // One page of raw events as JSON objects, and the cursor of the next page ("" = last page).
   struct events_page {

@@ -7,6 +7,8 @@
 #include <charconv>
 #include <limits>
 
+#include "billing/cost_preview.hpp"
+#include "billing/price_book.hpp"
 #include "core/json_dom.hpp"
 #include "core/request_id.hpp"
 #include "gateway/alert_dispatcher.hpp"
@@ -190,6 +192,34 @@ class body_reader {
     }
     return out;
   }
+  // A price book's `models` (billing/price_book), checked and in canonical JSON.
+  std::optional<std::string> prices(billing::tier_mode mode, billing::tier_scope scope) {
+    if (!ok()) return std::nullopt;
+    const json::value v = doc_->root().find("models");
+    if (!v.valid()) {
+      fail("models is required.", "models");
+      return std::nullopt;
+    }
+    auto parsed = billing::parse_model_prices(v, mode, scope);
+    if (!parsed) {
+      fail(parsed.error() + ".", "models");
+      return std::nullopt;
+    }
+    return billing::model_prices_json(*parsed);
+  }
+  // An ISO 4217 currency code: three capital letters.
+  std::optional<std::string> currency(std::string_view key) {
+    if (!ok()) return std::nullopt;
+    const json::value v = doc_->root().find(key);
+    const bool good = v.valid() && v.is_string() && v.as_string().size() == 3 &&
+                      std::all_of(v.as_string().begin(), v.as_string().end(),
+                                  [](char c) { return c >= 'A' && c <= 'Z'; });
+    if (!good) {
+      fail(std::string(key) + " must be an ISO 4217 code such as \"USD\".", key);
+      return std::nullopt;
+    }
+    return std::string(v.as_string());
+  }
   // A webhook URL (http[s]://host[:port]/path). Absent: nullopt. Null: optional holding nullopt.
   std::optional<std::optional<std::string>> webhook_url(std::string_view key) {
     if (!ok()) return std::nullopt;
@@ -313,7 +343,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
   const std::string id = parts.size() >= 3 ? std::string(parts[2]) : "";
   const std::string_view action = parts.size() >= 4 ? parts[3] : "";
   if (parts.size() > 4 || (kind != "tenants" && kind != "projects" && kind != "keys" &&
-                           kind != "budgets" && kind != "audit_log")) {
+                           kind != "budgets" && kind != "audit_log" && kind != "price_books")) {
     co_await ex.send_unknown_url();
     co_return;
   }
@@ -383,6 +413,74 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       }
     } else if (!id.empty() && action == "projects" && get) {
       op = store.list_projects(id, *pages);
+    } else if (!id.empty() && action == "plan" && get) {
+      op = store.get_tenant_plan(id);
+    } else if (!id.empty() && action == "plan" && post) {
+      body.reject_unknown({"price_book_id", "batch_discount_bp", "settlement_mode"});
+      billing::account_store::plan_spec spec;
+      auto book = body.name("price_book_id", true);
+      auto discount = body.nullable_int("batch_discount_bp", 0, 10'000);
+      auto mode = body.choice("settlement_mode", {"credit_then_invoice", "credit_only"}, false);
+      if (body.ok()) {
+        spec.tenant_id = id;
+        spec.book_id = *book;
+        if (discount && *discount) spec.batch_discount_bp = static_cast<int>(**discount);
+        spec.settlement_mode = mode;
+        op = store.set_tenant_plan(std::move(spec), actor);
+      }
+    }
+  } else if (kind == "price_books") {
+    if (id.empty() && get) {
+      op = store.list_price_books(*pages);
+    } else if (id.empty() && post) {
+      body.reject_unknown({"name", "currency", "tier_mode", "tier_scope", "effective_at", "models"});
+      billing::account_store::price_book_spec spec;
+      auto name = body.name("name", true);
+      auto currency = body.currency("currency");
+      auto mode = body.choice("tier_mode", {"graduated", "volume"}, false);
+      auto scope = body.choice("tier_scope", {"model", "all_models"}, false);
+      auto effective = body.nullable_int("effective_at", 0, 253402300799);
+      spec.tier_mode = mode.value_or("graduated");
+      spec.tier_scope = scope.value_or("model");
+      auto prices = body.prices(
+          spec.tier_mode == "volume" ? billing::tier_mode::volume : billing::tier_mode::graduated,
+          spec.tier_scope == "all_models" ? billing::tier_scope::all_models
+                                          : billing::tier_scope::model);
+      if (body.ok()) {
+        spec.name = *name;
+        spec.currency = *currency;
+        spec.effective_at_s = effective && *effective ? **effective : unix_ms(clock_.wall_now()) / 1000;
+        spec.prices_json = std::move(*prices);
+        op = store.create_price_book(std::move(spec), actor);
+        created_status = 201;
+      }
+    } else if (!id.empty() && action.empty() && get) {
+      op = store.get_price_book(id);
+    } else if (!id.empty() && action == "versions" && post) {
+      // The new prices are checked against the book's own tier mode and scope.
+      body.reject_unknown({"effective_at", "models"});
+      auto effective = body.nullable_int("effective_at", 0, 253402300799);
+      if (!body.ok()) {
+        co_await ex.send_error(body.error());
+        co_return;
+      }
+      auto kind_op = store.price_book_kind(id);
+      auto book_kind = co_await on_billing(billing_, std::move(kind_op));
+      if (!book_kind) {
+        co_await ex.send_error(to_api_error(book_kind.error()));
+        co_return;
+      }
+      const bool volume = book_kind->rfind("volume", 0) == 0;
+      const bool all_models = book_kind->find("all_models") != std::string::npos;
+      auto prices = body.prices(volume ? billing::tier_mode::volume : billing::tier_mode::graduated,
+                                all_models ? billing::tier_scope::all_models
+                                           : billing::tier_scope::model);
+      if (body.ok()) {
+        const std::int64_t at =
+            effective && *effective ? **effective : unix_ms(clock_.wall_now()) / 1000;
+        op = store.add_price_book_version(id, at, std::move(*prices), actor);
+        created_status = 201;
+      }
     }
   } else if (kind == "projects") {
     if (id.empty() && get) {
@@ -589,6 +687,30 @@ boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::
     http::response res{bhttp::status::ok, ex.req().version()};
     res.set(bhttp::field::content_type, "application/json");
     res.body() = std::move(body);
+    co_await ex.send(std::move(res));
+    co_return;
+  }
+  if (path == "/v1/cost_preview") {
+    const std::string tenant = std::string(query->get("tenant_id").value_or(""));
+    const std::string period = std::string(query->get("period").value_or(billing::period_of(now_s)));
+    const auto bounds = billing::period_bounds(period);
+    if (tenant.empty() || !bounds) {
+      co_await ex.send_error(
+          invalid_request(tenant.empty() ? "tenant_id is required."
+                                         : "period must be a calendar month, YYYY-MM (UTC).",
+                          tenant.empty() ? "tenant_id" : "period"),
+          request_id);
+      co_return;
+    }
+    auto op = billing_.store->cost_preview(tenant, period, bounds->first, bounds->second);
+    auto preview = co_await on_billing(billing_, std::move(op));
+    if (!preview) {
+      co_await ex.send_error(to_api_error(preview.error()), request_id);
+      co_return;
+    }
+    http::response res{bhttp::status::ok, ex.req().version()};
+    res.set(bhttp::field::content_type, "application/json");
+    res.body() = std::move(preview.value());
     co_await ex.send(std::move(res));
     co_return;
   }

@@ -22,6 +22,8 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -275,17 +277,21 @@ int print_api(const http_result& r, const std::string& field) {
   return 0;
 }
 
-// tollctl tenants|projects|keys|audit|usage|events: the admin and finance APIs.
+// tollctl tenants|projects|keys|budgets|price-books|plans|audit|usage|events|costs: the admin
+// and finance APIs.
 int admin_command(const std::string& command, std::vector<std::string> args) {
   const std::string url =
       flag_or_env(args, "--admin-url", "TOLLGATE_ADMIN_URL", "http://127.0.0.1:8081");
-  const bool finance = command == "usage" || command == "events";
+  // Finance commands take the finance token (or the admin token, which may read too).
+  const bool finance = command == "usage" || command == "events" || command == "costs";
   std::string token = flag_or_env(args, "--token", finance ? "TOLLGATE_FINANCE_TOKEN"
                                                            : "TOLLGATE_ADMIN_TOKEN", "");
   if (token.empty() && finance) token = flag_or_env(args, "--token", "TOLLGATE_ADMIN_TOKEN", "");
   const std::string field = flag_or_env(args, "--field", "TOLLCTL_UNSET_FIELD", "");
   const std::string verb = args.empty() ? "" : args[0];
-  if (!args.empty() && !finance && command != "audit") args.erase(args.begin());
+  if (!args.empty() && ((!finance && command != "audit") || command == "costs")) {
+    args.erase(args.begin());
+  }
   auto opt = [&](const char* flag) { return flag_or_env(args, flag, "TOLLCTL_UNSET", ""); };
   auto positional = [&]() -> std::string {
     if (args.empty() || args[0].rfind("--", 0) == 0) return "";
@@ -405,6 +411,68 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
     }
     return usage();
   }
+  if (command == "price-books") {
+    // A book or a version is a JSON file: the admin API's body (docs/PRICING.md).
+    std::string file_body;
+    if (const auto file = opt("--file"); !file.empty()) {
+      std::ifstream in(file, std::ios::binary);
+      if (!in) return std::fprintf(stderr, "tollctl: cannot read %s\n", file.c_str()), 1;
+      file_body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    if (verb == "create") {
+      if (file_body.empty()) return std::fprintf(stderr, "tollctl: --file BOOK.json is required\n"), 2;
+      if (leftover()) return 2;
+      return print_api(http_call(verb::post, url, "/admin/v1/price_books", file_body, token), field);
+    }
+    if (verb == "list") {
+      const std::string q = list_query({{"--limit", "limit"}, {"--after", "after"}});
+      if (leftover()) return 2;
+      return print_api(http_call(verb::get, url, "/admin/v1/price_books" + q, {}, token), field);
+    }
+    const std::string id = positional();
+    if (id.empty()) return usage();
+    if (verb == "get" && !leftover()) {
+      return print_api(http_call(verb::get, url, "/admin/v1/price_books/" + id, {}, token), field);
+    }
+    if (verb == "add-version") {
+      if (file_body.empty()) return std::fprintf(stderr, "tollctl: --file VERSION.json is required\n"), 2;
+      if (leftover()) return 2;
+      return print_api(
+          http_call(verb::post, url, "/admin/v1/price_books/" + id + "/versions", file_body, token),
+          field);
+    }
+    return usage();
+  }
+  if (command == "costs") {
+    if (verb != "preview") return usage();
+    const std::string tenant = opt("--tenant");
+    if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
+    std::string q = "?tenant_id=" + tenant;
+    if (const auto p = opt("--period"); !p.empty()) q += "&period=" + p;
+    if (leftover()) return 2;
+    return print_api(http_call(verb::get, url, "/finance/v1/cost_preview" + q, {}, token), field);
+  }
+  if (command == "plans") {
+    const std::string tenant = opt("--tenant");
+    if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
+    if (verb == "get") {
+      if (leftover()) return 2;
+      return print_api(http_call(verb::get, url, "/admin/v1/tenants/" + tenant + "/plan", {}, token),
+                       field);
+    }
+    if (verb == "set") {
+      const std::string book = opt("--price-book");
+      if (book.empty()) return std::fprintf(stderr, "tollctl: --price-book ID is required\n"), 2;
+      body.add("price_book_id", book);
+      if (const auto v = opt("--batch-discount-bp"); !v.empty()) body.add_raw("batch_discount_bp", v);
+      if (const auto v = opt("--settlement-mode"); !v.empty()) body.add("settlement_mode", v);
+      if (leftover()) return 2;
+      return print_api(
+          http_call(verb::post, url, "/admin/v1/tenants/" + tenant + "/plan", body.finish(), token),
+          field);
+    }
+    return usage();
+  }
   if (command == "budgets") {
     if (verb == "create") {
       const std::string tenant = opt("--tenant");
@@ -519,6 +587,12 @@ int usage() {
                "                        [--limit N] [--mode M] [--alert-thresholds P,...]\n"
                "                        [--alert-webhook-url URL|none] | disable ID | enable ID\n"
                "                        | reconcile --tenant ID (rebuild Redis from the ledger)\n"
+               "       tollctl price-books create --file BOOK.json | list | get ID\n"
+               "                        | add-version ID --file VERSION.json\n"
+               "       tollctl plans    set --tenant ID --price-book ID [--batch-discount-bp N]\n"
+               "                        [--settlement-mode credit_then_invoice|credit_only]\n"
+               "                        | get --tenant ID\n"
+               "       tollctl costs    preview --tenant ID [--period YYYY-MM]\n"
                "       tollctl audit    [--tenant ID]\n"
                "       tollctl usage    --start UNIX [--end UNIX] [--bucket 1m|1h|1d]\n"
                "                        [--group-by a,b] [--tenant ID] [--model M] [--csv]\n"
@@ -582,7 +656,8 @@ int main(int argc, char** argv) {
   }
   if (command == "tokenize") return tokenize(std::move(args));
   if (command == "tenants" || command == "projects" || command == "keys" || command == "audit" ||
-      command == "budgets" || command == "usage" || command == "events") {
+      command == "budgets" || command == "usage" || command == "events" ||
+      command == "price-books" || command == "plans" || command == "costs") {
     return admin_command(command, std::move(args));
   }
   return usage();

@@ -24,8 +24,10 @@ build tokenizer_fuzz tests/fuzz/tokenizer_fuzz.cpp metering/tokenizer.cpp meteri
 build query_params_fuzz tests/fuzz/query_params_fuzz.cpp gateway/query_params.cpp
 build spool_fuzz tests/fuzz/spool_fuzz.cpp billing/spool.cpp
 build webhook_url_fuzz tests/fuzz/webhook_url_fuzz.cpp gateway/webhook_url.cpp
+build price_book_fuzz tests/fuzz/price_book_fuzz.cpp billing/price_book.cpp billing/pricing.cpp \
+  core/json_dom.cpp core/json_text.cpp core/error.cpp
 for target in json_dom_fuzz sse_fuzz openai_request_fuzz tokenizer_fuzz query_params_fuzz spool_fuzz \
-  webhook_url_fuzz; do
+  webhook_url_fuzz price_book_fuzz; do
   mkdir -p "$out/corpus-$target"
   log="$out/$target.log"
   if ! "$out/$target" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
