@@ -1,7 +1,9 @@
 // The account store: see account_store.hpp.
 #include "billing/account_store.hpp"
 
-#include "billing/cost_preview.hpp"
+#include "billing/period_pricing.hpp"
+#include "core/json_dom.hpp"
+#include "core/json_text.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -983,10 +985,12 @@ net::awaitable<store_result> account_store::get_tenant_plan(std::string tenant_i
                     {tenant_id}, "Tenant " + tenant_id + " has no plan.");
 }
 
-net::awaitable<store_result> account_store::cost_preview(std::string tenant_id,
-                                                        std::string period,
-                                                        std::int64_t start_s,
-                                                        std::int64_t end_s) {
+net::awaitable<basic_result<period_usage, store_error>> account_store::load_period_usage(
+    std::string tenant_id, std::string period) {
+  const auto bounds = period_bounds(period);
+  if (!bounds) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
+  const std::int64_t start_s = bounds->first;
+  const std::int64_t end_s = bounds->second;
   auto conn = co_await pool_.acquire();
   if (!conn) co_return unavailable(conn.error());
   const std::string plan_sql =
@@ -1001,7 +1005,7 @@ net::awaitable<store_result> account_store::cost_preview(std::string tenant_id,
                                    tenant_id + "/plan).",
                           "not_found"};
   }
-  cost_preview_input in;
+  period_usage in;
   in.tenant_id = tenant_id;
   in.period = std::move(period);
   in.book_id = std::string(plan->text(0, 0));
@@ -1042,7 +1046,7 @@ net::awaitable<store_result> account_store::cost_preview(std::string tenant_id,
   auto totals = co_await (*conn)->query(totals_sql, std::move(totals_params));
   if (!totals) co_return from_db(totals.error());
   for (int i = 0; i < totals->size(); ++i) {
-    cost_preview_input::totals t;
+    period_usage::totals t;
     t.version = static_cast<int>(totals->int64(i, 0));
     t.model = std::string(totals->text(i, 1));
     t.batch = totals->boolean(i, 2);
@@ -1051,7 +1055,206 @@ net::awaitable<store_result> account_store::cost_preview(std::string tenant_id,
     t.output = totals->int64(i, 5);
     in.rows.push_back(std::move(t));
   }
-  co_return cost_preview_json(in);
+  co_return in;
+}
+
+net::awaitable<store_result> account_store::cost_preview(std::string tenant_id,
+                                                        std::string period) {
+  auto usage = co_await load_period_usage(std::move(tenant_id), std::move(period));
+  if (!usage) co_return usage.error();
+  co_return cost_preview_json(*usage);
+}
+
+// ---- invoices ----------------------------------------------------------------------------------
+
+namespace {
+
+const char* const invoice_json =
+    "json_build_object('object','invoice','id',i.id,'tenant_id',i.tenant_id,'period',i.period,"
+    "'status',i.status,'number',i.number,'currency',i.currency,'price_book_id',i.price_book_id,"
+    "'minor_digits',i.minor_digits,'lines',i.lines,'unpriced',i.unpriced,"
+    "'total_micros',i.total_micros,'total_minor',i.total_minor,"
+    "'created_at',extract(epoch from i.created_at)::bigint,"
+    "'finalized_at',extract(epoch from i.finalized_at)::bigint)";
+
+// The lines of an invoice as JSON, with their amounts in the currency's minor unit.
+std::string invoice_lines_json(const period_pricing& priced, int minor_digits,
+                               std::int64_t& total_minor) {
+  std::vector<std::int64_t> micros;
+  for (const auto& l : priced.lines) micros.push_back(l.amount_micros);
+  const auto minor = to_minor_units(micros, minor_digits);
+  total_minor = minor.total;
+  std::string out = "[";
+  for (std::size_t i = 0; i < priced.lines.size(); ++i) {
+    const auto& l = priced.lines[i];
+    json_object_writer w;
+    w.add("model", l.model)
+        .add("token_class", l.token_class)
+        .add("batch", l.batch)
+        .add("tier", static_cast<std::int64_t>(l.tier))
+        .add("tokens", l.tokens)
+        .add("amount_micros", l.amount_micros)
+        .add("amount_minor", minor.amounts[i]);
+    std::string versions = "[";
+    for (std::size_t v = 0; v < l.versions.size(); ++v) {
+      versions += (v ? "," : "") + std::to_string(l.versions[v]);
+    }
+    w.add_raw("versions", versions + "]");
+    out += (i ? "," : "") + w.finish();
+  }
+  return out + "]";
+}
+
+std::string unpriced_json(const period_pricing& priced) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < priced.unpriced.size(); ++i) {
+    const auto& u = priced.unpriced[i];
+    json_object_writer w;
+    w.add("model", u.model).add("batch", u.batch).add("tokens", u.tokens).add("reason", u.reason);
+    out += (i ? "," : "") + w.finish();
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
+                                                         std::string period) {
+  auto usage = co_await load_period_usage(tenant_id, period);
+  if (!usage) co_return usage.error();
+  const period_pricing priced = price_period(*usage);
+  const int digits = currency_minor_digits(usage->currency);
+  std::int64_t total_minor = 0;
+  std::string lines = invoice_lines_json(priced, digits, total_minor);
+  // A draft is rewritten in place (same id); a finalized invoice is left as it is and returned.
+  std::string sql =
+      std::string("WITH f AS (SELECT * FROM invoices WHERE tenant_id = $1 AND period = $2"
+                  " AND status = 'finalized'),"
+                  " d AS (INSERT INTO invoices (id, tenant_id, period, status, currency,"
+                  " price_book_id, minor_digits, lines, unpriced, total_micros, total_minor)"
+                  " SELECT $3, $1, $2, 'draft', $4, $5, $6::integer, $7::jsonb, $8::jsonb,"
+                  " $9::bigint, $10::bigint WHERE NOT EXISTS (SELECT 1 FROM f)"
+                  " ON CONFLICT (tenant_id, period) DO UPDATE SET currency = EXCLUDED.currency,"
+                  " price_book_id = EXCLUDED.price_book_id, minor_digits = EXCLUDED.minor_digits,"
+                  " lines = EXCLUDED.lines, unpriced = EXCLUDED.unpriced,"
+                  " total_micros = EXCLUDED.total_micros, total_minor = EXCLUDED.total_minor,"
+                  " updated_at = now() WHERE invoices.status = 'draft' RETURNING *),"
+                  " i AS (SELECT * FROM d UNION ALL SELECT * FROM f)"
+                  " SELECT ") +
+      invoice_json + "::text FROM i";
+  std::vector<pg::param> params;
+  params.emplace_back(tenant_id);
+  params.emplace_back(period);
+  params.emplace_back(new_object_id("inv"));
+  params.emplace_back(usage->currency);
+  params.emplace_back(usage->book_id);
+  params.emplace_back(std::to_string(digits));
+  params.emplace_back(std::move(lines));
+  params.emplace_back(unpriced_json(priced));
+  params.emplace_back(std::to_string(priced.total_micros));
+  params.emplace_back(std::to_string(total_minor));
+  std::string not_found = "The invoice of " + tenant_id + " for " + period + " was not written.";
+  co_return co_await one_object(std::move(sql), std::move(params), std::move(not_found));
+}
+
+net::awaitable<store_result> account_store::finalize_invoice(std::string tenant_id,
+                                                            std::string period,
+                                                            std::string actor) {
+  std::string sql =
+      std::string("WITH i AS (UPDATE invoices SET status = 'finalized', finalized_at = now(),"
+                  " number = 'TG-' || lpad(nextval('invoice_numbers')::text, 6, '0'),"
+                  " updated_at = now() WHERE tenant_id = $1 AND period = $2 AND status = 'draft'"
+                  " RETURNING *),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " after) SELECT $3, 'invoice.finalize', i.tenant_id, 'invoice', i.id,"
+                  " jsonb_build_object('number', i.number, 'total_micros', i.total_micros) FROM i)"
+                  " SELECT ") +
+      invoice_json + "::text FROM i";
+  std::vector<pg::param> params;
+  params.emplace_back(tenant_id);
+  params.emplace_back(period);
+  params.emplace_back(std::move(actor));
+  std::string not_found = "No draft invoice of " + tenant_id + " for " + period + ".";
+  co_return co_await one_object(std::move(sql), std::move(params), std::move(not_found));
+}
+
+net::awaitable<pg::db_result<std::vector<std::string>>> account_store::tenants_with_plans() {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql = "SELECT tenant_id FROM tenant_plans ORDER BY tenant_id";
+  auto r = co_await (*conn)->query(sql);
+  if (!r) co_return r.error();
+  std::vector<std::string> out;
+  for (int i = 0; i < r->size(); ++i) out.emplace_back(r->text(i, 0));
+  co_return out;
+}
+
+net::awaitable<store_result> account_store::get_invoice(std::string id) {
+  return one_object(std::string("SELECT ") + invoice_json + "::text FROM invoices i WHERE i.id = $1",
+                    {id}, "No invoice with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::list_invoices(std::string tenant_id,
+                                                         std::string period,
+                                                         page_request page) {
+  return one_object(
+      page_sql(invoice_json,
+               "(SELECT i.*, i.id AS x_id FROM invoices i) i WHERE ($3::text = '' OR"
+               " i.tenant_id = $3) AND ($4::text = '' OR i.period = $4)",
+               1, 2),
+      {std::to_string(page.limit), page.after, std::move(tenant_id), std::move(period)},
+      "Nothing to list.");
+}
+
+net::awaitable<store_result> account_store::run_invoices(std::string period,
+                                                        std::string tenant_id, bool finalize,
+                                                        std::int64_t now_s,
+                                                        std::int64_t grace_s,
+                                                        std::string actor) {
+  const auto bounds = period_bounds(period);
+  if (!bounds) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
+  if (finalize && now_s < bounds->second + grace_s) {
+    co_return store_error{400,
+                          "The invoices of " + period + " can be finalized from " +
+                              std::to_string(bounds->second + grace_s) +
+                              " (unix s): the period's end plus the grace period for late "
+                              "events (invoices.grace_hours).",
+                          "too_early"};
+  }
+  std::vector<std::string> tenants;
+  if (!tenant_id.empty()) {
+    tenants.push_back(tenant_id);
+  } else {
+    auto all = co_await tenants_with_plans();
+    if (!all) co_return unavailable(all.error());
+    tenants = std::move(*all);
+  }
+  std::string out = "{\"object\":\"list\",\"data\":[";
+  bool first = true;
+  for (const auto& t : tenants) {
+    auto invoice = co_await draft_invoice(t, period);
+    bool draft = false;
+    if (invoice) {
+      const auto doc = json::document::parse(*invoice);
+      draft = doc && doc->root().find("status").valid() &&
+              doc->root().find("status").as_string() == "draft";
+    }
+    if (finalize && draft) {
+      invoice = co_await finalize_invoice(t, period, actor);
+    }
+    if (!invoice) {
+      if (!tenant_id.empty()) co_return invoice.error();
+      // One tenant's failure does not stop the run; it is reported in the list.
+      json_object_writer w;
+      w.add("object", "invoice.error").add("tenant_id", t).add("period", period)
+          .add("error", invoice.error().message);
+      out += (first ? "" : ",") + w.finish();
+    } else {
+      out += (first ? "" : ",") + *invoice;
+    }
+    first = false;
+  }
+  co_return out + "],\"has_more\":false}";
 }
 
 }  // namespace tollgate::billing

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "billing/period_pricing.hpp"
 #include "billing/pg.hpp"
 
 namespace tollgate::billing {
@@ -262,9 +263,28 @@ class account_store {
   };
   boost::asio::awaitable<store_result> set_tenant_plan(plan_spec spec, std::string actor);
   boost::asio::awaitable<store_result> get_tenant_plan(std::string tenant_id);
-  // The tenant's cost for [start_s, end_s) from the ledger's totals (billing/cost_preview).
-  boost::asio::awaitable<store_result> cost_preview(std::string tenant_id, std::string period,
-                                                    std::int64_t start_s, std::int64_t end_s);
+  // The plan, price book versions and ledger totals of a tenant's period ("YYYY-MM", UTC).
+  boost::asio::awaitable<basic_result<period_usage, store_error>> load_period_usage(
+      std::string tenant_id, std::string period);
+  // The tenant's cost for the period so far (billing/period_pricing).
+  boost::asio::awaitable<store_result> cost_preview(std::string tenant_id, std::string period);
+
+  // ---- invoices ----
+  // Writes the period's draft invoice from the ledger (again: same id, same content for the
+  // same ledger); a finalized invoice is returned unchanged.
+  boost::asio::awaitable<store_result> draft_invoice(std::string tenant_id, std::string period);
+  // Finalizes the draft: numbered (TG-000001, ...), immutable from then on.
+  boost::asio::awaitable<store_result> finalize_invoice(std::string tenant_id,
+                                                        std::string period, std::string actor);
+  boost::asio::awaitable<pg::db_result<std::vector<std::string>>> tenants_with_plans();
+  // Drafts the period's invoice of one tenant ("" = every tenant with a plan), and with
+  // `finalize` finalizes the drafts, which is refused before the period's end + `grace_s`.
+  boost::asio::awaitable<store_result> run_invoices(std::string period, std::string tenant_id,
+                                                    bool finalize, std::int64_t now_s,
+                                                    std::int64_t grace_s, std::string actor);
+  boost::asio::awaitable<store_result> get_invoice(std::string id);
+  boost::asio::awaitable<store_result> list_invoices(std::string tenant_id, std::string period,
+                                                     page_request page);
 
   boost::asio::awaitable<pg::db_result<std::vector<usage_row>>> usage(usage_query q);
   // One page of raw events as JSON objects, and the cursor of the next page ("" = last page).

@@ -40,7 +40,8 @@ constexpr std::string_view default_config_text = R"({
                "redis_tls": false, "redis_tls_ca_file": "", "redis_tls_cert_file": "",
                "redis_tls_key_file": "", "redis_tls_server_name": "", "failure_mode": "closed",
                "hold_ttl_ms": 660000, "cache_ttl_ms": 1000, "command_timeout_ms": 500,
-               "alert_max_attempts": 8, "alert_webhook_ca_file": "" }
+               "alert_max_attempts": 8, "alert_webhook_ca_file": "" },
+  "invoices": { "grace_hours": 72 }
 })";
 
 // Server settings not given in the embedded text come from the named limits.
@@ -247,7 +248,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   for (auto it = file.begin(); it != file.end(); ++it) {
     const std::string& key = it.key();
     if (key == "server" || key == "logging" || key == "metering" || key == "database" ||
-        key == "ledger" || key == "auth" || key == "budgets") {
+        key == "ledger" || key == "auth" || key == "budgets" || key == "invoices") {
       overlay_known(merged[key], it.value(), "/" + key);
     } else if (key == "upstreams" || key == "models") {
       if (!it.value().is_object()) fail("/" + key, "must be an object keyed by name");
@@ -436,6 +437,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   if (!cfg.budgets.redis.empty() && cfg.database.url.empty()) {
     fail("/budgets/redis", "budgets need a database (database.url): they are stored there");
   }
+  cfg.invoices.grace_hours = get_uint(merged["invoices"], "/invoices", "grace_hours", 0, 24 * 366);
   return cfg;
 }
 

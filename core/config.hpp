@@ -120,6 +120,11 @@ struct budgets_config {
   std::string alert_webhook_ca_file;     // CAs for https:// webhooks (PEM); "" = the system's
 };
 
+// Invoices (billing/account_store, docs/PRICING.md).
+struct invoices_config {
+  std::uint64_t grace_hours = 0;  // after a period ends, how long late events may still arrive
+};
+
 struct logging_config {
   log_level level = log_level::info;
   std::string usage_log;  // "stderr" or a file path for usage records
@@ -135,6 +140,7 @@ struct gateway_config {
   ledger_config ledger;
   auth_config auth;
   budgets_config budgets;
+  invoices_config invoices;
 
   const model_config* find_model(std::string_view name) const;
   const upstream_config* find_upstream(std::string_view name) const;

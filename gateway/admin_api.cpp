@@ -7,7 +7,7 @@
 #include <charconv>
 #include <limits>
 
-#include "billing/cost_preview.hpp"
+#include "billing/period_pricing.hpp"
 #include "billing/price_book.hpp"
 #include "core/json_dom.hpp"
 #include "core/request_id.hpp"
@@ -207,6 +207,17 @@ class body_reader {
     }
     return billing::model_prices_json(*parsed);
   }
+  // A boolean (absent: false).
+  bool flag(std::string_view key) {
+    if (!ok()) return false;
+    const json::value v = doc_->root().find(key);
+    if (!v.valid()) return false;
+    if (!v.is_bool()) {
+      fail(std::string(key) + " must be true or false.", key);
+      return false;
+    }
+    return v.as_bool();
+  }
   // An ISO 4217 currency code: three capital letters.
   std::optional<std::string> currency(std::string_view key) {
     if (!ok()) return std::nullopt;
@@ -278,6 +289,44 @@ std::string actor_of(const http::request& req) {
 
 }  // namespace
 
+namespace {
+
+// An invoice's lines as CSV (one row per line, then the total), from its JSON.
+std::string invoice_csv(const std::string& invoice_json) {
+  std::string out =
+      "invoice_number,period,currency,model,token_class,batch,tier,tokens,amount_micros,"
+      "amount_minor\n";
+  auto doc = json::document::parse(invoice_json);
+  if (!doc) return out;
+  const json::value inv = doc->root();
+  auto text = [](json::value v) -> std::string {
+    if (!v.valid() || v.is_null()) return "";
+    if (v.is_string()) {
+      std::string s(v.as_string());
+      if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+      std::string quoted = "\"";
+      for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+      return quoted + "\"";
+    }
+    if (v.is_bool()) return v.as_bool() ? "true" : "false";
+    return std::string(v.source());
+  };
+  const std::string head = text(inv.find("number")) + "," + text(inv.find("period")) + "," +
+                           text(inv.find("currency")) + ",";
+  const json::value lines = inv.find("lines");
+  for (std::uint32_t i = 0; lines.valid() && i < lines.size(); ++i) {
+    const json::value l = lines.at(i);
+    out += head + text(l.find("model")) + "," + text(l.find("token_class")) + "," +
+           text(l.find("batch")) + "," + text(l.find("tier")) + "," + text(l.find("tokens")) +
+           "," + text(l.find("amount_micros")) + "," + text(l.find("amount_minor")) + "\n";
+  }
+  out += head + "total,,,,," + text(inv.find("total_micros")) + "," +
+         text(inv.find("total_minor")) + "\n";
+  return out;
+}
+
+}  // namespace
+
 bool admin_api::owns(std::string_view path) {
   return path.rfind("/admin/", 0) == 0 || path.rfind("/finance/", 0) == 0;
 }
@@ -343,7 +392,8 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
   const std::string id = parts.size() >= 3 ? std::string(parts[2]) : "";
   const std::string_view action = parts.size() >= 4 ? parts[3] : "";
   if (parts.size() > 4 || (kind != "tenants" && kind != "projects" && kind != "keys" &&
-                           kind != "budgets" && kind != "audit_log" && kind != "price_books")) {
+                           kind != "budgets" && kind != "audit_log" && kind != "price_books" &&
+                           kind != "invoices")) {
     co_await ex.send_unknown_url();
     co_return;
   }
@@ -612,6 +662,16 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     } else if (!id.empty() && action == "alerts" && get) {
       op = store.list_budget_alerts(id);
     }
+  } else if (kind == "invoices" && id == "run" && action.empty() && post) {
+    body.reject_unknown({"period", "tenant_id", "finalize"});
+    auto period = body.name("period", true);
+    auto tenant = body.name("tenant_id", false);
+    const bool finalize = body.has("finalize") && body.flag("finalize");
+    if (body.ok()) {
+      const std::int64_t now_s = unix_ms(clock_.wall_now()) / 1000;
+      op = store.run_invoices(*period, tenant.value_or(""), finalize, now_s,
+                              static_cast<std::int64_t>(invoices_.grace_hours) * 3600, actor);
+    }
   } else if (kind == "audit_log" && id.empty() && get) {
     op = store.list_audit(query->get("tenant_id").value_or(""), *pages);
   }
@@ -690,6 +750,40 @@ boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::
     co_await ex.send(std::move(res));
     co_return;
   }
+  if (path == "/v1/invoices" || path.rfind("/v1/invoices/", 0) == 0) {
+    const std::string id = path.size() > 13 ? std::string(path.substr(13)) : "";
+    if (id.find('/') != std::string::npos) {
+      co_await ex.send_unknown_url(request_id);
+      co_return;
+    }
+    std::optional<boost::asio::awaitable<billing::store_result>> op;
+    if (id.empty()) {
+      auto pages = page_from(*query);
+      if (!pages) {
+        co_await ex.send_error(pages.error(), request_id);
+        co_return;
+      }
+      op = billing_.store->list_invoices(std::string(query->get("tenant_id").value_or("")),
+                                         std::string(query->get("period").value_or("")), *pages);
+    } else {
+      op = billing_.store->get_invoice(id);
+    }
+    auto outcome = co_await on_billing(billing_, std::move(*op));
+    if (!outcome) {
+      co_await ex.send_error(to_api_error(outcome.error()), request_id);
+      co_return;
+    }
+    http::response res{bhttp::status::ok, ex.req().version()};
+    if (!id.empty() && query->get("format").value_or("") == "csv") {
+      res.set(bhttp::field::content_type, "text/csv");
+      res.body() = invoice_csv(*outcome);
+    } else {
+      res.set(bhttp::field::content_type, "application/json");
+      res.body() = std::move(outcome.value());
+    }
+    co_await ex.send(std::move(res));
+    co_return;
+  }
   if (path == "/v1/cost_preview") {
     const std::string tenant = std::string(query->get("tenant_id").value_or(""));
     const std::string period = std::string(query->get("period").value_or(billing::period_of(now_s)));
@@ -702,7 +796,7 @@ boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::
           request_id);
       co_return;
     }
-    auto op = billing_.store->cost_preview(tenant, period, bounds->first, bounds->second);
+    auto op = billing_.store->cost_preview(tenant, period);
     auto preview = co_await on_billing(billing_, std::move(op));
     if (!preview) {
       co_await ex.send_error(to_api_error(preview.error()), request_id);

@@ -22,8 +22,9 @@ class budget_guard;
 
 class admin_api {
  public:
-  admin_api(const billing_context& billing, const auth_config& auth, const clock_source& clock)
-      : billing_(billing), auth_(auth), clock_(clock) {}
+  admin_api(const billing_context& billing, const auth_config& auth,
+            const invoices_config& invoices, const clock_source& clock)
+      : billing_(billing), auth_(auth), invoices_(invoices), clock_(clock) {}
 
   // With budgets on: changes are announced to every gateway, and reconcile is served.
   void attach_budgets(budget_guard* budgets) { budgets_ = budgets; }
@@ -39,6 +40,7 @@ class admin_api {
 
   const billing_context& billing_;
   const auth_config& auth_;
+  const invoices_config& invoices_;
   const clock_source& clock_;
   budget_guard* budgets_ = nullptr;
 };

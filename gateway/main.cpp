@@ -193,7 +193,8 @@ int main(int argc, char** argv) {
         gateway::billing_context{billing_io.get_executor(), store.get(), ledger.get()});
     auth = std::make_unique<gateway::authenticator>(
         *billing_ctx, std::chrono::milliseconds(config.auth.key_cache_ttl_ms), clock, registry);
-    admin_api = std::make_unique<gateway::admin_api>(*billing_ctx, config.auth, clock);
+    admin_api = std::make_unique<gateway::admin_api>(*billing_ctx, config.auth,
+                                                    config.invoices, clock);
     sinks.push_back(ledger.get());
     ledger->start();
   }

@@ -443,6 +443,34 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
     }
     return usage();
   }
+  if (command == "invoices") {
+    if (verb == "run") {
+      const std::string period = opt("--period");
+      if (period.empty()) return std::fprintf(stderr, "tollctl: --period YYYY-MM is required\n"), 2;
+      body.add("period", period);
+      if (const auto t = opt("--tenant"); !t.empty()) body.add("tenant_id", t);
+      if (take_flag(args, "--finalize")) body.add("finalize", true);
+      if (leftover()) return 2;
+      return print_api(http_call(verb::post, url, "/admin/v1/invoices/run", body.finish(), token),
+                       field);
+    }
+    if (verb == "list") {
+      const std::string q = list_query({{"--tenant", "tenant_id"}, {"--period", "period"},
+                                        {"--limit", "limit"}, {"--after", "after"}});
+      if (leftover()) return 2;
+      return print_api(http_call(verb::get, url, "/finance/v1/invoices" + q, {}, token), field);
+    }
+    if (verb == "get") {
+      const bool csv = take_flag(args, "--csv");
+      const std::string id = positional();
+      if (id.empty() || leftover()) return usage();
+      return print_api(
+          http_call(verb::get, url, "/finance/v1/invoices/" + id + (csv ? "?format=csv" : ""), {},
+                    token),
+          field);
+    }
+    return usage();
+  }
   if (command == "costs") {
     if (verb != "preview") return usage();
     const std::string tenant = opt("--tenant");
@@ -593,6 +621,8 @@ int usage() {
                "                        [--settlement-mode credit_then_invoice|credit_only]\n"
                "                        | get --tenant ID\n"
                "       tollctl costs    preview --tenant ID [--period YYYY-MM]\n"
+               "       tollctl invoices run --period YYYY-MM [--tenant ID] [--finalize]\n"
+               "                        | list [--tenant ID] [--period YYYY-MM] | get ID [--csv]\n"
                "       tollctl audit    [--tenant ID]\n"
                "       tollctl usage    --start UNIX [--end UNIX] [--bucket 1m|1h|1d]\n"
                "                        [--group-by a,b] [--tenant ID] [--model M] [--csv]\n"
@@ -657,7 +687,8 @@ int main(int argc, char** argv) {
   if (command == "tokenize") return tokenize(std::move(args));
   if (command == "tenants" || command == "projects" || command == "keys" || command == "audit" ||
       command == "budgets" || command == "usage" || command == "events" ||
-      command == "price-books" || command == "plans" || command == "costs") {
+      command == "price-books" || command == "plans" || command == "costs" ||
+      command == "invoices") {
     return admin_command(command, std::move(args));
   }
   return usage();

@@ -168,7 +168,9 @@ describe('price books and plans (real PostgreSQL)', () => {
     const p = r.json;
     assert.equal(p.currency, 'USD');
     assert.equal(p.batch_discount_bp, 4000);
-    const line = (cls, batch) => p.lines.find((l) => l.token_class === cls && l.batch === batch);
+    // One line per tier: a class's lines add up to its accumulator.
+    const line = (cls, batch) => p.lines.filter((l) => l.token_class === cls && l.batch === batch)
+      .reduce((sum, l) => ({ tokens: sum.tokens + l.tokens, amount_micros: sum.amount_micros + l.amount_micros }), { tokens: 0, amount_micros: 0 });
     assert.equal(line('input', false).tokens, live[0]);
     assert.equal(BigInt(line('input', false).amount_micros), refPrice(input, live[0]));
     assert.equal(BigInt(line('output', false).amount_micros), refPrice(output, live[1]));
@@ -187,5 +189,87 @@ describe('price books and plans (real PostgreSQL)', () => {
     assert.equal(none.status, 404);
     const empty = await api(s.adminUrl, 'GET', `/finance/v1/cost_preview?tenant_id=${t.tenant}&period=2020-01`, { token: FINANCE });
     assert.equal(empty.json.total_micros, 0);
+  });
+
+  test('invoices: drafts are repeatable, lines add up in minor units, finalized ones are numbered and immutable', async () => {
+    const t = await makeTenant(s.adminUrl, 'Invoiced');
+    const input = [{ up_to: 30, rate: '3333333.333333' }, { rate: '1250000' }];
+    const output = [{ rate: '2000000.5' }];
+    const book = (await api(s.adminUrl, 'POST', '/admin/v1/price_books', {
+      body: { name: 'Invoices', currency: 'USD', effective_at: 1_700_000_000, models: { 'dev-echo': { input, output } } },
+    })).json;
+    await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`, { body: { price_book_id: book.id } });
+    for (let i = 0; i < 4; i++) {
+      const r = await postJson(`${s.url}/v1/chat/completions`, chatBody(`invoice request ${i} with several more words`, { max_tokens: 7 }),
+        { authorization: `Bearer ${t.key}` });
+      assert.equal(r.status, 200);
+    }
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 4, { what: 'ledger rows' });
+    const period = new Date().toISOString().slice(0, 7);
+    const run = async (body) => api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { tenant_id: t.tenant, ...body } });
+    const first = await run({ period });
+    assert.equal(first.status, 200, first.text);
+    const draft = first.json.data[0];
+    assert.equal(draft.status, 'draft');
+    assert.equal(draft.number, null);
+    const [live] = pg.query(`SELECT sum(prompt_tokens - cached_prompt_tokens), sum(completion_tokens) FROM usage_events
+      WHERE tenant_id = '${t.tenant}'`).map((r) => r.map(Number));
+    // Tier lines: the input splits at 30 tokens; every line adds up to F(total) per class.
+    const inputLines = draft.lines.filter((l) => l.token_class === 'input');
+    assert.deepEqual(inputLines.map((l) => l.tier), [1, 2]);
+    assert.equal(inputLines[0].tokens, 30);
+    assert.equal(inputLines.reduce((n, l) => n + l.tokens, 0), live[0]);
+    assert.equal(BigInt(inputLines.reduce((n, l) => n + l.amount_micros, 0)), refPrice(input, live[0]));
+    assert.equal(BigInt(draft.lines.find((l) => l.token_class === 'output').amount_micros), refPrice(output, live[1]));
+    // Minor units: the total rounded half up, the lines adding up to it exactly.
+    const totalMicros = draft.lines.reduce((n, l) => n + l.amount_micros, 0);
+    assert.equal(draft.total_micros, totalMicros);
+    assert.equal(draft.total_minor, Math.floor((totalMicros + 5000) / 10000));
+    assert.equal(draft.lines.reduce((n, l) => n + l.amount_minor, 0), draft.total_minor);
+    // The same ledger gives the same invoice.
+    const again = (await run({ period })).json.data[0];
+    assert.equal(again.id, draft.id);
+    assert.deepEqual(again.lines, draft.lines);
+    // Not before the period's end plus the grace period.
+    const early = await run({ period, finalize: true });
+    assert.equal(early.status, 400);
+    assert.equal(early.json.error.code, 'too_early');
+
+    // A past period: finalized, numbered, then frozen.
+    pg.query(`INSERT INTO usage_events (tenant_id, occurred_at, request_id, endpoint, model, upstream, stream, batch, status,
+      prompt_tokens, cached_prompt_tokens, completion_tokens, reasoning_tokens, usage_reported, estimated, latency_us, client_disconnected)
+      VALUES ('${t.tenant}', '2026-09-15T12:00:00Z', 'past_req_1', '/v1/chat/completions', 'dev-echo', 'dev', false, false, 200, 45, 5, 20, 0, true, false, 1, false)`);
+    const final = await run({ period: '2026-09', finalize: true });
+    assert.equal(final.status, 200, final.text);
+    const inv = final.json.data[0];
+    assert.equal(inv.status, 'finalized');
+    assert.match(inv.number, /^TG-\d{6}$/);
+    assert.equal(inv.lines.find((l) => l.token_class === 'cached_input').tokens, 5);
+    const repeat = (await run({ period: '2026-09', finalize: true })).json.data[0];
+    assert.equal(repeat.number, inv.number, 'a finalized invoice is returned unchanged');
+    assert.throws(() => pg.query(`UPDATE invoices SET total_micros = 0 WHERE id = '${inv.id}'`), /finalized/);
+    // A late event after finalization does not change the finalized invoice.
+    pg.query(`INSERT INTO usage_events (tenant_id, occurred_at, request_id, endpoint, model, upstream, stream, batch, status,
+      prompt_tokens, cached_prompt_tokens, completion_tokens, reasoning_tokens, usage_reported, estimated, latency_us, client_disconnected)
+      VALUES ('${t.tenant}', '2026-09-20T12:00:00Z', 'past_req_2', '/v1/chat/completions', 'dev-echo', 'dev', false, false, 200, 10, 0, 10, 0, true, false, 1, false)`);
+    assert.deepEqual((await run({ period: '2026-09' })).json.data[0].lines, inv.lines);
+
+    // Finance API: list, get, CSV; tollctl.
+    const list = await api(s.adminUrl, 'GET', `/finance/v1/invoices?tenant_id=${t.tenant}`, { token: FINANCE });
+    assert.deepEqual(list.json.data.map((i) => i.period).sort(), ['2026-09', period]);
+    const got = await api(s.adminUrl, 'GET', `/finance/v1/invoices/${inv.id}`, { token: FINANCE });
+    assert.equal(got.json.number, inv.number);
+    const csv = await fetch(`${s.adminUrl}/finance/v1/invoices/${inv.id}?format=csv`, { headers: { authorization: `Bearer ${FINANCE}` } });
+    assert.equal(csv.headers.get('content-type'), 'text/csv');
+    const rows = (await csv.text()).trim().split('\n');
+    assert.equal(rows[0], 'invoice_number,period,currency,model,token_class,batch,tier,tokens,amount_micros,amount_minor');
+    assert.equal(rows.length, 1 + inv.lines.length + 1);
+    assert.equal(rows.at(-1), `${inv.number},2026-09,USD,total,,,,,${inv.total_micros},${inv.total_minor}`);
+    assert.equal((await api(s.adminUrl, 'GET', '/finance/v1/invoices/inv_nope', { token: FINANCE })).status, 404);
+    const env = { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_ADMIN_TOKEN: ADMIN };
+    const cli = (...args) => execFileSync(path.join(binDir, 'tollctl'), args, { env, encoding: 'utf8' });
+    assert.equal(JSON.parse(cli('invoices', 'run', '--period', '2026-09', '--tenant', t.tenant)).data[0].number, inv.number);
+    assert.ok(cli('invoices', 'get', inv.id, '--csv').startsWith('invoice_number,'));
+    assert.equal((await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period: '2026-9' } })).status, 400);
   });
 });

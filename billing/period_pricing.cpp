@@ -1,0 +1,236 @@
+// A period priced from ledger totals: see period_pricing.hpp.
+#include "billing/period_pricing.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <tuple>
+
+#include "billing/price_book.hpp"
+#include "core/json_dom.hpp"
+#include "core/json_text.hpp"
+
+namespace tollgate::billing {
+
+namespace {
+
+const char* const class_names[] = {"input", "cached_input", "output"};
+
+const price_schedule& schedule_of(const model_prices& p, int token_class) {
+  return token_class == 0 ? p.input : token_class == 1 ? p.cached_input : p.output;
+}
+
+// The 1-based tier that the `units`-th unit falls in (units >= 1).
+int tier_of(const price_schedule& s, std::int64_t units) {
+  for (std::size_t i = 0; i < s.tiers.size(); ++i) {
+    if (!s.tiers[i].up_to || units <= *s.tiers[i].up_to) return static_cast<int>(i) + 1;
+  }
+  return static_cast<int>(s.tiers.size());
+}
+
+struct accumulator {
+  std::int64_t position = 0;  // tokens priced so far this period
+  const price_schedule* last = nullptr;  // the schedule that priced the latest tokens
+};
+
+void add_versions(std::vector<int>& versions, int v) {
+  if (std::find(versions.begin(), versions.end(), v) == versions.end()) versions.push_back(v);
+}
+
+}  // namespace
+
+period_pricing price_period(const period_usage& in) {
+  const tier_mode mode = in.tier_mode == "volume" ? tier_mode::volume : tier_mode::graduated;
+  const tier_scope scope =
+      in.tier_scope == "all_models" ? tier_scope::all_models : tier_scope::model;
+  std::map<int, std::vector<model_prices>> prices;  // each version's prices, parsed once
+  for (const auto& v : in.versions) {
+    auto doc = json::document::parse(v.prices_json);
+    if (!doc) continue;
+    auto parsed = parse_model_prices(doc->root(), mode, scope);
+    if (parsed) prices[v.number] = std::move(*parsed);
+  }
+  using key = std::tuple<std::string, int, bool>;  // model (or "*"), class, batch
+  std::map<key, accumulator> accumulators;
+  std::map<std::tuple<std::string, int, bool, int>, priced_line> lines;  // key + tier
+  std::map<std::pair<std::string, bool>, unpriced_usage> unpriced;
+  // Rows come in version order, so each accumulator runs through the versions in time order.
+  for (const auto& row : in.rows) {
+    const std::int64_t amounts[] = {row.input, row.cached_input, row.output};
+    const model_prices* p = nullptr;
+    if (const auto it = prices.find(row.version); it != prices.end()) {
+      const std::string wanted = scope == tier_scope::all_models ? std::string("*") : row.model;
+      for (const auto& m : it->second) {
+        if (m.model == wanted) p = &m;
+      }
+    }
+    if (p == nullptr) {
+      auto& u = unpriced[{row.model, row.batch}];
+      u.model = row.model;
+      u.batch = row.batch;
+      u.tokens += row.input + row.cached_input + row.output;
+      u.reason = row.version == 0 ? "before the price book's first version"
+                                  : "the model is not in the price book";
+      continue;
+    }
+    const int discount = row.batch ? in.batch_discount_bp : 0;
+    for (int c = 0; c < 3; ++c) {
+      if (amounts[c] <= 0) continue;
+      const price_schedule& s = schedule_of(*p, c);
+      auto& acc = accumulators[{p->model, c, row.batch}];
+      acc.last = &s;
+      std::int64_t from = acc.position;
+      const std::int64_t to = std::min(acc.position + amounts[c], max_units);
+      acc.position = to;
+      // Graduated: one piece per tier crossed, each floor(F(end)) - floor(F(start)), so the
+      // pieces add up to the segment's charge. Volume: one piece, given to the reached tier
+      // when the period is complete (below). Not clamped at zero as a rated event's
+      // provisional charge is: this is what the period comes to, volume true-up included.
+      while (from < to) {
+        std::int64_t piece_end = to;
+        int tier = 0;
+        if (mode == tier_mode::graduated) {
+          tier = tier_of(s, from + 1);
+          const auto& bound = s.tiers[static_cast<std::size_t>(tier - 1)].up_to;
+          if (bound && *bound < to) piece_end = *bound;
+        }
+        auto& l = lines[{p->model, c, row.batch, tier}];
+        l.tokens += piece_end - from;
+        l.amount_micros += price_micros(s, piece_end, discount) - price_micros(s, from, discount);
+        add_versions(l.versions, row.version);
+        from = piece_end;
+      }
+    }
+  }
+  period_pricing out;
+  for (auto& [k, l] : lines) {
+    const auto& [model, c, batch, tier] = k;
+    l.model = model;
+    l.token_class = class_names[c];
+    l.batch = batch;
+    l.tier = tier;
+    if (tier == 0) {  // volume: the tier the period's volume reached
+      const auto& acc = accumulators[{model, c, batch}];
+      l.tier = acc.position > 0 ? tier_of(*acc.last, acc.position) : 1;
+    }
+    out.total_micros += l.amount_micros;
+    out.lines.push_back(std::move(l));
+  }
+  for (auto& [k, u] : unpriced) out.unpriced.push_back(std::move(u));
+  return out;
+}
+
+std::optional<std::pair<std::int64_t, std::int64_t>> period_bounds(std::string_view period) {
+  if (period.size() != 7 || period[4] != '-') return std::nullopt;
+  int year = 0;
+  int month = 0;
+  for (int i = 0; i < 7; ++i) {
+    if (i == 4) continue;
+    if (period[i] < '0' || period[i] > '9') return std::nullopt;
+    int& part = i < 4 ? year : month;
+    part = part * 10 + (period[i] - '0');
+  }
+  if (year < 1970 || month < 1 || month > 12) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = 1;
+  const std::int64_t start = timegm(&tm);
+  tm.tm_mon += 1;  // timegm normalizes December + 1
+  const std::int64_t end = timegm(&tm);
+  return std::pair{start, end};
+}
+
+std::string period_of(std::int64_t unix_s) {
+  const std::time_t secs = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+  return buf;
+}
+
+std::string cost_preview_json(const period_usage& in) {
+  const period_pricing priced = price_period(in);
+  std::string out = "{\"object\":\"cost_preview\",\"tenant_id\":";
+  append_json_string(out, in.tenant_id);
+  out += ",\"period\":";
+  append_json_string(out, in.period);
+  out += ",\"currency\":";
+  append_json_string(out, in.currency);
+  out += ",\"price_book_id\":";
+  append_json_string(out, in.book_id);
+  out += ",\"batch_discount_bp\":" + std::to_string(in.batch_discount_bp) + ",\"lines\":[";
+  for (std::size_t i = 0; i < priced.lines.size(); ++i) {
+    const auto& l = priced.lines[i];
+    out += i ? ",{" : "{";
+    out += "\"model\":";
+    append_json_string(out, l.model);
+    out += ",\"token_class\":\"" + l.token_class + "\",\"batch\":" + (l.batch ? "true" : "false") +
+           ",\"tier\":" + std::to_string(l.tier) + ",\"tokens\":" + std::to_string(l.tokens) +
+           ",\"amount_micros\":" + std::to_string(l.amount_micros) + ",\"versions\":[";
+    for (std::size_t v = 0; v < l.versions.size(); ++v) {
+      out += (v ? "," : "") + std::to_string(l.versions[v]);
+    }
+    out += "]}";
+  }
+  out += "],\"unpriced\":[";
+  for (std::size_t i = 0; i < priced.unpriced.size(); ++i) {
+    const auto& u = priced.unpriced[i];
+    out += i ? ",{" : "{";
+    out += "\"model\":";
+    append_json_string(out, u.model);
+    out += ",\"batch\":" + std::string(u.batch ? "true" : "false") +
+           ",\"tokens\":" + std::to_string(u.tokens) + ",\"reason\":";
+    append_json_string(out, u.reason);
+    out += "}";
+  }
+  out += "],\"total_micros\":" + std::to_string(priced.total_micros) + "}";
+  return out;
+}
+
+int currency_minor_digits(std::string_view currency) {
+  static constexpr std::string_view zero[] = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF",
+                                              "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV",
+                                              "XAF", "XOF", "XPF"};
+  static constexpr std::string_view three[] = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"};
+  for (const auto c : zero) {
+    if (currency == c) return 0;
+  }
+  for (const auto c : three) {
+    if (currency == c) return 3;
+  }
+  return 2;
+}
+
+minor_amounts to_minor_units(const std::vector<std::int64_t>& micros, int minor_digits) {
+  std::int64_t unit = 1;
+  for (int i = minor_digits; i < 6; ++i) unit *= 10;
+  auto floor_div = [unit](std::int64_t v) { return v >= 0 ? v / unit : -((-v + unit - 1) / unit); };
+  minor_amounts out;
+  __int128 sum = 0;
+  std::int64_t floors = 0;
+  std::vector<std::pair<std::int64_t, std::size_t>> remainders;  // (remainder, index)
+  for (std::size_t i = 0; i < micros.size(); ++i) {
+    sum += micros[i];
+    const std::int64_t f = floor_div(micros[i]);
+    out.amounts.push_back(f);
+    floors += f;
+    remainders.emplace_back(micros[i] - f * unit, i);
+  }
+  // The total, rounded half up (toward +infinity on a half).
+  const __int128 doubled = sum * 2 + unit;
+  const __int128 u2 = static_cast<__int128>(unit) * 2;
+  const __int128 rounded = doubled >= 0 ? doubled / u2 : -((-doubled + u2 - 1) / u2);
+  out.total = static_cast<std::int64_t>(rounded);
+  std::stable_sort(remainders.begin(), remainders.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::int64_t missing = out.total - floors;  // 0 <= missing <= number of amounts
+  for (std::size_t k = 0; k < remainders.size() && missing > 0; ++k, --missing) {
+    out.amounts[remainders[k].second] += 1;
+  }
+  return out;
+}
+
+}  // namespace tollgate::billing

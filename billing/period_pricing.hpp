@@ -1,0 +1,90 @@
+// A billing period priced from the ledger's totals: per model, token class and batch flag, the
+// tokens of each price book version's time span are charged at that version's prices on one
+// accumulator that runs through the period, split into lines per tier, so that the lines of
+// an accumulator add up to exactly floor(F(total)) when one version covers the period
+// (invariant 4). Batch usage has its own accumulator, priced with the plan's batch discount.
+// Used by the cost preview and by invoices. Pure; the account store supplies the totals.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tollgate::billing {
+
+// What pricing a period needs: the plan, its book's versions and the ledger's totals.
+struct period_usage {
+  std::string tenant_id;
+  std::string period;  // "2026-11"
+  std::string book_id, currency, tier_mode, tier_scope;
+  int batch_discount_bp = 0;
+  struct version {
+    int number = 0;
+    std::string prices_json;  // canonical (billing/price_book)
+  };
+  std::vector<version> versions;  // in effective order
+  // Totals per version in force (0: before the first version), model and batch flag, in
+  // version order.
+  struct totals {
+    int version = 0;
+    std::string model;
+    bool batch = false;
+    std::int64_t input = 0;  // prompt tokens that were not cached
+    std::int64_t cached_input = 0;
+    std::int64_t output = 0;
+  };
+  std::vector<totals> rows;
+};
+
+struct priced_line {
+  std::string model;  // or "*" for a book with tier_scope all_models
+  std::string token_class;  // input, cached_input, output
+  bool batch = false;
+  int tier = 1;  // 1-based; for volume tiers, the tier the period's volume reached
+  std::int64_t tokens = 0;
+  std::int64_t amount_micros = 0;
+  std::vector<int> versions;  // the price book versions that priced it
+};
+
+struct unpriced_usage {
+  std::string model;
+  bool batch = false;
+  std::int64_t tokens = 0;
+  std::string reason;
+};
+
+struct period_pricing {
+  std::vector<priced_line> lines;  // by model, class, batch, tier
+  std::vector<unpriced_usage> unpriced;
+  std::int64_t total_micros = 0;
+};
+
+period_pricing price_period(const period_usage& usage);
+
+// A billing period is a calendar month in UTC, named "YYYY-MM" (years 1970..9999): its
+// [start, end) in unix seconds, or nullopt for anything else.
+std::optional<std::pair<std::int64_t, std::int64_t>> period_bounds(std::string_view period);
+// The name of the period holding `unix_s`.
+std::string period_of(std::int64_t unix_s);
+
+// The cost preview as JSON: {"object":"cost_preview", tenant_id, period, currency,
+// price_book_id, batch_discount_bp, lines:[{model, token_class, batch, tier, tokens,
+// amount_micros, versions}], unpriced:[{model, batch, tokens, reason}], total_micros}.
+std::string cost_preview_json(const period_usage& usage);
+
+// The number of decimals of a currency's minor unit (ISO 4217): 0 for JPY, KRW, ..., 3 for
+// BHD, KWD, ..., else 2.
+int currency_minor_digits(std::string_view currency);
+
+// Micro-unit amounts in the currency's minor unit: the total rounded half up, each amount
+// floored, and the difference given one minor unit at a time to the amounts with the largest
+// remainders (the earlier one on a tie), so that the amounts add up to the total exactly.
+struct minor_amounts {
+  std::vector<std::int64_t> amounts;
+  std::int64_t total = 0;
+};
+minor_amounts to_minor_units(const std::vector<std::int64_t>& micros, int minor_digits);
+
+}  // namespace tollgate::billing
