@@ -166,6 +166,9 @@ TEST_CASE("database, ledger, auth and budgets settings are checked") {
              Catch::Contains("/budgets/redis"));
   CHECK_THAT(error_of(R"({"budgets":{"redis_cluster":"yes"}})"), Catch::Contains("/budgets/redis_cluster"));
   CHECK_FALSE(cfg.budgets.redis_tls);
+  CHECK(cfg.invoices.grace_hours == 72);
+  CHECK_THAT(error_of(R"({"invoices":{"grace_hours":9000}})"), Catch::Contains("/invoices/grace_hours"));
+  CHECK_THAT(error_of(R"({"invoices":{"grace":1}})"), Catch::Contains("unknown field"));
   CHECK_THAT(error_of(R"({"budgets":{"redis_tls":1}})"), Catch::Contains("/budgets/redis_tls"));
   CHECK_THAT(error_of(R"({"budgets":{"redis_tls_cert_file":"c.pem"}})"),
              Catch::Contains("redis_tls_key_file"));
