@@ -197,7 +197,8 @@ net::awaitable<void> budget_guard::watch_changes(std::shared_ptr<change_feed> fe
   }
 }
 
-net::awaitable<std::optional<std::vector<billing::budget_info>>> budget_guard::budgets_of(
+// The tenant's active budgets (null: unknown, the database being away and nothing cached).
+net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
     const std::string& tenant_id) {
   const auto now = clock_.mono_now();
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
@@ -209,7 +210,7 @@ net::awaitable<std::optional<std::vector<billing::budget_info>>> budget_guard::b
         now - it->second.fetched < std::chrono::milliseconds(config_.cache_ttl_ms)) {
       // Still fresh, unless a time-zone window it carries has ended.
       bool current = true;
-      for (const auto& b : it->second.budgets) {
+      for (const auto& b : *it->second.budgets) {
         if (b.zone_end_ms > 0 && now_ms >= b.zone_end_ms) current = false;
       }
       if (current) co_return it->second.budgets;
@@ -224,13 +225,14 @@ net::awaitable<std::optional<std::vector<billing::budget_info>>> budget_guard::b
     if (auto it = cache_->by_tenant.find(tenant_id); it != cache_->by_tenant.end()) {
       co_return it->second.budgets;
     }
-    co_return std::nullopt;
+    co_return nullptr;
   }
   // A change announced while this fetch ran may not be in it: use it once, keep it expired.
   const auto fetched_at =
       cache_->changes == changes_before ? now : std::chrono::steady_clock::time_point{};
-  cache_->by_tenant[tenant_id] = cached{*fetched, fetched_at};
-  co_return std::move(*fetched);
+  auto list = std::make_shared<const std::vector<billing::budget_info>>(std::move(*fetched));
+  cache_->by_tenant[tenant_id] = cached{list, fetched_at};
+  co_return list;
 }
 
 net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
@@ -242,11 +244,11 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     co_return service_unavailable("Budgets cannot be checked right now; please retry shortly.",
                                   "service_unavailable", 1);
   }
-  std::vector<billing::budget_info> applying;
+  std::vector<const billing::budget_info*> applying;  // into *all, which stays alive here
   for (const auto& b : *all) {
     if (b.scope == "tenant" || (b.scope == "project" && b.scope_id == who.project_id) ||
         (b.scope == "key" && b.scope_id == who.key_id)) {
-      applying.push_back(b);
+      applying.push_back(&b);
     }
   }
   if (applying.empty()) {
@@ -258,23 +260,25 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   const std::int64_t spend = metering::estimate_spend_micros(
       prompt_tokens, max_tokens, model.estimate_input_price, model.estimate_output_price);
   std::vector<metering::limit_charge> charges;
+  std::vector<std::int64_t> amounts;
   budget_hold hold;
   hold.input_price = model.estimate_input_price;
   hold.output_price = model.estimate_output_price;
-  for (const auto& b : applying) {
+  charges.reserve(applying.size());
+  for (const auto* b : applying) {
     metering::limit_charge c;
-    c.rule = rule_of(b, now_ms);
-    c.amount = b.metric == "tokens" ? tokens : b.metric == "spend" ? spend : 1;
+    c.rule = rule_of(*b, now_ms);
+    c.amount = b->metric == "tokens" ? tokens : b->metric == "spend" ? spend : 1;
+    amounts.push_back(c.amount);
     charges.push_back(std::move(c));
-    hold.metrics.push_back(b.metric);
-    hold.budget_ids.push_back(b.id);
-    hold.limits.push_back(b.limit);
+    hold.metrics.push_back(b->metric);
+    hold.budget_ids.push_back(b->id);
+    hold.limits.push_back(b->limit);
   }
   // Named arguments: GCC 12 mishandles temporaries made inside a co_await expression.
   std::string tenant = who.tenant_id;
-  std::vector<metering::limit_charge> charges_arg = charges;
   auto r = co_await engine_.reserve(*redis_[worker], std::move(tenant), std::move(request_id),
-                                    std::move(charges_arg), now_ms);
+                                    std::move(charges), now_ms);
   if (!r) {
     if (config_.failure_mode == "open") {
       outcomes_.with({"unenforced"}).inc();
@@ -291,7 +295,7 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   if (!r->granted) {
     outcomes_.with({"refused"}).inc();
     const auto i = static_cast<std::size_t>(r->refused_index);
-    co_return refused(applying[i], r->refused_remaining, charges[i].amount, r->refused_reset_ms);
+    co_return refused(*applying[i], r->refused_remaining, amounts[i], r->refused_reset_ms);
   }
   outcomes_.with({"granted"}).inc();
   hold.ticket = std::move(r->ticket);
@@ -299,16 +303,16 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   // OpenAI's headers from the tightest request and token limits.
   std::optional<std::size_t> req_i, tok_i;
   for (std::size_t i = 0; i < applying.size(); ++i) {
-    auto& best = applying[i].metric == "tokens" ? tok_i : req_i;
+    auto& best = applying[i]->metric == "tokens" ? tok_i : req_i;
     if (!best || r->remaining[i] < r->remaining[*best]) best = i;
   }
   if (req_i) {
-    hold.headers.emplace_back("x-ratelimit-limit-requests", std::to_string(applying[*req_i].limit));
+    hold.headers.emplace_back("x-ratelimit-limit-requests", std::to_string(applying[*req_i]->limit));
     hold.headers.emplace_back("x-ratelimit-remaining-requests",
                               std::to_string(std::max<std::int64_t>(0, r->remaining[*req_i])));
   }
   if (tok_i) {
-    const auto& b = applying[*tok_i];
+    const auto& b = *applying[*tok_i];
     hold.headers.emplace_back("x-ratelimit-limit-tokens", std::to_string(b.limit));
     hold.headers.emplace_back("x-ratelimit-remaining-tokens",
                               std::to_string(std::max<std::int64_t>(0, r->remaining[*tok_i])));

@@ -87,8 +87,10 @@ class budget_guard {
   }
 
  private:
+  // Shared, never modified once cached: requests read it without copying.
+  using budget_list = std::shared_ptr<const std::vector<billing::budget_info>>;
   struct cached {
-    std::vector<billing::budget_info> budgets;
+    budget_list budgets;
     std::chrono::steady_clock::time_point fetched;
   };
   // The per-tenant budget cache, shared with the pub/sub watcher on the billing thread.
@@ -100,7 +102,7 @@ class budget_guard {
   // The pub/sub side, on the billing thread: one subscribed connection and one for PUBLISH.
   struct change_feed;
 
-  boost::asio::awaitable<std::optional<std::vector<billing::budget_info>>> budgets_of(
+  boost::asio::awaitable<budget_list> budgets_of(
       const std::string& tenant_id);
   static boost::asio::awaitable<void> watch_changes(std::shared_ptr<change_feed> feed);
   static boost::asio::awaitable<void> publish_change(std::shared_ptr<change_feed> feed,

@@ -26,8 +26,11 @@ constexpr std::int64_t settled_marker_ttl_ms = 2 * day_ms;
 // KEYS: for each charge, the counter of the current window and the one before it (the same
 // key again unless the window slides).
 // ARGV: request id, now (ms), hold expiry (ms), number of charges, then per charge: limit,
-// amount, hard (1/0), sliding (1/0), window length (ms), counter ttl (ms), ms into the window.
+// amount, hard (1/0), sliding (1/0), window length (ms), counter ttl (ms), ms into the window,
+// renew (1: set the counter's ttl on every use, for lifetime counters; 0: only when created).
 // Returns {1, remaining...} or {0, refusing charge index (0-based), what it had left}.
+// Expiries are set when a key is created, not on every call: a window instance's keys expire
+// at its end plus a grace period, which does not move (lifetime counters excepted).
 const redis::script reserve_script(R"lua(
 local rid = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -42,21 +45,21 @@ local function drop_expired(k)
     redis.call('HINCRBY', k, 'held', -a)
   end
 end
-local function field(k, f)
-  return tonumber(redis.call('HGET', k, f) or '0')
-end
 local remaining = {}
+local created = {}
 for i = 0, n - 1 do
   local k, prev = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  local a = 5 + 7 * i
+  local a = 5 + 8 * i
   local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local hard, sliding = ARGV[a + 2] == '1', ARGV[a + 3] == '1'
   local window, into = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 6])
   drop_expired(k)
-  local used = field(k, 'used') + field(k, 'held')
+  local f = redis.call('HMGET', k, 'used', 'held')
+  created[i + 1] = not f[1] and not f[2]
+  local used = tonumber(f[1] or '0') + tonumber(f[2] or '0')
   if sliding then
     -- The previous window counts in proportion to how much of it the sliding window still covers.
-    used = used + math.floor(field(prev, 'used') * (window - into) / window)
+    used = used + math.floor(tonumber(redis.call('HGET', prev, 'used') or '0') * (window - into) / window)
   end
   if hard and used + amount > limit then
     return {0, i, math.max(limit - used, 0)}
@@ -65,17 +68,19 @@ for i = 0, n - 1 do
 end
 for i = 0, n - 1 do
   local k = KEYS[2 * i + 1]
-  local a = 5 + 7 * i
-  local amount, ttl = ARGV[a + 1], ARGV[a + 5]
+  local a = 5 + 8 * i
+  local amount, ttl, renew = ARGV[a + 1], ARGV[a + 5], ARGV[a + 7] == '1'
   -- The same request reserving twice holds once.
   if redis.call('HSETNX', k .. ':h', rid, amount) == 1 then
     redis.call('HINCRBY', k, 'held', amount)
     redis.call('ZADD', k .. ':e', expiry, rid)
+    -- One hold: the hold keys were just created (emptied keys are deleted), without expiry.
+    if redis.call('HLEN', k .. ':h') == 1 then
+      redis.call('PEXPIRE', k .. ':h', ttl)
+      redis.call('PEXPIRE', k .. ':e', ttl)
+    end
   end
-  redis.call('HSETNX', k, 'used', 0)
-  redis.call('PEXPIRE', k, ttl)
-  redis.call('PEXPIRE', k .. ':h', ttl)
-  redis.call('PEXPIRE', k .. ':e', ttl)
+  if created[i + 1] or renew then redis.call('PEXPIRE', k, ttl) end
 end
 return {1, unpack(remaining)}
 )lua");
@@ -259,6 +264,7 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
     args.push_back(std::to_string(std::max<std::int64_t>(window_length_ms(c.rule.window), 1)));
     args.push_back(std::to_string(ttl));
     args.push_back(std::to_string(now_ms - start));
+    args.push_back(c.rule.window == budget_window::lifetime ? "1" : "0");
   }
   auto r = co_await redis.eval(reserve_script, std::move(keys), std::move(args));
   if (!r) co_return r.error();

@@ -346,3 +346,50 @@ TEST_CASE("on a three-master Redis Cluster, tenants on every node reserve and se
     CHECK(size->integer > 0);
   }
 }
+
+namespace {
+
+net::awaitable<redis::redis_result> raw(redis::client& c, std::vector<std::string> args) {
+  co_return co_await c.command(std::move(args));
+}
+
+}  // namespace
+
+TEST_CASE("every key a reservation creates expires; lifetime counters are renewed on use") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  const auto day = rule("day", budget_window::day, 1000);
+  const auto life = rule("life", budget_window::lifetime, 1000);
+  auto r = run(io, reserve_one(engine, c, "req_a", {{day, 10}, {life, 10}}, t0));
+  REQUIRE(r);
+  REQUIRE(r->granted);
+  const std::string day_key = r->ticket.counter_keys[0];
+  const std::string life_key = r->ticket.counter_keys[1];
+  auto ttl = [&](const std::string& key) { return run(io, raw(c, {"PTTL", key}))->integer; };
+  for (const auto& k : {day_key, day_key + ":h", day_key + ":e", life_key, life_key + ":h"}) {
+    INFO(k);
+    CHECK(ttl(k) > 0);
+  }
+  // A day counter's expiry is its window's end plus the grace period: it does not move.
+  const auto day_ttl = ttl(day_key);
+  REQUIRE(run(io, raw(c, {"PEXPIRE", life_key, "5000"}))->integer == 1);
+  auto second = run(io, reserve_one(engine, c, "req_b", {{day, 10}, {life, 10}}, t0 + 1000));
+  REQUIRE(second);
+  REQUIRE(second->granted);
+  CHECK(ttl(day_key) <= day_ttl);
+  CHECK(ttl(life_key) > 5000);  // renewed
+  // Settling both empties the hold keys (deleted); a later hold creates them with an expiry.
+  REQUIRE(run(io, settle_one(engine, c, r->ticket, {5, 5})));
+  REQUIRE(run(io, settle_one(engine, c, second->ticket, {5, 5})));
+  CHECK(run(io, raw(c, {"EXISTS", day_key + ":h"}))->integer == 0);
+  auto third = run(io, reserve_one(engine, c, "req_c", {{day, 10}}, t0 + 2000));
+  REQUIRE(third);
+  REQUIRE(third->granted);
+  CHECK(ttl(day_key + ":h") > 0);
+  CHECK(ttl(day_key + ":e") > 0);
+  auto used = run(io, used_of(engine, c, day, t0 + 3000));
+  REQUIRE(used);
+  CHECK(*used == 5 + 5 + 10);  // two settled at 5, one held at 10
+}
