@@ -46,7 +46,8 @@ TEST_CASE("the preview prices each line on one accumulator through the period's 
              {1, "m", true, 40, 0, 3},      // batch: its own accumulator, half price
              {1, "other", false, 5, 0, 5},  // not in the book
              {2, "m", false, 50, 0, 1}};    // input 20 x 3 + 30 x 5 (v2's rate past 100) = 210
-  auto doc = json::document::parse(cost_preview_json(in));
+  const std::string text = cost_preview_json(in);  // the document points into it
+  auto doc = json::document::parse(text);
   REQUIRE(doc);
   const auto root = doc->root();
   const auto lines = root.find("lines");
