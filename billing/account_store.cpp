@@ -1072,18 +1072,14 @@ namespace {
 const char* const invoice_json =
     "json_build_object('object','invoice','id',i.id,'tenant_id',i.tenant_id,'period',i.period,"
     "'status',i.status,'number',i.number,'currency',i.currency,'price_book_id',i.price_book_id,"
-    "'minor_digits',i.minor_digits,'lines',i.lines,'unpriced',i.unpriced,"
+    "'minor_digits',i.minor_digits,'lines',i.lines,'adjustments',i.adjustments,"
+    "'unpriced',i.unpriced,"
     "'total_micros',i.total_micros,'total_minor',i.total_minor,"
     "'created_at',extract(epoch from i.created_at)::bigint,"
     "'finalized_at',extract(epoch from i.finalized_at)::bigint)";
 
 // The lines of an invoice as JSON, with their amounts in the currency's minor unit.
-std::string invoice_lines_json(const period_pricing& priced, int minor_digits,
-                               std::int64_t& total_minor) {
-  std::vector<std::int64_t> micros;
-  for (const auto& l : priced.lines) micros.push_back(l.amount_micros);
-  const auto minor = to_minor_units(micros, minor_digits);
-  total_minor = minor.total;
+std::string invoice_lines_json(const period_pricing& priced, const std::vector<std::int64_t>& minor) {
   std::string out = "[";
   for (std::size_t i = 0; i < priced.lines.size(); ++i) {
     const auto& l = priced.lines[i];
@@ -1094,12 +1090,31 @@ std::string invoice_lines_json(const period_pricing& priced, int minor_digits,
         .add("tier", static_cast<std::int64_t>(l.tier))
         .add("tokens", l.tokens)
         .add("amount_micros", l.amount_micros)
-        .add("amount_minor", minor.amounts[i]);
+        .add("amount_minor", minor[i]);
     std::string versions = "[";
     for (std::size_t v = 0; v < l.versions.size(); ++v) {
       versions += (v ? "," : "") + std::to_string(l.versions[v]);
     }
     w.add_raw("versions", versions + "]");
+    out += (i ? "," : "") + w.finish();
+  }
+  return out + "]";
+}
+
+// The adjustments as JSON; their minor amounts follow the lines' in `minor`.
+std::string adjustments_json(const std::vector<late_adjustment>& adjustments,
+                             const std::vector<std::int64_t>& minor, std::size_t first) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < adjustments.size(); ++i) {
+    const auto& a = adjustments[i];
+    json_object_writer w;
+    w.add("period", a.period)
+        .add("model", a.model)
+        .add("token_class", a.token_class)
+        .add("batch", a.batch)
+        .add("tokens", a.tokens)
+        .add("amount_micros", a.amount_micros)
+        .add("amount_minor", minor[first + i]);
     out += (i ? "," : "") + w.finish();
   }
   return out + "]";
@@ -1124,20 +1139,65 @@ net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
   if (!usage) co_return usage.error();
   const period_pricing priced = price_period(*usage);
   const int digits = currency_minor_digits(usage->currency);
-  std::int64_t total_minor = 0;
-  std::string lines = invoice_lines_json(priced, digits, total_minor);
+
+  // Late usage of earlier periods whose invoices are finalized (the last 24): what each comes
+  // to now, less what its invoice and the adjustments of other finalized invoices charged.
+  std::vector<late_adjustment> adjustments;
+  std::vector<std::string> earlier_adjustments;
+  std::vector<std::pair<std::string, std::string>> finalized;  // period, lines
+  {
+    auto conn = co_await pool_.acquire();
+    if (!conn) co_return unavailable(conn.error());
+    const std::string earlier_sql =
+        "SELECT period, lines::text FROM invoices WHERE tenant_id = $1 AND status = 'finalized'"
+        " AND period < $2 ORDER BY period DESC LIMIT 24";
+    std::vector<pg::param> earlier_params;
+    earlier_params.emplace_back(tenant_id);
+    earlier_params.emplace_back(period);
+    auto earlier = co_await (*conn)->query(earlier_sql, std::move(earlier_params));
+    if (!earlier) co_return from_db(earlier.error());
+    const std::string adjusted_sql =
+        "SELECT adjustments::text FROM invoices WHERE tenant_id = $1 AND status = 'finalized'"
+        " AND period <> $2 AND adjustments <> '[]'::jsonb";
+    std::vector<pg::param> adjusted_params;
+    adjusted_params.emplace_back(tenant_id);
+    adjusted_params.emplace_back(period);
+    auto adjusted = co_await (*conn)->query(adjusted_sql, std::move(adjusted_params));
+    if (!adjusted) co_return from_db(adjusted.error());
+    for (int i = 0; i < adjusted->size(); ++i) earlier_adjustments.emplace_back(adjusted->text(i, 0));
+    for (int i = 0; i < earlier->size(); ++i) {
+      finalized.emplace_back(std::string(earlier->text(i, 0)), std::string(earlier->text(i, 1)));
+    }
+  }  // the connection goes back to the pool before the earlier periods are loaded
+  for (auto it = finalized.rbegin(); it != finalized.rend(); ++it) {
+    auto then = co_await load_period_usage(tenant_id, it->first);
+    if (!then) co_return then.error();
+    const auto late =
+        late_adjustments(it->first, price_period(*then), it->second, earlier_adjustments);
+    adjustments.insert(adjustments.end(), late.begin(), late.end());
+  }
+  std::vector<std::int64_t> micros;
+  std::int64_t total_micros = 0;
+  for (const auto& l : priced.lines) micros.push_back(l.amount_micros);
+  for (const auto& a : adjustments) micros.push_back(a.amount_micros);
+  for (const auto m : micros) total_micros += m;
+  const auto minor = to_minor_units(micros, digits);
+  const std::int64_t total_minor = minor.total;
+  std::string lines = invoice_lines_json(priced, minor.amounts);
+  std::string adjusted_json = adjustments_json(adjustments, minor.amounts, priced.lines.size());
   // A draft is rewritten in place (same id); a finalized invoice is left as it is and returned.
   std::string sql =
       std::string("WITH f AS (SELECT * FROM invoices WHERE tenant_id = $1 AND period = $2"
                   " AND status = 'finalized'),"
                   " d AS (INSERT INTO invoices (id, tenant_id, period, status, currency,"
-                  " price_book_id, minor_digits, lines, unpriced, total_micros, total_minor)"
-                  " SELECT $3, $1, $2, 'draft', $4, $5, $6::integer, $7::jsonb, $8::jsonb,"
-                  " $9::bigint, $10::bigint WHERE NOT EXISTS (SELECT 1 FROM f)"
+                  " price_book_id, minor_digits, lines, unpriced, total_micros, total_minor,"
+                  " adjustments) SELECT $3, $1, $2, 'draft', $4, $5, $6::integer, $7::jsonb,"
+                  " $8::jsonb, $9::bigint, $10::bigint, $11::jsonb WHERE NOT EXISTS (SELECT 1 FROM f)"
                   " ON CONFLICT (tenant_id, period) DO UPDATE SET currency = EXCLUDED.currency,"
                   " price_book_id = EXCLUDED.price_book_id, minor_digits = EXCLUDED.minor_digits,"
                   " lines = EXCLUDED.lines, unpriced = EXCLUDED.unpriced,"
                   " total_micros = EXCLUDED.total_micros, total_minor = EXCLUDED.total_minor,"
+                  " adjustments = EXCLUDED.adjustments,"
                   " updated_at = now() WHERE invoices.status = 'draft' RETURNING *),"
                   " i AS (SELECT * FROM d UNION ALL SELECT * FROM f)"
                   " SELECT ") +
@@ -1151,8 +1211,9 @@ net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
   params.emplace_back(std::to_string(digits));
   params.emplace_back(std::move(lines));
   params.emplace_back(unpriced_json(priced));
-  params.emplace_back(std::to_string(priced.total_micros));
+  params.emplace_back(std::to_string(total_micros));
   params.emplace_back(std::to_string(total_minor));
+  params.emplace_back(std::move(adjusted_json));
   std::string not_found = "The invoice of " + tenant_id + " for " + period + " was not written.";
   co_return co_await one_object(std::move(sql), std::move(params), std::move(not_found));
 }

@@ -190,6 +190,53 @@ std::string cost_preview_json(const period_usage& in) {
   return out;
 }
 
+std::vector<late_adjustment> late_adjustments(
+    const std::string& period, const period_pricing& now, const std::string& invoiced_lines_json,
+    const std::vector<std::string>& earlier_adjustments_json) {
+  using key = std::tuple<std::string, std::string, bool>;  // model, class, batch
+  std::map<key, std::pair<std::int64_t, std::int64_t>> charged;  // tokens, micro-units
+  auto add_all = [&](const std::string& text, bool only_this_period) {
+    const auto doc = json::document::parse(text);
+    if (!doc || !doc->root().is_array()) return;
+    doc->root().for_each_element([&](json::value l) {
+      if (!l.is_object()) return;
+      const auto p = l.find("period");
+      if (only_this_period && (!p.valid() || !p.is_string() || p.as_string() != period)) return;
+      const auto model = l.find("model");
+      const auto cls = l.find("token_class");
+      const auto batch = l.find("batch");
+      const auto tokens = l.find("tokens");
+      const auto amount = l.find("amount_micros");
+      if (!model.valid() || !cls.valid() || !batch.valid() || !tokens.valid() || !amount.valid() ||
+          !tokens.is_int64() || !amount.is_int64()) {
+        return;
+      }
+      auto& c = charged[{std::string(model.as_string()), std::string(cls.as_string()),
+                         batch.as_bool()}];
+      c.first += tokens.as_int64();
+      c.second += amount.as_int64();
+    });
+  };
+  add_all(invoiced_lines_json, false);
+  for (const auto& a : earlier_adjustments_json) add_all(a, true);
+  std::map<key, std::pair<std::int64_t, std::int64_t>> current;
+  for (const auto& l : now.lines) {
+    auto& c = current[{l.model, l.token_class, l.batch}];
+    c.first += l.tokens;
+    c.second += l.amount_micros;
+  }
+  for (const auto& [k, c] : charged) current.try_emplace(k, 0, 0);
+  std::vector<late_adjustment> out;
+  for (const auto& [k, c] : current) {
+    const auto it = charged.find(k);
+    const std::int64_t tokens = c.first - (it == charged.end() ? 0 : it->second.first);
+    const std::int64_t amount = c.second - (it == charged.end() ? 0 : it->second.second);
+    if (tokens == 0 && amount == 0) continue;
+    out.push_back({period, std::get<0>(k), std::get<1>(k), std::get<2>(k), tokens, amount});
+  }
+  return out;
+}
+
 int currency_minor_digits(std::string_view currency) {
   static constexpr std::string_view zero[] = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF",
                                               "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV",

@@ -63,6 +63,25 @@ struct period_pricing {
 
 period_pricing price_period(const period_usage& usage);
 
+// Usage of an earlier period that arrived after its invoice was finalized: per model, token
+// class and batch flag, the difference between what the period comes to now and what its
+// invoice and the adjustments since have charged, so the late tokens are priced at their place
+// in their own period (at the end of its accumulator).
+struct late_adjustment {
+  std::string period;
+  std::string model;
+  std::string token_class;
+  bool batch = false;
+  std::int64_t tokens = 0;
+  std::int64_t amount_micros = 0;
+};
+// `now`: the earlier period priced again from today's ledger. `invoiced_lines_json`: its
+// finalized invoice's lines. `earlier_adjustments_json`: the adjustments arrays of the other
+// finalized invoices (those for other periods are skipped).
+std::vector<late_adjustment> late_adjustments(const std::string& period, const period_pricing& now,
+                                              const std::string& invoiced_lines_json,
+                                              const std::vector<std::string>& earlier_adjustments_json);
+
 // A billing period is a calendar month in UTC, named "YYYY-MM" (years 1970..9999): its
 // [start, end) in unix seconds, or nullopt for anything else.
 std::optional<std::pair<std::int64_t, std::int64_t>> period_bounds(std::string_view period);

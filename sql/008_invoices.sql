@@ -1,7 +1,7 @@
 -- Invoices (docs/PRICING.md): one per tenant per calendar month (UTC), a draft until it is
 -- finalized, then immutable and numbered. Lines per model x token class x batch flag x tier,
--- in micro-units and in the currency's minor unit (largest-remainder rounding, so that the
--- lines add up to the total).
+-- and adjustments for late usage of earlier periods, in micro-units and in the currency's minor
+-- unit (largest-remainder rounding, so that lines and adjustments add up to the total).
 CREATE SEQUENCE invoice_numbers;
 
 CREATE TABLE invoices (
@@ -15,6 +15,10 @@ CREATE TABLE invoices (
   minor_digits   integer NOT NULL CHECK (minor_digits BETWEEN 0 AND 6),
   lines          jsonb NOT NULL CHECK (jsonb_typeof(lines) = 'array'),
   unpriced       jsonb NOT NULL CHECK (jsonb_typeof(unpriced) = 'array'),
+  -- Usage of earlier, finalized periods that arrived after they were finalized, priced at its
+  -- place in its own period: [{period, model, token_class, batch, tokens, amount_micros,
+  -- amount_minor}].
+  adjustments    jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(adjustments) = 'array'),
   total_micros   bigint NOT NULL,
   total_minor    bigint NOT NULL,
   created_at     timestamptz NOT NULL DEFAULT now(),

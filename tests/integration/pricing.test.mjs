@@ -253,10 +253,25 @@ describe('price books and plans (real PostgreSQL)', () => {
       prompt_tokens, cached_prompt_tokens, completion_tokens, reasoning_tokens, usage_reported, estimated, latency_us, client_disconnected)
       VALUES ('${t.tenant}', '2026-09-20T12:00:00Z', 'past_req_2', '/v1/chat/completions', 'dev-echo', 'dev', false, false, 200, 10, 0, 10, 0, true, false, 1, false)`);
     assert.deepEqual((await run({ period: '2026-09' })).json.data[0].lines, inv.lines);
+    // It becomes an adjustment on the next invoice, priced at its place in its own period
+    // (after the 40 input and 20 output tokens already invoiced).
+    const october = (await run({ period: '2026-10', finalize: true })).json.data[0];
+    assert.equal(october.status, 'finalized');
+    assert.deepEqual(october.lines, []);
+    const adj = Object.fromEntries(october.adjustments.map((a) => [a.token_class, a]));
+    assert.deepEqual(Object.keys(adj).sort(), ['input', 'output']);
+    assert.equal(adj.input.period, '2026-09');
+    assert.equal(adj.input.tokens, 10);
+    assert.equal(BigInt(adj.input.amount_micros), refPrice(input, 50) - refPrice(input, 40));
+    assert.equal(BigInt(adj.output.amount_micros), refPrice(output, 30) - refPrice(output, 20));
+    assert.equal(october.total_micros, adj.input.amount_micros + adj.output.amount_micros);
+    assert.equal(october.adjustments.reduce((n, a) => n + a.amount_minor, 0), october.total_minor);
+    // Adjusted once: the current period's draft does not charge it again.
+    assert.deepEqual((await run({ period })).json.data[0].adjustments, []);
 
     // Finance API: list, get, CSV; tollctl.
     const list = await api(s.adminUrl, 'GET', `/finance/v1/invoices?tenant_id=${t.tenant}`, { token: FINANCE });
-    assert.deepEqual(list.json.data.map((i) => i.period).sort(), ['2026-09', period]);
+    assert.deepEqual(list.json.data.map((i) => i.period).sort(), ['2026-09', '2026-10', period]);
     const got = await api(s.adminUrl, 'GET', `/finance/v1/invoices/${inv.id}`, { token: FINANCE });
     assert.equal(got.json.number, inv.number);
     const csv = await fetch(`${s.adminUrl}/finance/v1/invoices/${inv.id}?format=csv`, { headers: { authorization: `Bearer ${FINANCE}` } });

@@ -166,3 +166,24 @@ TEST_CASE("minor units: lines rounded by largest remainder add up to the rounded
     CHECK(sum == r.total);
   }
 }
+
+TEST_CASE("late usage of a finalized period becomes one adjustment, not two") {
+  period_pricing now;
+  now.lines = {{"m", "input", false, 1, 100, 300, {1}}, {"m", "input", false, 2, 30, 150, {1}},
+               {"m", "output", false, 1, 10, 20, {1}}};
+  const std::string invoiced =
+      R"([{"model":"m","token_class":"input","batch":false,"tier":1,"tokens":100,"amount_micros":300},
+          {"model":"m","token_class":"input","batch":false,"tier":2,"tokens":10,"amount_micros":50},
+          {"model":"m","token_class":"output","batch":false,"tier":1,"tokens":10,"amount_micros":20}])";
+  auto first = late_adjustments("2026-09", now, invoiced, {});
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].token_class == "input");
+  CHECK(first[0].tokens == 20);
+  CHECK(first[0].amount_micros == 100);
+  // Once another finalized invoice carries it, nothing is left to adjust; adjustments of other
+  // periods do not count.
+  const std::string carried =
+      R"([{"period":"2026-09","model":"m","token_class":"input","batch":false,"tokens":20,"amount_micros":100},
+          {"period":"2026-08","model":"m","token_class":"output","batch":false,"tokens":5,"amount_micros":9}])";
+  CHECK(late_adjustments("2026-09", now, invoiced, {carried}).empty());
+}
