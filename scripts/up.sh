@@ -84,10 +84,21 @@ if [ -z "$demo_key" ] || [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authori
     --limit 1000000 --field id >/dev/null
   build/bin/tollctl budgets create --tenant "$tenant" --metric tokens --window minute \
     --limit 20000 --field id >/dev/null
+  # A price book for the development model (docs/PRICING.md) and the tenant's plan.
+  cat >"$run/demo-price-book.json" <<'BOOK'
+{"name": "Demo prices", "currency": "USD", "tier_mode": "graduated", "effective_at": 1767225600,
+ "models": {"dev-echo": {"input": [{"up_to": 1000000, "rate": "150000"}, {"rate": "120000"}],
+                         "cached_input": [{"rate": "75000"}],
+                         "output": [{"rate": "600000"}]}}}
+BOOK
+  book=$(build/bin/tollctl price-books create --file "$run/demo-price-book.json" --field id)
+  build/bin/tollctl plans set --tenant "$tenant" --price-book "$book" --field tenant_id >/dev/null
   (umask 077 && echo "$demo_key" >"$run/demo-key")
+  echo "$tenant" >"$run/demo-tenant"
   echo "up: created demo tenant $tenant, project $project, an API key, a budget of 1,000,000"
-  echo "    tokens per month and a limit of 20,000 tokens per minute"
+  echo "    tokens per month, a limit of 20,000 tokens per minute, and price book $book"
 fi
+demo_tenant=$(cat "$run/demo-tenant" 2>/dev/null || true)
 
 cat >"$run/env" <<ENV
 TOLLGATE_URL=http://127.0.0.1:8080
@@ -109,4 +120,6 @@ Try it (-i shows the x-ratelimit-* headers; a max_tokens over 20,000 is refused 
   curl -si http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer $demo_key" \\
     -H 'Content-Type: application/json' \\
     -d '{"model":"dev-echo","messages":[{"role":"user","content":"Hello, Tollgate!"}]}'
+What the demo tenant's month has cost so far (micro-units, priced by its price book):
+  set -a; . $run/env; set +a; build/bin/tollctl costs preview --tenant ${demo_tenant:-<tenant id>}
 MSG
