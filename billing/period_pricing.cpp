@@ -30,7 +30,7 @@ int tier_of(const price_schedule& s, std::int64_t units) {
 }
 
 struct accumulator {
-  std::int64_t position = 0;  // tokens priced so far this period
+  std::int64_t position = 0;             // tokens priced so far this period
   const price_schedule* last = nullptr;  // the schedule that priced the latest tokens
 };
 
@@ -193,7 +193,7 @@ std::string cost_preview_json(const period_usage& in) {
 std::vector<late_adjustment> late_adjustments(
     const std::string& period, const period_pricing& now, const std::string& invoiced_lines_json,
     const std::vector<std::string>& earlier_adjustments_json) {
-  using key = std::tuple<std::string, std::string, bool>;  // model, class, batch
+  using key = std::tuple<std::string, std::string, bool>;        // model, class, batch
   std::map<key, std::pair<std::int64_t, std::int64_t>> charged;  // tokens, micro-units
   auto add_all = [&](const std::string& text, bool only_this_period) {
     const auto doc = json::document::parse(text);
@@ -211,8 +211,8 @@ std::vector<late_adjustment> late_adjustments(
           !tokens.is_int64() || !amount.is_int64()) {
         return;
       }
-      auto& c = charged[{std::string(model.as_string()), std::string(cls.as_string()),
-                         batch.as_bool()}];
+      auto& c =
+          charged[{std::string(model.as_string()), std::string(cls.as_string()), batch.as_bool()}];
       c.first += tokens.as_int64();
       c.second += amount.as_int64();
     });
@@ -238,9 +238,9 @@ std::vector<late_adjustment> late_adjustments(
 }
 
 int currency_minor_digits(std::string_view currency) {
-  static constexpr std::string_view zero[] = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF",
-                                              "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV",
-                                              "XAF", "XOF", "XPF"};
+  static constexpr std::string_view zero[] = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY",
+                                              "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+                                              "VND", "VUV", "XAF", "XOF", "XPF"};
   static constexpr std::string_view three[] = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"};
   for (const auto c : zero) {
     if (currency == c) return 0;

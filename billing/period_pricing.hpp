@@ -39,7 +39,7 @@ struct period_usage {
 };
 
 struct priced_line {
-  std::string model;  // or "*" for a book with tier_scope all_models
+  std::string model;        // or "*" for a book with tier_scope all_models
   std::string token_class;  // input, cached_input, output
   bool batch = false;
   int tier = 1;  // 1-based; for volume tiers, the tier the period's volume reached
@@ -78,9 +78,9 @@ struct late_adjustment {
 // `now`: the earlier period priced again from today's ledger. `invoiced_lines_json`: its
 // finalized invoice's lines. `earlier_adjustments_json`: the adjustments arrays of the other
 // finalized invoices (those for other periods are skipped).
-std::vector<late_adjustment> late_adjustments(const std::string& period, const period_pricing& now,
-                                              const std::string& invoiced_lines_json,
-                                              const std::vector<std::string>& earlier_adjustments_json);
+std::vector<late_adjustment> late_adjustments(
+    const std::string& period, const period_pricing& now, const std::string& invoiced_lines_json,
+    const std::vector<std::string>& earlier_adjustments_json);
 
 // A billing period is a calendar month in UTC, named "YYYY-MM" (years 1970..9999): its
 // [start, end) in unix seconds, or nullopt for anything else.

@@ -49,8 +49,9 @@ std::string parse_schedule(json::value tiers, tier_mode mode, const std::string&
       parsed = parse_rate(rate.raw_number());
     }
     if (!parsed) {
-      return at + ": rate must be micro-units per 1M tokens, a decimal string with at most six "
-                  "fractional digits such as \"150000\" or \"2.5\" (no floating-point numbers)";
+      return at +
+             ": rate must be micro-units per 1M tokens, a decimal string with at most six "
+             "fractional digits such as \"150000\" or \"2.5\" (no floating-point numbers)";
     }
     tier.rate = *parsed;
     const json::value fee = t.find("flat_fee");
@@ -83,8 +84,12 @@ void append_schedule(std::string& out, const price_schedule& s) {
 
 }  // namespace
 
-std::string_view to_string(tier_mode m) { return m == tier_mode::graduated ? "graduated" : "volume"; }
-std::string_view to_string(tier_scope s) { return s == tier_scope::model ? "model" : "all_models"; }
+std::string_view to_string(tier_mode m) {
+  return m == tier_mode::graduated ? "graduated" : "volume";
+}
+std::string_view to_string(tier_scope s) {
+  return s == tier_scope::model ? "model" : "all_models";
+}
 
 parse_result parse_model_prices(json::value models, tier_mode mode, tier_scope scope) {
   if (!models.valid() || !models.is_object() || models.size() == 0) {
@@ -126,8 +131,8 @@ parse_result parse_model_prices(json::value models, tier_mode mode, tier_scope s
     if (error.empty()) error = parse_schedule(v.find("output"), mode, where + ".output", p.output);
     if (error.empty()) {
       if (v.find("cached_input").valid()) {
-        error = parse_schedule(v.find("cached_input"), mode, where + ".cached_input",
-                               p.cached_input);
+        error =
+            parse_schedule(v.find("cached_input"), mode, where + ".cached_input", p.cached_input);
       } else {
         p.cached_input = p.input;
       }

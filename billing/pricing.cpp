@@ -116,8 +116,8 @@ std::int64_t price_micros(const price_schedule& s, std::int64_t units, int disco
 std::int64_t charge_micros(const price_schedule& s, std::int64_t position, std::int64_t quantity,
                            int discount_bp) {
   assert(position >= 0 && quantity >= 0 && position + quantity <= max_units);
-  const std::int64_t charge = price_micros(s, position + quantity, discount_bp) -
-                              price_micros(s, position, discount_bp);
+  const std::int64_t charge =
+      price_micros(s, position + quantity, discount_bp) - price_micros(s, position, discount_bp);
   return charge < 0 ? 0 : charge;  // only volume tiers can fall
 }
 

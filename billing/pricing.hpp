@@ -24,8 +24,8 @@ std::optional<rate_e6> parse_rate(std::string_view text);
 std::string format_rate(rate_e6 rate);
 
 // Bounds that keep every intermediate inside 128 bits (checked by validate()).
-constexpr rate_e6 max_rate_e6 = 1'000'000'000'000'000;      // 10^9 micro-units per 1M units
-constexpr std::int64_t max_units = 1'000'000'000'000'000;   // 10^15 units in one period
+constexpr rate_e6 max_rate_e6 = 1'000'000'000'000'000;     // 10^9 micro-units per 1M units
+constexpr std::int64_t max_units = 1'000'000'000'000'000;  // 10^15 units in one period
 constexpr std::int64_t max_flat_fee_micros = 1'000'000'000'000'000;
 constexpr int max_tiers = 32;
 constexpr int max_discount_bp = 10'000;  // basis points: 10,000 = 100 % off

@@ -157,10 +157,9 @@ net::awaitable<void> read_loop(state_ptr st, std::uint64_t gen) {
   const auto tls = st->tls;
   for (;;) {
     auto [ec, n] =
-        tls ? co_await tls->async_read_some(net::buffer(buf),
-                                                    net::as_tuple(net::use_awaitable))
-                : co_await st->socket.async_read_some(net::buffer(buf),
-                                                      net::as_tuple(net::use_awaitable));
+        tls ? co_await tls->async_read_some(net::buffer(buf), net::as_tuple(net::use_awaitable))
+            : co_await st->socket.async_read_some(net::buffer(buf),
+                                                  net::as_tuple(net::use_awaitable));
     if (st->generation != gen) co_return;
     if (ec) {
       st->fail_all("the Redis connection was lost: " + ec.message());
@@ -203,10 +202,9 @@ net::awaitable<void> write_loop(state_ptr st, std::uint64_t gen) {
     data.swap(st->outbox);
     const auto tls = st->tls;
     auto [ec, n] =
-        tls ? co_await net::async_write(*tls, net::buffer(data),
-                                            net::as_tuple(net::use_awaitable))
-                : co_await net::async_write(st->socket, net::buffer(data),
-                                            net::as_tuple(net::use_awaitable));
+        tls ? co_await net::async_write(*tls, net::buffer(data), net::as_tuple(net::use_awaitable))
+            : co_await net::async_write(st->socket, net::buffer(data),
+                                        net::as_tuple(net::use_awaitable));
     (void)n;
     if (st->generation != gen) co_return;
     if (ec) {

@@ -28,9 +28,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& m : *prices) {
     for (const auto* s : {&m.input, &m.cached_input, &m.output}) {
       std::int64_t previous = 0;
-      for (const std::int64_t units : {std::int64_t{0}, std::int64_t{1}, std::int64_t{999},
-                                       std::int64_t{1'000'000}, std::int64_t{123'456'789},
-                                       max_units}) {
+      for (const std::int64_t units :
+           {std::int64_t{0}, std::int64_t{1}, std::int64_t{999}, std::int64_t{1'000'000},
+            std::int64_t{123'456'789}, max_units}) {
         const std::int64_t p = price_micros(*s, units);
         if (p < 0) std::abort();
         if (s->mode == tier_mode::graduated && p < previous) std::abort();

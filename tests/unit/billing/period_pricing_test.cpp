@@ -22,7 +22,8 @@ TEST_CASE("billing periods are UTC calendar months") {
   CHECK(dec->second == 1798761600);  // 2027-01-01
   CHECK(period_of(1795345200) == "2026-11");
   CHECK(period_of(1796083200) == "2026-12");
-  for (const char* bad : {"2026-13", "2026-00", "1969-12", "2026/11", "26-11", "2026-1", "", "abcd-ef"}) {
+  for (const char* bad :
+       {"2026-13", "2026-00", "1969-12", "2026/11", "26-11", "2026-1", "", "abcd-ef"}) {
     INFO(bad);
     CHECK_FALSE(period_bounds(bad));
   }
@@ -39,8 +40,10 @@ TEST_CASE("the preview prices each line on one accumulator through the period's 
   in.batch_discount_bp = 5000;
   // v1: input 1..100 tokens at 3 micro-units each, then 1; output flat 2. v2: input 5 after 100.
   in.versions = {
-      {1, R"({"m":{"input":[{"up_to":100,"rate":"3000000"},{"rate":"1000000"}],"output":[{"rate":"2000000"}]}})"},
-      {2, R"({"m":{"input":[{"up_to":100,"rate":"3000000"},{"rate":"5000000"}],"output":[{"rate":"2000000"}]}})"}};
+      {1,
+       R"({"m":{"input":[{"up_to":100,"rate":"3000000"},{"rate":"1000000"}],"output":[{"rate":"2000000"}]}})"},
+      {2,
+       R"({"m":{"input":[{"up_to":100,"rate":"3000000"},{"rate":"5000000"}],"output":[{"rate":"2000000"}]}})"}};
   in.rows = {{0, "m", false, 7, 0, 7},      // before version 1: unpriced
              {1, "m", false, 80, 0, 10},    // input 80 x 3 = 240
              {1, "m", true, 40, 0, 3},      // batch: its own accumulator, half price
@@ -85,7 +88,9 @@ TEST_CASE("volume tiers: one line per accumulator at the tier reached, trued up"
   in.tier_mode = "volume";
   in.tier_scope = "all_models";
   in.currency = "USD";
-  in.versions = {{1, R"({"*":{"input":[{"up_to":100,"rate":"3000000"},{"rate":"1000000","flat_fee":4}],"output":[{"rate":"1000000"}]}})"}};
+  in.versions = {
+      {1,
+       R"({"*":{"input":[{"up_to":100,"rate":"3000000"},{"rate":"1000000","flat_fee":4}],"output":[{"rate":"1000000"}]}})"}};
   in.rows = {{1, "a", false, 60, 0, 0}, {1, "b", false, 60, 0, 0}};  // 120 tokens across models
   const auto p = price_period(in);
   REQUIRE(p.lines.size() == 1);
@@ -115,7 +120,8 @@ TEST_CASE("graduated tier lines add up to floor(F(total)) for random books and u
       } else {
         tiers += "{";
       }
-      tiers += "\"rate\":\"" + format_rate(t.rate) + "\",\"flat_fee\":" + std::to_string(t.flat_fee_micros) + "}";
+      tiers += "\"rate\":\"" + format_rate(t.rate) +
+               "\",\"flat_fee\":" + std::to_string(t.flat_fee_micros) + "}";
       s.tiers.push_back(t);
     }
     tiers += "]";
@@ -158,7 +164,8 @@ TEST_CASE("minor units: lines rounded by largest remainder add up to the rounded
   std::mt19937_64 rng(5);
   for (int round = 0; round < 1000; ++round) {
     std::vector<std::int64_t> micros(std::uniform_int_distribution<int>(1, 30)(rng));
-    for (auto& v : micros) v = std::uniform_int_distribution<std::int64_t>(-10'000'000, 900'000'000)(rng);
+    for (auto& v : micros)
+      v = std::uniform_int_distribution<std::int64_t>(-10'000'000, 900'000'000)(rng);
     const int digits = std::uniform_int_distribution<int>(0, 3)(rng);
     const auto r = to_minor_units(micros, digits);
     std::int64_t sum = 0;
@@ -169,7 +176,8 @@ TEST_CASE("minor units: lines rounded by largest remainder add up to the rounded
 
 TEST_CASE("late usage of a finalized period becomes one adjustment, not two") {
   period_pricing now;
-  now.lines = {{"m", "input", false, 1, 100, 300, {1}}, {"m", "input", false, 2, 30, 150, {1}},
+  now.lines = {{"m", "input", false, 1, 100, 300, {1}},
+               {"m", "input", false, 2, 30, 150, {1}},
                {"m", "output", false, 1, 10, 20, {1}}};
   const std::string invoiced =
       R"([{"model":"m","token_class":"input","batch":false,"tier":1,"tokens":100,"amount_micros":300},

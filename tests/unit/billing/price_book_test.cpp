@@ -51,10 +51,12 @@ TEST_CASE("price books: bad input names what is wrong") {
       {R"({"m":{"input":[{"rate":"1.0000001"}],"output":[{"rate":"1"}]}})", "six fractional"},
       {R"({"m":{"input":[{"rate":"-1"}],"output":[{"rate":"1"}]}})", "input tier 1"},
       {R"({"m":{"input":[{"up_to":10,"rate":"1"}],"output":[{"rate":"1"}]}})", "unbounded"},
-      {R"({"m":{"input":[{"up_to":10,"rate":"1"},{"up_to":5,"rate":"1"},{"rate":"1"}],"output":[{"rate":"1"}]}})", "tier 2"},
+      {R"({"m":{"input":[{"up_to":10,"rate":"1"},{"up_to":5,"rate":"1"},{"rate":"1"}],"output":[{"rate":"1"}]}})",
+       "tier 2"},
       {R"({"m":{"input":[{"rate":"1","flat_fee":-1}],"output":[{"rate":"1"}]}})", "flat_fee"},
       {R"({"m":{"input":[{"rate":"1","bogus":1}],"output":[{"rate":"1"}]}})", "unknown field"},
-      {R"({"m":{"reasoning":[{"rate":"1"}],"input":[{"rate":"1"}],"output":[{"rate":"1"}]}})", "token class"},
+      {R"({"m":{"reasoning":[{"rate":"1"}],"input":[{"rate":"1"}],"output":[{"rate":"1"}]}})",
+       "token class"},
       {R"({"*":{"input":[{"rate":"1"}],"output":[{"rate":"1"}]}})", "all_models"},
   };
   for (const auto& [text, expected] : cases) {

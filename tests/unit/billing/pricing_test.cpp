@@ -79,10 +79,10 @@ TEST_CASE("Stripe's example tiers: graduated and volume") {
   const auto graduated = stripe_example(tier_mode::graduated);
   const auto volume = stripe_example(tier_mode::volume);
   REQUIRE(validate(graduated).empty());
-  CHECK(price_micros(graduated, 6 * million) == 41'500'000);   // 41.50
-  CHECK(price_micros(graduated, 20 * million) == 127'500'000); // 127.50
-  CHECK(price_micros(volume, 6 * million) == 39'000'000);      // 39.00
-  CHECK(price_micros(volume, 20 * million) == 120'000'000);    // 120.00
+  CHECK(price_micros(graduated, 6 * million) == 41'500'000);    // 41.50
+  CHECK(price_micros(graduated, 20 * million) == 127'500'000);  // 127.50
+  CHECK(price_micros(volume, 6 * million) == 39'000'000);       // 39.00
+  CHECK(price_micros(volume, 20 * million) == 120'000'000);     // 120.00
   CHECK(price_micros(graduated, 0) == 0);
   CHECK(price_micros(volume, 0) == 0);
   // Tier bounds are inclusive: unit 5M is still at 7.00, the next one is not.
@@ -150,7 +150,8 @@ TEST_CASE("schedules are checked: bounds increase, the last tier is unbounded") 
   s.tiers = {{std::nullopt, max_rate_e6, max_flat_fee_micros}};
   REQUIRE(validate(s).empty());
   CHECK(price_micros(s, max_units) == 1'000'000'000'000'000'000 + max_flat_fee_micros);
-  CHECK(price_micros(s, max_units, 1) == (1'000'000'000'000'000'000 + max_flat_fee_micros) / 10'000 * 9'999);
+  CHECK(price_micros(s, max_units, 1) ==
+        (1'000'000'000'000'000'000 + max_flat_fee_micros) / 10'000 * 9'999);
 }
 
 TEST_CASE("property: F agrees with a unit-by-unit reference") {
@@ -212,6 +213,7 @@ TEST_CASE("property: per-event charges sum to floor(F(total)) in any order and b
       }
       sums.push_back(sum);
     }
-    if (mode == tier_mode::graduated) CHECK(std::adjacent_find(sums.begin(), sums.end(), std::not_equal_to<>()) == sums.end());
+    if (mode == tier_mode::graduated)
+      CHECK(std::adjacent_find(sums.begin(), sums.end(), std::not_equal_to<>()) == sums.end());
   }
 }

@@ -25,9 +25,9 @@ TEST_CASE("webhook URLs: http and https with their default ports") {
 }
 
 TEST_CASE("webhook URLs: anything else is refused") {
-  for (const char* bad : {"ftp://x/", "http://", "https://", "https://:443/", "http://u:p@h/",
-                          "https://h:0/", "https://h:65536/", "http://h/a b", "HTTP://h/",
-                          "https//h/", "http://h_x/", "//h/"}) {
+  for (const char* bad :
+       {"ftp://x/", "http://", "https://", "https://:443/", "http://u:p@h/", "https://h:0/",
+        "https://h:65536/", "http://h/a b", "HTTP://h/", "https//h/", "http://h_x/", "//h/"}) {
     INFO(bad);
     CHECK_FALSE(parse_webhook_url(bad));
   }
