@@ -2,7 +2,6 @@
 #include "billing/account_store.hpp"
 
 #include "billing/period_pricing.hpp"
-#include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 
 #include <openssl/evp.h>
@@ -909,9 +908,20 @@ net::awaitable<store_result> account_store::list_price_books(page_request page) 
       {std::to_string(page.limit), page.after}, "Nothing to list.");
 }
 
-net::awaitable<store_result> account_store::price_book_kind(std::string id) {
-  return one_object("SELECT tier_mode || ' ' || tier_scope FROM price_books WHERE id = $1", {id},
-                    "No price book with id " + id + ".");
+net::awaitable<basic_result<account_store::price_book_kind_info, store_error>>
+account_store::price_book_kind(std::string id) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return unavailable(conn.error());
+  const std::string sql = "SELECT tier_mode, tier_scope FROM price_books WHERE id = $1";
+  std::vector<pg::param> params;
+  params.emplace_back(id);
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return from_db(r.error());
+  if (r->size() == 0) co_return store_error{404, "No price book with id " + id + ".", "not_found"};
+  price_book_kind_info kind;
+  kind.mode = r->text(0, 0) == "volume" ? tier_mode::volume : tier_mode::graduated;
+  kind.scope = r->text(0, 1) == "all_models" ? tier_scope::all_models : tier_scope::model;
+  co_return kind;
 }
 
 net::awaitable<store_result> account_store::add_price_book_version(std::string book_id,
@@ -985,12 +995,8 @@ net::awaitable<store_result> account_store::get_tenant_plan(std::string tenant_i
                     {tenant_id}, "Tenant " + tenant_id + " has no plan.");
 }
 
-net::awaitable<basic_result<period_usage, store_error>> account_store::load_period_usage(
-    std::string tenant_id, std::string period) {
-  const auto bounds = period_bounds(period);
-  if (!bounds) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
-  const std::int64_t start_s = bounds->first;
-  const std::int64_t end_s = bounds->second;
+net::awaitable<basic_result<period_usage, store_error>> account_store::load_plan(
+    std::string tenant_id) {
   auto conn = co_await pool_.acquire();
   if (!conn) co_return unavailable(conn.error());
   const std::string plan_sql =
@@ -1007,13 +1013,11 @@ net::awaitable<basic_result<period_usage, store_error>> account_store::load_peri
   }
   period_usage in;
   in.tenant_id = tenant_id;
-  in.period = std::move(period);
   in.book_id = std::string(plan->text(0, 0));
   in.currency = std::string(plan->text(0, 1));
   in.tier_mode = std::string(plan->text(0, 2));
   in.tier_scope = std::string(plan->text(0, 3));
   in.batch_discount_bp = static_cast<int>(plan->int64(0, 4));
-
   const std::string versions_sql =
       "SELECT version, prices::text FROM price_book_versions WHERE book_id = $1"
       " ORDER BY effective_at";
@@ -1025,7 +1029,17 @@ net::awaitable<basic_result<period_usage, store_error>> account_store::load_peri
     in.versions.push_back({static_cast<int>(versions->int64(i, 0)),
                            std::string(versions->text(i, 1))});
   }
+  co_return in;
+}
 
+net::awaitable<basic_result<period_usage, store_error>> account_store::load_period_totals(
+    period_usage plan, std::string period) {
+  const auto bounds = period_bounds(period);
+  if (!bounds) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
+  plan.period = std::move(period);
+  plan.rows.clear();
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return unavailable(conn.error());
   // Totals per version in force at each event (0: before the first), model and batch flag.
   const std::string totals_sql =
       "WITH v AS (SELECT version, effective_at, lead(effective_at) OVER (ORDER BY effective_at)"
@@ -1039,10 +1053,10 @@ net::awaitable<basic_result<period_usage, store_error>> account_store::load_peri
       " AND e.occurred_at < to_timestamp($4::bigint)"
       " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
   std::vector<pg::param> totals_params;
-  totals_params.emplace_back(tenant_id);
-  totals_params.emplace_back(in.book_id);
-  totals_params.emplace_back(std::to_string(start_s));
-  totals_params.emplace_back(std::to_string(end_s));
+  totals_params.emplace_back(plan.tenant_id);
+  totals_params.emplace_back(plan.book_id);
+  totals_params.emplace_back(std::to_string(bounds->first));
+  totals_params.emplace_back(std::to_string(bounds->second));
   auto totals = co_await (*conn)->query(totals_sql, std::move(totals_params));
   if (!totals) co_return from_db(totals.error());
   for (int i = 0; i < totals->size(); ++i) {
@@ -1053,14 +1067,17 @@ net::awaitable<basic_result<period_usage, store_error>> account_store::load_peri
     t.input = totals->int64(i, 3);
     t.cached_input = totals->int64(i, 4);
     t.output = totals->int64(i, 5);
-    in.rows.push_back(std::move(t));
+    plan.rows.push_back(std::move(t));
   }
-  co_return in;
+  co_return plan;
 }
 
 net::awaitable<store_result> account_store::cost_preview(std::string tenant_id,
                                                         std::string period) {
-  auto usage = co_await load_period_usage(std::move(tenant_id), std::move(period));
+  if (!period_bounds(period)) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
+  auto plan = co_await load_plan(std::move(tenant_id));
+  if (!plan) co_return plan.error();
+  auto usage = co_await load_period_totals(std::move(*plan), std::move(period));
   if (!usage) co_return usage.error();
   co_return cost_preview_json(*usage);
 }
@@ -1078,64 +1095,17 @@ const char* const invoice_json =
     "'created_at',extract(epoch from i.created_at)::bigint,"
     "'finalized_at',extract(epoch from i.finalized_at)::bigint)";
 
-// The lines of an invoice as JSON, with their amounts in the currency's minor unit.
-std::string invoice_lines_json(const period_pricing& priced, const std::vector<std::int64_t>& minor) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < priced.lines.size(); ++i) {
-    const auto& l = priced.lines[i];
-    json_object_writer w;
-    w.add("model", l.model)
-        .add("token_class", l.token_class)
-        .add("batch", l.batch)
-        .add("tier", static_cast<std::int64_t>(l.tier))
-        .add("tokens", l.tokens)
-        .add("amount_micros", l.amount_micros)
-        .add("amount_minor", minor[i]);
-    std::string versions = "[";
-    for (std::size_t v = 0; v < l.versions.size(); ++v) {
-      versions += (v ? "," : "") + std::to_string(l.versions[v]);
-    }
-    w.add_raw("versions", versions + "]");
-    out += (i ? "," : "") + w.finish();
-  }
-  return out + "]";
-}
-
-// The adjustments as JSON; their minor amounts follow the lines' in `minor`.
-std::string adjustments_json(const std::vector<late_adjustment>& adjustments,
-                             const std::vector<std::int64_t>& minor, std::size_t first) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < adjustments.size(); ++i) {
-    const auto& a = adjustments[i];
-    json_object_writer w;
-    w.add("period", a.period)
-        .add("model", a.model)
-        .add("token_class", a.token_class)
-        .add("batch", a.batch)
-        .add("tokens", a.tokens)
-        .add("amount_micros", a.amount_micros)
-        .add("amount_minor", minor[first + i]);
-    out += (i ? "," : "") + w.finish();
-  }
-  return out + "]";
-}
-
-std::string unpriced_json(const period_pricing& priced) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < priced.unpriced.size(); ++i) {
-    const auto& u = priced.unpriced[i];
-    json_object_writer w;
-    w.add("model", u.model).add("batch", u.batch).add("tokens", u.tokens).add("reason", u.reason);
-    out += (i ? "," : "") + w.finish();
-  }
-  return out + "]";
-}
-
 }  // namespace
 
 net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
                                                          std::string period) {
-  auto usage = co_await load_period_usage(tenant_id, period);
+  if (!period_bounds(period)) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
+  // A finalized invoice never changes: nothing to price.
+  auto finalized_already = co_await finalized_invoice(tenant_id, period);
+  if (finalized_already || finalized_already.error().status != 404) co_return finalized_already;
+  auto plan = co_await load_plan(tenant_id);
+  if (!plan) co_return plan.error();
+  auto usage = co_await load_period_totals(*plan, period);
   if (!usage) co_return usage.error();
   const period_pricing priced = price_period(*usage);
   const int digits = currency_minor_digits(usage->currency);
@@ -1170,7 +1140,7 @@ net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
     }
   }  // the connection goes back to the pool before the earlier periods are loaded
   for (auto it = finalized.rbegin(); it != finalized.rend(); ++it) {
-    auto then = co_await load_period_usage(tenant_id, it->first);
+    auto then = co_await load_period_totals(*plan, it->first);  // the same plan
     if (!then) co_return then.error();
     const auto late =
         late_adjustments(it->first, price_period(*then), it->second, earlier_adjustments);
@@ -1183,24 +1153,21 @@ net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
   for (const auto m : micros) total_micros += m;
   const auto minor = to_minor_units(micros, digits);
   const std::int64_t total_minor = minor.total;
-  std::string lines = invoice_lines_json(priced, minor.amounts);
+  std::string lines = priced_lines_json(priced.lines, &minor.amounts);
   std::string adjusted_json = adjustments_json(adjustments, minor.amounts, priced.lines.size());
-  // A draft is rewritten in place (same id); a finalized invoice is left as it is and returned.
+  // A draft is rewritten in place (same id). Should the invoice have been finalized
+  // meanwhile, nothing is written and the answer is 404.
   std::string sql =
-      std::string("WITH f AS (SELECT * FROM invoices WHERE tenant_id = $1 AND period = $2"
-                  " AND status = 'finalized'),"
-                  " d AS (INSERT INTO invoices (id, tenant_id, period, status, currency,"
+      std::string("WITH i AS (INSERT INTO invoices (id, tenant_id, period, status, currency,"
                   " price_book_id, minor_digits, lines, unpriced, total_micros, total_minor,"
-                  " adjustments) SELECT $3, $1, $2, 'draft', $4, $5, $6::integer, $7::jsonb,"
-                  " $8::jsonb, $9::bigint, $10::bigint, $11::jsonb WHERE NOT EXISTS (SELECT 1 FROM f)"
+                  " adjustments) VALUES ($3, $1, $2, 'draft', $4, $5, $6::integer, $7::jsonb,"
+                  " $8::jsonb, $9::bigint, $10::bigint, $11::jsonb)"
                   " ON CONFLICT (tenant_id, period) DO UPDATE SET currency = EXCLUDED.currency,"
                   " price_book_id = EXCLUDED.price_book_id, minor_digits = EXCLUDED.minor_digits,"
                   " lines = EXCLUDED.lines, unpriced = EXCLUDED.unpriced,"
                   " total_micros = EXCLUDED.total_micros, total_minor = EXCLUDED.total_minor,"
                   " adjustments = EXCLUDED.adjustments,"
-                  " updated_at = now() WHERE invoices.status = 'draft' RETURNING *),"
-                  " i AS (SELECT * FROM d UNION ALL SELECT * FROM f)"
-                  " SELECT ") +
+                  " updated_at = now() WHERE invoices.status = 'draft' RETURNING *) SELECT ") +
       invoice_json + "::text FROM i";
   std::vector<pg::param> params;
   params.emplace_back(tenant_id);
@@ -1210,11 +1177,23 @@ net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
   params.emplace_back(usage->book_id);
   params.emplace_back(std::to_string(digits));
   params.emplace_back(std::move(lines));
-  params.emplace_back(unpriced_json(priced));
+  params.emplace_back(unpriced_json(priced.unpriced));
   params.emplace_back(std::to_string(total_micros));
   params.emplace_back(std::to_string(total_minor));
   params.emplace_back(std::move(adjusted_json));
   std::string not_found = "The invoice of " + tenant_id + " for " + period + " was not written.";
+  co_return co_await one_object(std::move(sql), std::move(params), std::move(not_found));
+}
+
+net::awaitable<store_result> account_store::finalized_invoice(std::string tenant_id,
+                                                             std::string period) {
+  std::string sql = std::string("SELECT ") + invoice_json +
+                    "::text FROM invoices i WHERE i.tenant_id = $1 AND i.period = $2"
+                    " AND i.status = 'finalized'";
+  std::vector<pg::param> params;
+  params.emplace_back(tenant_id);
+  params.emplace_back(period);
+  std::string not_found = "No finalized invoice of " + tenant_id + " for " + period + ".";
   co_return co_await one_object(std::move(sql), std::move(params), std::move(not_found));
 }
 
@@ -1236,7 +1215,9 @@ net::awaitable<store_result> account_store::finalize_invoice(std::string tenant_
   params.emplace_back(period);
   params.emplace_back(std::move(actor));
   std::string not_found = "No draft invoice of " + tenant_id + " for " + period + ".";
-  co_return co_await one_object(std::move(sql), std::move(params), std::move(not_found));
+  auto finalized = co_await one_object(std::move(sql), std::move(params), std::move(not_found));
+  if (finalized || finalized.error().status != 404) co_return finalized;
+  co_return co_await finalized_invoice(std::move(tenant_id), std::move(period));
 }
 
 net::awaitable<pg::db_result<std::vector<std::string>>> account_store::tenants_with_plans() {
@@ -1293,16 +1274,10 @@ net::awaitable<store_result> account_store::run_invoices(std::string period,
   std::string out = "{\"object\":\"list\",\"data\":[";
   bool first = true;
   for (const auto& t : tenants) {
+    // A finalized invoice comes back from draft_invoice unchanged; finalize_invoice then
+    // finds no draft and answers with it again.
     auto invoice = co_await draft_invoice(t, period);
-    bool draft = false;
-    if (invoice) {
-      const auto doc = json::document::parse(*invoice);
-      draft = doc && doc->root().find("status").valid() &&
-              doc->root().find("status").as_string() == "draft";
-    }
-    if (finalize && draft) {
-      invoice = co_await finalize_invoice(t, period, actor);
-    }
+    if (invoice && finalize) invoice = co_await finalize_invoice(t, period, actor);
     if (!invoice) {
       if (!tenant_id.empty()) co_return invoice.error();
       // One tenant's failure does not stop the run; it is reported in the list.

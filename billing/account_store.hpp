@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "billing/period_pricing.hpp"
+#include "billing/price_book.hpp"
 #include "billing/pg.hpp"
 
 namespace tollgate::billing {
@@ -247,9 +248,14 @@ class account_store {
   boost::asio::awaitable<store_result> create_price_book(price_book_spec spec, std::string actor);
   boost::asio::awaitable<store_result> get_price_book(std::string id);
   boost::asio::awaitable<store_result> list_price_books(page_request page);
-  // The book's tier mode and scope ("graduated"/"volume", "model"/"all_models"), to check a
-  // new version's prices against; 404 if there is no such book.
-  boost::asio::awaitable<store_result> price_book_kind(std::string id);
+  // The book's tier mode and scope, to check a new version's prices against; 404 if there is
+  // no such book.
+  struct price_book_kind_info {
+    tier_mode mode = tier_mode::graduated;
+    tier_scope scope = tier_scope::model;
+  };
+  boost::asio::awaitable<basic_result<price_book_kind_info, store_error>> price_book_kind(
+      std::string id);
   // Version n+1, effective after the latest version's effective_at (else 400).
   boost::asio::awaitable<store_result> add_price_book_version(std::string book_id,
                                                               std::int64_t effective_at_s,
@@ -263,9 +269,12 @@ class account_store {
   };
   boost::asio::awaitable<store_result> set_tenant_plan(plan_spec spec, std::string actor);
   boost::asio::awaitable<store_result> get_tenant_plan(std::string tenant_id);
-  // The plan, price book versions and ledger totals of a tenant's period ("YYYY-MM", UTC).
-  boost::asio::awaitable<basic_result<period_usage, store_error>> load_period_usage(
-      std::string tenant_id, std::string period);
+  // A tenant's plan and its price book's versions (no totals yet; 404 without a plan).
+  boost::asio::awaitable<basic_result<period_usage, store_error>> load_plan(
+      std::string tenant_id);
+  // `plan` with the ledger's totals of a period ("YYYY-MM", UTC).
+  boost::asio::awaitable<basic_result<period_usage, store_error>> load_period_totals(
+      period_usage plan, std::string period);
   // The tenant's cost for the period so far (billing/period_pricing).
   boost::asio::awaitable<store_result> cost_preview(std::string tenant_id, std::string period);
 
@@ -273,7 +282,11 @@ class account_store {
   // Writes the period's draft invoice from the ledger (again: same id, same content for the
   // same ledger); a finalized invoice is returned unchanged.
   boost::asio::awaitable<store_result> draft_invoice(std::string tenant_id, std::string period);
-  // Finalizes the draft: numbered (TG-000001, ...), immutable from then on.
+  // The period's finalized invoice (404 if it has none).
+  boost::asio::awaitable<store_result> finalized_invoice(std::string tenant_id,
+                                                         std::string period);
+  // Finalizes the draft: numbered (TG-000001, ...), immutable from then on. An invoice
+  // finalized before is returned as it is.
   boost::asio::awaitable<store_result> finalize_invoice(std::string tenant_id,
                                                         std::string period, std::string actor);
   boost::asio::awaitable<pg::db_result<std::vector<std::string>>> tenants_with_plans();

@@ -151,43 +151,71 @@ std::string period_of(std::int64_t unix_s) {
   return buf;
 }
 
+std::string priced_lines_json(const std::vector<priced_line>& lines,
+                              const std::vector<std::int64_t>* minor) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const auto& l = lines[i];
+    json_object_writer w;
+    w.add("model", l.model)
+        .add("token_class", l.token_class)
+        .add("batch", l.batch)
+        .add("tier", l.tier)
+        .add("tokens", l.tokens)
+        .add("amount_micros", l.amount_micros);
+    if (minor != nullptr) w.add("amount_minor", (*minor)[i]);
+    std::string versions = "[";
+    for (std::size_t v = 0; v < l.versions.size(); ++v) {
+      versions += (v ? "," : "") + std::to_string(l.versions[v]);
+    }
+    w.add_raw("versions", versions + "]");
+    out += (i ? "," : "") + w.finish();
+  }
+  return out + "]";
+}
+
+std::string adjustments_json(const std::vector<late_adjustment>& adjustments,
+                             const std::vector<std::int64_t>& minor, std::size_t first) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < adjustments.size(); ++i) {
+    const auto& a = adjustments[i];
+    json_object_writer w;
+    w.add("period", a.period)
+        .add("model", a.model)
+        .add("token_class", a.token_class)
+        .add("batch", a.batch)
+        .add("tokens", a.tokens)
+        .add("amount_micros", a.amount_micros)
+        .add("amount_minor", minor[first + i]);
+    out += (i ? "," : "") + w.finish();
+  }
+  return out + "]";
+}
+
+std::string unpriced_json(const std::vector<unpriced_usage>& unpriced) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < unpriced.size(); ++i) {
+    const auto& u = unpriced[i];
+    json_object_writer w;
+    w.add("model", u.model).add("batch", u.batch).add("tokens", u.tokens).add("reason", u.reason);
+    out += (i ? "," : "") + w.finish();
+  }
+  return out + "]";
+}
+
 std::string cost_preview_json(const period_usage& in) {
   const period_pricing priced = price_period(in);
-  std::string out = "{\"object\":\"cost_preview\",\"tenant_id\":";
-  append_json_string(out, in.tenant_id);
-  out += ",\"period\":";
-  append_json_string(out, in.period);
-  out += ",\"currency\":";
-  append_json_string(out, in.currency);
-  out += ",\"price_book_id\":";
-  append_json_string(out, in.book_id);
-  out += ",\"batch_discount_bp\":" + std::to_string(in.batch_discount_bp) + ",\"lines\":[";
-  for (std::size_t i = 0; i < priced.lines.size(); ++i) {
-    const auto& l = priced.lines[i];
-    out += i ? ",{" : "{";
-    out += "\"model\":";
-    append_json_string(out, l.model);
-    out += ",\"token_class\":\"" + l.token_class + "\",\"batch\":" + (l.batch ? "true" : "false") +
-           ",\"tier\":" + std::to_string(l.tier) + ",\"tokens\":" + std::to_string(l.tokens) +
-           ",\"amount_micros\":" + std::to_string(l.amount_micros) + ",\"versions\":[";
-    for (std::size_t v = 0; v < l.versions.size(); ++v) {
-      out += (v ? "," : "") + std::to_string(l.versions[v]);
-    }
-    out += "]}";
-  }
-  out += "],\"unpriced\":[";
-  for (std::size_t i = 0; i < priced.unpriced.size(); ++i) {
-    const auto& u = priced.unpriced[i];
-    out += i ? ",{" : "{";
-    out += "\"model\":";
-    append_json_string(out, u.model);
-    out += ",\"batch\":" + std::string(u.batch ? "true" : "false") +
-           ",\"tokens\":" + std::to_string(u.tokens) + ",\"reason\":";
-    append_json_string(out, u.reason);
-    out += "}";
-  }
-  out += "],\"total_micros\":" + std::to_string(priced.total_micros) + "}";
-  return out;
+  json_object_writer w;
+  w.add("object", "cost_preview")
+      .add("tenant_id", in.tenant_id)
+      .add("period", in.period)
+      .add("currency", in.currency)
+      .add("price_book_id", in.book_id)
+      .add("batch_discount_bp", in.batch_discount_bp)
+      .add_raw("lines", priced_lines_json(priced.lines))
+      .add_raw("unpriced", unpriced_json(priced.unpriced))
+      .add("total_micros", priced.total_micros);
+  return w.finish();
 }
 
 std::vector<late_adjustment> late_adjustments(

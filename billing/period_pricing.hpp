@@ -88,9 +88,19 @@ std::optional<std::pair<std::int64_t, std::int64_t>> period_bounds(std::string_v
 // The name of the period holding `unix_s`.
 std::string period_of(std::int64_t unix_s);
 
+// The JSON arrays of a priced period, shared by the cost preview and invoices:
+//   lines: [{model, token_class, batch, tier, tokens, amount_micros, amount_minor?, versions}]
+//   adjustments: [{period, model, token_class, batch, tokens, amount_micros, amount_minor}]
+//   unpriced: [{model, batch, tokens, reason}]
+// `minor` (optional for lines) holds the minor-unit amounts, from index `first` on.
+std::string priced_lines_json(const std::vector<priced_line>& lines,
+                              const std::vector<std::int64_t>* minor = nullptr);
+std::string adjustments_json(const std::vector<late_adjustment>& adjustments,
+                             const std::vector<std::int64_t>& minor, std::size_t first);
+std::string unpriced_json(const std::vector<unpriced_usage>& unpriced);
+
 // The cost preview as JSON: {"object":"cost_preview", tenant_id, period, currency,
-// price_book_id, batch_discount_bp, lines:[{model, token_class, batch, tier, tokens,
-// amount_micros, versions}], unpriced:[{model, batch, tokens, reason}], total_micros}.
+// price_book_id, batch_discount_bp, lines, unpriced, total_micros}.
 std::string cost_preview_json(const period_usage& usage);
 
 // The number of decimals of a currency's minor unit (ISO 4217): 0 for JPY, KRW, ..., 3 for

@@ -520,11 +520,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         co_await ex.send_error(to_api_error(book_kind.error()));
         co_return;
       }
-      const bool volume = book_kind->rfind("volume", 0) == 0;
-      const bool all_models = book_kind->find("all_models") != std::string::npos;
-      auto prices = body.prices(volume ? billing::tier_mode::volume : billing::tier_mode::graduated,
-                                all_models ? billing::tier_scope::all_models
-                                           : billing::tier_scope::model);
+      auto prices = body.prices(book_kind->mode, book_kind->scope);
       if (body.ok()) {
         const std::int64_t at =
             effective && *effective ? **effective : unix_ms(clock_.wall_now()) / 1000;

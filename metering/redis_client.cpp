@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <deque>
@@ -620,10 +621,16 @@ std::uint16_t key_slot(std::string_view key) {
 
 std::optional<std::string_view> routing_key(const std::vector<std::string>& args) {
   if (args.size() < 2) return std::nullopt;
-  std::string name = args[0];
-  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (name == "EVAL" || name == "EVALSHA" || name == "EVAL_RO" || name == "EVALSHA_RO" ||
-      name == "FCALL" || name == "FCALL_RO") {
+  // Every cluster command passes here: compare without copying the name.
+  const std::string_view command = args[0];
+  auto is = [command](std::string_view upper) {
+    return command.size() == upper.size() &&
+           std::equal(command.begin(), command.end(), upper.begin(), [](char a, char b) {
+             return std::toupper(static_cast<unsigned char>(a)) == b;
+           });
+  };
+  if (is("EVALSHA") || is("EVAL") || is("EVALSHA_RO") || is("EVAL_RO") || is("FCALL") ||
+      is("FCALL_RO")) {
     if (args.size() < 4 || args[2] == "0") return std::nullopt;
     return std::string_view(args[3]);
   }
@@ -634,7 +641,7 @@ std::optional<std::string_view> routing_key(const std::vector<std::string>& args
       "FLUSHALL", "FLUSHDB", "KEYS",  "SCAN",    "RANDOMKEY", "WAIT",      "ASKING",
       "READONLY", "READWRITE", "MULTI", "EXEC",  "DISCARD", "SHUTDOWN",    "DEBUG"};
   for (const auto k : keyless) {
-    if (name == k) return std::nullopt;
+    if (is(k)) return std::nullopt;
   }
   return std::string_view(args[1]);
 }
