@@ -831,7 +831,8 @@ net::awaitable<pg::db_result<account_store::events_page>> account_store::events(
       "'counted_completion_tokens',counted_completion_tokens,'usage_reported',usage_reported,"
       "'estimated',estimated,'latency_us',latency_us,'ttft_us',ttft_us,"
       "'client_disconnected',client_disconnected,'error_code',error_code,"
-      "'client_request_id',client_request_id)::text,"
+      "'client_request_id',client_request_id,'cost_micros',cost_micros,"
+      "'price_book_id',price_book_id,'price_book_version',price_book_version)::text,"
       " ((extract(epoch from occurred_at) * 1000000)::bigint)::text || '~' || tenant_id || '~' ||"
       " request_id FROM usage_events" +
       where + " ORDER BY occurred_at, tenant_id, request_id LIMIT $3::int + 1";
@@ -929,8 +930,18 @@ net::awaitable<store_result> account_store::add_price_book_version(std::string b
                                                                    std::string prices_json,
                                                                    std::string actor) {
   // The book row is locked so that two new versions cannot take the same number. A version
-  // must take effect after the latest one: events already rated keep their version.
-  // (Named locals, not temporaries, go into co_await: GCC 12 mishandles the latter.)
+  // must take effect after the latest one, and not in the past: events already rated keep
+  // their version. (Named locals, not temporaries, go into co_await: GCC 12 mishandles the
+  // latter.)
+  const std::int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+  if (effective_at_s < now_s) {
+    co_return store_error{400,
+                          "effective_at must not be in the past (now is " + std::to_string(now_s) +
+                              "): usage up to now is already rated by the version in force.",
+                          "invalid_value"};
+  }
   std::string latest_sql =
       "SELECT coalesce(extract(epoch from max(effective_at))::bigint, 0)::text"
       " FROM price_book_versions WHERE book_id = $1";

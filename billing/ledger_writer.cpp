@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <ctime>
 
+#include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 
 namespace tollgate::billing {
@@ -225,7 +226,10 @@ net::awaitable<bool> ledger_writer::ensure_connected() {
   if (r) {
     r = co_await conn_.exec(
         "CREATE TEMP TABLE IF NOT EXISTS usage_staging "
-        "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+        "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE IF NOT EXISTS rating_staging (tenant_id text COLLATE \"C\","
+        " period text, model text COLLATE \"C\", token_class text, batch boolean,"
+        " position bigint, charged_micros bigint) ON COMMIT DELETE ROWS");
   }
   if (!r) {
     failures_.with({"connect"}).inc();
@@ -253,43 +257,240 @@ net::awaitable<bool> ledger_writer::ensure_connected() {
 
 net::awaitable<pg::db_result<std::int64_t>> ledger_writer::write_rows(const std::string& rows,
                                                                       bool may_repeat) {
-  static const std::string direct_sql =
-      std::string("COPY usage_events (") + usage_event_columns + ") FROM STDIN";
-  static const std::string copy_sql =
-      std::string("COPY usage_staging (") + usage_event_columns + ") FROM STDIN";
-  static const std::string insert_sql = std::string("INSERT INTO usage_events (") +
-                                        usage_event_columns + ") SELECT " + usage_event_columns +
-                                        " FROM usage_staging ON CONFLICT DO NOTHING";
-  if (!may_repeat) {
-    // Fresh events: one COPY straight into usage_events, atomic on its own. Should any row
-    // exist already (a commit whose answer was lost, then replayed), the COPY fails as a whole
-    // with a unique violation and the batch takes the idempotent path below.
-    auto direct = co_await conn_.copy_in(direct_sql, rows);
-    if (direct) co_return *direct;
-    if (direct.error().sqlstate != "23505") co_return direct.error();
-  }
-  auto begin = co_await conn_.exec("BEGIN");
-  if (!begin) co_return begin.error();
-  auto copied = co_await conn_.copy_in(copy_sql, rows);
-  std::int64_t inserted = 0;
-  std::optional<pg::db_error> error;
-  if (!copied) {
-    error = copied.error();
-  } else {
-    auto ins = co_await conn_.query(insert_sql);
-    if (!ins) {
-      error = ins.error();
-    } else {
-      inserted = ins->affected();
+  for (;;) {
+    auto begin = co_await conn_.exec("BEGIN");
+    if (!begin) co_return begin.error();
+    auto stored = co_await rate_and_store(rows, may_repeat);
+    if (stored) {
       auto commit = co_await conn_.exec("COMMIT");
-      if (!commit) error = commit.error();
+      if (!commit) co_return commit.error();
+      co_return *stored;
+    }
+    if (conn_.ok()) co_await conn_.exec("ROLLBACK");
+    // A fresh batch holding a row that is stored already (a commit whose answer was lost,
+    // then replayed): do it again, dropping the rows that are there.
+    if (may_repeat || stored.error().sqlstate != "23505") co_return stored.error();
+    may_repeat = true;
+  }
+}
+
+net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const std::string& rows,
+                                                                          bool may_repeat) {
+  static const std::string staging_sql =
+      std::string("COPY usage_staging (") + usage_event_columns + ") FROM STDIN";
+  static const std::string store_sql = std::string("COPY usage_events (") + usage_event_columns +
+                                       ", cost_micros, price_book_id, price_book_version" +
+                                       ") FROM STDIN";
+  std::vector<std::string_view> lines;
+  for (std::size_t at = 0; at < rows.size();) {
+    const std::size_t nl = rows.find('\n', at);
+    const std::size_t end = nl == std::string::npos ? rows.size() : nl;
+    if (end > at) lines.push_back(std::string_view(rows).substr(at, end - at));
+    at = end + 1;
+  }
+  std::vector<std::optional<rating_event>> events;
+  events.reserve(lines.size());
+  for (const auto line : lines) events.push_back(parse_rating_event(line));
+
+  if (may_repeat) {
+    // Drop the rows that are stored already: they are neither stored nor rated again.
+    auto copied = co_await conn_.copy_in(staging_sql, rows);
+    if (!copied) co_return copied.error();
+    auto present = co_await conn_.query(
+        "SELECT s.request_id FROM usage_staging s JOIN usage_events e"
+        " ON e.tenant_id = s.tenant_id AND e.occurred_at = s.occurred_at"
+        " AND e.request_id = s.request_id");
+    if (!present) co_return present.error();
+    if (present->size() > 0) {
+      std::set<std::string, std::less<>> stored;
+      for (int i = 0; i < present->size(); ++i) stored.emplace(present->text(i, 0));
+      std::size_t kept = 0;
+      for (std::size_t i = 0; i < lines.size(); ++i) {
+        // A row too damaged to read its request id is left to the database to refuse.
+        if (events[i] && stored.contains(events[i]->request_id)) continue;
+        lines[kept] = lines[i];
+        events[kept] = std::move(events[i]);
+        ++kept;
+      }
+      lines.resize(kept);
+      events.resize(kept);
     }
   }
-  if (error) {
-    if (conn_.ok()) co_await conn_.exec("ROLLBACK");
-    co_return *error;
+  if (lines.empty()) co_return 0;
+
+  std::map<std::string, rating_plan> plans;
+  std::vector<std::optional<rated_event>> rated(events.size());
+  if (settings_.rate_events) {
+    std::set<std::string> tenants;
+    for (const auto& e : events) {
+      if (e) tenants.insert(e->tenant_id);
+    }
+    auto loaded = co_await load_rating_plans(tenants);
+    if (!loaded) co_return loaded.error();
+    plans = std::move(*loaded);
+    if (!plans.empty()) {
+      auto done = co_await rate_batch(events, plans, rated);
+      if (!done) co_return done.error();
+    }
   }
-  co_return inserted;
+
+  std::string out;
+  out.reserve(rows.size() + lines.size() * 40);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    out += lines[i];
+    if (rated[i]) {
+      out.push_back('\t');
+      out += std::to_string(rated[i]->cost_micros);
+      out.push_back('\t');
+      pg::append_copy_text(out, plans.at(events[i]->tenant_id).book_id);
+      out.push_back('\t');
+      out += std::to_string(rated[i]->version);
+      out.push_back('\n');
+    } else {
+      out += "\t\\N\t\\N\t\\N\n";
+    }
+  }
+  co_return co_await conn_.copy_in(store_sql, out);
+}
+
+net::awaitable<pg::db_result<std::map<std::string, rating_plan>>> ledger_writer::load_rating_plans(
+    const std::set<std::string>& tenants) {
+  std::map<std::string, rating_plan> plans;
+  if (tenants.empty()) co_return plans;
+  std::vector<pg::param> params;
+  params.emplace_back(pg::text_array(tenants));
+  auto found = co_await conn_.query(
+      "SELECT p.tenant_id, p.book_id, b.tier_mode, b.tier_scope, p.batch_discount_bp,"
+      " v.version, extract(epoch from v.effective_at)::bigint"
+      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id"
+      " JOIN price_book_versions v ON v.book_id = p.book_id"
+      " WHERE p.tenant_id = ANY($1::text[]) ORDER BY p.tenant_id, v.effective_at",
+      std::move(params));
+  if (!found) co_return found.error();
+  // Versions never change once made: their prices are read and parsed once per process.
+  std::set<std::string> missing;
+  for (int i = 0; i < found->size(); ++i) {
+    const std::pair<std::string, int> key{std::string(found->text(i, 1)),
+                                          static_cast<int>(found->int64(i, 5))};
+    if (!prices_cache_.contains(key)) missing.insert(key.first + "/" + std::to_string(key.second));
+  }
+  if (!missing.empty()) {
+    std::vector<pg::param> version_params;
+    version_params.emplace_back(pg::text_array(missing));
+    auto prices = co_await conn_.query(
+        "SELECT v.book_id, v.version, b.tier_mode, b.tier_scope, v.prices::text"
+        " FROM price_book_versions v JOIN price_books b ON b.id = v.book_id"
+        " WHERE v.book_id || '/' || v.version = ANY($1::text[])",
+        std::move(version_params));
+    if (!prices) co_return prices.error();
+    for (int i = 0; i < prices->size(); ++i) {
+      const std::string text(prices->text(i, 4));  // the document points into it
+      const auto doc = json::document::parse(text);
+      const tier_mode mode = prices->text(i, 2) == "volume" ? tier_mode::volume
+                                                            : tier_mode::graduated;
+      const tier_scope scope = prices->text(i, 3) == "all_models" ? tier_scope::all_models
+                                                                   : tier_scope::model;
+      auto parsed = doc ? parse_model_prices(doc->root(), mode, scope)
+                        : basic_result<std::vector<model_prices>, std::string>(
+                              std::string("not JSON"));
+      if (!parsed) {
+        // Stored versions were validated when made; a version that no longer parses prices
+        // nothing (its events stay unrated) rather than block the ledger.
+        json_object_writer f;
+        f.add("price_book_id", prices->text(i, 0)).add("version", prices->int64(i, 1));
+        log_.error("ledger: a price book version does not parse; its events are not rated", f);
+        continue;
+      }
+      prices_cache_[{std::string(prices->text(i, 0)), static_cast<int>(prices->int64(i, 1))}] =
+          std::make_shared<const std::vector<model_prices>>(std::move(*parsed));
+    }
+  }
+  for (int i = 0; i < found->size(); ++i) {
+    rating_plan& plan = plans[std::string(found->text(i, 0))];
+    plan.book_id = std::string(found->text(i, 1));
+    plan.mode = found->text(i, 2) == "volume" ? tier_mode::volume : tier_mode::graduated;
+    plan.scope = found->text(i, 3) == "all_models" ? tier_scope::all_models : tier_scope::model;
+    plan.batch_discount_bp = static_cast<int>(found->int64(i, 4));
+    rating_plan::version v;
+    v.number = static_cast<int>(found->int64(i, 5));
+    v.effective_at_s = found->int64(i, 6);
+    if (const auto it = prices_cache_.find({plan.book_id, v.number}); it != prices_cache_.end()) {
+      v.prices = it->second;
+    }
+    plan.versions.push_back(std::move(v));
+  }
+  co_return plans;
+}
+
+net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
+    const std::vector<std::optional<rating_event>>& events,
+    const std::map<std::string, rating_plan>& plans,
+    std::vector<std::optional<rated_event>>& rated) {
+  accumulator_map accumulators;
+  for (const auto& e : events) {
+    if (!e) continue;
+    const auto plan = plans.find(e->tenant_id);
+    if (plan == plans.end()) continue;
+    if (auto target = rating_target_of(plan->second, *e)) {
+      for (auto& key : target->keys) accumulators.try_emplace(std::move(key));
+    }
+  }
+  if (accumulators.empty()) co_return true;
+  auto accumulator_rows = [&accumulators] {
+    std::string text;
+    for (const auto& [key, state] : accumulators) {
+      const auto& [tenant, period, model, token_class, batch] = key;
+      pg::append_copy_text(text, tenant);
+      text += '\t' + period + '\t';
+      pg::append_copy_text(text, model);
+      text += '\t' + token_class + (batch ? "\tt\t" : "\tf\t");
+      text += std::to_string(state.position) + '\t' + std::to_string(state.charged_micros) + '\n';
+    }
+    return text;
+  };
+  static const std::string keys_sql =
+      "COPY rating_staging (tenant_id, period, model, token_class, batch, position,"
+      " charged_micros) FROM STDIN";
+  // Create the missing accumulators, then lock them all, in one order (no deadlock between
+  // gateways), and read where they stand.
+  const std::string keys = accumulator_rows();
+  auto staged = co_await conn_.copy_in(keys_sql, keys);
+  if (!staged) co_return staged.error();
+  auto created = co_await conn_.exec(
+      "INSERT INTO rating_accumulators"
+      " (tenant_id, period, model, token_class, batch, position, charged_micros)"
+      " SELECT tenant_id, period, model, token_class, batch, 0, 0 FROM rating_staging"
+      " ORDER BY 1, 2, 3, 4, 5 ON CONFLICT DO NOTHING");
+  if (!created) co_return created.error();
+  auto locked = co_await conn_.query(
+      "SELECT a.tenant_id, a.period, a.model, a.token_class, a.batch, a.position,"
+      " a.charged_micros FROM rating_accumulators a JOIN rating_staging k"
+      " USING (tenant_id, period, model, token_class, batch)"
+      " ORDER BY 1, 2, 3, 4, 5 FOR UPDATE OF a");
+  if (!locked) co_return locked.error();
+  for (int i = 0; i < locked->size(); ++i) {
+    const accumulator_key key{std::string(locked->text(i, 0)), std::string(locked->text(i, 1)),
+                              std::string(locked->text(i, 2)), std::string(locked->text(i, 3)),
+                              locked->boolean(i, 4)};
+    accumulators[key] = accumulator_state{locked->int64(i, 5), locked->int64(i, 6)};
+  }
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (!events[i]) continue;
+    const auto plan = plans.find(events[i]->tenant_id);
+    if (plan != plans.end()) rated[i] = rate_event(plan->second, *events[i], accumulators);
+  }
+  auto cleared = co_await conn_.exec("DELETE FROM rating_staging");
+  if (!cleared) co_return cleared.error();
+  const std::string positions = accumulator_rows();
+  auto restaged = co_await conn_.copy_in(keys_sql, positions);
+  if (!restaged) co_return restaged.error();
+  auto updated = co_await conn_.exec(
+      "UPDATE rating_accumulators a SET position = k.position,"
+      " charged_micros = k.charged_micros, updated_at = now() FROM rating_staging k"
+      " WHERE a.tenant_id = k.tenant_id AND a.period = k.period AND a.model = k.model"
+      " AND a.token_class = k.token_class AND a.batch = k.batch");
+  if (!updated) co_return updated.error();
+  co_return true;
 }
 
 void ledger_writer::spool_pending() {

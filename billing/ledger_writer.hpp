@@ -2,10 +2,12 @@
 // usage_events in PostgreSQL, exactly once.
 //   record() (I/O threads): encode the row (COPY text), append it to the spool journal, queue it.
 //   flush loop (the billing thread, every flush_interval_ms or flush_events_max events): seal
-//   the journal segment, COPY the batch into usage_events, then delete the segment. A batch
-//   that may hold rows already stored (a spool replay, or a COPY refused for a duplicate) goes
-//   instead through a staging table: COPY into it and INSERT ... ON CONFLICT DO NOTHING into
-//   usage_events, in one transaction. Either way the request id makes it idempotent.
+//   the journal segment, then in one transaction rate the batch's events on the period
+//   accumulators (billing/rating.hpp; the accumulator rows locked, updated once per batch) and
+//   COPY them with their cost into usage_events; then delete the segment. A batch that may
+//   hold rows already stored (a spool replay, or a COPY refused for a duplicate) first goes
+//   through a staging table to find and drop those rows, so that they are neither stored nor
+//   rated twice: the request id makes it idempotent.
 // While PostgreSQL is unreachable the journal is fsynced each interval and kept (the spool);
 // on reconnect, and after a restart, it is replayed and deleted only once committed.
 #pragma once
@@ -16,11 +18,16 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "billing/pg.hpp"
+#include "billing/rating.hpp"
 #include "billing/spool.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -34,6 +41,7 @@ struct ledger_settings {
   std::uint64_t queue_events_max = 200'000;    // beyond this, queued rows live on disk only
   std::string spool_dir;                       // the journal/spool folder
   std::uint64_t spool_bytes_max = 1ull << 30;  // past this the gateway stops taking requests
+  bool rate_events = true;  // price each event as it is stored (billing/rating.hpp)
 };
 
 // The usage_events columns a ledger row carries, in COPY order.
@@ -70,9 +78,23 @@ class ledger_writer final : public metering::usage_sink {
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<void> flush();
   boost::asio::awaitable<bool> ensure_connected();
-  // Commits `rows`; `may_repeat` (a spool replay) goes straight to the idempotent path.
+  // Commits `rows` in one transaction; `may_repeat` (a spool replay) first drops the rows
+  // already stored. Returns the number of rows stored.
   boost::asio::awaitable<pg::db_result<std::int64_t>> write_rows(const std::string& rows,
                                                                  bool may_repeat);
+  // The body of write_rows' transaction.
+  boost::asio::awaitable<pg::db_result<std::int64_t>> rate_and_store(const std::string& rows,
+                                                                     bool may_repeat);
+  // The plans of `tenants` (those that have one), with their books' versions.
+  boost::asio::awaitable<pg::db_result<std::map<std::string, rating_plan>>> load_rating_plans(
+      const std::set<std::string>& tenants);
+  // Rates `events` (null: a row that is not rated) of tenants in `plans` on the accumulators
+  // in PostgreSQL: locks them, rates in order, writes them back. Fills `rated`, aligned with
+  // `events`.
+  boost::asio::awaitable<pg::db_result<bool>> rate_batch(
+      const std::vector<std::optional<rating_event>>& events,
+      const std::map<std::string, rating_plan>& plans,
+      std::vector<std::optional<rated_event>>& rated);
   void spool_pending();
   void update_gauges();
 
@@ -98,6 +120,9 @@ class ledger_writer final : public metering::usage_sink {
   std::atomic<bool> accepting_{true};
 
   std::deque<batch> pending_;  // sealed segments not yet committed, oldest first
+  // Parsed price book versions (immutable), by book id and version number.
+  std::map<std::pair<std::string, int>, std::shared_ptr<const std::vector<model_prices>>>
+      prices_cache_;
 
   metrics::gauge& queue_depth_;
   metrics::counter& events_written_;

@@ -10,6 +10,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -143,5 +144,8 @@ class pool {
 
 // Escapes a value for COPY text format (backslash, tab, newline, carriage return).
 void append_copy_text(std::string& out, std::string_view value);
+
+// A PostgreSQL array literal of text values, {"a","b"}, for a `$1::text[]` parameter.
+std::string text_array(const std::set<std::string>& values);
 
 }  // namespace tollgate::pg

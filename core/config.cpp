@@ -34,7 +34,7 @@ constexpr std::string_view default_config_text = R"({
   "database": { "url": "", "pool_size": 4, "connect_timeout_ms": 2000,
                 "statement_timeout_ms": 5000, "migrate_on_start": false },
   "ledger": { "flush_interval_ms": 50, "flush_events_max": 10000, "queue_events_max": 200000,
-              "spool_dir": ".run/spool", "spool_bytes_max": 1073741824 },
+              "spool_dir": ".run/spool", "spool_bytes_max": 1073741824, "rate_events": true },
   "auth": { "admin_token": "", "finance_token": "", "key_cache_ttl_ms": 2000 },
   "budgets": { "redis": "", "redis_cluster": false, "redis_password": "",
                "redis_tls": false, "redis_tls_ca_file": "", "redis_tls_cert_file": "",
@@ -372,6 +372,8 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   if (cfg.ledger.spool_dir.empty()) fail("/ledger/spool_dir", "must name a folder");
   cfg.ledger.spool_bytes_max =
       get_uint(lg, "/ledger", "spool_bytes_max", 1024 * 1024, 1ull << 50);
+  if (!lg.at("rate_events").is_boolean()) fail("/ledger/rate_events", "must be true or false");
+  cfg.ledger.rate_events = lg.at("rate_events").get<bool>();
 
   const json& a = merged["auth"];
   cfg.auth.admin_token = get_string(a, "/auth", "admin_token");

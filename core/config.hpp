@@ -92,6 +92,7 @@ struct ledger_config {
   std::uint64_t queue_events_max = 0;
   std::string spool_dir;  // journal and spool of usage events not yet committed
   std::uint64_t spool_bytes_max = 0;
+  bool rate_events = true;  // price each usage event as it is stored
 };
 
 struct auth_config {

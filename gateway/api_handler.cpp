@@ -61,6 +61,7 @@ struct api_handler::proxy_state {
   const metering::prompt_counter* counter = nullptr;
   metering::completion_text completion;  // counted only if the upstream reports no usage
   std::optional<budget_hold> hold;        // budgets reserved for this request
+  bool recorded = false;                  // the usage event is journaled (finish ran)
 };
 
 api_handler::api_handler(const gateway_config& config,
@@ -237,8 +238,8 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   auto parsed = parse_completion_request(kind, ex.req().body());
   if (!parsed) {
     st.rec.error_code = parsed.error().code.empty() ? "invalid_request" : parsed.error().code;
+    finish(ex, st, parsed.error().status);
     co_await ex.send_error(parsed.error(), id);
-    finish(ex, st);
     co_return;
   }
   st.req = std::move(parsed.value());
@@ -250,12 +251,12 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   st.model = config_.find_model(st.req.model);
   if (st.model == nullptr || !who.may_use(st.model->name)) {
     st.model = nullptr;
-    st.rec.error_code = "model_not_found";
-    co_await ex.send_error(not_found_error("The model `" + st.req.model +
-                                               "` does not exist or you do not have access to it.",
-                                           "model_not_found"),
-                           id);
-    finish(ex, st);
+    const api_error e = not_found_error(
+        "The model `" + st.req.model + "` does not exist or you do not have access to it.",
+        "model_not_found");
+    st.rec.error_code = e.code;
+    finish(ex, st, e.status);
+    co_await ex.send_error(e, id);
     co_return;
   }
   st.upstream = config_.find_upstream(st.model->upstream);
@@ -274,8 +275,8 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
         "The usage ledger cannot take more records right now; please retry shortly.",
         "ledger_unavailable", 1);
     st.rec.error_code = e.code;
+    finish(ex, st, e.status);
     co_await ex.send_error(e, id);
-    finish(ex, st);
     co_return;
   }
   // 5. Reserve the worst case against every budget that applies.
@@ -288,9 +289,10 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
                                                std::move(hold_id), st.rec.counted_prompt_tokens,
                                                max_tokens);
     if (!reserved) {
-      st.rec.error_code = reserved.error().code;
-      co_await ex.send_error(reserved.error(), id);
-      finish(ex, st);
+      const api_error e = reserved.error();
+      st.rec.error_code = e.code;
+      finish(ex, st, e.status);
+      co_await ex.send_error(e, id);
       co_return;
     }
     st.hold = std::move(*reserved);
@@ -315,8 +317,8 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
       f.add("request_id", id).add("upstream", st.upstream->name).add("error", error.message);
       log_.warn("upstream request failed", f);
     }
+    finish(ex, st, error.status);
     co_await ex.send_error(error, id);
-    finish(ex, st);
     co_return;
   }
   upstream_requests_.with({st.upstream->name, status_class(call.status())}).inc();
@@ -325,8 +327,9 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   } else {
     co_await relay_whole(ex, call, st);
   }
-  // 7. Record (and settle the budgets).
-  finish(ex, st);
+  // 7. Record (and settle the budgets). The relays record before the response's last bytes;
+  // this catches a client that went away mid-response.
+  if (!st.recorded) finish(ex, st, ex.status());
 }
 
 boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
@@ -336,6 +339,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
   if (auto failure = co_await call.read_all(body)) {
     const api_error error = failure->to_api_error(st.upstream->name);
     st.rec.error_code = st.rec.client_disconnected ? "client_disconnected" : error.code;
+    finish(ex, st, error.status);
     co_await ex.send_error(error, st.rec.request_id);
     co_return;
   }
@@ -353,6 +357,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
     for (const auto& [name, value] : st.hold->headers) res.set(name, value);
   }
   res.body() = std::move(body);
+  finish(ex, st, call.status());
   co_await ex.send(std::move(res));
 }
 
@@ -422,10 +427,12 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
       out += "data: ";
       out += error.to_json();
       out += "\n\n";
+      finish(ex, st, 200);
       if (co_await ex.send_chunk(out)) co_await ex.send_last_chunk();
       ex.set_close_after();
       co_return;
     }
+    if (done) finish(ex, st, 200);  // before the last events ([DONE]) leave
     if (!out.empty() && !co_await ex.send_chunk(out)) {
       call.abort();  // the client went away: stop generation upstream
       co_return;
@@ -434,8 +441,9 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
   co_await ex.send_last_chunk();
 }
 
-void api_handler::finish(http::exchange& ex, proxy_state& st) {
-  st.rec.status = ex.status();
+void api_handler::finish(http::exchange& ex, proxy_state& st, unsigned status) {
+  st.recorded = true;
+  st.rec.status = status;
   st.rec.latency_us = elapsed_us(ex.received_at(), clock_.mono_now());
   if (ex.client_gone()) {
     st.rec.client_disconnected = true;

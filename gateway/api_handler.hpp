@@ -57,7 +57,10 @@ class api_handler {
                                              const std::string& request_id, const caller& who);
   boost::asio::awaitable<void> handle_usage(http::exchange& ex, const std::string& request_id,
                                             const caller& who);
-  void finish(http::exchange& ex, proxy_state& st);
+  // Records the usage event (journaled when this returns) and settles the budgets. Called
+  // before the response's last bytes are written: a client never holds a complete response
+  // whose usage a crash of the gateway could still lose.
+  void finish(http::exchange& ex, proxy_state& st, unsigned status);
 
   const gateway_config& config_;
   std::vector<std::shared_ptr<backends::upstream_pool>> pools_;

@@ -179,6 +179,7 @@ int main(int argc, char** argv) {
     ls.queue_events_max = config.ledger.queue_events_max;
     ls.spool_dir = config.ledger.spool_dir;
     ls.spool_bytes_max = config.ledger.spool_bytes_max;
+    ls.rate_events = config.ledger.rate_events;
     try {
       db_pool = std::make_unique<tollgate::pg::pool>(billing_io.get_executor(), db,
                                            config.database.pool_size);

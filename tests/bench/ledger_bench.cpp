@@ -4,8 +4,9 @@
 // Baselines: one COPY of all rows straight into usage_events (same partitions and indexes), and
 // one COPY into a plain table without indexes. Ledger: the rows go through ledger_writer.record()
 // (encoding, the spool journal, the queue) from one producer thread, and the writer commits them
-// in batches (COPY into staging + INSERT ... ON CONFLICT DO NOTHING); the clock stops when all N
-// are committed. Prints the median events/s of each and the ratios.
+// in batches; the clock stops when all N are committed. It runs twice: without rating
+// (ledger.rate_events false) and with every event rated (the 50 tenants on a three-tier price
+// book for both models). Prints the median events/s of each and the ratios.
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -124,7 +125,25 @@ int main(int argc, char** argv) {
   run_on(io, exec_sql(conn, "DROP TABLE IF EXISTS bench_plain; CREATE TABLE bench_plain "
                             "(LIKE usage_events); TRUNCATE usage_events"));
 
-  std::vector<double> plain_s, table_s, ledger_s;
+  // 50 tenants on one graduated three-tier book (for the rated run).
+  run_on(io, exec_sql(conn,
+                      "DELETE FROM rating_accumulators WHERE tenant_id LIKE 'ten_bench%';"
+                      "DELETE FROM tenant_plans WHERE tenant_id LIKE 'ten_bench%';"
+                      "INSERT INTO tenants (id, name) SELECT 'ten_bench' || i, 'bench' FROM "
+                      "generate_series(0, 49) i ON CONFLICT DO NOTHING;"
+                      "INSERT INTO price_books (id, name, currency, tier_mode, tier_scope) VALUES "
+                      "('pb_bench', 'bench', 'USD', 'graduated', 'model') ON CONFLICT DO NOTHING;"
+                      "INSERT INTO price_book_versions (book_id, version, effective_at, prices) "
+                      "SELECT 'pb_bench', 1, '2000-01-01', jsonb_build_object(m, jsonb_build_object("
+                      "'input', t, 'cached_input', t, 'output', t)) FROM (VALUES "
+                      "('gpt-4o-mini'), ('llama-3.1-8b')) AS models(m), (SELECT '[{\"up_to\":"
+                      "1000000,\"rate\":\"150000\"},{\"up_to\":50000000,\"rate\":"
+                      "\"120000.5\"},{\"rate\":\"99999.999999\"}]'::jsonb AS t) tiers "
+                      "ON CONFLICT DO NOTHING;"
+                      "INSERT INTO tenant_plans (tenant_id, book_id) SELECT 'ten_bench' || i, "
+                      "'pb_bench' FROM generate_series(0, 49) i"));
+
+  std::vector<double> plain_s, table_s, ledger_s, rated_s;
   for (int round = 0; round < rounds; ++round) {
     const auto records = make_records(events, round);
     std::string rows;
@@ -139,28 +158,35 @@ int main(int argc, char** argv) {
     table_s.push_back(t);
     run_on(io, exec_sql(conn, "TRUNCATE usage_events, bench_plain"));
 
-    // The ledger writer, fed from this thread as the I/O threads feed it.
-    std::filesystem::remove_all(spool_dir);
-    metrics::registry registry;
-    logger log{stderr, log_level::warn};
-    billing::ledger_settings ls;
-    ls.spool_dir = spool_dir;
-    billing::ledger_writer writer(io.get_executor(), settings, ls, registry, log);
-    writer.start();
-    const auto t0 = bench_clock::now();
-    for (const auto& r : records) writer.record(r);
-    while (written_so_far(registry) < events) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      if (bench_clock::now() - t0 > std::chrono::minutes(5)) {
-        std::fprintf(stderr, "ledger-bench: the writer did not finish\n");
-        return 1;
+    // The ledger writer, fed from this thread as the I/O threads feed it; without rating,
+    // then with.
+    for (const bool rate : {false, true}) {
+      std::filesystem::remove_all(spool_dir);
+      metrics::registry registry;
+      logger log{stderr, log_level::warn};
+      billing::ledger_settings ls;
+      ls.spool_dir = spool_dir;
+      ls.rate_events = rate;
+      billing::ledger_writer writer(io.get_executor(), settings, ls, registry, log);
+      writer.start();
+      const auto t0 = bench_clock::now();
+      for (const auto& r : records) writer.record(r);
+      while (written_so_far(registry) < events) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        if (bench_clock::now() - t0 > std::chrono::minutes(5)) {
+          std::fprintf(stderr, "ledger-bench: the writer did not finish\n");
+          return 1;
+        }
       }
+      (rate ? rated_s : ledger_s)
+          .push_back(std::chrono::duration<double>(bench_clock::now() - t0).count());
+      run_on(io, writer.stop());
+      run_on(io, exec_sql(conn, "TRUNCATE usage_events, rating_accumulators"));
     }
-    ledger_s.push_back(std::chrono::duration<double>(bench_clock::now() - t0).count());
-    run_on(io, writer.stop());
-    run_on(io, exec_sql(conn, "TRUNCATE usage_events"));
-    std::fprintf(stderr, "round %d: plain COPY %.3f s, COPY into usage_events %.3f s, ledger %.3f s\n",
-                 round + 1, p, t, ledger_s.back());
+    std::fprintf(stderr,
+                 "round %d: plain COPY %.3f s, COPY into usage_events %.3f s, ledger %.3f s, "
+                 "ledger rating every event %.3f s\n",
+                 round + 1, p, t, ledger_s.back(), rated_s.back());
   }
   run_on(io, exec_sql(conn, "DROP TABLE bench_plain"));
   conn.close();
@@ -170,11 +196,14 @@ int main(int argc, char** argv) {
 
   const double n = static_cast<double>(events);
   const double plain = n / median(plain_s), table = n / median(table_s),
-               ledger = n / median(ledger_s);
+               ledger = n / median(ledger_s), rated = n / median(rated_s);
   std::printf(
       "{\"events\":%zu,\"rounds\":%d,\"plain_copy_events_per_s\":%.0f,"
       "\"copy_into_usage_events_per_s\":%.0f,\"ledger_events_per_s\":%.0f,"
-      "\"ledger_vs_plain_copy\":%.2f,\"ledger_vs_copy_into_usage_events\":%.2f}\n",
-      events, rounds, plain, table, ledger, ledger / plain, ledger / table);
+      "\"ledger_rated_events_per_s\":%.0f,"
+      "\"ledger_vs_plain_copy\":%.2f,\"ledger_vs_copy_into_usage_events\":%.2f,"
+      "\"rated_vs_unrated_ledger\":%.2f,\"rated_vs_copy_into_usage_events\":%.2f}\n",
+      events, rounds, plain, table, ledger, rated, ledger / plain, ledger / table, rated / ledger,
+      rated / table);
   return 0;
 }

@@ -26,9 +26,13 @@ build spool_fuzz tests/fuzz/spool_fuzz.cpp billing/spool.cpp
 build webhook_url_fuzz tests/fuzz/webhook_url_fuzz.cpp gateway/webhook_url.cpp
 build price_book_fuzz tests/fuzz/price_book_fuzz.cpp billing/price_book.cpp billing/pricing.cpp \
   core/json_dom.cpp core/json_text.cpp core/error.cpp
+build rating_event_fuzz tests/fuzz/rating_event_fuzz.cpp billing/rating.cpp billing/period_pricing.cpp \
+  billing/price_book.cpp billing/pricing.cpp core/json_dom.cpp core/json_text.cpp core/error.cpp
 for target in json_dom_fuzz sse_fuzz openai_request_fuzz tokenizer_fuzz query_params_fuzz spool_fuzz \
-  webhook_url_fuzz price_book_fuzz; do
+  webhook_url_fuzz price_book_fuzz rating_event_fuzz; do
   mkdir -p "$out/corpus-$target"
+  # Seeds (tests/fuzz/seeds/TARGET) start a target whose inputs are hard to find from nothing.
+  if [ -d "tests/fuzz/seeds/$target" ]; then cp -n "tests/fuzz/seeds/$target"/* "$out/corpus-$target"/; fi
   log="$out/$target.log"
   if ! "$out/$target" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
       -artifact_prefix="$out/$target-" "$out/corpus-$target" >"$log" 2>&1; then

@@ -7,7 +7,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { startStack, waitFor, sleep } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
-import { dbConfig, makeTenant, chat, api } from '../lib/ledger.mjs';
+import { dbConfig, makeTenant, chat, api, givePlan, expectRatedOnce, refPrice, planTiers } from '../lib/ledger.mjs';
 
 // Sends requests on `workers` connections until `stop()` says so; collects the request id of
 // every response that came back (any status), and counts the 200s.
@@ -34,13 +34,24 @@ function load(url, key, workers) {
   };
 }
 
-async function expectExactlyOnce(pg, tenant, ids) {
-  await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${tenant}'`)) >= ids.length,
-    { timeoutMs: 20000, what: `${ids.length} rows (have ${pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${tenant}'`)})` });
+// `gatewayLog` goes into the failure message: a missing replay is diagnosed from it.
+async function expectExactlyOnce(pg, tenant, ids, gatewayLog) {
+  const count = () => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${tenant}'`));
+  try {
+    await waitFor(() => count() >= ids.length, { timeoutMs: 20000, what: `${ids.length} rows` });
+  } catch (e) {
+    throw new Error(`${e.message} (have ${count()})\ngateway output:\n${gatewayLog()}`);
+  }
   const rows = pg.query(`SELECT request_id, count(*) FROM usage_events WHERE tenant_id = '${tenant}' GROUP BY 1`);
   const counts = new Map(rows.map(([id, n]) => [id, Number(n)]));
   for (const id of ids) assert.equal(counts.get(id), 1, `request ${id} has one row`);
   assert.equal(rows.length, ids.length, 'no row without a response');
+}
+
+// Replays and retried batches rate each event once: the period's charges are exactly F(total).
+function expectRatedNoMatterTheFaults(pg, tenant) {
+  const totals = expectRatedOnce(assert, pg, tenant);
+  assert.equal(totals.cost, refPrice(planTiers, Number(totals.input)) + refPrice(planTiers, Number(totals.output)));
 }
 
 describe('ledger under faults (real PostgreSQL, kill -9)', () => {
@@ -55,6 +66,7 @@ describe('ledger under faults (real PostgreSQL, kill -9)', () => {
     pg = await startPostgres();
     s = await startStack({ config: dbConfig(pg, dir) });
     t = await makeTenant(s.adminUrl, 'Faults');
+    await givePlan(s.adminUrl, t.tenant);
   });
   after(async () => {
     await s?.stop();
@@ -73,7 +85,8 @@ describe('ledger under faults (real PostgreSQL, kill -9)', () => {
     await sleep(800);
     await l.stop();
     assert.ok(l.ok() > duringOutage && duringOutage > 0, `served during the outage (${duringOutage} of ${l.ok()})`);
-    await expectExactlyOnce(pg, t.tenant, l.ids);
+    await expectExactlyOnce(pg, t.tenant, l.ids, () => s.gateway.output());
+    expectRatedNoMatterTheFaults(pg, t.tenant);
     assert.deepEqual(rejected(), []);
     const metrics = await (await fetch(`${s.adminUrl}/metrics`)).text();
     assert.match(metrics, /tollgate_ledger_events_replayed_total [1-9]/);
@@ -84,6 +97,7 @@ describe('ledger under faults (real PostgreSQL, kill -9)', () => {
     await waitFor(async () => (await api(s.adminUrl, 'GET', '/admin/v1/tenants?limit=1')).status === 200,
       { timeoutMs: 10000, what: 'admin API back' });
     const t2 = await makeTenant(s.adminUrl, 'Faults2');
+    await givePlan(s.adminUrl, t2.tenant);
     const warm = await chat(s.url, t2.key, 'warm the key cache');
     assert.equal(warm.status, 200);
     await warm.text();
@@ -98,7 +112,8 @@ describe('ledger under faults (real PostgreSQL, kill -9)', () => {
     await s.restartGateway();  // the database is still down: the spool waits
     await sleep(300);
     pg.start();
-    await expectExactlyOnce(pg, t2.tenant, ids);
+    await expectExactlyOnce(pg, t2.tenant, ids, () => s.gateway.output());
+    expectRatedNoMatterTheFaults(pg, t2.tenant);
     assert.deepEqual(rejected(), []);
   });
 });

@@ -8,24 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { startStack, binDir, chatBody, postJson, waitFor } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
-import { dbConfig, api, makeTenant, ADMIN, FINANCE } from '../lib/ledger.mjs';
-
-// An independent F: graduated tiers with BigInt, micro-units = floor(sum(units x rate_e6) / 10^12
-// + flat fees) x (10000 - discount) / 10000.
-function refPrice(tiers, units, discountBp = 0) {
-  let scaled = 0n;
-  let lower = 0n;
-  const u = BigInt(units);
-  for (const t of tiers) {
-    const upper = t.up_to === undefined ? u : BigInt(Math.min(Number(u), t.up_to));
-    const [whole, frac = ''] = t.rate.split('.');
-    const rateE6 = BigInt(whole) * 1_000_000n + BigInt((frac + '000000').slice(0, 6));
-    if (u > lower) scaled += (upper - lower) * rateE6 + BigInt(t.flat_fee ?? 0) * 1_000_000_000_000n;
-    if (t.up_to === undefined || u <= BigInt(t.up_to)) break;
-    lower = BigInt(t.up_to);
-  }
-  return (scaled * BigInt(10_000 - discountBp)) / (1_000_000_000_000n * 10_000n);
-}
+import { dbConfig, api, makeTenant, refPrice, expectRatedOnce, ADMIN, FINANCE } from '../lib/ledger.mjs';
 
 const stripeTiers = [{ up_to: 5_000_000, rate: '7000000' }, { up_to: 10_000_000, rate: '6500000' }, { rate: '6000000' }];
 
@@ -62,17 +45,24 @@ describe('price books and plans (real PostgreSQL)', () => {
     assert.deepEqual(v1.prices['dev-echo'].cached_input, stripeTiers, 'cached input defaults to input');
     assert.deepEqual(v1.prices['dev-echo'].output, [{ rate: '600000.25', flat_fee: 100 }]);
 
-    // A second version takes effect later; one that is not later is refused.
-    const early = await api(s.adminUrl, 'POST', `/admin/v1/price_books/${book.id}/versions`, {
-      body: { effective_at: 1_790_000_000, models: { 'dev-echo': { input: [{ rate: '1' }], output: [{ rate: '1' }] } } },
+    // A second version takes effect later, never in the past (usage up to now is rated by the
+    // version in force); one that is not after the latest is refused.
+    const cheap = { 'dev-echo': { input: [{ rate: '1' }], output: [{ rate: '1' }] } };
+    const past = await api(s.adminUrl, 'POST', `/admin/v1/price_books/${book.id}/versions`, {
+      body: { effective_at: 1_790_000_001, models: cheap },
     });
-    assert.equal(early.status, 400, early.text);
-    assert.match(early.json.error.message, /after the latest version/);
+    assert.equal(past.status, 400, past.text);
+    assert.match(past.json.error.message, /not be in the past/);
     const v2 = await api(s.adminUrl, 'POST', `/admin/v1/price_books/${book.id}/versions`, {
-      body: { effective_at: 1_800_000_000, models: { 'dev-echo': { input: [{ rate: '5' }], output: [{ rate: '10' }] } } },
+      body: { effective_at: 1_900_000_000, models: { 'dev-echo': { input: [{ rate: '5' }], output: [{ rate: '10' }] } } },
     });
     assert.equal(v2.status, 201, v2.text);
     assert.equal(v2.json.version, 2);
+    const early = await api(s.adminUrl, 'POST', `/admin/v1/price_books/${book.id}/versions`, {
+      body: { effective_at: 1_899_999_999, models: cheap },
+    });
+    assert.equal(early.status, 400, early.text);
+    assert.match(early.json.error.message, /after the latest version/);
     const read = await api(s.adminUrl, 'GET', `/admin/v1/price_books/${book.id}`);
     assert.deepEqual(read.json.versions.map((v) => v.version), [1, 2]);
     assert.deepEqual(read.json.versions[0].prices, v1.prices, 'version 1 is unchanged');
@@ -156,6 +146,15 @@ describe('price books and plans (real PostgreSQL)', () => {
       assert.equal(r.status, 200);
     }
     await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 6, { what: 'ledger rows' });
+    // Each event was rated as it was stored, one flush each: on the period's accumulators the
+    // charges telescope to exactly F(total), and each names the version that priced it.
+    const rated = expectRatedOnce(assert, pg, t.tenant);
+    assert.equal(rated.cost, refPrice(input, Number(rated.input)) + refPrice(output, Number(rated.output)));
+    assert.equal(pg.value(`SELECT string_agg(DISTINCT price_book_id || '/' || price_book_version, ',') FROM usage_events
+      WHERE tenant_id = '${t.tenant}'`), `${book.id}/1`);
+    const raw = (await api(s.adminUrl, 'GET', `/finance/v1/usage_events?tenant_id=${t.tenant}&limit=100`, { token: FINANCE })).json.data;
+    assert.equal(raw.reduce((n, e) => n + e.cost_micros, 0), Number(rated.cost), 'the finance API shows each event\'s cost');
+    assert.ok(raw.every((e) => e.price_book_id === book.id && e.price_book_version === 1));
     // A batch row (the Batch API is not built yet: written here directly) is priced on its own
     // accumulator with the plan's discount.
     pg.query(`INSERT INTO usage_events (tenant_id, occurred_at, request_id, endpoint, model, upstream, stream, batch, status,

@@ -73,3 +73,55 @@ export function crc32c(buf) {
   return (c ^ 0xFFFFFFFF) >>> 0;
 }
 
+
+// An independent F: graduated tiers with BigInt, micro-units = floor(sum(units x rate_e6) / 10^12
+// + flat fees) x (10000 - discount) / 10000.
+export function refPrice(tiers, units, discountBp = 0) {
+  let scaled = 0n;
+  let lower = 0n;
+  const u = BigInt(units);
+  for (const t of tiers) {
+    const upper = t.up_to === undefined ? u : BigInt(Math.min(Number(u), t.up_to));
+    const [whole, frac = ''] = t.rate.split('.');
+    const rateE6 = BigInt(whole) * 1_000_000n + BigInt((frac + '000000').slice(0, 6));
+    if (u > lower) scaled += (upper - lower) * rateE6 + BigInt(t.flat_fee ?? 0) * 1_000_000_000_000n;
+    if (t.up_to === undefined || u <= BigInt(t.up_to)) break;
+    lower = BigInt(t.up_to);
+  }
+  return (scaled * BigInt(10_000 - discountBp)) / (1_000_000_000_000n * 10_000n);
+}
+
+export const planTiers = [{ up_to: 50, rate: '3333333.333333' }, { up_to: 500, rate: '1250000' }, { rate: '700000.5' }];
+
+// Gives `tenant` a plan on a new price book for dev-echo with small graduated tiers (so that a
+// few requests cross them) and returns the book.
+export async function givePlan(adminUrl, tenant) {
+  const tiers = planTiers;
+  const created = await api(adminUrl, 'POST', '/admin/v1/price_books', {
+    body: { name: `Rated ${tenant}`, currency: 'USD', effective_at: 1_700_000_000,
+      models: { 'dev-echo': { input: tiers, output: tiers } } },
+  });
+  if (created.status !== 201) throw new Error(`price book: ${created.text}`);
+  const plan = await api(adminUrl, 'POST', `/admin/v1/tenants/${tenant}/plan`, { body: { price_book_id: created.json.id } });
+  if (plan.status !== 200) throw new Error(`plan: ${plan.text}`);
+  return created.json;
+}
+
+// Checks per-event rating of `tenant` in the database: every event rated once, each
+// accumulator at exactly the tokens of its events and charged exactly what they cost. Returns
+// the token and cost totals.
+export function expectRatedOnce(assert, pg, tenant) {
+  const [[events, rated]] = pg.query(`SELECT count(*), count(cost_micros) FROM usage_events WHERE tenant_id = '${tenant}'`);
+  assert.equal(Number(rated), Number(events), 'every event is rated');
+  const sums = pg.query(`SELECT
+      sum(prompt_tokens - least(cached_prompt_tokens, prompt_tokens)), sum(completion_tokens), sum(cost_micros)
+      FROM usage_events WHERE tenant_id = '${tenant}'`)[0].map((v) => BigInt(v || 0));
+  const acc = Object.fromEntries(pg.query(`SELECT token_class, sum(position), sum(charged_micros)
+      FROM rating_accumulators WHERE tenant_id = '${tenant}' AND NOT batch GROUP BY 1`)
+    .map(([cls, p, c]) => [cls, [BigInt(p), BigInt(c)]]));
+  assert.equal(acc.input?.[0] ?? 0n, sums[0], 'the input accumulator holds the input tokens once');
+  assert.equal(acc.output?.[0] ?? 0n, sums[1], 'the output accumulator holds the output tokens once');
+  assert.equal((acc.input?.[1] ?? 0n) + (acc.output?.[1] ?? 0n) + (acc.cached_input?.[1] ?? 0n), sums[2],
+    'the accumulators charged what the events cost');
+  return { input: sums[0], output: sums[1], cost: sums[2] };
+}

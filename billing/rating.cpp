@@ -1,0 +1,170 @@
+// Per-event rating: see rating.hpp.
+#include "billing/rating.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+
+#include "billing/period_pricing.hpp"
+
+namespace tollgate::billing {
+
+namespace {
+
+// Column positions in the ledger's COPY row (ledger_writer's usage_event_columns).
+constexpr std::size_t col_tenant = 0, col_occurred_at = 1, col_request = 2, col_model = 6, col_batch = 9,
+                      col_prompt = 11, col_cached = 12, col_completion = 13, columns = 24;
+
+// The inverse of pg::append_copy_text for the escapes COPY text may hold.
+std::optional<std::string> copy_unescape(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '\\') {
+      out.push_back(v[i]);
+      continue;
+    }
+    if (++i == v.size()) return std::nullopt;
+    switch (v[i]) {
+      case '\\': out.push_back('\\'); break;
+      case 't': out.push_back('\t'); break;
+      case 'n': out.push_back('\n'); break;
+      case 'r': out.push_back('\r'); break;
+      default: return std::nullopt;
+    }
+  }
+  return out;
+}
+
+std::optional<std::int64_t> parse_count(std::string_view v) {
+  std::int64_t n = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc{} || end != v.data() + v.size() || n < 0) return std::nullopt;
+  return n;
+}
+
+// "2026-11-22 21:55:19.123+00" (what the ledger writes) to unix seconds.
+std::optional<std::int64_t> parse_utc_timestamp(std::string_view v) {
+  if (v.size() < 19 || v[4] != '-' || v[7] != '-' || v[10] != ' ' || v[13] != ':' ||
+      v[16] != ':') {
+    return std::nullopt;
+  }
+  auto num = [&](std::size_t at, std::size_t len) -> int {
+    int n = 0;
+    for (std::size_t i = at; i < at + len; ++i) {
+      if (v[i] < '0' || v[i] > '9') return -1;
+      n = n * 10 + (v[i] - '0');
+    }
+    return n;
+  };
+  std::tm tm{};
+  const int parts[] = {num(0, 4), num(5, 2), num(8, 2), num(11, 2), num(14, 2), num(17, 2)};
+  for (int p : parts) {
+    if (p < 0) return std::nullopt;
+  }
+  if (parts[1] < 1 || parts[1] > 12 || parts[2] < 1 || parts[2] > 31 || parts[3] > 23 ||
+      parts[4] > 59 || parts[5] > 60) {
+    return std::nullopt;
+  }
+  tm.tm_year = parts[0] - 1900;
+  tm.tm_mon = parts[1] - 1;
+  tm.tm_mday = parts[2];
+  tm.tm_hour = parts[3];
+  tm.tm_min = parts[4];
+  tm.tm_sec = parts[5];
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
+const char* const class_names[] = {"input", "cached_input", "output"};
+
+const price_schedule& schedule_of(const model_prices& p, int token_class) {
+  return token_class == 0 ? p.input : token_class == 1 ? p.cached_input : p.output;
+}
+
+}  // namespace
+
+std::optional<rating_event> parse_rating_event(std::string_view line) {
+  std::string_view fields[columns];
+  std::size_t n = 0;
+  for (std::size_t start = 0;;) {
+    const std::size_t tab = line.find('\t', start);
+    if (n == columns) return std::nullopt;  // too many fields
+    fields[n++] = line.substr(start, tab == std::string_view::npos ? tab : tab - start);
+    if (tab == std::string_view::npos) break;
+    start = tab + 1;
+  }
+  if (n != columns) return std::nullopt;
+  rating_event e;
+  auto tenant = copy_unescape(fields[col_tenant]);
+  auto request = copy_unescape(fields[col_request]);
+  auto model = copy_unescape(fields[col_model]);
+  const auto at = parse_utc_timestamp(fields[col_occurred_at]);
+  const auto prompt = parse_count(fields[col_prompt]);
+  const auto cached = parse_count(fields[col_cached]);
+  const auto completion = parse_count(fields[col_completion]);
+  if (!tenant || tenant->empty() || !request || request->empty() || !model || !at || !prompt || !cached || !completion) {
+    return std::nullopt;
+  }
+  if (fields[col_batch] != "t" && fields[col_batch] != "f") return std::nullopt;
+  e.tenant_id = std::move(*tenant);
+  e.request_id = std::move(*request);
+  e.model = std::move(*model);
+  e.occurred_at_s = *at;
+  e.batch = fields[col_batch] == "t";
+  // As the period totals split them: cached tokens are part of the prompt.
+  e.cached_input = std::min(*cached, *prompt);
+  e.input = *prompt - e.cached_input;
+  e.output = *completion;
+  return e;
+}
+
+std::optional<rating_target> rating_target_of(const rating_plan& plan, const rating_event& e) {
+  const rating_plan::version* in_force = nullptr;
+  for (const auto& v : plan.versions) {
+    if (v.effective_at_s <= e.occurred_at_s) in_force = &v;
+  }
+  if (in_force == nullptr || in_force->prices == nullptr) return std::nullopt;
+  const std::string wanted = plan.scope == tier_scope::all_models ? std::string("*") : e.model;
+  const auto& prices = *in_force->prices;
+  const auto it = std::lower_bound(prices.begin(), prices.end(), wanted,
+                                   [](const model_prices& p, const std::string& m) {
+                                     return p.model < m;
+                                   });
+  if (it == prices.end() || it->model != wanted) return std::nullopt;
+  rating_target t;
+  t.version = in_force->number;
+  t.prices = &*it;
+  const std::string period = period_of(e.occurred_at_s);
+  const std::int64_t amounts[] = {e.input, e.cached_input, e.output};
+  for (int c = 0; c < 3; ++c) {
+    if (amounts[c] > 0) t.keys.emplace_back(e.tenant_id, period, wanted, class_names[c], e.batch);
+  }
+  return t;
+}
+
+std::optional<rated_event> rate_event(const rating_plan& plan, const rating_event& e,
+                                      accumulator_map& accumulators) {
+  const auto target = rating_target_of(plan, e);
+  if (!target) return std::nullopt;
+  const int discount = e.batch ? plan.batch_discount_bp : 0;
+  const std::int64_t amounts[] = {e.input, e.cached_input, e.output};
+  rated_event out;
+  out.version = target->version;
+  std::size_t next_key = 0;
+  for (int c = 0; c < 3; ++c) {
+    if (amounts[c] <= 0) continue;
+    accumulator_state& acc = accumulators[target->keys[next_key++]];
+    // A period holds at most max_units of a class; past that, tokens are not charged (the
+    // period pricing caps the same way).
+    const std::int64_t q = std::min(amounts[c], max_units - acc.position);
+    if (q <= 0) continue;
+    const std::int64_t charge =
+        charge_micros(schedule_of(*target->prices, c), acc.position, q, discount);
+    acc.position += q;
+    acc.charged_micros += charge;
+    out.cost_micros += charge;
+  }
+  return out;
+}
+
+}  // namespace tollgate::billing

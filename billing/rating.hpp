@@ -1,0 +1,80 @@
+// Per-event rating (invariant 4 of ARCHITECTURE.md): the ledger writer prices each usage event
+// as it stores it, against the tenant's price book version in force at the event's time, on
+// the period's accumulators (one per model, or "*" for a book with tier_scope all_models, per
+// token class and batch flag): an event of q tokens at accumulator position c costs
+// floor(F(c + q)) - floor(F(c)). The accumulators live in PostgreSQL (rating_accumulators);
+// this file is the pure part: reading the rating fields back from a ledger row and pricing an
+// event on accumulators held in memory. The same split and schedules as billing/period_pricing,
+// so that for graduated tiers the events of a period add up to its invoice.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "billing/price_book.hpp"
+
+namespace tollgate::billing {
+
+// What rating needs of one usage_events row.
+struct rating_event {
+  std::string tenant_id;
+  std::string request_id;
+  std::int64_t occurred_at_s = 0;
+  std::string model;
+  bool batch = false;
+  std::int64_t input = 0;  // prompt tokens that were not cached
+  std::int64_t cached_input = 0;
+  std::int64_t output = 0;
+};
+
+// Reads those fields from one line of the ledger's COPY text (ledger_writer's column order,
+// without the trailing newline). nullopt for a line that does not have that shape.
+std::optional<rating_event> parse_rating_event(std::string_view copy_line);
+
+// A tenant's plan as rating sees it: the book's settings and its versions in effective order.
+struct rating_plan {
+  std::string book_id;
+  tier_mode mode = tier_mode::graduated;
+  tier_scope scope = tier_scope::model;
+  int batch_discount_bp = 0;
+  struct version {
+    int number = 0;
+    std::int64_t effective_at_s = 0;
+    std::shared_ptr<const std::vector<model_prices>> prices;  // versions are immutable: shared
+  };
+  std::vector<version> versions;
+};
+
+// An accumulator: tenant, period ("2026-11"), model (or "*"), token class (input,
+// cached_input, output), batch flag.
+using accumulator_key = std::tuple<std::string, std::string, std::string, std::string, bool>;
+struct accumulator_state {
+  std::int64_t position = 0;        // tokens rated so far this period
+  std::int64_t charged_micros = 0;  // what they were charged, provisional for volume tiers
+};
+using accumulator_map = std::map<accumulator_key, accumulator_state>;
+
+// The price-book version and the accumulators that would rate `e`: nullopt when the event is
+// not rated (no version in force at its time, or the model is not in the book).
+struct rating_target {
+  int version = 0;
+  const model_prices* prices = nullptr;
+  std::vector<accumulator_key> keys;  // one per token class with tokens, input first
+};
+std::optional<rating_target> rating_target_of(const rating_plan& plan, const rating_event& e);
+
+struct rated_event {
+  std::int64_t cost_micros = 0;
+  int version = 0;
+};
+// Rates `e` on `accumulators` (missing ones start at zero) and advances them. nullopt: not
+// rated (see rating_target_of); nothing changes.
+std::optional<rated_event> rate_event(const rating_plan& plan, const rating_event& e,
+                                      accumulator_map& accumulators);
+
+}  // namespace tollgate::billing
