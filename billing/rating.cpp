@@ -12,8 +12,9 @@ namespace tollgate::billing {
 namespace {
 
 // Column positions in the ledger's COPY row (ledger_writer's usage_event_columns).
-constexpr std::size_t col_tenant = 0, col_occurred_at = 1, col_request = 2, col_model = 6, col_batch = 9,
-                      col_prompt = 11, col_cached = 12, col_completion = 13, columns = 24;
+constexpr std::size_t col_tenant = 0, col_occurred_at = 1, col_request = 2, col_model = 6,
+                      col_batch = 9, col_prompt = 11, col_cached = 12, col_completion = 13,
+                      columns = 24;
 
 // The inverse of pg::append_copy_text for the escapes COPY text may hold.
 std::optional<std::string> copy_unescape(std::string_view v) {
@@ -26,11 +27,20 @@ std::optional<std::string> copy_unescape(std::string_view v) {
     }
     if (++i == v.size()) return std::nullopt;
     switch (v[i]) {
-      case '\\': out.push_back('\\'); break;
-      case 't': out.push_back('\t'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      default: return std::nullopt;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      default:
+        return std::nullopt;
     }
   }
   return out;
@@ -45,8 +55,7 @@ std::optional<std::int64_t> parse_count(std::string_view v) {
 
 // "2026-11-22 21:55:19.123+00" (what the ledger writes) to unix seconds.
 std::optional<std::int64_t> parse_utc_timestamp(std::string_view v) {
-  if (v.size() < 19 || v[4] != '-' || v[7] != '-' || v[10] != ' ' || v[13] != ':' ||
-      v[16] != ':') {
+  if (v.size() < 19 || v[4] != '-' || v[7] != '-' || v[10] != ' ' || v[13] != ':' || v[16] != ':') {
     return std::nullopt;
   }
   auto num = [&](std::size_t at, std::size_t len) -> int {
@@ -102,7 +111,8 @@ std::optional<rating_event> parse_rating_event(std::string_view line) {
   const auto prompt = parse_count(fields[col_prompt]);
   const auto cached = parse_count(fields[col_cached]);
   const auto completion = parse_count(fields[col_completion]);
-  if (!tenant || tenant->empty() || !request || request->empty() || !model || !at || !prompt || !cached || !completion) {
+  if (!tenant || tenant->empty() || !request || request->empty() || !model || !at || !prompt ||
+      !cached || !completion) {
     return std::nullopt;
   }
   if (fields[col_batch] != "t" && fields[col_batch] != "f") return std::nullopt;
@@ -126,10 +136,9 @@ std::optional<rating_target> rating_target_of(const rating_plan& plan, const rat
   if (in_force == nullptr || in_force->prices == nullptr) return std::nullopt;
   const std::string wanted = plan.scope == tier_scope::all_models ? std::string("*") : e.model;
   const auto& prices = *in_force->prices;
-  const auto it = std::lower_bound(prices.begin(), prices.end(), wanted,
-                                   [](const model_prices& p, const std::string& m) {
-                                     return p.model < m;
-                                   });
+  const auto it =
+      std::lower_bound(prices.begin(), prices.end(), wanted,
+                       [](const model_prices& p, const std::string& m) { return p.model < m; });
   if (it == prices.end() || it->model != wanted) return std::nullopt;
   rating_target t;
   t.version = in_force->number;

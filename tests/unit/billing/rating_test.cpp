@@ -93,8 +93,10 @@ TEST_CASE("an event is rated by the version in force at its time, on its period'
   rating_plan plan;
   plan.book_id = "pb_1";
   plan.versions = {
-      {1, nov_2026, prices_of(R"({"m":{"input":[{"rate":"1000000"}],"output":[{"rate":"3000000"}]}})")},
-      {2, nov_2026 + 86400, prices_of(R"({"m":{"input":[{"rate":"2000000"}],"output":[{"rate":"5000000"}]}})")},
+      {1, nov_2026,
+       prices_of(R"({"m":{"input":[{"rate":"1000000"}],"output":[{"rate":"3000000"}]}})")},
+      {2, nov_2026 + 86400,
+       prices_of(R"({"m":{"input":[{"rate":"2000000"}],"output":[{"rate":"5000000"}]}})")},
   };
   accumulator_map acc;
   // Before the first version: not rated, nothing moves.
@@ -125,8 +127,8 @@ TEST_CASE("an event is rated by the version in force at its time, on its period'
 TEST_CASE("batch events have their own accumulator and the plan's discount") {
   rating_plan plan;
   plan.batch_discount_bp = 5000;
-  plan.versions = {{1, 0,
-                    prices_of(R"({"m":{"input":[{"up_to":10,"rate":"3000000"},{"rate":"1000000"}],
+  plan.versions = {
+      {1, 0, prices_of(R"({"m":{"input":[{"up_to":10,"rate":"3000000"},{"rate":"1000000"}],
                                   "output":[{"rate":"1000000"}]}})")}};
   accumulator_map acc;
   REQUIRE(rate_event(plan, event(nov_2026, 10, 0), acc)->cost_micros == 30);
