@@ -2,12 +2,15 @@
 #include "billing/account_store.hpp"
 
 #include "billing/period_pricing.hpp"
+#include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <stdexcept>
 
 #include "core/json_text.hpp"
@@ -105,21 +108,6 @@ std::string page_sql(const std::string& object_sql, const std::string& from_wher
          L + "::int),'[]'::json),'first_id',(SELECT min(x_id) FROM numbered WHERE rn <= " + L +
          "::int),'last_id',(SELECT max(x_id) FROM numbered WHERE rn <= " + L +
          "::int),'has_more',(SELECT count(*) FROM page) > " + L + "::int)::text";
-}
-
-std::string pg_text_array(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    out.push_back('"');
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out.push_back('\\');
-      out.push_back(c);
-    }
-    out.push_back('"');
-  }
-  out.push_back('}');
-  return out;
 }
 
 }  // namespace
@@ -339,7 +327,7 @@ net::awaitable<store_result> account_store::create_key(key_spec spec, std::strin
   pg::param expires;
   if (spec.expires_at_s) expires = std::to_string(*spec.expires_at_s);
   pg::param models;
-  if (spec.allowed_models) models = pg_text_array(*spec.allowed_models);
+  if (spec.allowed_models) models = pg::text_array(*spec.allowed_models);
   pg::param project;
   if (!spec.project_id.empty()) project = spec.project_id;
   return one_object(
@@ -376,7 +364,7 @@ net::awaitable<store_result> account_store::update_key(std::string id, key_updat
   pg::param expires;
   if (u.expires_at_s) expires = std::to_string(*u.expires_at_s);
   pg::param models;
-  if (u.allowed_models) models = pg_text_array(*u.allowed_models);
+  if (u.allowed_models) models = pg::text_array(*u.allowed_models);
   return one_object(
       std::string("WITH b AS (SELECT * FROM api_keys WHERE id = $1 FOR UPDATE),"
                   " k AS (UPDATE api_keys SET name = coalesce($2, b.name),"
@@ -1102,7 +1090,10 @@ const char* const invoice_json =
     "'status',i.status,'number',i.number,'currency',i.currency,'price_book_id',i.price_book_id,"
     "'minor_digits',i.minor_digits,'lines',i.lines,'adjustments',i.adjustments,"
     "'unpriced',i.unpriced,"
-    "'total_micros',i.total_micros,'total_minor',i.total_minor,"
+    "'total_micros',i.total_micros,'total_minor',i.total_minor,'credits',i.credits,"
+    "'credits_micros',i.credits_micros,'credits_returned_micros',i.credits_returned_micros,"
+    "'total_due_micros',coalesce(i.total_due_micros,i.total_micros),"
+    "'total_due_minor',coalesce(i.total_due_minor,i.total_minor),"
     "'created_at',extract(epoch from i.created_at)::bigint,"
     "'finalized_at',extract(epoch from i.finalized_at)::bigint)";
 
@@ -1166,18 +1157,64 @@ net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
   const std::int64_t total_minor = minor.total;
   std::string lines = priced_lines_json(priced.lines, &minor.amounts);
   std::string adjusted_json = adjustments_json(adjustments, minor.amounts, priced.lines.size());
+
+  // Credits applied, in drawdown order: what the period's events drew, at most the period's
+  // own charges (the excess, possible with volume tiers, goes back to the grants when the
+  // invoice is finalized), then credit drawn by late usage of finalized periods.
+  auto credits = co_await applied_credits(tenant_id, period);
+  if (!credits) co_return credits.error();
+  std::int64_t period_charges = priced.total_micros;
+  std::int64_t period_credits = 0;
+  for (const auto& c : *credits) {
+    if (c.period == period) period_credits += c.amount_micros;
+  }
+  const std::int64_t credits_returned = std::max<std::int64_t>(0, period_credits - period_charges);
+  for (std::int64_t cut = credits_returned, i = static_cast<std::int64_t>(credits->size()) - 1;
+       cut > 0 && i >= 0; --i) {
+    auto& c = (*credits)[static_cast<std::size_t>(i)];
+    if (c.period != period) continue;
+    const std::int64_t take = std::min(cut, c.amount_micros);
+    c.amount_micros -= take;
+    cut -= take;
+  }
+  std::erase_if(*credits, [](const applied_credit& c) { return c.amount_micros == 0; });
+  std::vector<std::int64_t> credit_micros;
+  std::int64_t credits_total = 0;
+  for (const auto& c : *credits) {
+    credit_micros.push_back(c.amount_micros);
+    credits_total += c.amount_micros;
+  }
+  const auto credit_minor = to_minor_units(credit_micros, digits);
+  std::string credits_json = "[";
+  for (std::size_t i = 0; i < credits->size(); ++i) {
+    const auto& c = (*credits)[i];
+    json_object_writer w;
+    w.add("period", c.period)
+        .add("grant_id", c.grant_id)
+        .add("kind", c.kind)
+        .add("amount_micros", c.amount_micros)
+        .add("amount_minor", credit_minor.amounts[i]);
+    credits_json += (i ? "," : "") + w.finish();
+  }
+  credits_json += "]";
   // A draft is rewritten in place (same id). Should the invoice have been finalized
   // meanwhile, nothing is written and the answer is 404.
   std::string sql =
       std::string("WITH i AS (INSERT INTO invoices (id, tenant_id, period, status, currency,"
                   " price_book_id, minor_digits, lines, unpriced, total_micros, total_minor,"
-                  " adjustments) VALUES ($3, $1, $2, 'draft', $4, $5, $6::integer, $7::jsonb,"
-                  " $8::jsonb, $9::bigint, $10::bigint, $11::jsonb)"
+                  " adjustments, credits, credits_micros, credits_returned_micros,"
+                  " total_due_micros, total_due_minor) VALUES ($3, $1, $2, 'draft', $4, $5,"
+                  " $6::integer, $7::jsonb, $8::jsonb, $9::bigint, $10::bigint, $11::jsonb,"
+                  " $12::jsonb, $13::bigint, $14::bigint, $15::bigint, $16::bigint)"
                   " ON CONFLICT (tenant_id, period) DO UPDATE SET currency = EXCLUDED.currency,"
                   " price_book_id = EXCLUDED.price_book_id, minor_digits = EXCLUDED.minor_digits,"
                   " lines = EXCLUDED.lines, unpriced = EXCLUDED.unpriced,"
                   " total_micros = EXCLUDED.total_micros, total_minor = EXCLUDED.total_minor,"
-                  " adjustments = EXCLUDED.adjustments,"
+                  " adjustments = EXCLUDED.adjustments, credits = EXCLUDED.credits,"
+                  " credits_micros = EXCLUDED.credits_micros,"
+                  " credits_returned_micros = EXCLUDED.credits_returned_micros,"
+                  " total_due_micros = EXCLUDED.total_due_micros,"
+                  " total_due_minor = EXCLUDED.total_due_minor,"
                   " updated_at = now() WHERE invoices.status = 'draft' RETURNING *) SELECT ") +
       invoice_json + "::text FROM i";
   std::vector<pg::param> params;
@@ -1192,6 +1229,11 @@ net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
   params.emplace_back(std::to_string(total_micros));
   params.emplace_back(std::to_string(total_minor));
   params.emplace_back(std::move(adjusted_json));
+  params.emplace_back(std::move(credits_json));
+  params.emplace_back(std::to_string(credits_total));
+  params.emplace_back(std::to_string(credits_returned));
+  params.emplace_back(std::to_string(total_micros - credits_total));
+  params.emplace_back(std::to_string(total_minor - credit_minor.total));
   std::string not_found = "The invoice of " + tenant_id + " for " + period + " was not written.";
   co_return co_await one_object(std::move(sql), std::move(params), std::move(not_found));
 }
@@ -1212,10 +1254,13 @@ net::awaitable<store_result> account_store::finalize_invoice(std::string tenant_
                                                             std::string period,
                                                             std::string actor) {
   std::string sql =
-      std::string("WITH i AS (UPDATE invoices SET status = 'finalized', finalized_at = now(),"
+      std::string("WITH r AS (SELECT tollgate_credit_true_up(tenant_id, period,"
+                  " credits_returned_micros) FROM invoices WHERE tenant_id = $1 AND period = $2"
+                  " AND status = 'draft'),"
+                  " i AS (UPDATE invoices SET status = 'finalized', finalized_at = now(),"
                   " number = 'TG-' || lpad(nextval('invoice_numbers')::text, 6, '0'),"
                   " updated_at = now() WHERE tenant_id = $1 AND period = $2 AND status = 'draft'"
-                  " RETURNING *),"
+                  " AND (SELECT count(*) FROM r) >= 0 RETURNING *),"
                   " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
                   " after) SELECT $3, 'invoice.finalize', i.tenant_id, 'invoice', i.id,"
                   " jsonb_build_object('number', i.number, 'total_micros', i.total_micros) FROM i)"
@@ -1302,6 +1347,191 @@ net::awaitable<store_result> account_store::run_invoices(std::string period,
     first = false;
   }
   co_return out + "],\"has_more\":false}";
+}
+
+}  // namespace tollgate::billing
+
+// ---- credits ---------------------------------------------------------------------------------
+
+namespace tollgate::billing {
+
+namespace {
+
+// A grant with its balance (g: credit_grants, a: its account).
+const char* const credit_grant_json =
+    "json_build_object('object','credit_grant','id',g.id,'tenant_id',g.tenant_id,'kind',g.kind,"
+    "'amount_micros',g.amount_micros,'price_paid_micros',g.price_paid_micros,"
+    "'balance_micros',a.balance_micros,"
+    "'effective_at',extract(epoch from g.effective_at)::bigint,"
+    "'expires_at',extract(epoch from g.expires_at)::bigint,"
+    "'expired',coalesce(g.expires_at <= now(), false),'priority',g.priority,'models',g.models,"
+    "'memo',g.memo,'created_at',extract(epoch from g.created_at)::bigint)";
+
+// Drawdown order.
+const char* const drawdown_order = "g.priority, g.expires_at NULLS LAST, g.effective_at, g.id";
+
+}  // namespace
+
+net::awaitable<store_result> account_store::grant_credit(credit_grant_spec spec,
+                                                         std::string actor) {
+  const bool given_id = !spec.id.empty();
+  const std::string id = given_id ? spec.id : new_object_id("cg");
+  pg::param price_paid, expires, models;
+  if (spec.price_paid_micros) price_paid = std::to_string(*spec.price_paid_micros);
+  if (spec.expires_at_s) expires = std::to_string(*spec.expires_at_s);
+  if (spec.models) models = pg::text_array(*spec.models);
+  std::string sql =
+      "WITH f AS (SELECT tollgate_grant_credit($1, $2, $3, $4::bigint, $5::bigint,"
+      " to_timestamp($6::bigint), to_timestamp($7::bigint), $8::integer, $9::text[],"
+      " nullif($10, '')) AS done)"
+      " INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id, after)"
+      " SELECT $11, 'credit.grant', $2, 'credit_grant', $1, jsonb_build_object('kind', $3,"
+      " 'amount_micros', $4::bigint, 'price_paid_micros', $5::bigint) FROM f"
+      " RETURNING object_id";
+  std::vector<pg::param> params;
+  params.emplace_back(id);
+  params.emplace_back(spec.tenant_id);
+  params.emplace_back(spec.kind);
+  params.emplace_back(std::to_string(spec.amount_micros));
+  params.emplace_back(price_paid);
+  params.emplace_back(std::to_string(spec.effective_at_s));
+  params.emplace_back(expires);
+  params.emplace_back(std::to_string(spec.priority));
+  params.emplace_back(models);
+  params.emplace_back(spec.memo);
+  params.emplace_back(std::move(actor));
+  auto made = co_await one_object(std::move(sql), std::move(params), "The grant was not made.");
+  if (!made && made.error().status == 409 && given_id) {
+    // A retry with the same id: the grant made the first time, if it is this one.
+    auto existing = co_await get_credit_grant(id);
+    if (!existing) co_return existing;
+    const auto doc = json::document::parse(*existing);
+    if (doc && doc->root().find("tenant_id").as_string() == spec.tenant_id &&
+        doc->root().find("amount_micros").as_int64() == spec.amount_micros &&
+        doc->root().find("kind").as_string() == spec.kind) {
+      co_return existing;
+    }
+    co_return store_error{409, "A different grant already has the id " + id + ".", "conflict"};
+  }
+  if (!made) co_return made.error();
+  co_return co_await get_credit_grant(id);
+}
+
+net::awaitable<store_result> account_store::get_credit_grant(std::string id) {
+  std::string sql = std::string("SELECT ") + credit_grant_json +
+                    "::text FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id"
+                    " WHERE g.id = $1";
+  std::vector<pg::param> params;
+  params.emplace_back(id);
+  co_return co_await one_object(std::move(sql), std::move(params),
+                                "No credit grant with id " + id + ".");
+}
+
+net::awaitable<store_result> account_store::credit_balance(std::string tenant_id) {
+  std::string sql =
+      std::string(
+          "SELECT CASE WHEN EXISTS (SELECT 1 FROM tenants WHERE id = $1) THEN"
+          " json_build_object('object','credit_balance','tenant_id',$1::text,"
+          "'available_micros',(SELECT coalesce(sum(a.balance_micros), 0) FROM credit_grants g"
+          " JOIN credit_accounts a ON a.grant_id = g.id WHERE g.tenant_id = $1"
+          " AND g.effective_at <= now() AND (g.expires_at IS NULL OR g.expires_at > now())),"
+          "'used_micros',(SELECT coalesce(max(balance_micros), 0) FROM credit_accounts"
+          " WHERE id = 'usage:' || $1),"
+          "'expired_micros',(SELECT coalesce(max(balance_micros), 0) FROM credit_accounts"
+          " WHERE id = 'breakage:' || $1),"
+          "'granted_micros',(SELECT coalesce(-max(balance_micros), 0) FROM credit_accounts"
+          " WHERE id = 'funding:' || $1),"
+          "'grants',(SELECT coalesce(json_agg(") +
+      credit_grant_json + " ORDER BY " + drawdown_order +
+      "), '[]'::json) FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id"
+      " WHERE g.tenant_id = $1)) END::text";
+  std::vector<pg::param> params;
+  params.emplace_back(tenant_id);
+  co_return co_await one_object(std::move(sql), std::move(params),
+                                "No tenant with id " + tenant_id + ".");
+}
+
+net::awaitable<store_result> account_store::credit_transfers(std::string tenant_id,
+                                                            page_request page) {
+  std::string sql =
+      "SELECT CASE WHEN EXISTS (SELECT 1 FROM tenants WHERE id = $1) THEN"
+      " json_build_object('object','list','data',coalesce((SELECT json_agg(x.obj ORDER BY"
+      " x.occurred_at DESC, x.id DESC) FROM (SELECT t.id, t.occurred_at,"
+      " json_build_object('object','credit_transfer','id',t.id,'kind',t.kind,'period',t.period,"
+      "'occurred_at',extract(epoch from t.occurred_at)::bigint,'entries',(SELECT"
+      " json_agg(json_build_object('account',e.account_id,'amount_micros',e.amount_micros)"
+      " ORDER BY e.account_id) FROM credit_entries e WHERE e.transfer_id = t.id)) AS obj"
+      " FROM credit_transfers t WHERE t.tenant_id = $1 ORDER BY t.occurred_at DESC, t.id DESC"
+      " LIMIT $2::int) x), '[]'::json)) END::text";
+  std::vector<pg::param> params;
+  params.emplace_back(tenant_id);
+  params.emplace_back(std::to_string(page.limit));
+  co_return co_await one_object(std::move(sql), std::move(params),
+                                "No tenant with id " + tenant_id + ".");
+}
+
+net::awaitable<store_result> account_store::expire_credits(std::int64_t at_s) {
+  std::string sql =
+      "SELECT json_build_object('object','credit_expiry','expired',"
+      "tollgate_expire_credits(to_timestamp($1::bigint)))::text";
+  std::vector<pg::param> params;
+  params.emplace_back(std::to_string(at_s));
+  co_return co_await one_object(std::move(sql), std::move(params), "");
+}
+
+net::awaitable<basic_result<std::vector<account_store::applied_credit>, store_error>>
+account_store::applied_credits(std::string tenant_id, std::string period) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return unavailable(conn.error());
+  const std::string drawn_sql =
+      std::string(
+          "SELECT t.period, g.id, g.kind, -sum(e.amount_micros) FROM credit_transfers t"
+          " JOIN credit_entries e ON e.transfer_id = t.id"
+          " JOIN credit_accounts a ON a.id = e.account_id AND a.kind = 'grant'"
+          " JOIN credit_grants g ON g.id = a.grant_id"
+          " LEFT JOIN invoices f ON f.tenant_id = t.tenant_id AND f.period = t.period"
+          " AND f.status = 'finalized'"
+          " WHERE t.tenant_id = $1 AND t.kind IN ('drawdown', 'true_up') AND (t.period = $2"
+          " OR (t.period < $2 AND t.occurred_at > f.finalized_at))"
+          " GROUP BY t.period, g.id, g.kind, g.priority, g.expires_at, g.effective_at"
+          " HAVING sum(e.amount_micros) <> 0"
+          " ORDER BY t.period = $2 DESC, t.period, ") +
+      drawdown_order;
+  std::vector<pg::param> drawn_params;
+  drawn_params.emplace_back(tenant_id);
+  drawn_params.emplace_back(period);
+  auto drawn = co_await (*conn)->query(drawn_sql, std::move(drawn_params));
+  if (!drawn) co_return from_db(drawn.error());
+  // What finalized invoices of other periods applied of late credit, per period and grant.
+  const std::string listed_sql =
+      "SELECT c->>'period', c->>'grant_id', sum((c->>'amount_micros')::bigint)"
+      " FROM invoices i, jsonb_array_elements(i.credits) c WHERE i.tenant_id = $1"
+      " AND i.status = 'finalized' AND i.period <> $2 AND c->>'period' <> i.period"
+      " GROUP BY 1, 2";
+  std::vector<pg::param> listed_params;
+  listed_params.emplace_back(tenant_id);
+  listed_params.emplace_back(period);
+  auto listed = co_await (*conn)->query(listed_sql, std::move(listed_params));
+  if (!listed) co_return from_db(listed.error());
+  std::map<std::pair<std::string, std::string>, std::int64_t> applied_before;
+  for (int i = 0; i < listed->size(); ++i) {
+    applied_before[{std::string(listed->text(i, 0)), std::string(listed->text(i, 1))}] +=
+        listed->int64(i, 2);
+  }
+  std::vector<applied_credit> out;
+  for (int i = 0; i < drawn->size(); ++i) {
+    applied_credit c;
+    c.period = std::string(drawn->text(i, 0));
+    c.grant_id = std::string(drawn->text(i, 1));
+    c.kind = std::string(drawn->text(i, 2));
+    c.amount_micros = drawn->int64(i, 3);
+    if (c.period != period) {
+      const auto it = applied_before.find({c.period, c.grant_id});
+      if (it != applied_before.end()) c.amount_micros -= it->second;
+    }
+    if (c.amount_micros != 0) out.push_back(std::move(c));
+  }
+  co_return out;
 }
 
 }  // namespace tollgate::billing

@@ -296,6 +296,40 @@ class account_store {
                                                     bool finalize, std::int64_t now_s,
                                                     std::int64_t grace_s, std::string actor);
   boost::asio::awaitable<store_result> get_invoice(std::string id);
+
+  // ---- credits (sql/010_credits.sql, docs/CREDITS.md) ----
+  struct credit_grant_spec {
+    std::string tenant_id;
+    std::string kind;  // purchased | promotional
+    std::int64_t amount_micros = 0;
+    std::optional<std::int64_t> price_paid_micros;  // purchased only
+    std::int64_t effective_at_s = 0;
+    std::optional<std::int64_t> expires_at_s;
+    int priority = 0;
+    std::optional<std::vector<std::string>> models;  // none: every model
+    std::string memo;
+    std::string id;  // optional, for idempotent retries (cg_ + letters/digits); "" = new
+  };
+  // Grants credit: the grant, its account and the funding transfer, in one transaction. The
+  // same id given again returns the grant made the first time if it is the same grant (409
+  // otherwise).
+  boost::asio::awaitable<store_result> grant_credit(credit_grant_spec spec, std::string actor);
+  boost::asio::awaitable<store_result> get_credit_grant(std::string id);
+  // A tenant's grants with their balances, in drawdown order, and the totals.
+  boost::asio::awaitable<store_result> credit_balance(std::string tenant_id);
+  // A tenant's credit transfers with their entries, newest first.
+  boost::asio::awaitable<store_result> credit_transfers(std::string tenant_id, page_request page);
+  // Moves the balances of grants expired by `at_s` to breakage; {"expired": n}.
+  boost::asio::awaitable<store_result> expire_credits(std::int64_t at_s);
+  // The credit an invoice of `period` applies, in drawdown order: the period's drawdowns and
+  // true-ups per grant, then credit drawn by late usage of earlier finalized periods after
+  // they were finalized (less what other finalized invoices have applied of it).
+  struct applied_credit {
+    std::string period, grant_id, kind;
+    std::int64_t amount_micros = 0;
+  };
+  boost::asio::awaitable<basic_result<std::vector<applied_credit>, store_error>> applied_credits(
+      std::string tenant_id, std::string period);
   boost::asio::awaitable<store_result> list_invoices(std::string tenant_id, std::string period,
                                                      page_request page);
 

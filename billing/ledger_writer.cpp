@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <ctime>
 
+#include "billing/period_pricing.hpp"
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 
@@ -23,6 +24,7 @@ namespace {
 // replay reads the spool back in pieces of bounded size.
 constexpr std::uint64_t spool_segment_bytes_max = 8ull << 20;
 constexpr auto partition_check_interval = std::chrono::hours(1);
+constexpr auto credit_expiry_interval = std::chrono::minutes(1);
 constexpr auto reconnect_backoff_max = std::chrono::milliseconds(5000);
 
 // Text fields come from requests (a model name the gateway does not serve, say): they are
@@ -279,8 +281,8 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
   static const std::string staging_sql =
       std::string("COPY usage_staging (") + usage_event_columns + ") FROM STDIN";
   static const std::string store_sql = std::string("COPY usage_events (") + usage_event_columns +
-                                       ", cost_micros, price_book_id, price_book_version" +
-                                       ") FROM STDIN";
+                                       ", cost_micros, price_book_id, price_book_version," +
+                                       " credit_micros) FROM STDIN";
   std::vector<std::string_view> lines;
   for (std::size_t at = 0; at < rows.size();) {
     const std::size_t nl = rows.find('\n', at);
@@ -333,6 +335,11 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
       if (!done) co_return done.error();
     }
   }
+  std::vector<std::int64_t> credit(events.size(), 0);
+  if (std::any_of(rated.begin(), rated.end(), [](const auto& r) { return r && r->cost_micros > 0; })) {
+    auto drawn = co_await draw_credits(events, rated, credit);
+    if (!drawn) co_return drawn.error();
+  }
 
   std::string out;
   out.reserve(rows.size() + lines.size() * 40);
@@ -345,9 +352,15 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
       pg::append_copy_text(out, plans.at(events[i]->tenant_id).book_id);
       out.push_back('\t');
       out += std::to_string(rated[i]->version);
+    } else {
+      out += "\t\\N\t\\N\t\\N";
+    }
+    if (credit[i] > 0) {
+      out.push_back('\t');
+      out += std::to_string(credit[i]);
       out.push_back('\n');
     } else {
-      out += "\t\\N\t\\N\t\\N\n";
+      out += "\t\\N\n";
     }
   }
   co_return co_await conn_.copy_in(store_sql, out);
@@ -493,6 +506,99 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
   co_return true;
 }
 
+net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
+    const std::vector<std::optional<rating_event>>& events,
+    const std::vector<std::optional<rated_event>>& rated, std::vector<std::int64_t>& credit) {
+  std::set<std::string> tenants;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (rated[i] && rated[i]->cost_micros > 0) tenants.insert(events[i]->tenant_id);
+  }
+  std::vector<pg::param> params;
+  params.emplace_back(pg::text_array(tenants));
+  // Locked in drawdown order, the same in every gateway.
+  auto found = co_await conn_.query(
+      "SELECT g.tenant_id, g.id, a.balance_micros, floor(extract(epoch from g.effective_at)),"
+      " floor(extract(epoch from g.expires_at)), array_to_json(g.models)::text"
+      " FROM credit_accounts a JOIN credit_grants g ON g.id = a.grant_id"
+      " WHERE g.tenant_id = ANY($1::text[]) AND a.balance_micros > 0"
+      " ORDER BY g.tenant_id, g.priority, g.expires_at NULLS LAST, g.effective_at, g.id"
+      " FOR UPDATE OF a",
+      std::move(params));
+  if (!found) co_return found.error();
+  if (found->size() == 0) co_return true;
+  std::map<std::string, std::vector<credit_grant_balance>> grants;  // by tenant, drawdown order
+  for (int i = 0; i < found->size(); ++i) {
+    credit_grant_balance g;
+    g.grant_id = std::string(found->text(i, 1));
+    g.balance_micros = found->int64(i, 2);
+    g.effective_at_s = found->int64(i, 3);
+    if (!found->is_null(i, 4)) g.expires_at_s = found->int64(i, 4);
+    if (!found->is_null(i, 5)) {
+      const std::string text(found->text(i, 5));
+      const auto doc = json::document::parse(text);
+      std::vector<std::string> models;
+      if (doc && doc->root().is_array()) {
+        doc->root().for_each_element([&models](json::value m) {
+          if (m.is_string()) models.emplace_back(m.as_string());
+        });
+      }
+      g.models = std::move(models);
+    }
+    grants[std::string(found->text(i, 0))].push_back(std::move(g));
+  }
+  // One transfer per tenant and period: each grant drawn gives, the usage account takes.
+  struct transfer {
+    std::string id;
+    std::map<std::string, std::int64_t> by_grant;
+    std::int64_t total = 0;
+  };
+  std::map<std::pair<std::string, std::string>, transfer> transfers;  // tenant, period
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (!rated[i] || rated[i]->cost_micros <= 0) continue;
+    const rating_event& e = *events[i];
+    const auto it = grants.find(e.tenant_id);
+    if (it == grants.end()) continue;
+    const auto draws = draw_credit(it->second, e.model, e.occurred_at_s, rated[i]->cost_micros);
+    if (draws.empty()) continue;
+    const std::string period = period_of(e.occurred_at_s);
+    transfer& t = transfers[{e.tenant_id, period}];
+    if (t.id.empty()) t.id = "draw:" + e.tenant_id + ":" + period + ":" + e.request_id;
+    for (const auto& d : draws) {
+      t.by_grant[it->second[d.grant].grant_id] += d.amount_micros;
+      t.total += d.amount_micros;
+      credit[i] += d.amount_micros;
+    }
+  }
+  if (transfers.empty()) co_return true;
+  std::string transfer_rows;
+  std::string entry_rows;
+  for (const auto& [key, t] : transfers) {
+    pg::append_copy_text(transfer_rows, t.id);
+    transfer_rows.push_back('\t');
+    pg::append_copy_text(transfer_rows, key.first);
+    transfer_rows += "\tdrawdown\t" + key.second + "\n";
+    for (const auto& [grant_id, amount] : t.by_grant) {
+      pg::append_copy_text(entry_rows, t.id);
+      entry_rows += "\tgrant:";
+      pg::append_copy_text(entry_rows, grant_id);
+      entry_rows += "\t-" + std::to_string(amount) + "\n";
+    }
+    pg::append_copy_text(entry_rows, t.id);
+    entry_rows += "\tusage:";
+    pg::append_copy_text(entry_rows, key.first);
+    entry_rows += "\t" + std::to_string(t.total) + "\n";
+  }
+  static const std::string transfers_sql =
+      "COPY credit_transfers (id, tenant_id, kind, period) FROM STDIN";
+  static const std::string entries_sql =
+      "COPY credit_entries (transfer_id, account_id, amount_micros) FROM STDIN";
+  auto booked = co_await conn_.copy_in(transfers_sql, transfer_rows);
+  if (!booked) co_return booked.error();
+  auto entered = co_await conn_.copy_in(entries_sql, entry_rows);
+  if (!entered) co_return entered.error();
+  co_return true;
+}
+
 void ledger_writer::spool_pending() {
   // The batches in memory are in their sealed segments: make those durable and drop the copies.
   for (auto& b : pending_) {
@@ -550,6 +656,17 @@ net::awaitable<void> ledger_writer::flush() {
       json_object_writer f;
       f.add("error", r.error().message);
       log_.warn("ledger: could not create usage_events partitions ahead", f);
+    }
+  }
+
+  if (clock::now() >= next_credit_expiry_) {
+    // Expired credit moves to breakage (sql/010_credits.sql), within a minute of expiring.
+    next_credit_expiry_ = clock::now() + credit_expiry_interval;
+    auto r = co_await conn_.query("SELECT tollgate_expire_credits(now())");
+    if (!r) {
+      json_object_writer f;
+      f.add("error", r.error().message);
+      log_.warn("ledger: could not expire credit grants", f);
     }
   }
 

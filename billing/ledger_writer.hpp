@@ -3,8 +3,9 @@
 //   record() (I/O threads): encode the row (COPY text), append it to the spool journal, queue it.
 //   flush loop (the billing thread, every flush_interval_ms or flush_events_max events): seal
 //   the journal segment, then in one transaction rate the batch's events on the period
-//   accumulators (billing/rating.hpp; the accumulator rows locked, updated once per batch) and
-//   COPY them with their cost into usage_events; then delete the segment. A batch that may
+//   accumulators (billing/rating.hpp; the accumulator rows locked, updated once per batch), pay
+//   what they cost from the tenants' credit grants (billing/credits.hpp, double entry) and COPY
+//   them with their cost and credit into usage_events; then delete the segment. A batch that may
 //   hold rows already stored (a spool replay, or a COPY refused for a duplicate) first goes
 //   through a staging table to find and drop those rows, so that they are neither stored nor
 //   rated twice: the request id makes it idempotent.
@@ -26,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "billing/credits.hpp"
 #include "billing/pg.hpp"
 #include "billing/rating.hpp"
 #include "billing/spool.hpp"
@@ -95,6 +97,12 @@ class ledger_writer final : public metering::usage_sink {
       const std::vector<std::optional<rating_event>>& events,
       const std::map<std::string, rating_plan>& plans,
       std::vector<std::optional<rated_event>>& rated);
+  // Pays the rated events' costs from their tenants' credit grants (billing/credits.hpp): locks
+  // the grants' accounts, draws for the events in order, and books one drawdown transfer per
+  // tenant and period. Fills `credit` (what credit paid of each event), aligned with `events`.
+  boost::asio::awaitable<pg::db_result<bool>> draw_credits(
+      const std::vector<std::optional<rating_event>>& events,
+      const std::vector<std::optional<rated_event>>& rated, std::vector<std::int64_t>& credit);
   void spool_pending();
   void update_gauges();
 
@@ -106,6 +114,7 @@ class ledger_writer final : public metering::usage_sink {
   std::chrono::steady_clock::time_point next_connect_{};
   std::chrono::milliseconds backoff_{0};
   std::chrono::steady_clock::time_point next_partition_check_{};
+  std::chrono::steady_clock::time_point next_credit_expiry_{};
   bool db_down_logged_ = false;
   bool stopping_ = false;
   std::unique_ptr<boost::asio::steady_timer> timer_;

@@ -386,19 +386,4 @@ void append_copy_text(std::string& out, std::string_view value) {
   }
 }
 
-std::string text_array(const std::set<std::string>& values) {
-  std::string out = "{";
-  for (const auto& v : values) {
-    if (out.size() > 1) out.push_back(',');
-    out.push_back('"');
-    for (char ch : v) {
-      if (ch == '"' || ch == '\\') out.push_back('\\');
-      out.push_back(ch);
-    }
-    out.push_back('"');
-  }
-  out.push_back('}');
-  return out;
-}
-
 }  // namespace tollgate::pg

@@ -10,7 +10,6 @@
 #include <deque>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -146,6 +145,20 @@ class pool {
 void append_copy_text(std::string& out, std::string_view value);
 
 // A PostgreSQL array literal of text values, {"a","b"}, for a `$1::text[]` parameter.
-std::string text_array(const std::set<std::string>& values);
+template <class Strings>
+std::string text_array(const Strings& values) {
+  std::string out = "{";
+  for (const auto& v : values) {
+    if (out.size() > 1) out.push_back(',');
+    out.push_back('"');
+    for (char ch : v) {
+      if (ch == '"' || ch == '\\') out.push_back('\\');
+      out.push_back(ch);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
 
 }  // namespace tollgate::pg

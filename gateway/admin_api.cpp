@@ -7,6 +7,7 @@
 #include <charconv>
 #include <limits>
 
+#include "billing/credits.hpp"
 #include "billing/period_pricing.hpp"
 #include "billing/price_book.hpp"
 #include "core/json_dom.hpp"
@@ -255,10 +256,12 @@ class body_reader {
     });
   }
 
- private:
+  // Records a 400 about `param` (the first failure wins).
   void fail(std::string message, std::string_view param) {
     if (!error_) error_ = invalid_request(std::move(message), std::string(param), "invalid_value");
   }
+
+ private:
   std::optional<json::document> doc_;
   std::optional<api_error> error_;
 };
@@ -322,6 +325,15 @@ std::string invoice_csv(const std::string& invoice_json) {
   }
   out += head + "total,,,,," + text(inv.find("total_micros")) + "," +
          text(inv.find("total_minor")) + "\n";
+  // Credits applied (model: the grant, negative amounts), then what is left to pay.
+  const json::value credits = inv.find("credits");
+  for (std::uint32_t i = 0; credits.valid() && i < credits.size(); ++i) {
+    const json::value c = credits.at(i);
+    out += head + text(c.find("grant_id")) + ",credit,,,,-" + text(c.find("amount_micros")) +
+           ",-" + text(c.find("amount_minor")) + "\n";
+  }
+  out += head + "total_due,,,,," + text(inv.find("total_due_micros")) + "," +
+         text(inv.find("total_due_minor")) + "\n";
   return out;
 }
 
@@ -393,7 +405,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
   const std::string_view action = parts.size() >= 4 ? parts[3] : "";
   if (parts.size() > 4 || (kind != "tenants" && kind != "projects" && kind != "keys" &&
                            kind != "budgets" && kind != "audit_log" && kind != "price_books" &&
-                           kind != "invoices")) {
+                           kind != "invoices" && kind != "credit_grants" && kind != "credits")) {
     co_await ex.send_unknown_url();
     co_return;
   }
@@ -463,6 +475,51 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       }
     } else if (!id.empty() && action == "projects" && get) {
       op = store.list_projects(id, *pages);
+    } else if (!id.empty() && action == "credit_grants" && post) {
+      body.reject_unknown({"id", "kind", "amount_micros", "price_paid_micros", "effective_at",
+                           "expires_at", "priority", "models", "memo"});
+      billing::account_store::credit_grant_spec spec;
+      auto grant_id = body.name("id", false);
+      auto grant_kind = body.choice("kind", {"purchased", "promotional"}, true);
+      auto amount = body.nullable_int("amount_micros", 1, billing::credit_micros_max);
+      auto paid = body.nullable_int("price_paid_micros", 0, billing::credit_micros_max);
+      auto effective = body.nullable_int("effective_at", 0, 253402300799);
+      auto expires = body.nullable_int("expires_at", 0, 253402300799);
+      auto priority = body.nullable_int("priority", 0, 1'000'000);
+      auto models = body.models("models");
+      auto memo = body.name("memo", false);
+      if (body.ok()) {
+        const std::int64_t now_s = unix_ms(clock_.wall_now()) / 1000;
+        spec.tenant_id = id;
+        spec.kind = *grant_kind;
+        spec.effective_at_s = effective && *effective ? **effective : now_s;
+        if (expires && *expires) spec.expires_at_s = **expires;
+        if (priority && *priority) spec.priority = static_cast<int>(**priority);
+        if (models && *models) spec.models = **models;
+        spec.memo = memo.value_or("");
+        if (paid && *paid) spec.price_paid_micros = **paid;
+        if (!amount || !*amount) {
+          body.fail("amount_micros is required: a positive integer (micro-units).",
+                    "amount_micros");
+        } else if ((spec.kind == "purchased") != spec.price_paid_micros.has_value()) {
+          body.fail("price_paid_micros is required for a purchased grant and not allowed for a "
+                    "promotional one.",
+                    "price_paid_micros");
+        } else if (spec.expires_at_s && *spec.expires_at_s <= spec.effective_at_s) {
+          body.fail("expires_at must be after effective_at.", "expires_at");
+        } else if (grant_id && !billing::is_credit_grant_id(*grant_id)) {
+          body.fail("id must be cg_ and 1 to 64 letters, digits, '-' or '_'.", "id");
+        } else {
+          spec.amount_micros = **amount;
+          spec.id = grant_id.value_or("");
+          op = store.grant_credit(std::move(spec), actor);
+          created_status = 201;
+        }
+      }
+    } else if (!id.empty() && action == "credits" && get) {
+      op = store.credit_balance(id);
+    } else if (!id.empty() && action == "credit_transfers" && get) {
+      op = store.credit_transfers(id, *pages);
     } else if (!id.empty() && action == "plan" && get) {
       op = store.get_tenant_plan(id);
     } else if (!id.empty() && action == "plan" && post) {
@@ -668,6 +725,14 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       op = store.run_invoices(*period, tenant.value_or(""), finalize, now_s,
                               static_cast<std::int64_t>(invoices_.grace_hours) * 3600, actor);
     }
+  } else if (kind == "credit_grants" && !id.empty() && action.empty() && get) {
+    op = store.get_credit_grant(id);
+  } else if (kind == "credits" && id == "expire" && action.empty() && post) {
+    body.reject_unknown({"at"});
+    auto at = body.nullable_int("at", 0, 253402300799);
+    if (body.ok()) {
+      op = store.expire_credits(at && *at ? **at : unix_ms(clock_.wall_now()) / 1000);
+    }
   } else if (kind == "audit_log" && id.empty() && get) {
     op = store.list_audit(query->get("tenant_id").value_or(""), *pages);
   }
@@ -777,6 +842,28 @@ boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::
       res.set(bhttp::field::content_type, "application/json");
       res.body() = std::move(outcome.value());
     }
+    co_await ex.send(std::move(res));
+    co_return;
+  }
+  if (path == "/v1/credits" || path == "/v1/credit_transfers") {
+    const std::string tenant = std::string(query->get("tenant_id").value_or(""));
+    auto pages = page_from(*query);
+    if (tenant.empty() || !pages) {
+      co_await ex.send_error(
+          tenant.empty() ? invalid_request("tenant_id is required.", "tenant_id") : pages.error(),
+          request_id);
+      co_return;
+    }
+    auto op = path == "/v1/credits" ? billing_.store->credit_balance(tenant)
+                                    : billing_.store->credit_transfers(tenant, *pages);
+    auto outcome = co_await on_billing(billing_, std::move(op));
+    if (!outcome) {
+      co_await ex.send_error(to_api_error(outcome.error()), request_id);
+      co_return;
+    }
+    http::response res{bhttp::status::ok, ex.req().version()};
+    res.set(bhttp::field::content_type, "application/json");
+    res.body() = std::move(outcome.value());
     co_await ex.send(std::move(res));
     co_return;
   }

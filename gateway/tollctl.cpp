@@ -277,7 +277,7 @@ int print_api(const http_result& r, const std::string& field) {
   return 0;
 }
 
-// tollctl tenants|projects|keys|budgets|price-books|plans|audit|usage|events|costs: the admin
+// tollctl tenants|projects|keys|budgets|price-books|plans|credits|audit|usage|events|costs: the admin
 // and finance APIs.
 int admin_command(const std::string& command, std::vector<std::string> args) {
   const std::string url =
@@ -480,6 +480,62 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
     if (leftover()) return 2;
     return print_api(http_call(verb::get, url, "/finance/v1/cost_preview" + q, {}, token), field);
   }
+  if (command == "credits") {
+    if (verb == "expire") {
+      if (const auto v = opt("--at"); !v.empty()) body.add_raw("at", v);
+      if (leftover()) return 2;
+      return print_api(http_call(verb::post, url, "/admin/v1/credits/expire", body.finish(), token),
+                       field);
+    }
+    const std::string tenant = opt("--tenant");
+    if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
+    if (verb == "grant") {
+      const std::string kind = opt("--kind");
+      const std::string amount = opt("--amount-micros");
+      if (kind.empty() || amount.empty()) {
+        return std::fprintf(stderr,
+                            "tollctl: --kind purchased|promotional and --amount-micros N are "
+                            "required\n"),
+               2;
+      }
+      body.add("kind", kind);
+      body.add_raw("amount_micros", amount);
+      if (const auto v = opt("--price-paid-micros"); !v.empty()) body.add_raw("price_paid_micros", v);
+      if (const auto v = opt("--effective-at"); !v.empty()) body.add_raw("effective_at", v);
+      if (const auto v = opt("--expires-at"); !v.empty()) body.add_raw("expires_at", v);
+      if (const auto v = opt("--priority"); !v.empty()) body.add_raw("priority", v);
+      if (const auto v = opt("--models"); !v.empty()) {
+        std::string list = "[";
+        std::size_t start = 0;
+        for (;;) {
+          const std::size_t comma = v.find(',', start);
+          if (list.size() > 1) list.push_back(',');
+          tollgate::append_json_string(
+              list, v.substr(start, comma == std::string::npos ? comma : comma - start));
+          if (comma == std::string::npos) break;
+          start = comma + 1;
+        }
+        body.add_raw("models", list + "]");
+      }
+      if (const auto v = opt("--memo"); !v.empty()) body.add("memo", v);
+      if (const auto v = opt("--id"); !v.empty()) body.add("id", v);
+      if (leftover()) return 2;
+      return print_api(http_call(verb::post, url, "/admin/v1/tenants/" + tenant + "/credit_grants",
+                                 body.finish(), token),
+                       field);
+    }
+    if (verb == "balance" || verb == "transfers") {
+      const std::string q = list_query({{"--limit", "limit"}});
+      if (leftover()) return 2;
+      return print_api(
+          http_call(verb::get, url,
+                    "/admin/v1/tenants/" + tenant +
+                        (verb == "balance" ? "/credits" : "/credit_transfers") + q,
+                    {}, token),
+          field);
+    }
+    return usage();
+  }
   if (command == "plans") {
     const std::string tenant = opt("--tenant");
     if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
@@ -620,6 +676,12 @@ int usage() {
                "       tollctl plans    set --tenant ID --price-book ID [--batch-discount-bp N]\n"
                "                        [--settlement-mode credit_then_invoice|credit_only]\n"
                "                        | get --tenant ID\n"
+               "       tollctl credits  grant --tenant ID --kind purchased|promotional\n"
+               "                        --amount-micros N [--price-paid-micros N]\n"
+               "                        [--effective-at UNIX] [--expires-at UNIX] [--priority N]\n"
+               "                        [--models a,b] [--memo TEXT] [--id cg_...]\n"
+               "                        | balance --tenant ID | transfers --tenant ID\n"
+               "                        | expire [--at UNIX]\n"
                "       tollctl costs    preview --tenant ID [--period YYYY-MM]\n"
                "       tollctl invoices run --period YYYY-MM [--tenant ID] [--finalize]\n"
                "                        | list [--tenant ID] [--period YYYY-MM] | get ID [--csv]\n"
@@ -688,7 +750,7 @@ int main(int argc, char** argv) {
   if (command == "tenants" || command == "projects" || command == "keys" || command == "audit" ||
       command == "budgets" || command == "usage" || command == "events" ||
       command == "price-books" || command == "plans" || command == "costs" ||
-      command == "invoices") {
+      command == "invoices" || command == "credits") {
     return admin_command(command, std::move(args));
   }
   return usage();

@@ -277,8 +277,9 @@ describe('price books and plans (real PostgreSQL)', () => {
     assert.equal(csv.headers.get('content-type'), 'text/csv');
     const rows = (await csv.text()).trim().split('\n');
     assert.equal(rows[0], 'invoice_number,period,currency,model,token_class,batch,tier,tokens,amount_micros,amount_minor');
-    assert.equal(rows.length, 1 + inv.lines.length + 1);
-    assert.equal(rows.at(-1), `${inv.number},2026-09,USD,total,,,,,${inv.total_micros},${inv.total_minor}`);
+    assert.equal(rows.length, 1 + inv.lines.length + 2, 'lines, total, total due (no credits)');
+    assert.equal(rows.at(-2), `${inv.number},2026-09,USD,total,,,,,${inv.total_micros},${inv.total_minor}`);
+    assert.equal(rows.at(-1), `${inv.number},2026-09,USD,total_due,,,,,${inv.total_micros},${inv.total_minor}`);
     assert.equal((await api(s.adminUrl, 'GET', '/finance/v1/invoices/inv_nope', { token: FINANCE })).status, 404);
     const env = { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_ADMIN_TOKEN: ADMIN };
     const cli = (...args) => execFileSync(path.join(binDir, 'tollctl'), args, { env, encoding: 'utf8' });

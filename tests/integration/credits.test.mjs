@@ -1,0 +1,200 @@
+// Integration tests of pre-purchased credits against a real PostgreSQL and gateway: grants
+// through the admin API and tollctl, drawdown of real requests in drawdown order as the ledger
+// stores them, double entry enforced by the database (zero-sum transfers, no grant below zero,
+// immutable entries), expiry to breakage, and invoices that apply the credits.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { startStack, binDir, chatBody, postJson, waitFor, sleep } from '../lib/harness.mjs';
+import { startPostgres } from '../lib/postgres.mjs';
+import { dbConfig, api, makeTenant, givePlan, expectRatedOnce, ADMIN, FINANCE } from '../lib/ledger.mjs';
+
+const grant = (adminUrl, tenant, body) => api(adminUrl, 'POST', `/admin/v1/tenants/${tenant}/credit_grants`, { body });
+
+describe('credits (real PostgreSQL)', () => {
+  let pg;
+  let s;
+  const dir = path.join('/tmp', `tollgate-credits-${process.pid}`);
+  before(async () => {
+    pg = await startPostgres();
+    s = await startStack({ config: dbConfig(pg, dir) });
+  });
+  after(async () => {
+    await s?.stop();
+    pg?.stop();
+  });
+
+  // Every transfer sums to zero and every grant account is at or above zero.
+  function expectBooksBalance(tenant) {
+    assert.deepEqual(pg.query(`SELECT t.id FROM credit_transfers t JOIN credit_entries e ON e.transfer_id = t.id
+      WHERE t.tenant_id = '${tenant}' GROUP BY t.id HAVING sum(e.amount_micros) <> 0`), []);
+    assert.equal(pg.value(`SELECT sum(balance_micros) FROM credit_accounts WHERE tenant_id = '${tenant}'`), '0',
+      'the accounts of a tenant sum to zero');
+    assert.equal(pg.value(`SELECT count(*) FROM credit_accounts WHERE tenant_id = '${tenant}' AND kind = 'grant'
+      AND balance_micros < 0`), '0');
+  }
+
+  test('requests draw their cost from grants in drawdown order, and the invoice applies them', async () => {
+    const t = await makeTenant(s.adminUrl, 'Credited');
+    await givePlan(s.adminUrl, t.tenant);
+    const now = Math.floor(Date.now() / 1000);
+    // Drawn first: priority 0, then the earlier expiry. The scoped grant never pays for dev-echo.
+    const scoped = await grant(s.adminUrl, t.tenant, { kind: 'promotional', amount_micros: 50_000, models: ['other-model'] });
+    assert.equal(scoped.status, 201, scoped.text);
+    const later = await grant(s.adminUrl, t.tenant, { kind: 'purchased', amount_micros: 800, price_paid_micros: 700, priority: 1 });
+    const soon = await grant(s.adminUrl, t.tenant, { kind: 'promotional', amount_micros: 500, expires_at: now + 86_400 });
+    const never = await grant(s.adminUrl, t.tenant, { kind: 'promotional', amount_micros: 200 });
+    for (const g of [later, soon, never]) assert.equal(g.status, 201, g.text);
+    assert.equal(soon.json.balance_micros, 500);
+    assert.match(soon.json.id, /^cg_/);
+
+    // Enough requests to use up 1,500 micro-units and more, several per ledger batch.
+    const send = (i) => postJson(`${s.url}/v1/chat/completions`, chatBody(`credit request ${i} with a few more words`, { max_tokens: 20 }),
+      { authorization: `Bearer ${t.key}` });
+    for (let round = 0; round < 10; round++) {
+      const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => send(round * 8 + i)));
+      for (const r of rs) assert.equal(r.status, 200);
+    }
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 80, { what: 'ledger rows' });
+    const rated = expectRatedOnce(assert, pg, t.tenant);
+    assert.ok(rated.cost > 1500n, `the requests cost more than the credit (${rated.cost})`);
+    const credit = BigInt(pg.value(`SELECT sum(credit_micros) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+    assert.equal(credit, 1500n, 'credit paid 1,500 micro-units of the cost, not more');
+    assert.equal(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}' AND credit_micros > cost_micros`), '0');
+    expectBooksBalance(t.tenant);
+
+    const balance = await api(s.adminUrl, 'GET', `/admin/v1/tenants/${t.tenant}/credits`);
+    assert.equal(balance.status, 200, balance.text);
+    assert.deepEqual(balance.json.grants.map((g) => [g.id, g.balance_micros]),
+      [[soon.json.id, 0], [scoped.json.id, 50_000], [never.json.id, 0], [later.json.id, 0]],
+      'drawdown order (priority, expiry, effective date, id); the scoped grant untouched');
+    assert.equal(balance.json.used_micros, 1500);
+    assert.equal(balance.json.available_micros, 50_000);
+    assert.equal(balance.json.granted_micros, 51_500);
+    // The finance API shows the same.
+    const fin = await api(s.adminUrl, 'GET', `/finance/v1/credits?tenant_id=${t.tenant}`, { token: FINANCE });
+    assert.equal(fin.json.used_micros, 1500);
+    const transfers = await api(s.adminUrl, 'GET', `/finance/v1/credit_transfers?tenant_id=${t.tenant}&limit=100`, { token: FINANCE });
+    assert.ok(transfers.json.data.some((x) => x.kind === 'drawdown'));
+    for (const x of transfers.json.data) assert.equal(x.entries.reduce((n, e) => n + e.amount_micros, 0), 0);
+
+    // The invoice: the period's total, the credits applied in drawdown order, the rest due.
+    const period = new Date().toISOString().slice(0, 7);
+    const inv = await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant } });
+    assert.equal(inv.status, 200, inv.text);
+    const invoice = inv.json.data[0];
+    assert.equal(BigInt(invoice.total_micros), rated.cost, 'graduated tiers: the invoice total is what the events cost');
+    assert.deepEqual(invoice.credits.map((c) => [c.grant_id, c.amount_micros]),
+      [[soon.json.id, 500], [never.json.id, 200], [later.json.id, 800]]);
+    assert.equal(invoice.credits_micros, 1500);
+    assert.equal(invoice.total_due_micros, invoice.total_micros - 1500);
+    assert.equal(invoice.total_due_minor, invoice.total_minor - invoice.credits.reduce((n, c) => n + c.amount_minor, 0));
+    const csv = await (await fetch(`${s.adminUrl}/finance/v1/invoices/${invoice.id}?format=csv`,
+      { headers: { authorization: `Bearer ${FINANCE}` } })).text();
+    assert.match(csv, new RegExp(`,${soon.json.id},credit,,,,-500,`));
+    assert.match(csv, new RegExp(`,total_due,,,,,${invoice.total_due_micros},`));
+  });
+
+  test('volume tiers: credit drawn on provisional charges beyond the period total goes back to the grant', async () => {
+    const t = await makeTenant(s.adminUrl, 'Volume');
+    // Entering the second tier reprices every token at 1 micro-unit: events are charged
+    // provisionally (never below zero) and the period comes to less than they were.
+    const tiers = [{ up_to: 100, rate: '5000000' }, { rate: '1000000' }];
+    const book = (await api(s.adminUrl, 'POST', '/admin/v1/price_books', {
+      body: { name: 'Volume', currency: 'USD', tier_mode: 'volume', effective_at: 1_700_000_000,
+        models: { 'dev-echo': { input: tiers, output: tiers } } },
+    })).json;
+    assert.equal((await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`, { body: { price_book_id: book.id } })).status, 200);
+    const g = (await grant(s.adminUrl, t.tenant, { kind: 'promotional', amount_micros: 1_000_000 })).json;
+    for (let i = 0; i < 12; i++) {
+      const r = await postJson(`${s.url}/v1/chat/completions`, chatBody(`volume request ${i} with a few more words`, { max_tokens: 20 }),
+        { authorization: `Bearer ${t.key}` });
+      assert.equal(r.status, 200);
+    }
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 12, { what: 'ledger rows' });
+    const drawn = Number(pg.value(`SELECT sum(credit_micros) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+    assert.equal(drawn, Number(pg.value(`SELECT sum(cost_micros) FROM usage_events WHERE tenant_id = '${t.tenant}'`)), 'credit paid every provisional charge');
+    const period = new Date().toISOString().slice(0, 7);
+    const invoice = (await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant } })).json.data[0];
+    assert.ok(invoice.total_micros < drawn, `the period (${invoice.total_micros}) came to less than the provisional charges (${drawn})`);
+    assert.equal(invoice.credits_micros, invoice.total_micros, 'the invoice applies no more credit than its total');
+    assert.equal(invoice.credits_returned_micros, drawn - invoice.total_micros);
+    assert.equal(invoice.total_due_micros, 0);
+    // Finalizing gives the excess back to the grant (the function finalizing calls), once.
+    for (let i = 0; i < 2; i++) {
+      pg.query(`SELECT tollgate_credit_true_up('${t.tenant}', '${period}', ${invoice.credits_returned_micros})`);
+    }
+    const after = (await api(s.adminUrl, 'GET', `/admin/v1/credit_grants/${g.id}`)).json;
+    assert.equal(after.balance_micros, 1_000_000 - invoice.total_micros);
+    expectBooksBalance(t.tenant);
+    // Drafted again, the invoice shows the same credits: the true-up is part of the period's.
+    const again = (await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant } })).json.data[0];
+    assert.equal(again.credits_micros, invoice.total_micros);
+    assert.equal(again.credits_returned_micros, 0);
+  });
+
+  test('the database keeps the books: zero-sum transfers, no grant below zero, no edits', async () => {
+    const t = await makeTenant(s.adminUrl, 'Books');
+    const g = (await grant(s.adminUrl, t.tenant, { kind: 'promotional', amount_micros: 100 })).json;
+    const q = (sql) => pg.query(`BEGIN; ${sql}; COMMIT;`);
+    assert.throws(() => q(`INSERT INTO credit_transfers (id, tenant_id, kind) VALUES ('x1', '${t.tenant}', 'drawdown');
+      INSERT INTO credit_entries VALUES ('x1', 'grant:${g.id}', -10)`), /does not sum to zero/);
+    assert.throws(() => q(`INSERT INTO credit_transfers (id, tenant_id, kind) VALUES ('x2', '${t.tenant}', 'drawdown');
+      INSERT INTO credit_entries VALUES ('x2', 'grant:${g.id}', -101), ('x2', 'usage:${t.tenant}', 101)`), /credit_grant_not_negative/);
+    assert.throws(() => pg.query(`UPDATE credit_entries SET amount_micros = 1 WHERE transfer_id = 'grant:${g.id}'`), /immutable/);
+    assert.throws(() => pg.query(`DELETE FROM credit_grants WHERE id = '${g.id}'`), /immutable/);
+    expectBooksBalance(t.tenant);
+    assert.equal((await api(s.adminUrl, 'GET', `/admin/v1/credit_grants/${g.id}`)).json.balance_micros, 100);
+  });
+
+  test('expired credit moves to breakage once; grants with an id are idempotent; bad grants are 400s', async () => {
+    const t = await makeTenant(s.adminUrl, 'Expiring');
+    const now = Math.floor(Date.now() / 1000);
+    const g = await grant(s.adminUrl, t.tenant, { id: 'cg_expiring-1', kind: 'promotional', amount_micros: 700, effective_at: now - 10, expires_at: now + 1 });
+    assert.equal(g.status, 201, g.text);
+    const again = await grant(s.adminUrl, t.tenant, { id: 'cg_expiring-1', kind: 'promotional', amount_micros: 700, effective_at: now - 10, expires_at: now + 1 });
+    assert.equal(again.json.id, 'cg_expiring-1', 'a retry returns the grant made the first time');
+    const clash = await grant(s.adminUrl, t.tenant, { id: 'cg_expiring-1', kind: 'promotional', amount_micros: 999 });
+    assert.equal(clash.status, 409, clash.text);
+    assert.equal(pg.value(`SELECT count(*) FROM credit_grants WHERE tenant_id = '${t.tenant}'`), '1');
+
+    await sleep(2100);
+    const env = { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_ADMIN_TOKEN: ADMIN };
+    const tollctl = (...args) => JSON.parse(execFileSync(path.join(binDir, 'tollctl'), args, { env, encoding: 'utf8' }));
+    // The gateway expires grants every minute by itself; the command does it now. Twice: once.
+    tollctl('credits', 'expire');
+    tollctl('credits', 'expire');
+    const b = tollctl('credits', 'balance', '--tenant', t.tenant);
+    assert.equal(b.expired_micros, 700);
+    assert.equal(b.available_micros, 0);
+    assert.equal(b.grants[0].expired, true);
+    assert.equal(pg.value(`SELECT count(*) FROM credit_transfers WHERE tenant_id = '${t.tenant}' AND kind = 'expiry'`), '1');
+    expectBooksBalance(t.tenant);
+
+    // tollctl grants too.
+    const made = tollctl('credits', 'grant', '--tenant', t.tenant, '--kind', 'purchased', '--amount-micros', '1000000',
+      '--price-paid-micros', '900000', '--models', 'dev-echo,other', '--memo', 'Q4 top-up');
+    assert.deepEqual(made.models, ['dev-echo', 'other']);
+    assert.equal(made.price_paid_micros, 900_000);
+    assert.equal(tollctl('credits', 'transfers', '--tenant', t.tenant).data.length, 3);
+
+    const bad = [
+      [{ kind: 'promotional', amount_micros: 0 }, /amount_micros/],
+      [{ kind: 'promotional', amount_micros: 10, price_paid_micros: 5 }, /price_paid_micros/],
+      [{ kind: 'purchased', amount_micros: 10 }, /price_paid_micros/],
+      [{ kind: 'gift', amount_micros: 10 }, /kind/],
+      [{ kind: 'promotional', amount_micros: 10, effective_at: now, expires_at: now }, /expires_at/],
+      [{ kind: 'promotional', amount_micros: 10, id: 'nope' }, /id must be/],
+      [{ kind: 'promotional', amount_micros: 10, extra: 1 }, /extra/],
+    ];
+    for (const [body, message] of bad) {
+      const r = await grant(s.adminUrl, t.tenant, body);
+      assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.text}`);
+      assert.match(r.json.error.message, message);
+    }
+    assert.equal((await grant(s.adminUrl, 'ten_nobody', { kind: 'promotional', amount_micros: 10 })).status, 404);
+    assert.equal((await api(s.adminUrl, 'GET', '/admin/v1/tenants/ten_nobody/credits')).status, 404);
+    assert.equal(pg.value(`SELECT count(*) FROM credit_grants WHERE tenant_id = '${t.tenant}'`), '2', 'nothing stored by a bad grant');
+  });
+});
