@@ -656,6 +656,52 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_bu
     b.zone_next_end_ms = r->int64(i, 10);
     out.push_back(std::move(b));
   }
+
+  // A credit_only plan: its credit as one more budget (docs/CREDITS.md). Usable: the amounts
+  // of the grants for every model that are in force or were (less what expired unused); used:
+  // usable less what those still in force hold.
+  const std::string credit_sql =
+      "WITH g AS (SELECT g.id, g.amount_micros, a.balance_micros,"
+      " g.expires_at IS NOT NULL AND g.expires_at <= to_timestamp($2::bigint / 1000.0) AS over,"
+      " coalesce((SELECT x.amount_micros FROM credit_entries x WHERE x.transfer_id ="
+      " 'expire:' || g.id AND x.account_id = a.id), 0) AS expired"
+      " FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id"
+      " WHERE g.tenant_id = $1 AND g.models IS NULL"
+      " AND g.effective_at <= to_timestamp($2::bigint / 1000.0))"
+      " SELECT (SELECT coalesce(sum(amount_micros + expired), 0) FROM g),"
+      " (SELECT coalesce(sum(balance_micros) FILTER (WHERE NOT over), 0) FROM g),"
+      " b.tier_mode, b.tier_scope, (SELECT v.prices::text FROM price_book_versions v"
+      " WHERE v.book_id = p.book_id AND v.effective_at <= to_timestamp($2::bigint / 1000.0)"
+      " ORDER BY v.effective_at DESC LIMIT 1)"
+      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id"
+      " WHERE p.tenant_id = $1 AND p.settlement_mode = 'credit_only'";
+  std::vector<pg::param> credit_params{tenant_id, std::to_string(now_ms)};
+  auto c = co_await (*conn)->query(credit_sql, std::move(credit_params));
+  if (!c) co_return c.error();
+  if (c->size() == 1) {
+    budget_info b;
+    b.id = "credit:" + tenant_id;
+    b.scope = "tenant";
+    b.metric = "credit";
+    b.window = "lifetime";
+    b.limit = c->int64(0, 0);
+    b.credit_used = b.limit - c->int64(0, 1);
+    if (!c->is_null(0, 4)) {
+      const std::string prices(c->text(0, 4));  // the document points into it
+      const auto doc = json::document::parse(prices);
+      const auto parsed =
+          doc ? parse_model_prices(doc->root(),
+                                   c->text(0, 2) == "volume" ? tier_mode::volume
+                                                             : tier_mode::graduated,
+                                   c->text(0, 3) == "all_models" ? tier_scope::all_models
+                                                                 : tier_scope::model)
+              : basic_result<std::vector<model_prices>, std::string>(std::string("not JSON"));
+      if (parsed) {
+        for (const auto& m : *parsed) b.credit_rates.push_back(worst_case_rate(m));
+      }
+    }
+    out.push_back(std::move(b));
+  }
   co_return out;
 }
 
@@ -820,7 +866,8 @@ net::awaitable<pg::db_result<account_store::events_page>> account_store::events(
       "'estimated',estimated,'latency_us',latency_us,'ttft_us',ttft_us,"
       "'client_disconnected',client_disconnected,'error_code',error_code,"
       "'client_request_id',client_request_id,'cost_micros',cost_micros,"
-      "'price_book_id',price_book_id,'price_book_version',price_book_version)::text,"
+      "'price_book_id',price_book_id,'price_book_version',price_book_version,"
+      "'credit_micros',credit_micros)::text,"
       " ((extract(epoch from occurred_at) * 1000000)::bigint)::text || '~' || tenant_id || '~' ||"
       " request_id FROM usage_events" +
       where + " ORDER BY occurred_at, tenant_id, request_id LIMIT $3::int + 1";

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "billing/credits.hpp"
 #include "billing/period_pricing.hpp"
 #include "billing/price_book.hpp"
 #include "billing/pg.hpp"
@@ -97,6 +98,12 @@ struct budget_info {
   std::int64_t zone_start_ms = 0;
   std::int64_t zone_end_ms = 0;
   std::int64_t zone_next_end_ms = 0;
+  // The credit of a credit_only plan, mirrored as a budget (metric "credit", window lifetime,
+  // id "credit:<tenant>"): `limit` is the credit usable so far (grants for every model in
+  // force, less what expired unused), `credit_used` what the ledger has drawn of it, and
+  // `credit_rates` the worst-case rates of the price book version in force, per model.
+  std::int64_t credit_used = 0;
+  std::vector<credit_rate> credit_rates;
 };
 
 // A threshold crossing to record (and deliver when the budget has a webhook).

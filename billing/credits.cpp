@@ -32,4 +32,44 @@ std::vector<credit_draw> draw_credit(std::vector<credit_grant_balance>& grants,
   return draws;
 }
 
+namespace {
+
+rate_e6 highest_rate(const price_schedule& s) {
+  rate_e6 r = 0;
+  for (const auto& t : s.tiers) r = std::max(r, t.rate);
+  return r;
+}
+
+std::int64_t flat_fees(const price_schedule& s) {
+  std::int64_t f = 0;
+  for (const auto& t : s.tiers) f += t.flat_fee_micros;
+  return f;
+}
+
+// ceil(tokens x rate_e6 / 10^12): rates are per 1M tokens, times 10^6.
+std::int64_t ceil_cost(std::int64_t tokens, rate_e6 rate) {
+  if (tokens <= 0 || rate <= 0) return 0;
+  const __int128 scaled = static_cast<__int128>(tokens) * rate;
+  const __int128 unit = 1'000'000'000'000;
+  return static_cast<std::int64_t>((scaled + unit - 1) / unit);
+}
+
+}  // namespace
+
+credit_rate worst_case_rate(const model_prices& p) {
+  credit_rate r;
+  r.model = p.model;
+  r.input = std::max(highest_rate(p.input), highest_rate(p.cached_input));
+  r.output = highest_rate(p.output);
+  r.flat_fees_micros = flat_fees(p.input) + flat_fees(p.cached_input) + flat_fees(p.output);
+  return r;
+}
+
+std::int64_t worst_case_cost_micros(const credit_rate& rate, std::int64_t input_tokens,
+                                    std::int64_t output_tokens) {
+  if (input_tokens <= 0 && output_tokens <= 0) return 0;
+  return ceil_cost(input_tokens, rate.input) + ceil_cost(output_tokens, rate.output) +
+         rate.flat_fees_micros;
+}
+
 }  // namespace tollgate::billing

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "billing/price_book.hpp"
+
 namespace tollgate::billing {
 
 // The largest grant: 10^15 micro-units (a billion currency units).
@@ -40,5 +42,20 @@ struct credit_draw {
 std::vector<credit_draw> draw_credit(std::vector<credit_grant_balance>& grants,
                                      const std::string& model, std::int64_t at_s,
                                      std::int64_t cost_micros);
+
+// The worst case a request can cost under a model's prices, for holding credit before the
+// request runs (credit_only plans): the highest tier rate of each class and every flat fee.
+// An upper bound of what rating charges for graduated tiers, and for volume tiers whose rates
+// do not rise with volume.
+struct credit_rate {
+  std::string model;      // or "*" for a book with tier_scope all_models
+  rate_e6 input = 0;      // the highest of the input and cached input rates
+  rate_e6 output = 0;
+  std::int64_t flat_fees_micros = 0;
+};
+credit_rate worst_case_rate(const model_prices& prices);
+// ceil(input x rate) + ceil(output x rate) + the flat fees, in micro-units (0 for no tokens).
+std::int64_t worst_case_cost_micros(const credit_rate& rate, std::int64_t input_tokens,
+                                    std::int64_t output_tokens);
 
 }  // namespace tollgate::billing

@@ -754,7 +754,10 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     co_await ex.send_error(to_api_error(outcome->error()));
     co_return;
   }
-  if (kind == "budgets" && post && budgets_ != nullptr) {
+  // Budgets, and a plan's settlement mode or credit (the credit_only mirror), are cached by
+  // every gateway: tell them.
+  if (post && budgets_ != nullptr &&
+      (kind == "budgets" || (kind == "tenants" && (action == "plan" || action == "credit_grants")))) {
     if (auto doc = json::document::parse(outcome->value())) {
       if (const json::value t = doc->root().find("tenant_id"); t.valid() && t.is_string()) {
         budgets_->budgets_changed(std::string(t.as_string()));

@@ -61,6 +61,16 @@ metering::limit_rule rule_of(const billing::budget_info& b, std::int64_t now_ms)
 api_error refused(const billing::budget_info& b, std::int64_t remaining, std::int64_t needed,
                   std::int64_t reset_ms) {
   api_error e;
+  if (b.metric == "credit") {
+    // A credit_only plan whose prepaid credit cannot cover the request's worst case.
+    e.status = 402;
+    e.type = "insufficient_quota";
+    e.code = "insufficient_quota";
+    e.message = "Your prepaid credit is used up: " + std::to_string(std::max<std::int64_t>(0, remaining)) +
+                " micro-units left, and this request may cost up to " + std::to_string(needed) +
+                ". Buy more credit to continue.";
+    return e;
+  }
   e.status = 429;
   const bool rate = b.window == "minute";
   e.type = rate ? b.metric : "insufficient_quota";  // OpenAI: "requests" or "tokens"
@@ -268,7 +278,15 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   for (const auto* b : applying) {
     metering::limit_charge c;
     c.rule = rule_of(*b, now_ms);
-    c.amount = b->metric == "tokens" ? tokens : b->metric == "spend" ? spend : 1;
+    if (b->metric == "credit") {
+      // The worst case under the price book (the model's rates, or the book's "*" rates).
+      for (const auto& rate : b->credit_rates) {
+        if (rate.model == model.name || rate.model == "*") hold.credit_rate = rate;
+      }
+      c.amount = billing::worst_case_cost_micros(hold.credit_rate, prompt_tokens, max_tokens);
+    } else {
+      c.amount = b->metric == "tokens" ? tokens : b->metric == "spend" ? spend : 1;
+    }
     amounts.push_back(c.amount);
     charges.push_back(std::move(c));
     hold.metrics.push_back(b->metric);
@@ -303,6 +321,7 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   // OpenAI's headers from the tightest request and token limits.
   std::optional<std::size_t> req_i, tok_i;
   for (std::size_t i = 0; i < applying.size(); ++i) {
+    if (applying[i]->metric != "tokens" && applying[i]->metric != "requests") continue;
     auto& best = applying[i]->metric == "tokens" ? tok_i : req_i;
     if (!best || r->remaining[i] < r->remaining[*best]) best = i;
   }
@@ -344,6 +363,29 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
     std::vector<std::pair<std::int64_t, std::int64_t>> spans{{start, now_ms + 1}};
     if (rule.window == metering::budget_window::minute) spans.emplace_back(start - 60'000, start);
     for (const auto& [from, to] : spans) {
+      if (b.metric == "credit") {
+        // The credit mirror: what the ledger has drawn from the grants it counts.
+        std::string tenant = tenant_id;
+        metering::limit_rule rule_arg = rule;
+        auto before = co_await engine_.set_used(*redis_[worker], std::move(tenant),
+                                                std::move(rule_arg), from, b.credit_used, now_ms);
+        if (!before) {
+          co_return service_unavailable("Redis is unreachable: " + before.error().message,
+                                        "service_unavailable", 1);
+        }
+        json_object_writer row;
+        row.add("object", "budget.reconciliation")
+            .add("budget_id", b.id)
+            .add("metric", b.metric)
+            .add("window", b.window)
+            .add("window_start", from / 1000)
+            .add("ledger", b.credit_used)
+            .add("redis_before", *before)
+            .add("difference", b.credit_used - *before);
+        if (!data.empty()) data += ",";
+        data += row.finish();
+        continue;
+      }
       billing::ledger_budget_query q;
       q.tenant_id = tenant_id;
       q.scope = b.scope;
@@ -405,7 +447,11 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
                                                              hold.input_price, hold.output_price);
   std::vector<std::int64_t> actual;
   for (const auto& m : hold.metrics) {
-    actual.push_back(m == "tokens" ? tokens : m == "spend" ? spend : 1);
+    actual.push_back(m == "tokens"   ? tokens
+                     : m == "spend"  ? spend
+                     : m == "credit" ? billing::worst_case_cost_micros(
+                                           hold.credit_rate, prompt_tokens, completion_tokens)
+                                     : 1);
   }
   const std::string tenant = hold.ticket.tenant_id;
   const std::string request = hold.ticket.request_id;

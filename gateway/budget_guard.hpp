@@ -38,10 +38,11 @@ namespace tollgate::gateway {
 // What a granted request carries until it is settled.
 struct budget_hold {
   metering::hold_ticket ticket;
-  std::vector<std::string> metrics;  // per charge: "tokens", "requests" or "spend"
+  std::vector<std::string> metrics;  // per charge: "tokens", "requests", "spend" or "credit"
   unsigned worker = 0;               // whose Redis connection settles it
   std::uint64_t input_price = 0;     // the model's estimate prices (spend budgets)
   std::uint64_t output_price = 0;
+  billing::credit_rate credit_rate;  // the model's worst-case rates (credit_only plans)
   std::vector<std::string> budget_ids;  // per charge, for alerts
   std::vector<std::int64_t> limits;     // per charge
   std::vector<std::pair<std::string, std::string>> headers;  // x-ratelimit-*

@@ -489,6 +489,13 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
     }
     const std::string tenant = opt("--tenant");
     if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
+    if (verb == "reconcile") {
+      // The credit_only mirror in Redis is a budget: rebuilt with the tenant's budgets.
+      body.add("tenant_id", tenant);
+      if (leftover()) return 2;
+      return print_api(
+          http_call(verb::post, url, "/admin/v1/budgets/reconcile", body.finish(), token), field);
+    }
     if (verb == "grant") {
       const std::string kind = opt("--kind");
       const std::string amount = opt("--amount-micros");
@@ -681,6 +688,7 @@ int usage() {
                "                        [--effective-at UNIX] [--expires-at UNIX] [--priority N]\n"
                "                        [--models a,b] [--memo TEXT] [--id cg_...]\n"
                "                        | balance --tenant ID | transfers --tenant ID\n"
+               "                        | reconcile --tenant ID (rebuild the credit_only mirror)\n"
                "                        | expire [--at UNIX]\n"
                "       tollctl costs    preview --tenant ID [--period YYYY-MM]\n"
                "       tollctl invoices run --period YYYY-MM [--tenant ID] [--finalize]\n"

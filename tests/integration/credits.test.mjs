@@ -8,6 +8,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { startStack, binDir, chatBody, postJson, waitFor, sleep } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
+import { startRedis } from '../lib/redis.mjs';
 import { dbConfig, api, makeTenant, givePlan, expectRatedOnce, ADMIN, FINANCE } from '../lib/ledger.mjs';
 
 const grant = (adminUrl, tenant, body) => api(adminUrl, 'POST', `/admin/v1/tenants/${tenant}/credit_grants`, { body });
@@ -196,5 +197,75 @@ describe('credits (real PostgreSQL)', () => {
     assert.equal((await grant(s.adminUrl, 'ten_nobody', { kind: 'promotional', amount_micros: 10 })).status, 404);
     assert.equal((await api(s.adminUrl, 'GET', '/admin/v1/tenants/ten_nobody/credits')).status, 404);
     assert.equal(pg.value(`SELECT count(*) FROM credit_grants WHERE tenant_id = '${t.tenant}'`), '2', 'nothing stored by a bad grant');
+  });
+});
+
+describe('credit_only plans, enforced in real time through Redis', () => {
+  let pg;
+  let redis;
+  let s;
+  const dir = path.join('/tmp', `tollgate-credit-only-${process.pid}`);
+  before(async () => {
+    pg = await startPostgres();
+    redis = await startRedis();
+    s = await startStack({ config: { ...dbConfig(pg, dir), budgets: { ...redis.budgetsConfig } } });
+  });
+  after(async () => {
+    await s?.stop();
+    redis?.stop();
+    pg?.stop();
+  });
+
+  test('requests are refused with 402 when the credit cannot cover their worst case, and never overspend it', async () => {
+    const t = await makeTenant(s.adminUrl, 'Prepaid');
+    const book = await givePlan(s.adminUrl, t.tenant);
+    const plan = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`,
+      { body: { price_book_id: book.id, settlement_mode: 'credit_only' } });
+    assert.equal(plan.status, 200, plan.text);
+    const send = async (i) => {
+      const r = await postJson(`${s.url}/v1/chat/completions`, chatBody(`prepaid request ${i}`, { max_tokens: 16 }),
+        { authorization: `Bearer ${t.key}` });
+      const text = await r.text();
+      return { status: r.status, text, json: JSON.parse(text) };
+    };
+
+    // No credit yet: refused, with OpenAI's error shape.
+    const none = await send(0);
+    assert.equal(none.status, 402, none.text);
+    assert.equal(none.json.error.code, 'insufficient_quota');
+    assert.match(none.json.error.message, /prepaid credit is used up/);
+
+    assert.equal((await grant(s.adminUrl, t.tenant, { kind: 'purchased', amount_micros: 1200, price_paid_micros: 1000 })).status, 201);
+    // The grant reaches the gateway's budget cache at once (invalidated on the admin call).
+    let served = 0;
+    let refused = 0;
+    for (let round = 0; round < 12 && refused === 0; round++) {
+      const rs = await Promise.all(Array.from({ length: 6 }, (_, i) => send(round * 6 + i + 1)));
+      for (const r of rs) {
+        if (r.status === 200) served += 1;
+        else {
+          assert.equal(r.status, 402, r.text);
+          refused += 1;
+        }
+      }
+    }
+    assert.ok(served > 0 && refused > 0, `served ${served}, refused ${refused}`);
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}' AND status = 200`)) === served,
+      { what: 'ledger rows of the served requests' });
+    const cost = Number(pg.value(`SELECT coalesce(sum(cost_micros), 0) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+    const credit = Number(pg.value(`SELECT coalesce(sum(credit_micros), 0) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+    assert.ok(cost <= 1200, `the served requests cost ${cost}, within the 1,200 of credit`);
+    assert.equal(credit, cost, 'credit paid for every served request in full');
+
+    // The mirror rebuilt from the ledger: the counter becomes what the ledger drew.
+    const env = { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_ADMIN_TOKEN: ADMIN };
+    const report = JSON.parse(execFileSync(path.join(binDir, 'tollctl'), ['credits', 'reconcile', '--tenant', t.tenant], { env, encoding: 'utf8' }));
+    const row = report.data.find((r) => r.budget_id === `credit:${t.tenant}`);
+    assert.equal(row.ledger, cost);
+    assert.ok(row.redis_before >= row.ledger, 'the mirror held at least what the ledger drew (worst-case rates)');
+
+    // More credit: served again.
+    assert.equal((await grant(s.adminUrl, t.tenant, { kind: 'promotional', amount_micros: 100_000 })).status, 201);
+    assert.equal((await send(999)).status, 200);
   });
 });
