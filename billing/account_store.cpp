@@ -1582,3 +1582,58 @@ account_store::applied_credits(std::string tenant_id, std::string period) {
 }
 
 }  // namespace tollgate::billing
+
+// ---- rating state (the cost header) ------------------------------------------------------------
+
+namespace tollgate::billing {
+
+net::awaitable<pg::db_result<account_store::rating_state>> account_store::load_rating_state(
+    std::string tenant_id, std::string period) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string plan_sql =
+      "SELECT p.book_id, b.tier_mode, b.tier_scope, p.batch_discount_bp, v.version,"
+      " extract(epoch from v.effective_at)::bigint, v.prices::text"
+      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id"
+      " JOIN price_book_versions v ON v.book_id = p.book_id WHERE p.tenant_id = $1"
+      " ORDER BY v.effective_at";
+  std::vector<pg::param> plan_params{tenant_id};
+  auto found = co_await (*conn)->query(plan_sql, std::move(plan_params));
+  if (!found) co_return found.error();
+  rating_state state;
+  for (int i = 0; i < found->size(); ++i) {
+    if (!state.plan) {
+      state.plan.emplace();
+      state.plan->book_id = std::string(found->text(i, 0));
+      state.plan->mode = found->text(i, 1) == "volume" ? tier_mode::volume : tier_mode::graduated;
+      state.plan->scope =
+          found->text(i, 2) == "all_models" ? tier_scope::all_models : tier_scope::model;
+      state.plan->batch_discount_bp = static_cast<int>(found->int64(i, 3));
+    }
+    rating_plan::version v;
+    v.number = static_cast<int>(found->int64(i, 4));
+    v.effective_at_s = found->int64(i, 5);
+    const std::string prices(found->text(i, 6));  // the document points into it
+    if (const auto doc = json::document::parse(prices)) {
+      if (auto parsed = parse_model_prices(doc->root(), state.plan->mode, state.plan->scope)) {
+        v.prices = std::make_shared<const std::vector<model_prices>>(std::move(*parsed));
+      }
+    }
+    state.plan->versions.push_back(std::move(v));
+  }
+  if (!state.plan) co_return state;
+  const std::string acc_sql =
+      "SELECT model, token_class, batch, position, charged_micros FROM rating_accumulators"
+      " WHERE tenant_id = $1 AND period = $2";
+  std::vector<pg::param> acc_params{tenant_id, period};
+  auto acc = co_await (*conn)->query(acc_sql, std::move(acc_params));
+  if (!acc) co_return acc.error();
+  for (int i = 0; i < acc->size(); ++i) {
+    state.accumulators[{tenant_id, period, std::string(acc->text(i, 0)),
+                        std::string(acc->text(i, 1)), acc->boolean(i, 2)}] =
+        accumulator_state{acc->int64(i, 3), acc->int64(i, 4)};
+  }
+  co_return state;
+}
+
+}  // namespace tollgate::billing

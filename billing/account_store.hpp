@@ -14,6 +14,7 @@
 #include "billing/period_pricing.hpp"
 #include "billing/price_book.hpp"
 #include "billing/pg.hpp"
+#include "billing/rating.hpp"
 
 namespace tollgate::billing {
 
@@ -303,6 +304,15 @@ class account_store {
                                                     bool finalize, std::int64_t now_s,
                                                     std::int64_t grace_s, std::string actor);
   boost::asio::awaitable<store_result> get_invoice(std::string id);
+
+  // The tenant's plan as rating sees it (nullopt: no plan) and its accumulators of `period`,
+  // for quoting a response's cost (gateway/cost_quote). Prices are parsed on every call.
+  struct rating_state {
+    std::optional<rating_plan> plan;
+    accumulator_map accumulators;
+  };
+  boost::asio::awaitable<pg::db_result<rating_state>> load_rating_state(std::string tenant_id,
+                                                                       std::string period);
 
   // ---- credits (sql/010_credits.sql, docs/CREDITS.md) ----
   struct credit_grant_spec {

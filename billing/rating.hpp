@@ -56,6 +56,7 @@ using accumulator_key = std::tuple<std::string, std::string, std::string, std::s
 struct accumulator_state {
   std::int64_t position = 0;        // tokens rated so far this period
   std::int64_t charged_micros = 0;  // what they were charged, provisional for volume tiers
+  bool operator==(const accumulator_state&) const = default;
 };
 using accumulator_map = std::map<accumulator_key, accumulator_state>;
 

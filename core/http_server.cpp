@@ -213,6 +213,16 @@ net::awaitable<bool> exchange::send_last_chunk() {
   co_return write_finished(ec);
 }
 
+net::awaitable<bool> exchange::send_last_chunk(
+    const std::vector<std::pair<std::string, std::string>>& trailers) {
+  bhttp::fields fields;
+  for (const auto& [name, value] : trailers) fields.set(name, value);
+  const auto last = bhttp::make_chunk_last(fields);
+  stream_.expires_after(write_timeout_);
+  auto [ec, n] = co_await net::async_write(stream_, last, use_tuple);
+  co_return write_finished(ec);
+}
+
 // ---- server --------------------------------------------------------------------------------
 
 struct server::listener {

@@ -87,6 +87,8 @@ class exchange {
   net::awaitable<bool> send_chunked_header(bhttp::response<bhttp::empty_body> header);
   net::awaitable<bool> send_chunk(std::string_view data);
   net::awaitable<bool> send_last_chunk();
+  // The terminating chunk with trailer fields (announced in the header's `Trailer`).
+  net::awaitable<bool> send_last_chunk(const std::vector<std::pair<std::string, std::string>>& trailers);
 
   // Watches the client connection while the handler waits on something else (an upstream): if
   // the client closes it, `on_gone` runs once, so the handler can cancel that work. A pipelined

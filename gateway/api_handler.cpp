@@ -79,6 +79,7 @@ api_handler::api_handler(const gateway_config& config,
       billing_(billing),
       auth_(auth),
       budgets_(budgets),
+      quoter_(billing != nullptr ? std::make_unique<cost_quoter>(*billing, clock) : nullptr),
       models_created_unix_s_(unix_ms(clock.wall_now()) / 1000),
       upstream_requests_(registry.add_counter(
           "tollgate_upstream_requests_total",
@@ -358,6 +359,11 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
   }
   res.body() = std::move(body);
   finish(ex, st, call.status());
+  if (quoter_ != nullptr && call.status() == 200) {
+    if (const auto cost = co_await quoter_->quote(st.rec)) {
+      res.set("x-tollgate-cost-micros", std::to_string(*cost));
+    }
+  }
   co_await ex.send(std::move(res));
 }
 
@@ -372,6 +378,8 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
   if (st.hold) {
     for (const auto& [name, value] : st.hold->headers) head.set(name, value);
   }
+  // The cost is known once the stream has ended: it comes as a trailer.
+  if (quoter_ != nullptr) head.set(bhttp::field::trailer, "x-tollgate-cost-micros");
   if (!co_await ex.send_chunked_header(std::move(head))) {
     call.abort();
     co_return;
@@ -438,7 +446,13 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
       co_return;
     }
   }
-  co_await ex.send_last_chunk();
+  std::vector<std::pair<std::string, std::string>> trailers;
+  if (quoter_ != nullptr) {
+    if (const auto cost = co_await quoter_->quote(st.rec)) {
+      trailers.emplace_back("x-tollgate-cost-micros", std::to_string(*cost));
+    }
+  }
+  co_await ex.send_last_chunk(trailers);
 }
 
 void api_handler::finish(http::exchange& ex, proxy_state& st, unsigned status) {

@@ -24,6 +24,7 @@
 #include "gateway/auth.hpp"
 #include "gateway/billing_context.hpp"
 #include "gateway/budget_guard.hpp"
+#include "gateway/cost_quote.hpp"
 #include "gateway/openai_request.hpp"
 #include "metering/prompt_count.hpp"
 #include "metering/usage.hpp"
@@ -71,6 +72,7 @@ class api_handler {
   const billing_context* billing_;
   authenticator* auth_;
   budget_guard* budgets_;
+  std::unique_ptr<cost_quoter> quoter_;  // with a database: the x-tollgate-cost-micros header
   std::int64_t models_created_unix_s_;
 
   metrics::family<metrics::counter>& upstream_requests_;

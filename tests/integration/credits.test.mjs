@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { startStack, binDir, chatBody, postJson, waitFor, sleep } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
-import { dbConfig, api, makeTenant, givePlan, expectRatedOnce, ADMIN, FINANCE } from '../lib/ledger.mjs';
+import { writeFileSync, readdirSync, readFileSync } from 'node:fs';
+import { dbConfig, api, makeTenant, givePlan, expectRatedOnce, refPrice, planTiers, spoolSegment, ADMIN, FINANCE } from '../lib/ledger.mjs';
 
 const grant = (adminUrl, tenant, body) => api(adminUrl, 'POST', `/admin/v1/tenants/${tenant}/credit_grants`, { body });
 
@@ -95,6 +96,70 @@ describe('credits (real PostgreSQL)', () => {
       { headers: { authorization: `Bearer ${FINANCE}` } })).text();
     assert.match(csv, new RegExp(`,${soon.json.id},credit,,,,-500,`));
     assert.match(csv, new RegExp(`,total_due,,,,,${invoice.total_due_micros},`));
+  });
+
+  test('a month with live and batch usage and a grant expiring mid-month: the invoice matches an independent computation', async () => {
+    const t = await makeTenant(s.adminUrl, 'Month');
+    await givePlan(s.adminUrl, t.tenant);  // graduated tiers, batch discount 50 %
+    const now = Math.floor(Date.now() / 1000);
+    const first = (await grant(s.adminUrl, t.tenant, { kind: 'promotional', amount_micros: 100_000, expires_at: now + 4 })).json;
+    const second = (await grant(s.adminUrl, t.tenant, { kind: 'purchased', amount_micros: 700, price_paid_micros: 650, priority: 1 })).json;
+    const live = async (n, tag) => {
+      for (let i = 0; i < n; i++) {
+        const r = await postJson(`${s.url}/v1/chat/completions`, chatBody(`${tag} request ${i} with some words`, { max_tokens: 24 }),
+          { authorization: `Bearer ${t.key}` });
+        assert.equal(r.status, 200);
+        await r.text();
+      }
+    };
+    const rows = () => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+    const sums = (where) => pg.query(`SELECT coalesce(sum(prompt_tokens - cached_prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
+      FROM usage_events WHERE tenant_id = '${t.tenant}' AND ${where}`)[0].map(Number);
+
+    // Before the first grant expires: it pays (priority 0), with plenty to spare.
+    await live(10, 'early');
+    await waitFor(() => rows() === 10, { what: 'early rows' });
+    const [in1, out1] = sums('true');
+    const early = refPrice(planTiers, in1) + refPrice(planTiers, out1);
+    // It expires mid-month: what is left of it goes to breakage.
+    while (Math.floor(Date.now() / 1000) < now + 4) await sleep(200);
+    assert.equal((await api(s.adminUrl, 'POST', '/admin/v1/credits/expire', { body: {} })).json.expired, 1);
+    await live(10, 'late');
+    await waitFor(() => rows() === 20, { what: 'late rows' });
+
+    // Batch usage (the Batch API is not built yet): three batch events handed to the ledger
+    // writer the way it replays its spool, so they are rated and drawn like any other.
+    await s.gateway.stop();
+    const spoolDir = JSON.parse(readFileSync(s.configPath, 'utf8')).ledger.spool_dir;
+    const at = new Date().toISOString().replace('T', ' ').replace('Z', '+00');
+    const batchRow = (i) => [t.tenant, at, `batch_month_${t.tenant}_${i}`, '\\N', '\\N', '/v1/chat/completions', 'dev-echo', 'dev',
+      'f', 't', '200', String(100 + i), '0', '50', '0', '\\N', '\\N', 't', 'f', '1000', '\\N', 'f', '\\N', '\\N'].join('\t') + '\n';
+    writeFileSync(path.join(spoolDir, 'ledger-9100000000000001.spool'), spoolSegment([0, 1, 2].map(batchRow)));
+    await s.restartGateway();
+    await waitFor(() => rows() === 23, { what: 'batch rows replayed' })
+      .catch((e) => { throw new Error(`${e.message}\n${s.gateway.output()}`); });
+    assert.ok(!readdirSync(spoolDir).includes('ledger-9100000000000001.spool'), 'the segment was replayed and deleted');
+
+    // The independent computation: F per class on the month's totals, batch at half price;
+    // credits: the first grant paid the early requests, the second all it had.
+    const [inLive, outLive] = sums('NOT batch');
+    const [inBatch, outBatch] = sums('batch');
+    assert.deepEqual([inBatch, outBatch], [303, 150]);
+    const total = refPrice(planTiers, inLive) + refPrice(planTiers, outLive) +
+      refPrice(planTiers, inBatch, 5000) + refPrice(planTiers, outBatch, 5000);
+    const secondPaid = total - early < 700n ? total - early : 700n;
+    const period = new Date().toISOString().slice(0, 7);
+    const invoice = (await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant } })).json.data[0];
+    assert.equal(BigInt(invoice.total_micros), total);
+    assert.deepEqual(invoice.credits.map((c) => [c.grant_id, BigInt(c.amount_micros)]), [[first.id, early], [second.id, secondPaid]]);
+    assert.equal(BigInt(invoice.total_due_micros), total - early - secondPaid);
+    assert.equal(invoice.total_due_micros, invoice.total_micros - invoice.credits_micros, 'total due = lines - credits applied');
+    assert.equal(invoice.lines.reduce((n, l) => n + l.amount_micros, 0), invoice.total_micros);
+    const balance = (await api(s.adminUrl, 'GET', `/admin/v1/tenants/${t.tenant}/credits`)).json;
+    assert.equal(BigInt(balance.expired_micros), 100_000n - early, 'the unused part of the expired grant is breakage');
+    // Every event was rated once on its accumulator; they add up to the invoice.
+    assert.equal(BigInt(pg.value(`SELECT sum(cost_micros) FROM usage_events WHERE tenant_id = '${t.tenant}'`)), total);
+    expectBooksBalance(t.tenant);
   });
 
   test('volume tiers: credit drawn on provisional charges beyond the period total goes back to the grant', async () => {

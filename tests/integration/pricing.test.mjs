@@ -3,6 +3,7 @@
 // the audit log, and clear 400s for bad prices.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -140,10 +141,15 @@ describe('price books and plans (real PostgreSQL)', () => {
     })).json;
     const plan = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`, { body: { price_book_id: book.id, batch_discount_bp: 4000 } });
     assert.equal(plan.status, 200, plan.text);
+    // Each response quotes its cost in x-tollgate-cost-micros (a trailer for streams).
+    const quoted = new Map();
     for (let i = 0; i < 6; i++) {
       const r = await postJson(`${s.url}/v1/chat/completions`, chatBody(`preview request number ${i} with some words`, { max_tokens: 9 }),
         { authorization: `Bearer ${t.key}` });
       assert.equal(r.status, 200);
+      await r.text();
+      assert.match(r.headers.get('x-tollgate-cost-micros') ?? '', /^[0-9]+$/);
+      quoted.set(r.headers.get('x-request-id'), Number(r.headers.get('x-tollgate-cost-micros')));
     }
     await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 6, { what: 'ledger rows' });
     // Each event was rated as it was stored, one flush each: on the period's accumulators the
@@ -153,6 +159,8 @@ describe('price books and plans (real PostgreSQL)', () => {
     assert.equal(pg.value(`SELECT string_agg(DISTINCT price_book_id || '/' || price_book_version, ',') FROM usage_events
       WHERE tenant_id = '${t.tenant}'`), `${book.id}/1`);
     const raw = (await api(s.adminUrl, 'GET', `/finance/v1/usage_events?tenant_id=${t.tenant}&limit=100`, { token: FINANCE })).json.data;
+    // One gateway, requests one after the other: each quote is exactly what the ledger rated.
+    for (const e of raw) assert.equal(quoted.get(e.request_id), e.cost_micros, `the quote of ${e.request_id}`);
     assert.equal(raw.reduce((n, e) => n + e.cost_micros, 0), Number(rated.cost), 'the finance API shows each event\'s cost');
     assert.ok(raw.every((e) => e.price_book_id === book.id && e.price_book_version === 1));
     // A batch row (the Batch API is not built yet: written here directly) is priced on its own
@@ -188,6 +196,23 @@ describe('price books and plans (real PostgreSQL)', () => {
     assert.equal(none.status, 404);
     const empty = await api(s.adminUrl, 'GET', `/finance/v1/cost_preview?tenant_id=${t.tenant}&period=2020-01`, { token: FINANCE });
     assert.equal(empty.json.total_micros, 0);
+
+    // A stream carries its cost as an HTTP trailer (announced in `Trailer`), read here with
+    // node's own HTTP client; it is the cost the ledger stores.
+    const streamed = await new Promise((resolve, reject) => {
+      const req = http.request(`${s.url}/v1/chat/completions`, { method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${t.key}` } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ headers: res.headers, trailers: res.trailers }));
+      });
+      req.on('error', reject);
+      req.end(chatBody('a streamed request for the trailer', { stream: true, max_tokens: 9 }));
+    });
+    assert.equal(streamed.headers.trailer, 'x-tollgate-cost-micros');
+    assert.match(streamed.trailers['x-tollgate-cost-micros'] ?? '', /^[0-9]+$/);
+    const id = streamed.headers['x-request-id'];
+    await waitFor(() => pg.value(`SELECT count(*) FROM usage_events WHERE request_id = '${id}'`) === '1', { what: 'the stream\'s row' });
+    assert.equal(pg.value(`SELECT cost_micros FROM usage_events WHERE request_id = '${id}'`), streamed.trailers['x-tollgate-cost-micros']);
   });
 
   test('invoices: drafts are repeatable, lines add up in minor units, finalized ones are numbered and immutable', async () => {

@@ -209,3 +209,41 @@ TEST_CASE("however usage is cut into events, they add up to the period's invoice
     CHECK(cost == price_period(period).total_micros);
   }
 }
+
+TEST_CASE("re-rating the same events gives identical rows, however they were batched") {
+  std::mt19937_64 rng(31);
+  const auto prices = prices_of(
+      R"({"m":{"input":[{"up_to":300,"rate":"3333333.333333","flat_fee":2},{"up_to":900,"rate":"1250000"},{"rate":"0.5"}],)"
+      R"("output":[{"up_to":100,"rate":"999999.999999"},{"rate":"7"}]}})");
+  for (int round = 0; round < 100; ++round) {
+    rating_plan plan;
+    plan.batch_discount_bp = 2500;
+    plan.versions = {{1, 0, prices}};
+    std::vector<rating_event> events;
+    const int n = std::uniform_int_distribution<int>(1, 60)(rng);
+    for (int i = 0; i < n; ++i) {
+      events.push_back(event(nov_2026 + i, std::uniform_int_distribution<std::int64_t>(0, 200)(rng),
+                             std::uniform_int_distribution<std::int64_t>(0, 80)(rng), "m",
+                             std::uniform_int_distribution<int>(0, 4)(rng) == 0));
+    }
+    // Once in one go.
+    accumulator_map all;
+    std::vector<std::int64_t> once;
+    for (const auto& e : events) once.push_back(rate_event(plan, e, all)->cost_micros);
+    // Again in random batches, each loading the accumulators the previous one stored, as the
+    // ledger writer does with rating_accumulators.
+    accumulator_map stored;
+    std::vector<std::int64_t> again;
+    for (std::size_t at = 0; at < events.size();) {
+      const std::size_t size = std::uniform_int_distribution<std::size_t>(1, 10)(rng);
+      accumulator_map batch = stored;
+      for (std::size_t i = at; i < std::min(events.size(), at + size); ++i) {
+        again.push_back(rate_event(plan, events[i], batch)->cost_micros);
+      }
+      stored = batch;
+      at += size;
+    }
+    CHECK(again == once);
+    CHECK(stored == all);
+  }
+}
