@@ -687,15 +687,7 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_bu
     b.limit = c->int64(0, 0);
     b.credit_used = b.limit - c->int64(0, 1);
     if (!c->is_null(0, 4)) {
-      const std::string prices(c->text(0, 4));  // the document points into it
-      const auto doc = json::document::parse(prices);
-      const auto parsed =
-          doc ? parse_model_prices(doc->root(),
-                                   c->text(0, 2) == "volume" ? tier_mode::volume
-                                                             : tier_mode::graduated,
-                                   c->text(0, 3) == "all_models" ? tier_scope::all_models
-                                                                 : tier_scope::model)
-              : basic_result<std::vector<model_prices>, std::string>(std::string("not JSON"));
+      const auto parsed = parse_stored_prices(c->text(0, 4), c->text(0, 2), c->text(0, 3));
       if (parsed) {
         for (const auto& m : *parsed) b.credit_rates.push_back(worst_case_rate(m));
       }
@@ -955,8 +947,8 @@ account_store::price_book_kind(std::string id) {
   if (!r) co_return from_db(r.error());
   if (r->size() == 0) co_return store_error{404, "No price book with id " + id + ".", "not_found"};
   price_book_kind_info kind;
-  kind.mode = r->text(0, 0) == "volume" ? tier_mode::volume : tier_mode::graduated;
-  kind.scope = r->text(0, 1) == "all_models" ? tier_scope::all_models : tier_scope::model;
+  kind.mode = tier_mode_of(r->text(0, 0));
+  kind.scope = tier_scope_of(r->text(0, 1));
   co_return kind;
 }
 
@@ -1605,19 +1597,15 @@ net::awaitable<pg::db_result<account_store::rating_state>> account_store::load_r
     if (!state.plan) {
       state.plan.emplace();
       state.plan->book_id = std::string(found->text(i, 0));
-      state.plan->mode = found->text(i, 1) == "volume" ? tier_mode::volume : tier_mode::graduated;
-      state.plan->scope =
-          found->text(i, 2) == "all_models" ? tier_scope::all_models : tier_scope::model;
+      state.plan->mode = tier_mode_of(found->text(i, 1));
+      state.plan->scope = tier_scope_of(found->text(i, 2));
       state.plan->batch_discount_bp = static_cast<int>(found->int64(i, 3));
     }
     rating_plan::version v;
     v.number = static_cast<int>(found->int64(i, 4));
     v.effective_at_s = found->int64(i, 5);
-    const std::string prices(found->text(i, 6));  // the document points into it
-    if (const auto doc = json::document::parse(prices)) {
-      if (auto parsed = parse_model_prices(doc->root(), state.plan->mode, state.plan->scope)) {
-        v.prices = std::make_shared<const std::vector<model_prices>>(std::move(*parsed));
-      }
+    if (auto parsed = parse_stored_prices(found->text(i, 6), found->text(i, 1), found->text(i, 2))) {
+      v.prices = std::make_shared<const std::vector<model_prices>>(std::move(*parsed));
     }
     state.plan->versions.push_back(std::move(v));
   }

@@ -397,15 +397,7 @@ net::awaitable<pg::db_result<std::map<std::string, rating_plan>>> ledger_writer:
         std::move(version_params));
     if (!prices) co_return prices.error();
     for (int i = 0; i < prices->size(); ++i) {
-      const std::string text(prices->text(i, 4));  // the document points into it
-      const auto doc = json::document::parse(text);
-      const tier_mode mode = prices->text(i, 2) == "volume" ? tier_mode::volume
-                                                            : tier_mode::graduated;
-      const tier_scope scope = prices->text(i, 3) == "all_models" ? tier_scope::all_models
-                                                                   : tier_scope::model;
-      auto parsed = doc ? parse_model_prices(doc->root(), mode, scope)
-                        : basic_result<std::vector<model_prices>, std::string>(
-                              std::string("not JSON"));
+      auto parsed = parse_stored_prices(prices->text(i, 4), prices->text(i, 2), prices->text(i, 3));
       if (!parsed) {
         // Stored versions were validated when made; a version that no longer parses prices
         // nothing (its events stay unrated) rather than block the ledger.
@@ -421,8 +413,8 @@ net::awaitable<pg::db_result<std::map<std::string, rating_plan>>> ledger_writer:
   for (int i = 0; i < found->size(); ++i) {
     rating_plan& plan = plans[std::string(found->text(i, 0))];
     plan.book_id = std::string(found->text(i, 1));
-    plan.mode = found->text(i, 2) == "volume" ? tier_mode::volume : tier_mode::graduated;
-    plan.scope = found->text(i, 3) == "all_models" ? tier_scope::all_models : tier_scope::model;
+    plan.mode = tier_mode_of(found->text(i, 2));
+    plan.scope = tier_scope_of(found->text(i, 3));
     plan.batch_discount_bp = static_cast<int>(found->int64(i, 4));
     rating_plan::version v;
     v.number = static_cast<int>(found->int64(i, 5));

@@ -41,9 +41,8 @@ void add_versions(std::vector<int>& versions, int v) {
 }  // namespace
 
 period_pricing price_period(const period_usage& in) {
-  const tier_mode mode = in.tier_mode == "volume" ? tier_mode::volume : tier_mode::graduated;
-  const tier_scope scope =
-      in.tier_scope == "all_models" ? tier_scope::all_models : tier_scope::model;
+  const tier_mode mode = tier_mode_of(in.tier_mode);
+  const tier_scope scope = tier_scope_of(in.tier_scope);
   std::map<int, std::vector<model_prices>> prices;  // each version's prices, parsed once
   for (const auto& v : in.versions) {
     auto doc = json::document::parse(v.prices_json);

@@ -165,4 +165,20 @@ std::string model_prices_json(const std::vector<model_prices>& prices) {
   return out;
 }
 
+tier_mode tier_mode_of(std::string_view name) {
+  return name == "volume" ? tier_mode::volume : tier_mode::graduated;
+}
+
+tier_scope tier_scope_of(std::string_view name) {
+  return name == "all_models" ? tier_scope::all_models : tier_scope::model;
+}
+
+basic_result<std::vector<model_prices>, std::string> parse_stored_prices(
+    std::string_view prices_json, std::string_view mode, std::string_view scope) {
+  const std::string text(prices_json);  // the document points into it
+  const auto doc = json::document::parse(text);
+  if (!doc) return std::string("the prices are not JSON");
+  return parse_model_prices(doc->root(), tier_mode_of(mode), tier_scope_of(scope));
+}
+
 }  // namespace tollgate::billing

@@ -40,5 +40,13 @@ std::string model_prices_json(const std::vector<model_prices>& prices);
 
 std::string_view to_string(tier_mode m);
 std::string_view to_string(tier_scope s);
+// The stored names back ("volume", "all_models"; anything else is the default).
+tier_mode tier_mode_of(std::string_view name);
+tier_scope tier_scope_of(std::string_view name);
+
+// A stored version's prices (their canonical JSON text) for a book of the stored `mode` and
+// `scope`; an error for text that does not parse.
+basic_result<std::vector<model_prices>, std::string> parse_stored_prices(
+    std::string_view prices_json, std::string_view mode, std::string_view scope);
 
 }  // namespace tollgate::billing

@@ -549,10 +549,8 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       auto effective = body.nullable_int("effective_at", 0, 253402300799);
       spec.tier_mode = mode.value_or("graduated");
       spec.tier_scope = scope.value_or("model");
-      auto prices = body.prices(
-          spec.tier_mode == "volume" ? billing::tier_mode::volume : billing::tier_mode::graduated,
-          spec.tier_scope == "all_models" ? billing::tier_scope::all_models
-                                          : billing::tier_scope::model);
+      auto prices = body.prices(billing::tier_mode_of(spec.tier_mode),
+                                billing::tier_scope_of(spec.tier_scope));
       if (body.ok()) {
         spec.name = *name;
         spec.currency = *currency;

@@ -363,39 +363,21 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
     std::vector<std::pair<std::int64_t, std::int64_t>> spans{{start, now_ms + 1}};
     if (rule.window == metering::budget_window::minute) spans.emplace_back(start - 60'000, start);
     for (const auto& [from, to] : spans) {
-      if (b.metric == "credit") {
-        // The credit mirror: what the ledger has drawn from the grants it counts.
-        std::string tenant = tenant_id;
-        metering::limit_rule rule_arg = rule;
-        auto before = co_await engine_.set_used(*redis_[worker], std::move(tenant),
-                                                std::move(rule_arg), from, b.credit_used, now_ms);
-        if (!before) {
-          co_return service_unavailable("Redis is unreachable: " + before.error().message,
-                                        "service_unavailable", 1);
-        }
-        json_object_writer row;
-        row.add("object", "budget.reconciliation")
-            .add("budget_id", b.id)
-            .add("metric", b.metric)
-            .add("window", b.window)
-            .add("window_start", from / 1000)
-            .add("ledger", b.credit_used)
-            .add("redis_before", *before)
-            .add("difference", b.credit_used - *before);
-        if (!data.empty()) data += ",";
-        data += row.finish();
-        continue;
+      // The credit mirror: what the ledger has drawn from the grants it counts (read with the
+      // budget). Any other budget: the ledger's usage in the window.
+      pg::db_result<std::int64_t> ledger = b.credit_used;
+      if (b.metric != "credit") {
+        billing::ledger_budget_query q;
+        q.tenant_id = tenant_id;
+        q.scope = b.scope;
+        q.scope_id = b.scope_id;
+        q.metric = b.metric;
+        q.start_ms = from;
+        q.end_ms = to;
+        if (b.metric == "spend") q.prices = prices;
+        auto usage_op = billing_.store->ledger_usage(std::move(q));
+        ledger = co_await on_billing(billing_, std::move(usage_op));
       }
-      billing::ledger_budget_query q;
-      q.tenant_id = tenant_id;
-      q.scope = b.scope;
-      q.scope_id = b.scope_id;
-      q.metric = b.metric;
-      q.start_ms = from;
-      q.end_ms = to;
-      if (b.metric == "spend") q.prices = prices;
-      auto usage_op = billing_.store->ledger_usage(std::move(q));
-      auto ledger = co_await on_billing(billing_, std::move(usage_op));
       if (!ledger) {
         co_return service_unavailable("The database is unreachable: " + ledger.error().message,
                                       "service_unavailable", 1);
