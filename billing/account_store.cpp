@@ -657,8 +657,9 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_bu
     out.push_back(std::move(b));
   }
 
-  // A credit_only plan: its credit as one more budget (docs/CREDITS.md). Usable: the amounts
-  // of the grants for every model that are in force or were (less what expired unused); used:
+  // With a plan, spend is priced by its price book (worst-case rates, docs/BUDGETS.md). A
+  // credit_only plan: its credit as one more budget (docs/CREDITS.md). Usable: the amounts of
+  // the grants for every model that are in force or were (less what expired unused); used:
   // usable less what those still in force hold.
   const std::string credit_sql =
       "WITH g AS (SELECT g.id, g.amount_micros, a.balance_micros,"
@@ -672,27 +673,33 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_bu
       " (SELECT coalesce(sum(balance_micros) FILTER (WHERE NOT over), 0) FROM g),"
       " b.tier_mode, b.tier_scope, (SELECT v.prices::text FROM price_book_versions v"
       " WHERE v.book_id = p.book_id AND v.effective_at <= to_timestamp($2::bigint / 1000.0)"
-      " ORDER BY v.effective_at DESC LIMIT 1)"
-      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id"
-      " WHERE p.tenant_id = $1 AND p.settlement_mode = 'credit_only'";
+      " ORDER BY v.effective_at DESC LIMIT 1), p.settlement_mode = 'credit_only'"
+      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id WHERE p.tenant_id = $1";
   std::vector<pg::param> credit_params{tenant_id, std::to_string(now_ms)};
   auto c = co_await (*conn)->query(credit_sql, std::move(credit_params));
   if (!c) co_return c.error();
   if (c->size() == 1) {
-    budget_info b;
-    b.id = "credit:" + tenant_id;
-    b.scope = "tenant";
-    b.metric = "credit";
-    b.window = "lifetime";
-    b.limit = c->int64(0, 0);
-    b.credit_used = b.limit - c->int64(0, 1);
+    std::vector<credit_rate> rates;
     if (!c->is_null(0, 4)) {
       const auto parsed = parse_stored_prices(c->text(0, 4), c->text(0, 2), c->text(0, 3));
       if (parsed) {
-        for (const auto& m : *parsed) b.credit_rates.push_back(worst_case_rate(m));
+        for (const auto& m : *parsed) rates.push_back(worst_case_rate(m));
       }
     }
-    out.push_back(std::move(b));
+    for (auto& b : out) {
+      if (b.metric == "spend") b.plan_rates = rates;
+    }
+    if (c->boolean(0, 5)) {
+      budget_info b;
+      b.id = "credit:" + tenant_id;
+      b.scope = "tenant";
+      b.metric = "credit";
+      b.window = "lifetime";
+      b.limit = c->int64(0, 0);
+      b.credit_used = b.limit - c->int64(0, 1);
+      b.plan_rates = std::move(rates);
+      out.push_back(std::move(b));
+    }
   }
   co_return out;
 }
@@ -712,9 +719,10 @@ net::awaitable<pg::db_result<std::int64_t>> account_store::ledger_usage(ledger_b
   if (q.metric == "tokens") {
     amount = "e.prompt_tokens + e.completion_tokens";
   } else if (q.metric == "spend") {
+    // What the event was rated (billed); an event not rated at the models' estimate prices.
     amount =
-        "div(e.prompt_tokens * coalesce(p.input, 0) + e.completion_tokens * coalesce(p.output, 0)"
-        " + 999999, 1000000)";
+        "coalesce(e.cost_micros, div(e.prompt_tokens * coalesce(p.input, 0)"
+        " + e.completion_tokens * coalesce(p.output, 0) + 999999, 1000000))";
   } else {
     // Rows the gateway refused before forwarding have no upstream (bad request, unknown model)
     // or the gateway's own 429/503 codes (budgets, a full ledger spool): they held nothing.

@@ -99,12 +99,14 @@ struct budget_info {
   std::int64_t zone_start_ms = 0;
   std::int64_t zone_end_ms = 0;
   std::int64_t zone_next_end_ms = 0;
+  // Spend and credit budgets of a tenant with a plan: the worst-case rates of its price book
+  // version in force, per model (empty: no plan; spend is then priced with the models'
+  // estimate prices).
+  std::vector<credit_rate> plan_rates;
   // The credit of a credit_only plan, mirrored as a budget (metric "credit", window lifetime,
   // id "credit:<tenant>"): `limit` is the credit usable so far (grants for every model in
-  // force, less what expired unused), `credit_used` what the ledger has drawn of it, and
-  // `credit_rates` the worst-case rates of the price book version in force, per model.
+  // force, less what expired unused), `credit_used` what the ledger has drawn of it.
   std::int64_t credit_used = 0;
-  std::vector<credit_rate> credit_rates;
 };
 
 // A threshold crossing to record (and deliver when the budget has a webhook).

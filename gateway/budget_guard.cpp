@@ -275,18 +275,25 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   hold.input_price = model.estimate_input_price;
   hold.output_price = model.estimate_output_price;
   charges.reserve(applying.size());
+  // A tenant with a plan: spend and credit at the worst case under its price book (the
+  // model's rates, or the book's "*" rates; none: a model the book does not price costs 0).
+  for (const auto* b : applying) {
+    if (b->plan_rates.empty()) continue;
+    hold.plan_priced = true;
+    for (const auto& rate : b->plan_rates) {
+      if (rate.model == model.name || rate.model == "*") hold.plan_rate = rate;
+    }
+    break;
+  }
+  const std::int64_t priced_spend =
+      hold.plan_priced ? billing::worst_case_cost_micros(hold.plan_rate, prompt_tokens, max_tokens)
+                       : spend;
   for (const auto* b : applying) {
     metering::limit_charge c;
     c.rule = rule_of(*b, now_ms);
-    if (b->metric == "credit") {
-      // The worst case under the price book (the model's rates, or the book's "*" rates).
-      for (const auto& rate : b->credit_rates) {
-        if (rate.model == model.name || rate.model == "*") hold.credit_rate = rate;
-      }
-      c.amount = billing::worst_case_cost_micros(hold.credit_rate, prompt_tokens, max_tokens);
-    } else {
-      c.amount = b->metric == "tokens" ? tokens : b->metric == "spend" ? spend : 1;
-    }
+    c.amount = b->metric == "tokens"                             ? tokens
+               : b->metric == "spend" || b->metric == "credit" ? priced_spend
+                                                                : 1;
     amounts.push_back(c.amount);
     charges.push_back(std::move(c));
     hold.metrics.push_back(b->metric);
@@ -425,15 +432,14 @@ void budget_guard::settle(budget_hold hold, std::int64_t prompt_tokens,
 net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t prompt_tokens,
                                               std::int64_t completion_tokens) {
   const std::int64_t tokens = prompt_tokens + completion_tokens;
-  const std::int64_t spend = metering::estimate_spend_micros(prompt_tokens, completion_tokens,
-                                                             hold.input_price, hold.output_price);
+  const std::int64_t spend =
+      hold.plan_priced
+          ? billing::worst_case_cost_micros(hold.plan_rate, prompt_tokens, completion_tokens)
+          : metering::estimate_spend_micros(prompt_tokens, completion_tokens, hold.input_price,
+                                            hold.output_price);
   std::vector<std::int64_t> actual;
   for (const auto& m : hold.metrics) {
-    actual.push_back(m == "tokens"   ? tokens
-                     : m == "spend"  ? spend
-                     : m == "credit" ? billing::worst_case_cost_micros(
-                                           hold.credit_rate, prompt_tokens, completion_tokens)
-                                     : 1);
+    actual.push_back(m == "tokens" ? tokens : m == "spend" || m == "credit" ? spend : 1);
   }
   const std::string tenant = hold.ticket.tenant_id;
   const std::string request = hold.ticket.request_id;

@@ -42,7 +42,10 @@ struct budget_hold {
   unsigned worker = 0;               // whose Redis connection settles it
   std::uint64_t input_price = 0;     // the model's estimate prices (spend budgets)
   std::uint64_t output_price = 0;
-  billing::credit_rate credit_rate;  // the model's worst-case rates (credit_only plans)
+  // With a plan: the model's worst-case rates under its price book, which price spend and
+  // credit charges; without, spend is priced with the estimate prices above.
+  bool plan_priced = false;
+  billing::credit_rate plan_rate;
   std::vector<std::string> budget_ids;  // per charge, for alerts
   std::vector<std::int64_t> limits;     // per charge
   std::vector<std::pair<std::string, std::string>> headers;  // x-ratelimit-*

@@ -237,6 +237,37 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
     assert.equal(redis.counters(t.tenant)[b.id].used, spent, 'Redis counts the estimated spend the ledger implies');
   });
 
+  test('a spend budget of a tenant with a plan prices requests by its price book', async () => {
+    const t = await makeTenant(s.adminUrl, 'PlanSpend');
+    // One tier per class at whole micro-units per token: the worst case is the rated cost.
+    const book = (await api(s.adminUrl, 'POST', '/admin/v1/price_books', {
+      body: { name: 'Spend', currency: 'USD', effective_at: 1_700_000_000,
+        models: { 'dev-echo': { input: [{ rate: '3000000' }], output: [{ rate: '5000000' }] } } },
+    })).json;
+    assert.equal((await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`, { body: { price_book_id: book.id } })).status, 200);
+    const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'spend', window: 'month', limit: 600 });
+    let served = 0;
+    for (;;) {
+      const res = await ask(s.url, t.key, { max_tokens: 12 });
+      const body = await res.json();
+      if (res.status === 429) {
+        assert.match(body.error.message, /600 micro-units of spend per month/);
+        break;
+      }
+      assert.equal(res.status, 200, JSON.stringify(body));
+      served += 1;
+      assert.ok(served < 40, 'the spend budget must refuse eventually');
+    }
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === served + 1,
+      { what: 'rows' });
+    const [rated, priced] = pg.query(`SELECT sum(cost_micros), sum(3 * prompt_tokens + 5 * completion_tokens)
+      FROM usage_events WHERE tenant_id = '${t.tenant}' AND status = 200`)[0].map(Number);
+    assert.equal(rated, priced, 'the ledger rated the book\'s prices');
+    assert.ok(rated <= 600, `billed ${rated}`);
+    await waitFor(() => redis.counters(t.tenant)[b.id]?.held === 0, { what: 'settled' });
+    assert.equal(redis.counters(t.tenant)[b.id].used, rated, 'Redis counts what the ledger bills');
+  });
+
   test('a budget change reaches every gateway at once through Redis pub/sub', async () => {
     // A minute-long cache: only the pub/sub announcement can make the change visible quickly.
     const slow = { cache_ttl_ms: 60000 };
