@@ -8,10 +8,11 @@
 #       scripts/test_certs.sh makes it; CLIENT_CERTS yes|optional|no, default optional)
 #   scripts/redis.sh stop DIR
 #   scripts/redis.sh cluster DIR PORT PORT PORT...
+#   scripts/redis.sh cluster-tls DIR CERTDIR PORT PORT PORT...   (TLS only, cluster bus too)
 #   scripts/redis.sh cluster-resume DIR PORT PORT PORT...   (restart stopped nodes, same cluster)
 #   scripts/redis.sh cluster-stop DIR
 set -euo pipefail
-usage="usage: redis.sh start DIR PORT [PASSWORD] | start-tls DIR PORT CERTDIR [yes|optional|no] | stop DIR | cluster DIR PORT... | cluster-resume DIR PORT... | cluster-stop DIR"
+usage="usage: redis.sh start DIR PORT [PASSWORD] | start-tls DIR PORT CERTDIR [yes|optional|no] | stop DIR | cluster DIR PORT... | cluster-tls DIR CERTDIR PORT... | cluster-resume DIR PORT... | cluster-stop DIR"
 cmd=${1:?$usage}
 dir=$(realpath -m "${2:?data folder}")
 
@@ -61,28 +62,46 @@ case "$cmd" in
   stop)
     stop_node "$dir"
     ;;
-  cluster | cluster-resume)
+  cluster | cluster-resume | cluster-tls)
     shift 2
+    certs=""
+    if [ "$cmd" = cluster-tls ]; then
+      # Clients and the cluster bus over TLS only (tls-cluster), with CERTDIR as in start-tls.
+      certs=$(realpath "${1:?certificate folder}")
+      shift
+      export TLS_CLI="--tls --cacert $certs/ca.crt --cert $certs/client.crt --key $certs/client.key"
+    fi
     [ $# -ge 3 ] || { echo "redis.sh: a cluster needs at least three ports" >&2; exit 2; }
     nodes=()
     for port in "$@"; do
-      if [ "$cmd" = cluster ]; then
+      if [ "$cmd" != cluster-resume ]; then
         # A fresh cluster each time: a node that kept its nodes.conf would refuse to join.
         stop_node "$dir/$port"
         rm -rf "${dir:?}/$port"
       fi
+      tls=()
+      if [ -n "$certs" ]; then
+        # The cluster bus's outgoing connections present the client certificate (the server
+        # certificate is for serverAuth only).
+        tls=(--port 0 --tls-port "$port" --tls-cluster yes --tls-cert-file "$certs/server.crt"
+             --tls-key-file "$certs/server.key" --tls-ca-cert-file "$certs/ca.crt"
+             --tls-client-cert-file "$certs/client.crt" --tls-client-key-file "$certs/client.key"
+             --tls-auth-clients optional)
+      fi
       start_node "$dir/$port" "$port" "" --cluster-enabled yes --cluster-config-file nodes.conf \
-        --cluster-node-timeout 2000
+        --cluster-node-timeout 2000 "${tls[@]}"
       nodes+=("127.0.0.1:$port")
     done
-    if [ "$cmd" = cluster ]; then
-      redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 || {
+    if [ "$cmd" != cluster-resume ]; then
+      # shellcheck disable=SC2086
+      redis-cli ${TLS_CLI:-} --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 || {
         echo "redis.sh: redis-cli --cluster create failed:" >&2; cat "$dir/create.log" >&2; exit 1; }
     fi
     for _ in $(seq 1 200); do
       ok=0
       for port in "$@"; do
-        if redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then ok=$((ok + 1)); fi
+        # shellcheck disable=SC2086
+        if redis-cli -p "$port" ${TLS_CLI:-} cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then ok=$((ok + 1)); fi
       done
       [ "$ok" -eq $# ] && exit 0
       sleep 0.1

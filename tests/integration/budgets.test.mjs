@@ -12,7 +12,7 @@ import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { startStack, chatBody, postJson, sseData, waitFor, binDir } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
-import { startRedis, startRedisCluster, startRedisTls } from '../lib/redis.mjs';
+import { startRedis, startRedisCluster, startRedisTls, startRedisClusterTls } from '../lib/redis.mjs';
 import { dbConfig, api, makeTenant, ADMIN } from '../lib/ledger.mjs';
 
 // Estimate prices of 1 and 2 micro-units per prompt and completion token make spend easy to
@@ -556,5 +556,47 @@ describe('budgets over TLS: a TLS-only Redis, https webhooks (real PostgreSQL)',
       receiver.close();
       plain.close();
     }
+  });
+});
+
+describe('budgets on a Redis Cluster over TLS (real PostgreSQL)', () => {
+  let pg;
+  let redis;
+  let s;
+  const dir = path.join('/tmp', `tollgate-budgets-${process.pid}-cluster-tls`);
+  before(async () => {
+    pg = await startPostgres();
+    redis = await startRedisClusterTls();
+    s = await startStack({ config: budgetConfig(pg, redis, dir) });
+  });
+  after(async () => {
+    await s?.stop();
+    redis?.stop();
+    pg?.stop();
+  });
+
+  test('tenants on every node: reservations, settlements and refusals over verified TLS connections', async () => {
+    // Tenants hash to slots on different masters; each connection is TLS, verified by the CA.
+    const tenants = [];
+    for (let i = 0; i < 6; i++) {
+      const t = await makeTenant(s.adminUrl, `ClusterTls${i}`);
+      t.budget = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 200 });
+      tenants.push(t);
+    }
+    for (const t of tenants) {
+      const r = await ask(s.url, t.key, { max_tokens: 20 });
+      assert.equal(r.status, 200, await r.text());
+      assert.equal(r.headers.get('x-ratelimit-limit-tokens'), '200');
+      const refused = await ask(s.url, t.key, { max_tokens: 500 });
+      assert.equal(refused.status, 429);
+      await waitFor(() => redis.counters(t.tenant)[t.budget.id]?.held === 0, { what: 'settled' });
+      assert.ok(redis.counters(t.tenant)[t.budget.id].used > 0);
+    }
+    // `redis-cli --cluster create` gives three masters the slots 0-5460, 5461-10922, 10923-16383.
+    const masters = new Set(tenants.map((t) => {
+      const slot = Number(redis.cli('cluster', 'keyslot', `{${t.tenant}}`).replace(/\D/g, ''));
+      return slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
+    }));
+    assert.ok(masters.size >= 2, 'the tenants live on more than one master');
   });
 });

@@ -121,3 +121,26 @@ export async function startRedisCluster() {
   execFileSync(redisScript, ['cluster', dir, ...ports.map(String)], { stdio: 'ignore' });
   return r;
 }
+
+// A three-master Redis Cluster that speaks only TLS, the cluster bus included (tls-cluster),
+// with throwaway certificates; the gateway verifies every node's certificate.
+export async function startRedisClusterTls() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-redis-cluster-tls-'));
+  const certs = path.join(dir, 'certs');
+  execFileSync(path.join(path.dirname(redisScript), 'test_certs.sh'), [certs], { stdio: 'ignore' });
+  const ports = await clusterPorts(3);
+  const address = ports.map((p) => `127.0.0.1:${p}`).join(',');
+  const tls = ['--tls', '--cacert', path.join(certs, 'ca.crt')];
+  const r = {
+    dir, ports, port: ports[0], certs, address, cluster: true,
+    budgetsConfig: { redis: address, redis_cluster: true, redis_tls: true, redis_tls_ca_file: path.join(certs, 'ca.crt') },
+    stop() { execFileSync(redisScript, ['cluster-stop', dir], { stdio: 'ignore' }); },
+    cli(...args) {
+      return execFileSync('redis-cli', ['-c', ...nodeArgs(ports[0], tls), '--no-raw', ...args], { encoding: 'utf8' }).trim();
+    },
+    keys(pattern) { return keysOn(ports.map((p) => nodeArgs(p, tls)), pattern); },
+    counters(tenant) { return countersOn(ports.map((p) => nodeArgs(p, tls)), tenant); },
+  };
+  execFileSync(redisScript, ['cluster-tls', dir, certs, ...ports.map(String)], { stdio: 'ignore' });
+  return r;
+}
