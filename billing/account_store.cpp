@@ -1591,32 +1591,11 @@ net::awaitable<pg::db_result<account_store::rating_state>> account_store::load_r
     std::string tenant_id, std::string period) {
   auto conn = co_await pool_.acquire();
   if (!conn) co_return conn.error();
-  const std::string plan_sql =
-      "SELECT p.book_id, b.tier_mode, b.tier_scope, p.batch_discount_bp, v.version,"
-      " extract(epoch from v.effective_at)::bigint, v.prices::text"
-      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id"
-      " JOIN price_book_versions v ON v.book_id = p.book_id WHERE p.tenant_id = $1"
-      " ORDER BY v.effective_at";
-  std::vector<pg::param> plan_params{tenant_id};
-  auto found = co_await (*conn)->query(plan_sql, std::move(plan_params));
-  if (!found) co_return found.error();
+  const std::set<std::string> tenants{tenant_id};
+  auto plans = co_await rating_plans_.load(**conn, tenants);
+  if (!plans) co_return plans.error();
   rating_state state;
-  for (int i = 0; i < found->size(); ++i) {
-    if (!state.plan) {
-      state.plan.emplace();
-      state.plan->book_id = std::string(found->text(i, 0));
-      state.plan->mode = tier_mode_of(found->text(i, 1));
-      state.plan->scope = tier_scope_of(found->text(i, 2));
-      state.plan->batch_discount_bp = static_cast<int>(found->int64(i, 3));
-    }
-    rating_plan::version v;
-    v.number = static_cast<int>(found->int64(i, 4));
-    v.effective_at_s = found->int64(i, 5);
-    if (auto parsed = parse_stored_prices(found->text(i, 6), found->text(i, 1), found->text(i, 2))) {
-      v.prices = std::make_shared<const std::vector<model_prices>>(std::move(*parsed));
-    }
-    state.plan->versions.push_back(std::move(v));
-  }
+  if (auto it = plans->find(tenant_id); it != plans->end()) state.plan = std::move(it->second);
   if (!state.plan) co_return state;
   const std::string acc_sql =
       "SELECT model, token_class, batch, position, charged_micros FROM rating_accumulators"

@@ -15,6 +15,7 @@
 #include "billing/price_book.hpp"
 #include "billing/pg.hpp"
 #include "billing/rating.hpp"
+#include "billing/rating_plans.hpp"
 
 namespace tollgate::billing {
 
@@ -308,7 +309,7 @@ class account_store {
   boost::asio::awaitable<store_result> get_invoice(std::string id);
 
   // The tenant's plan as rating sees it (nullopt: no plan) and its accumulators of `period`,
-  // for quoting a response's cost (gateway/cost_quote). Prices are parsed on every call.
+  // for quoting a response's cost (gateway/cost_quote).
   struct rating_state {
     std::optional<rating_plan> plan;
     accumulator_map accumulators;
@@ -369,6 +370,7 @@ class account_store {
                                                    const std::string& alias,
                                                    std::string tenant_id, page_request page);
   pg::pool& pool_;
+  rating_plan_loader rating_plans_{nullptr};  // for load_rating_state
 };
 
 }  // namespace tollgate::billing

@@ -327,7 +327,7 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
     for (const auto& e : events) {
       if (e) tenants.insert(e->tenant_id);
     }
-    auto loaded = co_await load_rating_plans(tenants);
+    auto loaded = co_await plans_.load(conn_, tenants);
     if (!loaded) co_return loaded.error();
     plans = std::move(*loaded);
     if (!plans.empty()) {
@@ -364,67 +364,6 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
     }
   }
   co_return co_await conn_.copy_in(store_sql, out);
-}
-
-net::awaitable<pg::db_result<std::map<std::string, rating_plan>>> ledger_writer::load_rating_plans(
-    const std::set<std::string>& tenants) {
-  std::map<std::string, rating_plan> plans;
-  if (tenants.empty()) co_return plans;
-  std::vector<pg::param> params;
-  params.emplace_back(pg::text_array(tenants));
-  auto found = co_await conn_.query(
-      "SELECT p.tenant_id, p.book_id, b.tier_mode, b.tier_scope, p.batch_discount_bp,"
-      " v.version, extract(epoch from v.effective_at)::bigint"
-      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id"
-      " JOIN price_book_versions v ON v.book_id = p.book_id"
-      " WHERE p.tenant_id = ANY($1::text[]) ORDER BY p.tenant_id, v.effective_at",
-      std::move(params));
-  if (!found) co_return found.error();
-  // Versions never change once made: their prices are read and parsed once per process.
-  std::set<std::string> missing;
-  for (int i = 0; i < found->size(); ++i) {
-    const std::pair<std::string, int> key{std::string(found->text(i, 1)),
-                                          static_cast<int>(found->int64(i, 5))};
-    if (!prices_cache_.contains(key)) missing.insert(key.first + "/" + std::to_string(key.second));
-  }
-  if (!missing.empty()) {
-    std::vector<pg::param> version_params;
-    version_params.emplace_back(pg::text_array(missing));
-    auto prices = co_await conn_.query(
-        "SELECT v.book_id, v.version, b.tier_mode, b.tier_scope, v.prices::text"
-        " FROM price_book_versions v JOIN price_books b ON b.id = v.book_id"
-        " WHERE v.book_id || '/' || v.version = ANY($1::text[])",
-        std::move(version_params));
-    if (!prices) co_return prices.error();
-    for (int i = 0; i < prices->size(); ++i) {
-      auto parsed = parse_stored_prices(prices->text(i, 4), prices->text(i, 2), prices->text(i, 3));
-      if (!parsed) {
-        // Stored versions were validated when made; a version that no longer parses prices
-        // nothing (its events stay unrated) rather than block the ledger.
-        json_object_writer f;
-        f.add("price_book_id", prices->text(i, 0)).add("version", prices->int64(i, 1));
-        log_.error("ledger: a price book version does not parse; its events are not rated", f);
-        continue;
-      }
-      prices_cache_[{std::string(prices->text(i, 0)), static_cast<int>(prices->int64(i, 1))}] =
-          std::make_shared<const std::vector<model_prices>>(std::move(*parsed));
-    }
-  }
-  for (int i = 0; i < found->size(); ++i) {
-    rating_plan& plan = plans[std::string(found->text(i, 0))];
-    plan.book_id = std::string(found->text(i, 1));
-    plan.mode = tier_mode_of(found->text(i, 2));
-    plan.scope = tier_scope_of(found->text(i, 3));
-    plan.batch_discount_bp = static_cast<int>(found->int64(i, 4));
-    rating_plan::version v;
-    v.number = static_cast<int>(found->int64(i, 5));
-    v.effective_at_s = found->int64(i, 6);
-    if (const auto it = prices_cache_.find({plan.book_id, v.number}); it != prices_cache_.end()) {
-      v.prices = it->second;
-    }
-    plan.versions.push_back(std::move(v));
-  }
-  co_return plans;
 }
 
 net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(

@@ -30,6 +30,7 @@
 #include "billing/credits.hpp"
 #include "billing/pg.hpp"
 #include "billing/rating.hpp"
+#include "billing/rating_plans.hpp"
 #include "billing/spool.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -87,9 +88,6 @@ class ledger_writer final : public metering::usage_sink {
   // The body of write_rows' transaction.
   boost::asio::awaitable<pg::db_result<std::int64_t>> rate_and_store(const std::string& rows,
                                                                      bool may_repeat);
-  // The plans of `tenants` (those that have one), with their books' versions.
-  boost::asio::awaitable<pg::db_result<std::map<std::string, rating_plan>>> load_rating_plans(
-      const std::set<std::string>& tenants);
   // Rates `events` (null: a row that is not rated) of tenants in `plans` on the accumulators
   // in PostgreSQL: locks them, rates in order, writes them back. Fills `rated`, aligned with
   // `events`.
@@ -129,9 +127,7 @@ class ledger_writer final : public metering::usage_sink {
   std::atomic<bool> accepting_{true};
 
   std::deque<batch> pending_;  // sealed segments not yet committed, oldest first
-  // Parsed price book versions (immutable), by book id and version number.
-  std::map<std::pair<std::string, int>, std::shared_ptr<const std::vector<model_prices>>>
-      prices_cache_;
+  rating_plan_loader plans_{&log_};  // the tenants' plans, version prices parsed once
 
   metrics::gauge& queue_depth_;
   metrics::counter& events_written_;

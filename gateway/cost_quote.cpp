@@ -1,6 +1,10 @@
 // The cost header's quotes: see cost_quote.hpp.
 #include "gateway/cost_quote.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "billing/period_pricing.hpp"
 
 namespace tollgate::gateway {
@@ -14,6 +18,31 @@ constexpr auto quiet_after_failure = std::chrono::seconds(5);
 
 cost_quoter::cost_quoter(const billing_context& billing, const clock_source& clock)
     : billing_(billing), clock_(clock) {}
+
+boost::asio::awaitable<void> cost_quoter::refresh(std::shared_ptr<shared_state> state,
+                                                  billing::account_store* store,
+                                                  const clock_source* clock, std::string tenant_id,
+                                                  std::string period) {
+  auto loaded = co_await store->load_rating_state(tenant_id, period);
+  std::lock_guard lock(state->mu);
+  auto& t = state->tenants[tenant_id];
+  t.refreshing = false;
+  if (!loaded) {
+    state->quiet_until = clock->mono_now() + quiet_after_failure;
+    co_return;
+  }
+  t.fetched = clock->mono_now();
+  if (t.period != period) t.accumulators.clear();
+  t.period = period;
+  t.plan = loaded->plan ? std::make_shared<const billing::rating_plan>(std::move(*loaded->plan))
+                        : nullptr;
+  // The ledger's positions, unless this gateway's are ahead: those count what it quoted and
+  // the ledger has not stored yet.
+  for (auto& [key, stored] : loaded->accumulators) {
+    auto& mine = t.accumulators[key];
+    if (stored.position > mine.position) mine = stored;
+  }
+}
 
 boost::asio::awaitable<std::optional<std::int64_t>> cost_quoter::quote(
     const metering::usage_record& rec) {
@@ -31,51 +60,41 @@ boost::asio::awaitable<std::optional<std::int64_t>> cost_quoter::quote(
   e.input = rec.prompt_tokens - e.cached_input;
   e.output = rec.completion_tokens;
   const std::string period = billing::period_of(e.occurred_at_s);
-  const auto now = clock_.mono_now();
+  // Rates `e` on what is known of its tenant (the lock held).
+  auto rate_known = [&e](tenant_state& t) -> std::optional<std::int64_t> {
+    if (!t.plan) return std::nullopt;
+    const auto rated = billing::rate_event(*t.plan, e, t.accumulators);
+    return rated ? std::optional<std::int64_t>(rated->cost_micros) : std::nullopt;
+  };
 
-  bool fetch = false;
+  bool wait_for_read = false;
   {
-    std::lock_guard lock(mu_);
-    auto& t = tenants_[rec.tenant_id];
+    std::lock_guard lock(state_->mu);
+    auto& t = state_->tenants[rec.tenant_id];
+    const auto now = clock_.mono_now();
     const bool known = t.fetched != std::chrono::steady_clock::time_point{} && t.period == period;
     const bool stale = !known || now - t.fetched >= fresh_for;
-    if (stale && !t.refreshing && now >= quiet_until_) {
+    if (stale && !t.refreshing && now >= state_->quiet_until) {
       t.refreshing = true;
-      fetch = true;
+      if (known) {
+        // Quote from what is known; the refresh runs on the billing thread meanwhile.
+        boost::asio::co_spawn(billing_.executor,
+                              refresh(state_, billing_.store, &clock_, rec.tenant_id, period),
+                              boost::asio::detached);
+      } else {
+        wait_for_read = true;
+      }
     }
-    if (known && !fetch) {
-      // Fresh, or stale with a refresh under way (or the database away): quote from what is
-      // known.
-      if (!t.plan) co_return std::nullopt;
-      const auto rated = billing::rate_event(*t.plan, e, t.accumulators);
-      co_return rated ? std::optional<std::int64_t>(rated->cost_micros) : std::nullopt;
-    }
-    if (!fetch) co_return std::nullopt;  // nothing known and the database away
+    if (known) co_return rate_known(t);
+    if (!wait_for_read) co_return std::nullopt;  // nothing known and the database away
   }
-
-  auto op = billing_.store->load_rating_state(rec.tenant_id, period);
-  auto loaded = co_await on_billing(billing_, std::move(op));
-  std::lock_guard lock(mu_);
-  auto& t = tenants_[rec.tenant_id];
-  t.refreshing = false;
-  if (!loaded) {
-    quiet_until_ = clock_.mono_now() + quiet_after_failure;
-    co_return std::nullopt;
-  }
-  t.fetched = clock_.mono_now();
-  if (t.period != period) t.accumulators.clear();
-  t.period = period;
-  t.plan = loaded->plan ? std::make_shared<const billing::rating_plan>(std::move(*loaded->plan))
-                        : nullptr;
-  // The ledger's positions, unless this gateway's are ahead: those count what it quoted and
-  // the ledger has not stored yet.
-  for (auto& [key, state] : loaded->accumulators) {
-    auto& mine = t.accumulators[key];
-    if (state.position > mine.position) mine = state;
-  }
-  if (!t.plan) co_return std::nullopt;
-  const auto rated = billing::rate_event(*t.plan, e, t.accumulators);
-  co_return rated ? std::optional<std::int64_t>(rated->cost_micros) : std::nullopt;
+  // Named, not made inside the co_await: GCC 12 mishandles temporaries there.
+  auto read = refresh(state_, billing_.store, &clock_, rec.tenant_id, period);
+  auto read_there =
+      boost::asio::co_spawn(billing_.executor, std::move(read), boost::asio::use_awaitable);
+  co_await std::move(read_there);
+  std::lock_guard lock(state_->mu);
+  co_return rate_known(state_->tenants[rec.tenant_id]);
 }
 
 }  // namespace tollgate::gateway

@@ -29,7 +29,8 @@ class cost_quoter {
 
   // The cost of `rec` in micro-units; nullopt when there is nothing to quote (no tenant, no
   // plan, no price for the model, no usage) or the database cannot say (the header is then
-  // left out: quoting never fails or delays a request for long).
+  // left out). Only the first quote of a tenant (or of a new month) waits for PostgreSQL; a
+  // known state older than a second is quoted from while a refresh runs on the billing thread.
   boost::asio::awaitable<std::optional<std::int64_t>> quote(const metering::usage_record& rec);
 
  private:
@@ -40,13 +41,23 @@ class cost_quoter {
     billing::accumulator_map accumulators;
     bool refreshing = false;
   };
+  // Shared with refreshes running in the background, which may outlive the quoter.
+  struct shared_state {
+    std::mutex mu;
+    std::unordered_map<std::string, tenant_state> tenants;
+    // After a failed read, the database is not asked again for a while.
+    std::chrono::steady_clock::time_point quiet_until{};
+  };
+
+  // Reads the tenant's plan and accumulators (on the billing executor) into `state`.
+  static boost::asio::awaitable<void> refresh(std::shared_ptr<shared_state> state,
+                                              billing::account_store* store,
+                                              const clock_source* clock, std::string tenant_id,
+                                              std::string period);
 
   const billing_context& billing_;
   const clock_source& clock_;
-  std::mutex mu_;
-  std::unordered_map<std::string, tenant_state> tenants_;
-  // After a failed read, the database is not asked again for a while.
-  std::chrono::steady_clock::time_point quiet_until_{};
+  std::shared_ptr<shared_state> state_ = std::make_shared<shared_state>();
 };
 
 }  // namespace tollgate::gateway
