@@ -112,6 +112,8 @@ std::string page_sql(const std::string& object_sql, const std::string& from_wher
 
 }  // namespace
 
+store_error store_error_from(const pg::db_error& e) { return from_db(e); }
+
 std::string new_api_key() {
   std::vector<unsigned char> bytes(api_key_random_bytes);
   random_bytes(bytes.data(), bytes.size());

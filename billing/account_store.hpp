@@ -58,6 +58,9 @@ struct store_error {
   std::string code;
 };
 using store_result = basic_result<std::string, store_error>;
+// A database failure as the admin and API answer it: 503 when the database is away, 409 for a
+// duplicate, 404 for a missing reference, 400 for a refused value, else 500.
+store_error store_error_from(const pg::db_error& e);
 
 // A usage query (finance API and GET /v1/usage).
 struct usage_query {

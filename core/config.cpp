@@ -41,7 +41,10 @@ constexpr std::string_view default_config_text = R"({
                "redis_tls_key_file": "", "redis_tls_server_name": "", "failure_mode": "closed",
                "hold_ttl_ms": 660000, "cache_ttl_ms": 1000, "command_timeout_ms": 500,
                "alert_max_attempts": 8, "alert_webhook_ca_file": "" },
-  "invoices": { "grace_hours": 72 }
+  "invoices": { "grace_hours": 72 },
+  "batches": { "enabled": true, "concurrency": 4, "poll_interval_ms": 500, "lease_ms": 30000,
+               "yield_to_live_requests": 32, "max_file_bytes": 209715200,
+               "max_file_lines": 50000 }
 })";
 
 // Server settings not given in the embedded text come from the named limits.
@@ -154,6 +157,12 @@ std::uint64_t get_uint(const json& obj, const std::string& path, const char* key
   return n;
 }
 
+bool get_bool(const json& obj, const std::string& path, const char* key) {
+  const json& v = obj.at(key);
+  if (!v.is_boolean()) fail(path + "/" + key, "must be true or false");
+  return v.get<bool>();
+}
+
 std::string get_string(const json& obj, const std::string& path, const char* key) {
   const json& v = obj.at(key);
   if (!v.is_string()) fail(path + "/" + key, "must be a string");
@@ -248,7 +257,8 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   for (auto it = file.begin(); it != file.end(); ++it) {
     const std::string& key = it.key();
     if (key == "server" || key == "logging" || key == "metering" || key == "database" ||
-        key == "ledger" || key == "auth" || key == "budgets" || key == "invoices") {
+        key == "ledger" || key == "auth" || key == "budgets" || key == "invoices" ||
+        key == "batches") {
       overlay_known(merged[key], it.value(), "/" + key);
     } else if (key == "upstreams" || key == "models") {
       if (!it.value().is_object()) fail("/" + key, "must be an object keyed by name");
@@ -359,10 +369,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   cfg.database.connect_timeout_ms = get_uint(d, "/database", "connect_timeout_ms", 10, 600'000);
   cfg.database.statement_timeout_ms =
       get_uint(d, "/database", "statement_timeout_ms", 10, 3'600'000);
-  if (!d.at("migrate_on_start").is_boolean()) {
-    fail("/database/migrate_on_start", "must be true or false");
-  }
-  cfg.database.migrate_on_start = d.at("migrate_on_start").get<bool>();
+  cfg.database.migrate_on_start = get_bool(d, "/database", "migrate_on_start");
 
   const json& lg = merged["ledger"];
   cfg.ledger.flush_interval_ms = get_uint(lg, "/ledger", "flush_interval_ms", 1, 60'000);
@@ -372,8 +379,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   if (cfg.ledger.spool_dir.empty()) fail("/ledger/spool_dir", "must name a folder");
   cfg.ledger.spool_bytes_max =
       get_uint(lg, "/ledger", "spool_bytes_max", 1024 * 1024, 1ull << 50);
-  if (!lg.at("rate_events").is_boolean()) fail("/ledger/rate_events", "must be true or false");
-  cfg.ledger.rate_events = lg.at("rate_events").get<bool>();
+  cfg.ledger.rate_events = get_bool(lg, "/ledger", "rate_events");
 
   const json& a = merged["auth"];
   cfg.auth.admin_token = get_string(a, "/auth", "admin_token");
@@ -440,6 +446,16 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
     fail("/budgets/redis", "budgets need a database (database.url): they are stored there");
   }
   cfg.invoices.grace_hours = get_uint(merged["invoices"], "/invoices", "grace_hours", 0, 24 * 366);
+  const json& bt = merged["batches"];
+  cfg.batches.enabled = get_bool(bt, "/batches", "enabled");
+  cfg.batches.concurrency = get_uint(bt, "/batches", "concurrency", 1, 1024);
+  cfg.batches.poll_interval_ms = get_uint(bt, "/batches", "poll_interval_ms", 10, 60'000);
+  cfg.batches.lease_ms = get_uint(bt, "/batches", "lease_ms", 1000, 3'600'000);
+  cfg.batches.yield_to_live_requests =
+      get_uint(bt, "/batches", "yield_to_live_requests", 1, 1'000'000);
+  cfg.batches.max_file_bytes =
+      get_uint(bt, "/batches", "max_file_bytes", 1024, limits::body_limit_bytes_max / 2);
+  cfg.batches.max_file_lines = get_uint(bt, "/batches", "max_file_lines", 1, 1'000'000);
   return cfg;
 }
 

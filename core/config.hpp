@@ -126,6 +126,17 @@ struct invoices_config {
   std::uint64_t grace_hours = 0;  // after a period ends, how long late events may still arrive
 };
 
+// The Batch API (gateway/batch_api, gateway/batch_worker, docs/BATCH.md).
+struct batches_config {
+  bool enabled = true;                        // run the batch worker in this gateway
+  std::uint64_t concurrency = 4;              // batch lines in flight per gateway
+  std::uint64_t poll_interval_ms = 500;       // idle worker: how often it looks for lines
+  std::uint64_t lease_ms = 30000;             // a claimed line's lease (renewed while it runs)
+  std::uint64_t yield_to_live_requests = 32;  // no new line while this many live requests run
+  std::uint64_t max_file_bytes = 200u * 1024 * 1024;
+  std::uint64_t max_file_lines = 50000;
+};
+
 struct logging_config {
   log_level level = log_level::info;
   std::string usage_log;  // "stderr" or a file path for usage records
@@ -142,6 +153,7 @@ struct gateway_config {
   auth_config auth;
   budgets_config budgets;
   invoices_config invoices;
+  batches_config batches;
 
   const model_config* find_model(std::string_view name) const;
   const upstream_config* find_upstream(std::string_view name) const;

@@ -441,10 +441,13 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
   l.connections_active->add(1);
 
   beast::flat_buffer buffer;
+  bool rejected_body = false;  // a body refused as too large may still be arriving
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits_.header_limit_bytes));
-    parser.body_limit(limits_.body_limit_bytes);
+    // The largest limit any request on this listener may have, until the header says which
+    // request this is (Beast checks Content-Length against it while reading the header).
+    parser.body_limit(std::max(limits_.body_limit_bytes, l.spec.body_limit_max));
 
     // Draining: API connections take no new request; operator ones serve until the drain ends.
     if (l.spec.serve_while_draining ? drain_finished_.load() : draining_.load()) break;
@@ -456,9 +459,23 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
     if (ec) {
       if (auto error = unreadable_request_error(ec, limits_)) {
         co_await reject(stream, w, l, std::move(*error));
+        rejected_body = ec == bhttp::error::body_limit;
       }
       break;
     }
+
+    std::uint64_t body_limit = limits_.body_limit_bytes;
+    if (l.spec.body_limit_for) {
+      if (const auto larger = l.spec.body_limit_for(parser.get().method(), parser.get().target())) {
+        body_limit = larger;
+      }
+    }
+    if (parser.content_length() && *parser.content_length() > body_limit) {
+      co_await reject(stream, w, l, request_too_large(body_limit));
+      rejected_body = true;
+      break;
+    }
+    parser.body_limit(body_limit);  // for chunked bodies
 
     if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
       static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -474,6 +491,7 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
         // not arrive in time ends the connection without an answer, as nginx does.
         std::optional<api_error> error = unreadable_request_error(bec, limits_);
         if (error) co_await reject(stream, w, l, std::move(*error));
+        rejected_body = bec == bhttp::error::body_limit;
         break;
       }
     }
@@ -503,6 +521,20 @@ net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream s
   }
   boost::system::error_code ignored;
   stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+  if (rejected_body) {
+    // Lingering close, as nginx does: a client still sending the body it was refused would
+    // otherwise get a connection reset instead of the answer. Its remaining bytes are read
+    // and dropped for a short while (bounded in time and bytes).
+    static constexpr std::size_t linger_bytes_max = 64u * 1024 * 1024;
+    std::size_t dropped = 0;
+    std::vector<char> sink(64 * 1024);
+    stream.expires_after(std::chrono::seconds(2));
+    while (dropped < linger_bytes_max) {
+      auto [rec, rn] = co_await stream.async_read_some(net::buffer(sink), use_tuple);
+      if (rec) break;
+      dropped += rn;
+    }
+  }
   stream.close();
 }
 

@@ -135,6 +135,10 @@ struct listener_spec {
   // Keep accepting while draining (health and metrics stay reachable, /readyz can say 503).
   // Its connections do not hold the drain up.
   bool serve_while_draining = false;
+  // Optional: a larger body limit for some requests (file uploads), by method and target;
+  // 0 keeps the server's limit. Called once a request's header has been read.
+  std::function<std::uint64_t(bhttp::verb method, std::string_view target)> body_limit_for = {};
+  std::uint64_t body_limit_max = 0;  // the largest body_limit_for may return
 };
 
 class server {

@@ -53,6 +53,8 @@ api_error forbidden(std::string message) {
   return e;
 }
 
+}  // namespace
+
 api_error to_api_error(const billing::store_error& s) {
   api_error e;
   e.status = s.status;
@@ -61,6 +63,8 @@ api_error to_api_error(const billing::store_error& s) {
   e.code = s.code;
   return e;
 }
+
+namespace {
 
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> parts;
@@ -266,6 +270,8 @@ class body_reader {
   std::optional<api_error> error_;
 };
 
+}  // namespace
+
 result<billing::page_request> page_from(const query_params& q) {
   billing::page_request p;
   if (const auto l = q.get("limit")) {
@@ -279,6 +285,8 @@ result<billing::page_request> page_from(const query_params& q) {
   if (const auto a = q.get("after")) p.after = *a;
   return p;
 }
+
+namespace {
 
 // The operator named in x-tollgate-actor (tollctl sends the login name), for the audit log.
 std::string actor_of(const http::request& req) {
@@ -405,7 +413,8 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
   const std::string_view action = parts.size() >= 4 ? parts[3] : "";
   if (parts.size() > 4 || (kind != "tenants" && kind != "projects" && kind != "keys" &&
                            kind != "budgets" && kind != "audit_log" && kind != "price_books" &&
-                           kind != "invoices" && kind != "credit_grants" && kind != "credits")) {
+                           kind != "invoices" && kind != "credit_grants" && kind != "credits" &&
+                           kind != "batches")) {
     co_await ex.send_unknown_url();
     co_return;
   }
@@ -731,6 +740,10 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     if (body.ok()) {
       op = store.expire_credits(at && *at ? **at : unix_ms(clock_.wall_now()) / 1000);
     }
+  } else if (kind == "batches" && id.empty() && get) {
+    op = billing_.batches->list_all_batches(query->get("tenant_id").value_or(""), *pages);
+  } else if (kind == "batches" && action.empty() && get) {
+    op = billing_.batches->get_any_batch(id);
   } else if (kind == "audit_log" && id.empty() && get) {
     op = store.list_audit(query->get("tenant_id").value_or(""), *pages);
   }

@@ -15,10 +15,16 @@
 #include "core/config.hpp"
 #include "core/http_server.hpp"
 #include "gateway/billing_context.hpp"
+#include "gateway/query_params.hpp"
 
 namespace tollgate::gateway {
 
 class budget_guard;
+
+// A store failure in the OpenAI error shape (shared with the Batch API).
+api_error to_api_error(const billing::store_error& s);
+// `limit` (1..100) and `after` of a list request.
+result<billing::page_request> page_from(const query_params& q);
 
 class admin_api {
  public:

@@ -1,12 +1,16 @@
 // The OpenAI-compatible API listener: see api_handler.hpp.
 #include "gateway/api_handler.hpp"
 
+#include <map>
+
+
 #include <boost/beast/http/empty_body.hpp>
 #include "backends/sse.hpp"
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 #include "core/limits.hpp"
 #include "core/request_id.hpp"
+#include "gateway/batch_api.hpp"
 #include "gateway/query_params.hpp"
 #include "gateway/usage_report.hpp"
 #include "metering/completion_text.hpp"
@@ -62,6 +66,7 @@ struct api_handler::proxy_state {
   metering::completion_text completion;  // counted only if the upstream reports no usage
   std::optional<budget_hold> hold;        // budgets reserved for this request
   bool recorded = false;                  // the usage event is journaled (finish ran)
+  std::chrono::steady_clock::time_point received_at;
 };
 
 api_handler::api_handler(const gateway_config& config,
@@ -123,6 +128,24 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   const bool completions = target == "/v1/chat/completions" || target == "/v1/completions";
   const bool models = target == "/v1/models" || target.rfind("/v1/models/", 0) == 0;
   const bool usage = target == "/v1/usage";
+  const bool batch_routes = target == "/v1/files" || target.rfind("/v1/files/", 0) == 0 ||
+                            target == "/v1/batches" || target.rfind("/v1/batches/", 0) == 0;
+  if (batch_routes) {
+    ex.set_route(target.rfind("/v1/files", 0) == 0 ? "/v1/files" : "/v1/batches");
+    if (batch_api_ == nullptr || auth_ == nullptr) {
+      co_await ex.send_error(not_found_error("The Batch API needs a database: this gateway runs "
+                                             "without one (database.url)."),
+                             request_id);
+      co_return;
+    }
+    auto authenticated = co_await auth_->authenticate(req[bhttp::field::authorization]);
+    if (!authenticated) {
+      co_await ex.send_error(authenticated.error(), request_id);
+      co_return;
+    }
+    co_await batch_api_->handle(ex, request_id, *authenticated);
+    co_return;
+  }
   if (!completions && !models && !usage) {
     co_await ex.send_unknown_url(request_id);
     co_return;
@@ -221,28 +244,24 @@ boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
   co_await ex.send(std::move(res));
 }
 
-boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, endpoint_kind kind,
-                                                            std::string request_id,
-                                                            std::string client_request_id,
-                                                            caller who) {
-  proxy_state st;
-  st.rec.request_id = std::move(request_id);
-  st.rec.client_request_id = std::move(client_request_id);
+boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state& st,
+                                                                  endpoint_kind kind,
+                                                                  std::string_view body_text,
+                                                                  const caller& who,
+                                                                  unsigned worker) {
   st.rec.tenant_id = who.tenant_id;
   st.rec.project_id = who.project_id;
   st.rec.api_key_id = who.key_id;
   st.rec.endpoint = "/v1" + std::string(endpoint_path(kind));
-  st.rec.occurred_at_ms = unix_ms(clock_.wall_now());
   const std::string& id = st.rec.request_id;
+  const auto refuse = [&st](api_error e) {
+    st.rec.error_code = e.code.empty() ? "invalid_request" : e.code;
+    return std::optional<api_error>(std::move(e));
+  };
 
   // 1. Parse and validate.
-  auto parsed = parse_completion_request(kind, ex.req().body());
-  if (!parsed) {
-    st.rec.error_code = parsed.error().code.empty() ? "invalid_request" : parsed.error().code;
-    finish(ex, st, parsed.error().status);
-    co_await ex.send_error(parsed.error(), id);
-    co_return;
-  }
+  auto parsed = parse_completion_request(kind, body_text);
+  if (!parsed) co_return refuse(parsed.error());
   st.req = std::move(parsed.value());
   st.rec.model = st.req.model;
   st.rec.stream = st.req.stream;
@@ -252,13 +271,9 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   st.model = config_.find_model(st.req.model);
   if (st.model == nullptr || !who.may_use(st.model->name)) {
     st.model = nullptr;
-    const api_error e = not_found_error(
+    co_return refuse(not_found_error(
         "The model `" + st.req.model + "` does not exist or you do not have access to it.",
-        "model_not_found");
-    st.rec.error_code = e.code;
-    finish(ex, st, e.status);
-    co_await ex.send_error(e, id);
-    co_return;
+        "model_not_found"));
   }
   st.upstream = config_.find_upstream(st.model->upstream);
   st.rec.upstream = st.upstream->name;
@@ -272,13 +287,9 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
 
   // 4. Make sure the ledger can take the usage (its spool is not full).
   if (billing_ != nullptr && !billing_->ledger->accepting()) {
-    const api_error e = service_unavailable(
+    co_return refuse(service_unavailable(
         "The usage ledger cannot take more records right now; please retry shortly.",
-        "ledger_unavailable", 1);
-    st.rec.error_code = e.code;
-    finish(ex, st, e.status);
-    co_await ex.send_error(e, id);
-    co_return;
+        "ledger_unavailable", 1));
   }
   // 5. Reserve the worst case against every budget that applies.
   if (budgets_ != nullptr && !who.tenant_id.empty()) {
@@ -286,17 +297,36 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
         st.req.max_tokens >= 0 ? st.req.max_tokens
                                : static_cast<std::int64_t>(st.model->default_max_tokens);
     std::string hold_id = id;
-    auto reserved = co_await budgets_->reserve(ex.worker_index(), who, *st.model,
-                                               std::move(hold_id), st.rec.counted_prompt_tokens,
-                                               max_tokens);
-    if (!reserved) {
-      const api_error e = reserved.error();
-      st.rec.error_code = e.code;
-      finish(ex, st, e.status);
-      co_await ex.send_error(e, id);
-      co_return;
-    }
+    auto reserved = co_await budgets_->reserve(worker, who, *st.model, std::move(hold_id),
+                                               st.rec.counted_prompt_tokens, max_tokens);
+    if (!reserved) co_return refuse(reserved.error());
     st.hold = std::move(*reserved);
+  }
+  co_return std::optional<api_error>{};
+}
+
+boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, endpoint_kind kind,
+                                                            std::string request_id,
+                                                            std::string client_request_id,
+                                                            caller who) {
+  proxy_state st;
+  st.rec.request_id = std::move(request_id);
+  st.rec.client_request_id = std::move(client_request_id);
+  st.rec.occurred_at_ms = unix_ms(clock_.wall_now());
+  st.received_at = ex.received_at();
+  const std::string& id = st.rec.request_id;
+  live_in_flight_.fetch_add(1, std::memory_order_relaxed);
+  struct in_flight_guard {
+    std::atomic<int>& n;
+    ~in_flight_guard() { n.fetch_sub(1, std::memory_order_relaxed); }
+  } in_flight{live_in_flight_};
+
+  // 1-5. Parse, route, count, check the ledger, reserve the budgets.
+  auto admitted = co_await admit(st, kind, ex.req().body(), who, ex.worker_index());
+  if (admitted) {
+    finish(st, admitted->status, ex.client_gone());
+    co_await ex.send_error(*admitted, id);
+    co_return;
   }
   // 6. Forward. While the upstream works, a client that hangs up cancels the upstream request
   // (the watch ends by itself before the first byte is written back).
@@ -318,7 +348,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
       f.add("request_id", id).add("upstream", st.upstream->name).add("error", error.message);
       log_.warn("upstream request failed", f);
     }
-    finish(ex, st, error.status);
+    finish(st, error.status, ex.client_gone());
     co_await ex.send_error(error, id);
     co_return;
   }
@@ -330,7 +360,106 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   }
   // 7. Record (and settle the budgets). The relays record before the response's last bytes;
   // this catches a client that went away mid-response.
-  if (!st.recorded) finish(ex, st, ex.status());
+  if (!st.recorded) finish(st, ex.status(), ex.client_gone());
+}
+
+boost::asio::awaitable<std::optional<api_error>> api_handler::check_batch(
+    unsigned worker, const caller& who, endpoint_kind kind,
+    const std::vector<batch_input_line>& lines) {
+  const std::string endpoint = "/v1" + std::string(endpoint_path(kind));
+  std::map<std::string, batch_demand> by_model;
+  for (const auto& line : lines) {
+    const std::string where = "Line " + std::to_string(line.line_no) + " of the input file: ";
+    if (line.url != endpoint) {
+      co_return invalid_request(where + "its url " + line.url + " is not the batch's endpoint " +
+                                    endpoint + ".",
+                                "input_file_id", "invalid_batch_line");
+    }
+    auto parsed = parse_completion_request(kind, line.body);
+    if (!parsed) {
+      api_error e = parsed.error();
+      e.message = where + e.message;
+      e.param = "input_file_id";
+      co_return e;
+    }
+    const model_config* model = config_.find_model(parsed->model);
+    if (model == nullptr || !who.may_use(model->name)) {
+      co_return not_found_error(where + "the model `" + parsed->model +
+                                    "` does not exist or you do not have access to it.",
+                                "model_not_found");
+    }
+    const json::value body = parsed->body->root();
+    const metering::prompt_counter& counter = counters_.at(model->name);
+    batch_demand& d = by_model[model->name];
+    d.model = model;
+    d.lines += 1;
+    d.prompt_tokens += kind == endpoint_kind::chat_completions ? counter.count_chat(body)
+                                                               : counter.count_completion(body);
+    d.max_tokens += parsed->max_tokens >= 0 ? parsed->max_tokens
+                                            : static_cast<std::int64_t>(model->default_max_tokens);
+  }
+  if (budgets_ != nullptr && !who.tenant_id.empty()) {
+    std::vector<batch_demand> demand;
+    for (auto& [name, d] : by_model) demand.push_back(d);
+    auto admitted = co_await budgets_->admit_batch(worker, who, std::move(demand));
+    if (!admitted) co_return admitted.error();
+  }
+  co_return std::optional<api_error>{};
+}
+
+boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
+    unsigned worker, caller who, endpoint_kind kind, std::string body, std::string request_id,
+    std::int64_t occurred_at_ms) {
+  proxy_state st;
+  st.rec.request_id = std::move(request_id);
+  st.rec.occurred_at_ms = occurred_at_ms;
+  st.rec.batch = true;
+  st.received_at = clock_.mono_now();
+  batch_line_outcome out;
+  const auto fail = [this, &st, &out](const api_error& e) {
+    finish(st, e.status, false);
+    out.status = e.status;
+    out.body = e.to_json();
+  };
+
+  auto admitted = co_await admit(st, kind, body, who, worker);
+  if (admitted) {
+    if (admitted->code == "rate_limit_exceeded" || admitted->status == 503) {
+      // A window limit, or budgets or the ledger away for a moment: the line waits and runs
+      // again later; nothing is recorded for this attempt.
+      out.retry_after_ms = std::max<std::int64_t>(1, admitted->retry_after_s) * 1000;
+      co_return out;
+    }
+    fail(*admitted);
+    co_return out;
+  }
+  backends::upstream_call call(pools_[worker], *st.upstream);
+  if (auto failure = co_await call.start(endpoint_path(kind),
+                                         upstream_body(st.req, body, st.model->upstream_model),
+                                         st.rec.request_id)) {
+    upstream_requests_.with({st.upstream->name, failure->label()}).inc();
+    const api_error error = failure->to_api_error(st.upstream->name);
+    st.rec.error_code = error.code;
+    fail(error);
+    co_return out;
+  }
+  upstream_requests_.with({st.upstream->name, status_class(call.status())}).inc();
+  std::string response;
+  if (auto failure = co_await call.read_all(response)) {
+    const api_error error = failure->to_api_error(st.upstream->name);
+    st.rec.error_code = error.code;
+    fail(error);
+    co_return out;
+  }
+  if (call.status() == 200) {
+    if (!st.rec.set_usage_from_response(response)) st.completion.add_response(response);
+  } else {
+    st.rec.error_code = upstream_error_code(response, call.status());
+  }
+  finish(st, call.status(), false);
+  out.status = call.status();
+  out.body = std::move(response);
+  co_return out;
 }
 
 boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
@@ -340,7 +469,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
   if (auto failure = co_await call.read_all(body)) {
     const api_error error = failure->to_api_error(st.upstream->name);
     st.rec.error_code = st.rec.client_disconnected ? "client_disconnected" : error.code;
-    finish(ex, st, error.status);
+    finish(st, error.status, ex.client_gone());
     co_await ex.send_error(error, st.rec.request_id);
     co_return;
   }
@@ -358,7 +487,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
     for (const auto& [name, value] : st.hold->headers) res.set(name, value);
   }
   res.body() = std::move(body);
-  finish(ex, st, call.status());
+  finish(st, call.status(), ex.client_gone());
   if (quoter_ != nullptr && call.status() == 200) {
     if (const auto cost = co_await quoter_->quote(st.rec)) {
       res.set("x-tollgate-cost-micros", std::to_string(*cost));
@@ -435,12 +564,12 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
       out += "data: ";
       out += error.to_json();
       out += "\n\n";
-      finish(ex, st, 200);
+      finish(st, 200, ex.client_gone());
       if (co_await ex.send_chunk(out)) co_await ex.send_last_chunk();
       ex.set_close_after();
       co_return;
     }
-    if (done) finish(ex, st, 200);  // before the last events ([DONE]) leave
+    if (done) finish(st, 200, ex.client_gone());  // before the last events ([DONE]) leave
     if (!out.empty() && !co_await ex.send_chunk(out)) {
       call.abort();  // the client went away: stop generation upstream
       co_return;
@@ -455,11 +584,11 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
   co_await ex.send_last_chunk(trailers);
 }
 
-void api_handler::finish(http::exchange& ex, proxy_state& st, unsigned status) {
+void api_handler::finish(proxy_state& st, unsigned status, bool client_gone) {
   st.recorded = true;
   st.rec.status = status;
-  st.rec.latency_us = elapsed_us(ex.received_at(), clock_.mono_now());
-  if (ex.client_gone()) {
+  st.rec.latency_us = elapsed_us(st.received_at, clock_.mono_now());
+  if (client_gone) {
     st.rec.client_disconnected = true;
     client_disconnects_.inc();
   }

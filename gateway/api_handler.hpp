@@ -9,7 +9,9 @@
 // own tenant's usage.
 // Every stage either continues or answers with an OpenAI-shaped error.
 #pragma once
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
+#include <optional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -22,6 +24,7 @@
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "gateway/auth.hpp"
+#include "gateway/batch_input.hpp"
 #include "gateway/billing_context.hpp"
 #include "gateway/budget_guard.hpp"
 #include "gateway/cost_quote.hpp"
@@ -30,6 +33,17 @@
 #include "metering/usage.hpp"
 
 namespace tollgate::gateway {
+
+class batch_api;
+
+// What running one batch line came to: the response (status and body, an OpenAI error body
+// for a refusal), or retry_after_ms > 0 when a rate-limit window (or a moment's outage of the
+// budgets or the ledger) refused it; the line then runs again later and nothing was recorded.
+struct batch_line_outcome {
+  unsigned status = 0;
+  std::string body;
+  std::int64_t retry_after_ms = 0;
+};
 
 class api_handler {
  public:
@@ -44,9 +58,34 @@ class api_handler {
 
   boost::asio::awaitable<void> handle(http::exchange& ex);
 
+  // Runs one batch line through the same path as a live request (count, reserve, forward,
+  // record, settle) on I/O thread `worker`, without streaming. Its usage event is flagged batch
+  // and keyed by `request_id` and `occurred_at_ms`, which stay the same when the line runs again
+  // after a restart, so the ledger stores it once.
+  boost::asio::awaitable<batch_line_outcome> run_batch_line(unsigned worker, caller who,
+                                                            endpoint_kind kind, std::string body,
+                                                            std::string request_id,
+                                                            std::int64_t occurred_at_ms);
+  // Checks a batch's lines before the batch is created: each is a valid request for the
+  // batch's endpoint, naming a model the caller may use; then the batch's worst case must fit
+  // the caller's hard budgets. An error names the line (or the budget).
+  boost::asio::awaitable<std::optional<api_error>> check_batch(
+      unsigned worker, const caller& who, endpoint_kind kind,
+      const std::vector<batch_input_line>& lines);
+  // Live completion requests in flight now (the batch worker yields to them).
+  int live_in_flight() const { return live_in_flight_.load(std::memory_order_relaxed); }
+  // The Batch API's handler for /v1/files and /v1/batches (set once a database is configured).
+  void set_batch_api(batch_api* batches) { batch_api_ = batches; }
+
  private:
   struct proxy_state;  // everything one proxied request accumulates
 
+  // Steps 1-5 of the request path, shared by live requests and batch lines: parse, route,
+  // count the prompt, check the ledger takes usage, reserve the budgets. An error: the request
+  // is refused with it (st.rec.error_code is set; the caller records and answers).
+  boost::asio::awaitable<std::optional<api_error>> admit(proxy_state& st, endpoint_kind kind,
+                                                         std::string_view body,
+                                                         const caller& who, unsigned worker);
   boost::asio::awaitable<void> handle_completion(http::exchange& ex, endpoint_kind kind,
                                                  std::string request_id,
                                                  std::string client_request_id, caller who);
@@ -61,7 +100,7 @@ class api_handler {
   // Records the usage event (journaled when this returns) and settles the budgets. Called
   // before the response's last bytes are written: a client never holds a complete response
   // whose usage a crash of the gateway could still lose.
-  void finish(http::exchange& ex, proxy_state& st, unsigned status);
+  void finish(proxy_state& st, unsigned status, bool client_gone);
 
   const gateway_config& config_;
   std::vector<std::shared_ptr<backends::upstream_pool>> pools_;
@@ -74,6 +113,8 @@ class api_handler {
   budget_guard* budgets_;
   std::unique_ptr<cost_quoter> quoter_;  // with a database: the x-tollgate-cost-micros header
   std::int64_t models_created_unix_s_;
+  std::atomic<int> live_in_flight_{0};
+  batch_api* batch_api_ = nullptr;
 
   metrics::family<metrics::counter>& upstream_requests_;
   metrics::family<metrics::latency_histogram>& upstream_ttft_;

@@ -1,6 +1,6 @@
 // What the gateway's handlers need from the billing module when a database is configured: the
-// billing thread's executor (where every PostgreSQL coroutine runs), the account store and the
-// ledger writer. Handlers run on I/O threads and hop to the billing executor with on_billing().
+// billing thread's executor (where every PostgreSQL coroutine runs), the account store, the
+// ledger writer and the Batch API's store. Handlers run on I/O threads and hop to the billing executor with on_billing().
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "billing/account_store.hpp"
+#include "billing/batch_store.hpp"
 #include "billing/ledger_writer.hpp"
 
 namespace tollgate::gateway {
@@ -16,6 +17,7 @@ struct billing_context {
   boost::asio::any_io_executor executor;
   billing::account_store* store = nullptr;
   billing::ledger_writer* ledger = nullptr;
+  billing::batch_store* batches = nullptr;
 };
 
 // Runs `op` (a coroutine of the account store) on the billing executor and resumes the caller

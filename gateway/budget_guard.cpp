@@ -59,7 +59,7 @@ metering::limit_rule rule_of(const billing::budget_info& b, std::int64_t now_ms)
 }
 
 api_error refused(const billing::budget_info& b, std::int64_t remaining, std::int64_t needed,
-                  std::int64_t reset_ms) {
+                  std::int64_t reset_ms, std::string_view what = "this request") {
   api_error e;
   if (b.metric == "credit") {
     // A credit_only plan whose prepaid credit cannot cover the request's worst case.
@@ -79,7 +79,7 @@ api_error refused(const billing::budget_info& b, std::int64_t remaining, std::in
   const std::string unit = b.metric == "spend" ? "micro-units of spend" : b.metric;
   e.message = "Budget " + b.id + " (" + std::to_string(b.limit) + " " + unit + " " + per +
               ", " + b.scope + (b.scope_id.empty() ? "" : " " + b.scope_id) + ") has " +
-              std::to_string(remaining) + " left; this request needs " + std::to_string(needed) +
+              std::to_string(remaining) + " left; " + std::string(what) + " needs " + std::to_string(needed) +
               "." +
               (reset_ms > 0 ? " The window reopens in " + reset_text(reset_ms) + "." : "");
   if (reset_ms > 0) e.retry_after_s = (reset_ms + 999) / 1000;
@@ -346,6 +346,56 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     if (end > 0) hold.headers.emplace_back("x-ratelimit-reset-tokens", reset_text(end - now_ms));
   }
   co_return std::optional<budget_hold>{std::move(hold)};
+}
+
+net::awaitable<result<bool>> budget_guard::admit_batch(unsigned worker, const caller& who,
+                                                       std::vector<batch_demand> demand) {
+  auto all = co_await budgets_of(who.tenant_id);
+  if (!all) {
+    co_return service_unavailable("Budgets cannot be checked right now; please retry shortly.",
+                                  "service_unavailable", 1);
+  }
+  const std::int64_t now_ms = unix_ms(clock_.wall_now());
+  for (const auto& b : *all) {
+    const bool applies = b.scope == "tenant" ||
+                         (b.scope == "project" && b.scope_id == who.project_id) ||
+                         (b.scope == "key" && b.scope_id == who.key_id);
+    // Per-minute windows pace a batch (its lines wait for the window); they do not refuse it.
+    if (!applies || !b.hard || b.window == "minute") continue;
+    std::int64_t needed = 0;
+    for (const auto& d : demand) {
+      std::int64_t amount = d.lines;
+      if (b.metric == "tokens") {
+        amount = d.prompt_tokens + d.max_tokens;
+      } else if (b.metric == "spend" || b.metric == "credit") {
+        std::optional<billing::credit_rate> rate;
+        for (const auto& r : b.plan_rates) {
+          if (r.model == d.model->name || r.model == "*") rate = r;
+        }
+        amount = !b.plan_rates.empty()
+                     ? (rate ? billing::worst_case_cost_micros(*rate, d.prompt_tokens, d.max_tokens)
+                             : 0)
+                     : metering::estimate_spend_micros(d.prompt_tokens, d.max_tokens,
+                                                       d.model->estimate_input_price,
+                                                       d.model->estimate_output_price);
+      }
+      needed = amount > INT64_MAX - needed ? INT64_MAX : needed + amount;
+    }
+    std::string tenant = who.tenant_id;
+    metering::limit_rule rule = rule_of(b, now_ms);
+    auto used = co_await engine_.used(*redis_[worker], std::move(tenant), std::move(rule), now_ms);
+    if (!used) {
+      if (config_.failure_mode == "open") continue;
+      co_return service_unavailable(
+          "Budgets cannot be checked right now (Redis is unreachable); please retry shortly.",
+          "service_unavailable", 1);
+    }
+    const std::int64_t remaining = b.limit - *used;
+    if (needed > remaining) {
+      co_return refused(b, remaining, needed, 0, "this batch's worst case");
+    }
+  }
+  co_return true;
 }
 
 net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,

@@ -51,6 +51,14 @@ struct budget_hold {
   std::vector<std::pair<std::string, std::string>> headers;  // x-ratelimit-*
 };
 
+// One model's share of a batch's worst case (for admitting the batch).
+struct batch_demand {
+  const model_config* model = nullptr;
+  std::int64_t lines = 0;
+  std::int64_t prompt_tokens = 0;  // summed over its lines
+  std::int64_t max_tokens = 0;     // summed over its lines
+};
+
 class budget_guard {
  public:
   // `executors` holds one executor per I/O thread (one Redis connection each).
@@ -65,6 +73,13 @@ class budget_guard {
   boost::asio::awaitable<result<std::optional<budget_hold>>> reserve(
       unsigned worker, const caller& who, const model_config& model, std::string request_id,
       std::int64_t prompt_tokens, std::int64_t max_tokens);
+
+  // Whether a batch's worst case (every line's prompt + max_tokens, one request each, and
+  // their spend) fits what each hard budget of the caller has left now; per-minute windows are
+  // left out (they pace the batch's lines). A 429 insufficient_quota (402 for credit) names the
+  // budget that cannot take it. Nothing is held: each line reserves when it runs.
+  boost::asio::awaitable<result<bool>> admit_batch(unsigned worker, const caller& who,
+                                                   std::vector<batch_demand> demand);
 
   // Settles in the background to the usage the ledger bills: its tokens, one request, and
   // their estimated spend.

@@ -23,6 +23,7 @@
 
 #include "backends/upstream.hpp"
 #include "billing/account_store.hpp"
+#include "billing/batch_store.hpp"
 #include "billing/ledger_writer.hpp"
 #include "billing/migrations.hpp"
 #include "billing/pg.hpp"
@@ -34,6 +35,8 @@
 #include "gateway/admin_handler.hpp"
 #include "gateway/admin_api.hpp"
 #include "gateway/api_handler.hpp"
+#include "gateway/batch_api.hpp"
+#include "gateway/batch_worker.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/budget_guard.hpp"
 #include "metering/prompt_count.hpp"
@@ -163,6 +166,7 @@ int main(int argc, char** argv) {
   auto billing_guard = boost::asio::make_work_guard(billing_io);
   std::unique_ptr<tollgate::pg::pool> db_pool;
   std::unique_ptr<billing::account_store> store;
+  std::unique_ptr<billing::batch_store> batch_store;
   std::unique_ptr<billing::ledger_writer> ledger;
   std::unique_ptr<gateway::billing_context> billing_ctx;
   std::unique_ptr<gateway::authenticator> auth;
@@ -184,6 +188,7 @@ int main(int argc, char** argv) {
       db_pool = std::make_unique<tollgate::pg::pool>(billing_io.get_executor(), db,
                                            config.database.pool_size);
       store = std::make_unique<billing::account_store>(*db_pool);
+      batch_store = std::make_unique<billing::batch_store>(*db_pool);
       ledger = std::make_unique<billing::ledger_writer>(billing_io.get_executor(), db, ls,
                                                         registry, log);
     } catch (const std::exception& e) {
@@ -191,7 +196,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     billing_ctx = std::make_unique<gateway::billing_context>(
-        gateway::billing_context{billing_io.get_executor(), store.get(), ledger.get()});
+        gateway::billing_context{billing_io.get_executor(), store.get(), ledger.get(),
+                                  batch_store.get()});
     auth = std::make_unique<gateway::authenticator>(
         *billing_ctx, std::chrono::milliseconds(config.auth.key_cache_ttl_ms), clock, registry);
     admin_api = std::make_unique<gateway::admin_api>(*billing_ctx, config.auth,
@@ -237,8 +243,28 @@ int main(int argc, char** argv) {
                              clock,    billing_ctx.get(),  auth.get(),
                              budgets.get()};
     gateway::admin_handler admin{server, registry, admin_api.get()};
-    server.add_listener(
-        {"api", config.server.listen, [&api](http::exchange& ex) { return api.handle(ex); }});
+    // With a database: the Batch API, and its worker unless batches.enabled is off.
+    std::unique_ptr<gateway::batch_api> batches;
+    std::unique_ptr<gateway::batch_worker> batch_worker;
+    http::listener_spec api_listener{"api", config.server.listen,
+                                     [&api](http::exchange& ex) { return api.handle(ex); }};
+    if (with_db) {
+      batches = std::make_unique<gateway::batch_api>(config, *billing_ctx, *batch_store, api);
+      api.set_batch_api(batches.get());
+      api_listener.body_limit_max = batches->upload_body_limit();
+      api_listener.body_limit_for = [limit = batches->upload_body_limit()](
+                                        boost::beast::http::verb method, std::string_view target) {
+        return gateway::batch_api::is_upload(target, method == boost::beast::http::verb::post)
+                   ? limit
+                   : std::uint64_t{0};
+      };
+      if (config.batches.enabled) {
+        batch_worker = std::make_unique<gateway::batch_worker>(
+            config.batches, *billing_ctx, *batch_store, api, server, log, registry);
+        batch_worker->start();
+      }
+    }
+    server.add_listener(std::move(api_listener));
     server.add_listener({"admin", config.server.admin_listen,
                          [&admin](http::exchange& ex) { return admin.handle(ex); },
                          /*serve_while_draining=*/true});

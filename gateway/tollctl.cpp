@@ -277,8 +277,8 @@ int print_api(const http_result& r, const std::string& field) {
   return 0;
 }
 
-// tollctl tenants|projects|keys|budgets|price-books|plans|credits|audit|usage|events|costs: the admin
-// and finance APIs.
+// tollctl tenants|projects|keys|budgets|price-books|plans|credits|batches|audit|usage|events|costs:
+// the admin and finance APIs.
 int admin_command(const std::string& command, std::vector<std::string> args) {
   const std::string url =
       flag_or_env(args, "--admin-url", "TOLLGATE_ADMIN_URL", "http://127.0.0.1:8081");
@@ -627,6 +627,19 @@ int admin_command(const std::string& command, std::vector<std::string> args) {
     }
     return usage();
   }
+  if (command == "batches") {
+    if (verb == "list") {
+      const std::string q = list_query({{"--tenant", "tenant_id"}, {"--limit", "limit"}, {"--after", "after"}});
+      if (leftover()) return 2;
+      return print_api(http_call(verb::get, url, "/admin/v1/batches" + q, {}, token), field);
+    }
+    if (verb == "get") {
+      const std::string id = positional();
+      if (id.empty() || leftover()) return usage();
+      return print_api(http_call(verb::get, url, "/admin/v1/batches/" + id, {}, token), field);
+    }
+    return usage();
+  }
   if (command == "audit") {
     const std::string q = list_query({{"--tenant", "tenant_id"}, {"--limit", "limit"}, {"--after", "after"}});
     if (leftover()) return 2;
@@ -693,6 +706,7 @@ int usage() {
                "       tollctl costs    preview --tenant ID [--period YYYY-MM]\n"
                "       tollctl invoices run --period YYYY-MM [--tenant ID] [--finalize]\n"
                "                        | list [--tenant ID] [--period YYYY-MM] | get ID [--csv]\n"
+               "       tollctl batches  list [--tenant ID] | get ID   (any tenant's batches)\n"
                "       tollctl audit    [--tenant ID]\n"
                "       tollctl usage    --start UNIX [--end UNIX] [--bucket 1m|1h|1d]\n"
                "                        [--group-by a,b] [--tenant ID] [--model M] [--csv]\n"
@@ -758,7 +772,7 @@ int main(int argc, char** argv) {
   if (command == "tenants" || command == "projects" || command == "keys" || command == "audit" ||
       command == "budgets" || command == "usage" || command == "events" ||
       command == "price-books" || command == "plans" || command == "costs" ||
-      command == "invoices" || command == "credits") {
+      command == "invoices" || command == "credits" || command == "batches") {
     return admin_command(command, std::move(args));
   }
   return usage();

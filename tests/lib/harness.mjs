@@ -70,7 +70,7 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1, u
     models: config.models ?? { 'dev-echo': { upstream: 'dev' } },
     logging: { level: 'info', usage_log: usageLog },
   };
-  for (const section of ['database', 'ledger', 'auth', 'budgets']) {
+  for (const section of ['database', 'ledger', 'auth', 'budgets', 'invoices', 'batches']) {
     if (config[section]) full[section] = config[section];
   }
   const configPath = path.join(dir, 'tollgate.json');
