@@ -19,7 +19,9 @@ std::string newest_first_page(const std::string& object_sql, const std::string& 
          " <= $1::int),'has_more',(SELECT count(*) FROM page) > $1::int)::text";
 }
 
-store_error not_found(std::string message) { return {404, std::move(message), "not_found"}; }
+store_error not_found(std::string message) {
+  return {404, std::move(message), "not_found"};
+}
 
 }  // namespace
 
@@ -47,46 +49,31 @@ net::awaitable<store_result> batch_store::create_file(std::string tenant_id, std
     append_copy_text(copy, lines[i]);
     copy.push_back('\n');
   }
-  auto conn = co_await pool_.acquire();
-  if (!conn) co_return store_error_from(conn.error());
-  pg::connection& c = **conn;
-  auto begin = co_await c.exec("BEGIN");
-  if (!begin) co_return store_error_from(begin.error());
-  const std::string insert_sql =
+  return insert_with_lines(
       "INSERT INTO files (id, tenant_id, purpose, filename, bytes, line_count)"
-      " VALUES ($1, $2, $3, $4, $5, $6) RETURNING tollgate_file_json(files)::text";
-  std::vector<pg::param> params{id, tenant_id, purpose, filename, std::to_string(bytes),
-                                std::to_string(lines.size())};
-  auto inserted = co_await c.query(insert_sql, std::move(params));
-  if (!inserted) {
-    if (c.ok()) co_await c.exec("ROLLBACK");
-    co_return store_error_from(inserted.error());
-  }
-  const std::string copy_sql = "COPY file_lines (file_id, line_no, content) FROM STDIN";
-  auto copied = co_await c.copy_in(copy_sql, copy);
-  if (!copied) {
-    if (c.ok()) co_await c.exec("ROLLBACK");
-    co_return store_error_from(copied.error());
-  }
-  auto commit = co_await c.exec("COMMIT");
-  if (!commit) co_return store_error_from(commit.error());
-  co_return std::string(inserted->text(0, 0));
+      " VALUES ($1, $2, $3, $4, $5, $6)",
+      {id, std::move(tenant_id), std::move(purpose), std::move(filename), std::to_string(bytes),
+       std::to_string(lines.size())},
+      "COPY file_lines (file_id, line_no, content) FROM STDIN", std::move(copy),
+      "SELECT tollgate_file_json(f)::text FROM files f WHERE f.id = $1", id);
 }
 
 net::awaitable<store_result> batch_store::get_file(std::string tenant_id, std::string id) {
-  return one_json("SELECT tollgate_file_json(f)::text FROM files f WHERE f.id = $1"
-                  " AND f.tenant_id = $2",
-                  {id, std::move(tenant_id)}, "No such File object: " + id);
+  return one_json(
+      "SELECT tollgate_file_json(f)::text FROM files f WHERE f.id = $1"
+      " AND f.tenant_id = $2",
+      {id, std::move(tenant_id)}, "No such File object: " + id);
 }
 
 net::awaitable<store_result> batch_store::list_files(std::string tenant_id, std::string purpose,
                                                      page_request page) {
-  return one_json(newest_first_page("tollgate_file_json(f.r)",
-                                    "(SELECT f0 AS r, f0.id AS x_id, f0.tenant_id, f0.purpose"
-                                    " FROM files f0) f WHERE f.tenant_id = $3"
-                                    " AND ($4::text = '' OR f.purpose = $4)"),
-                  {std::to_string(page.limit), page.after, std::move(tenant_id), std::move(purpose)},
-                  "Nothing to list.");
+  return one_json(
+      newest_first_page("tollgate_file_json(f.r)",
+                        "(SELECT f0 AS r, f0.id AS x_id, f0.tenant_id, f0.purpose"
+                        " FROM files f0) f WHERE f.tenant_id = $3"
+                        " AND ($4::text = '' OR f.purpose = $4)"),
+      {std::to_string(page.limit), page.after, std::move(tenant_id), std::move(purpose)},
+      "Nothing to list.");
 }
 
 net::awaitable<store_result> batch_store::file_content(std::string tenant_id, std::string id) {
@@ -114,17 +101,19 @@ net::awaitable<store_result> batch_store::file_content(std::string tenant_id, st
 }
 
 net::awaitable<store_result> batch_store::delete_file(std::string tenant_id, std::string id) {
-  return one_json("WITH d AS (DELETE FROM files WHERE id = $1 AND tenant_id = $2 RETURNING id)"
-                  " SELECT json_build_object('id', d.id, 'object', 'file', 'deleted', true)::text"
-                  " FROM d",
-                  {id, std::move(tenant_id)}, "No such File object: " + id);
+  return one_json(
+      "WITH d AS (DELETE FROM files WHERE id = $1 AND tenant_id = $2 RETURNING id)"
+      " SELECT json_build_object('id', d.id, 'object', 'file', 'deleted', true)::text"
+      " FROM d",
+      {id, std::move(tenant_id)}, "No such File object: " + id);
 }
 
 net::awaitable<basic_result<std::vector<std::string>, store_error>> batch_store::input_lines(
     std::string tenant_id, std::string file_id) {
   auto conn = co_await pool_.acquire();
   if (!conn) co_return store_error_from(conn.error());
-  const std::string file_sql = "SELECT purpose, content_kind FROM files WHERE id = $1 AND tenant_id = $2";
+  const std::string file_sql =
+      "SELECT purpose, content_kind FROM files WHERE id = $1 AND tenant_id = $2";
   std::vector<pg::param> file_params{file_id, tenant_id};
   auto file = co_await (*conn)->query(file_sql, std::move(file_params));
   if (!file) co_return store_error_from(file.error());
@@ -133,7 +122,8 @@ net::awaitable<basic_result<std::vector<std::string>, store_error>> batch_store:
     co_return store_error{400, "File " + file_id + " was not uploaded with purpose \"batch\".",
                           "invalid_file"};
   }
-  const std::string lines_sql = "SELECT content FROM file_lines WHERE file_id = $1 ORDER BY line_no";
+  const std::string lines_sql =
+      "SELECT content FROM file_lines WHERE file_id = $1 ORDER BY line_no";
   std::vector<pg::param> lines_params{file_id};
   auto lines = co_await (*conn)->query(lines_sql, std::move(lines_params));
   if (!lines) co_return store_error_from(lines.error());
@@ -157,16 +147,6 @@ net::awaitable<store_result> batch_store::create_batch(new_batch batch) {
     append_copy_text(copy, line.body);
     copy.push_back('\n');
   }
-  auto conn = co_await pool_.acquire();
-  if (!conn) co_return store_error_from(conn.error());
-  pg::connection& c = **conn;
-  auto begin = co_await c.exec("BEGIN");
-  if (!begin) co_return store_error_from(begin.error());
-  const std::string insert_sql =
-      "INSERT INTO batches (id, tenant_id, project_id, api_key_id, endpoint, input_file_id,"
-      " completion_window, metadata, status, line_count, expires_at) VALUES ($1, $2,"
-      " nullif($3, ''), $4, $5, $6, $7, $8::jsonb, 'validating', $9,"
-      " now() + $10::bigint * interval '1 second')";
   std::vector<pg::param> params{batch.id,
                                 batch.tenant_id,
                                 batch.project_id,
@@ -177,42 +157,65 @@ net::awaitable<store_result> batch_store::create_batch(new_batch batch) {
                                 batch.metadata_json.empty() ? pg::param{} : batch.metadata_json,
                                 std::to_string(batch.lines.size()),
                                 std::to_string(batch.window_s)};
+  return insert_with_lines(
+      "INSERT INTO batches (id, tenant_id, project_id, api_key_id, endpoint, input_file_id,"
+      " completion_window, metadata, status, line_count, expires_at) VALUES ($1, $2,"
+      " nullif($3, ''), $4, $5, $6, $7, $8::jsonb, 'validating', $9,"
+      " now() + $10::bigint * interval '1 second')",
+      std::move(params),
+      "COPY batch_lines (batch_id, line_no, custom_id, request_id, body) FROM STDIN",
+      std::move(copy), "SELECT tollgate_batch_json(b)::text FROM batches b WHERE b.id = $1",
+      batch.id);
+}
+
+net::awaitable<store_result> batch_store::insert_with_lines(std::string insert_sql,
+                                                            std::vector<pg::param> params,
+                                                            std::string copy_sql, std::string rows,
+                                                            std::string shown_sql, std::string id) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return store_error_from(conn.error());
+  pg::connection& c = **conn;
+  auto begin = co_await c.exec("BEGIN");
+  if (!begin) co_return store_error_from(begin.error());
+  std::optional<pg::db_error> failed;
   auto inserted = co_await c.query(insert_sql, std::move(params));
-  if (!inserted) {
-    if (c.ok()) co_await c.exec("ROLLBACK");
-    co_return store_error_from(inserted.error());
+  if (!inserted) failed = inserted.error();
+  if (!failed) {
+    auto copied = co_await c.copy_in(copy_sql, rows);
+    if (!copied) failed = copied.error();
   }
-  const std::string copy_sql =
-      "COPY batch_lines (batch_id, line_no, custom_id, request_id, body) FROM STDIN";
-  auto copied = co_await c.copy_in(copy_sql, copy);
-  if (!copied) {
-    if (c.ok()) co_await c.exec("ROLLBACK");
-    co_return store_error_from(copied.error());
+  pg::rows shown;
+  if (!failed) {
+    std::vector<pg::param> shown_params{std::move(id)};
+    auto got = co_await c.query(shown_sql, std::move(shown_params));
+    if (got) {
+      shown = std::move(*got);
+    } else {
+      failed = got.error();
+    }
   }
-  const std::string shown_sql = "SELECT tollgate_batch_json(b)::text FROM batches b WHERE b.id = $1";
-  std::vector<pg::param> shown_params{batch.id};
-  auto shown = co_await c.query(shown_sql, std::move(shown_params));
-  if (!shown) {
+  if (failed) {
     if (c.ok()) co_await c.exec("ROLLBACK");
-    co_return store_error_from(shown.error());
+    co_return store_error_from(*failed);
   }
   auto commit = co_await c.exec("COMMIT");
   if (!commit) co_return store_error_from(commit.error());
-  co_return std::string(shown->text(0, 0));
+  co_return std::string(shown.text(0, 0));
 }
 
 net::awaitable<store_result> batch_store::get_batch(std::string tenant_id, std::string id) {
-  return one_json("SELECT tollgate_batch_json(b)::text FROM batches b WHERE b.id = $1"
-                  " AND b.tenant_id = $2",
-                  {id, std::move(tenant_id)}, "No such Batch object: " + id);
+  return one_json(
+      "SELECT tollgate_batch_json(b)::text FROM batches b WHERE b.id = $1"
+      " AND b.tenant_id = $2",
+      {id, std::move(tenant_id)}, "No such Batch object: " + id);
 }
 
 net::awaitable<store_result> batch_store::list_batches(std::string tenant_id, page_request page) {
-  return one_json(newest_first_page("tollgate_batch_json(b.r)",
-                                    "(SELECT b0 AS r, b0.id AS x_id, b0.tenant_id FROM batches b0) b"
-                                    " WHERE b.tenant_id = $3"),
-                  {std::to_string(page.limit), page.after, std::move(tenant_id)},
-                  "Nothing to list.");
+  return one_json(
+      newest_first_page("tollgate_batch_json(b.r)",
+                        "(SELECT b0 AS r, b0.id AS x_id, b0.tenant_id FROM batches b0) b"
+                        " WHERE b.tenant_id = $3"),
+      {std::to_string(page.limit), page.after, std::move(tenant_id)}, "Nothing to list.");
 }
 
 net::awaitable<store_result> batch_store::get_any_batch(std::string id) {
@@ -222,11 +225,11 @@ net::awaitable<store_result> batch_store::get_any_batch(std::string id) {
 
 net::awaitable<store_result> batch_store::list_all_batches(std::string tenant_id,
                                                            page_request page) {
-  return one_json(newest_first_page("tollgate_batch_json(b.r)",
-                                    "(SELECT b0 AS r, b0.id AS x_id, b0.tenant_id FROM batches b0) b"
-                                    " WHERE ($3::text = '' OR b.tenant_id = $3)"),
-                  {std::to_string(page.limit), page.after, std::move(tenant_id)},
-                  "Nothing to list.");
+  return one_json(
+      newest_first_page("tollgate_batch_json(b.r)",
+                        "(SELECT b0 AS r, b0.id AS x_id, b0.tenant_id FROM batches b0) b"
+                        " WHERE ($3::text = '' OR b.tenant_id = $3)"),
+      {std::to_string(page.limit), page.after, std::move(tenant_id)}, "Nothing to list.");
 }
 
 net::awaitable<store_result> batch_store::cancel_batch(std::string tenant_id, std::string id) {
@@ -251,7 +254,8 @@ net::awaitable<store_result> batch_store::cancel_batch(std::string tenant_id, st
   std::vector<pg::param> advance_params{id, new_object_id("file"), new_object_id("file")};
   auto advanced = co_await (*conn)->query(advance_sql, std::move(advance_params));
   if (!advanced) co_return store_error_from(advanced.error());
-  const std::string shown_sql = "SELECT tollgate_batch_json(b)::text FROM batches b WHERE b.id = $1";
+  const std::string shown_sql =
+      "SELECT tollgate_batch_json(b)::text FROM batches b WHERE b.id = $1";
   std::vector<pg::param> shown_params{id};
   auto shown = co_await (*conn)->query(shown_sql, std::move(shown_params));
   if (!shown) co_return store_error_from(shown.error());
@@ -303,8 +307,8 @@ net::awaitable<pg::db_result<bool>> batch_store::finish_line(std::string batch_i
       "UPDATE batch_lines SET done = true, failed = $4, result = $5, finished_at = now(),"
       " lease_owner = NULL, lease_until = NULL"
       " WHERE batch_id = $1 AND line_no = $2 AND lease_owner = $3 AND NOT done";
-  std::vector<pg::param> params{batch_id, std::to_string(line_no), owner,
-                                failed ? "true" : "false", std::move(result)};
+  std::vector<pg::param> params{batch_id, std::to_string(line_no), owner, failed ? "true" : "false",
+                                std::move(result)};
   auto r = co_await (*conn)->query(sql, std::move(params));
   if (!r) co_return r.error();
   co_return r->affected() == 1;

@@ -54,8 +54,8 @@ class batch_store {
  public:
   explicit batch_store(pg::pool& pool) : pool_(pool) {}
 
-  // Stores an uploaded file: `lines` are views into the caller's body (kept alive while this
-  // runs), each with its line end.
+  // Stores an uploaded file: `lines` (each with its line end) are views into the caller's
+  // body, read when this is called (before the returned operation runs).
   boost::asio::awaitable<store_result> create_file(std::string tenant_id, std::string filename,
                                                    std::string purpose, std::int64_t bytes,
                                                    std::vector<std::string_view> lines);
@@ -100,6 +100,12 @@ class batch_store {
   boost::asio::awaitable<pg::db_result<int>> advance_batches();
 
  private:
+  // In one transaction: `insert_sql` (the object's row), COPY `rows` (its lines) by
+  // `copy_sql`, then `shown_sql` ($1 = `id`), whose value is returned.
+  boost::asio::awaitable<store_result> insert_with_lines(std::string insert_sql,
+                                                         std::vector<pg::param> params,
+                                                         std::string copy_sql, std::string rows,
+                                                         std::string shown_sql, std::string id);
   boost::asio::awaitable<store_result> one_json(std::string sql, std::vector<pg::param> params,
                                                 std::string not_found);
   pg::pool& pool_;

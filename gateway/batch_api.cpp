@@ -27,14 +27,30 @@ result<std::string> metadata_of(json::value root) {
     if (key.size() > 64 || !v.is_string() || v.as_string().size() > 512) ok = false;
   });
   if (!ok) {
-    return invalid_request("metadata keys are at most 64 characters and values strings of at "
-                           "most 512.",
-                           "metadata");
+    return invalid_request(
+        "metadata keys are at most 64 characters and values strings of at "
+        "most 512.",
+        "metadata");
   }
   return std::string(m.source());
 }
 
 }  // namespace
+
+std::string batch_line_request_id(std::string_view batch_id, std::string_view custom_id) {
+  std::string input(batch_id);
+  input.push_back('\0');
+  input.append(custom_id);
+  const std::string digest = billing::sha256_bytes(input);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string id = "req_";
+  for (std::size_t i = 0; i < 16; ++i) {
+    const auto b = static_cast<unsigned char>(digest[i]);
+    id.push_back(hex[b >> 4]);
+    id.push_back(hex[b & 0xF]);
+  }
+  return id;
+}
 
 net::awaitable<void> batch_api::handle(http::exchange& ex, const std::string& request_id,
                                        const caller& who) {
@@ -64,7 +80,8 @@ net::awaitable<void> batch_api::handle(http::exchange& ex, const std::string& re
     const std::size_t slash = rest.find('/');
     id = std::string(rest.substr(0, slash));
     action = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
-    if (id.empty() || id.size() > 64 || (!action.empty() && action != (files ? "content" : "cancel"))) {
+    if (id.empty() || id.size() > 64 ||
+        (!action.empty() && action != (files ? "content" : "cancel"))) {
       co_await ex.send_unknown_url(request_id);
       co_return;
     }
@@ -157,9 +174,11 @@ net::awaitable<void> batch_api::upload(http::exchange& ex, const std::string& re
   if (purpose.empty()) {
     bad = invalid_request("Missing required parameter: 'purpose'.", "purpose");
   } else if (purpose != "batch") {
-    bad = invalid_request("purpose must be \"batch\" (the only purpose this gateway stores "
-                          "files for); got \"" + purpose.substr(0, 64) + "\".",
-                          "purpose");
+    bad = invalid_request(
+        "purpose must be \"batch\" (the only purpose this gateway stores "
+        "files for); got \"" +
+            purpose.substr(0, 64) + "\".",
+        "purpose");
   } else if (file == nullptr || !file->has_filename) {
     bad = invalid_request("Missing required parameter: 'file' (a file part).", "file");
   } else if (file->content.size() > config_.batches.max_file_bytes) {
@@ -183,9 +202,9 @@ net::awaitable<void> batch_api::upload(http::exchange& ex, const std::string& re
   texts.reserve(lines->size());
   for (const auto& line : *lines) texts.push_back(line.text);
   std::string filename = file->filename.substr(0, 255);
-  auto create_op = store_.create_file(who.tenant_id, std::move(filename), "batch",
-                                      static_cast<std::int64_t>(file->content.size()),
-                                      std::move(texts));
+  auto create_op =
+      store_.create_file(who.tenant_id, std::move(filename), "batch",
+                         static_cast<std::int64_t>(file->content.size()), std::move(texts));
   auto outcome = co_await on_billing(billing_, std::move(create_op));
   co_await send_json(ex, request_id, std::move(outcome));
 }

@@ -20,6 +20,10 @@ namespace tollgate::gateway {
 
 class api_handler;
 
+// The id of a batch line's request: "req_" and 32 hex digits of SHA-256(batch id, custom_id),
+// so a line run again after a restart carries the same id (and is stored in the ledger once).
+std::string batch_line_request_id(std::string_view batch_id, std::string_view custom_id);
+
 class batch_api {
  public:
   batch_api(const gateway_config& config, const billing_context& billing,

@@ -1,10 +1,8 @@
 // Multipart bodies and batch input files: see batch_input.hpp.
 #include "gateway/batch_input.hpp"
 
-
 #include <unordered_set>
 
-#include "billing/account_store.hpp"
 #include "core/json_dom.hpp"
 
 namespace tollgate::gateway {
@@ -82,7 +80,8 @@ result<std::vector<form_part>> parse_multipart(std::string_view content_type,
   const std::string delimiter = "--" + *boundary;
   // The first delimiter may be preceded by a preamble; each later one follows a CRLF.
   std::size_t pos = body.find(delimiter);
-  if (pos == std::string_view::npos || (pos != 0 && (pos < 2 || body.substr(pos - 2, 2) != "\r\n"))) {
+  if (pos == std::string_view::npos ||
+      (pos != 0 && (pos < 2 || body.substr(pos - 2, 2) != "\r\n"))) {
     return bad_form("the boundary does not occur in the body.");
   }
   const std::string next_delimiter = "\r\n" + delimiter;
@@ -185,8 +184,7 @@ result<std::vector<batch_input_line>> parse_batch_file(std::string_view content,
     const json::value url = root.find("url");
     if (!url.valid() || !url.is_string() ||
         (url.as_string() != "/v1/chat/completions" && url.as_string() != "/v1/completions")) {
-      return bad_line(line_no,
-                      "`url` must be \"/v1/chat/completions\" or \"/v1/completions\".");
+      return bad_line(line_no, "`url` must be \"/v1/chat/completions\" or \"/v1/completions\".");
     }
     line.url = std::string(url.as_string());
     const json::value body = root.find("body");
@@ -212,21 +210,6 @@ result<std::vector<batch_input_line>> parse_batch_file(std::string_view content,
     }
   }
   return lines;
-}
-
-std::string batch_line_request_id(std::string_view batch_id, std::string_view custom_id) {
-  std::string input(batch_id);
-  input.push_back('\0');
-  input.append(custom_id);
-  const std::string digest = billing::sha256_bytes(input);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string id = "req_";
-  for (std::size_t i = 0; i < 16; ++i) {
-    const auto b = static_cast<unsigned char>(digest[i]);
-    id.push_back(hex[b >> 4]);
-    id.push_back(hex[b & 0xF]);
-  }
-  return id;
 }
 
 }  // namespace tollgate::gateway

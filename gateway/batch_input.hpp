@@ -29,8 +29,8 @@ struct batch_input_line {
   std::string_view text;  // the line as uploaded, its line end included
   std::string_view json;  // the line without its line end
   std::string custom_id;
-  std::string url;    // "/v1/chat/completions" or "/v1/completions"
-  std::string model;  // body.model
+  std::string url;        // "/v1/chat/completions" or "/v1/completions"
+  std::string model;      // body.model
   std::string_view body;  // the request body: the `body` object's JSON text
 };
 
@@ -45,9 +45,5 @@ struct batch_file_limits {
 // without `stream: true`. Blank lines are errors; an empty file is an error.
 result<std::vector<batch_input_line>> parse_batch_file(std::string_view content,
                                                        const batch_file_limits& limits);
-
-// The id of a batch line's request: derived from the batch and the custom_id, so a line run
-// again after a restart carries the same id (and is stored in the ledger once).
-std::string batch_line_request_id(std::string_view batch_id, std::string_view custom_id);
 
 }  // namespace tollgate::gateway

@@ -25,7 +25,8 @@ std::string batch_result_line(const billing::claimed_batch_line& line, unsigned 
     response.add("body", body);
   }
   json_object_writer out;
-  out.add("id", "batch_req_" + line.request_id.substr(std::min<std::size_t>(4, line.request_id.size())))
+  out.add("id",
+          "batch_req_" + line.request_id.substr(std::min<std::size_t>(4, line.request_id.size())))
       .add("custom_id", line.custom_id)
       .add_raw("response", response.finish())
       .add_null("error");
@@ -111,7 +112,9 @@ net::awaitable<void> batch_worker::run_lines(unsigned worker,
       auto released = co_await on_billing(billing_, std::move(release_op));
       if (!released) {
         json_object_writer f;
-        f.add("batch_id", line.batch_id).add("line", line.line_no).add("error", released.error().message);
+        f.add("batch_id", line.batch_id)
+            .add("line", line.line_no)
+            .add("error", released.error().message);
         log_.warn("batch worker: cannot give a line back (its lease will lapse)", f);
       }
       continue;

@@ -48,7 +48,8 @@ class batch_worker {
   void start();
 
  private:
-  boost::asio::awaitable<void> run_lines(unsigned worker, std::shared_ptr<boost::asio::steady_timer> timer);
+  boost::asio::awaitable<void> run_lines(unsigned worker,
+                                         std::shared_ptr<boost::asio::steady_timer> timer);
   boost::asio::awaitable<void> coordinate();
   // Waits `ms` on the runner's timer; false once the worker is stopping.
   boost::asio::awaitable<bool> pause(boost::asio::steady_timer& timer, std::uint64_t ms);

@@ -277,6 +277,29 @@ describe('the Batch API with the openai client (real PostgreSQL and Redis)', () 
     }), (e) => e.status === 409 && /Cannot cancel a batch with status completed/.test(e.message));
   });
 
+  test('a batch past its completion window expires: the lines not run become batch_expired errors', async () => {
+    const t = await makeTenant(s.adminUrl, 'ExpireBatch');
+    const client = clientOf(t.key);
+    const file = await upload(client, jsonl(Array.from({ length: 30 }, (_, i) => line(`e${i}`, `line ${i} tg:first_byte_delay_ms=150`))));
+    const b = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    assert.equal(b.expires_at - b.created_at, 86400);
+    await waitFor(async () => (await client.batches.retrieve(b.id)).request_counts.completed >= 2, { what: 'some lines done' });
+    pg.query(`UPDATE batches SET expires_at = now() WHERE id = '${b.id}'`);  // the window passes
+    const done = await untilEnded(client, b.id);
+    assert.equal(done.status, 'expired');
+    assert.ok(done.expired_at > 0);
+    const { completed, failed, total } = done.request_counts;
+    assert.equal(completed + failed, total, 'every line has an outcome');
+    assert.ok(completed >= 2 && failed > 0, `${completed} completed, ${failed} expired`);
+    const errors = parseJsonl(await (await client.files.content(done.error_file_id)).text());
+    assert.equal(errors.length, failed);
+    for (const e of errors) {
+      assert.equal(e.response, null);
+      assert.equal(e.error.code, 'batch_expired');
+    }
+    await waitFor(() => rowsOf(t.tenant).length === completed, { what: 'a usage row per line that ran' });
+  });
+
   test('kill -9 mid-batch, restart: every line once in the output and once in the ledger', async () => {
     const t = await makeTenant(s.adminUrl, 'KillBatch');
     await givePlan(s.adminUrl, t.tenant);

@@ -135,6 +135,8 @@ TEST_CASE("the shipped example config parses and matches the embedded default") 
   CHECK(example.find_upstream("dev")->first_byte_timeout_ms ==
         defaults.find_upstream("dev")->first_byte_timeout_ms);
   CHECK(example.find_model("dev-echo") != nullptr);
+  CHECK(example.batches.max_file_bytes == defaults.batches.max_file_bytes);
+  CHECK(example.invoices.grace_hours == defaults.invoices.grace_hours);
 }
 
 TEST_CASE("database, ledger, auth and budgets settings are checked") {
@@ -169,6 +171,17 @@ TEST_CASE("database, ledger, auth and budgets settings are checked") {
   CHECK(cfg.invoices.grace_hours == 72);
   CHECK_THAT(error_of(R"({"invoices":{"grace_hours":9000}})"), Catch::Contains("/invoices/grace_hours"));
   CHECK_THAT(error_of(R"({"invoices":{"grace":1}})"), Catch::Contains("unknown field"));
+  CHECK(cfg.batches.enabled);
+  CHECK(cfg.batches.concurrency == 4);
+  CHECK(cfg.batches.lease_ms == 30000);
+  CHECK(cfg.batches.max_file_bytes == 200u * 1024 * 1024);
+  CHECK(cfg.batches.max_file_lines == 50000);
+  CHECK_THAT(error_of(R"({"batches":{"concurrency":0}})"), Catch::Contains("/batches/concurrency"));
+  CHECK_THAT(error_of(R"({"batches":{"lease_ms":10}})"), Catch::Contains("/batches/lease_ms"));
+  CHECK_THAT(error_of(R"({"batches":{"enabled":"no"}})"), Catch::Contains("/batches/enabled"));
+  CHECK_THAT(error_of(R"({"batches":{"workers":2}})"), Catch::Contains("unknown field"));
+  CHECK(parse_config(embedded_default_config(), env_of({{"TOLLGATE_BATCHES__CONCURRENCY", "8"}}))
+            .batches.concurrency == 8);
   CHECK_THAT(error_of(R"({"budgets":{"redis_tls":1}})"), Catch::Contains("/budgets/redis_tls"));
   CHECK_THAT(error_of(R"({"budgets":{"redis_tls_cert_file":"c.pem"}})"),
              Catch::Contains("redis_tls_key_file"));
