@@ -20,7 +20,7 @@ export async function startPostgres() {
     query(sql, { role } = {}) {
       const full = role ? `SET ROLE ${role}; ${sql}` : sql;
       const out = execFileSync('psql', [url, '-X', '-q', '-t', '-A', '-F', '\t', '-v', 'ON_ERROR_STOP=1', '-c', full],
-        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
       return out.split('\n').filter((l) => l.length > 0).map((l) => l.split('\t'));
     },
     value(sql) {
