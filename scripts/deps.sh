@@ -13,6 +13,7 @@ apt_packages=(
   clang libclang-rt-14-dev  # libFuzzer targets for the parsers
   prometheus   # promtool, to check /metrics
   wrk nginx-light  # the proxy benchmark and its nginx baseline
+  python3-torch  # the PyTorch reference forward pass the engine is checked against
 )
 command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)

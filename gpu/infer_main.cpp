@@ -1,0 +1,319 @@
+// tollgate-infer: the bundled inference engine's command line. What exists so far:
+//   tollgate-infer make-model --preset tiny|small --tokenizer FILE --out DIR
+//                  [--arch llama|qwen2|qwen3] [--dtype f32|bf16|f16] [--seed N]
+//       writes a deterministic random model in Hugging Face's format (config.json,
+//       model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json)
+//   tollgate-infer logits --model DIR --ids 1,2,3 --out FILE
+//       runs the CPU forward pass and writes every position's logits as raw little-endian F32
+//   tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N
+//       greedy decoding on the CPU; prints the generated ids, comma-separated
+// The HTTP server, continuous batching, sampling and the CUDA path are not built yet
+// (docs/ENGINE.md).
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/json_dom.hpp"
+#include "core/json_text.hpp"
+#include "gpu/cpu_forward.hpp"
+#include "gpu/model.hpp"
+#include "gpu/safetensors.hpp"
+
+using namespace tollgate;
+using namespace tollgate::gpu;
+
+namespace {
+
+int usage() {
+  std::fprintf(
+      stderr,
+      "usage: tollgate-infer make-model --preset tiny|small --tokenizer FILE --out DIR\n"
+      "                      [--arch llama|qwen2|qwen3] [--dtype f32|bf16|f16] [--seed N]\n"
+      "       tollgate-infer logits --model DIR --ids 1,2,3 --out FILE\n"
+      "       tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N\n");
+  return 2;
+}
+
+std::string flag(std::vector<std::string>& args, const std::string& name,
+                 const std::string& fallback) {
+  for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == name) {
+      std::string v = args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                 args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      return v;
+    }
+  }
+  return fallback;
+}
+
+bool parse_ids(const std::string& text, std::vector<int>& out) {
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    if (part.empty()) return false;
+    char* end = nullptr;
+    const long v = std::strtol(part.c_str(), &end, 10);
+    if (*end != '\0' || v < 0 || v > (1 << 24)) return false;
+    out.push_back(static_cast<int>(v));
+  }
+  return !out.empty();
+}
+
+// splitmix64: a small, seedable generator, so a preset and a seed always give the same model.
+struct random_source {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [-a, a].
+  float uniform(float a) {
+    return static_cast<float>((static_cast<double>(next() >> 11) / 9007199254740992.0 * 2 - 1) * a);
+  }
+};
+
+struct tokenizer_facts {
+  int vocab_size = 0;
+  int bos = -1;
+  std::vector<int> eos;
+  std::string bos_text, eos_text;
+};
+
+
+// The vocabulary size (largest id + 1) and the special tokens that begin and end turns.
+bool inspect_tokenizer(const std::string& text, tokenizer_facts& f) {
+  const auto doc = json::document::parse(text);
+  if (!doc || !doc->root().is_object()) return false;
+  const json::value vocab =
+      doc->root().find("model").valid() ? doc->root().find("model").find("vocab") : json::value{};
+  if (!vocab.valid() || !vocab.is_object()) return false;
+  int max_id = -1;
+  vocab.for_each_member([&](std::string_view, json::value id) {
+    if (id.is_int64()) max_id = std::max<int>(max_id, static_cast<int>(id.as_int64()));
+  });
+  const json::value added = doc->root().find("added_tokens");
+  if (added.valid() && added.is_array()) {
+    added.for_each_element([&](json::value t) {
+      const json::value id = t.find("id");
+      const json::value content = t.find("content");
+      if (!id.valid() || !id.is_int64() || !content.valid() || !content.is_string()) return;
+      const int i = static_cast<int>(id.as_int64());
+      max_id = std::max(max_id, i);
+      const std::string_view c = content.as_string();
+      if (c == "<|begin_of_text|>") {
+        f.bos = i;
+        f.bos_text = std::string(c);
+      }
+      if (c == "<|eot_id|>" || c == "<|end_of_text|>" || c == "<|im_end|>" ||
+          c == "<|endoftext|>") {
+        f.eos.push_back(i);
+        if (f.eos_text.empty()) f.eos_text = std::string(c);
+      }
+    });
+  }
+  f.vocab_size = max_id + 1;
+  return f.vocab_size > 0;
+}
+
+int make_model(std::vector<std::string> args) {
+  const std::string preset = flag(args, "--preset", "tiny");
+  const std::string tokenizer = flag(args, "--tokenizer", "");
+  const std::string out = flag(args, "--out", "");
+  const std::string arch = flag(args, "--arch", "llama");
+  const std::string type = flag(args, "--dtype", "f32");
+  const std::uint64_t seed = std::strtoull(flag(args, "--seed", "1").c_str(), nullptr, 10);
+  if (!args.empty() || tokenizer.empty() || out.empty() ||
+      (preset != "tiny" && preset != "small") ||
+      (arch != "llama" && arch != "qwen2" && arch != "qwen3") ||
+      (type != "f32" && type != "bf16" && type != "f16")) {
+    return usage();
+  }
+  std::string tokenizer_text;
+  tokenizer_facts facts;
+  if (!read_file(tokenizer, tokenizer_text) || !inspect_tokenizer(tokenizer_text, facts)) {
+    std::fprintf(stderr, "tollgate-infer: %s is not a tokenizer.json\n", tokenizer.c_str());
+    return 1;
+  }
+  const bool tiny = preset == "tiny";
+  // With Llama 3's 128k vocabulary: tiny is about 16M parameters (Llama, untied; the two
+  // vocabulary matrices are nearly all of it), small about 110M.
+  const int hidden = tiny ? 64 : 384;
+  const int layers = tiny ? 2 : 8;
+  const int heads = tiny ? 4 : 6;
+  const int kv_heads = 2;
+  const int inter = tiny ? 160 : 1024;
+  const int head_dim = hidden / heads;
+  const bool llama = arch == "llama";
+  const dtype dt = type == "bf16" ? dtype::bf16 : type == "f16" ? dtype::f16 : dtype::f32;
+
+  json_object_writer config;
+  config.add_raw("architectures", llama             ? "[\"LlamaForCausalLM\"]"
+                                  : arch == "qwen2" ? "[\"Qwen2ForCausalLM\"]"
+                                                    : "[\"Qwen3ForCausalLM\"]");
+  config.add("model_type", llama             ? "llama"
+                           : arch == "qwen2" ? "qwen2"
+                                             : "qwen3")
+      .add("vocab_size", facts.vocab_size)
+      .add("hidden_size", hidden)
+      .add("intermediate_size", inter)
+      .add("num_hidden_layers", layers)
+      .add("num_attention_heads", heads)
+      .add("num_key_value_heads", kv_heads)
+      .add("head_dim", head_dim)
+      .add("max_position_embeddings", 4096)
+      .add_raw("rms_norm_eps", "1e-05")
+      .add_raw("rope_theta", llama ? "500000.0" : "1000000.0")
+      .add("tie_word_embeddings", !llama)
+      .add("torch_dtype", type == "bf16"  ? "bfloat16"
+                          : type == "f16" ? "float16"
+                                          : "float32");
+  if (llama) {
+    config.add_raw("rope_scaling",
+                   "{\"rope_type\":\"llama3\",\"factor\":8.0,\"low_freq_factor\":1.0,"
+                   "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":64}");
+  }
+  if (facts.bos >= 0) config.add("bos_token_id", facts.bos);
+  if (!facts.eos.empty()) config.add("eos_token_id", facts.eos.front());
+
+  random_source rng{seed * 0x2545f4914f6cdd1dull + 1};
+  std::vector<tensor_to_write> tensors;
+  const auto add = [&](const std::string& name, std::vector<std::int64_t> shape, float scale,
+                       float offset = 0) {
+    tensor_to_write t;
+    t.name = name;
+    t.type = dt;
+    t.shape = std::move(shape);
+    std::int64_t n = 1;
+    for (auto d : t.shape) n *= d;
+    t.values.resize(static_cast<std::size_t>(n));
+    for (auto& v : t.values) v = offset + rng.uniform(scale);
+    tensors.push_back(std::move(t));
+  };
+  const float w = tiny ? 0.15f : 0.04f;
+  add("model.embed_tokens.weight", {facts.vocab_size, hidden}, 1.0f);
+  for (int i = 0; i < layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    add(p + "input_layernorm.weight", {hidden}, 0.1f, 1.0f);
+    add(p + "self_attn.q_proj.weight", {heads * head_dim, hidden}, w);
+    add(p + "self_attn.k_proj.weight", {kv_heads * head_dim, hidden}, w);
+    add(p + "self_attn.v_proj.weight", {kv_heads * head_dim, hidden}, w);
+    add(p + "self_attn.o_proj.weight", {hidden, heads * head_dim}, w);
+    if (arch == "qwen2") {
+      add(p + "self_attn.q_proj.bias", {heads * head_dim}, 0.1f);
+      add(p + "self_attn.k_proj.bias", {kv_heads * head_dim}, 0.1f);
+      add(p + "self_attn.v_proj.bias", {kv_heads * head_dim}, 0.1f);
+    }
+    if (arch == "qwen3") {
+      add(p + "self_attn.q_norm.weight", {head_dim}, 0.1f, 1.0f);
+      add(p + "self_attn.k_norm.weight", {head_dim}, 0.1f, 1.0f);
+    }
+    add(p + "post_attention_layernorm.weight", {hidden}, 0.1f, 1.0f);
+    add(p + "mlp.gate_proj.weight", {inter, hidden}, w);
+    add(p + "mlp.up_proj.weight", {inter, hidden}, w);
+    add(p + "mlp.down_proj.weight", {hidden, inter}, w);
+  }
+  add("model.norm.weight", {hidden}, 0.1f, 1.0f);
+  if (llama) add("lm_head.weight", {facts.vocab_size, hidden}, w);
+
+  std::error_code ec;
+  std::filesystem::create_directories(out, ec);
+  std::string error;
+  if (!write_safetensors(out + "/model.safetensors", tensors, error)) {
+    std::fprintf(stderr, "tollgate-infer: %s\n", error.c_str());
+    return 1;
+  }
+  json_object_writer generation;
+  if (facts.bos >= 0) generation.add("bos_token_id", facts.bos);
+  std::string eos = "[";
+  for (std::size_t i = 0; i < facts.eos.size(); ++i)
+    eos += (i ? "," : "") + std::to_string(facts.eos[i]);
+  generation.add_raw("eos_token_id", eos + "]");
+  json_object_writer tok_config;
+  tok_config.add("tokenizer_class", "PreTrainedTokenizerFast")
+      .add("chat_template_family", llama ? "llama3" : "chatml");
+  if (!facts.bos_text.empty()) tok_config.add("bos_token", facts.bos_text);
+  if (!facts.eos_text.empty()) tok_config.add("eos_token", facts.eos_text);
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"config.json", config.finish() + "\n"},
+      {"generation_config.json", generation.finish() + "\n"},
+      {"tokenizer_config.json", tok_config.finish() + "\n"},
+      {"tokenizer.json", tokenizer_text}};
+  for (const auto& [name, text] : files) {
+    std::ofstream f(out + "/" + name, std::ios::binary | std::ios::trunc);
+    f << text;
+    if (!f) {
+      std::fprintf(stderr, "tollgate-infer: cannot write %s/%s\n", out.c_str(), name.c_str());
+      return 1;
+    }
+  }
+  std::int64_t params = 0;
+  for (const auto& t : tensors) params += static_cast<std::int64_t>(t.values.size());
+  std::printf("{\"out\":\"%s\",\"parameters\":%lld,\"vocab_size\":%d}\n", out.c_str(),
+              static_cast<long long>(params), facts.vocab_size);
+  return 0;
+}
+
+int run_model(const std::string& command, std::vector<std::string> args) {
+  const std::string dir = flag(args, "--model", "");
+  const std::string ids_text = flag(args, "--ids", "");
+  const std::string out = flag(args, "--out", "");
+  const int max_tokens = std::atoi(flag(args, "--max-tokens", "16").c_str());
+  std::vector<int> ids;
+  if (!args.empty() || dir.empty() || !parse_ids(ids_text, ids) || max_tokens < 1 ||
+      (command == "logits" && out.empty())) {
+    return usage();
+  }
+  auto model = load_model(dir);
+  if (!model) {
+    std::fprintf(stderr, "tollgate-infer: %s\n", model.error().message.c_str());
+    return 1;
+  }
+  for (int id : ids) {
+    if (id >= model->config.vocab_size) {
+      std::fprintf(stderr, "tollgate-infer: token id %d is outside the vocabulary (%d)\n", id,
+                   model->config.vocab_size);
+      return 1;
+    }
+  }
+  cpu_forward engine(*model);
+  if (command == "generate") {
+    const auto generated = engine.generate_greedy(ids, max_tokens);
+    std::string line;
+    for (std::size_t i = 0; i < generated.size(); ++i)
+      line += (i ? "," : "") + std::to_string(generated[i]);
+    std::printf("%s\n", line.c_str());
+    return 0;
+  }
+  sequence_cache seq = engine.new_sequence(static_cast<int>(ids.size()));
+  std::vector<std::vector<float>> all;
+  engine.feed(seq, ids, &all);
+  std::ofstream f(out, std::ios::binary | std::ios::trunc);
+  for (const auto& row : all) {
+    f.write(reinterpret_cast<const char*>(row.data()),
+            static_cast<std::streamsize>(row.size() * 4));
+  }
+  if (!f) {
+    std::fprintf(stderr, "tollgate-infer: cannot write %s\n", out.c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) return usage();
+  const std::string command = args[0];
+  args.erase(args.begin());
+  if (command == "make-model") return make_model(std::move(args));
+  if (command == "logits" || command == "generate") return run_model(command, std::move(args));
+  return usage();
+}
