@@ -24,10 +24,10 @@ constexpr std::string_view default_config_text = R"({
     "admin_listen": "127.0.0.1:8081"
   },
   "upstreams": {
-    "dev": { "base_url": "http://127.0.0.1:8090/v1" }
+    "infer": { "base_url": "http://127.0.0.1:8000/v1" }
   },
   "models": {
-    "dev-echo": { "upstream": "dev", "tokenizer": "cl100k_base", "prompt_format": "openai" }
+    "tiny-llama": { "upstream": "infer", "tokenizer": "llama3", "prompt_format": "llama3" }
   },
   "logging": { "level": "info", "usage_log": "stderr" },
   "metering": { "tokenizer_dir": "" },

@@ -2,7 +2,7 @@
 // parsed once at start-up into typed, range-checked, immutable structs. Every scalar setting can
 // be overridden by an environment variable named after its path:
 //   /server/body_limit_bytes        -> TOLLGATE_SERVER__BODY_LIMIT_BYTES
-//   /upstreams/dev/base_url         -> TOLLGATE_UPSTREAMS__DEV__BASE_URL
+//   /upstreams/infer/base_url       -> TOLLGATE_UPSTREAMS__INFER__BASE_URL
 // A bad file or override stops start-up with a config_error naming the field.
 #pragma once
 #include <cstdint>

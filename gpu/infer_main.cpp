@@ -7,8 +7,10 @@
 //       runs the CPU forward pass and writes every position's logits as raw little-endian F32
 //   tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N
 //       greedy decoding on the CPU; prints the generated ids, comma-separated
-// The HTTP server, continuous batching, sampling and the CUDA path are not built yet
-// (docs/ENGINE.md).
+//   tollgate-infer serve --model DIR [--listen 127.0.0.1:8000] [--name NAME]
+//                  [--max-sequences N] [--threads N]
+//       the OpenAI-compatible server (gpu/infer_server.hpp)
+// The paged KV cache, SIMD and threads, and the CUDA path are not built yet (docs/ENGINE.md).
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -20,6 +22,7 @@
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 #include "gpu/cpu_forward.hpp"
+#include "gpu/infer_server.hpp"
 #include "gpu/model.hpp"
 #include "gpu/safetensors.hpp"
 
@@ -34,7 +37,9 @@ int usage() {
       "usage: tollgate-infer make-model --preset tiny|small --tokenizer FILE --out DIR\n"
       "                      [--arch llama|qwen2|qwen3] [--dtype f32|bf16|f16] [--seed N]\n"
       "       tollgate-infer logits --model DIR --ids 1,2,3 --out FILE\n"
-      "       tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N\n");
+      "       tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N\n"
+      "       tollgate-infer serve --model DIR [--listen HOST:PORT] [--name NAME]\n"
+      "                      [--max-sequences N] [--threads N]\n");
   return 2;
 }
 
@@ -85,7 +90,6 @@ struct tokenizer_facts {
   std::vector<int> eos;
   std::string bos_text, eos_text;
 };
-
 
 // The vocabulary size (largest id + 1) and the special tokens that begin and end turns.
 bool inspect_tokenizer(const std::string& text, tokenizer_facts& f) {
@@ -315,5 +319,18 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (command == "make-model") return make_model(std::move(args));
   if (command == "logits" || command == "generate") return run_model(command, std::move(args));
+  if (command == "serve") {
+    serve_options o;
+    o.model_dir = flag(args, "--model", "");
+    o.model_name = flag(args, "--name", "");
+    o.listen = flag(args, "--listen", o.listen);
+    o.max_sequences = std::atoi(flag(args, "--max-sequences", "8").c_str());
+    o.threads = std::atoi(flag(args, "--threads", "1").c_str());
+    if (!args.empty() || o.model_dir.empty() || o.max_sequences < 1 || o.max_sequences > 1024 ||
+        o.threads < 1 || o.threads > 64) {
+      return usage();
+    }
+    return serve(o);
+  }
   return usage();
 }

@@ -2,7 +2,8 @@
 # Starts the local stack in the background, data and logs under .run/:
 #   PostgreSQL 15 on 127.0.0.1:55432 (data in .run/pg), schema applied by `tollgate migrate`
 #   Redis 7 on 127.0.0.1:56379 (budgets and rate limits; .run/redis)
-#   tollgate-dev-upstream on 127.0.0.1:8090 (the development upstream: an echo fixture, not a model)
+#   tollgate-infer on 127.0.0.1:8000 (the bundled engine, serving `tiny-llama`: a deterministic
+#     random model generated once into .run/models/tiny-llama; docs/ENGINE.md)
 #   tollgate on 127.0.0.1:8080 (OpenAI API) and 127.0.0.1:8081 (health, metrics, admin, finance)
 # then creates a demo tenant, project and API key with a monthly token budget and a
 # tokens-per-minute limit (once) and writes .run/env.
@@ -60,8 +61,14 @@ TOLLGATE_DATABASE__URL="$db_url" build/bin/tollgate migrate
 scripts/redis.sh start "$run/redis" "$redis_port"
 echo "up: Redis on 127.0.0.1:$redis_port"
 
-start dev-upstream build/bin/tollgate-dev-upstream --listen 127.0.0.1:8090
-wait_ready dev-upstream http://127.0.0.1:8090/v1/models
+model_dir=$run/models/tiny-llama
+if [ ! -f "$model_dir/model.safetensors" ]; then
+  build/bin/tollgate-infer make-model --preset tiny --tokenizer .cache/tokenizers/llama3.tokenizer.json \
+    --out "$model_dir" >/dev/null
+  echo "up: generated the tiny model in $model_dir"
+fi
+start infer build/bin/tollgate-infer serve --model "$model_dir" --name tiny-llama --listen 127.0.0.1:8000
+wait_ready infer http://127.0.0.1:8000/health
 TOLLGATE_LOGGING__USAGE_LOG="$PWD/$run/logs/usage.log" \
 TOLLGATE_DATABASE__URL="$db_url" \
 TOLLGATE_LEDGER__SPOOL_DIR="$PWD/$run/spool" \
@@ -84,10 +91,10 @@ if [ -z "$demo_key" ] || [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authori
     --limit 1000000 --field id >/dev/null
   build/bin/tollctl budgets create --tenant "$tenant" --metric tokens --window minute \
     --limit 20000 --field id >/dev/null
-  # A price book for the development model (docs/PRICING.md) and the tenant's plan.
+  # A price book for the demo model (docs/PRICING.md) and the tenant's plan.
   cat >"$run/demo-price-book.json" <<'BOOK'
 {"name": "Demo prices", "currency": "USD", "tier_mode": "graduated", "effective_at": 1767225600,
- "models": {"dev-echo": {"input": [{"up_to": 1000000, "rate": "150000"}, {"rate": "120000"}],
+ "models": {"tiny-llama": {"input": [{"up_to": 1000000, "rate": "150000"}, {"rate": "120000"}],
                          "cached_input": [{"rate": "75000"}],
                          "output": [{"rate": "600000"}]}}}
 BOOK
@@ -119,7 +126,7 @@ Usage rows: psql $db_url -c 'TABLE usage_events'    Stop everything: make down
 Try it (-i shows the x-ratelimit-* headers; a max_tokens over 20,000 is refused with 429):
   curl -si http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer $demo_key" \\
     -H 'Content-Type: application/json' \\
-    -d '{"model":"dev-echo","messages":[{"role":"user","content":"Hello, Tollgate!"}]}'
+    -d '{"model":"tiny-llama","messages":[{"role":"user","content":"Hello, Tollgate!"}],"max_tokens":16}'
 What the demo tenant's month has cost so far (micro-units, priced by its price book):
   set -a; . $run/env; set +a; build/bin/tollctl costs preview --tenant ${demo_tenant:-<tenant id>}
 MSG

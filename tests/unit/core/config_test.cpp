@@ -28,19 +28,20 @@ std::string error_of(const std::string& text, std::map<std::string, std::string>
 
 }  // namespace
 
-TEST_CASE("the embedded default config is valid and routes dev-echo to the dev upstream") {
+TEST_CASE("the embedded default config is valid and routes tiny-llama to tollgate-infer") {
   const auto cfg = parse_config(embedded_default_config(), env_of({}));
   CHECK(cfg.server.listen.to_string() == "127.0.0.1:8080");
   CHECK(cfg.server.admin_listen.to_string() == "127.0.0.1:8081");
   CHECK(cfg.server.body_limit_bytes == 8u * 1024 * 1024);
-  const auto* m = cfg.find_model("dev-echo");
+  const auto* m = cfg.find_model("tiny-llama");
   REQUIRE(m != nullptr);
-  CHECK(m->upstream == "dev");
-  CHECK(m->upstream_model == "dev-echo");
-  const auto* u = cfg.find_upstream("dev");
+  CHECK(m->upstream == "infer");
+  CHECK(m->upstream_model == "tiny-llama");
+  CHECK(m->tokenizer == "llama3");
+  const auto* u = cfg.find_upstream("infer");
   REQUIRE(u != nullptr);
   CHECK(u->host == "127.0.0.1");
-  CHECK(u->port == 8090);
+  CHECK(u->port == 8000);
   CHECK(u->base_path == "/v1");
   CHECK(cfg.find_model("gpt-4o") == nullptr);
 }
@@ -70,11 +71,11 @@ TEST_CASE("environment variables override scalar settings by path") {
       embedded_default_config(),
       env_of({{"TOLLGATE_SERVER__BODY_LIMIT_BYTES", "4096"},
               {"TOLLGATE_SERVER__LISTEN", "127.0.0.1:9999"},
-              {"TOLLGATE_UPSTREAMS__DEV__BASE_URL", "http://10.1.2.3:7000/openai/v1"}}));
+              {"TOLLGATE_UPSTREAMS__INFER__BASE_URL", "http://10.1.2.3:7000/openai/v1"}}));
   CHECK(cfg.server.body_limit_bytes == 4096);
   CHECK(cfg.server.listen.port == 9999);
-  CHECK(cfg.find_upstream("dev")->host == "10.1.2.3");
-  CHECK(cfg.find_upstream("dev")->base_path == "/openai/v1");
+  CHECK(cfg.find_upstream("infer")->host == "10.1.2.3");
+  CHECK(cfg.find_upstream("infer")->base_path == "/openai/v1");
 }
 
 TEST_CASE("upstream auth comes from the named environment variable") {
@@ -132,9 +133,9 @@ TEST_CASE("the shipped example config parses and matches the embedded default") 
   const auto defaults = parse_config(embedded_default_config(), env_of({}));
   CHECK(example.server.body_limit_bytes == defaults.server.body_limit_bytes);
   CHECK(example.server.drain_timeout_ms == defaults.server.drain_timeout_ms);
-  CHECK(example.find_upstream("dev")->first_byte_timeout_ms ==
-        defaults.find_upstream("dev")->first_byte_timeout_ms);
-  CHECK(example.find_model("dev-echo") != nullptr);
+  CHECK(example.find_upstream("infer")->first_byte_timeout_ms ==
+        defaults.find_upstream("infer")->first_byte_timeout_ms);
+  CHECK(example.find_model("tiny-llama") != nullptr);
   CHECK(example.batches.max_file_bytes == defaults.batches.max_file_bytes);
   CHECK(example.invoices.grace_hours == defaults.invoices.grace_hours);
 }
@@ -146,7 +147,7 @@ TEST_CASE("database, ledger, auth and budgets settings are checked") {
   CHECK(cfg.auth.key_cache_ttl_ms == 2000);
   CHECK(cfg.budgets.redis.empty());
   CHECK(cfg.budgets.failure_mode == "closed");
-  CHECK(cfg.find_model("dev-echo")->default_max_tokens == 4096);
+  CHECK(cfg.find_model("tiny-llama")->default_max_tokens == 4096);
   const auto with = parse_config(embedded_default_config(),
                                  env_of({{"TOLLGATE_DATABASE__URL", "postgresql://x@h/db"},
                                          {"TOLLGATE_BUDGETS__REDIS", "127.0.0.1:6379"},

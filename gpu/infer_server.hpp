@@ -1,0 +1,25 @@
+// tollgate-infer's HTTP server, on core/http_server (the gateway's conventions: limits,
+// timeouts, keep-alive, OpenAI error shapes, graceful shutdown):
+//   POST /v1/chat/completions, POST /v1/completions (streaming with stream_options.include_usage),
+//   GET /v1/models, POST /tokenize, GET /health, GET /metrics.
+// Requests become generation requests for the scheduler (gpu/scheduler.hpp) running on its own
+// engine thread; its events come back to the request's I/O thread. Chat prompts are rendered
+// and tokenized with metering's prompt_counter, the function the gateway counts with, so the
+// gateway's prompt count equals the engine's usage. A client that hangs up cancels its sequence.
+#pragma once
+#include <string>
+
+namespace tollgate::gpu {
+
+struct serve_options {
+  std::string model_dir;
+  std::string model_name;  // as /v1/models lists it; "" = the folder's name
+  std::string listen = "127.0.0.1:8000";
+  int max_sequences = 8;
+  int threads = 1;  // HTTP I/O threads (the model runs on its own thread)
+};
+
+// Loads the model and serves until SIGTERM/SIGINT; returns the process exit code.
+int serve(const serve_options& options);
+
+}  // namespace tollgate::gpu
