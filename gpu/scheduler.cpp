@@ -67,16 +67,53 @@ int sample_token(std::vector<float>& logits, const sampling_params& p, std::uint
   return order[keep - 1];
 }
 
-std::size_t complete_utf8_prefix(const std::string& text) {
-  // Look back at most 3 bytes for the lead byte of an unfinished sequence.
-  const std::size_t n = text.size();
-  for (std::size_t back = 1; back <= 3 && back <= n; ++back) {
-    const auto c = static_cast<unsigned char>(text[n - back]);
-    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: keep looking
-    const std::size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    return need > back ? n - back : n;
+std::string valid_utf8(std::string_view bytes, bool final) {
+  static constexpr std::string_view replacement = "\xEF\xBF\xBD";  // U+FFFD
+  std::string out;
+  out.reserve(bytes.size());
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    const std::size_t need = c < 0x80             ? 1
+                             : (c & 0xE0) == 0xC0 ? 2
+                             : (c & 0xF0) == 0xE0 ? 3
+                             : (c & 0xF8) == 0xF0 ? 4
+                                                  : 0;
+    if (need == 1) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    // The continuation bytes, then the code point's range (no overlongs, no surrogates).
+    std::uint32_t cp = need == 2 ? c & 0x1Fu : need == 3 ? c & 0x0Fu : c & 0x07u;
+    std::size_t got = 1;
+    bool ok = need != 0;
+    while (ok && got < need && i + got < bytes.size()) {
+      const auto d = static_cast<unsigned char>(bytes[i + got]);
+      if ((d & 0xC0) != 0x80) {
+        ok = false;
+        break;
+      }
+      cp = (cp << 6) | (d & 0x3Fu);
+      ++got;
+    }
+    if (ok && got < need) {  // cut short by the end of the bytes so far
+      if (!final) break;     // more tokens may complete it
+      ok = false;
+    }
+    if (ok) {
+      const std::uint32_t min = need == 2 ? 0x80 : need == 3 ? 0x800 : 0x10000;
+      ok = cp >= min && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+    }
+    if (ok) {
+      out.append(bytes.substr(i, need));
+      i += need;
+    } else {
+      out.append(replacement);
+      ++i;
+    }
   }
-  return n;
+  return out;
 }
 
 struct scheduler::sequence {
@@ -86,7 +123,7 @@ struct scheduler::sequence {
   std::vector<float> logits;
   std::vector<metering::token_id> generated;  // without a final eos
   int completion_tokens = 0;
-  std::string text;         // decoded so far
+  std::string text;         // decoded so far, valid UTF-8
   std::size_t emitted = 0;  // bytes of `text` sent
   std::uint64_t rng = 0;
   bool finished = false;
@@ -189,12 +226,13 @@ void scheduler::step(sequence& s) {
   ++s.completion_tokens;
   generated_tokens_.inc();
   const bool eos = std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end();
-  if (!eos) {
-    s.generated.push_back(static_cast<metering::token_id>(next));
-    s.text = tok_.decode(s.generated).value_or(s.text);
-  }
+  if (!eos) s.generated.push_back(static_cast<metering::token_id>(next));
   std::string reason;
   if (eos) reason = "stop";
+  if (reason.empty() && s.completion_tokens >= s.req.sampling.max_tokens) reason = "length";
+  // The text so far: invalid bytes become U+FFFD; an unfinished character waits for the next
+  // token, unless this is the last.
+  s.text = valid_utf8(tok_.decode(s.generated).value_or(std::string()), !reason.empty());
   // A stop string ends the text where it begins.
   for (const auto& stop : s.req.sampling.stop) {
     if (stop.empty()) continue;
@@ -205,7 +243,6 @@ void scheduler::step(sequence& s) {
       reason = "stop";
     }
   }
-  if (reason.empty() && s.completion_tokens >= s.req.sampling.max_tokens) reason = "length";
   if (!reason.empty()) {
     emit_text(s, true);
     generation_event done;
@@ -221,13 +258,16 @@ void scheduler::step(sequence& s) {
 }
 
 void scheduler::emit_text(sequence& s, bool final) {
-  std::size_t upto = final ? s.text.size() : complete_utf8_prefix(s.text);
+  std::size_t upto = s.text.size();
   if (!final) {
-    // Hold back what could be the start of a stop string.
+    // Hold back what could be the start of a stop string, cut at a character boundary.
     std::size_t longest = 0;
     for (const auto& stop : s.req.sampling.stop) longest = std::max(longest, stop.size());
     if (longest > 1) upto = upto > longest - 1 ? upto - (longest - 1) : 0;
-    upto = std::min(upto, complete_utf8_prefix(s.text.substr(0, upto)));
+    while (upto > 0 && upto < s.text.size() &&
+           (static_cast<unsigned char>(s.text[upto]) & 0xC0) == 0x80) {
+      --upto;
+    }
   }
   if (upto <= s.emitted) return;
   generation_event e;

@@ -55,8 +55,9 @@ struct generation_request {
 // Picks the next token from `logits` (modified in place) with `p` and the generator state.
 int sample_token(std::vector<float>& logits, const sampling_params& p, std::uint64_t& rng_state);
 
-// The longest prefix of `text` that does not end inside a UTF-8 sequence.
-std::size_t complete_utf8_prefix(const std::string& text);
+// `bytes` as valid UTF-8: each byte that does not start a valid character becomes U+FFFD. An
+// unfinished character at the end is left out, or (when `final`) replaced too.
+std::string valid_utf8(std::string_view bytes, bool final);
 
 class scheduler {
  public:
