@@ -1,53 +1,37 @@
 // The CPU forward pass: see cpu_forward.hpp.
 #include "gpu/cpu_forward.hpp"
 
+#include <thread>
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 namespace tollgate::gpu {
-namespace {
+cpu_forward::cpu_forward(const model_weights& weights, unsigned threads)
+    : w_(weights),
+      inv_freq_(rope_inverse_frequencies(weights.config)),
+      pool_(std::make_unique<row_pool>(
+          threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency()))) {}
 
-// y[r] = sum_c m[r][c] x[c] (+ bias[r]); m is [rows, cols] row-major.
-void matvec(const std::vector<float>& m, const float* x, int rows, int cols, float* y,
-            const std::vector<float>* bias = nullptr) {
-  for (int r = 0; r < rows; ++r) {
-    const float* row = m.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(cols);
-    float sum = 0;
-    for (int c = 0; c < cols; ++c) sum += row[c] * x[c];
-    y[r] = sum + (bias != nullptr && !bias->empty() ? (*bias)[static_cast<std::size_t>(r)] : 0.0f);
-  }
-}
+cpu_forward::~cpu_forward() = default;
 
-void rms_norm(const float* x, const std::vector<float>& weight, int n, float eps, float* out) {
-  double sum = 0;
-  for (int i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
-  const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
-  for (int i = 0; i < n; ++i) out[i] = weight[static_cast<std::size_t>(i)] * (x[i] * scale);
-}
-
-// Rotates each head's pairs (i, i + d/2) by position x inverse frequency (Hugging Face's
-// rotate_half convention).
-void rope(float* v, int heads, int head_dim, int position, const std::vector<double>& inv_freq) {
-  const int half = head_dim / 2;
-  for (int i = 0; i < half; ++i) {
-    const double angle = position * inv_freq[static_cast<std::size_t>(i)];
-    const float c = static_cast<float>(std::cos(angle));
-    const float s = static_cast<float>(std::sin(angle));
-    for (int h = 0; h < heads; ++h) {
-      float* x = v + static_cast<std::size_t>(h) * head_dim;
-      const float a = x[i];
-      const float b = x[i + half];
-      x[i] = a * c - b * s;
-      x[i + half] = b * c + a * s;
+void cpu_forward::matvec(const std::vector<float>& m, const float* x, int rows, int cols, float* y,
+                         const std::vector<float>* bias) const {
+  const auto rows_of = [&](int begin, int end) {
+    for (int r = begin; r < end; ++r) {
+      const float* row = m.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(cols);
+      y[r] = dot(row, x, cols) +
+             (bias != nullptr && !bias->empty() ? (*bias)[static_cast<std::size_t>(r)] : 0.0f);
     }
+  };
+  // Small products are not worth waking the other threads for.
+  if (static_cast<std::int64_t>(rows) * cols < (1 << 15)) {
+    rows_of(0, rows);
+  } else {
+    pool_->run(rows, rows_of);
   }
 }
-
-}  // namespace
-
-cpu_forward::cpu_forward(const model_weights& weights)
-    : w_(weights), inv_freq_(rope_inverse_frequencies(weights.config)) {}
 
 sequence_cache cpu_forward::new_sequence(int capacity) const {
   const auto& c = w_.config;
@@ -79,9 +63,7 @@ std::vector<float> cpu_forward::step(sequence_cache& seq, int token) const {
   const int hd = c.head_dim;
   const int nq = c.num_heads;
   const int nkv = c.num_kv_heads;
-  const int group = nq / nkv;
   const int pos = seq.length;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   std::vector<float> x(w_.embed.begin() + static_cast<std::ptrdiff_t>(token) * h,
                        w_.embed.begin() + static_cast<std::ptrdiff_t>(token + 1) * h);
@@ -100,60 +82,33 @@ std::vector<float> cpu_forward::step(sequence_cache& seq, int token) const {
     float* k_here = kcache + static_cast<std::size_t>(pos) * nkv * hd;
     float* v_here = vcache + static_cast<std::size_t>(pos) * nkv * hd;
 
-    rms_norm(x.data(), l.input_norm, h, c.rms_norm_eps, normed.data());
+    rms_norm(x.data(), l.input_norm.data(), h, c.rms_norm_eps, normed.data());
     matvec(l.q, normed.data(), nq * hd, h, q.data(), &l.q_bias);
     matvec(l.k, normed.data(), nkv * hd, h, k_here, &l.k_bias);
     matvec(l.v, normed.data(), nkv * hd, h, v_here, &l.v_bias);
     if (c.qk_norm) {
       for (int hh = 0; hh < nq; ++hh)
-        rms_norm(&q[static_cast<std::size_t>(hh * hd)], l.q_norm, hd, c.rms_norm_eps,
+        rms_norm(&q[static_cast<std::size_t>(hh * hd)], l.q_norm.data(), hd, c.rms_norm_eps,
                  &q[static_cast<std::size_t>(hh * hd)]);
       for (int hh = 0; hh < nkv; ++hh)
-        rms_norm(k_here + hh * hd, l.k_norm, hd, c.rms_norm_eps, k_here + hh * hd);
+        rms_norm(k_here + hh * hd, l.k_norm.data(), hd, c.rms_norm_eps, k_here + hh * hd);
     }
-    rope(q.data(), nq, hd, pos, inv_freq_);
-    rope(k_here, nkv, hd, pos, inv_freq_);
+    rope(q.data(), nq, hd, pos, inv_freq_.data());
+    rope(k_here, nkv, hd, pos, inv_freq_.data());
 
-    for (int hh = 0; hh < nq; ++hh) {
-      const int kvh = hh / group;
-      const float* qh = &q[static_cast<std::size_t>(hh * hd)];
-      float best = -INFINITY;
-      for (int t = 0; t <= pos; ++t) {
-        const float* kt = kcache + (static_cast<std::size_t>(t) * nkv + kvh) * hd;
-        float dot = 0;
-        for (int d = 0; d < hd; ++d) dot += qh[d] * kt[d];
-        scores[static_cast<std::size_t>(t)] = dot * scale;
-        best = std::max(best, scores[static_cast<std::size_t>(t)]);
-      }
-      float total = 0;
-      for (int t = 0; t <= pos; ++t) {
-        scores[static_cast<std::size_t>(t)] = std::exp(scores[static_cast<std::size_t>(t)] - best);
-        total += scores[static_cast<std::size_t>(t)];
-      }
-      float* out = &attn[static_cast<std::size_t>(hh * hd)];
-      std::fill(out, out + hd, 0.0f);
-      for (int t = 0; t <= pos; ++t) {
-        const float p = scores[static_cast<std::size_t>(t)] / total;
-        const float* vt = vcache + (static_cast<std::size_t>(t) * nkv + kvh) * hd;
-        for (int d = 0; d < hd; ++d) out[d] += p * vt[d];
-      }
-    }
+    attend(q.data(), kcache, vcache, pos + 1, nq, nkv, hd, attn.data(), scores.data());
     matvec(l.o, attn.data(), h, nq * hd, proj.data());
     for (int i = 0; i < h; ++i) x[static_cast<std::size_t>(i)] += proj[static_cast<std::size_t>(i)];
 
-    rms_norm(x.data(), l.post_norm, h, c.rms_norm_eps, normed.data());
+    rms_norm(x.data(), l.post_norm.data(), h, c.rms_norm_eps, normed.data());
     matvec(l.gate, normed.data(), c.intermediate_size, h, gate.data());
     matvec(l.up, normed.data(), c.intermediate_size, h, up.data());
-    for (int i = 0; i < c.intermediate_size; ++i) {
-      const float g = gate[static_cast<std::size_t>(i)];
-      gate[static_cast<std::size_t>(i)] =
-          g / (1.0f + std::exp(-g)) * up[static_cast<std::size_t>(i)];
-    }
+    swiglu(gate.data(), up.data(), c.intermediate_size);
     matvec(l.down, gate.data(), h, c.intermediate_size, proj.data());
     for (int i = 0; i < h; ++i) x[static_cast<std::size_t>(i)] += proj[static_cast<std::size_t>(i)];
   }
   seq.length = pos + 1;
-  rms_norm(x.data(), w_.final_norm, h, c.rms_norm_eps, normed.data());
+  rms_norm(x.data(), w_.final_norm.data(), h, c.rms_norm_eps, normed.data());
   std::vector<float> logits(static_cast<std::size_t>(c.vocab_size));
   matvec(w_.output_matrix(), normed.data(), c.vocab_size, h, logits.data());
   return logits;

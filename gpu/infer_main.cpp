@@ -3,14 +3,16 @@
 //                  [--arch llama|qwen2|qwen3] [--dtype f32|bf16|f16] [--seed N]
 //       writes a deterministic random model in Hugging Face's format (config.json,
 //       model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json)
-//   tollgate-infer logits --model DIR --ids 1,2,3 --out FILE
+//   tollgate-infer logits --model DIR --ids 1,2,3 --out FILE [--threads N] [--timing]
 //       runs the CPU forward pass and writes every position's logits as raw little-endian F32
-//   tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N
+//   tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N [--threads N] [--timing]
 //       greedy decoding on the CPU; prints the generated ids, comma-separated
 //   tollgate-infer serve --model DIR [--listen 127.0.0.1:8000] [--name NAME]
 //                  [--max-sequences N] [--threads N]
 //       the OpenAI-compatible server (gpu/infer_server.hpp)
 // The paged KV cache, SIMD and threads, and the CUDA path are not built yet (docs/ENGINE.md).
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -269,6 +271,10 @@ int run_model(const std::string& command, std::vector<std::string> args) {
   const std::string ids_text = flag(args, "--ids", "");
   const std::string out = flag(args, "--out", "");
   const int max_tokens = std::atoi(flag(args, "--max-tokens", "16").c_str());
+  const unsigned threads = static_cast<unsigned>(std::atoi(flag(args, "--threads", "0").c_str()));
+  // --timing: the forward pass's wall time on stderr as JSON (for tests/bench/engine_bench.mjs).
+  const bool timing = std::find(args.begin(), args.end(), "--timing") != args.end();
+  if (timing) args.erase(std::find(args.begin(), args.end(), "--timing"));
   std::vector<int> ids;
   if (!args.empty() || dir.empty() || !parse_ids(ids_text, ids) || max_tokens < 1 ||
       (command == "logits" && out.empty())) {
@@ -286,9 +292,19 @@ int run_model(const std::string& command, std::vector<std::string> args) {
       return 1;
     }
   }
-  cpu_forward engine(*model);
+  cpu_forward engine(*model, threads);
+  const auto started = std::chrono::steady_clock::now();
+  const auto report = [&](std::size_t tokens) {
+    if (!timing) return;
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+    std::fprintf(stderr, "{\"forward_us\":%lld,\"tokens\":%zu,\"simd\":%s}\n",
+                 static_cast<long long>(us), tokens, simd_enabled() ? "true" : "false");
+  };
   if (command == "generate") {
     const auto generated = engine.generate_greedy(ids, max_tokens);
+    report(generated.size());
     std::string line;
     for (std::size_t i = 0; i < generated.size(); ++i)
       line += (i ? "," : "") + std::to_string(generated[i]);
@@ -298,6 +314,7 @@ int run_model(const std::string& command, std::vector<std::string> args) {
   sequence_cache seq = engine.new_sequence(static_cast<int>(ids.size()));
   std::vector<std::vector<float>> all;
   engine.feed(seq, ids, &all);
+  report(ids.size());
   std::ofstream f(out, std::ios::binary | std::ios::trunc);
   for (const auto& row : all) {
     f.write(reinterpret_cast<const char*>(row.data()),

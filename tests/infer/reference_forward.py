@@ -11,8 +11,10 @@ prints the logits of every position as raw float32 (`logits`) or greedy-decodes 
 """
 import json
 import math
+import os
 import struct
 import sys
+import time
 
 import torch
 
@@ -140,8 +142,14 @@ def main():
     ids = [int(t) for t in ids_text.split(",")]
     model = Model(folder)
     if command == "logits":
+        started = time.perf_counter()
+        logits = model.logits(ids)
+        if os.environ.get("REFERENCE_TIMING"):
+            elapsed_us = int((time.perf_counter() - started) * 1e6)
+            print(json.dumps({"forward_us": elapsed_us, "tokens": len(ids),
+                              "torch_threads": torch.get_num_threads()}), file=sys.stderr)
         with open(sys.argv[4], "wb") as f:
-            f.write(model.logits(ids).contiguous().numpy().astype("<f4").tobytes())
+            f.write(logits.contiguous().numpy().astype("<f4").tobytes())
     elif command == "generate":
         print(",".join(str(t) for t in model.generate(ids, int(sys.argv[4]))))
     else:

@@ -1,0 +1,65 @@
+// CPU kernels for the forward pass: a dot product with AVX2/FMA when the processor has them
+// (checked once, at run time; a scalar loop otherwise), RMSNorm, RoPE, SwiGLU and attention
+// (the CPU twins of the CUDA kernels), and a pool of threads that splits a matrix-vector product
+// by rows (one thread per core, the caller included).
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tollgate::gpu {
+
+// sum a[i] * b[i] for i < n.
+float dot(const float* a, const float* b, int n);
+
+// The CPU twins of the engine's kernels (the CUDA kernels in gpu/cuda_kernels.cu are checked
+// against them).
+// out = weight * x / sqrt(mean(x^2) + eps) over n values (out may be x).
+void rms_norm(const float* x, const float* weight, int n, float eps, float* out);
+// Rotates each of `heads` heads in place: pairs (i, i + head_dim/2) by position x inv_freq[i]
+// (Hugging Face's rotate_half layout).
+void rope(float* v, int heads, int head_dim, int position, const double* inv_freq);
+// gate[i] = silu(gate[i]) * up[i].
+void swiglu(float* gate, const float* up, int n);
+// Attention of one query position over `length` cached positions, grouped-query: q is
+// [q_heads][head_dim], keys/values [length][kv_heads][head_dim]; out is [q_heads][head_dim].
+// `scores` is scratch of `length` floats.
+void attend(const float* q, const float* keys, const float* values, int length, int q_heads,
+            int kv_heads, int head_dim, float* out, float* scores);
+// Whether dot() uses AVX2/FMA on this machine.
+bool simd_enabled();
+
+// Runs fn(begin, end) over [0, rows) in chunks on all threads, returning when every chunk is
+// done. Used from one thread at a time (the engine thread).
+class row_pool {
+ public:
+  explicit row_pool(unsigned threads);
+  ~row_pool();
+  row_pool(const row_pool&) = delete;
+  row_pool& operator=(const row_pool&) = delete;
+
+  void run(int rows, const std::function<void(int, int)>& fn);
+  unsigned threads() const { return static_cast<unsigned>(workers_.size()) + 1; }
+
+ private:
+  void work();
+  void take_chunks();
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable start_;
+  std::condition_variable done_;
+  std::uint64_t generation_ = 0;
+  bool stopping_ = false;
+  const std::function<void(int, int)>* fn_ = nullptr;
+  int rows_ = 0;
+  int chunk_ = 1;
+  std::atomic<int> next_{0};
+  int busy_ = 0;  // workers still on the current job
+};
+
+}  // namespace tollgate::gpu
