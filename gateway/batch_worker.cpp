@@ -3,8 +3,10 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
@@ -62,7 +64,17 @@ void batch_worker::start() {
     stopping_.store(true);
     for (auto& t : timers_[worker]) t->cancel();
   });
-  net::co_spawn(billing_.executor, coordinate(), net::detached);
+  coordinator_timer_ = std::make_unique<net::steady_timer>(billing_.executor);
+  coordinating_ = net::co_spawn(billing_.executor, coordinate(), net::use_future);
+}
+
+batch_worker::~batch_worker() {
+  if (!coordinating_.valid()) return;
+  // The coordinator runs on the billing thread and uses this object: end it and wait (at most
+  // one database statement) before the members go.
+  coordinator_stopping_.store(true);
+  net::post(billing_.executor, [timer = coordinator_timer_.get()] { timer->cancel(); });
+  coordinating_.wait();
 }
 
 net::awaitable<bool> batch_worker::pause(net::steady_timer& timer, std::uint64_t ms) {
@@ -137,14 +149,16 @@ net::awaitable<void> batch_worker::run_lines(unsigned worker,
 }
 
 net::awaitable<void> batch_worker::coordinate() {
-  net::steady_timer timer(billing_.executor);
+  net::steady_timer& timer = *coordinator_timer_;
   auto last_renewal = std::chrono::steady_clock::now();
   const auto renew_every = std::chrono::milliseconds(config_.lease_ms / 3);
-  for (;;) {
+  // The flag is read on the billing thread, where the stop's timer cancel also runs: it cannot
+  // slip in between the check and the wait.
+  while (!coordinator_stopping_.load()) {
     timer.expires_after(std::chrono::milliseconds(config_.poll_interval_ms));
     boost::system::error_code ec;
     co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
-    if (ec) co_return;
+    if (ec || coordinator_stopping_.load()) co_return;
     if (std::chrono::steady_clock::now() - last_renewal >= renew_every) {
       last_renewal = std::chrono::steady_clock::now();
       auto renew_op = store_.renew_leases(owner_, static_cast<std::int64_t>(config_.lease_ms));

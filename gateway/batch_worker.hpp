@@ -17,6 +17,7 @@
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +47,8 @@ class batch_worker {
 
   // Starts the runners and the coordinator; the runners stop when the server's drain ends.
   void start();
+  // Stops the coordinator and waits for it (the billing thread must still be running).
+  ~batch_worker();
 
  private:
   boost::asio::awaitable<void> run_lines(unsigned worker,
@@ -62,6 +65,9 @@ class batch_worker {
   logger& log_;
   std::string owner_;  // this process's lease owner id
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> coordinator_stopping_{false};
+  std::unique_ptr<boost::asio::steady_timer> coordinator_timer_;  // on the billing executor
+  std::future<void> coordinating_;
   // Per I/O thread: its runners' timers (cancelled by the drain hook, on that thread).
   std::vector<std::vector<std::shared_ptr<boost::asio::steady_timer>>> timers_;
   metrics::family<metrics::counter>& lines_;
