@@ -2,16 +2,13 @@
 #include "gpu/model.hpp"
 
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 
 #include "core/json_dom.hpp"
 
 namespace tollgate::gpu {
 namespace {
-
 
 // Reads an integer field; `required` fields must be present and in [lo, hi].
 bool int_field(json::value obj, std::string_view name, int lo, int hi, int& out, std::string& error,
@@ -59,15 +56,6 @@ std::vector<int> token_ids(json::value v) {
 }
 
 }  // namespace
-
-bool read_file(const std::string& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream b;
-  b << in.rdbuf();
-  out = std::move(b).str();
-  return true;
-}
 
 load_result<model_config> parse_model_config(std::string_view config_json,
                                              std::string_view generation_config_json) {

@@ -60,9 +60,6 @@ struct model_weights {
   const std::vector<float>& output_matrix() const { return lm_head.empty() ? embed : lm_head; }
 };
 
-// Reads a whole file into `out`; false when it cannot be read.
-bool read_file(const std::string& path, std::string& out);
-
 // Loads a model folder (config.json, generation_config.json if present, the safetensors).
 load_result<model_weights> load_model(const std::string& dir);
 

@@ -116,14 +116,19 @@ std::uint16_t f32_to_f16(float v) {
   return static_cast<std::uint16_t>(sign | half);
 }
 
-load_result<safetensors_file> safetensors_file::open(const std::string& path) {
+bool read_file(const std::string& path, std::string& out) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return load_error{path + ": cannot be opened"};
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
+  if (!in) return false;
+  std::ostringstream b;
+  b << in.rdbuf();
+  out = std::move(b).str();
+  return true;
+}
+
+load_result<safetensors_file> safetensors_file::open(const std::string& path) {
   safetensors_file f;
   f.path_ = path;
-  f.bytes_ = std::move(buffer).str();
+  if (!read_file(path, f.bytes_)) return load_error{path + ": cannot be opened"};
   const std::string& b = f.bytes_;
   if (b.size() < 8) return load_error{path + ": truncated (no header length)"};
   std::uint64_t header_len = 0;

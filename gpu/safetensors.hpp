@@ -61,6 +61,9 @@ struct tensor_to_write {
 bool write_safetensors(const std::string& path, const std::vector<tensor_to_write>& tensors,
                        std::string& error);
 
+// Reads a whole file into `out`; false when it cannot be read.
+bool read_file(const std::string& path, std::string& out);
+
 // Conversions, exact for F32 -> BF16 -> F32 round trips of representable values (round to
 // nearest even on the way down).
 float bf16_to_f32(std::uint16_t v);

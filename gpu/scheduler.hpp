@@ -56,8 +56,9 @@ struct generation_request {
 int sample_token(std::vector<float>& logits, const sampling_params& p, std::uint64_t& rng_state);
 
 // `bytes` as valid UTF-8: each byte that does not start a valid character becomes U+FFFD. An
-// unfinished character at the end is left out, or (when `final`) replaced too.
-std::string valid_utf8(std::string_view bytes, bool final);
+// unfinished character at the end is left out, or (when `final`) replaced too; `consumed`, when
+// given, receives how many bytes were used (the rest waits for more).
+std::string valid_utf8(std::string_view bytes, bool final, std::size_t* consumed = nullptr);
 
 class scheduler {
  public:

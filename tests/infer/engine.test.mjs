@@ -80,7 +80,6 @@ describe('tollgate-infer: the CPU forward pass against a PyTorch reference', () 
       const ours = execFileSync(infer, ['generate', '--model', models[name], '--ids', ids, '--max-tokens', '32'], { encoding: 'utf8' }).trim();
       const theirs = execFileSync(python, [reference, 'generate', models[name], ids, '32'], { encoding: 'utf8' }).trim();
       assert.equal(ours, theirs);
-      assert.ok(ours.split(',').length >= 1);
     });
   }
 
