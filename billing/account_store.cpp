@@ -676,8 +676,10 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_bu
       " b.tier_mode, b.tier_scope, (SELECT v.prices::text FROM price_book_versions v"
       " WHERE v.book_id = p.book_id AND v.effective_at <= to_timestamp($2::bigint / 1000.0)"
       " ORDER BY v.effective_at DESC LIMIT 1), p.settlement_mode = 'credit_only'"
-      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id WHERE p.tenant_id = $1";
-  std::vector<pg::param> credit_params{tenant_id, std::to_string(now_ms)};
+      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id WHERE p.tenant_id = $1"
+      " AND p.from_period = tollgate_plan_period($1, $3)";
+  std::vector<pg::param> credit_params{tenant_id, std::to_string(now_ms),
+                                       period_of(now_ms / 1000)};
   auto c = co_await (*conn)->query(credit_sql, std::move(credit_params));
   if (!c) co_return c.error();
   if (c->size() == 1) {
@@ -905,11 +907,6 @@ const char* const price_book_json =
     "'effective_at',extract(epoch from v.effective_at)::bigint,'prices',v.prices)"
     " ORDER BY v.version) FROM price_book_versions v WHERE v.book_id = b.id))";
 
-const char* const plan_json =
-    "json_build_object('object','plan','tenant_id',p.tenant_id,'price_book_id',p.book_id,"
-    "'batch_discount_bp',p.batch_discount_bp,'settlement_mode',p.settlement_mode,"
-    "'updated_at',extract(epoch from p.updated_at)::bigint)";
-
 }  // namespace
 
 net::awaitable<store_result> account_store::create_price_book(price_book_spec spec,
@@ -1018,40 +1015,29 @@ net::awaitable<store_result> account_store::set_tenant_plan(plan_spec spec, std:
   pg::param discount, mode;
   if (spec.batch_discount_bp) discount = std::to_string(*spec.batch_discount_bp);
   if (spec.settlement_mode) mode = *spec.settlement_mode;
-  return one_object(
-      std::string("WITH old AS (SELECT * FROM tenant_plans WHERE tenant_id = $1),"
-                  " p AS (INSERT INTO tenant_plans (tenant_id, book_id, batch_discount_bp,"
-                  " settlement_mode) SELECT $1, $2, coalesce($3::integer, 5000),"
-                  " coalesce($4, 'credit_then_invoice')"
-                  " WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1)"
-                  " AND EXISTS (SELECT 1 FROM price_books WHERE id = $2)"
-                  " ON CONFLICT (tenant_id) DO UPDATE SET book_id = EXCLUDED.book_id,"
-                  " batch_discount_bp = coalesce($3::integer, tenant_plans.batch_discount_bp),"
-                  " settlement_mode = coalesce($4, tenant_plans.settlement_mode),"
-                  " updated_at = now() RETURNING *),"
-                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
-                  " before, after) SELECT $5, 'plan.set', p.tenant_id, 'plan', p.tenant_id,"
-                  " (SELECT to_jsonb(old) FROM old), to_jsonb(p) FROM p) SELECT ") +
-          plan_json + "::text FROM p",
-      {std::move(spec.tenant_id), std::move(spec.book_id), discount, mode, std::move(actor)},
-      "The tenant or price book named does not exist.");
+  // The rules (first plan at once, price changes at the next period) live in the function.
+  return one_object("SELECT tollgate_set_tenant_plan($1, $2, $3::integer, $4, $5)::text",
+                    {std::move(spec.tenant_id), std::move(spec.book_id), discount, mode,
+                     std::move(actor)},
+                    "The tenant or price book named does not exist.");
 }
 
 net::awaitable<store_result> account_store::get_tenant_plan(std::string tenant_id) {
-  return one_object(std::string("SELECT ") + plan_json + "::text FROM tenant_plans p"
-                    " WHERE p.tenant_id = $1",
-                    {tenant_id}, "Tenant " + tenant_id + " has no plan.");
+  return one_object("SELECT tollgate_tenant_plan_json($1)::text", {tenant_id},
+                    "Tenant " + tenant_id + " has no plan.");
 }
 
 net::awaitable<basic_result<period_usage, store_error>> account_store::load_plan(
-    std::string tenant_id) {
+    std::string tenant_id, std::string period) {
   auto conn = co_await pool_.acquire();
   if (!conn) co_return unavailable(conn.error());
   const std::string plan_sql =
       "SELECT p.book_id, b.currency, b.tier_mode, b.tier_scope, p.batch_discount_bp"
-      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id WHERE p.tenant_id = $1";
+      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id WHERE p.tenant_id = $1"
+      " AND p.from_period = tollgate_plan_period($1, $2)";
   std::vector<pg::param> plan_params;
   plan_params.emplace_back(tenant_id);
+  plan_params.emplace_back(period);
   auto plan = co_await (*conn)->query(plan_sql, std::move(plan_params));
   if (!plan) co_return from_db(plan.error());
   if (plan->size() == 0) {
@@ -1123,7 +1109,7 @@ net::awaitable<basic_result<period_usage, store_error>> account_store::load_peri
 net::awaitable<store_result> account_store::cost_preview(std::string tenant_id,
                                                         std::string period) {
   if (!period_bounds(period)) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
-  auto plan = co_await load_plan(std::move(tenant_id));
+  auto plan = co_await load_plan(std::move(tenant_id), period);
   if (!plan) co_return plan.error();
   auto usage = co_await load_period_totals(std::move(*plan), std::move(period));
   if (!usage) co_return usage.error();
@@ -1154,7 +1140,7 @@ net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
   // A finalized invoice never changes: nothing to price.
   auto finalized_already = co_await finalized_invoice(tenant_id, period);
   if (finalized_already || finalized_already.error().status != 404) co_return finalized_already;
-  auto plan = co_await load_plan(tenant_id);
+  auto plan = co_await load_plan(tenant_id, period);
   if (!plan) co_return plan.error();
   auto usage = co_await load_period_totals(*plan, period);
   if (!usage) co_return usage.error();
@@ -1191,7 +1177,9 @@ net::awaitable<store_result> account_store::draft_invoice(std::string tenant_id,
     }
   }  // the connection goes back to the pool before the earlier periods are loaded
   for (auto it = finalized.rbegin(); it != finalized.rend(); ++it) {
-    auto then = co_await load_period_totals(*plan, it->first);  // the same plan
+    auto then_plan = co_await load_plan(tenant_id, it->first);  // the plan of that period
+    if (!then_plan) co_return then_plan.error();
+    auto then = co_await load_period_totals(std::move(*then_plan), it->first);
     if (!then) co_return then.error();
     const auto late =
         late_adjustments(it->first, price_period(*then), it->second, earlier_adjustments);
@@ -1328,7 +1316,7 @@ net::awaitable<store_result> account_store::finalize_invoice(std::string tenant_
 net::awaitable<pg::db_result<std::vector<std::string>>> account_store::tenants_with_plans() {
   auto conn = co_await pool_.acquire();
   if (!conn) co_return conn.error();
-  const std::string sql = "SELECT tenant_id FROM tenant_plans ORDER BY tenant_id";
+  const std::string sql = "SELECT DISTINCT tenant_id FROM tenant_plans ORDER BY tenant_id";
   auto r = co_await (*conn)->query(sql);
   if (!r) co_return r.error();
   std::vector<std::string> out;
@@ -1597,7 +1585,9 @@ net::awaitable<pg::db_result<account_store::rating_state>> account_store::load_r
   auto plans = co_await rating_plans_.load(**conn, tenants);
   if (!plans) co_return plans.error();
   rating_state state;
-  if (auto it = plans->find(tenant_id); it != plans->end()) state.plan = std::move(it->second);
+  if (auto it = plans->find(tenant_id); it != plans->end()) {
+    if (const rating_plan* p = plan_for_period(it->second, period)) state.plan = *p;
+  }
   if (!state.plan) co_return state;
   const std::string acc_sql =
       "SELECT model, token_class, batch, position, charged_micros FROM rating_accumulators"

@@ -283,9 +283,10 @@ class account_store {
   };
   boost::asio::awaitable<store_result> set_tenant_plan(plan_spec spec, std::string actor);
   boost::asio::awaitable<store_result> get_tenant_plan(std::string tenant_id);
-  // A tenant's plan and its price book's versions (no totals yet; 404 without a plan).
+  // The tenant's plan for a period ("YYYY-MM") and its price book's versions (no totals yet;
+  // 404 without a plan). See sql/012_plan_periods.sql for which plan prices a period.
   boost::asio::awaitable<basic_result<period_usage, store_error>> load_plan(
-      std::string tenant_id);
+      std::string tenant_id, std::string period);
   // `plan` with the ledger's totals of a period ("YYYY-MM", UTC).
   boost::asio::awaitable<basic_result<period_usage, store_error>> load_period_totals(
       period_usage plan, std::string period);

@@ -320,7 +320,8 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
   }
   if (lines.empty()) co_return 0;
 
-  std::map<std::string, rating_plan> plans;
+  std::map<std::string, plan_history> plans;
+  std::vector<const rating_plan*> event_plans(events.size(), nullptr);  // the plan of its period
   std::vector<std::optional<rated_event>> rated(events.size());
   if (settings_.rate_events) {
     std::set<std::string> tenants;
@@ -330,8 +331,14 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
     auto loaded = co_await plans_.load(conn_, tenants);
     if (!loaded) co_return loaded.error();
     plans = std::move(*loaded);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      if (!events[i]) continue;
+      if (const auto it = plans.find(events[i]->tenant_id); it != plans.end()) {
+        event_plans[i] = plan_for_period(it->second, period_of(events[i]->occurred_at_s));
+      }
+    }
     if (!plans.empty()) {
-      auto done = co_await rate_batch(events, plans, rated);
+      auto done = co_await rate_batch(events, event_plans, rated);
       if (!done) co_return done.error();
     }
   }
@@ -349,7 +356,7 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
       out.push_back('\t');
       out += std::to_string(rated[i]->cost_micros);
       out.push_back('\t');
-      pg::append_copy_text(out, plans.at(events[i]->tenant_id).book_id);
+      pg::append_copy_text(out, event_plans[i]->book_id);
       out.push_back('\t');
       out += std::to_string(rated[i]->version);
     } else {
@@ -368,14 +375,12 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
 
 net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     const std::vector<std::optional<rating_event>>& events,
-    const std::map<std::string, rating_plan>& plans,
+    const std::vector<const rating_plan*>& plans,
     std::vector<std::optional<rated_event>>& rated) {
   accumulator_map accumulators;
-  for (const auto& e : events) {
-    if (!e) continue;
-    const auto plan = plans.find(e->tenant_id);
-    if (plan == plans.end()) continue;
-    if (auto target = rating_target_of(plan->second, *e)) {
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (!events[i] || plans[i] == nullptr) continue;
+    if (auto target = rating_target_of(*plans[i], *events[i])) {
       for (auto& key : target->keys) accumulators.try_emplace(std::move(key));
     }
   }
@@ -419,9 +424,7 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     accumulators[key] = accumulator_state{locked->int64(i, 5), locked->int64(i, 6)};
   }
   for (std::size_t i = 0; i < events.size(); ++i) {
-    if (!events[i]) continue;
-    const auto plan = plans.find(events[i]->tenant_id);
-    if (plan != plans.end()) rated[i] = rate_event(plan->second, *events[i], accumulators);
+    if (events[i] && plans[i] != nullptr) rated[i] = rate_event(*plans[i], *events[i], accumulators);
   }
   auto cleared = co_await conn_.exec("DELETE FROM rating_staging");
   if (!cleared) co_return cleared.error();

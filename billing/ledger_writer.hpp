@@ -88,12 +88,12 @@ class ledger_writer final : public metering::usage_sink {
   // The body of write_rows' transaction.
   boost::asio::awaitable<pg::db_result<std::int64_t>> rate_and_store(const std::string& rows,
                                                                      bool may_repeat);
-  // Rates `events` (null: a row that is not rated) of tenants in `plans` on the accumulators
-  // in PostgreSQL: locks them, rates in order, writes them back. Fills `rated`, aligned with
-  // `events`.
+  // Rates `events` (null: a row that is not rated) by `plans` (per event, the plan of its
+  // period, or null) on the accumulators in PostgreSQL: locks them, rates in order, writes
+  // them back. Fills `rated`, aligned with `events`.
   boost::asio::awaitable<pg::db_result<bool>> rate_batch(
       const std::vector<std::optional<rating_event>>& events,
-      const std::map<std::string, rating_plan>& plans,
+      const std::vector<const rating_plan*>& plans,
       std::vector<std::optional<rated_event>>& rated);
   // Pays the rated events' costs from their tenants' credit grants (billing/credits.hpp): locks
   // the grants' accounts, draws for the events in order, and books one drawdown transfer per

@@ -128,6 +128,14 @@ std::optional<rating_event> parse_rating_event(std::string_view line) {
   return e;
 }
 
+const rating_plan* plan_for_period(const plan_history& plans, std::string_view period) {
+  const rating_plan* found = plans.empty() ? nullptr : &plans.front();
+  for (const auto& p : plans) {
+    if (p.from_period <= period) found = &p;
+  }
+  return found;
+}
+
 std::optional<rating_target> rating_target_of(const rating_plan& plan, const rating_event& e) {
   const rating_plan::version* in_force = nullptr;
   for (const auto& v : plan.versions) {

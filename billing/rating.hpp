@@ -36,8 +36,10 @@ struct rating_event {
 // without the trailing newline). nullopt for a line that does not have that shape.
 std::optional<rating_event> parse_rating_event(std::string_view copy_line);
 
-// A tenant's plan as rating sees it: the book's settings and its versions in effective order.
+// A tenant's plan as rating sees it: the first period it prices, the book's settings and its
+// versions in effective order.
 struct rating_plan {
+  std::string from_period;  // "YYYY-MM"
   std::string book_id;
   tier_mode mode = tier_mode::graduated;
   tier_scope scope = tier_scope::model;
@@ -49,6 +51,12 @@ struct rating_plan {
   };
   std::vector<version> versions;
 };
+
+// A tenant's plans in from_period order. One plan prices each whole period: the latest one
+// from at or before it, or the first for periods before them all (sql/012_plan_periods.sql).
+using plan_history = std::vector<rating_plan>;
+// The plan that prices `period` ("YYYY-MM"); null for an empty history.
+const rating_plan* plan_for_period(const plan_history& plans, std::string_view period);
 
 // An accumulator: tenant, period ("2026-11"), model (or "*"), token class (input,
 // cached_input, output), batch flag.

@@ -7,18 +7,18 @@ namespace tollgate::billing {
 
 namespace net = boost::asio;
 
-net::awaitable<pg::db_result<std::map<std::string, rating_plan>>> rating_plan_loader::load(
+net::awaitable<pg::db_result<std::map<std::string, plan_history>>> rating_plan_loader::load(
     pg::connection& conn, const std::set<std::string>& tenants) {
-  std::map<std::string, rating_plan> plans;
+  std::map<std::string, plan_history> plans;
   if (tenants.empty()) co_return plans;
   std::vector<pg::param> params;
   params.emplace_back(pg::text_array(tenants));
   auto found = co_await conn.query(
       "SELECT p.tenant_id, p.book_id, b.tier_mode, b.tier_scope, p.batch_discount_bp,"
-      " v.version, extract(epoch from v.effective_at)::bigint"
+      " v.version, extract(epoch from v.effective_at)::bigint, p.from_period"
       " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id"
       " JOIN price_book_versions v ON v.book_id = p.book_id"
-      " WHERE p.tenant_id = ANY($1::text[]) ORDER BY p.tenant_id, v.effective_at",
+      " WHERE p.tenant_id = ANY($1::text[]) ORDER BY p.tenant_id, p.from_period, v.effective_at",
       std::move(params));
   if (!found) co_return found.error();
   std::set<std::string> missing;
@@ -53,7 +53,11 @@ net::awaitable<pg::db_result<std::map<std::string, rating_plan>>> rating_plan_lo
     }
   }
   for (int i = 0; i < found->size(); ++i) {
-    rating_plan& plan = plans[std::string(found->text(i, 0))];
+    plan_history& history = plans[std::string(found->text(i, 0))];
+    if (history.empty() || history.back().from_period != found->text(i, 7)) {
+      history.emplace_back().from_period = std::string(found->text(i, 7));
+    }
+    rating_plan& plan = history.back();
     plan.book_id = std::string(found->text(i, 1));
     plan.mode = tier_mode_of(found->text(i, 2));
     plan.scope = tier_scope_of(found->text(i, 3));

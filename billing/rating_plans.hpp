@@ -1,5 +1,6 @@
-// Tenants' plans as rating sees them (billing/rating), read from PostgreSQL: the book's tier
-// mode and scope, the batch discount and every version with its prices. Used by the ledger
+// Tenants' plans as rating sees them (billing/rating), read from PostgreSQL: per plan row (the
+// first period it prices), the book's tier mode and scope, the batch discount and every
+// version with its prices. Used by the ledger
 // writer for each batch and by the account store for the cost header. A version never changes
 // once made, so each loader reads and parses a version's prices once.
 #pragma once
@@ -24,7 +25,7 @@ class rating_plan_loader {
   explicit rating_plan_loader(logger* log) : log_(log) {}
 
   // The plans of `tenants` that have one, by tenant.
-  boost::asio::awaitable<pg::db_result<std::map<std::string, rating_plan>>> load(
+  boost::asio::awaitable<pg::db_result<std::map<std::string, plan_history>>> load(
       pg::connection& conn, const std::set<std::string>& tenants);
 
  private:

@@ -11,6 +11,16 @@ import { startStack, binDir, chatBody, postJson, waitFor } from '../lib/harness.
 import { startPostgres } from '../lib/postgres.mjs';
 import { dbConfig, api, makeTenant, refPrice, expectRatedOnce, ADMIN, FINANCE } from '../lib/ledger.mjs';
 
+// Billing periods are calendar months in UTC.
+const thisPeriod = () => new Date().toISOString().slice(0, 7);
+const shiftPeriod = (period, months) => {
+  const d = new Date(`${period}-01T00:00:00Z`);
+  d.setUTCMonth(d.getUTCMonth() + months);
+  return d.toISOString().slice(0, 7);
+};
+const nextPeriod = (period) => shiftPeriod(period, 1);
+const previousPeriod = (period) => shiftPeriod(period, -1);
+
 const stripeTiers = [{ up_to: 5_000_000, rate: '7000000' }, { up_to: 10_000_000, rate: '6500000' }, { rate: '6000000' }];
 
 describe('price books and plans (real PostgreSQL)', () => {
@@ -105,10 +115,13 @@ describe('price books and plans (real PostgreSQL)', () => {
     assert.equal(set.status, 200, set.text);
     assert.equal(set.json.batch_discount_bp, 5000, 'the batch discount defaults to 50 %');
     assert.equal(set.json.settlement_mode, 'credit_then_invoice');
+    assert.equal(set.json.from_period, thisPeriod(), 'a first plan prices the current period');
+    assert.equal(set.json.scheduled, null);
     const changed = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`,
       { body: { price_book_id: book.id, settlement_mode: 'credit_only' } });
-    assert.equal(changed.json.settlement_mode, 'credit_only');
+    assert.equal(changed.json.settlement_mode, 'credit_only', 'a settlement mode applies at once');
     assert.equal(changed.json.batch_discount_bp, 5000, 'unchanged when not given');
+    assert.equal(changed.json.scheduled, null);
     for (const body of [{ price_book_id: 'pb_missing' }, { price_book_id: book.id, batch_discount_bp: 10001 },
       { price_book_id: book.id, settlement_mode: 'later' }]) {
       const r = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`, { body });
@@ -119,15 +132,82 @@ describe('price books and plans (real PostgreSQL)', () => {
 
     // tollctl: a book from a file, a plan, both read back.
     const file = path.join(dir, 'book.json');
-    writeFileSync(file, JSON.stringify({ name: 'From file', currency: 'USD', models: { 'dev-echo': { input: [{ rate: '2.5' }], output: [{ rate: '10' }] } } }));
+    writeFileSync(file, JSON.stringify({ name: 'From file', currency: 'EUR', models: { 'dev-echo': { input: [{ rate: '2.5' }], output: [{ rate: '10' }] } } }));
     const env = { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_ADMIN_TOKEN: ADMIN };
     const tollctl = (...args) => JSON.parse(execFileSync(path.join(binDir, 'tollctl'), args, { env, encoding: 'utf8' }));
     const fromFile = tollctl('price-books', 'create', '--file', file);
     assert.equal(fromFile.versions[0].prices['dev-echo'].input[0].rate, '2.5');
+    // A new book or discount takes effect at the next period.
     const plan = tollctl('plans', 'set', '--tenant', t.tenant, '--price-book', fromFile.id, '--batch-discount-bp', '2500');
-    assert.equal(plan.batch_discount_bp, 2500);
-    assert.equal(tollctl('plans', 'get', '--tenant', t.tenant).price_book_id, fromFile.id);
+    assert.equal(plan.price_book_id, book.id);
+    assert.deepEqual(plan.scheduled, { from_period: nextPeriod(thisPeriod()), price_book_id: fromFile.id, batch_discount_bp: 2500 });
+    assert.equal(tollctl('plans', 'get', '--tenant', t.tenant).scheduled.price_book_id, fromFile.id);
     assert.equal(tollctl('price-books', 'get', fromFile.id).id, fromFile.id);
+  });
+
+  test('a new price book or discount takes effect at the next period, so one plan prices each whole period', async () => {
+    const book = async (name, rate, currency = 'USD') => (await api(s.adminUrl, 'POST', '/admin/v1/price_books', {
+      body: { name, currency, effective_at: 1_700_000_000, models: { 'dev-echo': { input: [{ rate }], output: [{ rate }] } } },
+    })).json;
+    const a = await book('Plan A', '1000000');  // 1 micro-unit a token
+    const b = await book('Plan B', '3000000');  // 3
+    const euro = await book('Plan EUR', '1000000', 'EUR');
+    const setPlan = (tenant, body) => api(s.adminUrl, 'POST', `/admin/v1/tenants/${tenant}/plan`, { body });
+    const send = async (tenant, n) => {
+      for (let i = 0; i < n; i++) {
+        const r = await postJson(`${s.url}/v1/chat/completions`, chatBody(`repriced request ${i}`, { max_tokens: 5 }),
+          { authorization: `Bearer ${tenant.key}` });
+        assert.equal(r.status, 200);
+        await r.text();
+      }
+      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${tenant.tenant}'`)) === n, { what: 'ledger rows' });
+      return pg.query(`SELECT DISTINCT price_book_id, sum(cost_micros) OVER (), sum(prompt_tokens + completion_tokens) OVER ()
+        FROM usage_events WHERE tenant_id = '${tenant.tenant}'`);
+    };
+    const preview = async (tenant, period) =>
+      (await api(s.adminUrl, 'GET', `/finance/v1/cost_preview?tenant_id=${tenant}&period=${period}`, { token: FINANCE })).json;
+    const now = thisPeriod();
+
+    // A change is scheduled; usage until the period ends is rated by the plan in force.
+    const t = await makeTenant(s.adminUrl, 'Repriced');
+    assert.equal((await setPlan(t.tenant, { price_book_id: a.id })).status, 200);
+    const change = await setPlan(t.tenant, { price_book_id: b.id, batch_discount_bp: 2000 });
+    assert.equal(change.status, 200, change.text);
+    assert.equal(change.json.price_book_id, a.id);
+    assert.equal(change.json.batch_discount_bp, 5000);
+    assert.deepEqual(change.json.scheduled, { from_period: nextPeriod(now), price_book_id: b.id, batch_discount_bp: 2000 });
+    const rows = await send(t, 3);
+    assert.equal(rows.length, 1, 'one price book rated them all');
+    assert.equal(rows[0][0], a.id);
+    assert.equal(rows[0][1], rows[0][2], 'at plan A\'s 1 micro-unit a token');
+    const p = await preview(t.tenant, now);
+    assert.equal(p.price_book_id, a.id);
+    assert.equal(String(p.total_micros), rows[0][1], 'the period\'s events add up to its preview');
+    // Asking for the current prices again cancels the pending change; a book in another
+    // currency is refused; the audit log has each change.
+    assert.equal((await setPlan(t.tenant, { price_book_id: a.id, batch_discount_bp: 5000 })).json.scheduled, null);
+    const other = await setPlan(t.tenant, { price_book_id: euro.id });
+    assert.equal(other.status, 400, other.text);
+    assert.match(other.json.error.message, /one currency/);
+    assert.equal((await api(s.adminUrl, 'GET', `/admin/v1/tenants/${t.tenant}/plan`)).json.scheduled, null, 'nothing changed');
+    const audit = (await api(s.adminUrl, 'GET', `/admin/v1/audit_log?tenant_id=${t.tenant}`)).json.data;
+    assert.equal(audit.filter((e) => e.action === 'plan.set').length, 3);
+
+    // When the period turns (moved here in the database: the plans one period back), the
+    // scheduled plan prices the new period and the old one keeps its own.
+    const u = await makeTenant(s.adminUrl, 'Turned');
+    await setPlan(u.tenant, { price_book_id: a.id });
+    await setPlan(u.tenant, { price_book_id: b.id, batch_discount_bp: 2000 });
+    pg.query(`UPDATE tenant_plans SET from_period = '${previousPeriod(now)}' WHERE tenant_id = '${u.tenant}' AND from_period = '${now}'`);
+    pg.query(`UPDATE tenant_plans SET from_period = '${now}' WHERE tenant_id = '${u.tenant}' AND from_period = '${nextPeriod(now)}'`);
+    const turned = (await api(s.adminUrl, 'GET', `/admin/v1/tenants/${u.tenant}/plan`)).json;
+    assert.deepEqual([turned.price_book_id, turned.batch_discount_bp, turned.from_period, turned.scheduled], [b.id, 2000, now, null]);
+    const later = await send(u, 3);
+    assert.equal(later[0][0], b.id);
+    assert.equal(Number(later[0][1]), 3 * Number(later[0][2]), 'at plan B\'s 3 micro-units a token');
+    const q = await preview(u.tenant, now);
+    assert.deepEqual([q.price_book_id, q.batch_discount_bp, String(q.total_micros)], [b.id, 2000, later[0][1]]);
+    assert.equal((await preview(u.tenant, previousPeriod(now))).price_book_id, a.id, 'the earlier period keeps plan A');
   });
 
   test('the cost preview prices the ledger totals of the period, per model, class and batch flag', async () => {
@@ -163,8 +243,8 @@ describe('price books and plans (real PostgreSQL)', () => {
     for (const e of raw) assert.equal(quoted.get(e.request_id), e.cost_micros, `the quote of ${e.request_id}`);
     assert.equal(raw.reduce((n, e) => n + e.cost_micros, 0), Number(rated.cost), 'the finance API shows each event\'s cost');
     assert.ok(raw.every((e) => e.price_book_id === book.id && e.price_book_version === 1));
-    // A batch row (the Batch API is not built yet: written here directly) is priced on its own
-    // accumulator with the plan's discount.
+    // A batch row (written here directly; tests/e2e/openai_batches.test.mjs runs real batch
+    // jobs) is priced on its own accumulator with the plan's discount.
     pg.query(`INSERT INTO usage_events (tenant_id, occurred_at, request_id, endpoint, model, upstream, stream, batch, status,
       prompt_tokens, cached_prompt_tokens, completion_tokens, reasoning_tokens, usage_reported, estimated, latency_us, client_disconnected)
       VALUES ('${t.tenant}', now(), 'batch_req_1', '/v1/chat/completions', 'dev-echo', 'dev', false, true, 200, 55, 0, 33, 0, true, false, 1, false)`);

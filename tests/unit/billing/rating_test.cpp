@@ -124,6 +124,24 @@ TEST_CASE("an event is rated by the version in force at its time, on its period'
   CHECK_FALSE(acc.contains({"ten_1", "2026-12", "m", "output", false}));
 }
 
+TEST_CASE("one plan prices each period: the latest from at or before it, else the first") {
+  plan_history plans;
+  CHECK(plan_for_period(plans, "2026-11") == nullptr);
+  for (const char* from : {"2026-09", "2026-11", "2027-01"}) {
+    rating_plan p;
+    p.from_period = from;
+    p.book_id = std::string("pb_") + from;
+    plans.push_back(std::move(p));
+  }
+  CHECK(plan_for_period(plans, "2026-01")->book_id == "pb_2026-09");  // before them all
+  CHECK(plan_for_period(plans, "2026-09")->book_id == "pb_2026-09");
+  CHECK(plan_for_period(plans, "2026-10")->book_id == "pb_2026-09");
+  CHECK(plan_for_period(plans, "2026-11")->book_id == "pb_2026-11");
+  CHECK(plan_for_period(plans, "2026-12")->book_id == "pb_2026-11");
+  CHECK(plan_for_period(plans, "2027-01")->book_id == "pb_2027-01");
+  CHECK(plan_for_period(plans, "2030-06")->book_id == "pb_2027-01");
+}
+
 TEST_CASE("batch events have their own accumulator and the plan's discount") {
   rating_plan plan;
   plan.batch_discount_bp = 5000;
