@@ -38,6 +38,38 @@ __attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* 
   return sum;
 }
 
+// Dot products of `a` with G vectors: two 8-wide accumulators per vector, the same steps for
+// each vector whatever G is (so batching does not change a result).
+template <int G>
+__attribute__((target("avx2,fma"))) void dot_group_avx2(const float* a, const float* const* b,
+                                                        int n, float* out) {
+  __m256 s0[G];
+  __m256 s1[G];
+  for (int g = 0; g < G; ++g) s0[g] = s1[g] = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 a0 = _mm256_loadu_ps(a + i);
+    const __m256 a1 = _mm256_loadu_ps(a + i + 8);
+    for (int g = 0; g < G; ++g) {
+      s0[g] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b[g] + i), s0[g]);
+      s1[g] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b[g] + i + 8), s1[g]);
+    }
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a0 = _mm256_loadu_ps(a + i);
+    for (int g = 0; g < G; ++g) s0[g] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b[g] + i), s0[g]);
+  }
+  for (int g = 0; g < G; ++g) {
+    const __m256 s = _mm256_add_ps(s0[g], s1[g]);
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+    float sum = _mm_cvtss_f32(lo);
+    for (int j = i; j < n; ++j) sum += a[j] * b[g][j];
+    out[g] = sum;
+  }
+}
+
 bool cpu_has_avx2_fma() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -53,6 +85,39 @@ float dot(const float* a, const float* b, int n) {
 
 bool simd_enabled() {
   return use_avx2;
+}
+
+namespace {
+
+void dot_group(const float* a, const float* const* b, int g, int n, float* out) {
+  if (!use_avx2) {
+    for (int i = 0; i < g; ++i) out[i] = dot_scalar(a, b[i], n);
+    return;
+  }
+  switch (g) {
+    case 1: dot_group_avx2<1>(a, b, n, out); break;
+    case 2: dot_group_avx2<2>(a, b, n, out); break;
+    case 3: dot_group_avx2<3>(a, b, n, out); break;
+    default: dot_group_avx2<4>(a, b, n, out); break;
+  }
+}
+
+}  // namespace
+
+void matmul_rows(const float* w, const float* x, int tokens, int cols, int row_begin, int row_end,
+                 const float* bias, float* y, int y_stride) {
+  const float* inputs[4];
+  float out[4];
+  for (int r = row_begin; r < row_end; ++r) {
+    const float* row = w + static_cast<std::size_t>(r) * static_cast<std::size_t>(cols);
+    const float b = bias != nullptr ? bias[r] : 0.0f;
+    for (int t = 0; t < tokens; t += 4) {
+      const int g = std::min(4, tokens - t);
+      for (int i = 0; i < g; ++i) inputs[i] = x + static_cast<std::size_t>(t + i) * cols;
+      dot_group(row, inputs, g, cols, out);
+      for (int i = 0; i < g; ++i) y[static_cast<std::size_t>(t + i) * y_stride + r] = out[i] + b;
+    }
+  }
 }
 
 void rms_norm(const float* x, const float* weight, int n, float eps, float* out) {
@@ -82,17 +147,23 @@ void swiglu(float* gate, const float* up, int n) {
   for (int i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void attend(const float* q, const float* keys, const float* values, int length, int q_heads,
-            int kv_heads, int head_dim, float* out, float* scores) {
+void attend(const float* q, const float* keys, const float* values, const int* block_table,
+            std::size_t block_stride, int block_size, int length, int q_heads, int kv_heads,
+            int head_dim, float* out, float* scores) {
   const int group = q_heads / kv_heads;
+  const std::size_t kv_dim = static_cast<std::size_t>(kv_heads) * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const auto at = [&](const float* base, int t, int kvh) {
+    return base + static_cast<std::size_t>(block_table[t / block_size]) * block_stride +
+           static_cast<std::size_t>(t % block_size) * kv_dim +
+           static_cast<std::size_t>(kvh) * head_dim;
+  };
   for (int h = 0; h < q_heads; ++h) {
     const int kvh = h / group;
     const float* qh = q + static_cast<std::size_t>(h) * head_dim;
     float best = -INFINITY;
     for (int t = 0; t < length; ++t) {
-      const float* kt = keys + (static_cast<std::size_t>(t) * kv_heads + kvh) * head_dim;
-      scores[t] = dot(qh, kt, head_dim) * scale;
+      scores[t] = dot(qh, at(keys, t, kvh), head_dim) * scale;
       best = std::max(best, scores[t]);
     }
     float total = 0;
@@ -104,14 +175,14 @@ void attend(const float* q, const float* keys, const float* values, int length, 
     std::fill(o, o + head_dim, 0.0f);
     for (int t = 0; t < length; ++t) {
       const float p = scores[t] / total;
-      const float* vt = values + (static_cast<std::size_t>(t) * kv_heads + kvh) * head_dim;
+      const float* vt = at(values, t, kvh);
       for (int d = 0; d < head_dim; ++d) o[d] += p * vt[d];
     }
   }
 }
 
 row_pool::row_pool(unsigned threads) {
-  for (unsigned i = 1; i < std::max(1u, threads); ++i) workers_.emplace_back([this] { work(); });
+  for (unsigned i = 1; i < std::max(1u, threads); ++i) workers_.emplace_back([this, i] { work(i); });
 }
 
 row_pool::~row_pool() {
@@ -123,15 +194,15 @@ row_pool::~row_pool() {
   for (auto& t : workers_) t.join();
 }
 
-void row_pool::take_chunks() {
+void row_pool::take_chunks(unsigned index) {
   for (;;) {
     const int begin = next_.fetch_add(chunk_);
     if (begin >= rows_) return;
-    (*fn_)(begin, std::min(rows_, begin + chunk_));
+    (*fn_)(begin, std::min(rows_, begin + chunk_), index);
   }
 }
 
-void row_pool::work() {
+void row_pool::work(unsigned index) {
   std::uint64_t seen = 0;
   for (;;) {
     {
@@ -140,7 +211,7 @@ void row_pool::work() {
       if (stopping_) return;
       seen = generation_;
     }
-    take_chunks();
+    take_chunks(index);
     {
       std::lock_guard lock(mu_);
       if (--busy_ == 0) done_.notify_one();
@@ -149,8 +220,15 @@ void row_pool::work() {
 }
 
 void row_pool::run(int rows, const std::function<void(int, int)>& fn) {
+  const std::function<void(int, int, unsigned)> each = [&fn](int begin, int end, unsigned) {
+    fn(begin, end);
+  };
+  run(rows, each);
+}
+
+void row_pool::run(int rows, const std::function<void(int, int, unsigned)>& fn) {
   if (workers_.empty() || rows < 2) {
-    fn(0, rows);
+    fn(0, rows, 0);
     return;
   }
   {
@@ -163,7 +241,7 @@ void row_pool::run(int rows, const std::function<void(int, int)>& fn) {
     ++generation_;
   }
   start_.notify_all();
-  take_chunks();
+  take_chunks(0);
   std::unique_lock lock(mu_);
   done_.wait(lock, [&] { return busy_ == 0; });
 }

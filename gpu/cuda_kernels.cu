@@ -95,7 +95,15 @@ __global__ void swiglu_kernel(float* gate, const float* up, int n) {
 
 // One block per query head: scores over the cached positions in shared memory, a max and sum
 // reduction, then each thread accumulates some output dimensions.
-__global__ void attend_kernel(const float* q, const float* keys, const float* values, int length,
+// Position t's keys (values) of kv head kvh in the paged cache (gpu/kv_cache.hpp).
+__device__ __forceinline__ size_t paged_at(const int* table, size_t block_stride, int block_size,
+                                           int t, int kv_heads, int kvh, int head_dim) {
+  return static_cast<size_t>(table[t / block_size]) * block_stride +
+         (static_cast<size_t>(t % block_size) * kv_heads + kvh) * head_dim;
+}
+
+__global__ void attend_kernel(const float* q, const float* keys, const float* values,
+                              const int* table, size_t block_stride, int block_size, int length,
                               int q_heads, int kv_heads, int head_dim, float* out) {
   extern __shared__ float shared[];
   float* scores = shared;              // [length]
@@ -105,7 +113,8 @@ __global__ void attend_kernel(const float* q, const float* keys, const float* va
   const float scale = rsqrtf(static_cast<float>(head_dim));
   const float* qh = q + static_cast<size_t>(h) * head_dim;
   for (int t = threadIdx.x; t < length; t += blockDim.x) {
-    const float* kt = keys + (static_cast<size_t>(t) * kv_heads + kvh) * head_dim;
+    const float* kt =
+        keys + paged_at(table, block_stride, block_size, t, kv_heads, kvh, head_dim);
     float dot = 0;
     for (int d = 0; d < head_dim; ++d) dot += qh[d] * kt[d];
     scores[t] = dot * scale;
@@ -136,7 +145,8 @@ __global__ void attend_kernel(const float* q, const float* keys, const float* va
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float acc = 0;
     for (int t = 0; t < length; ++t) {
-      acc += scores[t] / total * values[(static_cast<size_t>(t) * kv_heads + kvh) * head_dim + d];
+      acc += scores[t] / total *
+             values[paged_at(table, block_stride, block_size, t, kv_heads, kvh, head_dim) + d];
     }
     out[static_cast<size_t>(h) * head_dim + d] = acc;
   }
@@ -215,12 +225,15 @@ std::vector<float> swiglu(const std::vector<float>& gate, const std::vector<floa
 }
 
 std::vector<float> attend(const std::vector<float>& q, const std::vector<float>& keys,
-                          const std::vector<float>& values, int length, int q_heads, int kv_heads,
-                          int head_dim) {
+                          const std::vector<float>& values, const std::vector<int>& block_table,
+                          size_t block_stride, int block_size, int length, int q_heads,
+                          int kv_heads, int head_dim) {
   device_buffer<float> dq(q), dk(keys), dv(values), out(static_cast<size_t>(q_heads) * head_dim);
+  device_buffer<int> dt(block_table);
   const int threads = 128;
   const size_t shared = (static_cast<size_t>(length) + threads) * sizeof(float);
-  attend_kernel<<<q_heads, threads, shared>>>(dq.get(), dk.get(), dv.get(), length, q_heads,
+  attend_kernel<<<q_heads, threads, shared>>>(dq.get(), dk.get(), dv.get(), dt.get(),
+                                              block_stride, block_size, length, q_heads,
                                               kv_heads, head_dim, out.get());
   CUDA_CHECK(cudaGetLastError());
   return out.to_host();

@@ -8,9 +8,10 @@
 //   tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N [--threads N] [--timing]
 //       greedy decoding on the CPU; prints the generated ids, comma-separated
 //   tollgate-infer serve --model DIR [--listen 127.0.0.1:8000] [--name NAME]
-//                  [--max-sequences N] [--threads N]
+//                  [--max-sequences N] [--threads N] [--engine-threads N]
+//                  [--kv-cache-mb N | --kv-blocks N] [--kv-block-size N] [--max-batch-tokens N]
 //       the OpenAI-compatible server (gpu/infer_server.hpp)
-// The paged KV cache, SIMD and threads, and the CUDA path are not built yet (docs/ENGINE.md).
+// The CUDA forward pass is not built yet (docs/ENGINE.md).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -41,7 +42,9 @@ int usage() {
       "       tollgate-infer logits --model DIR --ids 1,2,3 --out FILE\n"
       "       tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N\n"
       "       tollgate-infer serve --model DIR [--listen HOST:PORT] [--name NAME]\n"
-      "                      [--max-sequences N] [--threads N]\n");
+      "                      [--max-sequences N] [--threads N] [--engine-threads N]\n"
+      "                      [--kv-cache-mb N | --kv-blocks N] [--kv-block-size N]\n"
+      "                      [--max-batch-tokens N]\n");
   return 2;
 }
 
@@ -292,7 +295,11 @@ int run_model(const std::string& command, std::vector<std::string> args) {
       return 1;
     }
   }
-  cpu_forward engine(*model, threads);
+  // A cache just big enough for this one sequence.
+  engine_limits limits;
+  limits.kv_blocks = static_cast<int>(ids.size() + static_cast<std::size_t>(max_tokens)) /
+                         limits.kv_block_size + 1;
+  cpu_forward engine(*model, limits, threads);
   const auto started = std::chrono::steady_clock::now();
   const auto report = [&](std::size_t tokens) {
     if (!timing) return;
@@ -311,7 +318,7 @@ int run_model(const std::string& command, std::vector<std::string> args) {
     std::printf("%s\n", line.c_str());
     return 0;
   }
-  sequence_cache seq = engine.new_sequence(static_cast<int>(ids.size()));
+  sequence_blocks seq;
   std::vector<std::vector<float>> all;
   engine.feed(seq, ids, &all);
   report(ids.size());
@@ -343,8 +350,16 @@ int main(int argc, char** argv) {
     o.listen = flag(args, "--listen", o.listen);
     o.max_sequences = std::atoi(flag(args, "--max-sequences", "8").c_str());
     o.threads = std::atoi(flag(args, "--threads", "1").c_str());
+    o.engine_threads = std::atoi(flag(args, "--engine-threads", "0").c_str());
+    o.kv_cache_mb = std::atoi(flag(args, "--kv-cache-mb", "256").c_str());
+    o.kv_block_size = std::atoi(flag(args, "--kv-block-size", "16").c_str());
+    o.kv_blocks = std::atoi(flag(args, "--kv-blocks", "0").c_str());
+    o.max_batch_tokens = std::atoi(flag(args, "--max-batch-tokens", "256").c_str());
     if (!args.empty() || o.model_dir.empty() || o.max_sequences < 1 || o.max_sequences > 1024 ||
-        o.threads < 1 || o.threads > 64) {
+        o.threads < 1 || o.threads > 64 || o.engine_threads < 0 || o.engine_threads > 256 ||
+        o.kv_cache_mb < 1 || o.kv_cache_mb > 1 << 20 || o.kv_block_size < 1 ||
+        o.kv_block_size > 1024 || o.kv_blocks < 0 || o.max_batch_tokens < o.max_sequences ||
+        o.max_batch_tokens > 65536) {
       return usage();
     }
     return serve(o);

@@ -203,6 +203,12 @@ class infer_server {
                              std::string(max_name), "context_length_exceeded");
     }
     r.sampling.max_tokens = static_cast<int>(max_tokens);
+    if (!scheduler_.fits(r.prompt.size(), r.sampling.max_tokens)) {
+      return invalid_request("The prompt (" + std::to_string(r.prompt.size()) +
+                                 " tokens) and max_tokens need more key/value cache than this "
+                                 "server has (see --kv-cache-mb).",
+                             std::string(max_name), "context_length_exceeded");
+    }
     if (const json::value seed = root.find("seed"); seed.valid() && !seed.is_null()) {
       if (!seed.is_int64()) return invalid_request("seed must be an integer.", "seed");
       r.sampling.seed = static_cast<std::uint64_t>(seed.as_int64());
@@ -312,7 +318,11 @@ class infer_server {
         st->timer.cancel();
       });
     };
-    scheduler_.submit(std::move(g));
+    if (!scheduler_.submit(std::move(g))) {  // checked in parse() already
+      co_await ex.send_error(invalid_request("The request does not fit the key/value cache.",
+                                             "max_tokens", "context_length_exceeded"));
+      co_return;
+    }
     const std::string id = (chat ? "chatcmpl-" : "cmpl-") + new_request_id().substr(4);
 
     if (!r.stream) {
@@ -478,7 +488,13 @@ int serve(const serve_options& o) {
     return 2;
   }
   metrics::registry registry;
-  cpu_forward engine(*weights);
+  engine_limits limits;
+  limits.kv_cache_mb = o.kv_cache_mb;
+  limits.kv_blocks = o.kv_blocks;
+  limits.kv_block_size = o.kv_block_size;
+  limits.max_batch_tokens = o.max_batch_tokens;
+  limits.max_logit_rows = o.max_sequences;
+  cpu_forward engine(*weights, limits, static_cast<unsigned>(o.engine_threads));
   scheduler sched(engine, **tok, weights->config.eos_token_ids, o.max_sequences, registry);
   std::thread engine_thread([&sched] { sched.run(); });
   // The engine thread posts events to the server's I/O threads: it must end before the server
@@ -502,7 +518,10 @@ int serve(const serve_options& o) {
     json_object_writer f;
     f.add("model", options.model_name)
         .add("listen", o.listen)
-        .add("max_sequences", o.max_sequences);
+        .add("max_sequences", o.max_sequences)
+        .add("kv_cache_blocks", engine.cache().total_blocks())
+        .add("kv_block_size", engine.cache().block_size())
+        .add("kv_cache_bytes", static_cast<std::int64_t>(engine.cache().bytes()));
     log.info("tollgate-infer serving", f);
     server.run();
   } catch (const std::exception& e) {

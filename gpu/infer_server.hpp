@@ -16,7 +16,12 @@ struct serve_options {
   std::string model_name;  // as /v1/models lists it; "" = the folder's name
   std::string listen = "127.0.0.1:8000";
   int max_sequences = 8;
-  int threads = 1;  // HTTP I/O threads (the model runs on its own thread)
+  int threads = 1;          // HTTP I/O threads (the model runs on its own thread)
+  int engine_threads = 0;   // threads of the forward pass (0: one per core)
+  int kv_cache_mb = 256;    // the paged key/value cache's budget
+  int kv_blocks = 0;        // or its size in blocks (0: from kv_cache_mb)
+  int kv_block_size = 16;   // positions per cache block
+  int max_batch_tokens = 256;  // positions one forward pass may run
 };
 
 // Loads the model and serves until SIGTERM/SIGINT; returns the process exit code.

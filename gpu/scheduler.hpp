@@ -1,9 +1,13 @@
-// The engine's scheduler: continuous batching at the step level on one engine thread.
-// Requests wait in a queue; up to `max_sequences` run at once. Every iteration advances each
-// running sequence by one step (a chunk of its prompt, or one generated token), so sequences
-// join and leave between steps and a long prompt does not stall the others. Each sequence has
-// its own key/value cache and random generator, so its tokens do not depend on what else runs.
-// A cancelled sequence (its client went away) is dropped at the next step, its cache freed.
+// The engine's scheduler: continuous batching on one engine thread. Requests wait in a queue;
+// up to `max_sequences` run at once, admitted in order when the paged key/value cache can hold
+// their worst case (prompt + max_tokens is reserved, blocks are taken as positions are
+// written), so a running sequence never finds the cache full and what does not fit waits.
+// Every iteration runs ONE batched forward pass over all running sequences: one generated
+// token of each decoding sequence and a chunk of each prompt being read, within the engine's
+// max_batch_tokens; so sequences join and leave between steps and a long prompt does not stall
+// the others. A sequence's tokens do not depend on what runs beside it (the forward pass
+// computes each position the same way in any batch; each sequence has its own generator).
+// A cancelled sequence (its client went away) leaves at the next step and its blocks are freed.
 //
 // Sampling: temperature (0 = greedy), top_k, top_p, a seed (the same seed gives the same
 // tokens), stop strings, max_tokens, the model's eos ids. Usage is exact: prompt tokens are the
@@ -18,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -62,22 +67,30 @@ std::string valid_utf8(std::string_view bytes, bool final, std::size_t* consumed
 
 class scheduler {
  public:
-  scheduler(const cpu_forward& engine, const metering::tokenizer& tok, std::vector<int> eos_ids,
+  // `max_sequences` is at most the engine's max_logit_rows and max_batch_tokens.
+  scheduler(cpu_forward& engine, const metering::tokenizer& tok, std::vector<int> eos_ids,
             int max_sequences, metrics::registry& registry);
   ~scheduler();
 
-  // Thread-safe: queues a request.
-  void submit(generation_request r);
+  // Whether a request of `prompt_tokens` + `max_tokens` can ever fit the key/value cache.
+  bool fits(std::size_t prompt_tokens, int max_tokens) const;
+  // Thread-safe: queues a request; false (nothing queued) when it can never fit.
+  bool submit(generation_request r);
   // The engine thread's loop; returns after stop().
   void run();
   void stop();
 
  private:
   struct sequence;
-  void step(sequence& s);
+  // Admits queued requests while slots and cache blocks allow (engine thread, under mu_).
+  void admit();
+  // One batched forward pass over the running sequences, then each one's next token.
+  void iterate();
+  void on_logits(sequence& s, std::span<const float> logits);
   void emit_text(sequence& s, bool final);
+  void leave(sequence& s);
 
-  const cpu_forward& engine_;
+  cpu_forward& engine_;
   const metering::tokenizer& tok_;
   std::vector<int> eos_ids_;
   int max_sequences_;
@@ -86,10 +99,13 @@ class scheduler {
   std::deque<generation_request> queue_;
   bool stopping_ = false;
   std::vector<std::unique_ptr<sequence>> running_;  // engine thread only
+  int reserved_blocks_ = 0;                         // engine thread only
+  std::vector<forward_item> items_;                 // engine thread only
 
   metrics::gauge& running_gauge_;
   metrics::gauge& queued_gauge_;
-  metrics::gauge& kv_positions_;
+  metrics::gauge& kv_blocks_used_;
+  metrics::gauge& kv_blocks_total_;
   metrics::counter& prompt_tokens_;
   metrics::counter& generated_tokens_;
 };

@@ -64,14 +64,21 @@ int main() {
   swiglu(gated.data(), up.data(), 1024);
   expect_close("swiglu", cuda::swiglu(gate, up), gated);
 
-  const int length = 300, kv_heads = 2;
+  // Attention over a paged cache: 300 positions in blocks of 16 of a 32-block pool, the blocks
+  // in a scrambled order, with another layer's floats between them.
+  const int length = 300, kv_heads = 2, block_size = 16, pool_blocks = 32;
+  const std::size_t block_stride = 2 * static_cast<std::size_t>(block_size) * kv_heads * head_dim;
+  std::vector<int> table;
+  for (int b = 0; b < (length + block_size - 1) / block_size; ++b) table.push_back((b * 7 + 3) % pool_blocks);
   const auto q = random_values(rng, heads * head_dim);
-  const auto keys = random_values(rng, static_cast<std::size_t>(length) * kv_heads * head_dim);
-  const auto values = random_values(rng, static_cast<std::size_t>(length) * kv_heads * head_dim);
+  const auto keys = random_values(rng, pool_blocks * block_stride);
+  const auto values = random_values(rng, pool_blocks * block_stride);
   std::vector<float> attended(heads * head_dim), scores(length);
-  attend(q.data(), keys.data(), values.data(), length, heads, kv_heads, head_dim, attended.data(),
-         scores.data());
-  expect_close("attend", cuda::attend(q, keys, values, length, heads, kv_heads, head_dim),
+  attend(q.data(), keys.data(), values.data(), table.data(), block_stride, block_size, length,
+         heads, kv_heads, head_dim, attended.data(), scores.data());
+  expect_close("attend (paged)",
+               cuda::attend(q, keys, values, table, block_stride, block_size, length, heads,
+                            kv_heads, head_dim),
                attended);
 
   const int m_rows = 1000, m_cols = 384;

@@ -117,7 +117,51 @@ describe('tollgate-infer serve (a tiny generated Llama)', () => {
     await sleep(300);
     assert.equal(await metric(base, 'tollgate_infer_generated_tokens_total') - before, generated, 'generation stopped');
     assert.ok(generated < 4000, `${generated} tokens generated`);
-    assert.equal(await metric(base, 'tollgate_infer_kv_positions_in_use'), 0);
+    assert.equal(await metric(base, 'tollgate_infer_kv_blocks_in_use'), 0, 'its cache blocks are free');
+  });
+
+  test('a full key/value cache queues sequences instead of failing them, and refuses what can never fit', async () => {
+    const port = await freePort();
+    const small = `http://127.0.0.1:${port}`;
+    // 40 blocks of 16 positions: two requests of about 265 positions (17 blocks) fit at once.
+    const proc = startProcess(infer, ['serve', '--model', model, '--name', 'tiny-llama', '--listen', `127.0.0.1:${port}`,
+      '--max-sequences', '8', '--kv-blocks', '40']);
+    try {
+      await waitFor(async () => (await fetch(`${small}/health`).catch(() => ({ ok: false }))).ok, { what: 'the small server' });
+      assert.equal(await metric(small, 'tollgate_infer_kv_blocks_total'), 40);
+      const ask = (content, max_tokens) => post(`${small}/v1/chat/completions`,
+        { model: 'tiny-llama', messages: [{ role: 'user', content }], max_tokens, temperature: 0 });
+      const never = await ask('too long for this cache', 1000);
+      assert.equal(never.status, 400);
+      assert.equal(never.json.error.code, 'context_length_exceeded');
+      assert.match(never.json.error.message, /key\/value cache/);
+
+      let done = false;
+      const most = { running: 0, queued: 0, blocks: 0 };
+      const watching = (async () => {
+        while (!done) {
+          most.running = Math.max(most.running, await metric(small, 'tollgate_infer_sequences_running'));
+          most.queued = Math.max(most.queued, await metric(small, 'tollgate_infer_sequences_queued'));
+          most.blocks = Math.max(most.blocks, await metric(small, 'tollgate_infer_kv_blocks_in_use'));
+          await sleep(10);
+        }
+      })();
+      const together = await Promise.all([0, 1, 2, 3, 4].map((i) => ask(`queued request ${i}`, 250)));
+      done = true;
+      await watching;
+      for (const r of together) {
+        assert.equal(r.status, 200, JSON.stringify(r.json));
+        assert.ok(r.json.usage.completion_tokens === 250 || r.json.choices[0].finish_reason === 'stop');
+      }
+      assert.equal(most.running, 2, 'two sequences at a time');
+      assert.ok(most.queued >= 1, 'the others waited in the queue');
+      assert.ok(most.blocks > 0 && most.blocks <= 40, `${most.blocks} blocks in use at most`);
+      assert.equal(await metric(small, 'tollgate_infer_kv_blocks_in_use'), 0, 'every block given back');
+      // A queued request gives what it gives alone.
+      assert.deepEqual((await ask('queued request 4', 250)).json.choices, together[4].json.choices);
+    } finally {
+      await proc.stop();
+    }
   });
 
   test('bad requests get OpenAI-shaped errors', async () => {
