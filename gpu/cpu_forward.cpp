@@ -194,7 +194,7 @@ std::vector<int> cpu_forward::generate_greedy(const std::vector<int>& prompt, in
     std::vector<float> logits = feed(seq, prompt);
     for (int i = 0; i < max_new; ++i) {
       const int next =
-          static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+          argmax(logits.data(), static_cast<int>(logits.size()));
       out.push_back(next);
       if (std::find(w_.config.eos_token_ids.begin(), w_.config.eos_token_ids.end(), next) !=
           w_.config.eos_token_ids.end()) {

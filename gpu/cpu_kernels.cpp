@@ -38,37 +38,72 @@ __attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* 
   return sum;
 }
 
-// Dot products of `a` with G vectors: two 8-wide accumulators per vector, the same steps for
-// each vector whatever G is (so batching does not change a result).
-template <int G>
-__attribute__((target("avx2,fma"))) void dot_group_avx2(const float* a, const float* const* b,
-                                                        int n, float* out) {
-  __m256 s0[G];
-  __m256 s1[G];
-  for (int g = 0; g < G; ++g) s0[g] = s1[g] = _mm256_setzero_ps();
+// A tile of a matrix product: the dot products of R weight rows with G inputs. Each pair has
+// one 8-wide accumulator over the columns, summed the same way whatever R and G are, so a
+// result does not depend on the tile it was computed in (nor on batching). R x G accumulators
+// in registers, R + G loads for R x G multiply-adds per 8 columns.
+__attribute__((target("avx2,fma"))) inline float sum8(__m256 v) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+  return _mm_cvtss_f32(lo);
+}
+
+template <int R, int G>
+__attribute__((target("avx2,fma"))) void tile_avx2(const float* const* w, const float* const* x,
+                                                   int n, float* out, const float* ahead) {
+  const float* wr[R];
+  const float* xg[G];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) wr[r] = w[r];
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) xg[g] = x[g];
+  __m256 acc[R][G];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) acc[r][g] = _mm256_setzero_ps();
+  }
   int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 a0 = _mm256_loadu_ps(a + i);
-    const __m256 a1 = _mm256_loadu_ps(a + i + 8);
-    for (int g = 0; g < G; ++g) {
-      s0[g] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b[g] + i), s0[g]);
-      s1[g] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b[g] + i + 8), s1[g]);
+  for (; i + 8 <= n; i += 8) {
+    // The next tile's rows, one cache line per iteration, while this tile computes.
+    if (ahead != nullptr) {  // R rows of n floats: R * 8 floats per iteration
+#pragma GCC unroll 8
+      for (int r = 0; r < R; r += 2) {
+        const float* line = ahead + static_cast<std::size_t>(R) * i + 16 * (r / 2);
+        _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
+      }
+    }
+    if constexpr (G == 1) {  // nothing to reuse: each row's load goes straight into its FMA
+      const __m256 x0 = _mm256_loadu_ps(xg[0] + i);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        acc[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(wr[r] + i), x0, acc[r][0]);
+      }
+    } else {
+      __m256 a[R];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_ps(wr[r] + i);
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g) {
+        const __m256 xv = _mm256_loadu_ps(xg[g] + i);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[r][g] = _mm256_fmadd_ps(a[r], xv, acc[r][g]);
+      }
     }
   }
-  for (; i + 8 <= n; i += 8) {
-    const __m256 a0 = _mm256_loadu_ps(a + i);
-    for (int g = 0; g < G; ++g) s0[g] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b[g] + i), s0[g]);
-  }
-  for (int g = 0; g < G; ++g) {
-    const __m256 s = _mm256_add_ps(s0[g], s1[g]);
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-    float sum = _mm_cvtss_f32(lo);
-    for (int j = i; j < n; ++j) sum += a[j] * b[g][j];
-    out[g] = sum;
+  for (int r = 0; r < R; ++r) {
+    for (int g = 0; g < G; ++g) {
+      float sum = sum8(acc[r][g]);
+      for (int j = i; j < n; ++j) sum += wr[r][j] * xg[g][j];
+      out[r * G + g] = sum;
+    }
   }
 }
+
+// The tile shapes: enough independent accumulators to keep the multiply-add units busy (one
+// input: 8 rows at a time), few enough to stay in the 16 vector registers.
+constexpr int rows_per_tile(int inputs) { return inputs == 1 ? 1 : inputs == 2 ? 2 : 3; }
 
 bool cpu_has_avx2_fma() {
   __builtin_cpu_init();
@@ -89,16 +124,36 @@ bool simd_enabled() {
 
 namespace {
 
-void dot_group(const float* a, const float* const* b, int g, int n, float* out) {
+template <int G>
+void tile_of(const float* const* w, int rows, const float* const* x, int n, float* out,
+             const float* ahead) {
+  switch (rows) {
+    case 1: tile_avx2<1, G>(w, x, n, out, ahead); break;
+    case 2: tile_avx2<2, G>(w, x, n, out, ahead); break;
+    case 3: tile_avx2<3, G>(w, x, n, out, ahead); break;
+    case 4: tile_avx2<4, G>(w, x, n, out, ahead); break;
+    case 5: tile_avx2<5, G>(w, x, n, out, ahead); break;
+    case 6: tile_avx2<6, G>(w, x, n, out, ahead); break;
+    case 7: tile_avx2<7, G>(w, x, n, out, ahead); break;
+    default: tile_avx2<8, G>(w, x, n, out, ahead); break;
+  }
+}
+
+// out[r * g + t] = w[r] . x[t] for r < rows (at most rows_per_tile(g)), t < g (1..4).
+// `ahead`: where the next tile's rows begin (prefetched meanwhile), or null.
+void tile(const float* const* w, int rows, const float* const* x, int g, int n, float* out,
+          const float* ahead) {
   if (!use_avx2) {
-    for (int i = 0; i < g; ++i) out[i] = dot_scalar(a, b[i], n);
+    for (int r = 0; r < rows; ++r) {
+      for (int t = 0; t < g; ++t) out[r * g + t] = dot_scalar(w[r], x[t], n);
+    }
     return;
   }
   switch (g) {
-    case 1: dot_group_avx2<1>(a, b, n, out); break;
-    case 2: dot_group_avx2<2>(a, b, n, out); break;
-    case 3: dot_group_avx2<3>(a, b, n, out); break;
-    default: dot_group_avx2<4>(a, b, n, out); break;
+    case 1: tile_of<1>(w, rows, x, n, out, ahead); break;
+    case 2: tile_of<2>(w, rows, x, n, out, ahead); break;
+    case 3: tile_of<3>(w, rows, x, n, out, ahead); break;
+    default: tile_of<4>(w, rows, x, n, out, ahead); break;
   }
 }
 
@@ -106,18 +161,54 @@ void dot_group(const float* a, const float* const* b, int g, int n, float* out) 
 
 void matmul_rows(const float* w, const float* x, int tokens, int cols, int row_begin, int row_end,
                  const float* bias, float* y, int y_stride) {
+  const float* rows[8];
   const float* inputs[4];
-  float out[4];
-  for (int r = row_begin; r < row_end; ++r) {
-    const float* row = w + static_cast<std::size_t>(r) * static_cast<std::size_t>(cols);
-    const float b = bias != nullptr ? bias[r] : 0.0f;
+  float out[32];
+  // Rows outer, inputs inner: each weight row is read from memory once for every input. Up to
+  // four inputs the product is bound by memory, which streams fastest one row at a time; past
+  // that by the multiply-adds, which tiles of three rows keep busiest.
+  const int step = tokens <= 4 ? 1 : rows_per_tile(4);
+  for (int r = row_begin; r < row_end; r += step) {
+    const int nr = std::min(step, row_end - r);
+    for (int i = 0; i < nr; ++i) rows[i] = w + static_cast<std::size_t>(r + i) * cols;
     for (int t = 0; t < tokens; t += 4) {
       const int g = std::min(4, tokens - t);
       for (int i = 0; i < g; ++i) inputs[i] = x + static_cast<std::size_t>(t + i) * cols;
-      dot_group(row, inputs, g, cols, out);
-      for (int i = 0; i < g; ++i) y[static_cast<std::size_t>(t + i) * y_stride + r] = out[i] + b;
+      // The first group of inputs fetches the next tile's rows, spread over its loop.
+      const bool prefetch = t == 0 && tokens > 4 && r + step < row_end;
+      tile(rows, nr, inputs, g, cols, out,
+           prefetch ? w + static_cast<std::size_t>(r + step) * cols : nullptr);
+      for (int i = 0; i < nr; ++i) {
+        const float b = bias != nullptr ? bias[r + i] : 0.0f;
+        for (int j = 0; j < g; ++j) {
+          y[static_cast<std::size_t>(t + j) * y_stride + r + i] = out[i * g + j] + b;
+        }
+      }
     }
   }
+}
+
+namespace {
+
+__attribute__((target("avx2,fma"))) float max_avx2(const float* v, int n) {
+  __m256 best = _mm256_set1_ps(-INFINITY);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) best = _mm256_max_ps(best, _mm256_loadu_ps(v + i));
+  float lanes[8];
+  _mm256_storeu_ps(lanes, best);
+  float m = *std::max_element(lanes, lanes + 8);
+  for (; i < n; ++i) m = std::max(m, v[i]);
+  return m;
+}
+
+}  // namespace
+
+int argmax(const float* v, int n) {
+  if (!use_avx2) return static_cast<int>(std::max_element(v, v + n) - v);
+  // The largest value (a vectorized pass), then the first place it is at.
+  const float m = max_avx2(v, n);
+  if (std::isnan(m)) return static_cast<int>(std::max_element(v, v + n) - v);
+  return static_cast<int>(std::find(v, v + n, m) - v);
 }
 
 void rms_norm(const float* x, const float* weight, int n, float eps, float* out) {
@@ -182,7 +273,9 @@ void attend(const float* q, const float* keys, const float* values, const int* b
 }
 
 row_pool::row_pool(unsigned threads) {
-  for (unsigned i = 1; i < std::max(1u, threads); ++i) workers_.emplace_back([this, i] { work(i); });
+  for (unsigned i = 1; i < std::max(1u, threads); ++i) {
+    workers_.emplace_back([this, i] { work(i); });
+  }
 }
 
 row_pool::~row_pool() {

@@ -41,6 +41,8 @@ void swiglu(float* gate, const float* up, int n);
 void attend(const float* q, const float* keys, const float* values, const int* block_table,
             std::size_t block_stride, int block_size, int length, int q_heads, int kv_heads,
             int head_dim, float* out, float* scores);
+// The index of the largest of v[0..n) (n >= 1), the lowest one on a tie.
+int argmax(const float* v, int n);
 // Whether dot() uses AVX2/FMA on this machine.
 bool simd_enabled();
 

@@ -11,6 +11,9 @@
 //                  [--max-sequences N] [--threads N] [--engine-threads N]
 //                  [--kv-cache-mb N | --kv-blocks N] [--kv-block-size N] [--max-batch-tokens N]
 //       the OpenAI-compatible server (gpu/infer_server.hpp)
+//   tollgate-infer bench-decode --model DIR [--streams 1,4,16,32] [--tokens N] [--runs N]
+//       decode tokens/s at each number of concurrent streams, and the memory-bandwidth bound
+//       (gpu/decode_bench.hpp)
 // The CUDA forward pass is not built yet (docs/ENGINE.md).
 #include <algorithm>
 #include <chrono>
@@ -25,6 +28,7 @@
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 #include "gpu/cpu_forward.hpp"
+#include "gpu/decode_bench.hpp"
 #include "gpu/infer_server.hpp"
 #include "gpu/model.hpp"
 #include "gpu/safetensors.hpp"
@@ -44,7 +48,9 @@ int usage() {
       "       tollgate-infer serve --model DIR [--listen HOST:PORT] [--name NAME]\n"
       "                      [--max-sequences N] [--threads N] [--engine-threads N]\n"
       "                      [--kv-cache-mb N | --kv-blocks N] [--kv-block-size N]\n"
-      "                      [--max-batch-tokens N]\n");
+      "                      [--max-batch-tokens N]\n"
+      "       tollgate-infer bench-decode --model DIR [--streams 1,4,16,32] [--tokens N]\n"
+      "                      [--runs N] [--threads N]\n");
   return 2;
 }
 
@@ -343,6 +349,22 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (command == "make-model") return make_model(std::move(args));
   if (command == "logits" || command == "generate") return run_model(command, std::move(args));
+  if (command == "bench-decode") {
+    decode_bench_options o;
+    o.model_dir = flag(args, "--model", "");
+    const std::string streams = flag(args, "--streams", "1,4,16,32");
+    o.tokens = std::atoi(flag(args, "--tokens", "64").c_str());
+    o.runs = std::atoi(flag(args, "--runs", "3").c_str());
+    o.threads = static_cast<unsigned>(std::atoi(flag(args, "--threads", "0").c_str()));
+    std::vector<int> counts;
+    if (!args.empty() || o.model_dir.empty() || !parse_ids(streams, counts) || o.tokens < 1 ||
+        o.runs < 1 ||
+        std::any_of(counts.begin(), counts.end(), [](int n) { return n < 1 || n > 1024; })) {
+      return usage();
+    }
+    o.streams = std::move(counts);
+    return bench_decode(o);
+  }
   if (command == "serve") {
     serve_options o;
     o.model_dir = flag(args, "--model", "");

@@ -57,8 +57,8 @@ struct generation_request {
   std::shared_ptr<std::atomic<bool>> cancelled;
 };
 
-// Picks the next token from `logits` (modified in place) with `p` and the generator state.
-int sample_token(std::vector<float>& logits, const sampling_params& p, std::uint64_t& rng_state);
+// Picks the next token from `logits` with `p` and the generator state.
+int sample_token(std::span<const float> logits, const sampling_params& p, std::uint64_t& rng_state);
 
 // `bytes` as valid UTF-8: each byte that does not start a valid character becomes U+FFFD. An
 // unfinished character at the end is left out, or (when `final`) replaced too; `consumed`, when

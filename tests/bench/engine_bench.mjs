@@ -1,8 +1,13 @@
 // The engine's CPU forward pass against the PyTorch reference (tests/infer/reference_forward.py,
 // Debian's python3-torch) on the same `small` model (about 110M parameters, F32): the wall time
 // of a prefill of N positions, forward pass only (model loading excluded), median of runs, and the
-// ratio reference / engine (above 1: the engine is faster). Also the engine's decode speed
-// (greedy, tokens per second) and the gain from its SIMD + threads over one thread.
+// ratio reference / engine (above 1: the engine is faster), and the gain from its SIMD + threads
+// over one thread. Then decode as served (`tollgate-infer bench-decode`: the scheduler's batched
+// forward pass, greedy, 64 tokens per stream, median of 3): tokens/s at batch 1 as a fraction of
+// the bound this machine's memory bandwidth sets (weight bytes per token over a memory-copy
+// bandwidth measured in the same run), and aggregate tokens/s with 4, 16 and 32 concurrent
+// streams as multiples of batch 1. Goals: batch 1 at least 50 % of the bound; 16 streams at
+// least 4x batch 1.
 //   node tests/bench/engine_bench.mjs [--tokens N] [--runs N]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -44,11 +49,17 @@ for (let i = 0; i < runs; i += 1) {
   torchThreads = r.torch_threads;
   reference.push(r.forward_us);
 }
-const decode = timed(infer, ['generate', '--model', model, '--ids', ids.split(',').slice(0, 8).join(','), '--max-tokens', '64', '--timing']);
+const served = JSON.parse(execFileSync(infer, ['bench-decode', '--model', model, '--streams', '1,4,16,32', '--tokens', '64', '--runs', '3'], { encoding: 'utf8' }));
 const ms = (us) => (us / 1000).toFixed(1);
 console.log(`engine bench: small model (${(made.parameters / 1e6).toFixed(0)}M parameters, F32), prefill of ${tokens} positions, median of ${runs} runs, ${os.cpus().length} CPUs`);
 console.log(`  tollgate-infer (SIMD ${simd ? 'AVX2/FMA' : 'off'}, ${os.cpus().length} threads): ${ms(median(engine))} ms`);
 console.log(`  tollgate-infer, one thread:                 ${ms(median(single))} ms`);
 console.log(`  PyTorch reference (${torchThreads} threads):            ${ms(median(reference))} ms`);
 console.log(`  ratio reference / engine: ${(median(reference) / median(engine)).toFixed(2)}  (threads gain: ${(median(single) / median(engine)).toFixed(2)}x)`);
-console.log(`  decode: ${decode.tokens} tokens in ${ms(decode.forward_us)} ms (with an 8-token prompt): ${(decode.tokens / (decode.forward_us / 1e6)).toFixed(1)} tokens/s`);
+const one = served.results.find((r) => r.streams === 1).tokens_per_s;
+console.log(`decode as served (64 tokens per stream, 8-token prompts included, median of 3):`);
+console.log(`  memory-copy bandwidth ${(served.copy_bytes_per_s / 1e9).toFixed(1)} GB/s (read + written), weights read per token ${(served.weight_bytes_per_token / 1e6).toFixed(1)} MB: bound ${served.bound_tokens_per_s} tokens/s`);
+console.log(`  batch 1: ${one} tokens/s = ${(100 * one / served.bound_tokens_per_s).toFixed(0)} % of the bound (goal: at least 50 %)`);
+for (const r of served.results.filter((x) => x.streams > 1)) {
+  console.log(`  ${String(r.streams).padStart(2)} streams: ${r.tokens_per_s} tokens/s = ${(r.tokens_per_s / one).toFixed(2)}x batch 1${r.streams === 16 ? ' (goal: at least 4x)' : ''}`);
+}

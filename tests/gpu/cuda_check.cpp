@@ -69,7 +69,9 @@ int main() {
   const int length = 300, kv_heads = 2, block_size = 16, pool_blocks = 32;
   const std::size_t block_stride = 2 * static_cast<std::size_t>(block_size) * kv_heads * head_dim;
   std::vector<int> table;
-  for (int b = 0; b < (length + block_size - 1) / block_size; ++b) table.push_back((b * 7 + 3) % pool_blocks);
+  for (int b = 0; b < (length + block_size - 1) / block_size; ++b) {
+    table.push_back((b * 7 + 3) % pool_blocks);
+  }
   const auto q = random_values(rng, heads * head_dim);
   const auto keys = random_values(rng, pool_blocks * block_stride);
   const auto values = random_values(rng, pool_blocks * block_stride);
@@ -93,7 +95,9 @@ int main() {
   logits[777] = 5.0f;
   logits[90000] = 5.0f;  // a tie: the lower index wins, as on the CPU
   const int best = cuda::argmax(logits);
-  std::printf("%s argmax: %d (expected 777)\n", best == 777 ? "ok  " : "FAIL", best);
-  if (best != 777) ++failures;
+  const int twin = argmax(logits.data(), static_cast<int>(logits.size()));
+  std::printf("%s argmax: %d (CPU twin %d, expected 777)\n",
+              best == 777 && twin == 777 ? "ok  " : "FAIL", best, twin);
+  if (best != 777 || twin != 777) ++failures;
   return failures == 0 ? 0 : 1;
 }
