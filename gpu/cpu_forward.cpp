@@ -11,15 +11,6 @@
 namespace tollgate::gpu {
 namespace {
 
-int blocks_in_budget(const model_config& c, const engine_limits& l) {
-  if (l.kv_blocks > 0) return l.kv_blocks;
-  const std::size_t per_block = 2 * sizeof(float) * static_cast<std::size_t>(c.num_layers) *
-                                static_cast<std::size_t>(l.kv_block_size) *
-                                static_cast<std::size_t>(c.num_kv_heads * c.head_dim);
-  const std::size_t budget = static_cast<std::size_t>(l.kv_cache_mb) << 20;
-  return static_cast<int>(std::max<std::size_t>(1, budget / per_block));
-}
-
 std::size_t floats(int a, int b) {
   return static_cast<std::size_t>(a) * static_cast<std::size_t>(b);
 }
@@ -33,7 +24,7 @@ cpu_forward::cpu_forward(const model_weights& weights, engine_limits limits, uns
       pool_(std::make_unique<row_pool>(
           threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency()))),
       cache_(weights.config.num_layers, weights.config.num_kv_heads * weights.config.head_dim,
-             limits.kv_block_size, blocks_in_budget(weights.config, limits)) {
+             limits.kv_block_size, kv_blocks_for(weights.config, limits)) {
   const auto& c = w_.config;
   const int t = limits_.max_batch_tokens;
   if (t < 1 || limits_.max_logit_rows < 1)
@@ -74,24 +65,13 @@ std::span<const float> cpu_forward::forward(std::span<const forward_item> items)
   const auto& c = w_.config;
   const int n = static_cast<int>(items.size());
   if (n == 0) return {};
-  if (n > limits_.max_batch_tokens) throw std::length_error("batch larger than max_batch_tokens");
   const int h = c.hidden_size;
   const int hd = c.head_dim;
   const int nq = c.num_heads;
   const int nkv = c.num_kv_heads;
   const int kv_dim = nkv * hd;
   const int ctx = std::max(1, c.max_position_embeddings);
-  int logit_rows = 0;
-  for (const auto& it : items) {
-    if (it.token < 0 || it.token >= c.vocab_size)
-      throw std::out_of_range("token id outside the vocabulary");
-    if (it.position < 0 || it.position >= ctx) throw std::length_error("position past the context");
-    if (it.seq == nullptr ||
-        cache_.blocks_for(it.position + 1) > static_cast<int>(it.seq->table.size()))
-      throw std::logic_error("the sequence's blocks do not hold the position");
-    logit_rows += it.logits ? 1 : 0;
-  }
-  if (logit_rows > limits_.max_logit_rows) throw std::length_error("too many logit rows");
+  check_items(items);
 
   for (int i = 0; i < n; ++i) {
     std::memcpy(&x_[floats(i, h)], &w_.embed[floats(items[i].token, h)], sizeof(float) * h);
@@ -155,59 +135,6 @@ std::span<const float> cpu_forward::forward(std::span<const forward_item> items)
   }
   matmul(w_.output_matrix(), last_.data(), row, c.vocab_size, h, logits_.data());
   return {logits_.data(), floats(row, c.vocab_size)};
-}
-
-std::vector<float> cpu_forward::feed(sequence_blocks& seq, const std::vector<int>& tokens,
-                                     std::vector<std::vector<float>>* all_logits) {
-  const int vocab = w_.config.vocab_size;
-  const int chunk = std::min(limits_.max_batch_tokens, limits_.max_logit_rows);
-  std::vector<float> last;
-  std::vector<forward_item> items;
-  for (std::size_t at = 0; at < tokens.size();) {
-    const int n = static_cast<int>(
-        std::min<std::size_t>(static_cast<std::size_t>(chunk), tokens.size() - at));
-    if (!cache_.ensure(seq, seq.length + n)) throw std::length_error("the key/value cache is full");
-    items.clear();
-    for (int i = 0; i < n; ++i) {
-      const bool is_last = at + static_cast<std::size_t>(i) + 1 == tokens.size();
-      items.push_back({&seq, tokens[at + static_cast<std::size_t>(i)], seq.length + i,
-                       all_logits != nullptr || is_last});
-    }
-    const auto logits = forward(items);
-    seq.length += n;
-    at += static_cast<std::size_t>(n);
-    if (all_logits != nullptr) {
-      for (int i = 0; i < n; ++i) {
-        all_logits->emplace_back(logits.begin() + static_cast<std::ptrdiff_t>(i) * vocab,
-                                 logits.begin() + static_cast<std::ptrdiff_t>(i + 1) * vocab);
-      }
-    }
-    if (at == tokens.size()) last.assign(logits.end() - vocab, logits.end());
-  }
-  return last;
-}
-
-std::vector<int> cpu_forward::generate_greedy(const std::vector<int>& prompt, int max_new) {
-  sequence_blocks seq;
-  std::vector<int> out;
-  try {
-    std::vector<float> logits = feed(seq, prompt);
-    for (int i = 0; i < max_new; ++i) {
-      const int next =
-          argmax(logits.data(), static_cast<int>(logits.size()));
-      out.push_back(next);
-      if (std::find(w_.config.eos_token_ids.begin(), w_.config.eos_token_ids.end(), next) !=
-          w_.config.eos_token_ids.end()) {
-        break;
-      }
-      if (i + 1 < max_new) logits = feed(seq, {next});
-    }
-  } catch (...) {
-    cache_.release(seq);
-    throw;
-  }
-  cache_.release(seq);
-  return out;
 }
 
 }  // namespace tollgate::gpu

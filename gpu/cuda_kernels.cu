@@ -1,5 +1,6 @@
 // The engine's CUDA kernels: see cuda_kernels.hpp.
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cfloat>
@@ -7,25 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "gpu/cuda_errors.hpp"
 #include "gpu/cuda_kernels.hpp"
-
-#define CUDA_CHECK(call)                                                                    \
-  do {                                                                                      \
-    const cudaError_t err_ = (call);                                                        \
-    if (err_ != cudaSuccess) {                                                              \
-      throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) +     \
-                               ": " #call ": " + cudaGetErrorString(err_));                 \
-    }                                                                                       \
-  } while (0)
-
-#define CUBLAS_CHECK(call)                                                                  \
-  do {                                                                                      \
-    const cublasStatus_t st_ = (call);                                                      \
-    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                     \
-      throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) +     \
-                               ": " #call ": cuBLAS status " + std::to_string(int(st_)));   \
-    }                                                                                       \
-  } while (0)
 
 namespace tollgate::gpu::cuda {
 namespace {
@@ -70,18 +54,19 @@ __global__ void rms_norm_kernel(const float* x, const float* w, int n, float eps
   for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = w[i] * (row[i] * scale);
 }
 
-// One thread per (head, pair).
-__global__ void rope_kernel(float* v, int heads, int head_dim, int position,
+// One thread per (item, head, pair); item i is at positions[i].
+__global__ void rope_kernel(float* v, int items, int heads, int head_dim, const int* positions,
                             const double* inv_freq) {
   const int half = head_dim / 2;
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= heads * half) return;
-  const int h = idx / half;
+  if (idx >= items * heads * half) return;
+  const int item = idx / (heads * half);
+  const int h = (idx / half) % heads;
   const int i = idx % half;
-  const double angle = position * inv_freq[i];
+  const double angle = positions[item] * inv_freq[i];
   const float c = static_cast<float>(cos(angle));
   const float s = static_cast<float>(sin(angle));
-  float* x = v + static_cast<size_t>(h) * head_dim;
+  float* x = v + (static_cast<size_t>(item) * heads + h) * head_dim;
   const float a = x[i];
   const float b = x[i + half];
   x[i] = a * c - b * s;
@@ -93,8 +78,6 @@ __global__ void swiglu_kernel(float* gate, const float* up, int n) {
   if (i < n) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
-// One block per query head: scores over the cached positions in shared memory, a max and sum
-// reduction, then each thread accumulates some output dimensions.
 // Position t's keys (values) of kv head kvh in the paged cache (gpu/kv_cache.hpp).
 __device__ __forceinline__ size_t paged_at(const int* table, size_t block_stride, int block_size,
                                            int t, int kv_heads, int kvh, int head_dim) {
@@ -102,16 +85,23 @@ __device__ __forceinline__ size_t paged_at(const int* table, size_t block_stride
          (static_cast<size_t>(t % block_size) * kv_heads + kvh) * head_dim;
 }
 
+// One block per (item, query head): item i attends over positions [0, positions[i]] of the
+// sequence whose block table starts at tables + table_offsets[i]. The scores are in shared
+// memory, then a max and a sum reduction, then each thread accumulates output dimensions.
 __global__ void attend_kernel(const float* q, const float* keys, const float* values,
-                              const int* table, size_t block_stride, int block_size, int length,
-                              int q_heads, int kv_heads, int head_dim, float* out) {
+                              const int* tables, const int* table_offsets, const int* positions,
+                              size_t block_stride, int block_size, int q_heads, int kv_heads,
+                              int head_dim, float* out) {
   extern __shared__ float shared[];
-  float* scores = shared;              // [length]
-  float* reduce = shared + length;     // [blockDim.x]
-  const int h = blockIdx.x;
+  const int item = blockIdx.x;
+  const int h = blockIdx.y;
+  const int length = positions[item] + 1;
+  const int* table = tables + table_offsets[item];
+  float* scores = shared;                   // [length]
+  float* reduce = shared + length;          // [blockDim.x]
   const int kvh = h / (q_heads / kv_heads);
   const float scale = rsqrtf(static_cast<float>(head_dim));
-  const float* qh = q + static_cast<size_t>(h) * head_dim;
+  const float* qh = q + (static_cast<size_t>(item) * q_heads + h) * head_dim;
   for (int t = threadIdx.x; t < length; t += blockDim.x) {
     const float* kt =
         keys + paged_at(table, block_stride, block_size, t, kv_heads, kvh, head_dim);
@@ -142,14 +132,61 @@ __global__ void attend_kernel(const float* q, const float* keys, const float* va
     __syncthreads();
   }
   total = reduce[0];
+  float* o = out + (static_cast<size_t>(item) * q_heads + h) * head_dim;
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float acc = 0;
     for (int t = 0; t < length; ++t) {
       acc += scores[t] / total *
              values[paged_at(table, block_stride, block_size, t, kv_heads, kvh, head_dim) + d];
     }
-    out[static_cast<size_t>(h) * head_dim + d] = acc;
+    o[d] = acc;
   }
+}
+
+// The forward pass's small steps, one thread per value.
+__global__ void embed_kernel(const float* table, const int* tokens, int items, int hidden,
+                             float* x) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= static_cast<size_t>(items) * hidden) return;
+  x[i] = table[static_cast<size_t>(tokens[i / hidden]) * hidden + i % hidden];
+}
+
+__global__ void add_bias_kernel(float* y, const float* bias, int rows, int n) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < static_cast<size_t>(rows) * n) y[i] += bias[i % n];
+}
+
+__global__ void add_kernel(float* x, const float* y, size_t n) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] += y[i];
+}
+
+__global__ void to_bf16_kernel(const float* x, __nv_bfloat16* out, size_t n) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __float2bfloat16(x[i]);
+}
+
+// Item i's key and value go to slot slots[i] (+ the layer's offset) of the paged cache.
+__global__ void store_kv_kernel(const float* k, const float* v, int items, int kv_dim,
+                                const long long* slots, size_t layer_offset, float* keys,
+                                float* values) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= static_cast<size_t>(items) * kv_dim) return;
+  const size_t at = static_cast<size_t>(slots[i / kv_dim]) + layer_offset + i % kv_dim;
+  keys[at] = k[i];
+  values[at] = v[i];
+}
+
+__global__ void gather_rows_kernel(const float* x, const int* rows, int count, int n,
+                                   float* out) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < static_cast<size_t>(count) * n) {
+    out[i] = x[static_cast<size_t>(rows[i / n]) * n + i % n];
+  }
+}
+
+unsigned blocks_for(size_t n, unsigned threads) {
+  return static_cast<unsigned>((n + threads - 1) / threads);
 }
 
 // One block: each thread scans a stride, then a tree reduction keeps the lowest index of the
@@ -210,8 +247,8 @@ std::vector<float> rope(const std::vector<float>& v, int heads, int head_dim, in
                         const std::vector<double>& inv_freq) {
   device_buffer<float> dv(v);
   device_buffer<double> df(inv_freq);
-  const int pairs = heads * (head_dim / 2);
-  rope_kernel<<<(pairs + 255) / 256, 256>>>(dv.get(), heads, head_dim, position, df.get());
+  device_buffer<int> dp(std::vector<int>{position});
+  launch::rope(dv.get(), 1, heads, head_dim, dp.get(), df.get(), nullptr);
   CUDA_CHECK(cudaGetLastError());
   return dv.to_host();
 }
@@ -229,12 +266,11 @@ std::vector<float> attend(const std::vector<float>& q, const std::vector<float>&
                           size_t block_stride, int block_size, int length, int q_heads,
                           int kv_heads, int head_dim) {
   device_buffer<float> dq(q), dk(keys), dv(values), out(static_cast<size_t>(q_heads) * head_dim);
-  device_buffer<int> dt(block_table);
-  const int threads = 128;
-  const size_t shared = (static_cast<size_t>(length) + threads) * sizeof(float);
-  attend_kernel<<<q_heads, threads, shared>>>(dq.get(), dk.get(), dv.get(), dt.get(),
-                                              block_stride, block_size, length, q_heads,
-                                              kv_heads, head_dim, out.get());
+  device_buffer<int> dt(block_table), offsets(std::vector<int>{0});
+  device_buffer<int> positions(std::vector<int>{length - 1});
+  launch::attend(dq.get(), dk.get(), dv.get(), dt.get(), offsets.get(), positions.get(),
+                 block_stride, block_size, 1, q_heads, kv_heads, head_dim, length, out.get(),
+                 nullptr);
   CUDA_CHECK(cudaGetLastError());
   return out.to_host();
 }
@@ -267,4 +303,82 @@ int argmax(const std::vector<float>& values) {
   return out.to_host()[0];
 }
 
+namespace launch {
+
+void rms_norm(const float* x, const float* w, int rows, int n, float eps, float* out,
+              cudaStream_t stream) {
+  const int threads = 256;
+  rms_norm_kernel<<<rows, threads, threads * sizeof(double), stream>>>(x, w, n, eps, out);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void rope(float* v, int items, int heads, int head_dim, const int* positions,
+          const double* inv_freq, cudaStream_t stream) {
+  const size_t pairs = static_cast<size_t>(items) * heads * (head_dim / 2);
+  if (pairs == 0) return;
+  rope_kernel<<<blocks_for(pairs, 256), 256, 0, stream>>>(v, items, heads, head_dim, positions,
+                                                          inv_freq);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void swiglu(float* gate, const float* up, size_t n, cudaStream_t stream) {
+  swiglu_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(gate, up, static_cast<int>(n));
+  CUDA_CHECK(cudaGetLastError());
+}
+
+size_t attend_shared_bytes(int max_length) {
+  return (static_cast<size_t>(max_length) + 128) * sizeof(float);
+}
+
+void attend(const float* q, const float* keys, const float* values, const int* tables,
+            const int* table_offsets, const int* positions, size_t block_stride, int block_size,
+            int items, int q_heads, int kv_heads, int head_dim, int max_length, float* out,
+            cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(items), static_cast<unsigned>(q_heads));
+  attend_kernel<<<grid, 128, attend_shared_bytes(max_length), stream>>>(
+      q, keys, values, tables, table_offsets, positions, block_stride, block_size, q_heads,
+      kv_heads, head_dim, out);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void embed(const float* table, const int* tokens, int items, int hidden, float* x,
+           cudaStream_t stream) {
+  const size_t n = static_cast<size_t>(items) * hidden;
+  embed_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(table, tokens, items, hidden, x);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void add_bias(float* y, const float* bias, int rows, int n, cudaStream_t stream) {
+  const size_t total = static_cast<size_t>(rows) * n;
+  add_bias_kernel<<<blocks_for(total, 256), 256, 0, stream>>>(y, bias, rows, n);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void add(float* x, const float* y, size_t n, cudaStream_t stream) {
+  add_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(x, y, n);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void to_bf16(const float* x, void* out, size_t n, cudaStream_t stream) {
+  to_bf16_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(x, static_cast<__nv_bfloat16*>(out), n);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void store_kv(const float* k, const float* v, int items, int kv_dim, const long long* slots,
+              size_t layer_offset, float* keys, float* values, cudaStream_t stream) {
+  const size_t n = static_cast<size_t>(items) * kv_dim;
+  store_kv_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(k, v, items, kv_dim, slots,
+                                                          layer_offset, keys, values);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void gather_rows(const float* x, const int* rows, int count, int n, float* out,
+                 cudaStream_t stream) {
+  const size_t total = static_cast<size_t>(count) * n;
+  if (total == 0) return;
+  gather_rows_kernel<<<blocks_for(total, 256), 256, 0, stream>>>(x, rows, count, n, out);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace launch
 }  // namespace tollgate::gpu::cuda

@@ -13,7 +13,7 @@
 
 #include "core/json_text.hpp"
 #include "core/metrics.hpp"
-#include "gpu/cpu_forward.hpp"
+#include "gpu/cpu_kernels.hpp"
 #include "gpu/model.hpp"
 #include "gpu/scheduler.hpp"
 #include "metering/tokenizer.hpp"
@@ -73,14 +73,15 @@ std::size_t weight_bytes_per_token(const model_weights& w) {
 
 // Generated tokens per second with `streams` sequences running at once: from submitting them
 // to their last token (their 8-token prompts included).
-double decode_rate(const model_weights& w, const metering::tokenizer& tok, int streams, int tokens,
-                   unsigned threads) {
+double decode_rate(const decode_bench_options& o, const model_weights& w,
+                   const metering::tokenizer& tok, int streams, std::string& device) {
   engine_limits limits;
   limits.max_logit_rows = streams;
   limits.max_batch_tokens = std::max(256, streams);
-  cpu_forward engine(w, limits, threads);
+  const auto engine = o.make_engine(w, limits);
+  device = engine->device();
   metrics::registry registry;
-  scheduler sched(engine, tok, {}, streams, registry);  // no eos: every stream runs to the end
+  scheduler sched(*engine, tok, {}, streams, registry);  // no eos: every stream runs to the end
   std::thread runner([&sched] { sched.run(); });
   std::mutex mu;
   std::condition_variable all_done;
@@ -91,7 +92,7 @@ double decode_rate(const model_weights& w, const metering::tokenizer& tok, int s
     generation_request r;
     for (int i = 0; i < 8; ++i) r.prompt.push_back(1000 + (s * 131 + i * 17) % 100000);
     r.sampling.temperature = 0;
-    r.sampling.max_tokens = tokens;
+    r.sampling.max_tokens = o.tokens;
     r.on_event = [&](const generation_event& e) {
       if (!e.done) return;
       std::lock_guard lock(mu);
@@ -126,11 +127,12 @@ int bench_decode(const decode_bench_options& o) {
   }
   const double bandwidth = copy_bandwidth();
   const std::size_t weight_bytes = weight_bytes_per_token(*weights);
+  std::string device;
   std::string results = "[";
   for (const int streams : o.streams) {
     std::vector<double> rates;
     for (int i = 0; i < o.runs; ++i) {
-      rates.push_back(decode_rate(*weights, **tok, streams, o.tokens, o.threads));
+      rates.push_back(decode_rate(o, *weights, **tok, streams, device));
     }
     json_object_writer r;
     r.add("streams", static_cast<std::int64_t>(streams))
@@ -142,6 +144,7 @@ int bench_decode(const decode_bench_options& o) {
   out.add("copy_bytes_per_s", static_cast<std::int64_t>(bandwidth))
       .add("weight_bytes_per_token", static_cast<std::int64_t>(weight_bytes))
       .add_raw("bound_tokens_per_s", one_decimal(bandwidth / static_cast<double>(weight_bytes)))
+      .add("device", device)
       .add("simd", simd_enabled())
       .add_raw("results", results);
   std::printf("%s\n", out.finish().c_str());

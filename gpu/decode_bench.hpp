@@ -5,8 +5,12 @@
 // The bandwidth is measured in the same run, as STREAM's Copy counts it (bytes read + written
 // per second, one thread per core). Used by tests/bench/engine_bench.mjs.
 #pragma once
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "gpu/forward_engine.hpp"
 
 namespace tollgate::gpu {
 
@@ -15,7 +19,9 @@ struct decode_bench_options {
   std::vector<int> streams{1, 4, 16, 32};
   int tokens = 64;       // generated per stream (no eos: every stream runs to the end)
   int runs = 3;          // per stream count; the median is reported
-  unsigned threads = 0;  // of the forward pass (0: one per core)
+  // Makes the forward pass (the CPU's or a CUDA device's) for each measurement.
+  std::function<std::unique_ptr<forward_engine>(const model_weights&, const engine_limits&)>
+      make_engine;
 };
 
 // Prints one JSON object on stdout; returns the process exit code.

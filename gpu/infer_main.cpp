@@ -1,12 +1,12 @@
-// tollgate-infer: the bundled inference engine's command line. What exists so far:
+// tollgate-infer: the bundled inference engine's command line:
 //   tollgate-infer make-model --preset tiny|small --tokenizer FILE --out DIR
 //                  [--arch llama|qwen2|qwen3] [--dtype f32|bf16|f16] [--seed N]
 //       writes a deterministic random model in Hugging Face's format (config.json,
 //       model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json)
 //   tollgate-infer logits --model DIR --ids 1,2,3 --out FILE [--threads N] [--timing]
-//       runs the CPU forward pass and writes every position's logits as raw little-endian F32
+//       runs the forward pass and writes every position's logits as raw little-endian F32
 //   tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N [--threads N] [--timing]
-//       greedy decoding on the CPU; prints the generated ids, comma-separated
+//       greedy decoding; prints the generated ids, comma-separated
 //   tollgate-infer serve --model DIR [--listen 127.0.0.1:8000] [--name NAME]
 //                  [--max-sequences N] [--threads N] [--engine-threads N]
 //                  [--kv-cache-mb N | --kv-blocks N] [--kv-block-size N] [--max-batch-tokens N]
@@ -14,13 +14,18 @@
 //   tollgate-infer bench-decode --model DIR [--streams 1,4,16,32] [--tokens N] [--runs N]
 //       decode tokens/s at each number of concurrent streams, and the memory-bandwidth bound
 //       (gpu/decode_bench.hpp)
-// The CUDA forward pass is not built yet (docs/ENGINE.md).
+// Those that run the model take --device auto|cpu|cuda (auto: CUDA when this build has it and
+// a device is there, else the CPU) and --cuda-weights bf16|f32 (the matrices on the device).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -28,6 +33,10 @@
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 #include "gpu/cpu_forward.hpp"
+#ifdef TOLLGATE_HAVE_CUDA
+#include "gpu/cuda_forward.hpp"
+#include "gpu/cuda_kernels.hpp"
+#endif
 #include "gpu/decode_bench.hpp"
 #include "gpu/infer_server.hpp"
 #include "gpu/model.hpp"
@@ -50,7 +59,9 @@ int usage() {
       "                      [--kv-cache-mb N | --kv-blocks N] [--kv-block-size N]\n"
       "                      [--max-batch-tokens N]\n"
       "       tollgate-infer bench-decode --model DIR [--streams 1,4,16,32] [--tokens N]\n"
-      "                      [--runs N] [--threads N]\n");
+      "                      [--runs N] [--threads N]\n"
+      "       (logits, generate, serve and bench-decode also take --device auto|cpu|cuda and\n"
+      "        --cuda-weights bf16|f32)\n");
   return 2;
 }
 
@@ -275,6 +286,45 @@ int make_model(std::vector<std::string> args) {
   return 0;
 }
 
+// --device auto|cpu|cuda and --cuda-weights bf16|f32 (every command that runs the model): how
+// to make the forward pass. nullopt for a bad value.
+using engine_maker =
+    std::function<std::unique_ptr<forward_engine>(const model_weights&, const engine_limits&)>;
+
+std::optional<engine_maker> engine_option(std::vector<std::string>& args, unsigned threads) {
+  const std::string device = flag(args, "--device", "auto");
+  const std::string weights = flag(args, "--cuda-weights", "bf16");
+  if ((device != "auto" && device != "cpu" && device != "cuda") ||
+      (weights != "bf16" && weights != "f32")) {
+    return std::nullopt;
+  }
+  return engine_maker([device, weights, threads](const model_weights& w,
+                                                 const engine_limits& limits)
+                          -> std::unique_ptr<forward_engine> {
+#ifdef TOLLGATE_HAVE_CUDA
+    std::string why;
+    if (device == "cuda" || (device == "auto" && cuda::device_available(&why))) {
+      if (device == "cuda" && !cuda::device_available(&why)) {
+        throw std::runtime_error("--device cuda: " + why);
+      }
+      try {
+        return make_cuda_forward(w, limits,
+                                 weights == "f32" ? cuda_weights::f32 : cuda_weights::bf16);
+      } catch (const std::exception& e) {
+        if (device == "cuda") throw;
+        std::fprintf(stderr, "tollgate-infer: CUDA unusable (%s); running on the CPU\n",
+                     e.what());
+      }
+    }
+#else
+    if (device == "cuda") {
+      throw std::runtime_error("--device cuda: this tollgate-infer was built without CUDA");
+    }
+#endif
+    return std::make_unique<cpu_forward>(w, limits, threads);
+  });
+}
+
 int run_model(const std::string& command, std::vector<std::string> args) {
   const std::string dir = flag(args, "--model", "");
   const std::string ids_text = flag(args, "--ids", "");
@@ -284,9 +334,10 @@ int run_model(const std::string& command, std::vector<std::string> args) {
   // --timing: the forward pass's wall time on stderr as JSON (for tests/bench/engine_bench.mjs).
   const bool timing = std::find(args.begin(), args.end(), "--timing") != args.end();
   if (timing) args.erase(std::find(args.begin(), args.end(), "--timing"));
+  const auto make_engine = engine_option(args, threads);
   std::vector<int> ids;
-  if (!args.empty() || dir.empty() || !parse_ids(ids_text, ids) || max_tokens < 1 ||
-      (command == "logits" && out.empty())) {
+  if (!make_engine || !args.empty() || dir.empty() || !parse_ids(ids_text, ids) ||
+      max_tokens < 1 || (command == "logits" && out.empty())) {
     return usage();
   }
   auto model = load_model(dir);
@@ -305,15 +356,23 @@ int run_model(const std::string& command, std::vector<std::string> args) {
   engine_limits limits;
   limits.kv_blocks = static_cast<int>(ids.size() + static_cast<std::size_t>(max_tokens)) /
                          limits.kv_block_size + 1;
-  cpu_forward engine(*model, limits, threads);
+  std::unique_ptr<forward_engine> engine_owner;
+  try {
+    engine_owner = (*make_engine)(*model, limits);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tollgate-infer: %s\n", e.what());
+    return 1;
+  }
+  forward_engine& engine = *engine_owner;
   const auto started = std::chrono::steady_clock::now();
   const auto report = [&](std::size_t tokens) {
     if (!timing) return;
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                         std::chrono::steady_clock::now() - started)
                         .count();
-    std::fprintf(stderr, "{\"forward_us\":%lld,\"tokens\":%zu,\"simd\":%s}\n",
-                 static_cast<long long>(us), tokens, simd_enabled() ? "true" : "false");
+    std::fprintf(stderr, "{\"forward_us\":%lld,\"tokens\":%zu,\"simd\":%s,\"device\":\"%s\"}\n",
+                 static_cast<long long>(us), tokens, simd_enabled() ? "true" : "false",
+                 engine.device());
   };
   if (command == "generate") {
     const auto generated = engine.generate_greedy(ids, max_tokens);
@@ -355,14 +414,16 @@ int main(int argc, char** argv) {
     const std::string streams = flag(args, "--streams", "1,4,16,32");
     o.tokens = std::atoi(flag(args, "--tokens", "64").c_str());
     o.runs = std::atoi(flag(args, "--runs", "3").c_str());
-    o.threads = static_cast<unsigned>(std::atoi(flag(args, "--threads", "0").c_str()));
+    const auto threads = static_cast<unsigned>(std::atoi(flag(args, "--threads", "0").c_str()));
+    const auto make_engine = engine_option(args, threads);
     std::vector<int> counts;
-    if (!args.empty() || o.model_dir.empty() || !parse_ids(streams, counts) || o.tokens < 1 ||
-        o.runs < 1 ||
+    if (!make_engine || !args.empty() || o.model_dir.empty() || !parse_ids(streams, counts) ||
+        o.tokens < 1 || o.runs < 1 ||
         std::any_of(counts.begin(), counts.end(), [](int n) { return n < 1 || n > 1024; })) {
       return usage();
     }
     o.streams = std::move(counts);
+    o.make_engine = *make_engine;
     return bench_decode(o);
   }
   if (command == "serve") {
@@ -377,13 +438,17 @@ int main(int argc, char** argv) {
     o.kv_block_size = std::atoi(flag(args, "--kv-block-size", "16").c_str());
     o.kv_blocks = std::atoi(flag(args, "--kv-blocks", "0").c_str());
     o.max_batch_tokens = std::atoi(flag(args, "--max-batch-tokens", "256").c_str());
-    if (!args.empty() || o.model_dir.empty() || o.max_sequences < 1 || o.max_sequences > 1024 ||
+    const auto make_engine =
+        engine_option(args, static_cast<unsigned>(std::max(0, o.engine_threads)));
+    if (!make_engine || !args.empty() || o.model_dir.empty() || o.max_sequences < 1 ||
+        o.max_sequences > 1024 ||
         o.threads < 1 || o.threads > 64 || o.engine_threads < 0 || o.engine_threads > 256 ||
         o.kv_cache_mb < 1 || o.kv_cache_mb > 1 << 20 || o.kv_block_size < 1 ||
         o.kv_block_size > 1024 || o.kv_blocks < 0 || o.max_batch_tokens < o.max_sequences ||
         o.max_batch_tokens > 65536) {
       return usage();
     }
+    o.make_engine = *make_engine;
     return serve(o);
   }
   return usage();

@@ -494,7 +494,14 @@ int serve(const serve_options& o) {
   limits.kv_block_size = o.kv_block_size;
   limits.max_batch_tokens = o.max_batch_tokens;
   limits.max_logit_rows = o.max_sequences;
-  cpu_forward engine(*weights, limits, static_cast<unsigned>(o.engine_threads));
+  std::unique_ptr<forward_engine> engine_owner;
+  try {
+    engine_owner = o.make_engine(*weights, limits);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tollgate-infer: %s\n", e.what());
+    return 1;
+  }
+  forward_engine& engine = *engine_owner;
   scheduler sched(engine, **tok, weights->config.eos_token_ids, o.max_sequences, registry);
   std::thread engine_thread([&sched] { sched.run(); });
   // The engine thread posts events to the server's I/O threads: it must end before the server
@@ -518,6 +525,7 @@ int serve(const serve_options& o) {
     json_object_writer f;
     f.add("model", options.model_name)
         .add("listen", o.listen)
+        .add("device", engine.device())
         .add("max_sequences", o.max_sequences)
         .add("kv_cache_blocks", engine.cache().total_blocks())
         .add("kv_block_size", engine.cache().block_size())

@@ -7,7 +7,11 @@
 // and tokenized with metering's prompt_counter, the function the gateway counts with, so the
 // gateway's prompt count equals the engine's usage. A client that hangs up cancels its sequence.
 #pragma once
+#include <functional>
+#include <memory>
 #include <string>
+
+#include "gpu/forward_engine.hpp"
 
 namespace tollgate::gpu {
 
@@ -22,6 +26,9 @@ struct serve_options {
   int kv_blocks = 0;        // or its size in blocks (0: from kv_cache_mb)
   int kv_block_size = 16;   // positions per cache block
   int max_batch_tokens = 256;  // positions one forward pass may run
+  // Makes the forward pass (the CPU's or a CUDA device's; gpu/infer_main.cpp decides).
+  std::function<std::unique_ptr<forward_engine>(const model_weights&, const engine_limits&)>
+      make_engine;
 };
 
 // Loads the model and serves until SIGTERM/SIGINT; returns the process exit code.

@@ -5,14 +5,16 @@
 
 namespace tollgate::gpu {
 
-kv_cache::kv_cache(int layers, int kv_dim, int block_size, int num_blocks)
-    : layers_(layers), kv_dim_(kv_dim), block_size_(block_size) {
+kv_cache::kv_cache(int layers, int kv_dim, int block_size, int num_blocks, bool host_storage)
+    : layers_(layers), kv_dim_(kv_dim), block_size_(block_size), total_(num_blocks) {
   if (layers < 1 || kv_dim < 1 || block_size < 1 || num_blocks < 1) {
     throw std::invalid_argument("kv_cache: layers, kv_dim, block_size and blocks must be positive");
   }
-  const std::size_t floats = block_stride() * static_cast<std::size_t>(num_blocks);
-  keys_.assign(floats, 0.0f);
-  values_.assign(floats, 0.0f);
+  if (host_storage) {
+    const std::size_t floats = block_stride() * static_cast<std::size_t>(num_blocks);
+    keys_.assign(floats, 0.0f);
+    values_.assign(floats, 0.0f);
+  }
   free_.reserve(static_cast<std::size_t>(num_blocks));
   // Handed out from the back: block 0 first.
   for (int b = num_blocks - 1; b >= 0; --b) free_.push_back(b);

@@ -23,18 +23,23 @@ struct sequence_blocks {
 class kv_cache {
  public:
   // Allocates `num_blocks` blocks for a model of `layers` layers and `kv_dim` (kv_heads *
-  // head_dim) floats per position and layer, keys and values each.
-  kv_cache(int layers, int kv_dim, int block_size, int num_blocks);
+  // head_dim) floats per position and layer, keys and values each. Without `host_storage`
+  // only the bookkeeping lives here (a device holds the floats, laid out the same way) and
+  // keys()/values() must not be used.
+  kv_cache(int layers, int kv_dim, int block_size, int num_blocks, bool host_storage = true);
   kv_cache(const kv_cache&) = delete;
   kv_cache& operator=(const kv_cache&) = delete;
 
   // How many blocks a sequence of `positions` positions needs.
   int blocks_for(int positions) const { return (positions + block_size_ - 1) / block_size_; }
   int block_size() const { return block_size_; }
-  int total_blocks() const { return static_cast<int>(free_.capacity()); }
+  int total_blocks() const { return total_; }
   int free_blocks() const { return static_cast<int>(free_.size()); }
   int used_blocks() const { return total_blocks() - free_blocks(); }
-  std::size_t bytes() const { return 2 * keys_.size() * sizeof(float); }
+  // The bytes of keys and values in all.
+  std::size_t bytes() const {
+    return 2 * block_stride() * static_cast<std::size_t>(total_) * sizeof(float);
+  }
 
   // Gives `seq` the blocks to hold `positions` positions in all; false (and no change) when
   // the cache has too few free blocks.
@@ -62,9 +67,10 @@ class kv_cache {
   int layers_;
   int kv_dim_;
   int block_size_;
+  int total_;
   std::vector<float> keys_;
   std::vector<float> values_;
-  std::vector<int> free_;  // free block ids; capacity() is the total
+  std::vector<int> free_;  // free block ids
 };
 
 }  // namespace tollgate::gpu

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "gpu/cpu_kernels.hpp"
+
 namespace tollgate::gpu {
 namespace {
 
@@ -133,7 +135,7 @@ struct scheduler::sequence {
   bool cancelled() const { return req.cancelled && req.cancelled->load(); }
 };
 
-scheduler::scheduler(cpu_forward& engine, const metering::tokenizer& tok,
+scheduler::scheduler(forward_engine& engine, const metering::tokenizer& tok,
                      std::vector<int> eos_ids, int max_sequences, metrics::registry& registry)
     : engine_(engine),
       tok_(tok),

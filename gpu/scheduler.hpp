@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "core/metrics.hpp"
-#include "gpu/cpu_forward.hpp"
+#include "gpu/forward_engine.hpp"
 #include "metering/tokenizer.hpp"
 
 namespace tollgate::gpu {
@@ -68,7 +68,7 @@ std::string valid_utf8(std::string_view bytes, bool final, std::size_t* consumed
 class scheduler {
  public:
   // `max_sequences` is at most the engine's max_logit_rows and max_batch_tokens.
-  scheduler(cpu_forward& engine, const metering::tokenizer& tok, std::vector<int> eos_ids,
+  scheduler(forward_engine& engine, const metering::tokenizer& tok, std::vector<int> eos_ids,
             int max_sequences, metrics::registry& registry);
   ~scheduler();
 
@@ -90,7 +90,7 @@ class scheduler {
   void emit_text(sequence& s, bool final);
   void leave(sequence& s);
 
-  cpu_forward& engine_;
+  forward_engine& engine_;
   const metering::tokenizer& tok_;
   std::vector<int> eos_ids_;
   int max_sequences_;

@@ -1,14 +1,21 @@
 // The CUDA kernels against their CPU twins on random inputs (relative error 1e-4; arg-max and
-// its tie rule exactly). Without a CUDA device it says why and exits 77, which ctest reports as
-// skipped. Built only when nvcc is present (gpu/CMakeLists.txt).
+// its tie rule exactly), then the CUDA forward pass against the CPU's on a small random model:
+// every position's logits of prompts read in chunks over the paged cache (F32 matrices: 1e-4;
+// BF16 matrices: 5e-2) and greedy decoding (F32: the same tokens). Without a CUDA device it says
+// why and exits 77, which ctest reports as skipped. Built only when nvcc is present
+// (gpu/CMakeLists.txt).
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "gpu/cpu_forward.hpp"
 #include "gpu/cpu_kernels.hpp"
+#include "gpu/cuda_forward.hpp"
 #include "gpu/cuda_kernels.hpp"
+#include "tests/unit/gpu/random_model.hpp"
 
 using namespace tollgate::gpu;
 
@@ -23,16 +30,49 @@ std::vector<float> random_values(std::mt19937& rng, std::size_t n, float scale =
   return v;
 }
 
-void expect_close(const char* what, const std::vector<float>& gpu, const std::vector<float>& cpu) {
+void expect_close(const char* what, const std::vector<float>& gpu, const std::vector<float>& cpu,
+                  float tolerance = 1e-4f) {
   float diff = 0, scale = 0;
   for (std::size_t i = 0; i < cpu.size(); ++i) {
     diff = std::max(diff, std::fabs(gpu[i] - cpu[i]));
     scale = std::max(scale, std::fabs(cpu[i]));
   }
   const float rel = scale > 0 ? diff / scale : diff;
-  const bool ok = gpu.size() == cpu.size() && rel <= 1e-4f;
+  const bool ok = gpu.size() == cpu.size() && rel <= tolerance;
   std::printf("%s %s: relative error %.2e\n", ok ? "ok  " : "FAIL", what, rel);
   if (!ok) ++failures;
+}
+
+// The CUDA forward pass against the CPU's on the same random model and batches.
+void check_forward(bool qwen_style, cuda_weights matrices) {
+  const model_weights w = tollgate::test::random_model(qwen_style);
+  engine_limits limits;
+  limits.max_batch_tokens = 16;  // prompts go in chunks of 16 positions
+  limits.max_logit_rows = 16;
+  limits.kv_block_size = 4;      // a prompt spans many blocks
+  limits.kv_blocks = 64;
+  cpu_forward cpu(w, limits, 1);
+  const auto gpu = make_cuda_forward(w, limits, matrices);
+  const bool f32 = matrices == cuda_weights::f32;
+  const std::string what = std::string(qwen_style ? "Qwen3-style" : "Llama-style") +
+                           " forward pass, " + (f32 ? "F32" : "BF16") + " matrices";
+  std::vector<int> prompt;
+  for (int i = 0; i < 37; ++i) prompt.push_back((i * 17 + 5) % w.config.vocab_size);
+  sequence_blocks on_cpu, on_gpu;
+  std::vector<std::vector<float>> cpu_rows, gpu_rows;
+  cpu.feed(on_cpu, prompt, &cpu_rows);
+  gpu->feed(on_gpu, prompt, &gpu_rows);
+  std::vector<float> cpu_all, gpu_all;
+  for (const auto& r : cpu_rows) cpu_all.insert(cpu_all.end(), r.begin(), r.end());
+  for (const auto& r : gpu_rows) gpu_all.insert(gpu_all.end(), r.begin(), r.end());
+  expect_close(what.c_str(), gpu_all, cpu_all, f32 ? 1e-4f : 5e-2f);
+  if (f32) {
+    const auto a = cpu.generate_greedy(prompt, 12);
+    const auto b = gpu->generate_greedy(prompt, 12);
+    std::printf("%s %s: greedy decoding of 12 tokens %s\n", a == b ? "ok  " : "FAIL",
+                what.c_str(), a == b ? "identical" : "differs");
+    if (a != b) ++failures;
+  }
 }
 
 }  // namespace
@@ -99,5 +139,16 @@ int main() {
   std::printf("%s argmax: %d (CPU twin %d, expected 777)\n",
               best == 777 && twin == 777 ? "ok  " : "FAIL", best, twin);
   if (best != 777 || twin != 777) ++failures;
+
+  for (const bool qwen_style : {false, true}) {
+    for (const auto matrices : {cuda_weights::f32, cuda_weights::bf16}) {
+      try {
+        check_forward(qwen_style, matrices);
+      } catch (const std::exception& e) {
+        std::printf("FAIL forward pass: %s\n", e.what());
+        ++failures;
+      }
+    }
+  }
   return failures == 0 ? 0 : 1;
 }

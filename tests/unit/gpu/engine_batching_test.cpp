@@ -7,58 +7,11 @@
 
 #include "gpu/cpu_forward.hpp"
 #include "gpu/kv_cache.hpp"
+#include "tests/unit/gpu/random_model.hpp"
 
 using namespace tollgate::gpu;
 
 namespace {
-
-// A small random Llama with grouped-query attention, in memory.
-model_weights random_model(bool qwen_style) {
-  model_weights w;
-  auto& c = w.config;
-  c.architecture = qwen_style ? "Qwen3ForCausalLM" : "LlamaForCausalLM";
-  c.vocab_size = 300;
-  c.hidden_size = 48;
-  c.intermediate_size = 80;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 12;
-  c.max_position_embeddings = 256;
-  c.rope_theta = 10000;
-  c.attention_bias = qwen_style;
-  c.qk_norm = qwen_style;
-  std::mt19937 rng(7);
-  std::uniform_real_distribution<float> u(-0.5f, 0.5f);
-  const auto fill = [&](std::vector<float>& v, std::size_t n) {
-    v.resize(n);
-    for (auto& x : v) x = u(rng);
-  };
-  const std::size_t h = 48, q = 48, kv = 24, inter = 80;
-  fill(w.embed, 300 * h);
-  fill(w.final_norm, h);
-  fill(w.lm_head, 300 * h);
-  w.layers.resize(2);
-  for (auto& l : w.layers) {
-    fill(l.input_norm, h);
-    fill(l.q, q * h);
-    fill(l.k, kv * h);
-    fill(l.v, kv * h);
-    fill(l.o, h * q);
-    fill(l.post_norm, h);
-    fill(l.gate, inter * h);
-    fill(l.up, inter * h);
-    fill(l.down, h * inter);
-    if (qwen_style) {
-      fill(l.q_bias, q);
-      fill(l.k_bias, kv);
-      fill(l.v_bias, kv);
-      fill(l.q_norm, 12);
-      fill(l.k_norm, 12);
-    }
-  }
-  return w;
-}
 
 std::vector<int> tokens(int n, int seed) {
   std::vector<int> t;
@@ -105,7 +58,7 @@ TEST_CASE(
 
 TEST_CASE("a batch of several sequences gives each exactly the logits it gets alone") {
   for (const bool qwen_style : {false, true}) {
-    const model_weights w = random_model(qwen_style);
+    const model_weights w = tollgate::test::random_model(qwen_style);
     const int vocab = w.config.vocab_size;
     const std::vector<std::vector<int>> prompts = {tokens(37, 1), tokens(5, 2), tokens(20, 3)};
     const int steps = 6;
@@ -182,7 +135,7 @@ TEST_CASE("a batch of several sequences gives each exactly the logits it gets al
 }
 
 TEST_CASE("the forward pass refuses positions its sequence's blocks do not hold") {
-  const model_weights w = random_model(false);
+  const model_weights w = tollgate::test::random_model(false);
   engine_limits l;
   l.kv_blocks = 2;
   l.kv_block_size = 4;
