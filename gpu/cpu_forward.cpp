@@ -2,6 +2,7 @@
 #include "gpu/cpu_forward.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -135,6 +136,39 @@ std::span<const float> cpu_forward::forward(std::span<const forward_item> items)
   }
   matmul(w_.output_matrix(), last_.data(), row, c.vocab_size, h, logits_.data());
   return {logits_.data(), floats(row, c.vocab_size)};
+}
+
+std::size_t cpu_forward::weight_bytes_per_token() const {
+  std::size_t floats = w_.final_norm.size() + w_.output_matrix().size() +
+                       static_cast<std::size_t>(w_.config.hidden_size);
+  for (const auto& l : w_.layers) {
+    for (const auto* v : {&l.input_norm, &l.q, &l.k, &l.v, &l.o, &l.q_bias, &l.k_bias, &l.v_bias,
+                          &l.q_norm, &l.k_norm, &l.post_norm, &l.gate, &l.up, &l.down}) {
+      floats += v->size();
+    }
+  }
+  return floats * sizeof(float);
+}
+
+double cpu_forward::measure_copy_bandwidth() const {
+  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t bytes = std::size_t{512} << 20;
+  std::vector<char> from(bytes, 1), to(bytes, 0);
+  const std::size_t share = bytes / threads;
+  std::vector<double> rates;
+  for (int i = 0; i < 5; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> copiers;
+    for (unsigned t = 0; t < threads; ++t) {
+      copiers.emplace_back([&, t] { std::memcpy(&to[t * share], &from[t * share], share); });
+    }
+    for (auto& c : copiers) c.join();
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    rates.push_back(2.0 * static_cast<double>(share * threads) / took.count());
+    from[static_cast<std::size_t>(i)] = to[bytes - 1 - static_cast<std::size_t>(i)];
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
 }
 
 }  // namespace tollgate::gpu

@@ -28,6 +28,9 @@ class cpu_forward : public forward_engine {
   const engine_limits& limits() const override { return limits_; }
   kv_cache& cache() override { return cache_; }
   const char* device() const override { return "cpu"; }
+  std::size_t weight_bytes_per_token() const override;
+  // One thread per core, each copying its share.
+  double measure_copy_bandwidth() const override;
   std::span<const float> forward(std::span<const forward_item> items) override;
 
  private:

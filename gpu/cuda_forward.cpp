@@ -62,15 +62,18 @@ struct device_matrix {
   bool bf16 = false;
 };
 
-device_matrix upload_matrix(const std::vector<float>& m, int rows, int cols, cuda_weights kind) {
+device_matrix upload_matrix(const std::vector<float>& m, int rows, int cols, cuda_weights kind,
+                            std::size_t& bytes) {
   device_matrix out;
   out.rows = rows;
   out.cols = cols;
   out.bf16 = kind == cuda_weights::bf16;
   if (!out.bf16) {
     out.data = upload(m);
+    bytes += m.size() * sizeof(float);
     return out;
   }
+  bytes += m.size() * sizeof(__nv_bfloat16);
   std::vector<__nv_bfloat16> converted(m.size());
   for (std::size_t i = 0; i < m.size(); ++i) converted[i] = __float2bfloat16(m[i]);
   out.data = upload(converted.data(), converted.size() * sizeof(__nv_bfloat16));
@@ -115,6 +118,31 @@ class cuda_forward final : public forward_engine {
   const engine_limits& limits() const override { return limits_; }
   kv_cache& cache() override { return cache_; }
   const char* device() const override { return "cuda"; }
+  std::size_t weight_bytes_per_token() const override { return weight_bytes_; }
+
+  // cudaMemcpy from device to device between two 256 MiB buffers, timed with events.
+  double measure_copy_bandwidth() const override {
+    const std::size_t bytes = std::size_t{256} << 20;
+    device_memory from(bytes), to(bytes);
+    CUDA_CHECK(cudaMemset(from.as<void>(), 1, bytes));
+    cudaEvent_t start = nullptr, stop = nullptr;
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    std::vector<double> rates;
+    for (int i = 0; i < 5; ++i) {
+      CUDA_CHECK(cudaEventRecord(start));
+      CUDA_CHECK(cudaMemcpy(to.as<void>(), from.as<void>(), bytes, cudaMemcpyDeviceToDevice));
+      CUDA_CHECK(cudaEventRecord(stop));
+      CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      rates.push_back(2.0 * static_cast<double>(bytes) / (static_cast<double>(ms) / 1e3));
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    std::sort(rates.begin(), rates.end());
+    return rates[rates.size() / 2];
+  }
 
   std::span<const float> forward(std::span<const forward_item> items) override {
     const int rows_wanted = check_items(items);
@@ -206,15 +234,22 @@ class cuda_forward final : public forward_engine {
   void upload_weights(const model_weights& w, cuda_weights kind) {
     const auto& c = config_;
     const int h = c.hidden_size, hd = c.head_dim;
+    std::size_t& bytes = weight_bytes_;
     embed_ = upload(w.embed);
+    bytes += static_cast<std::size_t>(h) * sizeof(float);  // one embedding row per token
     final_norm_ = upload(w.final_norm);
-    output_ = upload_matrix(w.output_matrix(), c.vocab_size, h, kind);
+    bytes += w.final_norm.size() * sizeof(float);
+    output_ = upload_matrix(w.output_matrix(), c.vocab_size, h, kind, bytes);
     inv_freq_ = [&] {
       const auto inv = rope_inverse_frequencies(c);
       return upload(inv.data(), inv.size() * sizeof(double));
     }();
     for (const auto& l : w.layers) {
       device_layer d;
+      for (const auto* v :
+           {&l.input_norm, &l.post_norm, &l.q_bias, &l.k_bias, &l.v_bias, &l.q_norm, &l.k_norm}) {
+        bytes += v->size() * sizeof(float);
+      }
       d.input_norm = upload(l.input_norm);
       d.post_norm = upload(l.post_norm);
       d.q_bias = upload(l.q_bias);
@@ -222,13 +257,13 @@ class cuda_forward final : public forward_engine {
       d.v_bias = upload(l.v_bias);
       d.q_norm = upload(l.q_norm);
       d.k_norm = upload(l.k_norm);
-      d.q = upload_matrix(l.q, c.num_heads * hd, h, kind);
-      d.k = upload_matrix(l.k, c.num_kv_heads * hd, h, kind);
-      d.v = upload_matrix(l.v, c.num_kv_heads * hd, h, kind);
-      d.o = upload_matrix(l.o, h, c.num_heads * hd, kind);
-      d.gate = upload_matrix(l.gate, c.intermediate_size, h, kind);
-      d.up = upload_matrix(l.up, c.intermediate_size, h, kind);
-      d.down = upload_matrix(l.down, h, c.intermediate_size, kind);
+      d.q = upload_matrix(l.q, c.num_heads * hd, h, kind, bytes);
+      d.k = upload_matrix(l.k, c.num_kv_heads * hd, h, kind, bytes);
+      d.v = upload_matrix(l.v, c.num_kv_heads * hd, h, kind, bytes);
+      d.o = upload_matrix(l.o, h, c.num_heads * hd, kind, bytes);
+      d.gate = upload_matrix(l.gate, c.intermediate_size, h, kind, bytes);
+      d.up = upload_matrix(l.up, c.intermediate_size, h, kind, bytes);
+      d.down = upload_matrix(l.down, h, c.intermediate_size, kind, bytes);
       layers_.push_back(std::move(d));
     }
   }
@@ -296,6 +331,7 @@ class cuda_forward final : public forward_engine {
   engine_limits limits_;
   kv_cache cache_;
   cublasHandle_t blas_ = nullptr;
+  std::size_t weight_bytes_ = 0;
   device_memory embed_, final_norm_, inv_freq_;
   device_matrix output_;
   std::vector<device_layer> layers_;

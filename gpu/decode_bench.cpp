@@ -34,52 +34,20 @@ double median(std::vector<double> xs) {
   return xs[xs.size() / 2];
 }
 
-// Memory-copy bandwidth as STREAM's Copy counts it (bytes read + bytes written per second),
-// with one thread per core copying its share of buffers far larger than the caches; the
-// median of 5.
-double copy_bandwidth() {
-  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-  const std::size_t bytes = std::size_t{512} << 20;
-  std::vector<char> from(bytes, 1), to(bytes, 0);
-  const std::size_t share = bytes / threads;
-  std::vector<double> rates;
-  for (int i = 0; i < 5; ++i) {
-    const auto start = clock_type::now();
-    std::vector<std::thread> copiers;
-    for (unsigned t = 0; t < threads; ++t) {
-      copiers.emplace_back([&, t] { std::memcpy(&to[t * share], &from[t * share], share); });
-    }
-    for (auto& c : copiers) c.join();
-    const std::chrono::duration<double> took = clock_type::now() - start;
-    rates.push_back(2.0 * static_cast<double>(share * threads) / took.count());
-    from[static_cast<std::size_t>(i)] = to[bytes - 1 - static_cast<std::size_t>(i)];
-  }
-  return median(rates);
-}
-
-// The weights one decode step reads: every layer's matrices and vectors, the final norm and
-// the output projection (the embedding contributes one row).
-std::size_t weight_bytes_per_token(const model_weights& w) {
-  std::size_t floats = w.final_norm.size() + w.output_matrix().size() +
-                       static_cast<std::size_t>(w.config.hidden_size);
-  for (const auto& l : w.layers) {
-    for (const auto* v : {&l.input_norm, &l.q, &l.k, &l.v, &l.o, &l.q_bias, &l.k_bias, &l.v_bias,
-                          &l.q_norm, &l.k_norm, &l.post_norm, &l.gate, &l.up, &l.down}) {
-      floats += v->size();
-    }
-  }
-  return floats * sizeof(float);
-}
-
 // Generated tokens per second with `streams` sequences running at once: from submitting them
 // to their last token (their 8-token prompts included).
 double decode_rate(const decode_bench_options& o, const model_weights& w,
-                   const metering::tokenizer& tok, int streams, std::string& device) {
+                   const metering::tokenizer& tok, int streams, std::string& device,
+                   double& bandwidth, std::size_t& weight_bytes) {
   engine_limits limits;
   limits.max_logit_rows = streams;
   limits.max_batch_tokens = std::max(256, streams);
   const auto engine = o.make_engine(w, limits);
   device = engine->device();
+  if (bandwidth == 0) {  // the bound, measured once on the device the engine runs on
+    bandwidth = engine->measure_copy_bandwidth();
+    weight_bytes = engine->weight_bytes_per_token();
+  }
   metrics::registry registry;
   scheduler sched(*engine, tok, {}, streams, registry);  // no eos: every stream runs to the end
   std::thread runner([&sched] { sched.run(); });
@@ -125,14 +93,14 @@ int bench_decode(const decode_bench_options& o) {
                  tok.error().message.c_str());
     return 1;
   }
-  const double bandwidth = copy_bandwidth();
-  const std::size_t weight_bytes = weight_bytes_per_token(*weights);
+  double bandwidth = 0;
+  std::size_t weight_bytes = 0;
   std::string device;
   std::string results = "[";
   for (const int streams : o.streams) {
     std::vector<double> rates;
     for (int i = 0; i < o.runs; ++i) {
-      rates.push_back(decode_rate(o, *weights, **tok, streams, device));
+      rates.push_back(decode_rate(o, *weights, **tok, streams, device, bandwidth, weight_bytes));
     }
     json_object_writer r;
     r.add("streams", static_cast<std::int64_t>(streams))

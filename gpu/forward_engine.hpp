@@ -35,6 +35,12 @@ class forward_engine {
   virtual const engine_limits& limits() const = 0;
   virtual kv_cache& cache() = 0;
   virtual const char* device() const = 0;  // "cpu" or "cuda"
+  // The bytes of weights one decode step reads (every matrix and vector once, one embedding
+  // row), as stored on this device.
+  virtual std::size_t weight_bytes_per_token() const = 0;
+  // This device's memory-copy bandwidth as STREAM's Copy counts it (bytes read + bytes
+  // written per second), measured now over buffers far larger than its caches (median of 5).
+  virtual double measure_copy_bandwidth() const = 0;
 
   // Runs `items` (at most max_batch_tokens, at most max_logit_rows of them asking for logits)
   // and writes their keys and values into the cache. Returns the logits of the items that
