@@ -120,6 +120,26 @@ describe('tollgate-infer serve (a tiny generated Llama)', () => {
     assert.equal(await metric(base, 'tollgate_infer_kv_blocks_in_use'), 0, 'its cache blocks are free');
   });
 
+  test('cancellation under load: a stream cut mid-way gives its blocks back, the others finish unchanged', async () => {
+    const steady = (content) => chat(content, { max_tokens: 120, temperature: 0 });
+    const alone = await steady('a steady request');
+    const controller = new AbortController();
+    const cut = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, signal: controller.signal,
+      body: JSON.stringify({ model: 'tiny-llama', messages: [{ role: 'user', content: 'cut me off' }], max_tokens: 3000, stream: true }),
+    });
+    const reader = cut.body.getReader();
+    await reader.read();
+    const survivors = Promise.all([steady('a steady request'), steady('another steady request')]);
+    await waitFor(async () => (await metric(base, 'tollgate_infer_sequences_running')) === 3, { what: 'three sequences running' });
+    controller.abort();
+    const [same, other] = await survivors;
+    assert.deepEqual(same.json.choices, alone.json.choices, 'a survivor gives what it gives alone');
+    assert.equal(other.status, 200);
+    await waitFor(async () => (await metric(base, 'tollgate_infer_sequences_running')) === 0, { what: 'all sequences done' });
+    assert.equal(await metric(base, 'tollgate_infer_kv_blocks_in_use'), 0, 'every block given back');
+  });
+
   test('a full key/value cache queues sequences instead of failing them, and refuses what can never fit', async () => {
     const port = await freePort();
     const small = `http://127.0.0.1:${port}`;
