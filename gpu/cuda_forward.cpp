@@ -2,6 +2,7 @@
 #include "gpu/cuda_forward.hpp"
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -59,24 +60,42 @@ struct device_matrix {
   device_memory data;
   int rows = 0;
   int cols = 0;
-  bool bf16 = false;
+  cuda_weights kind = cuda_weights::f32;
 };
+
+cudaDataType data_type(cuda_weights kind) {
+  return kind == cuda_weights::bf16  ? CUDA_R_16BF
+         : kind == cuda_weights::f16 ? CUDA_R_16F
+                                     : CUDA_R_32F;
+}
+
+template <class T, class Convert>
+device_memory upload_converted(const std::vector<float>& m, Convert convert) {
+  std::vector<T> converted(m.size());
+  for (std::size_t i = 0; i < m.size(); ++i) converted[i] = convert(m[i]);
+  return upload(converted.data(), converted.size() * sizeof(T));
+}
 
 device_matrix upload_matrix(const std::vector<float>& m, int rows, int cols, cuda_weights kind,
                             std::size_t& bytes) {
   device_matrix out;
   out.rows = rows;
   out.cols = cols;
-  out.bf16 = kind == cuda_weights::bf16;
-  if (!out.bf16) {
-    out.data = upload(m);
-    bytes += m.size() * sizeof(float);
-    return out;
+  out.kind = kind;
+  switch (kind) {
+    case cuda_weights::f32:
+      out.data = upload(m);
+      bytes += m.size() * sizeof(float);
+      break;
+    case cuda_weights::bf16:
+      out.data = upload_converted<__nv_bfloat16>(m, [](float v) { return __float2bfloat16(v); });
+      bytes += m.size() * sizeof(__nv_bfloat16);
+      break;
+    case cuda_weights::f16:
+      out.data = upload_converted<__half>(m, [](float v) { return __float2half(v); });
+      bytes += m.size() * sizeof(__half);
+      break;
   }
-  bytes += m.size() * sizeof(__nv_bfloat16);
-  std::vector<__nv_bfloat16> converted(m.size());
-  for (std::size_t i = 0; i < m.size(); ++i) converted[i] = __float2bfloat16(m[i]);
-  out.data = upload(converted.data(), converted.size() * sizeof(__nv_bfloat16));
   return out;
 }
 
@@ -284,7 +303,7 @@ class cuda_forward final : public forward_engine {
     proj_ = device_memory(t * c.hidden_size * f);
     gate_ = device_memory(t * c.intermediate_size * f);
     up_ = device_memory(t * c.intermediate_size * f);
-    bf16_input_ = device_memory(t * widest * sizeof(__nv_bfloat16));
+    half_input_ = device_memory(t * widest * sizeof(__nv_bfloat16));  // BF16 or F16 input
     last_ = device_memory(r * c.hidden_size * f);
     logits_ = device_memory(r * c.vocab_size * f);
     logits_host_.resize(r * c.vocab_size);
@@ -308,20 +327,23 @@ class cuda_forward final : public forward_engine {
   }
 
   // y[n][rows] = x[n][cols] m^T (+ bias): row-major m is column-major [cols x rows], so
-  // y^T = op_T(m) x^T with F32 accumulation; BF16 matrices take the input in BF16.
+  // y^T = op_T(m) x^T with F32 accumulation; BF16 and F16 matrices take the input in their
+  // type.
   void matmul(const device_matrix& m, const float* x, int n, float* y, const device_memory& bias) {
     const float one = 1.0f, zero = 0.0f;
     const void* input = x;
-    cudaDataType input_type = CUDA_R_32F;
-    if (m.bf16) {
-      launch::to_bf16(x, bf16_input_.as<void>(), static_cast<std::size_t>(n) * m.cols, nullptr);
-      input = bf16_input_.as<void>();
-      input_type = CUDA_R_16BF;
+    const std::size_t count = static_cast<std::size_t>(n) * m.cols;
+    if (m.kind == cuda_weights::bf16) {
+      launch::to_bf16(x, half_input_.as<void>(), count, nullptr);
+      input = half_input_.as<void>();
+    } else if (m.kind == cuda_weights::f16) {
+      launch::to_f16(x, half_input_.as<void>(), count, nullptr);
+      input = half_input_.as<void>();
     }
+    const cudaDataType type = data_type(m.kind);
     CUBLAS_CHECK(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, m.rows, n, m.cols, &one,
-                              m.data.as<void>(), m.bf16 ? CUDA_R_16BF : CUDA_R_32F, m.cols, input,
-                              input_type, m.cols, &zero, y, CUDA_R_32F, m.rows, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT));
+                              m.data.as<void>(), type, m.cols, input, type, m.cols, &zero, y,
+                              CUDA_R_32F, m.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     if (bias.bytes() >= static_cast<std::size_t>(m.rows) * sizeof(float)) {  // none: 0 bytes
       launch::add_bias(y, bias.as<float>(), n, m.rows, nullptr);
     }
@@ -335,7 +357,7 @@ class cuda_forward final : public forward_engine {
   device_memory embed_, final_norm_, inv_freq_;
   device_matrix output_;
   std::vector<device_layer> layers_;
-  device_memory x_, normed_, q_, k_, v_, attn_, proj_, gate_, up_, bf16_input_, last_, logits_;
+  device_memory x_, normed_, q_, k_, v_, attn_, proj_, gate_, up_, half_input_, last_, logits_;
   device_memory d_tokens_, d_positions_, d_offsets_, d_slots_, d_logit_rows_, d_tables_;
   device_memory keys_, values_;
   std::vector<float> logits_host_;

@@ -1,8 +1,8 @@
 // The engine's forward pass on a CUDA device (built with nvcc when /usr/local/cuda exists; see
 // gpu/CMakeLists.txt). The same computation as gpu/cpu_forward, chained on device memory: the
-// weights uploaded once (the matrices in BF16 or F32, norms and biases in F32), the paged
+// weights uploaded once (the matrices in BF16, F16 or F32, norms and biases in F32), the paged
 // key/value cache on the device (the block bookkeeping stays on the host, in gpu/kv_cache),
-// cuBLAS for every matrix product (GemmEx, BF16 or F32 inputs, F32 accumulation) and the
+// cuBLAS for every matrix product (GemmEx, BF16, F16 or F32 inputs, F32 accumulation) and the
 // kernels of gpu/cuda_kernels.cu for the rest. One forward() runs the whole batch and copies
 // back only the logits that were asked for.
 #pragma once
@@ -13,7 +13,8 @@
 
 namespace tollgate::gpu {
 
-enum class cuda_weights { bf16, f32 };
+// How the matrices are stored on the device (and their products' inputs converted).
+enum class cuda_weights { bf16, f16, f32 };
 
 // Uploads `weights` to the current CUDA device. Throws std::runtime_error when the device
 // cannot hold them or the model does not fit the kernels (a context whose attention scores

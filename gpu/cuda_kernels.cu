@@ -1,6 +1,7 @@
 // The engine's CUDA kernels: see cuda_kernels.hpp.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cfloat>
@@ -164,6 +165,11 @@ __global__ void add_kernel(float* x, const float* y, size_t n) {
 __global__ void to_bf16_kernel(const float* x, __nv_bfloat16* out, size_t n) {
   const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) out[i] = __float2bfloat16(x[i]);
+}
+
+__global__ void to_f16_kernel(const float* x, __half* out, size_t n) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __float2half(x[i]);
 }
 
 // Item i's key and value go to slot slots[i] (+ the layer's offset) of the paged cache.
@@ -361,6 +367,11 @@ void add(float* x, const float* y, size_t n, cudaStream_t stream) {
 
 void to_bf16(const float* x, void* out, size_t n, cudaStream_t stream) {
   to_bf16_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(x, static_cast<__nv_bfloat16*>(out), n);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void to_f16(const float* x, void* out, size_t n, cudaStream_t stream) {
+  to_f16_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(x, static_cast<__half*>(out), n);
   CUDA_CHECK(cudaGetLastError());
 }
 

@@ -56,6 +56,8 @@ void add_bias(float* y, const float* bias, int rows, int n, cudaStream_t stream)
 void add(float* x, const float* y, std::size_t n, cudaStream_t stream);
 // F32 to BF16 (`out` holds n __nv_bfloat16).
 void to_bf16(const float* x, void* out, std::size_t n, cudaStream_t stream);
+// F32 to F16 (`out` holds n __half).
+void to_f16(const float* x, void* out, std::size_t n, cudaStream_t stream);
 // Item i's key and value to cache float offset slots[i] + layer_offset.
 void store_kv(const float* k, const float* v, int items, int kv_dim, const long long* slots,
               std::size_t layer_offset, float* keys, float* values, cudaStream_t stream);

@@ -15,7 +15,7 @@
 //       decode tokens/s at each number of concurrent streams, and the memory-bandwidth bound
 //       (gpu/decode_bench.hpp)
 // Those that run the model take --device auto|cpu|cuda (auto: CUDA when this build has it and
-// a device is there, else the CPU) and --cuda-weights bf16|f32 (the matrices on the device).
+// a device is there, else the CPU) and --cuda-weights bf16|f16|f32 (the matrices on the device).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -61,7 +61,7 @@ int usage() {
       "       tollgate-infer bench-decode --model DIR [--streams 1,4,16,32] [--tokens N]\n"
       "                      [--runs N] [--threads N]\n"
       "       (logits, generate, serve and bench-decode also take --device auto|cpu|cuda and\n"
-      "        --cuda-weights bf16|f32)\n");
+      "        --cuda-weights bf16|f16|f32)\n");
   return 2;
 }
 
@@ -286,7 +286,7 @@ int make_model(std::vector<std::string> args) {
   return 0;
 }
 
-// --device auto|cpu|cuda and --cuda-weights bf16|f32 (every command that runs the model): how
+// --device auto|cpu|cuda and --cuda-weights bf16|f16|f32 (every command that runs the model): how
 // to make the forward pass. nullopt for a bad value.
 using engine_maker =
     std::function<std::unique_ptr<forward_engine>(const model_weights&, const engine_limits&)>;
@@ -295,7 +295,7 @@ std::optional<engine_maker> engine_option(std::vector<std::string>& args, unsign
   const std::string device = flag(args, "--device", "auto");
   const std::string weights = flag(args, "--cuda-weights", "bf16");
   if ((device != "auto" && device != "cpu" && device != "cuda") ||
-      (weights != "bf16" && weights != "f32")) {
+      (weights != "bf16" && weights != "f16" && weights != "f32")) {
     return std::nullopt;
   }
   return engine_maker([device, weights, threads](const model_weights& w,
@@ -309,7 +309,9 @@ std::optional<engine_maker> engine_option(std::vector<std::string>& args, unsign
       }
       try {
         return make_cuda_forward(w, limits,
-                                 weights == "f32" ? cuda_weights::f32 : cuda_weights::bf16);
+                                 weights == "f32"   ? cuda_weights::f32
+                                 : weights == "f16" ? cuda_weights::f16
+                                                    : cuda_weights::bf16);
       } catch (const std::exception& e) {
         if (device == "cuda") throw;
         std::fprintf(stderr, "tollgate-infer: CUDA unusable (%s); running on the CPU\n",

@@ -1,9 +1,9 @@
 // The CUDA kernels against their CPU twins on random inputs (relative error 1e-4; arg-max and
 // its tie rule exactly), then the CUDA forward pass against the CPU's on a small random model:
 // every position's logits of prompts read in chunks over the paged cache (F32 matrices: 1e-4;
-// BF16 matrices: 5e-2) and greedy decoding (F32: the same tokens). Without a CUDA device it says
-// why and exits 77, which ctest reports as skipped. Built only when nvcc is present
-// (gpu/CMakeLists.txt).
+// BF16 and F16 matrices: 5e-2) and greedy decoding (F32: the same tokens). Without a CUDA
+// device it says why and exits 77, which ctest reports as skipped. Built only when nvcc is
+// present (gpu/CMakeLists.txt).
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -55,7 +55,9 @@ void check_forward(bool qwen_style, cuda_weights matrices) {
   const auto gpu = make_cuda_forward(w, limits, matrices);
   const bool f32 = matrices == cuda_weights::f32;
   const std::string what = std::string(qwen_style ? "Qwen3-style" : "Llama-style") +
-                           " forward pass, " + (f32 ? "F32" : "BF16") + " matrices";
+                           " forward pass, " +
+                           (f32 ? "F32" : matrices == cuda_weights::f16 ? "F16" : "BF16") +
+                           " matrices";
   std::vector<int> prompt;
   for (int i = 0; i < 37; ++i) prompt.push_back((i * 17 + 5) % w.config.vocab_size);
   sequence_blocks on_cpu, on_gpu;
@@ -141,7 +143,7 @@ int main() {
   if (best != 777 || twin != 777) ++failures;
 
   for (const bool qwen_style : {false, true}) {
-    for (const auto matrices : {cuda_weights::f32, cuda_weights::bf16}) {
+    for (const auto matrices : {cuda_weights::f32, cuda_weights::bf16, cuda_weights::f16}) {
       try {
         check_forward(qwen_style, matrices);
       } catch (const std::exception& e) {
