@@ -321,7 +321,8 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
   if (lines.empty()) co_return 0;
 
   std::map<std::string, plan_history> plans;
-  std::vector<const rating_plan*> event_plans(events.size(), nullptr);  // the plan of its period
+  // Per event, the plan of its period (null: its tenant has none).
+  std::vector<const rating_plan*> event_plans(events.size(), nullptr);
   std::vector<std::optional<rated_event>> rated(events.size());
   if (settings_.rate_events) {
     std::set<std::string> tenants;
@@ -424,7 +425,9 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     accumulators[key] = accumulator_state{locked->int64(i, 5), locked->int64(i, 6)};
   }
   for (std::size_t i = 0; i < events.size(); ++i) {
-    if (events[i] && plans[i] != nullptr) rated[i] = rate_event(*plans[i], *events[i], accumulators);
+    if (events[i] && plans[i] != nullptr) {
+      rated[i] = rate_event(*plans[i], *events[i], accumulators);
+    }
   }
   auto cleared = co_await conn_.exec("DELETE FROM rating_staging");
   if (!cleared) co_return cleared.error();

@@ -18,7 +18,6 @@
 #include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "core/request_id.hpp"
-#include "gpu/cpu_forward.hpp"
 #include "gpu/model.hpp"
 #include "gpu/scheduler.hpp"
 #include "metering/prompt_count.hpp"
