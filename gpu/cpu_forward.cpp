@@ -134,6 +134,7 @@ std::span<const float> cpu_forward::forward(std::span<const forward_item> items)
     rms_norm(&x_[floats(i, h)], w_.final_norm.data(), h, c.rms_norm_eps, &last_[floats(row, h)]);
     ++row;
   }
+  if (row == 0) return {};
   matmul(w_.output_matrix(), last_.data(), row, c.vocab_size, h, logits_.data());
   return {logits_.data(), floats(row, c.vocab_size)};
 }
