@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { startStack, binDir, chatBody, postJson, waitFor } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
-import { dbConfig, api, makeTenant, refPrice, expectRatedOnce, ADMIN, FINANCE } from '../lib/ledger.mjs';
+import { dbConfig, api, makeTenant, refPrice, expectRatedOnce, spoolSegment, ADMIN, FINANCE } from '../lib/ledger.mjs';
 
 // Billing periods are calendar months in UTC.
 const thisPeriod = () => new Date().toISOString().slice(0, 7);
@@ -208,6 +208,19 @@ describe('price books and plans (real PostgreSQL)', () => {
     const q = await preview(u.tenant, now);
     assert.deepEqual([q.price_book_id, q.batch_discount_bp, String(q.total_micros)], [b.id, 2000, later[0][1]]);
     assert.equal((await preview(u.tenant, previousPeriod(now))).price_book_id, a.id, 'the earlier period keeps plan A');
+
+    // A late event of the earlier period (handed to the ledger writer as its spool replays it)
+    // is rated by that period's plan, A, while the current period's events stay on B.
+    await s.gateway.stop();
+    const spoolDir = JSON.parse(readFileSync(s.configPath, 'utf8')).ledger.spool_dir;
+    const late = [u.tenant, `${previousPeriod(now)}-15 12:00:00+00`, `late_${u.tenant}`, '\\N', '\\N', '/v1/chat/completions',
+      'dev-echo', 'dev', 'f', 'f', '200', '10', '0', '5', '0', '\\N', '\\N', 't', 'f', '1000', '\\N', 'f', '\\N', '\\N'].join('\t') + '\n';
+    writeFileSync(path.join(spoolDir, 'ledger-9200000000000001.spool'), spoolSegment([late]));
+    await s.restartGateway();
+    await waitFor(() => pg.value(`SELECT count(*) FROM usage_events WHERE request_id = 'late_${u.tenant}'`) === '1', { what: 'the late event replayed' });
+    assert.deepEqual(pg.query(`SELECT price_book_id, cost_micros FROM usage_events WHERE request_id = 'late_${u.tenant}'`)[0],
+      [a.id, '15'], 'rated by plan A at 1 micro-unit a token');
+    assert.equal(String((await preview(u.tenant, previousPeriod(now))).total_micros), '15');
   });
 
   test('the cost preview prices the ledger totals of the period, per model, class and batch flag', async () => {
