@@ -67,7 +67,9 @@ if [ ! -f "$model_dir/model.safetensors" ]; then
     --out "$model_dir" >/dev/null
   echo "up: generated the tiny model in $model_dir"
 fi
-start infer build/bin/tollgate-infer serve --model "$model_dir" --name tiny-llama --listen 127.0.0.1:8000
+# 32 MiB of key/value cache: 32 sequences of the tiny model's whole 4,096-position context.
+start infer build/bin/tollgate-infer serve --model "$model_dir" --name tiny-llama --listen 127.0.0.1:8000 \
+  --kv-cache-mb 32
 wait_ready infer http://127.0.0.1:8000/health
 TOLLGATE_LOGGING__USAGE_LOG="$PWD/$run/logs/usage.log" \
 TOLLGATE_DATABASE__URL="$db_url" \
