@@ -101,9 +101,9 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const float* const* w, const 
   }
 }
 
-// The tile shapes: enough independent accumulators to keep the multiply-add units busy (one
-// input: 8 rows at a time), few enough to stay in the 16 vector registers.
-constexpr int rows_per_tile(int inputs) { return inputs == 1 ? 1 : inputs == 2 ? 2 : 3; }
+// Rows per tile past four inputs: 3 x 4 accumulators, 3 rows and 1 input in flight fill the
+// 16 vector registers.
+constexpr int tile_rows = 3;
 
 bool cpu_has_avx2_fma() {
   __builtin_cpu_init();
@@ -130,16 +130,11 @@ void tile_of(const float* const* w, int rows, const float* const* x, int n, floa
   switch (rows) {
     case 1: tile_avx2<1, G>(w, x, n, out, ahead); break;
     case 2: tile_avx2<2, G>(w, x, n, out, ahead); break;
-    case 3: tile_avx2<3, G>(w, x, n, out, ahead); break;
-    case 4: tile_avx2<4, G>(w, x, n, out, ahead); break;
-    case 5: tile_avx2<5, G>(w, x, n, out, ahead); break;
-    case 6: tile_avx2<6, G>(w, x, n, out, ahead); break;
-    case 7: tile_avx2<7, G>(w, x, n, out, ahead); break;
-    default: tile_avx2<8, G>(w, x, n, out, ahead); break;
+    default: tile_avx2<3, G>(w, x, n, out, ahead); break;
   }
 }
 
-// out[r * g + t] = w[r] . x[t] for r < rows (at most rows_per_tile(g)), t < g (1..4).
+// out[r * g + t] = w[r] . x[t] for r < rows (1..3), t < g (1..4).
 // `ahead`: where the next tile's rows begin (prefetched meanwhile), or null.
 void tile(const float* const* w, int rows, const float* const* x, int g, int n, float* out,
           const float* ahead) {
@@ -161,13 +156,13 @@ void tile(const float* const* w, int rows, const float* const* x, int g, int n, 
 
 void matmul_rows(const float* w, const float* x, int tokens, int cols, int row_begin, int row_end,
                  const float* bias, float* y, int y_stride) {
-  const float* rows[8];
+  const float* rows[tile_rows];
   const float* inputs[4];
-  float out[32];
+  float out[tile_rows * 4];
   // Rows outer, inputs inner: each weight row is read from memory once for every input. Up to
   // four inputs the product is bound by memory, which streams fastest one row at a time; past
   // that by the multiply-adds, which tiles of three rows keep busiest.
-  const int step = tokens <= 4 ? 1 : rows_per_tile(4);
+  const int step = tokens <= 4 ? 1 : tile_rows;
   for (int r = row_begin; r < row_end; r += step) {
     const int nr = std::min(step, row_end - r);
     for (int i = 0; i < nr; ++i) rows[i] = w + static_cast<std::size_t>(r + i) * cols;
