@@ -14,6 +14,7 @@
 #include "core/json_text.hpp"
 #include "core/metrics.hpp"
 #include "gpu/cpu_kernels.hpp"
+#include "gpu/infer_server.hpp"
 #include "gpu/model.hpp"
 #include "gpu/scheduler.hpp"
 #include "metering/tokenizer.hpp"
@@ -82,17 +83,10 @@ double decode_rate(const decode_bench_options& o, const model_weights& w,
 }  // namespace
 
 int bench_decode(const decode_bench_options& o) {
-  auto weights = load_model(o.model_dir);
-  if (!weights) {
-    std::fprintf(stderr, "tollgate-infer: %s\n", weights.error().message.c_str());
-    return 1;
-  }
-  auto tok = metering::tokenizer::load_hugging_face(o.model_dir + "/tokenizer.json");
-  if (!tok) {
-    std::fprintf(stderr, "tollgate-infer: %s/tokenizer.json: %s\n", o.model_dir.c_str(),
-                 tok.error().message.c_str());
-    return 1;
-  }
+  auto folder = load_model_folder(o.model_dir);
+  if (!folder) return 1;
+  const model_weights* weights = &folder->weights;
+  const auto& tok = folder->tokenizer;
   double bandwidth = 0;
   std::size_t weight_bytes = 0;
   std::string device;
@@ -100,7 +94,7 @@ int bench_decode(const decode_bench_options& o) {
   for (const int streams : o.streams) {
     std::vector<double> rates;
     for (int i = 0; i < o.runs; ++i) {
-      rates.push_back(decode_rate(o, *weights, **tok, streams, device, bandwidth, weight_bytes));
+      rates.push_back(decode_rate(o, *weights, *tok, streams, device, bandwidth, weight_bytes));
     }
     json_object_writer r;
     r.add("streams", static_cast<std::int64_t>(streams))

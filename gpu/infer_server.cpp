@@ -450,20 +450,28 @@ std::optional<metering::prompt_format> template_family(const std::string& dir) {
 
 }  // namespace
 
+std::optional<model_folder> load_model_folder(const std::string& dir) {
+  auto weights = load_model(dir);
+  if (!weights) {
+    std::fprintf(stderr, "tollgate-infer: %s\n", weights.error().message.c_str());
+    return std::nullopt;
+  }
+  auto tok = metering::tokenizer::load_hugging_face(dir + "/tokenizer.json");
+  if (!tok) {
+    std::fprintf(stderr, "tollgate-infer: %s/tokenizer.json: %s\n", dir.c_str(),
+                 tok.error().message.c_str());
+    return std::nullopt;
+  }
+  return model_folder{std::move(*weights), std::move(*tok)};
+}
+
 int serve(const serve_options& o) {
   std::signal(SIGPIPE, SIG_IGN);
   logger log{stderr, log_level::info};
-  auto weights = load_model(o.model_dir);
-  if (!weights) {
-    std::fprintf(stderr, "tollgate-infer: %s\n", weights.error().message.c_str());
-    return 1;
-  }
-  auto tok = metering::tokenizer::load_hugging_face(o.model_dir + "/tokenizer.json");
-  if (!tok) {
-    std::fprintf(stderr, "tollgate-infer: %s/tokenizer.json: %s\n", o.model_dir.c_str(),
-                 tok.error().message.c_str());
-    return 1;
-  }
+  auto folder = load_model_folder(o.model_dir);
+  if (!folder) return 1;
+  const model_weights* weights = &folder->weights;
+  const auto& tok = folder->tokenizer;
   const auto family = template_family(o.model_dir);
   if (!family) {
     std::fprintf(stderr,
@@ -472,7 +480,7 @@ int serve(const serve_options& o) {
                  o.model_dir.c_str());
     return 1;
   }
-  auto prompts = metering::prompt_counter::make(*tok, *family);
+  auto prompts = metering::prompt_counter::make(tok, *family);
   if (!prompts) {
     std::fprintf(stderr, "tollgate-infer: %s\n", prompts.error().message.c_str());
     return 1;
@@ -501,7 +509,7 @@ int serve(const serve_options& o) {
     return 1;
   }
   forward_engine& engine = *engine_owner;
-  scheduler sched(engine, **tok, weights->config.eos_token_ids, o.max_sequences, registry);
+  scheduler sched(engine, *tok, weights->config.eos_token_ids, o.max_sequences, registry);
   std::thread engine_thread([&sched] { sched.run(); });
   // The engine thread posts events to the server's I/O threads: it must end before the server
   // (and its io_contexts) is destroyed.

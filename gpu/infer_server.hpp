@@ -9,9 +9,12 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "gpu/forward_engine.hpp"
+#include "gpu/model.hpp"
+#include "metering/tokenizer.hpp"
 
 namespace tollgate::gpu {
 
@@ -30,6 +33,14 @@ struct serve_options {
   std::function<std::unique_ptr<forward_engine>(const model_weights&, const engine_limits&)>
       make_engine;
 };
+
+// A model folder as tollgate-infer's commands load it: the weights and its tokenizer.json. On
+// a problem, says which on stderr (naming the file) and returns nullopt.
+struct model_folder {
+  model_weights weights;
+  std::shared_ptr<const metering::tokenizer> tokenizer;
+};
+std::optional<model_folder> load_model_folder(const std::string& dir);
 
 // Loads the model and serves until SIGTERM/SIGINT; returns the process exit code.
 int serve(const serve_options& options);
