@@ -248,8 +248,8 @@ void scheduler::leave(sequence& s) {
 void scheduler::iterate() {
   kv_cache& cache = engine_.cache();
   items_.clear();
+  in_batch_.clear();
   int budget = engine_.limits().max_batch_tokens;
-  std::vector<std::pair<sequence*, int>> in_batch;  // each sequence and its positions, in order
   // Decoding sequences first (one position each), then chunks of prompts in the room left.
   for (const bool decoding_pass : {true, false}) {
     for (auto& sp : running_) {
@@ -274,7 +274,7 @@ void scheduler::iterate() {
         const bool logits = decoding || at + 1 == prompt.size();
         items_.push_back({&s.blocks, token, s.blocks.length + i, logits});
       }
-      in_batch.emplace_back(&s, n);
+      in_batch_.emplace_back(&s, n);
       budget -= n;
     }
   }
@@ -282,7 +282,7 @@ void scheduler::iterate() {
   const auto logits = engine_.forward(items_);
   const std::size_t vocab = static_cast<std::size_t>(engine_.config().vocab_size);
   std::size_t row = 0;
-  for (const auto& [s, n] : in_batch) {
+  for (const auto& [s, n] : in_batch_) {
     const bool decoding = s->fed >= s->req.prompt.size();
     s->blocks.length += n;
     if (!decoding) {

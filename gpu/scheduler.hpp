@@ -24,6 +24,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/metrics.hpp"
@@ -100,7 +101,8 @@ class scheduler {
   bool stopping_ = false;
   std::vector<std::unique_ptr<sequence>> running_;  // engine thread only
   int reserved_blocks_ = 0;                         // engine thread only
-  std::vector<forward_item> items_;                 // engine thread only
+  std::vector<forward_item> items_;                 // engine thread only: this batch's positions
+  std::vector<std::pair<sequence*, int>> in_batch_;  // and its sequences with their counts
 
   metrics::gauge& running_gauge_;
   metrics::gauge& queued_gauge_;
