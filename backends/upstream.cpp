@@ -84,7 +84,7 @@ std::string_view upstream_failure::label() const {
 
 // ---- pool ----------------------------------------------------------------------------------
 
-std::unique_ptr<beast::tcp_stream> upstream_pool::take(const upstream_config& upstream) {
+std::unique_ptr<upstream_stream> upstream_pool::take(const upstream_config& upstream) {
   auto it = idle_.find(upstream.name);
   if (it == idle_.end()) return nullptr;
   auto& list = it->second;
@@ -100,7 +100,7 @@ std::unique_ptr<beast::tcp_stream> upstream_pool::take(const upstream_config& up
 }
 
 void upstream_pool::give_back(const upstream_config& upstream,
-                              std::unique_ptr<beast::tcp_stream> stream) {
+                              std::unique_ptr<upstream_stream> stream) {
   auto& list = idle_[upstream.name];
   if (list.size() >= upstream.max_idle_connections) return;  // closes it
   list.push_back({std::move(stream), std::chrono::steady_clock::now()});
@@ -157,7 +157,7 @@ void upstream_call::close_connection() {
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::connect() {
   if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled"};
-  auto stream = std::make_unique<beast::tcp_stream>(pool_->executor());
+  auto stream = std::make_unique<upstream_stream>(pool_->executor());
   net::ip::tcp::resolver resolver(pool_->executor());
   auto [rec, endpoints] =
       co_await resolver.async_resolve(upstream_.host, std::to_string(upstream_.port), use_tuple);

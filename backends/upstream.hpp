@@ -2,10 +2,11 @@
 // thread and one call object per proxied request, with connect, first-byte and idle timeouts.
 // Bodies are read piece by piece so streams pass through as they arrive.
 #pragma once
-#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -25,6 +26,10 @@ namespace tollgate::backends {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+
+// A connection to an upstream, bound to the I/O thread's io_context executor (cheaper to copy
+// per operation than the type-erased any_io_executor).
+using upstream_stream = beast::basic_stream<net::ip::tcp, net::io_context::executor_type>;
 
 struct upstream_failure {
   enum class kind {
@@ -46,20 +51,20 @@ struct upstream_failure {
 // thread owns one, so no locks are needed.
 class upstream_pool {
  public:
-  explicit upstream_pool(net::any_io_executor executor) : executor_(std::move(executor)) {}
+  explicit upstream_pool(net::io_context::executor_type executor) : executor_(executor) {}
 
-  net::any_io_executor executor() const { return executor_; }
+  net::io_context::executor_type executor() const { return executor_; }
   // An idle connection to reuse, or nullptr.
-  std::unique_ptr<beast::tcp_stream> take(const upstream_config& upstream);
-  void give_back(const upstream_config& upstream, std::unique_ptr<beast::tcp_stream> stream);
+  std::unique_ptr<upstream_stream> take(const upstream_config& upstream);
+  void give_back(const upstream_config& upstream, std::unique_ptr<upstream_stream> stream);
   std::size_t idle_count() const;
 
  private:
   struct idle_connection {
-    std::unique_ptr<beast::tcp_stream> stream;
+    std::unique_ptr<upstream_stream> stream;
     std::chrono::steady_clock::time_point since;
   };
-  net::any_io_executor executor_;
+  net::io_context::executor_type executor_;
   std::unordered_map<std::string, std::vector<idle_connection>> idle_;
 };
 
@@ -98,7 +103,7 @@ class upstream_call {
 
   std::shared_ptr<upstream_pool> pool_;
   const upstream_config& upstream_;
-  std::unique_ptr<beast::tcp_stream> stream_;
+  std::unique_ptr<upstream_stream> stream_;
   bool reused_ = false;
   bool aborted_ = false;  // abort() was called: nothing more is sent or read
   beast::flat_buffer buffer_;

@@ -1,7 +1,6 @@
 // HTTP/1.1 server shell: see http_server.hpp.
 #include "core/http_server.hpp"
 
-#include <sys/socket.h>
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -15,7 +14,6 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <cerrno>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -95,6 +93,7 @@ struct exchange::watch_state {
   std::function<void()> on_gone;
   bool stopping = false;  // set by stop_watching; a late completion then does nothing
   bool gone = false;
+  char peek_byte = 0;  // the watch's receive buffer; peeked bytes stay in the socket
 };
 
 void exchange::watch_for_disconnect(std::function<void()> on_gone) {
@@ -104,24 +103,21 @@ void exchange::watch_for_disconnect(std::function<void()> on_gone) {
   arm_watch(watch_, stream_.socket());
 }
 
-// Waits for the client socket to become readable without reading (no system call while nothing
-// happens), then peeks: end of stream or an error means the client left; data means it sent
-// more (a pipelined request), which stays in the socket for the next read. A plain completion
-// handler, not a coroutine: it runs once per request and must cost next to nothing.
-void exchange::arm_watch(std::shared_ptr<watch_state> state, net::ip::tcp::socket& socket) {
-  socket.async_wait(
-      net::socket_base::wait_read, [state, &socket](boost::system::error_code ec) mutable {
-        if (ec || state->stopping) return;
-        char byte = 0;
-        const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n > 0) return;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-          arm_watch(std::move(state), socket);
-          return;
-        }
-        state->gone = true;
-        if (state->on_gone) state->on_gone();
-      });
+// Peeks at the client socket (MSG_PEEK: nothing is consumed) through Asio's reactor: end of
+// stream or an error means the client left; data means it sent more (a pipelined request), which
+// stays in the socket for the next read. A receive, unlike a plain wait for readability, needs no
+// epoll_ctl to start: the socket is already registered and the reactor just queues the operation
+// (or tries the peek once when the socket may hold data). A plain completion handler, not a
+// coroutine: it runs once per request and must cost next to nothing.
+void exchange::arm_watch(std::shared_ptr<watch_state> state, tcp_stream::socket_type& socket) {
+  auto* byte = &state->peek_byte;
+  socket.async_receive(net::buffer(byte, 1), net::socket_base::message_peek,
+                       [state = std::move(state)](boost::system::error_code ec, std::size_t n) {
+                         if (state->stopping || ec == net::error::operation_aborted) return;
+                         if (!ec && n > 0) return;  // a pipelined request: not a disconnect
+                         state->gone = true;
+                         if (state->on_gone) state->on_gone();
+                       });
 }
 
 // Synchronous: once `stopping` is set, a completion that is still queued only returns.
@@ -402,7 +398,7 @@ net::awaitable<void> server::accept_loop(listener& l) {
     socket.set_option(net::ip::tcp::no_delay(true), ignored);
     sessions_.fetch_add(1);
     if (!l.spec.serve_while_draining) drain_sessions_.fetch_add(1);
-    net::co_spawn(w.ioc, session(w, l, beast::tcp_stream(std::move(socket))),
+    net::co_spawn(w.ioc, session(w, l, tcp_stream(std::move(socket))),
                   [this](std::exception_ptr e) {
                     if (!e) return;
                     try {
@@ -417,7 +413,7 @@ net::awaitable<void> server::accept_loop(listener& l) {
 }
 
 // Answers a request that could not be read; the connection ends after it.
-net::awaitable<void> server::reject(beast::tcp_stream& stream, worker& w, listener& l,
+net::awaitable<void> server::reject(tcp_stream& stream, worker& w, listener& l,
                                     api_error error) {
   request placeholder;
   placeholder.version(11);
@@ -426,12 +422,12 @@ net::awaitable<void> server::reject(beast::tcp_stream& stream, worker& w, listen
   requests_total_.with({l.spec.name, "unreadable", std::to_string(error.status)}).inc();
 }
 
-net::awaitable<void> server::session(worker& w, listener& l, beast::tcp_stream stream) {
+net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) {
   struct session_guard {
     server& s;
     worker& w;
     listener& l;
-    beast::tcp_stream* stream;
+    tcp_stream* stream;
     ~session_guard() {
       w.idle_streams.erase(stream);
       l.connections_active->sub(1);

@@ -11,8 +11,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -39,6 +39,10 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
+// A client connection. Bound to the io_context's own executor type rather than the type-erased
+// any_io_executor: every operation on it copies its executor, and the concrete one is cheap.
+using tcp_stream = beast::basic_stream<net::ip::tcp, net::io_context::executor_type>;
+
 using request = bhttp::request<bhttp::string_body>;
 using response = bhttp::response<bhttp::string_body>;
 
@@ -58,7 +62,7 @@ struct server_limits {
 // helpers, which apply the write timeout and report a failed write (client gone) as `false`.
 class exchange {
  public:
-  exchange(beast::tcp_stream& stream, request& req, unsigned worker_index,
+  exchange(tcp_stream& stream, request& req, unsigned worker_index,
            std::chrono::milliseconds write_timeout, bool close_after)
       : stream_(stream),
         req_(req),
@@ -72,7 +76,7 @@ class exchange {
   std::string_view path() const;
   unsigned worker_index() const { return worker_index_; }
   std::chrono::steady_clock::time_point received_at() const { return received_at_; }
-  beast::tcp_stream& stream() { return stream_; }
+  tcp_stream& stream() { return stream_; }
 
   // A whole response. Sets version, keep-alive and Content-Length.
   net::awaitable<bool> send(response res);
@@ -111,10 +115,10 @@ class exchange {
   friend class server;
   bool write_finished(boost::system::error_code ec);
   struct watch_state;
-  static void arm_watch(std::shared_ptr<watch_state> state, net::ip::tcp::socket& socket);
+  static void arm_watch(std::shared_ptr<watch_state> state, tcp_stream::socket_type& socket);
   void stop_watching();
 
-  beast::tcp_stream& stream_;
+  tcp_stream& stream_;
   std::shared_ptr<watch_state> watch_;
   request& req_;
   unsigned worker_index_;
@@ -166,7 +170,7 @@ class server {
   struct worker {
     // Declared before ioc: destroying ioc destroys unfinished connection coroutines, which
     // still unregister themselves here.
-    std::unordered_set<beast::tcp_stream*> idle_streams;  // waiting for the next request
+    std::unordered_set<tcp_stream*> idle_streams;  // waiting for the next request
     // Request metrics children by (listener, route, status), looked up once per worker so the
     // hot path needs no registry lock.
     struct request_metrics {
@@ -182,8 +186,8 @@ class server {
   struct listener;
 
   net::awaitable<void> accept_loop(listener& l);
-  net::awaitable<void> session(worker& w, listener& l, beast::tcp_stream stream);
-  net::awaitable<void> reject(beast::tcp_stream& stream, worker& w, listener& l, api_error error);
+  net::awaitable<void> session(worker& w, listener& l, tcp_stream stream);
+  net::awaitable<void> reject(tcp_stream& stream, worker& w, listener& l, api_error error);
   void begin_drain();
   void finish_drain();
   void session_ended(const listener& l);

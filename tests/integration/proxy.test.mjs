@@ -225,6 +225,35 @@ describe('proxy path', () => {
     assert.ok(out.indexOf('Echo: n1') < out.indexOf('Echo: n2') && out.indexOf('Echo: n2') < out.indexOf('Echo: n3'));
   });
 
+
+  test('a request pipelined while the one before it waits on the upstream is neither lost nor taken for a hang-up', async () => {
+    const first = httpRequest('POST', '/v1/chat/completions', chatBody('tg:first_byte_delay_ms=250'),
+      { 'Content-Type': 'application/json', 'x-request-id': 'late-pipe-1' });
+    const second = httpRequest('POST', '/v1/chat/completions', chatBody('second'),
+      { 'Content-Type': 'application/json', 'x-request-id': 'late-pipe-2' });
+    const out = await new Promise((resolve, reject) => {
+      let got = '';
+      const sock = net.connect(s.apiPort, '127.0.0.1', () => {
+        sock.write(first);
+        // The disconnect watch is armed by now; these bytes must stay for the next request.
+        setTimeout(() => sock.write(second), 100);
+      });
+      sock.on('data', (d) => {
+        got += d.toString();
+        if ((got.match(/HTTP\/1\.1 200/g) ?? []).length === 2 && got.includes('Echo: second')) {
+          sock.destroy();
+          resolve(got);
+        }
+      });
+      sock.on('error', reject);
+      setTimeout(() => { sock.destroy(); reject(new Error(`timed out; got: ${got}`)); }, 5000);
+    });
+    const ids = [...out.matchAll(/x-client-request-id: (\S+)/gi)].map((m) => m[1]);
+    assert.deepEqual(ids, ['late-pipe-1', 'late-pipe-2']);
+    const rec = await s.usageFor('late-pipe-1');
+    assert.equal(rec.client_disconnected, false);
+    assert.equal(rec.status, 200);
+  });
   test('bad input gets OpenAI-shaped 4xx errors and changes nothing', async () => {
     const cases = [
       ['POST', '/v1/chat/completions', '{"model":', 400, null],
