@@ -497,8 +497,8 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
   auto r = co_await engine_.settle(*redis_[hold.worker], std::move(hold.ticket),
                                    std::move(actual));
   if (!r) {
-    // The hold expires by itself; the ledger keeps the truth (tollctl budgets reconcile is
-    // not built yet).
+    // The hold expires by itself; the ledger keeps the truth, and `tollctl budgets reconcile`
+    // rebuilds the counters from it.
     settles_.with({"failed"}).inc();
     json_object_writer f;
     f.add("tenant_id", tenant).add("request_id", request).add("error", r.error().message);

@@ -544,8 +544,11 @@ describe('budgets over TLS: a TLS-only Redis, https webhooks (real PostgreSQL)',
       const expected = createHmac('sha256', good.alert_webhook_secret).update(`${tPart.slice(2)}.${r.body}`).digest('hex');
       assert.equal(v1Part, `v1=${expected}`);
       assert.equal(JSON.parse(r.body).budget_id, good.id);
-      const delivered = (await api(s.adminUrl, 'GET', `/admin/v1/budgets/${good.id}/alerts`)).json.data;
-      assert.equal(delivered[0].status, 'delivered');
+      // The receiver has the body before the dispatcher has the 204 and records the delivery.
+      await waitFor(async () => {
+        const a = (await api(s.adminUrl, 'GET', `/admin/v1/budgets/${good.id}/alerts`)).json.data[0];
+        return a?.status === 'delivered';
+      }, { timeoutMs: 10000, what: 'the https alert recorded as delivered' });
       await waitFor(async () => {
         const a = (await api(s.adminUrl, 'GET', `/admin/v1/budgets/${bad.id}/alerts`)).json.data[0];
         return a && a.attempts >= 1 && /TLS handshake failed/.test(a.last_error ?? '');
