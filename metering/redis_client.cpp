@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstring>
 #include <deque>
 #include <optional>
 
@@ -58,22 +59,37 @@ reply convert(const redisReply* r) {
 }
 
 void append_command(std::string& out, const std::vector<std::string>& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lens;
-  argv.reserve(args.size());
-  lens.reserve(args.size());
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  char* cmd = nullptr;
-  const int n = redisFormatCommandArgv(&cmd, static_cast<int>(args.size()), argv.data(),
-                                       lens.data());
-  if (n > 0) out.append(cmd, static_cast<std::size_t>(n));
-  redisFreeCommand(cmd);
+  append_resp_command(out, args);
 }
 
 }  // namespace
+
+void append_resp_command(std::string& out, const std::vector<std::string>& args) {
+  // Room for the worst case first (a length takes at most 20 digits), then one pass of plain
+  // stores, then trimmed to what was written: no capacity check per piece.
+  std::size_t bound = 1 + 20 + 2;
+  for (const auto& a : args) bound += 1 + 20 + 2 + a.size() + 2;
+  const std::size_t start = out.size();
+  if (out.capacity() < start + bound) out.reserve(std::max(start + bound, out.capacity() * 2));
+  out.resize(start + bound);
+  char* p = out.data() + start;
+  char* const limit = out.data() + out.size();
+  const auto head = [&](char kind, std::size_t n) {
+    *p++ = kind;
+    p = std::to_chars(p, limit, n).ptr;
+    *p++ = '\r';
+    *p++ = '\n';
+  };
+  head('*', args.size());
+  for (const auto& a : args) {
+    head('$', a.size());
+    std::memcpy(p, a.data(), a.size());
+    p += a.size();
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  out.resize(static_cast<std::size_t>(p - out.data()));
+}
 
 script::script(std::string src) : source(std::move(src)) {
   unsigned char digest[SHA_DIGEST_LENGTH];

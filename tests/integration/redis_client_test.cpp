@@ -122,6 +122,31 @@ TEST_CASE("replies of every kind") {
   CHECK(c.connected());
 }
 
+TEST_CASE("commands of any length and arguments of any content are sent intact") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), settings_for(server));
+  // Many arguments, with empty and binary ones among them.
+  std::vector<std::string> push{"RPUSH", "list"};
+  for (int i = 0; i < 150; ++i) {
+    push.push_back(i % 50 == 0 ? std::string() : std::string("v\r\n\0", 4) + std::to_string(i));
+  }
+  auto pushed = run(io, cmd(c, push));
+  REQUIRE(pushed);
+  CHECK(pushed->integer == 150);
+  auto range = run(io, cmd(c, {"LRANGE", "list", "0", "-1"}));
+  REQUIRE(range);
+  REQUIRE(range->elements.size() == 150);
+  for (std::size_t i = 0; i < 150; ++i) CHECK(range->elements[i].str == push[i + 2]);
+  auto empty = run(io, cmd(c, {"SET", "", ""}));
+  REQUIRE(empty);
+  CHECK(empty->str == "OK");
+  auto back = run(io, cmd(c, {"GET", ""}));
+  REQUIRE(back);
+  CHECK(back->type == redis::reply::kind::string);
+  CHECK(back->str.empty());
+}
+
 TEST_CASE("concurrent commands are pipelined and answered in order") {
   redis_server server;
   net::io_context io;
