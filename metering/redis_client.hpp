@@ -1,9 +1,10 @@
 // An asynchronous Redis client on Asio: hiredis's RESP reader over an Asio TCP socket (no
 // hiredis I/O), commands framed by append_resp_command. One connection, used by coroutines on
 // one executor (one I/O thread): commands issued while others are in flight are pipelined
-// (written together, answered in order). Per-command timeouts, reconnect with backoff, optional AUTH, and EVALSHA with a
-// NOSCRIPT fallback (SCRIPT LOAD, then EVALSHA again) for Lua scripts. A connection that has
-// sent SUBSCRIBE hands each pub/sub message to its message handler.
+// (written together, answered in order). Per-command timeouts, reconnect with backoff, optional
+// AUTH, and EVALSHA with a NOSCRIPT fallback (SCRIPT LOAD, then EVALSHA again) for Lua
+// scripts. A connection that has sent SUBSCRIBE hands each pub/sub message to its message
+// handler.
 // Redis Cluster (settings.cluster): one such connection per node, the slot map read with
 // CLUSTER SLOTS, each command sent to the node serving its first key's slot, MOVED and ASK
 // redirects followed, and the map read again after a redirect or a lost connection.
