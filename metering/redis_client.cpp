@@ -58,10 +58,6 @@ reply convert(const redisReply* r) {
   return out;
 }
 
-void append_command(std::string& out, const std::vector<std::string>& args) {
-  append_resp_command(out, args);
-}
-
 }  // namespace
 
 void append_resp_command(std::string& out, const std::vector<std::string>& args) {
@@ -238,11 +234,11 @@ net::awaitable<redis_result> send(state_ptr st, const std::vector<std::string>& 
                                   bool asking = false) {
   if (asking) {
     static const std::vector<std::string> asking_cmd{"ASKING"};
-    append_command(st->outbox, asking_cmd);
+    append_resp_command(st->outbox, asking_cmd);
     // Its +OK is matched and dropped; the command's own timer covers both.
     st->inflight.push_back(std::make_shared<pending>(st->ex));
   }
-  append_command(st->outbox, args);
+  append_resp_command(st->outbox, args);
   auto p = std::make_shared<pending>(st->ex);
   p->timer.expires_after(st->cfg.command_timeout);
   st->inflight.push_back(p);
