@@ -3,7 +3,6 @@
 
 #include <array>
 #include <charconv>
-#include <cstring>
 
 namespace tollgate {
 namespace {
@@ -100,24 +99,16 @@ void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
-// One append of `,"key":` (or `{"key":` first): keys are plain ASCII and need no escaping, and
-// a single copy is cheaper than four small appends on a path taken ~25 times per usage line.
 void json_object_writer::key(std::string_view k) {
-  if (body_.empty()) body_.reserve(512);
-  char buf[64];
-  if (k.size() + 4 > sizeof buf) {
-    body_.push_back(body_.empty() ? '{' : ',');
-    body_.push_back('"');
-    body_.append(k);
-    body_.append("\":");
-    return;
+  if (body_.empty()) {
+    body_.reserve(512);
+    body_.push_back('{');
+  } else {
+    body_.push_back(',');
   }
-  buf[0] = body_.empty() ? '{' : ',';
-  buf[1] = '"';
-  std::memcpy(buf + 2, k.data(), k.size());
-  buf[k.size() + 2] = '"';
-  buf[k.size() + 3] = ':';
-  body_.append(buf, k.size() + 4);
+  body_.push_back('"');
+  body_.append(k);
+  body_ += "\":";
 }
 
 json_object_writer& json_object_writer::add(std::string_view k, std::string_view value) {

@@ -62,11 +62,11 @@ reply convert(const redisReply* r) {
 
 void append_resp_command(std::string& out, const std::vector<std::string>& args) {
   // Room for the worst case first (a length takes at most 20 digits), then one pass of plain
-  // stores, then trimmed to what was written: no capacity check per piece.
+  // stores, then trimmed to what was written: no capacity check per piece. (resize grows the
+  // capacity geometrically, so an outbox of many commands is not copied over and over.)
   std::size_t bound = 1 + 20 + 2;
   for (const auto& a : args) bound += 1 + 20 + 2 + a.size() + 2;
   const std::size_t start = out.size();
-  if (out.capacity() < start + bound) out.reserve(std::max(start + bound, out.capacity() * 2));
   out.resize(start + bound);
   char* p = out.data() + start;
   char* const limit = out.data() + out.size();

@@ -225,7 +225,6 @@ describe('proxy path', () => {
     assert.ok(out.indexOf('Echo: n1') < out.indexOf('Echo: n2') && out.indexOf('Echo: n2') < out.indexOf('Echo: n3'));
   });
 
-
   test('a request pipelined while the one before it waits on the upstream is neither lost nor taken for a hang-up', async () => {
     const first = httpRequest('POST', '/v1/chat/completions', chatBody('tg:first_byte_delay_ms=250'),
       { 'Content-Type': 'application/json', 'x-request-id': 'late-pipe-1' });
@@ -238,15 +237,16 @@ describe('proxy path', () => {
         // The disconnect watch is armed by now; these bytes must stay for the next request.
         setTimeout(() => sock.write(second), 100);
       });
+      const deadline = setTimeout(() => { sock.destroy(); reject(new Error(`timed out; got: ${got}`)); }, 5000);
       sock.on('data', (d) => {
         got += d.toString();
         if ((got.match(/HTTP\/1\.1 200/g) ?? []).length === 2 && got.includes('Echo: second')) {
+          clearTimeout(deadline);
           sock.destroy();
           resolve(got);
         }
       });
       sock.on('error', reject);
-      setTimeout(() => { sock.destroy(); reject(new Error(`timed out; got: ${got}`)); }, 5000);
     });
     const ids = [...out.matchAll(/x-client-request-id: (\S+)/gi)].map((m) => m[1]);
     assert.deepEqual(ids, ['late-pipe-1', 'late-pipe-2']);
@@ -254,6 +254,7 @@ describe('proxy path', () => {
     assert.equal(rec.client_disconnected, false);
     assert.equal(rec.status, 200);
   });
+
   test('bad input gets OpenAI-shaped 4xx errors and changes nothing', async () => {
     const cases = [
       ['POST', '/v1/chat/completions', '{"model":', 400, null],
