@@ -3,7 +3,7 @@
 #include "metering/budget_engine.hpp"
 
 #include <algorithm>
-#include <ctime>
+#include <chrono>
 #include <limits>
 
 namespace tollgate::metering {
@@ -15,48 +15,57 @@ namespace {
 constexpr std::int64_t minute_ms = 60'000;
 constexpr std::int64_t hour_ms = 3'600'000;
 constexpr std::int64_t day_ms = 86'400'000;
-// Counters outlive their window by this much (late settlements still find them), and the
-// "already settled" markers live this long.
+// Counters outlive their window by this much (late settlements still find them), and request
+// records (holding, then "already settled") live this long: longer than the longest hold.
 constexpr std::int64_t counter_grace_ms = 3'600'000;
-constexpr std::int64_t settled_marker_ttl_ms = 2 * day_ms;
+constexpr std::int64_t request_record_ttl_ms = 2 * day_ms;
 
-// A counter is a hash {used, held} at KEY, with the holds of requests in flight in KEY:h
-// (request id -> amount) and their expiry times in KEY:e (a sorted set).
+// A counter is a hash at KEY: `used` (settled usage), one field per hold expiry time
+// `h<expiry ms>` (the sum of the holds in flight that expire then), and the alert markers
+// `a<percent>`. Hold fields whose time has come count for nothing and are deleted by the next
+// reserve that reads them. Each request that holds has a record at tg:{tenant}:r:<request id>:
+// "h<expiry ms> <amount 1> <amount 2> ..." while it holds, "s" once settled. So a request costs
+// a handful of Redis commands whatever the number of requests in flight: no per-request entries
+// inside the counters, and no separate sweep.
 //
 // KEYS: for each charge, the counter of the current window and the one before it (the same
-// key again unless the window slides).
-// ARGV: request id, now (ms), hold expiry (ms), number of charges, then per charge: limit,
-// amount, hard (1/0), sliding (1/0), window length (ms), counter ttl (ms), ms into the window,
-// renew (1: set the counter's ttl on every use, for lifetime counters; 0: only when created).
+// key again unless the window slides); then the request's record.
+// ARGV: now (ms), hold field, hold record, record ttl (ms), number of charges, then per charge:
+// limit, amount, hard (1/0), sliding (1/0), window length (ms), counter ttl (ms), ms into the
+// window, renew (1: set the counter's ttl on every use, for lifetime counters; 0: only when
+// created).
 // Returns {1, remaining...} or {0, refusing charge index (0-based), what it had left}.
 // Expiries are set when a key is created, not on every call: a window instance's keys expire
 // at its end plus a grace period, which does not move (lifetime counters excepted).
 const redis::script reserve_script(R"lua(
-local rid = ARGV[1]
-local now = tonumber(ARGV[2])
-local expiry = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-local function drop_expired(k)
-  local gone = redis.call('ZRANGEBYSCORE', k .. ':e', '-inf', now)
-  for _, id in ipairs(gone) do
-    local a = tonumber(redis.call('HGET', k .. ':h', id) or '0')
-    redis.call('HDEL', k .. ':h', id)
-    redis.call('ZREM', k .. ':e', id)
-    redis.call('HINCRBY', k, 'held', -a)
-  end
-end
-local remaining = {}
-local created = {}
+local now = tonumber(ARGV[1])
+local field, record, record_ttl = ARGV[2], ARGV[3], ARGV[4]
+local n = tonumber(ARGV[5])
+local remaining, created = {}, {}
 for i = 0, n - 1 do
   local k, prev = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  local a = 5 + 8 * i
+  local a = 6 + 8 * i
   local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local hard, sliding = ARGV[a + 2] == '1', ARGV[a + 3] == '1'
   local window, into = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 6])
-  drop_expired(k)
-  local f = redis.call('HMGET', k, 'used', 'held')
-  created[i + 1] = not f[1] and not f[2]
-  local used = tonumber(f[1] or '0') + tonumber(f[2] or '0')
+  local h = redis.call('HGETALL', k)
+  local used, expired = 0, {}
+  for j = 1, #h, 2 do
+    local f = h[j]
+    if f == 'used' then
+      used = used + tonumber(h[j + 1])
+    elseif string.byte(f) == 104 then  -- 'h': holds expiring at the time that follows
+      local at = tonumber(string.sub(f, 2))
+      if at and at > now then
+        used = used + tonumber(h[j + 1])
+      elseif at then
+        expired[#expired + 1] = f
+      end
+    end
+  end
+  if #expired > 0 then redis.call('HDEL', k, unpack(expired)) end
+  -- Created: the key did not exist, or deleting its expired holds just deleted it.
+  created[i + 1] = #h == 2 * #expired
   if sliding then
     -- The previous window counts in proportion to how much of it the sliding window still covers.
     used = used + math.floor(tonumber(redis.call('HGET', prev, 'used') or '0') * (window - into) / window)
@@ -66,51 +75,50 @@ for i = 0, n - 1 do
   end
   remaining[i + 1] = limit - used - amount
 end
-for i = 0, n - 1 do
-  local k = KEYS[2 * i + 1]
-  local a = 5 + 8 * i
-  local amount, ttl, renew = ARGV[a + 1], ARGV[a + 5], ARGV[a + 7] == '1'
-  -- The same request reserving twice holds once.
-  if redis.call('HSETNX', k .. ':h', rid, amount) == 1 then
-    redis.call('HINCRBY', k, 'held', amount)
-    redis.call('ZADD', k .. ':e', expiry, rid)
-    -- One hold: the hold keys were just created (emptied keys are deleted), without expiry.
-    if redis.call('HLEN', k .. ':h') == 1 then
-      redis.call('PEXPIRE', k .. ':h', ttl)
-      redis.call('PEXPIRE', k .. ':e', ttl)
-    end
+-- The same request reserving twice holds once: its record exists already.
+if redis.call('SET', KEYS[2 * n + 1], record, 'NX', 'PX', record_ttl) then
+  for i = 0, n - 1 do
+    local k = KEYS[2 * i + 1]
+    local a = 6 + 8 * i
+    if ARGV[a + 1] ~= '0' then redis.call('HINCRBY', k, field, ARGV[a + 1]) end
+    if created[i + 1] or ARGV[a + 7] == '1' then redis.call('PEXPIRE', k, ARGV[a + 5]) end
   end
-  if created[i + 1] or renew then redis.call('PEXPIRE', k, ttl) end
 end
 return {1, unpack(remaining)}
 )lua");
 
-// KEYS: the counters the request reserved on, then its settled marker.
-// ARGV: request id, number of counters, marker ttl (ms), then per counter: actual usage, ttl,
+// KEYS: the counters the request reserved on, then its record.
+// ARGV: number of counters, record ttl (ms), then per counter: actual usage, ttl,
 // number of alert thresholds, and that many (percent, level) pairs.
 // Returns {0} if the request was settled before, else {1, then per threshold crossed: counter
 // index (0-based), percent, settled usage}. A threshold is crossed once per window instance:
 // its marker field `a<percent>` in the counter hash remembers it.
 const redis::script settle_script(R"lua(
-local rid = ARGV[1]
-local n = tonumber(ARGV[2])
-if not redis.call('SET', KEYS[n + 1], '1', 'NX', 'PX', ARGV[3]) then
+local n = tonumber(ARGV[1])
+local record = redis.call('SET', KEYS[n + 1], 's', 'GET', 'PX', ARGV[2])
+if record == 's' then
   return {0}
 end
+-- The holds to release (none if the record is gone). A hold field that has expired already
+-- counts for nothing whatever is taken from it, and the next reserve deletes it.
+local field, held = nil, {}
+if record then
+  for w in string.gmatch(record, '%S+') do
+    if field then held[#held + 1] = w else field = w end
+  end
+end
 local out = {1}
-local a = 4
+local a = 3
 for i = 1, n do
   local k = KEYS[i]
   local actual, ttl, m = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
   a = a + 3
-  local held = redis.call('HGET', k .. ':h', rid)
-  if held then
-    redis.call('HDEL', k .. ':h', rid)
-    redis.call('ZREM', k .. ':e', rid)
-    redis.call('HINCRBY', k, 'held', -tonumber(held))
+  if field and held[i] and held[i] ~= '0' then
+    redis.call('HINCRBY', k, field, -tonumber(held[i]))
   end
   local used = redis.call('HINCRBY', k, 'used', actual)
-  if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ttl) end
+  -- Nothing was settled before: the counter may have expired and been created again just now.
+  if used == actual then redis.call('PEXPIRE', k, ttl, 'NX') end
   for _ = 1, m do
     local pct, level = ARGV[a], tonumber(ARGV[a + 1])
     a = a + 2
@@ -128,19 +136,22 @@ return out
 const redis::script set_used_script(R"lua(
 local old = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 redis.call('HSET', KEYS[1], 'used', ARGV[1])
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
 return old
 )lua");
 
+// KEYS: a counter. ARGV: now (ms). Returns settled usage plus the holds that have not expired.
 const redis::script used_script(R"lua(
 local now = tonumber(ARGV[1])
-local k = KEYS[1]
-local gone = redis.call('ZRANGEBYSCORE', k .. ':e', '-inf', now)
-local held = tonumber(redis.call('HGET', k, 'held') or '0')
-for _, id in ipairs(gone) do
-  held = held - tonumber(redis.call('HGET', k .. ':h', id) or '0')
+local h = redis.call('HGETALL', KEYS[1])
+local used = 0
+for j = 1, #h, 2 do
+  local f = h[j]
+  if f == 'used' or (string.byte(f) == 104 and (tonumber(string.sub(f, 2)) or 0) > now) then
+    used = used + tonumber(h[j + 1])
+  end
 end
-return tonumber(redis.call('HGET', k, 'used') or '0') + held
+return used
 )lua");
 
 std::int64_t window_length_ms(budget_window w) {
@@ -150,6 +161,18 @@ std::int64_t window_length_ms(budget_window w) {
     case budget_window::day: return day_ms;
     default: return 0;
   }
+}
+
+// The first day of the UTC calendar month holding `now_ms` (integer date arithmetic, no
+// gmtime/timegm on the request path).
+std::chrono::year_month_day first_of_month(std::int64_t now_ms) {
+  using namespace std::chrono;
+  const year_month_day today{floor<days>(sys_time<milliseconds>(milliseconds(now_ms)))};
+  return today.year() / today.month() / 1;
+}
+
+std::int64_t unix_ms(std::chrono::sys_days day) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(day.time_since_epoch()).count();
 }
 
 redis::redis_error protocol_error(const std::string& what) {
@@ -184,14 +207,7 @@ std::int64_t window_start_ms(budget_window w, std::int64_t now_ms) {
       const std::int64_t len = window_length_ms(w);
       return now_ms - now_ms % len;
     }
-    case budget_window::month: {
-      const std::time_t secs = static_cast<std::time_t>(now_ms / 1000);
-      std::tm tm{};
-      gmtime_r(&secs, &tm);
-      tm.tm_mday = 1;
-      tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-      return static_cast<std::int64_t>(timegm(&tm)) * 1000;
-    }
+    case budget_window::month: return unix_ms(first_of_month(now_ms));
     case budget_window::lifetime: return 0;
   }
   return 0;
@@ -200,13 +216,7 @@ std::int64_t window_start_ms(budget_window w, std::int64_t now_ms) {
 std::int64_t window_end_ms(budget_window w, std::int64_t now_ms) {
   if (w == budget_window::lifetime) return 0;
   if (w != budget_window::month) return window_start_ms(w, now_ms) + window_length_ms(w);
-  const std::time_t secs = static_cast<std::time_t>(now_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  tm.tm_mday = 1;
-  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-  tm.tm_mon += 1;  // timegm normalizes December + 1
-  return static_cast<std::int64_t>(timegm(&tm)) * 1000;
+  return unix_ms(std::chrono::sys_days(first_of_month(now_ms) + std::chrono::months(1)));
 }
 
 std::int64_t limit_rule::start_at(std::int64_t now_ms) const {
@@ -231,18 +241,41 @@ std::int64_t counter_ttl_ms(const limit_rule& rule, std::int64_t now_ms) {
 
 std::string budget_engine::counter_key(const std::string& tenant_id, const std::string& limit_id,
                                        std::int64_t window_start) {
-  return "tg:{" + tenant_id + "}:b:" + limit_id + ":" + std::to_string(window_start);
+  const std::string start = std::to_string(window_start);
+  std::string key;
+  key.reserve(tenant_id.size() + limit_id.size() + start.size() + 9);
+  key.append("tg:{").append(tenant_id).append("}:b:").append(limit_id).append(":").append(start);
+  return key;
+}
+
+std::string budget_engine::request_record_key(const std::string& tenant_id,
+                                              const std::string& request_id) {
+  return "tg:{" + tenant_id + "}:r:" + request_id;
+}
+
+std::int64_t budget_engine::hold_expiry_ms(std::int64_t now_ms) const {
+  // Holds that expire in the same slice of an eighth of the hold time share one field, so a
+  // counter has about nine live hold fields however many requests are in flight. A hold lives
+  // between hold_ttl and hold_ttl + hold_ttl / 8.
+  const std::int64_t slice = std::max<std::int64_t>(hold_ttl_.count() / 8, 1);
+  const std::int64_t at = now_ms + hold_ttl_.count();
+  return (at + slice - 1) / slice * slice;
 }
 
 net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::reserve(
     redis::client& redis, std::string tenant_id, std::string request_id,
     std::vector<limit_charge> charges, std::int64_t now_ms) {
   reservation out;
-  out.ticket.tenant_id = tenant_id;
-  out.ticket.request_id = request_id;
+  const std::string field = "h" + std::to_string(hold_expiry_ms(now_ms));
+  std::string record = field;
+  for (const auto& c : charges) {
+    record += ' ';
+    record += std::to_string(c.amount);
+  }
   std::vector<std::string> keys;
-  std::vector<std::string> args{request_id, std::to_string(now_ms),
-                                std::to_string(now_ms + hold_ttl_.count()),
+  keys.reserve(2 * charges.size() + 1);
+  std::vector<std::string> args{std::to_string(now_ms), field, std::move(record),
+                                std::to_string(request_record_ttl_ms),
                                 std::to_string(charges.size())};
   for (const auto& c : charges) {
     const std::int64_t start = c.rule.start_at(now_ms);
@@ -266,6 +299,9 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
     args.push_back(std::to_string(now_ms - start));
     args.push_back(c.rule.window == budget_window::lifetime ? "1" : "0");
   }
+  keys.push_back(request_record_key(tenant_id, request_id));
+  out.ticket.tenant_id = std::move(tenant_id);
+  out.ticket.request_id = std::move(request_id);
   auto r = co_await redis.eval(reserve_script, std::move(keys), std::move(args));
   if (!r) co_return r.error();
   if (r->is_error()) co_return redis::redis_error{"budget script failed: " + r->str};
@@ -302,9 +338,8 @@ net::awaitable<basic_result<settlement, redis::redis_error>> budget_engine::sett
     co_return redis::redis_error{"settle: one actual amount per reserved limit is needed"};
   }
   std::vector<std::string> keys = ticket.counter_keys;
-  keys.push_back("tg:{" + ticket.tenant_id + "}:s:" + ticket.request_id);
-  std::vector<std::string> args{ticket.request_id, std::to_string(n),
-                                std::to_string(settled_marker_ttl_ms)};
+  keys.push_back(request_record_key(ticket.tenant_id, ticket.request_id));
+  std::vector<std::string> args{std::to_string(n), std::to_string(request_record_ttl_ms)};
   for (std::size_t i = 0; i < n; ++i) {
     args.push_back(std::to_string(actual[i]));
     args.push_back(std::to_string(ticket.ttl_ms[i]));

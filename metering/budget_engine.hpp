@@ -6,7 +6,8 @@
 //            exceeded, hold nothing and name it; otherwise hold the amount on all of them.
 //   settle:  turn the request's holds into its actual usage (releasing the rest); idempotent
 //            on the request id.
-// Holds expire (hold_ttl), so a gateway that dies mid-request cannot keep a hold forever.
+// Holds expire (hold_ttl, rounded up to an eighth of it), so a gateway that dies mid-request
+// cannot keep a hold forever.
 // All keys of one tenant carry the hash tag {tenant}, so each script runs on one Redis Cluster
 // slot. Budgets are stored in PostgreSQL (billing/account_store) and enforced on the request
 // path by gateway/budget_guard.
@@ -120,6 +121,12 @@ class budget_engine {
 
   static std::string counter_key(const std::string& tenant_id, const std::string& limit_id,
                                  std::int64_t window_start);
+  // The request's record: its holds while it holds, "settled" after.
+  static std::string request_record_key(const std::string& tenant_id,
+                                        const std::string& request_id);
+
+  // When a hold taken at `now_ms` expires: hold_ttl later, rounded up to an eighth of it.
+  std::int64_t hold_expiry_ms(std::int64_t now_ms) const;
 
  private:
   std::chrono::milliseconds hold_ttl_;

@@ -160,6 +160,16 @@ TEST_CASE("settling counts actual usage once and releases the rest of the hold")
   auto used2 = run(io, used_of(engine, c, day, t0 + 5));
   REQUIRE(used2);
   CHECK(*used2 == 1000);  // ...and the hold was not doubled
+  // Nor where the limit would take it twice.
+  const auto roomy = rule("roomy", budget_window::day, 10'000);
+  for (int i = 0; i < 2; ++i) {
+    auto twice = run(io, reserve_one(engine, c, "req_e", {{roomy, 700}}, t0 + 6 + i));
+    REQUIRE(twice);
+    CHECK(twice->granted);
+  }
+  auto used3 = run(io, used_of(engine, c, roomy, t0 + 8));
+  REQUIRE(used3);
+  CHECK(*used3 == 700);
 }
 
 TEST_CASE("all or nothing: one refusing limit means no hold on any") {
@@ -196,6 +206,14 @@ TEST_CASE("holds that are never settled expire") {
   auto later = run(io, reserve_one(engine, c, "req_3", {{life, 100}}, t0 + 600));
   REQUIRE(later);
   CHECK(later->granted);
+  // The first request settles late, after its hold expired: it counts its usage and takes
+  // nothing from the holds still in flight.
+  auto late = run(io, settle_one(engine, c, r->ticket, {30}));
+  REQUIRE(late);
+  CHECK(late->first);
+  auto used = run(io, used_of(engine, c, life, t0 + 700));
+  REQUIRE(used);
+  CHECK(*used == 30 + 100);
 }
 
 TEST_CASE("a sliding minute counts the previous minute in proportion") {
@@ -368,7 +386,8 @@ TEST_CASE("every key a reservation creates expires; lifetime counters are renewe
   const std::string day_key = r->ticket.counter_keys[0];
   const std::string life_key = r->ticket.counter_keys[1];
   auto ttl = [&](const std::string& key) { return run(io, raw(c, {"PTTL", key}))->integer; };
-  for (const auto& k : {day_key, day_key + ":h", day_key + ":e", life_key, life_key + ":h"}) {
+  const std::string record_a = budget_engine::request_record_key("ten_t", "req_a");
+  for (const auto& k : {day_key, life_key, record_a}) {
     INFO(k);
     CHECK(ttl(k) > 0);
   }
@@ -380,16 +399,47 @@ TEST_CASE("every key a reservation creates expires; lifetime counters are renewe
   REQUIRE(second->granted);
   CHECK(ttl(day_key) <= day_ttl);
   CHECK(ttl(life_key) > 5000);  // renewed
-  // Settling both empties the hold keys (deleted); a later hold creates them with an expiry.
   REQUIRE(run(io, settle_one(engine, c, r->ticket, {5, 5})));
   REQUIRE(run(io, settle_one(engine, c, second->ticket, {5, 5})));
-  CHECK(run(io, raw(c, {"EXISTS", day_key + ":h"}))->integer == 0);
+  CHECK(run(io, raw(c, {"GET", record_a}))->str == "s");  // the record now says "settled"
+  CHECK(ttl(record_a) > 0);
   auto third = run(io, reserve_one(engine, c, "req_c", {{day, 10}}, t0 + 2000));
   REQUIRE(third);
   REQUIRE(third->granted);
-  CHECK(ttl(day_key + ":h") > 0);
-  CHECK(ttl(day_key + ":e") > 0);
   auto used = run(io, used_of(engine, c, day, t0 + 3000));
   REQUIRE(used);
   CHECK(*used == 5 + 5 + 10);  // two settled at 5, one held at 10
+
+  // A counter holding nothing but expired holds is deleted when a reserve drops them; the hold
+  // that reserve takes creates it again, with its expiry.
+  const auto other = rule("other", budget_window::day, 1000);
+  REQUIRE(run(io, reserve_one(engine, c, "req_dies", {{other, 10}}, t0)));
+  auto revived = run(io, reserve_one(engine, c, "req_d", {{other, 10}}, t0 + 120'000));
+  REQUIRE(revived);
+  REQUIRE(revived->granted);
+  CHECK(ttl(revived->ticket.counter_keys[0]) > 0);
+  auto other_used = run(io, used_of(engine, c, other, t0 + 120'001));
+  REQUIRE(other_used);
+  CHECK(*other_used == 10);
+}
+
+TEST_CASE("fields the scripts do not know are ignored, such as an earlier layout's `held`") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  const auto day = rule("legacy", budget_window::day, 1000);
+  const std::string key = budget_engine::counter_key("ten_t", "legacy", day.start_at(t0));
+  REQUIRE(run(io, raw(c, {"HSET", key, "used", "100", "held", "500", "hx", "7", "note", "1"})));
+  auto r = run(io, reserve_one(engine, c, "req_a", {{day, 10}}, t0));
+  REQUIRE(r);
+  REQUIRE(r->granted);
+  CHECK(r->remaining == std::vector<std::int64_t>{890});
+  auto used = run(io, used_of(engine, c, day, t0 + 1));
+  REQUIRE(used);
+  CHECK(*used == 110);
+  REQUIRE(run(io, settle_one(engine, c, r->ticket, {4})));
+  used = run(io, used_of(engine, c, day, t0 + 2));
+  REQUIRE(used);
+  CHECK(*used == 104);
 }

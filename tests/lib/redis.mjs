@@ -21,15 +21,20 @@ function readHash(node, key) {
   return h;
 }
 
-// Every budget counter {used, held} of a tenant, by budget id, over the given nodes.
+// Every budget counter of a tenant, by budget id, over the given nodes: `used` (settled) and
+// `held` (the sum of its hold fields `h<expiry ms>` that have not expired).
 function countersOn(nodes, tenant) {
   const out = {};
   for (const node of nodes) {
     const keys = execFileSync('redis-cli', [...node, '--raw', 'KEYS', `tg:{${tenant}}:b:*`], { encoding: 'utf8' })
-      .split('\n').filter((k) => k && !k.endsWith(':h') && !k.endsWith(':e'));
+      .split('\n').filter(Boolean);
     for (const k of keys) {
       const h = readHash(node, k);
-      out[k.split(':')[3]] = { used: h.used ?? 0, held: h.held ?? 0 };
+      let held = 0;
+      for (const [field, value] of Object.entries(h)) {
+        if (field.startsWith('h') && Number(field.slice(1)) > Date.now()) held += value;
+      }
+      out[k.split(':')[3]] = { used: h.used ?? 0, held };
     }
   }
   return out;
