@@ -39,7 +39,8 @@ constexpr std::string_view default_config_text = R"({
   "budgets": { "redis": "", "redis_cluster": false, "redis_password": "",
                "redis_tls": false, "redis_tls_ca_file": "", "redis_tls_cert_file": "",
                "redis_tls_key_file": "", "redis_tls_server_name": "", "failure_mode": "closed",
-               "hold_ttl_ms": 660000, "cache_ttl_ms": 1000, "command_timeout_ms": 500,
+               "hold_ttl_ms": 660000, "settle_batch_ms": 0, "cache_ttl_ms": 1000,
+               "command_timeout_ms": 500,
                "alert_max_attempts": 8, "alert_webhook_ca_file": "" },
   "invoices": { "grace_hours": 72 },
   "batches": { "enabled": true, "concurrency": 4, "poll_interval_ms": 500, "lease_ms": 30000,
@@ -438,6 +439,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
     fail("/budgets/failure_mode", "must be closed or open, got \"" + cfg.budgets.failure_mode + "\"");
   }
   cfg.budgets.hold_ttl_ms = get_uint(b, "/budgets", "hold_ttl_ms", 1000, 86'400'000);
+  cfg.budgets.settle_batch_ms = get_uint(b, "/budgets", "settle_batch_ms", 0, 1'000);
   cfg.budgets.cache_ttl_ms = get_uint(b, "/budgets", "cache_ttl_ms", 0, 60'000);
   cfg.budgets.command_timeout_ms = get_uint(b, "/budgets", "command_timeout_ms", 10, 60'000);
   cfg.budgets.alert_max_attempts = get_uint(b, "/budgets", "alert_max_attempts", 1, 100);

@@ -115,6 +115,7 @@ struct budgets_config {
   std::string redis_tls_server_name;  // name the certificate must carry; "" = the host
   std::string failure_mode;    // Redis unreachable: "closed" (503) or "open" (serve, unenforced)
   std::uint64_t hold_ttl_ms = 0;         // a hold not settled by then expires
+  std::uint64_t settle_batch_ms = 0;     // settlements of one I/O thread gathered this long
   std::uint64_t cache_ttl_ms = 0;        // how long a tenant's budget list is trusted
   std::uint64_t command_timeout_ms = 0;  // one Redis script call
   std::uint64_t alert_max_attempts = 0;  // webhook deliveries of one alert before it fails

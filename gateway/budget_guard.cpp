@@ -100,6 +100,18 @@ struct budget_guard::change_feed {
   bool stopping = false;  // touched on the billing thread only
 };
 
+struct budget_guard::settle_queue {
+  struct entry {
+    budget_hold hold;
+    std::int64_t prompt_tokens = 0;
+    std::int64_t completion_tokens = 0;
+  };
+  explicit settle_queue(const net::any_io_executor& ex) : timer(ex) {}
+  std::vector<entry> waiting;
+  net::steady_timer timer;
+  int started = 0;  // settlements started and not answered yet
+};
+
 budget_guard::budget_guard(const budgets_config& config, const std::vector<model_config>& models,
                            const billing_context& billing,
                            std::vector<net::any_io_executor> executors, const clock_source& clock,
@@ -134,6 +146,7 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
   rs.command_timeout = std::chrono::milliseconds(config.command_timeout_ms);
   for (const auto& ex : executors_) redis_.push_back(std::make_unique<redis::client>(ex, rs));
   closed_.assign(executors_.size(), 0);
+  for (const auto& ex : executors_) settle_queues_.push_back(std::make_unique<settle_queue>(ex));
   alerts_ = std::make_unique<alert_dispatcher>(billing_, static_cast<int>(config.alert_max_attempts),
                                                config.alert_webhook_ca_file, registry, log_);
   cache_ = std::make_shared<budget_cache>();
@@ -475,8 +488,37 @@ void budget_guard::settle(budget_hold hold, std::int64_t prompt_tokens,
     settles_.with({"failed"}).inc();  // shutting down: the hold expires by itself
     return;
   }
-  net::co_spawn(executors_[worker], settle_now(std::move(hold), prompt_tokens, completion_tokens),
-                net::detached);
+  auto& queue = *settle_queues_[worker];
+  queue.waiting.push_back({std::move(hold), prompt_tokens, completion_tokens});
+  if (queue.waiting.size() > 1) return;  // the batch's timer is running
+  queue.timer.expires_after(std::chrono::milliseconds(config_.settle_batch_ms));
+  queue.timer.async_wait([this, worker](boost::system::error_code) { flush_settlements(worker); });
+}
+
+// Starts every waiting settlement of the thread at once: their commands reach the Redis
+// client's send buffer before its writer runs, so they go in one write.
+void budget_guard::flush_settlements(unsigned worker) {
+  std::vector<settle_queue::entry> batch;
+  batch.swap(settle_queues_[worker]->waiting);
+  for (auto& s : batch) {
+    ++settle_queues_[worker]->started;
+    net::co_spawn(executors_[worker],
+                  settle_now(std::move(s.hold), s.prompt_tokens, s.completion_tokens),
+                  net::detached);
+  }
+}
+
+void budget_guard::close(unsigned worker) {
+  closed_[worker] = 1;  // settlements from now on are given up: their holds expire
+  // The waiting ones go now; the connection closes once every started one has its answer.
+  settle_queues_[worker]->timer.cancel();
+  flush_settlements(worker);
+  if (settle_queues_[worker]->started == 0) redis_[worker]->shutdown();
+}
+
+// A started settlement has its answer from Redis; close() waits for the last one.
+void budget_guard::settlement_answered(unsigned worker) {
+  if (--settle_queues_[worker]->started == 0 && closed_[worker]) redis_[worker]->shutdown();
 }
 
 net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t prompt_tokens,
@@ -496,6 +538,7 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
   const std::vector<std::int64_t> window_starts = hold.ticket.window_start_ms;
   auto r = co_await engine_.settle(*redis_[hold.worker], std::move(hold.ticket),
                                    std::move(actual));
+  settlement_answered(hold.worker);
   if (!r) {
     // The hold expires by itself; the ledger keeps the truth, and `tollctl budgets reconcile`
     // rebuilds the counters from it.

@@ -82,7 +82,9 @@ class budget_guard {
                                                    std::vector<batch_demand> demand);
 
   // Settles in the background to the usage the ledger bills: its tokens, one request, and
-  // their estimated spend.
+  // their estimated spend. Called on the hold's I/O thread. Settlements wait up to
+  // budgets.settle_batch_ms so that those of one thread go to Redis together: one write for
+  // the batch and one read of the answers, on either side, instead of one of each per request.
   void settle(budget_hold hold, std::int64_t prompt_tokens, std::int64_t completion_tokens);
 
   // A tenant's budgets changed (called by the admin API): drop them from this gateway's cache
@@ -98,12 +100,10 @@ class budget_guard {
   // Ends the pub/sub subscription (before the billing thread stops); the destructor calls it.
   void stop();
 
-  // Closes the Redis connection of one I/O thread for good (at shutdown, on that thread):
-  // settlements after it are skipped (their holds expire), so the thread can end.
-  void close(unsigned worker) {
-    closed_[worker] = 1;
-    redis_[worker]->shutdown();
-  }
+  // Closes the Redis connection of one I/O thread for good (at shutdown, on that thread), once
+  // the settlements already started or waiting for their batch have their answers; settlements
+  // after it are skipped (their holds expire), so the thread can end.
+  void close(unsigned worker);
 
  private:
   // Shared, never modified once cached: requests read it without copying.
@@ -128,6 +128,10 @@ class budget_guard {
                                                      std::string tenant_id);
   boost::asio::awaitable<void> settle_now(budget_hold hold, std::int64_t prompt_tokens,
                                           std::int64_t completion_tokens);
+  void flush_settlements(unsigned worker);
+  void settlement_answered(unsigned worker);
+
+  struct settle_queue;  // the settlements of one I/O thread waiting for their batch to go
 
   const budgets_config& config_;
   const std::vector<model_config>& models_;
@@ -135,6 +139,7 @@ class budget_guard {
   std::vector<boost::asio::any_io_executor> executors_;
   std::vector<std::unique_ptr<redis::client>> redis_;  // one per I/O thread
   std::vector<char> closed_;  // per I/O thread, touched only on that thread
+  std::vector<std::unique_ptr<settle_queue>> settle_queues_;  // likewise
   metering::budget_engine engine_;
   const clock_source& clock_;
   logger& log_;

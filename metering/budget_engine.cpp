@@ -15,16 +15,18 @@ namespace {
 constexpr std::int64_t minute_ms = 60'000;
 constexpr std::int64_t hour_ms = 3'600'000;
 constexpr std::int64_t day_ms = 86'400'000;
-// Counters outlive their window by this much (late settlements still find them), and request
-// records (holding, then "already settled") live this long: longer than the longest hold.
+// Counters outlive their window by this much (late settlements still find them).
 constexpr std::int64_t counter_grace_ms = 3'600'000;
-constexpr std::int64_t request_record_ttl_ms = 2 * day_ms;
+// A request's record outlives its hold by this much. A settlement that comes later finds no
+// record: it counts the usage and releases nothing, the hold having expired already.
+constexpr std::int64_t record_grace_ms = minute_ms;
 
 // A counter is a hash at KEY: `used` (settled usage), one field per hold expiry time
 // `h<expiry ms>` (the sum of the holds in flight that expire then), and the alert markers
 // `a<percent>`. Hold fields whose time has come count for nothing and are deleted by the next
 // reserve that reads them. Each request that holds has a record at tg:{tenant}:r:<request id>:
-// "h<expiry ms> <amount 1> <amount 2> ..." while it holds, "s" once settled. So a request costs
+// "h<expiry ms> <amount 1> <amount 2> ..." while it holds (until a minute past the hold's
+// expiry), then "s" once settled (for hold_ttl, against a repeated settlement). So a request costs
 // a handful of Redis commands whatever the number of requests in flight: no per-request entries
 // inside the counters, and no separate sweep.
 //
@@ -88,7 +90,7 @@ return {1, unpack(remaining)}
 )lua");
 
 // KEYS: the counters the request reserved on, then its record.
-// ARGV: number of counters, record ttl (ms), then per counter: actual usage, ttl,
+// ARGV: number of counters, settled record ttl (ms), then per counter: actual usage, ttl,
 // number of alert thresholds, and that many (percent, level) pairs.
 // Returns {0} if the request was settled before, else {1, then per threshold crossed: counter
 // index (0-based), percent, settled usage}. A threshold is crossed once per window instance:
@@ -111,14 +113,15 @@ local out = {1}
 local a = 3
 for i = 1, n do
   local k = KEYS[i]
-  local actual, ttl, m = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
+  -- Amounts go to Redis as the text they came in, not through a Lua number.
+  local actual, ttl, m = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   a = a + 3
   if field and held[i] and held[i] ~= '0' then
-    redis.call('HINCRBY', k, field, -tonumber(held[i]))
+    redis.call('HINCRBY', k, field, '-' .. held[i])
   end
   local used = redis.call('HINCRBY', k, 'used', actual)
   -- Nothing was settled before: the counter may have expired and been created again just now.
-  if used == actual then redis.call('PEXPIRE', k, ttl, 'NX') end
+  if used == tonumber(actual) then redis.call('PEXPIRE', k, ttl, 'NX') end
   for _ = 1, m do
     local pct, level = ARGV[a], tonumber(ARGV[a + 1])
     a = a + 2
@@ -266,7 +269,8 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
     redis::client& redis, std::string tenant_id, std::string request_id,
     std::vector<limit_charge> charges, std::int64_t now_ms) {
   reservation out;
-  const std::string field = "h" + std::to_string(hold_expiry_ms(now_ms));
+  const std::int64_t expiry = hold_expiry_ms(now_ms);
+  const std::string field = "h" + std::to_string(expiry);
   std::string record = field;
   for (const auto& c : charges) {
     record += ' ';
@@ -275,7 +279,7 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
   std::vector<std::string> keys;
   keys.reserve(2 * charges.size() + 1);
   std::vector<std::string> args{std::to_string(now_ms), field, std::move(record),
-                                std::to_string(request_record_ttl_ms),
+                                std::to_string(expiry - now_ms + record_grace_ms),
                                 std::to_string(charges.size())};
   for (const auto& c : charges) {
     const std::int64_t start = c.rule.start_at(now_ms);
@@ -339,7 +343,7 @@ net::awaitable<basic_result<settlement, redis::redis_error>> budget_engine::sett
   }
   std::vector<std::string> keys = ticket.counter_keys;
   keys.push_back(request_record_key(ticket.tenant_id, ticket.request_id));
-  std::vector<std::string> args{std::to_string(n), std::to_string(request_record_ttl_ms)};
+  std::vector<std::string> args{std::to_string(n), std::to_string(hold_ttl_.count())};
   for (std::size_t i = 0; i < n; ++i) {
     args.push_back(std::to_string(actual[i]));
     args.push_back(std::to_string(ticket.ttl_ms[i]));

@@ -391,6 +391,8 @@ TEST_CASE("every key a reservation creates expires; lifetime counters are renewe
     INFO(k);
     CHECK(ttl(k) > 0);
   }
+  // The record lives until a minute past its hold's expiry (hold_ttl rounded up to an eighth).
+  CHECK(ttl(record_a) <= 60'000 + 7'500 + 60'000);
   // A day counter's expiry is its window's end plus the grace period: it does not move.
   const auto day_ttl = ttl(day_key);
   REQUIRE(run(io, raw(c, {"PEXPIRE", life_key, "5000"}))->integer == 1);
@@ -402,7 +404,8 @@ TEST_CASE("every key a reservation creates expires; lifetime counters are renewe
   REQUIRE(run(io, settle_one(engine, c, r->ticket, {5, 5})));
   REQUIRE(run(io, settle_one(engine, c, second->ticket, {5, 5})));
   CHECK(run(io, raw(c, {"GET", record_a}))->str == "s");  // the record now says "settled"
-  CHECK(ttl(record_a) > 0);
+  CHECK(ttl(record_a) > 0);  // for hold_ttl, against a repeated settlement
+  CHECK(ttl(record_a) <= 60'000);
   auto third = run(io, reserve_one(engine, c, "req_c", {{day, 10}}, t0 + 2000));
   REQUIRE(third);
   REQUIRE(third->granted);
@@ -442,4 +445,24 @@ TEST_CASE("fields the scripts do not know are ignored, such as an earlier layout
   used = run(io, used_of(engine, c, day, t0 + 2));
   REQUIRE(used);
   CHECK(*used == 104);
+}
+
+TEST_CASE("amounts of 16 digits are held and settled exactly") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  // Spend in micro-units: 9,000,000,000 in money units is 9e15 micro-units, still exact in
+  // the scripts' doubles (below 2^53).
+  const auto spend = rule("spend", budget_window::lifetime, 9'000'000'000'000'000);
+  auto r = run(io, reserve_one(engine, c, "req_big", {{spend, 3'000'000'000'000'001}}, t0));
+  REQUIRE(r);
+  REQUIRE(r->granted);
+  CHECK(r->remaining == std::vector<std::int64_t>{5'999'999'999'999'999});
+  auto s = run(io, settle_one(engine, c, r->ticket, {2'000'000'000'000'003}));
+  REQUIRE(s);
+  CHECK(s->first);
+  auto used = run(io, used_of(engine, c, spend, t0 + 1));
+  REQUIRE(used);
+  CHECK(*used == 2'000'000'000'000'003);
 }

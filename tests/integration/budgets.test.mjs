@@ -453,6 +453,26 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
     await doomed.stop();
   });
 
+  test('a gateway stopped with SIGTERM settles the requests it answered before it exits', async () => {
+    const t = await makeTenant(s.adminUrl, 'Drain');
+    const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 1000000 });
+    // Settlements wait a second for their batch: the stop comes while they still wait.
+    const g = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'drain'), { settle_batch_ms: 1000 }),
+      upstreamPort: s.upstreamPort });
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => ask(g.url, t.key, { max_tokens: 8 }, `drain ${i}`)));
+    let seen = 0;
+    for (const res of answers) {
+      const body = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(body));
+      seen += body.usage.total_tokens;
+    }
+    await g.gateway.stop();
+    const counter = redis.counters(t.tenant)[b.id];
+    assert.equal(counter.held, 0, 'no hold left behind');
+    assert.equal(counter.used, seen, 'every answered request settled');
+    await g.stop();
+  });
+
   test('Redis unreachable: failure_mode closed answers 503 with Retry-After; open serves', async () => {
     const t = await makeTenant(s.adminUrl, 'Failure');
     await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 1_000_000 });

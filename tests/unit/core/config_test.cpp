@@ -169,6 +169,8 @@ TEST_CASE("database, ledger, auth and budgets settings are checked") {
              Catch::Contains("/budgets/redis"));
   CHECK_THAT(error_of(R"({"budgets":{"redis_cluster":"yes"}})"), Catch::Contains("/budgets/redis_cluster"));
   CHECK_FALSE(cfg.budgets.redis_tls);
+  CHECK(cfg.budgets.settle_batch_ms == 0);
+  CHECK_THAT(error_of(R"({"budgets":{"settle_batch_ms":5000}})"), Catch::Contains("/budgets/settle_batch_ms"));
   CHECK(cfg.invoices.grace_hours == 72);
   CHECK_THAT(error_of(R"({"invoices":{"grace_hours":9000}})"), Catch::Contains("/invoices/grace_hours"));
   CHECK_THAT(error_of(R"({"invoices":{"grace":1}})"), Catch::Contains("unknown field"));
