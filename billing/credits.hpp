@@ -54,7 +54,8 @@ struct credit_rate {
   std::int64_t flat_fees_micros = 0;
 };
 credit_rate worst_case_rate(const model_prices& prices);
-// ceil(input x rate) + ceil(output x rate) + the flat fees, in micro-units (0 for no tokens).
+// ceil(input x rate) + ceil(output x rate) + the flat fees, in micro-units (0 for no tokens);
+// saturates at INT64_MAX.
 std::int64_t worst_case_cost_micros(const credit_rate& rate, std::int64_t input_tokens,
                                     std::int64_t output_tokens);
 

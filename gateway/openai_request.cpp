@@ -2,7 +2,9 @@
 // OpenAI's own wording for the same mistakes, so clients see familiar errors.
 #include "gateway/openai_request.hpp"
 
+#include <algorithm>
 #include <optional>
+#include <vector>
 
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
@@ -71,6 +73,14 @@ std::optional<api_error> check_message(json::value m, std::uint32_t index) {
   if (content.valid() && !content.is_string() && !content.is_array() && !content.is_null()) {
     return invalid_type(at(".content"), "one of a string or array of objects", content);
   }
+  // Only an assistant message that calls tools or a function, and the legacy function role,
+  // may come without content (OpenAI answers the same).
+  if (!given(content)) {
+    const std::string_view r = role.as_string();
+    const bool calls = given(m.find("tool_calls")) || given(m.find("function_call"));
+    const bool may_omit = r == "function" || (r == "assistant" && (calls || content.valid()));
+    if (!may_omit) return missing(at(".content"));
+  }
   if (content.valid() && content.is_array()) {
     std::optional<api_error> error;
     std::uint32_t k = 0;
@@ -113,10 +123,31 @@ std::optional<api_error> check_messages(json::value messages) {
   return error;
 }
 
-std::optional<api_error> check_prompt(json::value prompt) {
+std::optional<api_error> check_prompt(json::value prompt, std::int64_t prompts_max) {
   if (prompt.is_string()) return std::nullopt;
   if (!prompt.is_array()) {
     return invalid_type("prompt", "a string or an array of strings or tokens", prompt);
+  }
+  if (static_cast<std::int64_t>(prompt.size()) > prompts_max) {
+    bool token_ids = true;
+    prompt.for_each_element([&](json::value p) { token_ids = token_ids && p.is_int64(); });
+    if (!token_ids) {
+      return invalid_request("Invalid 'prompt': array too long. Expected an array with maximum "
+                             "length " + std::to_string(prompts_max) + ", but got an array with "
+                             "length " + std::to_string(prompt.size()) + " instead.",
+                             "prompt", "array_above_max_length");
+    }
+  }
+  // One prompt of token ids, or a list of prompts: not both in one array.
+  bool any_id = false, any_prompt = false;
+  prompt.for_each_element([&](json::value p) {
+    any_id = any_id || p.is_int64();
+    any_prompt = any_prompt || !p.is_int64();
+  });
+  if (any_id && any_prompt) {
+    return invalid_request("Invalid 'prompt': an array holds either token ids (one prompt) or "
+                           "prompts (strings or arrays of token ids), not both.",
+                           "prompt", "invalid_value");
   }
   std::optional<api_error> error;
   prompt.for_each_element([&](json::value p) {
@@ -137,7 +168,41 @@ std::string_view endpoint_path(endpoint_kind kind) {
   return kind == endpoint_kind::chat_completions ? "/chat/completions" : "/completions";
 }
 
-result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body) {
+// The first top-level member name that appears twice, if any.
+std::optional<std::string> duplicate_member(json::value object) {
+  std::vector<std::string_view> names;
+  object.for_each_member([&](std::string_view key, json::value) { names.push_back(key); });
+  std::sort(names.begin(), names.end());
+  const auto twice = std::adjacent_find(names.begin(), names.end());
+  if (twice == names.end()) return std::nullopt;
+  return std::string(*twice);
+}
+
+// An integer parameter in [1, max], or the error naming it.
+std::optional<api_error> check_count(json::value v, const char* key, std::int64_t max,
+                                     std::int64_t& out) {
+  if (!given(v)) return std::nullopt;
+  if (!v.is_int64()) return invalid_type(key, "an integer", v);
+  const std::int64_t n = v.as_int64();
+  if (n < 1) {
+    return invalid_request("Invalid '" + std::string(key) +
+                               "': integer below minimum value. Expected a value >= 1, but got " +
+                               std::to_string(n) + " instead.",
+                           key, "integer_below_min_value");
+  }
+  if (n > max) {
+    return invalid_request("Invalid '" + std::string(key) +
+                               "': integer above maximum value. Expected a value <= " +
+                               std::to_string(max) + ", but got " + std::to_string(n) +
+                               " instead.",
+                           key, "integer_above_max_value");
+  }
+  out = n;
+  return std::nullopt;
+}
+
+result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body,
+                                                    const request_limits& limits) {
   // The parser rejects invalid UTF-8 and unpaired surrogate escapes, so every string that gets
   // through is valid text.
   json::parse_error parse_error;
@@ -152,6 +217,10 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
   req.body = std::make_shared<const json::document>(std::move(*parsed));
   const json::value j = req.body->root();
   if (!j.is_object()) return invalid_type("body", "an object", j);
+  if (const auto twice = duplicate_member(j)) {
+    return invalid_request("The body names '" + *twice + "' more than once.", *twice,
+                           "duplicate_parameter");
+  }
   req.kind = kind;
   const json::value model = j.find("model");
   if (!given(model)) {
@@ -166,13 +235,14 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
     if (!messages.valid()) return missing("messages");
     if (auto e = check_messages(messages)) return *e;
   } else if (const json::value prompt = j.find("prompt"); given(prompt)) {
-    if (auto e = check_prompt(prompt)) return *e;
+    if (auto e = check_prompt(prompt, limits.prompts_max)) return *e;
   }
 
   if (const json::value s = j.find("stream"); given(s)) {
     if (!s.is_bool()) return invalid_type("stream", "a boolean", s);
     req.stream = s.as_bool();
   }
+  req.stream_options_member = j.find("stream_options").valid();
   if (const json::value so = j.find("stream_options"); given(so)) {
     if (!so.is_object()) return invalid_type("stream_options", "an object", so);
     if (!req.stream) {
@@ -201,11 +271,12 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
     }
     if (req.max_tokens < 0) req.max_tokens = n;
   }
-  if (const json::value n = j.find("n"); given(n)) {
-    if (!n.is_int64()) return invalid_type("n", "an integer", n);
-    if (n.as_int64() < 1) {
-      return invalid_request("Invalid 'n': integer below minimum value. Expected a value >= 1.",
-                             "n", "integer_below_min_value");
+  if (auto e = check_count(j.find("n"), "n", limits.n_max, req.n)) return *e;
+  if (kind == endpoint_kind::completions) {
+    if (auto e = check_count(j.find("best_of"), "best_of", limits.n_max, req.best_of)) return *e;
+    if (given(j.find("best_of")) && req.best_of < req.n) {
+      return invalid_request("Invalid 'best_of': it must be at least 'n'.", "best_of",
+                             "invalid_value");
     }
   }
   return req;
@@ -217,7 +288,7 @@ std::string upstream_body(const completion_request& request, std::string_view or
   const bool force_usage = request.stream && !request.client_wants_usage;
   if (!rename && !force_usage) return std::string(original);
 
-  if (!rename && !request.has_stream_options) {
+  if (!rename && !request.stream_options_member) {
     // Common case: splice the option in after the opening brace instead of re-serializing.
     // A validated request is a non-empty object, so a member follows the brace.
     const auto brace = original.find('{');
@@ -244,21 +315,24 @@ std::string upstream_body(const completion_request& request, std::string_view or
     member(key.source());
     if (name == "model" && rename) {
       append_json_string(out, upstream_model);
-    } else if (name == "stream_options" && force_usage && v.is_object()) {
+    } else if (name == "stream_options" && force_usage) {
+      // Rewritten whatever the client sent (an object, or null that would switch usage off).
       out += "{\"include_usage\":true";
-      v.for_each_member_node([&](json::value k2, json::value v2) {
-        if (k2.as_string() == "include_usage") return;
-        out.push_back(',');
-        out += k2.source();
-        out.push_back(':');
-        out += v2.source();
-      });
+      if (v.is_object()) {
+        v.for_each_member_node([&](json::value k2, json::value v2) {
+          if (k2.as_string() == "include_usage") return;
+          out.push_back(',');
+          out += k2.source();
+          out.push_back(':');
+          out += v2.source();
+        });
+      }
       out.push_back('}');
     } else {
       out += v.source();
     }
   });
-  if (force_usage && !request.has_stream_options) {
+  if (force_usage && !request.stream_options_member) {
     member("\"stream_options\"");
     out += "{\"include_usage\":true}";
   }

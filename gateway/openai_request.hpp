@@ -15,22 +15,35 @@ enum class endpoint_kind { chat_completions, completions };
 
 std::string_view endpoint_path(endpoint_kind kind);  // "/chat/completions" or "/completions"
 
+// Bounds on what one request may ask for (settings: metering.n_max).
+struct request_limits {
+  std::int64_t n_max = 16;        // n and best_of
+  std::int64_t prompts_max = 2048;  // entries of a legacy completion's prompt array (OpenAI's)
+};
+
 struct completion_request {
   endpoint_kind kind = endpoint_kind::chat_completions;
   std::string model;
   bool stream = false;
   bool client_wants_usage = false;  // stream_options.include_usage as the client sent it
   std::int64_t max_tokens = -1;     // max_completion_tokens or max_tokens; -1 if absent
+  std::int64_t n = 1;               // completions per prompt
+  std::int64_t best_of = 1;         // completions generated per prompt (legacy completions)
   bool has_stream_options = false;  // the body has a non-null stream_options object
+  bool stream_options_member = false;  // the body has a stream_options member, null included
   // The parsed body, kept for the stages after validation (prompt counting).
   std::shared_ptr<const json::document> body;
 };
 
-result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body);
+// Duplicate top-level members are refused (400): the gateway and the upstream must not read
+// different models or options out of one body.
+result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body,
+                                                    const request_limits& limits = {});
 
 // The body to send upstream: the client's bytes when nothing needs changing; otherwise with the
-// model renamed and, for streams, stream_options.include_usage forced on so that usage is
-// always reported (the gateway strips that chunk again if the client did not ask for it).
+// model renamed and, for streams, stream_options rewritten by the gateway (whatever the client
+// sent, null included) with include_usage on, so that usage is always reported (the gateway
+// strips that chunk again if the client did not ask for it).
 std::string upstream_body(const completion_request& request, std::string_view original,
                           std::string_view upstream_model);
 

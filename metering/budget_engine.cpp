@@ -39,7 +39,17 @@ constexpr std::int64_t record_grace_ms = minute_ms;
 // Returns {1, remaining...} or {0, refusing charge index (0-based), what it had left}.
 // Expiries are set when a key is created, not on every call: a window instance's keys expire
 // at its end plus a grace period, which does not move (lifetime counters excepted).
+//
+// Amounts must be non-negative integers of at most 2^53 - 1 (exact in Lua's numbers); anything
+// else is refused with an error, so no input can make a hold negative or break a settlement.
 const redis::script reserve_script(R"lua(
+local function amount_of(s)
+  local v = tonumber(s)
+  if not v or not string.find(s, '^%d+$') or v > 9007199254740991 then
+    return nil
+  end
+  return v
+end
 local now = tonumber(ARGV[1])
 local field, record, record_ttl = ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
@@ -47,7 +57,10 @@ local remaining, created = {}, {}
 for i = 0, n - 1 do
   local k, prev = KEYS[2 * i + 1], KEYS[2 * i + 2]
   local a = 6 + 8 * i
-  local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local limit, amount = tonumber(ARGV[a]), amount_of(ARGV[a + 1])
+  if not amount or not limit then
+    return redis.error_reply('ERR tollgate: amount ' .. ARGV[a + 1] .. ' is not an integer in [0, 2^53)')
+  end
   local hard, sliding = ARGV[a + 2] == '1', ARGV[a + 3] == '1'
   local window, into = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 6])
   local h = redis.call('HGETALL', k)
@@ -96,7 +109,22 @@ return {1, unpack(remaining)}
 // index (0-based), percent, settled usage}. A threshold is crossed once per window instance:
 // its marker field `a<percent>` in the counter hash remembers it.
 const redis::script settle_script(R"lua(
+local function amount_of(s)
+  local v = tonumber(s)
+  if not v or not string.find(s, '^%d+$') or v > 9007199254740991 then
+    return nil
+  end
+  return v
+end
 local n = tonumber(ARGV[1])
+-- Every amount is checked before anything is written.
+local a = 3
+for i = 1, n do
+  if not amount_of(ARGV[a]) then
+    return redis.error_reply('ERR tollgate: amount ' .. ARGV[a] .. ' is not an integer in [0, 2^53)')
+  end
+  a = a + 3 + 2 * tonumber(ARGV[a + 2])
+end
 local record = redis.call('SET', KEYS[n + 1], 's', 'GET', 'PX', ARGV[2])
 if record == 's' then
   return {0}
@@ -110,14 +138,16 @@ if record then
   end
 end
 local out = {1}
-local a = 3
+a = 3
 for i = 1, n do
   local k = KEYS[i]
-  -- Amounts go to Redis as the text they came in, not through a Lua number.
   local actual, ttl, m = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   a = a + 3
-  if field and held[i] and held[i] ~= '0' then
-    redis.call('HINCRBY', k, field, '-' .. held[i])
+  -- A held amount is released as a number (the record was written by reserve, which checked
+  -- it); one that does not read as an amount releases nothing.
+  local release = field and held[i] and amount_of(held[i])
+  if release and release > 0 then
+    redis.call('HINCRBY', k, field, -release)
   end
   local used = redis.call('HINCRBY', k, 'used', actual)
   -- Nothing was settled before: the counter may have expired and been created again just now.
@@ -141,6 +171,25 @@ local old = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 redis.call('HSET', KEYS[1], 'used', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
 return old
+)lua");
+
+// KEYS: counters. ARGV: one delta each (an integer of either sign). Adds each delta to its
+// counter's settled usage if the counter exists; returns how many did.
+const redis::script adjust_script(R"lua(
+for i = 1, #KEYS do
+  local d = ARGV[i]
+  if not d or not string.find(d, '^%-?%d+$') or math.abs(tonumber(d)) > 9007199254740991 then
+    return redis.error_reply('ERR tollgate: delta ' .. tostring(d) .. ' is not an integer in (-2^53, 2^53)')
+  end
+end
+local applied = 0
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'used', ARGV[i])
+    applied = applied + 1
+  end
+end
+return applied
 )lua");
 
 // KEYS: a counter. ARGV: now (ms). Returns settled usage plus the holds that have not expired.
@@ -384,6 +433,17 @@ net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::se
   auto r = co_await redis.eval(set_used_script, std::move(keys), std::move(args));
   if (!r) co_return r.error();
   if (r->is_error()) co_return redis::redis_error{"budget script failed: " + r->str};
+  co_return static_cast<std::int64_t>(r->integer);
+}
+
+net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::adjust_used(
+    redis::client& redis, std::vector<std::string> counters, std::vector<std::int64_t> deltas) {
+  std::vector<std::string> args;
+  args.reserve(deltas.size());
+  for (const std::int64_t d : deltas) args.push_back(std::to_string(d));
+  auto r = co_await redis.eval(adjust_script, std::move(counters), std::move(args));
+  if (!r) co_return r.error();
+  if (r->is_error()) co_return redis::redis_error{"adjust script failed: " + r->str};
   co_return static_cast<std::int64_t>(r->integer);
 }
 

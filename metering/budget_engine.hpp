@@ -115,6 +115,12 @@ class budget_engine {
       redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t window_start,
       std::int64_t used, std::int64_t now_ms);
 
+  // Adds deltas[i] (any sign, |delta| < 2^53) to the settled usage of counters[i], for each
+  // counter that still exists (an expired window is not created again). All counters must
+  // belong to one tenant. Returns how many were adjusted.
+  boost::asio::awaitable<basic_result<std::int64_t, redis::redis_error>> adjust_used(
+      redis::client& redis, std::vector<std::string> counters, std::vector<std::int64_t> deltas);
+
   // What a limit has used in its current window (settled + held), for reports and tests.
   boost::asio::awaitable<basic_result<std::int64_t, redis::redis_error>> used(
       redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t now_ms);

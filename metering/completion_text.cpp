@@ -37,8 +37,9 @@ void completion_text::absorb_pending() {
   pending_.clear();
 }
 
-// Chat: choices[].message (or .delta) content, refusal, tool call names and arguments, and the
-// legacy function_call; completions: choices[].text.
+// Chat: choices[].message (or .delta) content, refusal, the reasoning text that servers such as
+// vLLM and DeepSeek send beside it (reasoning_content, reasoning), tool call names and
+// arguments, and the legacy function_call; completions: choices[].text.
 void completion_text::absorb(json::value root, bool delta) {
   const json::value choices = root.find("choices");
   if (!choices.valid() || !choices.is_array()) return;
@@ -51,6 +52,8 @@ void completion_text::absorb(json::value root, bool delta) {
     if (!m.valid() || !m.is_object()) return;
     append_string(out, m.find("content"));
     append_string(out, m.find("refusal"));
+    append_string(out, m.find("reasoning_content"));
+    append_string(out, m.find("reasoning"));
     const auto function_text = [&](json::value f) {
       if (!f.valid() || !f.is_object()) return;
       append_string(out, f.find("name"));

@@ -207,6 +207,31 @@ std::int64_t prompt_counter::count_openai_tools(json::value tools, bool wrapped)
   return n + func_end;
 }
 
+void prompt_counter::count_completion_prompts(json::value request,
+                                              std::vector<std::int64_t>& out) const {
+  out.clear();
+  const json::value prompt = request.find("prompt");
+  if (!prompt.valid() || prompt.is_null()) {
+    out.push_back(0);
+    return;
+  }
+  if (prompt.is_string()) {
+    out.push_back(count_text(prompt.as_string()));
+    return;
+  }
+  if (!prompt.is_array()) return;
+  bool token_ids = prompt.size() > 0;
+  prompt.for_each_element([&](json::value p) { token_ids = token_ids && p.is_int64(); });
+  if (token_ids) {
+    out.push_back(prompt.size());
+    return;
+  }
+  prompt.for_each_element([&](json::value p) {
+    out.push_back(p.is_string() ? count_text(p.as_string()) : p.is_array() ? p.size() : 1);
+  });
+  if (out.empty()) out.push_back(0);
+}
+
 std::int64_t prompt_counter::count_completion(json::value request) const {
   const json::value prompt = request.find("prompt");
   if (!prompt.valid() || prompt.is_null()) return 0;

@@ -36,6 +36,9 @@ class prompt_counter {
   std::int64_t count_chat(json::value request) const;
   // A validated legacy completion body ("prompt": string, strings, token ids or arrays of them).
   std::int64_t count_completion(json::value request) const;
+  // The same, prompt by prompt: a string or one array of token ids is one prompt; an array of
+  // strings or of token-id arrays is one prompt per entry (one completion each).
+  void count_completion_prompts(json::value request, std::vector<std::int64_t>& out) const;
   std::int64_t count_text(std::string_view text) const { return std::int64_t(tok_->count(text)); }
 
   // The chat prompt as token ids (llama3 and chatml formats; openai returns false: its

@@ -466,3 +466,68 @@ TEST_CASE("amounts of 16 digits are held and settled exactly") {
   REQUIRE(used);
   CHECK(*used == 2'000'000'000'000'003);
 }
+
+namespace {
+net::awaitable<basic_result<std::int64_t, redis::redis_error>> adjust(
+    budget_engine& engine, redis::client& c, std::vector<std::string> keys,
+    std::vector<std::int64_t> deltas) {
+  co_return co_await engine.adjust_used(c, std::move(keys), std::move(deltas));
+}
+}  // namespace
+
+TEST_CASE("the scripts refuse negative or oversized amounts and change nothing") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  const auto day = rule("day", budget_window::day, 1000);
+  for (const std::int64_t bad : {std::int64_t{-1}, std::int64_t{-5000}, INT64_MAX,
+                                 (std::int64_t{1} << 53)}) {
+    auto r = run(io, reserve_one(engine, c, "req_bad", {{day, bad}}, t0));
+    CHECK_FALSE(r);  // a script error, not a grant
+  }
+  auto used = run(io, used_of(engine, c, day, t0 + 1));
+  REQUIRE(used);
+  CHECK(*used == 0);
+  // A settlement with a negative actual is refused before it writes anything.
+  auto r = run(io, reserve_one(engine, c, "req_ok", {{day, 300}}, t0 + 2));
+  REQUIRE(r);
+  REQUIRE(r->granted);
+  CHECK_FALSE(run(io, settle_one(engine, c, r->ticket, {-100})));
+  auto held = run(io, used_of(engine, c, day, t0 + 3));
+  REQUIRE(held);
+  CHECK(*held == 300);  // still held, nothing settled
+  auto s = run(io, settle_one(engine, c, r->ticket, {120}));
+  REQUIRE(s);
+  CHECK(s->first);
+  auto after = run(io, used_of(engine, c, day, t0 + 4));
+  REQUIRE(after);
+  CHECK(*after == 120);  // the hold released by number, the actual counted
+  // The largest amount Redis's numbers hold exactly is taken.
+  const auto huge = rule("huge", budget_window::day, INT64_MAX);
+  auto max = run(io, reserve_one(engine, c, "req_max", {{huge, (std::int64_t{1} << 53) - 1}}, t0 + 5));
+  REQUIRE(max);
+  CHECK(max->granted);
+}
+
+TEST_CASE("spend corrections adjust existing counters only, by either sign") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), redis_settings(server));
+  budget_engine engine(std::chrono::seconds(60));
+  const auto month = rule("spend", budget_window::month, 100'000);
+  auto r = run(io, reserve_one(engine, c, "req_s", {{month, 900}}, t0));
+  REQUIRE(r);
+  REQUIRE(r->granted);
+  REQUIRE(run(io, settle_one(engine, c, r->ticket, {900})));
+  const std::string key = r->ticket.counter_keys.at(0);
+  const std::string gone = budget_engine::counter_key("ten_t", "spend", 12345);
+  auto n = run(io, adjust(engine, c, {key, gone}, {-350, 40}));
+  REQUIRE(n);
+  CHECK(*n == 1);  // the expired (absent) counter is not created again
+  auto used = run(io, used_of(engine, c, month, t0 + 1));
+  REQUIRE(used);
+  CHECK(*used == 550);
+  CHECK(run(io, adjust(engine, c, {key}, {25})));
+  CHECK(*run(io, used_of(engine, c, month, t0 + 2)) == 575);
+}

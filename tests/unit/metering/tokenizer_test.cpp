@@ -9,6 +9,7 @@
 
 #include "core/json_dom.hpp"
 #include "metering/prompt_count.hpp"
+#include "metering/completion_text.hpp"
 #include "metering/tokenizer_registry.hpp"
 #include "metering/unicode.hpp"
 
@@ -280,4 +281,23 @@ TEST_CASE("template formats render special tokens as single ids") {
         "<|im_start|>system\n  Be brief. <|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
   // A chat template needs its special tokens.
   CHECK(!prompt_counter::make(load("cl100k_base"), prompt_format::chatml));
+}
+
+TEST_CASE("the fallback completion count includes reasoning text, streamed or whole") {
+  const auto counter = prompt_counter::make(load("cl100k_base"), prompt_format::openai);
+  REQUIRE(counter);
+  const std::int64_t answer = counter->count_text("The answer is 4.");
+  const std::int64_t thinking = counter->count_text("Two plus two makes four.");
+  completion_text whole;
+  whole.add_response(R"({"choices":[{"index":0,"message":{"role":"assistant",
+      "reasoning_content":"Two plus two makes four.","content":"The answer is 4."}}]})");
+  CHECK(whole.count(*counter) == counter->count_text("The answer is 4.Two plus two makes four."));
+  CHECK(whole.count(*counter) >= answer + thinking - 1);
+  completion_text streamed;
+  streamed.add_stream_event(R"({"choices":[{"index":0,"delta":{"reasoning":"Two plus two"}}]})");
+  streamed.add_stream_event(R"({"choices":[{"index":0,"delta":{"reasoning":" makes four."}}]})");
+  streamed.add_stream_event(R"({"choices":[{"index":0,"delta":{"content":"The answer is 4."}}]})");
+  streamed.add_stream_event("[DONE]");
+  CHECK(streamed.count(*counter) > answer);
+  CHECK(streamed.count(*counter) == counter->count_text("Two plus two makes four.The answer is 4."));
 }
