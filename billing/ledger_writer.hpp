@@ -11,6 +11,18 @@
 //   rated twice: the request id makes it idempotent.
 // While PostgreSQL is unreachable the journal is fsynced each interval and kept (the spool);
 // on reconnect, and after a restart, it is replayed and deleted only once committed.
+// Nothing answered is lost, and nothing is answered that cannot be recorded:
+//   - a row leaves memory only once PostgreSQL committed it, or once its journal segment is
+//     fsynced (the spool);
+//   - a row the journal cannot take (disk full, I/O error) stays in memory and goes to
+//     PostgreSQL from there; while the database is away it is journaled again as soon as the
+//     disk takes it;
+//   - while neither the journal nor the database takes rows, or memory-only rows reach
+//     queue_events_max, or the spool is over spool_bytes_max, accepting() is false and the
+//     gateway answers new requests 503;
+//   - a segment whose records end in damage (a torn write, a crash mid-append) is replayed up
+//     to the damage and then moved aside (`.damaged`), counted and logged, never deleted.
+// Journal records carry a format version (billing/ledger_record.hpp).
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -19,6 +31,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,6 +63,16 @@ struct ledger_settings {
 // The usage_events columns a ledger row carries, in COPY order.
 extern const char* const usage_event_columns;
 
+// A rated event's spend counter in Redis and what to add to it: billed minus settled.
+struct spend_correction {
+  std::string tenant_id;
+  std::string counter;  // the Redis key the settlement counted on
+  std::int64_t delta = 0;
+};
+using spend_correction_listener = std::function<void(std::vector<spend_correction>)>;
+
+struct ledger_record;  // billing/ledger_record.hpp
+
 // Appends `r` as one line of COPY text format (tab-separated, \N for NULL, ending in '\n').
 void append_usage_row(std::string& out, const metering::usage_record& r);
 
@@ -66,15 +89,19 @@ class ledger_writer final : public metering::usage_sink {
 
   // Records without a tenant (unauthenticated requests) are not ledger rows and are ignored.
   void record(const metering::usage_record& r) override;
-  // False while the spool is over its size limit: the gateway refuses new requests (503)
-  // rather than serve requests it could not bill.
+  // False while the ledger could not record a request: neither the journal nor the database
+  // takes rows, memory-only rows are at their bound, or the spool is over its size limit. The
+  // gateway then refuses new requests (503) rather than serve requests it could not bill.
   bool accepting() const { return accepting_.load(std::memory_order_relaxed); }
+  // Called on the billing thread after each commit with the spend corrections of the events
+  // it rated (set before start()).
+  void on_spend_corrections(spend_correction_listener f) { corrections_listener_ = std::move(f); }
 
  private:
   struct batch {
-    std::uint64_t seq = 0;    // spool segment
+    std::uint64_t seq = 0;    // spool segment; 0: rows the journal could not take (memory only)
     bool in_memory = false;   // false: read it back from the segment
-    std::string rows;         // COPY text
+    std::string rows;         // journal records (billing/ledger_record.hpp), '\n'-separated
     std::uint64_t events = 0;
   };
 
@@ -101,8 +128,22 @@ class ledger_writer final : public metering::usage_sink {
   boost::asio::awaitable<pg::db_result<bool>> draw_credits(
       const std::vector<std::optional<rating_event>>& events,
       const std::vector<std::optional<rated_event>>& rated, std::vector<std::int64_t>& credit);
+  void collect_corrections(const std::vector<std::optional<rating_event>>& events,
+                           const std::vector<ledger_record>& headers,
+                           const std::vector<std::optional<rated_event>>& rated,
+                           const std::vector<std::int64_t>& credit);
+  // The database is away: makes the batches in memory durable in the spool where the disk
+  // takes them (fsynced segments, or memory-only rows journaled again).
   void spool_pending();
+  // Journals the rows of a memory-only batch; those the disk takes leave memory.
+  void journal_again(batch& b);
+  // Sends the batch at the front to PostgreSQL; false when the database is away.
+  boost::asio::awaitable<bool> write_front();
+  // Partitions ahead and credit expiry, checked on every flush that reaches the database.
+  boost::asio::awaitable<void> housekeeping();
+  void quarantine(std::uint64_t seq, const char* why, const std::string& detail);
   void update_gauges();
+  void update_accepting();
 
   boost::asio::any_io_executor ex_;
   ledger_settings settings_;
@@ -120,11 +161,18 @@ class ledger_writer final : public metering::usage_sink {
 
   // Shared with record() on the I/O threads.
   std::mutex mu_;
-  std::string queue_;
+  std::string queue_;       // rows journaled in the open segment (unless on disk only)
   std::uint64_t queued_ = 0;
   bool open_segment_on_disk_only_ = false;  // queued rows were dropped from memory
+  std::string unjournaled_;  // rows the journal could not take: in memory only
+  std::uint64_t unjournaled_events_ = 0;
   std::atomic<bool> wake_posted_{false};
   std::atomic<bool> accepting_{true};
+  std::atomic<bool> journal_ok_{true};   // the last append to the journal succeeded
+  std::atomic<bool> database_ok_{true};  // the last flush reached the database
+  std::atomic<std::uint64_t> memory_only_events_{0};  // unjournaled_ + memory-only batches
+  std::vector<spend_correction> corrections_;  // of the transaction being written
+  spend_correction_listener corrections_listener_;
 
   std::deque<batch> pending_;  // sealed segments not yet committed, oldest first
   rating_plan_loader plans_{&log_};  // the tenants' plans, version prices parsed once
@@ -136,6 +184,8 @@ class ledger_writer final : public metering::usage_sink {
   metrics::gauge& spool_bytes_;
   metrics::gauge& spool_full_;
   metrics::family<metrics::counter>& failures_;
+  metrics::counter& quarantined_;
+  metrics::gauge& memory_only_;
 };
 
 }  // namespace tollgate::billing

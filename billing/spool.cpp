@@ -4,12 +4,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <stdexcept>
 
@@ -113,13 +115,29 @@ std::string spool::path_of(std::uint64_t seq) const {
 }
 
 void spool::open_segment() {
-  ++open_seq_;
-  open_bytes_ = 0;
-  fd_ = ::open(path_of(open_seq_).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd_ < 0) {
+  if (!try_open_segment()) {
     throw std::runtime_error("cannot open a ledger spool segment in " + dir_ + ": " +
                              std::strerror(errno));
   }
+}
+
+bool spool::try_open_segment() {
+  ++open_seq_;
+  open_bytes_ = 0;
+  broken_ = false;
+  fd_ = ::open(path_of(open_seq_).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  return fd_ >= 0;
+}
+
+bool spool::has_room(std::uint64_t bytes) const {
+  struct statvfs fs{};
+  if (::statvfs(dir_.c_str(), &fs) != 0) return false;
+  return static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize >= bytes;
+}
+
+bool spool::broken() const {
+  std::lock_guard lock(mu_);
+  return broken_;
 }
 
 bool spool::append(std::string_view payload) {
@@ -129,24 +147,32 @@ bool spool::append(std::string_view payload) {
   put_u32(record.data() + 4, crc32c(payload));
   std::memcpy(record.data() + 8, payload.data(), payload.size());
   std::lock_guard lock(mu_);
-  if (fd_ < 0 || !write_all(fd_, record.data(), record.size())) return false;
+  if (broken_) return false;
+  if (fd_ < 0 && !try_open_segment()) return false;
+  if (!write_all(fd_, record.data(), record.size())) {
+    // Cut a partial record off, so that the records after it stay readable.
+    if (::ftruncate(fd_, static_cast<off_t>(open_bytes_)) != 0) broken_ = true;
+    return false;
+  }
   open_bytes_ += record.size();
   return true;
 }
 
 std::uint64_t spool::seal() {
   std::lock_guard lock(mu_);
-  if (open_bytes_ == 0) return 0;
+  if (open_bytes_ == 0 && !broken_) return 0;
+  if (fd_ < 0) return 0;  // no segment open (appends open one)
   const std::uint64_t seq = open_seq_;
   ::close(fd_);
   fd_ = -1;
+  if (open_bytes_ == 0) {
+    ::unlink(path_of(seq).c_str());  // broken before its first record: nothing to keep
+    try_open_segment();
+    return 0;
+  }
   sealed_.emplace_back(seq, open_bytes_);
   sealed_bytes_ += open_bytes_;
-  try {
-    open_segment();
-  } catch (const std::exception&) {
-    fd_ = -1;  // appends fail until a later seal manages to open a segment
-  }
+  try_open_segment();  // on failure appends fail until one of them manages to open a segment
   return seq;
 }
 
@@ -173,12 +199,25 @@ std::uint64_t spool::open_bytes() const {
   return open_bytes_;
 }
 
-std::string spool::quarantine(std::uint64_t seq) {
+std::string spool::quarantine(std::uint64_t seq, std::string_view why) {
   const std::string from = path_of(seq);
-  const std::string to = from.substr(0, from.size() - segment_suffix.size()) + ".rejected";
+  const std::string to =
+      from.substr(0, from.size() - segment_suffix.size()) + "." + std::string(why);
   ::rename(from.c_str(), to.c_str());
   forget(seq);
   return to;
+}
+
+std::string spool::keep_aside(std::string_view records) {
+  char name[64];
+  std::snprintf(name, sizeof name, "ledger-aside-%lld-%d.rejected",
+                static_cast<long long>(::time(nullptr)), static_cast<int>(::getpid()));
+  const std::string path = dir_ + "/" + name;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return "";
+  const bool ok = write_all(fd, records.data(), records.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  return ok ? path : "";
 }
 
 void spool::remove(std::uint64_t seq) {

@@ -26,8 +26,14 @@ class spool {
   spool& operator=(const spool&) = delete;
 
   // Appends one record to the open segment. Thread-safe. Returns false if the write failed
-  // (disk full, I/O error); the caller keeps the event in memory.
+  // (disk full, I/O error); the caller keeps the event in memory. A partial write is cut back
+  // off the segment; if that fails too the segment takes no more records until it is sealed
+  // (broken()). A segment that could not be opened is opened again by the next append.
   bool append(std::string_view payload);
+  // The open segment holds a partial record it could not cut off: seal it.
+  bool broken() const;
+  // Whether the folder's filesystem has at least `bytes` free (statvfs).
+  bool has_room(std::uint64_t bytes) const;
 
   // Closes the open segment and starts a new one; returns the sealed segment's sequence number,
   // or 0 if the open segment was empty (nothing to seal).
@@ -39,9 +45,12 @@ class spool {
   std::uint64_t open_bytes() const;
   // Deletes a sealed segment whose rows are committed.
   void remove(std::uint64_t seq);
-  // Renames a sealed segment the database refused to `.rejected` (kept for an operator, no
-  // longer replayed); returns the new path.
-  std::string quarantine(std::uint64_t seq);
+  // Renames a sealed segment to `.<why>` (`.rejected`: the database refused it; `.damaged`: it
+  // ends in damage): kept for an operator, no longer replayed or counted. Returns the new path.
+  std::string quarantine(std::uint64_t seq, std::string_view why);
+  // Writes records that never reached a segment to a new `.rejected` file beside them;
+  // returns its path ("" if even that failed).
+  std::string keep_aside(std::string_view records);
 
   // Sealed segments still on disk, oldest first (left by an earlier run, or not yet committed).
   std::vector<std::uint64_t> sealed() const;
@@ -56,12 +65,14 @@ class spool {
  private:
   std::string path_of(std::uint64_t seq) const;
   void open_segment();
+  bool try_open_segment();  // with mu_ held
   void forget(std::uint64_t seq);
 
   std::string dir_;
   std::uint64_t bytes_max_;
   mutable std::mutex mu_;
   int fd_ = -1;
+  bool broken_ = false;  // a partial record could not be cut off the open segment
   std::uint64_t open_seq_ = 0;
   std::uint64_t open_bytes_ = 0;
   std::uint64_t sealed_bytes_ = 0;

@@ -1,7 +1,10 @@
 // The OpenAI-compatible API listener: see api_handler.hpp.
 #include "gateway/api_handler.hpp"
 
+#include <algorithm>
+#include <functional>
 #include <map>
+#include <span>
 
 
 #include <boost/beast/http/empty_body.hpp>
@@ -14,6 +17,7 @@
 #include "gateway/query_params.hpp"
 #include "gateway/usage_report.hpp"
 #include "metering/completion_text.hpp"
+#include "metering/worst_case.hpp"
 
 namespace tollgate::gateway {
 namespace {
@@ -49,6 +53,35 @@ void strip_usage_null(std::string& data) {
   if (const auto at = data.find(field); at != std::string::npos) data.erase(at, field.size());
 }
 
+// The request's worst case under the model's context, or the 400 for a prompt that cannot fit.
+result<metering::worst_case_tokens> worst_case_for(const model_config& model,
+                                                   const completion_request& req,
+                                                   std::span<const std::int64_t> prompts) {
+  metering::worst_case_request w;
+  w.prompt_tokens = prompts;
+  w.max_tokens = req.max_tokens;
+  w.copies = std::max(req.n, req.best_of);
+  w.context_tokens = static_cast<std::int64_t>(model.context_tokens);
+  std::size_t at = 0;
+  if (auto worst = metering::worst_case_of(w, &at)) return *worst;
+  // OpenAI's wording for the same refusal.
+  const std::int64_t prompt = prompts[at];
+  const std::string where = prompts.size() > 1 ? "prompt " + std::to_string(at) : "the messages";
+  std::string message = "This model's maximum context length is " +
+                        std::to_string(model.context_tokens) + " tokens. However, you requested ";
+  if (req.max_tokens >= 0) {
+    const __int128 total = static_cast<__int128>(prompt) + req.max_tokens;
+    message += std::to_string(static_cast<std::uint64_t>(total)) + " tokens (" +
+               std::to_string(prompt) + " in " + where + ", " + std::to_string(req.max_tokens) +
+               " in the completion).";
+  } else {
+    message += std::to_string(prompt) + " tokens in " + where + ".";
+  }
+  message += " Please reduce the length of the messages or completion.";
+  return invalid_request(std::move(message), req.max_tokens >= 0 ? "max_tokens" : "messages",
+                         "context_length_exceeded");
+}
+
 std::string model_object(const model_config& m, std::int64_t created) {
   json_object_writer w;
   w.add("id", m.name).add("object", "model").add("created", created).add("owned_by", m.owned_by);
@@ -58,6 +91,9 @@ std::string model_object(const model_config& m, std::int64_t created) {
 }  // namespace
 
 struct api_handler::proxy_state {
+  proxy_state* prev_in_flight = nullptr;  // the I/O thread's in-flight list
+  proxy_state* next_in_flight = nullptr;
+  bool stream_started = false;  // a 200 event-stream header went to the client
   metering::usage_record rec;
   completion_request req;
   const model_config* model = nullptr;
@@ -69,6 +105,44 @@ struct api_handler::proxy_state {
   std::chrono::steady_clock::time_point received_at;
 };
 
+struct api_handler::in_flight_list {
+  proxy_state* head = nullptr;
+};
+
+namespace {
+// Keeps a request on its I/O thread's in-flight list while it is handled.
+class in_flight_entry {
+ public:
+  template <typename State, typename List>
+  in_flight_entry(State& st, List& list) : unlink_([&st, &list] {
+    if (st.prev_in_flight != nullptr) st.prev_in_flight->next_in_flight = st.next_in_flight;
+    else list.head = st.next_in_flight;
+    if (st.next_in_flight != nullptr) st.next_in_flight->prev_in_flight = st.prev_in_flight;
+  }) {
+    st.next_in_flight = list.head;
+    if (list.head != nullptr) list.head->prev_in_flight = &st;
+    list.head = &st;
+  }
+  ~in_flight_entry() { unlink_(); }
+  in_flight_entry(const in_flight_entry&) = delete;
+  in_flight_entry& operator=(const in_flight_entry&) = delete;
+
+ private:
+  std::function<void()> unlink_;
+};
+}  // namespace
+
+void api_handler::record_in_flight(unsigned worker) {
+  if (worker >= in_flight_.size()) return;
+  for (proxy_state* st = in_flight_[worker]->head; st != nullptr; st = st->next_in_flight) {
+    if (st->recorded) continue;
+    st->rec.error_code = "drain_timeout";
+    // A stream already answered 200 is billed for what it streamed (the gateway's count when
+    // no usage arrived); a request still waiting for its upstream got no answer.
+    finish(*st, st->stream_started ? 200 : 503, true);
+  }
+}
+
 api_handler::api_handler(const gateway_config& config,
                          std::vector<std::shared_ptr<backends::upstream_pool>> pools,
                          std::unordered_map<std::string, metering::prompt_counter> counters,
@@ -76,6 +150,7 @@ api_handler::api_handler(const gateway_config& config,
                          const clock_source& clock, const billing_context* billing,
                          authenticator* auth, budget_guard* budgets)
     : config_(config),
+      request_limits_{static_cast<std::int64_t>(config.metering.n_max)},
       pools_(std::move(pools)),
       counters_(std::move(counters)),
       usage_(usage),
@@ -102,16 +177,26 @@ api_handler::api_handler(const gateway_config& config,
                                            "Proxied requests whose client went away before the "
                                            "response was complete.")
                               .get()),
+      usage_unreported_(registry.add_counter(
+          "tollgate_usage_unreported_total",
+          "Answered requests whose upstream reported no usage (billed by the gateway's own "
+          "count, flagged estimated), by upstream.",
+          {"upstream"})),
       usage_records_(registry
                          .add_counter("tollgate_usage_records_total",
                                       "Usage records handed to the usage sink.")
                          .get()) {
+  for (std::size_t i = 0; i < pools_.size(); ++i) {
+    in_flight_.push_back(std::make_unique<in_flight_list>());
+  }
   for (const auto& m : config_.models) {
     model_tokens_[m.name] = {&tokens_.with({m.name, "prompt"}),
                              &tokens_.with({m.name, "completion"}),
                              &tokens_.with({m.name, "cached"})};
   }
 }
+
+api_handler::~api_handler() = default;
 
 boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   auto& req = ex.req();
@@ -200,7 +285,8 @@ boost::asio::awaitable<void> api_handler::handle_usage(http::exchange& ex,
                            request_id);
     co_return;
   }
-  auto parsed = parse_usage_request(*query, /*finance=*/false, unix_ms(clock_.wall_now()) / 1000);
+  auto parsed = parse_usage_request(*query, /*finance=*/false, unix_ms(clock_.wall_now()) / 1000,
+                                    usage_limits::from(config_.usage_reports));
   if (!parsed) {
     co_await ex.send_error(parsed.error(), request_id);
     co_return;
@@ -244,6 +330,22 @@ boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
   co_await ex.send(std::move(res));
 }
 
+result<metering::worst_case_tokens> api_handler::worst_case_of(proxy_state& st,
+                                                              endpoint_kind kind) const {
+  const json::value body = st.req.body->root();
+  thread_local std::vector<std::int64_t> prompts;
+  prompts.clear();
+  if (kind == endpoint_kind::chat_completions) {
+    prompts.push_back(st.counter->count_chat(body));
+  } else {
+    st.counter->count_completion_prompts(body, prompts);
+  }
+  std::int64_t counted = 0;
+  for (const std::int64_t p : prompts) counted = metering::saturating_add(counted, p);
+  st.rec.counted_prompt_tokens = counted;
+  return worst_case_for(*st.model, st.req, prompts);
+}
+
 boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state& st,
                                                                   endpoint_kind kind,
                                                                   std::string_view body_text,
@@ -260,7 +362,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state&
   };
 
   // 1. Parse and validate.
-  auto parsed = parse_completion_request(kind, body_text);
+  auto parsed = parse_completion_request(kind, body_text, request_limits_);
   if (!parsed) co_return refuse(parsed.error());
   st.req = std::move(parsed.value());
   st.rec.model = st.req.model;
@@ -278,14 +380,13 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state&
   st.upstream = config_.find_upstream(st.model->upstream);
   st.rec.upstream = st.upstream->name;
 
-  // 3. Count the prompt with the model's own tokenizer, as the model will see it.
+  // 3. Count the prompt with the model's own tokenizer, as the model will see it, and work out
+  // the request's worst case: every prompt and copy within the model's context.
   st.counter = &counters_.at(st.model->name);
-  const json::value body = st.req.body->root();
-  st.rec.counted_prompt_tokens = kind == endpoint_kind::chat_completions
-                                     ? st.counter->count_chat(body)
-                                     : st.counter->count_completion(body);
+  auto worst = worst_case_of(st, kind);
+  if (!worst) co_return refuse(worst.error());
 
-  // 4. Make sure the ledger can take the usage (its spool is not full).
+  // 4. Make sure the ledger can take the usage (its journal or the database is writable).
   if (billing_ != nullptr && !billing_->ledger->accepting()) {
     co_return refuse(service_unavailable(
         "The usage ledger cannot take more records right now; please retry shortly.",
@@ -293,12 +394,9 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state&
   }
   // 5. Reserve the worst case against every budget that applies.
   if (budgets_ != nullptr && !who.tenant_id.empty()) {
-    const std::int64_t max_tokens =
-        st.req.max_tokens >= 0 ? st.req.max_tokens
-                               : static_cast<std::int64_t>(st.model->default_max_tokens);
     std::string hold_id = id;
-    auto reserved = co_await budgets_->reserve(worker, who, *st.model, std::move(hold_id),
-                                               st.rec.counted_prompt_tokens, max_tokens);
+    auto reserved =
+        co_await budgets_->reserve(worker, who, *st.model, std::move(hold_id), *worst);
     if (!reserved) co_return refuse(reserved.error());
     st.hold = std::move(*reserved);
   }
@@ -320,6 +418,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
     std::atomic<int>& n;
     ~in_flight_guard() { n.fetch_sub(1, std::memory_order_relaxed); }
   } in_flight{live_in_flight_};
+  const in_flight_entry listed(st, *in_flight_[ex.worker_index()]);
 
   // 1-5. Parse, route, count, check the ledger, reserve the budgets.
   auto admitted = co_await admit(st, kind, ex.req().body(), who, ex.worker_index());
@@ -375,7 +474,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::check_batch(
                                     endpoint + ".",
                                 "input_file_id", "invalid_batch_line");
     }
-    auto parsed = parse_completion_request(kind, line.body);
+    auto parsed = parse_completion_request(kind, line.body, request_limits_);
     if (!parsed) {
       api_error e = parsed.error();
       e.message = where + e.message;
@@ -390,13 +489,24 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::check_batch(
     }
     const json::value body = parsed->body->root();
     const metering::prompt_counter& counter = counters_.at(model->name);
+    std::vector<std::int64_t> prompts;
+    if (kind == endpoint_kind::chat_completions) {
+      prompts.push_back(counter.count_chat(body));
+    } else {
+      counter.count_completion_prompts(body, prompts);
+    }
+    auto worst = worst_case_for(*model, *parsed, prompts);
+    if (!worst) {
+      api_error e = worst.error();
+      e.message = where + e.message;
+      e.param = "input_file_id";
+      co_return e;
+    }
     batch_demand& d = by_model[model->name];
     d.model = model;
     d.lines += 1;
-    d.prompt_tokens += kind == endpoint_kind::chat_completions ? counter.count_chat(body)
-                                                               : counter.count_completion(body);
-    d.max_tokens += parsed->max_tokens >= 0 ? parsed->max_tokens
-                                            : static_cast<std::int64_t>(model->default_max_tokens);
+    d.prompt_tokens = metering::saturating_add(d.prompt_tokens, worst->prompt_tokens);
+    d.max_tokens = metering::saturating_add(d.max_tokens, worst->completion_tokens);
   }
   if (budgets_ != nullptr && !who.tenant_id.empty()) {
     std::vector<batch_demand> demand;
@@ -415,6 +525,7 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
   st.rec.occurred_at_ms = occurred_at_ms;
   st.rec.batch = true;
   st.received_at = clock_.mono_now();
+  const in_flight_entry listed(st, *in_flight_[worker]);
   batch_line_outcome out;
   const auto fail = [this, &st, &out](const api_error& e) {
     finish(st, e.status, false);
@@ -513,6 +624,7 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
     call.abort();
     co_return;
   }
+  st.stream_started = true;
 
   backends::sse_parser parser{limits::sse_line_bytes_max};
   std::vector<backends::sse_event> events;
@@ -593,7 +705,9 @@ void api_handler::finish(proxy_state& st, unsigned status, bool client_gone) {
     client_disconnects_.inc();
   }
   if (!st.rec.usage_reported && st.counter != nullptr && st.rec.status == 200) {
-    // The upstream reported no usage: record the gateway's own counts, flagged estimated.
+    // The upstream reported no usage: record the gateway's own counts, flagged estimated
+    // (usage_reported false on the row) and counted in a metric.
+    if (st.upstream != nullptr) usage_unreported_.with({st.upstream->name}).inc();
     st.rec.counted_completion_tokens = st.completion.count(*st.counter);
     st.rec.prompt_tokens = st.rec.counted_prompt_tokens;
     st.rec.completion_tokens = st.rec.counted_completion_tokens;
@@ -605,6 +719,7 @@ void api_handler::finish(proxy_state& st, unsigned status, bool client_gone) {
     c.completion->inc(static_cast<std::uint64_t>(st.rec.completion_tokens));
     c.cached->inc(static_cast<std::uint64_t>(st.rec.cached_tokens));
   }
+  if (st.hold) budgets_->describe_settlement(*st.hold, st.rec);
   usage_.record(st.rec);
   usage_records_.inc();
   if (st.hold) {

@@ -31,6 +31,7 @@
 #include "gateway/openai_request.hpp"
 #include "metering/prompt_count.hpp"
 #include "metering/usage.hpp"
+#include "metering/worst_case.hpp"
 
 namespace tollgate::gateway {
 
@@ -55,6 +56,7 @@ class api_handler {
               metering::usage_sink& usage, metrics::registry& registry, logger& log,
               const clock_source& clock, const billing_context* billing, authenticator* auth,
               budget_guard* budgets);
+  ~api_handler();
 
   boost::asio::awaitable<void> handle(http::exchange& ex);
 
@@ -76,6 +78,9 @@ class api_handler {
   int live_in_flight() const { return live_in_flight_.load(std::memory_order_relaxed); }
   // The Batch API's handler for /v1/files and /v1/batches (set once a database is configured).
   void set_batch_api(batch_api* batches) { batch_api_ = batches; }
+  // The drain timed out: records every request still in flight on I/O thread `worker` with
+  // the usage seen so far (error code drain_timeout), before its event loop stops.
+  void record_in_flight(unsigned worker);
 
  private:
   struct proxy_state;  // everything one proxied request accumulates
@@ -86,6 +91,9 @@ class api_handler {
   boost::asio::awaitable<std::optional<api_error>> admit(proxy_state& st, endpoint_kind kind,
                                                          std::string_view body,
                                                          const caller& who, unsigned worker);
+  // Counts the prompts of a parsed request (into st.rec) and returns its worst case, or the 400
+  // for a prompt that does not fit the model's context.
+  result<metering::worst_case_tokens> worst_case_of(proxy_state& st, endpoint_kind kind) const;
   boost::asio::awaitable<void> handle_completion(http::exchange& ex, endpoint_kind kind,
                                                  std::string request_id,
                                                  std::string client_request_id, caller who);
@@ -103,6 +111,7 @@ class api_handler {
   void finish(proxy_state& st, unsigned status, bool client_gone);
 
   const gateway_config& config_;
+  const request_limits request_limits_;
   std::vector<std::shared_ptr<backends::upstream_pool>> pools_;
   std::unordered_map<std::string, metering::prompt_counter> counters_;  // by model name
   metering::usage_sink& usage_;
@@ -114,6 +123,9 @@ class api_handler {
   std::unique_ptr<cost_quoter> quoter_;  // with a database: the x-tollgate-cost-micros header
   std::int64_t models_created_unix_s_;
   std::atomic<int> live_in_flight_{0};
+  // Per I/O thread, the requests in flight there (an intrusive list; touched on that thread).
+  struct in_flight_list;
+  std::vector<std::unique_ptr<in_flight_list>> in_flight_;
   batch_api* batch_api_ = nullptr;
 
   metrics::family<metrics::counter>& upstream_requests_;
@@ -126,6 +138,7 @@ class api_handler {
   };
   std::unordered_map<std::string, model_token_counters> model_tokens_;  // by model name
   metrics::counter& client_disconnects_;
+  metrics::family<metrics::counter>& usage_unreported_;
   metrics::counter& usage_records_;
 };
 

@@ -9,6 +9,8 @@
 
 #include "core/json_text.hpp"
 
+#include <map>
+
 namespace tollgate::gateway {
 
 namespace net = boost::asio;
@@ -129,7 +131,12 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
                                      {"outcome"})),
       settles_(registry.add_counter("tollgate_budget_settlements_total",
                                     "Budget settlements by outcome (settled, repeated, failed).",
-                                    {"outcome"})) {
+                                    {"outcome"})),
+      corrections_(registry.add_counter(
+          "tollgate_budget_spend_corrections_total",
+          "Spend counters corrected to what the ledger billed, by outcome (applied, missing: "
+          "the counter had expired, failed).",
+          {"outcome"})) {
   redis::settings rs;
   rs.host = config.redis_nodes.at(0).host;
   rs.port = config.redis_nodes.at(0).port;
@@ -148,10 +155,17 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
   closed_.assign(executors_.size(), 0);
   for (const auto& ex : executors_) settle_queues_.push_back(std::make_unique<settle_queue>(ex));
   alerts_ = std::make_unique<alert_dispatcher>(billing_, static_cast<int>(config.alert_max_attempts),
-                                               config.alert_webhook_ca_file, registry, log_);
+                                               config.alert_webhook_ca_file, registry, log_,
+                                               config.alert_webhook_allow_private);
   cache_ = std::make_shared<budget_cache>();
   feed_ = std::make_shared<change_feed>(billing_.executor, rs, cache_, log_);
   watching_ = net::co_spawn(billing_.executor, watch_changes(feed_), net::use_future);
+  if (billing_.ledger != nullptr) {
+    net::post(billing_.executor, [this] {
+      billing_.ledger->on_spend_corrections(
+          [this](std::vector<billing::spend_correction> c) { apply_spend_corrections(std::move(c)); });
+    });
+  }
 }
 
 budget_guard::~budget_guard() { stop(); }
@@ -159,7 +173,8 @@ budget_guard::~budget_guard() { stop(); }
 void budget_guard::stop() {
   alerts_->stop();
   if (!watching_.valid()) return;
-  net::post(billing_.executor, [feed = feed_] {
+  net::post(billing_.executor, [feed = feed_, ledger = billing_.ledger] {
+    if (ledger != nullptr) ledger->on_spend_corrections({});  // this guard is going away
     feed->stopping = true;
     feed->subscriber.shutdown();
     feed->publisher.shutdown();
@@ -260,7 +275,9 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
 
 net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     unsigned worker, const caller& who, const model_config& model, std::string request_id,
-    std::int64_t prompt_tokens, std::int64_t max_tokens) {
+    metering::worst_case_tokens worst) {
+  const std::int64_t prompt_tokens = worst.prompt_tokens;
+  const std::int64_t max_tokens = worst.completion_tokens;
   auto all = co_await budgets_of(who.tenant_id);
   if (!all) {
     outcomes_.with({"unavailable"}).inc();
@@ -279,9 +296,11 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     co_return std::optional<budget_hold>{};
   }
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
-  const std::int64_t tokens = prompt_tokens + max_tokens;
-  const std::int64_t spend = metering::estimate_spend_micros(
-      prompt_tokens, max_tokens, model.estimate_input_price, model.estimate_output_price);
+  const std::int64_t tokens = worst.total();
+  const std::int64_t spend = std::min(
+      metering::estimate_spend_micros(prompt_tokens, max_tokens, model.estimate_input_price,
+                                      model.estimate_output_price),
+      metering::reservation_amount_max);
   std::vector<metering::limit_charge> charges;
   std::vector<std::int64_t> amounts;
   budget_hold hold;
@@ -299,7 +318,9 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     break;
   }
   const std::int64_t priced_spend =
-      hold.plan_priced ? billing::worst_case_cost_micros(hold.plan_rate, prompt_tokens, max_tokens)
+      hold.plan_priced ? std::min(billing::worst_case_cost_micros(hold.plan_rate, prompt_tokens,
+                                                                  max_tokens),
+                                  metering::reservation_amount_max)
                        : spend;
   for (const auto* b : applying) {
     metering::limit_charge c;
@@ -379,7 +400,7 @@ net::awaitable<result<bool>> budget_guard::admit_batch(unsigned worker, const ca
     for (const auto& d : demand) {
       std::int64_t amount = d.lines;
       if (b.metric == "tokens") {
-        amount = d.prompt_tokens + d.max_tokens;
+        amount = metering::saturating_add(d.prompt_tokens, d.max_tokens);
       } else if (b.metric == "spend" || b.metric == "credit") {
         std::optional<billing::credit_rate> rate;
         for (const auto& r : b.plan_rates) {
@@ -521,14 +542,81 @@ void budget_guard::settlement_answered(unsigned worker) {
   if (--settle_queues_[worker]->started == 0 && closed_[worker]) redis_[worker]->shutdown();
 }
 
-net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t prompt_tokens,
-                                              std::int64_t completion_tokens) {
-  const std::int64_t tokens = prompt_tokens + completion_tokens;
-  const std::int64_t spend =
+std::int64_t budget_guard::settled_spend(const budget_hold& hold, std::int64_t prompt_tokens,
+                                        std::int64_t completion_tokens) {
+  return std::min(
       hold.plan_priced
           ? billing::worst_case_cost_micros(hold.plan_rate, prompt_tokens, completion_tokens)
           : metering::estimate_spend_micros(prompt_tokens, completion_tokens, hold.input_price,
-                                            hold.output_price);
+                                            hold.output_price),
+      metering::reservation_amount_max);
+}
+
+void budget_guard::describe_settlement(const budget_hold& hold,
+                                       metering::usage_record& rec) const {
+  bool any = false;
+  for (std::size_t i = 0; i < hold.metrics.size() && i < hold.ticket.counter_keys.size(); ++i) {
+    if (hold.metrics[i] == "spend") {
+      rec.spend_counters.push_back(hold.ticket.counter_keys[i]);
+      any = true;
+    } else if (hold.metrics[i] == "credit") {
+      rec.credit_counters.push_back(hold.ticket.counter_keys[i]);
+      any = true;
+    }
+  }
+  // Only a plan-priced settlement differs from what reconcile counts: without a plan both
+  // use the estimate prices.
+  if (any && hold.plan_priced) {
+    rec.settled_spend_micros = settled_spend(hold, rec.prompt_tokens, rec.completion_tokens);
+  } else {
+    rec.spend_counters.clear();
+    rec.credit_counters.clear();
+  }
+}
+
+void budget_guard::apply_spend_corrections(std::vector<billing::spend_correction> corrections) {
+  // One script per tenant (its keys share a Redis Cluster slot), deltas summed per counter.
+  std::map<std::string, std::map<std::string, std::int64_t>> by_tenant;
+  for (auto& c : corrections) by_tenant[c.tenant_id][c.counter] += c.delta;
+  net::post(executors_[0], [this, by_tenant = std::move(by_tenant)]() mutable {
+    if (closed_[0]) return;  // shutting down: reconcile repairs what is left
+    for (auto& [tenant, counters] : by_tenant) {
+      std::vector<std::string> keys;
+      std::vector<std::int64_t> deltas;
+      for (const auto& [key, delta] : counters) {
+        if (delta == 0) continue;
+        keys.push_back(key);
+        deltas.push_back(delta);
+      }
+      if (keys.empty()) continue;
+      ++settle_queues_[0]->started;
+      net::co_spawn(executors_[0], correct_tenant(tenant, std::move(keys), std::move(deltas)),
+                    net::detached);
+    }
+  });
+}
+
+net::awaitable<void> budget_guard::correct_tenant(std::string tenant_id,
+                                                  std::vector<std::string> counters,
+                                                  std::vector<std::int64_t> deltas) {
+  const std::size_t n = counters.size();
+  auto r = co_await engine_.adjust_used(*redis_[0], std::move(counters), std::move(deltas));
+  settlement_answered(0);
+  if (!r) {
+    corrections_.with({"failed"}).inc(n);
+    json_object_writer f;
+    f.add("tenant_id", tenant_id).add("error", r.error().message);
+    log_.warn("budgets: a spend correction from the ledger failed; reconcile repairs it", f);
+    co_return;
+  }
+  corrections_.with({"applied"}).inc(static_cast<std::uint64_t>(*r));
+  corrections_.with({"missing"}).inc(n - static_cast<std::uint64_t>(*r));
+}
+
+net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t prompt_tokens,
+                                              std::int64_t completion_tokens) {
+  const std::int64_t tokens = metering::saturating_add(prompt_tokens, completion_tokens);
+  const std::int64_t spend = settled_spend(hold, prompt_tokens, completion_tokens);
   std::vector<std::int64_t> actual;
   for (const auto& m : hold.metrics) {
     actual.push_back(m == "tokens" ? tokens : m == "spend" || m == "credit" ? spend : 1);

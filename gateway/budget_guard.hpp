@@ -1,6 +1,6 @@
 // Budget enforcement on the request path: before forwarding, ONE Redis script reserves the
-// request's worst case (prompt tokens + max_tokens, one request, and the estimated spend of
-// both) against every active
+// request's worst case ((prompt tokens + max_tokens) x n for every prompt, one request, and the
+// worst-case spend of both) against every active
 // budget of its tenant, project and key; after the response, ONE script settles the hold to
 // the actual usage (in the background, never delaying the client). A refusal is a 429 naming
 // the budget; a granted request carries OpenAI's x-ratelimit-* headers. A settlement that
@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "billing/account_store.hpp"
+#include "billing/ledger_writer.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
@@ -32,6 +33,8 @@
 #include "gateway/billing_context.hpp"
 #include "metering/budget_engine.hpp"
 #include "metering/redis_client.hpp"
+#include "metering/usage.hpp"
+#include "metering/worst_case.hpp"
 
 namespace tollgate::gateway {
 
@@ -70,9 +73,10 @@ class budget_guard {
 
   // Reserves for a request. nullopt inside the result: no budget applies, or Redis is away
   // with failure_mode open (counted as unenforced). An error: 429 or 503 to answer with.
+  // `worst` is the request's worst case (metering/worst_case.hpp): every prompt and copy.
   boost::asio::awaitable<result<std::optional<budget_hold>>> reserve(
       unsigned worker, const caller& who, const model_config& model, std::string request_id,
-      std::int64_t prompt_tokens, std::int64_t max_tokens);
+      metering::worst_case_tokens worst);
 
   // Whether a batch's worst case (every line's prompt + max_tokens, one request each, and
   // their spend) fits what each hard budget of the caller has left now; per-minute windows are
@@ -86,6 +90,15 @@ class budget_guard {
   // budgets.settle_batch_ms so that those of one thread go to Redis together: one write for
   // the batch and one read of the answers, on either side, instead of one of each per request.
   void settle(budget_hold hold, std::int64_t prompt_tokens, std::int64_t completion_tokens);
+
+  // Writes into `rec` (before it is recorded) the spend its settlement counts and on which
+  // counters, so that the ledger writer can correct them to what it bills.
+  void describe_settlement(const budget_hold& hold, metering::usage_record& rec) const;
+
+  // The ledger writer rated and committed events: adds billed minus settled to their spend
+  // counters (only those that still exist), one script per tenant on I/O thread 0. Called on
+  // the billing thread.
+  void apply_spend_corrections(std::vector<billing::spend_correction> corrections);
 
   // A tenant's budgets changed (called by the admin API): drop them from this gateway's cache
   // and tell every other gateway through Redis pub/sub.
@@ -128,6 +141,13 @@ class budget_guard {
                                                      std::string tenant_id);
   boost::asio::awaitable<void> settle_now(budget_hold hold, std::int64_t prompt_tokens,
                                           std::int64_t completion_tokens);
+  // What a settlement counts as the request's spend: the plan's worst-case rates (or the
+  // estimate prices); the ledger's correction brings it to what is billed.
+  static std::int64_t settled_spend(const budget_hold& hold, std::int64_t prompt_tokens,
+                                    std::int64_t completion_tokens);
+  boost::asio::awaitable<void> correct_tenant(std::string tenant_id,
+                                              std::vector<std::string> counters,
+                                              std::vector<std::int64_t> deltas);
   void flush_settlements(unsigned worker);
   void settlement_answered(unsigned worker);
 
@@ -151,6 +171,7 @@ class budget_guard {
 
   metrics::family<metrics::counter>& outcomes_;
   metrics::family<metrics::counter>& settles_;
+  metrics::family<metrics::counter>& corrections_;
 };
 
 }  // namespace tollgate::gateway

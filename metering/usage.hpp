@@ -48,6 +48,14 @@ struct usage_record {
   bool client_disconnected = false;
   std::string error_code;  // the OpenAI error code when the request failed, else ""
 
+  // What the budgets' settlement counted as this request's spend (micro-units; -1: no spend or
+  // credit budget held it) and on which Redis counters. The ledger writer, once it has rated
+  // the event, sends those counters the difference to what it billed, so spend budgets count
+  // what the ledger bills (docs/BUDGETS.md). Journaled with the row, never stored in it.
+  std::int64_t settled_spend_micros = -1;
+  std::vector<std::string> spend_counters;   // counters of spend budgets
+  std::vector<std::string> credit_counters;  // the credit_only mirror's counter
+
   std::string to_json() const;
   // Fills the token fields from an OpenAI `usage` object; returns false if it is not one.
   bool set_usage(json::value usage);

@@ -3,6 +3,9 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <csignal>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "billing/spool.hpp"
 
@@ -91,7 +94,7 @@ TEST_CASE("spool: a torn or corrupt record ends the segment; the records before 
   const auto records = s.read(seq, damaged);
   CHECK(damaged);
   CHECK(records == std::vector<std::string>{"good one\n"});
-  const auto kept = s.quarantine(seq);
+  const auto kept = s.quarantine(seq, "rejected");
   CHECK(std::filesystem::exists(kept));
   CHECK(s.sealed().empty());
   std::filesystem::remove_all(dir);
@@ -104,4 +107,52 @@ TEST_CASE("spool: full() past its byte limit") {
   s.append(std::string(60, 'x'));
   CHECK(s.full());
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("spool: a write that fails midway is cut back off, so later records stay readable") {
+  const auto dir = temp_dir("partial");
+  spool s(dir, 1 << 20);
+  REQUIRE(s.append("first\n"));
+  const std::uint64_t before = s.open_bytes();
+  // Writes past a file size limit fail (EFBIG) after writing what fits: a torn record.
+  ::signal(SIGXFSZ, SIG_IGN);
+  rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  rlimit small = old;
+  small.rlim_cur = before + 20;
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  const bool appended = s.append(std::string(200, 'x'));
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &old) == 0);
+  ::signal(SIGXFSZ, SIG_DFL);
+  CHECK_FALSE(appended);
+  CHECK(s.open_bytes() == before);
+  CHECK_FALSE(s.broken());
+  REQUIRE(s.append("third\n"));  // the same segment takes records again
+  const auto seq = s.seal();
+  REQUIRE(seq != 0);
+  bool damaged = true;
+  const auto records = s.read(seq, damaged);
+  CHECK_FALSE(damaged);
+  REQUIRE(records.size() == 2);
+  CHECK(records[1] == "third\n");
+  std::uint64_t on_disk = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) on_disk += e.file_size();
+  CHECK(on_disk == s.bytes());  // no torn bytes left behind
+}
+
+TEST_CASE("spool: a segment that could not be opened is opened by the next append") {
+  const auto dir = temp_dir("reopen");
+  spool s(dir, 1 << 20);
+  REQUIRE(s.append("a\n"));
+  // The folder refuses new files: sealing cannot open the next segment.
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_read |
+                                        std::filesystem::perms::owner_exec);
+  const auto seq = s.seal();
+  const bool refused = !s.append("b\n");
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+  REQUIRE(seq != 0);
+  // Root ignores folder permissions; only check the refusal where it applies.
+  if (refused) CHECK(s.append("c\n"));
+  CHECK(s.append("d\n"));
+  CHECK(s.seal() != 0);
 }

@@ -1,0 +1,325 @@
+// The ledger writer's transaction body: reading the journal's records back, rating the events
+// on the period accumulators, drawing credit and storing the rows (see ledger_writer.hpp).
+#include <map>
+#include <set>
+
+#include "billing/ledger_record.hpp"
+#include "billing/ledger_writer.hpp"
+#include "billing/period_pricing.hpp"
+#include "core/json_dom.hpp"
+
+namespace tollgate::billing {
+
+namespace net = boost::asio;
+
+namespace {
+template <typename F>
+void for_each_counter(std::string_view list, F&& f) {
+  for (std::size_t at = 0; at < list.size();) {
+    const std::size_t comma = list.find(',', at);
+    const std::size_t end = comma == std::string_view::npos ? list.size() : comma;
+    if (end > at) f(list.substr(at, end - at));
+    at = end + 1;
+  }
+}
+}  // namespace
+
+net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const std::string& rows,
+                                                                          bool may_repeat) {
+  static const std::string staging_sql =
+      std::string("COPY usage_staging (") + usage_event_columns + ") FROM STDIN";
+  static const std::string store_sql = std::string("COPY usage_events (") + usage_event_columns +
+                                       ", cost_micros, price_book_id, price_book_version," +
+                                       " credit_micros) FROM STDIN";
+  corrections_.clear();
+  // The journal's records (any version the writer reads) become COPY lines and their headers.
+  std::vector<std::string_view> lines;
+  std::vector<ledger_record> headers;
+  bool unreadable = false;
+  for_each_ledger_line(rows, [&](std::string_view line) {
+    auto rec = parse_ledger_record(line);
+    if (!rec) {
+      unreadable = true;
+      return;
+    }
+    lines.push_back(rec->copy_line);
+    headers.push_back(*rec);
+  });
+  if (unreadable) {
+    // A record of a format this release does not know (written by a newer one): the whole
+    // batch is kept aside for an operator, like rows the database refuses.
+    co_return pg::db_error{"a ledger record of an unknown format version", "22000", false};
+  }
+  std::vector<std::optional<rating_event>> events;
+  events.reserve(lines.size());
+  for (const auto line : lines) events.push_back(parse_rating_event(line));
+
+  if (may_repeat) {
+    // Drop the rows that are stored already: they are neither stored nor rated again.
+    std::string copy_rows;
+    for (const auto line : lines) copy_rows.append(line).push_back('\n');
+    auto copied = co_await conn_.copy_in(staging_sql, copy_rows);
+    if (!copied) co_return copied.error();
+    auto present = co_await conn_.query(
+        "SELECT s.request_id FROM usage_staging s JOIN usage_events e"
+        " ON e.tenant_id = s.tenant_id AND e.occurred_at = s.occurred_at"
+        " AND e.request_id = s.request_id");
+    if (!present) co_return present.error();
+    if (present->size() > 0) {
+      std::set<std::string, std::less<>> stored;
+      for (int i = 0; i < present->size(); ++i) stored.emplace(present->text(i, 0));
+      std::size_t kept = 0;
+      for (std::size_t i = 0; i < lines.size(); ++i) {
+        // A row too damaged to read its request id is left to the database to refuse.
+        if (events[i] && stored.contains(events[i]->request_id)) continue;
+        lines[kept] = lines[i];
+        headers[kept] = headers[i];
+        events[kept] = std::move(events[i]);
+        ++kept;
+      }
+      lines.resize(kept);
+      headers.resize(kept);
+      events.resize(kept);
+    }
+  }
+  if (lines.empty()) co_return 0;
+
+  std::map<std::string, plan_history> plans;
+  // Per event, the plan of its period (null: its tenant has none).
+  std::vector<const rating_plan*> event_plans(events.size(), nullptr);
+  std::vector<std::optional<rated_event>> rated(events.size());
+  if (settings_.rate_events) {
+    std::set<std::string> tenants;
+    for (const auto& e : events) {
+      if (e) tenants.insert(e->tenant_id);
+    }
+    auto loaded = co_await plans_.load(conn_, tenants);
+    if (!loaded) co_return loaded.error();
+    plans = std::move(*loaded);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      if (!events[i]) continue;
+      if (const auto it = plans.find(events[i]->tenant_id); it != plans.end()) {
+        event_plans[i] = plan_for_period(it->second, period_of(events[i]->occurred_at_s));
+      }
+    }
+    if (!plans.empty()) {
+      auto done = co_await rate_batch(events, event_plans, rated);
+      if (!done) co_return done.error();
+    }
+  }
+  std::vector<std::int64_t> credit(events.size(), 0);
+  if (std::any_of(rated.begin(), rated.end(), [](const auto& r) { return r && r->cost_micros > 0; })) {
+    auto drawn = co_await draw_credits(events, rated, credit);
+    if (!drawn) co_return drawn.error();
+  }
+
+  collect_corrections(events, headers, rated, credit);
+  std::string out;
+  out.reserve(rows.size() + lines.size() * 40);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    out += lines[i];
+    if (rated[i]) {
+      out.push_back('\t');
+      out += std::to_string(rated[i]->cost_micros);
+      out.push_back('\t');
+      pg::append_copy_text(out, event_plans[i]->book_id);
+      out.push_back('\t');
+      out += std::to_string(rated[i]->version);
+    } else {
+      out += "\t\\N\t\\N\t\\N";
+    }
+    if (credit[i] > 0) {
+      out.push_back('\t');
+      out += std::to_string(credit[i]);
+      out.push_back('\n');
+    } else {
+      out += "\t\\N\n";
+    }
+  }
+  co_return co_await conn_.copy_in(store_sql, out);
+}
+
+// What each rated event's spend counters were settled with against what it was billed: the
+// difference goes to Redis once the batch is committed (on_spend_corrections).
+void ledger_writer::collect_corrections(const std::vector<std::optional<rating_event>>& events,
+                                        const std::vector<ledger_record>& headers,
+                                        const std::vector<std::optional<rated_event>>& rated,
+                                        const std::vector<std::int64_t>& credit) {
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const ledger_record& h = headers[i];
+    if (!events[i] || !rated[i] || h.settled_spend_micros < 0) continue;
+    const auto add = [&](std::string_view counters, std::int64_t billed) {
+      const std::int64_t delta = billed - h.settled_spend_micros;
+      if (delta == 0) return;
+      for_each_counter(counters, [&](std::string_view key) {
+        corrections_.push_back(spend_correction{events[i]->tenant_id, std::string(key), delta});
+      });
+    };
+    add(h.spend_counters, rated[i]->cost_micros);
+    add(h.credit_counters, credit[i]);
+  }
+}
+
+net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
+    const std::vector<std::optional<rating_event>>& events,
+    const std::vector<const rating_plan*>& plans,
+    std::vector<std::optional<rated_event>>& rated) {
+  accumulator_map accumulators;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (!events[i] || plans[i] == nullptr) continue;
+    if (auto target = rating_target_of(*plans[i], *events[i])) {
+      for (auto& key : target->keys) accumulators.try_emplace(std::move(key));
+    }
+  }
+  if (accumulators.empty()) co_return true;
+  auto accumulator_rows = [&accumulators] {
+    std::string text;
+    for (const auto& [key, state] : accumulators) {
+      const auto& [tenant, period, model, token_class, batch] = key;
+      pg::append_copy_text(text, tenant);
+      text += '\t' + period + '\t';
+      pg::append_copy_text(text, model);
+      text += '\t' + token_class + (batch ? "\tt\t" : "\tf\t");
+      text += std::to_string(state.position) + '\t' + std::to_string(state.charged_micros) + '\n';
+    }
+    return text;
+  };
+  static const std::string keys_sql =
+      "COPY rating_staging (tenant_id, period, model, token_class, batch, position,"
+      " charged_micros) FROM STDIN";
+  // Create the missing accumulators, then lock them all, in one order (no deadlock between
+  // gateways), and read where they stand.
+  const std::string keys = accumulator_rows();
+  auto staged = co_await conn_.copy_in(keys_sql, keys);
+  if (!staged) co_return staged.error();
+  auto created = co_await conn_.exec(
+      "INSERT INTO rating_accumulators"
+      " (tenant_id, period, model, token_class, batch, position, charged_micros)"
+      " SELECT tenant_id, period, model, token_class, batch, 0, 0 FROM rating_staging"
+      " ORDER BY 1, 2, 3, 4, 5 ON CONFLICT DO NOTHING");
+  if (!created) co_return created.error();
+  auto locked = co_await conn_.query(
+      "SELECT a.tenant_id, a.period, a.model, a.token_class, a.batch, a.position,"
+      " a.charged_micros FROM rating_accumulators a JOIN rating_staging k"
+      " USING (tenant_id, period, model, token_class, batch)"
+      " ORDER BY 1, 2, 3, 4, 5 FOR UPDATE OF a");
+  if (!locked) co_return locked.error();
+  for (int i = 0; i < locked->size(); ++i) {
+    const accumulator_key key{std::string(locked->text(i, 0)), std::string(locked->text(i, 1)),
+                              std::string(locked->text(i, 2)), std::string(locked->text(i, 3)),
+                              locked->boolean(i, 4)};
+    accumulators[key] = accumulator_state{locked->int64(i, 5), locked->int64(i, 6)};
+  }
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (events[i] && plans[i] != nullptr) {
+      rated[i] = rate_event(*plans[i], *events[i], accumulators);
+    }
+  }
+  auto cleared = co_await conn_.exec("DELETE FROM rating_staging");
+  if (!cleared) co_return cleared.error();
+  const std::string positions = accumulator_rows();
+  auto restaged = co_await conn_.copy_in(keys_sql, positions);
+  if (!restaged) co_return restaged.error();
+  auto updated = co_await conn_.exec(
+      "UPDATE rating_accumulators a SET position = k.position,"
+      " charged_micros = k.charged_micros, updated_at = now() FROM rating_staging k"
+      " WHERE a.tenant_id = k.tenant_id AND a.period = k.period AND a.model = k.model"
+      " AND a.token_class = k.token_class AND a.batch = k.batch");
+  if (!updated) co_return updated.error();
+  co_return true;
+}
+
+net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
+    const std::vector<std::optional<rating_event>>& events,
+    const std::vector<std::optional<rated_event>>& rated, std::vector<std::int64_t>& credit) {
+  std::set<std::string> tenants;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (rated[i] && rated[i]->cost_micros > 0) tenants.insert(events[i]->tenant_id);
+  }
+  std::vector<pg::param> params;
+  params.emplace_back(pg::text_array(tenants));
+  // Locked in drawdown order, the same in every gateway.
+  auto found = co_await conn_.query(
+      "SELECT g.tenant_id, g.id, a.balance_micros, floor(extract(epoch from g.effective_at)),"
+      " floor(extract(epoch from g.expires_at)), array_to_json(g.models)::text"
+      " FROM credit_accounts a JOIN credit_grants g ON g.id = a.grant_id"
+      " WHERE g.tenant_id = ANY($1::text[]) AND a.balance_micros > 0"
+      " ORDER BY g.tenant_id, g.priority, g.expires_at NULLS LAST, g.effective_at, g.id"
+      " FOR UPDATE OF a",
+      std::move(params));
+  if (!found) co_return found.error();
+  if (found->size() == 0) co_return true;
+  std::map<std::string, std::vector<credit_grant_balance>> grants;  // by tenant, drawdown order
+  for (int i = 0; i < found->size(); ++i) {
+    credit_grant_balance g;
+    g.grant_id = std::string(found->text(i, 1));
+    g.balance_micros = found->int64(i, 2);
+    g.effective_at_s = found->int64(i, 3);
+    if (!found->is_null(i, 4)) g.expires_at_s = found->int64(i, 4);
+    if (!found->is_null(i, 5)) {
+      const std::string text(found->text(i, 5));
+      const auto doc = json::document::parse(text);
+      std::vector<std::string> models;
+      if (doc && doc->root().is_array()) {
+        doc->root().for_each_element([&models](json::value m) {
+          if (m.is_string()) models.emplace_back(m.as_string());
+        });
+      }
+      g.models = std::move(models);
+    }
+    grants[std::string(found->text(i, 0))].push_back(std::move(g));
+  }
+  // One transfer per tenant and period: each grant drawn gives, the usage account takes.
+  struct transfer {
+    std::string id;
+    std::map<std::string, std::int64_t> by_grant;
+    std::int64_t total = 0;
+  };
+  std::map<std::pair<std::string, std::string>, transfer> transfers;  // tenant, period
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (!rated[i] || rated[i]->cost_micros <= 0) continue;
+    const rating_event& e = *events[i];
+    const auto it = grants.find(e.tenant_id);
+    if (it == grants.end()) continue;
+    const auto draws = draw_credit(it->second, e.model, e.occurred_at_s, rated[i]->cost_micros);
+    if (draws.empty()) continue;
+    const std::string period = period_of(e.occurred_at_s);
+    transfer& t = transfers[{e.tenant_id, period}];
+    if (t.id.empty()) t.id = "draw:" + e.tenant_id + ":" + period + ":" + e.request_id;
+    for (const auto& d : draws) {
+      t.by_grant[it->second[d.grant].grant_id] += d.amount_micros;
+      t.total += d.amount_micros;
+      credit[i] += d.amount_micros;
+    }
+  }
+  if (transfers.empty()) co_return true;
+  std::string transfer_rows;
+  std::string entry_rows;
+  for (const auto& [key, t] : transfers) {
+    pg::append_copy_text(transfer_rows, t.id);
+    transfer_rows.push_back('\t');
+    pg::append_copy_text(transfer_rows, key.first);
+    transfer_rows += "\tdrawdown\t" + key.second + "\n";
+    for (const auto& [grant_id, amount] : t.by_grant) {
+      pg::append_copy_text(entry_rows, t.id);
+      entry_rows += "\tgrant:";
+      pg::append_copy_text(entry_rows, grant_id);
+      entry_rows += "\t-" + std::to_string(amount) + "\n";
+    }
+    pg::append_copy_text(entry_rows, t.id);
+    entry_rows += "\tusage:";
+    pg::append_copy_text(entry_rows, key.first);
+    entry_rows += "\t" + std::to_string(t.total) + "\n";
+  }
+  static const std::string transfers_sql =
+      "COPY credit_transfers (id, tenant_id, kind, period) FROM STDIN";
+  static const std::string entries_sql =
+      "COPY credit_entries (transfer_id, account_id, amount_micros) FROM STDIN";
+  auto booked = co_await conn_.copy_in(transfers_sql, transfer_rows);
+  if (!booked) co_return booked.error();
+  auto entered = co_await conn_.copy_in(entries_sql, entry_rows);
+  if (!entered) co_return entered.error();
+  co_return true;
+}
+
+}  // namespace tollgate::billing

@@ -1,0 +1,163 @@
+// Ledger journal records: see ledger_record.hpp.
+#include "billing/ledger_record.hpp"
+
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+
+#include "billing/pg.hpp"
+
+#include "billing/ledger_writer.hpp"
+
+namespace tollgate::billing {
+
+namespace {
+
+// Text fields come from requests (a model name the gateway does not serve, say): they are
+// capped and stripped of NUL, which PostgreSQL text cannot hold.
+constexpr std::size_t text_field_bytes_max = 256;
+
+void add_text(std::string& out, std::string_view v) {
+  if (v.size() > text_field_bytes_max) {
+    v = v.substr(0, text_field_bytes_max);
+    // Do not end inside a UTF-8 sequence: drop a trailing partial character.
+    while (!v.empty() && (static_cast<unsigned char>(v.back()) & 0xC0) == 0x80) v.remove_suffix(1);
+    if (!v.empty() && static_cast<unsigned char>(v.back()) >= 0xC0) v.remove_suffix(1);
+  }
+  if (v.find('\0') == std::string_view::npos) {
+    pg::append_copy_text(out, v);
+  } else {
+    std::string clean(v);
+    std::erase(clean, '\0');
+    pg::append_copy_text(out, clean);
+  }
+  out.push_back('\t');
+}
+void add_opt_text(std::string& out, std::string_view v) {
+  if (v.empty()) {
+    out += "\\N\t";
+  } else {
+    add_text(out, v);
+  }
+}
+void add_int(std::string& out, std::int64_t v) {
+  out += std::to_string(v);
+  out.push_back('\t');
+}
+void add_opt_int(std::string& out, std::int64_t v) {  // negative = NULL
+  if (v < 0) {
+    out += "\\N\t";
+  } else {
+    add_int(out, v);
+  }
+}
+void add_bool(std::string& out, bool v) { out += v ? "t\t" : "f\t"; }
+
+void add_timestamp(std::string& out, std::int64_t unix_ms) {
+  const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00\t", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(unix_ms % 1000));
+  out += buf;
+}
+
+void append_keys(std::string& out, const std::vector<std::string>& keys) {
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    // Counter keys are built by the budget engine from ids without tabs, commas or newlines;
+    // anything else is left out rather than break the record.
+    if (keys[i].find_first_of("\t,\n\r", 0) == std::string::npos) out += keys[i];
+  }
+  out.push_back('\t');
+}
+
+// The next TAB-terminated field of `rest`, consumed; nullopt without a TAB.
+std::optional<std::string_view> take_field(std::string_view& rest) {
+  const std::size_t tab = rest.find('\t');
+  if (tab == std::string_view::npos) return std::nullopt;
+  const std::string_view f = rest.substr(0, tab);
+  rest.remove_prefix(tab + 1);
+  return f;
+}
+
+}  // namespace
+
+const char* const usage_event_columns =
+    "tenant_id, occurred_at, request_id, project_id, api_key_id, endpoint, model, upstream, "
+    "stream, batch, status, prompt_tokens, cached_prompt_tokens, completion_tokens, "
+    "reasoning_tokens, counted_prompt_tokens, counted_completion_tokens, usage_reported, "
+    "estimated, latency_us, ttft_us, client_disconnected, error_code, client_request_id";
+
+void append_usage_row(std::string& out, const metering::usage_record& r) {
+  add_text(out, r.tenant_id);
+  add_timestamp(out, r.occurred_at_ms);
+  add_text(out, r.request_id);
+  add_opt_text(out, r.project_id);
+  add_opt_text(out, r.api_key_id);
+  add_text(out, r.endpoint);
+  add_text(out, r.model);
+  add_text(out, r.upstream);
+  add_bool(out, r.stream);
+  add_bool(out, r.batch);
+  add_int(out, r.status);
+  add_int(out, r.prompt_tokens);
+  add_int(out, r.cached_tokens);
+  add_int(out, r.completion_tokens);
+  add_int(out, r.reasoning_tokens);
+  add_opt_int(out, r.counted_prompt_tokens);
+  add_opt_int(out, r.counted_completion_tokens);
+  add_bool(out, r.usage_reported);
+  add_bool(out, r.estimated);
+  add_int(out, r.latency_us);
+  add_opt_int(out, r.ttft_us);
+  add_bool(out, r.client_disconnected);
+  add_opt_text(out, r.error_code);
+  add_opt_text(out, r.client_request_id);
+  out.back() = '\n';
+}
+
+void append_ledger_record(std::string& out, const metering::usage_record& r) {
+  out.push_back('\0');
+  out += "2\t";
+  if (r.settled_spend_micros >= 0) {
+    out += std::to_string(r.settled_spend_micros);
+  } else {
+    out += "\\N";
+  }
+  out.push_back('\t');
+  append_keys(out, r.spend_counters);
+  append_keys(out, r.credit_counters);
+  append_usage_row(out, r);
+}
+
+std::optional<ledger_record> parse_ledger_record(std::string_view line) {
+  ledger_record rec;
+  if (line.empty() || line.front() != '\0') {
+    rec.version = 1;
+    rec.copy_line = line;
+    return rec;
+  }
+  std::string_view rest = line.substr(1);
+  const auto version = take_field(rest);
+  if (!version || *version != "2") return std::nullopt;
+  rec.version = 2;
+  const auto spend = take_field(rest);
+  const auto spend_counters = take_field(rest);
+  const auto credit_counters = take_field(rest);
+  if (!spend || !spend_counters || !credit_counters) return std::nullopt;
+  if (*spend != "\\N") {
+    std::int64_t v = 0;
+    const auto [end, ec] = std::from_chars(spend->data(), spend->data() + spend->size(), v);
+    if (ec != std::errc() || end != spend->data() + spend->size() || v < 0) return std::nullopt;
+    rec.settled_spend_micros = v;
+  }
+  rec.spend_counters = *spend_counters;
+  rec.credit_counters = *credit_counters;
+  rec.copy_line = rest;
+  return rec;
+}
+
+}  // namespace tollgate::billing

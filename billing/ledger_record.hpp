@@ -1,0 +1,47 @@
+// The ledger journal's records: one usage event as the spool keeps it, with a format version so
+// that a gateway replays the spool files of the release before it.
+//   version 1: the usage_events COPY line alone (as written before versions existed).
+//   version 2: NUL, '2', TAB, the settled spend (micro-units, or \N), TAB, the spend counters,
+//              TAB, the credit counters (each a comma-separated list of Redis keys), TAB, then
+//              the COPY line. A COPY line never holds NUL (text fields are stripped of it), so a
+//              leading NUL tells the versions apart.
+// Each record ends in '\n' and holds no other newline.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "metering/usage.hpp"
+
+namespace tollgate::billing {
+
+constexpr int ledger_record_version = 2;
+
+struct ledger_record {
+  int version = ledger_record_version;
+  std::string_view copy_line;              // without its '\n'
+  std::int64_t settled_spend_micros = -1;  // -1: none (and always for version 1)
+  std::string_view spend_counters;         // comma-separated Redis keys, or empty
+  std::string_view credit_counters;
+};
+
+// Appends `r` as one record of the current version, ending in '\n'.
+void append_ledger_record(std::string& out, const metering::usage_record& r);
+
+// Reads one record (without its '\n'); nullopt for an unknown version or a damaged header.
+std::optional<ledger_record> parse_ledger_record(std::string_view line);
+
+// Splits records joined by '\n' (the in-memory queue, or a spool segment read back) into
+// their lines.
+template <typename F>
+void for_each_ledger_line(std::string_view records, F&& f) {
+  for (std::size_t at = 0; at < records.size();) {
+    const std::size_t nl = records.find('\n', at);
+    const std::size_t end = nl == std::string_view::npos ? records.size() : nl;
+    if (end > at) f(records.substr(at, end - at));
+    at = end + 1;
+  }
+}
+
+}  // namespace tollgate::billing
