@@ -1,6 +1,8 @@
 // HTTP/1.1 server shell: see http_server.hpp.
 #include "core/http_server.hpp"
 
+#include "core/request_id.hpp"
+
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -226,6 +228,8 @@ struct server::listener {
   std::unique_ptr<net::ip::tcp::acceptor> acceptor;
   metrics::gauge* connections_active = nullptr;
   metrics::counter* connections_rejected = nullptr;
+  std::uint64_t max_connections = 0;
+  std::atomic<std::uint64_t> sessions{0};  // this listener's open connections
 };
 
 server::server(server_limits limits, unsigned threads, logger& log, metrics::registry& registry)
@@ -292,8 +296,11 @@ void server::add_listener(listener_spec spec) {
     throw std::runtime_error("listener " + spec.name + ": cannot listen on " +
                              spec.address.to_string() + ": " + ec.message());
   }
-  auto l = std::make_unique<listener>(
-      listener{std::move(spec), std::make_unique<net::ip::tcp::acceptor>(std::move(acceptor))});
+  auto l = std::make_unique<listener>();
+  l->spec = std::move(spec);
+  l->acceptor = std::make_unique<net::ip::tcp::acceptor>(std::move(acceptor));
+  l->max_connections =
+      l->spec.max_connections != 0 ? l->spec.max_connections : limits_.max_connections;
   l->connections_active = &connections_active_.with({l->spec.name});
   l->connections_rejected = &connections_rejected_.with({l->spec.name});
   json_object_writer f;
@@ -343,7 +350,12 @@ void server::begin_drain() {
     json_object_writer f;
     f.add("open_connections", static_cast<std::int64_t>(drain_sessions_.load()));
     log_.warn("drain timeout reached; stopping with connections open", f);
-    for (auto& w : workers_) w->ioc.stop();
+    for (auto& w : workers_) {
+      net::post(w->ioc, [this, w = w.get()] {
+        for (const auto& hook : drain_timeout_hooks_) hook(w->index);
+        w->ioc.stop();
+      });
+    }
   });
   if (drain_sessions_.load() == 0) finish_drain();
 }
@@ -364,8 +376,9 @@ void server::finish_drain() {
   }
 }
 
-void server::session_ended(const listener& l) {
+void server::session_ended(listener& l) {
   sessions_.fetch_sub(1);
+  l.sessions.fetch_sub(1);
   if (l.spec.serve_while_draining) return;
   if (drain_sessions_.fetch_sub(1) == 1 && draining_.load() && !destroying_.load()) {
     net::post(workers_[0]->ioc, [this] {
@@ -388,7 +401,7 @@ net::awaitable<void> server::accept_loop(listener& l) {
       co_await pause.async_wait(use_tuple);
       continue;
     }
-    if (sessions_.load() >= limits_.max_connections) {
+    if (l.sessions.load() >= l.max_connections) {
       l.connections_rejected->inc();
       boost::system::error_code ignored;
       socket.close(ignored);
@@ -397,6 +410,7 @@ net::awaitable<void> server::accept_loop(listener& l) {
     boost::system::error_code ignored;
     socket.set_option(net::ip::tcp::no_delay(true), ignored);
     sessions_.fetch_add(1);
+    l.sessions.fetch_add(1);
     if (!l.spec.serve_while_draining) drain_sessions_.fetch_add(1);
     net::co_spawn(w.ioc, session(w, l, tcp_stream(std::move(socket))),
                   [this](std::exception_ptr e) {
@@ -414,12 +428,13 @@ net::awaitable<void> server::accept_loop(listener& l) {
 
 // Answers a request that could not be read; the connection ends after it.
 net::awaitable<void> server::reject(tcp_stream& stream, worker& w, listener& l,
-                                    api_error error) {
+                                    api_error error, const char* route) {
   request placeholder;
   placeholder.version(11);
   exchange ex{stream, placeholder, w.index, ms(limits_.client_write_timeout_ms), true};
-  co_await ex.send_error(error);
-  requests_total_.with({l.spec.name, "unreadable", std::to_string(error.status)}).inc();
+  // Every answer carries a request id, also those of requests that could not be read.
+  co_await ex.send_error(error, new_request_id());
+  requests_total_.with({l.spec.name, route, std::to_string(error.status)}).inc();
 }
 
 net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) {
@@ -458,6 +473,19 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) 
         rejected_body = ec == bhttp::error::body_limit;
       }
       break;
+    }
+
+    // Authorization before resources: a refused request's body is never read (nor a 100
+    // Continue sent for it); the connection ends after the answer.
+    if (l.spec.before_body) {
+      boost::system::error_code pec;
+      const auto peer = stream.socket().remote_endpoint(pec).address();
+      stream.expires_never();
+      if (auto refused = co_await l.spec.before_body(parser.get(), peer)) {
+        co_await reject(stream, w, l, std::move(*refused), "refused_before_body");
+        rejected_body = !parser.is_done();
+        break;
+      }
     }
 
     std::uint64_t body_limit = limits_.body_limit_bytes;

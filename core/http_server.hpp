@@ -2,7 +2,8 @@
 // thread, one coroutine per connection, keep-alive and pipelining, limits on header and body size,
 // read/idle/write timeouts, a connection cap, and graceful shutdown on SIGTERM/SIGINT (stop
 // accepting, close idle connections, let in-flight requests finish up to the drain timeout).
-// It knows nothing about OpenAI: listeners hand each parsed request to a handler coroutine.
+// It knows nothing about OpenAI: listeners hand each parsed request to a handler coroutine, and
+// may check a request's header (authorization) before any of its body is read.
 #pragma once
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
@@ -21,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -132,6 +134,12 @@ class exchange {
 
 using handler = std::function<net::awaitable<void>(exchange&)>;
 
+// Runs once a request's header is read, before `100 Continue` is sent or any body byte is read:
+// an error is answered at once and the connection closes with the body unread. `peer` is the
+// client's address. The request's body is empty at this point.
+using pre_body_check = std::function<net::awaitable<std::optional<api_error>>(
+    const request& header, const net::ip::address& peer)>;
+
 struct listener_spec {
   std::string name;  // metrics label, e.g. "api" or "admin"
   listen_address address;
@@ -143,6 +151,11 @@ struct listener_spec {
   // 0 keeps the server's limit. Called once a request's header has been read.
   std::function<std::uint64_t(bhttp::verb method, std::string_view target)> body_limit_for = {};
   std::uint64_t body_limit_max = 0;  // the largest body_limit_for may return
+  // Optional: authorization before resources (see pre_body_check).
+  pre_body_check before_body = {};
+  // Open connections this listener accepts; 0 = the server's max_connections. Each listener
+  // counts its own, so a flood on one never locks another out.
+  std::uint64_t max_connections = 0;
 };
 
 class server {
@@ -162,6 +175,11 @@ class server {
   // event loop is let run out of work: for clients that keep a connection (and a read) open,
   // which must close it for the thread to end. Register before run().
   void add_drain_hook(std::function<void(unsigned)> hook) { drain_hooks_.push_back(std::move(hook)); }
+  // Runs on every worker (with its index) when the drain times out, before the event loops
+  // stop with requests still open: their handlers record what they have so far.
+  void add_drain_timeout_hook(std::function<void(unsigned)> hook) {
+    drain_timeout_hooks_.push_back(std::move(hook));
+  }
   bool draining() const { return draining_.load(); }
   unsigned thread_count() const { return static_cast<unsigned>(workers_.size()); }
   net::io_context& io(unsigned worker_index) { return workers_[worker_index]->ioc; }
@@ -187,16 +205,18 @@ class server {
 
   net::awaitable<void> accept_loop(listener& l);
   net::awaitable<void> session(worker& w, listener& l, tcp_stream stream);
-  net::awaitable<void> reject(tcp_stream& stream, worker& w, listener& l, api_error error);
+  net::awaitable<void> reject(tcp_stream& stream, worker& w, listener& l, api_error error,
+                              const char* route = "unreadable");
   void begin_drain();
   void finish_drain();
-  void session_ended(const listener& l);
+  void session_ended(listener& l);
 
   server_limits limits_;
   logger& log_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::vector<std::unique_ptr<listener>> listeners_;
   std::vector<std::function<void(unsigned)>> drain_hooks_;
+  std::vector<std::function<void(unsigned)>> drain_timeout_hooks_;
   std::unique_ptr<net::signal_set> signals_;
   std::unique_ptr<net::steady_timer> drain_timer_;
   std::atomic<bool> draining_{false};

@@ -13,6 +13,7 @@ inline constexpr std::uint64_t keepalive_idle_timeout_ms_default = 60'000;
 inline constexpr std::uint64_t client_write_timeout_ms_default = 30'000;
 inline constexpr std::uint64_t drain_timeout_ms_default = 30'000;
 inline constexpr std::uint64_t max_connections_default = 10'000;
+inline constexpr std::uint64_t admin_max_connections_default = 1'000;
 
 inline constexpr std::uint64_t upstream_connect_timeout_ms_default = 2'000;
 inline constexpr std::uint64_t upstream_first_byte_timeout_ms_default = 120'000;

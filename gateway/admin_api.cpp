@@ -790,7 +790,7 @@ boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::
   const std::int64_t now_s = unix_ms(clock_.wall_now()) / 1000;
   const std::string request_id = new_request_id();
   if (path == "/v1/usage") {
-    auto req = parse_usage_request(*query, /*finance=*/true, now_s);
+    auto req = parse_usage_request(*query, /*finance=*/true, now_s, usage_limits_);
     if (!req) {
       co_await ex.send_error(req.error(), request_id);
       co_return;

@@ -16,6 +16,7 @@
 #include "core/http_server.hpp"
 #include "gateway/billing_context.hpp"
 #include "gateway/query_params.hpp"
+#include "gateway/usage_report.hpp"
 
 namespace tollgate::gateway {
 
@@ -34,6 +35,8 @@ class admin_api {
 
   // With budgets on: changes are announced to every gateway, and reconcile is served.
   void attach_budgets(budget_guard* budgets) { budgets_ = budgets; }
+  // How many buckets a finance usage query may span (usage_reports in the config).
+  void set_usage_limits(const usage_limits& limits) { usage_limits_ = limits; }
 
   // Whether `path` belongs to these APIs.
   static bool owns(std::string_view path);
@@ -49,6 +52,7 @@ class admin_api {
   const invoices_config& invoices_;
   const clock_source& clock_;
   budget_guard* budgets_ = nullptr;
+  usage_limits usage_limits_;
 };
 
 }  // namespace tollgate::gateway

@@ -78,14 +78,16 @@ struct alert_dispatcher::loop_state {
   net::steady_timer timer;
   logger& log;
   metrics::family<metrics::counter>& outcomes;
+  bool allow_private = false;  // deliver to non-public addresses (tests, closed networks)
   bool stopping = false;  // billing thread only
   bool woken = false;     // billing thread only
 };
 
 alert_dispatcher::alert_dispatcher(const billing_context& billing, int max_attempts,
                                    const std::string& ca_file, metrics::registry& registry,
-                                   logger& log)
+                                   logger& log, bool allow_private_targets)
     : st_(std::make_shared<loop_state>(billing, max_attempts, registry, log)) {
+  st_->allow_private = allow_private_targets;
   boost::system::error_code ec;
   st_->tls.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
                            net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
@@ -175,21 +177,59 @@ net::awaitable<std::string> exchange(Stream& stream, const webhook_target& to,
   co_return std::string();
 }
 
-// One POST over a new connection: TLS for https://, the certificate checked against the CAs
-// and the URL's host. "" on a 2xx answer, else what went wrong.
-net::awaitable<std::string> post_once(net::any_io_executor ex, net::ssl::context& tls,
-                                      const std::string& tls_error, const webhook_target& to,
-                                      const billing::alert_delivery& d) {
-  if (to.tls && !tls_error.empty()) co_return tls_error;
-  net::ip::tcp::resolver resolver(ex);
-  const std::string port = std::to_string(to.port);
-  auto [rec, endpoints] =
-      co_await resolver.async_resolve(to.host, port, net::as_tuple(net::use_awaitable));
-  if (rec) co_return "cannot resolve " + to.host + ": " + rec.message();
+// What one attempt came to: "" delivered; `refused` when the target may not be delivered to
+// at all (the alert fails at once rather than being retried).
+struct attempt_error {
+  std::string message;
+  bool refused = false;
+};
+
+// Resolves the webhook's host within the attempt's deadline (the timer cancels the look-up) and
+// checks every address it gives: one that is not public refuses the delivery unless allowed.
+net::awaitable<std::optional<net::ip::tcp::resolver::results_type>> resolve_checked(
+    net::any_io_executor ex, const webhook_target& to, bool allow_private,
+    std::chrono::steady_clock::time_point deadline, attempt_error& error) {
+  auto resolver = std::make_shared<net::ip::tcp::resolver>(ex);
+  net::steady_timer timer(ex);
+  timer.expires_at(deadline);
+  timer.async_wait([weak = std::weak_ptr<net::ip::tcp::resolver>(resolver)](
+                       boost::system::error_code ec) {
+    if (auto r = weak.lock(); r && !ec) r->cancel();
+  });
+  auto [rec, endpoints] = co_await resolver->async_resolve(to.host, std::to_string(to.port),
+                                                           net::as_tuple(net::use_awaitable));
+  timer.cancel();
+  if (rec) {
+    error.message = "cannot resolve " + to.host + ": " +
+                    (rec == net::error::operation_aborted ? std::string("timed out")
+                                                          : rec.message());
+    co_return std::nullopt;
+  }
+  if (!allow_private) {
+    for (const auto& e : endpoints) {
+      if (const auto why = non_public_reason(e.endpoint().address())) {
+        error.refused = true;
+        error.message = "refused: " + to.host + " resolves to " +
+                        e.endpoint().address().to_string() + ", a " + std::string(*why) +
+                        " address (budgets.alert_webhook_allow_private is off)";
+        co_return std::nullopt;
+      }
+    }
+  }
+  co_return endpoints;
+}
+
+// A POST to `endpoints` (already resolved and checked, never resolved again) by `deadline`:
+// TLS for https://, the certificate checked against the CAs and the URL's host. "" on a 2xx
+// answer, else what went wrong.
+net::awaitable<std::string> post_to(net::any_io_executor ex, net::ssl::context& tls,
+                                    const webhook_target& to, const billing::alert_delivery& d,
+                                    const net::ip::tcp::resolver::results_type& endpoints,
+                                    std::chrono::steady_clock::time_point deadline) {
   beast::error_code ignored;
   if (!to.tls) {
     beast::tcp_stream stream(ex);
-    stream.expires_after(exchange_timeout);
+    stream.expires_at(deadline);
     auto [cec, ep] = co_await stream.async_connect(endpoints, net::as_tuple(net::use_awaitable));
     (void)ep;
     if (cec) co_return "cannot connect: " + cec.message();
@@ -198,7 +238,7 @@ net::awaitable<std::string> post_once(net::any_io_executor ex, net::ssl::context
     co_return error;
   }
   beast::ssl_stream<beast::tcp_stream> stream(ex, tls);
-  beast::get_lowest_layer(stream).expires_after(exchange_timeout);  // handshake included
+  beast::get_lowest_layer(stream).expires_at(deadline);  // handshake included
   auto [cec, ep] = co_await beast::get_lowest_layer(stream).async_connect(
       endpoints, net::as_tuple(net::use_awaitable));
   (void)ep;
@@ -218,7 +258,9 @@ net::awaitable<std::string> post_once(net::any_io_executor ex, net::ssl::context
   if (hec) {
     std::string why = "TLS handshake failed: " + hec.message();
     const long verify = SSL_get_verify_result(native);
-    if (verify != X509_V_OK) why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
+    if (verify != X509_V_OK) {
+      why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
+    }
     co_return why;
   }
   auto error = co_await exchange(stream, to, d);
@@ -226,20 +268,37 @@ net::awaitable<std::string> post_once(net::any_io_executor ex, net::ssl::context
   co_return error;
 }
 
+// One attempt: resolve and check the host, then POST to exactly the addresses checked.
+net::awaitable<attempt_error> post_once(net::any_io_executor ex, net::ssl::context& tls,
+                                        const std::string& tls_error, const webhook_target& to,
+                                        const billing::alert_delivery& d, bool allow_private) {
+  if (to.tls && !tls_error.empty()) co_return attempt_error{tls_error};
+  // DNS counts against the attempt's time limit: one deadline for look-up, connect and POST.
+  const auto deadline = std::chrono::steady_clock::now() + exchange_timeout;
+  attempt_error failed;
+  auto endpoints = co_await resolve_checked(ex, to, allow_private, deadline, failed);
+  if (!endpoints) co_return failed;
+  std::string error = co_await post_to(ex, tls, to, d, *endpoints, deadline);
+  co_return attempt_error{std::move(error)};
+}
+
 }  // namespace
 
 net::awaitable<void> alert_dispatcher::deliver(std::shared_ptr<loop_state> st,
                                                billing::alert_delivery d) {
-  std::string error;
+  attempt_error attempt;
   if (const auto to = parse_webhook_url(d.url)) {
-    error = co_await post_once(st->billing.executor, st->tls, st->tls_error, *to, d);
+    attempt = co_await post_once(st->billing.executor, st->tls, st->tls_error, *to, d,
+                                 st->allow_private);
   } else {
-    error = "not an http:// or https:// URL";
+    attempt.message = "not an http:// or https:// URL";
   }
+  std::string error = std::move(attempt.message);
   std::string status = "delivered";
   std::int64_t retry_ms = 0;
   if (!error.empty()) {
-    const bool last = d.attempts >= st->max_attempts;
+    // A refused target is not retried: the policy will not change between attempts.
+    const bool last = attempt.refused || d.attempts >= st->max_attempts;
     status = last ? "failed" : "pending";
     retry_ms = std::min(retry_max_ms, retry_first_ms << std::min(d.attempts - 1, 20));
     json_object_writer f;

@@ -7,6 +7,10 @@
 // until max_attempts; then the alert is marked failed. Every attempt is recorded.
 // https:// webhooks are verified against the system's CAs, or the configured CA file
 // (budgets.alert_webhook_ca_file); the certificate must name the URL's host.
+// The host is resolved at each delivery (within the delivery's time limit) and the connection
+// goes to the addresses checked: one that is loopback, private, link-local or a cloud metadata
+// address refuses the delivery and fails the alert at once, unless
+// budgets.alert_webhook_allow_private is on (so `localhost` and DNS rebinding do not pass).
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
@@ -29,8 +33,10 @@ std::string webhook_signature(std::string_view secret, std::int64_t unix_s,
 class alert_dispatcher {
  public:
   // `ca_file`: the CAs https:// webhooks must chain to ("" = the system's).
+  // `allow_private_targets`: deliver to non-public addresses too (budgets.
+  // alert_webhook_allow_private).
   alert_dispatcher(const billing_context& billing, int max_attempts, const std::string& ca_file,
-                   metrics::registry& registry, logger& log);
+                   metrics::registry& registry, logger& log, bool allow_private_targets = false);
   ~alert_dispatcher();
 
   // Delivers what is due now (from any thread): after an alert was recorded.

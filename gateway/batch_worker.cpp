@@ -12,6 +12,7 @@
 #include "core/json_text.hpp"
 #include "core/request_id.hpp"
 #include "gateway/api_handler.hpp"
+#include "gateway/auth.hpp"
 
 namespace tollgate::gateway {
 namespace net = boost::asio;
@@ -114,8 +115,28 @@ net::awaitable<void> batch_worker::run_lines(unsigned worker,
                                    : endpoint_kind::completions;
     std::string body = line.body;
     std::string request_id = line.request_id;
-    batch_line_outcome outcome = co_await api_.run_batch_line(
-        worker, std::move(who), kind, std::move(body), std::move(request_id), line.occurred_at_ms);
+    batch_line_outcome outcome;
+    // The key as it stands now: a key revoked (or a tenant disabled) mid-batch stops the batch;
+    // each remaining line fails with the 401 a live request would get. A key that cannot be
+    // checked (database away) sends the line back to wait.
+    std::optional<api_error> refused;
+    if (auth_ != nullptr) {
+      auto now_who = co_await auth_->check_key_id(line.api_key_id);
+      if (now_who) {
+        who.allowed_models = std::move(now_who->allowed_models);
+      } else {
+        refused = std::move(now_who.error());
+      }
+    }
+    if (refused && refused->status == 503) {
+      outcome.retry_after_ms = 1000;
+    } else if (refused) {
+      outcome.status = refused->status;
+      outcome.body = refused->to_json();
+    } else {
+      outcome = co_await api_.run_batch_line(worker, std::move(who), kind, std::move(body),
+                                             std::move(request_id), line.occurred_at_ms);
+    }
 
     if (outcome.retry_after_ms > 0) {
       lines_.with({"retried"}).inc();

@@ -13,6 +13,8 @@
 //   stored once; finished lines are never run again.
 // Several gateways may run workers against one database: leases keep them off each other's
 // lines.
+// - Revocation: before each line the batch's key is checked again (authenticator's cache): a
+//   revoked or expired key, or a disabled tenant or project, fails the line with that 401.
 #pragma once
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
@@ -32,6 +34,7 @@
 namespace tollgate::gateway {
 
 class api_handler;
+class authenticator;
 
 // The output or error file line of a finished batch line, OpenAI's shape:
 // {"id":"batch_req_…","custom_id":…,"response":{"status_code":…,"request_id":…,"body":…},
@@ -45,6 +48,8 @@ class batch_worker {
                billing::batch_store& store, api_handler& api, http::server& server, logger& log,
                metrics::registry& registry);
 
+  // Checks each line's key through `auth` before running it (set before start()).
+  void check_keys_with(authenticator* auth) { auth_ = auth; }
   // Starts the runners and the coordinator; the runners stop when the server's drain ends.
   void start();
   // Stops the coordinator and waits for it (the billing thread must still be running).
@@ -61,6 +66,7 @@ class batch_worker {
   const billing_context& billing_;
   billing::batch_store& store_;
   api_handler& api_;
+  authenticator* auth_ = nullptr;
   http::server& server_;
   logger& log_;
   std::string owner_;  // this process's lease owner id

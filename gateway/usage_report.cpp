@@ -22,6 +22,15 @@ std::optional<std::int64_t> parse_int(const std::string& s) {
   return v;
 }
 
+// Unix seconds in [0, time_s_max]; nullopt for anything else (huge, negative, not a number).
+std::optional<std::int64_t> parse_time_s(const std::string& s) {
+  const auto v = parse_int(s);
+  if (!v || *v < 0 || *v > time_s_max) return std::nullopt;
+  return v;
+}
+
+const std::string time_range_text = "unix seconds between 0 and " + std::to_string(time_s_max);
+
 struct width_rule {
   const char* name;
   std::int64_t seconds;
@@ -98,20 +107,27 @@ api_error from_db(const pg::db_error& e) {
 
 }  // namespace
 
+usage_limits usage_limits::from(const usage_reports_config& c) {
+  usage_limits l;
+  l.json_range_buckets_max = static_cast<std::int64_t>(c.json_range_buckets_max);
+  l.csv_range_buckets_max = static_cast<std::int64_t>(c.csv_range_buckets_max);
+  return l;
+}
+
 result<usage_request> parse_usage_request(const query_params& q, bool finance,
-                                          std::int64_t now_s) {
+                                          std::int64_t now_s, const usage_limits& limits) {
   usage_request r;
   r.finance = finance;
   const auto start = q.get("start_time");
   if (!start) return bad("start_time (unix seconds) is required.", "start_time");
-  const auto start_v = parse_int(*start);
-  if (!start_v || *start_v < 0) return bad("start_time must be unix seconds.", "start_time");
+  const auto start_v = parse_time_s(*start);
+  if (!start_v) return bad("start_time must be " + time_range_text + ".", "start_time");
   r.query.start_s = *start_v;
-  r.query.end_s = now_s + 1;  // through the current second
+  r.query.end_s = std::min(now_s, time_s_max) + 1;  // through the current second
   if (const auto end = q.get("end_time")) {
-    const auto v = parse_int(*end);
+    const auto v = parse_time_s(*end);
     if (!v || *v <= r.query.start_s) {
-      return bad("end_time must be unix seconds after start_time.", "end_time");
+      return bad("end_time must be " + time_range_text + ", after start_time.", "end_time");
     }
     r.query.end_s = *v;
   }
@@ -125,6 +141,10 @@ result<usage_request> parse_usage_request(const query_params& q, bool finance,
       if (*w == wr.name) rule = &wr;
     }
     if (rule == nullptr) return bad("bucket_width must be 1m, 1h or 1d.", "bucket_width");
+  }
+  if (const auto f = q.get("format")) {
+    if (*f != "json" && *f != "csv") return bad("format must be json or csv.", "format");
+    r.csv = *f == "csv";
   }
   r.query.bucket_s = rule->seconds;
   r.bucket_limit = rule->default_limit;
@@ -157,6 +177,18 @@ result<usage_request> parse_usage_request(const query_params& q, bool finance,
     if (*b != "true" && *b != "false") return bad("batch must be true or false.", "batch");
     r.query.batch = *b == "true";
   }
+  // The whole range, in buckets (the last one may be partial): bounded, JSON and CSV alike.
+  const std::int64_t range_buckets =
+      (r.query.end_s - r.query.start_s + r.query.bucket_s - 1) / r.query.bucket_s;
+  const std::int64_t range_max =
+      r.csv ? limits.csv_range_buckets_max : limits.json_range_buckets_max;
+  if (range_buckets > range_max) {
+    return bad("The range from start_time to end_time spans " + std::to_string(range_buckets) +
+                   " buckets of " + rule->name + "; at most " + std::to_string(range_max) +
+                   " are allowed per query" + (r.csv ? " for CSV" : "") +
+                   ". Narrow the range or use a wider bucket_width.",
+               "end_time");
+  }
   r.page_start_s = r.query.start_s;
   if (const auto p = q.get("page")) {
     const auto v = parse_int(*p);
@@ -165,10 +197,6 @@ result<usage_request> parse_usage_request(const query_params& q, bool finance,
       return bad("page is not a cursor from this query's next_page.", "page");
     }
     r.page_start_s = *v;
-  }
-  if (const auto f = q.get("format")) {
-    if (*f != "json" && *f != "csv") return bad("format must be json or csv.", "format");
-    r.csv = *f == "csv";
   }
   return r;
 }
@@ -245,15 +273,17 @@ boost::asio::awaitable<void> send_usage_report(http::exchange& ex, const billing
 result<billing::events_query> parse_events_request(const query_params& q, std::int64_t now_s) {
   billing::events_query e;
   e.start_s = 0;
-  e.end_s = now_s + 1;
+  e.end_s = std::min(now_s, time_s_max) + 1;
   if (const auto s = q.get("start_time")) {
-    const auto v = parse_int(*s);
-    if (!v || *v < 0) return bad("start_time must be unix seconds.", "start_time");
+    const auto v = parse_time_s(*s);
+    if (!v) return bad("start_time must be " + time_range_text + ".", "start_time");
     e.start_s = *v;
   }
   if (const auto s = q.get("end_time")) {
-    const auto v = parse_int(*s);
-    if (!v || *v <= e.start_s) return bad("end_time must be after start_time.", "end_time");
+    const auto v = parse_time_s(*s);
+    if (!v || *v <= e.start_s) {
+      return bad("end_time must be " + time_range_text + ", after start_time.", "end_time");
+    }
     e.end_s = *v;
   }
   if (const auto l = q.get("limit")) {

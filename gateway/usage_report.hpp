@@ -9,12 +9,26 @@
 #include <string>
 
 #include "billing/account_store.hpp"
+#include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/http_server.hpp"
 #include "gateway/billing_context.hpp"
 #include "gateway/query_params.hpp"
 
 namespace tollgate::gateway {
+
+// Times are unix seconds in [0, time_s_max] (the end of year 9999): larger or negative values
+// are 400s, and no bucket arithmetic can overflow.
+inline constexpr std::int64_t time_s_max = 253'402'300'799;
+
+// How many buckets one query's whole range may span (usage_reports in the config): a longer
+// range is a 400 naming the limit. JSON is paged, CSV streamed, but either costs the database
+// work in proportion to the range.
+struct usage_limits {
+  std::int64_t json_range_buckets_max = 100'000;
+  std::int64_t csv_range_buckets_max = 527'040;  // a year of minutes
+  static usage_limits from(const usage_reports_config& c);
+};
 
 struct usage_request {
   billing::usage_query query;  // start/end of the whole range, filters, grouping
@@ -28,7 +42,8 @@ struct usage_request {
 // default 1d), group_by (project_id, api_key_id, model, batch; tenant_id for finance), filters
 // project_id, api_key_id, model, batch (and tenant_id for finance), limit, page and format
 // (json or csv). `now_s` is the current time.
-result<usage_request> parse_usage_request(const query_params& q, bool finance, std::int64_t now_s);
+result<usage_request> parse_usage_request(const query_params& q, bool finance, std::int64_t now_s,
+                                          const usage_limits& limits = usage_limits{});
 
 // Answers the request: one JSON page, or the whole range as chunked CSV.
 boost::asio::awaitable<void> send_usage_report(http::exchange& ex, const billing_context& billing,

@@ -1,7 +1,9 @@
 // Webhook addresses: the http:// and https:// URLs budget alerts are POSTed to
 // (gateway/alert_dispatcher),
-// checked when an admin sets one and parsed again for each delivery.
+// checked when an admin sets one and parsed again for each delivery; and the check that a
+// resolved address is a public one (no loopback, private, link-local or metadata targets).
 #pragma once
+#include <boost/asio/ip/address.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -20,5 +22,11 @@ struct webhook_target {
 // and dashes), an optional port 1..65535 and a path without spaces or control bytes; no
 // credentials. nullopt for anything else.
 std::optional<webhook_target> parse_webhook_url(std::string_view url);
+
+// Why `address` is not a public unicast address a webhook may be delivered to ("loopback",
+// "private", "link-local", "cloud metadata", "shared (carrier-grade NAT)", "unspecified",
+// "multicast", "reserved", "documentation"), or nullopt for a public one. IPv4-mapped,
+// IPv4-compatible, NAT64 and 6to4 IPv6 forms are judged by the IPv4 address inside.
+std::optional<std::string_view> non_public_reason(const boost::asio::ip::address& address);
 
 }  // namespace tollgate::gateway

@@ -70,9 +70,11 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1, u
     models: config.models ?? { 'dev-echo': { upstream: 'dev' } },
     logging: { level: 'info', usage_log: usageLog },
   };
-  for (const section of ['database', 'ledger', 'auth', 'budgets', 'invoices', 'batches']) {
+  for (const section of ['database', 'ledger', 'auth', 'budgets', 'invoices', 'batches', 'usage_reports']) {
     if (config[section]) full[section] = config[section];
   }
+  // Test webhook receivers listen on 127.0.0.1: allowed here unless a test says otherwise.
+  if (full.budgets) full.budgets = { alert_webhook_allow_private: true, ...full.budgets };
   const configPath = path.join(dir, 'tollgate.json');
   writeFileSync(configPath, JSON.stringify(full, null, 2));
   const gateway = startProcess(path.join(binDir, 'tollgate'), ['--config', configPath], env);
