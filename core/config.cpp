@@ -27,22 +27,27 @@ constexpr std::string_view default_config_text = R"({
     "infer": { "base_url": "http://127.0.0.1:8000/v1" }
   },
   "models": {
-    "tiny-llama": { "upstream": "infer", "tokenizer": "llama3", "prompt_format": "llama3" }
+    "tiny-llama": { "upstream": "infer", "tokenizer": "llama3", "prompt_format": "llama3",
+                    "context_tokens": 4096 }
   },
   "logging": { "level": "info", "usage_log": "stderr" },
-  "metering": { "tokenizer_dir": "" },
+  "metering": { "tokenizer_dir": "", "n_max": 16 },
   "database": { "url": "", "pool_size": 4, "connect_timeout_ms": 2000,
                 "statement_timeout_ms": 5000, "migrate_on_start": false },
   "ledger": { "flush_interval_ms": 50, "flush_events_max": 10000, "queue_events_max": 200000,
               "spool_dir": ".run/spool", "spool_bytes_max": 1073741824, "rate_events": true },
-  "auth": { "admin_token": "", "finance_token": "", "key_cache_ttl_ms": 2000 },
+  "auth": { "admin_token": "", "finance_token": "", "key_cache_ttl_ms": 2000,
+            "negative_key_cache_entries": 10000, "unknown_key_lookups_per_s": 10,
+            "unknown_key_lookup_burst": 50 },
   "budgets": { "redis": "", "redis_cluster": false, "redis_password": "",
                "redis_tls": false, "redis_tls_ca_file": "", "redis_tls_cert_file": "",
                "redis_tls_key_file": "", "redis_tls_server_name": "", "failure_mode": "closed",
                "hold_ttl_ms": 660000, "settle_batch_ms": 0, "cache_ttl_ms": 1000,
                "command_timeout_ms": 500,
-               "alert_max_attempts": 8, "alert_webhook_ca_file": "" },
+               "alert_max_attempts": 8, "alert_webhook_ca_file": "",
+               "alert_webhook_allow_private": false },
   "invoices": { "grace_hours": 72 },
+  "usage_reports": { "json_range_buckets_max": 100000, "csv_range_buckets_max": 527040 },
   "batches": { "enabled": true, "concurrency": 4, "poll_interval_ms": 500, "lease_ms": 30000,
                "yield_to_live_requests": 32, "max_file_bytes": 209715200,
                "max_file_lines": 50000 }
@@ -53,6 +58,7 @@ json server_defaults() {
   return json{
       {"threads", 0},
       {"max_connections", limits::max_connections_default},
+      {"admin_max_connections", limits::admin_max_connections_default},
       {"header_limit_bytes", limits::header_limit_bytes_default},
       {"body_limit_bytes", limits::body_limit_bytes_default},
       {"request_read_timeout_ms", limits::request_read_timeout_ms_default},
@@ -81,7 +87,7 @@ json model_defaults() {
               {"owned_by", "tollgate"},
               {"tokenizer", "o200k_base"},
               {"prompt_format", "openai"},
-              {"default_max_tokens", 4096},
+              {"context_tokens", 131072},
               {"estimate_input_price", 0},
               {"estimate_output_price", 0}};
 }
@@ -245,12 +251,10 @@ const upstream_config* gateway_config::find_upstream(std::string_view name) cons
   return it != upstreams.end() && it->name == name ? &*it : nullptr;
 }
 
-gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
-  const json file = json::parse(json_text, nullptr, /*allow_exceptions=*/false,
-                                /*ignore_comments=*/true);
-  if (file.is_discarded()) fail("", "is not valid JSON");
-  if (!file.is_object()) fail("", "the top level must be an object");
+namespace {
 
+// The file merged with the defaults, before environment overrides: every setting present.
+json merge_with_defaults(const json& file) {
   // Merge: defaults for server/logging key by key; upstreams and models replace the defaults
   // as a whole when the file has them, and each entry gets the per-entry defaults.
   json merged = json::parse(default_config_text, nullptr, true, true);
@@ -259,7 +263,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
     const std::string& key = it.key();
     if (key == "server" || key == "logging" || key == "metering" || key == "database" ||
         key == "ledger" || key == "auth" || key == "budgets" || key == "invoices" ||
-        key == "batches") {
+        key == "usage_reports" || key == "batches") {
       overlay_known(merged[key], it.value(), "/" + key);
     } else if (key == "upstreams" || key == "models") {
       if (!it.value().is_object()) fail("/" + key, "must be an object keyed by name");
@@ -278,6 +282,21 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
     overlay_known(full, entry, "/models/" + name);
     entry = std::move(full);
   }
+  return merged;
+}
+
+}  // namespace
+
+std::string default_settings_json() {
+  return merge_with_defaults(json::object()).dump(2);
+}
+
+gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
+  const json file = json::parse(json_text, nullptr, /*allow_exceptions=*/false,
+                                /*ignore_comments=*/true);
+  if (file.is_discarded()) fail("", "is not valid JSON");
+  if (!file.is_object()) fail("", "the top level must be an object");
+  json merged = merge_with_defaults(file);
   apply_env_overrides(merged, "", env);
 
   gateway_config cfg;
@@ -287,6 +306,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   sv.admin_listen = get_listen(s, "/server", "admin_listen");
   sv.threads = static_cast<unsigned>(get_uint(s, "/server", "threads", 0, 256));
   sv.max_connections = get_uint(s, "/server", "max_connections", 1, 1'000'000);
+  sv.admin_max_connections = get_uint(s, "/server", "admin_max_connections", 1, 1'000'000);
   sv.header_limit_bytes = get_uint(s, "/server", "header_limit_bytes", 1024, 1024 * 1024);
   sv.body_limit_bytes =
       get_uint(s, "/server", "body_limit_bytes", 1024, limits::body_limit_bytes_max);
@@ -345,7 +365,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
       fail(path + "/prompt_format",
            "must be openai, llama3 or chatml, got \"" + model.prompt_format + "\"");
     }
-    model.default_max_tokens = get_uint(m, path, "default_max_tokens", 1, 10'000'000);
+    model.context_tokens = get_uint(m, path, "context_tokens", 1, 100'000'000);
     // Up to a million currency units per million tokens.
     model.estimate_input_price = get_uint(m, path, "estimate_input_price", 0, 1'000'000'000'000);
     model.estimate_output_price = get_uint(m, path, "estimate_output_price", 0, 1'000'000'000'000);
@@ -363,6 +383,7 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   cfg.logging.usage_log = get_string(l, "/logging", "usage_log");
   if (cfg.logging.usage_log.empty()) fail("/logging/usage_log", "must be \"stderr\" or a path");
   cfg.metering.tokenizer_dir = get_string(merged["metering"], "/metering", "tokenizer_dir");
+  cfg.metering.n_max = get_uint(merged["metering"], "/metering", "n_max", 1, 128);
 
   const json& d = merged["database"];
   cfg.database.url = get_string(d, "/database", "url");
@@ -395,6 +416,12 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
     fail("/auth/finance_token", "must differ from /auth/admin_token");
   }
   cfg.auth.key_cache_ttl_ms = get_uint(a, "/auth", "key_cache_ttl_ms", 0, 60'000);
+  cfg.auth.negative_key_cache_entries =
+      get_uint(a, "/auth", "negative_key_cache_entries", 0, 10'000'000);
+  cfg.auth.unknown_key_lookups_per_s =
+      get_uint(a, "/auth", "unknown_key_lookups_per_s", 1, 1'000'000);
+  cfg.auth.unknown_key_lookup_burst =
+      get_uint(a, "/auth", "unknown_key_lookup_burst", 1, 1'000'000);
 
   const json& b = merged["budgets"];
   cfg.budgets.redis = get_string(b, "/budgets", "redis");
@@ -444,10 +471,17 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   cfg.budgets.command_timeout_ms = get_uint(b, "/budgets", "command_timeout_ms", 10, 60'000);
   cfg.budgets.alert_max_attempts = get_uint(b, "/budgets", "alert_max_attempts", 1, 100);
   cfg.budgets.alert_webhook_ca_file = get_string(b, "/budgets", "alert_webhook_ca_file");
+  cfg.budgets.alert_webhook_allow_private =
+      get_bool(b, "/budgets", "alert_webhook_allow_private");
   if (!cfg.budgets.redis.empty() && cfg.database.url.empty()) {
     fail("/budgets/redis", "budgets need a database (database.url): they are stored there");
   }
   cfg.invoices.grace_hours = get_uint(merged["invoices"], "/invoices", "grace_hours", 0, 24 * 366);
+  const json& ur = merged["usage_reports"];
+  cfg.usage_reports.json_range_buckets_max =
+      get_uint(ur, "/usage_reports", "json_range_buckets_max", 1, 10'000'000);
+  cfg.usage_reports.csv_range_buckets_max =
+      get_uint(ur, "/usage_reports", "csv_range_buckets_max", 1, 100'000'000);
   const json& bt = merged["batches"];
   cfg.batches.enabled = get_bool(bt, "/batches", "enabled");
   cfg.batches.concurrency = get_uint(bt, "/batches", "concurrency", 1, 1024);

@@ -31,7 +31,8 @@ struct server_config {
   listen_address listen;        // OpenAI API
   listen_address admin_listen;  // health, readiness, metrics (admin and finance APIs later)
   unsigned threads = 0;         // I/O threads; 0 = one per core
-  std::uint64_t max_connections = 0;
+  std::uint64_t max_connections = 0;        // per listener: the API listener's
+  std::uint64_t admin_max_connections = 0;  // the admin listener's own (a flood never locks it out)
   std::uint64_t header_limit_bytes = 0;
   std::uint64_t body_limit_bytes = 0;
   std::uint64_t request_read_timeout_ms = 0;
@@ -64,8 +65,9 @@ struct model_config {
   // "chatml"). Checked when the gateway starts.
   std::string tokenizer;
   std::string prompt_format;
-  // What a request without max_tokens reserves for its completion (budgets).
-  std::uint64_t default_max_tokens = 0;
+  // The model's context length: a request whose prompt + max_tokens exceeds it is refused
+  // (400), and a request without max_tokens is held at context minus prompt (budgets).
+  std::uint64_t context_tokens = 0;
   // Estimate prices for spend budgets, in micro-units per million tokens (0: the model's usage
   // counts nothing against spend budgets). The pricing engine replaces them once it exists.
   std::uint64_t estimate_input_price = 0;
@@ -74,6 +76,7 @@ struct model_config {
 
 struct metering_config {
   std::string tokenizer_dir;  // where `make deps` keeps tokenizer data; "" = the built-in default
+  std::uint64_t n_max = 16;   // the largest n (and best_of) a request may ask for
 };
 
 // PostgreSQL: tenants, API keys and the usage ledger. Without a URL the gateway runs with no
@@ -99,6 +102,9 @@ struct auth_config {
   std::string admin_token;    // Bearer token of /admin/* ("" = admin API disabled)
   std::string finance_token;  // Bearer token of /finance/* ("" = finance API disabled)
   std::uint64_t key_cache_ttl_ms = 0;  // how long a key lookup is trusted
+  std::uint64_t negative_key_cache_entries = 0;  // unknown keys remembered (LRU); valid ones apart
+  std::uint64_t unknown_key_lookups_per_s = 0;   // per client address: database look-ups of keys
+  std::uint64_t unknown_key_lookup_burst = 0;    // that turn out unknown (token bucket)
 };
 
 // Budgets and rate limits in Redis (metering/budget_engine). Without `redis` no budget is
@@ -120,11 +126,18 @@ struct budgets_config {
   std::uint64_t command_timeout_ms = 0;  // one Redis script call
   std::uint64_t alert_max_attempts = 0;  // webhook deliveries of one alert before it fails
   std::string alert_webhook_ca_file;     // CAs for https:// webhooks (PEM); "" = the system's
+  bool alert_webhook_allow_private = false;  // deliver to loopback/private/link-local addresses
 };
 
 // Invoices (billing/account_store, docs/PRICING.md).
 struct invoices_config {
   std::uint64_t grace_hours = 0;  // after a period ends, how long late events may still arrive
+};
+
+// Usage reports (/v1/usage, /finance/v1/usage): how many buckets one query's range may span.
+struct usage_reports_config {
+  std::uint64_t json_range_buckets_max = 0;  // JSON pages: a longer range is a 400
+  std::uint64_t csv_range_buckets_max = 0;   // CSV (streamed): a longer range is a 400
 };
 
 // The Batch API (gateway/batch_api, gateway/batch_worker, docs/BATCH.md).
@@ -154,6 +167,7 @@ struct gateway_config {
   auth_config auth;
   budgets_config budgets;
   invoices_config invoices;
+  usage_reports_config usage_reports;
   batches_config batches;
 
   const model_config* find_model(std::string_view name) const;
@@ -167,6 +181,10 @@ env_lookup process_env();
 // The built-in configuration used when no file is given: listeners on 127.0.0.1:8080/8081 and
 // the development upstream (tollgate-dev-upstream) on 127.0.0.1:8090.
 std::string_view embedded_default_config();
+
+// Every setting with its default as the parser knows them (JSON text): what an empty file means,
+// each upstream and model entry filled in. deploy/tollgate.example.json is checked against it.
+std::string default_settings_json();
 
 gateway_config parse_config(std::string_view json_text, const env_lookup& env);
 gateway_config load_config_file(const std::string& path, const env_lookup& env);

@@ -4,6 +4,7 @@
 //   tollgate [--config FILE]          serve (without --config: the embedded default)
 //   tollgate --check-config [FILE]    validate a configuration and exit
 //   tollgate migrate [--config FILE]  apply the database migrations (database.url) and exit
+//   tollgate --help | --version
 #include <malloc.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -47,12 +48,16 @@ namespace {
 
 constexpr const char* version = "0.1.0";
 
+constexpr const char* usage_text =
+    "usage: tollgate [--config FILE]          serve (without --config: the embedded default)\n"
+    "       tollgate --check-config [FILE]    validate a configuration and exit\n"
+    "       tollgate migrate [--config FILE]  apply the database migrations and exit\n"
+    "       tollgate --version | --help\n"
+    "Settings: deploy/tollgate.example.json and docs/CONFIG.md; any of them can be overridden\n"
+    "from the environment, e.g. TOLLGATE_DATABASE__URL.\n";
+
 int usage_error(const char* msg) {
-  std::fprintf(stderr,
-               "tollgate: %s\nusage: tollgate [--config FILE]\n"
-               "       tollgate --check-config [FILE]\n"
-               "       tollgate migrate [--config FILE]\n",
-               msg);
+  std::fprintf(stderr, "tollgate: %s\n%s", msg, usage_text);
   return 2;
 }
 
@@ -72,6 +77,9 @@ int main(int argc, char** argv) {
     } else if (arg == "--check-config") {
       check_only = true;
       if (i + 1 < argc) config_path = argv[++i];
+    } else if (arg == "--help" || arg == "-h") {
+      std::fputs(usage_text, stdout);
+      return 0;
     } else if (arg == "--version") {
       std::printf("tollgate %s\n", version);
       return 0;
@@ -198,10 +206,10 @@ int main(int argc, char** argv) {
     billing_ctx = std::make_unique<gateway::billing_context>(
         gateway::billing_context{billing_io.get_executor(), store.get(), ledger.get(),
                                   batch_store.get()});
-    auth = std::make_unique<gateway::authenticator>(
-        *billing_ctx, std::chrono::milliseconds(config.auth.key_cache_ttl_ms), clock, registry);
+    auth = std::make_unique<gateway::authenticator>(*billing_ctx, config.auth, clock, registry);
     admin_api = std::make_unique<gateway::admin_api>(*billing_ctx, config.auth,
                                                     config.invoices, clock);
+    admin_api->set_usage_limits(gateway::usage_limits::from(config.usage_reports));
     sinks.push_back(ledger.get());
     ledger->start();
   }
@@ -243,6 +251,7 @@ int main(int argc, char** argv) {
                              clock,    billing_ctx.get(),  auth.get(),
                              budgets.get()};
     gateway::admin_handler admin{server, registry, admin_api.get()};
+    server.add_drain_timeout_hook([&api](unsigned worker) { api.record_in_flight(worker); });
     // With a database: the Batch API, and its worker unless batches.enabled is off.
     std::unique_ptr<gateway::batch_api> batches;
     std::unique_ptr<gateway::batch_worker> batch_worker;
@@ -261,13 +270,31 @@ int main(int argc, char** argv) {
       if (config.batches.enabled) {
         batch_worker = std::make_unique<gateway::batch_worker>(
             config.batches, *billing_ctx, *batch_store, api, server, log, registry);
+        batch_worker->check_keys_with(auth.get());
         batch_worker->start();
       }
     }
+    if (auth) {
+      // Authorization before resources: a request that needs a key is checked before its body
+      // is read (or 100 Continue sent), and look-ups of unknown keys are limited per address.
+      api_listener.before_body = [a = auth.get()](const http::request& header,
+                                                  const boost::asio::ip::address& peer)
+          -> boost::asio::awaitable<std::optional<api_error>> {
+        const std::string_view target = header.target();
+        if (!gateway::api_request_needs_key(header.method(), target.substr(0, target.find('?')))) {
+          co_return std::nullopt;
+        }
+        auto who = co_await a->authenticate(header[boost::beast::http::field::authorization], peer);
+        if (!who) co_return who.error();
+        co_return std::nullopt;
+      };
+    }
     server.add_listener(std::move(api_listener));
-    server.add_listener({"admin", config.server.admin_listen,
-                         [&admin](http::exchange& ex) { return admin.handle(ex); },
-                         /*serve_while_draining=*/true});
+    http::listener_spec admin_listener{"admin", config.server.admin_listen,
+                                       [&admin](http::exchange& ex) { return admin.handle(ex); },
+                                       /*serve_while_draining=*/true};
+    admin_listener.max_connections = config.server.admin_max_connections;
+    server.add_listener(std::move(admin_listener));
     json_object_writer f;
     f.add("version", version)
         .add("threads", server.thread_count())

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Stops what `make up` started: SIGTERM (the gateway drains and flushes its ledger), then
-# SIGKILL after 35 s; then Redis and PostgreSQL (fast shutdown).
+# SIGKILL only after the longest graceful stop; then Redis and PostgreSQL (fast shutdown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=.run
+# The gateway's longest graceful stop: server.drain_timeout_ms (30 s unless overridden) for the
+# in-flight requests, then up to 10 s for the ledger's last flush (gateway/main.cpp), plus 5 s.
+drain_ms=${TOLLGATE_SERVER__DRAIN_TIMEOUT_MS:-30000}
+wait_tenths=$(((drain_ms + 10000 + 5000) / 100))
 shopt -s nullglob
 for pidfile in "$run"/pids/*.pid; do
   name=$(basename "$pidfile" .pid)
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid"
-    for _ in $(seq 1 350); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
+    for _ in $(seq 1 "$wait_tenths"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "down: $name still running after $((wait_tenths / 10)) s, killing it" >&2
+      kill -KILL "$pid"
+    fi
     echo "down: stopped $name"
   fi
   rm -f "$pidfile"

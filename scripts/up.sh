@@ -109,20 +109,22 @@ BOOK
 fi
 demo_tenant=$(cat "$run/demo-tenant" 2>/dev/null || true)
 
+# `export` lines: `. .run/env` (or `source`) puts them in the environment of what runs next,
+# tollctl included.
 cat >"$run/env" <<ENV
-TOLLGATE_URL=http://127.0.0.1:8080
-TOLLGATE_ADMIN_URL=http://127.0.0.1:8081
-TOLLGATE_API_KEY=$demo_key
-TOLLGATE_ADMIN_TOKEN=$TOLLGATE_ADMIN_TOKEN
-TOLLGATE_FINANCE_TOKEN=$TOLLGATE_FINANCE_TOKEN
-TOLLGATE_DATABASE_URL=$db_url
+export TOLLGATE_URL=http://127.0.0.1:8080
+export TOLLGATE_ADMIN_URL=http://127.0.0.1:8081
+export TOLLGATE_API_KEY=$demo_key
+export TOLLGATE_ADMIN_TOKEN=$TOLLGATE_ADMIN_TOKEN
+export TOLLGATE_FINANCE_TOKEN=$TOLLGATE_FINANCE_TOKEN
+export TOLLGATE_DATABASE_URL=$db_url
 ENV
 chmod 600 "$run/env"
 
 cat <<MSG
 
 Tollgate is up (embedded default config, PostgreSQL ledger). Settings for clients and tollctl:
-$run/env (load them with: set -a; . $run/env; set +a)
+$run/env (load them with: . $run/env)
 Usage rows: psql $db_url -c 'TABLE usage_events'    Stop everything: make down
 
 Try it (-i shows the x-ratelimit-* headers; a max_tokens over 20,000 is refused with 429):
@@ -130,5 +132,5 @@ Try it (-i shows the x-ratelimit-* headers; a max_tokens over 20,000 is refused 
     -H 'Content-Type: application/json' \\
     -d '{"model":"tiny-llama","messages":[{"role":"user","content":"Hello, Tollgate!"}],"max_tokens":16}'
 What the demo tenant's month has cost so far (micro-units, priced by its price book):
-  set -a; . $run/env; set +a; build/bin/tollctl costs preview --tenant ${demo_tenant:-<tenant id>}
+  . $run/env; build/bin/tollctl costs preview --tenant ${demo_tenant:-<tenant id>}
 MSG

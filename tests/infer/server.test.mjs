@@ -63,6 +63,12 @@ describe('tollgate-infer serve (a tiny generated Llama)', () => {
     const a = await chat('Tell me a story', { temperature: 0.9, top_p: 0.95, top_k: 50, seed: 42 });
     const b = await chat('Tell me a story', { temperature: 0.9, top_p: 0.95, top_k: 50, seed: 42 });
     assert.equal(a.json.choices[0].message.content, b.json.choices[0].message.content);
+    // And the seed is what decides: other seeds give other tokens (an engine that ignored the
+    // seed and sampled from a fixed state would pass the check above).
+    const others = await Promise.all([43, 44, 45].map((seed) =>
+      chat('Tell me a story', { temperature: 0.9, top_p: 0.95, top_k: 50, seed })));
+    const texts = new Set([a, ...others].map((r) => r.json.choices[0].message.content));
+    assert.ok(texts.size >= 3, `4 seeds gave ${texts.size} different texts`);
     const g1 = await chat('Tell me a story', { temperature: 0 });
     const g2 = await chat('Tell me a story', { temperature: 0 });
     assert.equal(g1.json.choices[0].message.content, g2.json.choices[0].message.content);
@@ -102,12 +108,21 @@ describe('tollgate-infer serve (a tiny generated Llama)', () => {
     assert.deepEqual(chunks.at(-1).usage, free.json.usage);
   });
 
+  // Greedy decoding of `content` runs for `n` tokens without stopping by itself, so a cut
+  // sequence that ends before `n` tokens was ended by its cancellation.
+  const runsToLength = async (content, n) => {
+    const r = await chat(content, { temperature: 0, max_tokens: n });
+    assert.equal(r.json.choices[0].finish_reason, 'length', `${content}: stops by itself`);
+    assert.equal(r.json.usage.completion_tokens, n);
+  };
+
   test('a client that goes away cancels its sequence', async () => {
+    await runsToLength('go on and on', 400);
     const before = await metric(base, 'tollgate_infer_generated_tokens_total');
     const controller = new AbortController();
     const res = await fetch(`${base}/v1/chat/completions`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, signal: controller.signal,
-      body: JSON.stringify({ model: 'tiny-llama', messages: [{ role: 'user', content: 'go on and on' }], max_tokens: 4000, stream: true }),
+      body: JSON.stringify({ model: 'tiny-llama', messages: [{ role: 'user', content: 'go on and on' }], max_tokens: 4000, temperature: 0, stream: true }),
     });
     const reader = res.body.getReader();
     await reader.read();
@@ -116,17 +131,19 @@ describe('tollgate-infer serve (a tiny generated Llama)', () => {
     const generated = (await metric(base, 'tollgate_infer_generated_tokens_total')) - before;
     await sleep(300);
     assert.equal(await metric(base, 'tollgate_infer_generated_tokens_total') - before, generated, 'generation stopped');
-    assert.ok(generated < 4000, `${generated} tokens generated`);
+    assert.ok(generated > 0 && generated < 400, `${generated} tokens generated`);
     assert.equal(await metric(base, 'tollgate_infer_kv_blocks_in_use'), 0, 'its cache blocks are free');
   });
 
   test('cancellation under load: a stream cut mid-way gives its blocks back, the others finish unchanged', async () => {
     const steady = (content) => chat(content, { max_tokens: 120, temperature: 0 });
+    await runsToLength('cut me off', 400);
     const alone = await steady('a steady request');
+    const before = await metric(base, 'tollgate_infer_generated_tokens_total');
     const controller = new AbortController();
     const cut = await fetch(`${base}/v1/chat/completions`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, signal: controller.signal,
-      body: JSON.stringify({ model: 'tiny-llama', messages: [{ role: 'user', content: 'cut me off' }], max_tokens: 3000, stream: true }),
+      body: JSON.stringify({ model: 'tiny-llama', messages: [{ role: 'user', content: 'cut me off' }], max_tokens: 3000, temperature: 0, stream: true }),
     });
     const reader = cut.body.getReader();
     await reader.read();
@@ -138,6 +155,10 @@ describe('tollgate-infer serve (a tiny generated Llama)', () => {
     assert.equal(other.status, 200);
     await waitFor(async () => (await metric(base, 'tollgate_infer_sequences_running')) === 0, { what: 'all sequences done' });
     assert.equal(await metric(base, 'tollgate_infer_kv_blocks_in_use'), 0, 'every block given back');
+    // The cut sequence ended at its cancellation, well before it would have stopped by itself.
+    const cutTokens = (await metric(base, 'tollgate_infer_generated_tokens_total')) - before
+      - same.json.usage.completion_tokens - other.json.usage.completion_tokens;
+    assert.ok(cutTokens > 0 && cutTokens < 400, `the cut sequence generated ${cutTokens} tokens`);
   });
 
   test('a full key/value cache queues sequences instead of failing them, and refuses what can never fit', async () => {

@@ -2,7 +2,7 @@
 // against a real PostgreSQL (its own cluster, scripts/pg.sh) and the real gateway.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
@@ -28,22 +28,30 @@ describe('tenants, keys and the ledger (real PostgreSQL)', () => {
   });
 
   test('migrations: concurrent `tollgate migrate` runs apply each migration once', async () => {
-    const runs = await Promise.all([1, 2, 3].map(() => new Promise((resolve) => {
+    // A database of its own, empty, so that the runs race for every migration (the suite's
+    // database was migrated in before()).
+    pg.query('CREATE DATABASE tollgate_migrate_race');
+    const url = pg.url.replace(/\/tollgate$/, '/tollgate_migrate_race');
+    const runs = await Promise.all([1, 2, 3, 4].map(() => new Promise((resolve) => {
       const child = spawn(path.join(binDir, 'tollgate'), ['migrate'],
-        { env: { ...process.env, TOLLGATE_DATABASE__URL: pg.url } });
+        { env: { ...process.env, TOLLGATE_DATABASE__URL: url } });
       let out = '';
       child.stderr.on('data', (d) => { out += d; });
       child.on('exit', (code) => resolve({ code, out }));
     })));
     for (const r of runs) assert.equal(r.code, 0, r.out);
-    // Every file of sql/, each applied once.
+    const race = (sql) => execFileSync('psql', [url, '-X', '-q', '-t', '-A', '-F', '\t', '-c', sql],
+      { encoding: 'utf8' }).split('\n').filter(Boolean).map((l) => l.split('\t'));
+    // Every file of sql/, each applied once, by exactly one of the runs.
     const files = readdirSync(path.resolve(new URL('../../sql', import.meta.url).pathname))
       .filter((f) => /^\d{3}_.*\.sql$/.test(f)).sort();
-    assert.deepEqual(pg.query('SELECT version, name FROM schema_migrations ORDER BY version'),
+    assert.deepEqual(race('SELECT version, name FROM schema_migrations ORDER BY version'),
       files.map((f) => [String(Number(f.slice(0, 3))), f]));
     assert.ok(files.length >= 3);
+    const applied = runs.map((r) => Number(/applied (\d+) migration/.exec(r.out)?.[1]));
+    assert.equal(applied.reduce((a, b) => a + b, 0), files.length, `applied per run: ${applied}`);
     // Monthly partitions exist ahead of time.
-    const parts = Number(pg.value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'usage_events'::regclass"));
+    const parts = Number(race("SELECT count(*) FROM pg_inherits WHERE inhparent = 'usage_events'::regclass")[0][0]);
     assert.ok(parts >= 5, `partitions: ${parts}`);
   });
 
@@ -338,9 +346,12 @@ describe('tenants, keys and the ledger (real PostgreSQL)', () => {
   });
 
   test('the finance role reads the finance views only and cannot write', () => {
-    assert.ok(Number(pg.value('SELECT count(*) FROM finance.usage_daily')) >= 0);
-    pg.query('SELECT count(*) FROM finance.usage_events', { role: 'tollgate_finance' });
-    pg.query('SELECT count(*) FROM finance.usage_daily', { role: 'tollgate_finance' });
+    // The finance role sees every usage row, and the daily view sums to the same requests.
+    const total = Number(pg.value('SELECT count(*) FROM public.usage_events'));
+    assert.ok(total > 0, 'the earlier tests left usage rows');
+    const asFinance = (sql) => Number(pg.query(sql, { role: 'tollgate_finance' })[0][0]);
+    assert.equal(asFinance('SELECT count(*) FROM finance.usage_events'), total);
+    assert.equal(asFinance('SELECT sum(requests) FROM finance.usage_daily'), total);
     assert.throws(() => pg.query('SELECT count(*) FROM public.usage_events', { role: 'tollgate_finance' }), /permission denied/);
     assert.throws(() => pg.query('SELECT count(*) FROM public.api_keys', { role: 'tollgate_finance' }), /permission denied/);
     assert.throws(() => pg.query("INSERT INTO public.tenants (id, name) VALUES ('ten_x', 'x')", { role: 'tollgate_finance' }), /permission denied/);
@@ -361,9 +372,13 @@ describe('tenants, keys and the ledger (real PostgreSQL)', () => {
       };
       await Promise.all([worker(s.url, 60), worker(s.url, 60), worker(second.url, 60), worker(second.url, 60)]);
       assert.equal(ids.length, 240);
-      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 240,
+      assert.equal(new Set(ids).size, 240, 'each response has its own x-request-id');
+      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) >= 240,
         { what: '240 rows' });
-      assert.equal(Number(pg.value(`SELECT count(DISTINCT request_id) FROM usage_events WHERE tenant_id = '${t.tenant}'`)), 240);
+      // The rows are the responses: the same request ids, each once (not merely as many rows).
+      const rows = pg.query(`SELECT request_id FROM usage_events WHERE tenant_id = '${t.tenant}' ORDER BY request_id`)
+        .map((r) => r[0]);
+      assert.deepEqual(rows, [...ids].sort());
     } finally {
       await second.gateway.stop();
     }

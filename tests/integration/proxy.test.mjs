@@ -389,14 +389,41 @@ describe('graceful shutdown', () => {
   test('a stream longer than the drain timeout is cut at the deadline', async () => {
     const s = await startStack({ config: { server: { drain_timeout_ms: 300 } } });
     try {
-      const streaming = postJson(`${s.url}/v1/chat/completions`,
-        chatBody('tg:chunk_delay_ms=100 tg:tokens=100', { stream: true })).then((r) => r.text()).catch(() => 'cut');
+      // 100 chunks 100 ms apart: ten seconds of stream, far past the 300 ms drain.
+      const res = await postJson(`${s.url}/v1/chat/completions`,
+        chatBody('tg:chunk_delay_ms=100 tg:tokens=100', { stream: true }));
+      assert.equal(res.status, 200);
+      let text = '';
+      let endedAt = 0;
+      const decoder = new TextDecoder();
+      const reading = (async () => {
+        const reader = res.body.getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          text += decoder.decode(value, { stream: true });
+        }
+      })().then(() => 'complete', (e) => `cut: ${e.cause?.code ?? e.message}`)
+        .finally(() => { endedAt = performance.now(); });
       await sleep(200);
-      const t0 = Date.now();
+      const sigtermAt = performance.now();
       s.gateway.child.kill('SIGTERM');
-      await s.gateway.exited;
-      assert.ok(Date.now() - t0 < 3000, 'exited soon after the drain timeout');
-      await streaming;
+      const { code, signal } = await s.gateway.exited;
+      const exitedAt = performance.now();
+      const ending = await reading;
+      assert.equal(signal, null, 'exited by itself');
+      assert.equal(code, 0, s.gateway.output());
+      // Cut at the deadline, not before it and not long after.
+      const cutAfter = endedAt - sigtermAt;
+      assert.ok(cutAfter >= 290, `the stream ran until the drain deadline (cut after ${cutAfter} ms)`);
+      assert.ok(exitedAt - sigtermAt < 3000, 'exited soon after the drain timeout');
+      // What the client got: the chunks sent until the deadline, then a broken stream (no
+      // terminating chunk, no [DONE]): a client cannot take the cut answer for a whole one.
+      assert.match(ending, /^cut/);
+      const events = sseData(text);
+      assert.ok(!events.includes('[DONE]'), 'no [DONE]');
+      const chunks = events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e));
+      assert.ok(chunks.length >= 3 && chunks.length < 20, `${chunks.length} chunks before the cut`);
     } finally {
       await s.stop();
     }

@@ -147,7 +147,7 @@ TEST_CASE("database, ledger, auth and budgets settings are checked") {
   CHECK(cfg.auth.key_cache_ttl_ms == 2000);
   CHECK(cfg.budgets.redis.empty());
   CHECK(cfg.budgets.failure_mode == "closed");
-  CHECK(cfg.find_model("tiny-llama")->default_max_tokens == 4096);
+  CHECK(cfg.find_model("tiny-llama")->context_tokens == 4096);
   const auto with = parse_config(embedded_default_config(),
                                  env_of({{"TOLLGATE_DATABASE__URL", "postgresql://x@h/db"},
                                          {"TOLLGATE_BUDGETS__REDIS", "127.0.0.1:6379"},

@@ -13,7 +13,9 @@ TEST_CASE("key slots follow the cluster specification's CRC16 and hash tags") {
   CHECK(key_slot("") == 0);
   CHECK(key_slot("{user1000}.following") == key_slot("{user1000}.followers"));
   CHECK(key_slot("{user1000}.following") == key_slot("user1000"));
-  CHECK(key_slot("foo{}{bar}") == key_slot(std::string("foo{}{bar}")));  // empty tag: whole key
+  // An empty tag does not count: the whole key is hashed (CRC16/XMODEM of "foo{}{bar}" is
+  // 0xA0AB, 8363 modulo 16384; worked out apart from the code under test).
+  CHECK(key_slot("foo{}{bar}") == 8363);
   CHECK(key_slot("foo{}{bar}") != key_slot("bar"));
   CHECK(key_slot("foo{{bar}}zap") == key_slot("{bar"));  // tag runs to the first '}'
   CHECK(key_slot("foo{bar}{zap}") == key_slot("bar"));   // only the first tag counts
