@@ -65,16 +65,20 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
         " ON e.tenant_id = s.tenant_id AND e.occurred_at = s.occurred_at"
         " AND e.request_id = s.request_id");
     if (!present) co_return present.error();
-    if (present->size() > 0) {
+    {
+      // Rows stored already, and a row the batch holds twice (a record journaled again), are
+      // dropped: each request id is stored and rated once.
       std::set<std::string, std::less<>> stored;
       for (int i = 0; i < present->size(); ++i) stored.emplace(present->text(i, 0));
       std::size_t kept = 0;
       for (std::size_t i = 0; i < lines.size(); ++i) {
         // A row too damaged to read its request id is left to the database to refuse.
-        if (events[i] && stored.contains(events[i]->request_id)) continue;
-        lines[kept] = lines[i];
-        headers[kept] = headers[i];
-        events[kept] = std::move(events[i]);
+        if (events[i] && !stored.insert(events[i]->request_id).second) continue;
+        if (kept != i) {  // a self-move would empty the event
+          lines[kept] = lines[i];
+          headers[kept] = headers[i];
+          events[kept] = std::move(events[i]);
+        }
         ++kept;
       }
       lines.resize(kept);

@@ -27,8 +27,6 @@ constexpr std::uint64_t spool_segment_bytes_max = 8ull << 20;
 constexpr auto partition_check_interval = std::chrono::hours(1);
 constexpr auto credit_expiry_interval = std::chrono::minutes(1);
 constexpr auto reconnect_backoff_max = std::chrono::milliseconds(5000);
-// Free space on the spool's filesystem at which a failing journal is tried again.
-constexpr std::uint64_t journal_probe_bytes = 64 * 1024;
 
 // Whether an error is about the rows (data exceptions, class 22; integrity violations, class
 // 23) rather than about the database being unavailable (shutdown 57P01, connection 08...,
@@ -237,6 +235,9 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::write_rows(const std:
 }
 
 void ledger_writer::journal_again(batch& b) {
+  // Only where an fsync works: rows appended but not made durable would stay in memory and be
+  // appended again at every flush.
+  if (!journal_ok_.load(std::memory_order_relaxed) || !spool_.sync_open()) return;
   std::string kept;
   std::uint64_t kept_events = 0;
   std::uint64_t journaled = 0;
@@ -285,9 +286,9 @@ void ledger_writer::spool_pending() {
 }
 
 net::awaitable<void> ledger_writer::flush() {
-  if (!journal_ok_.load(std::memory_order_relaxed) && spool_.has_room(journal_probe_bytes)) {
-    // The disk has room again: let requests and the memory-only rows try the journal. An
-    // append that still fails turns this back off.
+  if (!journal_ok_.load(std::memory_order_relaxed) && spool_.probe()) {
+    // The journal takes a write again (a real one, cut off at once): let requests and the
+    // memory-only rows use it. An append that still fails turns this back off.
     journal_ok_.store(true, std::memory_order_relaxed);
   }
   const bool db = co_await ensure_connected();
@@ -314,13 +315,18 @@ net::awaitable<void> ledger_writer::flush() {
   }
   if (!db) {
     // Group commit to the spool: everything journaled so far becomes durable, and only then
-    // leaves memory.
-    bool synced = spool_.sync_open();
+    // leaves memory (rows journaled while the fsync ran stay until the next one).
+    std::size_t before_sync = 0;
+    {
+      std::lock_guard lock(mu_);
+      before_sync = queue_.size();
+    }
+    const bool synced = spool_.sync_open();
     if (!synced) failures_.with({"spool"}).inc();
     {
       std::lock_guard lock(mu_);
       if (synced) {
-        queue_.clear();
+        queue_.erase(0, std::min(before_sync, queue_.size()));
         open_segment_on_disk_only_ = true;
       }
     }
@@ -375,7 +381,16 @@ net::awaitable<bool> ledger_writer::write_front() {
   std::uint64_t events = b.events;
   bool damaged = false;
   if (!b.in_memory) {
-    const auto records = spool_.read(b.seq, damaged);
+    bool io_error = false;
+    const auto records = spool_.read(b.seq, damaged, &io_error);
+    if (io_error) {
+      // Nothing is known about its content: keep it and read it again at the next flush.
+      failures_.with({"spool"}).inc();
+      json_object_writer f;
+      f.add("segment", static_cast<std::int64_t>(b.seq)).add("dir", spool_.dir());
+      log_.error("ledger: a spool segment cannot be read now; it is kept and read again", f);
+      co_return false;
+    }
     for (const auto& rec : records) from_disk += rec;
     events = records.size();
   }
@@ -394,6 +409,8 @@ net::awaitable<bool> ledger_writer::write_front() {
         const std::string kept = spool_.keep_aside(b.rows);
         json_object_writer q;
         q.add("path", kept).add("error", written.error().message);
+        // Where not even that file can be written, the rows themselves go to the log.
+        if (kept.empty()) q.add("rows", b.rows);
         log_.error("ledger: the database refused rows held in memory; written aside", q);
         memory_only_events_.fetch_sub(b.events, std::memory_order_relaxed);
       } else {
@@ -431,6 +448,9 @@ net::awaitable<bool> ledger_writer::write_front() {
 }
 
 void ledger_writer::update_accepting() {
+  // One at a time: an I/O thread and the billing thread must not apply answers computed from
+  // different inputs in the opposite order.
+  std::lock_guard lock(accepting_mu_);
   const bool full = spool_.bytes() >= settings_.spool_bytes_max;
   const bool recordable = journal_ok_.load(std::memory_order_relaxed) ||
                           database_ok_.load(std::memory_order_relaxed);

@@ -168,6 +168,7 @@ class ledger_writer final : public metering::usage_sink {
   std::uint64_t unjournaled_events_ = 0;
   std::atomic<bool> wake_posted_{false};
   std::atomic<bool> accepting_{true};
+  std::mutex accepting_mu_;  // serializes update_accepting()
   std::atomic<bool> journal_ok_{true};   // the last append to the journal succeeded
   std::atomic<bool> database_ok_{true};  // the last flush reached the database
   std::atomic<std::uint64_t> memory_only_events_{0};  // unjournaled_ + memory-only batches

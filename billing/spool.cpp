@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -129,10 +128,17 @@ bool spool::try_open_segment() {
   return fd_ >= 0;
 }
 
-bool spool::has_room(std::uint64_t bytes) const {
-  struct statvfs fs{};
-  if (::statvfs(dir_.c_str(), &fs) != 0) return false;
-  return static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize >= bytes;
+bool spool::probe() {
+  std::lock_guard lock(mu_);
+  if (broken_) return false;
+  if (fd_ < 0 && !try_open_segment()) return false;
+  static constexpr char header[8] = {};
+  const bool wrote = write_all(fd_, header, sizeof header);
+  if (::ftruncate(fd_, static_cast<off_t>(open_bytes_)) != 0) {
+    broken_ = true;
+    return false;
+  }
+  return wrote;
 }
 
 bool spool::broken() const {
@@ -243,12 +249,17 @@ std::vector<std::uint64_t> spool::sealed() const {
   return out;
 }
 
-std::vector<std::string> spool::read(std::uint64_t seq, bool& damaged) const {
+std::vector<std::string> spool::read(std::uint64_t seq, bool& damaged, bool* io_error) const {
   damaged = false;
+  if (io_error != nullptr) *io_error = false;
   std::vector<std::string> out;
   const int fd = ::open(path_of(seq).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    damaged = true;
+    if (io_error != nullptr && errno != ENOENT) {
+      *io_error = true;
+    } else {
+      damaged = true;
+    }
     return out;
   }
   std::string data;
@@ -256,6 +267,11 @@ std::vector<std::string> spool::read(std::uint64_t seq, bool& damaged) const {
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && io_error != nullptr) {
+      ::close(fd);
+      *io_error = true;
+      return {};
+    }
     if (n <= 0) break;
     data.append(buf, static_cast<std::size_t>(n));
   }

@@ -32,8 +32,6 @@ class spool {
   bool append(std::string_view payload);
   // The open segment holds a partial record it could not cut off: seal it.
   bool broken() const;
-  // Whether the folder's filesystem has at least `bytes` free (statvfs).
-  bool has_room(std::uint64_t bytes) const;
 
   // Closes the open segment and starts a new one; returns the sealed segment's sequence number,
   // or 0 if the open segment was empty (nothing to seal).
@@ -55,8 +53,12 @@ class spool {
   // Sealed segments still on disk, oldest first (left by an earlier run, or not yet committed).
   std::vector<std::uint64_t> sealed() const;
   // The records of a sealed segment. Reading stops at the first truncated or corrupt record
-  // (a crash mid-append); `damaged` reports that.
-  std::vector<std::string> read(std::uint64_t seq, bool& damaged) const;
+  // (a crash mid-append); `damaged` reports that. A segment that cannot be opened or read
+  // (EMFILE, EIO) sets `io_error` instead (when given): nothing about its content is known, so
+  // it must be kept and read again later.
+  std::vector<std::string> read(std::uint64_t seq, bool& damaged, bool* io_error = nullptr) const;
+  // Whether the open segment takes a write now: writes a record header and cuts it off again.
+  bool probe();
 
   std::uint64_t bytes() const;  // all segments on disk, the open one included
   bool full() const { return bytes() >= bytes_max_; }

@@ -93,6 +93,7 @@ std::string model_object(const model_config& m, std::int64_t created) {
 struct api_handler::proxy_state {
   proxy_state* prev_in_flight = nullptr;  // the I/O thread's in-flight list
   proxy_state* next_in_flight = nullptr;
+  bool listed = false;  // on that list (false once the handler detached it at shutdown)
   bool stream_started = false;  // a 200 event-stream header went to the client
   metering::usage_record rec;
   completion_request req;
@@ -110,11 +111,14 @@ struct api_handler::in_flight_list {
 };
 
 namespace {
-// Keeps a request on its I/O thread's in-flight list while it is handled.
+// Keeps a request on its I/O thread's in-flight list while it is handled. A request whose
+// coroutine is destroyed after the handler (the drain timed out, its event loop stopped) was
+// detached by ~api_handler and touches nothing.
 class in_flight_entry {
  public:
   template <typename State, typename List>
   in_flight_entry(State& st, List& list) : unlink_([&st, &list] {
+    if (!st.listed) return;
     if (st.prev_in_flight != nullptr) st.prev_in_flight->next_in_flight = st.next_in_flight;
     else list.head = st.next_in_flight;
     if (st.next_in_flight != nullptr) st.next_in_flight->prev_in_flight = st.prev_in_flight;
@@ -122,6 +126,7 @@ class in_flight_entry {
     st.next_in_flight = list.head;
     if (list.head != nullptr) list.head->prev_in_flight = &st;
     list.head = &st;
+    st.listed = true;
   }
   ~in_flight_entry() { unlink_(); }
   in_flight_entry(const in_flight_entry&) = delete;
@@ -135,7 +140,9 @@ class in_flight_entry {
 void api_handler::record_in_flight(unsigned worker) {
   if (worker >= in_flight_.size()) return;
   for (proxy_state* st = in_flight_[worker]->head; st != nullptr; st = st->next_in_flight) {
-    if (st->recorded) continue;
+    // A batch line is not recorded here: it runs again after the restart under the same
+    // request id, and that run's row is the one to bill.
+    if (st->recorded || st->rec.batch) continue;
     st->rec.error_code = "drain_timeout";
     // A stream already answered 200 is billed for what it streamed (the gateway's count when
     // no usage arrived); a request still waiting for its upstream got no answer.
@@ -196,7 +203,14 @@ api_handler::api_handler(const gateway_config& config,
   }
 }
 
-api_handler::~api_handler() = default;
+api_handler::~api_handler() {
+  // Requests still suspended (only after a drain timeout: their event loops were stopped) are
+  // destroyed with the server, after this handler: detach them from the lists going away now.
+  for (auto& list : in_flight_) {
+    for (proxy_state* st = list->head; st != nullptr; st = st->next_in_flight) st->listed = false;
+    list->head = nullptr;
+  }
+}
 
 boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   auto& req = ex.req();
@@ -414,11 +428,14 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   st.received_at = ex.received_at();
   const std::string& id = st.rec.request_id;
   live_in_flight_.fetch_add(1, std::memory_order_relaxed);
-  struct in_flight_guard {
-    std::atomic<int>& n;
-    ~in_flight_guard() { n.fetch_sub(1, std::memory_order_relaxed); }
-  } in_flight{live_in_flight_};
   const in_flight_entry listed(st, *in_flight_[ex.worker_index()]);
+  struct in_flight_guard {
+    const proxy_state& st;
+    std::atomic<int>& n;
+    ~in_flight_guard() {
+      if (st.listed) n.fetch_sub(1, std::memory_order_relaxed);  // else the handler is gone
+    }
+  } in_flight{st, live_in_flight_};
 
   // 1-5. Parse, route, count, check the ledger, reserve the budgets.
   auto admitted = co_await admit(st, kind, ex.req().body(), who, ex.worker_index());

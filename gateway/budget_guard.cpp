@@ -132,6 +132,7 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
       settles_(registry.add_counter("tollgate_budget_settlements_total",
                                     "Budget settlements by outcome (settled, repeated, failed).",
                                     {"outcome"})),
+      correction_target_(std::make_shared<correction_target>(this)),
       corrections_(registry.add_counter(
           "tollgate_budget_spend_corrections_total",
           "Spend counters corrected to what the ledger billed, by outcome (applied, missing: "
@@ -161,20 +162,29 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
   feed_ = std::make_shared<change_feed>(billing_.executor, rs, cache_, log_);
   watching_ = net::co_spawn(billing_.executor, watch_changes(feed_), net::use_future);
   if (billing_.ledger != nullptr) {
-    net::post(billing_.executor, [this] {
-      billing_.ledger->on_spend_corrections(
-          [this](std::vector<billing::spend_correction> c) { apply_spend_corrections(std::move(c)); });
+    // The listener reaches this guard through a pointer the destructor clears under a lock, so
+    // a commit on the billing thread never calls into a guard that is gone.
+    net::post(billing_.executor, [target = correction_target_, ledger = billing_.ledger] {
+      ledger->on_spend_corrections([target](std::vector<billing::spend_correction> c) {
+        std::lock_guard lock(target->mu);
+        if (target->guard != nullptr) target->guard->apply_spend_corrections(std::move(c));
+      });
     });
   }
 }
 
-budget_guard::~budget_guard() { stop(); }
+budget_guard::~budget_guard() {
+  {
+    std::lock_guard lock(correction_target_->mu);
+    correction_target_->guard = nullptr;
+  }
+  stop();
+}
 
 void budget_guard::stop() {
   alerts_->stop();
   if (!watching_.valid()) return;
-  net::post(billing_.executor, [feed = feed_, ledger = billing_.ledger] {
-    if (ledger != nullptr) ledger->on_spend_corrections({});  // this guard is going away
+  net::post(billing_.executor, [feed = feed_] {
     feed->stopping = true;
     feed->subscriber.shutdown();
     feed->publisher.shutdown();

@@ -171,6 +171,13 @@ class budget_guard {
 
   metrics::family<metrics::counter>& outcomes_;
   metrics::family<metrics::counter>& settles_;
+  // What the ledger's correction listener calls through (null once this guard is destroyed).
+  struct correction_target {
+    explicit correction_target(budget_guard* g) : guard(g) {}
+    std::mutex mu;
+    budget_guard* guard;
+  };
+  std::shared_ptr<correction_target> correction_target_;
   metrics::family<metrics::counter>& corrections_;
 };
 

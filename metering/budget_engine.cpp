@@ -147,7 +147,8 @@ for i = 1, n do
   -- it); one that does not read as an amount releases nothing.
   local release = field and held[i] and amount_of(held[i])
   if release and release > 0 then
-    redis.call('HINCRBY', k, field, -release)
+    -- Formatted as an integer: Redis may write a plain Lua number as 1e+09.
+    redis.call('HINCRBY', k, field, string.format('%d', -release))
   end
   local used = redis.call('HINCRBY', k, 'used', actual)
   -- Nothing was settled before: the counter may have expired and been created again just now.

@@ -127,7 +127,7 @@ Tollgate is up (embedded default config, PostgreSQL ledger). Settings for client
 $run/env (load them with: . $run/env)
 Usage rows: psql $db_url -c 'TABLE usage_events'    Stop everything: make down
 
-Try it (-i shows the x-ratelimit-* headers; a max_tokens over 20,000 is refused with 429):
+Try it (-i shows the x-ratelimit-* headers; a max_tokens beyond the model's 4,096-token context is a 400):
   curl -si http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer $demo_key" \\
     -H 'Content-Type: application/json' \\
     -d '{"model":"tiny-llama","messages":[{"role":"user","content":"Hello, Tollgate!"}],"max_tokens":16}'

@@ -156,3 +156,41 @@ TEST_CASE("spool: a segment that could not be opened is opened by the next appen
   CHECK(s.append("d\n"));
   CHECK(s.seal() != 0);
 }
+
+TEST_CASE("spool: a segment that cannot be read is an I/O error, not damage") {
+  const auto dir = temp_dir("ioerror");
+  spool s(dir, 1 << 20);
+  REQUIRE(s.append("row\n"));
+  const auto seq = s.seal();
+  REQUIRE(seq != 0);
+  // Replace the segment with a folder of the same name: open() works, read() fails (EISDIR).
+  std::string path;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().filename().string().find(std::to_string(seq) + ".spool") != std::string::npos) {
+      path = e.path().string();
+    }
+  }
+  REQUIRE(!path.empty());
+  std::filesystem::remove(path);
+  std::filesystem::create_directory(path);
+  bool damaged = true;
+  bool io_error = false;
+  CHECK(s.read(seq, damaged, &io_error).empty());
+  CHECK(io_error);
+  CHECK_FALSE(damaged);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("spool: a probe writes nothing that stays") {
+  const auto dir = temp_dir("probe");
+  spool s(dir, 1 << 20);
+  REQUIRE(s.append("a\n"));
+  const auto before = s.open_bytes();
+  CHECK(s.probe());
+  CHECK(s.open_bytes() == before);
+  REQUIRE(s.append("b\n"));
+  const auto seq = s.seal();
+  bool damaged = true;
+  CHECK(s.read(seq, damaged) == std::vector<std::string>{"a\n", "b\n"});
+  CHECK_FALSE(damaged);
+}
