@@ -291,15 +291,10 @@ std::string default_settings_json() {
   return merge_with_defaults(json::object()).dump(2);
 }
 
-gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
-  const json file = json::parse(json_text, nullptr, /*allow_exceptions=*/false,
-                                /*ignore_comments=*/true);
-  if (file.is_discarded()) fail("", "is not valid JSON");
-  if (!file.is_object()) fail("", "the top level must be an object");
-  json merged = merge_with_defaults(file);
-  apply_env_overrides(merged, "", env);
+namespace {
 
-  gateway_config cfg;
+// Each section of the merged settings into its typed struct (parse_config's steps).
+void parse_server(const json& merged, gateway_config& cfg) {
   const json& s = merged["server"];
   auto& sv = cfg.server;
   sv.listen = get_listen(s, "/server", "listen");
@@ -319,6 +314,9 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
     fail("/server/admin_listen", "must differ from /server/listen");
   }
 
+}
+
+void parse_upstreams(const json& merged, const env_lookup& env, gateway_config& cfg) {
   for (const auto& [name, u] : merged["upstreams"].items()) {
     const std::string path = "/upstreams/" + name;
     if (name.empty()) fail(path, "upstream names must not be empty");
@@ -344,6 +342,9 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   std::sort(cfg.upstreams.begin(), cfg.upstreams.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
 
+}
+
+void parse_models(const json& merged, gateway_config& cfg) {
   for (const auto& [name, m] : merged["models"].items()) {
     const std::string path = "/models/" + name;
     if (name.empty()) fail(path, "model names must not be empty");
@@ -375,6 +376,9 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
             [](const auto& a, const auto& b) { return a.name < b.name; });
   if (cfg.models.empty()) fail("/models", "must name at least one model");
 
+}
+
+void parse_logging_metering_database_ledger(const json& merged, gateway_config& cfg) {
   const json& l = merged["logging"];
   const std::string level = get_string(l, "/logging", "level");
   if (!parse_log_level(level, cfg.logging.level)) {
@@ -403,6 +407,9 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
       get_uint(lg, "/ledger", "spool_bytes_max", 1024 * 1024, 1ull << 50);
   cfg.ledger.rate_events = get_bool(lg, "/ledger", "rate_events");
 
+}
+
+void parse_auth(const json& merged, gateway_config& cfg) {
   const json& a = merged["auth"];
   cfg.auth.admin_token = get_string(a, "/auth", "admin_token");
   cfg.auth.finance_token = get_string(a, "/auth", "finance_token");
@@ -423,6 +430,9 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   cfg.auth.unknown_key_lookup_burst =
       get_uint(a, "/auth", "unknown_key_lookup_burst", 1, 1'000'000);
 
+}
+
+void parse_budgets(const json& merged, gateway_config& cfg) {
   const json& b = merged["budgets"];
   cfg.budgets.redis = get_string(b, "/budgets", "redis");
   if (!b.at("redis_cluster").is_boolean()) fail("/budgets/redis_cluster", "must be true or false");
@@ -476,6 +486,9 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   if (!cfg.budgets.redis.empty() && cfg.database.url.empty()) {
     fail("/budgets/redis", "budgets need a database (database.url): they are stored there");
   }
+}
+
+void parse_invoices_reports_batches(const json& merged, gateway_config& cfg) {
   cfg.invoices.grace_hours = get_uint(merged["invoices"], "/invoices", "grace_hours", 0, 24 * 366);
   const json& ur = merged["usage_reports"];
   cfg.usage_reports.json_range_buckets_max =
@@ -492,6 +505,26 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   cfg.batches.max_file_bytes =
       get_uint(bt, "/batches", "max_file_bytes", 1024, limits::body_limit_bytes_max / 2);
   cfg.batches.max_file_lines = get_uint(bt, "/batches", "max_file_lines", 1, 1'000'000);
+}
+
+}  // namespace
+
+gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
+  const json file = json::parse(json_text, nullptr, /*allow_exceptions=*/false,
+                                /*ignore_comments=*/true);
+  if (file.is_discarded()) fail("", "is not valid JSON");
+  if (!file.is_object()) fail("", "the top level must be an object");
+  json merged = merge_with_defaults(file);
+  apply_env_overrides(merged, "", env);
+
+  gateway_config cfg;
+  parse_server(merged, cfg);
+  parse_upstreams(merged, env, cfg);
+  parse_models(merged, cfg);
+  parse_logging_metering_database_ledger(merged, cfg);
+  parse_auth(merged, cfg);
+  parse_budgets(merged, cfg);
+  parse_invoices_reports_batches(merged, cfg);
   return cfg;
 }
 

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -61,22 +62,24 @@ int usage_error(const char* msg) {
   return 2;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  using namespace tollgate;
+struct command_line {
   std::string config_path;
   bool check_only = false;
   bool migrate_only = false;
+};
+
+// Reads the arguments into `cl`; an exit code when the process ends here (help, version, an
+// unknown argument).
+std::optional<int> parse_command_line(int argc, char** argv, command_line& cl) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "migrate" && i == 1) {
-      migrate_only = true;
+      cl.migrate_only = true;
     } else if (arg == "--config" && i + 1 < argc) {
-      config_path = argv[++i];
+      cl.config_path = argv[++i];
     } else if (arg == "--check-config") {
-      check_only = true;
-      if (i + 1 < argc) config_path = argv[++i];
+      cl.check_only = true;
+      if (i + 1 < argc) cl.config_path = argv[++i];
     } else if (arg == "--help" || arg == "-h") {
       std::fputs(usage_text, stdout);
       return 0;
@@ -87,6 +90,150 @@ int main(int argc, char** argv) {
       return usage_error(("unknown argument: " + arg).c_str());
     }
   }
+  return std::nullopt;
+}
+
+// `tollgate migrate`, or database.migrate_on_start: applies the migrations. An exit code when
+// the process ends here.
+std::optional<int> migrate_if_asked(const tollgate::gateway_config& config,
+                                    const command_line& cl) {
+  if (!cl.migrate_only && !(config.database.migrate_on_start && !cl.check_only)) {
+    return std::nullopt;
+  }
+  if (config.database.url.empty()) {
+    std::fprintf(stderr, "tollgate: migrate needs database.url (or TOLLGATE_DATABASE__URL)\n");
+    return 2;
+  }
+  auto report = tollgate::billing::migrate(config.database.url);
+  if (!report) {
+    std::fprintf(stderr, "tollgate: migrate: %s\n", report.error().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "tollgate: schema at version %d (was %d; applied %zu migration(s))\n",
+               report->to_version, report->from_version, report->applied.size());
+  if (cl.migrate_only) return 0;
+  return std::nullopt;
+}
+
+// Each model's prompt counter: its tokenizer (loaded once, shared) and prompt format. False
+// (with the reason on stderr) when a model's tokenizer cannot be loaded.
+bool load_prompt_counters(
+    const tollgate::gateway_config& config,
+    std::unordered_map<std::string, tollgate::metering::prompt_counter>& counters) {
+  using namespace tollgate;
+  metering::tokenizer_registry tokenizers(config.metering.tokenizer_dir.empty()
+                                              ? metering::default_tokenizer_dir()
+                                              : config.metering.tokenizer_dir);
+  for (const auto& m : config.models) {
+    auto tok = tokenizers.get(m.tokenizer);
+    auto counter =
+        tok ? metering::prompt_counter::make(*tok, *metering::parse_prompt_format(m.prompt_format))
+            : result<metering::prompt_counter>(tok.error());
+    if (!counter) {
+      std::fprintf(stderr, "tollgate: config /models/%s: %s\n", m.name.c_str(),
+                   counter.error().message.c_str());
+      return false;
+    }
+    counters.emplace(m.name, std::move(*counter));
+  }
+  return true;
+}
+
+// Authorization before resources: a request that needs a key is checked before its body is
+// read (or 100 Continue sent), and look-ups of unknown keys are limited per address.
+void add_key_check(tollgate::http::listener_spec& listener, tollgate::gateway::authenticator* auth) {
+  using namespace tollgate;
+  listener.before_body = [auth](const http::request& header,
+                                const boost::asio::ip::address& peer)
+      -> boost::asio::awaitable<std::optional<api_error>> {
+    const std::string_view target = header.target();
+    if (!gateway::api_request_needs_key(header.method(), target.substr(0, target.find('?')))) {
+      co_return std::nullopt;
+    }
+    auto who = co_await auth->authenticate(header[boost::beast::http::field::authorization], peer);
+    if (!who) co_return who.error();
+    co_return std::nullopt;
+  };
+}
+
+// The billing side, with a database: the PostgreSQL pool and stores, the ledger writer
+// (started), the authenticator and the admin API, all on the billing thread's executor.
+// The usage log's file: stderr, or the configured path opened for appending (null, with the
+// reason on stderr, when it cannot be opened).
+std::FILE* open_usage_log(const tollgate::gateway_config& config) {
+  if (config.logging.usage_log == "stderr") return stderr;
+  std::FILE* f = std::fopen(config.logging.usage_log.c_str(), "a");
+  if (f == nullptr) {
+    std::fprintf(stderr, "tollgate: cannot open usage log %s: %s\n",
+                 config.logging.usage_log.c_str(), std::strerror(errno));
+  }
+  return f;
+}
+
+void register_process_metrics(tollgate::metrics::registry& registry, tollgate::logger& usage_log) {
+  usage_log.count_write_failures(
+      &registry
+           .add_counter("tollgate_usage_log_write_failures_total",
+                        "Usage records that could not be written to the usage log.")
+           .get());
+  registry
+      .add_gauge("tollgate_build_info", "Build information; the value is always 1.", {"version"})
+      .with({version})
+      .set(1);
+}
+
+struct billing_parts {
+  std::unique_ptr<tollgate::pg::pool> db_pool;
+  std::unique_ptr<tollgate::billing::account_store> store;
+  std::unique_ptr<tollgate::billing::batch_store> batch_store;
+  std::unique_ptr<tollgate::billing::ledger_writer> ledger;
+  std::unique_ptr<tollgate::gateway::billing_context> context;
+  std::unique_ptr<tollgate::gateway::authenticator> auth;
+  std::unique_ptr<tollgate::gateway::admin_api> admin_api;
+};
+
+bool start_billing(const tollgate::gateway_config& config, boost::asio::any_io_executor executor,
+                   tollgate::metrics::registry& registry, tollgate::logger& log,
+                   const tollgate::clock_source& clock, billing_parts& out) {
+  using namespace tollgate;
+  pg::connection_settings db;
+  db.conninfo = config.database.url;
+  db.connect_timeout = std::chrono::milliseconds(config.database.connect_timeout_ms);
+  db.statement_timeout = std::chrono::milliseconds(config.database.statement_timeout_ms);
+  billing::ledger_settings ls;
+  ls.flush_interval = std::chrono::milliseconds(config.ledger.flush_interval_ms);
+  ls.flush_events_max = config.ledger.flush_events_max;
+  ls.queue_events_max = config.ledger.queue_events_max;
+  ls.spool_dir = config.ledger.spool_dir;
+  ls.spool_bytes_max = config.ledger.spool_bytes_max;
+  ls.rate_events = config.ledger.rate_events;
+  try {
+    out.db_pool = std::make_unique<pg::pool>(executor, db, config.database.pool_size);
+    out.store = std::make_unique<billing::account_store>(*out.db_pool);
+    out.batch_store = std::make_unique<billing::batch_store>(*out.db_pool);
+    out.ledger = std::make_unique<billing::ledger_writer>(executor, db, ls, registry, log);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tollgate: %s\n", e.what());
+    return false;
+  }
+  out.context = std::make_unique<gateway::billing_context>(gateway::billing_context{
+      executor, out.store.get(), out.ledger.get(), out.batch_store.get()});
+  out.auth = std::make_unique<gateway::authenticator>(*out.context, config.auth, clock, registry);
+  out.admin_api =
+      std::make_unique<gateway::admin_api>(*out.context, config.auth, config.invoices, clock);
+  out.admin_api->set_usage_limits(gateway::usage_limits::from(config.usage_reports));
+  out.ledger->start();
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace tollgate;
+  command_line cl;
+  if (const auto exit_code = parse_command_line(argc, argv, cl)) return *exit_code;
+  const std::string& config_path = cl.config_path;
+  const bool check_only = cl.check_only;
 
   gateway_config config;
   try {
@@ -96,38 +243,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tollgate: %s\n", e.what());
     return 2;
   }
-  if (migrate_only || (config.database.migrate_on_start && !check_only)) {
-    if (config.database.url.empty()) {
-      std::fprintf(stderr, "tollgate: migrate needs database.url (or TOLLGATE_DATABASE__URL)\n");
-      return 2;
-    }
-    auto report = billing::migrate(config.database.url);
-    if (!report) {
-      std::fprintf(stderr, "tollgate: migrate: %s\n", report.error().c_str());
-      return 1;
-    }
-    std::fprintf(stderr, "tollgate: schema at version %d (was %d; applied %zu migration(s))\n",
-                 report->to_version, report->from_version, report->applied.size());
-    if (migrate_only) return 0;
-  }
+  if (const auto exit_code = migrate_if_asked(config, cl)) return *exit_code;
   // Each model's prompt counter: its tokenizer (loaded once, shared) and prompt format.
   std::unordered_map<std::string, metering::prompt_counter> counters;
-  {
-    metering::tokenizer_registry tokenizers(config.metering.tokenizer_dir.empty()
-                                                ? metering::default_tokenizer_dir()
-                                                : config.metering.tokenizer_dir);
-    for (const auto& m : config.models) {
-      auto tok = tokenizers.get(m.tokenizer);
-      auto counter = tok ? metering::prompt_counter::make(*tok, *metering::parse_prompt_format(m.prompt_format))
-                         : result<metering::prompt_counter>(tok.error());
-      if (!counter) {
-        std::fprintf(stderr, "tollgate: config /models/%s: %s\n", m.name.c_str(),
-                     counter.error().message.c_str());
-        return 2;
-      }
-      counters.emplace(m.name, std::move(*counter));
-    }
-  }
+  if (!load_prompt_counters(config, counters)) return 2;
   if (check_only) {
     std::printf("config ok: %zu upstream(s), %zu model(s), listen %s, admin %s\n",
                 config.upstreams.size(), config.models.size(),
@@ -143,28 +262,13 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
   mallopt(M_TOP_PAD, 16 * 1024 * 1024);
   logger log{stderr, config.logging.level};
-  std::FILE* usage_file = stderr;
-  if (config.logging.usage_log != "stderr") {
-    usage_file = std::fopen(config.logging.usage_log.c_str(), "a");
-    if (usage_file == nullptr) {
-      std::fprintf(stderr, "tollgate: cannot open usage log %s: %s\n",
-                   config.logging.usage_log.c_str(), std::strerror(errno));
-      return 1;
-    }
-  }
+  std::FILE* usage_file = open_usage_log(config);
+  if (usage_file == nullptr) return 1;
   logger usage_log{usage_file, log_level::info};
   metering::log_usage_sink log_sink{usage_log};
 
   metrics::registry registry;
-  usage_log.count_write_failures(
-      &registry
-           .add_counter("tollgate_usage_log_write_failures_total",
-                        "Usage records that could not be written to the usage log.")
-           .get());
-  registry
-      .add_gauge("tollgate_build_info", "Build information; the value is always 1.", {"version"})
-      .with({version})
-      .set(1);
+  register_process_metrics(registry, usage_log);
   system_clock_source clock;
 
   // With a database: the billing thread runs every PostgreSQL coroutine (key lookups, the
@@ -172,47 +276,17 @@ int main(int argc, char** argv) {
   const bool with_db = !config.database.url.empty();
   boost::asio::io_context billing_io{1};
   auto billing_guard = boost::asio::make_work_guard(billing_io);
-  std::unique_ptr<tollgate::pg::pool> db_pool;
-  std::unique_ptr<billing::account_store> store;
-  std::unique_ptr<billing::batch_store> batch_store;
-  std::unique_ptr<billing::ledger_writer> ledger;
-  std::unique_ptr<gateway::billing_context> billing_ctx;
-  std::unique_ptr<gateway::authenticator> auth;
-  std::unique_ptr<gateway::admin_api> admin_api;
+  billing_parts parts;
   std::vector<metering::usage_sink*> sinks{&log_sink};
   if (with_db) {
-    tollgate::pg::connection_settings db;
-    db.conninfo = config.database.url;
-    db.connect_timeout = std::chrono::milliseconds(config.database.connect_timeout_ms);
-    db.statement_timeout = std::chrono::milliseconds(config.database.statement_timeout_ms);
-    billing::ledger_settings ls;
-    ls.flush_interval = std::chrono::milliseconds(config.ledger.flush_interval_ms);
-    ls.flush_events_max = config.ledger.flush_events_max;
-    ls.queue_events_max = config.ledger.queue_events_max;
-    ls.spool_dir = config.ledger.spool_dir;
-    ls.spool_bytes_max = config.ledger.spool_bytes_max;
-    ls.rate_events = config.ledger.rate_events;
-    try {
-      db_pool = std::make_unique<tollgate::pg::pool>(billing_io.get_executor(), db,
-                                           config.database.pool_size);
-      store = std::make_unique<billing::account_store>(*db_pool);
-      batch_store = std::make_unique<billing::batch_store>(*db_pool);
-      ledger = std::make_unique<billing::ledger_writer>(billing_io.get_executor(), db, ls,
-                                                        registry, log);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "tollgate: %s\n", e.what());
-      return 1;
-    }
-    billing_ctx = std::make_unique<gateway::billing_context>(
-        gateway::billing_context{billing_io.get_executor(), store.get(), ledger.get(),
-                                  batch_store.get()});
-    auth = std::make_unique<gateway::authenticator>(*billing_ctx, config.auth, clock, registry);
-    admin_api = std::make_unique<gateway::admin_api>(*billing_ctx, config.auth,
-                                                    config.invoices, clock);
-    admin_api->set_usage_limits(gateway::usage_limits::from(config.usage_reports));
-    sinks.push_back(ledger.get());
-    ledger->start();
+    if (!start_billing(config, billing_io.get_executor(), registry, log, clock, parts)) return 1;
+    sinks.push_back(parts.ledger.get());
   }
+  auto& ledger = parts.ledger;
+  auto& batch_store = parts.batch_store;
+  auto& billing_ctx = parts.context;
+  auto& auth = parts.auth;
+  auto& admin_api = parts.admin_api;
   metering::fanout_usage_sink usage_sink{sinks};
   std::thread billing_thread([&billing_io] { billing_io.run(); });
   auto stop_billing = [&] {
@@ -274,21 +348,7 @@ int main(int argc, char** argv) {
         batch_worker->start();
       }
     }
-    if (auth) {
-      // Authorization before resources: a request that needs a key is checked before its body
-      // is read (or 100 Continue sent), and look-ups of unknown keys are limited per address.
-      api_listener.before_body = [a = auth.get()](const http::request& header,
-                                                  const boost::asio::ip::address& peer)
-          -> boost::asio::awaitable<std::optional<api_error>> {
-        const std::string_view target = header.target();
-        if (!gateway::api_request_needs_key(header.method(), target.substr(0, target.find('?')))) {
-          co_return std::nullopt;
-        }
-        auto who = co_await a->authenticate(header[boost::beast::http::field::authorization], peer);
-        if (!who) co_return who.error();
-        co_return std::nullopt;
-      };
-    }
+    if (auth) add_key_check(api_listener, auth.get());
     server.add_listener(std::move(api_listener));
     http::listener_spec admin_listener{"admin", config.server.admin_listen,
                                        [&admin](http::exchange& ex) { return admin.handle(ex); },

@@ -203,6 +203,20 @@ describe('budgets under hostile input (real PostgreSQL and Redis)', () => {
     assert.equal(estimated, 'f');
     const last = await s.lastUpstreamRequest();
     assert.deepEqual(last.body.stream_options, { include_usage: true });
+
+    // An upstream that still reports nothing: billed by the gateway's count, flagged, counted.
+    const before = await metric(s, 'tollgate_usage_unreported_total{upstream="dev"}');
+    const quiet = await raw(s.url, t.key, '/v1/chat/completions',
+      '{"model":"dev-echo","stream":true,"messages":[{"role":"user","content":"tg:no_usage five words in here"}]}');
+    assert.equal(quiet.status, 200);
+    await quiet.text();
+    const qid = quiet.headers.get('x-request-id');
+    await waitFor(() => pg.value(`SELECT count(*) FROM usage_events WHERE request_id = '${qid}'`) === '1', { what: 'row' });
+    const [qReported, qEstimated, qCompletion] = pg.query(`SELECT usage_reported, estimated, completion_tokens FROM usage_events WHERE request_id = '${qid}'`)[0];
+    assert.equal(qReported, 'f');
+    assert.equal(qEstimated, 't');
+    assert.ok(Number(qCompletion) > 0);
+    assert.equal(await metric(s, 'tollgate_usage_unreported_total{upstream="dev"}'), before + 1);
   });
 
   test('spend budgets with a tiered book count what the ledger bills: two gateways, reconcile shows zero difference', async () => {

@@ -6,6 +6,7 @@
 #include "billing/ledger_writer.hpp"
 
 using namespace tollgate;
+using namespace std::literals;
 
 TEST_CASE("ledger records: version 2 carries the settlement beside the row") {
   metering::usage_record r;
@@ -37,9 +38,11 @@ TEST_CASE("ledger records: version 1 lines read as they are; unknown versions do
   CHECK(rec->version == 1);
   CHECK(rec->copy_line == v1);
   CHECK(rec->settled_spend_micros == -1);
-  CHECK_FALSE(billing::parse_ledger_record(std::string("\0" "3\tx\t\t\trow", 13)));
-  CHECK_FALSE(billing::parse_ledger_record(std::string("\0" "2\t-5\t\t\trow", 13)));
-  CHECK_FALSE(billing::parse_ledger_record(std::string("\0" "2\t5", 4)));
+  // A leading NUL: string literals with "sv" keep it.
+  CHECK_FALSE(billing::parse_ledger_record("\0" "3\tx\t\t\trow"sv));
+  CHECK_FALSE(billing::parse_ledger_record("\0" "2\t-5\t\t\trow"sv));
+  CHECK_FALSE(billing::parse_ledger_record("\0" "2\t5"sv));
+  CHECK(billing::parse_ledger_record("\0" "2\t5\t\t\trow"sv));
   metering::usage_record none;
   none.tenant_id = "t";
   std::string out;
