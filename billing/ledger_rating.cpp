@@ -12,18 +12,6 @@ namespace tollgate::billing {
 
 namespace net = boost::asio;
 
-namespace {
-template <typename F>
-void for_each_counter(std::string_view list, F&& f) {
-  for (std::size_t at = 0; at < list.size();) {
-    const std::size_t comma = list.find(',', at);
-    const std::size_t end = comma == std::string_view::npos ? list.size() : comma;
-    if (end > at) f(list.substr(at, end - at));
-    at = end + 1;
-  }
-}
-}  // namespace
-
 net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const std::string& rows,
                                                                           bool may_repeat) {
   static const std::string staging_sql =
@@ -155,7 +143,7 @@ void ledger_writer::collect_corrections(const std::vector<std::optional<rating_e
     const auto add = [&](std::string_view counters, std::int64_t billed) {
       const std::int64_t delta = billed - h.settled_spend_micros;
       if (delta == 0) return;
-      for_each_counter(counters, [&](std::string_view key) {
+      for_each_piece(counters, ',', [&](std::string_view key) {
         corrections_.push_back(spend_correction{events[i]->tenant_id, std::string(key), delta});
       });
     };

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "metering/usage.hpp"
 
@@ -32,16 +33,22 @@ void append_ledger_record(std::string& out, const metering::usage_record& r);
 // Reads one record (without its '\n'); nullopt for an unknown version or a damaged header.
 std::optional<ledger_record> parse_ledger_record(std::string_view line);
 
+// Calls f with each non-empty piece of `text` between separators.
+template <typename F>
+void for_each_piece(std::string_view text, char separator, F&& f) {
+  for (std::size_t at = 0; at < text.size();) {
+    const std::size_t next = text.find(separator, at);
+    const std::size_t end = next == std::string_view::npos ? text.size() : next;
+    if (end > at) f(text.substr(at, end - at));
+    at = end + 1;
+  }
+}
+
 // Splits records joined by '\n' (the in-memory queue, or a spool segment read back) into
 // their lines.
 template <typename F>
 void for_each_ledger_line(std::string_view records, F&& f) {
-  for (std::size_t at = 0; at < records.size();) {
-    const std::size_t nl = records.find('\n', at);
-    const std::size_t end = nl == std::string_view::npos ? records.size() : nl;
-    if (end > at) f(records.substr(at, end - at));
-    at = end + 1;
-  }
+  for_each_piece(records, '\n', std::forward<F>(f));
 }
 
 }  // namespace tollgate::billing

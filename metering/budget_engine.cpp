@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <string>
+#include <string_view>
 
 namespace tollgate::metering {
 
@@ -20,6 +22,19 @@ constexpr std::int64_t counter_grace_ms = 3'600'000;
 // A request's record outlives its hold by this much. A settlement that comes later finds no
 // record: it counts the usage and releases nothing, the hold having expired already.
 constexpr std::int64_t record_grace_ms = minute_ms;
+
+// Amounts must be non-negative integers of at most 2^53 - 1 (exact in Lua's numbers); anything
+// else is refused with an error, so no input can make a hold negative or break a settlement.
+// Both scripts that take amounts start with this check.
+constexpr std::string_view amount_of_lua = R"lua(
+local function amount_of(s)
+  local v = tonumber(s)
+  if not v or not string.find(s, '^%d+$') or v > 9007199254740991 then
+    return nil
+  end
+  return v
+end
+)lua";
 
 // A counter is a hash at KEY: `used` (settled usage), one field per hold expiry time
 // `h<expiry ms>` (the sum of the holds in flight that expire then), and the alert markers
@@ -39,17 +54,7 @@ constexpr std::int64_t record_grace_ms = minute_ms;
 // Returns {1, remaining...} or {0, refusing charge index (0-based), what it had left}.
 // Expiries are set when a key is created, not on every call: a window instance's keys expire
 // at its end plus a grace period, which does not move (lifetime counters excepted).
-//
-// Amounts must be non-negative integers of at most 2^53 - 1 (exact in Lua's numbers); anything
-// else is refused with an error, so no input can make a hold negative or break a settlement.
-const redis::script reserve_script(R"lua(
-local function amount_of(s)
-  local v = tonumber(s)
-  if not v or not string.find(s, '^%d+$') or v > 9007199254740991 then
-    return nil
-  end
-  return v
-end
+const redis::script reserve_script(std::string(amount_of_lua) + R"lua(
 local now = tonumber(ARGV[1])
 local field, record, record_ttl = ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
@@ -108,14 +113,7 @@ return {1, unpack(remaining)}
 // Returns {0} if the request was settled before, else {1, then per threshold crossed: counter
 // index (0-based), percent, settled usage}. A threshold is crossed once per window instance:
 // its marker field `a<percent>` in the counter hash remembers it.
-const redis::script settle_script(R"lua(
-local function amount_of(s)
-  local v = tonumber(s)
-  if not v or not string.find(s, '^%d+$') or v > 9007199254740991 then
-    return nil
-  end
-  return v
-end
+const redis::script settle_script(std::string(amount_of_lua) + R"lua(
 local n = tonumber(ARGV[1])
 -- Every amount is checked before anything is written.
 local a = 3
