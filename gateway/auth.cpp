@@ -219,8 +219,22 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate(
 
 boost::asio::awaitable<result<caller>> authenticator::authenticate(
     std::string_view authorization, const boost::asio::ip::address& source) {
-  const std::string s = source.to_string();
+  const std::string s = lookup_source_of(source);
   co_return co_await authenticate_key(authorization, &s);
+}
+
+std::string lookup_source_of(const boost::asio::ip::address& address) {
+  if (address.is_v6()) {
+    const auto v6 = address.to_v6();
+    if (v6.is_v4_mapped()) {
+      return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).to_string();
+    }
+    // One host usually holds a whole /64: its addresses share one bucket.
+    auto bytes = v6.to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+  }
+  return address.to_string();
 }
 
 boost::asio::awaitable<result<caller>> authenticator::authenticate_key(

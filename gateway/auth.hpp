@@ -62,6 +62,10 @@ class negative_key_cache {
 // A token bucket per client address for database look-ups of unknown keys: `burst` at once,
 // refilled at `per_s`. At most `sources_max` addresses are tracked; when full, addresses whose
 // bucket is full again are forgotten first (they lose nothing), then all of them.
+// The limiter's key for a client address: an IPv4 address (IPv4-mapped IPv6 included) as it
+// is, an IPv6 address by its /64, which one host usually holds whole.
+std::string lookup_source_of(const boost::asio::ip::address& address);
+
 class key_lookup_limiter {
  public:
   key_lookup_limiter(std::uint64_t per_s, std::uint64_t burst, std::size_t sources_max)

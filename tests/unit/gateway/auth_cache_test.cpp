@@ -79,3 +79,14 @@ TEST_CASE("API requests authenticated before their body", "[auth_cache]") {
   CHECK_FALSE(api_request_needs_key(bhttp::verb::post, "/v1/unknown"));
   CHECK_FALSE(api_request_needs_key(bhttp::verb::get, "/v1/filesx"));
 }
+
+TEST_CASE("key look-up limiter: IPv6 clients are limited by their /64", "[auth_cache]") {
+  namespace ip = boost::asio::ip;
+  CHECK(lookup_source_of(ip::make_address("127.0.0.2")) == "127.0.0.2");
+  CHECK(lookup_source_of(ip::make_address("::ffff:10.1.2.3")) == "10.1.2.3");
+  CHECK(lookup_source_of(ip::make_address("2001:db8:1:2:aaaa::1")) == "2001:db8:1:2::/64");
+  CHECK(lookup_source_of(ip::make_address("2001:db8:1:2:ffff:ffff:ffff:ffff")) ==
+        lookup_source_of(ip::make_address("2001:db8:1:2::9")));
+  CHECK(lookup_source_of(ip::make_address("2001:db8:1:3::1")) !=
+        lookup_source_of(ip::make_address("2001:db8:1:2::1")));
+}
