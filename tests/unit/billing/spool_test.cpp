@@ -144,17 +144,26 @@ TEST_CASE("spool: a segment that could not be opened is opened by the next appen
   const auto dir = temp_dir("reopen");
   spool s(dir, 1 << 20);
   REQUIRE(s.append("a\n"));
-  // The folder refuses new files: sealing cannot open the next segment.
-  std::filesystem::permissions(dir, std::filesystem::perms::owner_read |
-                                        std::filesystem::perms::owner_exec);
+  // No descriptor left for the next segment (EMFILE; root is no exception): sealing cannot
+  // open it, and appends fail.
+  rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
+  // Descriptors already open stay usable; no new one above stderr may be opened.
+  rlimit tight = old;
+  tight.rlim_cur = 3;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &tight) == 0);
   const auto seq = s.seal();
   const bool refused = !s.append("b\n");
-  std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &old) == 0);
   REQUIRE(seq != 0);
-  // Root ignores folder permissions; only check the refusal where it applies.
-  if (refused) CHECK(s.append("c\n"));
-  CHECK(s.append("d\n"));
-  CHECK(s.seal() != 0);
+  CHECK(refused);
+  // With descriptors again, the next append opens a segment and the row is kept.
+  REQUIRE(s.append("c\n"));
+  const auto next = s.seal();
+  REQUIRE(next != 0);
+  bool damaged = true;
+  CHECK(s.read(next, damaged) == std::vector<std::string>{"c\n"});
+  CHECK_FALSE(damaged);
 }
 
 TEST_CASE("spool: a segment that cannot be read is an I/O error, not damage") {
