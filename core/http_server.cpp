@@ -155,6 +155,15 @@ net::awaitable<bool> exchange::send(response res) {
   co_return write_finished(ec);
 }
 
+net::awaitable<bool> exchange::send_json(unsigned status, std::string body,
+                                         std::string_view request_id) {
+  response res{static_cast<bhttp::status>(status), req_.version()};
+  res.set(bhttp::field::content_type, "application/json");
+  if (!request_id.empty()) res.set("x-request-id", request_id);
+  res.body() = std::move(body);
+  co_return co_await send(std::move(res));
+}
+
 net::awaitable<bool> exchange::send_error(api_error error, std::string_view request_id) {
   response res{static_cast<bhttp::status>(error.status), req_.version()};
   res.set(bhttp::field::content_type, "application/json");
@@ -397,7 +406,8 @@ net::awaitable<void> server::accept_loop(listener& l) {
       f.add("listener", l.spec.name).add("error", ec.message());
       log_.warn("accept failed", f);
       // Out of descriptors and the like: back off briefly instead of spinning.
-      net::steady_timer pause{workers_[0]->ioc, std::chrono::milliseconds(50)};
+      net::steady_timer pause{workers_[0]->ioc,
+                              std::chrono::milliseconds(limits::accept_retry_pause_ms)};
       co_await pause.async_wait(use_tuple);
       continue;
     }
@@ -549,11 +559,10 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) 
     // Lingering close, as nginx does: a client still sending the body it was refused would
     // otherwise get a connection reset instead of the answer. Its remaining bytes are read
     // and dropped for a short while (bounded in time and bytes).
-    static constexpr std::size_t linger_bytes_max = 64u * 1024 * 1024;
     std::size_t dropped = 0;
-    std::vector<char> sink(64 * 1024);
-    stream.expires_after(std::chrono::seconds(2));
-    while (dropped < linger_bytes_max) {
+    std::vector<char> sink(limits::linger_buffer_bytes);
+    stream.expires_after(std::chrono::milliseconds(limits::linger_ms_max));
+    while (dropped < limits::linger_bytes_max) {
       auto [rec, rn] = co_await stream.async_read_some(net::buffer(sink), use_tuple);
       if (rec) break;
       dropped += rn;

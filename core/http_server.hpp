@@ -82,6 +82,9 @@ class exchange {
 
   // A whole response. Sets version, keep-alive and Content-Length.
   net::awaitable<bool> send(response res);
+  // A JSON body with `status` (200, 201, ...); `request_id` goes in x-request-id when not empty.
+  net::awaitable<bool> send_json(unsigned status, std::string body,
+                                 std::string_view request_id = {});
   // An OpenAI-shaped error response; `request_id` is echoed in x-request-id when not empty.
   net::awaitable<bool> send_error(api_error error, std::string_view request_id = {});
   // 405 naming the method and path, with an Allow header listing `allowed`.

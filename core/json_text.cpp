@@ -143,4 +143,28 @@ json_object_writer& json_object_writer::add_raw(std::string_view k, std::string_
   return *this;
 }
 
+void json_array_writer::next() {
+  body_.push_back(body_.empty() ? '[' : ',');
+}
+
+json_array_writer& json_array_writer::add(std::string_view value) {
+  next();
+  append_json_string(body_, value);
+  return *this;
+}
+
+json_array_writer& json_array_writer::add(std::int64_t value) {
+  next();
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  body_.append(buf, end);
+  return *this;
+}
+
+json_array_writer& json_array_writer::add_raw(std::string_view json) {
+  next();
+  body_.append(json);
+  return *this;
+}
+
 }  // namespace tollgate

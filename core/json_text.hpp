@@ -1,5 +1,5 @@
 // Minimal JSON text writing for hot paths (log lines, usage records) that should not pull in a
-// full JSON library: string escaping and a flat object builder.
+// full JSON library: string escaping, an object builder and an array builder.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -41,6 +41,25 @@ class json_object_writer {
 
  private:
   void key(std::string_view k);
+  std::string body_;
+};
+
+// Builds one JSON array: [v,...]. Elements are strings, integers or already-serialized JSON
+// (an object from json_object_writer::finish(), a nested array).
+class json_array_writer {
+ public:
+  json_array_writer& add(std::string_view value);
+  json_array_writer& add(const char* value) { return add(std::string_view(value)); }
+  json_array_writer& add(std::int64_t value);
+  json_array_writer& add(int value) { return add(static_cast<std::int64_t>(value)); }
+  json_array_writer& add(unsigned value) { return add(static_cast<std::int64_t>(value)); }
+  json_array_writer& add_raw(std::string_view json);
+
+  std::string finish() const { return body_.empty() ? "[]" : body_ + "]"; }
+  bool empty() const { return body_.empty(); }
+
+ private:
+  void next();
   std::string body_;
 };
 

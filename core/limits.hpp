@@ -1,5 +1,6 @@
-// Named defaults for every limit Tollgate enforces. Units are the last word of each name.
-// Config values start from these and are range-checked against the *_min/*_max bounds.
+// Named defaults and bounds for every limit Tollgate enforces, in one place, with the
+// static_asserts that relate them. Units are the last word of each name. Config values start
+// from these and are range-checked against the *_min/*_max bounds.
 #pragma once
 #include <cstdint>
 
@@ -26,5 +27,48 @@ inline constexpr std::uint64_t upstream_response_limit_bytes_default = 64u * 102
 
 inline constexpr std::uint64_t sse_line_bytes_max = 8u * 1024 * 1024;
 inline constexpr std::uint64_t request_id_chars_max = 128;
+
+// ---- HTTP server (core/http_server.cpp) ----
+// A refused body still being sent is read and dropped for a while before closing (lingering
+// close), at most this much and this long, through a buffer of this size.
+inline constexpr std::uint64_t linger_bytes_max = 64u * 1024 * 1024;
+inline constexpr std::uint64_t linger_ms_max = 2'000;
+inline constexpr std::uint64_t linger_buffer_bytes = 64 * 1024;
+// After a failed accept (out of descriptors): the pause before the next one.
+inline constexpr std::uint64_t accept_retry_pause_ms = 50;
+
+// ---- API key authentication (gateway/auth.cpp) ----
+// A cached key stays usable this long past its TTL while PostgreSQL is away.
+inline constexpr std::uint64_t key_cache_stale_grace_ms = 15 * 60 * 1000;
+// Real keys only (unknown ones go to the negative cache): bounded by the key table.
+inline constexpr std::uint64_t key_cache_entries_max = 100'000;
+// Client addresses (IPv6 per /64) holding an unknown-key look-up bucket.
+inline constexpr std::uint64_t key_lookup_sources_max = 10'000;
+// Keys shorter than this are never shown, even in part, in an error message.
+inline constexpr std::uint64_t key_shown_chars_min = 12;
+
+// ---- admin API (gateway/admin_*.cpp) ----
+inline constexpr std::uint64_t admin_name_bytes_max = 200;   // names, memos, ids in bodies
+inline constexpr std::uint64_t model_name_bytes_max = 256;  // a model in an allowlist
+inline constexpr std::uint64_t admin_page_limit_max = 100;  // `limit` of a list
+inline constexpr std::uint64_t admin_actor_chars_max = 64;  // x-tollgate-actor
+inline constexpr std::int64_t key_rotate_grace_s_max = 30 * 86400;
+inline constexpr std::int64_t unix_seconds_max = 253'402'300'799;  // 9999-12-31T23:59:59Z
+inline constexpr std::int64_t credit_priority_max = 1'000'000;
+inline constexpr std::int64_t basis_points_max = 10'000;  // 100 %
+inline constexpr std::uint64_t alert_thresholds_max = 10;  // per budget
+inline constexpr std::int64_t alert_percent_max = 1'000;   // of the limit
+
+static_assert(upstream_pooled_idle_ms_max < upstream_idle_timeout_ms_default,
+              "a pooled connection is dropped before the upstream's idle timeout would");
+static_assert(admin_max_connections_default <= max_connections_default);
+static_assert(header_limit_bytes_default < body_limit_bytes_default);
+static_assert(body_limit_bytes_default <= body_limit_bytes_max);
+static_assert(sse_line_bytes_max <= upstream_response_limit_bytes_default,
+              "one SSE line fits in a whole upstream response");
+static_assert(linger_buffer_bytes <= linger_bytes_max);
+static_assert(model_name_bytes_max >= admin_name_bytes_max);
+static_assert(admin_actor_chars_max <= request_id_chars_max,
+              "an actor name is checked with the client request id's rules");
 
 }  // namespace tollgate::limits

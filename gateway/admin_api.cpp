@@ -10,7 +10,9 @@
 #include "billing/credits.hpp"
 #include "billing/period_pricing.hpp"
 #include "billing/price_book.hpp"
+#include "core/bearer_token.hpp"
 #include "core/json_dom.hpp"
+#include "core/limits.hpp"
 #include "core/request_id.hpp"
 #include "gateway/alert_dispatcher.hpp"
 #include "gateway/budget_guard.hpp"
@@ -23,16 +25,14 @@ namespace {
 namespace bhttp = boost::beast::http;
 using billing::store_result;
 
-constexpr std::size_t name_bytes_max = 200;
-constexpr std::size_t model_name_bytes_max = 256;
-constexpr std::int64_t rotate_grace_s_max = 30 * 86400;
+using limits::admin_name_bytes_max;
+using limits::model_name_bytes_max;
+using limits::unix_seconds_max;
 
 bool token_matches(std::string_view authorization, const std::string& token) {
-  constexpr std::string_view bearer = "Bearer ";
-  if (token.empty() || authorization.substr(0, bearer.size()) != bearer) return false;
-  const std::string_view given = authorization.substr(bearer.size());
-  return given.size() == token.size() &&
-         CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
+  const std::optional<std::string_view> given = http::bearer_token(authorization);
+  return !token.empty() && given && given->size() == token.size() &&
+         CRYPTO_memcmp(given->data(), token.data(), token.size()) == 0;
 }
 
 api_error unauthorized(std::string message) {
@@ -98,8 +98,9 @@ class body_reader {
       if (required) fail(std::string(key) + " is required.", key);
       return std::nullopt;
     }
-    if (!v.is_string() || v.as_string().empty() || v.as_string().size() > name_bytes_max) {
-      fail(std::string(key) + " must be a string of 1 to 200 bytes.", key);
+    if (!v.is_string() || v.as_string().empty() || v.as_string().size() > admin_name_bytes_max) {
+      fail(std::string(key) + " must be a string of 1 to " + std::to_string(admin_name_bytes_max) +
+               " bytes.", key);
       return std::nullopt;
     }
     return std::string(v.as_string());
@@ -179,10 +180,10 @@ class body_reader {
     const json::value v = doc_->root().find(key);
     if (!v.valid()) return std::nullopt;
     std::vector<int> out;
-    bool good = v.is_array() && v.size() <= 10;
+    bool good = v.is_array() && v.size() <= limits::alert_thresholds_max;
     if (good) {
       v.for_each_element([&](json::value t) {
-        if (!t.is_int64() || t.as_int64() < 1 || t.as_int64() > 1000) {
+        if (!t.is_int64() || t.as_int64() < 1 || t.as_int64() > limits::alert_percent_max) {
           good = false;
         } else {
           out.push_back(static_cast<int>(t.as_int64()));
@@ -277,7 +278,7 @@ result<billing::page_request> page_from(const query_params& q) {
   if (const auto l = q.get("limit")) {
     int v = 0;
     auto [end, ec] = std::from_chars(l->data(), l->data() + l->size(), v);
-    if (ec != std::errc() || end != l->data() + l->size() || v < 1 || v > 100) {
+    if (ec != std::errc() || end != l->data() + l->size() || v < 1 || v > static_cast<int>(limits::admin_page_limit_max)) {
       return invalid_request("limit must be between 1 and 100.", "limit", "invalid_value");
     }
     p.limit = v;
@@ -292,7 +293,7 @@ namespace {
 std::string actor_of(const http::request& req) {
   const std::string_view given = req["x-tollgate-actor"];
   std::string actor = "admin";
-  if (!given.empty() && given.size() <= 64 && is_valid_client_request_id(given)) {
+  if (!given.empty() && given.size() <= limits::admin_actor_chars_max && is_valid_client_request_id(given)) {
     actor += ":" + std::string(given);
   }
   return actor;
@@ -446,9 +447,9 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       auto grant_kind = body.choice("kind", {"purchased", "promotional"}, true);
       auto amount = body.nullable_int("amount_micros", 1, billing::credit_micros_max);
       auto paid = body.nullable_int("price_paid_micros", 0, billing::credit_micros_max);
-      auto effective = body.nullable_int("effective_at", 0, 253402300799);
-      auto expires = body.nullable_int("expires_at", 0, 253402300799);
-      auto priority = body.nullable_int("priority", 0, 1'000'000);
+      auto effective = body.nullable_int("effective_at", 0, unix_seconds_max);
+      auto expires = body.nullable_int("expires_at", 0, unix_seconds_max);
+      auto priority = body.nullable_int("priority", 0, limits::credit_priority_max);
       auto models = body.models("models");
       auto memo = body.name("memo", false);
       if (body.ok()) {
@@ -489,7 +490,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       body.reject_unknown({"price_book_id", "batch_discount_bp", "settlement_mode"});
       billing::account_store::plan_spec spec;
       auto book = body.name("price_book_id", true);
-      auto discount = body.nullable_int("batch_discount_bp", 0, 10'000);
+      auto discount = body.nullable_int("batch_discount_bp", 0, limits::basis_points_max);
       auto mode = body.choice("settlement_mode", {"credit_then_invoice", "credit_only"}, false);
       if (body.ok()) {
         spec.tenant_id = id;
@@ -509,7 +510,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       auto currency = body.currency("currency");
       auto mode = body.choice("tier_mode", {"graduated", "volume"}, false);
       auto scope = body.choice("tier_scope", {"model", "all_models"}, false);
-      auto effective = body.nullable_int("effective_at", 0, 253402300799);
+      auto effective = body.nullable_int("effective_at", 0, unix_seconds_max);
       spec.tier_mode = mode.value_or("graduated");
       spec.tier_scope = scope.value_or("model");
       auto prices = body.prices(billing::tier_mode_of(spec.tier_mode),
@@ -527,7 +528,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     } else if (!id.empty() && action == "versions" && post) {
       // The new prices are checked against the book's own tier mode and scope.
       body.reject_unknown({"effective_at", "models"});
-      auto effective = body.nullable_int("effective_at", 0, 253402300799);
+      auto effective = body.nullable_int("effective_at", 0, unix_seconds_max);
       if (!body.ok()) {
         co_await ex.send_error(body.error());
         co_return;
@@ -577,7 +578,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       auto tenant = body.name("tenant_id", true);
       auto project = body.name("project_id", false);
       auto name = body.name("name", false);
-      auto expires = body.nullable_int("expires_at", 0, 253402300799);
+      auto expires = body.nullable_int("expires_at", 0, unix_seconds_max);
       auto models = body.models("allowed_models");
       if (body.ok()) {
         spec.tenant_id = *tenant;
@@ -594,7 +595,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       body.reject_unknown({"name", "expires_at", "allowed_models"});
       billing::account_store::key_update u;
       u.name = body.name("name", false);
-      auto expires = body.nullable_int("expires_at", 0, 253402300799);
+      auto expires = body.nullable_int("expires_at", 0, unix_seconds_max);
       auto models = body.models("allowed_models");
       if (body.ok()) {
         u.set_expires = expires.has_value();
@@ -608,7 +609,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       op = store.revoke_key(id, actor);
     } else if (!id.empty() && action == "rotate" && post) {
       body.reject_unknown({"grace_seconds"});
-      auto grace = body.nullable_int("grace_seconds", 0, rotate_grace_s_max);
+      auto grace = body.nullable_int("grace_seconds", 0, limits::key_rotate_grace_s_max);
       if (body.ok()) {
         const std::int64_t g = grace && *grace ? **grace : 0;
         op = store.rotate_key(id, g, actor);
@@ -690,7 +691,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     op = store.get_credit_grant(id);
   } else if (kind == "credits" && id == "expire" && action.empty() && post) {
     body.reject_unknown({"at"});
-    auto at = body.nullable_int("at", 0, 253402300799);
+    auto at = body.nullable_int("at", 0, unix_seconds_max);
     if (body.ok()) {
       op = store.expire_credits(at && *at ? **at : unix_ms(clock_.wall_now()) / 1000);
     }

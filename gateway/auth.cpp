@@ -3,7 +3,9 @@
 
 #include <algorithm>
 
+#include "core/bearer_token.hpp"
 #include "core/json_dom.hpp"
+#include "core/limits.hpp"
 
 namespace tollgate::gateway {
 namespace {
@@ -11,9 +13,9 @@ namespace {
 namespace bhttp = boost::beast::http;
 
 // Keys seen before keep working this long past their TTL while the database cannot be asked.
-constexpr auto stale_grace = std::chrono::minutes(15);
-constexpr std::size_t key_cache_entries_max = 100'000;  // real keys only: bounded by the table
-constexpr std::size_t lookup_sources_max = 10'000;      // client addresses with a look-up bucket
+constexpr auto stale_grace = std::chrono::milliseconds(limits::key_cache_stale_grace_ms);
+constexpr std::size_t key_cache_entries_max = limits::key_cache_entries_max;
+constexpr std::size_t lookup_sources_max = limits::key_lookup_sources_max;
 
 api_error unauthorized(std::string message, std::string code = "invalid_api_key") {
   api_error e;
@@ -37,7 +39,7 @@ api_error lookups_limited() {
 
 // "tg-abcd****wxyz": enough to recognise a key in an error without repeating it.
 std::string shown_key(std::string_view key) {
-  if (key.size() < 12) return "****";
+  if (key.size() < limits::key_shown_chars_min) return "****";
   return std::string(key.substr(0, 7)) + "****" + std::string(key.substr(key.size() - 4));
 }
 
@@ -239,7 +241,6 @@ std::string lookup_source_of(const boost::asio::ip::address& address) {
 
 boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
     std::string_view authorization, const std::string* source) {
-  constexpr std::string_view bearer = "Bearer ";
   if (authorization.empty()) {
     outcomes_.with({"missing"}).inc();
     co_return unauthorized(
@@ -247,19 +248,13 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
         "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
         "missing_api_key");
   }
-  std::string_view key = authorization;
-  if (key.size() > bearer.size() && std::equal(bearer.begin(), bearer.end(), key.begin(),
-                                               [](char a, char b) {
-                                                 return std::tolower(a) == std::tolower(b);
-                                               })) {
-    key.remove_prefix(bearer.size());
-  } else {
+  const std::optional<std::string_view> token = http::bearer_token(authorization);
+  if (!token) {
     outcomes_.with({"malformed"}).inc();
     co_return unauthorized(
         "The Authorization header must be `Bearer YOUR_KEY`.", "invalid_api_key");
   }
-  while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
-  while (!key.empty() && key.back() == ' ') key.remove_suffix(1);
+  const std::string_view key = *token;
   const std::string shown = shown_key(key);
   if (!billing::is_well_formed_api_key(key)) {
     outcomes_.with({"malformed"}).inc();

@@ -121,6 +121,12 @@ describe('tenants, keys and the ledger (real PostgreSQL)', () => {
     assert.equal(fp.status, 403);
     assert.equal((await api(s.adminUrl, 'GET', '/finance/v1/usage?start_time=0', { token: null })).status, 401);
     assert.equal((await api(s.adminUrl, 'GET', '/finance/v1/usage?start_time=0', { token: FINANCE })).status, 200);
+    // The scheme is case-insensitive (RFC 7235), as for API keys; the token itself is not.
+    const lower = await api(s.adminUrl, 'GET', '/admin/v1/tenants', { token: null, headers: { authorization: `bearer  ${ADMIN} ` } });
+    assert.equal(lower.status, 200, lower.text);
+    const upperToken = await api(s.adminUrl, 'GET', '/admin/v1/tenants', { token: null, headers: { authorization: `Bearer ${ADMIN.toUpperCase()}` } });
+    if (ADMIN.toUpperCase() !== ADMIN) assert.equal(upperToken.status, 401);
+    assert.equal((await api(s.adminUrl, 'GET', '/admin/v1/tenants', { token: null, headers: { authorization: `Basic ${ADMIN}` } })).status, 401);
   });
 
   test('API keys: stored only as SHA-256; missing, malformed, unknown keys get 401', async () => {
@@ -137,6 +143,7 @@ describe('tenants, keys and the ledger (real PostgreSQL)', () => {
     const cases = [
       [undefined, 'missing_api_key'],
       ['Basic abc', 'invalid_api_key'],
+      ['Bearer    ', 'invalid_api_key'],
       ['Bearer tg-short', 'invalid_api_key'],
       [`Bearer tg-${'A'.repeat(43)}`, 'invalid_api_key'],
     ];

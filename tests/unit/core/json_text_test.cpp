@@ -1,6 +1,7 @@
-// JSON text writer: escaping, invalid UTF-8 replacement, object building.
+// JSON text writer: escaping, invalid UTF-8 replacement, object and array building.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <limits>
 #include <random>
 
 #include "core/json_text.hpp"
@@ -40,4 +41,25 @@ TEST_CASE("the object writer builds flat objects") {
   CHECK(j["b"] == true);
   CHECK(j["z"].is_null());
   CHECK(j["r"] == nlohmann::json::array({1}));
+}
+
+TEST_CASE("the array writer builds arrays of strings, integers and nested values") {
+  json_array_writer empty;
+  CHECK(empty.finish() == "[]");
+  CHECK(empty.empty());
+  json_array_writer one;
+  one.add(std::int64_t{-9223372036854775807 - 1});
+  CHECK(one.finish() == "[-9223372036854775808]");
+  json_object_writer obj;
+  obj.add("k", "v");
+  json_array_writer w;
+  w.add("a\"b").add(3).add(7u).add_raw(obj.finish()).add_raw(one.finish());
+  CHECK_FALSE(w.empty());
+  const auto j = nlohmann::json::parse(w.finish());
+  REQUIRE(j.size() == 5);
+  CHECK(j[0] == "a\"b");
+  CHECK(j[1] == 3);
+  CHECK(j[2] == 7);
+  CHECK(j[3]["k"] == "v");
+  CHECK(j[4][0] == std::numeric_limits<std::int64_t>::min());
 }
