@@ -121,10 +121,25 @@ std::optional<rating_event> parse_rating_event(std::string_view line) {
   e.model = std::move(*model);
   e.occurred_at_s = *at;
   e.batch = fields[col_batch] == "t";
-  // As the period totals split them: cached tokens are part of the prompt.
-  e.cached_input = std::min(*cached, *prompt);
-  e.input = *prompt - e.cached_input;
-  e.output = *completion;
+  e.set_tokens(*prompt, *cached, *completion);
+  return e;
+}
+
+void rating_event::set_tokens(std::int64_t prompt_tokens, std::int64_t cached_tokens,
+                              std::int64_t completion_tokens) {
+  cached_input = std::min(cached_tokens, prompt_tokens);
+  input = prompt_tokens - cached_input;
+  output = completion_tokens;
+}
+
+rating_event rating_event::from(const metering::usage_record& rec) {
+  rating_event e;
+  e.tenant_id = rec.tenant_id;
+  e.request_id = rec.request_id;
+  e.occurred_at_s = rec.occurred_at_ms / 1000;
+  e.model = rec.model;
+  e.batch = rec.batch;
+  e.set_tokens(rec.prompt_tokens, rec.cached_tokens, rec.completion_tokens);
   return e;
 }
 

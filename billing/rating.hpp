@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "billing/price_book.hpp"
+#include "metering/usage.hpp"
 
 namespace tollgate::billing {
 
@@ -30,6 +31,13 @@ struct rating_event {
   std::int64_t input = 0;  // prompt tokens that were not cached
   std::int64_t cached_input = 0;
   std::int64_t output = 0;
+
+  // The one split into token classes, as the period totals make it: cached tokens are part of
+  // the prompt (and never more than it).
+  void set_tokens(std::int64_t prompt_tokens, std::int64_t cached_tokens,
+                  std::int64_t completion_tokens);
+  // A request's usage record as rating sees it (for quoting its cost before the ledger has it).
+  static rating_event from(const metering::usage_record& rec);
 };
 
 // Reads those fields from one line of the ledger's COPY text (ledger_writer's column order,

@@ -1,7 +1,7 @@
 // A small Prometheus metrics registry that renders the text exposition format (version 0.0.4).
 // Counters, gauges and latency histograms; each metric is a family with fixed label names whose
 // children are created on first use. Updating a child is a relaxed atomic add; look children up
-// once and keep the reference on hot paths.
+// once and keep the reference on hot paths (or per I/O thread in a child_cache).
 #pragma once
 #include <algorithm>
 #include <array>
@@ -117,6 +117,30 @@ class family final : public family_base {
  private:
   mutable std::mutex mutex_;
   std::map<std::vector<std::string>, std::unique_ptr<Metric>, label_values_less> children_;
+};
+
+// One thread's memo of a family's children: a hot path that picks a child by label values on
+// every request (an upstream and an outcome, say) finds it here without taking the family's
+// mutex, which every I/O thread shares, after the first use. Not thread-safe: keep one per
+// I/O thread.
+template <class Metric>
+class child_cache {
+ public:
+  explicit child_cache(family<Metric>& f) : family_(&f) {}
+  Metric& with(std::initializer_list<std::string_view> label_values) {
+    auto it = children_.find(label_values);
+    if (it == children_.end()) {
+      it = children_
+               .emplace(std::vector<std::string>(label_values.begin(), label_values.end()),
+                        &family_->with(label_values))
+               .first;
+    }
+    return *it->second;
+  }
+
+ private:
+  family<Metric>* family_;
+  std::map<std::vector<std::string>, Metric*, label_values_less> children_;
 };
 
 template <>

@@ -9,6 +9,7 @@
 
 #include <boost/beast/http/empty_body.hpp>
 #include "backends/sse.hpp"
+#include "core/assert.hpp"
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 #include "core/limits.hpp"
@@ -91,6 +92,11 @@ std::string model_object(const model_config& m, std::int64_t created) {
 }  // namespace
 
 struct api_handler::proxy_state {
+  // Where the request is on its path. finish() records it once, moving it to `recorded`: from
+  // `refused` (stopped before forwarding) or once forwarding began.
+  enum class stage { admitting, refused, forwarding, recorded };
+  stage at = stage::admitting;
+  unsigned worker = 0;                    // the I/O thread it runs on
   proxy_state* prev_in_flight = nullptr;  // the I/O thread's in-flight list
   proxy_state* next_in_flight = nullptr;
   bool listed = false;  // on that list (false once the handler detached it at shutdown)
@@ -102,8 +108,15 @@ struct api_handler::proxy_state {
   const metering::prompt_counter* counter = nullptr;
   metering::completion_text completion;  // counted only if the upstream reports no usage
   std::optional<budget_hold> hold;        // budgets reserved for this request
-  bool recorded = false;                  // the usage event is journaled (finish ran)
   std::chrono::steady_clock::time_point received_at;
+  bool recorded() const { return at == stage::recorded; }
+};
+
+// The per-request metric children of one I/O thread, found without the families' mutexes.
+struct api_handler::worker_metrics {
+  metrics::child_cache<metrics::counter> upstream_requests;
+  metrics::child_cache<metrics::latency_histogram> upstream_ttft;
+  metrics::child_cache<metrics::counter> usage_unreported;
 };
 
 struct api_handler::in_flight_list {
@@ -142,7 +155,9 @@ void api_handler::record_in_flight(unsigned worker) {
   for (proxy_state* st = in_flight_[worker]->head; st != nullptr; st = st->next_in_flight) {
     // A batch line is not recorded here: it runs again after the restart under the same
     // request id, and that run's row is the one to bill.
-    if (st->recorded || st->rec.batch) continue;
+    if (st->recorded() || st->rec.batch) continue;
+    // One still being admitted (waiting on its budgets, say) is refused by the drain.
+    if (st->at == proxy_state::stage::admitting) st->at = proxy_state::stage::refused;
     st->rec.error_code = "drain_timeout";
     // A stream already answered 200 is billed for what it streamed (the gateway's count when
     // no usage arrived); a request still waiting for its upstream got no answer.
@@ -195,6 +210,10 @@ api_handler::api_handler(const gateway_config& config,
                          .get()) {
   for (std::size_t i = 0; i < pools_.size(); ++i) {
     in_flight_.push_back(std::make_unique<in_flight_list>());
+    worker_metrics_.push_back(std::make_unique<worker_metrics>(
+        worker_metrics{metrics::child_cache(upstream_requests_),
+                       metrics::child_cache(upstream_ttft_),
+                       metrics::child_cache(usage_unreported_)}));
   }
   for (const auto& m : config_.models) {
     model_tokens_[m.name] = {&tokens_.with({m.name, "prompt"}),
@@ -316,15 +335,13 @@ boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
                                                         const caller& who) {
   std::string body;
   if (model_id.empty()) {
-    body = "{\"object\":\"list\",\"data\":[";
-    bool first = true;
+    json_array_writer data;
     for (const auto& m : config_.models) {
-      if (!who.may_use(m.name)) continue;
-      if (!first) body.push_back(',');
-      first = false;
-      body += model_object(m, models_created_unix_s_);
+      if (who.may_use(m.name)) data.add_raw(model_object(m, models_created_unix_s_));
     }
-    body += "]}";
+    json_object_writer list;
+    list.add("object", "list").add_raw("data", data.finish());
+    body = list.finish();
   } else {
     const model_config* m = config_.find_model(model_id);
     if (m == nullptr || !who.may_use(m->name)) {
@@ -337,11 +354,7 @@ boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
     }
     body = model_object(*m, models_created_unix_s_);
   }
-  http::response res{bhttp::status::ok, ex.req().version()};
-  res.set(bhttp::field::content_type, "application/json");
-  res.set("x-request-id", request_id);
-  res.body() = std::move(body);
-  co_await ex.send(std::move(res));
+  co_await ex.send_json(200, std::move(body), request_id);
 }
 
 result<metering::worst_case_tokens> api_handler::worst_case_of(proxy_state& st,
@@ -371,6 +384,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state&
   st.rec.endpoint = "/v1" + std::string(endpoint_path(kind));
   const std::string& id = st.rec.request_id;
   const auto refuse = [&st](api_error e) {
+    st.at = proxy_state::stage::refused;
     st.rec.error_code = e.code.empty() ? "invalid_request" : e.code;
     return std::optional<api_error>(std::move(e));
   };
@@ -422,13 +436,14 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
                                                             std::string client_request_id,
                                                             caller who) {
   proxy_state st;
+  st.worker = ex.worker_index();
   st.rec.request_id = std::move(request_id);
   st.rec.client_request_id = std::move(client_request_id);
   st.rec.occurred_at_ms = unix_ms(clock_.wall_now());
   st.received_at = ex.received_at();
   const std::string& id = st.rec.request_id;
   live_in_flight_.fetch_add(1, std::memory_order_relaxed);
-  const in_flight_entry listed(st, *in_flight_[ex.worker_index()]);
+  const in_flight_entry listed(st, *in_flight_[st.worker]);
   struct in_flight_guard {
     const proxy_state& st;
     std::atomic<int>& n;
@@ -438,7 +453,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   } in_flight{st, live_in_flight_};
 
   // 1-5. Parse, route, count, check the ledger, reserve the budgets.
-  auto admitted = co_await admit(st, kind, ex.req().body(), who, ex.worker_index());
+  auto admitted = co_await admit(st, kind, ex.req().body(), who, st.worker);
   if (admitted) {
     finish(st, admitted->status, ex.client_gone());
     co_await ex.send_error(*admitted, id);
@@ -446,29 +461,16 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   }
   // 6. Forward. While the upstream works, a client that hangs up cancels the upstream request
   // (the watch ends by itself before the first byte is written back).
-  backends::upstream_call call(pools_[ex.worker_index()], *st.upstream);
+  backends::upstream_call call(pools_[st.worker], *st.upstream);
   ex.watch_for_disconnect([&st, &call] {
     st.rec.client_disconnected = true;
     call.abort();
   });
-  if (auto failure = co_await call.start(
-          endpoint_path(kind), upstream_body(st.req, ex.req().body(), st.model->upstream_model),
-          id)) {
-    const bool client_left = st.rec.client_disconnected;
-    upstream_requests_.with({st.upstream->name, client_left ? "client_gone" : failure->label()})
-        .inc();
-    const api_error error = failure->to_api_error(st.upstream->name);
-    st.rec.error_code = client_left ? "client_disconnected" : error.code;
-    if (!client_left) {
-      json_object_writer f;
-      f.add("request_id", id).add("upstream", st.upstream->name).add("error", error.message);
-      log_.warn("upstream request failed", f);
-    }
-    finish(st, error.status, ex.client_gone());
-    co_await ex.send_error(error, id);
+  if (auto failure = co_await forward(st, call, kind, ex.req().body())) {
+    finish(st, failure->status, ex.client_gone());
+    co_await ex.send_error(*failure, id);
     co_return;
   }
-  upstream_requests_.with({st.upstream->name, status_class(call.status())}).inc();
   if (st.req.stream && call.status() == 200 && call.is_event_stream()) {
     co_await relay_stream(ex, call, st);
   } else {
@@ -476,7 +478,47 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   }
   // 7. Record (and settle the budgets). The relays record before the response's last bytes;
   // this catches a client that went away mid-response.
-  if (!st.recorded) finish(st, ex.status(), ex.client_gone());
+  if (!st.recorded()) finish(st, ex.status(), ex.client_gone());
+}
+
+boost::asio::awaitable<std::optional<api_error>> api_handler::forward(
+    proxy_state& st, backends::upstream_call& call, endpoint_kind kind,
+    std::string_view body_text) {
+  st.at = proxy_state::stage::forwarding;
+  auto& counted = worker_metrics_[st.worker]->upstream_requests;
+  if (auto failure = co_await call.start(
+          endpoint_path(kind), upstream_body(st.req, body_text, st.model->upstream_model),
+          st.rec.request_id)) {
+    const bool client_left = st.rec.client_disconnected;
+    counted.with({st.upstream->name, client_left ? "client_gone" : failure->label()}).inc();
+    api_error error = failure->to_api_error(st.upstream->name);
+    st.rec.error_code = client_left ? "client_disconnected" : error.code;
+    if (!client_left) {
+      json_object_writer f;
+      f.add("request_id", st.rec.request_id)
+          .add("upstream", st.upstream->name)
+          .add("error", error.message);
+      log_.warn("upstream request failed", f);
+    }
+    co_return error;
+  }
+  counted.with({st.upstream->name, status_class(call.status())}).inc();
+  co_return std::optional<api_error>{};
+}
+
+boost::asio::awaitable<std::optional<api_error>> api_handler::read_whole(
+    proxy_state& st, backends::upstream_call& call, std::string& body) {
+  if (auto failure = co_await call.read_all(body)) {
+    api_error error = failure->to_api_error(st.upstream->name);
+    st.rec.error_code = st.rec.client_disconnected ? "client_disconnected" : error.code;
+    co_return error;
+  }
+  if (call.status() == 200) {
+    if (!st.rec.set_usage_from_response(body)) st.completion.add_response(body);
+  } else {
+    st.rec.error_code = upstream_error_code(body, call.status());
+  }
+  co_return std::optional<api_error>{};
 }
 
 boost::asio::awaitable<std::optional<api_error>> api_handler::check_batch(
@@ -538,54 +580,38 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
     unsigned worker, caller who, endpoint_kind kind, std::string body, std::string request_id,
     std::int64_t occurred_at_ms) {
   proxy_state st;
+  st.worker = worker;
   st.rec.request_id = std::move(request_id);
   st.rec.occurred_at_ms = occurred_at_ms;
   st.rec.batch = true;
   st.received_at = clock_.mono_now();
   const in_flight_entry listed(st, *in_flight_[worker]);
   batch_line_outcome out;
-  const auto fail = [this, &st, &out](const api_error& e) {
-    finish(st, e.status, false);
-    out.status = e.status;
-    out.body = e.to_json();
-  };
 
   auto admitted = co_await admit(st, kind, body, who, worker);
-  if (admitted) {
-    if (admitted->code == "rate_limit_exceeded" || admitted->status == 503) {
-      // A window limit, or budgets or the ledger away for a moment: the line waits and runs
-      // again later; nothing is recorded for this attempt.
-      out.retry_after_ms = std::max<std::int64_t>(1, admitted->retry_after_s) * 1000;
-      co_return out;
-    }
-    fail(*admitted);
+  if (admitted && (admitted->code == "rate_limit_exceeded" || admitted->status == 503)) {
+    // A window limit, or budgets or the ledger away for a moment: the line waits and runs
+    // again later; nothing is recorded for this attempt.
+    out.retry_after_ms = std::max<std::int64_t>(1, admitted->retry_after_s) * 1000;
     co_return out;
   }
-  backends::upstream_call call(pools_[worker], *st.upstream);
-  if (auto failure = co_await call.start(endpoint_path(kind),
-                                         upstream_body(st.req, body, st.model->upstream_model),
-                                         st.rec.request_id)) {
-    upstream_requests_.with({st.upstream->name, failure->label()}).inc();
-    const api_error error = failure->to_api_error(st.upstream->name);
-    st.rec.error_code = error.code;
-    fail(error);
-    co_return out;
-  }
-  upstream_requests_.with({st.upstream->name, status_class(call.status())}).inc();
+  // The same forward-and-read as a live request that does not stream.
+  std::optional<api_error> failed = std::move(admitted);
+  std::optional<backends::upstream_call> call;
   std::string response;
-  if (auto failure = co_await call.read_all(response)) {
-    const api_error error = failure->to_api_error(st.upstream->name);
-    st.rec.error_code = error.code;
-    fail(error);
+  if (!failed) {
+    call.emplace(pools_[worker], *st.upstream);
+    failed = co_await forward(st, *call, kind, body);
+    if (!failed) failed = co_await read_whole(st, *call, response);
+  }
+  if (failed) {
+    finish(st, failed->status, false);
+    out.status = failed->status;
+    out.body = failed->to_json();
     co_return out;
   }
-  if (call.status() == 200) {
-    if (!st.rec.set_usage_from_response(response)) st.completion.add_response(response);
-  } else {
-    st.rec.error_code = upstream_error_code(response, call.status());
-  }
-  finish(st, call.status(), false);
-  out.status = call.status();
+  finish(st, call->status(), false);
+  out.status = call->status();
   out.body = std::move(response);
   co_return out;
 }
@@ -594,17 +620,10 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
                                                       backends::upstream_call& call,
                                                       proxy_state& st) {
   std::string body;
-  if (auto failure = co_await call.read_all(body)) {
-    const api_error error = failure->to_api_error(st.upstream->name);
-    st.rec.error_code = st.rec.client_disconnected ? "client_disconnected" : error.code;
-    finish(st, error.status, ex.client_gone());
-    co_await ex.send_error(error, st.rec.request_id);
+  if (auto failure = co_await read_whole(st, call, body)) {
+    finish(st, failure->status, ex.client_gone());
+    co_await ex.send_error(*failure, st.rec.request_id);
     co_return;
-  }
-  if (call.status() == 200) {
-    if (!st.rec.set_usage_from_response(body)) st.completion.add_response(body);
-  } else {
-    st.rec.error_code = upstream_error_code(body, call.status());
   }
   http::response res{static_cast<bhttp::status>(call.status()), ex.req().version()};
   const std::string_view type = call.content_type();
@@ -675,7 +694,8 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
       if (!st.req.client_wants_usage) strip_usage_null(e.data);
       if (st.rec.ttft_us < 0 && e.data != "[DONE]") {
         st.rec.ttft_us = elapsed_us(ex.received_at(), clock_.mono_now());
-        upstream_ttft_.with({st.upstream->name}).observe_us(st.rec.ttft_us);
+        worker_metrics_[st.worker]->upstream_ttft.with({st.upstream->name}).observe_us(
+            st.rec.ttft_us);
       }
       e.append_wire(out);
     }
@@ -714,7 +734,10 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
 }
 
 void api_handler::finish(proxy_state& st, unsigned status, bool client_gone) {
-  st.recorded = true;
+  // Recorded once, and never while still being admitted (a refusal marks itself refused).
+  TOLLGATE_ASSERT(st.at == proxy_state::stage::refused ||
+                  st.at == proxy_state::stage::forwarding);
+  st.at = proxy_state::stage::recorded;
   st.rec.status = status;
   st.rec.latency_us = elapsed_us(st.received_at, clock_.mono_now());
   if (client_gone) {
@@ -724,7 +747,9 @@ void api_handler::finish(proxy_state& st, unsigned status, bool client_gone) {
   if (!st.rec.usage_reported && st.counter != nullptr && st.rec.status == 200) {
     // The upstream reported no usage: record the gateway's own counts, flagged estimated
     // (usage_reported false on the row) and counted in a metric.
-    if (st.upstream != nullptr) usage_unreported_.with({st.upstream->name}).inc();
+    if (st.upstream != nullptr) {
+      worker_metrics_[st.worker]->usage_unreported.with({st.upstream->name}).inc();
+    }
     st.rec.counted_completion_tokens = st.completion.count(*st.counter);
     st.rec.prompt_tokens = st.rec.counted_prompt_tokens;
     st.rec.completion_tokens = st.rec.counted_completion_tokens;

@@ -97,6 +97,18 @@ class api_handler {
   boost::asio::awaitable<void> handle_completion(http::exchange& ex, endpoint_kind kind,
                                                  std::string request_id,
                                                  std::string client_request_id, caller who);
+  // 6. Sends the admitted request upstream (st.worker's pool). An error: the upstream could
+  // not be reached or failed before answering (counted, st.rec.error_code set); the caller
+  // records and answers it. Shared by live requests and batch lines.
+  boost::asio::awaitable<std::optional<api_error>> forward(proxy_state& st,
+                                                           backends::upstream_call& call,
+                                                           endpoint_kind kind,
+                                                           std::string_view body_text);
+  // Reads a whole (not streamed) response into `body` and takes its usage, or its error code
+  // when it is not a 200. An error: the read failed (st.rec.error_code set).
+  boost::asio::awaitable<std::optional<api_error>> read_whole(proxy_state& st,
+                                                              backends::upstream_call& call,
+                                                              std::string& body);
   boost::asio::awaitable<void> relay_whole(http::exchange& ex, backends::upstream_call& call,
                                            proxy_state& st);
   boost::asio::awaitable<void> relay_stream(http::exchange& ex, backends::upstream_call& call,
@@ -140,6 +152,8 @@ class api_handler {
   metrics::counter& client_disconnects_;
   metrics::family<metrics::counter>& usage_unreported_;
   metrics::counter& usage_records_;
+  struct worker_metrics;
+  std::vector<std::unique_ptr<worker_metrics>> worker_metrics_;  // per I/O thread
 };
 
 }  // namespace tollgate::gateway

@@ -174,23 +174,28 @@ authenticator::authenticator(const billing_context& billing, const auth_config& 
       database_found_(lookups_.with({"database_found"})),
       database_unknown_(lookups_.with({"database_unknown"})),
       database_failed_(lookups_.with({"database_failed"})),
-      limited_(lookups_.with({"limited"})) {}
+      limited_(lookups_.with({"limited"})) {
+  static constexpr std::array<const char*, outcome_kinds> names = {
+      "ok", "missing", "malformed", "unknown", "revoked", "expired", "disabled", "unavailable",
+      "limited"};
+  for (std::size_t i = 0; i < names.size(); ++i) outcome_counters_[i] = &outcomes_.with({names[i]});
+}
 
 result<caller> authenticator::decide(const std::optional<billing::key_info>& key,
                                      std::string_view shown, bool count) {
-  auto outcome = [&](const char* name) {
-    if (count) outcomes_.with({name}).inc();
+  auto counted = [&](outcome o) {
+    if (count) this->count(o);
   };
   if (!key) {
-    outcome("unknown");
+    counted(outcome::unknown);
     return unauthorized("Incorrect API key provided: " + std::string(shown) + ".");
   }
   if (!key->active) {
     if (key->inactive_reason == "revoked") {
-      outcome("revoked");
+      counted(outcome::revoked);
       return unauthorized("The API key " + std::string(shown) + " has been revoked.");
     }
-    outcome("disabled");
+    counted(outcome::disabled);
     return unauthorized("The " +
                             std::string(key->inactive_reason == "tenant_disabled" ? "account"
                                                                                   : "project") +
@@ -198,10 +203,10 @@ result<caller> authenticator::decide(const std::optional<billing::key_info>& key
                         "account_deactivated");
   }
   if (key->expires_at_ms != 0 && unix_ms(clock_.wall_now()) >= key->expires_at_ms) {
-    outcome("expired");
+    counted(outcome::expired);
     return unauthorized("The API key " + std::string(shown) + " has expired.");
   }
-  outcome("ok");
+  counted(outcome::ok);
   return caller{key->key_id, key->tenant_id, key->project_id, key->allowed_models};
 }
 
@@ -242,7 +247,7 @@ std::string lookup_source_of(const boost::asio::ip::address& address) {
 boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
     std::string_view authorization, const std::string* source) {
   if (authorization.empty()) {
-    outcomes_.with({"missing"}).inc();
+    count(outcome::missing);
     co_return unauthorized(
         "You didn't provide an API key. You need to provide your API key in an Authorization "
         "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
@@ -250,14 +255,14 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
   }
   const std::optional<std::string_view> token = http::bearer_token(authorization);
   if (!token) {
-    outcomes_.with({"malformed"}).inc();
+    count(outcome::malformed);
     co_return unauthorized(
         "The Authorization header must be `Bearer YOUR_KEY`.", "invalid_api_key");
   }
   const std::string_view key = *token;
   const std::string shown = shown_key(key);
   if (!billing::is_well_formed_api_key(key)) {
-    outcomes_.with({"malformed"}).inc();
+    count(outcome::malformed);
     co_return unauthorized("Incorrect API key provided: " + shown + ".");
   }
   const std::string hash = billing::sha256_bytes(key);
@@ -278,7 +283,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
     // its limit on keys that turn out unknown. The token comes back if the key is real.
     if (!cached && source != nullptr && !limiter_.take(*source, now)) {
       limited_.inc();
-      outcomes_.with({"limited"}).inc();
+      count(outcome::limited);
       co_return lookups_limited();
     }
   }
@@ -290,7 +295,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
     if (cached && now - cached->fetched < ttl_ + stale_grace) {
       co_return decide(cached->key, shown);  // the database is away: trust what we knew
     }
-    outcomes_.with({"unavailable"}).inc();
+    count(outcome::unavailable);
     co_return service_unavailable(
         "The API key cannot be verified right now (the account database is unavailable). "
         "Please retry shortly.");

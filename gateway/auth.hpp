@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <array>
 #include <chrono>
 #include <list>
 #include <mutex>
@@ -131,7 +132,13 @@ class authenticator {
   std::unordered_map<std::string, id_entry> by_id_;  // known keys by key id
   negative_key_cache unknown_;                       // unknown keys by SHA-256
   key_lookup_limiter limiter_;
+  // tollgate_auth_total's children, looked up once (no family mutex per request).
+  enum class outcome { ok, missing, malformed, unknown, revoked, expired, disabled, unavailable,
+                       limited };
+  static constexpr std::size_t outcome_kinds = 9;
+  void count(outcome o) { outcome_counters_[static_cast<std::size_t>(o)]->inc(); }
   metrics::family<metrics::counter>& outcomes_;
+  std::array<metrics::counter*, outcome_kinds> outcome_counters_{};
   metrics::family<metrics::counter>& lookups_;
   metrics::counter& hits_;              // served from the cache of known keys
   metrics::counter& negative_hits_;     // served from the cache of unknown keys

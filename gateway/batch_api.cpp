@@ -150,11 +150,7 @@ net::awaitable<void> batch_api::send_json(http::exchange& ex, const std::string&
     co_await ex.send_error(e, request_id);
     co_return;
   }
-  http::response res{bhttp::status::ok, ex.req().version()};
-  res.set(bhttp::field::content_type, "application/json");
-  res.set("x-request-id", request_id);
-  res.body() = std::move(outcome.value());
-  co_await ex.send(std::move(res));
+  co_await ex.send_json(200, std::move(outcome.value()), request_id);
 }
 
 net::awaitable<void> batch_api::upload(http::exchange& ex, const std::string& request_id,

@@ -51,7 +51,10 @@ batch_worker::batch_worker(const batches_config& config, const billing_context& 
                                   "Batch lines run by this gateway's batch worker, by outcome: "
                                   "ok (200), failed (an error response), retried (a rate-limit "
                                   "window or an outage sent it back to wait).",
-                                  {"outcome"})) {}
+                                  {"outcome"})),
+      lines_ok_(lines_.with({"ok"})),
+      lines_failed_(lines_.with({"failed"})),
+      lines_retried_(lines_.with({"retried"})) {}
 
 void batch_worker::start() {
   const unsigned threads = server_.thread_count();
@@ -139,7 +142,7 @@ net::awaitable<void> batch_worker::run_lines(unsigned worker,
     }
 
     if (outcome.retry_after_ms > 0) {
-      lines_.with({"retried"}).inc();
+      lines_retried_.inc();
       auto release_op =
           store_.release_line(line.batch_id, line.line_no, owner_, outcome.retry_after_ms);
       auto released = co_await on_billing(billing_, std::move(release_op));
@@ -153,7 +156,7 @@ net::awaitable<void> batch_worker::run_lines(unsigned worker,
       continue;
     }
     const bool failed = outcome.status != 200;
-    lines_.with({failed ? "failed" : "ok"}).inc();
+    (failed ? lines_failed_ : lines_ok_).inc();
     std::string result = batch_result_line(line, outcome.status, outcome.body);
     auto finish_op =
         store_.finish_line(line.batch_id, line.line_no, owner_, failed, std::move(result));

@@ -77,6 +77,9 @@ class batch_worker {
   // Per I/O thread: its runners' timers (cancelled by the drain hook, on that thread).
   std::vector<std::vector<std::shared_ptr<boost::asio::steady_timer>>> timers_;
   metrics::family<metrics::counter>& lines_;
+  metrics::counter& lines_ok_;
+  metrics::counter& lines_failed_;
+  metrics::counter& lines_retried_;
 };
 
 }  // namespace tollgate::gateway

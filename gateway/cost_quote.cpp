@@ -50,15 +50,7 @@ boost::asio::awaitable<std::optional<std::int64_t>> cost_quoter::quote(
       (!rec.usage_reported && !rec.estimated)) {
     co_return std::nullopt;
   }
-  billing::rating_event e;
-  e.tenant_id = rec.tenant_id;
-  e.request_id = rec.request_id;
-  e.occurred_at_s = rec.occurred_at_ms / 1000;
-  e.model = rec.model;
-  e.batch = rec.batch;
-  e.cached_input = std::min(rec.cached_tokens, rec.prompt_tokens);
-  e.input = rec.prompt_tokens - e.cached_input;
-  e.output = rec.completion_tokens;
+  const billing::rating_event e = billing::rating_event::from(rec);
   const std::string period = billing::period_of(e.occurred_at_s);
   // Rates `e` on what is known of its tenant (the lock held).
   auto rate_known = [&e](tenant_state& t) -> std::optional<std::int64_t> {

@@ -214,31 +214,28 @@ boost::asio::awaitable<void> send_usage_report(http::exchange& ex, const billing
       co_await ex.send_error(from_db(rows.error()), request_id);
       co_return;
     }
-    std::map<std::int64_t, std::string> results;  // bucket start -> results array body
+    std::map<std::int64_t, json_array_writer> results;  // by bucket start
     for (const auto& row : *rows) {
-      std::string& r = results[row.bucket_start_s];
-      if (!r.empty()) r.push_back(',');
-      r += result_json(row, request.finance);
+      results[row.bucket_start_s].add_raw(result_json(row, request.finance));
     }
-    std::string body = "{\"object\":\"page\",\"data\":[";
+    json_array_writer data;
     for (std::int64_t b = q.start_s; b < q.end_s; b += width) {
-      if (b != q.start_s) body.push_back(',');
-      body += "{\"object\":\"bucket\",\"start_time\":" + std::to_string(b) +
-              ",\"end_time\":" + std::to_string(b + width) + ",\"results\":[";
-      if (auto it = results.find(b); it != results.end()) body += it->second;
-      body += "]}";
+      json_object_writer bucket;
+      bucket.add("object", "bucket").add("start_time", b).add("end_time", b + width);
+      const auto it = results.find(b);
+      bucket.add_raw("results", it != results.end() ? it->second.finish() : "[]");
+      data.add_raw(bucket.finish());
     }
     const bool more = q.end_s < request.query.end_s;
-    body += "],\"has_more\":";
-    body += more ? "true" : "false";
-    body += ",\"next_page\":";
-    body += more ? "\"" + std::to_string(q.end_s) + "\"" : "null";
-    body += "}";
-    http::response res{bhttp::status::ok, ex.req().version()};
-    res.set(bhttp::field::content_type, "application/json");
-    res.set("x-request-id", request_id);
-    res.body() = std::move(body);
-    co_await ex.send(std::move(res));
+    json_object_writer page;
+    page.add("object", "page").add_raw("data", data.finish()).add("has_more", more);
+    if (more) {
+      page.add("next_page", std::to_string(q.end_s));
+    } else {
+      page.add_null("next_page");
+    }
+    std::string body = page.finish();
+    co_await ex.send_json(200, std::move(body), request_id);
     co_return;
   }
 

@@ -72,9 +72,22 @@ TEST_CASE("the rating fields are read back from a ledger row exactly") {
   CHECK(e->cached_input == 15);
   CHECK(e->output == 7);
 
+  // The record itself, as the cost quote rates it, splits the same way.
+  const rating_event direct = rating_event::from(r);
+  CHECK(direct.tenant_id == e->tenant_id);
+  CHECK(direct.request_id == e->request_id);
+  CHECK(direct.occurred_at_s == e->occurred_at_s);
+  CHECK(direct.model == e->model);
+  CHECK(direct.batch == e->batch);
+  CHECK(direct.input == e->input);
+  CHECK(direct.cached_input == e->cached_input);
+  CHECK(direct.output == e->output);
+
   // More cached than prompt tokens (a confused upstream): cached is capped at the prompt.
   r.cached_tokens = 90;
   CHECK(parse_rating_event(row_of(r))->cached_input == 40);
+  CHECK(rating_event::from(r).cached_input == 40);
+  CHECK(rating_event::from(r).input == 0);
 
   // Lines of another shape are not rated, never misread.
   const std::string good = row_of(r);

@@ -42,3 +42,17 @@ TEST_CASE("invalid or duplicate names are refused at registration") {
   CHECK_THROWS(r.add_counter("bad-name", "x"));
   CHECK_THROWS(r.add_counter("fine_total", "x", {"le"}));
 }
+
+TEST_CASE("a child cache hands out the family's own children") {
+  registry reg;
+  auto& fam = reg.add_counter("t_cached_total", "help", {"a", "b"});
+  child_cache<counter> cache(fam);
+  counter& first = cache.with({"x", "1"});
+  CHECK(&first == &fam.with({"x", "1"}));
+  CHECK(&cache.with({"x", "1"}) == &first);
+  CHECK(&cache.with({"x", "2"}) != &first);
+  cache.with({"x", "1"}).inc(3);
+  fam.with({"x", "1"}).inc();
+  CHECK(first.value() == 4);
+  CHECK(reg.render().find("t_cached_total{a=\"x\",b=\"1\"} 4") != std::string::npos);
+}
