@@ -152,7 +152,7 @@ std::string period_of(std::int64_t unix_s) {
 
 std::string priced_lines_json(const std::vector<priced_line>& lines,
                               const std::vector<std::int64_t>* minor) {
-  std::string out = "[";
+  json_array_writer out;
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const auto& l = lines[i];
     json_object_writer w;
@@ -163,19 +163,17 @@ std::string priced_lines_json(const std::vector<priced_line>& lines,
         .add("tokens", l.tokens)
         .add("amount_micros", l.amount_micros);
     if (minor != nullptr) w.add("amount_minor", (*minor)[i]);
-    std::string versions = "[";
-    for (std::size_t v = 0; v < l.versions.size(); ++v) {
-      versions += (v ? "," : "") + std::to_string(l.versions[v]);
-    }
-    w.add_raw("versions", versions + "]");
-    out += (i ? "," : "") + w.finish();
+    json_array_writer versions;
+    for (const auto v : l.versions) versions.add(static_cast<std::int64_t>(v));
+    w.add_raw("versions", versions.finish());
+    out.add_raw(w.finish());
   }
-  return out + "]";
+  return out.finish();
 }
 
 std::string adjustments_json(const std::vector<late_adjustment>& adjustments,
                              const std::vector<std::int64_t>& minor, std::size_t first) {
-  std::string out = "[";
+  json_array_writer out;
   for (std::size_t i = 0; i < adjustments.size(); ++i) {
     const auto& a = adjustments[i];
     json_object_writer w;
@@ -186,20 +184,19 @@ std::string adjustments_json(const std::vector<late_adjustment>& adjustments,
         .add("tokens", a.tokens)
         .add("amount_micros", a.amount_micros)
         .add("amount_minor", minor[first + i]);
-    out += (i ? "," : "") + w.finish();
+    out.add_raw(w.finish());
   }
-  return out + "]";
+  return out.finish();
 }
 
 std::string unpriced_json(const std::vector<unpriced_usage>& unpriced) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < unpriced.size(); ++i) {
-    const auto& u = unpriced[i];
+  json_array_writer out;
+  for (const auto& u : unpriced) {
     json_object_writer w;
     w.add("model", u.model).add("batch", u.batch).add("tokens", u.tokens).add("reason", u.reason);
-    out += (i ? "," : "") + w.finish();
+    out.add_raw(w.finish());
   }
-  return out + "]";
+  return out.finish();
 }
 
 std::string cost_preview_json(const period_usage& in) {

@@ -68,18 +68,15 @@ std::string parse_schedule(json::value tiers, tier_mode mode, const std::string&
 }
 
 void append_schedule(std::string& out, const price_schedule& s) {
-  out += '[';
-  for (std::size_t i = 0; i < s.tiers.size(); ++i) {
-    const auto& t = s.tiers[i];
-    if (i > 0) out += ',';
-    out += '{';
-    if (t.up_to) out += "\"up_to\":" + std::to_string(*t.up_to) + ",";
-    out += "\"rate\":";
-    append_json_string(out, format_rate(t.rate));
-    if (t.flat_fee_micros != 0) out += ",\"flat_fee\":" + std::to_string(t.flat_fee_micros);
-    out += '}';
+  json_array_writer tiers;
+  for (const auto& t : s.tiers) {
+    json_object_writer w;
+    if (t.up_to) w.add("up_to", static_cast<std::int64_t>(*t.up_to));
+    w.add("rate", format_rate(t.rate));
+    if (t.flat_fee_micros != 0) w.add("flat_fee", static_cast<std::int64_t>(t.flat_fee_micros));
+    tiers.add_raw(w.finish());
   }
-  out += ']';
+  out += tiers.finish();
 }
 
 }  // namespace

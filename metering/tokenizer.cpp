@@ -443,6 +443,58 @@ result<std::shared_ptr<const tokenizer>> tokenizer::load_tiktoken(std::string_vi
   return std::shared_ptr<const tokenizer>(std::move(t));
 }
 
+namespace {
+
+// The split rule of a Hugging Face pre_tokenizer of the one supported shape,
+// Sequence[Split(pattern, Isolated), ByteLevel(use_regex=false)]; nullopt and `why` otherwise.
+std::optional<split_rule> hugging_face_split_rule(json::value pt, std::string& why) {
+  std::optional<split_rule> rule;
+  bool byte_level = false;
+  std::string pattern_seen;
+  if (!pt.valid() || !pt.is_object()) {
+    why = "no pre_tokenizer";
+    return std::nullopt;
+  }
+  const json::value seq = pt.find("pretokenizers");
+  const auto check = [&](json::value step) {
+    const json::value st = step.find("type");
+    if (!st.valid() || !st.is_string()) return false;
+    if (st.as_string() == "Split") {
+      const json::value pat = step.find("pattern");
+      const json::value re = pat.valid() && pat.is_object() ? pat.find("Regex") : json::value{};
+      const json::value behavior = step.find("behavior");
+      const json::value invert = step.find("invert");
+      if (!re.valid() || !re.is_string()) return false;
+      pattern_seen = std::string(re.as_string());
+      if (!behavior.valid() || !behavior.is_string() || behavior.as_string() != "Isolated") return false;
+      if (invert.valid() && invert.is_bool() && invert.as_bool()) return false;
+      rule = split_rule_for_pattern(re.as_string());
+      return rule.has_value();
+    }
+    if (st.as_string() == "ByteLevel") {
+      const json::value use_regex = step.find("use_regex");
+      const json::value prefix = step.find("add_prefix_space");
+      if (use_regex.valid() && use_regex.is_bool() && use_regex.as_bool()) return false;
+      if (prefix.valid() && prefix.is_bool() && prefix.as_bool()) return false;
+      byte_level = true;
+      return true;
+    }
+    return false;
+  };
+  bool ok = seq.valid() && seq.is_array();
+  if (ok) seq.for_each_element([&](json::value step) { ok = ok && step.is_object() && check(step); });
+  if (!ok || !rule || !byte_level) {
+    why = pattern_seen.empty() || rule
+              ? "unsupported pre_tokenizer (supported: Sequence of Split(Isolated) and "
+                "ByteLevel(use_regex=false))"
+              : "unsupported Split pattern: " + pattern_seen;
+    return std::nullopt;
+  }
+  return rule;
+}
+
+}  // namespace
+
 result<std::shared_ptr<const tokenizer>> tokenizer::load_hugging_face(const std::string& path) {
   auto text = read_file(path);
   if (!text) return text.error();
@@ -477,51 +529,10 @@ result<std::shared_ptr<const tokenizer>> tokenizer::parse_hugging_face(std::stri
     t->nfc_ = true;
   }
   // Pre-tokenizer: Sequence[Split(pattern, Isolated), ByteLevel(use_regex=false)].
-  {
-    const json::value pt = root.find("pre_tokenizer");
-    std::optional<split_rule> rule;
-    bool byte_level = false;
-    std::string pattern_seen;
-    if (pt.valid() && pt.is_object()) {
-      const json::value seq = pt.find("pretokenizers");
-      const auto check = [&](json::value step) {
-        const json::value st = step.find("type");
-        if (!st.valid() || !st.is_string()) return false;
-        if (st.as_string() == "Split") {
-          const json::value pat = step.find("pattern");
-          const json::value re = pat.valid() && pat.is_object() ? pat.find("Regex") : json::value{};
-          const json::value behavior = step.find("behavior");
-          const json::value invert = step.find("invert");
-          if (!re.valid() || !re.is_string()) return false;
-          pattern_seen = std::string(re.as_string());
-          if (!behavior.valid() || !behavior.is_string() || behavior.as_string() != "Isolated") return false;
-          if (invert.valid() && invert.is_bool() && invert.as_bool()) return false;
-          rule = split_rule_for_pattern(re.as_string());
-          return rule.has_value();
-        }
-        if (st.as_string() == "ByteLevel") {
-          const json::value use_regex = step.find("use_regex");
-          const json::value prefix = step.find("add_prefix_space");
-          if (use_regex.valid() && use_regex.is_bool() && use_regex.as_bool()) return false;
-          if (prefix.valid() && prefix.is_bool() && prefix.as_bool()) return false;
-          byte_level = true;
-          return true;
-        }
-        return false;
-      };
-      bool ok = seq.valid() && seq.is_array();
-      if (ok) seq.for_each_element([&](json::value step) { ok = ok && step.is_object() && check(step); });
-      if (!ok || !rule || !byte_level) {
-        return fail(pattern_seen.empty() || rule
-                        ? "unsupported pre_tokenizer (supported: Sequence of Split(Isolated) and "
-                          "ByteLevel(use_regex=false))"
-                        : "unsupported Split pattern: " + pattern_seen);
-      }
-    } else {
-      return fail("no pre_tokenizer");
-    }
-    t->rule_ = *rule;
-  }
+  std::string why;
+  const auto rule = hugging_face_split_rule(root.find("pre_tokenizer"), why);
+  if (!rule) return fail(why);
+  t->rule_ = *rule;
 
   // Vocabulary, in GPT-2's byte-level alphabet.
   const auto chars = byte_level_chars();
@@ -626,21 +637,24 @@ result<std::shared_ptr<const tokenizer>> tokenizer::parse_hugging_face(std::stri
   // A piece equal to a whole token encodes as that token when ignore_merges is set; otherwise
   // only for the tokens that merging their own bytes reproduces (checked here, once).
   const json::value ignore = model.find("ignore_merges");
-  if (!(ignore.valid() && ignore.is_bool() && ignore.as_bool())) {
-    std::vector<bool> ok(t->has_token_.size(), false);
-    t->whole_piece_ok_.assign(t->has_token_.size(), false);
-    t->all_whole_pieces_ok_ = false;
-    std::vector<token_id> ids;
-    for (const token_id id : ordinary) {
-      const std::string_view bytes = t->token_bytes(id);
-      ids.clear();
-      t->merge_piece(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), ids);
-      ok[id] = ids.size() == 1 && ids[0] == id;
-    }
-    t->whole_piece_ok_ = std::move(ok);
-    t->all_whole_pieces_ok_ = false;
-  }
+  if (!(ignore.valid() && ignore.is_bool() && ignore.as_bool())) t->check_whole_pieces(ordinary);
   return std::shared_ptr<const tokenizer>(std::move(t));
+}
+
+void tokenizer::check_whole_pieces(const std::vector<token_id>& ordinary) {
+  // Merged without the whole-piece shortcut while checking it.
+  whole_piece_ok_.assign(has_token_.size(), false);
+  all_whole_pieces_ok_ = false;
+  std::vector<bool> ok(has_token_.size(), false);
+  std::vector<token_id> ids;
+  for (const token_id id : ordinary) {
+    const std::string_view bytes = token_bytes(id);
+    ids.clear();
+    merge_piece(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), ids);
+    ok[id] = ids.size() == 1 && ids[0] == id;
+  }
+  whole_piece_ok_ = std::move(ok);
+  all_whole_pieces_ok_ = false;
 }
 
 }  // namespace tollgate::metering

@@ -58,6 +58,9 @@ class tokenizer {
   tokenizer();
   bool add_token(token_id id, std::string_view bytes);  // false if the id already has a token
   void finish_vocabulary();
+  // Which tokens a piece equal to them encodes as directly: those that merging their own
+  // bytes reproduces (Hugging Face models without ignore_merges).
+  void check_whole_pieces(const std::vector<token_id>& ordinary);
   std::optional<token_id> find_bytes(std::string_view bytes) const;
   std::string_view token_bytes(token_id id) const;
   void merge_piece(const unsigned char* piece, std::size_t n, std::vector<token_id>& out) const;
