@@ -640,10 +640,17 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_bu
   for (int i = 0; i < r->size(); ++i) {
     budget_info b;
     b.id = r->text(i, 0);
-    b.scope = r->text(i, 1);
+    const auto scope = metering::parse_budget_scope(r->text(i, 1));
+    const auto metric = metering::parse_budget_metric(r->text(i, 3));
+    const auto window = metering::parse_budget_window(r->text(i, 4));
+    if (!scope || !metric || !window) {
+      // The table's CHECK constraints allow no other values.
+      co_return pg::db_error{"budget " + b.id + " has an unknown scope, metric or window", ""};
+    }
+    b.scope = *scope;
     b.scope_id = r->text(i, 2);
-    b.metric = r->text(i, 3);
-    b.window = r->text(i, 4);
+    b.metric = *metric;
+    b.window = *window;
     b.limit = r->int64(i, 5);
     b.hard = r->boolean(i, 6);
     const std::string thresholds(r->text(i, 7));
@@ -691,14 +698,14 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> account_store::active_bu
       }
     }
     for (auto& b : out) {
-      if (b.metric == "spend") b.plan_rates = rates;
+      if (b.metric == metering::budget_metric::spend) b.plan_rates = rates;
     }
     if (c->boolean(0, 5)) {
       budget_info b;
       b.id = "credit:" + tenant_id;
-      b.scope = "tenant";
-      b.metric = "credit";
-      b.window = "lifetime";
+      b.scope = metering::budget_scope::tenant;
+      b.metric = metering::budget_metric::credit;
+      b.window = metering::budget_window::lifetime;
       b.limit = c->int64(0, 0);
       b.credit_used = b.limit - c->int64(0, 1);
       b.plan_rates = std::move(rates);
@@ -720,9 +727,9 @@ net::awaitable<pg::db_result<std::int64_t>> account_store::ledger_usage(ledger_b
   }
   prices += "]";
   std::string amount;
-  if (q.metric == "tokens") {
+  if (q.metric == metering::budget_metric::tokens) {
     amount = "e.prompt_tokens + e.completion_tokens";
-  } else if (q.metric == "spend") {
+  } else if (q.metric == metering::budget_metric::spend) {
     // What the event was rated (billed); an event not rated at the models' estimate prices.
     amount =
         "coalesce(e.cost_micros, div(e.prompt_tokens * coalesce(p.input, 0)"
@@ -744,10 +751,10 @@ net::awaitable<pg::db_result<std::int64_t>> account_store::ledger_usage(ledger_b
       " AND e.occurred_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond'";
   std::vector<pg::param> params{q.tenant_id, std::to_string(q.start_ms), std::to_string(q.end_ms),
                                 prices};
-  if (q.scope == "project") {
+  if (q.scope == metering::budget_scope::project) {
     sql += " AND e.project_id = $5";
     params.push_back(q.scope_id);
-  } else if (q.scope == "key") {
+  } else if (q.scope == metering::budget_scope::key) {
     sql += " AND e.api_key_id = $5";
     params.push_back(q.scope_id);
   }

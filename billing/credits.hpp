@@ -7,9 +7,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "billing/price_book.hpp"
+#include "metering/budgets/credit_rate.hpp"
 
 namespace tollgate::billing {
 
@@ -46,17 +48,11 @@ std::vector<credit_draw> draw_credit(std::vector<credit_grant_balance>& grants,
 // The worst case a request can cost under a model's prices, for holding credit before the
 // request runs (credit_only plans): the highest tier rate of each class and every flat fee.
 // An upper bound of what rating charges for graduated tiers, and for volume tiers whose rates
-// do not rise with volume.
-struct credit_rate {
-  std::string model;      // or "*" for a book with tier_scope all_models
-  rate_e6 input = 0;      // the highest of the input and cached input rates
-  rate_e6 output = 0;
-  std::int64_t flat_fees_micros = 0;
-};
+// do not rise with volume. The rate and its cost (worst_case_cost_micros) live in
+// metering/budgets/credit_rate.hpp, where budgets apply them.
+using metering::credit_rate;
+using metering::worst_case_cost_micros;
+static_assert(std::is_same_v<decltype(credit_rate::input), rate_e6>);
 credit_rate worst_case_rate(const model_prices& prices);
-// ceil(input x rate) + ceil(output x rate) + the flat fees, in micro-units (0 for no tokens);
-// saturates at INT64_MAX.
-std::int64_t worst_case_cost_micros(const credit_rate& rate, std::int64_t input_tokens,
-                                    std::int64_t output_tokens);
 
 }  // namespace tollgate::billing

@@ -2,9 +2,6 @@
 // (one connection per attempt, 5 s for the whole exchange, TLS handshake included).
 #include "gateway/alert_dispatcher.hpp"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -21,6 +18,7 @@
 #include <chrono>
 
 #include "core/json_text.hpp"
+#include "metering/budgets/alerts.hpp"
 
 namespace tollgate::gateway {
 
@@ -38,27 +36,9 @@ constexpr auto exchange_timeout = std::chrono::seconds(5);
 constexpr std::int64_t lease_ms =
     claim_batch * std::chrono::duration_cast<std::chrono::milliseconds>(exchange_timeout).count() +
     10'000;
-constexpr std::int64_t retry_first_ms = 1'000;
-constexpr std::int64_t retry_max_ms = 300'000;
 constexpr std::size_t response_body_max = 64 * 1024;
 
 }  // namespace
-
-std::string webhook_signature(std::string_view secret, std::int64_t unix_s,
-                              std::string_view body) {
-  const std::string signed_text = std::to_string(unix_s) + "." + std::string(body);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(signed_text.data()), signed_text.size(), mac, &n);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out = "t=" + std::to_string(unix_s) + ",v1=";
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(hex[mac[i] >> 4]);
-    out.push_back(hex[mac[i] & 15]);
-  }
-  return out;
-}
 
 struct alert_dispatcher::loop_state {
   loop_state(const billing_context& b, int attempts, metrics::registry& registry, logger& l)
@@ -148,7 +128,7 @@ namespace {
 // The POST itself, on a connected (and for https, handshaken) stream; "" on a 2xx answer.
 template <class Stream>
 net::awaitable<std::string> exchange(Stream& stream, const webhook_target& to,
-                                     const billing::alert_delivery& d) {
+                                     const metering::alert_delivery& d) {
   bhttp::request<bhttp::string_body> req{bhttp::verb::post, to.target, 11};
   const unsigned default_port = to.tls ? 443 : 80;
   req.set(bhttp::field::host,
@@ -158,7 +138,7 @@ net::awaitable<std::string> exchange(Stream& stream, const webhook_target& to,
   const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
-  req.set("x-tollgate-signature", webhook_signature(d.secret, now_s, d.payload));
+  req.set("x-tollgate-signature", metering::webhook_signature(d.secret, now_s, d.payload));
   req.set("x-tollgate-alert-id", d.id);
   req.body() = d.payload;
   req.prepare_payload();
@@ -223,7 +203,7 @@ net::awaitable<std::optional<net::ip::tcp::resolver::results_type>> resolve_chec
 // TLS for https://, the certificate checked against the CAs and the URL's host. "" on a 2xx
 // answer, else what went wrong.
 net::awaitable<std::string> post_to(net::any_io_executor ex, net::ssl::context& tls,
-                                    const webhook_target& to, const billing::alert_delivery& d,
+                                    const webhook_target& to, const metering::alert_delivery& d,
                                     const net::ip::tcp::resolver::results_type& endpoints,
                                     std::chrono::steady_clock::time_point deadline) {
   beast::error_code ignored;
@@ -271,7 +251,7 @@ net::awaitable<std::string> post_to(net::any_io_executor ex, net::ssl::context& 
 // One attempt: resolve and check the host, then POST to exactly the addresses checked.
 net::awaitable<attempt_error> post_once(net::any_io_executor ex, net::ssl::context& tls,
                                         const std::string& tls_error, const webhook_target& to,
-                                        const billing::alert_delivery& d, bool allow_private) {
+                                        const metering::alert_delivery& d, bool allow_private) {
   if (to.tls && !tls_error.empty()) co_return attempt_error{tls_error};
   // DNS counts against the attempt's time limit: one deadline for look-up, connect and POST.
   const auto deadline = std::chrono::steady_clock::now() + exchange_timeout;
@@ -285,7 +265,7 @@ net::awaitable<attempt_error> post_once(net::any_io_executor ex, net::ssl::conte
 }  // namespace
 
 net::awaitable<void> alert_dispatcher::deliver(std::shared_ptr<loop_state> st,
-                                               billing::alert_delivery d) {
+                                               metering::alert_delivery d) {
   attempt_error attempt;
   if (const auto to = parse_webhook_url(d.url)) {
     attempt = co_await post_once(st->billing.executor, st->tls, st->tls_error, *to, d,
@@ -294,23 +274,18 @@ net::awaitable<void> alert_dispatcher::deliver(std::shared_ptr<loop_state> st,
     attempt.message = "not an http:// or https:// URL";
   }
   std::string error = std::move(attempt.message);
-  std::string status = "delivered";
-  std::int64_t retry_ms = 0;
+  auto next = metering::after_alert_attempt(d.attempts, st->max_attempts, error, attempt.refused);
   if (!error.empty()) {
-    // A refused target is not retried: the policy will not change between attempts.
-    const bool last = attempt.refused || d.attempts >= st->max_attempts;
-    status = last ? "failed" : "pending";
-    retry_ms = std::min(retry_max_ms, retry_first_ms << std::min(d.attempts - 1, 20));
     json_object_writer f;
     f.add("alert_id", d.id).add("url", d.url).add("attempt", d.attempts).add("error", error);
-    st->log.warn(last ? "budgets: alert webhook failed for good" : "budgets: alert webhook failed; "
-                                                                   "will retry",
+    st->log.warn(next.last ? "budgets: alert webhook failed for good"
+                           : "budgets: alert webhook failed; will retry",
                  f);
   }
-  st->outcomes.with({error.empty() ? "delivered" : status == "failed" ? "failed" : "retry"}).inc();
+  st->outcomes.with({next.outcome}).inc();
   std::string id = d.id;
-  co_await st->billing.store->finish_alert(std::move(id), std::move(status), std::move(error),
-                                           retry_ms);
+  co_await st->billing.store->finish_alert(std::move(id), std::move(next.status),
+                                           std::move(error), next.retry_ms);
 }
 
 }  // namespace tollgate::gateway

@@ -1,10 +1,11 @@
-// Budget alert delivery. A threshold crossing is recorded in PostgreSQL (table budget_alerts,
-// by budget_guard); this dispatcher, on the billing thread, POSTs each pending alert to its
-// budget's webhook with an HMAC-SHA256 signature header:
+// Budget alert delivery, the HTTP side. A threshold crossing is recorded in PostgreSQL (table
+// budget_alerts, by budget_guard); this dispatcher, on the billing thread, POSTs each pending
+// alert to its budget's webhook with an HMAC-SHA256 signature header:
 //   x-tollgate-signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 // Claims are leased in PostgreSQL, so several gateways never send one alert at the same time.
 // A failed attempt (no answer, or not 2xx) is retried after 1 s, doubling up to 5 minutes,
-// until max_attempts; then the alert is marked failed. Every attempt is recorded.
+// until max_attempts; then the alert is marked failed. Every attempt is recorded. The
+// signature and the retry decisions are the budget module's (metering/budgets/alerts).
 // https:// webhooks are verified against the system's CAs, or the configured CA file
 // (budgets.alert_webhook_ca_file); the certificate must name the URL's host.
 // The host is resolved at each delivery (within the delivery's time limit) and the connection
@@ -23,12 +24,9 @@
 #include "core/metrics.hpp"
 #include "gateway/billing_context.hpp"
 #include "gateway/webhook_url.hpp"
+#include "metering/budgets/budget_rows.hpp"
 
 namespace tollgate::gateway {
-
-// The signature header's value for `body` sent at `unix_s`.
-std::string webhook_signature(std::string_view secret, std::int64_t unix_s,
-                              std::string_view body);
 
 class alert_dispatcher {
  public:
@@ -48,7 +46,7 @@ class alert_dispatcher {
   struct loop_state;
   static boost::asio::awaitable<void> run(std::shared_ptr<loop_state> st);
   static boost::asio::awaitable<void> deliver(std::shared_ptr<loop_state> st,
-                                              billing::alert_delivery d);
+                                              metering::alert_delivery d);
 
   std::shared_ptr<loop_state> st_;
   std::future<void> running_;

@@ -8,6 +8,8 @@
 #include <boost/asio/use_future.hpp>
 
 #include "core/json_text.hpp"
+#include "metering/budgets/alerts.hpp"
+#include "metering/budgets/reconcile.hpp"
 
 #include <map>
 
@@ -19,74 +21,6 @@ namespace {
 
 const char* const changes_channel = "tg:budgets:changed";
 constexpr auto feed_check_interval = std::chrono::seconds(2);
-
-metering::budget_window window_of(const std::string& w) {
-  if (w == "minute") return metering::budget_window::minute;
-  if (w == "hour") return metering::budget_window::hour;
-  if (w == "day") return metering::budget_window::day;
-  if (w == "month") return metering::budget_window::month;
-  return metering::budget_window::lifetime;
-}
-
-// OpenAI's reset format: "1s", "6m0s", "2h3m4s".
-std::string reset_text(std::int64_t ms) {
-  std::int64_t s = (ms + 999) / 1000;
-  const std::int64_t h = s / 3600;
-  const std::int64_t m = (s % 3600) / 60;
-  s %= 60;
-  std::string out;
-  if (h > 0) out += std::to_string(h) + "h";
-  if (h > 0 || m > 0) out += std::to_string(m) + "m";
-  return out + std::to_string(s) + "s";
-}
-
-// The rule a budget enforces at `now_ms`. Day and month windows of a tenant outside UTC carry
-// their window instance as read from PostgreSQL; past its end, the next one (until the cache
-// is refreshed); past that too (the database away a whole window), UTC.
-metering::limit_rule rule_of(const billing::budget_info& b, std::int64_t now_ms) {
-  metering::limit_rule rule;
-  rule.id = b.id;
-  rule.window = window_of(b.window);
-  rule.limit = b.limit;
-  rule.hard = b.hard;
-  rule.alert_percents = b.alert_thresholds;
-  if (b.zone_end_ms > 0 && now_ms < b.zone_end_ms) {
-    rule.fixed_start_ms = b.zone_start_ms;
-    rule.fixed_end_ms = b.zone_end_ms;
-  } else if (b.zone_end_ms > 0 && now_ms < b.zone_next_end_ms) {
-    rule.fixed_start_ms = b.zone_end_ms;
-    rule.fixed_end_ms = b.zone_next_end_ms;
-  }
-  return rule;
-}
-
-api_error refused(const billing::budget_info& b, std::int64_t remaining, std::int64_t needed,
-                  std::int64_t reset_ms, std::string_view what = "this request") {
-  api_error e;
-  if (b.metric == "credit") {
-    // A credit_only plan whose prepaid credit cannot cover the request's worst case.
-    e.status = 402;
-    e.type = "insufficient_quota";
-    e.code = "insufficient_quota";
-    e.message = "Your prepaid credit is used up: " + std::to_string(std::max<std::int64_t>(0, remaining)) +
-                " micro-units left, and this request may cost up to " + std::to_string(needed) +
-                ". Buy more credit to continue.";
-    return e;
-  }
-  e.status = 429;
-  const bool rate = b.window == "minute";
-  e.type = rate ? b.metric : "insufficient_quota";  // OpenAI: "requests" or "tokens"
-  e.code = rate ? "rate_limit_exceeded" : "insufficient_quota";
-  const std::string per = b.window == "lifetime" ? "in total" : "per " + b.window;
-  const std::string unit = b.metric == "spend" ? "micro-units of spend" : b.metric;
-  e.message = "Budget " + b.id + " (" + std::to_string(b.limit) + " " + unit + " " + per +
-              ", " + b.scope + (b.scope_id.empty() ? "" : " " + b.scope_id) + ") has " +
-              std::to_string(remaining) + " left; " + std::string(what) + " needs " + std::to_string(needed) +
-              "." +
-              (reset_ms > 0 ? " The window reopens in " + reset_text(reset_ms) + "." : "");
-  if (reset_ms > 0) e.retry_after_s = (reset_ms + 999) / 1000;
-  return e;
-}
 
 }  // namespace
 
@@ -278,7 +212,7 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
   // A change announced while this fetch ran may not be in it: use it once, keep it expired.
   const auto fetched_at =
       cache_->changes == changes_before ? now : std::chrono::steady_clock::time_point{};
-  auto list = std::make_shared<const std::vector<billing::budget_info>>(std::move(*fetched));
+  auto list = std::make_shared<const std::vector<metering::budget_info>>(std::move(*fetched));
   cache_->by_tenant[tenant_id] = cached{list, fetched_at};
   co_return list;
 }
@@ -286,58 +220,32 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
 net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     unsigned worker, const caller& who, const model_config& model, std::string request_id,
     metering::worst_case_tokens worst) {
-  const std::int64_t prompt_tokens = worst.prompt_tokens;
-  const std::int64_t max_tokens = worst.completion_tokens;
   auto all = co_await budgets_of(who.tenant_id);
   if (!all) {
     outcomes_.with({"unavailable"}).inc();
     co_return service_unavailable("Budgets cannot be checked right now; please retry shortly.",
                                   "service_unavailable", 1);
   }
-  std::vector<const billing::budget_info*> applying;  // into *all, which stays alive here
-  for (const auto& b : *all) {
-    if (b.scope == "tenant" || (b.scope == "project" && b.scope_id == who.project_id) ||
-        (b.scope == "key" && b.scope_id == who.key_id)) {
-      applying.push_back(&b);
-    }
-  }
+  // Pointers into *all, which stays alive here.
+  const auto applying = metering::applying_budgets(*all, who.project_id, who.key_id);
   if (applying.empty()) {
     outcomes_.with({"no_budget"}).inc();
     co_return std::optional<budget_hold>{};
   }
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
-  const std::int64_t tokens = worst.total();
-  const std::int64_t spend = std::min(
-      metering::estimate_spend_micros(prompt_tokens, max_tokens, model.estimate_input_price,
-                                      model.estimate_output_price),
-      metering::reservation_amount_max);
-  std::vector<metering::limit_charge> charges;
-  std::vector<std::int64_t> amounts;
   budget_hold hold;
-  hold.input_price = model.estimate_input_price;
-  hold.output_price = model.estimate_output_price;
-  charges.reserve(applying.size());
   // A tenant with a plan: spend and credit at the worst case under its price book (the
   // model's rates, or the book's "*" rates; none: a model the book does not price costs 0).
-  for (const auto* b : applying) {
-    if (b->plan_rates.empty()) continue;
-    hold.plan_priced = true;
-    for (const auto& rate : b->plan_rates) {
-      if (rate.model == model.name || rate.model == "*") hold.plan_rate = rate;
-    }
-    break;
-  }
-  const std::int64_t priced_spend =
-      hold.plan_priced ? std::min(billing::worst_case_cost_micros(hold.plan_rate, prompt_tokens,
-                                                                  max_tokens),
-                                  metering::reservation_amount_max)
-                       : spend;
+  hold.pricing = metering::spend_pricing_for(applying, model.name, model.estimate_input_price,
+                                             model.estimate_output_price);
+  const metering::request_amounts asked = metering::worst_case_amounts(worst, hold.pricing);
+  std::vector<metering::limit_charge> charges;
+  std::vector<std::int64_t> amounts;
+  charges.reserve(applying.size());
   for (const auto* b : applying) {
     metering::limit_charge c;
-    c.rule = rule_of(*b, now_ms);
-    c.amount = b->metric == "tokens"                             ? tokens
-               : b->metric == "spend" || b->metric == "credit" ? priced_spend
-                                                                : 1;
+    c.rule = metering::rule_of(*b, now_ms);
+    c.amount = metering::charge_of(b->metric, asked);
     amounts.push_back(c.amount);
     charges.push_back(std::move(c));
     hold.metrics.push_back(b->metric);
@@ -364,31 +272,14 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   if (!r->granted) {
     outcomes_.with({"refused"}).inc();
     const auto i = static_cast<std::size_t>(r->refused_index);
-    co_return refused(*applying[i], r->refused_remaining, amounts[i], r->refused_reset_ms);
+    co_return metering::budget_refusal(*applying[i], r->refused_remaining, amounts[i],
+                                       r->refused_reset_ms);
   }
   outcomes_.with({"granted"}).inc();
   hold.ticket = std::move(r->ticket);
   hold.worker = worker;
   // OpenAI's headers from the tightest request and token limits.
-  std::optional<std::size_t> req_i, tok_i;
-  for (std::size_t i = 0; i < applying.size(); ++i) {
-    if (applying[i]->metric != "tokens" && applying[i]->metric != "requests") continue;
-    auto& best = applying[i]->metric == "tokens" ? tok_i : req_i;
-    if (!best || r->remaining[i] < r->remaining[*best]) best = i;
-  }
-  if (req_i) {
-    hold.headers.emplace_back("x-ratelimit-limit-requests", std::to_string(applying[*req_i]->limit));
-    hold.headers.emplace_back("x-ratelimit-remaining-requests",
-                              std::to_string(std::max<std::int64_t>(0, r->remaining[*req_i])));
-  }
-  if (tok_i) {
-    const auto& b = *applying[*tok_i];
-    hold.headers.emplace_back("x-ratelimit-limit-tokens", std::to_string(b.limit));
-    hold.headers.emplace_back("x-ratelimit-remaining-tokens",
-                              std::to_string(std::max<std::int64_t>(0, r->remaining[*tok_i])));
-    const std::int64_t end = rule_of(b, now_ms).end_at(now_ms);
-    if (end > 0) hold.headers.emplace_back("x-ratelimit-reset-tokens", reset_text(end - now_ms));
-  }
+  hold.headers = metering::ratelimit_headers(applying, r->remaining, now_ms);
   co_return std::optional<budget_hold>{std::move(hold)};
 }
 
@@ -399,34 +290,20 @@ net::awaitable<result<bool>> budget_guard::admit_batch(unsigned worker, const ca
     co_return service_unavailable("Budgets cannot be checked right now; please retry shortly.",
                                   "service_unavailable", 1);
   }
+  std::vector<metering::batch_share> shares;
+  for (const auto& d : demand) {
+    shares.push_back({d.model->name, d.model->estimate_input_price, d.model->estimate_output_price,
+                      d.lines, d.prompt_tokens, d.max_tokens});
+  }
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
   for (const auto& b : *all) {
-    const bool applies = b.scope == "tenant" ||
-                         (b.scope == "project" && b.scope_id == who.project_id) ||
-                         (b.scope == "key" && b.scope_id == who.key_id);
-    // Per-minute windows pace a batch (its lines wait for the window); they do not refuse it.
-    if (!applies || !b.hard || b.window == "minute") continue;
-    std::int64_t needed = 0;
-    for (const auto& d : demand) {
-      std::int64_t amount = d.lines;
-      if (b.metric == "tokens") {
-        amount = metering::saturating_add(d.prompt_tokens, d.max_tokens);
-      } else if (b.metric == "spend" || b.metric == "credit") {
-        std::optional<billing::credit_rate> rate;
-        for (const auto& r : b.plan_rates) {
-          if (r.model == d.model->name || r.model == "*") rate = r;
-        }
-        amount = !b.plan_rates.empty()
-                     ? (rate ? billing::worst_case_cost_micros(*rate, d.prompt_tokens, d.max_tokens)
-                             : 0)
-                     : metering::estimate_spend_micros(d.prompt_tokens, d.max_tokens,
-                                                       d.model->estimate_input_price,
-                                                       d.model->estimate_output_price);
-      }
-      needed = amount > INT64_MAX - needed ? INT64_MAX : needed + amount;
+    if (!metering::budget_applies(b, who.project_id, who.key_id) ||
+        !metering::refuses_batches(b)) {
+      continue;
     }
+    const std::int64_t needed = metering::batch_charge(b, shares);
     std::string tenant = who.tenant_id;
-    metering::limit_rule rule = rule_of(b, now_ms);
+    metering::limit_rule rule = metering::rule_of(b, now_ms);
     auto used = co_await engine_.used(*redis_[worker], std::move(tenant), std::move(rule), now_ms);
     if (!used) {
       if (config_.failure_mode == "open") continue;
@@ -436,7 +313,7 @@ net::awaitable<result<bool>> budget_guard::admit_batch(unsigned worker, const ca
     }
     const std::int64_t remaining = b.limit - *used;
     if (needed > remaining) {
-      co_return refused(b, remaining, needed, 0, "this batch's worst case");
+      co_return metering::budget_refusal(b, remaining, needed, 0, "this batch's worst case");
     }
   }
   co_return true;
@@ -445,7 +322,7 @@ net::awaitable<result<bool>> budget_guard::admit_batch(unsigned worker, const ca
 net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
                                                             std::string tenant_id) {
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
-  std::vector<billing::ledger_budget_query::model_price> prices;
+  std::vector<metering::ledger_budget_query::model_price> prices;
   for (const auto& m : models_) {
     prices.push_back({m.name, m.estimate_input_price, m.estimate_output_price});
   }
@@ -455,61 +332,36 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
     co_return service_unavailable("The database is unreachable: " + budgets.error().message,
                                   "service_unavailable", 1);
   }
-  std::string data;
-  for (const auto& b : *budgets) {
-    const metering::limit_rule rule = rule_of(b, now_ms);
-    const std::int64_t start = rule.start_at(now_ms);
-    // The window instances whose counters matter now: the current one, and for the sliding
-    // minute the one before it, which is still read in part.
-    std::vector<std::pair<std::int64_t, std::int64_t>> spans{{start, now_ms + 1}};
-    if (rule.window == metering::budget_window::minute) spans.emplace_back(start - 60'000, start);
-    for (const auto& [from, to] : spans) {
-      // The credit mirror: what the ledger has drawn from the grants it counts (read with the
-      // budget). Any other budget: the ledger's usage in the window.
-      pg::db_result<std::int64_t> ledger = b.credit_used;
-      if (b.metric != "credit") {
-        billing::ledger_budget_query q;
-        q.tenant_id = tenant_id;
-        q.scope = b.scope;
-        q.scope_id = b.scope_id;
-        q.metric = b.metric;
-        q.start_ms = from;
-        q.end_ms = to;
-        if (b.metric == "spend") q.prices = prices;
-        auto usage_op = billing_.store->ledger_usage(std::move(q));
-        ledger = co_await on_billing(billing_, std::move(usage_op));
-      }
-      if (!ledger) {
-        co_return service_unavailable("The database is unreachable: " + ledger.error().message,
-                                      "service_unavailable", 1);
-      }
-      std::string tenant = tenant_id;
-      metering::limit_rule rule_arg = rule;
-      auto before = co_await engine_.set_used(*redis_[worker], std::move(tenant),
-                                              std::move(rule_arg), from, *ledger, now_ms);
-      if (!before) {
-        co_return service_unavailable("Redis is unreachable: " + before.error().message,
-                                      "service_unavailable", 1);
-      }
-      json_object_writer row;
-      row.add("object", "budget.reconciliation")
-          .add("budget_id", b.id)
-          .add("metric", b.metric)
-          .add("window", b.window)
-          .add("window_start", from / 1000)
-          .add("ledger", *ledger)
-          .add("redis_before", *before)
-          .add("difference", *ledger - *before);
-      if (!data.empty()) data += ",";
-      data += row.finish();
+  std::vector<metering::reconcile_difference> rows;
+  for (const auto& span : metering::reconcile_spans(*budgets, now_ms)) {
+    const metering::budget_info& b = (*budgets)[span.budget];
+    // The credit mirror: what the ledger has drawn from the grants it counts (read with the
+    // budget). Any other budget: the ledger's usage in the window.
+    pg::db_result<std::int64_t> ledger = b.credit_used;
+    if (auto q = metering::ledger_query_of(b, tenant_id, span, prices)) {
+      auto usage_op = billing_.store->ledger_usage(std::move(*q));
+      ledger = co_await on_billing(billing_, std::move(usage_op));
     }
+    if (!ledger) {
+      co_return service_unavailable("The database is unreachable: " + ledger.error().message,
+                                    "service_unavailable", 1);
+    }
+    std::string tenant = tenant_id;
+    metering::limit_rule rule = span.rule;
+    auto before = co_await engine_.set_used(*redis_[worker], std::move(tenant), std::move(rule),
+                                            span.from_ms, *ledger, now_ms);
+    if (!before) {
+      co_return service_unavailable("Redis is unreachable: " + before.error().message,
+                                    "service_unavailable", 1);
+    }
+    rows.push_back({b.id, b.metric, b.window, span.from_ms, *ledger, *before});
   }
   if (!budgets->empty()) {
     json_object_writer f;
     f.add("tenant_id", tenant_id).add("budgets", static_cast<std::int64_t>(budgets->size()));
     log_.info("budgets: counters rebuilt from the ledger", f);
   }
-  co_return "{\"object\":\"list\",\"data\":[" + data + "]}";
+  co_return metering::reconcile_report(rows);
 }
 
 void budget_guard::settle(budget_hold hold, std::int64_t prompt_tokens,
@@ -552,36 +404,9 @@ void budget_guard::settlement_answered(unsigned worker) {
   if (--settle_queues_[worker]->started == 0 && closed_[worker]) redis_[worker]->shutdown();
 }
 
-std::int64_t budget_guard::settled_spend(const budget_hold& hold, std::int64_t prompt_tokens,
-                                        std::int64_t completion_tokens) {
-  return std::min(
-      hold.plan_priced
-          ? billing::worst_case_cost_micros(hold.plan_rate, prompt_tokens, completion_tokens)
-          : metering::estimate_spend_micros(prompt_tokens, completion_tokens, hold.input_price,
-                                            hold.output_price),
-      metering::reservation_amount_max);
-}
-
 void budget_guard::describe_settlement(const budget_hold& hold,
                                        metering::usage_record& rec) const {
-  bool any = false;
-  for (std::size_t i = 0; i < hold.metrics.size() && i < hold.ticket.counter_keys.size(); ++i) {
-    if (hold.metrics[i] == "spend") {
-      rec.spend_counters.push_back(hold.ticket.counter_keys[i]);
-      any = true;
-    } else if (hold.metrics[i] == "credit") {
-      rec.credit_counters.push_back(hold.ticket.counter_keys[i]);
-      any = true;
-    }
-  }
-  // Only a plan-priced settlement differs from what reconcile counts: without a plan both
-  // use the estimate prices.
-  if (any && hold.plan_priced) {
-    rec.settled_spend_micros = settled_spend(hold, rec.prompt_tokens, rec.completion_tokens);
-  } else {
-    rec.spend_counters.clear();
-    rec.credit_counters.clear();
-  }
+  metering::describe_settled_spend(hold.metrics, hold.ticket.counter_keys, hold.pricing, rec);
 }
 
 void budget_guard::apply_spend_corrections(std::vector<billing::spend_correction> corrections) {
@@ -625,12 +450,10 @@ net::awaitable<void> budget_guard::correct_tenant(std::string tenant_id,
 
 net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t prompt_tokens,
                                               std::int64_t completion_tokens) {
-  const std::int64_t tokens = metering::saturating_add(prompt_tokens, completion_tokens);
-  const std::int64_t spend = settled_spend(hold, prompt_tokens, completion_tokens);
+  const metering::request_amounts used =
+      metering::actual_amounts(prompt_tokens, completion_tokens, hold.pricing);
   std::vector<std::int64_t> actual;
-  for (const auto& m : hold.metrics) {
-    actual.push_back(m == "tokens" ? tokens : m == "spend" || m == "credit" ? spend : 1);
-  }
+  for (const auto m : hold.metrics) actual.push_back(metering::charge_of(m, used));
   const std::string tenant = hold.ticket.tenant_id;
   const std::string request = hold.ticket.request_id;
   const std::vector<std::int64_t> window_starts = hold.ticket.window_start_ms;
@@ -648,20 +471,16 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
   }
   settles_.with({r->first ? "settled" : "repeated"}).inc();
   bool pending = false;
-  for (const auto& x : r->crossings) {
-    billing::budget_alert_spec alert;
-    alert.tenant_id = tenant;
-    alert.budget_id = hold.budget_ids.at(x.charge);
-    alert.window_start_ms = window_starts.at(x.charge);
-    alert.threshold = x.percent;
-    alert.limit = hold.limits.at(x.charge);
-    alert.used = x.used;
+  for (auto& alert : metering::crossed_alerts(tenant, hold.budget_ids, hold.limits,
+                                              window_starts, r->crossings)) {
+    const std::string budget_id = alert.budget_id;
+    const int threshold = alert.threshold;
     auto op = billing_.store->record_budget_alert(std::move(alert));
     auto recorded = co_await on_billing(billing_, std::move(op));
     if (!recorded) {
       json_object_writer f;
-      f.add("tenant_id", tenant).add("budget_id", hold.budget_ids.at(x.charge))
-          .add("threshold", x.percent).add("error", recorded.error().message);
+      f.add("tenant_id", tenant).add("budget_id", budget_id)
+          .add("threshold", threshold).add("error", recorded.error().message);
       log_.error("budgets: an alert threshold was crossed but could not be recorded", f);
       continue;
     }

@@ -1,14 +1,15 @@
-// Budget enforcement on the request path: before forwarding, ONE Redis script reserves the
-// request's worst case ((prompt tokens + max_tokens) x n for every prompt, one request, and the
-// worst-case spend of both) against every active
-// budget of its tenant, project and key; after the response, ONE script settles the hold to
-// the actual usage (in the background, never delaying the client). A refusal is a 429 naming
-// the budget; a granted request carries OpenAI's x-ratelimit-* headers. A settlement that
-// crosses an alert threshold records the alert for the alert dispatcher (webhooks).
-// Budgets are read from PostgreSQL per tenant and cached. A change made through the admin API
-// is published on the Redis channel tg:budgets:changed; every gateway subscribes and drops that
-// tenant's cached list at once. The cache also expires after budgets.cache_ttl_ms (1 s), which
-// covers changes made while a gateway's subscription was down.
+// Budget enforcement on the request path, the I/O side of the budget module
+// (metering/budgets/): before forwarding, ONE Redis script reserves the request's worst case
+// against every active budget of its tenant, project and key (the policy decides which apply,
+// what each is charged, the refusal and the x-ratelimit-* headers); after the response, ONE
+// script settles the hold to the actual usage (in the background, never delaying the client,
+// batched per I/O thread). A settlement that crosses an alert threshold records the alert for
+// the alert dispatcher (webhooks).
+// This class owns the per-tenant budget cache, the per-thread Redis connections and the
+// settlement batches. Budgets are read from PostgreSQL per tenant and cached. A change made
+// through the admin API is published on the Redis channel tg:budgets:changed; every gateway
+// subscribes and drops that tenant's cached list at once. The cache also expires after
+// budgets.cache_ttl_ms (1 s), which covers changes made while a gateway's subscription was down.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
@@ -31,7 +32,8 @@
 #include "gateway/alert_dispatcher.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/billing_context.hpp"
-#include "metering/budget_engine.hpp"
+#include "metering/budgets/budget_engine.hpp"
+#include "metering/budgets/policy.hpp"
 #include "metering/redis_client.hpp"
 #include "metering/usage.hpp"
 #include "metering/worst_case.hpp"
@@ -41,14 +43,11 @@ namespace tollgate::gateway {
 // What a granted request carries until it is settled.
 struct budget_hold {
   metering::hold_ticket ticket;
-  std::vector<std::string> metrics;  // per charge: "tokens", "requests", "spend" or "credit"
+  std::vector<metering::budget_metric> metrics;  // per charge
   unsigned worker = 0;               // whose Redis connection settles it
-  std::uint64_t input_price = 0;     // the model's estimate prices (spend budgets)
-  std::uint64_t output_price = 0;
-  // With a plan: the model's worst-case rates under its price book, which price spend and
-  // credit charges; without, spend is priced with the estimate prices above.
-  bool plan_priced = false;
-  billing::credit_rate plan_rate;
+  // How its spend and credit charges are priced: with a plan, the model's worst-case rate
+  // under its price book; without, the model's estimate prices.
+  metering::spend_pricing pricing;
   std::vector<std::string> budget_ids;  // per charge, for alerts
   std::vector<std::int64_t> limits;     // per charge
   std::vector<std::pair<std::string, std::string>> headers;  // x-ratelimit-*
@@ -120,7 +119,7 @@ class budget_guard {
 
  private:
   // Shared, never modified once cached: requests read it without copying.
-  using budget_list = std::shared_ptr<const std::vector<billing::budget_info>>;
+  using budget_list = std::shared_ptr<const std::vector<metering::budget_info>>;
   struct cached {
     budget_list budgets;
     std::chrono::steady_clock::time_point fetched;
@@ -141,10 +140,6 @@ class budget_guard {
                                                      std::string tenant_id);
   boost::asio::awaitable<void> settle_now(budget_hold hold, std::int64_t prompt_tokens,
                                           std::int64_t completion_tokens);
-  // What a settlement counts as the request's spend: the plan's worst-case rates (or the
-  // estimate prices); the ledger's correction brings it to what is billed.
-  static std::int64_t settled_spend(const budget_hold& hold, std::int64_t prompt_tokens,
-                                    std::int64_t completion_tokens);
   boost::asio::awaitable<void> correct_tenant(std::string tenant_id,
                                               std::vector<std::string> counters,
                                               std::vector<std::int64_t> deltas);

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "tests/bench/bench_args.hpp"
-#include "metering/budget_engine.hpp"
+#include "metering/budgets/budget_engine.hpp"
 #include "metering/redis_client.hpp"
 
 using tollgate::bench::arg;

@@ -29,6 +29,7 @@ build price_book_fuzz tests/fuzz/price_book_fuzz.cpp billing/price_book.cpp bill
 build rating_event_fuzz tests/fuzz/rating_event_fuzz.cpp billing/rating.cpp billing/period_pricing.cpp \
   billing/price_book.cpp billing/pricing.cpp core/json_dom.cpp core/json_text.cpp core/error.cpp
 build worst_case_fuzz tests/fuzz/worst_case_fuzz.cpp metering/worst_case.cpp billing/credits.cpp \
+  metering/budgets/credit_rate.cpp \
   billing/price_book.cpp billing/pricing.cpp core/json_dom.cpp core/json_text.cpp core/error.cpp
 build batch_input_fuzz tests/fuzz/batch_input_fuzz.cpp gateway/batch_input.cpp core/json_dom.cpp \
   core/json_text.cpp core/error.cpp

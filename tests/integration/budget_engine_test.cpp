@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "metering/budget_engine.hpp"
+#include "metering/budgets/budget_engine.hpp"
 #include "tests/integration/redis_fixture.hpp"
 
 namespace net = boost::asio;

@@ -7,7 +7,7 @@
 #include <random>
 #include <vector>
 
-#include "metering/budget_engine.hpp"
+#include "metering/budgets/budget_engine.hpp"
 
 using namespace tollgate::metering;
 

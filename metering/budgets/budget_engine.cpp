@@ -1,6 +1,6 @@
 // The budget engine: see budget_engine.hpp. The two Lua scripts below are the whole of the
 // concurrency story: Redis runs each one atomically.
-#include "metering/budget_engine.hpp"
+#include "metering/budgets/budget_engine.hpp"
 
 #include <algorithm>
 #include <chrono>

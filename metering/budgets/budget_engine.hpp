@@ -9,8 +9,8 @@
 // Holds expire (hold_ttl, rounded up to an eighth of it), so a gateway that dies mid-request
 // cannot keep a hold forever.
 // All keys of one tenant carry the hash tag {tenant}, so each script runs on one Redis Cluster
-// slot. Budgets are stored in PostgreSQL (billing/account_store) and enforced on the request
-// path by gateway/budget_guard.
+// slot. Budgets are stored in PostgreSQL (billing/account_store), decided on by
+// metering/budgets/policy and enforced on the request path by gateway/budget_guard.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
@@ -19,11 +19,10 @@
 #include <utility>
 #include <vector>
 
+#include "metering/budgets/budget_kinds.hpp"
 #include "metering/redis_client.hpp"
 
 namespace tollgate::metering {
-
-enum class budget_window { minute, hour, day, month, lifetime };
 
 struct limit_rule {
   std::string id;          // the budget's id, unique within the tenant
