@@ -66,6 +66,11 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
       settles_(registry.add_counter("tollgate_budget_settlements_total",
                                     "Budget settlements by outcome (settled, repeated, failed).",
                                     {"outcome"})),
+      reserved_{&outcomes_.with({"granted"}), &outcomes_.with({"refused"}),
+                &outcomes_.with({"no_budget"}), &outcomes_.with({"unenforced"}),
+                &outcomes_.with({"unavailable"})},
+      settled_{&settles_.with({"settled"}), &settles_.with({"repeated"}),
+               &settles_.with({"failed"})},
       correction_target_(std::make_shared<correction_target>(this)),
       corrections_(registry.add_counter(
           "tollgate_budget_spend_corrections_total",
@@ -222,14 +227,14 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     metering::worst_case_tokens worst) {
   auto all = co_await budgets_of(who.tenant_id);
   if (!all) {
-    outcomes_.with({"unavailable"}).inc();
+    reserved_.unavailable->inc();
     co_return service_unavailable("Budgets cannot be checked right now; please retry shortly.",
                                   "service_unavailable", 1);
   }
   // Pointers into *all, which stays alive here.
   const auto applying = metering::applying_budgets(*all, who.project_id, who.key_id);
   if (applying.empty()) {
-    outcomes_.with({"no_budget"}).inc();
+    reserved_.no_budget->inc();
     co_return std::optional<budget_hold>{};
   }
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
@@ -258,24 +263,24 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
                                     std::move(charges), now_ms);
   if (!r) {
     if (config_.failure_mode == "open") {
-      outcomes_.with({"unenforced"}).inc();
+      reserved_.unenforced->inc();
       json_object_writer f;
       f.add("tenant_id", who.tenant_id).add("error", r.error().message);
       log_.warn("budgets: Redis unreachable; serving unenforced (failure_mode open)", f);
       co_return std::optional<budget_hold>{};
     }
-    outcomes_.with({"unavailable"}).inc();
+    reserved_.unavailable->inc();
     co_return service_unavailable(
         "Budgets cannot be checked right now (Redis is unreachable); please retry shortly.",
         "service_unavailable", 1);
   }
   if (!r->granted) {
-    outcomes_.with({"refused"}).inc();
+    reserved_.refused->inc();
     const auto i = static_cast<std::size_t>(r->refused_index);
     co_return metering::budget_refusal(*applying[i], r->refused_remaining, amounts[i],
                                        r->refused_reset_ms);
   }
-  outcomes_.with({"granted"}).inc();
+  reserved_.granted->inc();
   hold.ticket = std::move(r->ticket);
   hold.worker = worker;
   // OpenAI's headers from the tightest request and token limits.
@@ -368,7 +373,7 @@ void budget_guard::settle(budget_hold hold, std::int64_t prompt_tokens,
                           std::int64_t completion_tokens) {
   const unsigned worker = hold.worker;
   if (closed_[worker]) {
-    settles_.with({"failed"}).inc();  // shutting down: the hold expires by itself
+    settled_.failed->inc();  // shutting down: the hold expires by itself
     return;
   }
   auto& queue = *settle_queues_[worker];
@@ -463,13 +468,13 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
   if (!r) {
     // The hold expires by itself; the ledger keeps the truth, and `tollctl budgets reconcile`
     // rebuilds the counters from it.
-    settles_.with({"failed"}).inc();
+    settled_.failed->inc();
     json_object_writer f;
     f.add("tenant_id", tenant).add("request_id", request).add("error", r.error().message);
     log_.warn("budgets: settling failed; the hold will expire", f);
     co_return;
   }
-  settles_.with({r->first ? "settled" : "repeated"}).inc();
+  (r->first ? settled_.settled : settled_.repeated)->inc();
   bool pending = false;
   for (auto& alert : metering::crossed_alerts(tenant, hold.budget_ids, hold.limits,
                                               window_starts, r->crossings)) {

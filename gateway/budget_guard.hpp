@@ -166,6 +166,13 @@ class budget_guard {
 
   metrics::family<metrics::counter>& outcomes_;
   metrics::family<metrics::counter>& settles_;
+  // Their children, looked up once: no family mutex on the request path.
+  struct {
+    metrics::counter *granted, *refused, *no_budget, *unenforced, *unavailable;
+  } reserved_;
+  struct {
+    metrics::counter *settled, *repeated, *failed;
+  } settled_;
   // What the ledger's correction listener calls through (null once this guard is destroyed).
   struct correction_target {
     explicit correction_target(budget_guard* g) : guard(g) {}
