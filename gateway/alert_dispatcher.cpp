@@ -20,6 +20,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
 
+#include "billing/budget_store.hpp"
 #include "core/json_text.hpp"
 
 namespace tollgate::gateway {
@@ -129,7 +130,7 @@ void alert_dispatcher::stop() {
 net::awaitable<void> alert_dispatcher::run(std::shared_ptr<loop_state> st) {
   while (!st->stopping) {
     st->woken = false;
-    auto claimed = co_await st->billing.store->claim_alerts(claim_batch, lease_ms);
+    auto claimed = co_await st->billing.budgets->claim_alerts(claim_batch, lease_ms);
     if (claimed) {
       for (auto& d : *claimed) {
         if (st->stopping) break;  // the lease runs out and another start sends it
@@ -309,8 +310,8 @@ net::awaitable<void> alert_dispatcher::deliver(std::shared_ptr<loop_state> st,
   }
   st->outcomes.with({error.empty() ? "delivered" : status == "failed" ? "failed" : "retry"}).inc();
   std::string id = d.id;
-  co_await st->billing.store->finish_alert(std::move(id), std::move(status), std::move(error),
-                                           retry_ms);
+  co_await st->billing.budgets->finish_alert(std::move(id), std::move(status), std::move(error),
+                                             retry_ms);
 }
 
 }  // namespace tollgate::gateway

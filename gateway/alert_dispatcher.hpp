@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "billing/budget_rows.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "gateway/billing_context.hpp"

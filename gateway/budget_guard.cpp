@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include "billing/budget_store.hpp"
 #include "core/json_text.hpp"
 
 #include <map>
@@ -265,7 +266,7 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
     }
     changes_before = cache_->changes;
   }
-  auto op = billing_.store->active_budgets(tenant_id, now_ms);
+  auto op = billing_.budgets->active_budgets(tenant_id, now_ms);
   auto fetched = co_await on_billing(billing_, std::move(op));
   std::lock_guard lock(cache_->mu);
   if (!fetched) {
@@ -449,7 +450,7 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
   for (const auto& m : models_) {
     prices.push_back({m.name, m.estimate_input_price, m.estimate_output_price});
   }
-  auto op = billing_.store->active_budgets(tenant_id, now_ms);
+  auto op = billing_.budgets->active_budgets(tenant_id, now_ms);
   auto budgets = co_await on_billing(billing_, std::move(op));
   if (!budgets) {
     co_return service_unavailable("The database is unreachable: " + budgets.error().message,
@@ -476,7 +477,7 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
         q.start_ms = from;
         q.end_ms = to;
         if (b.metric == "spend") q.prices = prices;
-        auto usage_op = billing_.store->ledger_usage(std::move(q));
+        auto usage_op = billing_.budgets->ledger_usage(std::move(q));
         ledger = co_await on_billing(billing_, std::move(usage_op));
       }
       if (!ledger) {
@@ -656,7 +657,7 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
     alert.threshold = x.percent;
     alert.limit = hold.limits.at(x.charge);
     alert.used = x.used;
-    auto op = billing_.store->record_budget_alert(std::move(alert));
+    auto op = billing_.budgets->record_budget_alert(std::move(alert));
     auto recorded = co_await on_billing(billing_, std::move(op));
     if (!recorded) {
       json_object_writer f;

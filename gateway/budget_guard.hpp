@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "billing/account_store.hpp"
+#include "billing/budget_rows.hpp"
 #include "billing/ledger_writer.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"

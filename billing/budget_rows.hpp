@@ -1,0 +1,73 @@
+// The rows of budgets as enforcement, alerting and reconciliation read them from PostgreSQL
+// (billing/budget_store): an active budget, a threshold crossing to record, an alert claimed
+// for delivery, and the ledger query behind `tollctl budgets reconcile`.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "billing/credits.hpp"
+
+namespace tollgate::billing {
+
+// A budget as enforcement needs it (active budgets only).
+struct budget_info {
+  std::string id;
+  std::string scope;     // tenant, project, key
+  std::string scope_id;  // "" for the tenant
+  std::string metric;    // tokens, requests, spend (micro-units)
+  std::string window;    // minute, hour, day, month, lifetime
+  std::int64_t limit = 0;
+  bool hard = true;
+  std::vector<int> alert_thresholds;  // percent of the limit
+  // Day and month windows of a tenant outside UTC, at the time of reading (ms since the epoch;
+  // all 0 otherwise): the current window instance [start, end) and the end of the next one.
+  std::int64_t zone_start_ms = 0;
+  std::int64_t zone_end_ms = 0;
+  std::int64_t zone_next_end_ms = 0;
+  // Spend and credit budgets of a tenant with a plan: the worst-case rates of its price book
+  // version in force, per model (empty: no plan; spend is then priced with the models'
+  // estimate prices).
+  std::vector<credit_rate> plan_rates;
+  // The credit of a credit_only plan, mirrored as a budget (metric "credit", window lifetime,
+  // id "credit:<tenant>"): `limit` is the credit usable so far (grants for every model in
+  // force, less what expired unused), `credit_used` what the ledger has drawn of it.
+  std::int64_t credit_used = 0;
+};
+
+// A threshold crossing to record (and deliver when the budget has a webhook).
+struct budget_alert_spec {
+  std::string tenant_id;
+  std::string budget_id;
+  std::int64_t window_start_ms = 0;
+  int threshold = 0;  // percent
+  std::int64_t limit = 0;
+  std::int64_t used = 0;
+};
+
+// A recorded alert claimed for delivery: the body to POST and the secret to sign it with.
+struct alert_delivery {
+  std::string id;
+  std::string url;
+  std::string secret;
+  std::string payload;
+  int attempts = 0;  // including this one
+};
+
+// What the ledger holds against one budget in a window: for `tollctl budgets reconcile`.
+struct ledger_budget_query {
+  std::string tenant_id;
+  std::string scope;     // tenant, project, key
+  std::string scope_id;  // the project or key id ("" for the tenant)
+  std::string metric;    // tokens, requests, spend
+  std::int64_t start_ms = 0;
+  std::int64_t end_ms = 0;  // exclusive
+  struct model_price {
+    std::string model;
+    std::uint64_t input = 0;   // micro-units per million prompt tokens
+    std::uint64_t output = 0;  // micro-units per million completion tokens
+  };
+  std::vector<model_price> prices;  // spend only
+};
+
+}  // namespace tollgate::billing
