@@ -1,6 +1,8 @@
 // Files, batches and batch lines in PostgreSQL: see batch_store.hpp.
 #include "billing/batch_store.hpp"
 
+#include "billing/api_keys.hpp"
+
 namespace tollgate::billing {
 namespace net = boost::asio;
 using pg::append_copy_text;

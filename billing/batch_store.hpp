@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "billing/account_store.hpp"
 #include "billing/pg.hpp"
+#include "billing/store_common.hpp"
 
 namespace tollgate::billing {
 

@@ -3,7 +3,7 @@
 // accumulator that runs through the period, split into lines per tier, so that the lines of
 // an accumulator add up to exactly floor(F(total)) when one version covers the period
 // (invariant 4). Batch usage has its own accumulator, priced with the plan's batch discount.
-// Used by the cost preview and by invoices. Pure; the account store supplies the totals.
+// Used by the cost preview and by invoices. Pure; the plan store supplies the totals.
 #pragma once
 #include <cstdint>
 #include <optional>

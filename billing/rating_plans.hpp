@@ -1,7 +1,7 @@
 // Tenants' plans as rating sees them (billing/rating), read from PostgreSQL: per plan row (the
 // first period it prices), the book's tier mode and scope, the batch discount and every
 // version with its prices. Used by the ledger
-// writer for each batch and by the account store for the cost header. A version never changes
+// writer for each batch and by the plan store for the cost header. A version never changes
 // once made, so each loader reads and parses a version's prices once.
 #pragma once
 #include <boost/asio/awaitable.hpp>

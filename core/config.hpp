@@ -129,7 +129,7 @@ struct budgets_config {
   bool alert_webhook_allow_private = false;  // deliver to loopback/private/link-local addresses
 };
 
-// Invoices (billing/account_store, docs/PRICING.md).
+// Invoices (billing/invoice_store, docs/PRICING.md).
 struct invoices_config {
   std::uint64_t grace_hours = 0;  // after a period ends, how long late events may still arrive
 };

@@ -7,9 +7,14 @@
 #include <charconv>
 #include <limits>
 
+#include "billing/budget_store.hpp"
+#include "billing/credit_store.hpp"
 #include "billing/credits.hpp"
+#include "billing/invoice_store.hpp"
 #include "billing/period_pricing.hpp"
+#include "billing/plan_store.hpp"
 #include "billing/price_book.hpp"
+#include "billing/tenant_store.hpp"
 #include "core/bearer_token.hpp"
 #include "core/json_dom.hpp"
 #include "core/limits.hpp"
@@ -373,7 +378,6 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     co_await ex.send_unknown_url();
     co_return;
   }
-  billing::account_store& store = *billing_.store;
   body_reader body(post ? std::string_view(ex.req().body()) : std::string_view{});
   // Each route picks the store operation (not started yet); one co_await below runs it.
   std::optional<boost::asio::awaitable<store_result>> op;
@@ -415,34 +419,34 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       auto name = body.name("name", true);
       auto zone = body.name("time_zone", false);
       if (body.ok()) {
-        op = store.create_tenant(*name, zone, actor);
+        op = billing_.tenants->create_tenant(*name, zone, actor);
         created_status = 201;
       }
     } else if (id.empty() && get) {
-      op = store.list_tenants(*pages);
+      op = billing_.tenants->list_tenants(*pages);
     } else if (!id.empty() && action.empty() && get) {
-      op = store.get_tenant(id);
+      op = billing_.tenants->get_tenant(id);
     } else if (!id.empty() && action.empty() && post) {
       body.reject_unknown({"name", "status", "time_zone"});
       auto name = body.name("name", false);
       auto status = body.status("active", "disabled");
       auto zone = body.name("time_zone", false);
       if (body.ok()) {
-        op = store.update_tenant(id, name, status, zone, actor);
+        op = billing_.tenants->update_tenant(id, name, status, zone, actor);
       }
     } else if (!id.empty() && action == "projects" && post) {
       body.reject_unknown({"name"});
       auto name = body.name("name", true);
       if (body.ok()) {
-        op = store.create_project(id, *name, actor);
+        op = billing_.tenants->create_project(id, *name, actor);
         created_status = 201;
       }
     } else if (!id.empty() && action == "projects" && get) {
-      op = store.list_projects(id, *pages);
+      op = billing_.tenants->list_projects(id, *pages);
     } else if (!id.empty() && action == "credit_grants" && post) {
       body.reject_unknown({"id", "kind", "amount_micros", "price_paid_micros", "effective_at",
                            "expires_at", "priority", "models", "memo"});
-      billing::account_store::credit_grant_spec spec;
+      billing::credit_store::credit_grant_spec spec;
       auto grant_id = body.name("id", false);
       auto grant_kind = body.choice("kind", {"purchased", "promotional"}, true);
       auto amount = body.nullable_int("amount_micros", 1, billing::credit_micros_max);
@@ -476,19 +480,19 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         } else {
           spec.amount_micros = **amount;
           spec.id = grant_id.value_or("");
-          op = store.grant_credit(std::move(spec), actor);
+          op = billing_.credits->grant_credit(std::move(spec), actor);
           created_status = 201;
         }
       }
     } else if (!id.empty() && action == "credits" && get) {
-      op = store.credit_balance(id);
+      op = billing_.credits->credit_balance(id);
     } else if (!id.empty() && action == "credit_transfers" && get) {
-      op = store.credit_transfers(id, *pages);
+      op = billing_.credits->credit_transfers(id, *pages);
     } else if (!id.empty() && action == "plan" && get) {
-      op = store.get_tenant_plan(id);
+      op = billing_.plans->get_tenant_plan(id);
     } else if (!id.empty() && action == "plan" && post) {
       body.reject_unknown({"price_book_id", "batch_discount_bp", "settlement_mode"});
-      billing::account_store::plan_spec spec;
+      billing::plan_store::plan_spec spec;
       auto book = body.name("price_book_id", true);
       auto discount = body.nullable_int("batch_discount_bp", 0, limits::basis_points_max);
       auto mode = body.choice("settlement_mode", {"credit_then_invoice", "credit_only"}, false);
@@ -497,15 +501,15 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         spec.book_id = *book;
         if (discount && *discount) spec.batch_discount_bp = static_cast<int>(**discount);
         spec.settlement_mode = mode;
-        op = store.set_tenant_plan(std::move(spec), actor);
+        op = billing_.plans->set_tenant_plan(std::move(spec), actor);
       }
     }
   } else if (kind == "price_books") {
     if (id.empty() && get) {
-      op = store.list_price_books(*pages);
+      op = billing_.plans->list_price_books(*pages);
     } else if (id.empty() && post) {
       body.reject_unknown({"name", "currency", "tier_mode", "tier_scope", "effective_at", "models"});
-      billing::account_store::price_book_spec spec;
+      billing::plan_store::price_book_spec spec;
       auto name = body.name("name", true);
       auto currency = body.currency("currency");
       auto mode = body.choice("tier_mode", {"graduated", "volume"}, false);
@@ -520,11 +524,11 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         spec.currency = *currency;
         spec.effective_at_s = effective && *effective ? **effective : unix_ms(clock_.wall_now()) / 1000;
         spec.prices_json = std::move(*prices);
-        op = store.create_price_book(std::move(spec), actor);
+        op = billing_.plans->create_price_book(std::move(spec), actor);
         created_status = 201;
       }
     } else if (!id.empty() && action.empty() && get) {
-      op = store.get_price_book(id);
+      op = billing_.plans->get_price_book(id);
     } else if (!id.empty() && action == "versions" && post) {
       // The new prices are checked against the book's own tier mode and scope.
       body.reject_unknown({"effective_at", "models"});
@@ -533,7 +537,7 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         co_await ex.send_error(body.error());
         co_return;
       }
-      auto kind_op = store.price_book_kind(id);
+      auto kind_op = billing_.plans->price_book_kind(id);
       auto book_kind = co_await on_billing(billing_, std::move(kind_op));
       if (!book_kind) {
         co_await ex.send_error(to_api_error(book_kind.error()));
@@ -543,38 +547,38 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
       if (body.ok()) {
         const std::int64_t at =
             effective && *effective ? **effective : unix_ms(clock_.wall_now()) / 1000;
-        op = store.add_price_book_version(id, at, std::move(*prices), actor);
+        op = billing_.plans->add_price_book_version(id, at, std::move(*prices), actor);
         created_status = 201;
       }
     }
   } else if (kind == "projects") {
     if (id.empty() && get) {
-      op = store.list_projects(query->get("tenant_id").value_or(""), *pages);
+      op = billing_.tenants->list_projects(query->get("tenant_id").value_or(""), *pages);
     } else if (id.empty() && post) {
       body.reject_unknown({"tenant_id", "name"});
       auto tenant = body.name("tenant_id", true);
       auto name = body.name("name", true);
       if (body.ok()) {
-        op = store.create_project(*tenant, *name, actor);
+        op = billing_.tenants->create_project(*tenant, *name, actor);
         created_status = 201;
       }
     } else if (!id.empty() && action.empty() && get) {
-      op = store.get_project(id);
+      op = billing_.tenants->get_project(id);
     } else if (!id.empty() && action.empty() && post) {
       body.reject_unknown({"name", "status"});
       auto name = body.name("name", false);
       auto status = body.status("active", "disabled");
       if (body.ok()) {
-        op = store.update_project(id, name, status, actor);
+        op = billing_.tenants->update_project(id, name, status, actor);
       }
     }
   } else if (kind == "keys") {
     if (id.empty() && get) {
-      op = store.list_keys(query->get("tenant_id").value_or(""),
-                                query->get("project_id").value_or(""), *pages);
+      op = billing_.tenants->list_keys(query->get("tenant_id").value_or(""),
+                                       query->get("project_id").value_or(""), *pages);
     } else if (id.empty() && post) {
       body.reject_unknown({"tenant_id", "project_id", "name", "expires_at", "allowed_models"});
-      billing::account_store::key_spec spec;
+      billing::tenant_store::key_spec spec;
       auto tenant = body.name("tenant_id", true);
       auto project = body.name("project_id", false);
       auto name = body.name("name", false);
@@ -586,14 +590,14 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         spec.name = name.value_or("");
         if (expires) spec.expires_at_s = *expires;
         if (models) spec.allowed_models = *models;
-        op = store.create_key(spec, actor);
+        op = billing_.tenants->create_key(spec, actor);
         created_status = 201;
       }
     } else if (!id.empty() && action.empty() && get) {
-      op = store.get_key(id);
+      op = billing_.tenants->get_key(id);
     } else if (!id.empty() && action.empty() && post) {
       body.reject_unknown({"name", "expires_at", "allowed_models"});
-      billing::account_store::key_update u;
+      billing::tenant_store::key_update u;
       u.name = body.name("name", false);
       auto expires = body.nullable_int("expires_at", 0, unix_seconds_max);
       auto models = body.models("allowed_models");
@@ -602,27 +606,27 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         if (expires) u.expires_at_s = *expires;
         u.set_models = models.has_value();
         if (models) u.allowed_models = *models;
-        op = store.update_key(id, u, actor);
+        op = billing_.tenants->update_key(id, u, actor);
       }
     } else if (!id.empty() && ((action == "revoke" && post) ||
                                (action.empty() && method == bhttp::verb::delete_))) {
-      op = store.revoke_key(id, actor);
+      op = billing_.tenants->revoke_key(id, actor);
     } else if (!id.empty() && action == "rotate" && post) {
       body.reject_unknown({"grace_seconds"});
       auto grace = body.nullable_int("grace_seconds", 0, limits::key_rotate_grace_s_max);
       if (body.ok()) {
         const std::int64_t g = grace && *grace ? **grace : 0;
-        op = store.rotate_key(id, g, actor);
+        op = billing_.tenants->rotate_key(id, g, actor);
         created_status = 201;
       }
     }
   } else if (kind == "budgets") {
     if (id.empty() && get) {
-      op = store.list_budgets(query->get("tenant_id").value_or(""), *pages);
+      op = billing_.budgets->list_budgets(query->get("tenant_id").value_or(""), *pages);
     } else if (id.empty() && post) {
       body.reject_unknown({"tenant_id", "scope", "scope_id", "metric", "window", "limit", "mode",
                            "alert_thresholds", "alert_webhook_url"});
-      billing::account_store::budget_spec spec;
+      billing::budget_store::budget_spec spec;
       auto tenant = body.name("tenant_id", true);
       auto scope = body.choice("scope", {"tenant", "project", "key"}, false);
       auto scope_id = body.name("scope_id", false);
@@ -653,14 +657,14 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
         spec.mode = mode.value_or("hard");
         spec.alert_thresholds = thresholds.value_or(std::vector<int>{});
         if (webhook && *webhook) spec.alert_webhook_url = **webhook;
-        op = store.create_budget(spec, actor);
+        op = billing_.budgets->create_budget(spec, actor);
         created_status = 201;
       }
     } else if (!id.empty() && action.empty() && get) {
-      op = store.get_budget(id);
+      op = billing_.budgets->get_budget(id);
     } else if (!id.empty() && action.empty() && post) {
       body.reject_unknown({"limit", "mode", "status", "alert_thresholds", "alert_webhook_url"});
-      billing::account_store::budget_update update;
+      billing::budget_store::budget_update update;
       auto limit = body.nullable_int("limit", 0, std::numeric_limits<std::int64_t>::max() / 4);
       update.mode = body.choice("mode", {"hard", "soft"}, false);
       update.status = body.status("active", "disabled");
@@ -672,10 +676,10 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
           update.set_webhook = true;
           update.alert_webhook_url = *webhook;
         }
-        op = store.update_budget(id, std::move(update), actor);
+        op = billing_.budgets->update_budget(id, std::move(update), actor);
       }
     } else if (!id.empty() && action == "alerts" && get) {
-      op = store.list_budget_alerts(id);
+      op = billing_.budgets->list_budget_alerts(id);
     }
   } else if (kind == "invoices" && id == "run" && action.empty() && post) {
     body.reject_unknown({"period", "tenant_id", "finalize"});
@@ -684,23 +688,24 @@ boost::asio::awaitable<void> admin_api::handle_admin(http::exchange& ex, std::st
     const bool finalize = body.has("finalize") && body.flag("finalize");
     if (body.ok()) {
       const std::int64_t now_s = unix_ms(clock_.wall_now()) / 1000;
-      op = store.run_invoices(*period, tenant.value_or(""), finalize, now_s,
-                              static_cast<std::int64_t>(invoices_.grace_hours) * 3600, actor);
+      op = billing_.invoices->run_invoices(
+          *period, tenant.value_or(""), finalize, now_s,
+          static_cast<std::int64_t>(invoices_.grace_hours) * 3600, actor);
     }
   } else if (kind == "credit_grants" && !id.empty() && action.empty() && get) {
-    op = store.get_credit_grant(id);
+    op = billing_.credits->get_credit_grant(id);
   } else if (kind == "credits" && id == "expire" && action.empty() && post) {
     body.reject_unknown({"at"});
     auto at = body.nullable_int("at", 0, unix_seconds_max);
     if (body.ok()) {
-      op = store.expire_credits(at && *at ? **at : unix_ms(clock_.wall_now()) / 1000);
+      op = billing_.credits->expire_credits(at && *at ? **at : unix_ms(clock_.wall_now()) / 1000);
     }
   } else if (kind == "batches" && id.empty() && get) {
     op = billing_.batches->list_all_batches(query->get("tenant_id").value_or(""), *pages);
   } else if (kind == "batches" && action.empty() && get) {
     op = billing_.batches->get_any_batch(id);
   } else if (kind == "audit_log" && id.empty() && get) {
-    op = store.list_audit(query->get("tenant_id").value_or(""), *pages);
+    op = billing_.tenants->list_audit(query->get("tenant_id").value_or(""), *pages);
   }
 
   std::optional<store_result> outcome;

@@ -18,6 +18,7 @@
 #include <chrono>
 
 #include "core/json_text.hpp"
+#include "billing/budget_store.hpp"
 #include "metering/budgets/alerts.hpp"
 
 namespace tollgate::gateway {
@@ -109,7 +110,7 @@ void alert_dispatcher::stop() {
 net::awaitable<void> alert_dispatcher::run(std::shared_ptr<loop_state> st) {
   while (!st->stopping) {
     st->woken = false;
-    auto claimed = co_await st->billing.store->claim_alerts(claim_batch, lease_ms);
+    auto claimed = co_await st->billing.budgets->claim_alerts(claim_batch, lease_ms);
     if (claimed) {
       for (auto& d : *claimed) {
         if (st->stopping) break;  // the lease runs out and another start sends it
@@ -284,7 +285,7 @@ net::awaitable<void> alert_dispatcher::deliver(std::shared_ptr<loop_state> st,
   }
   st->outcomes.with({next.outcome}).inc();
   std::string id = d.id;
-  co_await st->billing.store->finish_alert(std::move(id), std::move(next.status),
+  co_await st->billing.budgets->finish_alert(std::move(id), std::move(next.status),
                                            std::move(error), next.retry_ms);
 }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "billing/api_keys.hpp"
 #include "core/bearer_token.hpp"
 #include "core/json_dom.hpp"
 #include "core/limits.hpp"
@@ -288,7 +289,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
     }
   }
 
-  auto lookup = billing_.store->find_key(hash);
+  auto lookup = billing_.tenants->find_key(hash);
   auto found = co_await on_billing(billing_, std::move(lookup));
   if (!found) {
     database_failed_.inc();
@@ -319,7 +320,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
 // state from the admin views of the key, its tenant and its project.
 boost::asio::awaitable<pg::db_result<std::optional<billing::key_info>>>
 authenticator::fetch_by_id(std::string key_id) {
-  auto key_op = billing_.store->get_key(key_id);
+  auto key_op = billing_.tenants->get_key(key_id);
   auto key = co_await on_billing(billing_, std::move(key_op));
   if (!key) {
     if (key.error().status == 404) co_return std::optional<billing::key_info>{};
@@ -342,13 +343,13 @@ authenticator::fetch_by_id(std::string key_id) {
   }
   if (key_status == "revoked") info.inactive_reason = "revoked";
   if (info.inactive_reason.empty()) {
-    auto tenant_op = billing_.store->get_tenant(info.tenant_id);
+    auto tenant_op = billing_.tenants->get_tenant(info.tenant_id);
     auto tenant = co_await on_billing(billing_, std::move(tenant_op));
     if (!tenant) co_return pg::db_error{tenant.error().message, "", false};
     if (status_of(*tenant) != "active") info.inactive_reason = "tenant_disabled";
   }
   if (info.inactive_reason.empty() && !info.project_id.empty()) {
-    auto project_op = billing_.store->get_project(info.project_id);
+    auto project_op = billing_.tenants->get_project(info.project_id);
     auto project = co_await on_billing(billing_, std::move(project_op));
     if (!project) co_return pg::db_error{project.error().message, "", false};
     if (status_of(*project) != "active") info.inactive_reason = "project_disabled";
@@ -369,7 +370,7 @@ boost::asio::awaitable<result<caller>> authenticator::check_key_id(std::string k
 
   pg::db_result<std::optional<billing::key_info>> found = std::optional<billing::key_info>{};
   if (cached && !cached->hash.empty()) {
-    auto lookup = billing_.store->find_key(cached->hash);
+    auto lookup = billing_.tenants->find_key(cached->hash);
     found = co_await on_billing(billing_, std::move(lookup));
   } else {
     found = co_await fetch_by_id(key_id);

@@ -16,7 +16,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "billing/account_store.hpp"
+#include "billing/tenant_store.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"

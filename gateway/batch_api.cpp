@@ -1,7 +1,7 @@
 // The Batch API's HTTP side: see batch_api.hpp.
 #include "gateway/batch_api.hpp"
 
-#include "billing/account_store.hpp"
+#include "billing/api_keys.hpp"
 #include "core/json_dom.hpp"
 #include "gateway/admin_api.hpp"
 #include "gateway/api_handler.hpp"

@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include "billing/budget_store.hpp"
 #include "core/json_text.hpp"
 #include "metering/budgets/alerts.hpp"
 #include "metering/budgets/reconcile.hpp"
@@ -204,7 +205,7 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
     }
     changes_before = cache_->changes;
   }
-  auto op = billing_.store->active_budgets(tenant_id, now_ms);
+  auto op = billing_.budgets->active_budgets(tenant_id, now_ms);
   auto fetched = co_await on_billing(billing_, std::move(op));
   std::lock_guard lock(cache_->mu);
   if (!fetched) {
@@ -331,7 +332,7 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
   for (const auto& m : models_) {
     prices.push_back({m.name, m.estimate_input_price, m.estimate_output_price});
   }
-  auto op = billing_.store->active_budgets(tenant_id, now_ms);
+  auto op = billing_.budgets->active_budgets(tenant_id, now_ms);
   auto budgets = co_await on_billing(billing_, std::move(op));
   if (!budgets) {
     co_return service_unavailable("The database is unreachable: " + budgets.error().message,
@@ -344,7 +345,7 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
     // budget). Any other budget: the ledger's usage in the window.
     pg::db_result<std::int64_t> ledger = b.credit_used;
     if (auto q = metering::ledger_query_of(b, tenant_id, span, prices)) {
-      auto usage_op = billing_.store->ledger_usage(std::move(*q));
+      auto usage_op = billing_.budgets->ledger_usage(std::move(*q));
       ledger = co_await on_billing(billing_, std::move(usage_op));
     }
     if (!ledger) {
@@ -480,7 +481,7 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
                                               window_starts, r->crossings)) {
     const std::string budget_id = alert.budget_id;
     const int threshold = alert.threshold;
-    auto op = billing_.store->record_budget_alert(std::move(alert));
+    auto op = billing_.budgets->record_budget_alert(std::move(alert));
     auto recorded = co_await on_billing(billing_, std::move(op));
     if (!recorded) {
       json_object_writer f;

@@ -22,7 +22,6 @@
 #include <utility>
 #include <vector>
 
-#include "billing/account_store.hpp"
 #include "billing/ledger_writer.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"

@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "billing/period_pricing.hpp"
+#include "billing/plan_store.hpp"
 
 namespace tollgate::gateway {
 
@@ -20,10 +21,10 @@ cost_quoter::cost_quoter(const billing_context& billing, const clock_source& clo
     : billing_(billing), clock_(clock) {}
 
 boost::asio::awaitable<void> cost_quoter::refresh(std::shared_ptr<shared_state> state,
-                                                  billing::account_store* store,
+                                                  billing::plan_store* plans,
                                                   const clock_source* clock, std::string tenant_id,
                                                   std::string period) {
-  auto loaded = co_await store->load_rating_state(tenant_id, period);
+  auto loaded = co_await plans->load_rating_state(tenant_id, period);
   std::lock_guard lock(state->mu);
   auto& t = state->tenants[tenant_id];
   t.refreshing = false;
@@ -46,7 +47,7 @@ boost::asio::awaitable<void> cost_quoter::refresh(std::shared_ptr<shared_state> 
 
 boost::asio::awaitable<std::optional<std::int64_t>> cost_quoter::quote(
     const metering::usage_record& rec) {
-  if (rec.tenant_id.empty() || rec.status != 200 || billing_.store == nullptr ||
+  if (rec.tenant_id.empty() || rec.status != 200 || billing_.plans == nullptr ||
       (!rec.usage_reported && !rec.estimated)) {
     co_return std::nullopt;
   }
@@ -71,7 +72,7 @@ boost::asio::awaitable<std::optional<std::int64_t>> cost_quoter::quote(
       if (known) {
         // Quote from what is known; the refresh runs on the billing thread meanwhile.
         boost::asio::co_spawn(billing_.executor,
-                              refresh(state_, billing_.store, &clock_, rec.tenant_id, period),
+                              refresh(state_, billing_.plans, &clock_, rec.tenant_id, period),
                               boost::asio::detached);
       } else {
         wait_for_read = true;
@@ -81,7 +82,7 @@ boost::asio::awaitable<std::optional<std::int64_t>> cost_quoter::quote(
     if (!wait_for_read) co_return std::nullopt;  // nothing known and the database away
   }
   // Named, not made inside the co_await: GCC 12 mishandles temporaries there.
-  auto read = refresh(state_, billing_.store, &clock_, rec.tenant_id, period);
+  auto read = refresh(state_, billing_.plans, &clock_, rec.tenant_id, period);
   auto read_there =
       boost::asio::co_spawn(billing_.executor, std::move(read), boost::asio::use_awaitable);
   co_await std::move(read_there);

@@ -51,7 +51,7 @@ class cost_quoter {
 
   // Reads the tenant's plan and accumulators (on the billing executor) into `state`.
   static boost::asio::awaitable<void> refresh(std::shared_ptr<shared_state> state,
-                                              billing::account_store* store,
+                                              billing::plan_store* plans,
                                               const clock_source* clock, std::string tenant_id,
                                               std::string period);
 

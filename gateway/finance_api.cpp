@@ -1,8 +1,11 @@
 // The finance API (read-only, finance token): usage in OpenAI's shape or CSV, raw usage events,
 // the cost preview, invoices (JSON or CSV) and credits: admin_api::handle_finance. The
 // routing and the admin routes are in admin_api.cpp.
+#include "billing/credit_store.hpp"
+#include "billing/invoice_store.hpp"
+#include "billing/invoicing.hpp"
 #include "billing/period_pricing.hpp"
-#include "core/json_dom.hpp"
+#include "billing/plan_store.hpp"
 #include "core/request_id.hpp"
 #include "gateway/admin_api.hpp"
 #include "gateway/query_params.hpp"
@@ -11,53 +14,6 @@
 namespace tollgate::gateway {
 
 namespace bhttp = boost::beast::http;
-
-namespace {
-
-// An invoice's lines as CSV (one row per line, then the total), from its JSON.
-std::string invoice_csv(const std::string& invoice_json) {
-  std::string out =
-      "invoice_number,period,currency,model,token_class,batch,tier,tokens,amount_micros,"
-      "amount_minor\n";
-  auto doc = json::document::parse(invoice_json);
-  if (!doc) return out;
-  const json::value inv = doc->root();
-  auto text = [](json::value v) -> std::string {
-    if (!v.valid() || v.is_null()) return "";
-    if (v.is_string()) {
-      std::string s(v.as_string());
-      if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-      std::string quoted = "\"";
-      for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-      return quoted + "\"";
-    }
-    if (v.is_bool()) return v.as_bool() ? "true" : "false";
-    return std::string(v.source());
-  };
-  const std::string head = text(inv.find("number")) + "," + text(inv.find("period")) + "," +
-                           text(inv.find("currency")) + ",";
-  const json::value lines = inv.find("lines");
-  for (std::uint32_t i = 0; lines.valid() && i < lines.size(); ++i) {
-    const json::value l = lines.at(i);
-    out += head + text(l.find("model")) + "," + text(l.find("token_class")) + "," +
-           text(l.find("batch")) + "," + text(l.find("tier")) + "," + text(l.find("tokens")) +
-           "," + text(l.find("amount_micros")) + "," + text(l.find("amount_minor")) + "\n";
-  }
-  out += head + "total,,,,," + text(inv.find("total_micros")) + "," +
-         text(inv.find("total_minor")) + "\n";
-  // Credits applied (model: the grant, negative amounts), then what is left to pay.
-  const json::value credits = inv.find("credits");
-  for (std::uint32_t i = 0; credits.valid() && i < credits.size(); ++i) {
-    const json::value c = credits.at(i);
-    out += head + text(c.find("grant_id")) + ",credit,,,,-" + text(c.find("amount_micros")) +
-           ",-" + text(c.find("amount_minor")) + "\n";
-  }
-  out += head + "total_due,,,,," + text(inv.find("total_due_micros")) + "," +
-         text(inv.find("total_due_minor")) + "\n";
-  return out;
-}
-
-}  // namespace
 
 boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::string_view path) {
   auto query = query_params::parse(ex.req().target());
@@ -84,7 +40,7 @@ boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::
       co_return;
     }
     billing::events_query q = std::move(*req);
-    auto op = billing_.store->events(q);
+    auto op = billing_.usage->events(q);
     auto page = co_await on_billing(billing_, std::move(op));
     if (!page) {
       api_error e;
@@ -116,10 +72,11 @@ boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::
         co_await ex.send_error(pages.error(), request_id);
         co_return;
       }
-      op = billing_.store->list_invoices(std::string(query->get("tenant_id").value_or("")),
-                                         std::string(query->get("period").value_or("")), *pages);
+      op = billing_.invoices->list_invoices(std::string(query->get("tenant_id").value_or("")),
+                                            std::string(query->get("period").value_or("")),
+                                            *pages);
     } else {
-      op = billing_.store->get_invoice(id);
+      op = billing_.invoices->get_invoice(id);
     }
     auto outcome = co_await on_billing(billing_, std::move(*op));
     if (!outcome) {
@@ -129,7 +86,7 @@ boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::
     http::response res{bhttp::status::ok, ex.req().version()};
     if (!id.empty() && query->get("format").value_or("") == "csv") {
       res.set(bhttp::field::content_type, "text/csv");
-      res.body() = invoice_csv(*outcome);
+      res.body() = billing::invoice_csv(*outcome);
     } else {
       res.set(bhttp::field::content_type, "application/json");
       res.body() = std::move(outcome.value());
@@ -146,8 +103,8 @@ boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::
           request_id);
       co_return;
     }
-    auto op = path == "/v1/credits" ? billing_.store->credit_balance(tenant)
-                                    : billing_.store->credit_transfers(tenant, *pages);
+    auto op = path == "/v1/credits" ? billing_.credits->credit_balance(tenant)
+                                    : billing_.credits->credit_transfers(tenant, *pages);
     auto outcome = co_await on_billing(billing_, std::move(op));
     if (!outcome) {
       co_await ex.send_error(to_api_error(outcome.error()), request_id);
@@ -171,7 +128,7 @@ boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::
           request_id);
       co_return;
     }
-    auto op = billing_.store->cost_preview(tenant, period);
+    auto op = billing_.plans->cost_preview(tenant, period);
     auto preview = co_await on_billing(billing_, std::move(op));
     if (!preview) {
       co_await ex.send_error(to_api_error(preview.error()), request_id);

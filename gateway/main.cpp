@@ -1,6 +1,6 @@
 // tollgate: the gateway process. Loads the configuration, starts the OpenAI API listener and the
-// operator listener on a pool of I/O threads and, with a database, the billing thread (account
-// store, ledger writer); runs until SIGTERM/SIGINT (graceful drain, then a last ledger flush).
+// operator listener on a pool of I/O threads and, with a database, the billing thread (the
+// stores, ledger writer); runs until SIGTERM/SIGINT (graceful drain, then a last ledger flush).
 //   tollgate [--config FILE]          serve (without --config: the embedded default)
 //   tollgate --check-config [FILE]    validate a configuration and exit
 //   tollgate migrate [--config FILE]  apply the database migrations (database.url) and exit
@@ -24,11 +24,16 @@
 #include <vector>
 
 #include "backends/upstream.hpp"
-#include "billing/account_store.hpp"
 #include "billing/batch_store.hpp"
+#include "billing/budget_store.hpp"
+#include "billing/credit_store.hpp"
+#include "billing/invoice_store.hpp"
 #include "billing/ledger_writer.hpp"
 #include "billing/migrations.hpp"
 #include "billing/pg.hpp"
+#include "billing/plan_store.hpp"
+#include "billing/tenant_store.hpp"
+#include "billing/usage_queries.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "core/http_server.hpp"
@@ -184,7 +189,12 @@ void register_process_metrics(tollgate::metrics::registry& registry, tollgate::l
 
 struct billing_parts {
   std::unique_ptr<tollgate::pg::pool> db_pool;
-  std::unique_ptr<tollgate::billing::account_store> store;
+  std::unique_ptr<tollgate::billing::tenant_store> tenants;
+  std::unique_ptr<tollgate::billing::budget_store> budgets;
+  std::unique_ptr<tollgate::billing::usage_queries> usage;
+  std::unique_ptr<tollgate::billing::plan_store> plans;
+  std::unique_ptr<tollgate::billing::credit_store> credits;
+  std::unique_ptr<tollgate::billing::invoice_store> invoices;  // uses plans and credits
   std::unique_ptr<tollgate::billing::batch_store> batch_store;
   std::unique_ptr<tollgate::billing::ledger_writer> ledger;
   std::unique_ptr<tollgate::gateway::billing_context> context;
@@ -209,7 +219,13 @@ bool start_billing(const tollgate::gateway_config& config, boost::asio::any_io_e
   ls.rate_events = config.ledger.rate_events;
   try {
     out.db_pool = std::make_unique<pg::pool>(executor, db, config.database.pool_size);
-    out.store = std::make_unique<billing::account_store>(*out.db_pool);
+    out.tenants = std::make_unique<billing::tenant_store>(*out.db_pool);
+    out.budgets = std::make_unique<billing::budget_store>(*out.db_pool);
+    out.usage = std::make_unique<billing::usage_queries>(*out.db_pool);
+    out.plans = std::make_unique<billing::plan_store>(*out.db_pool);
+    out.credits = std::make_unique<billing::credit_store>(*out.db_pool);
+    out.invoices =
+        std::make_unique<billing::invoice_store>(*out.db_pool, *out.plans, *out.credits);
     out.batch_store = std::make_unique<billing::batch_store>(*out.db_pool);
     out.ledger = std::make_unique<billing::ledger_writer>(executor, db, ls, registry, log);
   } catch (const std::exception& e) {
@@ -217,7 +233,15 @@ bool start_billing(const tollgate::gateway_config& config, boost::asio::any_io_e
     return false;
   }
   out.context = std::make_unique<gateway::billing_context>(gateway::billing_context{
-      executor, out.store.get(), out.ledger.get(), out.batch_store.get()});
+      .executor = executor,
+      .tenants = out.tenants.get(),
+      .budgets = out.budgets.get(),
+      .usage = out.usage.get(),
+      .plans = out.plans.get(),
+      .invoices = out.invoices.get(),
+      .credits = out.credits.get(),
+      .ledger = out.ledger.get(),
+      .batches = out.batch_store.get()});
   out.auth = std::make_unique<gateway::authenticator>(*out.context, config.auth, clock, registry);
   out.admin_api =
       std::make_unique<gateway::admin_api>(*out.context, config.auth, config.invoices, clock);

@@ -208,7 +208,7 @@ boost::asio::awaitable<void> send_usage_report(http::exchange& ex, const billing
     billing::usage_query q = request.query;
     q.start_s = request.page_start_s;
     q.end_s = std::min(request.query.end_s, q.start_s + width * request.bucket_limit);
-    auto op = billing.store->usage(q);
+    auto op = billing.usage->usage(q);
     auto rows = co_await on_billing(billing, std::move(op));
     if (!rows) {
       co_await ex.send_error(from_db(rows.error()), request_id);
@@ -254,7 +254,7 @@ boost::asio::awaitable<void> send_usage_report(http::exchange& ex, const billing
     q.start_s = at;
     q.end_s = std::min(request.query.end_s, at + width * csv_window_buckets);
     at = q.end_s;
-    auto op = billing.store->usage(q);
+    auto op = billing.usage->usage(q);
     auto rows = co_await on_billing(billing, std::move(op));
     if (!rows) {
       ex.set_close_after();

@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "billing/account_store.hpp"
+#include "billing/usage_queries.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/http_server.hpp"

@@ -1,7 +1,7 @@
 // Budget alert decisions, pure: the alerts a settlement's threshold crossings record, the
 // webhook signature of a payload, and what a delivery attempt leads to (delivered, retried
 // after a backoff of 1 s doubling up to 5 minutes, or failed for good). Recording and claiming
-// alerts (billing/account_store) and the HTTP POST (gateway/alert_dispatcher) use these.
+// alerts (billing/budget_store) and the HTTP POST (gateway/alert_dispatcher) use these.
 // The payload itself is rendered by PostgreSQL with the alert's row (record_budget_alert), so
 // the body signed and sent is the one stored.
 #pragma once

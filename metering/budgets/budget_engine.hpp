@@ -9,7 +9,7 @@
 // Holds expire (hold_ttl, rounded up to an eighth of it), so a gateway that dies mid-request
 // cannot keep a hold forever.
 // All keys of one tenant carry the hash tag {tenant}, so each script runs on one Redis Cluster
-// slot. Budgets are stored in PostgreSQL (billing/account_store), decided on by
+// slot. Budgets are stored in PostgreSQL (billing/budget_store), decided on by
 // metering/budgets/policy and enforced on the request path by gateway/budget_guard.
 #pragma once
 #include <boost/asio/awaitable.hpp>

@@ -1,5 +1,5 @@
 // The rows budgets exchange with the ledger database: a budget as enforcement reads it, an alert
-// to record and one to deliver, and the ledger query behind reconcile. billing/account_store
+// to record and one to deliver, and the ledger query behind reconcile. billing/budget_store
 // reads and writes them (parsing the database's text into the enums); this module decides with
 // them and never includes billing.
 #pragma once

@@ -4,7 +4,7 @@
 #include <set>
 #include <thread>
 
-#include "billing/account_store.hpp"
+#include "billing/api_keys.hpp"
 #include "billing/ledger_writer.hpp"
 #include "billing/pg.hpp"
 

@@ -1,0 +1,339 @@
+// The budget store: see budget_store.hpp.
+#include "billing/budget_store.hpp"
+
+#include "billing/api_keys.hpp"
+#include "billing/credits.hpp"
+#include "billing/period_pricing.hpp"
+#include "billing/price_book.hpp"
+#include "core/json_text.hpp"
+
+namespace tollgate::billing {
+
+namespace net = boost::asio;
+
+namespace {
+const char* const budget_json =
+    "json_build_object('object','budget','id',g.id,'tenant_id',g.tenant_id,'scope',g.scope,"
+    "'scope_id',g.scope_id,'metric',g.metric,'window',g.time_window,'limit',g.limit_value,"
+    "'mode',g.mode,'status',g.status,'alert_thresholds',to_jsonb(g.alert_thresholds),"
+    "'alert_webhook_url',g.alert_webhook_url,'alert_webhook_secret',g.alert_webhook_secret,"
+    "'created_at',extract(epoch from g.created_at)::bigint)";
+
+// PostgreSQL's array text for a list of integers: {50,80,100}.
+std::string int_array(const std::vector<int>& v) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
+  return out + "}";
+}
+}
+
+net::awaitable<store_result> budget_store::create_budget(budget_spec spec, std::string actor) {
+  pg::param scope_id;
+  if (!spec.scope_id.empty()) scope_id = spec.scope_id;
+  pg::param webhook_url, webhook_secret;
+  if (!spec.alert_webhook_url.empty()) {
+    webhook_url = spec.alert_webhook_url;
+    webhook_secret = new_webhook_secret();
+  }
+  // The scope must name a project or key of the same tenant: otherwise nothing is inserted
+  // and the answer is 404.
+  return one_object(
+      pool_,
+      std::string("WITH g AS (INSERT INTO budgets (tenant_id, id, scope, scope_id, metric,"
+                  " time_window, limit_value, mode, alert_thresholds, alert_webhook_url,"
+                  " alert_webhook_secret) SELECT $1, $2, $3, $4, $5, $6, $7::bigint, $8,"
+                  " $10::integer[], $11, $12"
+                  " WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1) AND CASE $3"
+                  " WHEN 'project' THEN EXISTS (SELECT 1 FROM projects WHERE tenant_id = $1 AND"
+                  " id = $4) WHEN 'key' THEN EXISTS (SELECT 1 FROM api_keys WHERE tenant_id = $1"
+                  " AND id = $4) ELSE true END RETURNING *),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " after) SELECT $9, 'budget.create', g.tenant_id, 'budget', g.id,"
+                  " to_jsonb(g) - 'alert_webhook_secret' FROM g) SELECT ") +
+          budget_json + "::text FROM g",
+      {spec.tenant_id, new_object_id("bud"), spec.scope, scope_id, spec.metric, spec.window,
+       std::to_string(spec.limit), spec.mode, std::move(actor), int_array(spec.alert_thresholds),
+       webhook_url, webhook_secret},
+      "The tenant, project or key named does not exist.");
+}
+
+net::awaitable<store_result> budget_store::get_budget(std::string id) {
+  return one_object(pool_,
+                    std::string("SELECT ") + budget_json + "::text FROM budgets g WHERE g.id = $1",
+                    {id}, "No budget with id " + id + ".");
+}
+
+net::awaitable<store_result> budget_store::list_budgets(std::string tenant_id,
+                                                        page_request page) {
+  return tenant_page(pool_, budget_json, "budgets", "g", std::move(tenant_id), page);
+}
+
+net::awaitable<store_result> budget_store::update_budget(std::string id, budget_update u,
+                                                         std::string actor) {
+  pg::param limit_text, thresholds, webhook_url;
+  if (u.limit) limit_text = std::to_string(*u.limit);
+  if (u.alert_thresholds) thresholds = int_array(*u.alert_thresholds);
+  if (u.alert_webhook_url) webhook_url = *u.alert_webhook_url;
+  // A webhook keeps its secret when only its address changes; a new one gets a new secret.
+  return one_object(
+      pool_,
+      std::string("WITH b AS (SELECT * FROM budgets WHERE id = $1 FOR UPDATE),"
+                  " g AS (UPDATE budgets SET limit_value = coalesce($2::bigint, b.limit_value),"
+                  " mode = coalesce($3, b.mode), status = coalesce($4, b.status),"
+                  " alert_thresholds = coalesce($6::integer[], b.alert_thresholds),"
+                  " alert_webhook_url = CASE WHEN $7 THEN $8 ELSE b.alert_webhook_url END,"
+                  " alert_webhook_secret = CASE WHEN NOT $7 THEN b.alert_webhook_secret"
+                  " WHEN $8 IS NULL THEN NULL ELSE coalesce(b.alert_webhook_secret, $9) END,"
+                  " updated_at = now() FROM b WHERE budgets.id = b.id RETURNING budgets.*),"
+                  " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
+                  " before, after) SELECT $5, 'budget.update', g.tenant_id, 'budget', g.id,"
+                  " to_jsonb(b) - 'alert_webhook_secret', to_jsonb(g) - 'alert_webhook_secret'"
+                  " FROM g, b) SELECT ") +
+          budget_json + "::text FROM g",
+      {id, limit_text, std::move(u.mode), std::move(u.status), std::move(actor), thresholds,
+       u.set_webhook ? "true" : "false", webhook_url, new_webhook_secret()},
+      "No budget with id " + id + ".");
+}
+
+net::awaitable<store_result> budget_store::list_budget_alerts(std::string budget_id) {
+  return one_object(
+      pool_,
+      "SELECT json_build_object('object','list','data',coalesce((SELECT json_agg("
+      "json_build_object('object','budget.alert','id',x.id,'budget_id',x.budget_id,"
+      "'tenant_id',x.tenant_id,'window_start',extract(epoch from x.window_start)::bigint,"
+      "'threshold',x.threshold,'limit',x.limit_value,'used',x.used,'webhook_url',x.webhook_url,"
+      "'status',x.status,'attempts',x.attempts,'last_error',x.last_error,"
+      "'created_at',extract(epoch from x.created_at)::bigint,"
+      "'delivered_at',extract(epoch from x.delivered_at)::bigint)"
+      " ORDER BY x.created_at DESC, x.id DESC) FROM (SELECT * FROM budget_alerts"
+      " WHERE budget_id = $1 ORDER BY created_at DESC, id DESC LIMIT 100) x), '[]'::json))::text"
+      " FROM budgets WHERE id = $1",
+      {budget_id}, "No budget with id " + budget_id + ".");
+}
+
+net::awaitable<pg::db_result<bool>> budget_store::record_budget_alert(budget_alert_spec a) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql =
+      "WITH ins AS (INSERT INTO budget_alerts (id, tenant_id, budget_id, window_start, threshold,"
+      " limit_value, used, payload, webhook_url, status)"
+      " SELECT $1::text, b.tenant_id, b.id,"
+      " timestamptz 'epoch' + $3::bigint * interval '1 millisecond',"
+      " $4::integer, $5::bigint, $6::bigint, json_build_object('id', $1::text,"
+      " 'object', 'budget.alert',"
+      " 'tenant_id', b.tenant_id, 'budget_id', b.id, 'scope', b.scope, 'scope_id', b.scope_id,"
+      " 'metric', b.metric, 'window', b.time_window, 'mode', b.mode,"
+      " 'window_start', $3::bigint / 1000, 'threshold_percent', $4::integer,"
+      " 'limit', $5::bigint, 'used', $6::bigint,"
+      " 'created_at', extract(epoch from now())::bigint)::text, b.alert_webhook_url,"
+      " CASE WHEN b.alert_webhook_url IS NULL THEN 'recorded' ELSE 'pending' END"
+      " FROM budgets b WHERE b.id = $2 AND b.tenant_id = $7"
+      " ON CONFLICT (budget_id, window_start, threshold) DO NOTHING RETURNING status)"
+      " SELECT count(*) FILTER (WHERE status = 'pending') > 0 FROM ins";
+  std::vector<pg::param> params{new_object_id("alr"), a.budget_id,
+                                std::to_string(a.window_start_ms), std::to_string(a.threshold),
+                                std::to_string(a.limit), std::to_string(a.used), a.tenant_id};
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  co_return r->boolean(0, 0);
+}
+
+net::awaitable<pg::db_result<std::vector<alert_delivery>>> budget_store::claim_alerts(
+    int limit, std::int64_t lease_ms) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql =
+      "WITH due AS (SELECT id FROM budget_alerts WHERE status = 'pending'"
+      " AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1::integer"
+      " FOR UPDATE SKIP LOCKED)"
+      " UPDATE budget_alerts x SET attempts = x.attempts + 1,"
+      " next_attempt_at = now() + $2::bigint * interval '1 millisecond'"
+      " FROM due, budgets b WHERE x.id = due.id AND b.id = x.budget_id"
+      " RETURNING x.id, x.webhook_url, coalesce(b.alert_webhook_secret, ''), x.payload,"
+      " x.attempts";
+  std::vector<pg::param> params{std::to_string(limit), std::to_string(lease_ms)};
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  std::vector<alert_delivery> out;
+  for (int i = 0; i < r->size(); ++i) {
+    alert_delivery d;
+    d.id = r->text(i, 0);
+    d.url = r->text(i, 1);
+    d.secret = r->text(i, 2);
+    d.payload = r->text(i, 3);
+    d.attempts = static_cast<int>(r->int64(i, 4));
+    out.push_back(std::move(d));
+  }
+  co_return out;
+}
+
+net::awaitable<pg::db_result<bool>> budget_store::finish_alert(std::string id,
+                                                               std::string status,
+                                                               std::string error,
+                                                               std::int64_t retry_in_ms) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql =
+      "UPDATE budget_alerts SET status = $2, last_error = nullif($3, ''),"
+      " delivered_at = CASE WHEN $2 = 'delivered' THEN now() END,"
+      " next_attempt_at = now() + $4::bigint * interval '1 millisecond' WHERE id = $1";
+  std::vector<pg::param> params{std::move(id), std::move(status), std::move(error),
+                                std::to_string(retry_in_ms)};
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  co_return true;
+}
+
+net::awaitable<pg::db_result<std::vector<budget_info>>> budget_store::active_budgets(
+    std::string tenant_id, std::int64_t now_ms) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  // For day and month windows of a tenant outside UTC, PostgreSQL's time zone rules give the
+  // window boundaries: local midnight (or the first of the month) as instants.
+  const std::string sql =
+      "SELECT b.id, b.scope, coalesce(b.scope_id, ''), b.metric, b.time_window, b.limit_value,"
+      " b.mode = 'hard', array_to_string(b.alert_thresholds, ','),"
+      " coalesce((extract(epoch from z.s AT TIME ZONE t.time_zone) * 1000)::bigint, 0),"
+      " coalesce((extract(epoch from (z.s + z.len) AT TIME ZONE t.time_zone) * 1000)::bigint, 0),"
+      " coalesce((extract(epoch from (z.s + 2 * z.len) AT TIME ZONE t.time_zone) * 1000)::bigint,"
+      " 0)"
+      " FROM budgets b JOIN tenants t ON t.id = b.tenant_id"
+      " LEFT JOIN LATERAL (SELECT date_trunc(CASE b.time_window WHEN 'day' THEN 'day'"
+      " ELSE 'month' END, (timestamptz 'epoch' + $2::bigint"
+      " * interval '1 millisecond') AT TIME ZONE t.time_zone) AS s,"
+      " CASE b.time_window WHEN 'day' THEN interval '1 day' ELSE interval '1 month' END AS len)"
+      " z ON t.time_zone <> 'UTC' AND b.time_window IN ('day', 'month')"
+      " WHERE b.tenant_id = $1 AND b.status = 'active' ORDER BY b.id";
+  std::vector<pg::param> params{tenant_id, std::to_string(now_ms)};
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  std::vector<budget_info> out;
+  for (int i = 0; i < r->size(); ++i) {
+    budget_info b;
+    b.id = r->text(i, 0);
+    const auto scope = metering::parse_budget_scope(r->text(i, 1));
+    const auto metric = metering::parse_budget_metric(r->text(i, 3));
+    const auto window = metering::parse_budget_window(r->text(i, 4));
+    if (!scope || !metric || !window) {
+      // The table's CHECK constraints allow no other values.
+      co_return pg::db_error{"budget " + b.id + " has an unknown scope, metric or window", ""};
+    }
+    b.scope = *scope;
+    b.scope_id = r->text(i, 2);
+    b.metric = *metric;
+    b.window = *window;
+    b.limit = r->int64(i, 5);
+    b.hard = r->boolean(i, 6);
+    const std::string thresholds(r->text(i, 7));
+    for (std::size_t at = 0; at < thresholds.size();) {
+      std::size_t comma = thresholds.find(',', at);
+      if (comma == std::string::npos) comma = thresholds.size();
+      b.alert_thresholds.push_back(std::stoi(thresholds.substr(at, comma - at)));
+      at = comma + 1;
+    }
+    b.zone_start_ms = r->int64(i, 8);
+    b.zone_end_ms = r->int64(i, 9);
+    b.zone_next_end_ms = r->int64(i, 10);
+    out.push_back(std::move(b));
+  }
+
+  // With a plan, spend is priced by its price book (worst-case rates, docs/BUDGETS.md). A
+  // credit_only plan: its credit as one more budget (docs/CREDITS.md). Usable: the amounts of
+  // the grants for every model that are in force or were (less what expired unused); used:
+  // usable less what those still in force hold.
+  const std::string credit_sql =
+      "WITH g AS (SELECT g.id, g.amount_micros, a.balance_micros,"
+      " g.expires_at IS NOT NULL AND g.expires_at <= to_timestamp($2::bigint / 1000.0) AS over,"
+      " coalesce((SELECT x.amount_micros FROM credit_entries x WHERE x.transfer_id ="
+      " 'expire:' || g.id AND x.account_id = a.id), 0) AS expired"
+      " FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id"
+      " WHERE g.tenant_id = $1 AND g.models IS NULL"
+      " AND g.effective_at <= to_timestamp($2::bigint / 1000.0))"
+      " SELECT (SELECT coalesce(sum(amount_micros + expired), 0) FROM g),"
+      " (SELECT coalesce(sum(balance_micros) FILTER (WHERE NOT over), 0) FROM g),"
+      " b.tier_mode, b.tier_scope, (SELECT v.prices::text FROM price_book_versions v"
+      " WHERE v.book_id = p.book_id AND v.effective_at <= to_timestamp($2::bigint / 1000.0)"
+      " ORDER BY v.effective_at DESC LIMIT 1), p.settlement_mode = 'credit_only'"
+      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id WHERE p.tenant_id = $1"
+      " AND p.from_period = tollgate_plan_period($1, $3)";
+  std::vector<pg::param> credit_params{tenant_id, std::to_string(now_ms),
+                                       period_of(now_ms / 1000)};
+  auto c = co_await (*conn)->query(credit_sql, std::move(credit_params));
+  if (!c) co_return c.error();
+  if (c->size() == 1) {
+    std::vector<credit_rate> rates;
+    if (!c->is_null(0, 4)) {
+      const auto parsed = parse_stored_prices(c->text(0, 4), c->text(0, 2), c->text(0, 3));
+      if (parsed) {
+        for (const auto& m : *parsed) rates.push_back(worst_case_rate(m));
+      }
+    }
+    for (auto& b : out) {
+      if (b.metric == metering::budget_metric::spend) b.plan_rates = rates;
+    }
+    if (c->boolean(0, 5)) {
+      budget_info b;
+      b.id = "credit:" + tenant_id;
+      b.scope = metering::budget_scope::tenant;
+      b.metric = metering::budget_metric::credit;
+      b.window = metering::budget_window::lifetime;
+      b.limit = c->int64(0, 0);
+      b.credit_used = b.limit - c->int64(0, 1);
+      b.plan_rates = std::move(rates);
+      out.push_back(std::move(b));
+    }
+  }
+  co_return out;
+}
+
+net::awaitable<pg::db_result<std::int64_t>> budget_store::ledger_usage(ledger_budget_query q) {
+  std::string prices = "[";
+  for (const auto& p : q.prices) {
+    json_object_writer w;
+    w.add("model", p.model)
+        .add("input", static_cast<std::int64_t>(p.input))
+        .add("output", static_cast<std::int64_t>(p.output));
+    if (prices.size() > 1) prices += ",";
+    prices += w.finish();
+  }
+  prices += "]";
+  std::string amount;
+  if (q.metric == metering::budget_metric::tokens) {
+    amount = "e.prompt_tokens + e.completion_tokens";
+  } else if (q.metric == metering::budget_metric::spend) {
+    // What the event was rated (billed); an event not rated at the models' estimate prices.
+    amount =
+        "coalesce(e.cost_micros, div(e.prompt_tokens * coalesce(p.input, 0)"
+        " + e.completion_tokens * coalesce(p.output, 0) + 999999, 1000000))";
+  } else {
+    // Rows the gateway refused before forwarding have no upstream (bad request, unknown model)
+    // or the gateway's own 429/503 codes (budgets, a full ledger spool): they held nothing.
+    amount =
+        "CASE WHEN e.upstream = '' OR (e.status IN (429, 503) AND e.error_code IN"
+        " ('insufficient_quota', 'rate_limit_exceeded', 'service_unavailable',"
+        " 'ledger_unavailable')) THEN 0 ELSE 1 END";
+  }
+  std::string sql =
+      "SELECT coalesce(sum(" + amount + "), 0)::bigint FROM usage_events e"
+      " LEFT JOIN jsonb_to_recordset($4::jsonb) AS p(model text, input numeric, output numeric)"
+      " ON p.model = e.model"
+      " WHERE e.tenant_id = $1"
+      " AND e.occurred_at >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'"
+      " AND e.occurred_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond'";
+  std::vector<pg::param> params{q.tenant_id, std::to_string(q.start_ms), std::to_string(q.end_ms),
+                                prices};
+  if (q.scope == metering::budget_scope::project) {
+    sql += " AND e.project_id = $5";
+    params.push_back(q.scope_id);
+  } else if (q.scope == metering::budget_scope::key) {
+    sql += " AND e.api_key_id = $5";
+    params.push_back(q.scope_id);
+  }
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  co_return r->int64(0, 0);
+}
+
+}  // namespace tollgate::billing

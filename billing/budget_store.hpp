@@ -1,0 +1,81 @@
+// The budget store: budgets (create, read, list, update), their threshold alerts (recorded,
+// claimed for webhook delivery, finished) and the reads enforcement and reconciliation need
+// (a tenant's active budgets, what the ledger holds against a budget), in PostgreSQL. Every
+// method is a coroutine on the billing executor using the shared connection pool; objects come
+// back as the JSON the admin API shows, each change written with its audit_log row.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "billing/pg.hpp"
+#include "billing/store_common.hpp"
+#include "metering/budgets/budget_rows.hpp"
+
+namespace tollgate::billing {
+
+// The budget rows are the budget module's (metering/budgets/budget_rows.hpp); this store reads
+// and writes them.
+using metering::alert_delivery;
+using metering::budget_alert_spec;
+using metering::budget_info;
+using metering::ledger_budget_query;
+
+class budget_store {
+ public:
+  explicit budget_store(pg::pool& pool) : pool_(pool) {}
+
+  struct budget_spec {
+    std::string tenant_id;
+    std::string scope;     // tenant, project, key
+    std::string scope_id;  // the project or key id ("" for the tenant)
+    std::string metric;    // tokens, requests, spend (micro-units)
+    std::string window;    // minute, hour, day, month, lifetime
+    std::int64_t limit = 0;
+    std::string mode = "hard";
+    std::vector<int> alert_thresholds;  // percent of the limit
+    std::string alert_webhook_url;      // "" = alerts are recorded only
+  };
+  boost::asio::awaitable<store_result> create_budget(budget_spec spec, std::string actor);
+  boost::asio::awaitable<store_result> get_budget(std::string id);
+  boost::asio::awaitable<store_result> list_budgets(std::string tenant_id, page_request page);
+  struct budget_update {
+    std::optional<std::int64_t> limit;
+    std::optional<std::string> mode;
+    std::optional<std::string> status;
+    std::optional<std::vector<int>> alert_thresholds;
+    bool set_webhook = false;
+    std::optional<std::string> alert_webhook_url;  // with set_webhook: nullopt removes it
+  };
+  boost::asio::awaitable<store_result> update_budget(std::string id, budget_update update,
+                                                     std::string actor);
+  // A budget's alerts, newest first (at most 100).
+  boost::asio::awaitable<store_result> list_budget_alerts(std::string budget_id);
+
+  // Records a threshold crossing once (a repeat is ignored): pending delivery when the budget
+  // has a webhook, else just recorded. Returns whether a delivery is now pending.
+  boost::asio::awaitable<pg::db_result<bool>> record_budget_alert(budget_alert_spec alert);
+  // Claims up to `limit` alerts due for delivery (leased for `lease_ms`, so that another
+  // gateway does not send them at the same time).
+  boost::asio::awaitable<pg::db_result<std::vector<alert_delivery>>> claim_alerts(
+      int limit, std::int64_t lease_ms);
+  // After an attempt: delivered, or failed for good, or due again after `retry_in_ms`.
+  boost::asio::awaitable<pg::db_result<bool>> finish_alert(std::string id, std::string status,
+                                                          std::string error,
+                                                          std::int64_t retry_in_ms);
+  // The tenant's active budgets at `now_ms`, for enforcement.
+  boost::asio::awaitable<pg::db_result<std::vector<budget_info>>> active_budgets(
+      std::string tenant_id, std::int64_t now_ms);
+
+  // Billed tokens, requests that reached the upstream (not refused by the gateway before
+  // forwarding), or spend priced per request at the estimate prices, rounded up as the
+  // budget engine does.
+  boost::asio::awaitable<pg::db_result<std::int64_t>> ledger_usage(ledger_budget_query q);
+
+ private:
+  pg::pool& pool_;
+};
+
+}  // namespace tollgate::billing

@@ -1,0 +1,194 @@
+// The credit store: see credit_store.hpp.
+#include "billing/credit_store.hpp"
+
+#include <map>
+#include <utility>
+
+#include "billing/api_keys.hpp"
+#include "core/json_dom.hpp"
+
+namespace tollgate::billing {
+
+namespace net = boost::asio;
+
+namespace {
+
+// A grant with its balance (g: credit_grants, a: its account).
+const char* const credit_grant_json =
+    "json_build_object('object','credit_grant','id',g.id,'tenant_id',g.tenant_id,'kind',g.kind,"
+    "'amount_micros',g.amount_micros,'price_paid_micros',g.price_paid_micros,"
+    "'balance_micros',a.balance_micros,"
+    "'effective_at',extract(epoch from g.effective_at)::bigint,"
+    "'expires_at',extract(epoch from g.expires_at)::bigint,"
+    "'expired',coalesce(g.expires_at <= now(), false),'priority',g.priority,'models',g.models,"
+    "'memo',g.memo,'created_at',extract(epoch from g.created_at)::bigint)";
+
+// Drawdown order.
+const char* const drawdown_order = "g.priority, g.expires_at NULLS LAST, g.effective_at, g.id";
+
+}  // namespace
+
+net::awaitable<store_result> credit_store::grant_credit(credit_grant_spec spec,
+                                                        std::string actor) {
+  const bool given_id = !spec.id.empty();
+  const std::string id = given_id ? spec.id : new_object_id("cg");
+  pg::param price_paid, expires, models;
+  if (spec.price_paid_micros) price_paid = std::to_string(*spec.price_paid_micros);
+  if (spec.expires_at_s) expires = std::to_string(*spec.expires_at_s);
+  if (spec.models) models = pg::text_array(*spec.models);
+  std::string sql =
+      "WITH f AS (SELECT tollgate_grant_credit($1, $2, $3, $4::bigint, $5::bigint,"
+      " to_timestamp($6::bigint), to_timestamp($7::bigint), $8::integer, $9::text[],"
+      " nullif($10, '')) AS done)"
+      " INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id, after)"
+      " SELECT $11, 'credit.grant', $2, 'credit_grant', $1, jsonb_build_object('kind', $3,"
+      " 'amount_micros', $4::bigint, 'price_paid_micros', $5::bigint) FROM f"
+      " RETURNING object_id";
+  std::vector<pg::param> params;
+  params.emplace_back(id);
+  params.emplace_back(spec.tenant_id);
+  params.emplace_back(spec.kind);
+  params.emplace_back(std::to_string(spec.amount_micros));
+  params.emplace_back(price_paid);
+  params.emplace_back(std::to_string(spec.effective_at_s));
+  params.emplace_back(expires);
+  params.emplace_back(std::to_string(spec.priority));
+  params.emplace_back(models);
+  params.emplace_back(spec.memo);
+  params.emplace_back(std::move(actor));
+  auto made =
+      co_await one_object(pool_, std::move(sql), std::move(params), "The grant was not made.");
+  if (!made && made.error().status == 409 && given_id) {
+    // A retry with the same id: the grant made the first time, if it is this one.
+    auto existing = co_await get_credit_grant(id);
+    if (!existing) co_return existing;
+    const auto doc = json::document::parse(*existing);
+    if (doc && doc->root().find("tenant_id").as_string() == spec.tenant_id &&
+        doc->root().find("amount_micros").as_int64() == spec.amount_micros &&
+        doc->root().find("kind").as_string() == spec.kind) {
+      co_return existing;
+    }
+    co_return store_error{409, "A different grant already has the id " + id + ".", "conflict"};
+  }
+  if (!made) co_return made.error();
+  co_return co_await get_credit_grant(id);
+}
+
+net::awaitable<store_result> credit_store::get_credit_grant(std::string id) {
+  std::string sql = std::string("SELECT ") + credit_grant_json +
+                    "::text FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id"
+                    " WHERE g.id = $1";
+  std::vector<pg::param> params;
+  params.emplace_back(id);
+  co_return co_await one_object(pool_, std::move(sql), std::move(params),
+                                "No credit grant with id " + id + ".");
+}
+
+net::awaitable<store_result> credit_store::credit_balance(std::string tenant_id) {
+  std::string sql =
+      std::string(
+          "SELECT CASE WHEN EXISTS (SELECT 1 FROM tenants WHERE id = $1) THEN"
+          " json_build_object('object','credit_balance','tenant_id',$1::text,"
+          "'available_micros',(SELECT coalesce(sum(a.balance_micros), 0) FROM credit_grants g"
+          " JOIN credit_accounts a ON a.grant_id = g.id WHERE g.tenant_id = $1"
+          " AND g.effective_at <= now() AND (g.expires_at IS NULL OR g.expires_at > now())),"
+          "'used_micros',(SELECT coalesce(max(balance_micros), 0) FROM credit_accounts"
+          " WHERE id = 'usage:' || $1),"
+          "'expired_micros',(SELECT coalesce(max(balance_micros), 0) FROM credit_accounts"
+          " WHERE id = 'breakage:' || $1),"
+          "'granted_micros',(SELECT coalesce(-max(balance_micros), 0) FROM credit_accounts"
+          " WHERE id = 'funding:' || $1),"
+          "'grants',(SELECT coalesce(json_agg(") +
+      credit_grant_json + " ORDER BY " + drawdown_order +
+      "), '[]'::json) FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id"
+      " WHERE g.tenant_id = $1)) END::text";
+  std::vector<pg::param> params;
+  params.emplace_back(tenant_id);
+  co_return co_await one_object(pool_, std::move(sql), std::move(params),
+                                "No tenant with id " + tenant_id + ".");
+}
+
+net::awaitable<store_result> credit_store::credit_transfers(std::string tenant_id,
+                                                            page_request page) {
+  std::string sql =
+      "SELECT CASE WHEN EXISTS (SELECT 1 FROM tenants WHERE id = $1) THEN"
+      " json_build_object('object','list','data',coalesce((SELECT json_agg(x.obj ORDER BY"
+      " x.occurred_at DESC, x.id DESC) FROM (SELECT t.id, t.occurred_at,"
+      " json_build_object('object','credit_transfer','id',t.id,'kind',t.kind,'period',t.period,"
+      "'occurred_at',extract(epoch from t.occurred_at)::bigint,'entries',(SELECT"
+      " json_agg(json_build_object('account',e.account_id,'amount_micros',e.amount_micros)"
+      " ORDER BY e.account_id) FROM credit_entries e WHERE e.transfer_id = t.id)) AS obj"
+      " FROM credit_transfers t WHERE t.tenant_id = $1 ORDER BY t.occurred_at DESC, t.id DESC"
+      " LIMIT $2::int) x), '[]'::json)) END::text";
+  std::vector<pg::param> params;
+  params.emplace_back(tenant_id);
+  params.emplace_back(std::to_string(page.limit));
+  co_return co_await one_object(pool_, std::move(sql), std::move(params),
+                                "No tenant with id " + tenant_id + ".");
+}
+
+net::awaitable<store_result> credit_store::expire_credits(std::int64_t at_s) {
+  std::string sql =
+      "SELECT json_build_object('object','credit_expiry','expired',"
+      "tollgate_expire_credits(to_timestamp($1::bigint)))::text";
+  std::vector<pg::param> params;
+  params.emplace_back(std::to_string(at_s));
+  co_return co_await one_object(pool_, std::move(sql), std::move(params), "");
+}
+
+net::awaitable<basic_result<std::vector<credit_store::applied_credit>, store_error>>
+credit_store::applied_credits(std::string tenant_id, std::string period) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return store_unavailable(conn.error());
+  const std::string drawn_sql =
+      std::string(
+          "SELECT t.period, g.id, g.kind, -sum(e.amount_micros) FROM credit_transfers t"
+          " JOIN credit_entries e ON e.transfer_id = t.id"
+          " JOIN credit_accounts a ON a.id = e.account_id AND a.kind = 'grant'"
+          " JOIN credit_grants g ON g.id = a.grant_id"
+          " LEFT JOIN invoices f ON f.tenant_id = t.tenant_id AND f.period = t.period"
+          " AND f.status = 'finalized'"
+          " WHERE t.tenant_id = $1 AND t.kind IN ('drawdown', 'true_up') AND (t.period = $2"
+          " OR (t.period < $2 AND t.occurred_at > f.finalized_at))"
+          " GROUP BY t.period, g.id, g.kind, g.priority, g.expires_at, g.effective_at"
+          " HAVING sum(e.amount_micros) <> 0"
+          " ORDER BY t.period = $2 DESC, t.period, ") +
+      drawdown_order;
+  std::vector<pg::param> drawn_params;
+  drawn_params.emplace_back(tenant_id);
+  drawn_params.emplace_back(period);
+  auto drawn = co_await (*conn)->query(drawn_sql, std::move(drawn_params));
+  if (!drawn) co_return store_error_from(drawn.error());
+  // What finalized invoices of other periods applied of late credit, per period and grant.
+  const std::string listed_sql =
+      "SELECT c->>'period', c->>'grant_id', sum((c->>'amount_micros')::bigint)"
+      " FROM invoices i, jsonb_array_elements(i.credits) c WHERE i.tenant_id = $1"
+      " AND i.status = 'finalized' AND i.period <> $2 AND c->>'period' <> i.period"
+      " GROUP BY 1, 2";
+  std::vector<pg::param> listed_params;
+  listed_params.emplace_back(tenant_id);
+  listed_params.emplace_back(period);
+  auto listed = co_await (*conn)->query(listed_sql, std::move(listed_params));
+  if (!listed) co_return store_error_from(listed.error());
+  std::map<std::pair<std::string, std::string>, std::int64_t> applied_before;
+  for (int i = 0; i < listed->size(); ++i) {
+    applied_before[{std::string(listed->text(i, 0)), std::string(listed->text(i, 1))}] +=
+        listed->int64(i, 2);
+  }
+  std::vector<applied_credit> out;
+  for (int i = 0; i < drawn->size(); ++i) {
+    applied_credit c;
+    c.period = std::string(drawn->text(i, 0));
+    c.grant_id = std::string(drawn->text(i, 1));
+    c.kind = std::string(drawn->text(i, 2));
+    c.amount_micros = drawn->int64(i, 3);
+    if (c.period != period) {
+      const auto it = applied_before.find({c.period, c.grant_id});
+      if (it != applied_before.end()) c.amount_micros -= it->second;
+    }
+    if (c.amount_micros != 0) out.push_back(std::move(c));
+  }
+  co_return out;
+}
+
+}  // namespace tollgate::billing

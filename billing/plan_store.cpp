@@ -1,0 +1,274 @@
+// The plan store: see plan_store.hpp.
+#include "billing/plan_store.hpp"
+
+#include <chrono>
+#include <set>
+
+#include "billing/api_keys.hpp"
+
+namespace tollgate::billing {
+
+namespace net = boost::asio;
+
+namespace {
+
+const char* const price_book_json =
+    "json_build_object('object','price_book','id',b.id,'name',b.name,'currency',b.currency,"
+    "'tier_mode',b.tier_mode,'tier_scope',b.tier_scope,"
+    "'created_at',extract(epoch from b.created_at)::bigint,"
+    "'versions',(SELECT json_agg(json_build_object('version',v.version,"
+    "'effective_at',extract(epoch from v.effective_at)::bigint,'prices',v.prices)"
+    " ORDER BY v.version) FROM price_book_versions v WHERE v.book_id = b.id))";
+
+}  // namespace
+
+net::awaitable<store_result> plan_store::create_price_book(price_book_spec spec,
+                                                           std::string actor) {
+  return one_object(
+      pool_,
+      std::string("WITH b AS (INSERT INTO price_books (id, name, currency, tier_mode, tier_scope)"
+                  " VALUES ($1, $2, $3, $4, $5) RETURNING *),"
+                  " v AS (INSERT INTO price_book_versions (book_id, version, effective_at, prices)"
+                  " SELECT b.id, 1, to_timestamp($6::bigint), $7::jsonb FROM b RETURNING *),"
+                  " a AS (INSERT INTO audit_log (actor, action, object_type, object_id, after)"
+                  " SELECT $8, 'price_book.create', 'price_book', b.id, to_jsonb(b) ||"
+                  " jsonb_build_object('version', 1, 'prices', v.prices) FROM b, v)"
+                  " SELECT json_build_object('object','price_book','id',b.id,'name',b.name,"
+                  "'currency',b.currency,'tier_mode',b.tier_mode,'tier_scope',b.tier_scope,"
+                  "'created_at',extract(epoch from b.created_at)::bigint,'versions',"
+                  "json_build_array(json_build_object('version',1,'effective_at',"
+                  "extract(epoch from v.effective_at)::bigint,'prices',v.prices)))::text"
+                  " FROM b, v"),
+      {new_object_id("pb"), std::move(spec.name), std::move(spec.currency),
+       std::move(spec.tier_mode), std::move(spec.tier_scope),
+       std::to_string(spec.effective_at_s), std::move(spec.prices_json), std::move(actor)},
+      "The price book was not created.");
+}
+
+net::awaitable<store_result> plan_store::get_price_book(std::string id) {
+  return one_object(pool_,
+                    std::string("SELECT ") + price_book_json + "::text FROM price_books b"
+                    " WHERE b.id = $1",
+                    {id}, "No price book with id " + id + ".");
+}
+
+net::awaitable<store_result> plan_store::list_price_books(page_request page) {
+  return one_object(
+      pool_,
+      page_sql(price_book_json, "(SELECT b.*, b.id AS x_id FROM price_books b) b WHERE true", 1, 2),
+      {std::to_string(page.limit), page.after}, "Nothing to list.");
+}
+
+net::awaitable<basic_result<plan_store::price_book_kind_info, store_error>>
+plan_store::price_book_kind(std::string id) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return store_unavailable(conn.error());
+  const std::string sql = "SELECT tier_mode, tier_scope FROM price_books WHERE id = $1";
+  std::vector<pg::param> params;
+  params.emplace_back(id);
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return store_error_from(r.error());
+  if (r->size() == 0) co_return store_error{404, "No price book with id " + id + ".", "not_found"};
+  price_book_kind_info kind;
+  kind.mode = tier_mode_of(r->text(0, 0));
+  kind.scope = tier_scope_of(r->text(0, 1));
+  co_return kind;
+}
+
+net::awaitable<store_result> plan_store::add_price_book_version(std::string book_id,
+                                                                std::int64_t effective_at_s,
+                                                                std::string prices_json,
+                                                                std::string actor) {
+  // The book row is locked so that two new versions cannot take the same number. A version
+  // must take effect after the latest one, and not in the past: events already rated keep
+  // their version. (Named locals, not temporaries, go into co_await: GCC 12 mishandles the
+  // latter.)
+  const std::int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+  if (effective_at_s < now_s) {
+    co_return store_error{400,
+                          "effective_at must not be in the past (now is " + std::to_string(now_s) +
+                              "): usage up to now is already rated by the version in force.",
+                          "invalid_value"};
+  }
+  std::string latest_sql =
+      "SELECT coalesce(extract(epoch from max(effective_at))::bigint, 0)::text"
+      " FROM price_book_versions WHERE book_id = $1";
+  std::vector<pg::param> latest_params;
+  latest_params.emplace_back(book_id);
+  auto latest = co_await one_object(pool_, std::move(latest_sql), std::move(latest_params), "");
+  if (!latest) co_return latest;
+  if (effective_at_s <= std::stoll(*latest)) {
+    co_return store_error{400,
+                          "effective_at must be after the latest version's (" + *latest +
+                              "): versions are added in order and never replace one in force.",
+                          "invalid_value"};
+  }
+  std::string sql =
+      std::string("WITH b AS (SELECT * FROM price_books WHERE id = $1 FOR UPDATE),"
+                  " last AS (SELECT coalesce(max(v.version), 0) AS n,"
+                  " max(v.effective_at) AS e FROM price_book_versions v, b WHERE v.book_id = b.id),"
+                  " v AS (INSERT INTO price_book_versions (book_id, version, effective_at, prices)"
+                  " SELECT b.id, last.n + 1, to_timestamp($2::bigint), $3::jsonb FROM b, last"
+                  " WHERE last.e IS NULL OR to_timestamp($2::bigint) > last.e RETURNING *),"
+                  " a AS (INSERT INTO audit_log (actor, action, object_type, object_id, after)"
+                  " SELECT $4, 'price_book.add_version', 'price_book', v.book_id, to_jsonb(v)"
+                  " FROM v) SELECT json_build_object('object','price_book.version','price_book_id',"
+                  "v.book_id,'version',v.version,'effective_at',"
+                  "extract(epoch from v.effective_at)::bigint,'prices',v.prices)::text FROM v");
+  std::vector<pg::param> params;
+  params.emplace_back(book_id);
+  params.emplace_back(std::to_string(effective_at_s));
+  params.emplace_back(std::move(prices_json));
+  params.emplace_back(std::move(actor));
+  std::string not_found =
+      "No price book with id " + book_id + " (or a newer version was added meanwhile).";
+  co_return co_await one_object(pool_, std::move(sql), std::move(params), std::move(not_found));
+}
+
+net::awaitable<store_result> plan_store::set_tenant_plan(plan_spec spec, std::string actor) {
+  pg::param discount, mode;
+  if (spec.batch_discount_bp) discount = std::to_string(*spec.batch_discount_bp);
+  if (spec.settlement_mode) mode = *spec.settlement_mode;
+  // The rules (first plan at once, price changes at the next period) live in the function.
+  return one_object(pool_, "SELECT tollgate_set_tenant_plan($1, $2, $3::integer, $4, $5)::text",
+                    {std::move(spec.tenant_id), std::move(spec.book_id), discount, mode,
+                     std::move(actor)},
+                    "The tenant or price book named does not exist.");
+}
+
+net::awaitable<store_result> plan_store::get_tenant_plan(std::string tenant_id) {
+  return one_object(pool_, "SELECT tollgate_tenant_plan_json($1)::text", {tenant_id},
+                    "Tenant " + tenant_id + " has no plan.");
+}
+
+net::awaitable<basic_result<period_usage, store_error>> plan_store::load_plan(
+    std::string tenant_id, std::string period) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return store_unavailable(conn.error());
+  const std::string plan_sql =
+      "SELECT p.book_id, b.currency, b.tier_mode, b.tier_scope, p.batch_discount_bp"
+      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id WHERE p.tenant_id = $1"
+      " AND p.from_period = tollgate_plan_period($1, $2)";
+  std::vector<pg::param> plan_params;
+  plan_params.emplace_back(tenant_id);
+  plan_params.emplace_back(period);
+  auto plan = co_await (*conn)->query(plan_sql, std::move(plan_params));
+  if (!plan) co_return store_error_from(plan.error());
+  if (plan->size() == 0) {
+    co_return store_error{404, "Tenant " + tenant_id + " has no plan (POST /admin/v1/tenants/" +
+                                   tenant_id + "/plan).",
+                          "not_found"};
+  }
+  period_usage in;
+  in.tenant_id = tenant_id;
+  in.book_id = std::string(plan->text(0, 0));
+  in.currency = std::string(plan->text(0, 1));
+  in.tier_mode = std::string(plan->text(0, 2));
+  in.tier_scope = std::string(plan->text(0, 3));
+  in.batch_discount_bp = static_cast<int>(plan->int64(0, 4));
+  const std::string versions_sql =
+      "SELECT version, prices::text FROM price_book_versions WHERE book_id = $1"
+      " ORDER BY effective_at";
+  std::vector<pg::param> versions_params;
+  versions_params.emplace_back(in.book_id);
+  auto versions = co_await (*conn)->query(versions_sql, std::move(versions_params));
+  if (!versions) co_return store_error_from(versions.error());
+  for (int i = 0; i < versions->size(); ++i) {
+    in.versions.push_back({static_cast<int>(versions->int64(i, 0)),
+                           std::string(versions->text(i, 1))});
+  }
+  co_return in;
+}
+
+net::awaitable<basic_result<period_usage, store_error>> plan_store::load_period_totals(
+    period_usage plan, std::string period) {
+  const auto bounds = period_bounds(period);
+  if (!bounds) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
+  plan.period = std::move(period);
+  plan.rows.clear();
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return store_unavailable(conn.error());
+  // Totals per version in force at each event (0: before the first), model and batch flag.
+  const std::string totals_sql =
+      "WITH v AS (SELECT version, effective_at, lead(effective_at) OVER (ORDER BY effective_at)"
+      " AS next FROM price_book_versions WHERE book_id = $2)"
+      " SELECT coalesce(v.version, 0), e.model, e.batch,"
+      " sum(e.prompt_tokens - least(e.cached_prompt_tokens, e.prompt_tokens)),"
+      " sum(least(e.cached_prompt_tokens, e.prompt_tokens)), sum(e.completion_tokens)"
+      " FROM usage_events e LEFT JOIN v ON e.occurred_at >= v.effective_at"
+      " AND (v.next IS NULL OR e.occurred_at < v.next)"
+      " WHERE e.tenant_id = $1 AND e.occurred_at >= to_timestamp($3::bigint)"
+      " AND e.occurred_at < to_timestamp($4::bigint)"
+      " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+  std::vector<pg::param> totals_params;
+  totals_params.emplace_back(plan.tenant_id);
+  totals_params.emplace_back(plan.book_id);
+  totals_params.emplace_back(std::to_string(bounds->first));
+  totals_params.emplace_back(std::to_string(bounds->second));
+  auto totals = co_await (*conn)->query(totals_sql, std::move(totals_params));
+  if (!totals) co_return store_error_from(totals.error());
+  for (int i = 0; i < totals->size(); ++i) {
+    period_usage::totals t;
+    t.version = static_cast<int>(totals->int64(i, 0));
+    t.model = std::string(totals->text(i, 1));
+    t.batch = totals->boolean(i, 2);
+    t.input = totals->int64(i, 3);
+    t.cached_input = totals->int64(i, 4);
+    t.output = totals->int64(i, 5);
+    plan.rows.push_back(std::move(t));
+  }
+  co_return plan;
+}
+
+net::awaitable<store_result> plan_store::cost_preview(std::string tenant_id,
+                                                      std::string period) {
+  if (!period_bounds(period)) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
+  auto plan = co_await load_plan(std::move(tenant_id), period);
+  if (!plan) co_return plan.error();
+  auto usage = co_await load_period_totals(std::move(*plan), std::move(period));
+  if (!usage) co_return usage.error();
+  co_return cost_preview_json(*usage);
+}
+
+net::awaitable<pg::db_result<std::vector<std::string>>> plan_store::tenants_with_plans() {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql = "SELECT DISTINCT tenant_id FROM tenant_plans ORDER BY tenant_id";
+  auto r = co_await (*conn)->query(sql);
+  if (!r) co_return r.error();
+  std::vector<std::string> out;
+  for (int i = 0; i < r->size(); ++i) out.emplace_back(r->text(i, 0));
+  co_return out;
+}
+
+// ---- rating state (the cost header) ------------------------------------------------------------
+
+net::awaitable<pg::db_result<plan_store::rating_state>> plan_store::load_rating_state(
+    std::string tenant_id, std::string period) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::set<std::string> tenants{tenant_id};
+  auto plans = co_await rating_plans_.load(**conn, tenants);
+  if (!plans) co_return plans.error();
+  rating_state state;
+  if (auto it = plans->find(tenant_id); it != plans->end()) {
+    if (const rating_plan* p = plan_for_period(it->second, period)) state.plan = *p;
+  }
+  if (!state.plan) co_return state;
+  const std::string acc_sql =
+      "SELECT model, token_class, batch, position, charged_micros FROM rating_accumulators"
+      " WHERE tenant_id = $1 AND period = $2";
+  std::vector<pg::param> acc_params{tenant_id, period};
+  auto acc = co_await (*conn)->query(acc_sql, std::move(acc_params));
+  if (!acc) co_return acc.error();
+  for (int i = 0; i < acc->size(); ++i) {
+    state.accumulators[{tenant_id, period, std::string(acc->text(i, 0)),
+                        std::string(acc->text(i, 1)), acc->boolean(i, 2)}] =
+        accumulator_state{acc->int64(i, 3), acc->int64(i, 4)};
+  }
+  co_return state;
+}
+
+}  // namespace tollgate::billing

@@ -1,0 +1,83 @@
+// The plan store: price books and their versions, tenants' plans, and the reads that price a
+// period from them (a tenant's plan for a period and the ledger's totals, the cost preview, the
+// rating state behind the cost header), in PostgreSQL (docs/PRICING.md). Every method is a
+// coroutine on the billing executor using the shared connection pool; objects come back as the
+// JSON the admin API shows, each change written with its audit_log row.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "billing/period_pricing.hpp"
+#include "billing/pg.hpp"
+#include "billing/price_book.hpp"
+#include "billing/rating.hpp"
+#include "billing/rating_plans.hpp"
+#include "billing/store_common.hpp"
+
+namespace tollgate::billing {
+
+class plan_store {
+ public:
+  explicit plan_store(pg::pool& pool) : pool_(pool) {}
+
+  struct price_book_spec {
+    std::string name;
+    std::string currency;     // ISO 4217, three capitals
+    std::string tier_mode;    // graduated, volume
+    std::string tier_scope;   // model, all_models
+    std::int64_t effective_at_s = 0;  // of version 1
+    std::string prices_json;  // canonical (billing/price_book), already checked
+  };
+  boost::asio::awaitable<store_result> create_price_book(price_book_spec spec, std::string actor);
+  boost::asio::awaitable<store_result> get_price_book(std::string id);
+  boost::asio::awaitable<store_result> list_price_books(page_request page);
+  // The book's tier mode and scope, to check a new version's prices against; 404 if there is
+  // no such book.
+  struct price_book_kind_info {
+    tier_mode mode = tier_mode::graduated;
+    tier_scope scope = tier_scope::model;
+  };
+  boost::asio::awaitable<basic_result<price_book_kind_info, store_error>> price_book_kind(
+      std::string id);
+  // Version n+1, effective after the latest version's effective_at (else 400).
+  boost::asio::awaitable<store_result> add_price_book_version(std::string book_id,
+                                                              std::int64_t effective_at_s,
+                                                              std::string prices_json,
+                                                              std::string actor);
+  struct plan_spec {
+    std::string tenant_id;
+    std::string book_id;
+    std::optional<int> batch_discount_bp;        // unset: 5000 for a new plan, else unchanged
+    std::optional<std::string> settlement_mode;  // credit_then_invoice, credit_only
+  };
+  boost::asio::awaitable<store_result> set_tenant_plan(plan_spec spec, std::string actor);
+  boost::asio::awaitable<store_result> get_tenant_plan(std::string tenant_id);
+  // The tenant's plan for a period ("YYYY-MM") and its price book's versions (no totals yet;
+  // 404 without a plan). See sql/012_plan_periods.sql for which plan prices a period.
+  boost::asio::awaitable<basic_result<period_usage, store_error>> load_plan(
+      std::string tenant_id, std::string period);
+  // `plan` with the ledger's totals of a period ("YYYY-MM", UTC).
+  boost::asio::awaitable<basic_result<period_usage, store_error>> load_period_totals(
+      period_usage plan, std::string period);
+  // The tenant's cost for the period so far (billing/period_pricing).
+  boost::asio::awaitable<store_result> cost_preview(std::string tenant_id, std::string period);
+  boost::asio::awaitable<pg::db_result<std::vector<std::string>>> tenants_with_plans();
+
+  // The tenant's plan as rating sees it (nullopt: no plan) and its accumulators of `period`,
+  // for quoting a response's cost (gateway/cost_quote).
+  struct rating_state {
+    std::optional<rating_plan> plan;
+    accumulator_map accumulators;
+  };
+  boost::asio::awaitable<pg::db_result<rating_state>> load_rating_state(std::string tenant_id,
+                                                                       std::string period);
+
+ private:
+  pg::pool& pool_;
+  rating_plan_loader rating_plans_{nullptr};  // for load_rating_state
+};
+
+}  // namespace tollgate::billing
