@@ -10,12 +10,23 @@
 #include "billing/account_store.hpp"
 #include "billing/batch_store.hpp"
 #include "billing/ledger_writer.hpp"
+#include "billing/store_aliases.hpp"  // TEMPORARY shim (branch routes), deleted at the store split
 
 namespace tollgate::gateway {
 
 struct billing_context {
   boost::asio::any_io_executor executor;
   billing::account_store* store = nullptr;
+  // TEMPORARY shim (branch routes): the split stores' fields, all pointing at `store` until the
+  // store split (branch stores) types them and removes `store`. The admin and finance handlers
+  // use only these.
+  billing::tenant_store* tenants = nullptr;
+  billing::budget_store* budgets = nullptr;
+  billing::usage_queries* usage = nullptr;
+  billing::plan_store* plans = nullptr;
+  billing::invoice_store* invoices = nullptr;
+  billing::credit_store* credits = nullptr;
+  // end of the TEMPORARY shim
   billing::ledger_writer* ledger = nullptr;
   billing::batch_store* batches = nullptr;
 };
