@@ -68,15 +68,14 @@ net::awaitable<store_result> budget_store::list_budgets(std::string tenant_id,
   return tenant_page(pool_, budget_json, "budgets", "g", std::move(tenant_id), page);
 }
 
-net::awaitable<store_result> budget_store::update_budget(std::string id, budget_update u,
-                                                         std::string actor) {
+net::awaitable<basic_result<budget_store::updated_budget, store_error>>
+budget_store::update_budget(std::string id, budget_update u, std::string actor) {
   pg::param limit_text, thresholds, webhook_url;
   if (u.limit) limit_text = std::to_string(*u.limit);
   if (u.alert_thresholds) thresholds = int_array(*u.alert_thresholds);
   if (u.alert_webhook_url) webhook_url = *u.alert_webhook_url;
   // A webhook keeps its secret when only its address changes; a new one gets a new secret.
-  return one_object(
-      pool_,
+  const std::string sql =
       std::string("WITH b AS (SELECT * FROM budgets WHERE id = $1 FOR UPDATE),"
                   " g AS (UPDATE budgets SET limit_value = coalesce($2::bigint, b.limit_value),"
                   " mode = coalesce($3, b.mode), status = coalesce($4, b.status),"
@@ -89,10 +88,25 @@ net::awaitable<store_result> budget_store::update_budget(std::string id, budget_
                   " before, after) SELECT $5, 'budget.update', g.tenant_id, 'budget', g.id,"
                   " to_jsonb(b) - 'alert_webhook_secret', to_jsonb(g) - 'alert_webhook_secret'"
                   " FROM g, b) SELECT ") +
-          budget_json + "::text FROM g",
-      {id, limit_text, std::move(u.mode), std::move(u.status), std::move(actor), thresholds,
-       u.set_webhook ? "true" : "false", webhook_url, new_webhook_secret()},
-      "No budget with id " + id + ".");
+      budget_json + "::text, g.tenant_id FROM g";
+  std::vector<pg::param> params;
+  params.emplace_back(id);
+  params.emplace_back(limit_text);
+  params.emplace_back(std::move(u.mode));
+  params.emplace_back(std::move(u.status));
+  params.emplace_back(std::move(actor));
+  params.emplace_back(thresholds);
+  params.emplace_back(std::string(u.set_webhook ? "true" : "false"));
+  params.emplace_back(webhook_url);
+  params.emplace_back(new_webhook_secret());
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return store_unavailable(conn.error());
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return store_error_from(r.error());
+  if (r->size() == 0 || r->is_null(0, 0)) {
+    co_return store_error{404, "No budget with id " + id + ".", "not_found"};
+  }
+  co_return updated_budget{std::string(r->text(0, 0)), std::string(r->text(0, 1))};
 }
 
 net::awaitable<store_result> budget_store::list_budget_alerts(std::string budget_id) {

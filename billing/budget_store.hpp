@@ -49,8 +49,14 @@ class budget_store {
     bool set_webhook = false;
     std::optional<std::string> alert_webhook_url;  // with set_webhook: nullopt removes it
   };
-  boost::asio::awaitable<store_result> update_budget(std::string id, budget_update update,
-                                                     std::string actor);
+  // The updated budget as the admin API shows it, and its tenant (whose budgets every gateway
+  // then reloads).
+  struct updated_budget {
+    std::string json;
+    std::string tenant_id;
+  };
+  boost::asio::awaitable<basic_result<updated_budget, store_error>> update_budget(
+      std::string id, budget_update update, std::string actor);
   // A budget's alerts, newest first (at most 100).
   boost::asio::awaitable<store_result> list_budget_alerts(std::string budget_id);
 

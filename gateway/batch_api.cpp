@@ -3,7 +3,7 @@
 
 #include "billing/api_keys.hpp"
 #include "core/json_dom.hpp"
-#include "gateway/admin_api.hpp"
+#include "gateway/admin_request.hpp"
 #include "gateway/api_handler.hpp"
 #include "gateway/batch_input.hpp"
 #include "gateway/query_params.hpp"

@@ -1,146 +1,105 @@
-// The finance API (read-only, finance token): usage in OpenAI's shape or CSV, raw usage events,
-// the cost preview, invoices (JSON or CSV) and credits: admin_api::handle_finance. The
-// routing and the admin routes are in admin_api.cpp.
+// The finance API's handlers (read-only, finance token): usage in OpenAI's shape or CSV, raw
+// usage events, the cost preview, invoices (JSON or CSV) and credits. One function per route of
+// admin_router.cpp's table.
+#include "billing/period_pricing.hpp"
 #include "billing/credit_store.hpp"
 #include "billing/invoice_store.hpp"
 #include "billing/invoicing.hpp"
-#include "billing/period_pricing.hpp"
 #include "billing/plan_store.hpp"
-#include "core/request_id.hpp"
-#include "gateway/admin_api.hpp"
+#include "billing/usage_queries.hpp"
+#include "core/json_dom.hpp"
+#include "gateway/admin_routes.hpp"
 #include "gateway/query_params.hpp"
 #include "gateway/usage_report.hpp"
 
-namespace tollgate::gateway {
+namespace tollgate::gateway::routes {
 
 namespace bhttp = boost::beast::http;
 
-boost::asio::awaitable<void> admin_api::handle_finance(http::exchange& ex, std::string_view path) {
-  auto query = query_params::parse(ex.req().target());
-  if (!query) {
-    co_await ex.send_error(invalid_request("The query string has a bad percent-escape."));
-    co_return;
-  }
-  const std::int64_t now_s = unix_ms(clock_.wall_now()) / 1000;
-  const std::string request_id = new_request_id();
-  if (path == "/v1/usage") {
-    auto req = parse_usage_request(*query, /*finance=*/true, now_s, usage_limits_);
-    if (!req) {
-      co_await ex.send_error(req.error(), request_id);
-      co_return;
-    }
-    usage_request r = std::move(*req);
-    co_await send_usage_report(ex, billing_, std::move(r), request_id);
-    co_return;
-  }
-  if (path == "/v1/usage_events") {
-    auto req = parse_events_request(*query, now_s);
-    if (!req) {
-      co_await ex.send_error(req.error(), request_id);
-      co_return;
-    }
-    billing::events_query q = std::move(*req);
-    auto op = billing_.usage->events(q);
-    auto page = co_await on_billing(billing_, std::move(op));
-    if (!page) {
-      api_error e;
-      e.status = page.error().sqlstate == "22023" ? 400 : 503;
-      e.type = e.status == 400 ? "invalid_request_error" : "api_error";
-      e.message = page.error().message;
-      co_await ex.send_error(e, request_id);
-      co_return;
-    }
-    std::string body = "{\"object\":\"list\",\"data\":" + page->data_json + ",\"has_more\":" +
-                       (page->next.empty() ? "false" : "true") + ",\"next_page\":" +
-                       (page->next.empty() ? "null" : "\"" + page->next + "\"") + "}";
-    http::response res{bhttp::status::ok, ex.req().version()};
-    res.set(bhttp::field::content_type, "application/json");
-    res.body() = std::move(body);
-    co_await ex.send(std::move(res));
-    co_return;
-  }
-  if (path == "/v1/invoices" || path.rfind("/v1/invoices/", 0) == 0) {
-    const std::string id = path.size() > 13 ? std::string(path.substr(13)) : "";
-    if (id.find('/') != std::string::npos) {
-      co_await ex.send_unknown_url(request_id);
-      co_return;
-    }
-    std::optional<boost::asio::awaitable<billing::store_result>> op;
-    if (id.empty()) {
-      auto pages = page_from(*query);
-      if (!pages) {
-        co_await ex.send_error(pages.error(), request_id);
-        co_return;
-      }
-      op = billing_.invoices->list_invoices(std::string(query->get("tenant_id").value_or("")),
-                                            std::string(query->get("period").value_or("")),
-                                            *pages);
-    } else {
-      op = billing_.invoices->get_invoice(id);
-    }
-    auto outcome = co_await on_billing(billing_, std::move(*op));
-    if (!outcome) {
-      co_await ex.send_error(to_api_error(outcome.error()), request_id);
-      co_return;
-    }
-    http::response res{bhttp::status::ok, ex.req().version()};
-    if (!id.empty() && query->get("format").value_or("") == "csv") {
-      res.set(bhttp::field::content_type, "text/csv");
-      res.body() = billing::invoice_csv(*outcome);
-    } else {
-      res.set(bhttp::field::content_type, "application/json");
-      res.body() = std::move(outcome.value());
-    }
-    co_await ex.send(std::move(res));
-    co_return;
-  }
-  if (path == "/v1/credits" || path == "/v1/credit_transfers") {
-    const std::string tenant = std::string(query->get("tenant_id").value_or(""));
-    auto pages = page_from(*query);
-    if (tenant.empty() || !pages) {
-      co_await ex.send_error(
-          tenant.empty() ? invalid_request("tenant_id is required.", "tenant_id") : pages.error(),
-          request_id);
-      co_return;
-    }
-    auto op = path == "/v1/credits" ? billing_.credits->credit_balance(tenant)
-                                    : billing_.credits->credit_transfers(tenant, *pages);
-    auto outcome = co_await on_billing(billing_, std::move(op));
-    if (!outcome) {
-      co_await ex.send_error(to_api_error(outcome.error()), request_id);
-      co_return;
-    }
-    http::response res{bhttp::status::ok, ex.req().version()};
-    res.set(bhttp::field::content_type, "application/json");
-    res.body() = std::move(outcome.value());
-    co_await ex.send(std::move(res));
-    co_return;
-  }
-  if (path == "/v1/cost_preview") {
-    const std::string tenant = std::string(query->get("tenant_id").value_or(""));
-    const std::string period = std::string(query->get("period").value_or(billing::period_of(now_s)));
-    const auto bounds = billing::period_bounds(period);
-    if (tenant.empty() || !bounds) {
-      co_await ex.send_error(
-          invalid_request(tenant.empty() ? "tenant_id is required."
-                                         : "period must be a calendar month, YYYY-MM (UTC).",
-                          tenant.empty() ? "tenant_id" : "period"),
-          request_id);
-      co_return;
-    }
-    auto op = billing_.plans->cost_preview(tenant, period);
-    auto preview = co_await on_billing(billing_, std::move(op));
-    if (!preview) {
-      co_await ex.send_error(to_api_error(preview.error()), request_id);
-      co_return;
-    }
-    http::response res{bhttp::status::ok, ex.req().version()};
-    res.set(bhttp::field::content_type, "application/json");
-    res.body() = std::move(preview.value());
-    co_await ex.send(std::move(res));
-    co_return;
-  }
-  co_await ex.send_unknown_url(request_id);
+handler_result finance_usage(route_call& c) {
+  auto req = parse_usage_request(c.query, /*finance=*/true, c.now_s(), c.env.usage);
+  if (!req) co_return co_await c.fail(req.error());
+  co_await send_usage_report(c.ex, c.billing(), std::move(*req), c.request_id);
 }
 
-}  // namespace tollgate::gateway
+handler_result finance_usage_events(route_call& c) {
+  auto req = parse_events_request(c.query, c.now_s());
+  if (!req) co_return co_await c.fail(req.error());
+  auto page = co_await c.run(c.billing().usage->events(std::move(*req)));
+  if (!page) {
+    api_error e;
+    e.status = page.error().sqlstate == "22023" ? 400 : 503;
+    e.type = e.status == 400 ? "invalid_request_error" : "api_error";
+    e.message = page.error().message;
+    co_return co_await c.fail(std::move(e));
+  }
+  std::string body = "{\"object\":\"list\",\"data\":" + page->data_json +
+                     ",\"has_more\":" + (page->next.empty() ? "false" : "true") +
+                     ",\"next_page\":" + (page->next.empty() ? "null" : "\"" + page->next + "\"") +
+                     "}";
+  co_await c.ex.send_json(200, std::move(body));
+}
+
+handler_result finance_invoices(route_call& c) {
+  auto pages = page_from(c.query);
+  if (!pages) co_return co_await c.fail(pages.error());
+  co_await c.reply(c.billing().invoices->list_invoices(c.query.get("tenant_id").value_or(""),
+                                                       c.query.get("period").value_or(""), *pages));
+}
+
+// JSON, or with format=csv the lines as CSV.
+handler_result finance_invoice(route_call& c) {
+  // `/finance/v1/invoices/` (an empty id) has always listed.
+  if (c.id.empty()) co_return co_await finance_invoices(c);
+  auto outcome = co_await c.run(c.billing().invoices->get_invoice(c.id));
+  if (!outcome) co_return co_await c.fail(to_api_error(outcome.error()));
+  if (c.query.get("format").value_or("") == "csv") {
+    http::response res{bhttp::status::ok, c.ex.req().version()};
+    res.set(bhttp::field::content_type, "text/csv");
+    res.body() = billing::invoice_csv(*outcome);
+    co_await c.ex.send(std::move(res));
+  } else {
+    co_await c.ex.send_json(200, std::move(outcome.value()));
+  }
+}
+
+namespace {
+
+// The tenant_id a credits route needs, or the 400 (also for a bad `limit`).
+result<billing::page_request> credits_request(const route_call& c, std::string& tenant) {
+  tenant = c.query.get("tenant_id").value_or("");
+  auto pages = page_from(c.query);
+  if (tenant.empty()) return invalid_request("tenant_id is required.", "tenant_id");
+  return pages;
+}
+
+}  // namespace
+
+handler_result finance_credits(route_call& c) {
+  std::string tenant;
+  auto pages = credits_request(c, tenant);
+  if (!pages) co_return co_await c.fail(pages.error());
+  co_await c.reply(c.billing().credits->credit_balance(tenant));
+}
+
+handler_result finance_credit_transfers(route_call& c) {
+  std::string tenant;
+  auto pages = credits_request(c, tenant);
+  if (!pages) co_return co_await c.fail(pages.error());
+  co_await c.reply(c.billing().credits->credit_transfers(tenant, *pages));
+}
+
+handler_result finance_cost_preview(route_call& c) {
+  const std::string tenant = c.query.get("tenant_id").value_or("");
+  const std::string period = c.query.get("period").value_or(billing::period_of(c.now_s()));
+  if (tenant.empty()) {
+    co_return co_await c.fail(invalid_request("tenant_id is required.", "tenant_id"));
+  }
+  if (!billing::period_bounds(period)) {
+    co_return co_await c.fail(
+        invalid_request("period must be a calendar month, YYYY-MM (UTC).", "period"));
+  }
+  co_await c.reply(c.billing().plans->cost_preview(tenant, period));
+}
+
+}  // namespace tollgate::gateway::routes

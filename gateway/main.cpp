@@ -39,13 +39,13 @@
 #include "core/http_server.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
-#include "gateway/admin_handler.hpp"
-#include "gateway/admin_api.hpp"
+#include "gateway/admin_router.hpp"
 #include "gateway/api_handler.hpp"
 #include "gateway/batch_api.hpp"
 #include "gateway/batch_worker.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/budget_guard.hpp"
+#include "gateway/operator_listener.hpp"
 #include "metering/prompt_count.hpp"
 #include "metering/tokenizer_registry.hpp"
 #include "metering/usage.hpp"
@@ -162,7 +162,7 @@ void add_key_check(tollgate::http::listener_spec& listener, tollgate::gateway::a
 }
 
 // The billing side, with a database: the PostgreSQL pool and stores, the ledger writer
-// (started), the authenticator and the admin API, all on the billing thread's executor.
+// (started), the authenticator and the admin router, all on the billing thread's executor.
 // The usage log's file: stderr, or the configured path opened for appending (null, with the
 // reason on stderr, when it cannot be opened).
 std::FILE* open_usage_log(const tollgate::gateway_config& config) {
@@ -199,7 +199,7 @@ struct billing_parts {
   std::unique_ptr<tollgate::billing::ledger_writer> ledger;
   std::unique_ptr<tollgate::gateway::billing_context> context;
   std::unique_ptr<tollgate::gateway::authenticator> auth;
-  std::unique_ptr<tollgate::gateway::admin_api> admin_api;
+  std::unique_ptr<tollgate::gateway::admin_router> admin_router;
 };
 
 bool start_billing(const tollgate::gateway_config& config, boost::asio::any_io_executor executor,
@@ -243,9 +243,9 @@ bool start_billing(const tollgate::gateway_config& config, boost::asio::any_io_e
       .ledger = out.ledger.get(),
       .batches = out.batch_store.get()});
   out.auth = std::make_unique<gateway::authenticator>(*out.context, config.auth, clock, registry);
-  out.admin_api =
-      std::make_unique<gateway::admin_api>(*out.context, config.auth, config.invoices, clock);
-  out.admin_api->set_usage_limits(gateway::usage_limits::from(config.usage_reports));
+  out.admin_router =
+      std::make_unique<gateway::admin_router>(*out.context, config.auth, config.invoices, clock);
+  out.admin_router->set_usage_limits(gateway::usage_limits::from(config.usage_reports));
   out.ledger->start();
   return true;
 }
@@ -310,7 +310,7 @@ int main(int argc, char** argv) {
   auto& batch_store = parts.batch_store;
   auto& billing_ctx = parts.context;
   auto& auth = parts.auth;
-  auto& admin_api = parts.admin_api;
+  auto& admin_router = parts.admin_router;
   metering::fanout_usage_sink usage_sink{sinks};
   std::thread billing_thread([&billing_io] { billing_io.run(); });
   auto stop_billing = [&] {
@@ -342,13 +342,13 @@ int main(int argc, char** argv) {
                                                         *billing_ctx, std::move(executors), clock,
                                                         registry, log);
       server.add_drain_hook([guard = budgets.get()](unsigned worker) { guard->close(worker); });
-      admin_api->attach_budgets(budgets.get());
+      admin_router->attach_budgets(budgets.get());
     }
     gateway::api_handler api{config,   std::move(pools), std::move(counters),
                              usage_sink, registry,         log,
                              clock,    billing_ctx.get(),  auth.get(),
                              budgets.get()};
-    gateway::admin_handler admin{server, registry, admin_api.get()};
+    gateway::operator_listener operator_api{server, registry, admin_router.get()};
     server.add_drain_timeout_hook([&api](unsigned worker) { api.record_in_flight(worker); });
     // With a database: the Batch API, and its worker unless batches.enabled is off.
     std::unique_ptr<gateway::batch_api> batches;
@@ -375,7 +375,9 @@ int main(int argc, char** argv) {
     if (auth) add_key_check(api_listener, auth.get());
     server.add_listener(std::move(api_listener));
     http::listener_spec admin_listener{"admin", config.server.admin_listen,
-                                       [&admin](http::exchange& ex) { return admin.handle(ex); },
+                                       [&operator_api](http::exchange& ex) {
+                                         return operator_api.handle(ex);
+                                       },
                                        /*serve_while_draining=*/true};
     admin_listener.max_connections = config.server.admin_max_connections;
     server.add_listener(std::move(admin_listener));

@@ -9,7 +9,8 @@
 //                                        --chat, stdin is a chat request body
 //   tollctl tenants|projects|keys|budgets|audit ...   the admin API (admin token)
 //   tollctl usage|events ...                  the finance API (finance or admin token)
-// Admin and finance commands print the API's JSON; --field NAME prints one top-level field.
+// Admin and finance commands (a table in tollctl_admin.cpp) print the API's JSON; --field NAME
+// prints one top-level field.
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -31,24 +32,19 @@
 #include "core/config.hpp"
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
+#include "gateway/tollctl.hpp"
 #include "metering/prompt_count.hpp"
 #include "metering/tokenizer_registry.hpp"
 
-namespace {
+// Everything here is internal to tollctl (tollctl.hpp declares what tollctl_admin.cpp shares).
+namespace tollgate::tollctl {
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
-struct http_result {
-  unsigned status = 0;
-  std::string body;
-  std::string error;  // transport error, empty on success
-};
-
-// One HTTP request to base_url + path, synchronously, with a 10 s timeout.
 http_result http_call(bhttp::verb method, const std::string& base_url, const std::string& path,
-                      const std::string& body = {}, const std::string& token = {}) {
+                      const std::string& body, const std::string& token) {
   http_result r;
   constexpr std::string_view scheme = "http://";
   if (base_url.rfind(scheme, 0) != 0) {
@@ -133,12 +129,9 @@ bool take_flag(std::vector<std::string>& args, const char* flag) {
 }
 
 void print_ids(const std::vector<tollgate::metering::token_id>& ids) {
-  std::string line = "[";
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (i) line += ',';
-    line += std::to_string(ids[i]);
-  }
-  line += "]\n";
+  tollgate::json_array_writer list;
+  for (const auto id : ids) list.add(id);
+  const std::string line = list.finish() + "\n";
   std::fwrite(line.data(), 1, line.size(), stdout);
 }
 
@@ -147,8 +140,6 @@ void print_ids(const std::vector<tollgate::metering::token_id>& ids) {
 // a chat request body ({"messages": [...], "tools": ...}), or one per line with --jsonl: the
 // count is the prompt count the gateway records; --ids lists the rendered template's ids
 // (llama3, chatml).
-int usage();
-
 int tokenize(std::vector<std::string> args) {
   using namespace tollgate::metering;
   const bool ids = take_flag(args, "--ids");
@@ -236,435 +227,6 @@ int tokenize(std::vector<std::string> args) {
   return 0;
 }
 
-// Percent-encodes a query value.
-std::string url_encode(std::string_view v) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : v) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ',') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-// Prints an API answer: the whole JSON, or with `field` one top-level field of it (strings
-// unquoted), for scripts. Exit status 0 for 2xx, 1 otherwise (the error body goes to stderr).
-int print_api(const http_result& r, const std::string& field) {
-  if (!r.error.empty()) {
-    std::fprintf(stderr, "tollctl: %s\n", r.error.c_str());
-    return 1;
-  }
-  const bool ok = r.status >= 200 && r.status < 300;
-  if (!ok || field.empty()) {
-    std::FILE* out = ok ? stdout : stderr;
-    std::fwrite(r.body.data(), 1, r.body.size(), out);
-    if (r.body.empty() || r.body.back() != '\n') std::fputc('\n', out);
-    return ok ? 0 : 1;
-  }
-  const auto doc = tollgate::json::document::parse(r.body);
-  const auto v = doc ? doc->root().find(field) : tollgate::json::value();
-  if (!v.valid()) {
-    std::fprintf(stderr, "tollctl: the answer has no field %s\n", field.c_str());
-    return 1;
-  }
-  const std::string text = v.is_string() ? std::string(v.as_string()) : std::string(v.source());
-  std::printf("%s\n", text.c_str());
-  return 0;
-}
-
-// tollctl tenants|projects|keys|budgets|price-books|plans|credits|batches|audit|usage|events|costs:
-// the admin and finance APIs.
-int admin_command(const std::string& command, std::vector<std::string> args) {
-  const std::string url =
-      flag_or_env(args, "--admin-url", "TOLLGATE_ADMIN_URL", "http://127.0.0.1:8081");
-  // Finance commands take the finance token (or the admin token, which may read too).
-  const bool finance = command == "usage" || command == "events" || command == "costs";
-  std::string token = flag_or_env(args, "--token", finance ? "TOLLGATE_FINANCE_TOKEN"
-                                                           : "TOLLGATE_ADMIN_TOKEN", "");
-  if (token.empty() && finance) token = flag_or_env(args, "--token", "TOLLGATE_ADMIN_TOKEN", "");
-  const std::string field = flag_or_env(args, "--field", "TOLLCTL_UNSET_FIELD", "");
-  const std::string verb = args.empty() ? "" : args[0];
-  if (!args.empty() && ((!finance && command != "audit") || command == "costs")) {
-    args.erase(args.begin());
-  }
-  auto opt = [&](const char* flag) { return flag_or_env(args, flag, "TOLLCTL_UNSET", ""); };
-  auto positional = [&]() -> std::string {
-    if (args.empty() || args[0].rfind("--", 0) == 0) return "";
-    std::string v = args[0];
-    args.erase(args.begin());
-    return v;
-  };
-  auto leftover = [&]() {
-    if (args.empty()) return false;
-    std::fprintf(stderr, "tollctl: unexpected argument: %s\n", args[0].c_str());
-    return true;
-  };
-  auto list_query = [&](std::initializer_list<std::pair<const char*, const char*>> filters) {
-    std::string q;
-    for (const auto& [flag, param] : filters) {
-      const std::string v = opt(flag);
-      if (!v.empty()) q += std::string(q.empty() ? "?" : "&") + param + "=" + url_encode(v);
-    }
-    return q;
-  };
-  using bhttp::verb;
-  tollgate::json_object_writer body;
-
-  if (command == "tenants" || command == "projects") {
-    const std::string base = "/admin/v1/" + command;
-    if (verb == "create") {
-      const std::string name = opt("--name");
-      std::string path = base;
-      if (command == "projects") {
-        const std::string tenant = opt("--tenant");
-        if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
-        body.add("tenant_id", tenant);
-      }
-      if (name.empty()) return std::fprintf(stderr, "tollctl: --name NAME is required\n"), 2;
-      body.add("name", name);
-      if (command == "tenants") {
-        if (const auto z = opt("--time-zone"); !z.empty()) body.add("time_zone", z);
-      }
-      if (leftover()) return 2;
-      return print_api(http_call(verb::post, url, path, body.finish(), token), field);
-    }
-    if (verb == "list") {
-      const std::string q = list_query({{"--tenant", "tenant_id"}, {"--limit", "limit"}, {"--after", "after"}});
-      if (leftover()) return 2;
-      return print_api(http_call(verb::get, url, base + q, {}, token), field);
-    }
-    const std::string id = positional();
-    if (verb == "get" && !id.empty() && !leftover()) {
-      return print_api(http_call(verb::get, url, base + "/" + id, {}, token), field);
-    }
-    if ((verb == "update" || verb == "disable" || verb == "enable") && !id.empty()) {
-      const std::string name = opt("--name");
-      if (!name.empty()) body.add("name", name);
-      if (command == "tenants") {
-        if (const auto z = opt("--time-zone"); !z.empty()) body.add("time_zone", z);
-      }
-      if (verb != "update") body.add("status", verb == "disable" ? "disabled" : "active");
-      if (leftover()) return 2;
-      return print_api(http_call(verb::post, url, base + "/" + id, body.finish(), token), field);
-    }
-    return usage();
-  }
-  if (command == "keys") {
-    if (verb == "create") {
-      const std::string tenant = opt("--tenant");
-      if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
-      body.add("tenant_id", tenant);
-      if (const auto p = opt("--project"); !p.empty()) body.add("project_id", p);
-      if (const auto n = opt("--name"); !n.empty()) body.add("name", n);
-      if (const auto e = opt("--expires-at"); !e.empty()) body.add_raw("expires_at", e);
-      if (const auto m = opt("--models"); !m.empty()) {
-        std::string list = "[";
-        std::size_t at = 0;
-        while (at <= m.size()) {
-          const auto comma = m.find(',', at);
-          tollgate::json_object_writer one;
-          one.add("m", m.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
-          const std::string obj = one.finish();  // {"m":"..."}: take the quoted string out
-          if (list.size() > 1) list += ',';
-          list += obj.substr(5, obj.size() - 6);
-          if (comma == std::string::npos) break;
-          at = comma + 1;
-        }
-        body.add_raw("allowed_models", list + "]");
-      }
-      if (leftover()) return 2;
-      return print_api(http_call(verb::post, url, "/admin/v1/keys", body.finish(), token), field);
-    }
-    if (verb == "list") {
-      const std::string q = list_query({{"--tenant", "tenant_id"}, {"--project", "project_id"},
-                                        {"--limit", "limit"}, {"--after", "after"}});
-      if (leftover()) return 2;
-      return print_api(http_call(verb::get, url, "/admin/v1/keys" + q, {}, token), field);
-    }
-    const std::string id = positional();
-    if (id.empty()) return usage();
-    if (verb == "get" && !leftover()) {
-      return print_api(http_call(verb::get, url, "/admin/v1/keys/" + id, {}, token), field);
-    }
-    if (verb == "revoke" && !leftover()) {
-      return print_api(http_call(verb::post, url, "/admin/v1/keys/" + id + "/revoke", "{}", token),
-                       field);
-    }
-    if (verb == "rotate") {
-      if (const auto g = opt("--grace"); !g.empty()) body.add_raw("grace_seconds", g);
-      if (leftover()) return 2;
-      return print_api(
-          http_call(verb::post, url, "/admin/v1/keys/" + id + "/rotate", body.finish(), token),
-          field);
-    }
-    if (verb == "update") {
-      if (const auto n = opt("--name"); !n.empty()) body.add("name", n);
-      if (const auto e = opt("--expires-at"); !e.empty()) body.add_raw("expires_at", e);
-      if (leftover()) return 2;
-      return print_api(http_call(verb::post, url, "/admin/v1/keys/" + id, body.finish(), token),
-                       field);
-    }
-    return usage();
-  }
-  if (command == "price-books") {
-    // A book or a version is a JSON file: the admin API's body (docs/PRICING.md).
-    std::string file_body;
-    if (const auto file = opt("--file"); !file.empty()) {
-      std::ifstream in(file, std::ios::binary);
-      if (!in) return std::fprintf(stderr, "tollctl: cannot read %s\n", file.c_str()), 1;
-      file_body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    }
-    if (verb == "create") {
-      if (file_body.empty()) return std::fprintf(stderr, "tollctl: --file BOOK.json is required\n"), 2;
-      if (leftover()) return 2;
-      return print_api(http_call(verb::post, url, "/admin/v1/price_books", file_body, token), field);
-    }
-    if (verb == "list") {
-      const std::string q = list_query({{"--limit", "limit"}, {"--after", "after"}});
-      if (leftover()) return 2;
-      return print_api(http_call(verb::get, url, "/admin/v1/price_books" + q, {}, token), field);
-    }
-    const std::string id = positional();
-    if (id.empty()) return usage();
-    if (verb == "get" && !leftover()) {
-      return print_api(http_call(verb::get, url, "/admin/v1/price_books/" + id, {}, token), field);
-    }
-    if (verb == "add-version") {
-      if (file_body.empty()) return std::fprintf(stderr, "tollctl: --file VERSION.json is required\n"), 2;
-      if (leftover()) return 2;
-      return print_api(
-          http_call(verb::post, url, "/admin/v1/price_books/" + id + "/versions", file_body, token),
-          field);
-    }
-    return usage();
-  }
-  if (command == "invoices") {
-    if (verb == "run") {
-      const std::string period = opt("--period");
-      if (period.empty()) return std::fprintf(stderr, "tollctl: --period YYYY-MM is required\n"), 2;
-      body.add("period", period);
-      if (const auto t = opt("--tenant"); !t.empty()) body.add("tenant_id", t);
-      if (take_flag(args, "--finalize")) body.add("finalize", true);
-      if (leftover()) return 2;
-      return print_api(http_call(verb::post, url, "/admin/v1/invoices/run", body.finish(), token),
-                       field);
-    }
-    if (verb == "list") {
-      const std::string q = list_query({{"--tenant", "tenant_id"}, {"--period", "period"},
-                                        {"--limit", "limit"}, {"--after", "after"}});
-      if (leftover()) return 2;
-      return print_api(http_call(verb::get, url, "/finance/v1/invoices" + q, {}, token), field);
-    }
-    if (verb == "get") {
-      const bool csv = take_flag(args, "--csv");
-      const std::string id = positional();
-      if (id.empty() || leftover()) return usage();
-      return print_api(
-          http_call(verb::get, url, "/finance/v1/invoices/" + id + (csv ? "?format=csv" : ""), {},
-                    token),
-          field);
-    }
-    return usage();
-  }
-  if (command == "costs") {
-    if (verb != "preview") return usage();
-    const std::string tenant = opt("--tenant");
-    if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
-    std::string q = "?tenant_id=" + tenant;
-    if (const auto p = opt("--period"); !p.empty()) q += "&period=" + p;
-    if (leftover()) return 2;
-    return print_api(http_call(verb::get, url, "/finance/v1/cost_preview" + q, {}, token), field);
-  }
-  if (command == "credits") {
-    if (verb == "expire") {
-      if (const auto v = opt("--at"); !v.empty()) body.add_raw("at", v);
-      if (leftover()) return 2;
-      return print_api(http_call(verb::post, url, "/admin/v1/credits/expire", body.finish(), token),
-                       field);
-    }
-    const std::string tenant = opt("--tenant");
-    if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
-    if (verb == "reconcile") {
-      // The credit_only mirror in Redis is a budget: rebuilt with the tenant's budgets.
-      body.add("tenant_id", tenant);
-      if (leftover()) return 2;
-      return print_api(
-          http_call(verb::post, url, "/admin/v1/budgets/reconcile", body.finish(), token), field);
-    }
-    if (verb == "grant") {
-      const std::string kind = opt("--kind");
-      const std::string amount = opt("--amount-micros");
-      if (kind.empty() || amount.empty()) {
-        return std::fprintf(stderr,
-                            "tollctl: --kind purchased|promotional and --amount-micros N are "
-                            "required\n"),
-               2;
-      }
-      body.add("kind", kind);
-      body.add_raw("amount_micros", amount);
-      if (const auto v = opt("--price-paid-micros"); !v.empty()) body.add_raw("price_paid_micros", v);
-      if (const auto v = opt("--effective-at"); !v.empty()) body.add_raw("effective_at", v);
-      if (const auto v = opt("--expires-at"); !v.empty()) body.add_raw("expires_at", v);
-      if (const auto v = opt("--priority"); !v.empty()) body.add_raw("priority", v);
-      if (const auto v = opt("--models"); !v.empty()) {
-        std::string list = "[";
-        std::size_t start = 0;
-        for (;;) {
-          const std::size_t comma = v.find(',', start);
-          if (list.size() > 1) list.push_back(',');
-          tollgate::append_json_string(
-              list, v.substr(start, comma == std::string::npos ? comma : comma - start));
-          if (comma == std::string::npos) break;
-          start = comma + 1;
-        }
-        body.add_raw("models", list + "]");
-      }
-      if (const auto v = opt("--memo"); !v.empty()) body.add("memo", v);
-      if (const auto v = opt("--id"); !v.empty()) body.add("id", v);
-      if (leftover()) return 2;
-      return print_api(http_call(verb::post, url, "/admin/v1/tenants/" + tenant + "/credit_grants",
-                                 body.finish(), token),
-                       field);
-    }
-    if (verb == "balance" || verb == "transfers") {
-      const std::string q = list_query({{"--limit", "limit"}});
-      if (leftover()) return 2;
-      return print_api(
-          http_call(verb::get, url,
-                    "/admin/v1/tenants/" + tenant +
-                        (verb == "balance" ? "/credits" : "/credit_transfers") + q,
-                    {}, token),
-          field);
-    }
-    return usage();
-  }
-  if (command == "plans") {
-    const std::string tenant = opt("--tenant");
-    if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
-    if (verb == "get") {
-      if (leftover()) return 2;
-      return print_api(http_call(verb::get, url, "/admin/v1/tenants/" + tenant + "/plan", {}, token),
-                       field);
-    }
-    if (verb == "set") {
-      const std::string book = opt("--price-book");
-      if (book.empty()) return std::fprintf(stderr, "tollctl: --price-book ID is required\n"), 2;
-      body.add("price_book_id", book);
-      if (const auto v = opt("--batch-discount-bp"); !v.empty()) body.add_raw("batch_discount_bp", v);
-      if (const auto v = opt("--settlement-mode"); !v.empty()) body.add("settlement_mode", v);
-      if (leftover()) return 2;
-      return print_api(
-          http_call(verb::post, url, "/admin/v1/tenants/" + tenant + "/plan", body.finish(), token),
-          field);
-    }
-    return usage();
-  }
-  if (command == "budgets") {
-    if (verb == "create") {
-      const std::string tenant = opt("--tenant");
-      const std::string limit = opt("--limit");
-      if (tenant.empty() || limit.empty()) {
-        return std::fprintf(stderr, "tollctl: --tenant ID and --limit N are required\n"), 2;
-      }
-      body.add("tenant_id", tenant);
-      if (const auto v = opt("--scope"); !v.empty()) body.add("scope", v);
-      if (const auto v = opt("--scope-id"); !v.empty()) body.add("scope_id", v);
-      body.add("metric", opt("--metric"));
-      body.add("window", opt("--window"));
-      body.add_raw("limit", limit);
-      if (const auto v = opt("--mode"); !v.empty()) body.add("mode", v);
-      if (const auto v = opt("--alert-thresholds"); !v.empty()) {
-        body.add_raw("alert_thresholds", "[" + v + "]");
-      }
-      if (const auto v = opt("--alert-webhook-url"); !v.empty()) body.add("alert_webhook_url", v);
-      if (leftover()) return 2;
-      return print_api(http_call(verb::post, url, "/admin/v1/budgets", body.finish(), token), field);
-    }
-    if (verb == "list") {
-      const std::string q = list_query({{"--tenant", "tenant_id"}, {"--limit", "limit"}, {"--after", "after"}});
-      if (leftover()) return 2;
-      return print_api(http_call(verb::get, url, "/admin/v1/budgets" + q, {}, token), field);
-    }
-    if (verb == "reconcile") {
-      const std::string tenant = opt("--tenant");
-      if (tenant.empty()) return std::fprintf(stderr, "tollctl: --tenant ID is required\n"), 2;
-      body.add("tenant_id", tenant);
-      if (leftover()) return 2;
-      return print_api(
-          http_call(verb::post, url, "/admin/v1/budgets/reconcile", body.finish(), token), field);
-    }
-    const std::string id = positional();
-    if (id.empty()) return usage();
-    if (verb == "get" && !leftover()) {
-      return print_api(http_call(verb::get, url, "/admin/v1/budgets/" + id, {}, token), field);
-    }
-    if (verb == "alerts" && !leftover()) {
-      return print_api(http_call(verb::get, url, "/admin/v1/budgets/" + id + "/alerts", {}, token),
-                       field);
-    }
-    if (verb == "update" || verb == "disable" || verb == "enable") {
-      if (const auto v = opt("--limit"); !v.empty()) body.add_raw("limit", v);
-      if (const auto v = opt("--mode"); !v.empty()) body.add("mode", v);
-      if (const auto v = opt("--alert-thresholds"); !v.empty()) {
-        body.add_raw("alert_thresholds", "[" + v + "]");
-      }
-      if (const auto v = opt("--alert-webhook-url"); !v.empty()) {
-        if (v == "none") {
-          body.add_raw("alert_webhook_url", "null");
-        } else {
-          body.add("alert_webhook_url", v);
-        }
-      }
-      if (verb != "update") body.add("status", verb == "disable" ? "disabled" : "active");
-      if (leftover()) return 2;
-      return print_api(http_call(verb::post, url, "/admin/v1/budgets/" + id, body.finish(), token),
-                       field);
-    }
-    return usage();
-  }
-  if (command == "batches") {
-    if (verb == "list") {
-      const std::string q = list_query({{"--tenant", "tenant_id"}, {"--limit", "limit"}, {"--after", "after"}});
-      if (leftover()) return 2;
-      return print_api(http_call(verb::get, url, "/admin/v1/batches" + q, {}, token), field);
-    }
-    if (verb == "get") {
-      const std::string id = positional();
-      if (id.empty() || leftover()) return usage();
-      return print_api(http_call(verb::get, url, "/admin/v1/batches/" + id, {}, token), field);
-    }
-    return usage();
-  }
-  if (command == "audit") {
-    const std::string q = list_query({{"--tenant", "tenant_id"}, {"--limit", "limit"}, {"--after", "after"}});
-    if (leftover()) return 2;
-    return print_api(http_call(verb::get, url, "/admin/v1/audit_log" + q, {}, token), field);
-  }
-  if (command == "usage" || command == "events") {
-    std::string q = list_query({{"--start", "start_time"}, {"--end", "end_time"},
-                                {"--bucket", "bucket_width"}, {"--group-by", "group_by"},
-                                {"--tenant", "tenant_id"}, {"--project", "project_id"},
-                                {"--key", "api_key_id"}, {"--model", "model"},
-                                {"--limit", "limit"}, {"--page", "page"}, {"--after", "after"}});
-    const bool csv = take_flag(args, "--csv");
-    if (csv) q += q.empty() ? "?format=csv" : "&format=csv";
-    if (leftover()) return 2;
-    const std::string path = command == "usage" ? "/finance/v1/usage" : "/finance/v1/usage_events";
-    const auto r = http_call(verb::get, url, path + q, {}, token);
-    if (csv && r.error.empty() && r.status == 200) {
-      std::fwrite(r.body.data(), 1, r.body.size(), stdout);
-      return 0;
-    }
-    return print_api(r, field);
-  }
-  return usage();
-}
-
 int usage() {
   std::fprintf(stderr,
                "usage: tollctl health  [--admin-url URL]\n"
@@ -717,9 +279,10 @@ int usage() {
   return 2;
 }
 
-}  // namespace
+}  // namespace tollgate::tollctl
 
 int main(int argc, char** argv) {
+  using namespace tollgate::tollctl;
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) return usage();
   const std::string command = args[0];
@@ -769,11 +332,6 @@ int main(int argc, char** argv) {
     }
   }
   if (command == "tokenize") return tokenize(std::move(args));
-  if (command == "tenants" || command == "projects" || command == "keys" || command == "audit" ||
-      command == "budgets" || command == "usage" || command == "events" ||
-      command == "price-books" || command == "plans" || command == "costs" ||
-      command == "invoices" || command == "credits" || command == "batches") {
-    return admin_command(command, std::move(args));
-  }
+  if (is_api_command(command)) return api_command(command, std::move(args));
   return usage();
 }

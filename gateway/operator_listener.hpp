@@ -1,28 +1,30 @@
 // The operator listener (:8081): liveness, readiness, Prometheus metrics, and (with a database)
-// the admin and finance APIs (gateway/admin_api.hpp).
+// the admin and finance APIs, handed to gateway/admin_router.hpp.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 
 #include "core/http_server.hpp"
 #include "core/metrics.hpp"
-#include "gateway/admin_api.hpp"
+#include "gateway/admin_router.hpp"
 
 namespace tollgate::gateway {
 
-class admin_handler {
+class operator_listener {
  public:
   // `api` is null when the gateway runs without a database.
-  admin_handler(const http::server& server, const metrics::registry& registry, admin_api* api)
+  operator_listener(const http::server& server, const metrics::registry& registry,
+                    admin_router* api)
       : server_(server), registry_(registry), api_(api) {}
 
   // GET /healthz: 200 while the process serves. GET /readyz: 200 unless draining (503).
-  // GET /metrics: the registry in the Prometheus text format. /admin/* and /finance/*: admin_api.
+  // GET /metrics: the registry in the Prometheus text format. /admin/* and /finance/*:
+  // admin_router.
   boost::asio::awaitable<void> handle(http::exchange& ex);
 
  private:
   const http::server& server_;
   const metrics::registry& registry_;
-  admin_api* api_;
+  admin_router* api_;
 };
 
 }  // namespace tollgate::gateway

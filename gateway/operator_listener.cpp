@@ -1,14 +1,14 @@
-// The operator listener: see admin_handler.hpp.
-#include "gateway/admin_handler.hpp"
+// The operator listener: see operator_listener.hpp.
+#include "gateway/operator_listener.hpp"
 
 namespace tollgate::gateway {
 
 namespace bhttp = boost::beast::http;
 
-boost::asio::awaitable<void> admin_handler::handle(http::exchange& ex) {
+boost::asio::awaitable<void> operator_listener::handle(http::exchange& ex) {
   auto& req = ex.req();
   const std::string_view target = ex.path();
-  if (admin_api::owns(target)) {
+  if (admin_router::owns(target)) {
     if (api_ == nullptr) {
       co_await ex.send_error(not_found_error(
           "The admin and finance APIs need a database: set database.url in the configuration."));
