@@ -51,7 +51,8 @@ net::awaitable<store_result> budget_store::create_budget(budget_spec spec, std::
                   " after) SELECT $9, 'budget.create', g.tenant_id, 'budget', g.id,"
                   " to_jsonb(g) - 'alert_webhook_secret' FROM g) SELECT ") +
           budget_json + "::text FROM g",
-      {spec.tenant_id, new_object_id("bud"), spec.scope, scope_id, spec.metric, spec.window,
+      {spec.tenant_id, new_object_id("bud"), std::string(metering::name_of(spec.scope)), scope_id,
+       std::string(metering::name_of(spec.metric)), std::string(metering::name_of(spec.window)),
        std::to_string(spec.limit), spec.mode, std::move(actor), int_array(spec.alert_thresholds),
        webhook_url, webhook_secret},
       "The tenant, project or key named does not exist.");
@@ -301,16 +302,15 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> budget_store::active_bud
 }
 
 net::awaitable<pg::db_result<std::int64_t>> budget_store::ledger_usage(ledger_budget_query q) {
-  std::string prices = "[";
+  json_array_writer price_list;
   for (const auto& p : q.prices) {
     json_object_writer w;
     w.add("model", p.model)
         .add("input", static_cast<std::int64_t>(p.input))
         .add("output", static_cast<std::int64_t>(p.output));
-    if (prices.size() > 1) prices += ",";
-    prices += w.finish();
+    price_list.add_raw(w.finish());
   }
-  prices += "]";
+  const std::string prices = price_list.finish();
   std::string amount;
   if (q.metric == metering::budget_metric::tokens) {
     amount = "e.prompt_tokens + e.completion_tokens";

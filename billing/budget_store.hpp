@@ -29,10 +29,10 @@ class budget_store {
 
   struct budget_spec {
     std::string tenant_id;
-    std::string scope;     // tenant, project, key
+    metering::budget_scope scope = metering::budget_scope::tenant;
     std::string scope_id;  // the project or key id ("" for the tenant)
-    std::string metric;    // tokens, requests, spend (micro-units)
-    std::string window;    // minute, hour, day, month, lifetime
+    metering::budget_metric metric = metering::budget_metric::tokens;  // not credit
+    metering::budget_window window = metering::budget_window::day;
     std::int64_t limit = 0;
     std::string mode = "hard";
     std::vector<int> alert_thresholds;  // percent of the limit

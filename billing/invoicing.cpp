@@ -52,7 +52,7 @@ invoice_amounts invoice_amounts_of(const period_pricing& priced,
     out.credits_micros += c.amount_micros;
   }
   const auto credit_minor = to_minor_units(credit_micros, minor_digits);
-  out.credits_json = "[";
+  json_array_writer credits_json;
   for (std::size_t i = 0; i < credits.size(); ++i) {
     const auto& c = credits[i];
     json_object_writer w;
@@ -61,9 +61,9 @@ invoice_amounts invoice_amounts_of(const period_pricing& priced,
         .add("kind", c.kind)
         .add("amount_micros", c.amount_micros)
         .add("amount_minor", credit_minor.amounts[i]);
-    out.credits_json += (i ? "," : "") + w.finish();
+    credits_json.add_raw(w.finish());
   }
-  out.credits_json += "]";
+  out.credits_json = credits_json.finish();
   out.total_due_micros = out.total_micros - out.credits_micros;
   out.total_due_minor = out.total_minor - credit_minor.total;
   return out;

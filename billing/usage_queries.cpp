@@ -1,6 +1,8 @@
 // The usage queries: see usage_queries.hpp.
 #include "billing/usage_queries.hpp"
 
+#include "core/json_text.hpp"
+
 #include <algorithm>
 #include <utility>
 
@@ -128,13 +130,10 @@ net::awaitable<pg::db_result<usage_queries::events_page>> usage_queries::events(
   auto r = co_await (*conn)->query(sql, std::move(params));
   if (!r) co_return r.error();
   events_page page;
-  page.data_json = "[";
+  json_array_writer data;
   const int shown = std::min(r->size(), q.limit);
-  for (int i = 0; i < shown; ++i) {
-    if (i > 0) page.data_json.push_back(',');
-    page.data_json += r->text(i, 0);
-  }
-  page.data_json += "]";
+  for (int i = 0; i < shown; ++i) data.add_raw(r->text(i, 0));
+  page.data_json = data.finish();
   if (r->size() > q.limit && shown > 0) page.next = std::string(r->text(shown - 1, 1));
   co_return page;
 }

@@ -34,6 +34,14 @@ api_error not_found_error(std::string message, std::string code) {
   return {404, "invalid_request_error", std::move(message), {}, std::move(code)};
 }
 
+api_error unauthorized_error(std::string message, std::string code) {
+  return {401, "invalid_request_error", std::move(message), {}, std::move(code)};
+}
+
+api_error forbidden_error(std::string message, std::string code) {
+  return {403, "invalid_request_error", std::move(message), {}, std::move(code)};
+}
+
 api_error method_not_allowed(std::string message) {
   return {405, "invalid_request_error", std::move(message), {}, "method_not_allowed"};
 }

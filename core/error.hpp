@@ -24,6 +24,10 @@ struct api_error {
 // Constructors for the errors the gateway answers with.
 api_error invalid_request(std::string message, std::string param = {}, std::string code = {});
 api_error not_found_error(std::string message, std::string code = {});
+// 401: missing or wrong credentials (an API key, the admin or finance token).
+api_error unauthorized_error(std::string message, std::string code = "invalid_api_key");
+// 403: the credentials are good but may not do this (the read-only finance token).
+api_error forbidden_error(std::string message, std::string code = "insufficient_permissions");
 api_error method_not_allowed(std::string message);
 api_error request_too_large(std::uint64_t limit_bytes);
 api_error upstream_unavailable(std::string message);

@@ -1,16 +1,15 @@
 // The admin API's handlers for budgets: create, list, read, update, their alerts, and the
 // rebuild of the Redis counters from the ledger (reconcile). A change tells every gateway to
 // reload the tenant's budgets.
-#include <limits>
-
 #include "billing/budget_store.hpp"
+#include "core/limits.hpp"
 #include "gateway/admin_routes.hpp"
 #include "gateway/budget_guard.hpp"
 
 namespace tollgate::gateway::routes {
 namespace {
 
-constexpr std::int64_t budget_limit_max = std::numeric_limits<std::int64_t>::max() / 4;
+using limits::budget_limit_max;
 
 // A new budget from the body, or the 400 that refuses it.
 result<billing::budget_store::budget_spec> budget_spec_of(body_reader& body) {
@@ -29,17 +28,22 @@ result<billing::budget_store::budget_spec> budget_spec_of(body_reader& body) {
   if (!limit || !*limit) {
     return invalid_request("limit (an integer) is required.", "limit", "invalid_value");
   }
-  if ((scope.value_or("tenant") == "tenant") != !scope_id) {
+  // body.choice let only these names through.
+  const auto scope_kind = metering::parse_budget_scope(scope.value_or("tenant"));
+  const auto metric_kind = metering::parse_budget_metric(*metric);
+  const auto window_kind = metering::parse_budget_window(*window);
+  if (!scope_kind || !metric_kind || !window_kind) return internal_error("budget kinds");
+  if ((*scope_kind == metering::budget_scope::tenant) != !scope_id) {
     return invalid_request(
         "scope_id names the project or key for scope project or key, and only then.", "scope_id",
         "invalid_value");
   }
   billing::budget_store::budget_spec spec;
   spec.tenant_id = *tenant;
-  spec.scope = scope.value_or("tenant");
+  spec.scope = *scope_kind;
   spec.scope_id = scope_id.value_or("");
-  spec.metric = *metric;
-  spec.window = *window;
+  spec.metric = *metric_kind;
+  spec.window = *window_kind;
   spec.limit = **limit;
   spec.mode = mode.value_or("hard");
   spec.alert_thresholds = thresholds.value_or(std::vector<int>{});

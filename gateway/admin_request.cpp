@@ -23,24 +23,6 @@ bool token_matches(std::string_view authorization, const std::string& token) {
          CRYPTO_memcmp(given->data(), token.data(), token.size()) == 0;
 }
 
-api_error unauthorized(std::string message) {
-  api_error e;
-  e.status = 401;
-  e.type = "invalid_request_error";
-  e.message = std::move(message);
-  e.code = "invalid_api_key";
-  return e;
-}
-
-api_error forbidden(std::string message) {
-  api_error e;
-  e.status = 403;
-  e.type = "invalid_request_error";
-  e.message = std::move(message);
-  e.code = "insufficient_permissions";
-  return e;
-}
-
 std::string actor_of(const http::request& req) {
   const std::string_view given = req["x-tollgate-actor"];
   std::string actor = "admin";

@@ -21,9 +21,6 @@ namespace tollgate::gateway {
 // Whether `authorization` is `Bearer <token>` (scheme in any case), compared in constant time;
 // never for an empty `token`.
 bool token_matches(std::string_view authorization, const std::string& token);
-// 401 invalid_api_key and 403 insufficient_permissions.
-api_error unauthorized(std::string message);
-api_error forbidden(std::string message);
 
 // The operator named in x-tollgate-actor (tollctl sends the login name), for the audit log:
 // "admin" or "admin:<name>".

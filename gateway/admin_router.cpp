@@ -191,11 +191,11 @@ boost::asio::awaitable<void> admin_router::handle_admin(http::exchange& ex) {
   if (!token_matches(authorization, auth_.admin_token)) {
     if (token_matches(authorization, auth_.finance_token)) {
       co_await ex.send_error(
-          forbidden("The finance token is read-only and cannot use the "
+          forbidden_error("The finance token is read-only and cannot use the "
                     "admin API."));
     } else {
       co_await ex.send_error(
-          unauthorized("The admin API needs `Authorization: Bearer <admin "
+          unauthorized_error("The admin API needs `Authorization: Bearer <admin "
                        "token>`."));
     }
     co_return;
@@ -249,12 +249,12 @@ boost::asio::awaitable<void> admin_router::handle_finance(http::exchange& ex) {
   if (!token_matches(authorization, auth_.admin_token) &&
       !token_matches(authorization, auth_.finance_token)) {
     co_await ex.send_error(
-        unauthorized("The finance API needs `Authorization: Bearer <finance "
+        unauthorized_error("The finance API needs `Authorization: Bearer <finance "
                      "token>`."));
     co_return;
   }
   if (ex.req().method() != bhttp::verb::get) {
-    co_await ex.send_error(forbidden("The finance API is read-only."));
+    co_await ex.send_error(forbidden_error("The finance API is read-only."));
     co_return;
   }
   const auto query = query_params::parse(ex.req().target());

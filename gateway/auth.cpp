@@ -18,15 +18,6 @@ constexpr auto stale_grace = std::chrono::milliseconds(limits::key_cache_stale_g
 constexpr std::size_t key_cache_entries_max = limits::key_cache_entries_max;
 constexpr std::size_t lookup_sources_max = limits::key_lookup_sources_max;
 
-api_error unauthorized(std::string message, std::string code = "invalid_api_key") {
-  api_error e;
-  e.status = 401;
-  e.type = "invalid_request_error";
-  e.message = std::move(message);
-  e.code = std::move(code);
-  return e;
-}
-
 api_error lookups_limited() {
   api_error e;
   e.status = 429;
@@ -189,15 +180,15 @@ result<caller> authenticator::decide(const std::optional<billing::key_info>& key
   };
   if (!key) {
     counted(outcome::unknown);
-    return unauthorized("Incorrect API key provided: " + std::string(shown) + ".");
+    return unauthorized_error("Incorrect API key provided: " + std::string(shown) + ".");
   }
   if (!key->active) {
     if (key->inactive_reason == "revoked") {
       counted(outcome::revoked);
-      return unauthorized("The API key " + std::string(shown) + " has been revoked.");
+      return unauthorized_error("The API key " + std::string(shown) + " has been revoked.");
     }
     counted(outcome::disabled);
-    return unauthorized("The " +
+    return unauthorized_error("The " +
                             std::string(key->inactive_reason == "tenant_disabled" ? "account"
                                                                                   : "project") +
                             " of this API key is disabled.",
@@ -205,7 +196,7 @@ result<caller> authenticator::decide(const std::optional<billing::key_info>& key
   }
   if (key->expires_at_ms != 0 && unix_ms(clock_.wall_now()) >= key->expires_at_ms) {
     counted(outcome::expired);
-    return unauthorized("The API key " + std::string(shown) + " has expired.");
+    return unauthorized_error("The API key " + std::string(shown) + " has expired.");
   }
   counted(outcome::ok);
   return caller{key->key_id, key->tenant_id, key->project_id, key->allowed_models};
@@ -249,7 +240,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
     std::string_view authorization, const std::string* source) {
   if (authorization.empty()) {
     count(outcome::missing);
-    co_return unauthorized(
+    co_return unauthorized_error(
         "You didn't provide an API key. You need to provide your API key in an Authorization "
         "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
         "missing_api_key");
@@ -257,14 +248,14 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
   const std::optional<std::string_view> token = http::bearer_token(authorization);
   if (!token) {
     count(outcome::malformed);
-    co_return unauthorized(
+    co_return unauthorized_error(
         "The Authorization header must be `Bearer YOUR_KEY`.", "invalid_api_key");
   }
   const std::string_view key = *token;
   const std::string shown = shown_key(key);
   if (!billing::is_well_formed_api_key(key)) {
     count(outcome::malformed);
-    co_return unauthorized("Incorrect API key provided: " + shown + ".");
+    co_return unauthorized_error("Incorrect API key provided: " + shown + ".");
   }
   const std::string hash = billing::sha256_bytes(key);
   const auto now = clock_.mono_now();

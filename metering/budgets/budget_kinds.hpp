@@ -2,6 +2,8 @@
 // window, as enums with the names the database, the admin API and the JSON answers use. Every
 // comparison on these lives here and in metering/budgets/policy, not on strings.
 #pragma once
+#include <array>
+#include <cstddef>
 #include <optional>
 #include <string_view>
 
@@ -14,70 +16,45 @@ enum class budget_scope { tenant, project, key };
 // minute slides; hour, day and month are calendar windows; lifetime never turns.
 enum class budget_window { minute, hour, day, month, lifetime };
 
+// Each enum's names, in the order of its values.
+inline constexpr std::array<std::string_view, 4> budget_metric_names = {"tokens", "requests",
+                                                                        "spend", "credit"};
+inline constexpr std::array<std::string_view, 3> budget_scope_names = {"tenant", "project", "key"};
+inline constexpr std::array<std::string_view, 5> budget_window_names = {"minute", "hour", "day",
+                                                                        "month", "lifetime"};
+
 constexpr std::string_view name_of(budget_metric m) {
-  switch (m) {
-    case budget_metric::tokens:
-      return "tokens";
-    case budget_metric::requests:
-      return "requests";
-    case budget_metric::spend:
-      return "spend";
-    case budget_metric::credit:
-      return "credit";
-  }
-  return "";
+  return budget_metric_names[static_cast<std::size_t>(m)];
 }
-
 constexpr std::string_view name_of(budget_scope s) {
-  switch (s) {
-    case budget_scope::tenant:
-      return "tenant";
-    case budget_scope::project:
-      return "project";
-    case budget_scope::key:
-      return "key";
-  }
-  return "";
+  return budget_scope_names[static_cast<std::size_t>(s)];
 }
-
 constexpr std::string_view name_of(budget_window w) {
-  switch (w) {
-    case budget_window::minute:
-      return "minute";
-    case budget_window::hour:
-      return "hour";
-    case budget_window::day:
-      return "day";
-    case budget_window::month:
-      return "month";
-    case budget_window::lifetime:
-      return "lifetime";
-  }
-  return "";
+  return budget_window_names[static_cast<std::size_t>(w)];
 }
 
-// The enum a name stands for (exactly as name_of writes it); nullopt for anything else.
+// The value whose name is `text` (exactly as name_of writes it); nullopt for anything else.
+template <class Enum, std::size_t N>
+constexpr std::optional<Enum> parse_named(const std::array<std::string_view, N>& names,
+                                          std::string_view text) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (names[i] == text) return static_cast<Enum>(i);
+  }
+  return std::nullopt;
+}
 constexpr std::optional<budget_metric> parse_budget_metric(std::string_view text) {
-  for (auto m : {budget_metric::tokens, budget_metric::requests, budget_metric::spend,
-                 budget_metric::credit}) {
-    if (text == name_of(m)) return m;
-  }
-  return std::nullopt;
+  return parse_named<budget_metric>(budget_metric_names, text);
 }
-
 constexpr std::optional<budget_scope> parse_budget_scope(std::string_view text) {
-  for (auto s : {budget_scope::tenant, budget_scope::project, budget_scope::key}) {
-    if (text == name_of(s)) return s;
-  }
-  return std::nullopt;
+  return parse_named<budget_scope>(budget_scope_names, text);
+}
+constexpr std::optional<budget_window> parse_budget_window(std::string_view text) {
+  return parse_named<budget_window>(budget_window_names, text);
 }
 
-constexpr std::optional<budget_window> parse_budget_window(std::string_view text) {
-  for (auto w : {budget_window::minute, budget_window::hour, budget_window::day,
-                 budget_window::month, budget_window::lifetime}) {
-    if (text == name_of(w)) return w;
-  }
-  return std::nullopt;
-}
+static_assert(name_of(budget_metric::credit) == "credit" &&
+              name_of(budget_scope::key) == "key" &&
+              name_of(budget_window::lifetime) == "lifetime",
+              "the name tables follow the enums' order");
 
 }  // namespace tollgate::metering

@@ -101,6 +101,10 @@ describe('the ledger: zero loss, fail closed (real PostgreSQL, a full spool disk
 
   test('torn and damaged segments are replayed up to the damage and moved aside; v1 records still replay', async () => {
     rmSync(filler, { force: true });  // left by the test before if it failed
+    // PostgreSQL was restarted by the test before: the admin API's pooled connection may be
+    // the dead one, answered with a 503 once before the pool connects again.
+    await waitFor(async () => (await api(s.adminUrl, 'GET', '/admin/v1/tenants')).status === 200,
+      { timeoutMs: 10000, what: 'the admin API reaching the restarted database' });
     const t = await makeTenant(s.adminUrl, 'Damaged');
     await s.gateway.stop();
     const at = new Date().toISOString().replace('T', ' ').replace('Z', '+00');
