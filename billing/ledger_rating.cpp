@@ -1,5 +1,6 @@
 // The ledger writer's transaction body: reading the journal's records back, rating the events
 // on the period accumulators, drawing credit and storing the rows (see ledger_writer.hpp).
+#include <deque>
 #include <map>
 #include <set>
 
@@ -23,6 +24,7 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
   // The journal's records (any version the writer reads) become COPY lines and their headers.
   std::vector<std::string_view> lines;
   std::vector<ledger_record> headers;
+  std::deque<std::string> completed;  // older records' lines with their missing columns
   bool unreadable = false;
   for_each_ledger_line(rows, [&](std::string_view line) {
     auto rec = parse_ledger_record(line);
@@ -30,7 +32,12 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
       unreadable = true;
       return;
     }
-    lines.push_back(rec->copy_line);
+    if (lacks_attribution(*rec)) {
+      completed.push_back(std::string(rec->copy_line).append(attribution_columns_null));
+      lines.push_back(completed.back());
+    } else {
+      lines.push_back(rec->copy_line);
+    }
     headers.push_back(*rec);
   });
   if (unreadable) {

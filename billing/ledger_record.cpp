@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "billing/pg.hpp"
+#include "core/limits.hpp"
 
 #include "billing/ledger_writer.hpp"
 
@@ -16,10 +17,15 @@ namespace {
 // Text fields come from requests (a model name the gateway does not serve, say): they are
 // capped and stripped of NUL, which PostgreSQL text cannot hold.
 constexpr std::size_t text_field_bytes_max = 256;
+// Attribution fields are checked on the way in (metering/attribution.hpp) in characters; this
+// cap (four bytes a character) only guards the record.
+constexpr std::size_t end_user_bytes_max = 4 * limits::end_user_chars_max;
+constexpr std::size_t session_bytes_max = 4 * limits::session_chars_max;
+constexpr std::size_t tags_bytes_max = 64 * 1024;
 
-void add_text(std::string& out, std::string_view v) {
-  if (v.size() > text_field_bytes_max) {
-    v = v.substr(0, text_field_bytes_max);
+void add_text(std::string& out, std::string_view v, std::size_t bytes_max = text_field_bytes_max) {
+  if (v.size() > bytes_max) {
+    v = v.substr(0, bytes_max);
     // Do not end inside a UTF-8 sequence: drop a trailing partial character.
     while (!v.empty() && (static_cast<unsigned char>(v.back()) & 0xC0) == 0x80) v.remove_suffix(1);
     if (!v.empty() && static_cast<unsigned char>(v.back()) >= 0xC0) v.remove_suffix(1);
@@ -33,11 +39,12 @@ void add_text(std::string& out, std::string_view v) {
   }
   out.push_back('\t');
 }
-void add_opt_text(std::string& out, std::string_view v) {
+void add_opt_text(std::string& out, std::string_view v,
+                  std::size_t bytes_max = text_field_bytes_max) {
   if (v.empty()) {
     out += "\\N\t";
   } else {
-    add_text(out, v);
+    add_text(out, v, bytes_max);
   }
 }
 void add_int(std::string& out, std::int64_t v) {
@@ -89,7 +96,8 @@ const char* const usage_event_columns =
     "tenant_id, occurred_at, request_id, project_id, api_key_id, endpoint, model, upstream, "
     "stream, batch, status, prompt_tokens, cached_prompt_tokens, completion_tokens, "
     "reasoning_tokens, counted_prompt_tokens, counted_completion_tokens, usage_reported, "
-    "estimated, latency_us, ttft_us, client_disconnected, error_code, client_request_id";
+    "estimated, latency_us, ttft_us, client_disconnected, error_code, client_request_id, "
+    "end_user, tags, session_id";
 
 void append_usage_row(std::string& out, const metering::usage_record& r) {
   add_text(out, r.tenant_id);
@@ -116,12 +124,19 @@ void append_usage_row(std::string& out, const metering::usage_record& r) {
   add_bool(out, r.client_disconnected);
   add_opt_text(out, r.error_code);
   add_opt_text(out, r.client_request_id);
+  add_opt_text(out, r.attribution.end_user, end_user_bytes_max);
+  // Tags longer than the cap (never, within the checked limits) are dropped rather than cut
+  // into text that is not JSON.
+  const std::string tags = r.attribution.tags_json();
+  add_opt_text(out, tags.size() <= tags_bytes_max ? std::string_view(tags) : std::string_view{},
+               tags_bytes_max);
+  add_opt_text(out, r.attribution.session, session_bytes_max);
   out.back() = '\n';
 }
 
 void append_ledger_record(std::string& out, const metering::usage_record& r) {
   out.push_back('\0');
-  out += "2\t";
+  out += "3\t";
   if (r.settled_spend_micros >= 0) {
     out += std::to_string(r.settled_spend_micros);
   } else {
@@ -142,8 +157,8 @@ std::optional<ledger_record> parse_ledger_record(std::string_view line) {
   }
   std::string_view rest = line.substr(1);
   const auto version = take_field(rest);
-  if (!version || *version != "2") return std::nullopt;
-  rec.version = 2;
+  if (!version || (*version != "2" && *version != "3")) return std::nullopt;
+  rec.version = *version == "2" ? 2 : 3;
   const auto spend = take_field(rest);
   const auto spend_counters = take_field(rest);
   const auto credit_counters = take_field(rest);

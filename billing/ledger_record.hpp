@@ -5,6 +5,8 @@
 //              TAB, the credit counters (each a comma-separated list of Redis keys), TAB, then
 //              the COPY line. A COPY line never holds NUL (text fields are stripped of it), so a
 //              leading NUL tells the versions apart.
+//   version 3: as version 2, the COPY line with three more columns at its end: end_user, tags
+//              and session_id (attribution). Versions 1 and 2 replay with those NULL.
 // Each record ends in '\n' and holds no other newline.
 #pragma once
 #include <cstdint>
@@ -17,15 +19,21 @@
 
 namespace tollgate::billing {
 
-constexpr int ledger_record_version = 2;
+constexpr int ledger_record_version = 3;
+
+// What a COPY line written before version 3 lacks: its three attribution columns, NULL.
+inline constexpr std::string_view attribution_columns_null = "\t\\N\t\\N\t\\N";
 
 struct ledger_record {
   int version = ledger_record_version;
-  std::string_view copy_line;              // without its '\n'
+  std::string_view copy_line;              // without its '\n', as written
   std::int64_t settled_spend_micros = -1;  // -1: none (and always for version 1)
   std::string_view spend_counters;         // comma-separated Redis keys, or empty
   std::string_view credit_counters;
 };
+
+// Whether the record's COPY line lacks the attribution columns (attribution_columns_null).
+inline bool lacks_attribution(const ledger_record& r) { return r.version < 3; }
 
 // Appends `r` as one record of the current version, ending in '\n'.
 void append_ledger_record(std::string& out, const metering::usage_record& r);

@@ -14,12 +14,14 @@ const char* const tenant_json =
     "'time_zone',t.time_zone,'created_at',extract(epoch from t.created_at)::bigint)";
 const char* const project_json =
     "json_build_object('object','project','id',p.id,'tenant_id',p.tenant_id,'name',p.name,"
-    "'status',p.status,'created_at',extract(epoch from p.created_at)::bigint)";
+    "'status',p.status,'default_tags',p.default_tags,"
+    "'created_at',extract(epoch from p.created_at)::bigint)";
 const char* const key_json =
     "json_build_object('object','api_key','id',k.id,'tenant_id',k.tenant_id,"
     "'project_id',k.project_id,'name',k.name,'redacted_value',k.prefix || '...',"
     "'status',CASE WHEN k.status = 'active' AND k.expires_at IS NOT NULL AND k.expires_at <= now()"
     " THEN 'expired' ELSE k.status END,'allowed_models',k.allowed_models,"
+    "'default_tags',k.default_tags,"
     "'created_at',extract(epoch from k.created_at)::bigint,"
     "'expires_at',extract(epoch from k.expires_at)::bigint,"
     "'revoked_at',extract(epoch from k.revoked_at)::bigint)";
@@ -34,7 +36,8 @@ net::awaitable<pg::db_result<std::optional<key_info>>> tenant_store::find_key(
       "SELECT k.id, k.tenant_id, coalesce(k.project_id, ''), k.status, t.status,"
       " coalesce(p.status, 'active'),"
       " coalesce((extract(epoch from k.expires_at) * 1000)::bigint, 0),"
-      " k.allowed_models IS NOT NULL, array_to_string(k.allowed_models, E'\\n')"
+      " k.allowed_models IS NOT NULL, array_to_string(k.allowed_models, E'\\n'),"
+      " coalesce(k.default_tags::text, ''), coalesce(p.default_tags::text, '')"
       " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
       " LEFT JOIN projects p ON p.tenant_id = k.tenant_id AND p.id = k.project_id"
       " WHERE k.key_sha256 = $1::bytea";
@@ -67,6 +70,8 @@ net::awaitable<pg::db_result<std::optional<key_info>>> tenant_store::find_key(
     }
     k.allowed_models = std::move(models);
   }
+  k.default_tags = metering::merge_tags(metering::tags_from_json_text(r->text(0, 9)),
+                                       metering::tags_from_json_text(r->text(0, 10)));
   co_return std::optional<key_info>{std::move(k)};
 }
 
@@ -128,15 +133,18 @@ net::awaitable<store_result> tenant_store::update_tenant(std::string id,
 // ---- projects --------------------------------------------------------------------------------
 
 net::awaitable<store_result> tenant_store::create_project(std::string tenant_id,
-                                                          std::string name, std::string actor) {
+                                                          std::string name,
+                                                          std::optional<std::string> default_tags,
+                                                          std::string actor) {
   return one_object(
       pool_,
-      std::string("WITH p AS (INSERT INTO projects (tenant_id, id, name) VALUES ($1, $2, $3)"
-                  " RETURNING *), a AS (INSERT INTO audit_log (actor, action, tenant_id,"
+      std::string("WITH p AS (INSERT INTO projects (tenant_id, id, name, default_tags)"
+                  " VALUES ($1, $2, $3, $5::jsonb) RETURNING *), a AS (INSERT INTO audit_log (actor, action, tenant_id,"
                   " object_type, object_id, after) SELECT $4, 'project.create', p.tenant_id,"
                   " 'project', p.id, to_jsonb(p) FROM p) SELECT ") +
           project_json + "::text FROM p",
-      {tenant_id, new_object_id("proj"), std::move(name), std::move(actor)},
+      {tenant_id, new_object_id("proj"), std::move(name), std::move(actor),
+       std::move(default_tags)},
       "Project of tenant " + tenant_id);
 }
 
@@ -155,18 +163,22 @@ net::awaitable<store_result> tenant_store::list_projects(std::string tenant_id,
 net::awaitable<store_result> tenant_store::update_project(std::string id,
                                                           std::optional<std::string> name,
                                                           std::optional<std::string> status,
+                                                          bool set_tags,
+                                                          std::optional<std::string> default_tags,
                                                           std::string actor) {
   return one_object(
       pool_,
       std::string("WITH b AS (SELECT * FROM projects WHERE id = $1 FOR UPDATE),"
                   " p AS (UPDATE projects SET name = coalesce($2, b.name),"
-                  " status = coalesce($3, b.status), updated_at = now() FROM b"
+                  " status = coalesce($3, b.status), default_tags = CASE WHEN $5::boolean"
+                  " THEN $6::jsonb ELSE b.default_tags END, updated_at = now() FROM b"
                   " WHERE projects.id = b.id RETURNING projects.*),"
                   " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
                   " before, after) SELECT $4, 'project.update', p.tenant_id, 'project', p.id,"
                   " to_jsonb(b), to_jsonb(p) FROM p, b) SELECT ") +
           project_json + "::text FROM p",
-      {id, std::move(name), std::move(status), std::move(actor)},
+      {id, std::move(name), std::move(status), std::move(actor), set_tags ? "true" : "false",
+       std::move(default_tags)},
       "No project with id " + id + ".");
 }
 
@@ -188,14 +200,15 @@ net::awaitable<store_result> tenant_store::create_key(key_spec spec, std::string
   return one_object(
       pool_,
       std::string("WITH k AS (INSERT INTO api_keys (tenant_id, id, project_id, name, prefix,"
-                  " key_sha256, expires_at, allowed_models) VALUES ($1, $2, $3, $4, $5,"
-                  " $6::bytea, to_timestamp($7::bigint), $8::text[]) RETURNING *),"
+                  " key_sha256, expires_at, allowed_models, default_tags) VALUES ($1, $2, $3, $4,"
+                  " $5, $6::bytea, to_timestamp($7::bigint), $8::text[], $11::jsonb) RETURNING *),"
                   " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
                   " after) SELECT $9, 'key.create', k.tenant_id, 'api_key', k.id, ") +
           key_audit_json + " FROM k) SELECT (" + key_json +
           "::jsonb || jsonb_build_object('key', $10::text))::text FROM k",
       {spec.tenant_id, new_object_id("key"), project, spec.name, prefix,
-       hex_bytea(sha256_bytes(secret)), expires, models, std::move(actor), secret},
+       hex_bytea(sha256_bytes(secret)), expires, models, std::move(actor), secret,
+       std::move(spec.default_tags)},
       "Key for tenant " + spec.tenant_id);
 }
 
@@ -229,14 +242,15 @@ net::awaitable<store_result> tenant_store::update_key(std::string id, key_update
                   " k AS (UPDATE api_keys SET name = coalesce($2, b.name),"
                   " expires_at = CASE WHEN $3::boolean THEN to_timestamp($4::bigint)"
                   " ELSE b.expires_at END,"
-                  " allowed_models = CASE WHEN $5::boolean THEN $6::text[] ELSE b.allowed_models END"
+                  " allowed_models = CASE WHEN $5::boolean THEN $6::text[] ELSE b.allowed_models END,"
+                  " default_tags = CASE WHEN $8::boolean THEN $9::jsonb ELSE b.default_tags END"
                   " FROM b WHERE api_keys.id = b.id RETURNING api_keys.*),"
                   " a AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
                   " before, after) SELECT $7, 'key.update', k.tenant_id, 'api_key', k.id,"
                   " (to_jsonb(b) - 'key_sha256'), ") +
           key_audit_json + " FROM k, b) SELECT " + key_json + "::text FROM k",
       {id, u.name, u.set_expires ? "true" : "false", expires, u.set_models ? "true" : "false",
-       models, std::move(actor)},
+       models, std::move(actor), u.set_tags ? "true" : "false", std::move(u.default_tags)},
       "No API key with id " + id + ".");
 }
 
@@ -271,8 +285,9 @@ net::awaitable<store_result> tenant_store::rotate_key(std::string id, std::int64
           " ELSE least(coalesce(expires_at, 'infinity'), now() + make_interval(secs => $5::bigint))"
           " END WHERE id IN (SELECT id FROM b) RETURNING *),"
           " k AS (INSERT INTO api_keys (tenant_id, id, project_id, name, prefix, key_sha256,"
-          " expires_at, allowed_models) SELECT b.tenant_id, $2, b.project_id, b.name, $3,"
-          " $4::bytea, b.expires_at, b.allowed_models FROM b RETURNING *),"
+          " expires_at, allowed_models, default_tags) SELECT b.tenant_id, $2, b.project_id,"
+          " b.name, $3, $4::bytea, b.expires_at, b.allowed_models, b.default_tags FROM b"
+          " RETURNING *),"
           " a1 AS (INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id,"
           " before, after) SELECT $6, 'key.rotate', old.tenant_id, 'api_key', old.id,"
           " (to_jsonb(b) - 'key_sha256'), (to_jsonb(old) - 'key_sha256') FROM old, b),"

@@ -12,6 +12,7 @@
 
 #include "billing/pg.hpp"
 #include "billing/store_common.hpp"
+#include "metering/attribution.hpp"
 
 namespace tollgate::billing {
 
@@ -24,6 +25,8 @@ struct key_info {
   std::string inactive_reason;                // "revoked", "tenant_disabled", "project_disabled"
   std::int64_t expires_at_ms = 0;             // 0 = never
   std::optional<std::vector<std::string>> allowed_models;  // nullopt = all
+  // The key's default tags over its project's (metering/attribution.hpp).
+  metering::tag_set default_tags;
 };
 
 class tenant_store {
@@ -43,13 +46,17 @@ class tenant_store {
                                                      std::optional<std::string> time_zone,
                                                      std::string actor);
 
+  // `default_tags`: a compact JSON object of tags (metering/attribution.hpp), nullopt for none.
   boost::asio::awaitable<store_result> create_project(std::string tenant_id, std::string name,
+                                                      std::optional<std::string> default_tags,
                                                       std::string actor);
   boost::asio::awaitable<store_result> get_project(std::string id);
   boost::asio::awaitable<store_result> list_projects(std::string tenant_id, page_request page);
   boost::asio::awaitable<store_result> update_project(std::string id,
                                                       std::optional<std::string> name,
                                                       std::optional<std::string> status,
+                                                      bool set_tags,
+                                                      std::optional<std::string> default_tags,
                                                       std::string actor);
 
   struct key_spec {
@@ -58,6 +65,7 @@ class tenant_store {
     std::string name;
     std::optional<std::int64_t> expires_at_s;
     std::optional<std::vector<std::string>> allowed_models;
+    std::optional<std::string> default_tags;  // compact JSON object
   };
   // The returned object carries the secret in "key": the only time it is ever shown.
   boost::asio::awaitable<store_result> create_key(key_spec spec, std::string actor);
@@ -70,6 +78,8 @@ class tenant_store {
     std::optional<std::int64_t> expires_at_s;  // with set_expires: nullopt clears it
     bool set_models = false;
     std::optional<std::vector<std::string>> allowed_models;
+    bool set_tags = false;
+    std::optional<std::string> default_tags;  // with set_tags: nullopt clears them
   };
   boost::asio::awaitable<store_result> update_key(std::string id, key_update update,
                                                   std::string actor);

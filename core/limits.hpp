@@ -61,6 +61,14 @@ inline constexpr std::int64_t alert_percent_max = 1'000;   // of the limit
 // A budget's limit, in its unit: a quarter of the 64-bit counters' range, well inside it.
 inline constexpr std::int64_t budget_limit_max = INT64_MAX / 4;
 
+// ---- attribution (metering/attribution.hpp) ----
+// OpenAI's limits for a request's `metadata`: 16 pairs, keys of 64 characters, values of 512.
+inline constexpr std::uint64_t tags_per_source_max = 16;  // request, header, key or project
+inline constexpr std::uint64_t tag_key_chars_max = 64;
+inline constexpr std::uint64_t tag_value_chars_max = 512;
+inline constexpr std::uint64_t end_user_chars_max = 256;  // `user`, x-tollgate-end-user
+inline constexpr std::uint64_t session_chars_max = 128;   // x-tollgate-session
+
 static_assert(upstream_pooled_idle_ms_max < upstream_idle_timeout_ms_default,
               "a pooled connection is dropped before the upstream's idle timeout would");
 static_assert(admin_max_connections_default <= max_connections_default);

@@ -11,6 +11,7 @@
 #include "core/limits.hpp"
 #include "core/request_id.hpp"
 #include "gateway/webhook_url.hpp"
+#include "metering/attribution.hpp"
 
 namespace tollgate::gateway {
 
@@ -148,6 +149,19 @@ std::optional<std::optional<std::vector<std::string>>> body_reader::models(std::
     return std::nullopt;
   }
   return std::optional<std::vector<std::string>>{std::move(out)};
+}
+std::optional<std::optional<std::string>> body_reader::tags(std::string_view key) {
+  if (!ok()) return std::nullopt;
+  const json::value v = doc_->root().find(key);
+  if (!v.valid()) return std::nullopt;
+  if (v.is_null()) return std::optional<std::string>{};
+  auto tags = metering::tags_from_json(v);
+  if (!tags.error.empty()) {
+    fail(std::string(key) + " " + tags.error + ".", key);
+    return std::nullopt;
+  }
+  if (tags.tags.empty()) return std::optional<std::string>{};
+  return std::optional<std::string>{metering::attribution{{}, std::move(tags.tags), {}}.tags_json()};
 }
 // Alert thresholds: an array of at most 10 distinct percents, 1..1000 (absent: nullopt).
 std::optional<std::vector<int>> body_reader::thresholds(std::string_view key) {

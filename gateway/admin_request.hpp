@@ -52,6 +52,9 @@ class body_reader {
                                                           std::int64_t max);
   // Model names (absent: nullopt; null: optional holding nullopt).
   std::optional<std::optional<std::vector<std::string>>> models(std::string_view key);
+  // Default tags: an object of string values (metering/attribution.hpp's limits), returned in
+  // its compact JSON form. Absent: nullopt. Null or {}: optional holding nullopt (no tags).
+  std::optional<std::optional<std::string>> tags(std::string_view key);
   // Alert thresholds: an array of at most 10 distinct percents, 1..1000 (absent: nullopt).
   std::optional<std::vector<int>> thresholds(std::string_view key);
   // A price book's `models` (billing/price_book), checked and in canonical JSON.

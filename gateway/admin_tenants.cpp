@@ -41,10 +41,13 @@ handler_result update_tenant(route_call& c) {
 
 handler_result create_tenant_project(route_call& c) {
   body_reader body = c.body();
-  body.reject_unknown({"name"});
+  body.reject_unknown({"name", "default_tags"});
   auto name = body.name("name", true);
+  auto tags = body.tags("default_tags");
   if (!body.ok()) co_return co_await c.fail(body.error());
-  co_await c.reply(c.billing().tenants->create_project(c.id, *name, c.actor), 201);
+  co_await c.reply(
+      c.billing().tenants->create_project(c.id, *name, tags.value_or(std::nullopt), c.actor),
+      201);
 }
 
 handler_result list_tenant_projects(route_call& c) {
@@ -53,11 +56,14 @@ handler_result list_tenant_projects(route_call& c) {
 
 handler_result create_project(route_call& c) {
   body_reader body = c.body();
-  body.reject_unknown({"tenant_id", "name"});
+  body.reject_unknown({"tenant_id", "name", "default_tags"});
   auto tenant = body.name("tenant_id", true);
   auto name = body.name("name", true);
+  auto tags = body.tags("default_tags");
   if (!body.ok()) co_return co_await c.fail(body.error());
-  co_await c.reply(c.billing().tenants->create_project(*tenant, *name, c.actor), 201);
+  co_await c.reply(
+      c.billing().tenants->create_project(*tenant, *name, tags.value_or(std::nullopt), c.actor),
+      201);
 }
 
 handler_result list_projects(route_call& c) {
@@ -71,25 +77,30 @@ handler_result get_project(route_call& c) {
 
 handler_result update_project(route_call& c) {
   body_reader body = c.body();
-  body.reject_unknown({"name", "status"});
+  body.reject_unknown({"name", "status", "default_tags"});
   auto name = body.name("name", false);
   auto status = body.status("active", "disabled");
+  auto tags = body.tags("default_tags");
   if (!body.ok()) co_return co_await c.fail(body.error());
-  co_await c.reply(c.billing().tenants->update_project(c.id, name, status, c.actor));
+  co_await c.reply(c.billing().tenants->update_project(c.id, name, status, tags.has_value(),
+                                                       tags.value_or(std::nullopt), c.actor));
 }
 
 // ---- API keys --------------------------------------------------------------------------------
 
 handler_result create_key(route_call& c) {
   body_reader body = c.body();
-  body.reject_unknown({"tenant_id", "project_id", "name", "expires_at", "allowed_models"});
+  body.reject_unknown(
+      {"tenant_id", "project_id", "name", "expires_at", "allowed_models", "default_tags"});
   billing::tenant_store::key_spec spec;
   auto tenant = body.name("tenant_id", true);
   auto project = body.name("project_id", false);
   auto name = body.name("name", false);
   auto expires = body.nullable_int("expires_at", 0, unix_seconds_max);
   auto models = body.models("allowed_models");
+  auto tags = body.tags("default_tags");
   if (!body.ok()) co_return co_await c.fail(body.error());
+  spec.default_tags = tags.value_or(std::nullopt);
   spec.tenant_id = *tenant;
   spec.project_id = project.value_or("");
   spec.name = name.value_or("");
@@ -109,12 +120,15 @@ handler_result get_key(route_call& c) {
 
 handler_result update_key(route_call& c) {
   body_reader body = c.body();
-  body.reject_unknown({"name", "expires_at", "allowed_models"});
+  body.reject_unknown({"name", "expires_at", "allowed_models", "default_tags"});
   billing::tenant_store::key_update u;
   u.name = body.name("name", false);
   auto expires = body.nullable_int("expires_at", 0, unix_seconds_max);
   auto models = body.models("allowed_models");
+  auto tags = body.tags("default_tags");
   if (!body.ok()) co_return co_await c.fail(body.error());
+  u.set_tags = tags.has_value();
+  u.default_tags = tags.value_or(std::nullopt);
   u.set_expires = expires.has_value();
   if (expires) u.expires_at_s = *expires;
   u.set_models = models.has_value();

@@ -376,6 +376,7 @@ result<metering::worst_case_tokens> api_handler::worst_case_of(proxy_state& st,
 boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state& st,
                                                                   endpoint_kind kind,
                                                                   std::string_view body_text,
+                                                                  const attribution_headers& headers,
                                                                   const caller& who,
                                                                   unsigned worker) {
   st.rec.tenant_id = who.tenant_id;
@@ -395,6 +396,9 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state&
   st.req = std::move(parsed.value());
   st.rec.model = st.req.model;
   st.rec.stream = st.req.stream;
+  auto attributed = attribution_of(st.req, headers, who.default_tags);
+  if (!attributed) co_return refuse(attributed.error());
+  st.rec.attribution = std::move(*attributed);
 
   // 2. Route the model to its upstream (a model outside the key's allowlist does not exist for
   // that key, as OpenAI answers).
@@ -453,7 +457,9 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   } in_flight{st, live_in_flight_};
 
   // 1-5. Parse, route, count, check the ledger, reserve the budgets.
-  auto admitted = co_await admit(st, kind, ex.req().body(), who, st.worker);
+  const attribution_headers headers{ex.req()["x-tollgate-end-user"],
+                                    ex.req()["x-tollgate-tags"], ex.req()["x-tollgate-session"]};
+  auto admitted = co_await admit(st, kind, ex.req().body(), headers, who, st.worker);
   if (admitted) {
     finish(st, admitted->status, ex.client_gone());
     co_await ex.send_error(*admitted, id);
@@ -588,7 +594,7 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
   const in_flight_entry listed(st, *in_flight_[worker]);
   batch_line_outcome out;
 
-  auto admitted = co_await admit(st, kind, body, who, worker);
+  auto admitted = co_await admit(st, kind, body, attribution_headers{}, who, worker);
   if (admitted && (admitted->code == "rate_limit_exceeded" || admitted->status == 503)) {
     // A window limit, or budgets or the ledger away for a moment: the line waits and runs
     // again later; nothing is recorded for this attempt.

@@ -90,6 +90,7 @@ class api_handler {
   // is refused with it (st.rec.error_code is set; the caller records and answers).
   boost::asio::awaitable<std::optional<api_error>> admit(proxy_state& st, endpoint_kind kind,
                                                          std::string_view body,
+                                                         const attribution_headers& headers,
                                                          const caller& who, unsigned worker);
   // Counts the prompts of a parsed request (into st.rec) and returns its worst case, or the 400
   // for a prompt that does not fit the model's context.

@@ -199,7 +199,8 @@ result<caller> authenticator::decide(const std::optional<billing::key_info>& key
     return unauthorized_error("The API key " + std::string(shown) + " has expired.");
   }
   counted(outcome::ok);
-  return caller{key->key_id, key->tenant_id, key->project_id, key->allowed_models};
+  return caller{key->key_id, key->tenant_id, key->project_id, key->allowed_models,
+                key->default_tags};
 }
 
 void authenticator::remember(const std::string& hash, const billing::key_info& key,

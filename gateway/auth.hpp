@@ -30,6 +30,7 @@ struct caller {
   std::string tenant_id;
   std::string project_id;
   std::optional<std::vector<std::string>> allowed_models;  // nullopt = all
+  metering::tag_set default_tags;  // the key's over its project's
 
   bool may_use(std::string_view model) const;
 };

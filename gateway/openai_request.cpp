@@ -201,6 +201,28 @@ std::optional<api_error> check_count(json::value v, const char* key, std::int64_
   return std::nullopt;
 }
 
+namespace {
+// OpenAI's `user` (the end user) and `metadata` (tags), both optional.
+std::optional<api_error> parse_attribution(json::value body, completion_request& req) {
+  if (const json::value user = body.find("user"); given(user)) {
+    if (!user.is_string()) return invalid_type("user", "a string", user);
+    if (auto bad = metering::check_end_user(user.as_string())) {
+      return invalid_request("Invalid 'user': it " + *bad + ".", "user", "invalid_value");
+    }
+    req.end_user = std::string(user.as_string());
+  }
+  if (const json::value metadata = body.find("metadata"); given(metadata)) {
+    auto tags = metering::tags_from_json(metadata);
+    if (!tags.error.empty()) {
+      return invalid_request("Invalid 'metadata': it " + tags.error + ".", "metadata",
+                             "invalid_value");
+    }
+    req.tags = std::move(tags.tags);
+  }
+  return std::nullopt;
+}
+}  // namespace
+
 result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body,
                                                     const request_limits& limits) {
   // The parser rejects invalid UTF-8 and unpaired surrogate escapes, so every string that gets
@@ -272,6 +294,7 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
     if (req.max_tokens < 0) req.max_tokens = n;
   }
   if (auto e = check_count(j.find("n"), "n", limits.n_max, req.n)) return *e;
+  if (auto e = parse_attribution(j, req)) return *e;
   if (kind == endpoint_kind::completions) {
     if (auto e = check_count(j.find("best_of"), "best_of", limits.n_max, req.best_of)) return *e;
     if (given(j.find("best_of")) && req.best_of < req.n) {
@@ -280,6 +303,40 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
     }
   }
   return req;
+}
+
+result<metering::attribution> attribution_of(const completion_request& request,
+                                             const attribution_headers& headers,
+                                             const metering::tag_set& default_tags) {
+  metering::attribution out;
+  if (!headers.end_user.empty()) {
+    if (auto bad = metering::check_end_user(headers.end_user)) {
+      return invalid_request("Invalid x-tollgate-end-user header: it " + *bad + ".",
+                             "x-tollgate-end-user", "invalid_value");
+    }
+    out.end_user = std::string(headers.end_user);
+  } else {
+    out.end_user = request.end_user;
+  }
+  if (!headers.session.empty()) {
+    if (auto bad = metering::check_session(headers.session)) {
+      return invalid_request("Invalid x-tollgate-session header: it " + *bad + ".",
+                             "x-tollgate-session", "invalid_value");
+    }
+    out.session = std::string(headers.session);
+  }
+  metering::tag_set request_tags = request.tags;
+  if (!headers.tags.empty()) {
+    auto tags = metering::tags_from_header(headers.tags);
+    if (!tags.error.empty()) {
+      return invalid_request("Invalid x-tollgate-tags header: it " + tags.error + ".",
+                             "x-tollgate-tags", "invalid_value");
+    }
+    request_tags = metering::merge_tags(tags.tags, request_tags);
+  }
+  out.tags = default_tags.empty() ? std::move(request_tags)
+                                  : metering::merge_tags(request_tags, default_tags);
+  return out;
 }
 
 std::string upstream_body(const completion_request& request, std::string_view original,

@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/json_dom.hpp"
+#include "metering/attribution.hpp"
 
 namespace tollgate::gateway {
 
@@ -31,6 +32,8 @@ struct completion_request {
   std::int64_t best_of = 1;         // completions generated per prompt (legacy completions)
   bool has_stream_options = false;  // the body has a non-null stream_options object
   bool stream_options_member = false;  // the body has a stream_options member, null included
+  std::string end_user;      // OpenAI's `user` ("" if absent)
+  metering::tag_set tags;    // OpenAI's `metadata`
   // The parsed body, kept for the stages after validation (prompt counting).
   std::shared_ptr<const json::document> body;
 };
@@ -39,6 +42,21 @@ struct completion_request {
 // different models or options out of one body.
 result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body,
                                                     const request_limits& limits = {});
+
+// The attribution headers of a live request (all empty for a batch line); an empty header
+// counts as absent.
+struct attribution_headers {
+  std::string_view end_user;  // x-tollgate-end-user
+  std::string_view tags;      // x-tollgate-tags: key=value,...
+  std::string_view session;   // x-tollgate-session
+};
+
+// Whom a request is for, its tags and session (metering/attribution.hpp): the end user from
+// the header or else `user`; the header's tags over `metadata`'s, both over `default_tags` (the
+// key's over its project's); the session from its header. A 400 names the header at fault.
+result<metering::attribution> attribution_of(const completion_request& request,
+                                             const attribution_headers& headers,
+                                             const metering::tag_set& default_tags);
 
 // The body to send upstream: the client's bytes when nothing needs changing; otherwise with the
 // model renamed and, for streams, stream_options rewritten by the gateway (whatever the client

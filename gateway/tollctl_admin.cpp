@@ -14,6 +14,7 @@
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 #include "gateway/tollctl.hpp"
+#include "metering/attribution.hpp"
 
 namespace tollgate::tollctl {
 namespace {
@@ -93,6 +94,12 @@ struct api_call {
   bool raw_csv = false;                 // a 200's body is printed as it is (usage --csv)
 
   std::string opt(const char* flag) { return flag_or_env(args, flag, "TOLLCTL_UNSET", ""); }
+  bool has_opt(const char* flag) const {
+    for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+      if (args[i] == flag) return true;
+    }
+    return false;
+  }
   // The positional argument (the object's id) into `id`; false when there is none.
   bool take_id() {
     if (args.empty() || args[0].rfind("--", 0) == 0) return false;
@@ -159,6 +166,26 @@ int update_tenant(api_call& c) {
   return 0;
 }
 
+// --tags key=value,... as the body's default_tags (the API checks each tag's limits; "" clears
+// them). Returns false after printing what is wrong with the list.
+bool add_default_tags(api_call& c) {
+  if (!c.has_opt("--tags")) return true;
+  const std::string list = c.opt("--tags");
+  if (list.empty()) {
+    c.body.add_null("default_tags");
+    return true;
+  }
+  auto tags = metering::tags_from_header(list);
+  if (!tags.error.empty()) {
+    fail(("--tags " + tags.error).c_str());
+    return false;
+  }
+  metering::attribution a;
+  a.tags = std::move(tags.tags);
+  c.body.add_raw("default_tags", a.tags_json());
+  return true;
+}
+
 int create_project(api_call& c) {
   const std::string name = c.opt("--name");
   const std::string tenant = c.opt("--tenant");
@@ -166,14 +193,14 @@ int create_project(api_call& c) {
   c.body.add("tenant_id", tenant);
   if (name.empty()) return fail("--name NAME is required");
   c.body.add("name", name);
-  return 0;
+  return add_default_tags(c) ? 0 : 1;
 }
 
 int update_project(api_call& c) {
   if (!c.take_id()) return usage();
   if (const auto name = c.opt("--name"); !name.empty()) c.body.add("name", name);
   c.status_of_verb();
-  return 0;
+  return add_default_tags(c) ? 0 : 1;
 }
 
 int create_key(api_call& c) {
@@ -186,7 +213,7 @@ int create_key(api_call& c) {
   if (const auto m = c.opt("--models"); !m.empty()) {
     c.body.add_raw("allowed_models", json_string_list(m));
   }
-  return 0;
+  return add_default_tags(c) ? 0 : 1;
 }
 
 int list_keys(api_call& c) {
@@ -201,7 +228,7 @@ int update_key(api_call& c) {
   if (!c.take_id()) return usage();
   if (const auto n = c.opt("--name"); !n.empty()) c.body.add("name", n);
   if (const auto e = c.opt("--expires-at"); !e.empty()) c.body.add_raw("expires_at", e);
-  return 0;
+  return add_default_tags(c) ? 0 : 1;
 }
 
 int rotate_key(api_call& c) {

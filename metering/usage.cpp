@@ -16,6 +16,9 @@ void fill_writer(const usage_record& r, json_object_writer& w) {
     if (!r.project_id.empty()) w.add("project_id", r.project_id);
     w.add("api_key_id", r.api_key_id);
   }
+  if (!r.attribution.end_user.empty()) w.add("end_user", r.attribution.end_user);
+  if (!r.attribution.tags.empty()) w.add_raw("tags", r.attribution.tags_json());
+  if (!r.attribution.session.empty()) w.add("session", r.attribution.session);
   w.add("batch", r.batch)
       .add("endpoint", r.endpoint)
       .add("model", r.model)

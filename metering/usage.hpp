@@ -9,6 +9,7 @@
 
 #include "core/json_dom.hpp"
 #include "core/log.hpp"
+#include "metering/attribution.hpp"
 
 namespace tollgate::metering {
 
@@ -20,6 +21,8 @@ struct usage_record {
   std::string tenant_id;
   std::string project_id;
   std::string api_key_id;
+  // For whom, and with which tags and session (metering/attribution.hpp).
+  metering::attribution attribution;
   bool batch = false;               // made through the batch API
   std::string endpoint;             // "/v1/chat/completions" or "/v1/completions"
   std::string model;                // as the client named it ("" if the request had none)

@@ -1,14 +1,15 @@
-// Ledger journal records: the current version round-trips its header, and version 1 (the bare
-// COPY line written before versions existed) still reads.
+// Ledger journal records: the current version round-trips its header, and versions 1 (the bare
+// COPY line written before versions existed) and 2 (before attribution) still read.
 #include <catch2/catch.hpp>
 
 #include "billing/ledger_record.hpp"
 #include "billing/ledger_writer.hpp"
+#include "billing/rating.hpp"
 
 using namespace tollgate;
 using namespace std::literals;
 
-TEST_CASE("ledger records: version 2 carries the settlement beside the row") {
+TEST_CASE("ledger records: version 3 carries the settlement beside the row") {
   metering::usage_record r;
   r.tenant_id = "ten_a";
   r.request_id = "req_1";
@@ -22,7 +23,8 @@ TEST_CASE("ledger records: version 2 carries the settlement beside the row") {
   REQUIRE(out.front() == '\0');
   const auto rec = billing::parse_ledger_record(std::string_view(out).substr(0, out.size() - 1));
   REQUIRE(rec);
-  CHECK(rec->version == 2);
+  CHECK(rec->version == 3);
+  CHECK_FALSE(billing::lacks_attribution(*rec));
   CHECK(rec->settled_spend_micros == 4200);
   CHECK(rec->spend_counters == "tg:{ten_a}:b:bud_1:0,tg:{ten_a}:b:bud_2:0");
   CHECK(rec->credit_counters == "tg:{ten_a}:b:credit:ten_a:0");
@@ -39,7 +41,9 @@ TEST_CASE("ledger records: version 1 lines read as they are; unknown versions do
   CHECK(rec->copy_line == v1);
   CHECK(rec->settled_spend_micros == -1);
   // A leading NUL: string literals with "sv" keep it.
+  CHECK(billing::lacks_attribution(*rec));
   CHECK_FALSE(billing::parse_ledger_record("\0" "3\tx\t\t\trow"sv));
+  CHECK_FALSE(billing::parse_ledger_record("\0" "4\t5\t\t\trow"sv));
   CHECK_FALSE(billing::parse_ledger_record("\0" "2\t-5\t\t\trow"sv));
   CHECK_FALSE(billing::parse_ledger_record("\0" "2\t5"sv));
   CHECK(billing::parse_ledger_record("\0" "2\t5\t\t\trow"sv));
@@ -51,4 +55,29 @@ TEST_CASE("ledger records: version 1 lines read as they are; unknown versions do
   REQUIRE(n);
   CHECK(n->settled_spend_micros == -1);
   CHECK(n->spend_counters.empty());
+}
+
+TEST_CASE("ledger records: a version 2 line replays with its attribution columns NULL") {
+  metering::usage_record r;
+  r.tenant_id = "ten_a";
+  r.request_id = "req_2";
+  r.model = "m";
+  r.prompt_tokens = 5;
+  r.completion_tokens = 2;
+  std::string v3;
+  billing::append_usage_row(v3, r);
+  v3.pop_back();
+  // The same row as version 2 wrote it: without the last three columns.
+  std::string_view v2_row = v3;
+  for (int i = 0; i < 3; ++i) v2_row = v2_row.substr(0, v2_row.rfind('\t'));
+  const std::string v2 = "\0"s + "2\t\\N\t\t\t" + std::string(v2_row);
+  const auto rec = billing::parse_ledger_record(v2);
+  REQUIRE(rec);
+  CHECK(rec->version == 2);
+  REQUIRE(billing::lacks_attribution(*rec));
+  CHECK(std::string(rec->copy_line) + std::string(billing::attribution_columns_null) == v3);
+  const auto event = billing::parse_rating_event(v3);
+  REQUIRE(event);
+  CHECK(event->input == 5);
+  CHECK_FALSE(billing::parse_rating_event(v2_row));
 }

@@ -30,13 +30,29 @@ TEST_CASE("a usage record becomes one COPY text line in column order") {
   billing::append_usage_row(line, r);
   CHECK(line ==
         "ten_1\t2026-11-22 11:19:39.824+00\treq_abc\t\\N\tkey_1\t/v1/chat/completions\t"
-        "m\\tx\\\\y\tdev\tt\tf\t200\t9\t0\t3\t0\t9\t\\N\tt\tf\t712\t\\N\tf\t\\N\t\\N\n");
+        "m\\tx\\\\y\tdev\tt\tf\t200\t9\t0\t3\t0\t9\t\\N\tt\tf\t712\t\\N\tf\t\\N\t\\N\t"
+        "\\N\t\\N\t\\N\n");
   // One field per column.
   std::size_t tabs = 0;
   for (char c : line) tabs += c == '\t';
   std::size_t commas = 0;
   for (const char* c = billing::usage_event_columns; *c; ++c) commas += *c == ',';
   CHECK(tabs == commas);
+}
+
+TEST_CASE("a usage record's attribution fills the last three columns") {
+  metering::usage_record r;
+  r.tenant_id = "ten_1";
+  r.request_id = "req_abc";
+  r.attribution.end_user = "cust\t42";
+  r.attribution.tags = {{"feature", "chat"}, {"team", "se\\arch"}};
+  r.attribution.session = "task-7";
+  std::string line;
+  billing::append_usage_row(line, r);
+  // COPY text escapes the tab and the backslash (the JSON's own escape included).
+  const std::string tail = "\tcust\\t42\t{\"feature\":\"chat\",\"team\":\"se\\\\\\\\arch\"}\ttask-7\n";
+  REQUIRE(line.size() > tail.size());
+  CHECK(line.substr(line.size() - tail.size()) == tail);
 }
 
 TEST_CASE("request-supplied text is capped and stripped of NUL for PostgreSQL") {
