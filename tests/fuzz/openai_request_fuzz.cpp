@@ -1,5 +1,7 @@
 // libFuzzer target: request validation never crashes, and the body it would send upstream for an
-// accepted request is always valid JSON.
+// accepted request is always valid JSON. The input also goes through the x-tollgate-tags header
+// parser and, as headers, through the attribution merge: accepted tags always serialize to a
+// JSON object that reads back as the same tags.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -15,9 +17,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (auto kind : {endpoint_kind::chat_completions, endpoint_kind::completions}) {
     auto r = parse_completion_request(kind, body);
     if (!r.ok()) continue;
+    auto attributed = attribution_of(*r, {body, body, body}, {{"k", "v"}});
+    if (attributed.ok()) {
+      const std::string tags = attributed->tags_json();
+      if (tollgate::metering::tags_from_json_text(tags) != attributed->tags) std::abort();
+    }
     for (std::string_view model : {std::string_view(r->model), std::string_view("renamed")}) {
       if (!tollgate::json::document::parse(upstream_body(*r, body, model))) std::abort();
     }
+  }
+  auto header_tags = tollgate::metering::tags_from_header(body);
+  if (header_tags.error.empty()) {
+    tollgate::metering::attribution a;
+    a.tags = header_tags.tags;
+    if (tollgate::metering::tags_from_json_text(a.tags_json()) != a.tags) std::abort();
   }
   return 0;
 }
