@@ -68,6 +68,9 @@ inline constexpr std::uint64_t tag_key_chars_max = 64;
 inline constexpr std::uint64_t tag_value_chars_max = 512;
 inline constexpr std::uint64_t end_user_chars_max = 256;  // `user`, x-tollgate-end-user
 inline constexpr std::uint64_t session_chars_max = 128;   // x-tollgate-session
+// A budget's scope_id in bytes: the longest tag key=value, four bytes a character.
+inline constexpr std::uint64_t scope_id_bytes_max =
+    4 * (tag_key_chars_max + 1 + tag_value_chars_max);
 
 static_assert(upstream_pooled_idle_ms_max < upstream_idle_timeout_ms_default,
               "a pooled connection is dropped before the upstream's idle timeout would");

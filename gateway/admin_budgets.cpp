@@ -5,6 +5,7 @@
 #include "core/limits.hpp"
 #include "gateway/admin_routes.hpp"
 #include "gateway/budget_guard.hpp"
+#include "metering/budgets/subjects.hpp"
 
 namespace tollgate::gateway::routes {
 namespace {
@@ -16,8 +17,9 @@ result<billing::budget_store::budget_spec> budget_spec_of(body_reader& body) {
   body.reject_unknown({"tenant_id", "scope", "scope_id", "metric", "window", "limit", "mode",
                        "alert_thresholds", "alert_webhook_url"});
   auto tenant = body.name("tenant_id", true);
-  auto scope = body.choice("scope", {"tenant", "project", "key"}, false);
-  auto scope_id = body.name("scope_id", false);
+  auto scope = body.choice("scope", {"tenant", "project", "key", "end_user", "tag", "session"},
+                           false);
+  auto scope_id = body.text("scope_id", limits::scope_id_bytes_max);
   auto metric = body.choice("metric", {"tokens", "requests", "spend"}, true);
   auto window = body.choice("window", {"minute", "hour", "day", "month", "lifetime"}, true);
   auto limit = body.nullable_int("limit", 0, budget_limit_max);
@@ -33,10 +35,16 @@ result<billing::budget_store::budget_spec> budget_spec_of(body_reader& body) {
   const auto metric_kind = metering::parse_budget_metric(*metric);
   const auto window_kind = metering::parse_budget_window(*window);
   if (!scope_kind || !metric_kind || !window_kind) return internal_error("budget kinds");
-  if ((*scope_kind == metering::budget_scope::tenant) != !scope_id) {
+  if (auto bad = metering::check_scope_id(*scope_kind, scope_id)) {
+    return invalid_request(*bad, "scope_id", "invalid_value");
+  }
+  if (metering::counts_each(*scope_kind, scope_id.value_or("")) && thresholds &&
+      !thresholds->empty()) {
+    // One alert per window would name whichever value crossed first: not offered.
     return invalid_request(
-        "scope_id names the project or key for scope project or key, and only then.", "scope_id",
-        "invalid_value");
+        "alert_thresholds are not offered on a budget that counts each end user, tag value or "
+        "session separately.",
+        "alert_thresholds", "invalid_value");
   }
   billing::budget_store::budget_spec spec;
   spec.tenant_id = *tenant;

@@ -66,15 +66,18 @@ body_reader::body_reader(std::string_view text) {
 }
 
 std::optional<std::string> body_reader::name(std::string_view key, bool required) {
-  if (!ok()) return std::nullopt;
-  const json::value v = doc_->root().find(key);
-  if (!v.valid()) {
-    if (required) fail(std::string(key) + " is required.", key);
+  if (required && ok() && !doc_->root().find(key).valid()) {
+    fail(std::string(key) + " is required.", key);
     return std::nullopt;
   }
-  if (!v.is_string() || v.as_string().empty() || v.as_string().size() > admin_name_bytes_max) {
-    fail(std::string(key) + " must be a string of 1 to " + std::to_string(admin_name_bytes_max) +
-             " bytes.",
+  return text(key, admin_name_bytes_max);
+}
+std::optional<std::string> body_reader::text(std::string_view key, std::uint64_t bytes_max) {
+  if (!ok()) return std::nullopt;
+  const json::value v = doc_->root().find(key);
+  if (!v.valid()) return std::nullopt;
+  if (!v.is_string() || v.as_string().empty() || v.as_string().size() > bytes_max) {
+    fail(std::string(key) + " must be a string of 1 to " + std::to_string(bytes_max) + " bytes.",
          key);
     return std::nullopt;
   }

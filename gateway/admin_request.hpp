@@ -42,6 +42,8 @@ class body_reader {
 
   // A string of 1 to admin_name_bytes_max bytes (absent: nullopt, or a 400 when required).
   std::optional<std::string> name(std::string_view key, bool required);
+  // An optional string of 1 to `bytes_max` bytes (absent: nullopt).
+  std::optional<std::string> text(std::string_view key, std::uint64_t bytes_max);
   // `status`, one of the two (absent: nullopt).
   std::optional<std::string> status(std::string_view allowed_a, std::string_view allowed_b);
   // One of `allowed` (absent: nullopt, or a 400 when required).

@@ -428,7 +428,8 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state&
   if (budgets_ != nullptr && !who.tenant_id.empty()) {
     std::string hold_id = id;
     auto reserved =
-        co_await budgets_->reserve(worker, who, *st.model, std::move(hold_id), *worst);
+        co_await budgets_->reserve(worker, who, st.rec.attribution, *st.model, std::move(hold_id),
+                                   *worst);
     if (!reserved) co_return refuse(reserved.error());
     st.hold = std::move(*reserved);
   }

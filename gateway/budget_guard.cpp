@@ -224,8 +224,8 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
 }
 
 net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
-    unsigned worker, const caller& who, const model_config& model, std::string request_id,
-    metering::worst_case_tokens worst) {
+    unsigned worker, const caller& who, const metering::attribution& attributed,
+    const model_config& model, std::string request_id, metering::worst_case_tokens worst) {
   auto all = co_await budgets_of(who.tenant_id);
   if (!all) {
     reserved_.unavailable->inc();
@@ -233,7 +233,7 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
                                   "service_unavailable", 1);
   }
   // Pointers into *all, which stays alive here.
-  const auto applying = metering::applying_budgets(*all, who.project_id, who.key_id);
+  const auto applying = metering::applying_budgets(*all, who.project_id, who.key_id, attributed);
   if (applying.empty()) {
     reserved_.no_budget->inc();
     co_return std::optional<budget_hold>{};
@@ -251,6 +251,7 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   for (const auto* b : applying) {
     metering::limit_charge c;
     c.rule = metering::rule_of(*b, now_ms);
+    c.rule.id = metering::counter_id_for(*b, attributed);
     c.amount = metering::charge_of(b->metric, asked);
     amounts.push_back(c.amount);
     charges.push_back(std::move(c));
@@ -303,7 +304,10 @@ net::awaitable<result<bool>> budget_guard::admit_batch(unsigned worker, const ca
   }
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
   for (const auto& b : *all) {
-    if (!metering::budget_applies(b, who.project_id, who.key_id) ||
+    // Budgets on end users, tags and sessions are left to the lines (which may each name
+    // another): only the caller's own budgets judge the whole batch.
+    if (metering::attribution_scope(b.scope) ||
+        !metering::budget_applies(b, who.project_id, who.key_id) ||
         !metering::refuses_batches(b)) {
       continue;
     }

@@ -72,9 +72,10 @@ class budget_guard {
   // Reserves for a request. nullopt inside the result: no budget applies, or Redis is away
   // with failure_mode open (counted as unenforced). An error: 429 or 503 to answer with.
   // `worst` is the request's worst case (metering/worst_case.hpp): every prompt and copy.
+  // `attributed`: the request's end user, tags and session, for the budgets on those.
   boost::asio::awaitable<result<std::optional<budget_hold>>> reserve(
-      unsigned worker, const caller& who, const model_config& model, std::string request_id,
-      metering::worst_case_tokens worst);
+      unsigned worker, const caller& who, const metering::attribution& attributed,
+      const model_config& model, std::string request_id, metering::worst_case_tokens worst);
 
   // Whether a batch's worst case (every line's prompt + max_tokens, one request each, and
   // their spend) fits what each hard budget of the caller has left now; per-minute windows are

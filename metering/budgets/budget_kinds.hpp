@@ -12,14 +12,16 @@ namespace tollgate::metering {
 // tokens: prompt + completion as billed; requests; spend: micro-units; credit: the prepaid
 // credit of a credit_only plan, mirrored as a lifetime tenant budget.
 enum class budget_metric { tokens, requests, spend, credit };
-enum class budget_scope { tenant, project, key };
+// end_user, tag and session: the attribution dimensions (metering/budgets/subjects.hpp).
+enum class budget_scope { tenant, project, key, end_user, tag, session };
 // minute slides; hour, day and month are calendar windows; lifetime never turns.
 enum class budget_window { minute, hour, day, month, lifetime };
 
 // Each enum's names, in the order of its values.
 inline constexpr std::array<std::string_view, 4> budget_metric_names = {"tokens", "requests",
                                                                         "spend", "credit"};
-inline constexpr std::array<std::string_view, 3> budget_scope_names = {"tenant", "project", "key"};
+inline constexpr std::array<std::string_view, 6> budget_scope_names = {
+    "tenant", "project", "key", "end_user", "tag", "session"};
 inline constexpr std::array<std::string_view, 5> budget_window_names = {"minute", "hour", "day",
                                                                         "month", "lifetime"};
 
@@ -53,7 +55,7 @@ constexpr std::optional<budget_window> parse_budget_window(std::string_view text
 }
 
 static_assert(name_of(budget_metric::credit) == "credit" &&
-              name_of(budget_scope::key) == "key" &&
+              name_of(budget_scope::session) == "session" &&
               name_of(budget_window::lifetime) == "lifetime",
               "the name tables follow the enums' order");
 

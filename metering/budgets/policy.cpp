@@ -4,9 +4,12 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "core/assert.hpp"
+
 namespace tollgate::metering {
 
-bool budget_applies(const budget_info& b, std::string_view project_id, std::string_view key_id) {
+bool budget_applies(const budget_info& b, std::string_view project_id, std::string_view key_id,
+                    const attribution& attributed) {
   switch (b.scope) {
     case budget_scope::tenant:
       return true;
@@ -14,18 +17,30 @@ bool budget_applies(const budget_info& b, std::string_view project_id, std::stri
       return b.scope_id == project_id;
     case budget_scope::key:
       return b.scope_id == key_id;
+    case budget_scope::end_user:
+    case budget_scope::tag:
+    case budget_scope::session:
+      return subject_of(b, attributed).has_value();
   }
   return false;
 }
 
 std::vector<const budget_info*> applying_budgets(const std::vector<budget_info>& all,
                                                  std::string_view project_id,
-                                                 std::string_view key_id) {
+                                                 std::string_view key_id,
+                                                 const attribution& attributed) {
   std::vector<const budget_info*> applying;
   for (const auto& b : all) {
-    if (budget_applies(b, project_id, key_id)) applying.push_back(&b);
+    if (budget_applies(b, project_id, key_id, attributed)) applying.push_back(&b);
   }
   return applying;
+}
+
+std::string counter_id_for(const budget_info& b, const attribution& attributed) {
+  if (!counts_each(b.scope, b.scope_id)) return b.id;
+  const auto value = subject_of(b, attributed);
+  TOLLGATE_ASSERT(value.has_value());  // only for a budget that applies
+  return subject_counter_id(b.id, *value);
 }
 
 limit_rule rule_of(const budget_info& b, std::int64_t now_ms) {

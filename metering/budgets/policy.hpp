@@ -17,6 +17,7 @@
 #include "metering/budgets/budget_kinds.hpp"
 #include "metering/budgets/budget_rows.hpp"
 #include "metering/budgets/credit_rate.hpp"
+#include "metering/budgets/subjects.hpp"
 #include "metering/usage.hpp"
 #include "metering/worst_case.hpp"
 
@@ -24,13 +25,19 @@ namespace tollgate::metering {
 
 // ---- which budgets apply ---------------------------------------------------------------------
 
-// Whether a budget of the caller's tenant covers the caller: every tenant budget, and the
-// budgets of its project and of its key.
-bool budget_applies(const budget_info& b, std::string_view project_id, std::string_view key_id);
-// The budgets of `all` (one tenant's) that apply to the caller, in order; pointers into `all`.
+// Whether a budget of the caller's tenant covers the request: every tenant budget, the budgets
+// of its project and of its key, and those of its end user, tags and session
+// (metering/budgets/subjects.hpp).
+bool budget_applies(const budget_info& b, std::string_view project_id, std::string_view key_id,
+                    const attribution& attributed = {});
+// The budgets of `all` (one tenant's) that apply to the request, in order; pointers into `all`.
 std::vector<const budget_info*> applying_budgets(const std::vector<budget_info>& all,
                                                  std::string_view project_id,
-                                                 std::string_view key_id);
+                                                 std::string_view key_id,
+                                                 const attribution& attributed = {});
+// The id of the counter an applying budget charges for this request: the budget's id, or for a
+// budget that counts each end user, tag value or session, that value's counter id.
+std::string counter_id_for(const budget_info& b, const attribution& attributed);
 
 // The rule a budget enforces at `now_ms`. Day and month windows of a tenant outside UTC carry
 // their window instance as read from PostgreSQL; past its end, the next one (until the cache

@@ -78,8 +78,8 @@ describe('budgets per end user, tag and session (real PostgreSQL, real Redis)', 
     for (const user of ['alice', 'bob']) {
       for (let i = 0; i < 3; i += 1) {
         const r = await ask(s.url, t.key, { user });
-        assert.equal(r.status, 200, await r.text());
-        await r.text();
+        const text = await r.text();
+        assert.equal(r.status, 200, text);
       }
       const refused = await ask(s.url, t.key, { user });
       const body = await refused.json();
