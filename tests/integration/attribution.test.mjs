@@ -92,6 +92,36 @@ describe('attribution: end user, tags and session on every usage event (real Pos
     assert.equal(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}' AND tags @> '{"region":"eu"}'`), '1');
   });
 
+  test('under load: 600 concurrent requests with mixed end users, tags and sessions, each row exact', async () => {
+    const t = await makeTenant(s.adminUrl, 'AttrLoad', { default_tags: { source: 'key' } });
+    const expected = new Map();
+    const send = async (i) => {
+      const user = `user-${i % 97}`;
+      const meta = { team: `team-${i % 7}`, n: String(i) };
+      const headers = i % 3 === 0 ? { 'x-tollgate-tags': `team=hdr-${i % 5}`, 'x-tollgate-session': `sess-${i % 11}` } : {};
+      const stream = i % 4 === 0 ? { stream: true } : {};
+      const r = await chat(s.url, t.key, `load ${i}`, { user, metadata: meta, ...stream }, headers);
+      assert.equal(r.status, 200);
+      await r.text();
+      const tags = { ...meta, source: 'key', ...(i % 3 === 0 ? { team: `hdr-${i % 5}` } : {}) };
+      expected.set(r.headers.get('x-request-id'), [user, tags, i % 3 === 0 ? `sess-${i % 11}` : '<null>']);
+    };
+    for (let round = 0; round < 6; round += 1) {
+      await Promise.all(Array.from({ length: 100 }, (_, j) => send(round * 100 + j)));
+    }
+    await waitFor(() => pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`) === '600',
+      { what: '600 rows' });
+    const rows = pg.query(`SELECT request_id, end_user, tags::text, coalesce(session_id, '<null>') FROM usage_events
+      WHERE tenant_id = '${t.tenant}'`);
+    assert.equal(rows.length, 600);
+    for (const [id, user, tags, session] of rows) {
+      const [eu, et, es] = expected.get(id);
+      assert.equal(user, eu);
+      assert.deepEqual(JSON.parse(tags), et);
+      assert.equal(session, es);
+    }
+  });
+
   test('bad values are 400s naming the field, and reach no upstream', async () => {
     const t = await makeTenant(s.adminUrl, 'AttrBad');
     const cases = [
