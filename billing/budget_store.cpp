@@ -14,10 +14,57 @@ namespace net = boost::asio;
 namespace {
 const char* const budget_json =
     "json_build_object('object','budget','id',g.id,'tenant_id',g.tenant_id,'scope',g.scope,"
-    "'scope_id',g.scope_id,'metric',g.metric,'window',g.time_window,'limit',g.limit_value,"
-    "'mode',g.mode,'status',g.status,'alert_thresholds',to_jsonb(g.alert_thresholds),"
-    "'alert_webhook_url',g.alert_webhook_url,'alert_webhook_secret',g.alert_webhook_secret,"
+    "'scope_id',g.scope_id,'metric',g.metric,'window',g.time_window,'models',to_jsonb(g.models),"
+    "'limit',g.limit_value,'mode',g.mode,'status',g.status,"
+    "'alert_thresholds',to_jsonb(g.alert_thresholds),'alert_webhook_url',g.alert_webhook_url,"
+    "'alert_webhook_secret',g.alert_webhook_secret,"
     "'created_at',extract(epoch from g.created_at)::bigint)";
+
+// What enforcement reads of budget g (info_of parses it), with its window instance in the
+// tenant's time zone at $2 (ms since the epoch) for calendar windows outside UTC: PostgreSQL's
+// time zone rules give local midnight (the Monday, the first of the month or quarter) as
+// instants, and the ends of this instance and the next.
+const char* const info_columns =
+    "g.id, g.scope, coalesce(g.scope_id, ''), g.metric, g.time_window, g.limit_value,"
+    " g.mode = 'hard', array_to_string(g.alert_thresholds, ','),"
+    " coalesce((extract(epoch from z.s AT TIME ZONE t.time_zone) * 1000)::bigint, 0),"
+    " coalesce((extract(epoch from (z.s + z.len) AT TIME ZONE t.time_zone) * 1000)::bigint, 0),"
+    " coalesce((extract(epoch from (z.s + 2 * z.len) AT TIME ZONE t.time_zone) * 1000)::bigint,"
+    " 0), g.models IS NOT NULL, array_to_string(g.models, E'\\n')";
+const char* const info_from =
+    " FROM budgets g JOIN tenants t ON t.id = g.tenant_id"
+    " LEFT JOIN LATERAL (SELECT date_trunc(CASE WHEN g.time_window IN ('day', 'week', 'month',"
+    " 'quarter') THEN g.time_window ELSE 'day' END, (timestamptz 'epoch' + $2::bigint"
+    " * interval '1 millisecond') AT TIME ZONE t.time_zone) AS s,"
+    " CASE g.time_window WHEN 'day' THEN interval '1 day' WHEN 'week' THEN interval '7 days'"
+    " WHEN 'month' THEN interval '1 month' ELSE interval '3 months' END AS len)"
+    " z ON t.time_zone <> 'UTC' AND g.time_window IN ('day', 'week', 'month', 'quarter')";
+
+// The budget in row i's info_columns, which start at column `at`.
+pg::db_result<budget_info> info_of(const pg::rows& r, int i, int at) {
+  budget_info b;
+  b.id = r.text(i, at);
+  const auto scope = metering::parse_budget_scope(r.text(i, at + 1));
+  const auto metric = metering::parse_budget_metric(r.text(i, at + 3));
+  const auto window = metering::parse_budget_window(r.text(i, at + 4));
+  if (!scope || !metric || !window) {
+    // The table's CHECK constraints allow no other values.
+    return pg::db_error{"budget " + b.id + " has an unknown scope, metric or window", ""};
+  }
+  b.scope = *scope;
+  b.scope_id = r.text(i, at + 2);
+  b.metric = *metric;
+  b.window = *window;
+  b.limit = r.int64(i, at + 5);
+  b.hard = r.boolean(i, at + 6);
+  for (const auto& t : split_list(r.text(i, at + 7), ','))
+    b.alert_thresholds.push_back(std::stoi(t));
+  b.zone_start_ms = r.int64(i, at + 8);
+  b.zone_end_ms = r.int64(i, at + 9);
+  b.zone_next_end_ms = r.int64(i, at + 10);
+  if (r.boolean(i, at + 11)) b.models = split_list(r.text(i, at + 12), '\n');
+  return b;
+}
 
 // PostgreSQL's array text for a list of integers: {50,80,100}.
 std::string int_array(const std::vector<int>& v) {
@@ -30,19 +77,20 @@ std::string int_array(const std::vector<int>& v) {
 net::awaitable<store_result> budget_store::create_budget(budget_spec spec, std::string actor) {
   pg::param scope_id;
   if (!spec.scope_id.empty()) scope_id = spec.scope_id;
-  pg::param webhook_url, webhook_secret;
+  pg::param webhook_url, webhook_secret, models;
   if (!spec.alert_webhook_url.empty()) {
     webhook_url = spec.alert_webhook_url;
     webhook_secret = new_webhook_secret();
   }
+  if (spec.models) models = pg::text_array(*spec.models);
   // The scope must name a project or key of the same tenant: otherwise nothing is inserted
   // and the answer is 404.
   return one_object(
       pool_,
       std::string("WITH g AS (INSERT INTO budgets (tenant_id, id, scope, scope_id, metric,"
                   " time_window, limit_value, mode, alert_thresholds, alert_webhook_url,"
-                  " alert_webhook_secret) SELECT $1, $2, $3, $4, $5, $6, $7::bigint, $8,"
-                  " $10::integer[], $11, $12"
+                  " alert_webhook_secret, models) SELECT $1, $2, $3, $4, $5, $6, $7::bigint, $8,"
+                  " $10::integer[], $11, $12, $13::text[]"
                   " WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1) AND CASE $3"
                   " WHEN 'project' THEN EXISTS (SELECT 1 FROM projects WHERE tenant_id = $1 AND"
                   " id = $4) WHEN 'key' THEN EXISTS (SELECT 1 FROM api_keys WHERE tenant_id = $1"
@@ -52,21 +100,53 @@ net::awaitable<store_result> budget_store::create_budget(budget_spec spec, std::
                   " to_jsonb(g) - 'alert_webhook_secret' FROM g) SELECT ") +
           budget_json + "::text FROM g",
       {spec.tenant_id, new_object_id("bud"), std::string(metering::name_of(spec.scope)), scope_id,
-       std::string(metering::name_of(spec.metric)), std::string(metering::name_of(spec.window)),
+       std::string(metering::name_of(spec.metric)), metering::name_of(spec.window),
        std::to_string(spec.limit), spec.mode, std::move(actor), int_array(spec.alert_thresholds),
-       webhook_url, webhook_secret},
+       webhook_url, webhook_secret, models},
       "The tenant, project or key named does not exist.");
 }
 
-net::awaitable<store_result> budget_store::get_budget(std::string id) {
-  return one_object(pool_,
-                    std::string("SELECT ") + budget_json + "::text FROM budgets g WHERE g.id = $1",
-                    {id}, "No budget with id " + id + ".");
+net::awaitable<basic_result<std::vector<budget_store::budget_view>, store_error>>
+budget_store::budget_views(std::string where, std::vector<pg::param> params) {
+  const std::string sql = std::string("SELECT ") + budget_json + "::text, g.tenant_id, " +
+                          info_columns + info_from + " WHERE " + where;
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return store_unavailable(conn.error());
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return store_error_from(r.error());
+  std::vector<budget_view> out;
+  for (int i = 0; i < r->size(); ++i) {
+    auto info = info_of(*r, i, 2);
+    if (!info) co_return store_error{500, info.error().message, "database_error"};
+    out.push_back({std::string(r->text(i, 0)), std::string(r->text(i, 1)), std::move(*info)});
+  }
+  co_return out;
 }
 
-net::awaitable<store_result> budget_store::list_budgets(std::string tenant_id,
-                                                        page_request page) {
-  return tenant_page(pool_, budget_json, "budgets", "g", std::move(tenant_id), page);
+net::awaitable<basic_result<budget_store::budget_view, store_error>> budget_store::get_budget(
+    std::string id, std::int64_t now_ms) {
+  // Named arguments: GCC 12 mishandles temporaries made inside a co_await expression.
+  std::string where = "g.id = $1";
+  std::vector<pg::param> params{id, std::to_string(now_ms)};
+  auto views = co_await budget_views(std::move(where), std::move(params));
+  if (!views) co_return views.error();
+  if (views->empty()) co_return store_error{404, "No budget with id " + id + ".", "not_found"};
+  co_return std::move(views->front());
+}
+
+net::awaitable<basic_result<budget_store::budget_page, store_error>> budget_store::list_budgets(
+    std::string tenant_id, page_request page, std::int64_t now_ms) {
+  std::string where =
+      "($1 = '' OR g.tenant_id = $1) AND ($3 = '' OR g.id > $3) ORDER BY g.id LIMIT $4::int + 1";
+  std::vector<pg::param> params{std::move(tenant_id), std::to_string(now_ms), page.after,
+                                std::to_string(page.limit)};
+  auto views = co_await budget_views(std::move(where), std::move(params));
+  if (!views) co_return views.error();
+  budget_page out;
+  out.has_more = views->size() > static_cast<std::size_t>(page.limit);
+  if (out.has_more) views->resize(static_cast<std::size_t>(page.limit));
+  out.data = std::move(*views);
+  co_return out;
 }
 
 net::awaitable<basic_result<budget_store::updated_budget, store_error>>
@@ -81,6 +161,7 @@ budget_store::update_budget(std::string id, budget_update u, std::string actor) 
                   " g AS (UPDATE budgets SET limit_value = coalesce($2::bigint, b.limit_value),"
                   " mode = coalesce($3, b.mode), status = coalesce($4, b.status),"
                   " alert_thresholds = coalesce($6::integer[], b.alert_thresholds),"
+                  " models = CASE WHEN $10::boolean THEN $11::text[] ELSE b.models END,"
                   " alert_webhook_url = CASE WHEN $7 THEN $8 ELSE b.alert_webhook_url END,"
                   " alert_webhook_secret = CASE WHEN NOT $7 THEN b.alert_webhook_secret"
                   " WHEN $8 IS NULL THEN NULL ELSE coalesce(b.alert_webhook_secret, $9) END,"
@@ -100,6 +181,10 @@ budget_store::update_budget(std::string id, budget_update u, std::string actor) 
   params.emplace_back(std::string(u.set_webhook ? "true" : "false"));
   params.emplace_back(webhook_url);
   params.emplace_back(new_webhook_secret());
+  params.emplace_back(std::string(u.set_models ? "true" : "false"));
+  pg::param models;
+  if (u.models) models = pg::text_array(*u.models);
+  params.emplace_back(models);
   auto conn = co_await pool_.acquire();
   if (!conn) co_return store_unavailable(conn.error());
   auto r = co_await (*conn)->query(sql, std::move(params));
@@ -203,53 +288,16 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> budget_store::active_bud
     std::string tenant_id, std::int64_t now_ms) {
   auto conn = co_await pool_.acquire();
   if (!conn) co_return conn.error();
-  // For day and month windows of a tenant outside UTC, PostgreSQL's time zone rules give the
-  // window boundaries: local midnight (or the first of the month) as instants.
-  const std::string sql =
-      "SELECT b.id, b.scope, coalesce(b.scope_id, ''), b.metric, b.time_window, b.limit_value,"
-      " b.mode = 'hard', array_to_string(b.alert_thresholds, ','),"
-      " coalesce((extract(epoch from z.s AT TIME ZONE t.time_zone) * 1000)::bigint, 0),"
-      " coalesce((extract(epoch from (z.s + z.len) AT TIME ZONE t.time_zone) * 1000)::bigint, 0),"
-      " coalesce((extract(epoch from (z.s + 2 * z.len) AT TIME ZONE t.time_zone) * 1000)::bigint,"
-      " 0)"
-      " FROM budgets b JOIN tenants t ON t.id = b.tenant_id"
-      " LEFT JOIN LATERAL (SELECT date_trunc(CASE b.time_window WHEN 'day' THEN 'day'"
-      " ELSE 'month' END, (timestamptz 'epoch' + $2::bigint"
-      " * interval '1 millisecond') AT TIME ZONE t.time_zone) AS s,"
-      " CASE b.time_window WHEN 'day' THEN interval '1 day' ELSE interval '1 month' END AS len)"
-      " z ON t.time_zone <> 'UTC' AND b.time_window IN ('day', 'month')"
-      " WHERE b.tenant_id = $1 AND b.status = 'active' ORDER BY b.id";
+  const std::string sql = std::string("SELECT ") + info_columns + info_from +
+                          " WHERE g.tenant_id = $1 AND g.status = 'active' ORDER BY g.id";
   std::vector<pg::param> params{tenant_id, std::to_string(now_ms)};
   auto r = co_await (*conn)->query(sql, std::move(params));
   if (!r) co_return r.error();
   std::vector<budget_info> out;
   for (int i = 0; i < r->size(); ++i) {
-    budget_info b;
-    b.id = r->text(i, 0);
-    const auto scope = metering::parse_budget_scope(r->text(i, 1));
-    const auto metric = metering::parse_budget_metric(r->text(i, 3));
-    const auto window = metering::parse_budget_window(r->text(i, 4));
-    if (!scope || !metric || !window) {
-      // The table's CHECK constraints allow no other values.
-      co_return pg::db_error{"budget " + b.id + " has an unknown scope, metric or window", ""};
-    }
-    b.scope = *scope;
-    b.scope_id = r->text(i, 2);
-    b.metric = *metric;
-    b.window = *window;
-    b.limit = r->int64(i, 5);
-    b.hard = r->boolean(i, 6);
-    const std::string thresholds(r->text(i, 7));
-    for (std::size_t at = 0; at < thresholds.size();) {
-      std::size_t comma = thresholds.find(',', at);
-      if (comma == std::string::npos) comma = thresholds.size();
-      b.alert_thresholds.push_back(std::stoi(thresholds.substr(at, comma - at)));
-      at = comma + 1;
-    }
-    b.zone_start_ms = r->int64(i, 8);
-    b.zone_end_ms = r->int64(i, 9);
-    b.zone_next_end_ms = r->int64(i, 10);
-    out.push_back(std::move(b));
+    auto b = info_of(*r, i, 0);
+    if (!b) co_return b.error();
+    out.push_back(std::move(*b));
   }
 
   // With a plan, spend is priced by its price book (worst-case rates, docs/BUDGETS.md). A
@@ -337,11 +385,15 @@ net::awaitable<pg::db_result<std::int64_t>> budget_store::ledger_usage(ledger_bu
   std::vector<pg::param> params{q.tenant_id, std::to_string(q.start_ms), std::to_string(q.end_ms),
                                 prices};
   if (q.scope == metering::budget_scope::project) {
-    sql += " AND e.project_id = $5";
+    sql += " AND e.project_id = $" + std::to_string(params.size() + 1);
     params.push_back(q.scope_id);
   } else if (q.scope == metering::budget_scope::key) {
-    sql += " AND e.api_key_id = $5";
+    sql += " AND e.api_key_id = $" + std::to_string(params.size() + 1);
     params.push_back(q.scope_id);
+  }
+  if (q.models) {
+    sql += " AND e.model = ANY($" + std::to_string(params.size() + 1) + "::text[])";
+    params.push_back(pg::text_array(*q.models));
   }
   auto conn = co_await pool_.acquire();
   if (!conn) co_return conn.error();

@@ -2,7 +2,8 @@
 // claimed for webhook delivery, finished) and the reads enforcement and reconciliation need
 // (a tenant's active budgets, what the ledger holds against a budget), in PostgreSQL. Every
 // method is a coroutine on the billing executor using the shared connection pool; objects come
-// back as the JSON the admin API shows, each change written with its audit_log row.
+// back as the JSON the admin API shows (reads with the budget as enforcement sees it, so that
+// the admin API can add what its counters hold), each change written with its audit_log row.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
@@ -32,15 +33,32 @@ class budget_store {
     metering::budget_scope scope = metering::budget_scope::tenant;
     std::string scope_id;  // the project or key id ("" for the tenant)
     metering::budget_metric metric = metering::budget_metric::tokens;  // not credit
-    metering::budget_window window = metering::budget_window::day;
+    metering::window_spec window = metering::budget_window::day;
     std::int64_t limit = 0;
     std::string mode = "hard";
     std::vector<int> alert_thresholds;  // percent of the limit
     std::string alert_webhook_url;      // "" = alerts are recorded only
+    std::optional<std::vector<std::string>> models;  // nullopt: every model
   };
   boost::asio::awaitable<store_result> create_budget(budget_spec spec, std::string actor);
-  boost::asio::awaitable<store_result> get_budget(std::string id);
-  boost::asio::awaitable<store_result> list_budgets(std::string tenant_id, page_request page);
+
+  // A budget as the admin API shows it, with its tenant and the budget as enforcement reads
+  // it at the time of reading (its window instance in the tenant's time zone).
+  struct budget_view {
+    std::string json;
+    std::string tenant_id;
+    budget_info info;
+  };
+  struct budget_page {
+    std::vector<budget_view> data;  // in id order
+    bool has_more = false;
+  };
+  boost::asio::awaitable<basic_result<budget_view, store_error>> get_budget(std::string id,
+                                                                            std::int64_t now_ms);
+  // One page of budgets in id order ("" tenant: every tenant's).
+  boost::asio::awaitable<basic_result<budget_page, store_error>> list_budgets(std::string tenant_id,
+                                                                              page_request page,
+                                                                              std::int64_t now_ms);
   struct budget_update {
     std::optional<std::int64_t> limit;
     std::optional<std::string> mode;
@@ -48,6 +66,8 @@ class budget_store {
     std::optional<std::vector<int>> alert_thresholds;
     bool set_webhook = false;
     std::optional<std::string> alert_webhook_url;  // with set_webhook: nullopt removes it
+    bool set_models = false;
+    std::optional<std::vector<std::string>> models;  // with set_models: nullopt = every model
   };
   // The updated budget as the admin API shows it, and its tenant (whose budgets every gateway
   // then reloads).
@@ -77,10 +97,13 @@ class budget_store {
 
   // Billed tokens, requests that reached the upstream (not refused by the gateway before
   // forwarding), or spend priced per request at the estimate prices, rounded up as the
-  // budget engine does.
+  // budget engine does; of the query's models only, when it names them.
   boost::asio::awaitable<pg::db_result<std::int64_t>> ledger_usage(ledger_budget_query q);
 
  private:
+  boost::asio::awaitable<basic_result<std::vector<budget_view>, store_error>> budget_views(
+      std::string where, std::vector<pg::param> params);
+
   pg::pool& pool_;
 };
 

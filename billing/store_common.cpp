@@ -22,6 +22,17 @@ store_error store_error_from(const pg::db_error& e) {
   return {500, "database error: " + e.message, "database_error"};
 }
 
+std::vector<std::string> split_list(std::string_view text, char sep) {
+  std::vector<std::string> out;
+  if (text.empty()) return out;
+  for (std::size_t at = 0;;) {
+    const std::size_t end = text.find(sep, at);
+    out.emplace_back(text.substr(at, end == std::string_view::npos ? end : end - at));
+    if (end == std::string_view::npos) return out;
+    at = end + 1;
+  }
+}
+
 std::string hex_bytea(std::string_view bytes) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string out = "\\x";

@@ -32,6 +32,9 @@ store_error store_error_from(const pg::db_error& e);
 
 // The 503 of a database that cannot be reached (no connection to be had).
 store_error store_unavailable(const pg::db_error& e);
+// The pieces of `text` between `sep`s, as array_to_string(array, sep) wrote them (no pieces for
+// "").
+std::vector<std::string> split_list(std::string_view text, char sep);
 // Bytes as PostgreSQL's bytea input text: "\x" and two hex digits per byte.
 std::string hex_bytea(std::string_view bytes);
 // One page of a list, in x_id order, as {"object":"list", data, first_id, last_id, has_more}:

@@ -58,18 +58,7 @@ net::awaitable<pg::db_result<std::optional<key_info>>> tenant_store::find_key(
   }
   k.active = k.inactive_reason.empty();
   k.expires_at_ms = r->int64(0, 6);
-  if (r->boolean(0, 7)) {
-    std::vector<std::string> models;
-    const std::string_view list = r->text(0, 8);
-    std::size_t at = 0;
-    while (at <= list.size() && !list.empty()) {
-      const auto nl = list.find('\n', at);
-      models.emplace_back(list.substr(at, nl == std::string_view::npos ? nl : nl - at));
-      if (nl == std::string_view::npos) break;
-      at = nl + 1;
-    }
-    k.allowed_models = std::move(models);
-  }
+  if (r->boolean(0, 7)) k.allowed_models = split_list(r->text(0, 8), '\n');
   k.default_tags = metering::merge_tags(metering::tags_from_json_text(r->text(0, 9)),
                                        metering::tags_from_json_text(r->text(0, 10)));
   co_return std::optional<key_info>{std::move(k)};

@@ -58,6 +58,7 @@ inline constexpr std::int64_t credit_priority_max = 1'000'000;
 inline constexpr std::int64_t basis_points_max = 10'000;  // 100 %
 inline constexpr std::uint64_t alert_thresholds_max = 10;  // per budget
 inline constexpr std::int64_t alert_percent_max = 1'000;   // of the limit
+inline constexpr std::uint64_t budget_models_max = 64;     // models a budget is limited to
 // A budget's limit, in its unit: a quarter of the 64-bit counters' range, well inside it.
 inline constexpr std::int64_t budget_limit_max = INT64_MAX / 4;
 

@@ -246,6 +246,7 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   const bool completions = target == "/v1/chat/completions" || target == "/v1/completions";
   const bool models = target == "/v1/models" || target.rfind("/v1/models/", 0) == 0;
   const bool usage = target == "/v1/usage";
+  const bool budget_list = target == "/v1/budgets";
   const bool batch_routes = target == "/v1/files" || target.rfind("/v1/files/", 0) == 0 ||
                             target == "/v1/batches" || target.rfind("/v1/batches/", 0) == 0;
   if (batch_routes) {
@@ -264,14 +265,15 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
     co_await batch_api_->handle(ex, request_id, *authenticated);
     co_return;
   }
-  if (!completions && !models && !usage) {
+  if (!completions && !models && !usage && !budget_list) {
     co_await ex.send_unknown_url(request_id);
     co_return;
   }
   ex.set_route(completions ? (target == "/v1/chat/completions" ? "/v1/chat/completions"
                                                                : "/v1/completions")
                : models    ? "/v1/models"
-                           : "/v1/usage");
+               : usage     ? "/v1/usage"
+                           : "/v1/budgets");
   if (req.method() != (completions ? bhttp::verb::post : bhttp::verb::get)) {
     co_await ex.send_method_not_allowed(completions ? "POST" : "GET", request_id);
     co_return;
@@ -298,6 +300,8 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
     const std::string_view id =
         target.size() > 11 ? target.substr(std::string_view("/v1/models/").size()) : "";
     co_await handle_models(ex, id, request_id, who);
+  } else if (budget_list) {
+    co_await send_budget_list(ex, budgets_, who, request_id);
   } else {
     co_await handle_usage(ex, request_id, who);
   }

@@ -59,7 +59,8 @@ bool api_request_needs_key(bhttp::verb method, std::string_view path) {
   if (path == "/v1/chat/completions" || path == "/v1/completions") {
     return method == bhttp::verb::post;
   }
-  if (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/v1/usage") {
+  if (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/v1/usage" ||
+      path == "/v1/budgets") {
     return method == bhttp::verb::get;
   }
   return false;

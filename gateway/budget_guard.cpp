@@ -233,7 +233,8 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
                                   "service_unavailable", 1);
   }
   // Pointers into *all, which stays alive here.
-  const auto applying = metering::applying_budgets(*all, who.project_id, who.key_id, attributed);
+  const auto applying =
+      metering::applying_budgets(*all, who.project_id, who.key_id, model.name, attributed);
   if (applying.empty()) {
     reserved_.no_budget->inc();
     co_return std::optional<budget_hold>{};
@@ -312,6 +313,7 @@ net::awaitable<result<bool>> budget_guard::admit_batch(unsigned worker, const ca
       continue;
     }
     const std::int64_t needed = metering::batch_charge(b, shares);
+    if (needed == 0) continue;  // none of the batch's models counts against it
     std::string tenant = who.tenant_id;
     metering::limit_rule rule = metering::rule_of(b, now_ms);
     auto used = co_await engine_.used(*redis_[worker], std::move(tenant), std::move(rule), now_ms);
@@ -327,6 +329,44 @@ net::awaitable<result<bool>> budget_guard::admit_batch(unsigned worker, const ca
     }
   }
   co_return true;
+}
+
+net::awaitable<result<std::string>> budget_guard::list_for(unsigned worker, const caller& who) {
+  auto all = co_await budgets_of(who.tenant_id);
+  if (!all) {
+    co_return service_unavailable("Budgets cannot be read right now; please retry shortly.",
+                                  "service_unavailable", 1);
+  }
+  const auto listed = metering::listed_budgets(*all, who.project_id, who.key_id);
+  std::vector<metering::budget_info> budgets;
+  for (const auto* b : listed) budgets.push_back(*b);
+  auto usage = co_await usage_of(worker, who.tenant_id, budgets);
+  if (!usage) {
+    co_return service_unavailable(
+        "Budgets cannot be read right now (Redis is unreachable); please retry shortly.",
+        "service_unavailable", 1);
+  }
+  json_array_writer data;
+  for (std::size_t i = 0; i < budgets.size(); ++i) {
+    data.add_raw(metering::budget_status_object(budgets[i], &(*usage)[i]));
+  }
+  co_return "{\"object\":\"list\",\"data\":" + data.finish() + "}";
+}
+
+net::awaitable<std::optional<std::vector<metering::window_usage>>> budget_guard::usage_of(
+    unsigned worker, std::string tenant_id, std::vector<metering::budget_info> budgets) {
+  const std::int64_t now_ms = unix_ms(clock_.wall_now());
+  std::vector<metering::limit_rule> rules;
+  for (const auto& b : budgets) rules.push_back(metering::rule_of(b, now_ms));
+  std::string tenant = tenant_id;
+  auto usage = co_await engine_.usage(*redis_[worker], std::move(tenant), std::move(rules), now_ms);
+  if (!usage) {
+    json_object_writer f;
+    f.add("tenant_id", tenant_id).add("error", usage.error().message);
+    log_.warn("budgets: cannot read the budgets' counters", f);
+    co_return std::nullopt;
+  }
+  co_return std::move(*usage);
 }
 
 net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
@@ -497,6 +537,21 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
     pending = pending || *recorded;
   }
   if (pending) alerts_->wake();
+}
+
+net::awaitable<void> send_budget_list(http::exchange& ex, budget_guard* budgets, const caller& who,
+                                      const std::string& request_id) {
+  if (budgets == nullptr || who.tenant_id.empty()) {
+    co_await ex.send_error(not_found_error("Budgets are off on this gateway (budgets.redis)."),
+                           request_id);
+    co_return;
+  }
+  auto list = co_await budgets->list_for(ex.worker_index(), who);
+  if (!list) {
+    co_await ex.send_error(list.error(), request_id);
+    co_return;
+  }
+  co_await ex.send_json(200, std::move(*list), request_id);
 }
 
 }  // namespace tollgate::gateway

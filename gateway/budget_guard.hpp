@@ -26,6 +26,7 @@
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/http_server.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "gateway/alert_dispatcher.hpp"
@@ -103,8 +104,19 @@ class budget_guard {
   // and tell every other gateway through Redis pub/sub.
   void budgets_changed(const std::string& tenant_id);
 
+  // The budgets that cover a caller (its tenant's, its project's and its key's, whatever their
+  // models) with what each counts now, as GET /v1/budgets answers them:
+  // {"object":"list","data":[…]} (metering::budget_status_object). One Redis script call; a
+  // 503 when budgets or their counters cannot be read. Runs on I/O thread `worker`.
+  boost::asio::awaitable<result<std::string>> list_for(unsigned worker, const caller& who);
+
+  // What each of one tenant's budgets counts now, for the admin API's budget objects; nullopt
+  // when Redis cannot be read. Runs on I/O thread `worker`.
+  boost::asio::awaitable<std::optional<std::vector<metering::window_usage>>> usage_of(
+      unsigned worker, std::string tenant_id, std::vector<metering::budget_info> budgets);
+
   // Rebuilds the Redis counters of the tenant's active budgets, for their current windows (and
-  // the previous minute of sliding ones), from the PostgreSQL ledger: after Redis lost data.
+  // every bucket of sliding ones), from the PostgreSQL ledger: after Redis lost data.
   // Holds in flight are kept. Returns a JSON list saying, per counter, what the ledger holds,
   // what Redis said before and the difference. Runs on I/O thread `worker`.
   boost::asio::awaitable<result<std::string>> reconcile(unsigned worker, std::string tenant_id);
@@ -182,5 +194,10 @@ class budget_guard {
   std::shared_ptr<correction_target> correction_target_;
   metrics::family<metrics::counter>& corrections_;
 };
+
+// Answers GET /v1/budgets for an authenticated caller (budget_guard::list_for); a 404 when
+// budgets are off on this gateway (`budgets` null) or the caller has no tenant.
+boost::asio::awaitable<void> send_budget_list(http::exchange& ex, budget_guard* budgets,
+                                              const caller& who, const std::string& request_id);
 
 }  // namespace tollgate::gateway

@@ -253,6 +253,7 @@ int create_budget(api_call& c) {
     c.body.add_raw("alert_thresholds", "[" + v + "]");
   }
   if (const auto v = c.opt("--alert-webhook-url"); !v.empty()) c.body.add("alert_webhook_url", v);
+  if (const auto m = c.opt("--models"); !m.empty()) c.body.add_raw("models", json_string_list(m));
   return 0;
 }
 
@@ -260,6 +261,11 @@ int update_budget(api_call& c) {
   if (!c.take_id()) return usage();
   if (const auto v = c.opt("--limit"); !v.empty()) c.body.add_raw("limit", v);
   if (const auto v = c.opt("--mode"); !v.empty()) c.body.add("mode", v);
+  if (const auto m = c.opt("--models"); m == "all") {
+    c.body.add_null("models");
+  } else if (!m.empty()) {
+    c.body.add_raw("models", json_string_list(m));
+  }
   if (const auto v = c.opt("--alert-thresholds"); !v.empty()) {
     c.body.add_raw("alert_thresholds", "[" + v + "]");
   }

@@ -15,7 +15,6 @@ namespace net = boost::asio;
 namespace {
 
 constexpr std::int64_t minute_ms = 60'000;
-constexpr std::int64_t hour_ms = 3'600'000;
 constexpr std::int64_t day_ms = 86'400'000;
 // Counters outlive their window by this much (late settlements still find them).
 constexpr std::int64_t counter_grace_ms = 3'600'000;
@@ -45,29 +44,26 @@ end
 // a handful of Redis commands whatever the number of requests in flight: no per-request entries
 // inside the counters, and no separate sweep.
 //
-// KEYS: for each charge, the counter of the current window and the one before it (the same
-// key again unless the window slides); then the request's record.
+// A calendar or lifetime limit has one counter per window instance. A sliding limit has one
+// per bucket (windows.hpp); the reserve counts every bucket overlapping the window, whole, and
+// holds in the newest.
+//
+// KEYS: for each charge, the counters it counts, the one it holds in first (for a sliding
+// window the newest bucket, then the older ones, newest first); then the request's record.
 // ARGV: now (ms), hold field, hold record, record ttl (ms), number of charges, then per charge:
-// limit, amount, hard (1/0), sliding (1/0), window length (ms), counter ttl (ms), ms into the
-// window, renew (1: set the counter's ttl on every use, for lifetime counters; 0: only when
-// created).
-// Returns {1, remaining...} or {0, refusing charge index (0-based), what it had left}.
+// limit, amount, hard (1/0), number of counters, counter ttl (ms), renew (1: set the counter's
+// ttl on every use, for lifetime counters; 0: only when created).
+// Returns {1, remaining...} or {0, refusing charge index (0-based), what it had left, the
+// position (1-based) of its oldest counter that counts anything, 0 if none}.
 // Expiries are set when a key is created, not on every call: a window instance's keys expire
 // at its end plus a grace period, which does not move (lifetime counters excepted).
 const redis::script reserve_script(std::string(amount_of_lua) + R"lua(
 local now = tonumber(ARGV[1])
 local field, record, record_ttl = ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
-local remaining, created = {}, {}
-for i = 0, n - 1 do
-  local k, prev = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  local a = 6 + 8 * i
-  local limit, amount = tonumber(ARGV[a]), amount_of(ARGV[a + 1])
-  if not amount or not limit then
-    return redis.error_reply('ERR tollgate: amount ' .. ARGV[a + 1] .. ' is not an integer in [0, 2^53)')
-  end
-  local hard, sliding = ARGV[a + 2] == '1', ARGV[a + 3] == '1'
-  local window, into = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 6])
+-- Settled usage plus the live holds of one counter; deletes its expired holds. Also says
+-- whether the counter is new (it did not exist, or deleting its expired holds deleted it).
+local function count(k)
   local h = redis.call('HGETALL', k)
   local used, expired = 0, {}
   for j = 1, #h, 2 do
@@ -84,35 +80,52 @@ for i = 0, n - 1 do
     end
   end
   if #expired > 0 then redis.call('HDEL', k, unpack(expired)) end
-  -- Created: the key did not exist, or deleting its expired holds just deleted it.
-  created[i + 1] = #h == 2 * #expired
-  if sliding then
-    -- The previous window counts in proportion to how much of it the sliding window still covers.
-    used = used + math.floor(tonumber(redis.call('HGET', prev, 'used') or '0') * (window - into) / window)
+  return used, #h == 2 * #expired
+end
+local remaining, created, first = {}, {}, {}
+local k = 1
+for i = 0, n - 1 do
+  local a = 6 + 6 * i
+  local limit, amount = tonumber(ARGV[a]), amount_of(ARGV[a + 1])
+  if not amount or not limit then
+    return redis.error_reply('ERR tollgate: amount ' .. ARGV[a + 1] .. ' is not an integer in [0, 2^53)')
   end
+  local hard, m = ARGV[a + 2] == '1', tonumber(ARGV[a + 3])
+  local used, oldest = 0, 0
+  for j = 1, m do
+    local c, fresh = count(KEYS[k + j - 1])
+    if j == 1 then created[i + 1] = fresh end
+    if c ~= 0 then oldest = j end
+    used = used + c
+  end
+  first[i + 1] = k
+  k = k + m
   if hard and used + amount > limit then
-    return {0, i, math.max(limit - used, 0)}
+    return {0, i, math.max(limit - used, 0), oldest}
   end
   remaining[i + 1] = limit - used - amount
 end
 -- The same request reserving twice holds once: its record exists already.
-if redis.call('SET', KEYS[2 * n + 1], record, 'NX', 'PX', record_ttl) then
+if redis.call('SET', KEYS[k], record, 'NX', 'PX', record_ttl) then
   for i = 0, n - 1 do
-    local k = KEYS[2 * i + 1]
-    local a = 6 + 8 * i
-    if ARGV[a + 1] ~= '0' then redis.call('HINCRBY', k, field, ARGV[a + 1]) end
-    if created[i + 1] or ARGV[a + 7] == '1' then redis.call('PEXPIRE', k, ARGV[a + 5]) end
+    local c = KEYS[first[i + 1]]
+    local a = 6 + 6 * i
+    if ARGV[a + 1] ~= '0' then redis.call('HINCRBY', c, field, ARGV[a + 1]) end
+    if created[i + 1] or ARGV[a + 5] == '1' then redis.call('PEXPIRE', c, ARGV[a + 4]) end
   end
 end
 return {1, unpack(remaining)}
 )lua");
 
-// KEYS: the counters the request reserved on, then its record.
+// KEYS: the counters the request reserved on, then its record, then the other buckets of the
+// sliding windows with alert thresholds (for each counter in turn, as many as it says).
 // ARGV: number of counters, settled record ttl (ms), then per counter: actual usage, ttl,
-// number of alert thresholds, and that many (percent, level) pairs.
+// number of alert thresholds, number of other buckets, and the thresholds' (percent, level)
+// pairs.
 // Returns {0} if the request was settled before, else {1, then per threshold crossed: counter
-// index (0-based), percent, settled usage}. A threshold is crossed once per window instance:
-// its marker field `a<percent>` in the counter hash remembers it.
+// index (0-based), percent, settled usage of the window}. A threshold is crossed once per
+// window instance: its marker field `a<percent>` in the counter hash remembers it; in a sliding
+// window, once while a bucket with its marker is still inside the window.
 const redis::script settle_script(std::string(amount_of_lua) + R"lua(
 local n = tonumber(ARGV[1])
 -- Every amount is checked before anything is written.
@@ -121,7 +134,7 @@ for i = 1, n do
   if not amount_of(ARGV[a]) then
     return redis.error_reply('ERR tollgate: amount ' .. ARGV[a] .. ' is not an integer in [0, 2^53)')
   end
-  a = a + 3 + 2 * tonumber(ARGV[a + 2])
+  a = a + 4 + 2 * tonumber(ARGV[a + 2])
 end
 local record = redis.call('SET', KEYS[n + 1], 's', 'GET', 'PX', ARGV[2])
 if record == 's' then
@@ -137,10 +150,12 @@ if record then
 end
 local out = {1}
 a = 3
+local other = n + 2
 for i = 1, n do
   local k = KEYS[i]
-  local actual, ttl, m = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  a = a + 3
+  local actual, ttl = ARGV[a], ARGV[a + 1]
+  local m, w = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
   -- A held amount is released as a number (the record was written by reserve, which checked
   -- it); one that does not read as an amount releases nothing.
   local release = field and held[i] and amount_of(held[i])
@@ -151,15 +166,26 @@ for i = 1, n do
   local used = redis.call('HINCRBY', k, 'used', actual)
   -- Nothing was settled before: the counter may have expired and been created again just now.
   if used == tonumber(actual) then redis.call('PEXPIRE', k, ttl, 'NX') end
+  local window_used = used
+  for j = other, other + w - 1 do
+    window_used = window_used + tonumber(redis.call('HGET', KEYS[j], 'used') or '0')
+  end
   for _ = 1, m do
     local pct, level = ARGV[a], tonumber(ARGV[a + 1])
     a = a + 2
-    if used >= level and redis.call('HSETNX', k, 'a' .. pct, used) == 1 then
-      out[#out + 1] = i - 1
-      out[#out + 1] = tonumber(pct)
-      out[#out + 1] = used
+    if window_used >= level then
+      local marker, seen = 'a' .. pct, false
+      for j = other, other + w - 1 do
+        if redis.call('HEXISTS', KEYS[j], marker) == 1 then seen = true end
+      end
+      if not seen and redis.call('HSETNX', k, marker, window_used) == 1 then
+        out[#out + 1] = i - 1
+        out[#out + 1] = tonumber(pct)
+        out[#out + 1] = window_used
+      end
     end
   end
+  other = other + w
 end
 return out
 )lua");
@@ -191,40 +217,38 @@ end
 return applied
 )lua");
 
-// KEYS: a counter. ARGV: now (ms). Returns settled usage plus the holds that have not expired.
-const redis::script used_script(R"lua(
+// KEYS: every limit's counters in turn (as reserve counts them). ARGV: now (ms), number of
+// limits, then the number of counters of each. Writes nothing. Returns per limit: settled
+// usage, live holds, and the position (1-based) of its oldest counter that counts anything
+// (0 if none).
+const redis::script usage_script(R"lua(
 local now = tonumber(ARGV[1])
-local h = redis.call('HGETALL', KEYS[1])
-local used = 0
-for j = 1, #h, 2 do
-  local f = h[j]
-  if f == 'used' or (string.byte(f) == 104 and (tonumber(string.sub(f, 2)) or 0) > now) then
-    used = used + tonumber(h[j + 1])
+local n = tonumber(ARGV[2])
+local out, k = {}, 1
+for i = 1, n do
+  local used, held, oldest = 0, 0, 0
+  for j = 1, tonumber(ARGV[2 + i]) do
+    local h = redis.call('HGETALL', KEYS[k])
+    k = k + 1
+    local counted = 0
+    for x = 1, #h, 2 do
+      local f, v = h[x], tonumber(h[x + 1]) or 0
+      if f == 'used' then
+        used = used + v
+        counted = counted + v
+      elseif string.byte(f) == 104 and (tonumber(string.sub(f, 2)) or 0) > now then
+        held = held + v
+        counted = counted + v
+      end
+    end
+    if counted ~= 0 then oldest = j end
   end
+  out[#out + 1] = used
+  out[#out + 1] = held
+  out[#out + 1] = oldest
 end
-return used
+return out
 )lua");
-
-std::int64_t window_length_ms(budget_window w) {
-  switch (w) {
-    case budget_window::minute: return minute_ms;
-    case budget_window::hour: return hour_ms;
-    case budget_window::day: return day_ms;
-    default: return 0;
-  }
-}
-
-// The first day of the UTC calendar month holding `now_ms` (integer date arithmetic, no
-// gmtime/timegm on the request path).
-std::chrono::year_month_day first_of_month(std::int64_t now_ms) {
-  using namespace std::chrono;
-  const year_month_day today{floor<days>(sys_time<milliseconds>(milliseconds(now_ms)))};
-  return today.year() / today.month() / 1;
-}
-
-std::int64_t unix_ms(std::chrono::sys_days day) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(day.time_since_epoch()).count();
-}
 
 redis::redis_error protocol_error(const std::string& what) {
   return redis::redis_error{"unexpected answer from the budget script: " + what};
@@ -250,26 +274,6 @@ std::int64_t threshold_level(std::int64_t limit, int percent) {
   return static_cast<std::int64_t>(level > cap ? cap : level);
 }
 
-std::int64_t window_start_ms(budget_window w, std::int64_t now_ms) {
-  switch (w) {
-    case budget_window::minute:
-    case budget_window::hour:
-    case budget_window::day: {
-      const std::int64_t len = window_length_ms(w);
-      return now_ms - now_ms % len;
-    }
-    case budget_window::month: return unix_ms(first_of_month(now_ms));
-    case budget_window::lifetime: return 0;
-  }
-  return 0;
-}
-
-std::int64_t window_end_ms(budget_window w, std::int64_t now_ms) {
-  if (w == budget_window::lifetime) return 0;
-  if (w != budget_window::month) return window_start_ms(w, now_ms) + window_length_ms(w);
-  return unix_ms(std::chrono::sys_days(first_of_month(now_ms) + std::chrono::months(1)));
-}
-
 std::int64_t limit_rule::start_at(std::int64_t now_ms) const {
   return fixed_end_ms > 0 ? fixed_start_ms : window_start_ms(window, now_ms);
 }
@@ -278,15 +282,31 @@ std::int64_t limit_rule::end_at(std::int64_t now_ms) const {
   return fixed_end_ms > 0 ? fixed_end_ms : window_end_ms(window, now_ms);
 }
 
+std::vector<std::int64_t> limit_rule::counted_starts(std::int64_t now_ms) const {
+  if (!window.sliding()) return {start_at(now_ms)};
+  const sliding_buckets b = buckets_at(window.length_ms, now_ms);
+  std::vector<std::int64_t> starts;
+  starts.reserve(static_cast<std::size_t>(b.count));
+  for (int i = 0; i < b.count; ++i) starts.push_back(b.start_of(i));
+  return starts;
+}
+
+std::int64_t limit_rule::reopens_at(std::int64_t now_ms, int oldest) const {
+  if (!window.sliding()) return end_at(now_ms);
+  const sliding_buckets b = buckets_at(window.length_ms, now_ms);
+  return b.leaves_at(oldest >= 1 && oldest <= b.count ? oldest - 1 : b.count - 1);
+}
+
 namespace {
-// How long the counter of a rule's window instance lives: past its window's end by the grace
-// (and one more minute for sliding windows, whose next minute reads it); lifetime counters get
-// ten years, renewed on every use.
-std::int64_t counter_ttl_ms(const limit_rule& rule, std::int64_t now_ms) {
-  const std::int64_t end = rule.end_at(now_ms);
-  if (end == 0) return 10ll * 365 * day_ms;
-  return std::max<std::int64_t>(end - now_ms, 0) +
-         (rule.window == budget_window::minute ? minute_ms : 0) + counter_grace_ms;
+// How long the counter starting at `start` lives: until it no longer counts (a calendar
+// window's end, or when a sliding window's bucket leaves the window) plus the grace; lifetime
+// counters get ten years, renewed on every use.
+std::int64_t counter_ttl_ms(const limit_rule& rule, std::int64_t start, std::int64_t now_ms) {
+  if (rule.window.kind == budget_window::lifetime) return 10ll * 365 * day_ms;
+  const std::int64_t end = rule.window.sliding() ? start + bucket_length_ms(rule.window.length_ms) +
+                                                       rule.window.length_ms
+                                                 : rule.end_at(now_ms);
+  return std::max<std::int64_t>(end - now_ms, 0) + counter_grace_ms;
 }
 }  // namespace
 
@@ -325,31 +345,33 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
     record += std::to_string(c.amount);
   }
   std::vector<std::string> keys;
-  keys.reserve(2 * charges.size() + 1);
+  keys.reserve(charges.size() * static_cast<std::size_t>(sliding_buckets_max) + 1);
   std::vector<std::string> args{std::to_string(now_ms), field, std::move(record),
                                 std::to_string(expiry - now_ms + record_grace_ms),
                                 std::to_string(charges.size())};
   for (const auto& c : charges) {
-    const std::int64_t start = c.rule.start_at(now_ms);
-    const bool sliding = c.rule.window == budget_window::minute;
-    const std::int64_t ttl = counter_ttl_ms(c.rule, now_ms);
-    const std::string key = counter_key(tenant_id, c.rule.id, start);
-    keys.push_back(key);
-    keys.push_back(sliding ? counter_key(tenant_id, c.rule.id, start - minute_ms) : key);
-    out.ticket.counter_keys.push_back(key);
+    const std::vector<std::int64_t> starts = c.rule.counted_starts(now_ms);
+    const std::int64_t ttl = counter_ttl_ms(c.rule, starts[0], now_ms);
+    const std::size_t first = keys.size();
+    for (const std::int64_t start : starts)
+      keys.push_back(counter_key(tenant_id, c.rule.id, start));
+    out.ticket.counter_keys.push_back(keys[first]);
     out.ticket.ttl_ms.push_back(ttl);
-    out.ticket.window_start_ms.push_back(start);
+    out.ticket.window_start_ms.push_back(starts[0]);
     std::vector<std::pair<int, std::int64_t>> levels;
     for (int pct : c.rule.alert_percents) levels.emplace_back(pct, threshold_level(c.rule.limit, pct));
+    // A sliding window's thresholds count the settled usage of its other buckets too.
+    std::vector<std::string> others;
+    if (!levels.empty())
+      others.assign(keys.begin() + static_cast<std::ptrdiff_t>(first) + 1, keys.end());
+    out.ticket.window_keys.push_back(std::move(others));
     out.ticket.alert_levels.push_back(std::move(levels));
     args.push_back(std::to_string(c.rule.limit));
     args.push_back(std::to_string(c.amount));
     args.push_back(c.rule.hard ? "1" : "0");
-    args.push_back(sliding ? "1" : "0");
-    args.push_back(std::to_string(std::max<std::int64_t>(window_length_ms(c.rule.window), 1)));
+    args.push_back(std::to_string(starts.size()));
     args.push_back(std::to_string(ttl));
-    args.push_back(std::to_string(now_ms - start));
-    args.push_back(c.rule.window == budget_window::lifetime ? "1" : "0");
+    args.push_back(c.rule.window.kind == budget_window::lifetime ? "1" : "0");
   }
   keys.push_back(request_record_key(tenant_id, request_id));
   out.ticket.tenant_id = std::move(tenant_id);
@@ -367,18 +389,19 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
     for (std::size_t i = 1; i < e.size(); ++i) out.remaining.push_back(e[i].integer);
     co_return out;
   }
-  if (e.size() != 3) co_return protocol_error("wrong refusal");
+  if (e.size() != 4) co_return protocol_error("wrong refusal");
   out.refused_index = static_cast<int>(e[1].integer);
   out.refused_remaining = e[2].integer;
   if (out.refused_index < 0 || static_cast<std::size_t>(out.refused_index) >= charges.size()) {
     co_return protocol_error("bad index");
   }
-  const std::int64_t end = charges[static_cast<std::size_t>(out.refused_index)].rule.end_at(now_ms);
-  out.refused_reset_ms = end == 0 ? 0 : end - now_ms;
-  out.ticket.counter_keys.clear();
-  out.ticket.ttl_ms.clear();
-  out.ticket.window_start_ms.clear();
-  out.ticket.alert_levels.clear();
+  const limit_rule& refusing = charges[static_cast<std::size_t>(out.refused_index)].rule;
+  const std::int64_t reopens = refusing.reopens_at(now_ms, static_cast<int>(e[3].integer));
+  out.refused_reset_ms = reopens == 0 ? 0 : std::max<std::int64_t>(reopens - now_ms, 1);
+  hold_ticket none;  // nothing held
+  none.tenant_id = std::move(out.ticket.tenant_id);
+  none.request_id = std::move(out.ticket.request_id);
+  out.ticket = std::move(none);
   co_return out;
 }
 
@@ -386,7 +409,8 @@ net::awaitable<basic_result<settlement, redis::redis_error>> budget_engine::sett
     redis::client& redis, hold_ticket ticket, std::vector<std::int64_t> actual) {
   const std::size_t n = ticket.counter_keys.size();
   if (actual.size() != n || ticket.ttl_ms.size() != n ||
-      (!ticket.alert_levels.empty() && ticket.alert_levels.size() != n)) {
+      (!ticket.alert_levels.empty() && ticket.alert_levels.size() != n) ||
+      (!ticket.window_keys.empty() && ticket.window_keys.size() != n)) {
     co_return redis::redis_error{"settle: one actual amount per reserved limit is needed"};
   }
   std::vector<std::string> keys = ticket.counter_keys;
@@ -396,7 +420,10 @@ net::awaitable<basic_result<settlement, redis::redis_error>> budget_engine::sett
     args.push_back(std::to_string(actual[i]));
     args.push_back(std::to_string(ticket.ttl_ms[i]));
     const auto* levels = ticket.alert_levels.empty() ? nullptr : &ticket.alert_levels[i];
+    const auto* others = ticket.window_keys.empty() ? nullptr : &ticket.window_keys[i];
     args.push_back(std::to_string(levels ? levels->size() : 0));
+    args.push_back(std::to_string(others ? others->size() : 0));
+    if (others != nullptr) keys.insert(keys.end(), others->begin(), others->end());
     if (levels == nullptr) continue;
     for (const auto& [pct, level] : *levels) {
       args.push_back(std::to_string(pct));
@@ -428,7 +455,7 @@ net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::se
     std::int64_t used, std::int64_t now_ms) {
   std::vector<std::string> keys{counter_key(tenant_id, rule.id, window_start)};
   std::vector<std::string> args{std::to_string(used),
-                                std::to_string(counter_ttl_ms(rule, now_ms))};
+                                std::to_string(counter_ttl_ms(rule, window_start, now_ms))};
   auto r = co_await redis.eval(set_used_script, std::move(keys), std::move(args));
   if (!r) co_return r.error();
   if (r->is_error()) co_return redis::redis_error{"budget script failed: " + r->str};
@@ -446,14 +473,40 @@ net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::ad
   co_return static_cast<std::int64_t>(r->integer);
 }
 
-net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::used(
-    redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t now_ms) {
-  std::vector<std::string> keys{counter_key(tenant_id, rule.id, rule.start_at(now_ms))};
-  std::vector<std::string> args{std::to_string(now_ms)};
-  auto r = co_await redis.eval(used_script, std::move(keys), std::move(args));
+net::awaitable<basic_result<std::vector<window_usage>, redis::redis_error>> budget_engine::usage(
+    redis::client& redis, std::string tenant_id, std::vector<limit_rule> rules,
+    std::int64_t now_ms) {
+  std::vector<window_usage> out;
+  if (rules.empty()) co_return out;
+  std::vector<std::string> keys;
+  std::vector<std::string> args{std::to_string(now_ms), std::to_string(rules.size())};
+  for (const auto& rule : rules) {
+    const std::vector<std::int64_t> starts = rule.counted_starts(now_ms);
+    args.push_back(std::to_string(starts.size()));
+    for (const std::int64_t start : starts) keys.push_back(counter_key(tenant_id, rule.id, start));
+  }
+  auto r = co_await redis.eval(usage_script, std::move(keys), std::move(args));
   if (!r) co_return r.error();
   if (r->is_error()) co_return redis::redis_error{"budget script failed: " + r->str};
-  co_return static_cast<std::int64_t>(r->integer);
+  if (r->type != redis::reply::kind::array || r->elements.size() != 3 * rules.size()) {
+    co_return protocol_error("usage answer");
+  }
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    window_usage u;
+    u.used = r->elements[3 * i].integer;
+    u.held = r->elements[3 * i + 1].integer;
+    u.reopens_at_ms = rules[i].reopens_at(now_ms, static_cast<int>(r->elements[3 * i + 2].integer));
+    out.push_back(u);
+  }
+  co_return out;
+}
+
+net::awaitable<basic_result<std::int64_t, redis::redis_error>> budget_engine::used(
+    redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t now_ms) {
+  std::vector<limit_rule> rules{std::move(rule)};
+  auto u = co_await usage(redis, std::move(tenant_id), std::move(rules), now_ms);
+  if (!u) co_return u.error();
+  co_return u->at(0).used + u->at(0).held;
 }
 
 }  // namespace tollgate::metering

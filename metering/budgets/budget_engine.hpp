@@ -1,9 +1,10 @@
 // The budget engine: atomic reservations and settlements against every limit that applies to a
 // request, each one Lua script call on Redis, so many gateways can share budgets without ever
 // overspending a hard limit.
-//   reserve: for every limit, count what is used (settled + held by requests in flight, plus
-//            the weighted previous minute for sliding windows); if any hard limit would be
-//            exceeded, hold nothing and name it; otherwise hold the amount on all of them.
+//   reserve: for every limit, count what is used in its window (settled + held by requests in
+//            flight; for a sliding window, every bucket that overlaps it, whole); if any hard
+//            limit would be exceeded, hold nothing and name it; otherwise hold the amount on
+//            all of them (a sliding window's hold goes into its newest bucket).
 //   settle:  turn the request's holds into its actual usage (releasing the rest); idempotent
 //            on the request id.
 // Holds expire (hold_ttl, rounded up to an eighth of it), so a gateway that dies mid-request
@@ -20,23 +21,33 @@
 #include <vector>
 
 #include "metering/budgets/budget_kinds.hpp"
+#include "metering/budgets/windows.hpp"
 #include "metering/redis_client.hpp"
 
 namespace tollgate::metering {
 
 struct limit_rule {
   std::string id;          // the budget's id, unique within the tenant
-  budget_window window = budget_window::day;
+  window_spec window = budget_window::day;
   std::int64_t limit = 0;  // in the rule's unit (tokens, requests or micro-units)
   bool hard = true;        // soft limits never refuse
   std::vector<int> alert_percents;  // thresholds, in percent of the limit (1..1000)
-  // Set (end > 0) for day and month windows in a tenant's time zone: the window instance to
-  // use, [start, end) in ms since the epoch. Unset: UTC windows from window_start_ms().
+  // Set (end > 0) for calendar windows in a tenant's time zone: the window instance to use,
+  // [start, end) in ms since the epoch. Unset: UTC windows from window_start_ms().
   std::int64_t fixed_start_ms = 0;
   std::int64_t fixed_end_ms = 0;
 
+  // The counter holds go into at `now_ms` (a calendar instance, a sliding window's newest
+  // bucket), and when all that is counted at `now_ms` has left the window (0 for lifetime).
   std::int64_t start_at(std::int64_t now_ms) const;
-  std::int64_t end_at(std::int64_t now_ms) const;  // 0 for lifetime
+  std::int64_t end_at(std::int64_t now_ms) const;
+  // The starts of every counter the rule counts at `now_ms`, the one holds go into first: one
+  // for calendar and lifetime windows, the buckets overlapping a sliding window, newest first.
+  std::vector<std::int64_t> counted_starts(std::int64_t now_ms) const;
+  // When a window counted at `now_ms` frees budget: a calendar window when it turns; a sliding
+  // window when its `oldest`-th counter (1-based in counted_starts; 0: the oldest counted)
+  // leaves it; 0 for lifetime.
+  std::int64_t reopens_at(std::int64_t now_ms, int oldest) const;
 };
 
 // One limit as it applies to one request: the rule and how much the request asks of it.
@@ -55,6 +66,9 @@ struct hold_ticket {
   std::vector<std::int64_t> window_start_ms;  // each counter's window instance
   // Per counter: its alert thresholds as (percent, usage level that crosses it).
   std::vector<std::vector<std::pair<int, std::int64_t>>> alert_levels;
+  // Per counter (empty, or one per counter): the other buckets of a sliding window that has
+  // alert thresholds, whose settled usage counts towards them.
+  std::vector<std::vector<std::string>> window_keys;
 };
 
 // An alert threshold crossed by a settlement: the first settlement of a window instance to
@@ -77,8 +91,20 @@ struct reservation {
   std::vector<std::int64_t> remaining;
   int refused_index = -1;
   std::int64_t refused_remaining = 0;
-  std::int64_t refused_reset_ms = 0;  // until the refusing window turns (0 for lifetime)
+  // Until the refusing window frees budget (limit_rule::reopens_at: a sliding window's oldest
+  // bucket holding usage leaves it); 0 for lifetime.
+  std::int64_t refused_reset_ms = 0;
   hold_ticket ticket;
+};
+
+// What a limit counts in its window at an instant.
+struct window_usage {
+  std::int64_t used = 0;  // settled
+  std::int64_t held = 0;  // holds of requests in flight
+  // When the window frees budget (limit_rule::reopens_at; for a sliding window, when its
+  // oldest bucket holding usage leaves it, or its oldest counted bucket when none holds any);
+  // 0 for lifetime.
+  std::int64_t reopens_at_ms = 0;
 };
 
 // A request's estimated cost in micro-units for spend budgets: prices are micro-units per
@@ -89,10 +115,6 @@ std::int64_t estimate_spend_micros(std::int64_t prompt_tokens, std::int64_t comp
 
 // The usage at which `percent` of `limit` is reached: ceil(limit x percent / 100), exact.
 std::int64_t threshold_level(std::int64_t limit, int percent);
-
-// The first instant of the window instance holding `now_ms` (UTC), and its length.
-std::int64_t window_start_ms(budget_window w, std::int64_t now_ms);
-std::int64_t window_end_ms(budget_window w, std::int64_t now_ms);
 
 class budget_engine {
  public:
@@ -107,9 +129,9 @@ class budget_engine {
   boost::asio::awaitable<basic_result<settlement, redis::redis_error>> settle(
       redis::client& redis, hold_ticket ticket, std::vector<std::int64_t> actual);
 
-  // Sets what the counter of the window starting at `window_start` has used (settled) to
-  // `used`, keeping the holds in flight; returns what it said before. For rebuilding the
-  // counters from the ledger (tollctl budgets reconcile).
+  // Sets what the counter of the window instance (or bucket) starting at `window_start` has
+  // used (settled) to `used`, keeping the holds in flight; returns what it said before. For
+  // rebuilding the counters from the ledger (tollctl budgets reconcile).
   boost::asio::awaitable<basic_result<std::int64_t, redis::redis_error>> set_used(
       redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t window_start,
       std::int64_t used, std::int64_t now_ms);
@@ -120,7 +142,13 @@ class budget_engine {
   boost::asio::awaitable<basic_result<std::int64_t, redis::redis_error>> adjust_used(
       redis::client& redis, std::vector<std::string> counters, std::vector<std::int64_t> deltas);
 
-  // What a limit has used in its current window (settled + held), for reports and tests.
+  // What each of one tenant's limits counts in its window at `now_ms`: one script call that
+  // writes nothing. For the budget listings.
+  boost::asio::awaitable<basic_result<std::vector<window_usage>, redis::redis_error>> usage(
+      redis::client& redis, std::string tenant_id, std::vector<limit_rule> rules,
+      std::int64_t now_ms);
+
+  // What a limit has used in its window (settled + held), for batch admission and tests.
   boost::asio::awaitable<basic_result<std::int64_t, redis::redis_error>> used(
       redis::client& redis, std::string tenant_id, limit_rule rule, std::int64_t now_ms);
 

@@ -4,6 +4,7 @@
 // them and never includes billing.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,12 +19,15 @@ struct budget_info {
   budget_scope scope = budget_scope::tenant;
   std::string scope_id;                          // "" for the tenant
   budget_metric metric = budget_metric::tokens;  // spend: micro-units
-  budget_window window = budget_window::day;
+  window_spec window = budget_window::day;
   std::int64_t limit = 0;
   bool hard = true;
   std::vector<int> alert_thresholds;  // percent of the limit
-  // Day and month windows of a tenant outside UTC, at the time of reading (ms since the epoch;
-  // all 0 otherwise): the current window instance [start, end) and the end of the next one.
+  // The models whose requests it counts (nullopt: every model).
+  std::optional<std::vector<std::string>> models;
+  // Day, week, month and quarter windows of a tenant outside UTC, at the time of reading (ms
+  // since the epoch; all 0 otherwise): the current window instance [start, end) and the end
+  // of the next one.
   std::int64_t zone_start_ms = 0;
   std::int64_t zone_end_ms = 0;
   std::int64_t zone_next_end_ms = 0;
@@ -64,6 +68,7 @@ struct ledger_budget_query {
   budget_metric metric = budget_metric::tokens;  // tokens, requests or spend
   std::int64_t start_ms = 0;
   std::int64_t end_ms = 0;  // exclusive
+  std::optional<std::vector<std::string>> models;  // only these models' rows (nullopt: all)
   struct model_price {
     std::string model;
     std::uint64_t input = 0;   // micro-units per million prompt tokens

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/assert.hpp"
+#include "core/json_text.hpp"
 
 namespace tollgate::metering {
 
@@ -25,13 +26,19 @@ bool budget_applies(const budget_info& b, std::string_view project_id, std::stri
   return false;
 }
 
+bool budget_counts_model(const budget_info& b, std::string_view model) {
+  return !b.models || std::find(b.models->begin(), b.models->end(), model) != b.models->end();
+}
+
 std::vector<const budget_info*> applying_budgets(const std::vector<budget_info>& all,
                                                  std::string_view project_id,
-                                                 std::string_view key_id,
+                                                 std::string_view key_id, std::string_view model,
                                                  const attribution& attributed) {
   std::vector<const budget_info*> applying;
   for (const auto& b : all) {
-    if (budget_applies(b, project_id, key_id, attributed)) applying.push_back(&b);
+    if (budget_applies(b, project_id, key_id, attributed) && budget_counts_model(b, model)) {
+      applying.push_back(&b);
+    }
   }
   return applying;
 }
@@ -41,6 +48,19 @@ std::string counter_id_for(const budget_info& b, const attribution& attributed) 
   const auto value = subject_of(b, attributed);
   TOLLGATE_ASSERT(value.has_value());  // only for a budget that applies
   return subject_counter_id(b.id, *value);
+}
+
+std::vector<const budget_info*> listed_budgets(const std::vector<budget_info>& all,
+                                               std::string_view project_id,
+                                               std::string_view key_id) {
+  std::vector<const budget_info*> listed;
+  for (const auto& b : all) {
+    if (b.metric != budget_metric::credit && !attribution_scope(b.scope) &&
+        budget_applies(b, project_id, key_id)) {
+      listed.push_back(&b);
+    }
+  }
+  return listed;
 }
 
 limit_rule rule_of(const budget_info& b, std::int64_t now_ms) {
@@ -163,13 +183,14 @@ void describe_settled_spend(std::span<const budget_metric> metrics,
 }
 
 bool refuses_batches(const budget_info& b) {
-  // Per-minute windows pace a batch (its lines wait for the window); they do not refuse it.
-  return b.hard && b.window != budget_window::minute;
+  // Sliding windows pace a batch (its lines wait for the window); they do not refuse it.
+  return b.hard && !b.window.sliding();
 }
 
 std::int64_t batch_charge(const budget_info& b, std::span<const batch_share> shares) {
   std::int64_t needed = 0;
   for (const auto& d : shares) {
+    if (!budget_counts_model(b, d.model)) continue;
     const spend_pricing pricing = spend_pricing_of(b, d.model, d.input_price, d.output_price);
     request_amounts a;
     a.tokens = saturating_add(d.prompt_tokens, d.max_tokens);
@@ -207,18 +228,21 @@ api_error budget_refusal(const budget_info& b, std::int64_t remaining, std::int6
     return e;
   }
   e.status = 429;
-  const bool rate = b.window == budget_window::minute;
+  const bool rate = b.window.sliding();
   const std::string metric(name_of(b.metric));
   e.type = rate ? metric : "insufficient_quota";  // OpenAI: "requests" or "tokens"
   e.code = rate ? "rate_limit_exceeded" : "insufficient_quota";
   const std::string per =
-      b.window == budget_window::lifetime ? "in total" : "per " + std::string(name_of(b.window));
+      b.window.kind == budget_window::lifetime ? "in total" : "per " + name_of(b.window);
   const std::string unit = b.metric == budget_metric::spend ? "micro-units of spend" : metric;
   e.message = "Budget " + b.id + " (" + std::to_string(b.limit) + " " + unit + " " + per + ", " +
               std::string(name_of(b.scope)) + (b.scope_id.empty() ? "" : " " + b.scope_id) +
               ") has " + std::to_string(remaining) + " left; " + std::string(what) + " needs " +
               std::to_string(needed) + "." +
-              (reset_ms > 0 ? " The window reopens in " + reset_text(reset_ms) + "." : "");
+              (reset_ms > 0 ? (b.window.sliding() ? " Usage leaves the window in "
+                                                  : " The window reopens in ") +
+                                  reset_text(reset_ms) + "."
+                            : "");
   if (reset_ms > 0) e.retry_after_s = (reset_ms + 999) / 1000;
   return e;
 }
@@ -248,6 +272,53 @@ std::vector<std::pair<std::string, std::string>> ratelimit_headers(
     if (end > 0) headers.emplace_back("x-ratelimit-reset-tokens", reset_text(end - now_ms));
   }
   return headers;
+}
+
+std::string usage_members(const budget_info& b, const window_usage* usage) {
+  json_object_writer w;
+  if (usage == nullptr) {
+    w.add_null("used").add_null("held").add_null("remaining").add_null("resets_at");
+    return std::string(w.members());
+  }
+  const std::int64_t counted = saturating_add(usage->used, usage->held);
+  w.add("used", usage->used)
+      .add("held", usage->held)
+      .add("remaining", std::max<std::int64_t>(0, b.limit - counted));
+  if (usage->reopens_at_ms > 0) {
+    w.add("resets_at", (usage->reopens_at_ms + 999) / 1000);
+  } else {
+    w.add_null("resets_at");
+  }
+  return std::string(w.members());
+}
+
+std::string budget_status_object(const budget_info& b, const window_usage* usage) {
+  json_object_writer w;
+  w.add("object", "budget").add("id", b.id).add("scope", name_of(b.scope));
+  if (b.scope_id.empty()) {
+    w.add_null("scope_id");
+  } else {
+    w.add("scope_id", b.scope_id);
+  }
+  w.add("metric", name_of(b.metric))
+      .add("window", name_of(b.window))
+      .add("mode", b.hard ? "hard" : "soft");
+  if (b.models) {
+    json_array_writer models;
+    for (const auto& m : *b.models) models.add(m);
+    w.add_raw("models", models.finish());
+  } else {
+    w.add_null("models");
+  }
+  w.add("limit", b.limit);
+  return with_usage(w.finish(), b, usage);
+}
+
+std::string with_usage(std::string object_json, const budget_info& b, const window_usage* usage) {
+  if (object_json.size() < 2 || object_json.back() != '}') return object_json;
+  object_json.pop_back();
+  if (object_json.size() > 1) object_json += ',';
+  return object_json + usage_members(b, usage) + "}";
 }
 
 }  // namespace tollgate::metering

@@ -30,16 +30,25 @@ namespace tollgate::metering {
 // (metering/budgets/subjects.hpp).
 bool budget_applies(const budget_info& b, std::string_view project_id, std::string_view key_id,
                     const attribution& attributed = {});
-// The budgets of `all` (one tenant's) that apply to the request, in order; pointers into `all`.
+// Whether a budget counts requests for `model`: one without models counts every model.
+bool budget_counts_model(const budget_info& b, std::string_view model);
+// The budgets of `all` (one tenant's) that apply to the request for `model`, in order;
+// pointers into `all`.
 std::vector<const budget_info*> applying_budgets(const std::vector<budget_info>& all,
                                                  std::string_view project_id,
-                                                 std::string_view key_id,
+                                                 std::string_view key_id, std::string_view model,
                                                  const attribution& attributed = {});
 // The id of the counter an applying budget charges for this request: the budget's id, or for a
 // budget that counts each end user, tag value or session, that value's counter id.
 std::string counter_id_for(const budget_info& b, const attribution& attributed);
+// The budgets of `all` a caller is shown (GET /v1/budgets): its tenant's, its project's and its
+// key's, whatever their models; not those of end users, tags or sessions (they count the
+// requests' attribution, not the key), nor the credit mirror (not a budget an admin set).
+std::vector<const budget_info*> listed_budgets(const std::vector<budget_info>& all,
+                                               std::string_view project_id,
+                                               std::string_view key_id);
 
-// The rule a budget enforces at `now_ms`. Day and month windows of a tenant outside UTC carry
+// The rule a budget enforces at `now_ms`. Calendar windows of a tenant outside UTC carry
 // their window instance as read from PostgreSQL; past its end, the next one (until the cache
 // is refreshed); past that too (the database away a whole window), UTC.
 limit_rule rule_of(const budget_info& b, std::int64_t now_ms);
@@ -112,11 +121,12 @@ struct batch_share {
   std::int64_t prompt_tokens = 0;
   std::int64_t max_tokens = 0;
 };
-// Whether a budget can refuse a whole batch: hard budgets, except per-minute ones (those pace
-// the batch's lines instead).
+// Whether a budget can refuse a whole batch: hard budgets, except sliding ones (those pace the
+// batch's lines instead).
 bool refuses_batches(const budget_info& b);
 // What a batch's worst case asks of a budget: every line's prompt + max_tokens, one request
-// each, or their spend (not bounded for the scripts: nothing is held); saturates at INT64_MAX.
+// each, or their spend (not bounded for the scripts: nothing is held), of the models the
+// budget counts; saturates at INT64_MAX.
 std::int64_t batch_charge(const budget_info& b, std::span<const batch_share> shares);
 
 // ---- answers ---------------------------------------------------------------------------------
@@ -125,9 +135,9 @@ std::int64_t batch_charge(const budget_info& b, std::span<const batch_share> sha
 std::string reset_text(std::int64_t ms);
 
 // The answer when budget `b` refuses: 402 when a credit_only plan's credit cannot cover the
-// worst case; else 429, rate_limit_exceeded (type tokens or requests) for a minute window and
-// insufficient_quota for the others, with a message naming the budget and Retry-After until
-// the window turns (`reset_ms` > 0). `what` names what was asked for.
+// worst case; else 429, rate_limit_exceeded (type tokens or requests) for a sliding window
+// and insufficient_quota for the others, with a message naming the budget and Retry-After
+// until the window frees budget (`reset_ms` > 0). `what` names what was asked for.
 api_error budget_refusal(const budget_info& b, std::int64_t remaining, std::int64_t needed,
                          std::int64_t reset_ms, std::string_view what = "this request");
 
@@ -137,5 +147,18 @@ api_error budget_refusal(const budget_info& b, std::int64_t remaining, std::int6
 std::vector<std::pair<std::string, std::string>> ratelimit_headers(
     std::span<const budget_info* const> applying, std::span<const std::int64_t> remaining,
     std::int64_t now_ms);
+
+// ---- listings --------------------------------------------------------------------------------
+
+// What a budget counts now, as the budget listings show it: the members
+// "used":…,"held":…,"remaining":…,"resets_at":… (remaining never below 0; resets_at in unix
+// seconds, when the window frees budget, null for lifetime), all null when the counters
+// could not be read (`usage` null).
+std::string usage_members(const budget_info& b, const window_usage* usage);
+// `object_json` (a JSON object, such as the admin API's budget) with usage_members added.
+std::string with_usage(std::string object_json, const budget_info& b, const window_usage* usage);
+// A budget as GET /v1/budgets shows it to a caller: {"object":"budget","id","scope",
+// "scope_id","metric","window","mode","models","limit", then usage_members}.
+std::string budget_status_object(const budget_info& b, const window_usage* usage);
 
 }  // namespace tollgate::metering

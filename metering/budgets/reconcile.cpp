@@ -1,6 +1,8 @@
 // Reconcile's decisions: see reconcile.hpp.
 #include "metering/budgets/reconcile.hpp"
 
+#include <algorithm>
+
 #include "core/json_text.hpp"
 #include "metering/budgets/policy.hpp"
 
@@ -11,9 +13,16 @@ std::vector<reconcile_span> reconcile_spans(const std::vector<budget_info>& budg
   std::vector<reconcile_span> spans;
   for (std::size_t i = 0; i < budgets.size(); ++i) {
     const limit_rule rule = rule_of(budgets[i], now_ms);
-    const std::int64_t start = rule.start_at(now_ms);
-    spans.push_back({i, rule, start, now_ms + 1});
-    if (rule.window == budget_window::minute) spans.push_back({i, rule, start - 60'000, start});
+    if (!rule.window.sliding()) {
+      spans.push_back({i, rule, rule.start_at(now_ms), now_ms + 1});
+      continue;
+    }
+    // Every bucket the window counts, oldest first, the newest up to now.
+    const std::int64_t bucket = bucket_length_ms(rule.window.length_ms);
+    const std::vector<std::int64_t> starts = rule.counted_starts(now_ms);
+    for (auto it = starts.rbegin(); it != starts.rend(); ++it) {
+      spans.push_back({i, rule, *it, std::min(*it + bucket, now_ms + 1)});
+    }
   }
   return spans;
 }
@@ -29,6 +38,7 @@ std::optional<ledger_budget_query> ledger_query_of(
   q.metric = b.metric;
   q.start_ms = span.from_ms;
   q.end_ms = span.to_ms;
+  q.models = b.models;
   if (b.metric == budget_metric::spend) q.prices = prices;
   return q;
 }

@@ -1,6 +1,6 @@
 // Reconcile's decisions, pure: which Redis counters of a tenant's budgets are rebuilt from the
-// ledger (the current window instance, and for the sliding minute the one before it), the
-// ledger query that counts each, and the report of what differed. gateway/budget_guard runs the
+// ledger (the current window instance, or every bucket a sliding window counts), the ledger
+// query that counts each, and the report of what differed. gateway/budget_guard runs the
 // queries and the Redis writes in that order.
 #pragma once
 #include <cstddef>
@@ -23,7 +23,7 @@ struct reconcile_span {
 };
 
 // The counters that matter at `now_ms`, budget by budget: the current window instance (up to
-// now), and for the sliding minute also the minute before it, which is still read in part.
+// now), or each bucket a sliding window counts (oldest first, the newest up to now).
 std::vector<reconcile_span> reconcile_spans(const std::vector<budget_info>& budgets,
                                             std::int64_t now_ms);
 
@@ -38,8 +38,8 @@ std::optional<ledger_budget_query> ledger_query_of(
 struct reconcile_difference {
   std::string budget_id;
   budget_metric metric = budget_metric::tokens;
-  budget_window window = budget_window::day;
-  std::int64_t window_start_ms = 0;
+  window_spec window = budget_window::day;
+  std::int64_t window_start_ms = 0;  // of the window instance, or of the bucket
   std::int64_t ledger = 0;        // what the ledger holds, now the counter's settled usage
   std::int64_t redis_before = 0;  // what the counter said before
 };

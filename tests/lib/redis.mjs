@@ -22,7 +22,8 @@ function readHash(node, key) {
 }
 
 // Every budget counter of a tenant, by budget id, over the given nodes: `used` (settled) and
-// `held` (the sum of its hold fields `h<expiry ms>` that have not expired).
+// `held` (the sum of its hold fields `h<expiry ms>` that have not expired), summed over the
+// budget's counters (a sliding window has one per bucket).
 function countersOn(nodes, tenant) {
   const out = {};
   for (const node of nodes) {
@@ -34,7 +35,10 @@ function countersOn(nodes, tenant) {
       for (const [field, value] of Object.entries(h)) {
         if (field.startsWith('h') && Number(field.slice(1)) > Date.now()) held += value;
       }
-      out[k.split(':')[3]] = { used: h.used ?? 0, held };
+      const id = k.split(':')[3];
+      out[id] ??= { used: 0, held: 0 };
+      out[id].used += h.used ?? 0;
+      out[id].held += held;
     }
   }
   return out;

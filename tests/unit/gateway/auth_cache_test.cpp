@@ -73,7 +73,9 @@ TEST_CASE("API requests authenticated before their body", "[auth_cache]") {
   CHECK(api_request_needs_key(bhttp::verb::get, "/v1/models"));
   CHECK(api_request_needs_key(bhttp::verb::get, "/v1/models/dev-echo"));
   CHECK(api_request_needs_key(bhttp::verb::get, "/v1/usage"));
+  CHECK(api_request_needs_key(bhttp::verb::get, "/v1/budgets"));
   // Answered without a key (405, 404) as before.
+  CHECK_FALSE(api_request_needs_key(bhttp::verb::post, "/v1/budgets"));
   CHECK_FALSE(api_request_needs_key(bhttp::verb::get, "/v1/chat/completions"));
   CHECK_FALSE(api_request_needs_key(bhttp::verb::post, "/v1/models"));
   CHECK_FALSE(api_request_needs_key(bhttp::verb::post, "/v1/unknown"));

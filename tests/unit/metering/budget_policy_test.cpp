@@ -1,6 +1,7 @@
-// Unit tests of the budget module's pure parts (metering/budgets/): the kinds' names, the
-// policy (which budgets apply, charges, spend pricing, refusals, x-ratelimit-* headers, batch
-// admission), reconcile's spans and report, and the alert decisions.
+// Unit tests of the budget module's pure parts (metering/budgets/): the kinds' names (windows of
+// any length included), the policy (which budgets apply, models, charges, spend pricing,
+// refusals, x-ratelimit-* headers, batch admission, the listings' usage fields), reconcile's
+// spans and report, and the alert decisions.
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <limits>
@@ -20,7 +21,7 @@ constexpr std::int64_t i64_max = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t t0 = 1'767'225'600'000;
 
 budget_info budget(std::string id, budget_scope scope, std::string scope_id, budget_metric metric,
-                   budget_window window, std::int64_t limit) {
+                   window_spec window, std::int64_t limit) {
   budget_info b;
   b.id = std::move(id);
   b.scope = scope;
@@ -59,19 +60,52 @@ TEST_CASE("budget kinds: names round-trip, anything else is refused") {
   for (auto s : {budget_scope::tenant, budget_scope::project, budget_scope::key}) {
     CHECK(parse_budget_scope(name_of(s)) == s);
   }
-  for (auto w : {budget_window::minute, budget_window::hour, budget_window::day,
-                 budget_window::month, budget_window::lifetime}) {
-    CHECK(parse_budget_window(name_of(w)) == w);
+  for (auto w :
+       {budget_window::minute, budget_window::hour, budget_window::day, budget_window::week,
+        budget_window::month, budget_window::quarter, budget_window::lifetime}) {
+    CHECK(parse_budget_window(name_of(window_spec(w))) == window_spec(w));
   }
   CHECK(name_of(budget_metric::spend) == "spend");
   CHECK(name_of(budget_scope::key) == "key");
-  CHECK(name_of(budget_window::lifetime) == "lifetime");
+  CHECK(name_of(window_spec(budget_window::lifetime)) == "lifetime");
   CHECK_FALSE(parse_budget_metric("Tokens"));
   CHECK_FALSE(parse_budget_metric("token"));
   CHECK_FALSE(parse_budget_metric(""));
   CHECK_FALSE(parse_budget_scope("api_key"));
-  CHECK_FALSE(parse_budget_window("week"));
   CHECK_FALSE(parse_budget_window("minute "));
+  CHECK_FALSE(parse_budget_window("Week"));
+  // The minute slides; the calendar windows do not.
+  CHECK(window_spec(budget_window::minute).sliding());
+  CHECK(window_spec(budget_window::minute).length_ms == 60'000);
+  CHECK_FALSE(window_spec(budget_window::week).sliding());
+  CHECK_FALSE(window_spec(budget_window::lifetime).sliding());
+}
+
+TEST_CASE("budget kinds: duration windows from 1m to 31d, named in their largest whole unit") {
+  const auto w = parse_budget_window("90s");
+  REQUIRE(w);
+  CHECK(w->kind == budget_window::duration);
+  CHECK(w->length_ms == 90'000);
+  CHECK(w->sliding());
+  CHECK(name_of(*w) == "90s");
+  const std::vector<std::pair<std::string, std::string>> canonical{
+      {"120s", "2m"},  {"15m", "15m"}, {"60m", "1h"}, {"90m", "90m"},
+      {"3h", "3h"},    {"24h", "1d"},  {"2d", "2d"},  {"1m", "1m"},
+      {"744h", "31d"}, {"31d", "31d"}, {"60s", "1m"}, {"44640m", "31d"}};
+  for (const auto& [text, name] : canonical) {
+    INFO(text);
+    const auto parsed = parse_budget_window(text);
+    REQUIRE(parsed);
+    CHECK(name_of(*parsed) == name);
+    CHECK(parse_budget_window(name_of(*parsed)) == parsed);  // the stored name reads back
+  }
+  // "1m" is a duration of one minute: it counts like the named minute.
+  CHECK(parse_budget_window("1m")->length_ms == window_spec(budget_window::minute).length_ms);
+  for (const char* bad : {"59s", "0m", "01m", "32d", "745h", "2678401s", "1.5h", "m", "1w", "1",
+                          "-1m", "", " 1m", "1m ", "1M", "1000000000d", "9999999999s", "1h30m"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_budget_window(bad));
+  }
 }
 
 TEST_CASE("policy: tenant budgets apply to every caller, project and key ones to theirs") {
@@ -92,13 +126,48 @@ TEST_CASE("policy: tenant budgets apply to every caller, project and key ones to
   // A key budget is matched on the key, never on a project of the same id.
   CHECK_FALSE(budget_applies(all[2], "key_a", "key_b"));
 
-  const auto applying = applying_budgets(all, "prj_a", "key_a");
+  const auto applying = applying_budgets(all, "prj_a", "key_a", "gpt-a");
   REQUIRE(applying.size() == 3);
   CHECK(applying[0] == &all[0]);  // pointers into the list, in its order
   CHECK(applying[1] == &all[1]);
   CHECK(applying[2] == &all[2]);
-  CHECK(applying_budgets(all, "prj_b", "key_z").size() == 2);
-  CHECK(applying_budgets({}, "prj_a", "key_a").empty());
+  CHECK(applying_budgets(all, "prj_b", "key_z", "gpt-a").size() == 2);
+  CHECK(applying_budgets({}, "prj_a", "key_a", "gpt-a").empty());
+}
+
+TEST_CASE("policy: a budget limited to models counts only their requests; listings show it") {
+  std::vector<budget_info> all{
+      budget("bud_all", budget_scope::tenant, "", budget_metric::tokens, budget_window::day, 10),
+      budget("bud_4o", budget_scope::tenant, "", budget_metric::tokens, budget_window::day, 10),
+      budget("bud_k", budget_scope::key, "key_a", budget_metric::requests, budget_window::week, 5),
+      budget("credit:ten_a", budget_scope::tenant, "", budget_metric::credit,
+             budget_window::lifetime, 100)};
+  all[1].models = std::vector<std::string>{"gpt-4o", "gpt-4o-mini"};
+  all[2].models = std::vector<std::string>{"gpt-x"};
+  CHECK(budget_counts_model(all[0], "anything"));
+  CHECK(budget_counts_model(all[1], "gpt-4o"));
+  CHECK(budget_counts_model(all[1], "gpt-4o-mini"));
+  CHECK_FALSE(budget_counts_model(all[1], "gpt-4"));
+  CHECK_FALSE(budget_counts_model(all[1], "GPT-4o"));  // model names are exact
+  const auto for_4o = applying_budgets(all, "", "key_a", "gpt-4o");
+  REQUIRE(for_4o.size() == 3);
+  CHECK(for_4o[1] == &all[1]);
+  CHECK(for_4o[2] == &all[3]);
+  const auto for_other = applying_budgets(all, "", "key_a", "dev-echo");
+  REQUIRE(for_other.size() == 2);
+  CHECK(for_other[0] == &all[0]);
+  CHECK(for_other[1] == &all[3]);
+  // A caller is shown every budget that covers it, whatever its models, but not the credit
+  // mirror; another key does not see this key's budget.
+  const auto listed = listed_budgets(all, "", "key_a");
+  REQUIRE(listed.size() == 3);
+  CHECK(listed[2] == &all[2]);
+  CHECK(listed_budgets(all, "", "key_b").size() == 2);
+  // Budgets of end users, tags and sessions count the requests' attribution, not the key.
+  std::vector<budget_info> with_user = all;
+  with_user.push_back(budget("bud_u", budget_scope::end_user, "", budget_metric::tokens,
+                             budget_window::day, 5));
+  CHECK(listed_budgets(with_user, "", "key_a").size() == 3);
 }
 
 TEST_CASE("policy: a budget's rule carries its window instance in the tenant's zone") {
@@ -258,11 +327,15 @@ TEST_CASE("policy: a plan-priced settlement names its spend and credit counters"
   CHECK(short_ticket.credit_counters.empty());
 }
 
-TEST_CASE("policy: a batch is refused by hard budgets other than per-minute ones") {
+TEST_CASE("policy: a batch is refused by hard budgets other than sliding ones") {
   budget_info b =
       budget("bud", budget_scope::tenant, "", budget_metric::tokens, budget_window::hour, 10);
   CHECK(refuses_batches(b));
+  b.window = budget_window::quarter;
+  CHECK(refuses_batches(b));
   b.window = budget_window::minute;
+  CHECK_FALSE(refuses_batches(b));
+  b.window = window_spec::duration_of(2 * 86'400'000);
   CHECK_FALSE(refuses_batches(b));
   b.window = budget_window::lifetime;
   b.hard = false;
@@ -275,6 +348,12 @@ TEST_CASE("policy: a batch's worst case per metric, summed over its models") {
   budget_info b =
       budget("bud", budget_scope::tenant, "", budget_metric::tokens, budget_window::day, 0);
   CHECK(batch_charge(b, shares) == 150 + 1010);
+  // A budget limited to models counts only their lines.
+  b.models = std::vector<std::string>{"gpt-b"};
+  CHECK(batch_charge(b, shares) == 1010);
+  b.models = std::vector<std::string>{"gpt-c"};
+  CHECK(batch_charge(b, shares) == 0);
+  b.models.reset();
   b.metric = budget_metric::requests;
   CHECK(batch_charge(b, shares) == 5);
   b.metric = budget_metric::spend;
@@ -306,7 +385,7 @@ TEST_CASE("policy: reset times in OpenAI's format, rounded up to seconds") {
   CHECK(reset_text(7'384'000) == "2h3m4s");
 }
 
-TEST_CASE("policy: refusals name the budget; minute limits are rate limits") {
+TEST_CASE("policy: refusals name the budget; sliding windows are rate limits") {
   const budget_info minute = budget("bud_m", budget_scope::key, "key_a", budget_metric::tokens,
                                     budget_window::minute, 100);
   const auto rate_limited = budget_refusal(minute, 16, 19, 1500);
@@ -316,7 +395,23 @@ TEST_CASE("policy: refusals name the budget; minute limits are rate limits") {
   CHECK(rate_limited.retry_after_s == 2);
   CHECK(rate_limited.message ==
         "Budget bud_m (100 tokens per minute, key key_a) has 16 left; this request needs 19. "
-        "The window reopens in 2s.");
+        "Usage leaves the window in 2s.");
+  const budget_info sliding = budget("bud_s", budget_scope::tenant, "", budget_metric::requests,
+                                     window_spec::duration_of(5'400'000), 10);
+  const auto slid = budget_refusal(sliding, 0, 1, 600'000);
+  CHECK(slid.type == "requests");
+  CHECK(slid.code == "rate_limit_exceeded");
+  CHECK(slid.retry_after_s == 600);
+  CHECK(slid.message ==
+        "Budget bud_s (10 requests per 90m, tenant) has 0 left; this request needs 1. Usage "
+        "leaves the window in 10m0s.");
+  const budget_info week =
+      budget("bud_w", budget_scope::tenant, "", budget_metric::tokens, budget_window::week, 10);
+  const auto weekly = budget_refusal(week, 2, 3, 86'400'000);
+  CHECK(weekly.code == "insufficient_quota");
+  CHECK(weekly.message ==
+        "Budget bud_w (10 tokens per week, tenant) has 2 left; this request needs 3. The window "
+        "reopens in 24h0m0s.");
 
   const budget_info day =
       budget("bud_d", budget_scope::tenant, "", budget_metric::spend, budget_window::day, 5000);
@@ -364,7 +459,9 @@ TEST_CASE("policy: x-ratelimit headers from the tightest token and request budge
   CHECK(headers.size() == 5);
   CHECK(header(headers, "x-ratelimit-limit-tokens") == "100");
   CHECK(header(headers, "x-ratelimit-remaining-tokens") == "40");
-  CHECK(header(headers, "x-ratelimit-reset-tokens") == "36s");
+  // The sliding minute is whole again once the 5 s bucket holding now, [t0 + 20 s, t0 + 25 s),
+  // has left it: at t0 + 85 s.
+  CHECK(header(headers, "x-ratelimit-reset-tokens") == "1m1s");
   CHECK(header(headers, "x-ratelimit-limit-requests") == "50");
   CHECK(header(headers, "x-ratelimit-remaining-requests") == "7");
 
@@ -387,7 +484,7 @@ TEST_CASE("policy: x-ratelimit headers from the tightest token and request budge
   CHECK(ratelimit_headers(only_spend, std::vector<std::int64_t>{5}, now).empty());
 }
 
-TEST_CASE("reconcile: the current window of each budget, and the minute before a sliding one") {
+TEST_CASE("reconcile: the current window of each budget, every bucket of a sliding one") {
   std::vector<budget_info> budgets{
       budget("bud_m", budget_scope::key, "key_a", budget_metric::requests, budget_window::minute,
              5),
@@ -396,19 +493,23 @@ TEST_CASE("reconcile: the current window of each budget, and the minute before a
              budget_window::lifetime, 100)};
   budgets[2].credit_used = 42;
   const std::int64_t now = t0 + 90'500;
+  budgets[1].models = std::vector<std::string>{"gpt-a"};
   const auto spans = reconcile_spans(budgets, now);
-  REQUIRE(spans.size() == 4);
-  CHECK(spans[0].budget == 0);
-  CHECK(spans[0].from_ms == t0 + 60'000);
-  CHECK(spans[0].to_ms == now + 1);
-  CHECK(spans[1].budget == 0);
-  CHECK(spans[1].from_ms == t0);
-  CHECK(spans[1].to_ms == t0 + 60'000);
-  CHECK(spans[2].budget == 1);
-  CHECK(spans[2].from_ms == t0);
-  CHECK(spans[2].rule.id == "bud_s");
-  CHECK(spans[3].budget == 2);
-  CHECK(spans[3].from_ms == 0);
+  // The sliding minute counts the 5 s buckets overlapping [now - 60 s, now]: from the one
+  // holding t0 + 30.5 s to the one holding now, 13 of them, oldest first.
+  REQUIRE(spans.size() == 13 + 2);
+  for (int i = 0; i < 13; ++i) {
+    INFO(i);
+    CHECK(spans[i].budget == 0);
+    CHECK(spans[i].from_ms == t0 + 30'000 + i * 5'000);
+    CHECK(spans[i].to_ms == (i < 12 ? spans[i].from_ms + 5'000 : now + 1));
+  }
+  CHECK(spans[13].budget == 1);
+  CHECK(spans[13].from_ms == t0);
+  CHECK(spans[13].to_ms == now + 1);
+  CHECK(spans[13].rule.id == "bud_s");
+  CHECK(spans[14].budget == 2);
+  CHECK(spans[14].from_ms == 0);
 
   const std::vector<ledger_budget_query::model_price> prices{{"gpt-a", 1, 2}};
   const auto q = ledger_query_of(budgets[0], "ten_a", spans[1], prices);
@@ -417,15 +518,17 @@ TEST_CASE("reconcile: the current window of each budget, and the minute before a
   CHECK(q->scope == budget_scope::key);
   CHECK(q->scope_id == "key_a");
   CHECK(q->metric == budget_metric::requests);
-  CHECK(q->start_ms == t0);
-  CHECK(q->end_ms == t0 + 60'000);
+  CHECK(q->start_ms == t0 + 35'000);
+  CHECK(q->end_ms == t0 + 40'000);
+  CHECK_FALSE(q->models);
   CHECK(q->prices.empty());  // prices only price spend
-  const auto s = ledger_query_of(budgets[1], "ten_a", spans[2], prices);
+  const auto s = ledger_query_of(budgets[1], "ten_a", spans[13], prices);
   REQUIRE(s);
   REQUIRE(s->prices.size() == 1);
   CHECK(s->prices[0].model == "gpt-a");
+  CHECK(s->models == std::vector<std::string>{"gpt-a"});  // only its models' rows
   // The credit mirror's ledger count comes with the budget.
-  CHECK_FALSE(ledger_query_of(budgets[2], "ten_a", spans[3], prices));
+  CHECK_FALSE(ledger_query_of(budgets[2], "ten_a", spans[14], prices));
 }
 
 TEST_CASE("reconcile: the report lists each counter's difference") {
@@ -500,4 +603,39 @@ TEST_CASE("alerts: failed deliveries back off from 1 s, doubling up to 5 minutes
   const auto refused = after_alert_attempt(1, 8, "refused: private address", true);
   CHECK(refused.status == "failed");
   CHECK(refused.last);
+}
+
+TEST_CASE("listings: a budget's usage fields, and the object a caller is shown") {
+  budget_info b = budget("bud_a", budget_scope::key, "key_a", budget_metric::tokens,
+                         window_spec::duration_of(90'000), 100);
+  b.models = std::vector<std::string>{"gpt-4o"};
+  window_usage u;
+  u.used = 30;
+  u.held = 50;
+  u.reopens_at_ms = t0 + 1;  // rounded up to whole seconds
+  CHECK(usage_members(b, &u) == R"("used":30,"held":50,"remaining":20,"resets_at":1767225601)");
+  u.held = 90;          // over the limit (a soft budget): nothing remains
+  u.reopens_at_ms = 0;  // lifetime
+  CHECK(usage_members(b, &u) == R"("used":30,"held":90,"remaining":0,"resets_at":null)");
+  CHECK(usage_members(b, nullptr) ==
+        R"("used":null,"held":null,"remaining":null,"resets_at":null)");
+  CHECK(budget_status_object(b, &u) ==
+        R"({"object":"budget","id":"bud_a","scope":"key","scope_id":"key_a","metric":"tokens",)"
+        R"("window":"90s","mode":"hard","models":["gpt-4o"],"limit":100,"used":30,"held":90,)"
+        R"("remaining":0,"resets_at":null})");
+  b.scope = budget_scope::tenant;
+  b.scope_id.clear();
+  b.models.reset();
+  b.hard = false;
+  b.window = budget_window::quarter;
+  u.reopens_at_ms = 1'775'001'600'000;
+  CHECK(budget_status_object(b, &u) ==
+        R"({"object":"budget","id":"bud_a","scope":"tenant","scope_id":null,"metric":"tokens",)"
+        R"("window":"quarter","mode":"soft","models":null,"limit":100,"used":30,"held":90,)"
+        R"("remaining":0,"resets_at":1775001600})");
+  // Spliced into an object written elsewhere (the admin API's budget).
+  CHECK(with_usage(R"({"id":"bud_a"})", b, nullptr) ==
+        R"({"id":"bud_a","used":null,"held":null,"remaining":null,"resets_at":null})");
+  CHECK(with_usage("{}", b, nullptr) ==
+        R"({"used":null,"held":null,"remaining":null,"resets_at":null})");
 }
