@@ -6,6 +6,7 @@
 #include "billing/period_pricing.hpp"
 #include "billing/price_book.hpp"
 #include "core/json_text.hpp"
+#include "metering/budgets/subjects.hpp"
 
 namespace tollgate::billing {
 
@@ -349,7 +350,8 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> budget_store::active_bud
   co_return out;
 }
 
-net::awaitable<pg::db_result<std::int64_t>> budget_store::ledger_usage(ledger_budget_query q) {
+net::awaitable<pg::db_result<std::vector<metering::subject_usage>>> budget_store::ledger_usage(
+    ledger_budget_query q) {
   json_array_writer price_list;
   for (const auto& p : q.prices) {
     json_object_writer w;
@@ -375,31 +377,63 @@ net::awaitable<pg::db_result<std::int64_t>> budget_store::ledger_usage(ledger_bu
         " ('insufficient_quota', 'rate_limit_exceeded', 'service_unavailable',"
         " 'ledger_unavailable')) THEN 0 ELSE 1 END";
   }
-  std::string sql =
-      "SELECT coalesce(sum(" + amount + "), 0)::bigint FROM usage_events e"
+  std::vector<pg::param> params{q.tenant_id, std::to_string(q.start_ms), std::to_string(q.end_ms),
+                                prices};
+  const auto param = [&params](std::string value) {
+    params.push_back(std::move(value));
+    return "$" + std::to_string(params.size());
+  };
+  // The value a budget on an attribution dimension counts by, and the rows it counts.
+  std::string subject = "''";
+  std::string where;
+  const bool each = metering::counts_each(q.scope, q.scope_id);
+  switch (q.scope) {
+    case metering::budget_scope::tenant:
+      break;
+    case metering::budget_scope::project:
+      where = " AND e.project_id = " + param(q.scope_id);
+      break;
+    case metering::budget_scope::key:
+      where = " AND e.api_key_id = " + param(q.scope_id);
+      break;
+    case metering::budget_scope::end_user:
+    case metering::budget_scope::session: {
+      const std::string column =
+          q.scope == metering::budget_scope::end_user ? "e.end_user" : "e.session_id";
+      where = each ? " AND " + column + " IS NOT NULL" : " AND " + column + " = " + param(q.scope_id);
+      if (each) subject = column;
+      break;
+    }
+    case metering::budget_scope::tag: {
+      const std::size_t eq = q.scope_id.find('=');
+      const std::string key = param(q.scope_id.substr(0, eq));
+      subject = "e.tags ->> " + key;
+      where = each ? " AND e.tags ? " + key
+                   : " AND " + subject + " = " + param(q.scope_id.substr(eq + 1));
+      if (!each) subject = "''";
+      break;
+    }
+  }
+  if (q.models) {
+    where += " AND e.model = ANY(" + param(pg::text_array(*q.models)) + "::text[])";
+  }
+  const std::string sql =
+      "SELECT " + subject + ", coalesce(sum(" + amount + "), 0)::bigint FROM usage_events e"
       " LEFT JOIN jsonb_to_recordset($4::jsonb) AS p(model text, input numeric, output numeric)"
       " ON p.model = e.model"
       " WHERE e.tenant_id = $1"
       " AND e.occurred_at >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'"
-      " AND e.occurred_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond'";
-  std::vector<pg::param> params{q.tenant_id, std::to_string(q.start_ms), std::to_string(q.end_ms),
-                                prices};
-  if (q.scope == metering::budget_scope::project) {
-    sql += " AND e.project_id = $" + std::to_string(params.size() + 1);
-    params.push_back(q.scope_id);
-  } else if (q.scope == metering::budget_scope::key) {
-    sql += " AND e.api_key_id = $" + std::to_string(params.size() + 1);
-    params.push_back(q.scope_id);
-  }
-  if (q.models) {
-    sql += " AND e.model = ANY($" + std::to_string(params.size() + 1) + "::text[])";
-    params.push_back(pg::text_array(*q.models));
-  }
+      " AND e.occurred_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond'" +
+      where + (each ? " GROUP BY 1 ORDER BY 1" : "");
   auto conn = co_await pool_.acquire();
   if (!conn) co_return conn.error();
   auto r = co_await (*conn)->query(sql, std::move(params));
   if (!r) co_return r.error();
-  co_return r->int64(0, 0);
+  std::vector<metering::subject_usage> out;
+  for (int i = 0; i < r->size(); ++i) {
+    out.push_back({std::string(r->text(i, 0)), r->int64(i, 1)});
+  }
+  co_return out;
 }
 
 }  // namespace tollgate::billing

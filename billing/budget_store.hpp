@@ -98,7 +98,8 @@ class budget_store {
   // Billed tokens, requests that reached the upstream (not refused by the gateway before
   // forwarding), or spend priced per request at the estimate prices, rounded up as the
   // budget engine does; of the query's models only, when it names them.
-  boost::asio::awaitable<pg::db_result<std::int64_t>> ledger_usage(ledger_budget_query q);
+  boost::asio::awaitable<pg::db_result<std::vector<metering::subject_usage>>> ledger_usage(
+      ledger_budget_query q);
 
  private:
   boost::asio::awaitable<basic_result<std::vector<budget_view>, store_error>> budget_views(

@@ -386,8 +386,10 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
   for (const auto& span : metering::reconcile_spans(*budgets, now_ms)) {
     const metering::budget_info& b = (*budgets)[span.budget];
     // The credit mirror: what the ledger has drawn from the grants it counts (read with the
-    // budget). Any other budget: the ledger's usage in the window.
-    pg::db_result<std::int64_t> ledger = b.credit_used;
+    // budget). Any other budget: the ledger's usage in the window, per value for a budget that
+    // counts each end user, tag value or session.
+    pg::db_result<std::vector<metering::subject_usage>> ledger =
+        std::vector<metering::subject_usage>{{"", b.credit_used}};
     if (auto q = metering::ledger_query_of(b, tenant_id, span, prices)) {
       auto usage_op = billing_.budgets->ledger_usage(std::move(*q));
       ledger = co_await on_billing(billing_, std::move(usage_op));
@@ -396,15 +398,20 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
       co_return service_unavailable("The database is unreachable: " + ledger.error().message,
                                     "service_unavailable", 1);
     }
-    std::string tenant = tenant_id;
-    metering::limit_rule rule = span.rule;
-    auto before = co_await engine_.set_used(*redis_[worker], std::move(tenant), std::move(rule),
-                                            span.from_ms, *ledger, now_ms);
-    if (!before) {
-      co_return service_unavailable("Redis is unreachable: " + before.error().message,
-                                    "service_unavailable", 1);
+    const bool each = metering::counts_each(b.scope, b.scope_id);
+    for (const auto& [subject, used] : *ledger) {
+      std::string tenant = tenant_id;
+      metering::limit_rule rule = span.rule;
+      if (each) rule.id = metering::subject_counter_id(b.id, subject);
+      const std::string counter = rule.id;
+      auto before = co_await engine_.set_used(*redis_[worker], std::move(tenant), std::move(rule),
+                                              span.from_ms, used, now_ms);
+      if (!before) {
+        co_return service_unavailable("Redis is unreachable: " + before.error().message,
+                                      "service_unavailable", 1);
+      }
+      rows.push_back({b.id, counter, b.metric, b.window, span.from_ms, used, *before});
     }
-    rows.push_back({b.id, b.metric, b.window, span.from_ms, *ledger, *before});
   }
   if (!budgets->empty()) {
     json_object_writer f;

@@ -64,7 +64,9 @@ struct alert_delivery {
 struct ledger_budget_query {
   std::string tenant_id;
   budget_scope scope = budget_scope::tenant;
-  std::string scope_id;                          // the project or key id ("" for the tenant)
+  // The project or key id ("" for the tenant); for end_user, tag and session scopes as the
+  // budget has it (metering/budgets/subjects.hpp).
+  std::string scope_id;
   budget_metric metric = budget_metric::tokens;  // tokens, requests or spend
   std::int64_t start_ms = 0;
   std::int64_t end_ms = 0;  // exclusive
@@ -75,6 +77,13 @@ struct ledger_budget_query {
     std::uint64_t output = 0;  // micro-units per million completion tokens
   };
   std::vector<model_price> prices;  // spend only
+};
+
+// What the ledger holds against a budget in a window: one row (subject "") for a budget with one
+// counter; one row per end user, tag value or session for a budget that counts each value.
+struct subject_usage {
+  std::string subject;
+  std::int64_t used = 0;
 };
 
 }  // namespace tollgate::metering

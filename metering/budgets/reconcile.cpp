@@ -49,6 +49,7 @@ std::string reconcile_report(const std::vector<reconcile_difference>& rows) {
     json_object_writer row;
     row.add("object", "budget.reconciliation")
         .add("budget_id", d.budget_id)
+        .add("counter", d.counter_id)
         .add("metric", name_of(d.metric))
         .add("window", name_of(d.window))
         .add("window_start", d.window_start_ms / 1000)

@@ -37,6 +37,7 @@ std::optional<ledger_budget_query> ledger_query_of(
 // What reconcile found for one counter.
 struct reconcile_difference {
   std::string budget_id;
+  std::string counter_id;  // the budget's id, or a value's counter (metering/budgets/subjects.hpp)
   budget_metric metric = budget_metric::tokens;
   window_spec window = budget_window::day;
   std::int64_t window_start_ms = 0;  // of the window instance, or of the bucket
@@ -45,7 +46,7 @@ struct reconcile_difference {
 };
 
 // The answer: {"object":"list","data":[…]}, one object per counter:
-// {"object":"budget.reconciliation","budget_id":…,"metric":…,"window":…,
+// {"object":"budget.reconciliation","budget_id":…,"counter":…,"metric":…,"window":…,
 //  "window_start":<unix s>,"ledger":…,"redis_before":…,"difference":…}
 std::string reconcile_report(const std::vector<reconcile_difference>& rows);
 

@@ -7,23 +7,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { startStack, chatBody, postJson, waitFor } from '../lib/harness.mjs';
+import { budgetConfig, addBudget } from '../lib/budgets.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
-import { dbConfig, api, makeTenant } from '../lib/ledger.mjs';
-
-function budgetConfig(pg, redis, dir) {
-  return {
-    ...dbConfig(pg, dir),
-    budgets: { ...redis.budgetsConfig },
-    models: { 'dev-echo': { upstream: 'dev', context_tokens: 8192, estimate_input_price: 1_000_000, estimate_output_price: 2_000_000 } },
-  };
-}
-
-async function addBudget(adminUrl, body) {
-  const r = await api(adminUrl, 'POST', '/admin/v1/budgets', { body });
-  assert.equal(r.status, 201, r.text);
-  return r.json;
-}
+import { api, makeTenant } from '../lib/ledger.mjs';
 
 function ask(url, key, extra = {}, headers = {}, content = 'attributed budget') {
   return postJson(`${url}/v1/chat/completions`, chatBody(content, extra), { authorization: `Bearer ${key}`, ...headers });
@@ -132,11 +119,36 @@ describe('budgets per end user, tag and session (real PostgreSQL, real Redis)', 
     assert.deepEqual(await run('task-2'), [200, 200, 200, 200, 429]);
   });
 
+  test('"3 messages every 3 hours" per end user, on one model only', async () => {
+    const t = await makeTenant(s.adminUrl, 'PerUserWindow');
+    await addBudget(s.adminUrl, { tenant_id: t.tenant, scope: 'end_user', metric: 'requests', window: '3h', limit: 3, models: ['dev-echo'] });
+    const statuses = async (user, model = 'dev-echo') => {
+      const out = [];
+      for (let i = 0; i < 4; i += 1) {
+        const r = await ask(s.url, t.key, { user, model });
+        out.push(r.status);
+        if (r.status === 429) {
+          const body = await r.json();
+          assert.equal(body.error.code, 'rate_limit_exceeded');
+          assert.ok(Number(r.headers.get('retry-after')) > 0);
+        } else {
+          await r.text();
+        }
+      }
+      return out;
+    };
+    assert.deepEqual(await statuses('carol'), [200, 200, 200, 429]);
+    assert.deepEqual(await statuses('dave'), [200, 200, 200, 429]);
+    // Another model is not counted by it.
+    assert.deepEqual(await statuses('carol', 'dev-other'), [200, 200, 200, 200]);
+  });
+
   test('reconcile rebuilds per-end-user counters from the ledger', async () => {
     const t = await makeTenant(s.adminUrl, 'PerUserReconcile');
     const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, scope: 'end_user', metric: 'tokens', window: 'day', limit: 100000 });
+    const tagged = await addBudget(s.adminUrl, { tenant_id: t.tenant, scope: 'tag', scope_id: 'team=a', metric: 'requests', window: 'day', limit: 100 });
     for (const user of ['u1', 'u2', 'u2']) {
-      const r = await ask(s.url, t.key, { user, max_tokens: 5 });
+      const r = await ask(s.url, t.key, { user, max_tokens: 5, metadata: { team: user === 'u1' ? 'a' : 'b' } });
       assert.equal(r.status, 200);
       await r.text();
     }
@@ -151,6 +163,7 @@ describe('budgets per end user, tag and session (real PostgreSQL, real Redis)', 
     const after = redis.counters(t.tenant);
     assert.equal(after[subjectId(b.id, 'u1')].used, ledger.u1);
     assert.equal(after[subjectId(b.id, 'u2')].used, ledger.u2);
+    assert.equal(after[tagged.id].used, 1, 'the tag value budget counts only team=a');
   });
 
   test('overspend: 1,000 end users over 3 gateways, a hard per-end-user budget; none exceeded', async () => {

@@ -534,13 +534,14 @@ TEST_CASE("reconcile: the current window of each budget, every bucket of a slidi
 TEST_CASE("reconcile: the report lists each counter's difference") {
   CHECK(reconcile_report({}) == "{\"object\":\"list\",\"data\":[]}");
   const std::vector<reconcile_difference> rows{
-      {"bud_a", budget_metric::tokens, budget_window::minute, t0 + 1999, 120, 100},
-      {"credit:ten_a", budget_metric::credit, budget_window::lifetime, 0, 5, 9}};
+      {"bud_a", "bud_a", budget_metric::tokens, budget_window::minute, t0 + 1999, 120, 100},
+      {"credit:ten_a", "credit:ten_a", budget_metric::credit, budget_window::lifetime, 0, 5, 9}};
   CHECK(reconcile_report(rows) ==
         "{\"object\":\"list\",\"data\":[{\"object\":\"budget.reconciliation\",\"budget_id\":"
-        "\"bud_a\",\"metric\":\"tokens\",\"window\":\"minute\",\"window_start\":1767225601,"
+        "\"bud_a\",\"counter\":\"bud_a\",\"metric\":\"tokens\",\"window\":\"minute\",\"window_start\":1767225601,"
         "\"ledger\":120,\"redis_before\":100,\"difference\":20},{\"object\":"
-        "\"budget.reconciliation\",\"budget_id\":\"credit:ten_a\",\"metric\":\"credit\","
+        "\"budget.reconciliation\",\"budget_id\":\"credit:ten_a\",\"counter\":\"credit:ten_a\","
+        "\"metric\":\"credit\","
         "\"window\":\"lifetime\",\"window_start\":0,\"ledger\":5,\"redis_before\":9,"
         "\"difference\":-4}]}");
 }
