@@ -10,6 +10,7 @@
 #include "billing/budget_store.hpp"
 #include "core/json_text.hpp"
 #include "metering/budgets/alerts.hpp"
+#include "gateway/query_params.hpp"
 #include "metering/budgets/reconcile.hpp"
 
 #include <map>
@@ -331,16 +332,17 @@ net::awaitable<result<bool>> budget_guard::admit_batch(unsigned worker, const ca
   co_return true;
 }
 
-net::awaitable<result<std::string>> budget_guard::list_for(unsigned worker, const caller& who) {
+net::awaitable<result<std::string>> budget_guard::list_for(unsigned worker, const caller& who,
+                                                           metering::attribution attributed) {
   auto all = co_await budgets_of(who.tenant_id);
   if (!all) {
     co_return service_unavailable("Budgets cannot be read right now; please retry shortly.",
                                   "service_unavailable", 1);
   }
-  const auto listed = metering::listed_budgets(*all, who.project_id, who.key_id);
+  const auto listed = metering::listed_budgets(*all, who.project_id, who.key_id, attributed);
   std::vector<metering::budget_info> budgets;
   for (const auto* b : listed) budgets.push_back(*b);
-  auto usage = co_await usage_of(worker, who.tenant_id, budgets);
+  auto usage = co_await usage_of(worker, who.tenant_id, budgets, attributed);
   if (!usage) {
     co_return service_unavailable(
         "Budgets cannot be read right now (Redis is unreachable); please retry shortly.",
@@ -354,10 +356,16 @@ net::awaitable<result<std::string>> budget_guard::list_for(unsigned worker, cons
 }
 
 net::awaitable<std::optional<std::vector<metering::window_usage>>> budget_guard::usage_of(
-    unsigned worker, std::string tenant_id, std::vector<metering::budget_info> budgets) {
+    unsigned worker, std::string tenant_id, std::vector<metering::budget_info> budgets,
+    metering::attribution attributed) {
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
   std::vector<metering::limit_rule> rules;
-  for (const auto& b : budgets) rules.push_back(metering::rule_of(b, now_ms));
+  for (const auto& b : budgets) {
+    rules.push_back(metering::rule_of(b, now_ms));
+    if (metering::subject_of(b, attributed)) {
+      rules.back().id = metering::counter_id_for(b, attributed);
+    }
+  }
   std::string tenant = tenant_id;
   auto usage = co_await engine_.usage(*redis_[worker], std::move(tenant), std::move(rules), now_ms);
   if (!usage) {
@@ -546,6 +554,39 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
   if (pending) alerts_->wake();
 }
 
+namespace {
+
+// The attribution GET /v1/budgets names in its query, checked as a request's would be.
+result<metering::attribution> listed_attribution(std::string_view target, const caller& who) {
+  const auto query = query_params::parse(target);
+  if (!query) return invalid_request("The query string has a malformed percent-escape.");
+  metering::attribution out;
+  if (auto user = query->get("end_user")) {
+    if (auto bad = metering::check_end_user(*user)) {
+      return invalid_request("Invalid end_user: it " + *bad + ".", "end_user", "invalid_value");
+    }
+    out.end_user = *user;
+  }
+  if (auto session = query->get("session")) {
+    if (auto bad = metering::check_session(*session)) {
+      return invalid_request("Invalid session: it " + *bad + ".", "session", "invalid_value");
+    }
+    out.session = *session;
+  }
+  metering::tag_set tags;
+  if (auto list = query->get("tags")) {
+    auto parsed = metering::tags_from_header(*list);
+    if (!parsed.error.empty()) {
+      return invalid_request("Invalid tags: it " + parsed.error + ".", "tags", "invalid_value");
+    }
+    tags = std::move(parsed.tags);
+  }
+  out.tags = metering::merge_tags(tags, who.default_tags);
+  return out;
+}
+
+}  // namespace
+
 net::awaitable<void> send_budget_list(http::exchange& ex, budget_guard* budgets, const caller& who,
                                       const std::string& request_id) {
   if (budgets == nullptr || who.tenant_id.empty()) {
@@ -553,7 +594,12 @@ net::awaitable<void> send_budget_list(http::exchange& ex, budget_guard* budgets,
                            request_id);
     co_return;
   }
-  auto list = co_await budgets->list_for(ex.worker_index(), who);
+  auto attributed = listed_attribution(ex.req().target(), who);
+  if (!attributed) {
+    co_await ex.send_error(attributed.error(), request_id);
+    co_return;
+  }
+  auto list = co_await budgets->list_for(ex.worker_index(), who, std::move(*attributed));
   if (!list) {
     co_await ex.send_error(list.error(), request_id);
     co_return;

@@ -108,12 +108,18 @@ class budget_guard {
   // models) with what each counts now, as GET /v1/budgets answers them:
   // {"object":"list","data":[…]} (metering::budget_status_object). One Redis script call; a
   // 503 when budgets or their counters cannot be read. Runs on I/O thread `worker`.
-  boost::asio::awaitable<result<std::string>> list_for(unsigned worker, const caller& who);
+  // With `attributed` (an end user, tags or a session named by the caller), also the budgets on
+  // those that would count a request of the caller's with that attribution, with that value's
+  // counter.
+  boost::asio::awaitable<result<std::string>> list_for(unsigned worker, const caller& who,
+                                                       metering::attribution attributed = {});
 
   // What each of one tenant's budgets counts now, for the admin API's budget objects; nullopt
   // when Redis cannot be read. Runs on I/O thread `worker`.
+  // `attributed`: whose counter a budget on an attribution dimension reads.
   boost::asio::awaitable<std::optional<std::vector<metering::window_usage>>> usage_of(
-      unsigned worker, std::string tenant_id, std::vector<metering::budget_info> budgets);
+      unsigned worker, std::string tenant_id, std::vector<metering::budget_info> budgets,
+      metering::attribution attributed = {});
 
   // Rebuilds the Redis counters of the tenant's active budgets, for their current windows (and
   // every bucket of sliding ones), from the PostgreSQL ledger: after Redis lost data.
@@ -196,7 +202,9 @@ class budget_guard {
 };
 
 // Answers GET /v1/budgets for an authenticated caller (budget_guard::list_for); a 404 when
-// budgets are off on this gateway (`budgets` null) or the caller has no tenant.
+// budgets are off on this gateway (`budgets` null) or the caller has no tenant. The query may
+// name an attribution: `end_user`, `session`, `tags` (key=value,...), merged over the key's
+// default tags as a request's would be; a bad value is a 400 naming it.
 boost::asio::awaitable<void> send_budget_list(http::exchange& ex, budget_guard* budgets,
                                               const caller& who, const std::string& request_id);
 

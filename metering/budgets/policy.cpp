@@ -52,11 +52,11 @@ std::string counter_id_for(const budget_info& b, const attribution& attributed) 
 
 std::vector<const budget_info*> listed_budgets(const std::vector<budget_info>& all,
                                                std::string_view project_id,
-                                               std::string_view key_id) {
+                                               std::string_view key_id,
+                                               const attribution& attributed) {
   std::vector<const budget_info*> listed;
   for (const auto& b : all) {
-    if (b.metric != budget_metric::credit && !attribution_scope(b.scope) &&
-        budget_applies(b, project_id, key_id)) {
+    if (b.metric != budget_metric::credit && budget_applies(b, project_id, key_id, attributed)) {
       listed.push_back(&b);
     }
   }

@@ -42,11 +42,13 @@ std::vector<const budget_info*> applying_budgets(const std::vector<budget_info>&
 // budget that counts each end user, tag value or session, that value's counter id.
 std::string counter_id_for(const budget_info& b, const attribution& attributed);
 // The budgets of `all` a caller is shown (GET /v1/budgets): its tenant's, its project's and its
-// key's, whatever their models; not those of end users, tags or sessions (they count the
-// requests' attribution, not the key), nor the credit mirror (not a budget an admin set).
+// key's, whatever their models; those of end users, tags and sessions only where `attributed`
+// names what they count (they count the requests' attribution, not the key); never the credit
+// mirror (not a budget an admin set).
 std::vector<const budget_info*> listed_budgets(const std::vector<budget_info>& all,
                                                std::string_view project_id,
-                                               std::string_view key_id);
+                                               std::string_view key_id,
+                                               const attribution& attributed = {});
 
 // The rule a budget enforces at `now_ms`. Calendar windows of a tenant outside UTC carry
 // their window instance as read from PostgreSQL; past its end, the next one (until the cache

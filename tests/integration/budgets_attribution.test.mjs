@@ -84,6 +84,23 @@ describe('budgets per end user, tag and session (real PostgreSQL, real Redis)', 
     await anon.text();
     const counters = redis.counters(t.tenant);
     await waitFor(() => redis.counters(t.tenant)[subjectId(b.id, 'alice')]?.used === 3, { what: 'alice settled' });
+    // The key holder reads an end user's budget by naming the end user.
+    const list = async (query) => {
+      const r = await fetch(`${s.url}/v1/budgets${query}`, { headers: { authorization: `Bearer ${t.key}` } });
+      return { status: r.status, json: await r.json() };
+    };
+    assert.deepEqual((await list('')).json.data, [], 'an end user budget is not the key\'s');
+    const alice = await list('?end_user=alice');
+    assert.equal(alice.status, 200);
+    assert.equal(alice.json.data.length, 1);
+    assert.equal(alice.json.data[0].id, b.id);
+    assert.equal(alice.json.data[0].used, 3);
+    assert.equal(alice.json.data[0].remaining, 0);
+    assert.ok(alice.json.data[0].resets_at > Date.now() / 1000);
+    assert.equal((await list('?end_user=nobody-yet')).json.data[0].remaining, 3);
+    const bad = await list(`?end_user=${'x'.repeat(300)}`);
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.param, 'end_user');
     assert.equal(counters[subjectId(b.id, 'bob')].used + counters[subjectId(b.id, 'bob')].held, 3);
   });
 
