@@ -2,7 +2,9 @@
 #include "billing/usage_rollup.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
+#include <tuple>
 
 #include "billing/usage_sql.hpp"
 
@@ -62,10 +64,12 @@ std::string raw_columns(const usage_query& q, usage_sql::params& p, const std::s
          " e.reasoning_tokens AS re, e.cost_micros AS cost";
 }
 
+// A rollup row's sums, subtracted where its period is (a day taken out of its month).
 constexpr const char* rollup_sums =
-    "r.input_tokens AS s_in, r.cached_tokens AS s_ca, r.output_tokens AS s_out,"
-    " r.reasoning_tokens AS s_re, r.requests AS s_n, r.cost_micros AS s_cost,"
-    " r.unrated_requests AS s_un";
+    "r.input_tokens * c.sign AS s_in, r.cached_tokens * c.sign AS s_ca,"
+    " r.output_tokens * c.sign AS s_out, r.reasoning_tokens * c.sign AS s_re,"
+    " r.requests * c.sign AS s_n, r.cost_micros * c.sign AS s_cost,"
+    " r.unrated_requests * c.sign AS s_un";
 constexpr const char* summed =
     "sum(s_in) AS s_in, sum(s_ca) AS s_ca, sum(s_out) AS s_out, sum(s_re) AS s_re,"
     " sum(s_n) AS s_n, sum(s_cost) AS s_cost, sum(s_un) AS s_un";
@@ -75,13 +79,14 @@ constexpr const char* summed =
 std::string rollup_sql(const usage_query& q, const rollup_dimension& d, const rollup_plan& plan,
                        std::int64_t wm, usage_sql::params& p) {
   const std::string tenant = p.add(*q.tenant_id);
-  std::vector<std::int64_t> days, buckets, from, to;
+  std::vector<std::int64_t> days, buckets, signs, from, to;
   std::string grains = "{";
   for (const auto& c : plan.periods) {
     if (grains.size() > 1) grains.push_back(',');
     grains.push_back(c.grain);
     days.push_back(c.day);
     buckets.push_back(c.bucket_s);
+    signs.push_back(c.sign);
   }
   grains.push_back('}');
   for (const auto& [a, z] : plan.raw) {
@@ -108,8 +113,8 @@ std::string rollup_sql(const usage_query& q, const rollup_dimension& d, const ro
       "e.occurred_at >= to_timestamp(u.a) AND e.occurred_at < to_timestamp(u.z)";
   std::string sql =
       "WITH c AS (SELECT * FROM unnest(" + p.add(grains) + "::\"char\"[], " +
-      p.add(int_array(days)) + "::int[], " + p.add(int_array(buckets)) +
-      "::bigint[]) AS c(grain, d, b)), u AS (SELECT * FROM unnest(" + p.add(int_array(from)) +
+      p.add(int_array(days)) + "::int[], " + p.add(int_array(buckets)) + "::bigint[], " +
+      p.add(int_array(signs)) + "::int[]) AS c(grain, d, b, sign)), u AS (SELECT * FROM unnest(" + p.add(int_array(from)) +
       "::bigint[], " + p.add(int_array(to)) + "::bigint[]) AS u(a, z)),"
       " raw AS MATERIALIZED (" + raw_columns(q, p, v) + " FROM u JOIN usage_events e ON" +
       " e.tenant_id = " + tenant + " AND " + in_raw + filter + " UNION ALL " +
@@ -168,26 +173,62 @@ bool rollup_serves(const usage_query& q) {
 
 rollup_plan plan_rollup(const usage_query& q, const std::vector<rollup_period>& periods) {
   rollup_plan plan;
-  const auto usable = [&q](const rollup_period& p) {
-    const std::int64_t first_s = p.first_us / us_per_s;  // occurred_at is never before 1970
-    const std::int64_t last_s = p.last_us / us_per_s;
-    return p.first_us >= q.start_s * us_per_s && p.last_us < q.end_s * us_per_s &&
-           usage_bucket_of(q, first_s) == usage_bucket_of(q, last_s);
+  // A period whose events all lie in the range and in one bucket: that bucket.
+  const auto bucket_of = [&q](const rollup_period& p) -> std::optional<std::int64_t> {
+    if (p.first_us < q.start_s * us_per_s || p.last_us >= q.end_s * us_per_s) return std::nullopt;
+    const std::int64_t b = usage_bucket_of(q, p.first_us / us_per_s);  // never before 1970
+    if (usage_bucket_of(q, p.last_us / us_per_s) != b) return std::nullopt;
+    return b;
   };
-  std::vector<std::pair<std::int64_t, std::int64_t>> covered;  // [from, to) in days
-  std::set<std::int64_t> months;                               // chosen, by first day
+  std::map<std::int64_t, std::vector<const rollup_period*>> days_of_month;
+  std::set<std::int64_t> months;
   for (const auto& p : periods) {
-    if (p.grain != 'm' || !usable(p)) continue;
-    months.insert(p.day);
-    plan.periods.push_back({'m', p.day, usage_bucket_of(q, p.first_us / us_per_s)});
-    covered.emplace_back(p.day, usage_sql::next_month_day(p.day));
+    if (p.grain == 'm') months.insert(p.day);
   }
   for (const auto& p : periods) {
-    if (p.grain != 'd' || !usable(p)) continue;
+    if (p.grain != 'd') continue;
     const auto m = months.upper_bound(p.day);
-    if (m != months.begin() && p.day < usage_sql::next_month_day(*std::prev(m))) continue;
-    plan.periods.push_back({'d', p.day, usage_bucket_of(q, p.first_us / us_per_s)});
-    covered.emplace_back(p.day, p.day + 1);
+    const std::int64_t month = m == months.begin() ? p.day : *std::prev(m);
+    if (p.day >= usage_sql::next_month_day(month)) {
+      // A day without its month row cannot happen (both are written together); read it alone.
+      days_of_month[p.day].push_back(&p);
+    } else {
+      days_of_month[month].push_back(&p);
+    }
+  }
+  std::vector<std::pair<std::int64_t, std::int64_t>> covered;  // [from, to) in days
+  for (const auto& [month, days] : days_of_month) {
+    // The bucket most of the month's usable days fall in; those days are "good".
+    std::map<std::int64_t, std::size_t> per_bucket;
+    for (const auto* d : days) {
+      if (const auto b = bucket_of(*d)) ++per_bucket[*b];
+    }
+    std::int64_t best = 0;
+    std::size_t good = 0;
+    for (const auto& [b, n] : per_bucket) {
+      if (n > good) std::tie(best, good) = std::pair{b, n};
+    }
+    const bool whole_month = months.count(month) > 0 && days.size() - good < good;
+    if (whole_month) {
+      // The month less its other days: fewer rows to read than its good days.
+      plan.periods.push_back({'m', month, best, 1});
+      std::int64_t at = month;
+      for (const auto* d : days) {
+        const auto b = bucket_of(*d);
+        if (b && *b == best) continue;
+        plan.periods.push_back({'d', d->day, best, -1});
+        if (d->day > at) covered.emplace_back(at, d->day);
+        at = d->day + 1;
+      }
+      covered.emplace_back(at, usage_sql::next_month_day(month));
+      continue;
+    }
+    for (const auto* d : days) {
+      if (const auto b = bucket_of(*d)) {
+        plan.periods.push_back({'d', d->day, *b, 1});
+        covered.emplace_back(d->day, d->day + 1);
+      }
+    }
   }
   std::sort(covered.begin(), covered.end());
   std::int64_t at = q.start_s;

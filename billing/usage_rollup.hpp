@@ -32,13 +32,16 @@ struct rollup_plan {
   struct chosen {
     char grain;
     std::int64_t day;
-    std::int64_t bucket_s;  // the bucket all its events fall in
+    std::int64_t bucket_s;  // the bucket its events are counted in
+    int sign;               // -1: a day taken out of its month
   };
   std::vector<chosen> periods;  // read from the rollup (events below the watermark)
   std::vector<std::pair<std::int64_t, std::int64_t>> raw;  // [from, to) unix s: every event
 };
-// The periods a query reads from the rollup: a month whose events lie within the range and
-// within one bucket, else each such day of it; the rest of the range is read from the events.
+// The periods a query reads from the rollup: the days whose events lie within the range and
+// within one bucket; where a month has fewer other days than such days (a month, or 30 days
+// across a month's end), its month row less those other days instead. The rest of the range
+// is read from the events.
 rollup_plan plan_rollup(const usage_query& q, const std::vector<rollup_period>& periods);
 
 }  // namespace tollgate::billing

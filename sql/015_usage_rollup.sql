@@ -126,11 +126,14 @@ INSERT INTO usage_rollup_state (watermark)
 -- steps of transactions for up to about `budget_ms`, so that a backlog (after a long
 -- transaction held the watermark back) is caught up over several calls; a step that finds no
 -- events doubles the next, so that long runs of transactions that wrote no usage are crossed
--- quickly. Returns the watermark, or NULL when another session is advancing it (every gateway
--- calls it; one at a time does the work).
+-- quickly. Then it summarizes the BRIN ranges written since the last call: an unsummarized
+-- range matches every search, so without this a read of the events above the watermark would
+-- scan every row since the last VACUUM. Returns the watermark, or NULL when another session is
+-- advancing it (every gateway calls it; one at a time does the work).
 CREATE FUNCTION tollgate_advance_usage_rollup(budget_ms integer DEFAULT 500) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET lock_timeout = '100ms' AS $$
 DECLARE
+  part     regclass;
   step_min constant bigint := 1024;  -- transactions
   step     bigint := step_min;
   started  timestamptz := clock_timestamp();
@@ -154,5 +157,12 @@ BEGIN
     EXIT WHEN clock_timestamp() - started > make_interval(secs => budget_ms / 1000.0);
   END LOOP;
   UPDATE usage_rollup_state SET watermark = lo, advanced_at = now();
+  FOR part IN SELECT relid FROM pg_partition_tree('usage_events_xact') WHERE isleaf LOOP
+    BEGIN
+      PERFORM brin_summarize_new_values(part);
+    EXCEPTION WHEN lock_not_available THEN
+      NULL;  -- a VACUUM holds the partition (and summarizes it)
+    END;
+  END LOOP;
   RETURN lo;
 END $$;

@@ -105,6 +105,7 @@ describe('usage by end user, tag and session (real PostgreSQL)', () => {
     // History: last month (three days of it), and this month's first day.
     history(a.tenant, prevStart + 2 * DAY + 100, 40, 3001, 1);
     history(a.tenant, prevStart + 9 * DAY, 25, 777, 2);
+    history(a.tenant, prevStart + 12 * DAY, 60, 4 * 3600, 7);
     history(a.tenant, monthStart + 3600, 20, 60, 3);
     history(b.tenant, prevStart + 2 * DAY, 10, 500, 4);
   });
@@ -164,6 +165,29 @@ describe('usage by end user, tag and session (real PostgreSQL)', () => {
     for (const bucket of page.data) {
       const want = sqlGroups(a.tenant, bucket.start_time, Math.min(bucket.end_time, to), 'end_user');
       assert.deepEqual(apiGroups({ data: [bucket] }, (r) => r.end_user), want, `bucket ${bucket.start_time}`);
+    }
+  });
+
+  test('ranges that cut months and days: every bucket equals SQL (a month less its other days)', async () => {
+    advance();
+    const ranges = [[prevStart + 5 * DAY, monthStart + 5 * DAY], [prevStart + 2 * DAY + 7200, now + 60],
+      [prevStart + 9 * DAY, prevStart + 10 * DAY], [prevStart, monthStart - DAY],
+      [prevStart + 13 * DAY + 600, now + 60], [prevStart + 3 * DAY, prevStart + 28 * DAY]];
+    for (const [from, to] of ranges) {
+      for (const [width, limit] of [['1mo', 3], ['1d', 31]]) {
+        for (const [q, by, key] of [['group_by=end_user', 'end_user', (r) => r.end_user],
+          ['group_by=tag:team', "tags->>'team'", (r) => r.tags.team], ['', "'all'", () => 'all']]) {
+          let page = await finance(`start_time=${from}&end_time=${to}&bucket_width=${width}&limit=${limit}&tenant_id=${a.tenant}&${q}`);
+          for (;;) {
+            for (const bucket of page.data) {
+              const want = sqlGroups(a.tenant, bucket.start_time, Math.min(bucket.end_time, to), by);
+              assert.deepEqual(apiGroups({ data: [bucket] }, key), want, `${from}..${to} ${width} ${q} @${bucket.start_time}`);
+            }
+            if (!page.has_more) break;
+            page = await finance(`start_time=${from}&end_time=${to}&bucket_width=${width}&limit=${limit}&tenant_id=${a.tenant}&${q}&page=${page.next_page}`);
+          }
+        }
+      }
     }
   });
 
