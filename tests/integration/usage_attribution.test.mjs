@@ -4,9 +4,10 @@
 // behind, partly behind and ahead of the events (it must not change a figure).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { startStack, waitFor } from '../lib/harness.mjs';
+import { binDir, startStack, waitFor } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { FINANCE, dbConfig, api, makeTenant, chat, givePlan } from '../lib/ledger.mjs';
 
@@ -311,6 +312,22 @@ describe('usage by end user, tag and session (real PostgreSQL)', () => {
     }
     const grouped = await get(b.key, 'group_by=tenant_id');
     assert.equal(grouped.status, 400);
+  });
+
+  test('tollctl usage: --group-by, --tag, --end-user, --session, --order, --group-limit', async () => {
+    advance();
+    const env = { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_FINANCE_TOKEN: FINANCE };
+    const tollctl = (...args) => JSON.parse(execFileSync(path.join(binDir, 'tollctl'),
+      ['usage', '--start', String(prevStart), '--end', String(now + 60), '--bucket', '1mo', '--limit', '2',
+        '--tenant', a.tenant, ...args], { env, encoding: 'utf8' }));
+    const range = `start_time=${prevStart}&end_time=${now + 60}&bucket_width=1mo&limit=2&tenant_id=${a.tenant}`;
+    for (const [args, q] of [
+      [['--group-by', 'end_user', '--order', 'cost_desc', '--group-limit', '2'], 'group_by=end_user&order=cost_desc&group_limit=2'],
+      [['--group-by', 'tag:team', '--tag', `${ODD_KEY}=yes`], `group_by=tag:team&${tagParam(ODD_KEY)}=yes`],
+      [['--end-user', 'alice', '--session', 's1'], 'end_user=alice&session_id=s1'],
+    ]) {
+      assert.deepEqual(tollctl(...args), await finance(`${range}&${q}`), args.join(' '));
+    }
   });
 
   test('bad parameters are 400s naming the parameter', async () => {
