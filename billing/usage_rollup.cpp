@@ -119,7 +119,7 @@ std::string rollup_sql(const usage_query& q, const rollup_dimension& d, const ro
       " raw AS MATERIALIZED (" + raw_columns(q, p, v) + " FROM u JOIN usage_events e ON" +
       " e.tenant_id = " + tenant + " AND " + in_raw + filter + " UNION ALL " +
       raw_columns(q, p, v) +
-      // The events above the watermark, found by their transaction alone (the BRIN index).
+      // The events above the watermark, found by their transaction alone (its index).
       " FROM (SELECT * FROM usage_events WHERE xact_id >= " + p.add(std::to_string(wm)) +
       "::bigint OFFSET 0) e WHERE e.tenant_id = " + tenant + " AND " + in_range + filter +
       " AND NOT EXISTS (SELECT 1 FROM u WHERE " + in_raw + ")),"

@@ -87,23 +87,9 @@ net::awaitable<double> timed_copy(pg::connection& c, std::string sql, const std:
   co_return s;
 }
 
-// Brings the usage rollup up to every committed row; returns the seconds it took.
-net::awaitable<double> catch_up_rollup(pg::connection& c) {
-  const auto t0 = bench_clock::now();
-  for (;;) {
-    // NULL: a gateway's own advance holds the lock; its work counts too, so wait for it.
-    auto r = co_await c.query("SELECT tollgate_advance_usage_rollup(600000) IS NOT NULL");
-    if (!r) std::fprintf(stderr, "ledger-bench: %s\n", r.error().message.c_str());
-    if (!r || r->boolean(0, 0)) break;
-  }
-  co_return std::chrono::duration<double>(bench_clock::now() - t0).count();
-}
-
 // One ledger writer run over `records`: the seconds until every row is committed, and then
 // until the rollup holds them (-1 on failure).
-std::pair<double, double> writer_run(net::io_context& io, pg::connection& conn,
-                                     const pg::connection_settings& settings,
-                                     const std::string& spool_dir, bool rate,
+std::pair<double, double> writer_run(bench_session& db, const std::string& spool_dir, bool rate,
                                      const std::vector<metering::usage_record>& records) {
   std::filesystem::remove_all(spool_dir);
   metrics::registry registry;
@@ -111,7 +97,7 @@ std::pair<double, double> writer_run(net::io_context& io, pg::connection& conn,
   billing::ledger_settings ls;
   ls.spool_dir = spool_dir;
   ls.rate_events = rate;
-  billing::ledger_writer writer(io.get_executor(), settings, ls, registry, log);
+  billing::ledger_writer writer(db.io.get_executor(), db.settings, ls, registry, log);
   writer.start();
   const auto t0 = bench_clock::now();
   for (const auto& r : records) writer.record(r);
@@ -123,9 +109,9 @@ std::pair<double, double> writer_run(net::io_context& io, pg::connection& conn,
     }
   }
   const double ingest = std::chrono::duration<double>(bench_clock::now() - t0).count();
-  const double rollup = run_on(io, catch_up_rollup(conn));
-  run_on(io, writer.stop());
-  run_on(io, exec_sql(conn, "TRUNCATE usage_events, rating_accumulators, usage_rollup"));
+  const double rollup = db.run(catch_up_rollup(*db.conn));
+  db.run(writer.stop());
+  db.sql("TRUNCATE usage_events, rating_accumulators, usage_rollup");
   return {ingest, rollup};
 }
 
@@ -141,22 +127,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: tollgate-ledger-bench --db URL [--events N] [--rounds R]\n");
     return 2;
   }
-  net::io_context io{1};
-  auto guard = net::make_work_guard(io);
-  std::thread io_thread([&io] { io.run(); });
-
-  pg::connection_settings settings;
-  settings.conninfo = url;
-  settings.statement_timeout = std::chrono::milliseconds(600'000);
-  pg::connection conn(io.get_executor(), settings);
-  if (!run_on(io, connect(conn))) return 1;
+  bench_session db(url);
+  if (!db.run(connect(*db.conn))) return 1;
+  pg::connection& conn = *db.conn;
   const std::string cols = billing::usage_event_columns;
-  run_on(io, exec_sql(conn, "DROP TABLE IF EXISTS bench_plain; CREATE TABLE bench_plain "
-                            "(LIKE usage_events); TRUNCATE usage_events, usage_rollup"));
+  db.sql("DROP TABLE IF EXISTS bench_plain; CREATE TABLE bench_plain (LIKE usage_events);"
+         " TRUNCATE usage_events, usage_rollup");
   // 50 tenants on one graduated three-tier book (for the rated runs).
-  run_on(io, exec_sql(conn, "INSERT INTO tenants (id, name) SELECT 'ten_bench' || i, 'bench' "
-                            "FROM generate_series(0, 49) i ON CONFLICT DO NOTHING;" +
-                                bench_plan_sql("ten_bench%")));
+  db.sql("INSERT INTO tenants (id, name) SELECT 'ten_bench' || i, 'bench' FROM"
+         " generate_series(0, 49) i ON CONFLICT DO NOTHING;" + bench_plan_sql("ten_bench%"));
 
   // Seconds per round: COPY baselines, the writer (unrated, rated, rated with attribution)
   // and the rollup after each writer run.
@@ -169,18 +148,19 @@ int main(int argc, char** argv) {
     for (const auto& r : attributed) billing::append_usage_row(attributed_rows, r);
 
     // Baseline 1: COPY into a table with no indexes.
-    const double p = run_on(io, timed_copy(conn, "COPY bench_plain (" + cols + ") FROM STDIN", rows));
+    const double p = db.run(timed_copy(conn, "COPY bench_plain (" + cols + ") FROM STDIN", rows));
     // Baseline 2: COPY straight into usage_events (its partitions, key and indexes).
-    const double t = run_on(io, timed_copy(conn, "COPY usage_events (" + cols + ") FROM STDIN", rows));
-    run_on(io, exec_sql(conn, "TRUNCATE usage_events"));
+    const double t =
+        db.run(timed_copy(conn, "COPY usage_events (" + cols + ") FROM STDIN", rows));
+    db.sql("TRUNCATE usage_events");
     // Baseline 3: the same with the attribution columns filled.
-    const double ta = run_on(
-        io, timed_copy(conn, "COPY usage_events (" + cols + ") FROM STDIN", attributed_rows));
+    const double ta =
+        db.run(timed_copy(conn, "COPY usage_events (" + cols + ") FROM STDIN", attributed_rows));
     if (p < 0 || t < 0 || ta < 0) return 1;
     plain_s.push_back(p);
     table_s.push_back(t);
     table_attr_s.push_back(ta);
-    run_on(io, exec_sql(conn, "TRUNCATE usage_events, bench_plain, usage_rollup"));
+    db.sql("TRUNCATE usage_events, bench_plain, usage_rollup");
 
     // The ledger writer, fed from this thread as the I/O threads feed it.
     const struct {
@@ -192,7 +172,7 @@ int main(int argc, char** argv) {
                 {true, &records, &rated_s, &rated_r},
                 {true, &attributed, &attr_s, &attr_r}};
     for (const auto& run : runs) {
-      const auto [ingest, rollup] = writer_run(io, conn, settings, spool_dir, run.rate, *run.rows);
+      const auto [ingest, rollup] = writer_run(db, spool_dir, run.rate, *run.rows);
       if (ingest < 0) return 1;
       run.ingest->push_back(ingest);
       run.rollup->push_back(rollup);
@@ -204,10 +184,7 @@ int main(int argc, char** argv) {
                  round + 1, p, t, ta, ledger_s.back(), ledger_r.back(), rated_s.back(),
                  rated_r.back(), attr_s.back(), attr_r.back());
   }
-  run_on(io, exec_sql(conn, "DROP TABLE bench_plain"));
-  conn.close();
-  guard.reset();
-  io_thread.join();
+  db.sql("DROP TABLE bench_plain");
   std::filesystem::remove_all(spool_dir);
 
   const double n = static_cast<double>(events);

@@ -8,10 +8,11 @@
 // R times each (default 11), and prints the medians:
 //   top 20 end users by cost for the month (bucket_width=1mo, order=cost_desc, group_limit=20);
 //   top 20 tag values of `feature` by cost for the month;
-//   top 20 end users over 30 whole days that are not a calendar month (the rollup's days);
+//   top 20 end users over 30 whole days that are not a calendar month (a month row less a day);
+// first right after the writes, then once the BRIN ranges written meanwhile are summarized
+// (waiting for a VACUUM of the partition to end, if one holds it);
 //   the first and third again without the rollup (a batch=false filter, which it does not
 //   serve; once each), and whether the answers are the same.
-#include <boost/asio/executor_work_guard.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -64,15 +65,14 @@ metering::usage_record make_record(std::size_t i, std::size_t n, std::int64_t fr
 
 // Writes the events through a ledger writer, at most `ahead` queued beyond what is committed;
 // returns the seconds until all are committed (-1 on failure).
-double write_events(net::io_context& io, const pg::connection_settings& settings,
-                    const std::string& spool_dir, std::size_t n, std::int64_t from_ms,
-                    std::size_t users) {
+double write_events(bench_session& db, const std::string& spool_dir, std::size_t n,
+                    std::int64_t from_ms, std::size_t users) {
   std::filesystem::remove_all(spool_dir);
   metrics::registry registry;
   logger log{stderr, log_level::warn};
   billing::ledger_settings ls;
   ls.spool_dir = spool_dir;
-  billing::ledger_writer writer(io.get_executor(), settings, ls, registry, log);
+  billing::ledger_writer writer(db.io.get_executor(), db.settings, ls, registry, log);
   writer.start();
   constexpr std::size_t ahead = 100'000;
   const auto t0 = bench_clock::now();
@@ -88,7 +88,7 @@ double write_events(net::io_context& io, const pg::connection_settings& settings
     if (bench_clock::now() - t0 > std::chrono::minutes(60)) return -1;
   }
   const double s = std::chrono::duration<double>(bench_clock::now() - t0).count();
-  run_on(io, writer.stop());
+  db.run(writer.stop());
   return s;
 }
 
@@ -97,13 +97,13 @@ struct timed {
   std::vector<billing::usage_row> rows;
 };
 
-timed time_query(net::io_context& io, billing::usage_queries& queries,
+timed time_query(bench_session& db, billing::usage_queries& queries,
                  const billing::usage_query& q, int runs) {
   timed out;
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) {
     const auto t0 = bench_clock::now();
-    auto rows = run_on(io, queries.usage(q));
+    auto rows = db.run(queries.usage(q));
     ms.push_back(std::chrono::duration<double, std::milli>(bench_clock::now() - t0).count());
     if (!rows) {
       std::fprintf(stderr, "usage-bench: %s\n", rows.error().message.c_str());
@@ -141,42 +141,29 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: tollgate-usage-bench --db URL [--events N] [--users U]\n");
     return 2;
   }
-  net::io_context io{1};
-  auto guard = net::make_work_guard(io);
-  std::thread io_thread([&io] { io.run(); });
-  pg::connection_settings settings;
-  settings.conninfo = url;
-  settings.statement_timeout = std::chrono::milliseconds(600'000);
-  pg::connection conn(io.get_executor(), settings);
-  if (!run_on(io, connect(conn))) return 1;
+  bench_session db(url);
+  if (!db.run(connect(*db.conn))) return 1;
   // Last month's first day (UTC), and the next month's.
-  const std::int64_t month = run_on(io, query_int(conn,
+  const std::int64_t month = db.run(query_int(*db.conn,
       "SELECT extract(epoch from date_trunc('month', now() AT TIME ZONE 'UTC')"
       " - interval '1 month')::bigint"));
-  const std::int64_t next = run_on(io, query_int(conn,
+  const std::int64_t next = db.run(query_int(*db.conn,
       "SELECT extract(epoch from date_trunc('month', now() AT TIME ZONE 'UTC'))::bigint"));
   double ingest_s = 0;
   if (!reuse) {
-    if (!run_on(io, exec_sql(conn, std::string("TRUNCATE usage_events, usage_rollup;"
-                                               "INSERT INTO tenants (id, name) VALUES ('") +
-                                       tenant + "', 'topn') ON CONFLICT DO NOTHING;" +
-                                       bench_plan_sql(tenant)))) {
+    if (!db.sql(std::string("TRUNCATE usage_events, usage_rollup; INSERT INTO tenants (id, name)"
+                            " VALUES ('") +
+                tenant + "', 'topn') ON CONFLICT DO NOTHING;" + bench_plan_sql(tenant))) {
       return 1;
     }
-    ingest_s = write_events(io, settings, spool_dir, events, month * 1000, users);
+    ingest_s = write_events(db, spool_dir, events, month * 1000, users);
     if (ingest_s < 0) return 1;
   }
-  const auto t0 = bench_clock::now();
-  while (run_on(io, query_int(conn, "SELECT count(*) FROM (SELECT 1 FROM usage_events WHERE"
-                                    " xact_id >= (SELECT watermark FROM usage_rollup_state)"
-                                    " LIMIT 1) x")) != 0) {
-    run_on(io, query_int(conn, "SELECT tollgate_advance_usage_rollup(600000)"));
-  }
-  const double catch_up_s = std::chrono::duration<double>(bench_clock::now() - t0).count();
+  const double catch_up_s = db.run(catch_up_rollup(*db.conn));
   std::fprintf(stderr, "usage-bench: %zu events written in %.1f s; rollup caught up %.1f s later\n",
                events, ingest_s, catch_up_s);
 
-  pg::pool pool(io.get_executor(), settings, 1);
+  pg::pool pool(db.io.get_executor(), db.settings, 1);
   billing::usage_queries queries(pool);
   billing::usage_query top;
   top.start_s = month;
@@ -186,33 +173,45 @@ int main(int argc, char** argv) {
   top.group_by = {"end_user"};
   top.order = billing::usage_order::cost_desc;
   top.group_limit = 20;
-  const timed users_month = time_query(io, queries, top, runs);
   billing::usage_query tags = top;
   tags.group_by = {"tag:feature"};
-  const timed tags_month = time_query(io, queries, tags, runs);
   billing::usage_query days = top;
   days.start_s = month + 86400;
   days.end_s = month + 31 * 86400;
-  const timed users_days = time_query(io, queries, days, runs);
+  // Right after the writes: autovacuum is likely at work on the month's partition, so the BRIN
+  // ranges written since the last summary are not summarized yet.
+  const timed users_month = time_query(db, queries, top, runs);
+  const timed tags_month = time_query(db, queries, tags, runs);
+  const timed users_days = time_query(db, queries, days, runs);
+  // Then once every range is summarized (waiting for the VACUUM that holds the partition).
+  const auto t1 = bench_clock::now();
+  const std::int64_t ranges = db.run(query_int(*db.conn,
+      "SELECT coalesce(sum(brin_summarize_new_values(relid)), 0) FROM"
+      " pg_partition_tree('usage_events_xact') WHERE isleaf"));
+  const double summary_s = std::chrono::duration<double>(bench_clock::now() - t1).count();
+  const timed users_month_s = time_query(db, queries, top, runs);
+  const timed tags_month_s = time_query(db, queries, tags, runs);
+  const timed users_days_s = time_query(db, queries, days, runs);
   billing::usage_query raw = top;
   raw.batch = false;  // every event: the same answer, without the rollup
-  const timed users_raw = time_query(io, queries, raw, 1);
+  const timed users_raw = time_query(db, queries, raw, 1);
   billing::usage_query raw_days = days;
   raw_days.batch = false;
-  const timed days_raw = time_query(io, queries, raw_days, 1);
-  conn.close();
-  guard.reset();
-  io_thread.join();
+  const timed days_raw = time_query(db, queries, raw_days, 1);
   std::filesystem::remove_all(spool_dir);
   std::printf(
       "{\"events\":%zu,\"end_users\":%zu,\"runs\":%d,\"ingest_events_per_s\":%.0f,"
-      "\"rollup_catch_up_s\":%.2f,\"top20_end_users_month_ms\":%.1f,"
-      "\"top20_tag_values_month_ms\":%.1f,\"top20_end_users_30_days_ms\":%.1f,"
+      "\"rollup_catch_up_s\":%.2f,\"right_after\":{\"top20_end_users_month_ms\":%.1f,"
+      "\"top20_tag_values_month_ms\":%.1f,\"top20_end_users_30_days_ms\":%.1f},"
+      "\"unsummarized_ranges\":%lld,\"summarized_after_s\":%.1f,"
+      "\"summarized\":{\"top20_end_users_month_ms\":%.1f,"
+      "\"top20_tag_values_month_ms\":%.1f,\"top20_end_users_30_days_ms\":%.1f},"
       "\"top20_end_users_month_without_rollup_ms\":%.0f,"
       "\"top20_end_users_30_days_without_rollup_ms\":%.0f,\"same_answers\":%s,\"groups\":%zu}\n",
       events, users, runs, reuse ? 0.0 : static_cast<double>(events) / ingest_s, catch_up_s,
-      users_month.median_ms, tags_month.median_ms, users_days.median_ms, users_raw.median_ms,
-      days_raw.median_ms,
+      users_month.median_ms, tags_month.median_ms, users_days.median_ms,
+      static_cast<long long>(ranges), summary_s, users_month_s.median_ms, tags_month_s.median_ms,
+      users_days_s.median_ms, users_raw.median_ms, days_raw.median_ms,
       same(users_month.rows, users_raw.rows) && same(users_days.rows, days_raw.rows) ? "true"
                                                                                      : "false",
       users_month.rows.size());
