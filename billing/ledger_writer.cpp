@@ -44,7 +44,8 @@ ledger_writer::ledger_writer(net::any_io_executor ex, pg::connection_settings db
       settings_(std::move(settings)),
       log_(log),
       spool_(settings_.spool_dir, settings_.spool_bytes_max),
-      conn_(ex, std::move(db)),
+      conn_(ex, db),
+      rollup_conn_(ex, std::move(db)),
       queue_depth_(registry
                        .add_gauge("tollgate_ledger_queue_events",
                                   "Usage events queued in memory for the next ledger flush.")
@@ -83,7 +84,12 @@ ledger_writer::ledger_writer(net::any_io_executor ex, pg::connection_settings db
                        .add_gauge("tollgate_ledger_memory_only_events",
                                   "Usage events the journal could not take, held in memory "
                                   "until PostgreSQL commits them.")
-                       .get()) {
+                       .get()),
+      rollup_failures_(registry
+                           .add_counter("tollgate_usage_rollup_failures_total",
+                                        "Advances of the usage rollup that failed (reports stay "
+                                        "exact; they read more events until one succeeds).")
+                           .get()) {
   for (std::uint64_t seq : spool_.sealed()) pending_.push_back(batch{seq, false, {}, 0});
   if (!pending_.empty()) {
     json_object_writer f;
@@ -100,13 +106,48 @@ ledger_writer::~ledger_writer() = default;
 void ledger_writer::start() {
   timer_ = std::make_unique<net::steady_timer>(ex_);
   stopped_ = std::make_unique<net::steady_timer>(ex_, clock::time_point::max());
+  rollup_timer_ = std::make_unique<net::steady_timer>(ex_);
+  rollup_stopped_ = std::make_unique<net::steady_timer>(ex_, clock::time_point::max());
   net::co_spawn(ex_, run(), net::detached);
+  if (settings_.rollup_interval.count() > 0) {
+    net::co_spawn(ex_, run_rollup(), net::detached);
+  } else {
+    rollup_stopped_.reset();
+  }
 }
 
 net::awaitable<void> ledger_writer::stop() {
   stopping_ = true;
   timer_->cancel();
   co_await stopped_->async_wait(net::as_tuple(net::use_awaitable));
+  if (rollup_stopped_) {
+    rollup_timer_->cancel();
+    co_await rollup_stopped_->async_wait(net::as_tuple(net::use_awaitable));
+  }
+}
+
+net::awaitable<void> ledger_writer::run_rollup() {
+  // Exactness does not depend on this loop (reports read the events above the watermark), only
+  // how many events a report reads: a failure is counted and retried at the next interval.
+  while (!stopping_) {
+    rollup_timer_->expires_after(settings_.rollup_interval);
+    co_await rollup_timer_->async_wait(net::as_tuple(net::use_awaitable));
+    if (stopping_) break;
+    if (!rollup_conn_.ok() && !co_await rollup_conn_.connect()) {
+      rollup_failures_.inc();
+      continue;
+    }
+    auto r = co_await rollup_conn_.query("SELECT tollgate_advance_usage_rollup()");
+    if (!r) {
+      rollup_failures_.inc();
+      json_object_writer f;
+      f.add("error", r.error().message);
+      log_.warn("ledger: could not advance the usage rollup", f);
+      if (!r.error().sqlstate.empty()) continue;
+      rollup_conn_.close();
+    }
+  }
+  rollup_stopped_->cancel();
 }
 
 void ledger_writer::record(const metering::usage_record& r) {

@@ -9,6 +9,8 @@
 //   hold rows already stored (a spool replay, or a COPY refused for a duplicate) first goes
 //   through a staging table to find and drop those rows, so that they are neither stored nor
 //   rated twice: the request id makes it idempotent.
+// Every rollup_interval, on a second connection, it advances the usage rollup: the sums per
+// tenant, day, month, end user and tag that usage reports read (docs/LEDGER.md).
 // While PostgreSQL is unreachable the journal is fsynced each interval and kept (the spool);
 // on reconnect, and after a restart, it is replayed and deleted only once committed.
 // Nothing answered is lost, and nothing is answered that cannot be recorded:
@@ -58,6 +60,9 @@ struct ledger_settings {
   std::string spool_dir;                       // the journal/spool folder
   std::uint64_t spool_bytes_max = 1ull << 30;  // past this the gateway stops taking requests
   bool rate_events = true;  // price each event as it is stored (billing/rating.hpp)
+  // How often the usage rollup is advanced (sql/015_usage_rollup.sql), on a connection of its
+  // own so that flushes never wait for it; 0: never (another gateway does it).
+  std::chrono::milliseconds rollup_interval{2000};
 };
 
 // The usage_events columns a ledger row carries, in COPY order.
@@ -106,6 +111,8 @@ class ledger_writer final : public metering::usage_sink {
   };
 
   boost::asio::awaitable<void> run();
+  // Advances the usage rollup every rollup_interval until stopped.
+  boost::asio::awaitable<void> run_rollup();
   boost::asio::awaitable<void> flush();
   boost::asio::awaitable<bool> ensure_connected();
   // Commits `rows` in one transaction; `may_repeat` (a spool replay) first drops the rows
@@ -158,6 +165,9 @@ class ledger_writer final : public metering::usage_sink {
   bool stopping_ = false;
   std::unique_ptr<boost::asio::steady_timer> timer_;
   std::unique_ptr<boost::asio::steady_timer> stopped_;
+  pg::connection rollup_conn_;
+  std::unique_ptr<boost::asio::steady_timer> rollup_timer_;
+  std::unique_ptr<boost::asio::steady_timer> rollup_stopped_;
 
   // Shared with record() on the I/O threads.
   std::mutex mu_;
@@ -187,6 +197,7 @@ class ledger_writer final : public metering::usage_sink {
   metrics::family<metrics::counter>& failures_;
   metrics::counter& quarantined_;
   metrics::gauge& memory_only_;
+  metrics::counter& rollup_failures_;
 };
 
 }  // namespace tollgate::billing

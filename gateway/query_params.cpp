@@ -11,11 +11,13 @@ int hex_value(char c) {
   return -1;
 }
 
-std::optional<std::string> decode(std::string_view s) {
+}  // namespace
+
+std::optional<std::string> query_params::decode(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
+    if (s[i] == '+' && plus_is_space) {
       out.push_back(' ');
     } else if (s[i] == '%') {
       if (i + 2 >= s.size()) return std::nullopt;
@@ -30,8 +32,6 @@ std::optional<std::string> decode(std::string_view s) {
   }
   return out;
 }
-
-}  // namespace
 
 std::optional<query_params> query_params::parse(std::string_view target) {
   query_params q;

@@ -15,6 +15,9 @@ class query_params {
   // has a bad percent-escape.
   static std::optional<query_params> parse(std::string_view target);
 
+  // Percent-decodes `s` ('+' is a space where `plus_is_space`); nullopt for a bad escape.
+  static std::optional<std::string> decode(std::string_view s, bool plus_is_space = true);
+
   // The last value given for `name`.
   std::optional<std::string> get(std::string_view name) const;
   // Every value for `name` and `name[]`, commas splitting each (group_by=model,project_id).

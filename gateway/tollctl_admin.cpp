@@ -37,6 +37,20 @@ std::string url_encode(std::string_view v) {
   return out;
 }
 
+// Percent-encodes a tag key for a `tag:<key>` parameter name, commas included (the API decodes
+// the key once more than the query string).
+std::string tag_key_encode(std::string_view key) {
+  std::string out;
+  for (const char c : key) {
+    if (c == ',') {
+      out += "%2C";
+    } else {
+      out += url_encode(std::string_view(&c, 1));
+    }
+  }
+  return out;
+}
+
 // Prints an API answer: the whole JSON, or with `field` one top-level field of it (strings
 // unquoted), for scripts. Exit status 0 for 2xx, 1 otherwise (the error body goes to stderr).
 int print_api(const http_result& r, const std::string& field) {
@@ -395,6 +409,7 @@ int get_invoice(api_call& c) {
 }
 
 // usage and events: filters as query parameters; with --csv the CSV is printed as it comes.
+// --tag KEY=VALUE (repeatable) filters on a tag.
 int usage_query(api_call& c) {
   c.list_query({{"--start", "start_time"},
                 {"--end", "end_time"},
@@ -404,9 +419,21 @@ int usage_query(api_call& c) {
                 {"--project", "project_id"},
                 {"--key", "api_key_id"},
                 {"--model", "model"},
+                {"--end-user", "end_user"},
+                {"--session", "session_id"},
+                {"--order", "order"},
+                {"--group-limit", "group_limit"},
                 {"--limit", "limit"},
                 {"--page", "page"},
                 {"--after", "after"}});
+  while (c.has_opt("--tag")) {
+    const std::string tag = c.opt("--tag");
+    const auto eq = tag.find('=');
+    if (eq == std::string::npos || eq == 0) return fail("--tag takes KEY=VALUE");
+    c.query += std::string(c.query.empty() ? "?" : "&") +
+               url_encode("tag:" + tag_key_encode(tag.substr(0, eq))) + "=" +
+               url_encode(tag.substr(eq + 1));
+  }
   c.raw_csv = take_flag(c.args, "--csv");
   if (c.raw_csv) c.query += c.query.empty() ? "?format=csv" : "&format=csv";
   return 0;

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <map>
 
+#include "billing/period_pricing.hpp"
 #include "core/json_text.hpp"
 
 namespace tollgate::gateway {
@@ -15,36 +16,6 @@ namespace bhttp = boost::beast::http;
 // CSV is read from the database this many buckets at a time.
 constexpr std::int64_t csv_window_buckets = 1440;
 
-std::optional<std::int64_t> parse_int(const std::string& s) {
-  std::int64_t v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-// Unix seconds in [0, time_s_max]; nullopt for anything else (huge, negative, not a number).
-std::optional<std::int64_t> parse_time_s(const std::string& s) {
-  const auto v = parse_int(s);
-  if (!v || *v < 0 || *v > time_s_max) return std::nullopt;
-  return v;
-}
-
-const std::string time_range_text = "unix seconds between 0 and " + std::to_string(time_s_max);
-
-struct width_rule {
-  const char* name;
-  std::int64_t seconds;
-  int default_limit;
-  int max_limit;
-};
-// OpenAI's bucket widths and their page sizes.
-constexpr width_rule width_rules[] = {
-    {"1m", 60, 60, 1440}, {"1h", 3600, 24, 168}, {"1d", 86400, 7, 31}};
-
-api_error bad(std::string message, std::string param) {
-  return invalid_request(std::move(message), std::move(param), "invalid_value");
-}
-
 void add_opt(json_object_writer& w, const char* key, const std::optional<std::string>& v) {
   if (v) {
     w.add(key, *v);
@@ -53,7 +24,23 @@ void add_opt(json_object_writer& w, const char* key, const std::optional<std::st
   }
 }
 
-std::string result_json(const billing::usage_row& r, bool finance) {
+// What shapes every result of a report.
+struct report_view {
+  bool finance = false;               // tenant_id is shown
+  std::vector<std::string> tag_keys;  // the grouped tags, in group_by order
+};
+
+std::vector<std::string> grouped_tag_keys(const billing::usage_query& q) {
+  std::vector<std::string> keys;
+  for (const auto& g : q.group_by) {
+    if (g.starts_with(billing::usage_tag_prefix)) keys.push_back(g.substr(billing::usage_tag_prefix.size()));
+  }
+  return keys;
+}
+
+// One result: OpenAI's fields, then the attribution groupings and the cost.
+std::string result_json(const report_view& v, const billing::usage_row& r,
+                        std::optional<std::int64_t> cost_minor) {
   json_object_writer w;
   w.add("object", "organization.usage.completions.result")
       .add("input_tokens", r.input_tokens)
@@ -63,7 +50,7 @@ std::string result_json(const billing::usage_row& r, bool finance) {
       .add("output_audio_tokens", 0)
       .add("output_reasoning_tokens", r.output_reasoning_tokens)
       .add("num_model_requests", r.requests);
-  if (finance) add_opt(w, "tenant_id", r.tenant_id);
+  if (v.finance) add_opt(w, "tenant_id", r.tenant_id);
   add_opt(w, "project_id", r.project_id);
   w.add_null("user_id");
   add_opt(w, "api_key_id", r.api_key_id);
@@ -73,6 +60,25 @@ std::string result_json(const billing::usage_row& r, bool finance) {
   } else {
     w.add_null("batch");
   }
+  add_opt(w, "end_user", r.end_user);
+  add_opt(w, "session_id", r.session_id);
+  if (v.tag_keys.empty()) {
+    w.add_null("tags");
+  } else {
+    json_object_writer tags;
+    for (std::size_t i = 0; i < v.tag_keys.size(); ++i) {
+      add_opt(tags, v.tag_keys[i].c_str(), i < r.tags.size() ? r.tags[i] : std::nullopt);
+    }
+    w.add_raw("tags", tags.finish());
+  }
+  w.add("cost_micros", r.cost_micros);
+  if (cost_minor) {
+    w.add("cost_minor", *cost_minor);
+  } else {
+    w.add_null("cost_minor");
+  }
+  add_opt(w, "currency", r.currency.empty() ? std::nullopt : std::optional(r.currency));
+  w.add("unrated_requests", r.unrated_requests);
   return w.finish();
 }
 
@@ -89,8 +95,23 @@ void csv_field(std::string& out, std::string_view v) {
   out.push_back('"');
 }
 
-void csv_row(std::string& out, const billing::usage_row& r, std::int64_t width) {
-  out += std::to_string(r.bucket_start_s) + "," + std::to_string(r.bucket_start_s + width) + ",";
+std::string csv_header(const std::vector<std::string>& tag_keys) {
+  std::string out =
+      "start_time,end_time,tenant_id,project_id,api_key_id,model,batch,input_tokens,"
+      "input_cached_tokens,output_tokens,output_reasoning_tokens,num_model_requests,end_user,"
+      "session_id,cost_micros,cost_minor,currency,unrated_requests";
+  for (const auto& k : tag_keys) {
+    out.push_back(',');
+    csv_field(out, std::string(billing::usage_tag_prefix) + k);
+  }
+  out.push_back('\n');
+  return out;
+}
+
+void csv_row(std::string& out, const billing::usage_query& q, const billing::usage_row& r,
+             std::optional<std::int64_t> cost_minor) {
+  out += std::to_string(r.bucket_start_s) + "," +
+         std::to_string(billing::usage_next_bucket(q, r.bucket_start_s)) + ",";
   for (const auto* v : {&r.tenant_id, &r.project_id, &r.api_key_id, &r.model}) {
     if (*v) csv_field(out, **v);
     out.push_back(',');
@@ -98,7 +119,19 @@ void csv_row(std::string& out, const billing::usage_row& r, std::int64_t width) 
   if (r.batch) out += *r.batch ? "true" : "false";
   out += "," + std::to_string(r.input_tokens) + "," + std::to_string(r.input_cached_tokens) + "," +
          std::to_string(r.output_tokens) + "," + std::to_string(r.output_reasoning_tokens) + "," +
-         std::to_string(r.requests) + "\n";
+         std::to_string(r.requests) + ",";
+  for (const auto* v : {&r.end_user, &r.session_id}) {
+    if (*v) csv_field(out, **v);
+    out.push_back(',');
+  }
+  out += std::to_string(r.cost_micros) + ",";
+  if (cost_minor) out += std::to_string(*cost_minor);
+  out += "," + r.currency + "," + std::to_string(r.unrated_requests);
+  for (const auto& t : r.tags) {
+    out.push_back(',');
+    if (t) csv_field(out, *t);
+  }
+  out.push_back('\n');
 }
 
 api_error from_db(const pg::db_error& e) {
@@ -114,117 +147,58 @@ usage_limits usage_limits::from(const usage_reports_config& c) {
   return l;
 }
 
-result<usage_request> parse_usage_request(const query_params& q, bool finance,
-                                          std::int64_t now_s, const usage_limits& limits) {
-  usage_request r;
-  r.finance = finance;
-  const auto start = q.get("start_time");
-  if (!start) return bad("start_time (unix seconds) is required.", "start_time");
-  const auto start_v = parse_time_s(*start);
-  if (!start_v) return bad("start_time must be " + time_range_text + ".", "start_time");
-  r.query.start_s = *start_v;
-  r.query.end_s = std::min(now_s, time_s_max) + 1;  // through the current second
-  if (const auto end = q.get("end_time")) {
-    const auto v = parse_time_s(*end);
-    if (!v || *v <= r.query.start_s) {
-      return bad("end_time must be " + time_range_text + ", after start_time.", "end_time");
-    }
-    r.query.end_s = *v;
+std::vector<std::optional<std::int64_t>> usage_cost_minor(
+    const std::vector<billing::usage_row>& rows) {
+  std::vector<std::optional<std::int64_t>> out(rows.size());
+  // The rows of one bucket and currency, by index.
+  std::map<std::pair<std::int64_t, std::string>, std::vector<std::size_t>> sets;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (!rows[i].currency.empty()) sets[{rows[i].bucket_start_s, rows[i].currency}].push_back(i);
   }
-  if (r.query.end_s <= r.query.start_s) {
-    return bad("start_time must be in the past.", "start_time");
+  for (const auto& [key, members] : sets) {
+    std::vector<std::int64_t> micros;
+    for (const std::size_t i : members) micros.push_back(rows[i].cost_micros);
+    const auto minor = billing::to_minor_units(micros, billing::currency_minor_digits(key.second));
+    for (std::size_t k = 0; k < members.size(); ++k) out[members[k]] = minor.amounts[k];
   }
-  const width_rule* rule = &width_rules[2];
-  if (const auto w = q.get("bucket_width")) {
-    rule = nullptr;
-    for (const auto& wr : width_rules) {
-      if (*w == wr.name) rule = &wr;
-    }
-    if (rule == nullptr) return bad("bucket_width must be 1m, 1h or 1d.", "bucket_width");
-  }
-  if (const auto f = q.get("format")) {
-    if (*f != "json" && *f != "csv") return bad("format must be json or csv.", "format");
-    r.csv = *f == "csv";
-  }
-  r.query.bucket_s = rule->seconds;
-  r.bucket_limit = rule->default_limit;
-  if (const auto l = q.get("limit")) {
-    const auto v = parse_int(*l);
-    if (!v || *v < 1 || *v > rule->max_limit) {
-      return bad("limit must be between 1 and " + std::to_string(rule->max_limit) +
-                     " for bucket_width " + rule->name + ".",
-                 "limit");
-    }
-    r.bucket_limit = static_cast<int>(*v);
-  }
-  for (const auto& g : q.list("group_by")) {
-    if (g != "project_id" && g != "api_key_id" && g != "model" && g != "batch" &&
-        !(finance && g == "tenant_id")) {
-      return bad("group_by accepts " + std::string(finance ? "tenant_id, " : "") +
-                     "project_id, api_key_id, model and batch; got `" + g + "`.",
-                 "group_by");
-    }
-    r.query.group_by.push_back(g);
-  }
-  auto filter = [&](const char* name, std::optional<std::string>& into) {
-    if (auto v = q.get(name)) into = std::move(*v);
-  };
-  if (finance) filter("tenant_id", r.query.tenant_id);
-  filter("project_id", r.query.project_id);
-  filter("api_key_id", r.query.api_key_id);
-  filter("model", r.query.model);
-  if (const auto b = q.get("batch")) {
-    if (*b != "true" && *b != "false") return bad("batch must be true or false.", "batch");
-    r.query.batch = *b == "true";
-  }
-  // The whole range, in buckets (the last one may be partial): bounded, JSON and CSV alike.
-  const std::int64_t range_buckets =
-      (r.query.end_s - r.query.start_s + r.query.bucket_s - 1) / r.query.bucket_s;
-  const std::int64_t range_max =
-      r.csv ? limits.csv_range_buckets_max : limits.json_range_buckets_max;
-  if (range_buckets > range_max) {
-    return bad("The range from start_time to end_time spans " + std::to_string(range_buckets) +
-                   " buckets of " + rule->name + "; at most " + std::to_string(range_max) +
-                   " are allowed per query" + (r.csv ? " for CSV" : "") +
-                   ". Narrow the range or use a wider bucket_width.",
-               "end_time");
-  }
-  r.page_start_s = r.query.start_s;
-  if (const auto p = q.get("page")) {
-    const auto v = parse_int(*p);
-    if (!v || *v < r.query.start_s || *v >= r.query.end_s ||
-        (*v - r.query.start_s) % r.query.bucket_s != 0) {
-      return bad("page is not a cursor from this query's next_page.", "page");
-    }
-    r.page_start_s = *v;
-  }
-  return r;
+  return out;
 }
 
 boost::asio::awaitable<void> send_usage_report(http::exchange& ex, const billing_context& billing,
                                                usage_request request, std::string request_id) {
-  const std::int64_t width = request.query.bucket_s;
+  const report_view view{request.finance, grouped_tag_keys(request.query)};
+  // The end of `n` buckets from `from`, within the range.
+  const auto buckets_end = [&request](std::int64_t from, std::int64_t n) {
+    std::int64_t at = from;
+    for (std::int64_t i = 0; i < n && at < request.query.end_s; ++i) {
+      at = billing::usage_next_bucket(request.query, at);
+    }
+    return std::min(at, request.query.end_s);
+  };
   if (!request.csv) {
     billing::usage_query q = request.query;
     q.start_s = request.page_start_s;
-    q.end_s = std::min(request.query.end_s, q.start_s + width * request.bucket_limit);
+    q.end_s = buckets_end(q.start_s, request.bucket_limit);
     auto op = billing.usage->usage(q);
     auto rows = co_await on_billing(billing, std::move(op));
     if (!rows) {
       co_await ex.send_error(from_db(rows.error()), request_id);
       co_return;
     }
+    const auto minor = usage_cost_minor(*rows);
     std::map<std::int64_t, json_array_writer> results;  // by bucket start
-    for (const auto& row : *rows) {
-      results[row.bucket_start_s].add_raw(result_json(row, request.finance));
+    for (std::size_t i = 0; i < rows->size(); ++i) {
+      results[(*rows)[i].bucket_start_s].add_raw(result_json(view, (*rows)[i], minor[i]));
     }
     json_array_writer data;
-    for (std::int64_t b = q.start_s; b < q.end_s; b += width) {
+    for (std::int64_t b = q.start_s; b < q.end_s;) {
+      const std::int64_t next = billing::usage_next_bucket(q, b);
       json_object_writer bucket;
-      bucket.add("object", "bucket").add("start_time", b).add("end_time", b + width);
+      bucket.add("object", "bucket").add("start_time", b).add("end_time", next);
       const auto it = results.find(b);
       bucket.add_raw("results", it != results.end() ? it->second.finish() : "[]");
       data.add_raw(bucket.finish());
+      b = next;
     }
     const bool more = q.end_s < request.query.end_s;
     json_object_writer page;
@@ -246,13 +220,11 @@ boost::asio::awaitable<void> send_usage_report(http::exchange& ex, const billing
   head.set(bhttp::field::content_type, "text/csv; charset=utf-8");
   head.set("x-request-id", request_id);
   if (!co_await ex.send_chunked_header(std::move(head))) co_return;
-  std::string out =
-      "start_time,end_time,tenant_id,project_id,api_key_id,model,batch,input_tokens,"
-      "input_cached_tokens,output_tokens,output_reasoning_tokens,num_model_requests\n";
+  std::string out = csv_header(view.tag_keys);
   for (std::int64_t at = request.page_start_s; at < request.query.end_s;) {
     billing::usage_query q = request.query;
     q.start_s = at;
-    q.end_s = std::min(request.query.end_s, at + width * csv_window_buckets);
+    q.end_s = buckets_end(at, csv_window_buckets);
     at = q.end_s;
     auto op = billing.usage->usage(q);
     auto rows = co_await on_billing(billing, std::move(op));
@@ -260,50 +232,12 @@ boost::asio::awaitable<void> send_usage_report(http::exchange& ex, const billing
       ex.set_close_after();
       co_return;
     }
-    for (const auto& row : *rows) csv_row(out, row, width);
+    const auto minor = usage_cost_minor(*rows);
+    for (std::size_t i = 0; i < rows->size(); ++i) csv_row(out, q, (*rows)[i], minor[i]);
     if (!out.empty() && !co_await ex.send_chunk(out)) co_return;
     out.clear();
   }
   co_await ex.send_last_chunk();
-}
-
-result<billing::events_query> parse_events_request(const query_params& q, std::int64_t now_s) {
-  billing::events_query e;
-  e.start_s = 0;
-  e.end_s = std::min(now_s, time_s_max) + 1;
-  if (const auto s = q.get("start_time")) {
-    const auto v = parse_time_s(*s);
-    if (!v) return bad("start_time must be " + time_range_text + ".", "start_time");
-    e.start_s = *v;
-  }
-  if (const auto s = q.get("end_time")) {
-    const auto v = parse_time_s(*s);
-    if (!v || *v <= e.start_s) {
-      return bad("end_time must be " + time_range_text + ", after start_time.", "end_time");
-    }
-    e.end_s = *v;
-  }
-  if (const auto l = q.get("limit")) {
-    const auto v = parse_int(*l);
-    if (!v || *v < 1 || *v > 1000) return bad("limit must be between 1 and 1000.", "limit");
-    e.limit = static_cast<int>(*v);
-  }
-  auto filter = [&](const char* name, std::optional<std::string>& into) {
-    if (auto v = q.get(name)) into = std::move(*v);
-  };
-  filter("tenant_id", e.tenant_id);
-  filter("project_id", e.project_id);
-  filter("api_key_id", e.api_key_id);
-  filter("model", e.model);
-  if (const auto a = q.get("after")) {
-    const auto t1 = a->find('~');
-    const auto t2 = t1 == std::string::npos ? t1 : a->find('~', t1 + 1);
-    if (t2 == std::string::npos || !parse_int(a->substr(0, t1))) {
-      return bad("after is not a cursor from a previous page.", "after");
-    }
-    e.after = *a;
-  }
-  return e;
 }
 
 }  // namespace tollgate::gateway

@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # Runs the benchmarks; docs/BENCHMARKS.md records what they printed and on which machine.
-#   scripts/bench.sh [tokenizer|proxy|ledger|budgets|engine|batch|all] [bench options]   (default: all)
-# The ledger benchmark runs against its own PostgreSQL in .run/bench-pg (127.0.0.1:55433).
+#   scripts/bench.sh [tokenizer|proxy|ledger|usage|budgets|engine|batch|all] [bench options]
+#   (default: all)
+# The ledger and usage benchmarks run against their own PostgreSQL in .run/bench-pg
+# (127.0.0.1:55433).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TOLLGATE_BIN_DIR="$PWD/build/bin"
 which=${1:-all}
-case "$which" in tokenizer | proxy | ledger | budgets | engine | batch | all) shift || true ;; *) which=all ;; esac
+case "$which" in tokenizer | proxy | ledger | usage | budgets | engine | batch | all) shift || true ;; *) which=all ;; esac
 if [ "$which" = tokenizer ] || [ "$which" = all ]; then node tests/bench/tokenizer_bench.mjs; fi
 if [ "$which" = proxy ] || [ "$which" = all ]; then node tests/bench/proxy_bench.mjs "$@"; fi
 if [ "$which" = budgets ] || [ "$which" = all ]; then node tests/bench/budgets_bench.mjs "$@"; fi
 if [ "$which" = engine ] || [ "$which" = all ]; then node tests/bench/engine_bench.mjs "$@"; fi
 if [ "$which" = batch ] || [ "$which" = all ]; then node tests/bench/batch_bench.mjs "$@"; fi
-if [ "$which" = ledger ] || [ "$which" = all ]; then
-  mkdir -p .run && chmod 755 .run
-  scripts/pg.sh start .run/bench-pg 55433
-  url=postgresql://tollgate@127.0.0.1:55433/tollgate
-  TOLLGATE_DATABASE__URL=$url build/bin/tollgate migrate
-  build/bin/tollgate-ledger-bench --db "$url" "$@"
-  scripts/pg.sh stop .run/bench-pg
-fi
+for part in ledger usage; do
+  if [ "$which" = "$part" ] || [ "$which" = all ]; then
+    mkdir -p .run && chmod 755 .run
+    scripts/pg.sh start .run/bench-pg 55433
+    url=postgresql://tollgate@127.0.0.1:55433/tollgate
+    TOLLGATE_DATABASE__URL=$url build/bin/tollgate migrate
+    build/bin/tollgate-$part-bench --db "$url" "$@"
+    scripts/pg.sh stop .run/bench-pg
+  fi
+done

@@ -22,7 +22,9 @@ build openai_request_fuzz tests/fuzz/openai_request_fuzz.cpp gateway/openai_requ
   core/json_text.cpp core/error.cpp
 build tokenizer_fuzz tests/fuzz/tokenizer_fuzz.cpp metering/tokenizer.cpp metering/pretokenizer.cpp \
   metering/unicode.cpp metering/unicode_tables.cpp core/json_dom.cpp core/error.cpp core/json_text.cpp
-build query_params_fuzz tests/fuzz/query_params_fuzz.cpp gateway/query_params.cpp
+build query_params_fuzz tests/fuzz/query_params_fuzz.cpp gateway/query_params.cpp gateway/usage_params.cpp \
+  billing/usage_buckets.cpp metering/attribution.cpp metering/unicode.cpp metering/unicode_tables.cpp \
+  core/json_dom.cpp core/json_text.cpp core/error.cpp
 build spool_fuzz tests/fuzz/spool_fuzz.cpp billing/spool.cpp
 build webhook_url_fuzz tests/fuzz/webhook_url_fuzz.cpp gateway/webhook_url.cpp
 build price_book_fuzz tests/fuzz/price_book_fuzz.cpp billing/price_book.cpp billing/pricing.cpp \

@@ -306,7 +306,7 @@ describe('tenants, keys and the ledger (real PostgreSQL)', () => {
     assert.equal(csv.status, 200);
     assert.match(csv.headers.get('content-type'), /^text\/csv/);
     const lines = csv.text.trim().split('\n');
-    assert.equal(lines[0], 'start_time,end_time,tenant_id,project_id,api_key_id,model,batch,input_tokens,input_cached_tokens,output_tokens,output_reasoning_tokens,num_model_requests');
+    assert.equal(lines[0], 'start_time,end_time,tenant_id,project_id,api_key_id,model,batch,input_tokens,input_cached_tokens,output_tokens,output_reasoning_tokens,num_model_requests,end_user,session_id,cost_micros,cost_minor,currency,unrated_requests');
     let csvInput = 0;
     for (const l of lines.slice(1)) csvInput += Number(l.split(',')[7]);
     assert.equal(csvInput, [...totals.values()].reduce((x, t) => x + t.input, 0));
