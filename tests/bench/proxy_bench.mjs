@@ -147,6 +147,10 @@ for (const [mode, byTarget] of Object.entries(results)) {
   }
   const ratio = m('tollgate', 'rps') / m('nginx', 'rps');
   console.log(`Tollgate/nginx throughput ratio: ${ratio.toFixed(2)}`);
-  console.log(`Tollgate/nginx added-latency ratio: p50 ${((m('tollgate', 'p50') - d50) / (m('nginx', 'p50') - d50)).toFixed(2)}, ` +
-    `p99 ${((m('tollgate', 'p99') - d99) / (m('nginx', 'p99') - d99)).toFixed(2)}`);
+  // A ratio means nothing when nginx added nothing measurable (its percentile at or under direct's).
+  const ratioOf = (p, d) => {
+    const base = m('nginx', p) - d;
+    return base > 0 ? ((m('tollgate', p) - d) / base).toFixed(2) : 'n/a (nginx added <= 0)';
+  };
+  console.log(`Tollgate/nginx added-latency ratio: p50 ${ratioOf('p50', d50)}, p99 ${ratioOf('p99', d99)}`);
 }
