@@ -40,6 +40,7 @@ describe('https upstreams', () => {
     const https = (front, host = 'localhost') => `https://${host}:${front.port}/v1`;
     const upstreams = {
       tls: { base_url: https(fronts.main), tls_ca_file: ca, auth_env: 'TLS_UPSTREAM_KEY' },
+      system: { base_url: https(fronts.other) },  // the system's CAs: SSL_CERT_FILE below
       apikey: { base_url: https(fronts.other, '127.0.0.1'), tls_ca_file: ca, auth_file: keyFile,
                 auth_header: 'api-key' },
       'wrong-ca': { base_url: https(fronts.other), tls_ca_file: path.join(certs, 'other-ca.crt') },
@@ -55,7 +56,7 @@ describe('https upstreams', () => {
     s = await startStack({
       upstreamPort,
       config: { server: { threads: 1 }, upstreams, models },
-      env: { TLS_UPSTREAM_KEY: envKey },
+      env: { TLS_UPSTREAM_KEY: envKey, SSL_CERT_FILE: ca },
     });
   });
   after(async () => {
@@ -134,6 +135,12 @@ describe('https upstreams', () => {
     assert.equal(last.headers['api-key'], fileKey);
     assert.equal(last.headers.authorization, undefined);
     assert.equal(fronts.other.connections().at(-1).servername, null);  // no SNI for an IP
+  });
+
+  test('without tls_ca_file the system store is used, and SSL_CERT_FILE points it elsewhere', async () => {
+    const res = await postJson(`${s.url}/v1/chat/completions`, chat('m-system', 'system store'));
+    assert.equal(res.status, 200);
+    await res.text();
   });
 
   const refused = async (model, upstream) => {
