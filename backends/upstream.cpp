@@ -3,6 +3,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
@@ -27,24 +28,33 @@ std::chrono::milliseconds ms(std::uint64_t v) {
 
 upstream_failure failure_from(boost::system::error_code ec, const char* during) {
   using k = upstream_failure::kind;
-  if (ec == beast::error::timeout) return {k::timeout, std::string("timed out ") + during};
-  if (ec == bhttp::error::body_limit) return {k::too_large, "response body over the limit"};
+  if (ec == beast::error::timeout) return {k::timeout, std::string("timed out ") + during, {}};
+  if (ec == bhttp::error::body_limit) return {k::too_large, "response body over the limit", {}};
   if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
       ec == net::error::connection_reset || ec == net::error::broken_pipe ||
-      ec == bhttp::error::partial_message || ec == net::error::operation_aborted) {
-    return {k::closed, std::string("connection closed ") + during + " (" + ec.message() + ")"};
+      ec == bhttp::error::partial_message || ec == net::error::operation_aborted ||
+      ec == net::ssl::error::stream_truncated) {
+    return {k::closed, std::string("connection closed ") + during + " (" + ec.message() + ")", {}};
   }
   if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
-    return {k::protocol, std::string("invalid HTTP ") + during + " (" + ec.message() + ")"};
+    return {k::protocol, std::string("invalid HTTP ") + during + " (" + ec.message() + ")", {}};
   }
-  return {k::closed, std::string("failed ") + during + " (" + ec.message() + ")"};
+  return {k::closed, std::string("failed ") + during + " (" + ec.message() + ")", {}};
 }
 
 // A reused connection that fails this way before any response byte was seen was most likely
 // closed by the upstream while idle; the request can be sent again on a fresh connection.
 bool stale_connection_error(boost::system::error_code ec) {
   return ec == bhttp::error::end_of_stream || ec == net::error::eof ||
-         ec == net::error::connection_reset || ec == net::error::broken_pipe;
+         ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+         ec == net::ssl::error::stream_truncated;
+}
+
+// Runs one I/O operation on the connection's outermost layer: TLS when there is one, else TCP.
+// `op` is called with either stream type and returns the same awaitable type for both.
+template <class Op>
+auto on_stream(upstream_connection& conn, Op&& op) {
+  return conn.tls() ? op(*conn.tls()) : op(conn.tcp());
 }
 
 }  // namespace
@@ -62,6 +72,9 @@ api_error upstream_failure::to_api_error(std::string_view upstream_name) const {
       return upstream_unavailable(where + "answered with " + detail);
     case kind::too_large:
       return upstream_unavailable(where + "sent a " + detail);
+    case kind::certificate:
+    case kind::tls:
+      return upstream_unavailable(where + detail);
   }
   return upstream_unavailable(where + detail);
 }
@@ -78,38 +91,75 @@ std::string_view upstream_failure::label() const {
       return "protocol_error";
     case kind::too_large:
       return "too_large";
+    case kind::certificate:
+      return "certificate_error";
+    case kind::tls:
+      return "tls_error";
   }
   return "error";
 }
 
 // ---- pool ----------------------------------------------------------------------------------
 
-std::unique_ptr<upstream_stream> upstream_pool::take(const upstream_config& upstream) {
-  auto it = idle_.find(upstream.name);
-  if (it == idle_.end()) return nullptr;
-  auto& list = it->second;
+upstream_pool::upstream_pool(net::io_context::executor_type executor,
+                             std::shared_ptr<const upstream_tls_contexts> tls,
+                             metrics::family<metrics::counter>* handshakes)
+    : executor_(executor), tls_(std::move(tls)) {
+  if (handshakes != nullptr) handshakes_.emplace(*handshakes);
+}
+
+std::unique_ptr<upstream_connection> upstream_pool::take(const upstream_config& upstream) {
+  auto it = upstreams_.find(upstream.name);
+  if (it == upstreams_.end()) return nullptr;
+  auto& list = it->second.idle;
   const auto now = std::chrono::steady_clock::now();
   while (!list.empty()) {
     idle_connection c = std::move(list.back());
     list.pop_back();
-    if (now - c.since < ms(limits::upstream_pooled_idle_ms_max) && c.stream->socket().is_open()) {
-      return std::move(c.stream);
+    if (now - c.since < ms(limits::upstream_pooled_idle_ms_max) &&
+        c.conn->tcp().socket().is_open()) {
+      return std::move(c.conn);
     }
   }
   return nullptr;
 }
 
 void upstream_pool::give_back(const upstream_config& upstream,
-                              std::unique_ptr<upstream_stream> stream) {
-  auto& list = idle_[upstream.name];
+                              std::unique_ptr<upstream_connection> conn) {
+  auto& list = upstreams_[upstream.name].idle;
   if (list.size() >= upstream.max_idle_connections) return;  // closes it
-  list.push_back({std::move(stream), std::chrono::steady_clock::now()});
+  list.push_back({std::move(conn), std::chrono::steady_clock::now()});
 }
 
 std::size_t upstream_pool::idle_count() const {
   std::size_t n = 0;
-  for (const auto& [name, list] : idle_) n += list.size();
+  for (const auto& [name, entry] : upstreams_) n += entry.idle.size();
   return n;
+}
+
+std::unique_ptr<upstream_connection> upstream_pool::make_connection(
+    const upstream_config& upstream) {
+  if (!upstream.tls) return std::make_unique<upstream_connection>(executor_);
+  net::ssl::context* ctx = tls_ ? tls_->find(upstream.name) : nullptr;
+  if (ctx == nullptr) return nullptr;
+  return std::make_unique<upstream_connection>(executor_, *ctx);
+}
+
+SSL_SESSION* upstream_pool::session(const upstream_config& upstream) {
+  auto it = upstreams_.find(upstream.name);
+  return it == upstreams_.end() ? nullptr : it->second.session.get();
+}
+
+void upstream_pool::save_session(const upstream_config& upstream, upstream_connection& conn) {
+  if (conn.tls() == nullptr) return;
+  ssl_session_ptr current{SSL_get1_session(conn.tls()->native_handle())};
+  if (!current || SSL_SESSION_is_resumable(current.get()) != 1) return;
+  conn.session_unsaved = false;
+  upstreams_[upstream.name].session = std::move(current);
+}
+
+void upstream_pool::count_handshake(const upstream_config& upstream, bool resumed) {
+  if (handshakes_) handshakes_->with({upstream.name, resumed ? "true" : "false"}).inc();
 }
 
 // ---- call ----------------------------------------------------------------------------------
@@ -126,9 +176,11 @@ void upstream_call::reset_parser() {
 
 upstream_call::~upstream_call() {
   // Only a connection whose response was read whole, with nothing extra buffered, is reusable.
-  if (stream_ && !aborted_ && stream_->socket().is_open() && parser_->is_done() &&
-      parser_->keep_alive() && buffer_.size() == 0) {
-    stream_->expires_never();
+  // By then a TLS 1.3 server's session tickets have arrived: keep the session for resumption.
+  if (!stream_ || aborted_ || !parser_->is_done()) return;
+  if (stream_->session_unsaved) pool_->save_session(upstream_, *stream_);
+  if (stream_->tcp().socket().is_open() && parser_->keep_alive() && buffer_.size() == 0) {
+    stream_->tcp().expires_never();
     pool_->give_back(upstream_, std::move(stream_));
   }
 }
@@ -151,49 +203,87 @@ void upstream_call::abort() {
 void upstream_call::close_connection() {
   if (!stream_) return;
   boost::system::error_code ignored;
-  stream_->socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
-  stream_->socket().close(ignored);
+  stream_->tcp().socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  stream_->tcp().socket().close(ignored);
 }
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::connect() {
-  if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled"};
-  auto stream = std::make_unique<upstream_stream>(pool_->executor());
+  if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled", {}};
+  auto stream = pool_->make_connection(upstream_);
+  if (!stream) {
+    co_return upstream_failure{upstream_failure::kind::tls, "has no TLS settings", {}};
+  }
   net::ip::tcp::resolver resolver(pool_->executor());
   auto [rec, endpoints] =
       co_await resolver.async_resolve(upstream_.host, std::to_string(upstream_.port), use_tuple);
   if (rec) {
     co_return upstream_failure{upstream_failure::kind::connect,
-                               "cannot resolve " + upstream_.host + " (" + rec.message() + ")"};
+                               "cannot resolve " + upstream_.host + " (" + rec.message() + ")",
+                               {}};
   }
-  stream->expires_after(ms(upstream_.connect_timeout_ms));
-  auto [cec, endpoint] = co_await stream->async_connect(endpoints, use_tuple);
+  // One deadline covers the TCP connect and, for https, the TLS handshake.
+  stream->tcp().expires_after(ms(upstream_.connect_timeout_ms));
+  auto [cec, endpoint] = co_await stream->tcp().async_connect(endpoints, use_tuple);
   if (cec) {
     if (cec == beast::error::timeout) {
-      co_return upstream_failure{upstream_failure::kind::timeout, "connecting"};
+      co_return upstream_failure{upstream_failure::kind::timeout, "connecting", {}};
     }
     co_return upstream_failure{
         upstream_failure::kind::connect,
-        upstream_.host + ":" + std::to_string(upstream_.port) + " (" + cec.message() + ")"};
+        upstream_.host + ":" + std::to_string(upstream_.port) + " (" + cec.message() + ")",
+        {}};
   }
-  if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled"};
+  if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled", {}};
   boost::system::error_code ignored;
-  stream->socket().set_option(net::ip::tcp::no_delay(true), ignored);
+  stream->tcp().socket().set_option(net::ip::tcp::no_delay(true), ignored);
+  if (stream->tls() != nullptr) {
+    if (auto f = co_await handshake(*stream)) co_return f;
+    if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled", {}};
+  }
   stream_ = std::move(stream);
   reused_ = false;
   co_return std::nullopt;
 }
 
+// The TLS handshake of a new connection, offering the pool's last session of this upstream.
+net::awaitable<std::optional<upstream_failure>> upstream_call::handshake(
+    upstream_connection& conn) {
+  SSL* ssl = conn.tls()->native_handle();
+  prepare_tls_client(ssl, upstream_.host, pool_->session(upstream_));
+  auto [ec] = co_await conn.tls()->async_handshake(net::ssl::stream_base::client, use_tuple);
+  if (ec) {
+    if (ec == beast::error::timeout) {
+      co_return upstream_failure{upstream_failure::kind::timeout, "connecting (TLS handshake)", {}};
+    }
+    bool certificate = false;
+    std::string reason = tls_failure_reason(ssl, ec, certificate);
+    if (certificate) {
+      co_return upstream_failure{upstream_failure::kind::certificate,
+                                 "is unavailable: its TLS certificate could not be verified",
+                                 std::move(reason)};
+    }
+    co_return upstream_failure{upstream_failure::kind::tls,
+                               "is unavailable: the TLS handshake failed", std::move(reason)};
+  }
+  pool_->count_handshake(upstream_, SSL_session_reused(ssl) == 1);
+  conn.session_unsaved = true;
+  pool_->save_session(upstream_, conn);  // TLS 1.2: resumable now; TLS 1.3: after the tickets
+  co_return std::nullopt;
+}
+
 net::awaitable<std::optional<upstream_failure>> upstream_call::exchange_head(bool& retryable) {
   retryable = false;
-  stream_->expires_after(ms(upstream_.first_byte_timeout_ms));
+  stream_->tcp().expires_after(ms(upstream_.first_byte_timeout_ms));
   const std::array<net::const_buffer, 2> request{net::buffer(request_head_),
                                                  net::buffer(request_body_)};
-  auto [wec, wn] = co_await net::async_write(*stream_, request, use_tuple);
+  auto [wec, wn] = co_await on_stream(
+      *stream_, [&](auto& s) { return net::async_write(s, request, use_tuple); });
   if (wec) {
     retryable = reused_ && stale_connection_error(wec);
     co_return failure_from(wec, "sending the request");
   }
-  auto [rec, rn] = co_await bhttp::async_read_header(*stream_, buffer_, *parser_, use_tuple);
+  auto [rec, rn] = co_await on_stream(
+      *stream_, [&](auto& s) { return bhttp::async_read_header(s, buffer_, *parser_, use_tuple); });
   if (rec) {
     retryable = reused_ && stale_connection_error(rec) && buffer_.size() == 0;
     co_return failure_from(rec, "waiting for the response");
@@ -212,12 +302,18 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::start(std::string
   h += upstream_.base_path;
   h += path;
   h += " HTTP/1.1\r\nHost: ";
+  const bool ipv6 = upstream_.host.find(':') != std::string::npos;
+  if (ipv6) h.push_back('[');
   h += upstream_.host;
-  h.push_back(':');
-  h += std::to_string(upstream_.port);
+  if (ipv6) h.push_back(']');
+  if (upstream_.port != (upstream_.tls ? 443 : 80)) {
+    h.push_back(':');
+    h += std::to_string(upstream_.port);
+  }
   h += "\r\nContent-Type: application/json\r\nUser-Agent: tollgate\r\n";
-  if (!upstream_.auth_header_value.empty()) {
-    h += "Authorization: ";
+  if (!upstream_.auth_header_name.empty()) {
+    h += upstream_.auth_header_name;
+    h += ": ";
     h += upstream_.auth_header_value;
     h += "\r\n";
   }
@@ -252,7 +348,9 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::read_some(std::st
                                                                          bool& done) {
   done = parser_->is_done();
   if (done) co_return std::nullopt;
-  if (!stream_ || aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled"};
+  if (!stream_ || aborted_) {
+    co_return upstream_failure{upstream_failure::kind::closed, "cancelled", {}};
+  }
   // Read straight into `out` (no staging buffer: a large array here would make every coroutine
   // frame of this function a large allocation). Size the space by the known body length.
   const auto remaining = parser_->content_length_remaining();
@@ -263,8 +361,9 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::read_some(std::st
     out.resize(start + room);
     parser_->get().body().data = out.data() + start;
     parser_->get().body().size = room;
-    stream_->expires_after(ms(upstream_.idle_timeout_ms));
-    auto [ec, n] = co_await bhttp::async_read_some(*stream_, buffer_, *parser_, use_tuple);
+    stream_->tcp().expires_after(ms(upstream_.idle_timeout_ms));
+    auto [ec, n] = co_await on_stream(
+        *stream_, [&](auto& s) { return bhttp::async_read_some(s, buffer_, *parser_, use_tuple); });
     if (ec == bhttp::error::need_buffer) ec = {};
     const std::size_t got = room - parser_->get().body().size;
     out.resize(start + got);

@@ -1,6 +1,7 @@
-// Client side of an OpenAI-compatible HTTP upstream: a keep-alive connection pool per I/O
-// thread and one call object per proxied request, with connect, first-byte and idle timeouts.
-// Bodies are read piece by piece so streams pass through as they arrive.
+// Client side of an OpenAI-compatible HTTP upstream, over plain TCP or TLS (https): a keep-alive
+// connection pool per I/O thread (with the last TLS session of each upstream, for resumption)
+// and one call object per proxied request, with connect, first-byte and idle timeouts. Bodies
+// are read piece by piece so streams pass through as they arrive.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -10,6 +11,7 @@
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -18,8 +20,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backends/upstream_tls.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/metrics.hpp"
 
 namespace tollgate::backends {
 
@@ -27,45 +31,87 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
-// A connection to an upstream, bound to the I/O thread's io_context executor (cheaper to copy
-// per operation than the type-erased any_io_executor).
+// A TCP connection to an upstream, bound to the I/O thread's io_context executor (cheaper to
+// copy per operation than the type-erased any_io_executor).
 using upstream_stream = beast::basic_stream<net::ip::tcp, net::io_context::executor_type>;
+using upstream_tls_stream = beast::ssl_stream<upstream_stream>;
+
+// A connection to an upstream: plain TCP, or TLS over TCP for an https upstream. Timeouts are
+// set on the TCP layer and cover the TLS records above it.
+class upstream_connection {
+ public:
+  explicit upstream_connection(net::io_context::executor_type ex) : plain_(std::in_place, ex) {}
+  upstream_connection(net::io_context::executor_type ex, net::ssl::context& ctx)
+      : tls_(std::in_place, ex, ctx) {}
+
+  upstream_stream& tcp() { return tls_ ? tls_->next_layer() : *plain_; }
+  upstream_tls_stream* tls() { return tls_ ? &*tls_ : nullptr; }
+
+  // A TLS connection whose session (and, in TLS 1.3, the tickets that arrive after the
+  // handshake) has not been kept for resumption yet.
+  bool session_unsaved = false;
+
+ private:
+  std::optional<upstream_stream> plain_;
+  std::optional<upstream_tls_stream> tls_;
+};
 
 struct upstream_failure {
   enum class kind {
-    connect,    // resolve or connect failed
-    timeout,    // connect, first byte or idle timeout
-    closed,     // connection closed or reset mid-exchange
-    protocol,   // not valid HTTP
-    too_large,  // response over response_limit_bytes
+    connect,      // resolve or connect failed
+    timeout,      // connect, first byte or idle timeout
+    closed,       // connection closed or reset mid-exchange
+    protocol,     // not valid HTTP
+    too_large,    // response over response_limit_bytes
+    certificate,  // TLS: the upstream's certificate could not be verified
+    tls,          // TLS: the handshake failed otherwise
   };
   kind what;
-  std::string detail;
+  std::string detail;  // for the client: says what happened without internals
+  std::string reason;  // for the log only (OpenSSL's reason); may be empty
 
   // 502 for everything but timeouts, which are 504; the message names the upstream.
   api_error to_api_error(std::string_view upstream_name) const;
   std::string_view label() const;  // metrics label: connect_error, timeout, ...
 };
 
-// Idle keep-alive connections of one I/O thread, by upstream name. Not thread-safe: each I/O
-// thread owns one, so no locks are needed.
+// Idle keep-alive connections of one I/O thread, and the last TLS session, by upstream name.
+// Not thread-safe: each I/O thread owns one, so no locks are needed.
 class upstream_pool {
  public:
-  explicit upstream_pool(net::io_context::executor_type executor) : executor_(executor) {}
+  // `tls` holds the https upstreams' contexts (may be null when there are none); `handshakes`
+  // (may be null) counts TLS handshakes by upstream and whether they resumed a session.
+  explicit upstream_pool(net::io_context::executor_type executor,
+                         std::shared_ptr<const upstream_tls_contexts> tls = nullptr,
+                         metrics::family<metrics::counter>* handshakes = nullptr);
 
   net::io_context::executor_type executor() const { return executor_; }
   // An idle connection to reuse, or nullptr.
-  std::unique_ptr<upstream_stream> take(const upstream_config& upstream);
-  void give_back(const upstream_config& upstream, std::unique_ptr<upstream_stream> stream);
+  std::unique_ptr<upstream_connection> take(const upstream_config& upstream);
+  void give_back(const upstream_config& upstream, std::unique_ptr<upstream_connection> conn);
   std::size_t idle_count() const;
+
+  // A new connection, with TLS for an https upstream; nullptr if its context is missing.
+  std::unique_ptr<upstream_connection> make_connection(const upstream_config& upstream);
+  // The session to offer on a new TLS connection to `upstream` (null: none yet).
+  SSL_SESSION* session(const upstream_config& upstream);
+  // Keeps the connection's current session for the next new connection, if it is resumable.
+  void save_session(const upstream_config& upstream, upstream_connection& conn);
+  void count_handshake(const upstream_config& upstream, bool resumed);
 
  private:
   struct idle_connection {
-    std::unique_ptr<upstream_stream> stream;
+    std::unique_ptr<upstream_connection> conn;
     std::chrono::steady_clock::time_point since;
   };
+  struct per_upstream {
+    std::vector<idle_connection> idle;
+    ssl_session_ptr session;
+  };
   net::io_context::executor_type executor_;
-  std::unordered_map<std::string, std::vector<idle_connection>> idle_;
+  std::shared_ptr<const upstream_tls_contexts> tls_;
+  std::optional<metrics::child_cache<metrics::counter>> handshakes_;
+  std::unordered_map<std::string, per_upstream> upstreams_;
 };
 
 // One request/response exchange with an upstream.
@@ -98,12 +144,13 @@ class upstream_call {
  private:
   void reset_parser();
   net::awaitable<std::optional<upstream_failure>> connect();
+  net::awaitable<std::optional<upstream_failure>> handshake(upstream_connection& conn);
   void close_connection();
   net::awaitable<std::optional<upstream_failure>> exchange_head(bool& retryable);
 
   std::shared_ptr<upstream_pool> pool_;
   const upstream_config& upstream_;
-  std::unique_ptr<upstream_stream> stream_;
+  std::unique_ptr<upstream_connection> stream_;
   bool reused_ = false;
   bool aborted_ = false;  // abort() was called: nothing more is sent or read
   beast::flat_buffer buffer_;

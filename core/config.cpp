@@ -72,7 +72,12 @@ json server_defaults() {
 json upstream_defaults() {
   return json{
       {"base_url", ""},
+      {"tls_ca_file", ""},
+      {"tls_client_cert_file", ""},
+      {"tls_client_key_file", ""},
       {"auth_env", ""},
+      {"auth_file", ""},
+      {"auth_header", ""},
       {"connect_timeout_ms", limits::upstream_connect_timeout_ms_default},
       {"first_byte_timeout_ms", limits::upstream_first_byte_timeout_ms_default},
       {"idle_timeout_ms", limits::upstream_idle_timeout_ms_default},
@@ -185,29 +190,114 @@ listen_address get_listen(const json& obj, const std::string& path, const char* 
   return a;
 }
 
-// Accepts http://host:port/path (https is not supported yet; see docs/CONFIG.md).
+// Accepts http://host[:port][/path] and https://host[:port][/path] (ports 80 and 443 by default).
 void parse_base_url(const std::string& url, const std::string& path, upstream_config& out) {
   constexpr std::string_view http = "http://";
-  if (url.rfind("https://", 0) == 0) {
-    fail(path, "https upstreams are not supported yet; use http:// (got \"" + url + "\")");
+  constexpr std::string_view https = "https://";
+  std::string rest;
+  if (url.rfind(http, 0) == 0) {
+    rest = url.substr(http.size());
+  } else if (url.rfind(https, 0) == 0) {
+    rest = url.substr(https.size());
+    out.tls = true;
+  } else {
+    fail(path, "must start with http:// or https://, got \"" + url + "\"");
   }
-  if (url.rfind(http, 0) != 0) fail(path, "must start with http://, got \"" + url + "\"");
-  const std::string rest = url.substr(http.size());
   const auto slash = rest.find('/');
   const std::string authority = rest.substr(0, slash);
   std::string base_path = slash == std::string::npos ? "" : rest.substr(slash);
   while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
   listen_address a;
-  if (authority.find(':') == std::string::npos) {
+  if (authority.find(':') == std::string::npos ||
+      (authority.front() == '[' && authority.back() == ']')) {
     a.host = authority;
-    a.port = 80;
+    a.port = out.tls ? 443 : 80;
   } else if (!parse_listen_address(authority, a)) {
     fail(path, "has a bad host:port, got \"" + url + "\"");
+  }
+  if (a.host.size() >= 2 && a.host.front() == '[' && a.host.back() == ']') {
+    a.host = a.host.substr(1, a.host.size() - 2);
   }
   if (a.host.empty()) fail(path, "has no host, got \"" + url + "\"");
   out.host = a.host;
   out.port = a.port;
   out.base_path = base_path;
+}
+
+// A file setting must name a readable file; the message says which and why not.
+void require_readable(const std::string& file, const std::string& path) {
+  if (file.empty()) return;
+  std::ifstream in(file, std::ios::binary);
+  if (!in) fail(path, "cannot read \"" + file + "\"");
+}
+
+// RFC 9110 token characters: what a header name may be made of.
+bool is_header_name(std::string_view name) {
+  if (name.empty()) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+// The upstream's TLS files (https only; each must be readable now, so a typo stops start-up).
+void parse_upstream_tls(const json& u, const std::string& path, upstream_config& up) {
+  up.tls_ca_file = get_string(u, path, "tls_ca_file");
+  up.tls_client_cert_file = get_string(u, path, "tls_client_cert_file");
+  up.tls_client_key_file = get_string(u, path, "tls_client_key_file");
+  for (const char* key : {"tls_ca_file", "tls_client_cert_file", "tls_client_key_file"}) {
+    const std::string file = get_string(u, path, key);
+    if (!file.empty() && !up.tls) fail(path + "/" + key, "applies only to https:// upstreams");
+    require_readable(file, path + "/" + key);
+  }
+  if (up.tls_client_cert_file.empty() != up.tls_client_key_file.empty()) {
+    fail(path + "/tls_client_key_file",
+         "a client certificate needs both tls_client_cert_file and tls_client_key_file");
+  }
+}
+
+// The upstream's API key, from auth_env or auth_file, and the header it goes in. Error messages
+// name the variable or file, never the key.
+void parse_upstream_auth(const json& u, const std::string& path, const env_lookup& env,
+                         upstream_config& up) {
+  up.auth_env = get_string(u, path, "auth_env");
+  up.auth_file = get_string(u, path, "auth_file");
+  up.auth_header = get_string(u, path, "auth_header");
+  if (!up.auth_env.empty() && !up.auth_file.empty()) {
+    fail(path + "/auth_file", "give the key by auth_env or auth_file, not both");
+  }
+  std::string key;
+  if (!up.auth_env.empty()) {
+    const char* value = env(up.auth_env.c_str());
+    if (value == nullptr || *value == '\0') {
+      fail(path + "/auth_env", "names " + up.auth_env + ", which is not set");
+    }
+    key = value;
+  } else if (!up.auth_file.empty()) {
+    std::ifstream in(up.auth_file, std::ios::binary);
+    if (!in) fail(path + "/auth_file", "cannot read \"" + up.auth_file + "\"");
+    std::ostringstream text;
+    text << in.rdbuf();
+    key = text.str();
+    while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+    if (key.empty()) fail(path + "/auth_file", "\"" + up.auth_file + "\" is empty");
+  }
+  const bool bad_byte = std::any_of(key.begin(), key.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  if (bad_byte) {
+    fail(path + (up.auth_env.empty() ? "/auth_file" : "/auth_env"),
+         "the key holds a control character (a line break inside it?)");
+  }
+  if (!up.auth_header.empty()) {
+    if (key.empty()) fail(path + "/auth_header", "needs a key from auth_env or auth_file");
+    if (!is_header_name(up.auth_header)) {
+      fail(path + "/auth_header", "is not a valid header name: \"" + up.auth_header + "\"");
+    }
+  }
+  if (key.empty()) return;
+  up.auth_header_name = up.auth_header.empty() ? "Authorization" : up.auth_header;
+  up.auth_header_value = up.auth_header.empty() ? "Bearer " + key : key;
 }
 
 }  // namespace
@@ -323,14 +413,8 @@ void parse_upstreams(const json& merged, const env_lookup& env, gateway_config& 
     upstream_config up;
     up.name = name;
     parse_base_url(get_string(u, path, "base_url"), path + "/base_url", up);
-    up.auth_env = get_string(u, path, "auth_env");
-    if (!up.auth_env.empty()) {
-      const char* key = env(up.auth_env.c_str());
-      if (key == nullptr || *key == '\0') {
-        fail(path + "/auth_env", "names " + up.auth_env + ", which is not set");
-      }
-      up.auth_header_value = std::string("Bearer ") + key;
-    }
+    parse_upstream_tls(u, path, up);
+    parse_upstream_auth(u, path, env, up);
     up.connect_timeout_ms = get_uint(u, path, "connect_timeout_ms", 1, 600'000);
     up.first_byte_timeout_ms = get_uint(u, path, "first_byte_timeout_ms", 1, 3'600'000);
     up.idle_timeout_ms = get_uint(u, path, "idle_timeout_ms", 1, 3'600'000);

@@ -46,8 +46,20 @@ struct upstream_config {
   std::string host;
   std::uint16_t port = 0;
   std::string base_path;          // e.g. "/v1"; requests go to base_path + "/chat/completions"
-  std::string auth_env;           // environment variable holding the upstream API key ("" = none)
-  std::string auth_header_value;  // "Bearer <key>" resolved from auth_env at load time
+  // https:// base URL: TLS with SNI and the certificate checked against the host name and the
+  // system's CAs (OpenSSL's default paths, so SSL_CERT_FILE applies) or tls_ca_file's.
+  bool tls = false;
+  std::string tls_ca_file;           // trusted CAs (PEM); "" = the system's
+  std::string tls_client_cert_file;  // client certificate (PEM) for upstreams that ask for one
+  std::string tls_client_key_file;   // its key (PEM)
+  // The upstream's API key: from an environment variable or a file (read at start-up, trailing
+  // newline trimmed), sent as `Authorization: Bearer <key>` or, with auth_header, raw in that
+  // header (Azure's `api-key`). Never logged.
+  std::string auth_env;           // environment variable holding the key ("" = none)
+  std::string auth_file;          // file holding the key ("" = none)
+  std::string auth_header;        // header name for the raw key; "" = Authorization: Bearer
+  std::string auth_header_name;   // resolved at load time: the header sent ("" = none)
+  std::string auth_header_value;  // resolved at load time: its value (a secret)
   std::uint64_t connect_timeout_ms = 0;
   std::uint64_t first_byte_timeout_ms = 0;
   std::uint64_t idle_timeout_ms = 0;

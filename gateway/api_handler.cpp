@@ -509,6 +509,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::forward(
       f.add("request_id", st.rec.request_id)
           .add("upstream", st.upstream->name)
           .add("error", error.message);
+      if (!failure->reason.empty()) f.add("reason", failure->reason);  // e.g. OpenSSL's
       log_.warn("upstream request failed", f);
     }
     co_return error;
@@ -683,7 +684,8 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
     auto failure = co_await call.read_some(in, done);
     if (!failure && !parser.feed(in, events)) {
       failure = backends::upstream_failure{backends::upstream_failure::kind::protocol,
-                                           "an event-stream line over the size limit"};
+                                           "an event-stream line over the size limit",
+                                           {}};
       call.abort();
     }
     if (done) parser.finish(events);

@@ -267,6 +267,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tollgate: %s\n", e.what());
     return 2;
   }
+  // One TLS context per https upstream, loaded now so that a bad CA, certificate or key stops
+  // start-up (and --check-config) with the setting's name.
+  std::shared_ptr<const backends::upstream_tls_contexts> upstream_tls;
+  try {
+    upstream_tls = std::make_shared<const backends::upstream_tls_contexts>(config.upstreams);
+  } catch (const config_error& e) {
+    std::fprintf(stderr, "tollgate: %s\n", e.what());
+    return 2;
+  }
   if (const auto exit_code = migrate_if_asked(config, cl)) return *exit_code;
   // Each model's prompt counter: its tokenizer (loaded once, shared) and prompt format.
   std::unordered_map<std::string, metering::prompt_counter> counters;
@@ -329,8 +338,13 @@ int main(int argc, char** argv) {
     http::server server{http::server_limits::from(config.server), config.server.threads, log,
                         registry};
     std::vector<std::shared_ptr<backends::upstream_pool>> pools;
+    auto& tls_handshakes = registry.add_counter(
+        "tollgate_upstream_tls_handshakes_total",
+        "TLS handshakes with https upstreams, by whether they resumed a session",
+        {"upstream", "resumed"});
     for (unsigned i = 0; i < server.thread_count(); ++i) {
-      pools.push_back(std::make_shared<backends::upstream_pool>(server.io(i).get_executor()));
+      pools.push_back(std::make_shared<backends::upstream_pool>(server.io(i).get_executor(),
+                                                                upstream_tls, &tls_handshakes));
     }
     std::unique_ptr<gateway::budget_guard> budgets;
     if (!config.budgets.redis.empty()) {

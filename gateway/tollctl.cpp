@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/upstream_tls.hpp"
 #include "core/config.hpp"
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
@@ -324,14 +325,17 @@ int main(int argc, char** argv) {
                            ? tollgate::load_config_file(args[1], tollgate::process_env())
                            : tollgate::parse_config(tollgate::embedded_default_config(),
                                                     tollgate::process_env());
+      const tollgate::backends::upstream_tls_contexts tls(
+          cfg.upstreams);  // loads CAs and certificates
       std::printf("config ok: %zu upstream(s), %zu model(s)\n", cfg.upstreams.size(),
                   cfg.models.size());
       for (const auto& m : cfg.models) {
         const auto* u = cfg.find_upstream(m.upstream);
-        std::printf("  model %s -> upstream %s (http://%s:%u%s) as %s; tokenizer %s, prompt format %s\n",
-                    m.name.c_str(), m.upstream.c_str(), u->host.c_str(), u->port,
-                    u->base_path.c_str(), m.upstream_model.c_str(), m.tokenizer.c_str(),
-                    m.prompt_format.c_str());
+        std::printf(
+            "  model %s -> upstream %s (%s://%s:%u%s) as %s; tokenizer %s, prompt format %s\n",
+            m.name.c_str(), m.upstream.c_str(), u->tls ? "https" : "http", u->host.c_str(), u->port,
+            u->base_path.c_str(), m.upstream_model.c_str(), m.tokenizer.c_str(),
+            m.prompt_format.c_str());
       }
       return 0;
     } catch (const tollgate::config_error& e) {

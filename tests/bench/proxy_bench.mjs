@@ -2,24 +2,40 @@
 // nginx as a plain proxy_pass reverse proxy, and against Tollgate, all in one run on the same
 // upstream. Prints requests/s and the p50/p99 latency each proxy ADDS over direct, at a fixed
 // request rate and at saturation, as medians over interleaved rounds.
-//   node tests/bench/proxy_bench.mjs [--rounds N] [--seconds S]
+// With --tls the upstream speaks https (tests/fixtures/tls_front.mjs in front of the development
+// upstream, a certificate from scripts/test_certs.sh): nginx proxies with proxy_ssl (certificate
+// verified, sessions reused, keep-alive), Tollgate with an https upstream; clients still use http.
+//   node tests/bench/proxy_bench.mjs [--rounds N] [--seconds S] [--tls]
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { binDir, freePort, startProcess, waitFor } from '../lib/harness.mjs';
+import { startTlsFront, testCerts } from '../lib/tls_upstream.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : dflt; };
 const rounds = opt('--rounds', 3);
 const seconds = opt('--seconds', 8);
 const threads = 2;  // Tollgate I/O threads and nginx workers alike
+const tls = args.includes('--tls');
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-bench-'));
 chmodSync(dir, 0o777);
 const ports = { upstream: await freePort(), nginx: await freePort(), api: await freePort(), admin: await freePort() };
 
 const upstream = startProcess(path.join(binDir, 'tollgate-dev-upstream'), ['--listen', `127.0.0.1:${ports.upstream}`, '--threads', '1']);
+const front = tls ? await startTlsFront({ targetPort: ports.upstream }) : null;
+const upstreamUrl = tls ? `https://127.0.0.1:${front.port}` : `http://127.0.0.1:${ports.upstream}`;
+const ca = tls ? path.join(testCerts(), 'ca.crt') : '';
+const nginxUpstream = tls ? `server 127.0.0.1:${front.port}` : `server 127.0.0.1:${ports.upstream}`;
+// nginx checks names, not IP addresses: the test certificate also names localhost.
+const nginxTls = tls ? `
+      proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate ${ca};
+      proxy_ssl_name localhost;
+      proxy_ssl_server_name on;
+      proxy_ssl_session_reuse on;` : '';
 
 writeFileSync(path.join(dir, 'nginx.conf'), `
 worker_processes ${threads};
@@ -34,14 +50,14 @@ http {
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
   client_body_buffer_size 1m;
-  upstream dev { server 127.0.0.1:${ports.upstream}; keepalive 256; }
+  upstream dev { ${nginxUpstream}; keepalive 256; }
   server {
     listen 127.0.0.1:${ports.nginx};
     location / {
-      proxy_pass http://dev;
+      proxy_pass ${tls ? 'https' : 'http'}://dev;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_buffering off;
+      proxy_buffering off;${nginxTls}
     }
   }
 }`);
@@ -49,22 +65,25 @@ const nginx = startProcess('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf
 
 writeFileSync(path.join(dir, 'tollgate.json'), JSON.stringify({
   server: { listen: `127.0.0.1:${ports.api}`, admin_listen: `127.0.0.1:${ports.admin}`, threads },
-  upstreams: { dev: { base_url: `http://127.0.0.1:${ports.upstream}/v1` } },
+  upstreams: { dev: { base_url: `${upstreamUrl}/v1`, ...(tls ? { tls_ca_file: ca } : {}) } },
   models: { 'dev-echo': { upstream: 'dev' } },
   logging: { level: 'warn', usage_log: path.join(dir, 'usage.log') },
 }));
 const gateway = startProcess(path.join(binDir, 'tollgate'), ['--config', path.join(dir, 'tollgate.json')]);
 
 const targets = {
-  direct: `http://127.0.0.1:${ports.upstream}`,
+  direct: upstreamUrl,
   nginx: `http://127.0.0.1:${ports.nginx}`,
   tollgate: `http://127.0.0.1:${ports.api}`,
 };
 
-async function stopAll() { await Promise.all([gateway.stop(), nginx.stop('SIGQUIT'), upstream.stop()]); }
+async function stopAll() {
+  await Promise.all([gateway.stop(), nginx.stop('SIGQUIT'), upstream.stop(), front?.stop()]);
+}
 
 try {
   for (const [name, url] of Object.entries(targets)) {
+    if (name === 'direct' && tls) continue;  // fetch does not trust the test CA; the front is up
     await waitFor(async () => (await fetch(`${url}/v1/models`)).ok, { what: `${name} ready` });
   }
 } catch (e) {
@@ -111,9 +130,9 @@ for (const mode of Object.keys(modes)) {
 }
 await stopAll();
 
-console.log(`\nProxy benchmark: ${rounds} interleaved rounds x ${seconds} s per target and mode; medians.`);
+console.log(`\nProxy benchmark${tls ? ' (https upstream)' : ''}: ${rounds} interleaved rounds x ${seconds} s per target and mode; medians.`);
 console.log(`Machine: ${os.cpus().length} x ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; ` +
-  `Tollgate ${threads} I/O threads, nginx ${threads} workers, upstream 1 thread, wrk 1 thread.`);
+  `Tollgate ${threads} I/O threads, nginx ${threads} workers, upstream 1 thread${tls ? " behind the TLS front (node, 1 thread)" : ""}, wrk 1 thread.`);
 for (const [mode, byTarget] of Object.entries(results)) {
   const m = (name, key) => median(byTarget[name].map((x) => x[key]));
   const d50 = m('direct', 'p50');
@@ -128,6 +147,10 @@ for (const [mode, byTarget] of Object.entries(results)) {
   }
   const ratio = m('tollgate', 'rps') / m('nginx', 'rps');
   console.log(`Tollgate/nginx throughput ratio: ${ratio.toFixed(2)}`);
-  console.log(`Tollgate/nginx added-latency ratio: p50 ${((m('tollgate', 'p50') - d50) / (m('nginx', 'p50') - d50)).toFixed(2)}, ` +
-    `p99 ${((m('tollgate', 'p99') - d99) / (m('nginx', 'p99') - d99)).toFixed(2)}`);
+  // A ratio means nothing when nginx added nothing measurable (its percentile at or under direct's).
+  const ratioOf = (p, d) => {
+    const base = m('nginx', p) - d;
+    return base > 0 ? ((m('tollgate', p) - d) / base).toFixed(2) : 'n/a (nginx added <= 0)';
+  };
+  console.log(`Tollgate/nginx added-latency ratio: p50 ${ratioOf('p50', d50)}, p99 ${ratioOf('p99', d99)}`);
 }

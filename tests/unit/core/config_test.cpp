@@ -1,5 +1,6 @@
 // Configuration: defaults, overrides from the environment, and errors that name the field.
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <map>
 #include <string>
 
@@ -86,6 +87,87 @@ TEST_CASE("upstream auth comes from the named environment variable") {
   CHECK(error_of(text) == "config /upstreams/u/auth_env: names UP_KEY, which is not set");
 }
 
+namespace {
+
+std::string upstream_text(const std::string& fields) {
+  return R"({"upstreams": {"u": {)" + fields + R"(}}, "models": {"m": {"upstream": "u"}}})";
+}
+
+// A file holding `text`, in the system's temporary folder.
+std::string temp_file(const std::string& name, const std::string& text) {
+  const std::string path = std::string(P_tmpdir) + "/tollgate-config-test-" + name;
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  REQUIRE(f != nullptr);
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("https upstreams: TLS on, port 443 by default, TLS files only for https") {
+  const auto cfg =
+      parse_config(upstream_text(R"("base_url": "https://api.example.com/v1/")"), env_of({}));
+  const auto* u = cfg.find_upstream("u");
+  CHECK(u->tls);
+  CHECK(u->host == "api.example.com");
+  CHECK(u->port == 443);
+  CHECK(u->base_path == "/v1");
+  const auto ip6 = parse_config(upstream_text(R"("base_url": "https://[::1]:8443")"), env_of({}));
+  CHECK(ip6.find_upstream("u")->host == "::1");
+  CHECK(ip6.find_upstream("u")->port == 8443);
+  CHECK_FALSE(
+      parse_config(upstream_text(R"("base_url": "http://h")"), env_of({})).find_upstream("u")->tls);
+  CHECK(error_of(upstream_text(R"("base_url": "https://h", "tls_ca_file": "/nonexistent/ca")")) ==
+        "config /upstreams/u/tls_ca_file: cannot read \"/nonexistent/ca\"");
+  const std::string pem = temp_file("ca.pem", "x");
+  CHECK(error_of(upstream_text(R"("base_url": "http://h", "tls_ca_file": ")" + pem + "\"")) ==
+        "config /upstreams/u/tls_ca_file: applies only to https:// upstreams");
+  CHECK(error_of(
+            upstream_text(R"("base_url": "https://h", "tls_client_cert_file": ")" + pem + "\"")) ==
+        "config /upstreams/u/tls_client_key_file: a client certificate needs both "
+        "tls_client_cert_file and tls_client_key_file");
+  CHECK(error_of(upstream_text(R"("base_url": "https://")")) ==
+        "config /upstreams/u/base_url: has no host, got \"https://\"");
+}
+
+TEST_CASE("upstream keys: from a file, trimmed; in a named header; errors never show the key") {
+  const std::string key_file = temp_file("key", "sk-file-1\r\n");
+  const auto bearer = parse_config(
+      upstream_text(R"("base_url": "https://h", "auth_file": ")" + key_file + "\""), env_of({}));
+  CHECK(bearer.find_upstream("u")->auth_header_name == "Authorization");
+  CHECK(bearer.find_upstream("u")->auth_header_value == "Bearer sk-file-1");
+  const auto named = parse_config(
+      upstream_text(R"("base_url": "https://h", "auth_env": "K", "auth_header": "api-key")"),
+      env_of({{"K", "sk-env-2"}}));
+  CHECK(named.find_upstream("u")->auth_header_name == "api-key");
+  CHECK(named.find_upstream("u")->auth_header_value == "sk-env-2");
+  CHECK(parse_config(upstream_text(R"("base_url": "http://h")"), env_of({}))
+            .find_upstream("u")
+            ->auth_header_name.empty());
+
+  CHECK(error_of(upstream_text(R"("base_url": "http://h", "auth_env": "K", "auth_file": "f")"),
+                 {{"K", "v"}}) ==
+        "config /upstreams/u/auth_file: give the key by auth_env or auth_file, not both");
+  CHECK(error_of(upstream_text(R"("base_url": "http://h", "auth_file": "/nonexistent/key")")) ==
+        "config /upstreams/u/auth_file: cannot read \"/nonexistent/key\"");
+  const std::string empty = temp_file("empty-key", "\n");
+  CHECK(error_of(upstream_text(R"("base_url": "http://h", "auth_file": ")" + empty + "\"")) ==
+        "config /upstreams/u/auth_file: \"" + empty + "\" is empty");
+  const std::string two_lines = temp_file("two-line-key", "sk-secret-3\nsecond\n");
+  const std::string e =
+      error_of(upstream_text(R"("base_url": "http://h", "auth_file": ")" + two_lines + "\""));
+  CHECK(e ==
+        "config /upstreams/u/auth_file: the key holds a control character (a line break "
+        "inside it?)");
+  CHECK(e.find("sk-secret-3") == std::string::npos);
+  CHECK(error_of(upstream_text(R"("base_url": "http://h", "auth_header": "api-key")")) ==
+        "config /upstreams/u/auth_header: needs a key from auth_env or auth_file");
+  CHECK(error_of(upstream_text(R"("base_url": "http://h", "auth_env": "K", "auth_header": "a b")"),
+                 {{"K", "v"}}) ==
+        "config /upstreams/u/auth_header: is not a valid header name: \"a b\"");
+}
+
 TEST_CASE("bad configs stop start-up with a message naming the field") {
   CHECK(error_of("{") == "config: is not valid JSON");
   CHECK(error_of("[]") == "config: the top level must be an object");
@@ -103,8 +185,9 @@ TEST_CASE("bad configs stop start-up with a message naming the field") {
         "config /server/admin_listen: must differ from /server/listen");
   CHECK(error_of(R"({"models": {"m": {"upstream": "nope"}}})") ==
         "config /models/m/upstream: names an upstream that is not configured: \"nope\"");
-  CHECK(error_of(R"({"upstreams": {"u": {"base_url": "https://api.example.com/v1"}}})")
-            .find("https upstreams are not supported yet") != std::string::npos);
+  CHECK(error_of(R"({"upstreams": {"u": {"base_url": "ftp://api.example.com/v1"}}})") ==
+        "config /upstreams/u/base_url: must start with http:// or https://, got "
+        "\"ftp://api.example.com/v1\"");
   CHECK(error_of(R"({"models": {}})") == "config /models: must name at least one model");
   CHECK(error_of(R"({"logging": {"level": "loud"}})") ==
         "config /logging/level: must be debug, info, warn or error, got \"loud\"");
