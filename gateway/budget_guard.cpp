@@ -342,7 +342,7 @@ net::awaitable<result<std::string>> budget_guard::list_for(unsigned worker, cons
   const auto listed = metering::listed_budgets(*all, who.project_id, who.key_id, attributed);
   std::vector<metering::budget_info> budgets;
   for (const auto* b : listed) budgets.push_back(*b);
-  auto usage = co_await usage_of(worker, who.tenant_id, budgets, attributed);
+  auto usage = co_await usage_of(worker, who.tenant_id, budgets, &attributed);
   if (!usage) {
     co_return service_unavailable(
         "Budgets cannot be read right now (Redis is unreachable); please retry shortly.",
@@ -357,13 +357,13 @@ net::awaitable<result<std::string>> budget_guard::list_for(unsigned worker, cons
 
 net::awaitable<std::optional<std::vector<metering::window_usage>>> budget_guard::usage_of(
     unsigned worker, std::string tenant_id, std::vector<metering::budget_info> budgets,
-    metering::attribution attributed) {
+    const metering::attribution* attributed) {
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
   std::vector<metering::limit_rule> rules;
   for (const auto& b : budgets) {
     rules.push_back(metering::rule_of(b, now_ms));
-    if (metering::subject_of(b, attributed)) {
-      rules.back().id = metering::counter_id_for(b, attributed);
+    if (attributed != nullptr && metering::subject_of(b, *attributed)) {
+      rules.back().id = metering::counter_id_for(b, *attributed);
     }
   }
   std::string tenant = tenant_id;

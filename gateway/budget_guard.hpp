@@ -112,14 +112,16 @@ class budget_guard {
   // those that would count a request of the caller's with that attribution, with that value's
   // counter.
   boost::asio::awaitable<result<std::string>> list_for(unsigned worker, const caller& who,
-                                                       metering::attribution attributed = {});
+                                                       metering::attribution attributed);
 
   // What each of one tenant's budgets counts now, for the admin API's budget objects; nullopt
   // when Redis cannot be read. Runs on I/O thread `worker`.
-  // `attributed`: whose counter a budget on an attribution dimension reads.
+  // `attributed` (null: none; it must outlive the call): whose counter a budget on an
+  // attribution dimension reads. (No default argument made of a temporary: GCC 12 mishandles
+  // temporaries made inside a co_await expression.)
   boost::asio::awaitable<std::optional<std::vector<metering::window_usage>>> usage_of(
       unsigned worker, std::string tenant_id, std::vector<metering::budget_info> budgets,
-      metering::attribution attributed = {});
+      const metering::attribution* attributed = nullptr);
 
   // Rebuilds the Redis counters of the tenant's active budgets, for their current windows (and
   // every bucket of sliding ones), from the PostgreSQL ledger: after Redis lost data.
