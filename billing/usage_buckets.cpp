@@ -31,8 +31,8 @@ std::pair<std::int64_t, std::int64_t> month_of_day(std::int64_t z) {
   const unsigned mp = (5 * doy + 2) / 153;
   const unsigned m = mp < 10 ? mp + 3 : mp - 9;
   const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2);
-  return {days_from_civil(y, m, 1), m == 12 ? days_from_civil(y + 1, 1, 1)
-                                            : days_from_civil(y, m + 1, 1)};
+  return {days_from_civil(y, m, 1),
+          m == 12 ? days_from_civil(y + 1, 1, 1) : days_from_civil(y, m + 1, 1)};
 }
 
 std::int64_t floor_div(std::int64_t a, std::int64_t b) {
@@ -53,7 +53,9 @@ std::int64_t usage_next_bucket(const usage_query& q, std::int64_t bucket_start) 
 
 namespace usage_sql {
 
-std::int64_t next_month_day(std::int64_t day) { return month_of_day(day).second; }
+std::int64_t next_month_day(std::int64_t day) {
+  return month_of_day(day).second;
+}
 
 }  // namespace usage_sql
 

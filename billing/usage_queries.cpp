@@ -40,7 +40,7 @@ std::string raw_sql(const usage_query& q, usage_sql::params& p) {
   if (q.end_user) where += " AND end_user = " + p.add(*q.end_user);
   if (q.session_id) where += " AND session_id = " + p.add(*q.session_id);
   for (const auto& [key, value] : q.tag_filters) {
-    where += " AND tags ->> " + p.add(key) + " = " + p.add(value);
+    where += " AND tags ->> " + p.add(key) + "::text = " + p.add(value);
   }
   std::string select = "SELECT " + usage_sql::bucket_expr(q, p, "occurred_at") + " AS b";
   std::string group = " GROUP BY 1";
@@ -58,7 +58,7 @@ std::string raw_sql(const usage_query& q, usage_sql::params& p) {
   }
   int t = 0;
   for (const auto& key : usage_sql::grouped_tags(q)) {
-    select += ", tags ->> " + p.add(key) + " AS t" + std::to_string(t++);
+    select += ", tags ->> " + p.add(key) + "::text AS t" + std::to_string(t++);
     group += ", " + std::to_string(at++);
   }
   return select + ", " + usage_sql::event_sums + " FROM usage_events" + where + group;
@@ -126,11 +126,15 @@ std::string bucket_expr(const usage_query& q, params& p, std::string_view at) {
 }
 
 std::string ordered(const usage_query& q, const std::string& inner) {
+  // The groups' values in byte order (the rollup keeps them in "C" collation; the events'
+  // columns may have another), so that both ways of answering sort ties alike.
   std::string keys;
   for (int i = 1; i <= fixed_dimension_count; ++i) {
-    keys += ", c" + std::to_string(i);
+    keys += ", c" + std::to_string(i) + (i == 5 ? "" : " COLLATE \"C\"");  // c5: batch
   }
-  for (std::size_t t = 0; t < grouped_tags(q).size(); ++t) keys += ", t" + std::to_string(t);
+  for (std::size_t t = 0; t < grouped_tags(q).size(); ++t) {
+    keys += ", t" + std::to_string(t) + " COLLATE \"C\"";
+  }
   if (q.order == usage_order::keys && q.group_limit == 0) {
     return "SELECT * FROM (" + inner + ") q ORDER BY b" + keys;
   }

@@ -96,7 +96,7 @@ std::string rollup_sql(const usage_query& q, const rollup_dimension& d, const ro
   std::string v = "NULL::text";
   if (d.name == "end_user") v = "e.end_user";
   if (d.name.starts_with(usage_tag_prefix)) {
-    v = "e.tags ->> " + p.add(d.name.substr(usage_tag_prefix.size()));
+    v = "e.tags ->> " + p.add(d.name.substr(usage_tag_prefix.size())) + "::text";
   }
   std::string filter;
   std::string roll_filter;
@@ -114,23 +114,29 @@ std::string rollup_sql(const usage_query& q, const rollup_dimension& d, const ro
   std::string sql =
       "WITH c AS (SELECT * FROM unnest(" + p.add(grains) + "::\"char\"[], " +
       p.add(int_array(days)) + "::int[], " + p.add(int_array(buckets)) + "::bigint[], " +
-      p.add(int_array(signs)) + "::int[]) AS c(grain, d, b, sign)), u AS (SELECT * FROM unnest(" + p.add(int_array(from)) +
-      "::bigint[], " + p.add(int_array(to)) + "::bigint[]) AS u(a, z)),"
-      " raw AS MATERIALIZED (" + raw_columns(q, p, v) + " FROM u JOIN usage_events e ON" +
-      " e.tenant_id = " + tenant + " AND " + in_raw + filter + " UNION ALL " +
-      raw_columns(q, p, v) +
+      p.add(int_array(signs)) + "::int[]) AS c(grain, d, b, sign)), u AS (SELECT * FROM unnest(" +
+      p.add(int_array(from)) + "::bigint[], " + p.add(int_array(to)) +
+      "::bigint[]) AS u(a, z)),"
+      " raw AS MATERIALIZED (" +
+      raw_columns(q, p, v) + " FROM u JOIN usage_events e ON" + " e.tenant_id = " + tenant +
+      " AND " + in_raw + filter + " UNION ALL " + raw_columns(q, p, v) +
       // The events above the watermark, found by their transaction alone (its index).
       " FROM (SELECT * FROM usage_events WHERE xact_id >= " + p.add(std::to_string(wm)) +
       "::bigint OFFSET 0) e WHERE e.tenant_id = " + tenant + " AND " + in_range + filter +
-      " AND NOT EXISTS (SELECT 1 FROM u WHERE " + in_raw + ")),"
+      " AND NOT EXISTS (SELECT 1 FROM u WHERE " + in_raw +
+      ")),"
       " raw_sums AS (SELECT b, v, sum(i) AS s_in, sum(ca) AS s_ca, sum(o) AS s_out,"
       " sum(re) AS s_re, count(*) AS s_n, coalesce(sum(cost), 0) AS s_cost,"
       " count(*) - count(cost) AS s_un FROM raw GROUP BY b, v),"
-      " roll AS (SELECT c.b, r.value AS v, " + rollup_sums + " FROM c JOIN usage_rollup r ON"
-      " r.tenant_id = " + tenant + " AND r.dimension = " + dim +
-      " AND r.grain = c.grain AND r.period = DATE '1970-01-01' + c.d" + roll_filter + "),"
-      " vals AS (SELECT b, v, " + summed +
-      " FROM (SELECT * FROM roll UNION ALL SELECT * FROM raw_sums) x GROUP BY b, v)";
+      " roll AS (SELECT c.b, r.value AS v, " +
+      rollup_sums +
+      " FROM c JOIN usage_rollup r ON"
+      " r.tenant_id = " +
+      tenant + " AND r.dimension = " + dim +
+      " AND r.grain = c.grain AND r.period = DATE '1970-01-01' + c.d" + roll_filter +
+      "),"
+      " vals AS (SELECT b, v, " +
+      summed + " FROM (SELECT * FROM roll UNION ALL SELECT * FROM raw_sums) x GROUP BY b, v)";
   std::string out;
   if (d.name.empty() || d.value) {
     out = "SELECT b, v, s_in, s_ca, s_out, s_re, s_n, s_cost, s_un FROM vals";
@@ -140,24 +146,25 @@ std::string rollup_sql(const usage_query& q, const rollup_dimension& d, const ro
            " FROM c JOIN usage_rollup r ON r.tenant_id = " + tenant +
            " AND r.dimension = '' AND r.grain = c.grain AND r.period = DATE '1970-01-01' + c.d"
            " UNION ALL SELECT b, s_in, s_ca, s_out, s_re, s_n, s_cost, s_un FROM raw_sums) x"
-           " GROUP BY b), known AS (SELECT b, " + summed +
-           " FROM vals WHERE v IS NOT NULL GROUP BY b)";
-    out = "SELECT b, v, s_in, s_ca, s_out, s_re, s_n, s_cost, s_un FROM vals WHERE v IS NOT NULL"
-          " UNION ALL SELECT t.b, NULL, t.s_in - coalesce(k.s_in, 0), t.s_ca - coalesce(k.s_ca, 0),"
-          " t.s_out - coalesce(k.s_out, 0), t.s_re - coalesce(k.s_re, 0),"
-          " t.s_n - coalesce(k.s_n, 0), t.s_cost - coalesce(k.s_cost, 0),"
-          " t.s_un - coalesce(k.s_un, 0) FROM tot t LEFT JOIN known k USING (b)"
-          " WHERE t.s_n > coalesce(k.s_n, 0)";
+           " GROUP BY b), known AS (SELECT b, " +
+           summed + " FROM vals WHERE v IS NOT NULL GROUP BY b)";
+    out =
+        "SELECT b, v, s_in, s_ca, s_out, s_re, s_n, s_cost, s_un FROM vals WHERE v IS NOT NULL"
+        " UNION ALL SELECT t.b, NULL, t.s_in - coalesce(k.s_in, 0), t.s_ca - coalesce(k.s_ca, 0),"
+        " t.s_out - coalesce(k.s_out, 0), t.s_re - coalesce(k.s_re, 0),"
+        " t.s_n - coalesce(k.s_n, 0), t.s_cost - coalesce(k.s_cost, 0),"
+        " t.s_un - coalesce(k.s_un, 0) FROM tot t LEFT JOIN known k USING (b)"
+        " WHERE t.s_n > coalesce(k.s_n, 0)";
   }
   // Into the layout: the grouped dimension's values in its column.
   const bool by_user = d.grouped && d.name == "end_user";
   const bool by_tag = d.grouped && d.name.starts_with(usage_tag_prefix);
-  std::string layout = "SELECT b, " +
-                       (usage_sql::grouped(q, "tenant_id") ? tenant + "::text" : "NULL::text") +
-                       " AS c1, NULL::text AS c2, NULL::text AS c3, NULL::text AS c4,"
-                       " NULL::boolean AS c5, " + (by_user ? "v" : "NULL::text") +
-                       " AS c6, NULL::text AS c7, " + (by_tag ? "v AS t0, " : "") +
-                       usage_sql::sum_columns + " FROM (" + out + ") o";
+  std::string layout =
+      "SELECT b, " + (usage_sql::grouped(q, "tenant_id") ? tenant + "::text" : "NULL::text") +
+      " AS c1, NULL::text AS c2, NULL::text AS c3, NULL::text AS c4,"
+      " NULL::boolean AS c5, " +
+      (by_user ? "v" : "NULL::text") + " AS c6, NULL::text AS c7, " + (by_tag ? "v AS t0, " : "") +
+      usage_sql::sum_columns + " FROM (" + out + ") o";
   return sql + " " + usage_sql::ordered(q, layout);
 }
 
@@ -242,7 +249,7 @@ rollup_plan plan_rollup(const usage_query& q, const std::vector<rollup_period>& 
 }
 
 net::awaitable<pg::db_result<std::vector<usage_row>>> rollup_usage(pg::connection& conn,
-                                                                  const usage_query& q) {
+                                                                   const usage_query& q) {
   const rollup_dimension d = *dimension_of(q);
   // One snapshot for the watermark, the rollup and the events: exact at that moment.
   auto begun = co_await conn.exec(

@@ -18,8 +18,8 @@ namespace tollgate::billing {
 // one dimension (end_user or a tag) it may group by.
 bool rollup_serves(const usage_query& q);
 
-boost::asio::awaitable<pg::db_result<std::vector<usage_row>>> rollup_usage(
-    pg::connection& conn, const usage_query& q);
+boost::asio::awaitable<pg::db_result<std::vector<usage_row>>> rollup_usage(pg::connection& conn,
+                                                                           const usage_query& q);
 
 // A rollup period of the tenant (its total row): grain 'd' or 'm', its first day (days since
 // 1970-01-01), and the first and last occurred_at of its events (unix microseconds).

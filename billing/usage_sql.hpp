@@ -24,11 +24,10 @@ struct params {
 // The layout of every usage query's rows: b (bucket start), c1..c7 (tenant_id, project_id,
 // api_key_id, model, batch, end_user, session_id; NULL when not grouped), t0.. (the grouped
 // tags' values), then the sums s_in, s_ca, s_out, s_re, s_n, s_cost, s_un.
-inline constexpr const char* fixed_dimensions[] = {
-    "tenant_id", "project_id", "api_key_id", "model", "batch", "end_user", "session_id"};
+inline constexpr const char* fixed_dimensions[] = {"tenant_id", "project_id", "api_key_id", "model",
+                                                   "batch",     "end_user",   "session_id"};
 inline constexpr int fixed_dimension_count = 7;
-inline constexpr const char* sum_columns =
-    "s_in, s_ca, s_out, s_re, s_n, s_cost, s_un";
+inline constexpr const char* sum_columns = "s_in, s_ca, s_out, s_re, s_n, s_cost, s_un";
 
 bool grouped(const usage_query& q, std::string_view dimension);
 // The keys of the grouped tags, in group_by order.

@@ -32,10 +32,8 @@ struct width_rule {
   int max_limit;
 };
 // OpenAI's bucket widths and their page sizes, and UTC calendar months.
-constexpr width_rule width_rules[] = {{"1m", 60, 60, 1440},
-                                      {"1h", 3600, 24, 168},
-                                      {"1d", 86400, 7, 31},
-                                      {"1mo", 0, 1, 12}};
+constexpr width_rule width_rules[] = {
+    {"1m", 60, 60, 1440}, {"1h", 3600, 24, 168}, {"1d", 86400, 7, 31}, {"1mo", 0, 1, 12}};
 
 api_error bad(std::string message, std::string param) {
   return invalid_request(std::move(message), std::move(param), "invalid_value");
@@ -57,8 +55,8 @@ result<std::optional<std::string>> tag_key_of(std::string_view name, const std::
 }
 
 // The range, bucket width, page size and format.
-std::optional<api_error> read_range(const query_params& q, std::int64_t now_s,
-                                    usage_request& r, const width_rule*& rule) {
+std::optional<api_error> read_range(const query_params& q, std::int64_t now_s, usage_request& r,
+                                    const width_rule*& rule) {
   const auto start = q.get("start_time");
   if (!start) return bad("start_time (unix seconds) is required.", "start_time");
   const auto start_v = parse_time_s(*start);
@@ -113,7 +111,8 @@ std::optional<api_error> read_group_by(const query_params& q, bool finance, usag
                g != "end_user" && g != "session_id" && !(finance && g == "tenant_id")) {
       return bad("group_by accepts " + std::string(finance ? "tenant_id, " : "") +
                      "project_id, api_key_id, model, batch, end_user, session_id and "
-                     "tag:<key>; got `" + g + "`.",
+                     "tag:<key>; got `" +
+                     g + "`.",
                  "group_by");
     }
     auto& groups = r.query.group_by;
@@ -168,8 +167,7 @@ std::optional<api_error> read_order(const query_params& q, usage_request& r) {
   if (const auto l = q.get("group_limit")) {
     const auto v = parse_int(*l);
     if (!v || *v < 1 || *v > usage_group_limit_max) {
-      return bad("group_limit must be between 1 and " + std::to_string(usage_group_limit_max) +
-                     ".",
+      return bad("group_limit must be between 1 and " + std::to_string(usage_group_limit_max) + ".",
                  "group_limit");
     }
     r.query.group_limit = static_cast<int>(*v);
@@ -189,8 +187,8 @@ std::int64_t range_buckets(const billing::usage_query& q, std::int64_t max) {
 
 }  // namespace
 
-result<usage_request> parse_usage_request(const query_params& q, bool finance,
-                                          std::int64_t now_s, const usage_limits& limits) {
+result<usage_request> parse_usage_request(const query_params& q, bool finance, std::int64_t now_s,
+                                          const usage_limits& limits) {
   usage_request r;
   r.finance = finance;
   const width_rule* rule = nullptr;
@@ -202,13 +200,13 @@ result<usage_request> parse_usage_request(const query_params& q, bool finance,
       r.csv ? limits.csv_range_buckets_max : limits.json_range_buckets_max;
   const std::int64_t buckets = range_buckets(r.query, range_max);
   if (buckets > range_max) {
-    return bad("The range from start_time to end_time spans " +
-                   (r.query.monthly ? "more than " + std::to_string(range_max)
-                                    : std::to_string(buckets)) +
-                   " buckets of " + rule->name + "; at most " + std::to_string(range_max) +
-                   " are allowed per query" + (r.csv ? " for CSV" : "") +
-                   ". Narrow the range or use a wider bucket_width.",
-               "end_time");
+    return bad(
+        "The range from start_time to end_time spans " +
+            (r.query.monthly ? "more than " + std::to_string(range_max) : std::to_string(buckets)) +
+            " buckets of " + rule->name + "; at most " + std::to_string(range_max) +
+            " are allowed per query" + (r.csv ? " for CSV" : "") +
+            ". Narrow the range or use a wider bucket_width.",
+        "end_time");
   }
   r.page_start_s = r.query.start_s;
   if (const auto p = q.get("page")) {

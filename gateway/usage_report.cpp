@@ -33,7 +33,9 @@ struct report_view {
 std::vector<std::string> grouped_tag_keys(const billing::usage_query& q) {
   std::vector<std::string> keys;
   for (const auto& g : q.group_by) {
-    if (g.starts_with(billing::usage_tag_prefix)) keys.push_back(g.substr(billing::usage_tag_prefix.size()));
+    if (g.starts_with(billing::usage_tag_prefix)) {
+      keys.push_back(g.substr(billing::usage_tag_prefix.size()));
+    }
   }
   return keys;
 }
@@ -65,11 +67,20 @@ std::string result_json(const report_view& v, const billing::usage_row& r,
   if (v.tag_keys.empty()) {
     w.add_null("tags");
   } else {
-    json_object_writer tags;
+    // Tag keys are any text: escaped here (json_object_writer takes its keys as they are).
+    std::string tags = "{";
     for (std::size_t i = 0; i < v.tag_keys.size(); ++i) {
-      add_opt(tags, v.tag_keys[i].c_str(), i < r.tags.size() ? r.tags[i] : std::nullopt);
+      if (i > 0) tags.push_back(',');
+      append_json_string(tags, v.tag_keys[i]);
+      tags.push_back(':');
+      if (i < r.tags.size() && r.tags[i]) {
+        append_json_string(tags, *r.tags[i]);
+      } else {
+        tags += "null";
+      }
     }
-    w.add_raw("tags", tags.finish());
+    tags.push_back('}');
+    w.add_raw("tags", tags);
   }
   w.add("cost_micros", r.cost_micros);
   if (cost_minor) {

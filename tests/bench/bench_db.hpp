@@ -110,8 +110,11 @@ inline std::uint64_t written_so_far(const metrics::registry& registry) {
 // SQL that gives the tenants matching `tenant_like` one graduated three-tier price book for
 // both bench models, so that every event is rated.
 inline std::string bench_plan_sql(const std::string& tenant_like) {
-  return "DELETE FROM rating_accumulators WHERE tenant_id LIKE '" + tenant_like + "';"
-         "DELETE FROM tenant_plans WHERE tenant_id LIKE '" + tenant_like + "';"
+  return "DELETE FROM rating_accumulators WHERE tenant_id LIKE '" + tenant_like +
+         "';"
+         "DELETE FROM tenant_plans WHERE tenant_id LIKE '" +
+         tenant_like +
+         "';"
          "INSERT INTO price_books (id, name, currency, tier_mode, tier_scope) VALUES "
          "('pb_bench', 'bench', 'USD', 'graduated', 'model') ON CONFLICT DO NOTHING;"
          "INSERT INTO price_book_versions (book_id, version, effective_at, prices) "
@@ -122,7 +125,8 @@ inline std::string bench_plan_sql(const std::string& tenant_like) {
          "\"120000.5\"},{\"rate\":\"99999.999999\"}]'::jsonb AS t) tiers "
          "ON CONFLICT DO NOTHING;"
          "INSERT INTO tenant_plans (tenant_id, book_id, from_period) SELECT id, 'pb_bench', "
-         "'2000-01' FROM tenants WHERE id LIKE '" + tenant_like + "'";
+         "'2000-01' FROM tenants WHERE id LIKE '" +
+         tenant_like + "'";
 }
 
 }  // namespace tollgate::bench

@@ -43,8 +43,8 @@ metering::usage_record make_record(std::size_t i, std::size_t n, std::int64_t fr
   r.project_id = "proj_topn" + std::to_string(i % 4);
   r.api_key_id = "key_topn" + std::to_string(i % 40);
   r.request_id = "req_topn_" + std::to_string(i);
-  r.occurred_at_ms = from_ms + static_cast<std::int64_t>(
-                                   static_cast<__int128>(i) * 30 * day_ms / static_cast<__int128>(n));
+  r.occurred_at_ms = from_ms + static_cast<std::int64_t>(static_cast<__int128>(i) * 30 * day_ms /
+                                                         static_cast<__int128>(n));
   r.endpoint = "/v1/chat/completions";
   r.model = i % 3 == 0 ? "gpt-4o-mini" : "llama-3.1-8b";
   r.upstream = "bench";
@@ -97,8 +97,8 @@ struct timed {
   std::vector<billing::usage_row> rows;
 };
 
-timed time_query(bench_session& db, billing::usage_queries& queries,
-                 const billing::usage_query& q, int runs) {
+timed time_query(bench_session& db, billing::usage_queries& queries, const billing::usage_query& q,
+                 int runs) {
   timed out;
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) {
@@ -134,9 +134,9 @@ int main(int argc, char** argv) {
   const std::size_t users = std::stoul(arg(argc, argv, "--users", "10000"));
   const int runs = std::stoi(arg(argc, argv, "--runs", "11"));
   const bool reuse = arg(argc, argv, "--reuse", "0") == "1";
-  const std::string spool_dir = arg(
-      argc, argv, "--spool",
-      (std::filesystem::temp_directory_path() / "tollgate-usage-bench-spool").string());
+  const std::string spool_dir =
+      arg(argc, argv, "--spool",
+          (std::filesystem::temp_directory_path() / "tollgate-usage-bench-spool").string());
   if (url.empty()) {
     std::fprintf(stderr, "usage: tollgate-usage-bench --db URL [--events N] [--users U]\n");
     return 2;
@@ -144,10 +144,12 @@ int main(int argc, char** argv) {
   bench_session db(url);
   if (!db.run(connect(*db.conn))) return 1;
   // Last month's first day (UTC), and the next month's.
-  const std::int64_t month = db.run(query_int(*db.conn,
-      "SELECT extract(epoch from date_trunc('month', now() AT TIME ZONE 'UTC')"
-      " - interval '1 month')::bigint"));
-  const std::int64_t next = db.run(query_int(*db.conn,
+  const std::int64_t month =
+      db.run(query_int(*db.conn,
+                       "SELECT extract(epoch from date_trunc('month', now() AT TIME ZONE 'UTC')"
+                       " - interval '1 month')::bigint"));
+  const std::int64_t next = db.run(query_int(
+      *db.conn,
       "SELECT extract(epoch from date_trunc('month', now() AT TIME ZONE 'UTC'))::bigint"));
   double ingest_s = 0;
   if (!reuse) {
@@ -185,9 +187,10 @@ int main(int argc, char** argv) {
   const timed users_days = time_query(db, queries, days, runs);
   // Then once every range is summarized (waiting for the VACUUM that holds the partition).
   const auto t1 = bench_clock::now();
-  const std::int64_t ranges = db.run(query_int(*db.conn,
-      "SELECT coalesce(sum(brin_summarize_new_values(relid)), 0) FROM"
-      " pg_partition_tree('usage_events_xact') WHERE isleaf"));
+  const std::int64_t ranges =
+      db.run(query_int(*db.conn,
+                       "SELECT coalesce(sum(brin_summarize_new_values(relid)), 0) FROM"
+                       " pg_partition_tree('usage_events_xact') WHERE isleaf"));
   const double summary_s = std::chrono::duration<double>(bench_clock::now() - t1).count();
   const timed users_month_s = time_query(db, queries, top, runs);
   const timed tags_month_s = time_query(db, queries, tags, runs);

@@ -12,9 +12,9 @@ import { startPostgres } from '../lib/postgres.mjs';
 import { FINANCE, dbConfig, api, makeTenant, chat, givePlan } from '../lib/ledger.mjs';
 
 const DAY = 86400;
-// A tag key with a comma and a space: written `tag:` + encodeURIComponent(key) in group_by and
-// filter names, then URL-encoded once more as every query value is.
-const ODD_KEY = 'cost center,eu';
+// A tag key with a comma, a space and a quote: written `tag:` + encodeURIComponent(key) in
+// group_by and filter names, then URL-encoded once more as every query value is.
+const ODD_KEY = 'cost "center",eu';
 const tagParam = (key) => encodeURIComponent(`tag:${encodeURIComponent(key)}`);
 
 describe('usage by end user, tag and session (real PostgreSQL)', () => {
@@ -272,7 +272,7 @@ describe('usage by end user, tag and session (real PostgreSQL)', () => {
     const lines = csv.text.trim().split('\n');
     assert.equal(lines[0], 'start_time,end_time,tenant_id,project_id,api_key_id,model,batch,input_tokens,'
       + 'input_cached_tokens,output_tokens,output_reasoning_tokens,num_model_requests,end_user,session_id,'
-      + `cost_micros,cost_minor,currency,unrated_requests,"tag:${ODD_KEY}",tag:team`);
+      + 'cost_micros,cost_minor,currency,unrated_requests,"tag:cost ""center"",eu",tag:team');
     const json = await finance(`${q}&limit=2`);
     const results = json.data.flatMap((bk) => bk.results);
     assert.equal(lines.length - 1, results.length);

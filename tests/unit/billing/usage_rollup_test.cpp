@@ -14,9 +14,12 @@ constexpr std::int64_t dec = nov + 30;
 constexpr std::int64_t us = 1'000'000;
 
 // A day with events from 01:00 to 23:00, and a month over the given days.
-rollup_period day_row(std::int64_t d) { return {'d', d, (d * day + 3600) * us, (d * day + 82800) * us}; }
+rollup_period day_row(std::int64_t d) {
+  return {'d', d, (d * day + 3600) * us, (d * day + 82800) * us};
+}
 std::vector<rollup_period> month_with(std::int64_t month, std::int64_t first, std::int64_t last) {
-  std::vector<rollup_period> out{{'m', month, (first * day + 3600) * us, (last * day + 82800) * us}};
+  std::vector<rollup_period> out{
+      {'m', month, (first * day + 3600) * us, (last * day + 82800) * us}};
   for (std::int64_t d = first; d <= last; ++d) out.push_back(day_row(d));
   return out;
 }
@@ -94,7 +97,8 @@ TEST_CASE("rollup plan: daily buckets read days; a few days of a month read as d
   CHECK(count(daily, 'm', 1) == 0);
   CHECK(daily.raw.empty());
   // Monthly buckets, 3 of 30 days: the days, not the month less 27.
-  const auto few = plan_rollup(monthly((nov + 3) * day, (nov + 6) * day), month_with(nov, nov, nov + 29));
+  const auto few =
+      plan_rollup(monthly((nov + 3) * day, (nov + 6) * day), month_with(nov, nov, nov + 29));
   CHECK(count(few, 'd', 1) == 3);
   CHECK(count(few, 'm', 1) == 0);
 }

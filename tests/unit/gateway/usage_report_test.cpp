@@ -153,7 +153,8 @@ TEST_CASE("usage reports: calendar months (bucket_width=1mo)", "[usage_report]")
   CHECK_FALSE(parse("start_time=1759990000&bucket_width=1mo&limit=13"));
   // Pages start at a bucket: start_time, or the first second of a month (UTC).
   CHECK(parse("start_time=1759990000&end_time=1768435200&bucket_width=1mo&page=1761955200"));
-  const auto bad = parse("start_time=1759990000&end_time=1768435200&bucket_width=1mo&page=1761955201");
+  const auto bad =
+      parse("start_time=1759990000&end_time=1768435200&bucket_width=1mo&page=1761955201");
   REQUIRE_FALSE(bad);
   CHECK(bad.error().param == "page");
   usage_limits limits;
