@@ -250,6 +250,35 @@ bool start_billing(const tollgate::gateway_config& config, boost::asio::any_io_e
   return true;
 }
 
+// One TLS context per https upstream, loaded at start-up so that a bad CA, certificate or key
+// stops start-up (and --check-config) with the setting's name; null after saying so.
+std::shared_ptr<const tollgate::backends::upstream_tls_contexts> load_upstream_tls(
+    const tollgate::gateway_config& config) {
+  try {
+    return std::make_shared<const tollgate::backends::upstream_tls_contexts>(config.upstreams);
+  } catch (const tollgate::config_error& e) {
+    std::fprintf(stderr, "tollgate: %s\n", e.what());
+    return nullptr;
+  }
+}
+
+// One upstream connection pool per I/O thread, sharing the TLS contexts.
+std::vector<std::shared_ptr<tollgate::backends::upstream_pool>> make_upstream_pools(
+    tollgate::http::server& server,
+    const std::shared_ptr<const tollgate::backends::upstream_tls_contexts>& upstream_tls,
+    tollgate::metrics::registry& registry) {
+  auto& tls_handshakes = registry.add_counter(
+      "tollgate_upstream_tls_handshakes_total",
+      "TLS handshakes with https upstreams, by whether they resumed a session",
+      {"upstream", "resumed"});
+  std::vector<std::shared_ptr<tollgate::backends::upstream_pool>> pools;
+  for (unsigned i = 0; i < server.thread_count(); ++i) {
+    pools.push_back(std::make_shared<tollgate::backends::upstream_pool>(
+        server.io(i).get_executor(), upstream_tls, &tls_handshakes));
+  }
+  return pools;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -267,15 +296,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tollgate: %s\n", e.what());
     return 2;
   }
-  // One TLS context per https upstream, loaded now so that a bad CA, certificate or key stops
-  // start-up (and --check-config) with the setting's name.
-  std::shared_ptr<const backends::upstream_tls_contexts> upstream_tls;
-  try {
-    upstream_tls = std::make_shared<const backends::upstream_tls_contexts>(config.upstreams);
-  } catch (const config_error& e) {
-    std::fprintf(stderr, "tollgate: %s\n", e.what());
-    return 2;
-  }
+  const auto upstream_tls = load_upstream_tls(config);
+  if (!upstream_tls) return 2;
   if (const auto exit_code = migrate_if_asked(config, cl)) return *exit_code;
   // Each model's prompt counter: its tokenizer (loaded once, shared) and prompt format.
   std::unordered_map<std::string, metering::prompt_counter> counters;
@@ -337,15 +359,7 @@ int main(int argc, char** argv) {
   try {
     http::server server{http::server_limits::from(config.server), config.server.threads, log,
                         registry};
-    std::vector<std::shared_ptr<backends::upstream_pool>> pools;
-    auto& tls_handshakes = registry.add_counter(
-        "tollgate_upstream_tls_handshakes_total",
-        "TLS handshakes with https upstreams, by whether they resumed a session",
-        {"upstream", "resumed"});
-    for (unsigned i = 0; i < server.thread_count(); ++i) {
-      pools.push_back(std::make_shared<backends::upstream_pool>(server.io(i).get_executor(),
-                                                                upstream_tls, &tls_handshakes));
-    }
+    auto pools = make_upstream_pools(server, upstream_tls, registry);
     std::unique_ptr<gateway::budget_guard> budgets;
     if (!config.budgets.redis.empty()) {
       std::vector<boost::asio::any_io_executor> executors;
