@@ -5,6 +5,7 @@
 #include "billing/credits.hpp"
 #include "billing/period_pricing.hpp"
 #include "billing/price_book.hpp"
+#include "billing/tag_sets.hpp"
 #include "core/json_text.hpp"
 #include "metering/budgets/subjects.hpp"
 
@@ -407,8 +408,8 @@ net::awaitable<pg::db_result<std::vector<metering::subject_usage>>> budget_store
     case metering::budget_scope::tag: {
       const std::size_t eq = q.scope_id.find('=');
       const std::string key = param(q.scope_id.substr(0, eq));
-      subject = "e.tags ->> " + key;
-      where = each ? " AND e.tags ? " + key
+      subject = "ts.tags ->> " + key;
+      where = each ? " AND ts.tags ? " + key
                    : " AND " + subject + " = " + param(q.scope_id.substr(eq + 1));
       if (!each) subject = "''";
       break;
@@ -418,7 +419,8 @@ net::awaitable<pg::db_result<std::vector<metering::subject_usage>>> budget_store
     where += " AND e.model = ANY(" + param(pg::text_array(*q.models)) + "::text[])";
   }
   const std::string sql =
-      "SELECT " + subject + ", coalesce(sum(" + amount + "), 0)::bigint FROM usage_events e"
+      "SELECT " + subject + ", coalesce(sum(" + amount + "), 0)::bigint FROM usage_events e" +
+      join_tag_sets +
       " LEFT JOIN jsonb_to_recordset($4::jsonb) AS p(model text, input numeric, output numeric)"
       " ON p.model = e.model"
       " WHERE e.tenant_id = $1"

@@ -7,6 +7,7 @@
 #include "billing/ledger_record.hpp"
 #include "billing/ledger_writer.hpp"
 #include "billing/period_pricing.hpp"
+#include "billing/tag_sets.hpp"
 #include "core/json_dom.hpp"
 
 namespace tollgate::billing {
@@ -24,7 +25,8 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
   // The journal's records (any version the writer reads) become COPY lines and their headers.
   std::vector<std::string_view> lines;
   std::vector<ledger_record> headers;
-  std::deque<std::string> completed;  // older records' lines with their missing columns
+  std::deque<std::string> completed;  // lines changed here: missing columns added, tags' ids
+  std::vector<bool> has_tags;         // a line with the attribution columns, as written
   bool unreadable = false;
   for_each_ledger_line(rows, [&](std::string_view line) {
     auto rec = parse_ledger_record(line);
@@ -38,6 +40,7 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
     } else {
       lines.push_back(rec->copy_line);
     }
+    has_tags.push_back(!lacks_attribution(*rec));
     headers.push_back(*rec);
   });
   if (unreadable) {
@@ -45,6 +48,9 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
     // batch is kept aside for an operator, like rows the database refuses.
     co_return pg::db_error{"a ledger record of an unknown format version", "22000", false};
   }
+  // The journal's tags (JSON) become the ids of their sets (billing/tag_sets.hpp).
+  auto tagged = co_await tag_sets_.substitute(conn_, lines, has_tags, completed);
+  if (!tagged) co_return tagged.error();
   std::vector<std::optional<rating_event>> events;
   events.reserve(lines.size());
   for (const auto line : lines) events.push_back(parse_rating_event(line));

@@ -97,7 +97,7 @@ const char* const usage_event_columns =
     "stream, batch, status, prompt_tokens, cached_prompt_tokens, completion_tokens, "
     "reasoning_tokens, counted_prompt_tokens, counted_completion_tokens, usage_reported, "
     "estimated, latency_us, ttft_us, client_disconnected, error_code, client_request_id, "
-    "end_user, tags, session_id";
+    "end_user, tag_set_id, session_id";
 
 void append_usage_row(std::string& out, const metering::usage_record& r) {
   add_text(out, r.tenant_id);

@@ -6,7 +6,9 @@
 //              the COPY line. A COPY line never holds NUL (text fields are stripped of it), so a
 //              leading NUL tells the versions apart.
 //   version 3: as version 2, the COPY line with three more columns at its end: end_user, tags
-//              and session_id (attribution). Versions 1 and 2 replay with those NULL.
+//              and session_id (attribution). Versions 1 and 2 replay with those NULL. The
+//              tags are a JSON object; the writer stores the id of their set instead
+//              (billing/tag_sets.hpp).
 // Each record ends in '\n' and holds no other newline.
 #pragma once
 #include <cstdint>

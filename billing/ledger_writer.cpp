@@ -264,9 +264,14 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::write_rows(const std:
     auto stored = co_await rate_and_store(rows, may_repeat);
     if (stored) {
       auto commit = co_await conn_.exec("COMMIT");
-      if (!commit) co_return commit.error();
+      if (!commit) {
+        tag_sets_.rollback();
+        co_return commit.error();
+      }
+      tag_sets_.commit();
       co_return *stored;
     }
+    tag_sets_.rollback();
     if (conn_.ok()) co_await conn_.exec("ROLLBACK");
     // A fresh batch holding a row that is stored already (a commit whose answer was lost,
     // then replayed): do it again, dropping the rows that are there.

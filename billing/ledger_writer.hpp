@@ -47,6 +47,7 @@
 #include "billing/rating.hpp"
 #include "billing/rating_plans.hpp"
 #include "billing/spool.hpp"
+#include "billing/tag_sets.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "metering/usage.hpp"
@@ -65,7 +66,8 @@ struct ledger_settings {
   std::chrono::milliseconds rollup_interval{2000};
 };
 
-// The usage_events columns a ledger row carries, in COPY order.
+// The usage_events columns a ledger row carries, in COPY order. The journal's lines hold the
+// tags (JSON) where this names tag_set_id: the writer swaps them (billing/tag_sets.hpp).
 extern const char* const usage_event_columns;
 
 // A rated event's spend counter in Redis and what to add to it: billed minus settled.
@@ -78,7 +80,8 @@ using spend_correction_listener = std::function<void(std::vector<spend_correctio
 
 struct ledger_record;  // billing/ledger_record.hpp
 
-// Appends `r` as one line of COPY text format (tab-separated, \N for NULL, ending in '\n').
+// Appends `r` as one line of COPY text format (tab-separated, \N for NULL, ending in '\n'),
+// with its tags as JSON in tag_set_id's place (the journal's form).
 void append_usage_row(std::string& out, const metering::usage_record& r);
 
 class ledger_writer final : public metering::usage_sink {
@@ -157,6 +160,7 @@ class ledger_writer final : public metering::usage_sink {
   logger& log_;
   spool spool_;
   pg::connection conn_;
+  tag_set_ids tag_sets_;  // of conn_'s database; used by rate_and_store
   std::chrono::steady_clock::time_point next_connect_{};
   std::chrono::milliseconds backoff_{0};
   std::chrono::steady_clock::time_point next_partition_check_{};

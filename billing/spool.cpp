@@ -56,11 +56,36 @@ bool write_all(int fd, const char* data, std::size_t n) {
 
 }  // namespace
 
-std::uint32_t crc32c(std::string_view data) {
+std::uint32_t crc32c_portable(std::string_view data) {
   std::uint32_t c = 0xFFFFFFFFu;
   for (unsigned char b : data) c = crc32c_table[(c ^ b) & 0xff] ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
 }
+
+#if defined(__x86_64__)
+// SSE 4.2's crc32 instruction computes CRC-32C, eight bytes a step: about ten times the table's
+// rate, which every journaled usage event pays for its whole record.
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(std::string_view data) {
+  const char* p = data.data();
+  std::size_t n = data.size();
+  std::uint64_t c = 0xFFFFFFFFu;
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = __builtin_ia32_crc32di(c, v);
+  }
+  auto c32 = static_cast<std::uint32_t>(c);
+  for (; n > 0; ++p, --n) c32 = __builtin_ia32_crc32qi(c32, static_cast<unsigned char>(*p));
+  return c32 ^ 0xFFFFFFFFu;
+}
+
+std::uint32_t crc32c(std::string_view data) {
+  static const bool sse42 = __builtin_cpu_supports("sse4.2");
+  return sse42 ? crc32c_sse42(data) : crc32c_portable(data);
+}
+#else
+std::uint32_t crc32c(std::string_view data) { return crc32c_portable(data); }
+#endif
 
 spool::spool(std::string dir, std::uint64_t bytes_max) : dir_(std::move(dir)), bytes_max_(bytes_max) {
   std::error_code ec;

@@ -15,6 +15,8 @@
 namespace tollgate::billing {
 
 std::uint32_t crc32c(std::string_view data);
+// The same by a table, a byte at a time (crc32c uses the CPU's instruction where it has one).
+std::uint32_t crc32c_portable(std::string_view data);
 
 class spool {
  public:

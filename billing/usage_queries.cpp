@@ -6,6 +6,7 @@
 #include <set>
 #include <utility>
 
+#include "billing/tag_sets.hpp"
 #include "billing/usage_rollup.hpp"
 #include "billing/usage_sql.hpp"
 #include "core/json_text.hpp"
@@ -40,7 +41,7 @@ std::string raw_sql(const usage_query& q, usage_sql::params& p) {
   if (q.end_user) where += " AND end_user = " + p.add(*q.end_user);
   if (q.session_id) where += " AND session_id = " + p.add(*q.session_id);
   for (const auto& [key, value] : q.tag_filters) {
-    where += " AND tags ->> " + p.add(key) + "::text = " + p.add(value);
+    where += " AND ts.tags ->> " + p.add(key) + "::text = " + p.add(value);
   }
   std::string select = "SELECT " + usage_sql::bucket_expr(q, p, "occurred_at") + " AS b";
   std::string group = " GROUP BY 1";
@@ -58,10 +59,11 @@ std::string raw_sql(const usage_query& q, usage_sql::params& p) {
   }
   int t = 0;
   for (const auto& key : usage_sql::grouped_tags(q)) {
-    select += ", tags ->> " + p.add(key) + "::text AS t" + std::to_string(t++);
+    select += ", ts.tags ->> " + p.add(key) + "::text AS t" + std::to_string(t++);
     group += ", " + std::to_string(at++);
   }
-  return select + ", " + usage_sql::event_sums + " FROM usage_events" + where + group;
+  return select + ", " + usage_sql::event_sums + " FROM usage_events e" + join_tag_sets +
+         where + group;
 }
 
 // Each row's currency: its tenant's, or the one currency of every tenant with a plan.
@@ -233,11 +235,12 @@ net::awaitable<pg::db_result<usage_queries::events_page>> usage_queries::events(
       "'client_disconnected',client_disconnected,'error_code',error_code,"
       "'client_request_id',client_request_id,'cost_micros',cost_micros,"
       "'price_book_id',price_book_id,'price_book_version',price_book_version,"
-      "'credit_micros',credit_micros,'end_user',end_user,'tags',tags,"
+      "'credit_micros',credit_micros,'end_user',end_user,'tags',ts.tags,"
       "'session_id',session_id)::text,"
       " ((extract(epoch from occurred_at) * 1000000)::bigint)::text || '~' || tenant_id || '~' ||"
-      " request_id FROM usage_events" +
-      where + " ORDER BY occurred_at, tenant_id, request_id LIMIT " + limit + "::int + 1";
+      " request_id FROM usage_events e" +
+      std::string(join_tag_sets) + where + " ORDER BY occurred_at, tenant_id, request_id LIMIT " +
+      limit + "::int + 1";
   auto conn = co_await pool_.acquire();
   if (!conn) co_return conn.error();
   auto r = co_await (*conn)->query(sql, std::move(p.values));

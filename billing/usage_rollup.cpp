@@ -6,6 +6,7 @@
 #include <set>
 #include <tuple>
 
+#include "billing/tag_sets.hpp"
 #include "billing/usage_sql.hpp"
 
 namespace tollgate::billing {
@@ -96,7 +97,7 @@ std::string rollup_sql(const usage_query& q, const rollup_dimension& d, const ro
   std::string v = "NULL::text";
   if (d.name == "end_user") v = "e.end_user";
   if (d.name.starts_with(usage_tag_prefix)) {
-    v = "e.tags ->> " + p.add(d.name.substr(usage_tag_prefix.size())) + "::text";
+    v = "ts.tags ->> " + p.add(d.name.substr(usage_tag_prefix.size())) + "::text";
   }
   std::string filter;
   std::string roll_filter;
@@ -119,10 +120,12 @@ std::string rollup_sql(const usage_query& q, const rollup_dimension& d, const ro
       "::bigint[]) AS u(a, z)),"
       " raw AS MATERIALIZED (" +
       raw_columns(q, p, v) + " FROM u JOIN usage_events e ON" + " e.tenant_id = " + tenant +
-      " AND " + in_raw + filter + " UNION ALL " + raw_columns(q, p, v) +
+      " AND " + in_raw + join_tag_sets + " WHERE true" + filter + " UNION ALL " +
+      raw_columns(q, p, v) +
       // The events above the watermark, found by their transaction alone (its index).
       " FROM (SELECT * FROM usage_events WHERE xact_id >= " + p.add(std::to_string(wm)) +
-      "::bigint OFFSET 0) e WHERE e.tenant_id = " + tenant + " AND " + in_range + filter +
+      "::bigint OFFSET 0) e" + join_tag_sets + " WHERE e.tenant_id = " + tenant +
+      " AND " + in_range + filter +
       " AND NOT EXISTS (SELECT 1 FROM u WHERE " + in_raw +
       ")),"
       " raw_sums AS (SELECT b, v, sum(i) AS s_in, sum(ca) AS s_ca, sum(o) AS s_out,"

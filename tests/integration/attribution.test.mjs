@@ -15,9 +15,11 @@ import { ADMIN, dbConfig, api, makeTenant, chat, spoolSegment } from '../lib/led
 describe('attribution: end user, tags and session on every usage event (real PostgreSQL)', () => {
   let pg;
   let s;
+  // usage_events with each event's tags (their set, `ts`: sql/017_usage_tag_sets.sql).
+  const TAGGED_EVENTS = 'usage_events LEFT JOIN usage_tag_sets ts ON ts.id = usage_events.tag_set_id';
   // The attribution of the ledger row of request `id`: [end_user, tags (text), session_id].
-  const rowOf = (id) => pg.query(`SELECT coalesce(end_user, '<null>'), coalesce(tags::text, '<null>'),
-    coalesce(session_id, '<null>'), status FROM usage_events WHERE request_id = '${id}'`)[0];
+  const rowOf = (id) => pg.query(`SELECT coalesce(end_user, '<null>'), coalesce(ts.tags::text, '<null>'),
+    coalesce(session_id, '<null>'), status FROM usage_events LEFT JOIN usage_tag_sets ts ON ts.id = usage_events.tag_set_id WHERE request_id = '${id}'`)[0];
   const waitRow = (id) => waitFor(() => rowOf(id) !== undefined, { what: `the row of ${id}` }).then(() => rowOf(id));
 
   before(async () => {
@@ -88,8 +90,9 @@ describe('attribution: end user, tags and session on every usage event (real Pos
     assert.equal(row[0], 'header-user');
     assert.deepEqual(JSON.parse(row[1]), { env: 'dev', region: 'eu', team: 'header' });
     assert.equal(row[2], 's-1');
-    // Tags are searchable with jsonb operators.
-    assert.equal(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}' AND tags @> '{"region":"eu"}'`), '1');
+    // Tags are searchable with jsonb operators, on the finance view and on their sets.
+    assert.equal(pg.value(`SELECT count(*) FROM finance.usage_events WHERE tenant_id = '${t.tenant}' AND tags @> '{"region":"eu"}'`), '1');
+    assert.equal(pg.value(`SELECT count(*) FROM ${TAGGED_EVENTS} WHERE tenant_id = '${t.tenant}' AND ts.tags ->> 'team' = 'header'`), '1');
   });
 
   test('under load: 600 concurrent requests with mixed end users, tags and sessions, each row exact', async () => {
@@ -111,7 +114,7 @@ describe('attribution: end user, tags and session on every usage event (real Pos
     }
     await waitFor(() => pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`) === '600',
       { what: '600 rows' });
-    const rows = pg.query(`SELECT request_id, end_user, tags::text, coalesce(session_id, '<null>') FROM usage_events
+    const rows = pg.query(`SELECT request_id, end_user, ts.tags::text, coalesce(session_id, '<null>') FROM usage_events LEFT JOIN usage_tag_sets ts ON ts.id = usage_events.tag_set_id
       WHERE tenant_id = '${t.tenant}'`);
     assert.equal(rows.length, 600);
     for (const [id, user, tags, session] of rows) {
@@ -174,9 +177,9 @@ describe('attribution: end user, tags and session on every usage event (real Pos
     await waitRow(id);
     const cols = 'tenant_id, occurred_at, request_id, project_id, api_key_id, endpoint, model, upstream, stream, batch, status, prompt_tokens, cached_prompt_tokens, completion_tokens, reasoning_tokens, counted_prompt_tokens, counted_completion_tokens, usage_reported, estimated, latency_us, ttft_us, client_disconnected, error_code, client_request_id';
     const copy = (extra) => execFileSync('psql', [pg.url, '-X', '-q', '-c',
-      `COPY (SELECT ${cols}${extra} FROM usage_events WHERE request_id = '${id}') TO STDOUT`], { encoding: 'utf8' }).trim();
+      `COPY (SELECT ${cols}${extra} FROM usage_events LEFT JOIN usage_tag_sets ts ON ts.id = usage_events.tag_set_id WHERE request_id = '${id}') TO STDOUT`], { encoding: 'utf8' }).trim();
     const v2Line = copy('');
-    const v3Line = copy(', end_user, tags, session_id');
+    const v3Line = copy(', end_user, ts.tags, session_id');
     // The same request under two new ids: one as version 2 wrote it, one as version 3 does.
     const v2 = `\0` + `2\t\\N\t\t\t${v2Line.replace(id, `${id}_v2`)}\n`;
     const v3 = `\0` + `3\t\\N\t\t\t${v3Line.replace(id, `${id}_v3`)}\n`;

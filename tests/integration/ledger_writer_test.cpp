@@ -1,7 +1,8 @@
-// Integration test of the ledger writer against a real PostgreSQL (scripts/pg.sh, migrated with
+// Integration tests of the ledger writer against a real PostgreSQL (scripts/pg.sh, migrated with
 // billing::migrate): a fresh batch that holds a row already stored is refused by the fast COPY
 // (unique violation) and goes through the idempotent staging path, which stores the new rows
-// and skips the old one.
+// and skips the old one; tag sets are stored once, shared between writers, and never cached
+// from a transaction that rolled back.
 #define CATCH_CONFIG_MAIN
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -9,6 +10,7 @@
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -17,6 +19,7 @@
 #include "billing/ledger_writer.hpp"
 #include "billing/migrations.hpp"
 #include "billing/pg.hpp"
+#include "billing/tag_sets.hpp"
 #include "tests/integration/redis_fixture.hpp"  // free_port
 
 namespace net = boost::asio;
@@ -65,6 +68,11 @@ metering::usage_record record(int i) {
 net::awaitable<std::int64_t> count_rows(pg::connection& c) {
   auto r = co_await c.query("SELECT count(*) FROM usage_events WHERE tenant_id = 'ten_dup'");
   co_return r ? r->int64(0, 0) : -1;
+}
+
+net::awaitable<std::string> text_of(pg::connection& c, std::string sql) {
+  auto r = co_await c.query(sql);
+  co_return r && r->size() > 0 ? std::string(r->text(0, 0)) : std::string("<error>");
 }
 
 net::awaitable<bool> connect(pg::connection& c) { co_return static_cast<bool>(co_await c.connect()); }
@@ -131,4 +139,122 @@ TEST_CASE("a fresh batch with a row already stored falls back to the idempotent 
   guard.reset();
   thread.join();
   std::filesystem::remove_all(spool);
+}
+
+namespace {
+
+metering::usage_record tagged_record(const std::string& writer, int i) {
+  metering::usage_record r = record(i);
+  r.tenant_id = "ten_tags";
+  r.request_id = "req_tags_" + writer + "_" + std::to_string(i);
+  if (i % 3 == 0) r.attribution.tags = {{"team", "a"}};
+  if (i % 3 == 1) r.attribution.tags = {{"env", "x"}, {"team", "b\t\"q\""}};
+  return r;
+}
+
+// One transaction that resolves `line`'s tags with `ids`, then rolls back or commits; the line
+// as it would be stored.
+net::awaitable<std::string> resolve_in_transaction(pg::connection& c, billing::tag_set_ids& ids,
+                                                   std::string line, bool commit) {
+  std::vector<std::string_view> lines{line};
+  const std::vector<bool> has_tags{true};
+  std::deque<std::string> rewritten;
+  co_await c.exec("BEGIN");
+  auto done = co_await ids.substitute(c, lines, has_tags, rewritten);
+  std::string out = done ? std::string(lines[0]) : std::string("<error>");
+  co_await c.exec(commit ? "COMMIT" : "ROLLBACK");
+  if (commit) {
+    ids.commit();
+  } else {
+    ids.rollback();
+  }
+  co_return out;
+}
+
+}  // namespace
+
+TEST_CASE("tag sets: stored once, shared by concurrent writers, not cached from a rollback") {
+  postgres_server server;
+  REQUIRE(billing::migrate(server.url));
+  net::io_context io{1};
+  auto guard = net::make_work_guard(io);
+  std::thread thread([&io] { io.run(); });
+  pg::connection_settings settings;
+  settings.conninfo = server.url;
+  pg::connection conn(io.get_executor(), settings);
+  REQUIRE(net::co_spawn(io, connect(conn), net::use_future).get());
+  const auto sql = [&](const std::string& q) {
+    return net::co_spawn(io, text_of(conn, q), net::use_future).get();
+  };
+
+  SECTION("two writers at once: two sets, every event joined to its own") {
+    metrics::registry registry_a, registry_b;
+    logger log{stderr, log_level::error};
+    const auto tmp = std::filesystem::temp_directory_path();
+    billing::ledger_settings la, lb;
+    la.spool_dir = (tmp / ("tollgate-tags-a-" + std::to_string(::getpid()))).string();
+    lb.spool_dir = (tmp / ("tollgate-tags-b-" + std::to_string(::getpid()))).string();
+    la.flush_events_max = lb.flush_events_max = 50;
+    {
+      billing::ledger_writer a(io.get_executor(), settings, la, registry_a, log);
+      billing::ledger_writer b(io.get_executor(), settings, lb, registry_b, log);
+      a.start();
+      b.start();
+      for (int i = 0; i < 600; ++i) {
+        a.record(tagged_record("a", i));
+        b.record(tagged_record("b", i));
+      }
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while ((metric(registry_a, "tollgate_ledger_events_written_total") < 600 ||
+              metric(registry_b, "tollgate_ledger_events_written_total") < 600) &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      net::co_spawn(io, a.stop(), net::use_future).get();
+      net::co_spawn(io, b.stop(), net::use_future).get();
+    }
+    CHECK(sql("SELECT count(*) FROM usage_events WHERE tenant_id = 'ten_tags'") == "1200");
+    CHECK(sql("SELECT count(*) FROM usage_tag_sets") == "2");
+    CHECK(sql("SELECT count(*) FROM usage_events WHERE tenant_id = 'ten_tags'"
+              " AND tag_set_id IS NULL") == "400");
+    // Each event's set is the one its request sent (the request id's number says which).
+    CHECK(sql("SELECT count(*) FROM usage_events e" + std::string(billing::join_tag_sets) +
+              " WHERE e.tenant_id = 'ten_tags' AND ts.tags IS DISTINCT FROM CASE"
+              " split_part(e.request_id, '_', 4)::int % 3 WHEN 0 THEN '{\"team\":\"a\"}'::jsonb"
+              " WHEN 1 THEN '{\"env\":\"x\",\"team\":\"b\\t\\\"q\\\"\"}'::jsonb END") == "0");
+    std::filesystem::remove_all(la.spool_dir);
+    std::filesystem::remove_all(lb.spool_dir);
+  }
+
+  SECTION("the key order of a set does not make another set") {
+    CHECK(sql("SELECT tollgate_tag_set_id('{\"b\":\"1\",\"a\":\"2\"}') ="
+              " tollgate_tag_set_id('{\"a\":\"2\",\"b\":\"1\"}')") == "t");
+    CHECK(sql("SELECT count(*) FROM usage_tag_sets") == "1");
+  }
+
+  SECTION("a set made in a transaction that rolled back is looked up again") {
+    metering::usage_record r = tagged_record("rb", 0);
+    r.attribution.tags = {{"rolled", "back"}};
+    std::string line;
+    billing::append_usage_row(line, r);
+    line.pop_back();  // its '\n'
+    billing::tag_set_ids ids;
+    const std::string first =
+        net::co_spawn(io, resolve_in_transaction(conn, ids, line, false), net::use_future).get();
+    REQUIRE(first != "<error>");
+    CHECK(first != line);  // the id was in place while the transaction lasted
+    CHECK(sql("SELECT count(*) FROM usage_tag_sets") == "0");
+    CHECK(ids.size() == 0);
+    const std::string second =
+        net::co_spawn(io, resolve_in_transaction(conn, ids, line, true), net::use_future).get();
+    const auto span = billing::tags_field_of(second);
+    REQUIRE(span);
+    const std::string id = second.substr(span->first, span->second);
+    CHECK(sql("SELECT tags::text FROM usage_tag_sets WHERE id = " + id) ==
+          "{\"rolled\": \"back\"}");
+    CHECK(ids.size() == 1);
+  }
+  conn.close();
+  guard.reset();
+  thread.join();
 }

@@ -40,10 +40,10 @@ describe('usage by end user, tag and session (real PostgreSQL)', () => {
       const cost = i % 6 === 5 ? 'NULL' : String(1_000_003 * ((i * 13 + salt) % 17) + i);
       const session = i % 3 === 0 ? 'NULL' : `'sess-${Math.floor(i / 4)}'`;
       values.push(`('${tenant}', to_timestamp(${from + i * step}), 'req_hist_${inserted}', 'dev-echo', ${10 + i}, ${i % 3},
-        ${5 + (i % 7)}, ${cost}, ${user}, ${tags}::jsonb, ${session})`);
+        ${5 + (i % 7)}, ${cost}, ${user}, tollgate_tag_set_id(${tags}::jsonb), ${session})`);
     }
     pg.query(`INSERT INTO usage_events (tenant_id, occurred_at, request_id, model, prompt_tokens,
-      cached_prompt_tokens, completion_tokens, cost_micros, end_user, tags, session_id, endpoint, upstream,
+      cached_prompt_tokens, completion_tokens, cost_micros, end_user, tag_set_id, session_id, endpoint, upstream,
       stream, batch, status, reasoning_tokens, usage_reported, estimated, latency_us, client_disconnected)
       SELECT v.*, '/v1/chat/completions', 'dev', false, false, 200, 0, true, false, 1, false
       FROM (VALUES ${values.join(',')}) v`);
@@ -53,7 +53,8 @@ describe('usage by end user, tag and session (real PostgreSQL)', () => {
   function sqlGroups(tenant, from, to, by, extra = '') {
     const rows = pg.query(`SELECT coalesce(${by}, '<null>'), count(*), sum(prompt_tokens), sum(completion_tokens),
         coalesce(sum(cost_micros), 0), count(*) - count(cost_micros)
-      FROM usage_events WHERE tenant_id = '${tenant}' AND occurred_at >= to_timestamp(${from})
+      FROM usage_events LEFT JOIN usage_tag_sets ts ON ts.id = usage_events.tag_set_id
+      WHERE tenant_id = '${tenant}' AND occurred_at >= to_timestamp(${from})
         AND occurred_at < to_timestamp(${to}) ${extra} GROUP BY 1`);
     return Object.fromEntries(rows.map(([k, ...n]) => [k, n.map(Number)]));
   }

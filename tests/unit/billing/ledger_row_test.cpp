@@ -1,4 +1,5 @@
 // Ledger rows in COPY text format, and API key and object id shapes.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <set>
@@ -7,6 +8,7 @@
 #include "billing/api_keys.hpp"
 #include "billing/ledger_writer.hpp"
 #include "billing/pg.hpp"
+#include "billing/tag_sets.hpp"
 
 using namespace tollgate;
 
@@ -53,6 +55,47 @@ TEST_CASE("a usage record's attribution fills the last three columns") {
   const std::string tail = "\tcust\\t42\t{\"feature\":\"chat\",\"team\":\"se\\\\\\\\arch\"}\ttask-7\n";
   REQUIRE(line.size() > tail.size());
   CHECK(line.substr(line.size() - tail.size()) == tail);
+}
+
+TEST_CASE("the writer finds a line's tags and reads them back as JSON") {
+  metering::usage_record r;
+  r.tenant_id = "ten_1";
+  r.request_id = "req_abc";
+  r.attribution.end_user = "u";
+  r.attribution.tags = {{"team", "se\\arch\t\"x\""}};
+  std::string line;
+  billing::append_usage_row(line, r);
+  line.pop_back();
+  const auto span = billing::tags_field_of(line);
+  REQUIRE(span);
+  const std::string field = line.substr(span->first, span->second);
+  CHECK(field == "{\"team\":\"se\\\\\\\\arch\\\\t\\\\\"x\\\\\"\"}");
+  CHECK(billing::tag_object_of_field(field) == std::optional<std::string>(r.attribution.tags_json()));
+  // The field after it is the session (NULL here), before it the end user.
+  CHECK(line.substr(span->first + span->second) == "\t\\N");
+  CHECK(line.substr(span->first - 2, 2) == "u\t");
+
+  // No tags, a short line, and fields that are not an object of strings.
+  r.attribution.tags.clear();
+  std::string plain;
+  billing::append_usage_row(plain, r);
+  plain.pop_back();
+  const auto none = billing::tags_field_of(plain);
+  REQUIRE(none);
+  CHECK(plain.substr(none->first, none->second) == "\\N");
+  CHECK(!billing::tag_object_of_field("\\N"));
+  CHECK(!billing::tags_field_of("abc"));
+  CHECK(!billing::tags_field_of(""));
+  // The writer finds the tags from the line's end: the columns after them are counted here.
+  const std::string_view columns = billing::usage_event_columns;
+  const std::size_t at = columns.find("tag_set_id");
+  REQUIRE(at != std::string_view::npos);
+  CHECK(static_cast<std::size_t>(std::count(columns.begin() + at, columns.end(), ',')) ==
+        billing::usage_columns_after_tags);
+  for (const char* bad : {"[1]", "{\"a\":1}", "{\"a\":", "\"s\"", "{\"a\":{\"b\":\"c\"}}", ""}) {
+    CHECK(!billing::tag_object_of_field(bad));
+  }
+  CHECK(billing::tag_object_of_field("{}") == std::optional<std::string>("{}"));
 }
 
 TEST_CASE("request-supplied text is capped and stripped of NUL for PostgreSQL") {
