@@ -127,6 +127,7 @@ net::awaitable<void> batch_worker::run_lines(unsigned worker,
       auto now_who = co_await auth_->check_key_id(line.api_key_id);
       if (now_who) {
         who.allowed_models = std::move(now_who->allowed_models);
+        who.default_tags = std::move(now_who->default_tags);  // as a live request's
       } else {
         refused = std::move(now_who.error());
       }

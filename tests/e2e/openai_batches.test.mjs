@@ -147,6 +147,35 @@ describe('the Batch API with the openai client (real PostgreSQL and Redis)', () 
     assert.equal(parseJsonl(await (await client.files.content(done.output_file_id)).text()).length, 6);
   });
 
+  test('attribution: each line\'s user and metadata, over the key\'s default tags, on its ledger row', async () => {
+    const t = await makeTenant(s.adminUrl, 'BatchAttr', { default_tags: { team: 'key-team', source: 'key' } });
+    const client = clientOf(t.key);
+    const lines = [
+      line('a-0', 'first', { user: 'customer-1', metadata: { team: 'line-team', feature: 'summaries' } }),
+      line('a-1', 'second', { user: 'customer-2' }),
+      line('a-2', 'third'),
+    ];
+    const file = await upload(client, jsonl(lines));
+    const b = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const done = await untilEnded(client, b.id);
+    assert.equal(done.status, 'completed');
+    const output = parseJsonl(await (await client.files.content(done.output_file_id)).text());
+    const byLine = Object.fromEntries(output.map((o) => [o.custom_id, o.response.request_id]));
+    await waitFor(() => pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`) === '3', { what: 'three rows' });
+    const rowOf = (id) => pg.query(`SELECT coalesce(end_user, '<null>'), tags::text, batch FROM finance.usage_events
+      WHERE request_id = '${id}'`)[0];
+    const [u0, tags0, batch0] = rowOf(byLine['a-0']);
+    assert.equal(u0, 'customer-1');
+    assert.deepEqual(JSON.parse(tags0), { team: 'line-team', feature: 'summaries', source: 'key' });
+    assert.equal(batch0, 't');
+    const [u1, tags1] = rowOf(byLine['a-1']);
+    assert.equal(u1, 'customer-2');
+    assert.deepEqual(JSON.parse(tags1), { team: 'key-team', source: 'key' });
+    const [u2, tags2] = rowOf(byLine['a-2']);
+    assert.equal(u2, '<null>');
+    assert.deepEqual(JSON.parse(tags2), { team: 'key-team', source: 'key' });
+  });
+
   test('bad input gets a clear error and creates nothing', async () => {
     const t = await makeTenant(s.adminUrl, 'BadBatch');
     const other = await makeTenant(s.adminUrl, 'Other');
