@@ -282,8 +282,8 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   }
 
   if (completions) {
-    co_await handle_completion(ex, metered->kind, std::move(request_id), std::move(client_request_id),
-                               std::move(who));
+    co_await handle_completion(ex, metered->kind, std::move(request_id),
+                               std::move(client_request_id), std::move(who));
   } else if (models) {
     const std::string_view id =
         target.size() > 11 ? target.substr(std::string_view("/v1/models/").size()) : "";

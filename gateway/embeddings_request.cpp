@@ -15,8 +15,9 @@ const char* const input_types =
     "a string, an array of strings, an array of token ids or an array of arrays of token ids";
 
 std::optional<api_error> empty_input(const std::string& param) {
-  return invalid_request("Invalid '" + param + "': empty input. Each input must hold at least "
-                         "one character or token id.",
+  return invalid_request("Invalid '" + param +
+                             "': empty input. Each input must hold at least "
+                             "one character or token id.",
                          param, "empty_input");
 }
 
@@ -43,9 +44,10 @@ std::optional<api_error> check_input(json::value input, std::int64_t inputs_max)
   }
   if (!input.is_array()) return invalid_type("input", input_types, input);
   if (input.size() == 0) {
-    return invalid_request("Invalid 'input': empty array. Expected an array with minimum length "
-                           "1, but got an empty array instead.",
-                           "input", "empty_array");
+    return invalid_request(
+        "Invalid 'input': empty array. Expected an array with minimum length "
+        "1, but got an empty array instead.",
+        "input", "empty_array");
   }
   bool any_id = false, any_input = false;
   input.for_each_element([&](json::value e) {
@@ -54,15 +56,20 @@ std::optional<api_error> check_input(json::value input, std::int64_t inputs_max)
   });
   if (any_id && !any_input) return check_token_ids(input, "input");  // one input of token ids
   if (any_id) {
-    return invalid_request("Invalid 'input': an array holds either token ids (one input) or "
-                           "inputs (strings or arrays of token ids), not both.",
-                           "input", "invalid_value");
+    return invalid_request(
+        "Invalid 'input': an array holds either token ids (one input) or "
+        "inputs (strings or arrays of token ids), not both.",
+        "input", "invalid_value");
   }
   if (static_cast<std::int64_t>(input.size()) > inputs_max) {
-    return invalid_request("Invalid 'input': array too long. Expected an array with maximum "
-                           "length " + std::to_string(inputs_max) + ", but got an array with "
-                           "length " + std::to_string(input.size()) + " instead.",
-                           "input", "array_above_max_length");
+    return invalid_request(
+        "Invalid 'input': array too long. Expected an array with maximum "
+        "length " +
+            std::to_string(inputs_max) +
+            ", but got an array with "
+            "length " +
+            std::to_string(input.size()) + " instead.",
+        "input", "array_above_max_length");
   }
   std::optional<api_error> error;
   std::uint32_t i = 0;
@@ -136,8 +143,9 @@ void count_embedding_inputs(const metering::prompt_counter& counter, json::value
     return;
   }
   input.for_each_element([&](json::value e) {
-    out.push_back(e.is_string() ? counter.count_text(e.as_string())
-                                : e.is_array() ? std::int64_t{e.size()} : 1);
+    out.push_back(e.is_string()  ? counter.count_text(e.as_string())
+                  : e.is_array() ? std::int64_t{e.size()}
+                                 : 1);
   });
 }
 

@@ -94,8 +94,7 @@ std::optional<api_error> check_count(json::value v, const char* key, std::int64_
   if (n > max) {
     return invalid_request("Invalid '" + std::string(key) +
                                "': integer above maximum value. Expected a value <= " +
-                               std::to_string(max) + ", but got " + std::to_string(n) +
-                               " instead.",
+                               std::to_string(max) + ", but got " + std::to_string(n) + " instead.",
                            key, "integer_above_max_value");
   }
   out = n;

@@ -15,7 +15,9 @@
 namespace tollgate::gateway {
 
 // A member that is absent or JSON null counts as not given, as in OpenAI's API.
-inline bool given(json::value v) { return v.valid() && !v.is_null(); }
+inline bool given(json::value v) {
+  return v.valid() && !v.is_null();
+}
 
 std::string type_name(json::value v);  // "a string", "an integer", ...
 api_error invalid_type(const std::string& param, const char* expected, json::value got);

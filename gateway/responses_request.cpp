@@ -193,10 +193,11 @@ result<completion_request> parse_responses_request(std::string_view body) {
   if (const json::value b = j.find("background"); given(b)) {
     if (!b.is_bool()) return invalid_type("background", "a boolean", b);
     if (b.as_bool()) {
-      return invalid_request("Background responses are not supported by this gateway: their "
-                             "usage could not be metered. Send the request without "
-                             "'background'.",
-                             "background", "unsupported_parameter");
+      return invalid_request(
+          "Background responses are not supported by this gateway: their "
+          "usage could not be metered. Send the request without "
+          "'background'.",
+          "background", "unsupported_parameter");
     }
   }
   if (const json::value t = j.find("tools"); given(t) && !t.is_array()) {
@@ -242,8 +243,7 @@ std::string chat_equivalent(json::value request) {
   return out.finish();
 }
 
-std::int64_t count_responses_prompt(const metering::prompt_counter& counter,
-                                    json::value request) {
+std::int64_t count_responses_prompt(const metering::prompt_counter& counter, json::value request) {
   // The document points into its text: the text must outlive it.
   const std::string text = chat_equivalent(request);
   const auto chat = json::document::parse(text);
@@ -270,8 +270,7 @@ result<metering::worst_case_tokens> responses_worst_case(const model_config& mod
       message += std::to_string(prompt_tokens) + " tokens in the input.";
     }
     message += " Please reduce the length of the input or of max_output_tokens.";
-    return invalid_request(std::move(message),
-                           req.max_tokens >= 0 ? "max_output_tokens" : "input",
+    return invalid_request(std::move(message), req.max_tokens >= 0 ? "max_output_tokens" : "input",
                            "context_length_exceeded");
   }
   if (req.context_hold) {

@@ -75,8 +75,9 @@ bool usage_record::set_usage(json::value usage) {
   usage_reported = true;
   // Chat, completions and embeddings report prompt_tokens / completion_tokens; the Responses
   // API reports input_tokens / output_tokens with the same details under other names.
-  const bool responses = !usage.find("prompt_tokens").valid() &&
-                         (usage.find("input_tokens").valid() || usage.find("output_tokens").valid());
+  const bool responses =
+      !usage.find("prompt_tokens").valid() &&
+      (usage.find("input_tokens").valid() || usage.find("output_tokens").valid());
   prompt_tokens = count_at(usage, responses ? "input_tokens" : "prompt_tokens");
   completion_tokens = count_at(usage, responses ? "output_tokens" : "completion_tokens");
   if (const auto d = usage.find(responses ? "input_tokens_details" : "prompt_tokens_details");

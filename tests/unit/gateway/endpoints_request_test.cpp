@@ -59,7 +59,9 @@ model_config model_with_context(std::uint64_t context) {
   return m;
 }
 
-std::int64_t text_tokens(std::string_view text) { return o200k().count_text(text); }
+std::int64_t text_tokens(std::string_view text) {
+  return o200k().count_text(text);
+}
 
 }  // namespace
 
@@ -106,8 +108,7 @@ TEST_CASE("embeddings: bad input gets a 400 naming it") {
         "integer_below_min_value");
   CHECK(embeddings_error(R"({"model":"m","input":"x","stream":true})").param == "stream");
   CHECK(embeddings_error(R"({"model":"m","input":"x","user":7})").param == "user");
-  CHECK(embeddings_error(R"({"model":"m","input":"x","input":"y"})").code ==
-        "duplicate_parameter");
+  CHECK(embeddings_error(R"({"model":"m","input":"x","input":"y"})").code == "duplicate_parameter");
   std::string many = R"({"model":"m","input":[)";
   for (int i = 0; i < 2049; ++i) many += i ? ",\"w\"" : "\"w\"";
   CHECK(embeddings_error(many + "]}").code == "array_above_max_length");
@@ -150,18 +151,20 @@ TEST_CASE("responses: requests parse; uncountable context sets the context hold"
   const std::string plain = R"({"model":"m","input":"hi","stream":true})";
   CHECK(upstream_body(parsed(endpoint_kind::responses, plain), plain, "m") == plain);
 
-  for (const char* held : {
-           R"({"model":"m","previous_response_id":"resp_1"})",
-           R"({"model":"m","input":"more","previous_response_id":"resp_1"})",
-           R"({"model":"m","input":"more","conversation":"conv_1"})",
-           R"({"model":"m","input":"more","conversation":{"id":"conv_1"}})",
-           R"({"model":"m","prompt":{"id":"pmpt_1"}})",
-           R"({"model":"m","input":[{"type":"item_reference","id":"msg_1"}]})",
-           R"({"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"what"},
+  for (
+      const char* held : {
+          R"({"model":"m","previous_response_id":"resp_1"})",
+          R"({"model":"m","input":"more","previous_response_id":"resp_1"})",
+          R"({"model":"m","input":"more","conversation":"conv_1"})",
+          R"({"model":"m","input":"more","conversation":{"id":"conv_1"}})",
+          R"({"model":"m","prompt":{"id":"pmpt_1"}})",
+          R"({"model":"m","input":[{"type":"item_reference","id":"msg_1"}]})",
+          R"({"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"what"},
                {"type":"input_image","image_url":"https://x/y.png"}]}]})",
-           R"({"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]})",
-           R"({"model":"m","input":[{"type":"reasoning","summary":[],"encrypted_content":"xx"}]})",
-       }) {
+          R"({"model":"m","input":[{"role":"user",
+               "content":[{"type":"input_file","file_id":"f"}]}]})",
+          R"({"model":"m","input":[{"type":"reasoning","summary":[],"encrypted_content":"xx"}]})",
+      }) {
     INFO(held);
     CHECK(parsed(endpoint_kind::responses, held).context_hold);
   }
@@ -181,20 +184,17 @@ TEST_CASE("responses: bad input gets a 400 naming it") {
   CHECK(responses_error(R"({"model":"m","input":[{"content":"x"}]})").param == "input[0].type");
   CHECK(responses_error(R"({"model":"m","input":[{"role":"robot","content":"x"}]})").param ==
         "input[0].role");
-  CHECK(responses_error(R"({"model":"m","input":[{"role":"user"}]})").param ==
-        "input[0].content");
+  CHECK(responses_error(R"({"model":"m","input":[{"role":"user"}]})").param == "input[0].content");
   CHECK(responses_error(R"({"model":"m","input":[{"role":"user","content":[{"text":"x"}]}]})")
             .param == "input[0].content[0].type");
   CHECK(responses_error(R"({"model":"m","input":"x","max_output_tokens":0})").code ==
         "integer_below_min_value");
   CHECK(responses_error(R"({"model":"m","input":"x","max_output_tokens":"9"})").code ==
         "invalid_type");
-  CHECK(responses_error(R"({"model":"m","input":"x","instructions":3})").param ==
-        "instructions");
+  CHECK(responses_error(R"({"model":"m","input":"x","instructions":3})").param == "instructions");
   CHECK(responses_error(R"({"model":"m","input":"x","stream_options":{}})").param ==
         "stream_options");
-  CHECK(responses_error(R"({"model":"m","input":"x","background":true})").param ==
-        "background");
+  CHECK(responses_error(R"({"model":"m","input":"x","background":true})").param == "background");
   CHECK(responses_error(R"({"model":"m","input":"x","tools":{}})").param == "tools");
   CHECK(responses_error(R"({"model":"m","previous_response_id":5})").param ==
         "previous_response_id");
@@ -251,8 +251,8 @@ TEST_CASE("responses: the worst case bounds output by max_output_tokens or the c
   REQUIRE(worst);
   CHECK(worst->total() == 1000);
   CHECK(worst->completion_tokens == 100);
-  const auto too_big = parsed(endpoint_kind::responses,
-                              R"({"model":"m","input":"hello","max_output_tokens":999})");
+  const auto too_big =
+      parsed(endpoint_kind::responses, R"({"model":"m","input":"hello","max_output_tokens":999})");
   auto refused = count_request(m, o200k(), too_big, counted);
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code == "context_length_exceeded");
@@ -277,7 +277,8 @@ TEST_CASE("responses: usage comes from the final event's response.usage") {
   CHECK(rec.completion_tokens == 87);
   CHECK(rec.reasoning_tokens == 40);
   CHECK(usage_of(R"({"type":"response.incomplete","response":{"usage":{"input_tokens":1,
-      "output_tokens":2}}})").second.completion_tokens == 2);
+      "output_tokens":2}}})")
+            .second.completion_tokens == 2);
   CHECK_FALSE(usage_of(R"({"type":"response.created","response":{"usage":null}})").first);
   CHECK_FALSE(usage_of(R"({"type":"response.output_text.delta","delta":"usage"})").first);
   // Chat chunks keep their top-level usage; embeddings report prompt_tokens only.
@@ -298,16 +299,21 @@ TEST_CASE("responses: usage comes from the final event's response.usage") {
 
 TEST_CASE("responses: without usage, the output text is what gets counted") {
   metering::completion_text streamed;
-  for (const char* e : {
-           R"({"type":"response.created","response":{"object":"response","output":[],"usage":null}})",
-           R"({"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"Hello"})",
-           R"({"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":" world, naïve"})",
-           R"({"type":"response.output_text.done","output_index":0,"text":"Hello world, naïve"})",
-           R"({"type":"response.function_call_arguments.delta","output_index":1,"delta":"{\"q\":1}"})",
-           R"({"type":"response.completed","response":{"object":"response","output":[
+  for (
+      const char* e : {
+          R"({"type":"response.created",
+              "response":{"object":"response","output":[],"usage":null}})",
+          R"({"type":"response.output_text.delta","output_index":0,"content_index":0,
+              "delta":"Hello"})",
+          R"({"type":"response.output_text.delta","output_index":0,"content_index":0,
+              "delta":" world, naïve"})",
+          R"({"type":"response.output_text.done","output_index":0,"text":"Hello world, naïve"})",
+          R"({"type":"response.function_call_arguments.delta","output_index":1,
+              "delta":"{\"q\":1}"})",
+          R"({"type":"response.completed","response":{"object":"response","output":[
                {"type":"message","content":[{"type":"output_text","text":"Hello world, naïve"}]}],
                "usage":null}})",
-       }) {
+      }) {
     streamed.add_stream_event(e);
   }
   CHECK(streamed.count(o200k()) == text_tokens("Hello world, naïve") + text_tokens("{\"q\":1}"));
