@@ -27,6 +27,8 @@ inline constexpr std::uint64_t upstream_response_limit_bytes_default = 64u * 102
 
 inline constexpr std::uint64_t sse_line_bytes_max = 8u * 1024 * 1024;
 inline constexpr std::uint64_t request_id_chars_max = 128;
+// POST /v1/embeddings: the tokens of all inputs of one request together (OpenAI's limit).
+inline constexpr std::int64_t embedding_request_tokens_max = 300'000;
 
 // ---- HTTP server (core/http_server.cpp) ----
 // A refused body still being sent is read and dropped for a while before closing (lingering

@@ -4,8 +4,6 @@
 #include <algorithm>
 #include <functional>
 #include <map>
-#include <span>
-
 
 #include <boost/beast/http/empty_body.hpp>
 #include "backends/sse.hpp"
@@ -16,6 +14,8 @@
 #include "core/request_id.hpp"
 #include "gateway/batch_api.hpp"
 #include "gateway/query_params.hpp"
+#include "gateway/request_count.hpp"
+#include "gateway/responses_request.hpp"
 #include "gateway/usage_report.hpp"
 #include "metering/completion_text.hpp"
 #include "metering/worst_case.hpp"
@@ -54,33 +54,23 @@ void strip_usage_null(std::string& data) {
   if (const auto at = data.find(field); at != std::string::npos) data.erase(at, field.size());
 }
 
-// The request's worst case under the model's context, or the 400 for a prompt that cannot fit.
-result<metering::worst_case_tokens> worst_case_for(const model_config& model,
-                                                   const completion_request& req,
-                                                   std::span<const std::int64_t> prompts) {
-  metering::worst_case_request w;
-  w.prompt_tokens = prompts;
-  w.max_tokens = req.max_tokens;
-  w.copies = std::max(req.n, req.best_of);
-  w.context_tokens = static_cast<std::int64_t>(model.context_tokens);
-  std::size_t at = 0;
-  if (auto worst = metering::worst_case_of(w, &at)) return *worst;
-  // OpenAI's wording for the same refusal.
-  const std::int64_t prompt = prompts[at];
-  const std::string where = prompts.size() > 1 ? "prompt " + std::to_string(at) : "the messages";
-  std::string message = "This model's maximum context length is " +
-                        std::to_string(model.context_tokens) + " tokens. However, you requested ";
-  if (req.max_tokens >= 0) {
-    const __int128 total = static_cast<__int128>(prompt) + req.max_tokens;
-    message += std::to_string(static_cast<std::uint64_t>(total)) + " tokens (" +
-               std::to_string(prompt) + " in " + where + ", " + std::to_string(req.max_tokens) +
-               " in the completion).";
-  } else {
-    message += std::to_string(prompt) + " tokens in " + where + ".";
+// The metered endpoints by path (the paths are also the routes' metric labels).
+struct metered_route {
+  std::string_view path;
+  endpoint_kind kind;
+};
+constexpr metered_route metered_routes[] = {
+    {"/v1/chat/completions", endpoint_kind::chat_completions},
+    {"/v1/completions", endpoint_kind::completions},
+    {"/v1/embeddings", endpoint_kind::embeddings},
+    {"/v1/responses", endpoint_kind::responses},
+};
+
+const metered_route* metered_endpoint(std::string_view target) {
+  for (const auto& r : metered_routes) {
+    if (r.path == target) return &r;
   }
-  message += " Please reduce the length of the messages or completion.";
-  return invalid_request(std::move(message), req.max_tokens >= 0 ? "max_tokens" : "messages",
-                         "context_length_exceeded");
+  return nullptr;
 }
 
 std::string model_object(const model_config& m, std::int64_t created) {
@@ -243,7 +233,8 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   std::string client_request_id =
       is_valid_client_request_id(client_id) ? std::string(client_id) : std::string();
 
-  const bool completions = target == "/v1/chat/completions" || target == "/v1/completions";
+  const metered_route* metered = metered_endpoint(target);
+  const bool completions = metered != nullptr;
   const bool models = target == "/v1/models" || target.rfind("/v1/models/", 0) == 0;
   const bool usage = target == "/v1/usage";
   const bool budget_list = target == "/v1/budgets";
@@ -269,8 +260,7 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
     co_await ex.send_unknown_url(request_id);
     co_return;
   }
-  ex.set_route(completions ? (target == "/v1/chat/completions" ? "/v1/chat/completions"
-                                                               : "/v1/completions")
+  ex.set_route(completions ? metered->path
                : models    ? "/v1/models"
                : usage     ? "/v1/usage"
                            : "/v1/budgets");
@@ -292,10 +282,8 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   }
 
   if (completions) {
-    const endpoint_kind kind = target == "/v1/chat/completions" ? endpoint_kind::chat_completions
-                                                                : endpoint_kind::completions;
-    co_await handle_completion(ex, kind, std::move(request_id), std::move(client_request_id),
-                               std::move(who));
+    co_await handle_completion(ex, metered->kind, std::move(request_id),
+                               std::move(client_request_id), std::move(who));
   } else if (models) {
     const std::string_view id =
         target.size() > 11 ? target.substr(std::string_view("/v1/models/").size()) : "";
@@ -361,20 +349,8 @@ boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
   co_await ex.send_json(200, std::move(body), request_id);
 }
 
-result<metering::worst_case_tokens> api_handler::worst_case_of(proxy_state& st,
-                                                              endpoint_kind kind) const {
-  const json::value body = st.req.body->root();
-  thread_local std::vector<std::int64_t> prompts;
-  prompts.clear();
-  if (kind == endpoint_kind::chat_completions) {
-    prompts.push_back(st.counter->count_chat(body));
-  } else {
-    st.counter->count_completion_prompts(body, prompts);
-  }
-  std::int64_t counted = 0;
-  for (const std::int64_t p : prompts) counted = metering::saturating_add(counted, p);
-  st.rec.counted_prompt_tokens = counted;
-  return worst_case_for(*st.model, st.req, prompts);
+result<metering::worst_case_tokens> api_handler::worst_case_of(proxy_state& st) const {
+  return count_request(*st.model, *st.counter, st.req, st.rec.counted_prompt_tokens);
 }
 
 boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state& st,
@@ -419,7 +395,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state&
   // 3. Count the prompt with the model's own tokenizer, as the model will see it, and work out
   // the request's worst case: every prompt and copy within the model's context.
   st.counter = &counters_.at(st.model->name);
-  auto worst = worst_case_of(st, kind);
+  auto worst = worst_case_of(st);
   if (!worst) co_return refuse(worst.error());
 
   // 4. Make sure the ledger can take the usage (its journal or the database is writable).
@@ -558,15 +534,8 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::check_batch(
                                     "` does not exist or you do not have access to it.",
                                 "model_not_found");
     }
-    const json::value body = parsed->body->root();
-    const metering::prompt_counter& counter = counters_.at(model->name);
-    std::vector<std::int64_t> prompts;
-    if (kind == endpoint_kind::chat_completions) {
-      prompts.push_back(counter.count_chat(body));
-    } else {
-      counter.count_completion_prompts(body, prompts);
-    }
-    auto worst = worst_case_for(*model, *parsed, prompts);
+    std::int64_t counted = 0;
+    auto worst = count_request(*model, counters_.at(model->name), *parsed, counted);
     if (!worst) {
       api_error e = worst.error();
       e.message = where + e.message;
@@ -697,7 +666,7 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
       if (e.data.find("\"usage\"") != std::string::npos &&
           e.data.find("\"usage\":null") == std::string::npos) {
         const auto doc = json::document::parse(e.data);
-        if (doc && doc->root().is_object() && st.rec.set_usage(doc->root().find("usage"))) {
+        if (doc && doc->root().is_object() && st.rec.set_usage(stream_event_usage(doc->root()))) {
           const json::value choices = doc->root().find("choices");
           const bool usage_only = !choices.valid() || (choices.is_array() && choices.size() == 0);
           if (usage_only && !st.req.client_wants_usage) continue;

@@ -1,5 +1,6 @@
 // The OpenAI-compatible API listener (:8080): routes requests and runs the request path for
-// chat and legacy completions in one straight line:
+// the metered endpoints (chat and legacy completions, embeddings, responses) in one straight
+// line:
 //   authenticate (with a database) -> parse & validate -> route model to upstream (and check
 //   the key's model allowlist) -> count the prompt -> check the ledger takes usage -> reserve
 //   the budgets (prompt + max_tokens, one request) -> forward
@@ -93,8 +94,8 @@ class api_handler {
                                                          const attribution_headers& headers,
                                                          const caller& who, unsigned worker);
   // Counts the prompts of a parsed request (into st.rec) and returns its worst case, or the 400
-  // for a prompt that does not fit the model's context.
-  result<metering::worst_case_tokens> worst_case_of(proxy_state& st, endpoint_kind kind) const;
+  // for a prompt that does not fit the model's context (gateway/request_count.hpp).
+  result<metering::worst_case_tokens> worst_case_of(proxy_state& st) const;
   boost::asio::awaitable<void> handle_completion(http::exchange& ex, endpoint_kind kind,
                                                  std::string request_id,
                                                  std::string client_request_id, caller who);

@@ -8,43 +8,12 @@
 
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
+#include "gateway/embeddings_request.hpp"
+#include "gateway/request_checks.hpp"
+#include "gateway/responses_request.hpp"
 
 namespace tollgate::gateway {
 namespace {
-
-std::string type_name(json::value v) {
-  switch (v.kind()) {
-    case json::kind::null:
-      return "null";
-    case json::kind::boolean:
-      return "a boolean";
-    case json::kind::number:
-      return v.is_int64() ? "an integer" : "a decimal";
-    case json::kind::string:
-      return "a string";
-    case json::kind::array:
-      return "an array";
-    case json::kind::object:
-      return "an object";
-  }
-  return "an unknown type";
-}
-
-api_error invalid_type(const std::string& param, const char* expected, json::value got) {
-  return invalid_request("Invalid type for '" + param + "': expected " + expected + ", but got " +
-                             type_name(got) + " instead.",
-                         param, "invalid_type");
-}
-
-api_error missing(const std::string& param) {
-  return invalid_request("Missing required parameter: '" + param + "'.", param,
-                         "missing_required_parameter");
-}
-
-// A member that is absent or JSON null counts as not given, as in OpenAI's API.
-bool given(json::value v) {
-  return v.valid() && !v.is_null();
-}
 
 bool is_one_of(std::string_view v, std::initializer_list<std::string_view> options) {
   for (auto o : options) {
@@ -165,92 +134,28 @@ std::optional<api_error> check_prompt(json::value prompt, std::int64_t prompts_m
 }  // namespace
 
 std::string_view endpoint_path(endpoint_kind kind) {
-  return kind == endpoint_kind::chat_completions ? "/chat/completions" : "/completions";
-}
-
-// The first top-level member name that appears twice, if any.
-std::optional<std::string> duplicate_member(json::value object) {
-  std::vector<std::string_view> names;
-  object.for_each_member([&](std::string_view key, json::value) { names.push_back(key); });
-  std::sort(names.begin(), names.end());
-  const auto twice = std::adjacent_find(names.begin(), names.end());
-  if (twice == names.end()) return std::nullopt;
-  return std::string(*twice);
-}
-
-// An integer parameter in [1, max], or the error naming it.
-std::optional<api_error> check_count(json::value v, const char* key, std::int64_t max,
-                                     std::int64_t& out) {
-  if (!given(v)) return std::nullopt;
-  if (!v.is_int64()) return invalid_type(key, "an integer", v);
-  const std::int64_t n = v.as_int64();
-  if (n < 1) {
-    return invalid_request("Invalid '" + std::string(key) +
-                               "': integer below minimum value. Expected a value >= 1, but got " +
-                               std::to_string(n) + " instead.",
-                           key, "integer_below_min_value");
+  switch (kind) {
+    case endpoint_kind::chat_completions: return "/chat/completions";
+    case endpoint_kind::completions: return "/completions";
+    case endpoint_kind::embeddings: return "/embeddings";
+    case endpoint_kind::responses: return "/responses";
   }
-  if (n > max) {
-    return invalid_request("Invalid '" + std::string(key) +
-                               "': integer above maximum value. Expected a value <= " +
-                               std::to_string(max) + ", but got " + std::to_string(n) +
-                               " instead.",
-                           key, "integer_above_max_value");
-  }
-  out = n;
-  return std::nullopt;
+  return "/chat/completions";
 }
-
-namespace {
-// OpenAI's `user` (the end user) and `metadata` (tags), both optional.
-std::optional<api_error> parse_attribution(json::value body, completion_request& req) {
-  if (const json::value user = body.find("user"); given(user)) {
-    if (!user.is_string()) return invalid_type("user", "a string", user);
-    if (auto bad = metering::check_end_user(user.as_string())) {
-      return invalid_request("Invalid 'user': it " + *bad + ".", "user", "invalid_value");
-    }
-    req.end_user = std::string(user.as_string());
-  }
-  if (const json::value metadata = body.find("metadata"); given(metadata)) {
-    auto tags = metering::tags_from_json(metadata);
-    if (!tags.error.empty()) {
-      return invalid_request("Invalid 'metadata': it " + tags.error + ".", "metadata",
-                             "invalid_value");
-    }
-    req.tags = std::move(tags.tags);
-  }
-  return std::nullopt;
-}
-}  // namespace
 
 result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body,
                                                     const request_limits& limits) {
-  // The parser rejects invalid UTF-8 and unpaired surrogate escapes, so every string that gets
-  // through is valid text.
-  json::parse_error parse_error;
-  auto parsed = json::document::parse(body, &parse_error);
-  if (!parsed) {
-    return invalid_request(
-        "We could not parse the JSON body of your request: " + parse_error.message + " at byte " +
-        std::to_string(parse_error.offset) +
-        ". The API expects a JSON payload (valid UTF-8, no unpaired surrogates).");
-  }
+  if (kind == endpoint_kind::embeddings) return parse_embeddings_request(body, limits);
+  if (kind == endpoint_kind::responses) return parse_responses_request(body);
+  auto parsed = parse_request_body(body);
+  if (!parsed) return parsed.error();
   completion_request req;
-  req.body = std::make_shared<const json::document>(std::move(*parsed));
-  const json::value j = req.body->root();
-  if (!j.is_object()) return invalid_type("body", "an object", j);
-  if (const auto twice = duplicate_member(j)) {
-    return invalid_request("The body names '" + *twice + "' more than once.", *twice,
-                           "duplicate_parameter");
-  }
   req.kind = kind;
-  const json::value model = j.find("model");
-  if (!given(model)) {
-    return invalid_request("You must provide a model parameter.", "model",
-                           "missing_required_parameter");
-  }
-  if (!model.is_string()) return invalid_type("model", "a string", model);
-  req.model = std::string(model.as_string());
+  req.body = std::move(*parsed);
+  const json::value j = req.body->root();
+  auto model = required_model(j);
+  if (!model) return model.error();
+  req.model = std::move(*model);
 
   if (kind == endpoint_kind::chat_completions) {
     const json::value messages = j.find("messages");
@@ -294,7 +199,7 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
     if (req.max_tokens < 0) req.max_tokens = n;
   }
   if (auto e = check_count(j.find("n"), "n", limits.n_max, req.n)) return *e;
-  if (auto e = parse_attribution(j, req)) return *e;
+  if (auto e = parse_user_and_metadata(j, req.end_user, req.tags)) return *e;
   if (kind == endpoint_kind::completions) {
     if (auto e = check_count(j.find("best_of"), "best_of", limits.n_max, req.best_of)) return *e;
     if (given(j.find("best_of")) && req.best_of < req.n) {

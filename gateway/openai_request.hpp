@@ -1,5 +1,6 @@
-// Parsing and validation of OpenAI completion requests (chat and legacy completions): the first
-// stage of the request path. Invalid input becomes an OpenAI-shaped 400 naming the parameter.
+// Parsing and validation of OpenAI requests (chat and legacy completions here; embeddings and
+// responses in their own files, reached through parse_completion_request): the first stage of
+// the request path. Invalid input becomes an OpenAI-shaped 400 naming the parameter.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -12,34 +13,47 @@
 
 namespace tollgate::gateway {
 
-enum class endpoint_kind { chat_completions, completions };
+enum class endpoint_kind { chat_completions, completions, embeddings, responses };
 
-std::string_view endpoint_path(endpoint_kind kind);  // "/chat/completions" or "/completions"
+// "/chat/completions", "/completions", "/embeddings" or "/responses"
+std::string_view endpoint_path(endpoint_kind kind);
 
 // Bounds on what one request may ask for (settings: metering.n_max).
 struct request_limits {
   std::int64_t n_max = 16;        // n and best_of
-  std::int64_t prompts_max = 2048;  // entries of a legacy completion's prompt array (OpenAI's)
+  // Entries of a legacy completion's prompt array, and inputs of one embeddings request
+  // (OpenAI's limit for both).
+  std::int64_t prompts_max = 2048;
 };
 
+// A validated request of any of the four endpoints: what the later stages need to know.
 struct completion_request {
   endpoint_kind kind = endpoint_kind::chat_completions;
   std::string model;
   bool stream = false;
-  bool client_wants_usage = false;  // stream_options.include_usage as the client sent it
-  std::int64_t max_tokens = -1;     // max_completion_tokens or max_tokens; -1 if absent
+  // stream_options.include_usage as the client sent it; always true for responses (the
+  // Responses API reports usage in its final event, which reaches the client untouched).
+  bool client_wants_usage = false;
+  // max_completion_tokens or max_tokens (responses: max_output_tokens); -1 if absent;
+  // 0 for embeddings (no output).
+  std::int64_t max_tokens = -1;
   std::int64_t n = 1;               // completions per prompt
   std::int64_t best_of = 1;         // completions generated per prompt (legacy completions)
   bool has_stream_options = false;  // the body has a non-null stream_options object
   bool stream_options_member = false;  // the body has a stream_options member, null included
   std::string end_user;      // OpenAI's `user` ("" if absent)
   metering::tag_set tags;    // OpenAI's `metadata`
+  // The model will see context the gateway cannot count (responses: previous_response_id,
+  // conversation, a stored prompt, item references, images, files or audio): the request is
+  // held at the model's whole context.
+  bool context_hold = false;
   // The parsed body, kept for the stages after validation (prompt counting).
   std::shared_ptr<const json::document> body;
 };
 
 // Duplicate top-level members are refused (400): the gateway and the upstream must not read
-// different models or options out of one body.
+// different models or options out of one body. Embeddings and responses go to their parsers
+// (embeddings_request.hpp, responses_request.hpp).
 result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body,
                                                     const request_limits& limits = {});
 

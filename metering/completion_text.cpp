@@ -41,6 +41,15 @@ void completion_text::absorb_pending() {
 // vLLM and DeepSeek send beside it (reasoning_content, reasoning), tool call names and
 // arguments, and the legacy function_call; completions: choices[].text.
 void completion_text::absorb(json::value root, bool delta) {
+  if (const json::value type = root.find("type"); type.valid() && type.is_string()) {
+    absorb_responses_event(root);
+    return;
+  }
+  if (const json::value object = root.find("object");
+      !delta && object.valid() && object.is_string() && object.as_string() == "response") {
+    absorb_responses_object(root);
+    return;
+  }
   const json::value choices = root.find("choices");
   if (!choices.valid() || !choices.is_array()) return;
   choices.for_each_element([&](json::value choice) {
@@ -65,6 +74,42 @@ void completion_text::absorb(json::value root, bool delta) {
         if (call.is_object()) function_text(call.find("function"));
       });
     }
+  });
+}
+
+// Responses API streams: the deltas of output text, refusals, function call arguments and
+// reasoning text, by output item. The events that repeat finished text (*.done,
+// response.completed) are not counted again.
+void completion_text::absorb_responses_event(json::value event) {
+  const std::string_view type = event.find("type").as_string();
+  if (type != "response.output_text.delta" && type != "response.refusal.delta" &&
+      type != "response.function_call_arguments.delta" &&
+      type != "response.reasoning_text.delta") {
+    return;
+  }
+  const json::value index = event.find("output_index");
+  append_string(text_[index.valid() && index.is_int64() ? index.as_int64() : 0],
+                event.find("delta"));
+}
+
+// A whole Responses object: each output item's text (message parts' text and refusals, a
+// function call's name and arguments, reasoning text).
+void completion_text::absorb_responses_object(json::value response) {
+  const json::value output = response.find("output");
+  if (!output.valid() || !output.is_array()) return;
+  std::int64_t index = 0;
+  output.for_each_element([&](json::value item) {
+    std::string& out = text_[index++];
+    if (!item.is_object()) return;
+    append_string(out, item.find("name"));
+    append_string(out, item.find("arguments"));
+    const json::value content = item.find("content");
+    if (!content.valid() || !content.is_array()) return;
+    content.for_each_element([&](json::value part) {
+      if (!part.is_object()) return;
+      append_string(out, part.find("text"));
+      append_string(out, part.find("refusal"));
+    });
   });
 }
 

@@ -73,12 +73,20 @@ std::string usage_record::to_json() const {
 bool usage_record::set_usage(json::value usage) {
   if (!usage.valid() || !usage.is_object()) return false;
   usage_reported = true;
-  prompt_tokens = count_at(usage, "prompt_tokens");
-  completion_tokens = count_at(usage, "completion_tokens");
-  if (const auto d = usage.find("prompt_tokens_details"); d.valid() && d.is_object()) {
+  // Chat, completions and embeddings report prompt_tokens / completion_tokens; the Responses
+  // API reports input_tokens / output_tokens with the same details under other names.
+  const bool responses =
+      !usage.find("prompt_tokens").valid() &&
+      (usage.find("input_tokens").valid() || usage.find("output_tokens").valid());
+  prompt_tokens = count_at(usage, responses ? "input_tokens" : "prompt_tokens");
+  completion_tokens = count_at(usage, responses ? "output_tokens" : "completion_tokens");
+  if (const auto d = usage.find(responses ? "input_tokens_details" : "prompt_tokens_details");
+      d.valid() && d.is_object()) {
     cached_tokens = count_at(d, "cached_tokens");
   }
-  if (const auto d = usage.find("completion_tokens_details"); d.valid() && d.is_object()) {
+  if (const auto d =
+          usage.find(responses ? "output_tokens_details" : "completion_tokens_details");
+      d.valid() && d.is_object()) {
     reasoning_tokens = count_at(d, "reasoning_tokens");
   }
   return true;

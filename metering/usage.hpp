@@ -24,7 +24,8 @@ struct usage_record {
   // For whom, and with which tags and session (metering/attribution.hpp).
   metering::attribution attribution;
   bool batch = false;               // made through the batch API
-  std::string endpoint;             // "/v1/chat/completions" or "/v1/completions"
+  // "/v1/chat/completions", "/v1/completions", "/v1/embeddings" or "/v1/responses"
+  std::string endpoint;
   std::string model;                // as the client named it ("" if the request had none)
   std::string upstream;             // upstream name ("" if the request never got that far)
   std::int64_t occurred_at_ms = 0;  // wall clock when the request was received
@@ -60,7 +61,9 @@ struct usage_record {
   std::vector<std::string> credit_counters;  // the credit_only mirror's counter
 
   std::string to_json() const;
-  // Fills the token fields from an OpenAI `usage` object; returns false if it is not one.
+  // Fills the token fields from an OpenAI `usage` object (chat, completions, embeddings:
+  // prompt_tokens, completion_tokens and their details; the Responses API: input_tokens,
+  // output_tokens and theirs); returns false if it is not one.
   bool set_usage(json::value usage);
   // Fills the token fields from a whole OpenAI response body's top-level `usage`, if any.
   bool set_usage_from_response(std::string_view body);

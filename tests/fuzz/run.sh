@@ -18,7 +18,9 @@ build() {  # name, sources...
 build json_dom_fuzz tests/fuzz/json_dom_fuzz.cpp core/json_dom.cpp
 build sse_fuzz tests/fuzz/sse_fuzz.cpp backends/sse.cpp
 build openai_request_fuzz tests/fuzz/openai_request_fuzz.cpp gateway/openai_request.cpp core/json_dom.cpp \
-  metering/attribution.cpp \
+  gateway/request_checks.cpp gateway/embeddings_request.cpp gateway/responses_request.cpp \
+  metering/worst_case.cpp metering/prompt_count.cpp metering/tokenizer.cpp metering/pretokenizer.cpp \
+  metering/unicode.cpp metering/unicode_tables.cpp metering/attribution.cpp \
   core/json_text.cpp core/error.cpp
 build tokenizer_fuzz tests/fuzz/tokenizer_fuzz.cpp metering/tokenizer.cpp metering/pretokenizer.cpp \
   metering/unicode.cpp metering/unicode_tables.cpp core/json_dom.cpp core/error.cpp core/json_text.cpp
