@@ -472,7 +472,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   }
   // 6. Forward. While the upstream works, a client that hangs up cancels the upstream request
   // (the watch ends by itself before the first byte is written back).
-  backends::upstream_call call(pools_[st.worker], *st.upstream);
+  backends::upstream_exchange call(pools_[st.worker], *st.upstream);
   ex.watch_for_disconnect([&st, &call] {
     st.rec.client_disconnected = true;
     call.abort();
@@ -493,13 +493,16 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
 }
 
 boost::asio::awaitable<std::optional<api_error>> api_handler::forward(
-    proxy_state& st, backends::upstream_call& call, endpoint_kind kind,
+    proxy_state& st, backends::upstream_exchange& call, endpoint_kind kind,
     std::string_view body_text) {
   st.at = proxy_state::stage::forwarding;
   auto& counted = worker_metrics_[st.worker]->upstream_requests;
-  if (auto failure = co_await call.start(
-          endpoint_path(kind), upstream_body(st.req, body_text, st.model->upstream_model),
-          st.rec.request_id)) {
+  auto failure = co_await call.start(endpoint_path(kind),
+                                     upstream_body(st.req, body_text, st.model->upstream_model),
+                                     st.rec.request_id);
+  st.rec.upstream_endpoint = call.endpoint_name();
+  st.rec.attempts = call.attempts();
+  if (failure) {
     const bool client_left = st.rec.client_disconnected;
     counted.with({st.upstream->name, client_left ? "client_gone" : failure->label()}).inc();
     api_error error = failure->to_api_error(st.upstream->name);
@@ -519,7 +522,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::forward(
 }
 
 boost::asio::awaitable<std::optional<api_error>> api_handler::read_whole(
-    proxy_state& st, backends::upstream_call& call, std::string& body) {
+    proxy_state& st, backends::upstream_exchange& call, std::string& body) {
   if (auto failure = co_await call.read_all(body)) {
     api_error error = failure->to_api_error(st.upstream->name);
     st.rec.error_code = st.rec.client_disconnected ? "client_disconnected" : error.code;
@@ -609,7 +612,7 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
   }
   // The same forward-and-read as a live request that does not stream.
   std::optional<api_error> failed = std::move(admitted);
-  std::optional<backends::upstream_call> call;
+  std::optional<backends::upstream_exchange> call;
   std::string response;
   if (!failed) {
     call.emplace(pools_[worker], *st.upstream);
@@ -629,7 +632,7 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
 }
 
 boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
-                                                      backends::upstream_call& call,
+                                                      backends::upstream_exchange& call,
                                                       proxy_state& st) {
   std::string body;
   if (auto failure = co_await read_whole(st, call, body)) {
@@ -656,7 +659,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
 }
 
 boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
-                                                       backends::upstream_call& call,
+                                                       backends::upstream_exchange& call,
                                                        proxy_state& st) {
   bhttp::response<bhttp::empty_body> head{bhttp::status::ok, ex.req().version()};
   head.set(bhttp::field::content_type, "text/event-stream");

@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backends/health_checker.hpp"
 #include "backends/upstream.hpp"
 #include "billing/batch_store.hpp"
 #include "billing/budget_store.hpp"
@@ -262,19 +263,15 @@ std::shared_ptr<const tollgate::backends::upstream_tls_contexts> load_upstream_t
   }
 }
 
-// One upstream connection pool per I/O thread, sharing the TLS contexts.
+// One upstream connection pool per I/O thread, sharing the upstreams' state (endpoint health,
+// TLS contexts, metrics).
 std::vector<std::shared_ptr<tollgate::backends::upstream_pool>> make_upstream_pools(
     tollgate::http::server& server,
-    const std::shared_ptr<const tollgate::backends::upstream_tls_contexts>& upstream_tls,
-    tollgate::metrics::registry& registry) {
-  auto& tls_handshakes = registry.add_counter(
-      "tollgate_upstream_tls_handshakes_total",
-      "TLS handshakes with https upstreams, by whether they resumed a session",
-      {"upstream", "resumed"});
+    const std::shared_ptr<tollgate::backends::upstream_groups>& groups) {
   std::vector<std::shared_ptr<tollgate::backends::upstream_pool>> pools;
   for (unsigned i = 0; i < server.thread_count(); ++i) {
     pools.push_back(std::make_shared<tollgate::backends::upstream_pool>(
-        server.io(i).get_executor(), upstream_tls, &tls_handshakes));
+        server.io(i).get_executor(), groups));
   }
   return pools;
 }
@@ -359,7 +356,15 @@ int main(int argc, char** argv) {
   try {
     http::server server{http::server_limits::from(config.server), config.server.threads, log,
                         registry};
-    auto pools = make_upstream_pools(server, upstream_tls, registry);
+    auto upstream_groups =
+        std::make_shared<backends::upstream_groups>(config.upstreams, upstream_tls, registry);
+    auto pools = make_upstream_pools(server, upstream_groups);
+    // Active health checks run on I/O thread 0 and end with its drain.
+    backends::health_checker health_checks{pools[0], *upstream_groups, config.upstreams, log};
+    health_checks.start();
+    server.add_drain_hook([&health_checks](unsigned worker) {
+      if (worker == 0) health_checks.stop();
+    });
     std::unique_ptr<gateway::budget_guard> budgets;
     if (!config.budgets.redis.empty()) {
       std::vector<boost::asio::any_io_executor> executors;
