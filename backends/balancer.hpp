@@ -39,7 +39,9 @@ std::int64_t ejection_ms(const ejection_policy& policy, std::uint32_t n);
 // the backoff. Active: the health checker marks it down or up.
 class endpoint_health {
  public:
-  bool ejected(mono_ms now) const { return now < ejected_until_ms_.load(std::memory_order_relaxed); }
+  bool ejected(mono_ms now) const {
+    return now < ejected_until_ms_.load(std::memory_order_relaxed);
+  }
   bool available(mono_ms now) const { return !ejected(now) && !active_down(); }
   bool active_down() const { return active_down_.load(std::memory_order_relaxed); }
   void set_active_down(bool down) { active_down_.store(down, std::memory_order_relaxed); }

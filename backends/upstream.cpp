@@ -298,7 +298,8 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::handshake(
   }
   pool_->count_handshake(upstream_, SSL_session_reused(ssl) == 1);
   conn.session_unsaved = true;
-  pool_->save_session(upstream_, endpoint_, conn);  // TLS 1.2: resumable now; TLS 1.3: after the tickets
+  // TLS 1.2: resumable now; TLS 1.3: after the tickets.
+  pool_->save_session(upstream_, endpoint_, conn);
   co_return std::nullopt;
 }
 

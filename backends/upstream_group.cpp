@@ -86,10 +86,11 @@ upstream_groups::upstream_groups(const std::vector<upstream_config>& upstreams,
   for (const auto& u : upstreams) {
     groups_.emplace(u.name, std::make_unique<upstream_group>(u, families_));
   }
-  registry.add_collector([this] {
-    const mono_ms now = mono_now_ms();
-    for (auto& [name, g] : groups_) g->refresh_gauges(now);
-  });
+}
+
+void upstream_groups::refresh_gauges() {
+  const mono_ms now = mono_now_ms();
+  for (auto& [name, g] : groups_) g->refresh_gauges(now);
 }
 
 upstream_group* upstream_groups::find(std::string_view upstream) {

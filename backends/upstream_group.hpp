@@ -86,6 +86,9 @@ class upstream_groups {
                   std::shared_ptr<const upstream_tls_contexts> tls, metrics::registry& registry);
 
   upstream_group* find(std::string_view upstream);
+  // Sets the endpoints' healthy gauges from their shared state (a metrics collector: health
+  // changes with time alone, when an ejection ends).
+  void refresh_gauges();
   const upstream_tls_contexts* tls() const { return tls_.get(); }
   metrics::family<metrics::counter>& handshakes() { return families_.handshakes; }
 

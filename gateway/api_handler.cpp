@@ -15,6 +15,7 @@
 #include "core/limits.hpp"
 #include "core/request_id.hpp"
 #include "gateway/batch_api.hpp"
+#include "gateway/in_flight.hpp"
 #include "gateway/query_params.hpp"
 #include "gateway/usage_report.hpp"
 #include "metering/completion_text.hpp"
@@ -123,32 +124,6 @@ struct api_handler::in_flight_list {
   proxy_state* head = nullptr;
 };
 
-namespace {
-// Keeps a request on its I/O thread's in-flight list while it is handled. A request whose
-// coroutine is destroyed after the handler (the drain timed out, its event loop stopped) was
-// detached by ~api_handler and touches nothing.
-class in_flight_entry {
- public:
-  template <typename State, typename List>
-  in_flight_entry(State& st, List& list) : unlink_([&st, &list] {
-    if (!st.listed) return;
-    if (st.prev_in_flight != nullptr) st.prev_in_flight->next_in_flight = st.next_in_flight;
-    else list.head = st.next_in_flight;
-    if (st.next_in_flight != nullptr) st.next_in_flight->prev_in_flight = st.prev_in_flight;
-  }) {
-    st.next_in_flight = list.head;
-    if (list.head != nullptr) list.head->prev_in_flight = &st;
-    list.head = &st;
-    st.listed = true;
-  }
-  ~in_flight_entry() { unlink_(); }
-  in_flight_entry(const in_flight_entry&) = delete;
-  in_flight_entry& operator=(const in_flight_entry&) = delete;
-
- private:
-  std::function<void()> unlink_;
-};
-}  // namespace
 
 void api_handler::record_in_flight(unsigned worker) {
   if (worker >= in_flight_.size()) return;

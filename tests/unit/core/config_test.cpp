@@ -319,7 +319,8 @@ TEST_CASE("upstream replicas: endpoints with weights, or base_url as one endpoin
   CHECK(one.find_upstream("u")->endpoints[0].weight == 1);
   CHECK(one.find_upstream("u")->attempts_max == 2);
 
-  CHECK(error_of(upstream_text(R"("base_url": "http://h", "endpoints": [{"base_url": "http://g"}])")) ==
+  CHECK(error_of(upstream_text(
+            R"("base_url": "http://h", "endpoints": [{"base_url": "http://g"}])")) ==
         "config /upstreams/u: give either base_url or endpoints (a non-empty array), not both");
   CHECK(error_of(upstream_text(R"("endpoints": [])")) ==
         "config /upstreams/u: give either base_url or endpoints (a non-empty array), not both");
