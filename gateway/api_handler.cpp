@@ -594,6 +594,14 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
     failed = co_await forward(st, *call, kind, body);
     if (!failed) failed = co_await read_whole(st, *call, response);
   }
+  if (failed && failed->code == "upstream_overloaded") {
+    // The upstream's concurrency cap: nothing was sent. The hold goes back and the line runs
+    // again later, like a window limit; nothing is recorded for this attempt.
+    if (st.hold) budgets_->settle(std::move(*st.hold), 0, 0);
+    st.hold.reset();
+    out.retry_after_ms = failed->retry_after_s * 1000;
+    co_return out;
+  }
   if (failed) {
     finish(st, failed->status, false);
     out.status = failed->status;

@@ -2,16 +2,18 @@
 // killed and restarted under load (nothing retryable lost, ejection and re-admission and the
 // active health check in /metrics), the retry budget when every replica fails, 429 with a
 // short Retry-After retried, a stream that relayed bytes not retried, the concurrency cap's
-// 503s, and (real PostgreSQL) the ledger row's endpoint and attempts and a version 3 journal
-// record replayed.
+// 503s, and (real PostgreSQL and Redis) the ledger row's endpoint and attempts, the budget hold
+// of a request the cap refused released, and a version 3 journal record replayed.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import OpenAI, { toFile } from 'openai';
 import { binDir, chatBody, freePort, postJson, sleep, startProcess, startStack, waitFor } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
-import { chat, dbConfig, makeTenant, spoolSegment } from '../lib/ledger.mjs';
+import { startRedis } from '../lib/redis.mjs';
+import { api, chat, dbConfig, makeTenant, spoolSegment } from '../lib/ledger.mjs';
 
 // A development upstream on `port` (a replica), ready when this resolves.
 async function startReplica(port, args = []) {
@@ -25,7 +27,8 @@ const stats = async (port) => (await fetch(`http://127.0.0.1:${port}/_dev/stats`
 
 // Replicas named a, b, c... with their fixture arguments and weights, behind one gateway whose
 // upstream `pool` (with `upstream` settings) serves model dev-echo; `more` adds upstreams over
-// the same replicas, with models named after them.
+// the same replicas (or, for a function of the endpoints, the settings it returns), with
+// models named after them.
 async function replicaStack({ replicas, upstream = {}, more = {}, threads = 1, config = {} }) {
   const ports = [];
   for (let i = 0; i < replicas.length; i += 1) ports.push(await freePort());
@@ -38,7 +41,7 @@ async function replicaStack({ replicas, upstream = {}, more = {}, threads = 1, c
   const upstreams = { pool: { endpoints, ...upstream } };
   const models = { 'dev-echo': { upstream: 'pool' } };
   for (const [name, settings] of Object.entries(more)) {
-    upstreams[name] = { endpoints, ...settings };
+    upstreams[name] = typeof settings === 'function' ? settings(endpoints) : { endpoints, ...settings };
     models[name] = { upstream: name, upstream_model: 'dev-echo' };
   }
   const s = await startStack({ config: { upstreams, models, server: { threads }, ...config } });
@@ -282,8 +285,9 @@ describe('upstream replicas', { timeout: 150_000 }, () => {
   });
 });
 
-describe('upstream replicas on the ledger (real PostgreSQL)', { timeout: 120_000 }, () => {
+describe('upstream replicas on the ledger (real PostgreSQL and Redis)', { timeout: 120_000 }, () => {
   let pg;
+  let redis;
   let r;
   const rowOf = (id) => pg.query(`SELECT coalesce(upstream_endpoint, '<null>'), coalesce(attempts::text, '<null>'),
     coalesce(routing_rule, '<null>'), status FROM usage_events WHERE request_id = '${id}'`)[0];
@@ -291,16 +295,23 @@ describe('upstream replicas on the ledger (real PostgreSQL)', { timeout: 120_000
 
   before(async () => {
     pg = await startPostgres();
+    redis = await startRedis();
     const dir = path.join(process.env.TMPDIR ?? '/tmp', `tollgate-replicas-${process.pid}`);
     mkdirSync(dir, { recursive: true });
     r = await replicaStack({
       replicas: [{ args: ['--fail-status', '503'] }, {}],
       upstream: { eject_consecutive_failures: 0 },
-      config: dbConfig(pg, dir),
+      more: { capped: (endpoints) => ({ endpoints: [endpoints[1]], concurrent_requests_max: 1 }) },
+      config: {
+        ...dbConfig(pg, dir),
+        budgets: redis.budgetsConfig,
+        batches: { poll_interval_ms: 50, lease_ms: 2000, concurrency: 4 },
+      },
     });
   });
   after(async () => {
     await r?.stop();
+    redis?.stop();
     pg?.stop();
   });
 
@@ -321,6 +332,66 @@ describe('upstream replicas on the ledger (real PostgreSQL)', { timeout: 120_000
     const view = pg.query(`SELECT count(*) FROM finance.usage_events
       WHERE tenant_id = '${t.tenant}' AND upstream_endpoint = 'b' AND attempts >= 1`, { role: 'tollgate_finance' });
     assert.equal(view[0][0], '12');
+  });
+
+  test('a request the concurrency cap refuses is recorded with no attempt; its hold is released', async () => {
+    const t = await makeTenant(r.s.adminUrl, 'ReplicasCapped');
+    const b = await api(r.s.adminUrl, 'POST', '/admin/v1/budgets',
+      { body: { tenant_id: t.tenant, metric: 'tokens', window: 'month', limit: 100000 } });
+    assert.equal(b.status, 201, b.text);
+    const body = (content) => ({ model: 'capped', max_tokens: 50, messages: [{ role: 'user', content }] });
+    const post = (content) => fetch(`${r.s.url}/v1/chat/completions`, {
+      method: 'POST', body: JSON.stringify(body(content)),
+      headers: { authorization: `Bearer ${t.key}`, 'content-type': 'application/json' },
+    });
+    const slow = post('slow tg:first_byte_delay_ms=600');
+    await sleep(150);
+    const refused = await post('refused');
+    assert.equal(refused.status, 503);
+    assert.equal((await refused.json()).error.code, 'upstream_overloaded');
+    assert.deepEqual(await waitRow(refused.headers.get('x-request-id')), ['<null>', '<null>', '<null>', '503']);
+    const done = await slow;
+    assert.equal(done.status, 200);
+    const slowId = done.headers.get('x-request-id');
+    await done.text();
+    const slowRow = await waitRow(slowId);
+    // Every hold is settled: what the budget counts is what the ledger billed.
+    await waitFor(() => redis.counters(t.tenant)[b.json.id]?.held === 0, { what: 'no hold left' });
+    const billed = Number(pg.value(`SELECT sum(prompt_tokens + completion_tokens) FROM usage_events
+      WHERE tenant_id = '${t.tenant}'`));
+    assert.equal(redis.counters(t.tenant)[b.json.id].used, billed);
+    assert.ok(billed > 0);
+    assert.deepEqual(slowRow, ['b', '1', '<null>', '200']);
+  });
+
+  test('batch lines the concurrency cap refuses wait and run again; none fails for it', async () => {
+    const t = await makeTenant(r.s.adminUrl, 'ReplicasBatch');
+    const client = new OpenAI({ baseURL: `${r.s.url}/v1`, apiKey: t.key, maxRetries: 0 });
+    const lines = [];
+    for (let i = 0; i < 6; i += 1) {
+      lines.push(JSON.stringify({ custom_id: `job-${i}`, method: 'POST', url: '/v1/chat/completions',
+        body: { model: 'capped', max_tokens: 20, messages: [{ role: 'user', content: `line ${i} tg:first_byte_delay_ms=150` }] } }));
+    }
+    const file = await client.files.create({
+      file: await toFile(Buffer.from(`${lines.join('\n')}\n`), 'capped.jsonl'), purpose: 'batch' });
+    const created = await client.batches.create({
+      input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    let batch;
+    await waitFor(async () => {
+      batch = await client.batches.retrieve(created.id);
+      return ['completed', 'failed', 'expired', 'cancelled'].includes(batch.status);
+    }, { timeoutMs: 40000, intervalMs: 100, what: 'the batch to end' });
+    assert.equal(batch.status, 'completed');
+    assert.deepEqual(batch.request_counts, { total: 6, completed: 6, failed: 0 });
+    const out = (await (await client.files.content(batch.output_file_id)).text()).split('\n').filter(Boolean)
+      .map((l) => JSON.parse(l));
+    assert.equal(out.length, 6);
+    for (const o of out) assert.equal(o.response.status_code, 200);
+    const text = await r.metrics();
+    assert.ok(metric(text, 'tollgate_upstream_queue_rejections_total', { upstream: 'capped', reason: 'queue_full' }) > 0,
+      'lines met the cap');
+    // Only the answered runs are on the ledger.
+    assert.equal(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`), '6');
   });
 
   test('a version 3 journal record replays with endpoint, attempts and rule NULL', async () => {
