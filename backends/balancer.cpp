@@ -57,15 +57,13 @@ std::int64_t endpoint_health::record_failure(const ejection_policy& policy, mono
   if (policy.consecutive_failures == 0) return 0;
   std::int64_t until = ejected_until_ms_.load(std::memory_order_relaxed);
   if (now < until) return 0;  // ejected already (a request sent before the ejection failed)
-  const std::uint32_t failures =
-      consecutive_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const std::uint32_t failures = consecutive_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
   const std::uint32_t in_row = ejections_in_row_.load(std::memory_order_relaxed);
   const bool probation = in_row > 0;  // re-admitted, no success since
   if (failures < policy.consecutive_failures && !probation) return 0;
   const std::int64_t length = ejection_ms(policy, in_row + 1);
   // One thread ejects; the others' failures of the same moment see it ejected.
-  if (!ejected_until_ms_.compare_exchange_strong(until, now + length,
-                                                 std::memory_order_relaxed)) {
+  if (!ejected_until_ms_.compare_exchange_strong(until, now + length, std::memory_order_relaxed)) {
     return 0;
   }
   ejections_in_row_.store(in_row + 1, std::memory_order_relaxed);
@@ -73,8 +71,7 @@ std::int64_t endpoint_health::record_failure(const ejection_policy& policy, mono
   return length;
 }
 
-retry_budget::retry_budget(std::uint64_t percent, std::uint64_t min_retries,
-                           std::int64_t window_ms)
+retry_budget::retry_budget(std::uint64_t percent, std::uint64_t min_retries, std::int64_t window_ms)
     : percent_(percent),
       min_retries_(min_retries),
       slice_ms_(std::max<std::int64_t>(1, window_ms / static_cast<std::int64_t>(slices))) {}
@@ -100,10 +97,9 @@ void retry_budget::record_request(mono_ms now) {
 
 bool retry_budget::try_retry(mono_ms now) {
   advance(now);
-  const std::uint64_t requests = std::accumulate(requests_.begin(), requests_.end(),
-                                                 std::uint64_t{0});
-  const std::uint64_t retries = std::accumulate(retries_.begin(), retries_.end(),
-                                                std::uint64_t{0});
+  const std::uint64_t requests =
+      std::accumulate(requests_.begin(), requests_.end(), std::uint64_t{0});
+  const std::uint64_t retries = std::accumulate(retries_.begin(), retries_.end(), std::uint64_t{0});
   if (retries + 1 > min_retries_ + requests * percent_ / 100) return false;
   ++retries_[static_cast<std::size_t>(current_slice_) % slices];
   return true;

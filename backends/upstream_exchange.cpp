@@ -36,8 +36,7 @@ void upstream_exchange::abort() {
 }
 
 std::string_view upstream_exchange::endpoint_name() const {
-  return call_ ? std::string_view(upstream_.endpoints[call_->endpoint()].name)
-               : std::string_view{};
+  return call_ ? std::string_view(upstream_.endpoints[call_->endpoint()].name) : std::string_view{};
 }
 
 net::awaitable<std::optional<upstream_failure>> upstream_exchange::acquire_slot() {
@@ -103,8 +102,7 @@ std::size_t upstream_exchange::pick(mono_ms now) const {
   }
   if (count == 0) return none;
   if (count == 1) return index[0];
-  return index[choose_p2c(std::span(candidates.data(), count), pool_->random(),
-                          pool_->random())];
+  return index[choose_p2c(std::span(candidates.data(), count), pool_->random(), pool_->random())];
 }
 
 bool upstream_exchange::may_retry(std::string_view reason, mono_ms now) {

@@ -38,10 +38,10 @@ upstream_metric_families::upstream_metric_families(metrics::registry& r)
                                      "Requests refused (503) at the upstream's concurrency cap, "
                                      "by reason: queue_full or queue_timeout.",
                                      {"upstream", "reason"})),
-      handshakes(r.add_counter(
-          "tollgate_upstream_tls_handshakes_total",
-          "TLS handshakes with https upstreams, by whether they resumed a session",
-          {"upstream", "resumed"})) {}
+      handshakes(
+          r.add_counter("tollgate_upstream_tls_handshakes_total",
+                        "TLS handshakes with https upstreams, by whether they resumed a session",
+                        {"upstream", "resumed"})) {}
 
 upstream_group::upstream_group(const upstream_config& config, upstream_metric_families& f)
     : config_(config),
