@@ -75,6 +75,8 @@ api_error upstream_failure::to_api_error(std::string_view upstream_name) const {
     case kind::certificate:
     case kind::tls:
       return upstream_unavailable(where + detail);
+    case kind::overloaded:
+      return service_unavailable(where + detail, "upstream_overloaded", 1);
   }
   return upstream_unavailable(where + detail);
 }
@@ -95,77 +97,102 @@ std::string_view upstream_failure::label() const {
       return "certificate_error";
     case kind::tls:
       return "tls_error";
+    case kind::overloaded:
+      return "overloaded";
   }
   return "error";
 }
 
 // ---- pool ----------------------------------------------------------------------------------
 
+upstream_pool::per_upstream::per_upstream(const upstream_config& config, upstream_group* g)
+    : group(g),
+      endpoints(config.endpoints.size()),
+      budget(config.retry_budget_percent, config.retry_budget_min_retries,
+             static_cast<std::int64_t>(limits::upstream_retry_budget_window_ms)) {}
+
 upstream_pool::upstream_pool(net::io_context::executor_type executor,
-                             std::shared_ptr<const upstream_tls_contexts> tls,
-                             metrics::family<metrics::counter>* handshakes)
-    : executor_(executor), tls_(std::move(tls)) {
-  if (handshakes != nullptr) handshakes_.emplace(*handshakes);
+                             std::shared_ptr<upstream_groups> groups)
+    : executor_(executor),
+      groups_(std::move(groups)),
+      handshakes_(groups_->handshakes()),
+      rng_(std::random_device{}()) {}
+
+upstream_pool::per_upstream& upstream_pool::state(const upstream_config& upstream) {
+  auto it = upstreams_.find(upstream.name);
+  if (it == upstreams_.end()) {
+    it = upstreams_
+             .emplace(upstream.name,
+                      std::make_unique<per_upstream>(upstream, groups_->find(upstream.name)))
+             .first;
+  }
+  return *it->second;
 }
 
-std::unique_ptr<upstream_connection> upstream_pool::take(const upstream_config& upstream) {
-  auto it = upstreams_.find(upstream.name);
-  if (it == upstreams_.end()) return nullptr;
-  auto& list = it->second.idle;
+std::unique_ptr<upstream_connection> upstream_pool::take(const upstream_config& upstream,
+                                                         std::size_t ep) {
+  auto& list = state(upstream).endpoints[ep].idle;
   const auto now = std::chrono::steady_clock::now();
   while (!list.empty()) {
-    idle_connection c = std::move(list.back());
+    auto c = std::move(list.back());
     list.pop_back();
-    if (now - c.since < ms(limits::upstream_pooled_idle_ms_max) &&
-        c.conn->tcp().socket().is_open()) {
-      return std::move(c.conn);
+    if (now - c.second < ms(limits::upstream_pooled_idle_ms_max) &&
+        c.first->tcp().socket().is_open()) {
+      return std::move(c.first);
     }
   }
   return nullptr;
 }
 
-void upstream_pool::give_back(const upstream_config& upstream,
+void upstream_pool::give_back(const upstream_config& upstream, std::size_t ep,
                               std::unique_ptr<upstream_connection> conn) {
-  auto& list = upstreams_[upstream.name].idle;
+  auto& list = state(upstream).endpoints[ep].idle;
   if (list.size() >= upstream.max_idle_connections) return;  // closes it
-  list.push_back({std::move(conn), std::chrono::steady_clock::now()});
+  list.emplace_back(std::move(conn), std::chrono::steady_clock::now());
 }
 
 std::size_t upstream_pool::idle_count() const {
   std::size_t n = 0;
-  for (const auto& [name, entry] : upstreams_) n += entry.idle.size();
+  for (const auto& [name, u] : upstreams_) {
+    for (const auto& e : u->endpoints) n += e.idle.size();
+  }
   return n;
 }
 
 std::unique_ptr<upstream_connection> upstream_pool::make_connection(
-    const upstream_config& upstream) {
-  if (!upstream.tls) return std::make_unique<upstream_connection>(executor_);
-  net::ssl::context* ctx = tls_ ? tls_->find(upstream.name) : nullptr;
+    const upstream_config& upstream, std::size_t ep) {
+  if (!upstream.endpoints[ep].tls) return std::make_unique<upstream_connection>(executor_);
+  net::ssl::context* ctx = groups_->tls() ? groups_->tls()->find(upstream.name) : nullptr;
   if (ctx == nullptr) return nullptr;
   return std::make_unique<upstream_connection>(executor_, *ctx);
 }
 
-SSL_SESSION* upstream_pool::session(const upstream_config& upstream) {
-  auto it = upstreams_.find(upstream.name);
-  return it == upstreams_.end() ? nullptr : it->second.session.get();
+SSL_SESSION* upstream_pool::session(const upstream_config& upstream, std::size_t ep) {
+  return state(upstream).endpoints[ep].session.get();
 }
 
-void upstream_pool::save_session(const upstream_config& upstream, upstream_connection& conn) {
+void upstream_pool::save_session(const upstream_config& upstream, std::size_t ep,
+                                 upstream_connection& conn) {
   if (conn.tls() == nullptr) return;
   ssl_session_ptr current{SSL_get1_session(conn.tls()->native_handle())};
   if (!current || SSL_SESSION_is_resumable(current.get()) != 1) return;
   conn.session_unsaved = false;
-  upstreams_[upstream.name].session = std::move(current);
+  state(upstream).endpoints[ep].session = std::move(current);
 }
 
 void upstream_pool::count_handshake(const upstream_config& upstream, bool resumed) {
-  if (handshakes_) handshakes_->with({upstream.name, resumed ? "true" : "false"}).inc();
+  handshakes_.with({upstream.name, resumed ? "true" : "false"}).inc();
 }
 
 // ---- call ----------------------------------------------------------------------------------
 
-upstream_call::upstream_call(std::shared_ptr<upstream_pool> pool, const upstream_config& upstream)
-    : pool_(std::move(pool)), upstream_(upstream) {
+upstream_call::upstream_call(std::shared_ptr<upstream_pool> pool, const upstream_config& upstream,
+                             std::size_t endpoint)
+    : pool_(std::move(pool)),
+      upstream_(upstream),
+      endpoint_(endpoint),
+      ep_(upstream.endpoints[endpoint]),
+      head_timeout_ms_(upstream.first_byte_timeout_ms) {
   reset_parser();
 }
 
@@ -178,15 +205,19 @@ upstream_call::~upstream_call() {
   // Only a connection whose response was read whole, with nothing extra buffered, is reusable.
   // By then a TLS 1.3 server's session tickets have arrived: keep the session for resumption.
   if (!stream_ || aborted_ || !parser_->is_done()) return;
-  if (stream_->session_unsaved) pool_->save_session(upstream_, *stream_);
+  if (stream_->session_unsaved) pool_->save_session(upstream_, endpoint_, *stream_);
   if (stream_->tcp().socket().is_open() && parser_->keep_alive() && buffer_.size() == 0) {
     stream_->tcp().expires_never();
-    pool_->give_back(upstream_, std::move(stream_));
+    pool_->give_back(upstream_, endpoint_, std::move(stream_));
   }
 }
 
 std::string_view upstream_call::content_type() const {
   return parser_->get()[bhttp::field::content_type];
+}
+
+std::string_view upstream_call::retry_after() const {
+  return parser_->get()[bhttp::field::retry_after];
 }
 
 bool upstream_call::is_event_stream() const {
@@ -209,16 +240,16 @@ void upstream_call::close_connection() {
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::connect() {
   if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled", {}};
-  auto stream = pool_->make_connection(upstream_);
+  auto stream = pool_->make_connection(upstream_, endpoint_);
   if (!stream) {
     co_return upstream_failure{upstream_failure::kind::tls, "has no TLS settings", {}};
   }
   net::ip::tcp::resolver resolver(pool_->executor());
   auto [rec, endpoints] =
-      co_await resolver.async_resolve(upstream_.host, std::to_string(upstream_.port), use_tuple);
+      co_await resolver.async_resolve(ep_.host, std::to_string(ep_.port), use_tuple);
   if (rec) {
     co_return upstream_failure{upstream_failure::kind::connect,
-                               "cannot resolve " + upstream_.host + " (" + rec.message() + ")",
+                               "cannot resolve " + ep_.host + " (" + rec.message() + ")",
                                {}};
   }
   // One deadline covers the TCP connect and, for https, the TLS handshake.
@@ -230,7 +261,7 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::connect() {
     }
     co_return upstream_failure{
         upstream_failure::kind::connect,
-        upstream_.host + ":" + std::to_string(upstream_.port) + " (" + cec.message() + ")",
+        ep_.host + ":" + std::to_string(ep_.port) + " (" + cec.message() + ")",
         {}};
   }
   if (aborted_) co_return upstream_failure{upstream_failure::kind::closed, "cancelled", {}};
@@ -249,7 +280,7 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::connect() {
 net::awaitable<std::optional<upstream_failure>> upstream_call::handshake(
     upstream_connection& conn) {
   SSL* ssl = conn.tls()->native_handle();
-  prepare_tls_client(ssl, upstream_.host, pool_->session(upstream_));
+  prepare_tls_client(ssl, ep_.host, pool_->session(upstream_, endpoint_));
   auto [ec] = co_await conn.tls()->async_handshake(net::ssl::stream_base::client, use_tuple);
   if (ec) {
     if (ec == beast::error::timeout) {
@@ -267,13 +298,14 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::handshake(
   }
   pool_->count_handshake(upstream_, SSL_session_reused(ssl) == 1);
   conn.session_unsaved = true;
-  pool_->save_session(upstream_, conn);  // TLS 1.2: resumable now; TLS 1.3: after the tickets
+  // TLS 1.2: resumable now; TLS 1.3: after the tickets.
+  pool_->save_session(upstream_, endpoint_, conn);
   co_return std::nullopt;
 }
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::exchange_head(bool& retryable) {
   retryable = false;
-  stream_->tcp().expires_after(ms(upstream_.first_byte_timeout_ms));
+  stream_->tcp().expires_after(ms(head_timeout_ms_));
   const std::array<net::const_buffer, 2> request{net::buffer(request_head_),
                                                  net::buffer(request_body_)};
   auto [wec, wn] = co_await on_stream(
@@ -292,25 +324,42 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::exchange_head(boo
 }
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::start(std::string_view path,
-                                                                     std::string body,
+                                                                     std::string_view body,
                                                                      std::string_view request_id) {
-  request_body_ = std::move(body);
+  request_body_ = body;
+  std::string target = ep_.base_path;
+  target += path;
+  co_return co_await send("POST", target, request_id);
+}
+
+net::awaitable<std::optional<upstream_failure>> upstream_call::get(std::string_view target,
+                                                                   std::uint64_t timeout_ms) {
+  request_body_ = {};
+  head_timeout_ms_ = timeout_ms;
+  const std::string_view no_id;
+  co_return co_await send("GET", target, no_id);
+}
+
+net::awaitable<std::optional<upstream_failure>> upstream_call::send(std::string_view method,
+                                                                    std::string_view target,
+                                                                    std::string_view request_id) {
   std::string& h = request_head_;
   h.clear();
   h.reserve(256);
-  h += "POST ";
-  h += upstream_.base_path;
-  h += path;
+  h += method;
+  h += ' ';
+  h += target;
   h += " HTTP/1.1\r\nHost: ";
-  const bool ipv6 = upstream_.host.find(':') != std::string::npos;
+  const bool ipv6 = ep_.host.find(':') != std::string::npos;
   if (ipv6) h.push_back('[');
-  h += upstream_.host;
+  h += ep_.host;
   if (ipv6) h.push_back(']');
-  if (upstream_.port != (upstream_.tls ? 443 : 80)) {
+  if (ep_.port != (ep_.tls ? 443 : 80)) {
     h.push_back(':');
-    h += std::to_string(upstream_.port);
+    h += std::to_string(ep_.port);
   }
-  h += "\r\nContent-Type: application/json\r\nUser-Agent: tollgate\r\n";
+  h += method == "POST" ? "\r\nContent-Type: application/json\r\nUser-Agent: tollgate\r\n"
+                        : "\r\nUser-Agent: tollgate\r\n";
   if (!upstream_.auth_header_name.empty()) {
     h += upstream_.auth_header_name;
     h += ": ";
@@ -322,14 +371,20 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::start(std::string
     h += request_id;
     h += "\r\n";
   }
-  h += "Content-Length: ";
-  h += std::to_string(request_body_.size());
-  h += "\r\n\r\n";
+  if (method == "POST") {
+    h += "Content-Length: ";
+    h += std::to_string(request_body_.size());
+    h += "\r\n";
+  }
+  h += "\r\n";
 
-  stream_ = pool_->take(upstream_);
+  stream_ = pool_->take(upstream_, endpoint_);
   reused_ = stream_ != nullptr;
   if (!stream_) {
-    if (auto f = co_await connect()) co_return f;
+    if (auto f = co_await connect()) {
+      f->retryable = true;  // nothing was sent
+      co_return f;
+    }
   }
   bool retryable = false;
   auto failure = co_await exchange_head(retryable);
@@ -337,10 +392,19 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::start(std::string
     close_connection();
     buffer_.clear();
     reset_parser();
-    if (auto f = co_await connect()) co_return f;
+    if (auto f = co_await connect()) {
+      f->retryable = true;
+      co_return f;
+    }
     failure = co_await exchange_head(retryable);
   }
-  if (failure) close_connection();
+  if (failure) {
+    // Closed or reset before any byte of a response: the request was not answered, and another
+    // endpoint may take it (a timeout waiting for the head may mean it is being worked on).
+    failure->retryable = failure->what == upstream_failure::kind::closed && buffer_.size() == 0 &&
+                         !aborted_;
+    close_connection();
+  }
   co_return failure;
 }
 

@@ -1,7 +1,9 @@
 // Client side of an OpenAI-compatible HTTP upstream, over plain TCP or TLS (https): a keep-alive
-// connection pool per I/O thread (with the last TLS session of each upstream, for resumption)
-// and one call object per proxied request, with connect, first-byte and idle timeouts. Bodies
-// are read piece by piece so streams pass through as they arrive.
+// connection pool per I/O thread and endpoint (with the endpoint's last TLS session, for
+// resumption, and the thread's routing state: requests in flight, the retry budget, the
+// concurrency cap's queue) and one call object per attempt at one endpoint, with connect,
+// first-byte and idle timeouts. Bodies are read piece by piece so streams pass through as they
+// arrive. Choosing the endpoint and retrying is upstream_exchange's (upstream_exchange.hpp).
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -13,13 +15,17 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
+#include <deque>
 #include <memory>
+#include <random>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "backends/balancer.hpp"
+#include "backends/upstream_group.hpp"
 #include "backends/upstream_tls.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
@@ -65,71 +71,102 @@ struct upstream_failure {
     too_large,    // response over response_limit_bytes
     certificate,  // TLS: the upstream's certificate could not be verified
     tls,          // TLS: the handshake failed otherwise
+    overloaded,   // the upstream's concurrency cap: its queue is full or the wait timed out
   };
   kind what;
   std::string detail;  // for the client: says what happened without internals
   std::string reason;  // for the log only (OpenSSL's reason); may be empty
+  // Nothing of the request can have been processed: the connection (or TLS handshake) failed,
+  // or it was closed or reset before any byte of a response. Another endpoint may take it.
+  bool retryable = false;
 
-  // 502 for everything but timeouts, which are 504; the message names the upstream.
+  // 502 for everything but timeouts (504) and overload (503); the message names the upstream.
   api_error to_api_error(std::string_view upstream_name) const;
   std::string_view label() const;  // metrics label: connect_error, timeout, ...
 };
 
-// Idle keep-alive connections of one I/O thread, and the last TLS session, by upstream name.
-// Not thread-safe: each I/O thread owns one, so no locks are needed.
+// One I/O thread's side of the upstreams: idle keep-alive connections and the last TLS session
+// of each endpoint, requests in flight there (for the balancer), each upstream's retry budget
+// and concurrency cap with its queue. Not thread-safe: each I/O thread owns one, so no locks.
 class upstream_pool {
  public:
-  // `tls` holds the https upstreams' contexts (may be null when there are none); `handshakes`
-  // (may be null) counts TLS handshakes by upstream and whether they resumed a session.
+  // A request waiting for a slot under the upstream's concurrency cap.
+  struct slot_waiter {
+    explicit slot_waiter(net::io_context::executor_type ex) : timer(ex) {}
+    net::steady_timer timer;
+    bool granted = false;
+  };
+  struct per_endpoint {
+    std::vector<std::pair<std::unique_ptr<upstream_connection>,
+                          std::chrono::steady_clock::time_point>> idle;
+    ssl_session_ptr session;
+    std::uint64_t in_flight = 0;  // this thread's requests at the endpoint
+  };
+  struct per_upstream {
+    per_upstream(const upstream_config& config, upstream_group* group);
+    upstream_group* group;
+    std::vector<per_endpoint> endpoints;
+    retry_budget budget;
+    std::uint64_t active = 0;  // requests holding a slot (with a concurrency cap)
+    std::deque<slot_waiter*> waiting;
+  };
+
   explicit upstream_pool(net::io_context::executor_type executor,
-                         std::shared_ptr<const upstream_tls_contexts> tls = nullptr,
-                         metrics::family<metrics::counter>* handshakes = nullptr);
+                         std::shared_ptr<upstream_groups> groups);
 
   net::io_context::executor_type executor() const { return executor_; }
-  // An idle connection to reuse, or nullptr.
-  std::unique_ptr<upstream_connection> take(const upstream_config& upstream);
-  void give_back(const upstream_config& upstream, std::unique_ptr<upstream_connection> conn);
+  // The thread's state of `upstream` (made on first use).
+  per_upstream& state(const upstream_config& upstream);
+  std::uint64_t random() { return rng_(); }
+
+  // An idle connection to endpoint `ep` to reuse, or nullptr.
+  std::unique_ptr<upstream_connection> take(const upstream_config& upstream, std::size_t ep);
+  void give_back(const upstream_config& upstream, std::size_t ep,
+                 std::unique_ptr<upstream_connection> conn);
   std::size_t idle_count() const;
 
-  // A new connection, with TLS for an https upstream; nullptr if its context is missing.
-  std::unique_ptr<upstream_connection> make_connection(const upstream_config& upstream);
-  // The session to offer on a new TLS connection to `upstream` (null: none yet).
-  SSL_SESSION* session(const upstream_config& upstream);
+  // A new connection, with TLS for an https endpoint; nullptr if its context is missing.
+  std::unique_ptr<upstream_connection> make_connection(const upstream_config& upstream,
+                                                       std::size_t ep);
+  // The session to offer on a new TLS connection to the endpoint (null: none yet).
+  SSL_SESSION* session(const upstream_config& upstream, std::size_t ep);
   // Keeps the connection's current session for the next new connection, if it is resumable.
-  void save_session(const upstream_config& upstream, upstream_connection& conn);
+  void save_session(const upstream_config& upstream, std::size_t ep, upstream_connection& conn);
   void count_handshake(const upstream_config& upstream, bool resumed);
 
  private:
-  struct idle_connection {
-    std::unique_ptr<upstream_connection> conn;
-    std::chrono::steady_clock::time_point since;
-  };
-  struct per_upstream {
-    std::vector<idle_connection> idle;
-    ssl_session_ptr session;
-  };
   net::io_context::executor_type executor_;
-  std::shared_ptr<const upstream_tls_contexts> tls_;
-  std::optional<metrics::child_cache<metrics::counter>> handshakes_;
-  std::unordered_map<std::string, per_upstream> upstreams_;
+  std::shared_ptr<upstream_groups> groups_;
+  metrics::child_cache<metrics::counter> handshakes_;
+  std::unordered_map<std::string, std::unique_ptr<per_upstream>> upstreams_;
+  std::minstd_rand rng_;
 };
 
-// One request/response exchange with an upstream.
+// One request/response exchange with one endpoint of an upstream (one attempt).
 class upstream_call {
  public:
   // Holds the pool by shared_ptr: a call destroyed late (shutdown) may still return its connection.
-  upstream_call(std::shared_ptr<upstream_pool> pool, const upstream_config& upstream);
+  upstream_call(std::shared_ptr<upstream_pool> pool, const upstream_config& upstream,
+                std::size_t endpoint);
   ~upstream_call();
   upstream_call(const upstream_call&) = delete;
   upstream_call& operator=(const upstream_call&) = delete;
 
-  // POSTs `body` (JSON) to base_path + `path` and reads the response head. A reused connection
-  // that turns out to be closed is replaced once, transparently.
-  net::awaitable<std::optional<upstream_failure>> start(std::string_view path, std::string body,
+  // POSTs `body` (JSON; it must outlive the call) to the endpoint's base_path + `path` and
+  // reads the response head. A reused connection that turns out to be closed is replaced once,
+  // transparently.
+  net::awaitable<std::optional<upstream_failure>> start(std::string_view path,
+                                                        std::string_view body,
                                                         std::string_view request_id);
+  // GETs `target` (as is: not under base_path) with `timeout_ms` for the whole head: the active
+  // health check.
+  net::awaitable<std::optional<upstream_failure>> get(std::string_view target,
+                                                      std::uint64_t timeout_ms);
+  std::size_t endpoint() const { return endpoint_; }
 
   unsigned status() const { return parser_->get().result_int(); }
   std::string_view content_type() const;
+  std::string_view retry_after() const;  // the Retry-After header ("" if none)
   bool is_event_stream() const;
 
   // Reads the next piece of the body and appends it to `out`; sets `done` at the end.
@@ -147,15 +184,21 @@ class upstream_call {
   net::awaitable<std::optional<upstream_failure>> handshake(upstream_connection& conn);
   void close_connection();
   net::awaitable<std::optional<upstream_failure>> exchange_head(bool& retryable);
+  net::awaitable<std::optional<upstream_failure>> send(std::string_view method,
+                                                       std::string_view target,
+                                                       std::string_view request_id);
 
   std::shared_ptr<upstream_pool> pool_;
   const upstream_config& upstream_;
+  std::size_t endpoint_;
+  const upstream_endpoint_config& ep_;
+  std::uint64_t head_timeout_ms_;
   std::unique_ptr<upstream_connection> stream_;
   bool reused_ = false;
   bool aborted_ = false;  // abort() was called: nothing more is sent or read
   beast::flat_buffer buffer_;
   std::string request_head_;  // request line and headers, serialized once
-  std::string request_body_;
+  std::string_view request_body_;
   std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
 };
 

@@ -34,8 +34,8 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
       unreadable = true;
       return;
     }
-    if (lacks_attribution(*rec)) {
-      completed.push_back(std::string(rec->copy_line).append(attribution_columns_null));
+    if (const auto missing = missing_columns_null(*rec); !missing.empty()) {
+      completed.push_back(std::string(rec->copy_line).append(missing));
       lines.push_back(completed.back());
     } else {
       lines.push_back(rec->copy_line);

@@ -97,7 +97,7 @@ const char* const usage_event_columns =
     "stream, batch, status, prompt_tokens, cached_prompt_tokens, completion_tokens, "
     "reasoning_tokens, counted_prompt_tokens, counted_completion_tokens, usage_reported, "
     "estimated, latency_us, ttft_us, client_disconnected, error_code, client_request_id, "
-    "end_user, tag_set_id, session_id";
+    "end_user, tag_set_id, session_id, upstream_endpoint, attempts, routing_rule";
 
 void append_usage_row(std::string& out, const metering::usage_record& r) {
   add_text(out, r.tenant_id);
@@ -131,12 +131,15 @@ void append_usage_row(std::string& out, const metering::usage_record& r) {
   add_opt_text(out, tags.size() <= tags_bytes_max ? std::string_view(tags) : std::string_view{},
                tags_bytes_max);
   add_opt_text(out, r.attribution.session, session_bytes_max);
+  add_opt_text(out, r.upstream_endpoint);
+  add_opt_int(out, r.attempts > 0 ? r.attempts : -1);
+  add_opt_text(out, r.routing_rule);
   out.back() = '\n';
 }
 
 void append_ledger_record(std::string& out, const metering::usage_record& r) {
   out.push_back('\0');
-  out += "3\t";
+  out += "4\t";
   if (r.settled_spend_micros >= 0) {
     out += std::to_string(r.settled_spend_micros);
   } else {
@@ -157,8 +160,10 @@ std::optional<ledger_record> parse_ledger_record(std::string_view line) {
   }
   std::string_view rest = line.substr(1);
   const auto version = take_field(rest);
-  if (!version || (*version != "2" && *version != "3")) return std::nullopt;
-  rec.version = *version == "2" ? 2 : 3;
+  if (!version || version->size() != 1 || (*version)[0] < '2' || (*version)[0] > '4') {
+    return std::nullopt;
+  }
+  rec.version = (*version)[0] - '0';
   const auto spend = take_field(rest);
   const auto spend_counters = take_field(rest);
   const auto credit_counters = take_field(rest);

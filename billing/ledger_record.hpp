@@ -9,6 +9,8 @@
 //              and session_id (attribution). Versions 1 and 2 replay with those NULL. The
 //              tags are a JSON object; the writer stores the id of their set instead
 //              (billing/tag_sets.hpp).
+//   version 4: as version 3, the COPY line with three more columns at its end:
+//              upstream_endpoint, attempts and routing_rule. Versions 1-3 replay with those NULL.
 // Each record ends in '\n' and holds no other newline.
 #pragma once
 #include <cstdint>
@@ -21,7 +23,7 @@
 
 namespace tollgate::billing {
 
-constexpr int ledger_record_version = 3;
+constexpr int ledger_record_version = 4;
 
 // What a COPY line written before version 3 lacks: its three attribution columns, NULL.
 inline constexpr std::string_view attribution_columns_null = "\t\\N\t\\N\t\\N";
@@ -34,8 +36,21 @@ struct ledger_record {
   std::string_view credit_counters;
 };
 
+// What a COPY line written before version 4 lacks: upstream_endpoint, attempts and
+// routing_rule, NULL.
+inline constexpr std::string_view attempts_columns_null = "\t\\N\t\\N\t\\N";
+// Both, for a line written before version 3.
+inline constexpr std::string_view attribution_and_attempts_columns_null =
+    "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N";
+
 // Whether the record's COPY line lacks the attribution columns (attribution_columns_null).
 inline bool lacks_attribution(const ledger_record& r) { return r.version < 3; }
+// The NULL columns that complete the record's COPY line to the current version ("" for none).
+inline std::string_view missing_columns_null(const ledger_record& r) {
+  if (r.version < 3) return attribution_and_attempts_columns_null;
+  if (r.version < 4) return attempts_columns_null;
+  return {};
+}
 
 // Appends `r` as one record of the current version, ending in '\n'.
 void append_ledger_record(std::string& out, const metering::usage_record& r);

@@ -83,6 +83,24 @@ json upstream_defaults() {
       {"idle_timeout_ms", limits::upstream_idle_timeout_ms_default},
       {"max_idle_connections", limits::upstream_idle_connections_max_default},
       {"response_limit_bytes", limits::upstream_response_limit_bytes_default},
+      {"endpoints", json::array()},
+      {"eject_consecutive_failures", limits::upstream_eject_consecutive_failures_default},
+      {"ejection_base_ms", limits::upstream_ejection_base_ms_default},
+      {"ejection_max_ms", limits::upstream_ejection_max_ms_default},
+      {"health_check_path", ""},
+      {"health_check_interval_ms", limits::upstream_health_check_interval_ms_default},
+      {"health_check_timeout_ms", limits::upstream_health_check_timeout_ms_default},
+      {"health_check_healthy_threshold",
+       limits::upstream_health_check_healthy_threshold_default},
+      {"health_check_unhealthy_threshold",
+       limits::upstream_health_check_unhealthy_threshold_default},
+      {"attempts_max", limits::upstream_attempts_max_default},
+      {"retry_budget_percent", limits::upstream_retry_budget_percent_default},
+      {"retry_budget_min_retries", limits::upstream_retry_budget_min_retries_default},
+      {"retry_after_max_ms", limits::upstream_retry_after_max_ms_default},
+      {"concurrent_requests_max", 0},
+      {"queue_requests_max", 0},
+      {"queue_timeout_ms", limits::upstream_queue_timeout_ms_default},
   };
 }
 
@@ -191,7 +209,8 @@ listen_address get_listen(const json& obj, const std::string& path, const char* 
 }
 
 // Accepts http://host[:port][/path] and https://host[:port][/path] (ports 80 and 443 by default).
-void parse_base_url(const std::string& url, const std::string& path, upstream_config& out) {
+void parse_base_url(const std::string& url, const std::string& path,
+                    upstream_endpoint_config& out) {
   constexpr std::string_view http = "http://";
   constexpr std::string_view https = "https://";
   std::string rest;
@@ -205,6 +224,9 @@ void parse_base_url(const std::string& url, const std::string& path, upstream_co
   }
   const auto slash = rest.find('/');
   const std::string authority = rest.substr(0, slash);
+  if (authority.find('@') != std::string::npos) {
+    fail(path, "must not carry credentials (give the key by auth_env or auth_file)");
+  }
   std::string base_path = slash == std::string::npos ? "" : rest.substr(slash);
   while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
   listen_address a;
@@ -406,13 +428,83 @@ void parse_server(const json& merged, gateway_config& cfg) {
 
 }
 
+// The upstream's endpoints: `base_url` (one), or `endpoints` (several, with weights).
+void parse_endpoints(const json& u, const std::string& path, upstream_config& up) {
+  const std::string base_url = get_string(u, path, "base_url");
+  const json& list = u.at("endpoints");
+  if (!list.is_array()) fail(path + "/endpoints", "must be an array");
+  if (base_url.empty() == list.empty()) {
+    fail(path, "give either base_url or endpoints (a non-empty array), not both");
+  }
+  if (list.size() > limits::upstream_endpoints_max) {
+    fail(path + "/endpoints", "holds more than " +
+                                  std::to_string(limits::upstream_endpoints_max) + " endpoints");
+  }
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < std::max<std::size_t>(list.size(), 1); ++i) {
+    const std::string at = path + "/endpoints/" + std::to_string(i);
+    upstream_endpoint_config e;
+    if (list.empty()) {
+      parse_base_url(base_url, path + "/base_url", e);
+      e.name = base_url;
+    } else {
+      json full = json{{"base_url", ""}, {"weight", 1}, {"name", ""}};
+      overlay_known(full, list[i], at);
+      const std::string url = get_string(full, at, "base_url");
+      parse_base_url(url, at + "/base_url", e);
+      e.weight = get_uint(full, at, "weight", 1, limits::upstream_endpoint_weight_max);
+      e.name = get_string(full, at, "name");
+      if (e.name.empty()) e.name = url;
+    }
+    if (!names.insert(e.name).second) fail(at, "repeats the endpoint \"" + e.name + "\"");
+    up.tls = up.tls || e.tls;
+    up.endpoints.push_back(std::move(e));
+  }
+  up.host = up.endpoints.front().host;
+  up.port = up.endpoints.front().port;
+  up.base_path = up.endpoints.front().base_path;
+}
+
+// Health, retries and the per-thread concurrency cap (docs/CONFIG.md, "Replicas").
+void parse_upstream_routing(const json& u, const std::string& path, upstream_config& up) {
+  up.eject_consecutive_failures = get_uint(u, path, "eject_consecutive_failures", 0, 1'000'000);
+  up.ejection_base_ms = get_uint(u, path, "ejection_base_ms", 1, 3'600'000);
+  up.ejection_max_ms = get_uint(u, path, "ejection_max_ms", 1, 86'400'000);
+  if (up.ejection_max_ms < up.ejection_base_ms) {
+    fail(path + "/ejection_max_ms", "must be at least ejection_base_ms");
+  }
+  up.health_check_path = get_string(u, path, "health_check_path");
+  if (!up.health_check_path.empty() &&
+      (up.health_check_path.front() != '/' ||
+       up.health_check_path.find_first_of(" \r\n\t") != std::string::npos)) {
+    fail(path + "/health_check_path", "must be a path starting with / (no spaces)");
+  }
+  up.health_check_interval_ms = get_uint(u, path, "health_check_interval_ms", 100, 3'600'000);
+  up.health_check_timeout_ms = get_uint(u, path, "health_check_timeout_ms", 10, 600'000);
+  up.health_check_healthy_threshold =
+      get_uint(u, path, "health_check_healthy_threshold", 1, 1000);
+  up.health_check_unhealthy_threshold =
+      get_uint(u, path, "health_check_unhealthy_threshold", 1, 1000);
+  up.attempts_max = get_uint(u, path, "attempts_max", 1, limits::upstream_attempts_max_max);
+  up.retry_budget_percent = get_uint(u, path, "retry_budget_percent", 0, 100);
+  up.retry_budget_min_retries = get_uint(u, path, "retry_budget_min_retries", 0, 1'000'000);
+  up.retry_after_max_ms = get_uint(u, path, "retry_after_max_ms", 0, 3'600'000);
+  up.concurrent_requests_max = get_uint(u, path, "concurrent_requests_max", 0, 1'000'000);
+  up.queue_requests_max = get_uint(u, path, "queue_requests_max", 0, 1'000'000);
+  up.queue_timeout_ms = get_uint(u, path, "queue_timeout_ms", 1, 3'600'000);
+  if (up.concurrent_requests_max == 0 && up.queue_requests_max > 0) {
+    fail(path + "/queue_requests_max", "needs concurrent_requests_max (a queue waits for a cap)");
+  }
+}
+
 void parse_upstreams(const json& merged, const env_lookup& env, gateway_config& cfg) {
   for (const auto& [name, u] : merged["upstreams"].items()) {
     const std::string path = "/upstreams/" + name;
     if (name.empty()) fail(path, "upstream names must not be empty");
     upstream_config up;
     up.name = name;
-    parse_base_url(get_string(u, path, "base_url"), path + "/base_url", up);
+    parse_endpoints(u, path, up);
+    parse_upstream_routing(u, path, up);
     parse_upstream_tls(u, path, up);
     parse_upstream_auth(u, path, env, up);
     up.connect_timeout_ms = get_uint(u, path, "connect_timeout_ms", 1, 600'000);

@@ -41,14 +41,27 @@ struct server_config {
   std::uint64_t drain_timeout_ms = 0;
 };
 
-struct upstream_config {
-  std::string name;
+// One replica of an upstream: a base URL and its share of the traffic.
+struct upstream_endpoint_config {
+  std::string name;  // metrics label and ledger value: `name`, else the URL (never credentials)
   std::string host;
   std::uint16_t port = 0;
-  std::string base_path;          // e.g. "/v1"; requests go to base_path + "/chat/completions"
+  std::string base_path;  // e.g. "/v1"; requests go to base_path + "/chat/completions"
   // https:// base URL: TLS with SNI and the certificate checked against the host name and the
   // system's CAs (OpenSSL's default paths, so SSL_CERT_FILE applies) or tls_ca_file's.
   bool tls = false;
+  std::uint64_t weight = 1;
+};
+
+struct upstream_config {
+  std::string name;
+  // Its replicas: `base_url` alone is one endpoint; `endpoints` lists several with weights.
+  std::vector<upstream_endpoint_config> endpoints;
+  // The first endpoint's address (what `base_url` gave), kept for callers that name one.
+  std::string host;
+  std::uint16_t port = 0;
+  std::string base_path;
+  bool tls = false;  // any endpoint is https (the TLS settings below then apply to each)
   std::string tls_ca_file;           // trusted CAs (PEM); "" = the system's
   std::string tls_client_cert_file;  // client certificate (PEM) for upstreams that ask for one
   std::string tls_client_key_file;   // its key (PEM)
@@ -65,6 +78,30 @@ struct upstream_config {
   std::uint64_t idle_timeout_ms = 0;
   std::uint64_t max_idle_connections = 0;  // per I/O thread
   std::uint64_t response_limit_bytes = 0;
+  // Passive health (docs/CONFIG.md): this many failures in a row (connect errors, timeouts,
+  // resets, 5xx) eject an endpoint for ejection_base_ms, doubled on each ejection in a row up
+  // to ejection_max_ms; a success resets both. 0 = never ejected.
+  std::uint64_t eject_consecutive_failures = 0;
+  std::uint64_t ejection_base_ms = 0;
+  std::uint64_t ejection_max_ms = 0;
+  // Active health: GET of this path (as is, not under base_path; "" = off) every interval.
+  std::string health_check_path;
+  std::uint64_t health_check_interval_ms = 0;
+  std::uint64_t health_check_timeout_ms = 0;
+  std::uint64_t health_check_healthy_threshold = 0;    // passes in a row to be healthy again
+  std::uint64_t health_check_unhealthy_threshold = 0;  // failures in a row to be unhealthy
+  // Retries: attempts of one request (1 = none); at most retry_budget_percent of the requests
+  // are retries, plus retry_budget_min_retries per window, per I/O thread; a 429 is retried
+  // when its Retry-After is at most retry_after_max_ms (0: never).
+  std::uint64_t attempts_max = 0;
+  std::uint64_t retry_budget_percent = 0;
+  std::uint64_t retry_budget_min_retries = 0;
+  std::uint64_t retry_after_max_ms = 0;
+  // Per I/O thread: requests in flight to this upstream (0 = no cap), and how many may wait for
+  // a slot and for how long before a 503.
+  std::uint64_t concurrent_requests_max = 0;
+  std::uint64_t queue_requests_max = 0;
+  std::uint64_t queue_timeout_ms = 0;
 };
 
 struct model_config {

@@ -24,6 +24,24 @@ inline constexpr std::uint64_t upstream_idle_connections_max_default = 256;
 // servers (uvicorn, as used by vLLM) close idle keep-alive connections after 5 s.
 inline constexpr std::uint64_t upstream_pooled_idle_ms_max = 4'000;
 inline constexpr std::uint64_t upstream_response_limit_bytes_default = 64u * 1024 * 1024;
+// Upstream replicas, health, retries and limits (backends/balancer.hpp, docs/CONFIG.md).
+inline constexpr std::uint64_t upstream_endpoints_max = 64;
+inline constexpr std::uint64_t upstream_endpoint_weight_max = 1'000;
+inline constexpr std::uint64_t upstream_eject_consecutive_failures_default = 5;
+inline constexpr std::uint64_t upstream_ejection_base_ms_default = 10'000;
+inline constexpr std::uint64_t upstream_ejection_max_ms_default = 300'000;
+inline constexpr std::uint64_t upstream_health_check_interval_ms_default = 5'000;
+inline constexpr std::uint64_t upstream_health_check_timeout_ms_default = 2'000;
+inline constexpr std::uint64_t upstream_health_check_healthy_threshold_default = 2;
+inline constexpr std::uint64_t upstream_health_check_unhealthy_threshold_default = 3;
+inline constexpr std::uint64_t upstream_attempts_max_default = 2;
+inline constexpr std::uint64_t upstream_attempts_max_max = 10;
+inline constexpr std::uint64_t upstream_retry_budget_percent_default = 20;
+inline constexpr std::uint64_t upstream_retry_budget_min_retries_default = 10;
+// The retry budget counts requests and retries over this sliding window (in 10 slices).
+inline constexpr std::uint64_t upstream_retry_budget_window_ms = 10'000;
+inline constexpr std::uint64_t upstream_retry_after_max_ms_default = 1'000;
+inline constexpr std::uint64_t upstream_queue_timeout_ms_default = 1'000;
 
 inline constexpr std::uint64_t sse_line_bytes_max = 8u * 1024 * 1024;
 inline constexpr std::uint64_t request_id_chars_max = 128;

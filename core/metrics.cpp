@@ -224,10 +224,16 @@ family<latency_histogram>& registry::add_histogram(std::string name, std::string
   return add<latency_histogram>(std::move(name), std::move(help), std::move(labels));
 }
 
+void registry::add_collector(std::function<void()> collect) {
+  std::lock_guard lock(mutex_);
+  collectors_.push_back(std::move(collect));
+}
+
 std::string registry::render() const {
   std::string out;
   out.reserve(4096);
   std::lock_guard lock(mutex_);
+  for (const auto& c : collectors_) c();
   for (const auto& f : families_) f->render(out);
   return out;
 }

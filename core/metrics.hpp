@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -159,6 +160,11 @@ class registry {
   family<latency_histogram>& add_histogram(std::string name, std::string help,
                                            std::vector<std::string> labels = {});
 
+  // Runs `collect` before each render: it sets gauges from state kept elsewhere (an
+  // endpoint's health, which changes with time alone). It must not call back into the registry's
+  // rendering, and must outlive the registry's use.
+  void add_collector(std::function<void()> collect);
+
   // The whole registry in the Prometheus text format.
   std::string render() const;
 
@@ -168,6 +174,7 @@ class registry {
 
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<family_base>> families_;
+  std::vector<std::function<void()>> collectors_;
 };
 
 // Content-Type for the text exposition format.

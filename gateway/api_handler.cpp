@@ -13,6 +13,7 @@
 #include "core/limits.hpp"
 #include "core/request_id.hpp"
 #include "gateway/batch_api.hpp"
+#include "gateway/in_flight.hpp"
 #include "gateway/query_params.hpp"
 #include "gateway/request_count.hpp"
 #include "gateway/responses_request.hpp"
@@ -113,32 +114,6 @@ struct api_handler::in_flight_list {
   proxy_state* head = nullptr;
 };
 
-namespace {
-// Keeps a request on its I/O thread's in-flight list while it is handled. A request whose
-// coroutine is destroyed after the handler (the drain timed out, its event loop stopped) was
-// detached by ~api_handler and touches nothing.
-class in_flight_entry {
- public:
-  template <typename State, typename List>
-  in_flight_entry(State& st, List& list) : unlink_([&st, &list] {
-    if (!st.listed) return;
-    if (st.prev_in_flight != nullptr) st.prev_in_flight->next_in_flight = st.next_in_flight;
-    else list.head = st.next_in_flight;
-    if (st.next_in_flight != nullptr) st.next_in_flight->prev_in_flight = st.prev_in_flight;
-  }) {
-    st.next_in_flight = list.head;
-    if (list.head != nullptr) list.head->prev_in_flight = &st;
-    list.head = &st;
-    st.listed = true;
-  }
-  ~in_flight_entry() { unlink_(); }
-  in_flight_entry(const in_flight_entry&) = delete;
-  in_flight_entry& operator=(const in_flight_entry&) = delete;
-
- private:
-  std::function<void()> unlink_;
-};
-}  // namespace
 
 void api_handler::record_in_flight(unsigned worker) {
   if (worker >= in_flight_.size()) return;
@@ -448,7 +423,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   }
   // 6. Forward. While the upstream works, a client that hangs up cancels the upstream request
   // (the watch ends by itself before the first byte is written back).
-  backends::upstream_call call(pools_[st.worker], *st.upstream);
+  backends::upstream_exchange call(pools_[st.worker], *st.upstream);
   ex.watch_for_disconnect([&st, &call] {
     st.rec.client_disconnected = true;
     call.abort();
@@ -469,13 +444,16 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
 }
 
 boost::asio::awaitable<std::optional<api_error>> api_handler::forward(
-    proxy_state& st, backends::upstream_call& call, endpoint_kind kind,
+    proxy_state& st, backends::upstream_exchange& call, endpoint_kind kind,
     std::string_view body_text) {
   st.at = proxy_state::stage::forwarding;
   auto& counted = worker_metrics_[st.worker]->upstream_requests;
-  if (auto failure = co_await call.start(
-          endpoint_path(kind), upstream_body(st.req, body_text, st.model->upstream_model),
-          st.rec.request_id)) {
+  auto failure = co_await call.start(endpoint_path(kind),
+                                     upstream_body(st.req, body_text, st.model->upstream_model),
+                                     st.rec.request_id);
+  st.rec.upstream_endpoint = call.endpoint_name();
+  st.rec.attempts = call.attempts();
+  if (failure) {
     const bool client_left = st.rec.client_disconnected;
     counted.with({st.upstream->name, client_left ? "client_gone" : failure->label()}).inc();
     api_error error = failure->to_api_error(st.upstream->name);
@@ -495,7 +473,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::forward(
 }
 
 boost::asio::awaitable<std::optional<api_error>> api_handler::read_whole(
-    proxy_state& st, backends::upstream_call& call, std::string& body) {
+    proxy_state& st, backends::upstream_exchange& call, std::string& body) {
   if (auto failure = co_await call.read_all(body)) {
     api_error error = failure->to_api_error(st.upstream->name);
     st.rec.error_code = st.rec.client_disconnected ? "client_disconnected" : error.code;
@@ -578,12 +556,20 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
   }
   // The same forward-and-read as a live request that does not stream.
   std::optional<api_error> failed = std::move(admitted);
-  std::optional<backends::upstream_call> call;
+  std::optional<backends::upstream_exchange> call;
   std::string response;
   if (!failed) {
     call.emplace(pools_[worker], *st.upstream);
     failed = co_await forward(st, *call, kind, body);
     if (!failed) failed = co_await read_whole(st, *call, response);
+  }
+  if (failed && failed->code == "upstream_overloaded") {
+    // The upstream's concurrency cap: nothing was sent. The hold goes back and the line runs
+    // again later, like a window limit; nothing is recorded for this attempt.
+    if (st.hold) budgets_->settle(std::move(*st.hold), 0, 0);
+    st.hold.reset();
+    out.retry_after_ms = failed->retry_after_s * 1000;
+    co_return out;
   }
   if (failed) {
     finish(st, failed->status, false);
@@ -598,7 +584,7 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
 }
 
 boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
-                                                      backends::upstream_call& call,
+                                                      backends::upstream_exchange& call,
                                                       proxy_state& st) {
   std::string body;
   if (auto failure = co_await read_whole(st, call, body)) {
@@ -625,7 +611,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
 }
 
 boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
-                                                       backends::upstream_call& call,
+                                                       backends::upstream_exchange& call,
                                                        proxy_state& st) {
   bhttp::response<bhttp::empty_body> head{bhttp::status::ok, ex.req().version()};
   head.set(bhttp::field::content_type, "text/event-stream");

@@ -18,7 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "backends/upstream.hpp"
+#include "backends/upstream_exchange.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "core/http_server.hpp"
@@ -99,21 +99,23 @@ class api_handler {
   boost::asio::awaitable<void> handle_completion(http::exchange& ex, endpoint_kind kind,
                                                  std::string request_id,
                                                  std::string client_request_id, caller who);
-  // 6. Sends the admitted request upstream (st.worker's pool). An error: the upstream could
-  // not be reached or failed before answering (counted, st.rec.error_code set); the caller
-  // records and answers it. Shared by live requests and batch lines.
+  // 6. Sends the admitted request upstream (st.worker's pool), to one of the upstream's
+  // endpoints with retries on others (backends/upstream_exchange.hpp); records the endpoint and
+  // the attempts. An error: the upstream could not be reached, failed before answering or is
+  // at its concurrency cap (counted, st.rec.error_code set); the caller records and answers
+  // it. Shared by live requests and batch lines.
   boost::asio::awaitable<std::optional<api_error>> forward(proxy_state& st,
-                                                           backends::upstream_call& call,
+                                                           backends::upstream_exchange& call,
                                                            endpoint_kind kind,
                                                            std::string_view body_text);
   // Reads a whole (not streamed) response into `body` and takes its usage, or its error code
   // when it is not a 200. An error: the read failed (st.rec.error_code set).
   boost::asio::awaitable<std::optional<api_error>> read_whole(proxy_state& st,
-                                                              backends::upstream_call& call,
+                                                              backends::upstream_exchange& call,
                                                               std::string& body);
-  boost::asio::awaitable<void> relay_whole(http::exchange& ex, backends::upstream_call& call,
+  boost::asio::awaitable<void> relay_whole(http::exchange& ex, backends::upstream_exchange& call,
                                            proxy_state& st);
-  boost::asio::awaitable<void> relay_stream(http::exchange& ex, backends::upstream_call& call,
+  boost::asio::awaitable<void> relay_stream(http::exchange& ex, backends::upstream_exchange& call,
                                             proxy_state& st);
   boost::asio::awaitable<void> handle_models(http::exchange& ex, std::string_view model_id,
                                              const std::string& request_id, const caller& who);

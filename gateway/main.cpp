@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backends/health_checker.hpp"
 #include "backends/upstream.hpp"
 #include "billing/batch_store.hpp"
 #include "billing/budget_store.hpp"
@@ -262,21 +263,36 @@ std::shared_ptr<const tollgate::backends::upstream_tls_contexts> load_upstream_t
   }
 }
 
-// One upstream connection pool per I/O thread, sharing the TLS contexts.
-std::vector<std::shared_ptr<tollgate::backends::upstream_pool>> make_upstream_pools(
-    tollgate::http::server& server,
-    const std::shared_ptr<const tollgate::backends::upstream_tls_contexts>& upstream_tls,
-    tollgate::metrics::registry& registry) {
-  auto& tls_handshakes = registry.add_counter(
-      "tollgate_upstream_tls_handshakes_total",
-      "TLS handshakes with https upstreams, by whether they resumed a session",
-      {"upstream", "resumed"});
+// The upstreams' side: each endpoint's shared state (health, TLS contexts, metrics), one
+// connection pool per I/O thread, and the active health checks on I/O thread 0 (ended by its
+// drain).
+struct upstream_side {
+  std::shared_ptr<tollgate::backends::upstream_groups> groups;
   std::vector<std::shared_ptr<tollgate::backends::upstream_pool>> pools;
+  std::unique_ptr<tollgate::backends::health_checker> health_checks;
+};
+
+upstream_side start_upstreams(
+    tollgate::http::server& server, const tollgate::gateway_config& config,
+    const std::shared_ptr<const tollgate::backends::upstream_tls_contexts>& upstream_tls,
+    tollgate::metrics::registry& registry, tollgate::logger& log) {
+  namespace backends = tollgate::backends;
+  upstream_side out;
+  out.groups = std::make_shared<backends::upstream_groups>(config.upstreams, upstream_tls, registry);
+  registry.add_collector([groups = std::weak_ptr(out.groups)] {
+    if (const auto g = groups.lock()) g->refresh_gauges();
+  });
   for (unsigned i = 0; i < server.thread_count(); ++i) {
-    pools.push_back(std::make_shared<tollgate::backends::upstream_pool>(
-        server.io(i).get_executor(), upstream_tls, &tls_handshakes));
+    out.pools.push_back(
+        std::make_shared<backends::upstream_pool>(server.io(i).get_executor(), out.groups));
   }
-  return pools;
+  out.health_checks = std::make_unique<backends::health_checker>(out.pools[0], *out.groups,
+                                                                 config.upstreams, log);
+  out.health_checks->start();
+  server.add_drain_hook([checks = out.health_checks.get()](unsigned worker) {
+    if (worker == 0) checks->stop();
+  });
+  return out;
 }
 
 }  // namespace
@@ -359,7 +375,7 @@ int main(int argc, char** argv) {
   try {
     http::server server{http::server_limits::from(config.server), config.server.threads, log,
                         registry};
-    auto pools = make_upstream_pools(server, upstream_tls, registry);
+    auto upstreams = start_upstreams(server, config, upstream_tls, registry, log);
     std::unique_ptr<gateway::budget_guard> budgets;
     if (!config.budgets.redis.empty()) {
       std::vector<boost::asio::any_io_executor> executors;
@@ -372,10 +388,11 @@ int main(int argc, char** argv) {
       server.add_drain_hook([guard = budgets.get()](unsigned worker) { guard->close(worker); });
       admin_router->attach_budgets(budgets.get());
     }
-    gateway::api_handler api{config,   std::move(pools), std::move(counters),
-                             usage_sink, registry,         log,
-                             clock,    billing_ctx.get(),  auth.get(),
-                             budgets.get()};
+    gateway::api_handler api{config,     std::move(upstreams.pools),
+                             std::move(counters), usage_sink,
+                             registry,   log,
+                             clock,      billing_ctx.get(),
+                             auth.get(), budgets.get()};
     gateway::operator_listener operator_api{server, registry, admin_router.get()};
     server.add_drain_timeout_hook([&api](unsigned worker) { api.record_in_flight(worker); });
     // With a database: the Batch API, and its worker unless batches.enabled is off.

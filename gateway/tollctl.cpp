@@ -334,9 +334,12 @@ int main(int argc, char** argv) {
         const auto* u = cfg.find_upstream(m.upstream);
         std::printf(
             "  model %s -> upstream %s (%s://%s:%u%s) as %s; tokenizer %s, prompt format %s\n",
-            m.name.c_str(), m.upstream.c_str(), u->tls ? "https" : "http", u->host.c_str(), u->port,
-            u->base_path.c_str(), m.upstream_model.c_str(), m.tokenizer.c_str(),
-            m.prompt_format.c_str());
+            m.name.c_str(), m.upstream.c_str(), u->endpoints.front().tls ? "https" : "http",
+            u->host.c_str(), u->port, u->base_path.c_str(), m.upstream_model.c_str(),
+            m.tokenizer.c_str(), m.prompt_format.c_str());
+        if (u->endpoints.size() > 1) {
+          std::printf("    and %zu more endpoint(s)\n", u->endpoints.size() - 1);
+        }
       }
       return 0;
     } catch (const tollgate::config_error& e) {

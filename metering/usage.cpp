@@ -19,10 +19,13 @@ void fill_writer(const usage_record& r, json_object_writer& w) {
   if (!r.attribution.end_user.empty()) w.add("end_user", r.attribution.end_user);
   if (!r.attribution.tags.empty()) w.add_raw("tags", r.attribution.tags_json());
   if (!r.attribution.session.empty()) w.add("session", r.attribution.session);
+  if (!r.routing_rule.empty()) w.add("routing_rule", r.routing_rule);
   w.add("batch", r.batch)
       .add("endpoint", r.endpoint)
       .add("model", r.model)
       .add("upstream", r.upstream)
+      .add("upstream_endpoint", r.upstream_endpoint)
+      .add("attempts", r.attempts)
       .add("occurred_at_ms", r.occurred_at_ms)
       .add("usage_reported", r.usage_reported)
       .add("prompt_tokens", r.prompt_tokens)

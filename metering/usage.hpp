@@ -28,6 +28,12 @@ struct usage_record {
   std::string endpoint;
   std::string model;                // as the client named it ("" if the request had none)
   std::string upstream;             // upstream name ("" if the request never got that far)
+  // The upstream endpoint that answered (the last one tried): its configured name or base URL,
+  // never credentials ("" if no attempt was made), and how many attempts were made (retries
+  // on other endpoints included; 0 if none).
+  std::string upstream_endpoint;
+  std::int64_t attempts = 0;
+  std::string routing_rule;  // the routing rule that chose the upstream ("" = none)
   std::int64_t occurred_at_ms = 0;  // wall clock when the request was received
 
   // Token counts as the upstream reported them (zero when it did not: usage_reported false).

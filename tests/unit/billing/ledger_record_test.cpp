@@ -1,5 +1,6 @@
 // Ledger journal records: the current version round-trips its header, and versions 1 (the bare
-// COPY line written before versions existed) and 2 (before attribution) still read.
+// COPY line written before versions existed), 2 (before attribution) and 3 (before the upstream
+// endpoint and attempts) still read.
 #include <catch2/catch.hpp>
 
 #include "billing/ledger_record.hpp"
@@ -9,7 +10,7 @@
 using namespace tollgate;
 using namespace std::literals;
 
-TEST_CASE("ledger records: version 3 carries the settlement beside the row") {
+TEST_CASE("ledger records: version 4 carries the settlement beside the row") {
   metering::usage_record r;
   r.tenant_id = "ten_a";
   r.request_id = "req_1";
@@ -23,8 +24,9 @@ TEST_CASE("ledger records: version 3 carries the settlement beside the row") {
   REQUIRE(out.front() == '\0');
   const auto rec = billing::parse_ledger_record(std::string_view(out).substr(0, out.size() - 1));
   REQUIRE(rec);
-  CHECK(rec->version == 3);
+  CHECK(rec->version == 4);
   CHECK_FALSE(billing::lacks_attribution(*rec));
+  CHECK(billing::missing_columns_null(*rec).empty());
   CHECK(rec->settled_spend_micros == 4200);
   CHECK(rec->spend_counters == "tg:{ten_a}:b:bud_1:0,tg:{ten_a}:b:bud_2:0");
   CHECK(rec->credit_counters == "tg:{ten_a}:b:credit:ten_a:0");
@@ -43,7 +45,8 @@ TEST_CASE("ledger records: version 1 lines read as they are; unknown versions do
   // A leading NUL: string literals with "sv" keep it.
   CHECK(billing::lacks_attribution(*rec));
   CHECK_FALSE(billing::parse_ledger_record("\0" "3\tx\t\t\trow"sv));
-  CHECK_FALSE(billing::parse_ledger_record("\0" "4\t5\t\t\trow"sv));
+  CHECK_FALSE(billing::parse_ledger_record("\0" "5\t5\t\t\trow"sv));
+  CHECK_FALSE(billing::parse_ledger_record("\0" "42\t5\t\t\trow"sv));
   CHECK_FALSE(billing::parse_ledger_record("\0" "2\t-5\t\t\trow"sv));
   CHECK_FALSE(billing::parse_ledger_record("\0" "2\t5"sv));
   CHECK(billing::parse_ledger_record("\0" "2\t5\t\t\trow"sv));
@@ -67,17 +70,53 @@ TEST_CASE("ledger records: a version 2 line replays with its attribution columns
   std::string v3;
   billing::append_usage_row(v3, r);
   v3.pop_back();
-  // The same row as version 2 wrote it: without the last three columns.
+  // The same row as version 2 wrote it: without the attribution and attempts columns.
   std::string_view v2_row = v3;
-  for (int i = 0; i < 3; ++i) v2_row = v2_row.substr(0, v2_row.rfind('\t'));
+  for (int i = 0; i < 6; ++i) v2_row = v2_row.substr(0, v2_row.rfind('\t'));
   const std::string v2 = "\0"s + "2\t\\N\t\t\t" + std::string(v2_row);
   const auto rec = billing::parse_ledger_record(v2);
   REQUIRE(rec);
   CHECK(rec->version == 2);
   REQUIRE(billing::lacks_attribution(*rec));
-  CHECK(std::string(rec->copy_line) + std::string(billing::attribution_columns_null) == v3);
+  CHECK(std::string(rec->copy_line) + std::string(billing::missing_columns_null(*rec)) == v3);
   const auto event = billing::parse_rating_event(v3);
   REQUIRE(event);
   CHECK(event->input == 5);
   CHECK_FALSE(billing::parse_rating_event(v2_row));
+}
+
+TEST_CASE("ledger records: a version 3 line replays with endpoint, attempts and rule NULL") {
+  metering::usage_record r;
+  r.tenant_id = "ten_a";
+  r.request_id = "req_3";
+  r.model = "m";
+  r.prompt_tokens = 7;
+  r.attribution.end_user = "u1";
+  r.upstream_endpoint = "http://10.0.0.2:8000/v1";
+  r.attempts = 2;
+  std::string v4;
+  billing::append_usage_row(v4, r);
+  v4.pop_back();
+  CHECK(v4.ends_with("\tu1\t\\N\t\\N\thttp://10.0.0.2:8000/v1\t2\t\\N"));
+  // As version 3 wrote it: without the last three columns.
+  std::string_view v3_row = v4;
+  for (int i = 0; i < 3; ++i) v3_row = v3_row.substr(0, v3_row.rfind('\t'));
+  const std::string v3 = "\0"s + "3\t\\N\t\t\t" + std::string(v3_row);
+  const auto rec = billing::parse_ledger_record(v3);
+  REQUIRE(rec);
+  CHECK(rec->version == 3);
+  CHECK_FALSE(billing::lacks_attribution(*rec));
+  const std::string completed = std::string(rec->copy_line) +
+                                std::string(billing::missing_columns_null(*rec));
+  CHECK(completed == std::string(v3_row) + "\t\\N\t\\N\t\\N");
+  const auto event = billing::parse_rating_event(completed);
+  REQUIRE(event);
+  CHECK(event->input == 7);
+  CHECK_FALSE(billing::parse_rating_event(v3_row));
+  // No attempt (refused before forwarding): NULL endpoint and attempts.
+  metering::usage_record refused;
+  refused.tenant_id = "t";
+  std::string row;
+  billing::append_usage_row(row, refused);
+  CHECK(row.ends_with("\t\\N\t\\N\t\\N\n"));
 }

@@ -287,3 +287,60 @@ TEST_CASE("database, ledger, auth and budgets settings are checked") {
              Catch::Contains("/database/migrate_on_start"));
   CHECK_THAT(error_of(R"({"database":{"bogus":1}})"), Catch::Contains("unknown field"));
 }
+
+TEST_CASE("upstream replicas: endpoints with weights, or base_url as one endpoint") {
+  const auto cfg = parse_config(
+      upstream_text(R"("endpoints": [{"base_url": "http://10.0.0.1:8000/v1", "weight": 3},
+                                    {"base_url": "https://b.example/v1", "name": "b"}],
+                       "attempts_max": 3, "concurrent_requests_max": 4,
+                       "queue_requests_max": 8, "health_check_path": "/health")"),
+      env_of({}));
+  const auto* u = cfg.find_upstream("u");
+  REQUIRE(u->endpoints.size() == 2);
+  CHECK(u->endpoints[0].name == "http://10.0.0.1:8000/v1");
+  CHECK(u->endpoints[0].weight == 3);
+  CHECK(u->endpoints[0].base_path == "/v1");
+  CHECK_FALSE(u->endpoints[0].tls);
+  CHECK(u->endpoints[1].name == "b");
+  CHECK(u->endpoints[1].tls);
+  CHECK(u->endpoints[1].port == 443);
+  CHECK(u->tls);  // an https endpoint: the TLS settings apply to it
+  CHECK(u->host == "10.0.0.1");
+  CHECK(u->attempts_max == 3);
+  CHECK(u->eject_consecutive_failures == 5);
+  CHECK(u->ejection_base_ms == 10000);
+  CHECK(u->ejection_max_ms == 300000);
+  CHECK(u->retry_budget_percent == 20);
+  CHECK(u->health_check_path == "/health");
+
+  const auto one = parse_config(upstream_text(R"("base_url": "http://h:1/v1")"), env_of({}));
+  REQUIRE(one.find_upstream("u")->endpoints.size() == 1);
+  CHECK(one.find_upstream("u")->endpoints[0].name == "http://h:1/v1");
+  CHECK(one.find_upstream("u")->endpoints[0].weight == 1);
+  CHECK(one.find_upstream("u")->attempts_max == 2);
+
+  CHECK(error_of(upstream_text(
+            R"("base_url": "http://h", "endpoints": [{"base_url": "http://g"}])")) ==
+        "config /upstreams/u: give either base_url or endpoints (a non-empty array), not both");
+  CHECK(error_of(upstream_text(R"("endpoints": [])")) ==
+        "config /upstreams/u: give either base_url or endpoints (a non-empty array), not both");
+  CHECK(error_of(upstream_text(R"("endpoints": [{"base_url": "http://g", "weight": 0}])")) ==
+        "config /upstreams/u/endpoints/0/weight: must be between 1 and 1000, got 0");
+  CHECK(error_of(upstream_text(R"("endpoints": [{"base_url": "http://g", "port": 1}])")) ==
+        "config /upstreams/u/endpoints/0/port: unknown field");
+  CHECK(error_of(upstream_text(
+            R"("endpoints": [{"base_url": "http://g"}, {"base_url": "http://g"}])")) ==
+        "config /upstreams/u/endpoints/1: repeats the endpoint \"http://g\"");
+  CHECK(error_of(upstream_text(R"("base_url": "http://user:pw@h/v1")")) ==
+        "config /upstreams/u/base_url: must not carry credentials (give the key by auth_env or "
+        "auth_file)");
+  CHECK(error_of(upstream_text(R"("base_url": "http://h", "queue_requests_max": 5)")) ==
+        "config /upstreams/u/queue_requests_max: needs concurrent_requests_max (a queue waits "
+        "for a cap)");
+  CHECK(error_of(upstream_text(R"("base_url": "http://h", "ejection_max_ms": 5)")) ==
+        "config /upstreams/u/ejection_max_ms: must be at least ejection_base_ms");
+  CHECK(error_of(upstream_text(R"("base_url": "http://h", "attempts_max": 0)")) ==
+        "config /upstreams/u/attempts_max: must be between 1 and 10, got 0");
+  CHECK(error_of(upstream_text(R"("base_url": "http://h", "health_check_path": "health")")) ==
+        "config /upstreams/u/health_check_path: must be a path starting with / (no spaces)");
+}
