@@ -32,8 +32,8 @@ describe('embeddings and responses endpoints (real PostgreSQL and Redis)', () =>
   const rowOf = (id) => {
     const rows = pg.query(`SELECT endpoint, model, stream, status, prompt_tokens, cached_prompt_tokens,
         completion_tokens, reasoning_tokens, coalesce(counted_prompt_tokens, -1), coalesce(counted_completion_tokens, -1),
-        usage_reported, estimated, coalesce(cost_micros, -1), coalesce(end_user, ''), coalesce(tags::text, '')
-        FROM usage_events WHERE request_id = '${id}'`);
+        usage_reported, estimated, coalesce(cost_micros, -1), coalesce(end_user, ''), coalesce(ts.tags::text, '')
+        FROM usage_events LEFT JOIN usage_tag_sets ts ON ts.id = usage_events.tag_set_id WHERE request_id = '${id}'`);
     if (!rows.length) return undefined;
     const r = rows[0];
     return {

@@ -72,8 +72,9 @@ TEST_CASE("the writer finds a line's tags and reads them back as JSON") {
   const std::string field = line.substr(span->first, span->second);
   CHECK(field == "{\"team\":\"se\\\\\\\\arch\\\\t\\\\\"x\\\\\"\"}");
   CHECK(billing::tag_object_of_field(field) == std::optional<std::string>(r.attribution.tags_json()));
-  // The field after it is the session (NULL here), before it the end user.
-  CHECK(line.substr(span->first + span->second) == "\t\\N");
+  // The fields after it are the session, the endpoint, the attempts and the routing rule (NULL
+  // here), the one before it the end user.
+  CHECK(line.substr(span->first + span->second) == "\t\\N\t\\N\t\\N\t\\N");
   CHECK(line.substr(span->first - 2, 2) == "u\t");
 
   // No tags, a short line, and fields that are not an object of strings.
