@@ -401,11 +401,11 @@ describe('upstream replicas on the ledger (real PostgreSQL and Redis)', { timeou
     const id = res.headers.get('x-request-id');
     await res.text();
     await waitRow(id);
-    const cols = 'tenant_id, occurred_at, request_id, project_id, api_key_id, endpoint, model, upstream, stream, batch, status, prompt_tokens, cached_prompt_tokens, completion_tokens, reasoning_tokens, counted_prompt_tokens, counted_completion_tokens, usage_reported, estimated, latency_us, ttft_us, client_disconnected, error_code, client_request_id, end_user, tags, session_id';
+    const cols = 'tenant_id, occurred_at, request_id, project_id, api_key_id, endpoint, model, upstream, stream, batch, status, prompt_tokens, cached_prompt_tokens, completion_tokens, reasoning_tokens, counted_prompt_tokens, counted_completion_tokens, usage_reported, estimated, latency_us, ttft_us, client_disconnected, error_code, client_request_id, end_user, ts.tags, session_id';
     const v3Line = execFileSync('psql', [pg.url, '-X', '-q', '-c',
-      `COPY (SELECT ${cols} FROM usage_events WHERE request_id = '${id}') TO STDOUT`], { encoding: 'utf8' }).trim();
+      `COPY (SELECT ${cols} FROM usage_events LEFT JOIN usage_tag_sets ts ON ts.id = usage_events.tag_set_id WHERE request_id = '${id}') TO STDOUT`], { encoding: 'utf8' }).trim();
     const v4Line = execFileSync('psql', [pg.url, '-X', '-q', '-c',
-      `COPY (SELECT ${cols}, upstream_endpoint, attempts, routing_rule FROM usage_events WHERE request_id = '${id}') TO STDOUT`],
+      `COPY (SELECT ${cols}, upstream_endpoint, attempts, routing_rule FROM usage_events LEFT JOIN usage_tag_sets ts ON ts.id = usage_events.tag_set_id WHERE request_id = '${id}') TO STDOUT`],
     { encoding: 'utf8' }).trim();
     const v3 = `\0` + `3\t\\N\t\t\t${v3Line.replace(id, `${id}_v3`)}\n`;
     const v4 = `\0` + `4\t\\N\t\t\t${v4Line.replace(id, `${id}_v4`)}\n`;
