@@ -1,8 +1,10 @@
 // The finance API's handlers (read-only, finance token): usage in OpenAI's shape or CSV, raw
-// usage events, the cost preview, invoices (JSON or CSV) and credits. One function per route of
+// usage events (JSON or CloudEvents), the cost preview, invoices (JSON, CSV or Stripe invoice
+// items) and credits. One function per route of
 // admin_router.cpp's table.
-#include "billing/period_pricing.hpp"
+#include "billing/billing_export.hpp"
 #include "billing/credit_store.hpp"
+#include "billing/period_pricing.hpp"
 #include "billing/invoice_store.hpp"
 #include "billing/invoicing.hpp"
 #include "billing/plan_store.hpp"
@@ -22,7 +24,14 @@ handler_result finance_usage(route_call& c) {
   co_await send_usage_report(c.ex, c.billing(), std::move(*req), c.request_id);
 }
 
+// JSON pages of usage events, or with format=cloudevents the page as a CloudEvents batch
+// (docs/EXPORTS.md), its cursor in the x-tollgate-next-page header.
 handler_result finance_usage_events(route_call& c) {
+  const std::string format = c.query.get("format").value_or("json");
+  if (format != "json" && format != "cloudevents") {
+    api_error bad = invalid_request("format must be json or cloudevents.", "format");
+    co_return co_await c.fail(std::move(bad));
+  }
   auto req = parse_events_request(c.query, c.now_s());
   if (!req) co_return co_await c.fail(req.error());
   auto page = co_await c.run(c.billing().usage->events(std::move(*req)));
@@ -32,6 +41,14 @@ handler_result finance_usage_events(route_call& c) {
     e.type = e.status == 400 ? "invalid_request_error" : "api_error";
     e.message = page.error().message;
     co_return co_await c.fail(std::move(e));
+  }
+  if (format == "cloudevents") {
+    http::response res{bhttp::status::ok, c.ex.req().version()};
+    res.set(bhttp::field::content_type, "application/cloudevents-batch+json");
+    if (!page->next.empty()) res.set("x-tollgate-next-page", page->next);
+    res.body() = billing::usage_cloudevents_json(page->data_json);
+    co_await c.ex.send(std::move(res));
+    co_return;
   }
   std::string body = "{\"object\":\"list\",\"data\":" + page->data_json +
                      ",\"has_more\":" + (page->next.empty() ? "false" : "true") +
@@ -47,20 +64,29 @@ handler_result finance_invoices(route_call& c) {
                                                        c.query.get("period").value_or(""), *pages));
 }
 
-// JSON, or with format=csv the lines as CSV.
+// JSON, or with format=csv the lines as CSV; format=stripe and stripe_csv: the invoice as
+// Stripe invoice items (docs/EXPORTS.md).
 handler_result finance_invoice(route_call& c) {
   // `/finance/v1/invoices/` (an empty id) has always listed.
   if (c.id.empty()) co_return co_await finance_invoices(c);
+  const std::string format = c.query.get("format").value_or("json");
+  if (format != "json" && format != "csv" && format != "stripe" && format != "stripe_csv") {
+    api_error bad = invalid_request("format must be json, csv, stripe or stripe_csv.", "format");
+    co_return co_await c.fail(std::move(bad));
+  }
   auto outcome = co_await c.run(c.billing().invoices->get_invoice(c.id));
   if (!outcome) co_return co_await c.fail(to_api_error(outcome.error()));
-  if (c.query.get("format").value_or("") == "csv") {
-    http::response res{bhttp::status::ok, c.ex.req().version()};
-    res.set(bhttp::field::content_type, "text/csv");
-    res.body() = billing::invoice_csv(*outcome);
-    co_await c.ex.send(std::move(res));
-  } else {
-    co_await c.ex.send_json(200, std::move(outcome.value()));
+  if (format == "json" || format == "stripe") {
+    std::string body = format == "json" ? std::move(outcome.value())
+                                        : billing::stripe_invoice_items_json(*outcome);
+    co_await c.ex.send_json(200, std::move(body));
+    co_return;
   }
+  http::response res{bhttp::status::ok, c.ex.req().version()};
+  res.set(bhttp::field::content_type, "text/csv");
+  res.body() = format == "csv" ? billing::invoice_csv(*outcome)
+                               : billing::stripe_invoice_items_csv(*outcome);
+  co_await c.ex.send(std::move(res));
 }
 
 namespace {

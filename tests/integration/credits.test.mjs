@@ -96,6 +96,39 @@ describe('credits (real PostgreSQL)', () => {
       { headers: { authorization: `Bearer ${FINANCE}` } })).text();
     assert.match(csv, new RegExp(`,${soon.json.id},credit,,,,-500,`));
     assert.match(csv, new RegExp(`,total_due,,,,,${invoice.total_due_micros},`));
+
+    // The same invoice as Stripe invoice items: one per line and credit, summing to what is due.
+    const finance = (path) => fetch(`${s.adminUrl}${path}`, { headers: { authorization: `Bearer ${FINANCE}` } });
+    const stripe = await (await finance(`/finance/v1/invoices/${invoice.id}?format=stripe`)).json();
+    assert.equal(stripe.data.length, invoice.lines.length + invoice.adjustments.length + invoice.credits.length);
+    assert.equal(stripe.data.reduce((n, it) => n + it.amount, 0), invoice.total_due_minor);
+    assert.ok(stripe.data.every((it) => it.customer === t.tenant && it.currency === invoice.currency.toLowerCase()));
+    assert.deepEqual(stripe.data.filter((it) => it.metadata.tollgate_kind === 'credit').map((it) => it.metadata.grant_id),
+      [soon.json.id, never.json.id, later.json.id]);
+    const stripeCsv = await (await finance(`/finance/v1/invoices/${invoice.id}?format=stripe_csv`)).text();
+    assert.equal(stripeCsv.trim().split('\n').length, 1 + stripe.data.length);
+    const bad = await finance(`/finance/v1/invoices/${invoice.id}?format=xml`);
+    assert.equal(bad.status, 400);
+    assert.equal((await bad.json()).error.param, 'format');
+
+    // The tenant's usage events as a CloudEvents batch, page by page: each request once.
+    const seen = new Set();
+    let after = '';
+    for (let pages = 0; pages < 20; pages += 1) {
+      const r = await finance(`/finance/v1/usage_events?tenant_id=${t.tenant}&limit=50&format=cloudevents${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('content-type'), 'application/cloudevents-batch+json');
+      for (const e of await r.json()) {
+        assert.equal(e.specversion, '1.0');
+        assert.equal(e.subject, t.tenant);
+        assert.ok(!seen.has(e.id), `event ${e.id} once`);
+        seen.add(e.id);
+      }
+      after = r.headers.get('x-tollgate-next-page') ?? '';
+      if (!after) break;
+    }
+    assert.equal(seen.size, 80);
+    assert.equal((await finance('/finance/v1/usage_events?format=ndjson')).status, 400);
   });
 
   test('a month with live and batch usage and a grant expiring mid-month: the invoice matches an independent computation', async () => {
