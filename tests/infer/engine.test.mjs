@@ -3,11 +3,11 @@
 // by `tollgate-infer make-model`: Llama (llama3 RoPE scaling, untied), Qwen2 (q/k/v bias, tied)
 // and Qwen3 (q/k norm), in F32 and BF16. Logits must agree to a relative error of 1e-4 and
 // greedy decoding must give the same 32 tokens. Bad model files must fail with a clear error.
-import { describe, test, before } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, cpSync, renameSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, cpSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,8 @@ const tokenizers = { llama: path.join(root, '.cache/tokenizers/llama3.tokenizer.
 const prompts = [[128000, 9906, 1917, 0], [15, 27, 3000, 42, 7, 7, 7, 99, 1024, 5000, 12, 3], [500]];
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'tollgate-infer-'));
+// The generated models take about half a gigabyte: removed when the file's tests end.
+after(() => rmSync(work, { recursive: true, force: true }));
 function makeModel(name, arch, dtype, tokenizer) {
   const out = path.join(work, name);
   execFileSync(infer, ['make-model', '--preset', 'tiny', '--arch', arch, '--dtype', dtype, '--tokenizer', tokenizer, '--out', out, '--seed', '7']);
