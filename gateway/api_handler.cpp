@@ -286,11 +286,12 @@ boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
   std::string body;
   if (model_id.empty()) {
     json_array_writer data;
+    const std::int64_t created = models_created_unix_s_;
     for (const auto& m : config_.models) {
-      if (who.may_use(m.name)) data.add_raw(model_object(m.name, m.owned_by, models_created_unix_s_));
+      if (who.may_use(m.name)) data.add_raw(model_object(m.name, m.owned_by, created));
     }
     for (const auto& v : config_.virtual_models) {  // virtual models are models to a client
-      if (who.may_use(v.name)) data.add_raw(model_object(v.name, v.owned_by, models_created_unix_s_));
+      if (who.may_use(v.name)) data.add_raw(model_object(v.name, v.owned_by, created));
     }
     json_object_writer list;
     list.add("object", "list").add_raw("data", data.finish());
