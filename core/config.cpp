@@ -11,12 +11,12 @@
 #include <set>
 #include <sstream>
 
+#include "core/config_detail.hpp"
 #include "core/limits.hpp"
 
 namespace tollgate {
+using namespace config_detail;
 namespace {
-
-using json = nlohmann::json;
 
 constexpr std::string_view default_config_text = R"({
   "server": {
@@ -50,7 +50,8 @@ constexpr std::string_view default_config_text = R"({
   "usage_reports": { "json_range_buckets_max": 100000, "csv_range_buckets_max": 527040 },
   "batches": { "enabled": true, "concurrency": 4, "poll_interval_ms": 500, "lease_ms": 30000,
                "yield_to_live_requests": 32, "max_file_bytes": 209715200,
-               "max_file_lines": 50000 }
+               "max_file_lines": 50000 },
+  "virtual_models": {}
 })";
 
 // Server settings not given in the embedded text come from the named limits.
@@ -105,15 +106,20 @@ json upstream_defaults() {
 }
 
 json model_defaults() {
-  return json{{"upstream", ""},
-              {"upstream_model", ""},
-              {"owned_by", "tollgate"},
-              {"tokenizer", "o200k_base"},
-              {"prompt_format", "openai"},
-              {"context_tokens", 131072},
-              {"estimate_input_price", 0},
-              {"estimate_output_price", 0}};
+  json m{{"upstream", ""},
+         {"upstream_model", ""},
+         {"owned_by", "tollgate"},
+         {"tokenizer", "o200k_base"},
+         {"prompt_format", "openai"},
+         {"context_tokens", 131072},
+         {"estimate_input_price", 0},
+         {"estimate_output_price", 0}};
+  m.update(model_fallback_defaults());
+  return m;
 }
+
+}  // namespace
+namespace config_detail {
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw config_error("config" + (path.empty() ? "" : " " + path) + ": " + what);
@@ -128,6 +134,9 @@ void overlay_known(json& dst, const json& src, const std::string& path) {
     dst[it.key()] = it.value();
   }
 }
+
+}  // namespace config_detail
+namespace {
 
 // Environment variable name for a JSON pointer path: /a/b-c/d_e -> TOLLGATE_A__B_C__D_E.
 std::string env_name_for(const std::string& path) {
@@ -171,6 +180,9 @@ void apply_env_overrides(json& node, const std::string& path, const env_lookup& 
   }
 }
 
+}  // namespace
+namespace config_detail {
+
 std::uint64_t get_uint(const json& obj, const std::string& path, const char* key, std::uint64_t min,
                        std::uint64_t max) {
   const json& v = obj.at(key);
@@ -198,6 +210,9 @@ std::string get_string(const json& obj, const std::string& path, const char* key
   if (!v.is_string()) fail(path + "/" + key, "must be a string");
   return v.get<std::string>();
 }
+
+}  // namespace config_detail
+namespace {
 
 listen_address get_listen(const json& obj, const std::string& path, const char* key) {
   listen_address a;
@@ -377,7 +392,7 @@ json merge_with_defaults(const json& file) {
         key == "ledger" || key == "auth" || key == "budgets" || key == "invoices" ||
         key == "usage_reports" || key == "batches") {
       overlay_known(merged[key], it.value(), "/" + key);
-    } else if (key == "upstreams" || key == "models") {
+    } else if (key == "upstreams" || key == "models" || key == "virtual_models") {
       if (!it.value().is_object()) fail("/" + key, "must be an object keyed by name");
       merged[key] = it.value();
     } else {
@@ -392,6 +407,11 @@ json merge_with_defaults(const json& file) {
   for (auto& [name, entry] : merged["models"].items()) {
     json full = model_defaults();
     overlay_known(full, entry, "/models/" + name);
+    entry = std::move(full);
+  }
+  for (auto& [name, entry] : merged["virtual_models"].items()) {
+    json full = virtual_model_defaults();
+    overlay_known(full, entry, "/virtual_models/" + name);
     entry = std::move(full);
   }
   return merged;
@@ -546,6 +566,7 @@ void parse_models(const json& merged, gateway_config& cfg) {
     // Up to a million currency units per million tokens.
     model.estimate_input_price = get_uint(m, path, "estimate_input_price", 0, 1'000'000'000'000);
     model.estimate_output_price = get_uint(m, path, "estimate_output_price", 0, 1'000'000'000'000);
+    parse_model_fallbacks(m, path, model);
     cfg.models.push_back(std::move(model));
   }
   std::sort(cfg.models.begin(), cfg.models.end(),
@@ -697,6 +718,8 @@ gateway_config parse_config(std::string_view json_text, const env_lookup& env) {
   parse_server(merged, cfg);
   parse_upstreams(merged, env, cfg);
   parse_models(merged, cfg);
+  parse_virtual_models(merged, cfg);
+  resolve_fallbacks(cfg);
   parse_logging_metering_database_ledger(merged, cfg);
   parse_auth(merged, cfg);
   parse_budgets(merged, cfg);

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/log.hpp"
@@ -121,6 +122,52 @@ struct model_config {
   // counts nothing against spend budgets). The pricing engine replaces them once it exists.
   std::uint64_t estimate_input_price = 0;
   std::uint64_t estimate_output_price = 0;
+  // Fallback models (gateway/routing.hpp): tried in order when this model's upstream is down
+  // (nothing reached the client: connect or TLS error, no healthy endpoint, retries exhausted,
+  // concurrency-cap queue full or timed out) or answers one of fallback_on_status.
+  std::vector<std::string> fallbacks;
+  std::vector<unsigned> fallback_on_status;  // default 429, 500, 502, 503, 504
+  // Resolved at load time: every model a request for this one may fall back to, in the order
+  // they are tried (each fallback followed by its own fallbacks, depth first, each model once).
+  std::vector<std::string> fallback_chain;
+};
+
+// One target of a routing decision and its share of the traffic.
+struct route_target {
+  std::string model;         // a configured (real) model
+  std::uint64_t weight = 0;  // percent; the targets of one rule sum to 100
+};
+
+// A routing rule: every condition given must hold (an absent one holds always); the first
+// matching rule of a virtual model chooses its targets.
+struct routing_rule_config {
+  std::string name;  // unique within its virtual model; on the ledger as "<virtual>/<name>"
+  std::int64_t prompt_tokens_min = -1;  // counted prompt tokens at least this (-1: any)
+  std::int64_t prompt_tokens_max = -1;  // at most this (-1: any)
+  int tools = -1;   // 1: the request carries tools (or functions); 0: it does not; -1: any
+  int images = -1;  // 1: it carries image input; 0: it does not; -1: any
+  std::string header;        // a request header (lower case) whose value must be header_value
+  std::string header_value;
+  // The caller's default tags (the API key's over its project's, set by an admin) must hold
+  // each of these key=value pairs.
+  std::vector<std::pair<std::string, std::string>> caller_tags;
+  std::vector<route_target> targets;  // one, or a weighted split
+};
+
+// A virtual model (`"model": "auto"` or any alias): no upstream of its own; its rules choose a
+// configured model for each request.
+struct virtual_model_config {
+  std::string name;
+  std::string owned_by;
+  // The model whose tokenizer and prompt format count the prompt for the rules (default: the
+  // first target of `default`).
+  std::string count_with;
+  // What a weighted split hashes: "request_id" (each request on its own) or "end_user" (an
+  // end user stays on one target; requests without one hash their request id).
+  std::string split_by;
+  std::vector<routing_rule_config> rules;
+  routing_rule_config default_rule;  // `default`: no conditions, named "default"
+  bool routes_to(std::string_view model) const;
 };
 
 struct metering_config {
@@ -209,6 +256,7 @@ struct gateway_config {
   server_config server;
   std::vector<upstream_config> upstreams;  // sorted by name
   std::vector<model_config> models;        // sorted by name
+  std::vector<virtual_model_config> virtual_models;  // sorted by name; none shares a model's
   logging_config logging;
   metering_config metering;
   database_config database;
@@ -220,6 +268,7 @@ struct gateway_config {
   batches_config batches;
 
   const model_config* find_model(std::string_view name) const;
+  const virtual_model_config* find_virtual_model(std::string_view name) const;
   const upstream_config* find_upstream(std::string_view name) const;
 };
 

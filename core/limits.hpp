@@ -42,6 +42,11 @@ inline constexpr std::uint64_t upstream_retry_budget_min_retries_default = 10;
 inline constexpr std::uint64_t upstream_retry_budget_window_ms = 10'000;
 inline constexpr std::uint64_t upstream_retry_after_max_ms_default = 1'000;
 inline constexpr std::uint64_t upstream_queue_timeout_ms_default = 1'000;
+// Fallback models and routing rules (gateway/routing.hpp, docs/CONFIG.md).
+inline constexpr std::uint64_t model_fallbacks_max = 8;       // models one request may fall back to
+inline constexpr std::uint64_t routing_rules_max = 64;         // rules of one virtual model
+inline constexpr std::uint64_t routing_split_targets_max = 16;  // targets of one weighted split
+inline constexpr std::uint64_t routing_split_percent = 100;     // a split's weights sum to this
 
 inline constexpr std::uint64_t sse_line_bytes_max = 8u * 1024 * 1024;
 inline constexpr std::uint64_t request_id_chars_max = 128;

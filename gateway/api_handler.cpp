@@ -16,6 +16,7 @@
 #include "gateway/in_flight.hpp"
 #include "gateway/query_params.hpp"
 #include "gateway/request_count.hpp"
+#include "gateway/request_state.hpp"
 #include "gateway/responses_request.hpp"
 #include "gateway/usage_report.hpp"
 #include "metering/completion_text.hpp"
@@ -74,41 +75,13 @@ const metered_route* metered_endpoint(std::string_view target) {
   return nullptr;
 }
 
-std::string model_object(const model_config& m, std::int64_t created) {
+std::string model_object(std::string_view id, std::string_view owned_by, std::int64_t created) {
   json_object_writer w;
-  w.add("id", m.name).add("object", "model").add("created", created).add("owned_by", m.owned_by);
+  w.add("id", id).add("object", "model").add("created", created).add("owned_by", owned_by);
   return w.finish();
 }
 
 }  // namespace
-
-struct api_handler::proxy_state {
-  // Where the request is on its path. finish() records it once, moving it to `recorded`: from
-  // `refused` (stopped before forwarding) or once forwarding began.
-  enum class stage { admitting, refused, forwarding, recorded };
-  stage at = stage::admitting;
-  unsigned worker = 0;                    // the I/O thread it runs on
-  proxy_state* prev_in_flight = nullptr;  // the I/O thread's in-flight list
-  proxy_state* next_in_flight = nullptr;
-  bool listed = false;  // on that list (false once the handler detached it at shutdown)
-  bool stream_started = false;  // a 200 event-stream header went to the client
-  metering::usage_record rec;
-  completion_request req;
-  const model_config* model = nullptr;
-  const upstream_config* upstream = nullptr;
-  const metering::prompt_counter* counter = nullptr;
-  metering::completion_text completion;  // counted only if the upstream reports no usage
-  std::optional<budget_hold> hold;        // budgets reserved for this request
-  std::chrono::steady_clock::time_point received_at;
-  bool recorded() const { return at == stage::recorded; }
-};
-
-// The per-request metric children of one I/O thread, found without the families' mutexes.
-struct api_handler::worker_metrics {
-  metrics::child_cache<metrics::counter> upstream_requests;
-  metrics::child_cache<metrics::latency_histogram> upstream_ttft;
-  metrics::child_cache<metrics::counter> usage_unreported;
-};
 
 struct api_handler::in_flight_list {
   proxy_state* head = nullptr;
@@ -172,13 +145,23 @@ api_handler::api_handler(const gateway_config& config,
       usage_records_(registry
                          .add_counter("tollgate_usage_records_total",
                                       "Usage records handed to the usage sink.")
-                         .get()) {
+                         .get()),
+      routed_(registry.add_counter("tollgate_routing_decisions_total",
+                                   "Requests for a virtual model, by virtual model, the rule "
+                                   "that chose and the model it chose.",
+                                   {"model", "rule", "target"})),
+      fallbacks_(registry.add_counter("tollgate_model_fallbacks_total",
+                                      "Requests moved to a fallback model, by the model left, "
+                                      "the fallback and the reason (the upstream's failure, or "
+                                      "status_<code>).",
+                                      {"from", "to", "reason"})) {
   for (std::size_t i = 0; i < pools_.size(); ++i) {
     in_flight_.push_back(std::make_unique<in_flight_list>());
     worker_metrics_.push_back(std::make_unique<worker_metrics>(
         worker_metrics{metrics::child_cache(upstream_requests_),
                        metrics::child_cache(upstream_ttft_),
-                       metrics::child_cache(usage_unreported_)}));
+                       metrics::child_cache(usage_unreported_), metrics::child_cache(routed_),
+                       metrics::child_cache(fallbacks_)}));
   }
   for (const auto& m : config_.models) {
     model_tokens_[m.name] = {&tokens_.with({m.name, "prompt"}),
@@ -303,15 +286,20 @@ boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
   std::string body;
   if (model_id.empty()) {
     json_array_writer data;
+    const std::int64_t created = models_created_unix_s_;
     for (const auto& m : config_.models) {
-      if (who.may_use(m.name)) data.add_raw(model_object(m, models_created_unix_s_));
+      if (who.may_use(m.name)) data.add_raw(model_object(m.name, m.owned_by, created));
+    }
+    for (const auto& v : config_.virtual_models) {  // virtual models are models to a client
+      if (who.may_use(v.name)) data.add_raw(model_object(v.name, v.owned_by, created));
     }
     json_object_writer list;
     list.add("object", "list").add_raw("data", data.finish());
     body = list.finish();
   } else {
     const model_config* m = config_.find_model(model_id);
-    if (m == nullptr || !who.may_use(m->name)) {
+    const virtual_model_config* v = config_.find_virtual_model(model_id);
+    if ((m == nullptr && v == nullptr) || !who.may_use(model_id)) {
       co_await ex.send_error(
           not_found_error("The model `" + std::string(model_id) +
                               "` does not exist or you do not have access to it.",
@@ -319,7 +307,8 @@ boost::asio::awaitable<void> api_handler::handle_models(http::exchange& ex,
           request_id);
       co_return;
     }
-    body = model_object(*m, models_created_unix_s_);
+    body = m != nullptr ? model_object(m->name, m->owned_by, models_created_unix_s_)
+                        : model_object(v->name, v->owned_by, models_created_unix_s_);
   }
   co_await ex.send_json(200, std::move(body), request_id);
 }
@@ -328,12 +317,10 @@ result<metering::worst_case_tokens> api_handler::worst_case_of(proxy_state& st) 
   return count_request(*st.model, *st.counter, st.req, st.rec.counted_prompt_tokens);
 }
 
-boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state& st,
-                                                                  endpoint_kind kind,
-                                                                  std::string_view body_text,
-                                                                  const attribution_headers& headers,
-                                                                  const caller& who,
-                                                                  unsigned worker) {
+boost::asio::awaitable<std::optional<api_error>> api_handler::admit(
+    proxy_state& st, endpoint_kind kind, std::string_view body_text,
+    const attribution_headers& headers, const header_lookup& header, const caller& who,
+    unsigned worker) {
   st.rec.tenant_id = who.tenant_id;
   st.rec.project_id = who.project_id;
   st.rec.api_key_id = who.key_id;
@@ -355,21 +342,12 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::admit(proxy_state&
   if (!attributed) co_return refuse(attributed.error());
   st.rec.attribution = std::move(*attributed);
 
-  // 2. Route the model to its upstream (a model outside the key's allowlist does not exist for
-  // that key, as OpenAI answers).
-  st.model = config_.find_model(st.req.model);
-  if (st.model == nullptr || !who.may_use(st.model->name)) {
-    st.model = nullptr;
-    co_return refuse(not_found_error(
-        "The model `" + st.req.model + "` does not exist or you do not have access to it.",
-        "model_not_found"));
-  }
-  st.upstream = config_.find_upstream(st.model->upstream);
-  st.rec.upstream = st.upstream->name;
+  // 2. Route the model to its upstream; a virtual model's rules choose the model first (a model
+  // outside the key's allowlist does not exist for that key, as OpenAI answers).
+  if (auto unknown = route(st, who, header)) co_return refuse(std::move(*unknown));
 
   // 3. Count the prompt with the model's own tokenizer, as the model will see it, and work out
   // the request's worst case: every prompt and copy within the model's context.
-  st.counter = &counters_.at(st.model->name);
   auto worst = worst_case_of(st);
   if (!worst) co_return refuse(worst.error());
 
@@ -415,28 +393,30 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   // 1-5. Parse, route, count, check the ledger, reserve the budgets.
   const attribution_headers headers{ex.req()["x-tollgate-end-user"],
                                     ex.req()["x-tollgate-tags"], ex.req()["x-tollgate-session"]};
-  auto admitted = co_await admit(st, kind, ex.req().body(), headers, who, st.worker);
+  const header_lookup header = [&ex](std::string_view name) { return ex.req()[name]; };
+  auto admitted = co_await admit(st, kind, ex.req().body(), headers, header, who, st.worker);
   if (admitted) {
     finish(st, admitted->status, ex.client_gone());
     co_await ex.send_error(*admitted, id);
     co_return;
   }
-  // 6. Forward. While the upstream works, a client that hangs up cancels the upstream request
-  // (the watch ends by itself before the first byte is written back).
-  backends::upstream_exchange call(pools_[st.worker], *st.upstream);
+  // 6. Forward, to the model's fallbacks while its upstream is down or answers a listed status
+  // (nothing has reached the client then). While the upstream works, a client that hangs up
+  // cancels the upstream request (the watch ends by itself before the first byte is written).
+  std::optional<backends::upstream_exchange> call;
   ex.watch_for_disconnect([&st, &call] {
     st.rec.client_disconnected = true;
-    call.abort();
+    if (call) call->abort();
   });
-  if (auto failure = co_await forward(st, call, kind, ex.req().body())) {
+  if (auto failure = co_await forward_routed(st, call, kind, ex.req().body(), who)) {
     finish(st, failure->status, ex.client_gone());
     co_await ex.send_error(*failure, id);
     co_return;
   }
-  if (st.req.stream && call.status() == 200 && call.is_event_stream()) {
-    co_await relay_stream(ex, call, st);
+  if (st.req.stream && call->status() == 200 && call->is_event_stream()) {
+    co_await relay_stream(ex, *call, st);
   } else {
-    co_await relay_whole(ex, call, st);
+    co_await relay_whole(ex, *call, st);
   }
   // 7. Record (and settle the budgets). The relays record before the response's last bytes;
   // this catches a client that went away mid-response.
@@ -453,6 +433,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::forward(
                                      st.rec.request_id);
   st.rec.upstream_endpoint = call.endpoint_name();
   st.rec.attempts = call.attempts();
+  st.failure_label = failure ? failure->label() : std::string_view{};
   if (failure) {
     const bool client_left = st.rec.client_disconnected;
     counted.with({st.upstream->name, client_left ? "client_gone" : failure->label()}).inc();
@@ -506,8 +487,10 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::check_batch(
       e.param = "input_file_id";
       co_return e;
     }
-    const model_config* model = config_.find_model(parsed->model);
-    if (model == nullptr || !who.may_use(model->name)) {
+    // Each line's model as its run routes it (no headers; a split decided by the line's
+    // custom_id here: the run's own request id may split it otherwise).
+    const model_config* model = batch_line_model(*parsed, who, line.custom_id);
+    if (model == nullptr) {
       co_return not_found_error(where + "the model `" + parsed->model +
                                     "` does not exist or you do not have access to it.",
                                 "model_not_found");
@@ -547,7 +530,9 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
   const in_flight_entry listed(st, *in_flight_[worker]);
   batch_line_outcome out;
 
-  auto admitted = co_await admit(st, kind, body, attribution_headers{}, who, worker);
+  const attribution_headers no_attribution{};
+  const header_lookup no_headers;
+  auto admitted = co_await admit(st, kind, body, no_attribution, no_headers, who, worker);
   if (admitted && (admitted->code == "rate_limit_exceeded" || admitted->status == 503)) {
     // A window limit, or budgets or the ledger away for a moment: the line waits and runs
     // again later; nothing is recorded for this attempt.
@@ -559,8 +544,7 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
   std::optional<backends::upstream_exchange> call;
   std::string response;
   if (!failed) {
-    call.emplace(pools_[worker], *st.upstream);
-    failed = co_await forward(st, *call, kind, body);
+    failed = co_await forward_routed(st, call, kind, body, who);
     if (!failed) failed = co_await read_whole(st, *call, response);
   }
   if (failed && failed->code == "upstream_overloaded") {
@@ -600,6 +584,7 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
   if (st.hold) {
     for (const auto& [name, value] : st.hold->headers) res.set(name, value);
   }
+  for (const auto& [name, value] : routing_headers(st)) res.set(name, value);
   res.body() = std::move(body);
   finish(st, call.status(), ex.client_gone());
   if (quoter_ != nullptr && call.status() == 200) {
@@ -621,6 +606,7 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
   if (st.hold) {
     for (const auto& [name, value] : st.hold->headers) head.set(name, value);
   }
+  for (const auto& [name, value] : routing_headers(st)) head.set(name, value);
   // The cost is known once the stream has ended: it comes as a trailer.
   if (quoter_ != nullptr) head.set(bhttp::field::trailer, "x-tollgate-cost-micros");
   if (!co_await ex.send_chunked_header(std::move(head))) {

@@ -1,13 +1,15 @@
 // The OpenAI-compatible API listener (:8080): routes requests and runs the request path for
 // the metered endpoints (chat and legacy completions, embeddings, responses) in one straight
 // line:
-//   authenticate (with a database) -> parse & validate -> route model to upstream (and check
-//   the key's model allowlist) -> count the prompt -> check the ledger takes usage -> reserve
-//   the budgets (prompt + max_tokens, one request) -> forward
-//   (stream or whole) -> record usage (with the gateway's own completion count when the
-//   upstream gave none) to the usage log and the ledger -> settle the budgets to the actual.
-// GET /v1/models lists the models (those the key may use); GET /v1/usage reports the caller's
-// own tenant's usage.
+//   authenticate (with a database) -> parse & validate -> route model to upstream (a virtual
+//   model's rules choose the model; the key's model allowlist) -> count the prompt -> check
+//   the ledger takes usage -> reserve the budgets (prompt + max_tokens, one request) -> forward
+//   (to the model's fallbacks, the hold moved, while its upstream is down) -> relay (stream or
+//   whole) -> record usage (with the gateway's own completion count when the upstream gave
+//   none) to the usage log and the ledger -> settle the budgets to the actual.
+// The routing and fallback steps live in api_routing.cpp (decisions: routing.hpp).
+// GET /v1/models lists the models and virtual models (those the key may use); GET /v1/usage
+// reports the caller's own tenant's usage.
 // Every stage either continues or answers with an OpenAI-shaped error.
 #pragma once
 #include <atomic>
@@ -30,6 +32,7 @@
 #include "gateway/budget_guard.hpp"
 #include "gateway/cost_quote.hpp"
 #include "gateway/openai_request.hpp"
+#include "gateway/routing.hpp"
 #include "metering/prompt_count.hpp"
 #include "metering/usage.hpp"
 #include "metering/worst_case.hpp"
@@ -89,10 +92,40 @@ class api_handler {
   // Steps 1-5 of the request path, shared by live requests and batch lines: parse, route,
   // count the prompt, check the ledger takes usage, reserve the budgets. An error: the request
   // is refused with it (st.rec.error_code is set; the caller records and answers).
+  // `header`: the request's headers for routing rules (empty for a batch line).
   boost::asio::awaitable<std::optional<api_error>> admit(proxy_state& st, endpoint_kind kind,
                                                          std::string_view body,
                                                          const attribution_headers& headers,
+                                                         const header_lookup& header,
                                                          const caller& who, unsigned worker);
+  // 2. The model that serves the request: the one it names, or the target the rules of the
+  // virtual model it names choose (counting the prompt with the virtual model's count_with
+  // model; st.rec.routing_rule says which rule); sets st.model, st.upstream, st.counter. An
+  // error: the 404 for a model that does not exist or is not the key's (api_routing.cpp).
+  std::optional<api_error> route(proxy_state& st, const caller& who, const header_lookup& header);
+  // The model a batch line will be routed to (its split by `split_key`), for the batch's
+  // admission; null for a model that does not exist or is not the key's.
+  const model_config* batch_line_model(const completion_request& req, const caller& who,
+                                       std::string_view split_key);
+  // 6 with fallbacks: forward() to st.model's upstream (emplacing `call`); while the exchange
+  // fails before anything reached the client, or answers one of the model's
+  // fallback_on_status, moves the request to the next fallback the key may use (move_to) and
+  // forwards again. An error: as forward()'s, or the fallback's budget refusal (no upstream
+  // called for it). Otherwise `call` holds the answer to relay (api_routing.cpp).
+  boost::asio::awaitable<std::optional<api_error>> forward_routed(
+      proxy_state& st, std::optional<backends::upstream_exchange>& call, endpoint_kind kind,
+      std::string_view body_text, const caller& who);
+  // Moves the request to fallback `next`: its prompt counted with next's tokenizer and prompt
+  // format and checked against its context, the hold released and a new one reserved against
+  // next's price and context. false: next cannot take the prompt (its context), nothing
+  // changed; an error: the new reservation was refused (the request then holds nothing).
+  boost::asio::awaitable<result<bool>> move_to(proxy_state& st, const model_config& next,
+                                               const caller& who);
+  // Points the request at `model`: st.model, st.upstream, st.counter and the record's fields.
+  void serve_with(proxy_state& st, const model_config& model) const;
+  // x-tollgate-model (the model that served), x-tollgate-fallback-from (the model a fallback
+  // took over from) and x-tollgate-routing-rule (the virtual model's rule that chose).
+  static std::vector<std::pair<std::string, std::string>> routing_headers(const proxy_state& st);
   // Counts the prompts of a parsed request (into st.rec) and returns its worst case, or the 400
   // for a prompt that does not fit the model's context (gateway/request_count.hpp).
   result<metering::worst_case_tokens> worst_case_of(proxy_state& st) const;
@@ -156,6 +189,8 @@ class api_handler {
   metrics::counter& client_disconnects_;
   metrics::family<metrics::counter>& usage_unreported_;
   metrics::counter& usage_records_;
+  metrics::family<metrics::counter>& routed_;
+  metrics::family<metrics::counter>& fallbacks_;
   struct worker_metrics;
   std::vector<std::unique_ptr<worker_metrics>> worker_metrics_;  // per I/O thread
 };

@@ -451,7 +451,7 @@ void budget_guard::flush_settlements(unsigned worker) {
   for (auto& s : batch) {
     ++settle_queues_[worker]->started;
     net::co_spawn(executors_[worker],
-                  settle_now(std::move(s.hold), s.prompt_tokens, s.completion_tokens),
+                  settle_now(std::move(s.hold), s.prompt_tokens, s.completion_tokens, false),
                   net::detached);
   }
 }
@@ -513,12 +513,22 @@ net::awaitable<void> budget_guard::correct_tenant(std::string tenant_id,
   corrections_.with({"missing"}).inc(n - static_cast<std::uint64_t>(*r));
 }
 
+net::awaitable<void> budget_guard::release(budget_hold hold) {
+  const unsigned worker = hold.worker;
+  if (closed_[worker]) {
+    settled_.failed->inc();  // shutting down: the hold expires by itself
+    co_return;
+  }
+  ++settle_queues_[worker]->started;
+  co_await settle_now(std::move(hold), 0, 0, true);
+}
+
 net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t prompt_tokens,
-                                              std::int64_t completion_tokens) {
+                                              std::int64_t completion_tokens, bool release) {
   const metering::request_amounts used =
       metering::actual_amounts(prompt_tokens, completion_tokens, hold.pricing);
   std::vector<std::int64_t> actual;
-  for (const auto m : hold.metrics) actual.push_back(metering::charge_of(m, used));
+  for (const auto m : hold.metrics) actual.push_back(release ? 0 : metering::charge_of(m, used));
   const std::string tenant = hold.ticket.tenant_id;
   const std::string request = hold.ticket.request_id;
   const std::vector<std::int64_t> window_starts = hold.ticket.window_start_ms;

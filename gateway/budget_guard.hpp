@@ -91,6 +91,12 @@ class budget_guard {
   // the batch and one read of the answers, on either side, instead of one of each per request.
   void settle(budget_hold hold, std::int64_t prompt_tokens, std::int64_t completion_tokens);
 
+  // Gives a hold back without counting anything against its budgets, not even the request: a
+  // request moving to a fallback model, whose own hold then counts it. ONE Redis script,
+  // awaited, so that a reservation made next sees the budgets without this hold. A failure
+  // leaves the hold to expire. Called on the hold's I/O thread.
+  boost::asio::awaitable<void> release(budget_hold hold);
+
   // Writes into `rec` (before it is recorded) the spend its settlement counts and on which
   // counters, so that the ledger writer can correct them to what it bills.
   void describe_settlement(const budget_hold& hold, metering::usage_record& rec) const;
@@ -158,8 +164,9 @@ class budget_guard {
   static boost::asio::awaitable<void> watch_changes(std::shared_ptr<change_feed> feed);
   static boost::asio::awaitable<void> publish_change(std::shared_ptr<change_feed> feed,
                                                      std::string tenant_id);
+  // `release`: count nothing (every charge's actual usage 0).
   boost::asio::awaitable<void> settle_now(budget_hold hold, std::int64_t prompt_tokens,
-                                          std::int64_t completion_tokens);
+                                          std::int64_t completion_tokens, bool release);
   boost::asio::awaitable<void> correct_tenant(std::string tenant_id,
                                               std::vector<std::string> counters,
                                               std::vector<std::int64_t> deltas);

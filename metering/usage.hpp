@@ -26,14 +26,17 @@ struct usage_record {
   bool batch = false;               // made through the batch API
   // "/v1/chat/completions", "/v1/completions", "/v1/embeddings" or "/v1/responses"
   std::string endpoint;
-  std::string model;                // as the client named it ("" if the request had none)
+  // The model that served: as the client named it, or the target a virtual model's rule
+  // chose, or the fallback that took the request over ("" if the request had none).
+  std::string model;
   std::string upstream;             // upstream name ("" if the request never got that far)
   // The upstream endpoint that answered (the last one tried): its configured name or base URL,
   // never credentials ("" if no attempt was made), and how many attempts were made (retries
   // on other endpoints included; 0 if none).
   std::string upstream_endpoint;
   std::int64_t attempts = 0;
-  std::string routing_rule;  // the routing rule that chose the upstream ("" = none)
+  // The virtual model's rule that chose the model, "<virtual model>/<rule name>" ("" = none).
+  std::string routing_rule;
   std::int64_t occurred_at_ms = 0;  // wall clock when the request was received
 
   // Token counts as the upstream reported them (zero when it did not: usage_reported false).

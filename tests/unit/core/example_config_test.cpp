@@ -1,6 +1,7 @@
 // deploy/tollgate.example.json against the parser's own table of settings: the same keys and the
 // same defaults, entry for entry, so a setting added to the parser without an example line (or a
-// default changed on one side only) fails here.
+// default changed on one side only) fails here. Every other deploy/*.example.json is accepted
+// by the parser (the fallback sample: fallbacks and a virtual model resolved as it says).
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -62,4 +63,28 @@ TEST_CASE("the example config is accepted by the parser", "[config][example]") {
   text << in.rdbuf();
   const auto env = [](const char*) -> const char* { return nullptr; };
   CHECK_NOTHROW(tollgate::parse_config(text.str(), env));
+}
+
+TEST_CASE("the fallback sample config is accepted: fallbacks and the virtual model resolved",
+          "[config][example]") {
+  std::ifstream in(std::string(TOLLGATE_SOURCE_DIR) + "/deploy/tollgate.fallback.example.json");
+  REQUIRE(in);
+  std::ostringstream text;
+  text << in.rdbuf();
+  const auto env = [](const char* name) -> const char* {
+    return std::string_view(name) == "OPENAI_API_KEY" ? "sk-test" : nullptr;
+  };
+  const auto cfg = tollgate::parse_config(text.str(), env);
+  const auto* local = cfg.find_model("llama-3.1-8b");
+  REQUIRE(local != nullptr);
+  CHECK(local->fallback_chain == std::vector<std::string>{"gpt-4o-mini"});
+  const auto* hosted = cfg.find_upstream("openai");
+  REQUIRE(hosted != nullptr);
+  CHECK(hosted->tls);
+  CHECK(hosted->auth_header_value == "Bearer sk-test");
+  CHECK(cfg.find_upstream("vllm")->endpoints.size() == 2);
+  const auto* vm = cfg.find_virtual_model("auto");
+  REQUIRE(vm != nullptr);
+  CHECK(vm->rules.size() == 4);
+  CHECK(vm->default_rule.targets.size() == 2);
 }
