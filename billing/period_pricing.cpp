@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <iterator>
+#include <limits>
 #include <map>
 #include <tuple>
 
@@ -199,7 +201,45 @@ std::string unpriced_json(const std::vector<unpriced_usage>& unpriced) {
   return out.finish();
 }
 
-std::string cost_preview_json(const period_usage& in) {
+period_usage forecast_usage(const period_usage& in, period_progress progress) {
+  period_usage out = in;
+  if (progress.elapsed_s <= 0 || progress.elapsed_s >= progress.period_s) return out;
+  const int now_version = in.versions.empty() ? 0 : in.versions.back().number;
+  // Per model and batch flag: the totals so far over every version, and the row of the version
+  // in force now (made if the period has none yet).
+  using key = std::pair<std::string, bool>;
+  std::map<key, period_usage::totals> sums;
+  for (const auto& r : in.rows) {
+    auto& s = sums[{r.model, r.batch}];
+    s.input += r.input;
+    s.cached_input += r.cached_input;
+    s.output += r.output;
+  }
+  const auto project = [&](std::int64_t so_far) {
+    const __int128 total = static_cast<__int128>(so_far) * progress.period_s / progress.elapsed_s;
+    const __int128 cap = std::numeric_limits<std::int64_t>::max();
+    return static_cast<std::int64_t>(std::min(total, cap)) - so_far;  // still to come
+  };
+  for (const auto& [k, s] : sums) {
+    auto it = std::find_if(out.rows.begin(), out.rows.end(), [&](const period_usage::totals& r) {
+      return r.version == now_version && r.model == k.first && r.batch == k.second;
+    });
+    if (it == out.rows.end()) {
+      period_usage::totals row;
+      row.version = now_version;
+      row.model = k.first;
+      row.batch = k.second;
+      out.rows.push_back(row);
+      it = std::prev(out.rows.end());
+    }
+    it->input += project(s.input);
+    it->cached_input += project(s.cached_input);
+    it->output += project(s.output);
+  }
+  return out;
+}
+
+std::string cost_preview_json(const period_usage& in, std::optional<period_progress> progress) {
   const period_pricing priced = price_period(in);
   json_object_writer w;
   w.add("object", "cost_preview")
@@ -211,6 +251,18 @@ std::string cost_preview_json(const period_usage& in) {
       .add_raw("lines", priced_lines_json(priced.lines))
       .add_raw("unpriced", unpriced_json(priced.unpriced))
       .add("total_micros", priced.total_micros);
+  if (progress && progress->elapsed_s > 0 && progress->elapsed_s < progress->period_s) {
+    const period_pricing projected = price_period(forecast_usage(in, *progress));
+    json_object_writer f;
+    f.add("method", "run_rate")
+        .add("elapsed_s", progress->elapsed_s)
+        .add("period_s", progress->period_s)
+        .add("total_micros", projected.total_micros)
+        .add_raw("lines", priced_lines_json(projected.lines));
+    w.add_raw("forecast", f.finish());
+  } else {
+    w.add_null("forecast");
+  }
   return w.finish();
 }
 

@@ -99,9 +99,26 @@ std::string adjustments_json(const std::vector<late_adjustment>& adjustments,
                              const std::vector<std::int64_t>& minor, std::size_t first);
 std::string unpriced_json(const std::vector<unpriced_usage>& unpriced);
 
+// How far into its period a preview is: `elapsed_s` of the period's `period_s` seconds.
+struct period_progress {
+  std::int64_t elapsed_s = 0;
+  std::int64_t period_s = 0;
+};
+
+// The period's usage projected to its end at its run rate so far: per version in force, model
+// and batch flag, each token class's total so far t becomes floor(t * period_s / elapsed_s)
+// (128-bit, capped at INT64_MAX), the tokens still to come counted in the version in force now
+// (the last one). Pricing the projection (price_period) then applies the tiers to the projected
+// volume, so the forecast is what the period would cost, not the cost so far scaled. A period
+// that is over (elapsed_s >= period_s) is its own forecast; elapsed_s <= 0 projects nothing.
+period_usage forecast_usage(const period_usage& usage, period_progress progress);
+
 // The cost preview as JSON: {"object":"cost_preview", tenant_id, period, currency,
-// price_book_id, batch_discount_bp, lines, unpriced, total_micros}.
-std::string cost_preview_json(const period_usage& usage);
+// price_book_id, batch_discount_bp, lines, unpriced, total_micros, forecast}. `progress`: the
+// period is under way; forecast is then {method:"run_rate", elapsed_s, period_s,
+// total_micros, lines}; null otherwise (a period that is over is final, one to come is empty).
+std::string cost_preview_json(const period_usage& usage,
+                              std::optional<period_progress> progress = std::nullopt);
 
 // The number of decimals of a currency's minor unit (ISO 4217): 0 for JPY, KRW, ..., 3 for
 // BHD, KWD, ..., else 2.

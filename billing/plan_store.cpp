@@ -223,13 +223,18 @@ net::awaitable<basic_result<period_usage, store_error>> plan_store::load_period_
 }
 
 net::awaitable<store_result> plan_store::cost_preview(std::string tenant_id,
-                                                      std::string period) {
-  if (!period_bounds(period)) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
+                                                      std::string period, std::int64_t now_s) {
+  const auto bounds = period_bounds(period);
+  if (!bounds) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
   auto plan = co_await load_plan(std::move(tenant_id), period);
   if (!plan) co_return plan.error();
   auto usage = co_await load_period_totals(std::move(*plan), std::move(period));
   if (!usage) co_return usage.error();
-  co_return cost_preview_json(*usage);
+  std::optional<period_progress> progress;
+  if (now_s >= bounds->first && now_s < bounds->second) {
+    progress = period_progress{now_s - bounds->first, bounds->second - bounds->first};
+  }
+  co_return cost_preview_json(*usage, progress);
 }
 
 net::awaitable<pg::db_result<std::vector<std::string>>> plan_store::tenants_with_plans() {

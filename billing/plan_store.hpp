@@ -62,8 +62,10 @@ class plan_store {
   // `plan` with the ledger's totals of a period ("YYYY-MM", UTC).
   boost::asio::awaitable<basic_result<period_usage, store_error>> load_period_totals(
       period_usage plan, std::string period);
-  // The tenant's cost for the period so far (billing/period_pricing).
-  boost::asio::awaitable<store_result> cost_preview(std::string tenant_id, std::string period);
+  // The tenant's cost for the period so far (billing/period_pricing), and its forecast when
+  // `now_s` (unix seconds) lies within the period.
+  boost::asio::awaitable<store_result> cost_preview(std::string tenant_id, std::string period,
+                                                    std::int64_t now_s);
   boost::asio::awaitable<pg::db_result<std::vector<std::string>>> tenants_with_plans();
 
   // The tenant's plan as rating sees it (nullopt: no plan) and its accumulators of `period`,

@@ -125,7 +125,8 @@ handler_result finance_cost_preview(route_call& c) {
     co_return co_await c.fail(
         invalid_request("period must be a calendar month, YYYY-MM (UTC).", "period"));
   }
-  co_await c.reply(c.billing().plans->cost_preview(tenant, period));
+  const std::int64_t now_s = c.now_s();
+  co_await c.reply(c.billing().plans->cost_preview(tenant, period, now_s));
 }
 
 }  // namespace tollgate::gateway::routes

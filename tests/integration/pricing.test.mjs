@@ -279,6 +279,20 @@ describe('price books and plans (real PostgreSQL)', () => {
     assert.equal(p.total_micros, p.lines.reduce((n, l) => n + l.amount_micros, 0));
     assert.ok(live[0] > 40 && live[1] > 30, 'the requests crossed the tiers');
     assert.deepEqual(p.unpriced, []);
+    // The month is under way: the forecast projects each class's tokens to its end at the run
+    // rate so far and prices them with the same tiers (tokens * period / elapsed, floored).
+    assert.equal(p.forecast.method, 'run_rate');
+    const [start, end] = [Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), 1) / 1000,
+      Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth() + 1, 1) / 1000];
+    assert.equal(p.forecast.period_s, end - start);
+    assert.ok(p.forecast.elapsed_s > 0 && p.forecast.elapsed_s < p.forecast.period_s);
+    const projected = (n) => Number((BigInt(n) * BigInt(p.forecast.period_s)) / BigInt(p.forecast.elapsed_s));
+    const fline = (cls, batch) => p.forecast.lines.filter((l) => l.token_class === cls && l.batch === batch)
+      .reduce((sum, l) => ({ tokens: sum.tokens + l.tokens, amount_micros: sum.amount_micros + l.amount_micros }), { tokens: 0, amount_micros: 0 });
+    assert.equal(fline('input', false).tokens, projected(live[0]));
+    assert.equal(BigInt(fline('input', false).amount_micros), refPrice(input, projected(live[0])));
+    assert.equal(p.forecast.total_micros, p.forecast.lines.reduce((n, l) => n + l.amount_micros, 0));
+    assert.ok(p.forecast.total_micros >= p.total_micros);
     // tollctl with the finance token; bad periods and unknown tenants are clear errors.
     const env = { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_FINANCE_TOKEN: FINANCE };
     const viaCli = JSON.parse(execFileSync(path.join(binDir, 'tollctl'), ['costs', 'preview', '--tenant', t.tenant], { env, encoding: 'utf8' }));
@@ -289,6 +303,7 @@ describe('price books and plans (real PostgreSQL)', () => {
     assert.equal(none.status, 404);
     const empty = await api(s.adminUrl, 'GET', `/finance/v1/cost_preview?tenant_id=${t.tenant}&period=2020-01`, { token: FINANCE });
     assert.equal(empty.json.total_micros, 0);
+    assert.equal(empty.json.forecast, null, 'a period that is over has no forecast');
 
     // A stream carries its cost as an HTTP trailer (announced in `Trailer`), read here with
     // node's own HTTP client; it is the cost the ledger stores.

@@ -3,6 +3,7 @@
 // discount, unpriced usage, volume tiers, and minor-unit rounding that adds up.
 #include <catch2/catch.hpp>
 
+#include <limits>
 #include <random>
 
 #include "billing/period_pricing.hpp"
@@ -194,4 +195,68 @@ TEST_CASE("late usage of a finalized period becomes one adjustment, not two") {
       R"([{"period":"2026-09","model":"m","token_class":"input","batch":false,"tokens":20,"amount_micros":100},
           {"period":"2026-08","model":"m","token_class":"output","batch":false,"tokens":5,"amount_micros":9}])";
   CHECK(late_adjustments("2026-09", now, invoiced, {carried}).empty());
+}
+
+TEST_CASE("the forecast projects the tokens to the period's end, then prices them with the tiers") {
+  period_usage in;
+  in.tenant_id = "ten_a";
+  in.period = "2026-11";
+  in.book_id = "pb_x";
+  in.currency = "USD";
+  in.tier_mode = "graduated";
+  in.tier_scope = "model";
+  // input: 1..100 tokens at 3 micro-units each, then 1; output flat 2.
+  in.versions = {
+      {1,
+       R"({"m":{"input":[{"up_to":100,"rate":"3000000"},{"rate":"1000000"}],"output":[{"rate":"2000000"}]}})"}};
+  in.rows = {{1, "m", false, 80, 0, 10}};
+  const period_progress half{15 * 86400, 30 * 86400};
+  // Half the month gone, 80 input tokens so far: 160 by the end, 100 x 3 + 60 x 1 = 360 (the
+  // cost so far, 240, doubled would be 480: the tiers apply to the projected volume); output
+  // 10 -> 20 tokens, 40.
+  const period_usage projected = forecast_usage(in, half);
+  REQUIRE(projected.rows.size() == 1);
+  CHECK(projected.rows[0].input == 160);
+  CHECK(projected.rows[0].output == 20);
+  const std::string text = cost_preview_json(in, half);
+  auto doc = json::document::parse(text);
+  REQUIRE(doc);
+  CHECK(doc->root().find("total_micros").as_int64() == 260);
+  const auto forecast = doc->root().find("forecast");
+  REQUIRE(forecast.is_object());
+  CHECK(forecast.find("method").as_string() == "run_rate");
+  CHECK(forecast.find("total_micros").as_int64() == 400);
+  CHECK(forecast.find("elapsed_s").as_int64() == 15 * 86400);
+  CHECK(forecast.find("lines").size() == 3);  // input tiers 1 and 2, output
+
+  // Floors: 7 tokens a third of the way through -> 21; 1 token at 40% -> 2 (2.5 floored).
+  in.rows = {{1, "m", false, 7, 0, 1}};
+  const period_usage thirds = forecast_usage(in, {10, 30});
+  CHECK(thirds.rows[0].input == 21);
+  CHECK(thirds.rows[0].output == 3);
+  CHECK(forecast_usage(in, {4, 10}).rows[0].output == 2);
+
+  // The tokens to come go to the version in force now; earlier versions keep their own.
+  in.versions.push_back({2, in.versions[0].prices_json});
+  in.rows = {{1, "m", false, 30, 0, 0}, {2, "m", false, 10, 0, 0}};
+  const period_usage split = forecast_usage(in, {1, 2});
+  REQUIRE(split.rows.size() == 2);
+  CHECK(split.rows[0].input == 30);
+  CHECK(split.rows[1].input == 50);  // 10 + the 40 to come
+  // A model seen only under version 1 gets a row for version 2.
+  in.rows = {{1, "m", true, 5, 0, 0}};
+  const period_usage fresh = forecast_usage(in, {1, 2});
+  REQUIRE(fresh.rows.size() == 2);
+  CHECK(fresh.rows[1].version == 2);
+  CHECK(fresh.rows[1].batch);
+  CHECK(fresh.rows[1].input == 5);
+
+  // No overflow: a huge total is capped at INT64_MAX.
+  in.rows = {{2, "m", false, std::numeric_limits<std::int64_t>::max() / 2, 0, 0}};
+  CHECK(forecast_usage(in, {1, 1000}).rows[0].input == std::numeric_limits<std::int64_t>::max());
+
+  // Nothing to forecast for a period that is over, or without progress.
+  CHECK(cost_preview_json(in).find("\"forecast\":null") != std::string::npos);
+  CHECK(forecast_usage(in, {30, 30}).rows[0].input == in.rows[0].input);
+  CHECK(forecast_usage(in, {0, 30}).rows[0].input == in.rows[0].input);
 }
