@@ -550,7 +550,7 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
   if (failed && failed->code == "upstream_overloaded") {
     // The upstream's concurrency cap: nothing was sent. The hold goes back and the line runs
     // again later, like a window limit; nothing is recorded for this attempt.
-    if (st.hold) budgets_->settle(std::move(*st.hold), 0, 0);
+    if (st.hold) co_await budgets_->release_for_rerun(std::move(*st.hold));
     st.hold.reset();
     out.retry_after_ms = failed->retry_after_s * 1000;
     co_return out;

@@ -523,6 +523,22 @@ net::awaitable<void> budget_guard::release(budget_hold hold) {
   co_await settle_now(std::move(hold), 0, 0, true);
 }
 
+net::awaitable<void> budget_guard::release_for_rerun(budget_hold hold) {
+  const unsigned worker = hold.worker;
+  const std::string record =
+      metering::budget_engine::request_record_key(hold.ticket.tenant_id, hold.ticket.request_id);
+  co_await release(std::move(hold));
+  if (closed_[worker]) co_return;
+  std::vector<std::string> del{"DEL", record};
+  auto r = co_await redis_[worker]->command(std::move(del));
+  if (!r || r->is_error()) {
+    // The rerun then holds nothing and counts nothing; reconcile corrects the counters.
+    json_object_writer f;
+    f.add("record", record).add("error", r ? r->str : r.error().message);
+    log_.warn("budgets: could not forget a released request before its rerun", f);
+  }
+}
+
 net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t prompt_tokens,
                                               std::int64_t completion_tokens, bool release) {
   const metering::request_amounts used =

@@ -96,6 +96,10 @@ class budget_guard {
   // awaited, so that a reservation made next sees the budgets without this hold. A failure
   // leaves the hold to expire. Called on the hold's I/O thread.
   boost::asio::awaitable<void> release(budget_hold hold);
+  // As release(), then forgets the request, so that its id may hold again: a batch line that
+  // the upstream's concurrency cap turned away goes back to wait and runs later under the same
+  // request id (otherwise the reservation would find the request settled and hold nothing).
+  boost::asio::awaitable<void> release_for_rerun(budget_hold hold);
 
   // Writes into `rec` (before it is recorded) the spend its settlement counts and on which
   // counters, so that the ledger writer can correct them to what it bills.

@@ -367,6 +367,9 @@ describe('upstream replicas on the ledger (real PostgreSQL and Redis)', { timeou
 
   test('batch lines the concurrency cap refuses wait and run again; none fails for it', async () => {
     const t = await makeTenant(r.s.adminUrl, 'ReplicasBatch');
+    const budget = await api(r.s.adminUrl, 'POST', '/admin/v1/budgets',
+      { body: { tenant_id: t.tenant, metric: 'tokens', window: 'month', limit: 100000 } });
+    assert.equal(budget.status, 201, budget.text);
     const client = new OpenAI({ baseURL: `${r.s.url}/v1`, apiKey: t.key, maxRetries: 0 });
     const lines = [];
     for (let i = 0; i < 6; i += 1) {
@@ -393,6 +396,13 @@ describe('upstream replicas on the ledger (real PostgreSQL and Redis)', { timeou
       'lines met the cap');
     // Only the answered runs are on the ledger.
     assert.equal(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`), '6');
+    // A line turned away gave its hold back and held again when it ran: the budget counts
+    // exactly what the ledger billed (a rerun under a settled request id would count nothing).
+    await waitFor(() => redis.counters(t.tenant)[budget.json.id]?.held === 0, { what: 'no hold left' });
+    const billed = Number(pg.value(`SELECT sum(prompt_tokens + completion_tokens) FROM usage_events
+      WHERE tenant_id = '${t.tenant}'`));
+    assert.ok(billed > 0);
+    assert.equal(redis.counters(t.tenant)[budget.json.id].used, billed);
   });
 
   test('a version 3 journal record replays with endpoint, attempts and rule NULL', async () => {
