@@ -80,11 +80,9 @@ std::vector<int> forward_engine::generate_greedy(const std::vector<int>& prompt,
   std::vector<int> out;
   std::vector<int> written = prompt;  // the token at each position, for publishing
   try {
-    const int cached =
-        cache().match_prefix(seq, prompt, static_cast<int>(prompt.size()) - 1);
+    const int cached = cache().match_prefix(seq, prompt, static_cast<int>(prompt.size()) - 1);
     if (cached_tokens != nullptr) *cached_tokens = cached;
-    std::vector<float> logits =
-        feed(seq, std::vector<int>(prompt.begin() + cached, prompt.end()));
+    std::vector<float> logits = feed(seq, std::vector<int>(prompt.begin() + cached, prompt.end()));
     cache().publish(seq, written);
     for (int i = 0; i < max_new; ++i) {
       const int next = argmax(logits.data(), static_cast<int>(logits.size()));

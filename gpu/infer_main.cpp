@@ -44,9 +44,9 @@
 #include "gpu/cuda_kernels.hpp"
 #endif
 #include "gpu/decode_bench.hpp"
-#include "gpu/prefix_bench.hpp"
 #include "gpu/infer_server.hpp"
 #include "gpu/model.hpp"
+#include "gpu/prefix_bench.hpp"
 #include "gpu/safetensors.hpp"
 
 using namespace tollgate;
@@ -351,8 +351,8 @@ int run_model(const std::string& command, std::vector<std::string> args) {
   if (timing) args.erase(std::find(args.begin(), args.end(), "--timing"));
   const auto make_engine = engine_option(args, threads);
   std::vector<int> ids, warm;
-  if (!make_engine || !args.empty() || dir.empty() || !parse_ids(ids_text, ids) ||
-      max_tokens < 1 || (command == "logits" && out.empty()) ||
+  if (!make_engine || !args.empty() || dir.empty() || !parse_ids(ids_text, ids) || max_tokens < 1 ||
+      (command == "logits" && out.empty()) ||
       (!warm_text.empty() && (command != "generate" || !parse_ids(warm_text, warm)))) {
     return usage();
   }
@@ -372,9 +372,10 @@ int run_model(const std::string& command, std::vector<std::string> args) {
   }
   // A cache just big enough for this one sequence.
   engine_limits limits;
-  limits.kv_blocks = static_cast<int>(std::max(ids.size(), warm.size()) +
-                                      static_cast<std::size_t>(max_tokens)) /
-                         limits.kv_block_size + 1;
+  limits.kv_blocks =
+      static_cast<int>(std::max(ids.size(), warm.size()) + static_cast<std::size_t>(max_tokens)) /
+          limits.kv_block_size +
+      1;
   std::unique_ptr<forward_engine> engine_owner;
   try {
     engine_owner = (*make_engine)(*model, limits);
@@ -481,12 +482,11 @@ int main(int argc, char** argv) {
     const auto make_engine =
         engine_option(args, static_cast<unsigned>(std::max(0, o.engine_threads)));
     if (!make_engine || !args.empty() || o.model_dir.empty() || o.max_sequences < 1 ||
-        o.max_sequences > 1024 ||
-        o.threads < 1 || o.threads > 64 || o.engine_threads < 0 || o.engine_threads > 256 ||
-        o.kv_cache_mb < 1 || o.kv_cache_mb > 1 << 20 || o.kv_block_size < 1 ||
-        o.kv_block_size > 1024 || o.kv_blocks < 0 || o.max_batch_tokens < o.max_sequences ||
-        o.max_batch_tokens > 65536 || (prefix != "on" && prefix != "off") ||
-        o.prefix_cache_blocks < 0) {
+        o.max_sequences > 1024 || o.threads < 1 || o.threads > 64 || o.engine_threads < 0 ||
+        o.engine_threads > 256 || o.kv_cache_mb < 1 || o.kv_cache_mb > 1 << 20 ||
+        o.kv_block_size < 1 || o.kv_block_size > 1024 || o.kv_blocks < 0 ||
+        o.max_batch_tokens < o.max_sequences || o.max_batch_tokens > 65536 ||
+        (prefix != "on" && prefix != "off") || o.prefix_cache_blocks < 0) {
       return usage();
     }
     o.make_engine = *make_engine;

@@ -93,7 +93,9 @@ void kv_cache::release(sequence_blocks& seq) {
   }
 }
 
-void kv_cache::set_cached_blocks_max(int blocks) { cached_blocks_max_ = std::max(0, blocks); }
+void kv_cache::set_cached_blocks_max(int blocks) {
+  cached_blocks_max_ = std::max(0, blocks);
+}
 
 std::uint64_t kv_cache::chain(std::uint64_t parent_hash, std::span<const int> tokens) const {
   std::uint64_t h = mix(parent_hash, static_cast<std::uint64_t>(tokens.size()));
@@ -163,8 +165,8 @@ void kv_cache::publish(sequence_blocks& seq, std::span<const int> tokens) {
       s.parent = seq.chain_block;
       s.parent_generation = seq.chain_generation;
       std::copy(part.begin(), part.end(),
-                block_tokens_.begin() + static_cast<std::ptrdiff_t>(canonical) *
-                                            static_cast<std::ptrdiff_t>(bs));
+                block_tokens_.begin() +
+                    static_cast<std::ptrdiff_t>(canonical) * static_cast<std::ptrdiff_t>(bs));
       index_[h] = canonical;
     }
     seq.chain_hash = h;

@@ -106,11 +106,11 @@ class kv_cache {
   struct block_state {
     int refs = 0;
     bool published = false;
-    std::uint64_t hash = 0;            // its chain hash, when published
-    int parent = -1;                   // the identity of the block before it (-1: the first)
+    std::uint64_t hash = 0;  // its chain hash, when published
+    int parent = -1;         // the identity of the block before it (-1: the first)
     std::uint32_t parent_generation = 0;
-    std::uint32_t generation = 0;      // changes each time it stops being published
-    std::list<int>::iterator in_lru;   // when cached and unreferenced
+    std::uint32_t generation = 0;     // changes each time it stops being published
+    std::list<int>::iterator in_lru;  // when cached and unreferenced
   };
 
   std::size_t offset(int block, int layer) const {
@@ -136,9 +136,9 @@ class kv_cache {
   int total_;
   std::vector<float> keys_;
   std::vector<float> values_;
-  std::vector<int> free_;                       // blocks holding nothing
-  std::vector<block_state> state_;              // [block]
-  std::vector<int> block_tokens_;               // [block][block_size]: a published block's tokens
+  std::vector<int> free_;                         // blocks holding nothing
+  std::vector<block_state> state_;                // [block]
+  std::vector<int> block_tokens_;                 // [block][block_size]: a published block's tokens
   std::unordered_map<std::uint64_t, int> index_;  // chain hash -> published block
   std::list<int> lru_;  // cached, unreferenced blocks, least recently used first
   int cached_blocks_max_ = 0;

@@ -143,8 +143,8 @@ scheduler::scheduler(forward_engine& engine, const metering::tokenizer& tok,
     : engine_(engine),
       tok_(tok),
       eos_ids_(std::move(eos_ids)),
-      max_sequences_(std::min({max_sequences, engine.limits().max_logit_rows,
-                               engine.limits().max_batch_tokens})),
+      max_sequences_(std::min(
+          {max_sequences, engine.limits().max_logit_rows, engine.limits().max_batch_tokens})),
       prefix_(prefix),
       running_gauge_(
           registry.add_gauge("tollgate_infer_sequences_running", "Sequences being generated now.")
@@ -233,8 +233,8 @@ void scheduler::admit() {
                                         std::random_device{}();
     s->written = s->req.prompt;
     if (prefix_.enabled) {
-      s->cached_tokens = cache.match_prefix(s->blocks, s->written,
-                                            static_cast<int>(s->written.size()) - 1);
+      s->cached_tokens =
+          cache.match_prefix(s->blocks, s->written, static_cast<int>(s->written.size()) - 1);
       s->fed = static_cast<std::size_t>(s->cached_tokens);
       prompt_tokens_cached_.inc(static_cast<std::uint64_t>(s->cached_tokens));
     }

@@ -111,7 +111,8 @@ TEST_CASE("prefix cache: least recently used eviction, never of a referenced blo
   CHECK_FALSE(cache.ensure(big, 11));  // 6 blocks wanted, 4 may be taken
   REQUIRE(cache.ensure(big, 8));
   CHECK(cache.evictions() == 2);
-  for (int blk : hold.table) CHECK(std::find(big.table.begin(), big.table.end(), blk) == big.table.end());
+  for (int blk : hold.table)
+    CHECK(std::find(big.table.begin(), big.table.end(), blk) == big.table.end());
   cache.release(big);
   sequence_blocks probe;
   CHECK(cache.match_prefix(probe, a, 4) == 0);  // evicted
@@ -143,7 +144,8 @@ TEST_CASE("prefix cache: least recently used eviction, never of a referenced blo
   capped.release(c);
 }
 
-TEST_CASE("prefix cache: a block computed twice is published once; a broken chain is not followed") {
+TEST_CASE(
+    "prefix cache: a block computed twice is published once; a broken chain is not followed") {
   kv_cache cache(1, 4, 2, 4);  // 4 blocks of 2 positions
   sequence_blocks x, y;
   write(cache, x, {1, 2}, 2);        // block 0, published
@@ -195,8 +197,7 @@ TEST_CASE("the forward pass gives bit for bit the same logits with and without a
     cached.cache().publish(first, a);
     cached.cache().release(first);
 
-    for (const auto& [prompt, reused] :
-         {std::pair{b, 12}, std::pair{a, 20}, std::pair{c, 16}}) {
+    for (const auto& [prompt, reused] : {std::pair{b, 12}, std::pair{a, 20}, std::pair{c, 16}}) {
       sequence_blocks hit;
       REQUIRE(cached.cache().match_prefix(hit, prompt, static_cast<int>(prompt.size()) - 1) ==
               reused);
