@@ -73,17 +73,26 @@ std::vector<float> forward_engine::feed(sequence_blocks& seq, const std::vector<
   return last;
 }
 
-std::vector<int> forward_engine::generate_greedy(const std::vector<int>& prompt, int max_new) {
+std::vector<int> forward_engine::generate_greedy(const std::vector<int>& prompt, int max_new,
+                                                 int* cached_tokens) {
   const auto& eos = config().eos_token_ids;
   sequence_blocks seq;
   std::vector<int> out;
+  std::vector<int> written = prompt;  // the token at each position, for publishing
   try {
-    std::vector<float> logits = feed(seq, prompt);
+    const int cached = cache().match_prefix(seq, prompt, static_cast<int>(prompt.size()) - 1);
+    if (cached_tokens != nullptr) *cached_tokens = cached;
+    std::vector<float> logits = feed(seq, std::vector<int>(prompt.begin() + cached, prompt.end()));
+    cache().publish(seq, written);
     for (int i = 0; i < max_new; ++i) {
       const int next = argmax(logits.data(), static_cast<int>(logits.size()));
       out.push_back(next);
       if (std::find(eos.begin(), eos.end(), next) != eos.end()) break;
-      if (i + 1 < max_new) logits = feed(seq, {next});
+      if (i + 1 < max_new) {
+        written.push_back(next);
+        logits = feed(seq, {next});
+        cache().publish(seq, written);
+      }
     }
   } catch (...) {
     cache().release(seq);

@@ -56,7 +56,11 @@ class forward_engine {
   std::vector<float> feed(sequence_blocks& seq, const std::vector<int>& tokens,
                           std::vector<std::vector<float>>* all_logits = nullptr);
   // Greedy decoding: feeds the prompt, then the arg-max token until `max_new` tokens or an eos.
-  std::vector<int> generate_greedy(const std::vector<int>& prompt, int max_new);
+  // Through the prefix cache: the prompt's longest published prefix (whole blocks, never its
+  // last position) is reused, and the sequence's full blocks are published for later calls;
+  // `cached_tokens`, when given, receives the prompt positions reused.
+  std::vector<int> generate_greedy(const std::vector<int>& prompt, int max_new,
+                                   int* cached_tokens = nullptr);
 
  protected:
   // Checks `items` against the limits, the vocabulary and their blocks (the throws above);

@@ -6,14 +6,20 @@
 //   tollgate-infer logits --model DIR --ids 1,2,3 --out FILE [--threads N] [--timing]
 //       runs the forward pass and writes every position's logits as raw little-endian F32
 //   tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N [--threads N] [--timing]
+//                  [--warm 1,2,3]
 //       greedy decoding; prints the generated ids, comma-separated
 //   tollgate-infer serve --model DIR [--listen 127.0.0.1:8000] [--name NAME]
 //                  [--max-sequences N] [--threads N] [--engine-threads N]
 //                  [--kv-cache-mb N | --kv-blocks N] [--kv-block-size N] [--max-batch-tokens N]
+//                  [--prefix-cache on|off] [--prefix-cache-blocks N]
 //       the OpenAI-compatible server (gpu/infer_server.hpp)
 //   tollgate-infer bench-decode --model DIR [--streams 1,4,16,32] [--tokens N] [--runs N]
 //       decode tokens/s at each number of concurrent streams, and the memory-bandwidth bound
 //       (gpu/decode_bench.hpp)
+//   tollgate-infer bench-prefix --model DIR [--system-tokens 2000] [--requests 4]
+//                  [--mixed-requests 24] [--threads N]
+//       time to first token and prefill throughput with a shared system prompt, the prefix
+//       cache off and on, and the hit rate of a mixed workload (gpu/prefix_bench.hpp)
 // Those that run the model take --device auto|cpu|cuda (auto: CUDA when this build has it and
 // a device is there, else the CPU) and --cuda-weights bf16|f16|f32 (the matrices on the device).
 #include <algorithm>
@@ -40,6 +46,7 @@
 #include "gpu/decode_bench.hpp"
 #include "gpu/infer_server.hpp"
 #include "gpu/model.hpp"
+#include "gpu/prefix_bench.hpp"
 #include "gpu/safetensors.hpp"
 
 using namespace tollgate;
@@ -53,15 +60,18 @@ int usage() {
       "usage: tollgate-infer make-model --preset tiny|small --tokenizer FILE --out DIR\n"
       "                      [--arch llama|qwen2|qwen3] [--dtype f32|bf16|f16] [--seed N]\n"
       "       tollgate-infer logits --model DIR --ids 1,2,3 --out FILE\n"
-      "       tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N\n"
+      "       tollgate-infer generate --model DIR --ids 1,2,3 --max-tokens N [--warm 1,2]\n"
       "       tollgate-infer serve --model DIR [--listen HOST:PORT] [--name NAME]\n"
       "                      [--max-sequences N] [--threads N] [--engine-threads N]\n"
       "                      [--kv-cache-mb N | --kv-blocks N] [--kv-block-size N]\n"
-      "                      [--max-batch-tokens N]\n"
+      "                      [--max-batch-tokens N] [--prefix-cache on|off]\n"
+      "                      [--prefix-cache-blocks N]\n"
       "       tollgate-infer bench-decode --model DIR [--streams 1,4,16,32] [--tokens N]\n"
       "                      [--runs N] [--threads N]\n"
-      "       (logits, generate, serve and bench-decode also take --device auto|cpu|cuda and\n"
-      "        --cuda-weights bf16|f16|f32)\n");
+      "       tollgate-infer bench-prefix --model DIR [--system-tokens 2000] [--requests 4]\n"
+      "                      [--mixed-requests 24] [--threads N]\n"
+      "       (logits, generate, serve, bench-decode and bench-prefix also take --device\n"
+      "        auto|cpu|cuda and --cuda-weights bf16|f16|f32)\n");
   return 2;
 }
 
@@ -330,6 +340,9 @@ std::optional<engine_maker> engine_option(std::vector<std::string>& args, unsign
 int run_model(const std::string& command, std::vector<std::string> args) {
   const std::string dir = flag(args, "--model", "");
   const std::string ids_text = flag(args, "--ids", "");
+  // generate --warm IDS: generates from IDS first, through the prefix cache, so that --ids
+  // can reuse the blocks they share (the cached count goes to stderr as JSON).
+  const std::string warm_text = flag(args, "--warm", "");
   const std::string out = flag(args, "--out", "");
   const int max_tokens = std::atoi(flag(args, "--max-tokens", "16").c_str());
   const unsigned threads = static_cast<unsigned>(std::atoi(flag(args, "--threads", "0").c_str()));
@@ -337,9 +350,10 @@ int run_model(const std::string& command, std::vector<std::string> args) {
   const bool timing = std::find(args.begin(), args.end(), "--timing") != args.end();
   if (timing) args.erase(std::find(args.begin(), args.end(), "--timing"));
   const auto make_engine = engine_option(args, threads);
-  std::vector<int> ids;
-  if (!make_engine || !args.empty() || dir.empty() || !parse_ids(ids_text, ids) ||
-      max_tokens < 1 || (command == "logits" && out.empty())) {
+  std::vector<int> ids, warm;
+  if (!make_engine || !args.empty() || dir.empty() || !parse_ids(ids_text, ids) || max_tokens < 1 ||
+      (command == "logits" && out.empty()) ||
+      (!warm_text.empty() && (command != "generate" || !parse_ids(warm_text, warm)))) {
     return usage();
   }
   auto model = load_model(dir);
@@ -347,17 +361,21 @@ int run_model(const std::string& command, std::vector<std::string> args) {
     std::fprintf(stderr, "tollgate-infer: %s\n", model.error().message.c_str());
     return 1;
   }
-  for (int id : ids) {
-    if (id >= model->config.vocab_size) {
-      std::fprintf(stderr, "tollgate-infer: token id %d is outside the vocabulary (%d)\n", id,
-                   model->config.vocab_size);
-      return 1;
+  for (const auto* list : {&warm, &ids}) {
+    for (int id : *list) {
+      if (id >= model->config.vocab_size) {
+        std::fprintf(stderr, "tollgate-infer: token id %d is outside the vocabulary (%d)\n", id,
+                     model->config.vocab_size);
+        return 1;
+      }
     }
   }
   // A cache just big enough for this one sequence.
   engine_limits limits;
-  limits.kv_blocks = static_cast<int>(ids.size() + static_cast<std::size_t>(max_tokens)) /
-                         limits.kv_block_size + 1;
+  limits.kv_blocks =
+      static_cast<int>(std::max(ids.size(), warm.size()) + static_cast<std::size_t>(max_tokens)) /
+          limits.kv_block_size +
+      1;
   std::unique_ptr<forward_engine> engine_owner;
   try {
     engine_owner = (*make_engine)(*model, limits);
@@ -377,8 +395,11 @@ int run_model(const std::string& command, std::vector<std::string> args) {
                  engine.device());
   };
   if (command == "generate") {
-    const auto generated = engine.generate_greedy(ids, max_tokens);
+    int cached = 0;
+    if (!warm.empty()) engine.generate_greedy(warm, max_tokens);
+    const auto generated = engine.generate_greedy(ids, max_tokens, &cached);
     report(generated.size());
+    if (!warm.empty()) std::fprintf(stderr, "{\"cached_tokens\":%d}\n", cached);
     std::string line;
     for (std::size_t i = 0; i < generated.size(); ++i)
       line += (i ? "," : "") + std::to_string(generated[i]);
@@ -428,6 +449,21 @@ int main(int argc, char** argv) {
     o.make_engine = *make_engine;
     return bench_decode(o);
   }
+  if (command == "bench-prefix") {
+    prefix_bench_options o;
+    o.model_dir = flag(args, "--model", "");
+    o.system_tokens = std::atoi(flag(args, "--system-tokens", "2000").c_str());
+    o.requests = std::atoi(flag(args, "--requests", "4").c_str());
+    o.mixed_requests = std::atoi(flag(args, "--mixed-requests", "24").c_str());
+    const auto threads = static_cast<unsigned>(std::atoi(flag(args, "--threads", "0").c_str()));
+    const auto make_engine = engine_option(args, threads);
+    if (!make_engine || !args.empty() || o.model_dir.empty() || o.system_tokens < 1 ||
+        o.system_tokens > 3000 || o.requests < 2 || o.mixed_requests < 1) {
+      return usage();
+    }
+    o.make_engine = *make_engine;
+    return bench_prefix(o);
+  }
   if (command == "serve") {
     serve_options o;
     o.model_dir = flag(args, "--model", "");
@@ -440,14 +476,17 @@ int main(int argc, char** argv) {
     o.kv_block_size = std::atoi(flag(args, "--kv-block-size", "16").c_str());
     o.kv_blocks = std::atoi(flag(args, "--kv-blocks", "0").c_str());
     o.max_batch_tokens = std::atoi(flag(args, "--max-batch-tokens", "256").c_str());
+    const std::string prefix = flag(args, "--prefix-cache", "on");
+    o.prefix_cache = prefix == "on";
+    o.prefix_cache_blocks = std::atoi(flag(args, "--prefix-cache-blocks", "0").c_str());
     const auto make_engine =
         engine_option(args, static_cast<unsigned>(std::max(0, o.engine_threads)));
     if (!make_engine || !args.empty() || o.model_dir.empty() || o.max_sequences < 1 ||
-        o.max_sequences > 1024 ||
-        o.threads < 1 || o.threads > 64 || o.engine_threads < 0 || o.engine_threads > 256 ||
-        o.kv_cache_mb < 1 || o.kv_cache_mb > 1 << 20 || o.kv_block_size < 1 ||
-        o.kv_block_size > 1024 || o.kv_blocks < 0 || o.max_batch_tokens < o.max_sequences ||
-        o.max_batch_tokens > 65536) {
+        o.max_sequences > 1024 || o.threads < 1 || o.threads > 64 || o.engine_threads < 0 ||
+        o.engine_threads > 256 || o.kv_cache_mb < 1 || o.kv_cache_mb > 1 << 20 ||
+        o.kv_block_size < 1 || o.kv_block_size > 1024 || o.kv_blocks < 0 ||
+        o.max_batch_tokens < o.max_sequences || o.max_batch_tokens > 65536 ||
+        (prefix != "on" && prefix != "off") || o.prefix_cache_blocks < 0) {
       return usage();
     }
     o.make_engine = *make_engine;

@@ -245,11 +245,16 @@ class infer_server {
     return buf;
   }
 
+  // OpenAI's usage shape; cached_tokens: the prompt positions whose keys and values the prefix
+  // cache gave (what the gateway prices as cached input).
   std::string usage_json(const generation_event& e) const {
+    json_object_writer details;
+    details.add("cached_tokens", e.cached_tokens);
     json_object_writer u;
     u.add("prompt_tokens", e.prompt_tokens)
         .add("completion_tokens", e.completion_tokens)
-        .add("total_tokens", e.prompt_tokens + e.completion_tokens);
+        .add("total_tokens", e.prompt_tokens + e.completion_tokens)
+        .add_raw("prompt_tokens_details", details.finish());
     return u.finish();
   }
 
@@ -509,7 +514,10 @@ int serve(const serve_options& o) {
     return 1;
   }
   forward_engine& engine = *engine_owner;
-  scheduler sched(engine, *tok, weights->config.eos_token_ids, o.max_sequences, registry);
+  prefix_cache_options prefix;
+  prefix.enabled = o.prefix_cache;
+  prefix.cached_blocks_max = o.prefix_cache_blocks;
+  scheduler sched(engine, *tok, weights->config.eos_token_ids, o.max_sequences, registry, prefix);
   std::thread engine_thread([&sched] { sched.run(); });
   // The engine thread posts events to the server's I/O threads: it must end before the server
   // (and its io_contexts) is destroyed.
@@ -536,7 +544,9 @@ int serve(const serve_options& o) {
         .add("max_sequences", o.max_sequences)
         .add("kv_cache_blocks", engine.cache().total_blocks())
         .add("kv_block_size", engine.cache().block_size())
-        .add("kv_cache_bytes", static_cast<std::int64_t>(engine.cache().bytes()));
+        .add("kv_cache_bytes", static_cast<std::int64_t>(engine.cache().bytes()))
+        .add("prefix_cache", o.prefix_cache)
+        .add("prefix_cache_blocks", o.prefix_cache_blocks);
     log.info("tollgate-infer serving", f);
     server.run();
   } catch (const std::exception& e) {

@@ -29,6 +29,8 @@ struct serve_options {
   int kv_blocks = 0;        // or its size in blocks (0: from kv_cache_mb)
   int kv_block_size = 16;   // positions per cache block
   int max_batch_tokens = 256;  // positions one forward pass may run
+  bool prefix_cache = true;    // reuse the keys and values of shared prompt prefixes
+  int prefix_cache_blocks = 0;  // unreferenced cached blocks kept at most (0: no limit)
   // Makes the forward pass (the CPU's or a CUDA device's; gpu/infer_main.cpp decides).
   std::function<std::unique_ptr<forward_engine>(const model_weights&, const engine_limits&)>
       make_engine;

@@ -9,6 +9,12 @@
 // computes each position the same way in any batch; each sequence has its own generator).
 // A cancelled sequence (its client went away) leaves at the next step and its blocks are freed.
 //
+// Prefix caching (on unless turned off): at admission a sequence takes the longest published
+// prefix of its prompt from the cache (whole blocks, never the prompt's last position, so the
+// first token's logits are always computed) and starts reading its prompt after it; after
+// each forward pass its newly filled blocks (prompt or generated) are published for later
+// requests. The positions reused are reported as the request's cached tokens.
+//
 // Sampling: temperature (0 = greedy), top_k, top_p, a seed (the same seed gives the same
 // tokens), stop strings, max_tokens, the model's eos ids. Usage is exact: prompt tokens are the
 // ids run; completion tokens are the tokens generated, an eos token included (its text is not
@@ -49,6 +55,7 @@ struct generation_event {
   std::string finish_reason;  // "stop" or "length" when done
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  int cached_tokens = 0;  // prompt positions whose keys and values came from the prefix cache
 };
 
 struct generation_request {
@@ -66,11 +73,17 @@ int sample_token(std::span<const float> logits, const sampling_params& p, std::u
 // given, receives how many bytes were used (the rest waits for more).
 std::string valid_utf8(std::string_view bytes, bool final, std::size_t* consumed = nullptr);
 
+struct prefix_cache_options {
+  bool enabled = true;
+  int cached_blocks_max = 0;  // unreferenced cached blocks kept at most (0: the cache's size)
+};
+
 class scheduler {
  public:
   // `max_sequences` is at most the engine's max_logit_rows and max_batch_tokens.
   scheduler(forward_engine& engine, const metering::tokenizer& tok, std::vector<int> eos_ids,
-            int max_sequences, metrics::registry& registry);
+            int max_sequences, metrics::registry& registry,
+            prefix_cache_options prefix = prefix_cache_options{});
   ~scheduler();
 
   // Whether a request of `prompt_tokens` + `max_tokens` can ever fit the key/value cache.
@@ -95,12 +108,14 @@ class scheduler {
   const metering::tokenizer& tok_;
   std::vector<int> eos_ids_;
   int max_sequences_;
+  prefix_cache_options prefix_;
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<generation_request> queue_;
   bool stopping_ = false;
   std::vector<std::unique_ptr<sequence>> running_;  // engine thread only
   int reserved_blocks_ = 0;                         // engine thread only
+  std::uint64_t evictions_seen_ = 0;                // engine thread only: counted so far
   std::vector<forward_item> items_;                 // engine thread only: this batch's positions
   std::vector<std::pair<sequence*, int>> in_batch_;  // and its sequences with their counts
 
@@ -108,7 +123,10 @@ class scheduler {
   metrics::gauge& queued_gauge_;
   metrics::gauge& kv_blocks_used_;
   metrics::gauge& kv_blocks_total_;
+  metrics::gauge& kv_blocks_cached_;
+  metrics::counter& kv_evictions_;
   metrics::counter& prompt_tokens_;
+  metrics::counter& prompt_tokens_cached_;
   metrics::counter& generated_tokens_;
 };
 

@@ -7,8 +7,11 @@
 // the bound this machine's memory bandwidth sets (weight bytes per token over a memory-copy
 // bandwidth measured in the same run), and aggregate tokens/s with 4, 16 and 32 concurrent
 // streams as multiples of batch 1. Goals: batch 1 at least 50 % of the bound; 16 streams at
-// least 4x batch 1.
-//   node tests/bench/engine_bench.mjs [--tokens N] [--runs N]
+// least 4x batch 1. Then the prefix cache (`tollgate-infer bench-prefix`): time to first token
+// and prefill throughput for a 2,000-token shared system prompt with the cache off and on (each
+// request adds 24 tokens of its own and generates one; median of the requests after the first),
+// and the hit rate and wall time of a mixed workload of 24 requests.
+//   node tests/bench/engine_bench.mjs [--tokens N] [--runs N] [--system-tokens N]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
@@ -23,6 +26,7 @@ const arg = (name, fallback) => {
 };
 const tokens = arg('--tokens', 64);
 const runs = arg('--runs', 5);
+const systemTokens = arg('--system-tokens', 2000);
 const infer = path.join(binDir, 'tollgate-infer');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-engine-bench-'));
 const model = path.join(dir, 'small');
@@ -63,3 +67,13 @@ console.log(`  batch 1: ${one} tokens/s = ${(100 * one / served.bound_tokens_per
 for (const r of served.results.filter((x) => x.streams > 1)) {
   console.log(`  ${String(r.streams).padStart(2)} streams: ${r.tokens_per_s} tokens/s = ${(r.tokens_per_s / one).toFixed(2)}x batch 1${r.streams === 16 ? ' (goal: at least 4x)' : ''}`);
 }
+const prefix = JSON.parse(execFileSync(infer, ['bench-prefix', '--model', model, '--system-tokens', String(systemTokens), '--requests', '4', '--mixed-requests', '24'], { encoding: 'utf8' }));
+const sp = prefix.shared_system_prompt;
+console.log(`prefix cache, a ${sp.system_tokens}-token shared system prompt + 24 tokens per request, one token generated (median of 3 requests after the first):`);
+for (const [label, r] of [['off', sp.off], ['on ', sp.on]]) {
+  console.log(`  cache ${label}: time to first token ${r.ttft_ms} ms, prefill ${r.prefill_tokens_per_s} prompt tokens/s (${r.cached_tokens} of ${r.prompt_tokens} cached; first request ${r.first_request_ttft_ms} ms)`);
+}
+console.log(`  time to first token ${(sp.off.ttft_ms / sp.on.ttft_ms).toFixed(1)}x shorter with the cache`);
+const mx = prefix.mixed;
+console.log(`mixed workload, ${mx.requests} requests one after another (3 shared system prompts of 1,000, 400 and 150 tokens, a quarter sharing nothing):`);
+console.log(`  hit rate ${(100 * mx.on.hit_rate).toFixed(1)} % (${mx.on.cached_tokens} of ${mx.on.prompt_tokens} prompt tokens); wall time ${mx.off.wall_s} s off, ${mx.on.wall_s} s on`);

@@ -88,6 +88,27 @@ describe('tollgate-infer: the CPU forward pass against a PyTorch reference', () 
     });
   }
 
+  // The prefix cache (tollgate-infer generate --warm: the warm-up prompt's blocks are published
+  // first) against the reference, which has no cache: blocks of 16, the prompts diverge in the
+  // middle of the third block, and an identical prompt of three whole blocks recomputes its last.
+  for (const name of ['llama', 'qwen2']) {
+    test(`${name}: greedy decoding after a prefix cache hit is the reference's`, () => {
+      const shared = Array.from({ length: 40 }, (_, i) => 100 + ((i * 37) % 5000));
+      const whole = [...shared, 1, 2, 3, 4, 5, 6, 7, 8];  // 48 positions
+      const cases = [
+        { warm: [...shared, 11, 12, 13, 14, 15], ids: [...shared, 21, 22, 23], cached: 32 },
+        { warm: whole, ids: whole, cached: 32 },
+      ];
+      for (const c of cases) {
+        const r = spawnSync(infer, ['generate', '--model', models[name], '--ids', c.ids.join(','), '--warm', c.warm.join(','), '--max-tokens', '16'], { encoding: 'utf8' });
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(JSON.parse(r.stderr.trim().split('\n').at(-1)).cached_tokens, c.cached);
+        const theirs = execFileSync(python, [reference, 'generate', models[name], c.ids.join(','), '16'], { encoding: 'utf8' }).trim();
+        assert.equal(r.stdout.trim(), theirs);
+      }
+    });
+  }
+
   test('make-model is deterministic: the same seed gives the same bytes', () => {
     const again = makeModel('llama-again', 'llama', 'f32', tokenizers.llama);
     const sum = (dir) => createHash('sha256').update(readFileSync(path.join(dir, 'model.safetensors'))).digest('hex');
