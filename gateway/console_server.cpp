@@ -152,8 +152,9 @@ boost::asio::awaitable<void> console_server::sign_in(http::exchange& ex) {
     gate_.sessions().erase(s.id);
     co_return co_await send_error(ex, body.error());
   }
-  const std::string cookie = session_cookie(gate_.cookie_name(), s.id,
-                                            gate_.sessions().ttl_ms() / 1000, gate_.secure_for(req));
+  const std::int64_t max_age_s = gate_.sessions().ttl_ms() / 1000;
+  const std::string cookie =
+      session_cookie(gate_.cookie_name(), s.id, max_age_s, gate_.secure_for(req));
   co_await send(ex, 201, "application/json", std::move(*body), cookie);
 }
 

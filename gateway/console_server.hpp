@@ -1,8 +1,9 @@
 // The web console's own routes on a listener: its embedded static files under /console/ with a
-// strict Content-Security-Policy, and sign-in at /console/session (POST: a token or API key for
-// a session cookie; GET: the session, or signed_in false; DELETE: sign-out). The operator listener signs in admins
-// and finance (auth tokens); the public listener signs in key holders (API keys). The console's
-// API calls then go to the existing APIs, which accept the session through console_gate.
+// strict Content-Security-Policy, and sign-in at /console/session (POST: a token or API key
+// for a session cookie; GET: the session, or signed_in false; DELETE: sign-out). The operator
+// listener signs in admins and finance (auth tokens); the public listener signs in key holders
+// (API keys). The console's API calls then go to the existing APIs, which accept the session
+// through console_gate.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <string_view>
