@@ -220,7 +220,9 @@ period_usage forecast_usage(const period_usage& in, period_progress progress) {
     const __int128 cap = std::numeric_limits<std::int64_t>::max();
     return static_cast<std::int64_t>(std::min(total, cap)) - so_far;  // still to come
   };
-  for (const auto& [k, s] : sums) {
+  for (const auto& entry : sums) {
+    const key& k = entry.first;
+    const period_usage::totals& s = entry.second;
     auto it = std::find_if(out.rows.begin(), out.rows.end(), [&](const period_usage::totals& r) {
       return r.version == now_version && r.model == k.first && r.batch == k.second;
     });

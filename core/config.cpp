@@ -51,7 +51,9 @@ constexpr std::string_view default_config_text = R"({
   "batches": { "enabled": true, "concurrency": 4, "poll_interval_ms": 500, "lease_ms": 30000,
                "yield_to_live_requests": 32, "max_file_bytes": 209715200,
                "max_file_lines": 50000 },
-  "virtual_models": {}
+  "virtual_models": {},
+  "console": { "enabled": true, "session_ttl_s": 28800, "sessions_max": 10000,
+               "secure_cookies": false }
 })";
 
 // Server settings not given in the embedded text come from the named limits.
@@ -390,7 +392,7 @@ json merge_with_defaults(const json& file) {
     const std::string& key = it.key();
     if (key == "server" || key == "logging" || key == "metering" || key == "database" ||
         key == "ledger" || key == "auth" || key == "budgets" || key == "invoices" ||
-        key == "usage_reports" || key == "batches") {
+        key == "usage_reports" || key == "batches" || key == "console") {
       overlay_known(merged[key], it.value(), "/" + key);
     } else if (key == "upstreams" || key == "models" || key == "virtual_models") {
       if (!it.value().is_object()) fail("/" + key, "must be an object keyed by name");
@@ -702,6 +704,11 @@ void parse_invoices_reports_batches(const json& merged, gateway_config& cfg) {
   cfg.batches.max_file_bytes =
       get_uint(bt, "/batches", "max_file_bytes", 1024, limits::body_limit_bytes_max / 2);
   cfg.batches.max_file_lines = get_uint(bt, "/batches", "max_file_lines", 1, 1'000'000);
+  const json& cs = merged["console"];
+  cfg.console.enabled = get_bool(cs, "/console", "enabled");
+  cfg.console.session_ttl_s = get_uint(cs, "/console", "session_ttl_s", 60, 7 * 24 * 3600);
+  cfg.console.sessions_max = get_uint(cs, "/console", "sessions_max", 1, 1'000'000);
+  cfg.console.secure_cookies = get_bool(cs, "/console", "secure_cookies");
 }
 
 }  // namespace

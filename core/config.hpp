@@ -247,6 +247,14 @@ struct batches_config {
   std::uint64_t max_file_lines = 50000;
 };
 
+// The web console (gateway/console_server, docs/CONSOLE.md): its sign-in sessions.
+struct console_config {
+  bool enabled = true;                 // serve /console/ on both listeners
+  std::uint64_t session_ttl_s = 28800;  // a session's lifetime from sign-in
+  std::uint64_t sessions_max = 10000;   // sessions held per listener (the oldest go first)
+  bool secure_cookies = false;  // always mark the cookie Secure (else only behind https proxies)
+};
+
 struct logging_config {
   log_level level = log_level::info;
   std::string usage_log;  // "stderr" or a file path for usage records
@@ -266,6 +274,7 @@ struct gateway_config {
   invoices_config invoices;
   usage_reports_config usage_reports;
   batches_config batches;
+  console_config console;
 
   const model_config* find_model(std::string_view name) const;
   const virtual_model_config* find_virtual_model(std::string_view name) const;

@@ -65,6 +65,7 @@ const route routes_table[] = {
     {verb::get, "/finance/v1/credits", finance, routes::finance_credits},
     {verb::get, "/finance/v1/credit_transfers", finance, routes::finance_credit_transfers},
     {verb::get, "/finance/v1/cost_preview", finance, routes::finance_cost_preview},
+    {verb::get, "/finance/v1/refusals", finance, routes::finance_refusals},
 };
 
 // The deepest admin path that names a collection: /admin/v1/<collection>/<id>/<action>.
@@ -179,6 +180,15 @@ boost::asio::awaitable<void> admin_router::handle(http::exchange& ex) {
   }
 }
 
+std::optional<api_error> admin_router::console_verdict(http::exchange& ex, bool admin_api) {
+  auto session = console_->check(ex.req(), unix_ms(env_.clock.wall_now()));
+  if (!session) return session.error();
+  if (admin_api && session->role != console_role::admin && method_changes(ex.req().method())) {
+    return forbidden_error("The finance role is read-only.");
+  }
+  return std::nullopt;
+}
+
 boost::asio::awaitable<void> admin_router::handle_admin(http::exchange& ex) {
   ex.set_route("/admin");
   const std::string_view authorization = ex.req()[bhttp::field::authorization];
@@ -188,7 +198,12 @@ boost::asio::awaitable<void> admin_router::handle_admin(http::exchange& ex) {
                         "configured (auth.admin_token)."));
     co_return;
   }
-  if (!token_matches(authorization, auth_.admin_token)) {
+  if (console_ != nullptr && console_->presents_session(ex.req())) {
+    if (auto refused = console_verdict(ex, /*admin_api=*/true)) {
+      co_await ex.send_error(std::move(*refused));
+      co_return;
+    }
+  } else if (!token_matches(authorization, auth_.admin_token)) {
     if (token_matches(authorization, auth_.finance_token)) {
       co_await ex.send_error(
           forbidden_error("The finance token is read-only and cannot use the "
@@ -246,8 +261,13 @@ boost::asio::awaitable<void> admin_router::handle_finance(http::exchange& ex) {
                         "configured (auth.finance_token)."));
     co_return;
   }
-  if (!token_matches(authorization, auth_.admin_token) &&
-      !token_matches(authorization, auth_.finance_token)) {
+  if (console_ != nullptr && console_->presents_session(ex.req())) {
+    if (auto refused = console_verdict(ex, /*admin_api=*/false)) {
+      co_await ex.send_error(std::move(*refused));
+      co_return;
+    }
+  } else if (!token_matches(authorization, auth_.admin_token) &&
+             !token_matches(authorization, auth_.finance_token)) {
     co_await ex.send_error(
         unauthorized_error("The finance API needs `Authorization: Bearer <finance "
                      "token>`."));

@@ -10,6 +10,7 @@
 // JSON in, JSON out, errors in the OpenAI shape; lists are paged with limit/after.
 #pragma once
 #include <boost/asio/awaitable.hpp>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "core/http_server.hpp"
 #include "gateway/admin_routes.hpp"
 #include "gateway/billing_context.hpp"
+#include "gateway/console_session.hpp"
 #include "gateway/usage_report.hpp"
 
 namespace tollgate::gateway {
@@ -36,6 +38,10 @@ class admin_router {
   // How many buckets a finance usage query may span (usage_reports in the config).
   void set_usage_limits(const usage_limits& limits) { env_.usage = limits; }
 
+  // The operator listener's console sessions: a request with the session cookie and no
+  // Authorization header is admitted as its role (the finance role reads, never changes).
+  void attach_console(console_gate* gate) { console_ = gate; }
+
   // Whether `path` belongs to these APIs.
   static bool owns(std::string_view path);
   boost::asio::awaitable<void> handle(http::exchange& ex);
@@ -44,8 +50,13 @@ class admin_router {
   boost::asio::awaitable<void> handle_admin(http::exchange& ex);
   boost::asio::awaitable<void> handle_finance(http::exchange& ex);
 
+  // The console session's verdict for a request that presents one: nullopt to go on, else
+  // the error answered.
+  std::optional<api_error> console_verdict(http::exchange& ex, bool admin_api);
+
   const auth_config& auth_;
   route_env env_;
+  console_gate* console_ = nullptr;
 };
 
 // Every admin and finance route, in the order they are matched.

@@ -130,6 +130,8 @@ handler_result finance_invoice(route_call& c);
 handler_result finance_credits(route_call& c);
 handler_result finance_credit_transfers(route_call& c);
 handler_result finance_cost_preview(route_call& c);
+// console_reports.cpp: aggregates the console draws that no other route gives.
+handler_result finance_refusals(route_call& c);
 }  // namespace routes
 
 }  // namespace tollgate::gateway

@@ -13,6 +13,7 @@
 #include "core/limits.hpp"
 #include "core/request_id.hpp"
 #include "gateway/batch_api.hpp"
+#include "gateway/console_server.hpp"
 #include "gateway/in_flight.hpp"
 #include "gateway/query_params.hpp"
 #include "gateway/request_count.hpp"
@@ -191,6 +192,10 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   std::string client_request_id =
       is_valid_client_request_id(client_id) ? std::string(client_id) : std::string();
 
+  if (console_ != nullptr && console_server::owns(target)) {
+    co_await console_->handle(ex);
+    co_return;
+  }
   const metered_route* metered = metered_endpoint(target);
   const bool completions = metered != nullptr;
   const bool models = target == "/v1/models" || target.rfind("/v1/models/", 0) == 0;
@@ -231,7 +236,16 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
   caller who;
   if (auth_ != nullptr) {
     const std::string_view authorization = req[bhttp::field::authorization];
-    auto authenticated = co_await auth_->authenticate(authorization);
+    // The key holders' console reads with its session cookie (never sends a completion).
+    const bool console_session =
+        !completions && console_gate_ != nullptr && console_gate_->presents_session(req);
+    // (Two statements, not one conditional co_await: GCC 12 destroys such temporaries twice.)
+    result<caller> authenticated;
+    if (console_session) {
+      authenticated = co_await console_->key_holder(req);
+    } else {
+      authenticated = co_await auth_->authenticate(authorization);
+    }
     if (!authenticated) {
       co_await ex.send_error(authenticated.error(), request_id);
       co_return;

@@ -40,6 +40,8 @@
 namespace tollgate::gateway {
 
 class batch_api;
+class console_server;
+class console_gate;
 
 // What running one batch line came to: the response (status and body, an OpenAI error body
 // for a refusal), or retry_after_ms > 0 when a rate-limit window (or a moment's outage of the
@@ -82,6 +84,12 @@ class api_handler {
   int live_in_flight() const { return live_in_flight_.load(std::memory_order_relaxed); }
   // The Batch API's handler for /v1/files and /v1/batches (set once a database is configured).
   void set_batch_api(batch_api* batches) { batch_api_ = batches; }
+  // The key holders' web console (/console/, and its session on GET /v1/usage, /v1/budgets,
+  // /v1/models), when on.
+  void set_console(console_server* console, console_gate* gate) {
+    console_ = console;
+    console_gate_ = gate;
+  }
   // The drain timed out: records every request still in flight on I/O thread `worker` with
   // the usage seen so far (error code drain_timeout), before its event loop stops.
   void record_in_flight(unsigned worker);
@@ -176,6 +184,8 @@ class api_handler {
   struct in_flight_list;
   std::vector<std::unique_ptr<in_flight_list>> in_flight_;
   batch_api* batch_api_ = nullptr;
+  console_server* console_ = nullptr;
+  console_gate* console_gate_ = nullptr;
 
   metrics::family<metrics::counter>& upstream_requests_;
   metrics::family<metrics::latency_histogram>& upstream_ttft_;

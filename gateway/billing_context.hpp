@@ -18,6 +18,7 @@ class usage_queries;
 class plan_store;
 class invoice_store;
 class credit_store;
+class refusal_report;
 }  // namespace tollgate::billing
 
 namespace tollgate::gateway {
@@ -32,6 +33,7 @@ struct billing_context {
   billing::credit_store* credits = nullptr;
   billing::ledger_writer* ledger = nullptr;
   billing::batch_store* batches = nullptr;
+  billing::refusal_report* refusals = nullptr;  // the console's refusals over time
 };
 
 // Runs `op` (a coroutine of a billing store) on the billing executor and resumes the caller

