@@ -1,6 +1,6 @@
 # Tollgate: the two commands that matter are `make up` and `make test`; each installs what is
 # missing (deps) and builds first. See README.md.
-.PHONY: deps build up down test bench clean
+.PHONY: deps build up down test bench screenshots clean
 
 deps:
 	@scripts/deps.sh
@@ -19,6 +19,11 @@ test: build
 
 bench: build
 	@scripts/bench.sh
+
+# A PNG of every console page in docs/console/ (tests/console_screenshots.mjs); not part of
+# `make test`, so the committed images change only when this is run.
+screenshots: build
+	@node tests/console_screenshots.mjs
 
 clean:
 	rm -rf build
