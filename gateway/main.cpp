@@ -303,6 +303,47 @@ upstream_side start_upstreams(
   return out;
 }
 
+// With a database: the Batch API on the public listener (its upload body limit), and its
+// worker unless batches.enabled is off.
+struct batch_parts {
+  std::unique_ptr<tollgate::gateway::batch_api> api;
+  std::unique_ptr<tollgate::gateway::batch_worker> worker;
+};
+batch_parts start_batches(const tollgate::gateway_config& config, billing_parts& parts,
+                          tollgate::gateway::api_handler& api, tollgate::http::server& server,
+                          tollgate::http::listener_spec& api_listener, tollgate::metrics::registry& registry,
+                          tollgate::logger& log) {
+  batch_parts out;
+  out.api = std::make_unique<tollgate::gateway::batch_api>(config, *parts.context, *parts.batch_store, api);
+  api.set_batch_api(out.api.get());
+  api_listener.body_limit_max = out.api->upload_body_limit();
+  api_listener.body_limit_for = [limit = out.api->upload_body_limit()](
+                                    boost::beast::http::verb method, std::string_view target) {
+    return tollgate::gateway::batch_api::is_upload(target, method == boost::beast::http::verb::post)
+               ? limit
+               : std::uint64_t{0};
+  };
+  if (config.batches.enabled) {
+    out.worker = std::make_unique<tollgate::gateway::batch_worker>(
+        config.batches, *parts.context, *parts.batch_store, api, server, log, registry);
+    out.worker->check_keys_with(parts.auth.get());
+    out.worker->start();
+  }
+  return out;
+}
+
+void log_started(tollgate::logger& log, const tollgate::gateway_config& config, const std::string& config_path,
+                 unsigned threads) {
+  tollgate::json_object_writer f;
+  f.add("version", version)
+      .add("threads", threads)
+      .add("models", static_cast<std::int64_t>(config.models.size()))
+      .add("config", config_path.empty() ? "embedded default" : config_path)
+      .add("database", !config.database.url.empty())
+      .add("budgets", !config.budgets.redis.empty());
+  log.info("tollgate started", f);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -362,7 +403,6 @@ int main(int argc, char** argv) {
     sinks.push_back(parts.ledger.get());
   }
   auto& ledger = parts.ledger;
-  auto& batch_store = parts.batch_store;
   auto& billing_ctx = parts.context;
   auto& auth = parts.auth;
   auto& admin_router = parts.admin_router;
@@ -418,27 +458,11 @@ int main(int argc, char** argv) {
     gateway::operator_listener operator_api{
         server, registry, admin_router.get(), operator_console ? &*operator_console : nullptr};
     server.add_drain_timeout_hook([&api](unsigned worker) { api.record_in_flight(worker); });
-    // With a database: the Batch API, and its worker unless batches.enabled is off.
-    std::unique_ptr<gateway::batch_api> batches;
-    std::unique_ptr<gateway::batch_worker> batch_worker;
     http::listener_spec api_listener{"api", config.server.listen,
                                      [&api](http::exchange& ex) { return api.handle(ex); }};
+    batch_parts batches;
     if (with_db) {
-      batches = std::make_unique<gateway::batch_api>(config, *billing_ctx, *batch_store, api);
-      api.set_batch_api(batches.get());
-      api_listener.body_limit_max = batches->upload_body_limit();
-      api_listener.body_limit_for = [limit = batches->upload_body_limit()](
-                                        boost::beast::http::verb method, std::string_view target) {
-        return gateway::batch_api::is_upload(target, method == boost::beast::http::verb::post)
-                   ? limit
-                   : std::uint64_t{0};
-      };
-      if (config.batches.enabled) {
-        batch_worker = std::make_unique<gateway::batch_worker>(
-            config.batches, *billing_ctx, *batch_store, api, server, log, registry);
-        batch_worker->check_keys_with(auth.get());
-        batch_worker->start();
-      }
+      batches = start_batches(config, parts, api, server, api_listener, registry, log);
     }
     if (auth) {
       add_key_check(api_listener, auth.get(), key_holder_console ? &key_holder_gate : nullptr);
@@ -451,14 +475,7 @@ int main(int argc, char** argv) {
                                        /*serve_while_draining=*/true};
     admin_listener.max_connections = config.server.admin_max_connections;
     server.add_listener(std::move(admin_listener));
-    json_object_writer f;
-    f.add("version", version)
-        .add("threads", server.thread_count())
-        .add("models", static_cast<std::int64_t>(config.models.size()))
-        .add("config", config_path.empty() ? "embedded default" : config_path)
-        .add("database", with_db)
-        .add("budgets", !config.budgets.redis.empty());
-    log.info("tollgate started", f);
+    log_started(log, config, config_path, server.thread_count());
     server.run();
   } catch (const std::exception& e) {
     json_object_writer f;
