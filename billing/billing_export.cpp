@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "billing/period_pricing.hpp"
+#include "core/csv.hpp"
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 
@@ -122,19 +123,6 @@ std::vector<stripe_item> stripe_items(std::string_view invoice_json) {
   const auto doc = json::document::parse(invoice_json);
   if (!doc || !doc->root().is_object()) return {};
   return stripe_builder(doc->root()).build();
-}
-
-void append_csv_field(std::string& out, std::string_view v) {
-  if (v.find_first_of(",\"\n\r") == std::string_view::npos) {
-    out += v;
-    return;
-  }
-  out.push_back('"');
-  for (char c : v) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  out.push_back('"');
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "billing/period_pricing.hpp"
+#include "core/csv.hpp"
 #include "core/json_text.hpp"
 
 namespace tollgate::gateway {
@@ -93,18 +94,7 @@ std::string result_json(const report_view& v, const billing::usage_row& r,
   return w.finish();
 }
 
-void csv_field(std::string& out, std::string_view v) {
-  if (v.find_first_of(",\"\n\r") == std::string_view::npos) {
-    out += v;
-    return;
-  }
-  out.push_back('"');
-  for (char c : v) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  out.push_back('"');
-}
+void csv_field(std::string& out, std::string_view v) { append_csv_field(out, v); }
 
 std::string csv_header(const std::vector<std::string>& tag_keys) {
   std::string out =
