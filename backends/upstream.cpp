@@ -325,11 +325,12 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::exchange_head(boo
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::start(std::string_view path,
                                                                      std::string_view body,
-                                                                     std::string_view request_id) {
+                                                                     std::string_view request_id,
+                                                                     std::string_view traceparent) {
   request_body_ = body;
   std::string target = ep_.base_path;
   target += path;
-  co_return co_await send("POST", target, request_id);
+  co_return co_await send("POST", target, request_id, traceparent);
 }
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::get(std::string_view target,
@@ -337,12 +338,13 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::get(std::string_v
   request_body_ = {};
   head_timeout_ms_ = timeout_ms;
   const std::string_view no_id;
-  co_return co_await send("GET", target, no_id);
+  co_return co_await send("GET", target, no_id, no_id);
 }
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::send(std::string_view method,
                                                                     std::string_view target,
-                                                                    std::string_view request_id) {
+                                                                    std::string_view request_id,
+                                                                    std::string_view traceparent) {
   std::string& h = request_head_;
   h.clear();
   h.reserve(256);
@@ -369,6 +371,11 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::send(std::string_
   if (!request_id.empty()) {
     h += "x-request-id: ";
     h += request_id;
+    h += "\r\n";
+  }
+  if (!traceparent.empty()) {
+    h += "traceparent: ";
+    h += traceparent;
     h += "\r\n";
   }
   if (method == "POST") {
