@@ -6,7 +6,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { binDir, freePort, startProcess, startStack, waitFor } from '../lib/harness.mjs';
@@ -126,10 +126,11 @@ describe('metric names in the rules and the dashboard are exported by the runnin
   let s;
   let infer;
   let exported;
+  let dir;
   before(async () => {
     pg = await startPostgres();
     redis = await startRedis();
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-monitoring-'));
+    dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-monitoring-'));
     s = await startStack({ config: budgetConfig(pg, redis, dir) });
     const model = path.join(dir, 'tiny-llama');
     const inferBin = path.join(binDir, 'tollgate-infer');
@@ -156,6 +157,7 @@ describe('metric names in the rules and the dashboard are exported by the runnin
     await infer?.stop();
     redis?.stop();
     pg?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });  // the generated model
   });
 
   test('the name extraction sees through labels, functions and by() lists', () => {
