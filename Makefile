@@ -34,3 +34,11 @@ screenshots: build
 
 clean:
 	rm -rf build
+
+# Three gateways behind HAProxy, a Redis Cluster with replicas, PostgreSQL and the engine on one
+# machine (deploy/README.md); `scripts/cluster.sh rolling-restart` restarts the gateways.
+cluster-up: deps-cluster build
+	@scripts/cluster.sh up
+
+cluster-down:
+	@scripts/cluster.sh down
