@@ -62,12 +62,21 @@ auto on_stream(upstream_connection& conn, Op&& op) {
 api_error upstream_failure::to_api_error(std::string_view upstream_name) const {
   const std::string where = "Upstream '" + std::string(upstream_name) + "' ";
   switch (what) {
-    case kind::connect:
-      return upstream_unavailable(where + "is unreachable: " + detail);
+    case kind::connect: {
+      // No endpoint took the connection (an engine restarting, say): the client may retry as
+      // soon as one is back.
+      api_error e = upstream_unavailable(where + "is unreachable: " + detail);
+      e.retry_after_s = 1;
+      return e;
+    }
     case kind::timeout:
       return upstream_timeout(where + detail);
-    case kind::closed:
-      return upstream_unavailable(where + detail);
+    case kind::closed: {
+      // The upstream went away mid-request (an engine killed, say): worth a retry too.
+      api_error e = upstream_unavailable(where + detail);
+      e.retry_after_s = 1;
+      return e;
+    }
     case kind::protocol:
       return upstream_unavailable(where + "answered with " + detail);
     case kind::too_large:

@@ -7,6 +7,7 @@
 #   scripts/cluster.sh status            HAProxy's view of the gateways
 #   scripts/cluster.sh rolling-restart   restart the gateways one by one without losing a request
 #   scripts/cluster.sh start-gateway N / stop-gateway N    one gateway (N = 1..3)
+#   scripts/cluster.sh start-infer / start-redis    the engine / stopped Redis nodes, again
 # Ports (TOLLGATE_CLUSTER_BASE, default 8090): HAProxy API BASE, HAProxy admin BASE+100,
 # gateway N API BASE+N and operator BASE+100+N, the engine BASE+10; Redis nodes
 # TOLLGATE_CLUSTER_REDIS_BASE+1..6 (default 7100; their bus ports are 10000 above);
@@ -119,6 +120,20 @@ start_gateway() {
   wait_url "$name" "http://127.0.0.1:$((base + 100 + n))/readyz"
 }
 
+start_infer() {
+  local model=.run/models/tiny-llama
+  if [ ! -f "$model/model.safetensors" ]; then
+    build/bin/tollgate-infer make-model --preset tiny --tokenizer .cache/tokenizers/llama3.tokenizer.json \
+      --out "$model" >/dev/null
+  fi
+  if ! running infer; then
+    nohup build/bin/tollgate-infer serve --model "$model" --name tiny-llama --listen "$infer_addr" \
+      --kv-cache-mb 32 >>"$dir/logs/infer.log" 2>&1 &
+    echo $! >"$dir/pids/infer.pid"
+  fi
+  wait_url infer "http://$infer_addr/health"
+}
+
 start_haproxy() {
   if running haproxy; then return 0; fi
   export TOLLGATE_CLUSTER_DIR=$dir TOLLGATE_HAPROXY_ERRORS=$root/deploy/haproxy/errors
@@ -158,17 +173,7 @@ up() {
   wait_redis_replicas
   echo "cluster: Redis Cluster on 127.0.0.1:${redis_ports[0]}..${redis_ports[5]} (3 masters, 3 replicas)"
 
-  local model=.run/models/tiny-llama
-  if [ ! -f "$model/model.safetensors" ]; then
-    build/bin/tollgate-infer make-model --preset tiny --tokenizer .cache/tokenizers/llama3.tokenizer.json \
-      --out "$model" >/dev/null
-  fi
-  if ! running infer; then
-    nohup build/bin/tollgate-infer serve --model "$model" --name tiny-llama --listen "$infer_addr" \
-      --kv-cache-mb 32 >>"$dir/logs/infer.log" 2>&1 &
-    echo $! >"$dir/pids/infer.pid"
-  fi
-  wait_url infer "http://$infer_addr/health"
+  start_infer
   echo "cluster: tollgate-infer on $infer_addr"
   for n in "${gateways[@]}"; do start_gateway "$n"; done
   echo "cluster: gateways on 127.0.0.1:$((base + 1))..$((base + 3)) (operator $((base + 101))..$((base + 103)))"
@@ -254,6 +259,11 @@ case "${1:-}" in
     ;;
   start-gateway) start_gateway "${2:?gateway number}" ;;
   stop-gateway) stop_pid "gw${2:?gateway number}" ;;
+  start-infer) start_infer ;;
+  start-redis)
+    scripts/redis.sh cluster-resume "$dir/redis" "${redis_ports[@]}"
+    wait_redis_replicas
+    ;;
   *)
     echo "usage: scripts/cluster.sh up | down | status | rolling-restart | start-gateway N | stop-gateway N" >&2
     exit 2

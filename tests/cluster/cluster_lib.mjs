@@ -40,7 +40,19 @@ async function clusterPorts() {
   return { base, redisBase, pgPort: await freePort() };
 }
 
-export async function startCluster({ drainTimeoutMs = 10000 } = {}) {
+// Ports found free can be taken by another process before the cluster binds them: a start
+// that fails is tried again on other ports, three times in all.
+export async function startCluster(options = {}) {
+  for (let attempt = 1; ; ++attempt) {
+    try {
+      return await startClusterOnce(options);
+    } catch (e) {
+      if (attempt === 3) throw e;
+    }
+  }
+}
+
+async function startClusterOnce({ drainTimeoutMs = 10000 } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-cluster-'));
   const { base, redisBase, pgPort } = await clusterPorts();
   const env = {
@@ -56,6 +68,7 @@ export async function startCluster({ drainTimeoutMs = 10000 } = {}) {
     sh('up');
   } catch (e) {
     try { sh('down'); } catch { /* as far as it goes */ }
+    rmSync(dir, { recursive: true, force: true });
     throw new Error(`cluster.sh up failed: ${e.stderr ?? e.message}`);
   }
   const settings = Object.fromEntries(readFileSync(path.join(dir, 'env'), 'utf8').split('\n')
@@ -115,15 +128,18 @@ export async function startCluster({ drainTimeoutMs = 10000 } = {}) {
     },
     // A tenant with a project, a key, and optionally a hard token budget per month.
     async tenant(name, tokenBudget) {
-      const t = await c.admin('POST', '/admin/v1/tenants', { name });
-      const p = await c.admin('POST', `/admin/v1/tenants/${t.json.id}/projects`, { name: `${name} app` });
-      const k = await c.admin('POST', '/admin/v1/keys', { tenant_id: t.json.id, project_id: p.json.id, name: `${name} key` });
-      let budget;
-      if (tokenBudget) {
-        budget = (await c.admin('POST', '/admin/v1/budgets',
-          { tenant_id: t.json.id, metric: 'tokens', window: 'month', limit: tokenBudget })).json;
-      }
-      return { tenant: t.json.id, key: k.json.key, budget };
+      const created = async (target, body) => {
+        const r = await c.admin('POST', target, body);
+        if (r.status !== 201) throw new Error(`POST ${target}: ${r.status} ${r.text}`);
+        return r.json;
+      };
+      const t = await created('/admin/v1/tenants', { name });
+      const p = await created(`/admin/v1/tenants/${t.id}/projects`, { name: `${name} app` });
+      const k = await created('/admin/v1/keys', { tenant_id: t.id, project_id: p.id, name: `${name} key` });
+      const budget = tokenBudget
+        ? await created('/admin/v1/budgets', { tenant_id: t.id, metric: 'tokens', window: 'month', limit: tokenBudget })
+        : undefined;
+      return { tenant: t.id, key: k.key, budget };
     },
     async waitGatewaysUp() {
       await waitFor(() => [1, 2, 3].every((n) => c.lbServer(n).status === 'UP'), { timeoutMs: 30000, what: 'all gateways UP in HAProxy' });
