@@ -154,6 +154,12 @@ panel("Concurrency-cap refusals and TLS handshakes",
       [(f'sum by (upstream, reason) (rate(tollgate_upstream_queue_rejections_total{{{I}}}[$__rate_interval]))', "refused {{upstream}} {{reason}}"),
        (f'sum by (upstream, resumed) (rate(tollgate_upstream_tls_handshakes_total{{{I}}}[$__rate_interval]))', "TLS {{upstream}} resumed={{resumed}}")], "ops")
 
+panel("Virtual model routing and fallbacks",
+      [(f'sum by (model, rule, target) (rate(tollgate_routing_decisions_total{{{I}}}[$__rate_interval]))',
+        "{{model}} {{rule}} -> {{target}}"),
+       (f'sum by (from, to, reason) (rate(tollgate_model_fallbacks_total{{{I}}}[$__rate_interval]))',
+        "fallback {{from}} -> {{to}} ({{reason}})")], "reqps", w=24)
+
 row("Bundled engine (tollgate-infer)")
 panel("Sequences running and queued",
       [('sum by (instance) (tollgate_infer_sequences_running)', "{{instance}} running"),
@@ -162,7 +168,11 @@ panel("KV cache blocks in use",
       [('sum by (instance) (tollgate_infer_kv_blocks_in_use) / sum by (instance) (tollgate_infer_kv_blocks_total)', "{{instance}}")], "percentunit")
 panel("Engine tokens per second",
       [('sum(rate(tollgate_infer_prompt_tokens_total[$__rate_interval]))', "prompt"),
+       ('sum(rate(tollgate_infer_prompt_tokens_cached_total[$__rate_interval]))', "prompt, from the prefix cache"),
        ('sum(rate(tollgate_infer_generated_tokens_total[$__rate_interval]))', "generated")], "short")
+panel("Prefix cache: blocks kept and evicted",
+      [('sum by (instance) (tollgate_infer_kv_blocks_cached)', "{{instance}} cached"),
+       ('sum by (instance) (rate(tollgate_infer_kv_blocks_evicted_total[$__rate_interval]))', "{{instance}} evicted/s")], "short")
 
 dash = {
   "uid": "tollgate-overview", "title": "Tollgate", "tags": ["tollgate"],
