@@ -1,9 +1,16 @@
 # Tollgate: the two commands that matter are `make up` and `make test`; each installs what is
 # missing (deps) and builds first. See README.md.
-.PHONY: deps build up down test bench screenshots clean
+.PHONY: deps deps-test deps-cluster build up down test bench screenshots clean cluster-up cluster-down
 
 deps:
 	@scripts/deps.sh
+
+# Tools only the tests use (promtool, systemd-analyze, HAProxy), installed before the build.
+deps-test:
+	@scripts/deps.sh test
+
+deps-cluster:
+	@scripts/deps.sh cluster
 
 build: deps
 	@scripts/build.sh
@@ -14,7 +21,7 @@ up: build
 down:
 	@scripts/down.sh
 
-test: build
+test: deps-test build
 	@scripts/test.sh
 
 bench: build
@@ -27,3 +34,11 @@ screenshots: build
 
 clean:
 	rm -rf build
+
+# Three gateways behind HAProxy, a Redis Cluster with replicas, PostgreSQL and the engine on one
+# machine (deploy/README.md); `scripts/cluster.sh rolling-restart` restarts the gateways.
+cluster-up: deps-cluster build
+	@scripts/cluster.sh up
+
+cluster-down:
+	@scripts/cluster.sh down

@@ -62,12 +62,21 @@ auto on_stream(upstream_connection& conn, Op&& op) {
 api_error upstream_failure::to_api_error(std::string_view upstream_name) const {
   const std::string where = "Upstream '" + std::string(upstream_name) + "' ";
   switch (what) {
-    case kind::connect:
-      return upstream_unavailable(where + "is unreachable: " + detail);
+    case kind::connect: {
+      // No endpoint took the connection (an engine restarting, say): the client may retry as
+      // soon as one is back.
+      api_error e = upstream_unavailable(where + "is unreachable: " + detail);
+      e.retry_after_s = 1;
+      return e;
+    }
     case kind::timeout:
       return upstream_timeout(where + detail);
-    case kind::closed:
-      return upstream_unavailable(where + detail);
+    case kind::closed: {
+      // The upstream went away mid-request (an engine killed, say): worth a retry too.
+      api_error e = upstream_unavailable(where + detail);
+      e.retry_after_s = 1;
+      return e;
+    }
     case kind::protocol:
       return upstream_unavailable(where + "answered with " + detail);
     case kind::too_large:
@@ -325,11 +334,12 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::exchange_head(boo
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::start(std::string_view path,
                                                                      std::string_view body,
-                                                                     std::string_view request_id) {
+                                                                     std::string_view request_id,
+                                                                     std::string_view traceparent) {
   request_body_ = body;
   std::string target = ep_.base_path;
   target += path;
-  co_return co_await send("POST", target, request_id);
+  co_return co_await send("POST", target, request_id, traceparent);
 }
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::get(std::string_view target,
@@ -337,12 +347,13 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::get(std::string_v
   request_body_ = {};
   head_timeout_ms_ = timeout_ms;
   const std::string_view no_id;
-  co_return co_await send("GET", target, no_id);
+  co_return co_await send("GET", target, no_id, no_id);
 }
 
 net::awaitable<std::optional<upstream_failure>> upstream_call::send(std::string_view method,
                                                                     std::string_view target,
-                                                                    std::string_view request_id) {
+                                                                    std::string_view request_id,
+                                                                    std::string_view traceparent) {
   std::string& h = request_head_;
   h.clear();
   h.reserve(256);
@@ -369,6 +380,11 @@ net::awaitable<std::optional<upstream_failure>> upstream_call::send(std::string_
   if (!request_id.empty()) {
     h += "x-request-id: ";
     h += request_id;
+    h += "\r\n";
+  }
+  if (!traceparent.empty()) {
+    h += "traceparent: ";
+    h += traceparent;
     h += "\r\n";
   }
   if (method == "POST") {

@@ -154,10 +154,11 @@ class upstream_call {
 
   // POSTs `body` (JSON; it must outlive the call) to the endpoint's base_path + `path` and
   // reads the response head. A reused connection that turns out to be closed is replaced once,
-  // transparently.
+  // transparently. `traceparent` ("" for none) is sent as that header (W3C trace context).
   net::awaitable<std::optional<upstream_failure>> start(std::string_view path,
                                                         std::string_view body,
-                                                        std::string_view request_id);
+                                                        std::string_view request_id,
+                                                        std::string_view traceparent);
   // GETs `target` (as is: not under base_path) with `timeout_ms` for the whole head: the active
   // health check.
   net::awaitable<std::optional<upstream_failure>> get(std::string_view target,
@@ -186,7 +187,8 @@ class upstream_call {
   net::awaitable<std::optional<upstream_failure>> exchange_head(bool& retryable);
   net::awaitable<std::optional<upstream_failure>> send(std::string_view method,
                                                        std::string_view target,
-                                                       std::string_view request_id);
+                                                       std::string_view request_id,
+                                                       std::string_view traceparent);
 
   std::shared_ptr<upstream_pool> pool_;
   const upstream_config& upstream_;

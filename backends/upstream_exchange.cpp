@@ -145,7 +145,8 @@ std::int64_t upstream_exchange::retry_after_ms() const {
 }
 
 net::awaitable<std::optional<upstream_failure>> upstream_exchange::start(
-    std::string_view path, std::string body, std::string_view request_id) {
+    std::string_view path, std::string body, std::string_view request_id,
+    std::string_view traceparent) {
   body_ = std::move(body);
   if (auto f = co_await acquire_slot()) co_return f;
   state_.budget.record_request(mono_now_ms());
@@ -153,7 +154,7 @@ net::awaitable<std::optional<upstream_failure>> upstream_exchange::start(
     mono_ms now = mono_now_ms();
     const std::size_t ep = pick(now);
     begin_attempt(ep);
-    auto failure = co_await call_->start(path, body_, request_id);
+    auto failure = co_await call_->start(path, body_, request_id, traceparent);
     now = mono_now_ms();
     if (failure) {
       if (aborted_) co_return failure;

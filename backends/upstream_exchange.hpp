@@ -23,9 +23,11 @@ class upstream_exchange {
   upstream_exchange& operator=(const upstream_exchange&) = delete;
 
   // Sends `body` to base_path + `path` of an endpoint, retrying as above, and reads the
-  // response head. A failure is the last attempt's (or `overloaded` from the cap).
+  // response head. A failure is the last attempt's (or `overloaded` from the cap). Every
+  // attempt carries `traceparent` ("" for none).
   net::awaitable<std::optional<upstream_failure>> start(std::string_view path, std::string body,
-                                                        std::string_view request_id);
+                                                        std::string_view request_id,
+                                                        std::string_view traceparent);
 
   // The answering attempt's response (after start() succeeded).
   unsigned status() const { return call_->status(); }

@@ -11,6 +11,8 @@
 //              (billing/tag_sets.hpp).
 //   version 4: as version 3, the COPY line with three more columns at its end:
 //              upstream_endpoint, attempts and routing_rule. Versions 1-3 replay with those NULL.
+//   version 5: as version 4, the COPY line with one more column at its end: trace_id (W3C
+//              trace context). Versions 1-4 replay with it NULL.
 // Each record ends in '\n' and holds no other newline.
 #pragma once
 #include <cstdint>
@@ -23,7 +25,7 @@
 
 namespace tollgate::billing {
 
-constexpr int ledger_record_version = 4;
+constexpr int ledger_record_version = 5;
 
 // What a COPY line written before version 3 lacks: its three attribution columns, NULL.
 inline constexpr std::string_view attribution_columns_null = "\t\\N\t\\N\t\\N";
@@ -36,19 +38,22 @@ struct ledger_record {
   std::string_view credit_counters;
 };
 
-// What a COPY line written before version 4 lacks: upstream_endpoint, attempts and
-// routing_rule, NULL.
-inline constexpr std::string_view attempts_columns_null = "\t\\N\t\\N\t\\N";
-// Both, for a line written before version 3.
-inline constexpr std::string_view attribution_and_attempts_columns_null =
-    "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N";
+// What a COPY line written before version 5 lacks: trace_id, NULL.
+inline constexpr std::string_view trace_column_null = "\t\\N";
+// What a line written before version 4 lacks: upstream_endpoint, attempts, routing_rule and
+// trace_id.
+inline constexpr std::string_view attempts_and_trace_columns_null = "\t\\N\t\\N\t\\N\t\\N";
+// All three groups, for a line written before version 3.
+inline constexpr std::string_view attribution_attempts_and_trace_columns_null =
+    "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N";
 
 // Whether the record's COPY line lacks the attribution columns (attribution_columns_null).
 inline bool lacks_attribution(const ledger_record& r) { return r.version < 3; }
 // The NULL columns that complete the record's COPY line to the current version ("" for none).
 inline std::string_view missing_columns_null(const ledger_record& r) {
-  if (r.version < 3) return attribution_and_attempts_columns_null;
-  if (r.version < 4) return attempts_columns_null;
+  if (r.version < 3) return attribution_attempts_and_trace_columns_null;
+  if (r.version < 4) return attempts_and_trace_columns_null;
+  if (r.version < 5) return trace_column_null;
   return {};
 }
 

@@ -14,7 +14,7 @@ namespace {
 // Column positions in the ledger's COPY row (ledger_writer's usage_event_columns).
 constexpr std::size_t col_tenant = 0, col_occurred_at = 1, col_request = 2, col_model = 6,
                       col_batch = 9, col_prompt = 11, col_cached = 12, col_completion = 13,
-                      columns = 30;
+                      columns = 31;
 
 // The inverse of pg::append_copy_text for the escapes COPY text may hold.
 std::optional<std::string> copy_unescape(std::string_view v) {

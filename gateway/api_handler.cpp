@@ -12,6 +12,7 @@
 #include "core/json_text.hpp"
 #include "core/limits.hpp"
 #include "core/request_id.hpp"
+#include "core/trace_context.hpp"
 #include "gateway/batch_api.hpp"
 #include "gateway/console_server.hpp"
 #include "gateway/in_flight.hpp"
@@ -82,6 +83,17 @@ std::string model_object(std::string_view id, std::string_view owned_by, std::in
   return w.finish();
 }
 
+}  // namespace
+
+namespace {
+// The request's trace: the caller's `traceparent` continued (a missing or invalid one starts a
+// new trace, core/trace_context.hpp); the trace id goes on the usage record, and the header
+// sent upstream names the gateway's own span as the parent.
+void start_trace(metering::usage_record& rec, std::string& traceparent, std::string_view header) {
+  const trace_context trace = trace_of(header);
+  rec.trace_id = trace.trace_id;
+  traceparent = child_traceparent(trace);
+}
 }  // namespace
 
 struct api_handler::in_flight_list {
@@ -393,6 +405,7 @@ boost::asio::awaitable<void> api_handler::handle_completion(http::exchange& ex, 
   st.rec.client_request_id = std::move(client_request_id);
   st.rec.occurred_at_ms = unix_ms(clock_.wall_now());
   st.received_at = ex.received_at();
+  start_trace(st.rec, st.traceparent, ex.req()["traceparent"]);
   const std::string& id = st.rec.request_id;
   live_in_flight_.fetch_add(1, std::memory_order_relaxed);
   const in_flight_entry listed(st, *in_flight_[st.worker]);
@@ -444,7 +457,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::forward(
   auto& counted = worker_metrics_[st.worker]->upstream_requests;
   auto failure = co_await call.start(endpoint_path(kind),
                                      upstream_body(st.req, body_text, st.model->upstream_model),
-                                     st.rec.request_id);
+                                     st.rec.request_id, st.traceparent);
   st.rec.upstream_endpoint = call.endpoint_name();
   st.rec.attempts = call.attempts();
   st.failure_label = failure ? failure->label() : std::string_view{};
@@ -456,6 +469,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::forward(
     if (!client_left) {
       json_object_writer f;
       f.add("request_id", st.rec.request_id)
+          .add("trace_id", st.rec.trace_id)
           .add("upstream", st.upstream->name)
           .add("error", error.message);
       if (!failure->reason.empty()) f.add("reason", failure->reason);  // e.g. OpenSSL's
@@ -541,6 +555,7 @@ boost::asio::awaitable<batch_line_outcome> api_handler::run_batch_line(
   st.rec.occurred_at_ms = occurred_at_ms;
   st.rec.batch = true;
   st.received_at = clock_.mono_now();
+  start_trace(st.rec, st.traceparent, {});  // a batch line starts its own trace
   const in_flight_entry listed(st, *in_flight_[worker]);
   batch_line_outcome out;
 
@@ -675,6 +690,7 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
       st.rec.error_code = error.code;
       json_object_writer f;
       f.add("request_id", st.rec.request_id)
+          .add("trace_id", st.rec.trace_id)
           .add("upstream", st.upstream->name)
           .add("error", error.message);
       log_.warn("upstream stream failed", f);

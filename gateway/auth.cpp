@@ -292,7 +292,8 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
     count(outcome::unavailable);
     co_return service_unavailable(
         "The API key cannot be verified right now (the account database is unavailable). "
-        "Please retry shortly.");
+        "Please retry shortly.",
+        "service_unavailable", 1);
   }
   {
     std::lock_guard lock(mu_);
@@ -373,7 +374,8 @@ boost::asio::awaitable<result<caller>> authenticator::check_key_id(std::string k
       co_return decide(cached->key, shown, false);
     }
     co_return service_unavailable(
-        "The API key cannot be verified right now (the account database is unavailable).");
+        "The API key cannot be verified right now (the account database is unavailable).",
+        "service_unavailable", 1);
   }
   if (*found) {
     std::lock_guard lock(mu_);

@@ -29,6 +29,7 @@ struct api_handler::proxy_state {
   bool listed = false;          // on that list (false once the handler detached it at shutdown)
   bool stream_started = false;  // a 200 event-stream header went to the client
   metering::usage_record rec;
+  std::string traceparent;  // sent upstream: rec.trace_id, the gateway's span (W3C)
   completion_request req;
   // The model that serves the request (a virtual model's target, or a fallback once one took
   // it over), its upstream and its prompt counter.

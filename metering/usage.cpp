@@ -20,6 +20,7 @@ void fill_writer(const usage_record& r, json_object_writer& w) {
   if (!r.attribution.tags.empty()) w.add_raw("tags", r.attribution.tags_json());
   if (!r.attribution.session.empty()) w.add("session", r.attribution.session);
   if (!r.routing_rule.empty()) w.add("routing_rule", r.routing_rule);
+  if (!r.trace_id.empty()) w.add("trace_id", r.trace_id);
   w.add("batch", r.batch)
       .add("endpoint", r.endpoint)
       .add("model", r.model)

@@ -37,6 +37,9 @@ struct usage_record {
   std::int64_t attempts = 0;
   // The virtual model's rule that chose the model, "<virtual model>/<rule name>" ("" = none).
   std::string routing_rule;
+  // The W3C trace id (32 lowercase hex digits) of the request's trace: the caller's
+  // `traceparent`, or a new trace (core/trace_context.hpp); "" for a record without one.
+  std::string trace_id;
   std::int64_t occurred_at_ms = 0;  // wall clock when the request was received
 
   // Token counts as the upstream reported them (zero when it did not: usage_reported false).

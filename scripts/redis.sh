@@ -2,7 +2,8 @@
 # Runs a local Redis 7 as a plain process: data and log in DIR, listening on 127.0.0.1:PORT only,
 # no persistence (budget counters are rebuilt from the ledger), optional password. `cluster`
 # starts one such node per port in DIR/PORT with cluster mode on and joins them into a Redis
-# Cluster of masters (no replicas), waiting until every node reports cluster_state:ok.
+# Cluster of masters (no replicas; REDIS_CLUSTER_REPLICAS=1 gives each master one replica, from
+# twice as many ports), waiting until every node reports cluster_state:ok.
 #   scripts/redis.sh start DIR PORT [PASSWORD]
 #   scripts/redis.sh start-tls DIR PORT CERTDIR [CLIENT_CERTS]  (TLS only, on PORT; CERTDIR as
 #       scripts/test_certs.sh makes it; CLIENT_CERTS yes|optional|no, default optional)
@@ -94,7 +95,8 @@ case "$cmd" in
     done
     if [ "$cmd" != cluster-resume ]; then
       # shellcheck disable=SC2086
-      redis-cli ${TLS_CLI:-} --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 || {
+      redis-cli ${TLS_CLI:-} --cluster create "${nodes[@]}" --cluster-replicas "${REDIS_CLUSTER_REPLICAS:-0}" \
+        --cluster-yes >"$dir/create.log" 2>&1 || {
         echo "redis.sh: redis-cli --cluster create failed:" >&2; cat "$dir/create.log" >&2; exit 1; }
     fi
     for _ in $(seq 1 200); do

@@ -335,7 +335,7 @@ describe('proxy path', () => {
   test('/metrics passes promtool check metrics', async () => {
     const text = await (await fetch(`${s.adminUrl}/metrics`)).text();
     const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
-    assert.equal(check.error, undefined, 'promtool is installed (make deps installs prometheus)');
+    assert.equal(check.error, undefined, 'promtool is installed (make test installs prometheus: scripts/deps.sh test)');
     assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
   });
 });
