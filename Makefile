@@ -5,7 +5,8 @@
 deps:
 	@scripts/deps.sh
 
-# Tools only the tests use (promtool, systemd-analyze, HAProxy), installed before the build.
+# Tools only the tests and benchmarks use (clang, wrk, nginx, PyTorch, chromium, promtool,
+# systemd-analyze, HAProxy), installed before the build.
 deps-test:
 	@scripts/deps.sh test
 
@@ -24,12 +25,12 @@ down:
 test: deps-test build
 	@scripts/test.sh
 
-bench: build
+bench: deps-test build
 	@scripts/bench.sh
 
 # A PNG of every console page in docs/console/ (tests/console_screenshots.mjs); not part of
 # `make test`, so the committed images change only when this is run.
-screenshots: build
+screenshots: deps-test build
 	@node tests/console_screenshots.mjs
 
 clean:

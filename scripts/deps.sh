@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Tollgate needs to build, run, test and benchmark on Debian 12 (as root):
 # Debian packages via apt-get and the test clients via npm ci. Idempotent and quiet when
-# everything is already there. `deps.sh test` adds the tools only the tests use (promtool,
-# systemd-analyze); `deps.sh cluster` adds HAProxy for `make cluster-up`.
+# everything is already there. `deps.sh test` adds the tools only the tests and benchmarks use
+# (clang, wrk, nginx, PyTorch, chromium, promtool, systemd-analyze, HAProxy); `deps.sh cluster`
+# adds HAProxy for `make cluster-up`. `make up` installs only what running needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,13 +12,13 @@ apt_packages=(
   libboost1.81-dev nlohmann-json3-dev libssl-dev openssl catch2
   postgresql-15 libpq-dev   # the ledger database (run as a local process) and its client library
   redis-server redis-tools libhiredis-dev  # budgets and rate limits (local process; RESP reader)
-  clang libclang-rt-14-dev  # libFuzzer targets for the parsers
-  wrk nginx-light  # the proxy benchmark and its nginx baseline
-  python3-torch  # the PyTorch reference forward pass the engine is checked against
-  chromium fonts-dejavu-core  # the console's browser tests (puppeteer-core drives it headless)
 )
 case "${1:-}" in
   test) apt_packages+=(
+    clang libclang-rt-14-dev  # libFuzzer targets for the parsers
+    wrk nginx-light  # the proxy benchmark and its nginx baseline
+    python3-torch  # the PyTorch reference forward pass the engine is checked against
+    chromium fonts-dejavu-core  # the console's browser tests (puppeteer-core drives it headless)
     prometheus  # promtool: /metrics, deploy/prometheus rules and their unit tests, the dashboard
     systemd     # systemd-analyze verify of deploy/systemd units
     haproxy     # the cluster and chaos suites (tests/cluster)
