@@ -2,6 +2,7 @@
 // (deterministic and close to their weights), the features of a request (tools, images), the
 // allowlist through a virtual model, and the fallback choice.
 #include <catch2/catch.hpp>
+#include <deque>
 #include <map>
 #include <string>
 
@@ -34,8 +35,11 @@ gateway_config routed_config() {
                       no_env);
 }
 
+// A parsed request points into its body's text, so the bodies live as long as the tests.
 completion_request chat(const std::string& body) {
-  auto r = parse_completion_request(endpoint_kind::chat_completions, body);
+  static std::deque<std::string> bodies;
+  bodies.push_back(body);
+  auto r = parse_completion_request(endpoint_kind::chat_completions, bodies.back());
   REQUIRE(r);
   return std::move(*r);
 }
