@@ -143,6 +143,29 @@ std::string_view endpoint_path(endpoint_kind kind) {
   return "/chat/completions";
 }
 
+std::optional<api_error> parse_stream_fields(json::value j, completion_request& req,
+                                             bool read_include_usage) {
+  if (const json::value s = j.find("stream"); given(s)) {
+    if (!s.is_bool()) return invalid_type("stream", "a boolean", s);
+    req.stream = s.as_bool();
+  }
+  req.stream_options_member = j.find("stream_options").valid();
+  if (const json::value so = j.find("stream_options"); given(so)) {
+    if (!so.is_object()) return invalid_type("stream_options", "an object", so);
+    if (!req.stream) {
+      return invalid_request(
+          "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+          "stream_options", "invalid_value");
+    }
+    req.has_stream_options = true;
+    if (const json::value iu = so.find("include_usage"); read_include_usage && given(iu)) {
+      if (!iu.is_bool()) return invalid_type("stream_options.include_usage", "a boolean", iu);
+      req.client_wants_usage = iu.as_bool();
+    }
+  }
+  return std::nullopt;
+}
+
 result<completion_request> parse_completion_request(endpoint_kind kind, std::string_view body,
                                                     const request_limits& limits) {
   if (kind == endpoint_kind::embeddings) return parse_embeddings_request(body, limits);
@@ -165,25 +188,7 @@ result<completion_request> parse_completion_request(endpoint_kind kind, std::str
     if (auto e = check_prompt(prompt, limits.prompts_max)) return *e;
   }
 
-  if (const json::value s = j.find("stream"); given(s)) {
-    if (!s.is_bool()) return invalid_type("stream", "a boolean", s);
-    req.stream = s.as_bool();
-  }
-  req.stream_options_member = j.find("stream_options").valid();
-  if (const json::value so = j.find("stream_options"); given(so)) {
-    if (!so.is_object()) return invalid_type("stream_options", "an object", so);
-    if (!req.stream) {
-      return invalid_request(
-          "The 'stream_options' parameter is only allowed when 'stream' is "
-          "enabled.",
-          "stream_options", "invalid_value");
-    }
-    req.has_stream_options = true;
-    if (const json::value iu = so.find("include_usage"); given(iu)) {
-      if (!iu.is_bool()) return invalid_type("stream_options.include_usage", "a boolean", iu);
-      req.client_wants_usage = iu.as_bool();
-    }
-  }
+  if (auto e = parse_stream_fields(j, req, /*read_include_usage=*/true)) return *e;
   for (const char* key : {"max_completion_tokens", "max_tokens"}) {
     const json::value v = j.find(key);
     if (!given(v)) continue;

@@ -51,6 +51,11 @@ struct completion_request {
   std::shared_ptr<const json::document> body;
 };
 
+// `stream` and `stream_options` of a request body into `req`: types, stream_options only with
+// stream, and (`read_include_usage`) stream_options.include_usage as client_wants_usage.
+std::optional<api_error> parse_stream_fields(json::value body, completion_request& req,
+                                             bool read_include_usage);
+
 // Duplicate top-level members are refused (400): the gateway and the upstream must not read
 // different models or options out of one body. Embeddings and responses go to their parsers
 // (embeddings_request.hpp, responses_request.hpp).

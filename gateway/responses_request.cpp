@@ -176,20 +176,8 @@ result<completion_request> parse_responses_request(std::string_view body) {
                            req.max_tokens)) {
     return *e;
   }
-  if (const json::value s = j.find("stream"); given(s)) {
-    if (!s.is_bool()) return invalid_type("stream", "a boolean", s);
-    req.stream = s.as_bool();
-  }
-  req.stream_options_member = j.find("stream_options").valid();
-  if (const json::value so = j.find("stream_options"); given(so)) {
-    if (!so.is_object()) return invalid_type("stream_options", "an object", so);
-    if (!req.stream) {
-      return invalid_request(
-          "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-          "stream_options", "invalid_value");
-    }
-    req.has_stream_options = true;
-  }
+  // Usage always arrives with response.completed: stream_options.include_usage is not read.
+  if (auto e = parse_stream_fields(j, req, /*read_include_usage=*/false)) return *e;
   if (const json::value b = j.find("background"); given(b)) {
     if (!b.is_bool()) return invalid_type("background", "a boolean", b);
     if (b.as_bool()) {
