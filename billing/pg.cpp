@@ -10,6 +10,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <charconv>
 
+#include <poll.h>
+
 namespace tollgate::pg {
 
 namespace net = boost::asio;
@@ -99,6 +101,17 @@ void connection::close() {
   if (conn_ != nullptr) {
     PQfinish(conn_);
     conn_ = nullptr;
+  }
+}
+
+void connection::close_if_closed_by_server() {
+  // The server's goodbye (an error message, then the end of the stream) may take more than one
+  // read to see through; a few rounds suffice, and an open idle socket has nothing to read.
+  constexpr int reads_max = 4;
+  for (int i = 0; i < reads_max && ok(); ++i) {
+    pollfd p{PQsocket(conn_), POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return;
+    if (PQconsumeInput(conn_) == 0 || !ok()) close();
   }
 }
 
@@ -356,6 +369,7 @@ net::awaitable<db_result<pool::lease>> pool::acquire() {
     c = w->conn;
   }
   lease l{this, c};
+  c->close_if_closed_by_server();
   if (!c->ok()) {
     const auto now = clock::now();
     if (now < next_attempt_) co_return db_error{"the database is unavailable", "", true};

@@ -74,6 +74,10 @@ class connection {
   boost::asio::awaitable<db_result<bool>> connect();
   bool ok() const;
   void close();
+  // An idle connection the server has since closed (a restart, an administrator's kill, an
+  // idle timeout) reads as ok until libpq next touches its socket; this reads whatever is
+  // waiting there without blocking, so such a connection is found and closed before use.
+  void close_if_closed_by_server();
 
   // One statement with parameters ($1, $2, ...), in its own implicit transaction unless a
   // BEGIN is open.
