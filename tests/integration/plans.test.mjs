@@ -146,10 +146,15 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
       }
       const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: t.key, maxRetries: 0 });
       for (let i = 0; i < requests; i++) {
-        const r = await client.chat.completions.create({
+        const { data: r, response } = await client.chat.completions.create({
           model: 'dev-echo', max_tokens: 20 + 7 * i,
           messages: [{ role: 'user', content: `day ${d} request ${i}: ${'usage words '.repeat(3 + 5 * i)}` }],
-        });
+        }).withResponse();
+        if (sent === 0) {
+          // The month's first request lies inside both allowances: its quoted cost is 0.
+          assert.ok(r.usage.prompt_tokens < 150 && r.usage.completion_tokens < 200, JSON.stringify(r.usage));
+          assert.equal(response.headers.get('x-tollgate-cost-micros'), '0');
+        }
         totals.input += BigInt(r.usage.prompt_tokens - (r.usage.prompt_tokens_details?.cached_tokens ?? 0));
         totals.output += BigInt(r.usage.completion_tokens);
         sent++;
