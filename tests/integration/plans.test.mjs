@@ -109,6 +109,12 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     assert.deepEqual(viaCli.history.map((h) => h.seats), [3, 7]);
     assert.equal(viaCli.history[1].effective_day, later);
     assert.deepEqual(cli('seats', 'get', '--tenant', t.tenant).history, viaCli.history);
+    // tollctl sets terms too; they merge over the pending change's.
+    const cliPlan = cli('plans', 'set', '--tenant', t.tenant, '--price-book', book.json.id,
+      '--seat-fee-micros', '7', '--allowances', 'dev-echo:output:9');
+    assert.deepEqual(cliPlan.scheduled.terms, { commitment_micros: 5, seat_fee_micros: 7,
+      allowances: [{ model: 'dev-echo', token_class: 'output', tokens: 9 }] });
+    assert.deepEqual(cliPlan.terms, set.json.terms);
     const audit = await api(s.adminUrl, 'GET', `/admin/v1/audit_log?tenant_id=${t.tenant}`);
     assert.ok(audit.json.data.filter((a) => a.action === 'seats.set').length === 2, audit.text);
   });
