@@ -54,11 +54,15 @@ std::string lower(std::string s) {
 std::string usage_description(json::value l) {
   std::string d = text_of(l.find("model")) + " " + text_of(l.find("token_class"));
   if (is_true(l.find("batch"))) d += ", batch";
-  if (const auto tier = text_of(l.find("tier")); !tier.empty()) d += ", tier " + tier;
+  if (is_true(l.find("included"))) {
+    d += ", included in the allowance";
+  } else if (const auto tier = text_of(l.find("tier")); !tier.empty()) {
+    d += ", tier " + tier;
+  }
   return d + ": " + text_of(l.find("tokens")) + " tokens";
 }
 
-// Builds the items of one invoice: its lines, then its late adjustments, then its credits.
+// Builds the items of one invoice: its lines, its late adjustments, its fees, then its credits.
 class stripe_builder {
  public:
   explicit stripe_builder(json::value inv) : inv_(inv), period_(text_of(inv.find("period"))) {}
@@ -71,6 +75,15 @@ class stripe_builder {
       const std::string of = text_of(a.find("period"));
       add("adjustment", a, "Late usage of " + of + ": " + usage_description(a),
           int_of(a.find("amount_minor")), of);
+    });
+    // The plan's fees (docs/PRICING.md, "Plan terms").
+    for_each(inv_.find("fees"), [&](json::value f) {
+      const std::string kind = text_of(f.find("kind"));
+      const std::string description =
+          kind == "base_fee" ? std::string("Base fee")
+          : kind == "seats"  ? "Seats: " + text_of(f.find("quantity")) + " seat-days"
+                             : std::string("Commitment true-up");
+      add("fee", f, description, int_of(f.find("amount_minor")), period_);
     });
     for_each(inv_.find("credits"), [&](json::value c) {
       add("credit", c,

@@ -18,7 +18,7 @@ namespace {
 const char* const invoice_json =
     "json_build_object('object','invoice','id',i.id,'tenant_id',i.tenant_id,'period',i.period,"
     "'status',i.status,'number',i.number,'currency',i.currency,'price_book_id',i.price_book_id,"
-    "'minor_digits',i.minor_digits,'lines',i.lines,'adjustments',i.adjustments,"
+    "'minor_digits',i.minor_digits,'lines',i.lines,'adjustments',i.adjustments,'fees',i.fees,"
     "'unpriced',i.unpriced,"
     "'total_micros',i.total_micros,'total_minor',i.total_minor,'credits',i.credits,"
     "'credits_micros',i.credits_micros,'credits_returned_micros',i.credits_returned_micros,"
@@ -84,17 +84,24 @@ net::awaitable<store_result> invoice_store::draft_invoice(std::string tenant_id,
   // The credits applied, in drawdown order; billing/invoicing cuts what goes back to the grants.
   auto credits = co_await credits_.applied_credits(tenant_id, period);
   if (!credits) co_return credits.error();
+  // The plan's fees: the base fee, the seats by day and the commitment's true-up.
+  auto seat_days = co_await plans_.period_seat_days(tenant_id, period);
+  if (!seat_days) co_return seat_days.error();
+  const auto bounds = period_bounds(period);
+  const std::vector<fee_line> fees = fee_lines(usage->terms, *seat_days,
+                                               (bounds->second - bounds->first) / 86'400,
+                                               priced.total_micros);
   invoice_amounts amounts =
-      invoice_amounts_of(priced, adjustments, std::move(*credits), period, digits);
+      invoice_amounts_of(priced, adjustments, fees, std::move(*credits), period, digits);
   // A draft is rewritten in place (same id). Should the invoice have been finalized
   // meanwhile, nothing is written and the answer is 404.
   std::string sql =
       std::string("WITH i AS (INSERT INTO invoices (id, tenant_id, period, status, currency,"
                   " price_book_id, minor_digits, lines, unpriced, total_micros, total_minor,"
                   " adjustments, credits, credits_micros, credits_returned_micros,"
-                  " total_due_micros, total_due_minor) VALUES ($3, $1, $2, 'draft', $4, $5,"
+                  " total_due_micros, total_due_minor, fees) VALUES ($3, $1, $2, 'draft', $4, $5,"
                   " $6::integer, $7::jsonb, $8::jsonb, $9::bigint, $10::bigint, $11::jsonb,"
-                  " $12::jsonb, $13::bigint, $14::bigint, $15::bigint, $16::bigint)"
+                  " $12::jsonb, $13::bigint, $14::bigint, $15::bigint, $16::bigint, $17::jsonb)"
                   " ON CONFLICT (tenant_id, period) DO UPDATE SET currency = EXCLUDED.currency,"
                   " price_book_id = EXCLUDED.price_book_id, minor_digits = EXCLUDED.minor_digits,"
                   " lines = EXCLUDED.lines, unpriced = EXCLUDED.unpriced,"
@@ -103,7 +110,7 @@ net::awaitable<store_result> invoice_store::draft_invoice(std::string tenant_id,
                   " credits_micros = EXCLUDED.credits_micros,"
                   " credits_returned_micros = EXCLUDED.credits_returned_micros,"
                   " total_due_micros = EXCLUDED.total_due_micros,"
-                  " total_due_minor = EXCLUDED.total_due_minor,"
+                  " total_due_minor = EXCLUDED.total_due_minor, fees = EXCLUDED.fees,"
                   " updated_at = now() WHERE invoices.status = 'draft' RETURNING *) SELECT ") +
       invoice_json + "::text FROM i";
   std::vector<pg::param> params;
@@ -123,6 +130,7 @@ net::awaitable<store_result> invoice_store::draft_invoice(std::string tenant_id,
   params.emplace_back(std::to_string(amounts.credits_returned_micros));
   params.emplace_back(std::to_string(amounts.total_due_micros));
   params.emplace_back(std::to_string(amounts.total_due_minor));
+  params.emplace_back(std::move(amounts.fees_json));
   std::string not_found = "The invoice of " + tenant_id + " for " + period + " was not written.";
   co_return co_await one_object(pool_, std::move(sql), std::move(params), std::move(not_found));
 }

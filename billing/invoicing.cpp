@@ -30,17 +30,20 @@ std::int64_t cut_returned_credits(std::vector<applied_credit>& credits, const st
 
 invoice_amounts invoice_amounts_of(const period_pricing& priced,
                                    const std::vector<late_adjustment>& adjustments,
+                                   const std::vector<fee_line>& fees,
                                    std::vector<applied_credit> credits, const std::string& period,
                                    int minor_digits) {
   invoice_amounts out;
   std::vector<std::int64_t> micros;
   for (const auto& l : priced.lines) micros.push_back(l.amount_micros);
   for (const auto& a : adjustments) micros.push_back(a.amount_micros);
+  for (const auto& f : fees) micros.push_back(f.amount_micros);
   for (const auto m : micros) out.total_micros += m;
   const auto minor = to_minor_units(micros, minor_digits);
   out.total_minor = minor.total;
   out.lines_json = priced_lines_json(priced.lines, &minor.amounts);
   out.adjustments_json = adjustments_json(adjustments, minor.amounts, priced.lines.size());
+  out.fees_json = fee_lines_json(fees, minor.amounts, priced.lines.size() + adjustments.size());
 
   // Credits applied, in drawdown order: what the period's events drew, at most the period's
   // own charges (the excess, possible with volume tiers, goes back to the grants when the
@@ -96,6 +99,13 @@ std::string invoice_csv(const std::string& invoice_json) {
     out += head + text(l.find("model")) + "," + text(l.find("token_class")) + "," +
            text(l.find("batch")) + "," + text(l.find("tier")) + "," + text(l.find("tokens")) +
            "," + text(l.find("amount_micros")) + "," + text(l.find("amount_minor")) + "\n";
+  }
+  // Fee lines (model: the fee's kind, tokens: its quantity).
+  const json::value fees = inv.find("fees");
+  for (std::uint32_t i = 0; fees.valid() && i < fees.size(); ++i) {
+    const json::value f = fees.at(i);
+    out += head + text(f.find("kind")) + ",fee,,," + text(f.find("quantity")) + "," +
+           text(f.find("amount_micros")) + "," + text(f.find("amount_minor")) + "\n";
   }
   out += head + "total,,,,," + text(inv.find("total_micros")) + "," +
          text(inv.find("total_minor")) + "\n";

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "billing/period_pricing.hpp"
+#include "billing/plan_terms.hpp"
 
 namespace tollgate::billing {
 
@@ -29,8 +30,9 @@ std::int64_t cut_returned_credits(std::vector<applied_credit>& credits, const st
 struct invoice_amounts {
   std::string lines_json;        // the priced lines, each with its amount_minor
   std::string adjustments_json;  // the late adjustments, each with its amount_minor
+  std::string fees_json;         // the fee lines (billing/plan_terms), each with its amount_minor
   std::string credits_json;      // [{period, grant_id, kind, amount_micros, amount_minor}]
-  std::int64_t total_micros = 0;  // lines and adjustments
+  std::int64_t total_micros = 0;  // lines, adjustments and fees
   std::int64_t total_minor = 0;
   std::int64_t credits_micros = 0;  // the credits applied (after the cut)
   std::int64_t credits_returned_micros = 0;
@@ -38,11 +40,13 @@ struct invoice_amounts {
   std::int64_t total_due_minor = 0;
 };
 // The invoice of `period` from its priced usage, the late adjustments of earlier finalized
-// periods and the credits applied (credit_store::applied_credits, in drawdown order), in a
-// currency with `minor_digits` decimals. Lines and adjustments are rounded to minor units
-// together, the credits on their own, so that each set adds up to its rounded total.
+// periods, the plan's fee lines (fee_lines) and the credits applied
+// (credit_store::applied_credits, in drawdown order), in a currency with `minor_digits`
+// decimals. Lines, adjustments and fees are rounded to minor units together, the credits on
+// their own, so that each set adds up to its rounded total.
 invoice_amounts invoice_amounts_of(const period_pricing& priced,
                                    const std::vector<late_adjustment>& adjustments,
+                                   const std::vector<fee_line>& fees,
                                    std::vector<applied_credit> credits, const std::string& period,
                                    int minor_digits);
 

@@ -31,8 +31,12 @@ int tier_of(const price_schedule& s, std::int64_t units) {
   return static_cast<int>(s.tiers.size());
 }
 
+// The key of an accumulator's line of tokens an allowance covers (sorted first).
+constexpr int included_tier = -1;
+
 struct accumulator {
-  std::int64_t position = 0;             // tokens priced so far this period
+  std::int64_t position = 0;             // tokens priced so far this period, allowance included
+  std::int64_t covered = 0;              // the allowance, which the tiers start after
   const price_schedule* last = nullptr;  // the schedule that priced the latest tokens
 };
 
@@ -81,9 +85,18 @@ period_pricing price_period(const period_usage& in) {
       const price_schedule& s = schedule_of(*p, c);
       auto& acc = accumulators[{p->model, c, row.batch}];
       acc.last = &s;
-      std::int64_t from = acc.position;
-      const std::int64_t to = std::min(acc.position + amounts[c], max_units);
-      acc.position = to;
+      // An allowance covers the first tokens of interactive usage; the tiers start after it.
+      const std::int64_t covered = row.batch ? 0 : in.terms.allowance_of(p->model, class_names[c]);
+      const std::int64_t end = std::min(acc.position + amounts[c], max_units);
+      if (acc.position < covered) {
+        auto& l = lines[{p->model, c, row.batch, included_tier}];
+        l.tokens += std::min(end, covered) - acc.position;
+        add_versions(l.versions, row.version);
+      }
+      std::int64_t from = std::max<std::int64_t>(0, acc.position - covered);
+      const std::int64_t to = std::max<std::int64_t>(0, end - covered);
+      acc.position = end;
+      acc.covered = covered;
       // Graduated: one piece per tier crossed, each floor(F(end)) - floor(F(start)), so the
       // pieces add up to the segment's charge. Volume: one piece, given to the reached tier
       // when the period is complete (below). Not clamped at zero as a rated event's
@@ -111,9 +124,13 @@ period_pricing price_period(const period_usage& in) {
     l.token_class = class_names[c];
     l.batch = batch;
     l.tier = tier;
-    if (tier == 0) {  // volume: the tier the period's volume reached
+    if (tier == included_tier) {
+      l.tier = 0;
+      l.included = true;
+    } else if (tier == 0) {  // volume: the tier the period's volume reached
       const auto& acc = accumulators[{model, c, batch}];
-      l.tier = acc.position > 0 ? tier_of(*acc.last, acc.position) : 1;
+      const std::int64_t priced = acc.position - acc.covered;
+      l.tier = priced > 0 ? tier_of(*acc.last, priced) : 1;
     }
     out.total_micros += l.amount_micros;
     out.lines.push_back(std::move(l));
@@ -165,6 +182,7 @@ std::string priced_lines_json(const std::vector<priced_line>& lines,
         .add("tokens", l.tokens)
         .add("amount_micros", l.amount_micros);
     if (minor != nullptr) w.add("amount_minor", (*minor)[i]);
+    if (l.included) w.add("included", true);
     json_array_writer versions;
     for (const auto v : l.versions) versions.add(static_cast<std::int64_t>(v));
     w.add_raw("versions", versions.finish());

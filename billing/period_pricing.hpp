@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "billing/plan_terms.hpp"
+
 namespace tollgate::billing {
 
 // What pricing a period needs: the plan, its book's versions and the ledger's totals.
@@ -20,6 +22,7 @@ struct period_usage {
   std::string period;  // "2026-11"
   std::string book_id, currency, tier_mode, tier_scope;
   int batch_discount_bp = 0;
+  plan_terms terms;  // the allowances price the period; fees and commitment go on invoices
   struct version {
     int number = 0;
     std::string prices_json;  // canonical (billing/price_book)
@@ -42,10 +45,11 @@ struct priced_line {
   std::string model;        // or "*" for a book with tier_scope all_models
   std::string token_class;  // input, cached_input, output
   bool batch = false;
-  int tier = 1;  // 1-based; for volume tiers, the tier the period's volume reached
+  int tier = 1;  // 1-based; for volume tiers, the tier the period's volume reached; 0: included
   std::int64_t tokens = 0;
   std::int64_t amount_micros = 0;
   std::vector<int> versions;  // the price book versions that priced it
+  bool included = false;      // tokens an allowance covers (amount 0; tier 0)
 };
 
 struct unpriced_usage {

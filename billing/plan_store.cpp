@@ -5,6 +5,7 @@
 #include <set>
 
 #include "billing/api_keys.hpp"
+#include "core/json_dom.hpp"
 
 namespace tollgate::billing {
 
@@ -132,9 +133,10 @@ net::awaitable<store_result> plan_store::set_tenant_plan(plan_spec spec, std::st
   if (spec.batch_discount_bp) discount = std::to_string(*spec.batch_discount_bp);
   if (spec.settlement_mode) mode = *spec.settlement_mode;
   // The rules (first plan at once, price changes at the next period) live in the function.
-  return one_object(pool_, "SELECT tollgate_set_tenant_plan($1, $2, $3::integer, $4, $5)::text",
+  return one_object(pool_,
+                    "SELECT tollgate_set_tenant_plan($1, $2, $3::integer, $4, $5::jsonb, $6)::text",
                     {std::move(spec.tenant_id), std::move(spec.book_id), discount, mode,
-                     std::move(actor)},
+                     std::move(spec.terms_json), std::move(actor)},
                     "The tenant or price book named does not exist.");
 }
 
@@ -148,8 +150,9 @@ net::awaitable<basic_result<period_usage, store_error>> plan_store::load_plan(
   auto conn = co_await pool_.acquire();
   if (!conn) co_return store_unavailable(conn.error());
   const std::string plan_sql =
-      "SELECT p.book_id, b.currency, b.tier_mode, b.tier_scope, p.batch_discount_bp"
-      " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id WHERE p.tenant_id = $1"
+      "SELECT p.book_id, b.currency, b.tier_mode, b.tier_scope, p.batch_discount_bp,"
+      " p.terms::text FROM tenant_plans p JOIN price_books b ON b.id = p.book_id"
+      " WHERE p.tenant_id = $1"
       " AND p.from_period = tollgate_plan_period($1, $2)";
   std::vector<pg::param> plan_params;
   plan_params.emplace_back(tenant_id);
@@ -168,6 +171,14 @@ net::awaitable<basic_result<period_usage, store_error>> plan_store::load_plan(
   in.tier_mode = std::string(plan->text(0, 2));
   in.tier_scope = std::string(plan->text(0, 3));
   in.batch_discount_bp = static_cast<int>(plan->int64(0, 4));
+  {
+    // Checked when set; terms that no longer parse are none.
+    const std::string terms_text(plan->text(0, 5));
+    const auto doc = json::document::parse(terms_text);
+    if (doc) {
+      if (auto terms = parse_plan_terms(doc->root())) in.terms = std::move(*terms);
+    }
+  }
   const std::string versions_sql =
       "SELECT version, prices::text FROM price_book_versions WHERE book_id = $1"
       " ORDER BY effective_at";
@@ -246,6 +257,45 @@ net::awaitable<pg::db_result<std::vector<std::string>>> plan_store::tenants_with
   std::vector<std::string> out;
   for (int i = 0; i < r->size(); ++i) out.emplace_back(r->text(i, 0));
   co_return out;
+}
+
+// ---- seats ----------------------------------------------------------------------------------
+
+net::awaitable<store_result> plan_store::set_tenant_seats(std::string tenant_id, std::string day,
+                                                          std::int64_t seats, std::string today,
+                                                          std::string actor) {
+  return one_object(
+      pool_, "SELECT tollgate_set_tenant_seats($1, $2::date, $3::integer, $4::date, $5)::text",
+      {tenant_id, std::move(day), std::to_string(seats), std::move(today), std::move(actor)},
+                    "No tenant with id " + tenant_id + ".");
+}
+
+net::awaitable<store_result> plan_store::get_tenant_seats(std::string tenant_id,
+                                                          std::string day) {
+  return one_object(pool_, "SELECT tollgate_tenant_seats_json($1, $2::date)::text",
+                    {tenant_id, std::move(day)}, "No tenant with id " + tenant_id + ".");
+}
+
+net::awaitable<basic_result<std::int64_t, store_error>> plan_store::period_seat_days(
+    std::string tenant_id, std::string period) {
+  const auto bounds = period_bounds(period);
+  if (!bounds) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
+  constexpr std::int64_t day_s = 86'400;
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return store_unavailable(conn.error());
+  // The changes up to the period's last day, as days since 1970-01-01.
+  const std::string sql =
+      "SELECT (effective_day - date '1970-01-01')::bigint, seats FROM tenant_seats"
+      " WHERE tenant_id = $1 AND effective_day < date '1970-01-01' + $2::integer"
+      " ORDER BY effective_day";
+  std::vector<pg::param> params{tenant_id, std::to_string(bounds->second / day_s)};
+  auto found = co_await (*conn)->query(sql, std::move(params));
+  if (!found) co_return store_error_from(found.error());
+  std::vector<seat_change> changes;
+  for (int i = 0; i < found->size(); ++i) {
+    changes.push_back({found->int64(i, 0), found->int64(i, 1)});
+  }
+  co_return seat_days(changes, bounds->first / day_s, (bounds->second - bounds->first) / day_s);
 }
 
 // ---- rating state (the cost header) ------------------------------------------------------------

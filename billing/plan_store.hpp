@@ -52,6 +52,9 @@ class plan_store {
     std::string book_id;
     std::optional<int> batch_discount_bp;        // unset: 5000 for a new plan, else unchanged
     std::optional<std::string> settlement_mode;  // credit_then_invoice, credit_only
+    // Plan terms given (canonical JSON object of the members given, billing/plan_terms):
+    // merged over the latest plan's terms; "{}" keeps them.
+    std::string terms_json = "{}";
   };
   boost::asio::awaitable<store_result> set_tenant_plan(plan_spec spec, std::string actor);
   boost::asio::awaitable<store_result> get_tenant_plan(std::string tenant_id);
@@ -67,6 +70,16 @@ class plan_store {
   boost::asio::awaitable<store_result> cost_preview(std::string tenant_id, std::string period,
                                                     std::int64_t now_s);
   boost::asio::awaitable<pg::db_result<std::vector<std::string>>> tenants_with_plans();
+
+  // Seats: a tenant's seat count from a UTC day on (`day`: "YYYY-MM-DD"), answered with the
+  // seats as of `today` and their history, as get_tenant_seats (404: no such tenant).
+  boost::asio::awaitable<store_result> set_tenant_seats(std::string tenant_id, std::string day,
+                                                        std::int64_t seats, std::string today,
+                                                        std::string actor);
+  boost::asio::awaitable<store_result> get_tenant_seats(std::string tenant_id, std::string day);
+  // The seat-days of a period ("YYYY-MM"; billing/plan_terms seat_days).
+  boost::asio::awaitable<basic_result<std::int64_t, store_error>> period_seat_days(
+      std::string tenant_id, std::string period);
 
   // The tenant's plan as rating sees it (nullopt: no plan) and its accumulators of `period`,
   // for quoting a response's cost (gateway/cost_quote).

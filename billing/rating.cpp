@@ -190,8 +190,14 @@ std::optional<rated_event> rate_event(const rating_plan& plan, const rating_even
     // period pricing caps the same way).
     const std::int64_t q = std::min(amounts[c], max_units - acc.position);
     if (q <= 0) continue;
+    // An allowance covers the first tokens of the period's interactive usage (batch usage has
+    // its own accumulator and no allowance): the tiers start after it.
+    const std::int64_t covered =
+        e.batch ? 0 : plan.terms.allowance_of(target->prices->model, class_names[c]);
+    const std::int64_t from = std::max<std::int64_t>(0, acc.position - covered);
+    const std::int64_t to = std::max<std::int64_t>(0, acc.position + q - covered);
     const std::int64_t charge =
-        charge_micros(schedule_of(*target->prices, c), acc.position, q, discount);
+        to > from ? charge_micros(schedule_of(*target->prices, c), from, to - from, discount) : 0;
     acc.position += q;
     acc.charged_micros += charge;
     out.cost_micros += charge;

@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "billing/plan_terms.hpp"
 #include "billing/price_book.hpp"
 #include "metering/usage.hpp"
 
@@ -52,6 +53,11 @@ struct rating_plan {
   tier_mode mode = tier_mode::graduated;
   tier_scope scope = tier_scope::model;
   int batch_discount_bp = 0;
+  // Fees, allowances and commitment (billing/plan_terms). Rating uses the allowances: the first
+  // A tokens of an interactive accumulator with an allowance of A cost nothing and do not
+  // advance the tiers, so an event at position c costs floor(F(max(0, c + q - A))) -
+  // floor(F(max(0, c - A))), which still telescopes to floor(F(total - A)).
+  plan_terms terms;
   struct version {
     int number = 0;
     std::int64_t effective_at_s = 0;

@@ -1,6 +1,7 @@
 // Loading tenants' plans for rating: see rating_plans.hpp.
 #include "billing/rating_plans.hpp"
 
+#include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 
 namespace tollgate::billing {
@@ -15,7 +16,7 @@ net::awaitable<pg::db_result<std::map<std::string, plan_history>>> rating_plan_l
   params.emplace_back(pg::text_array(tenants));
   auto found = co_await conn.query(
       "SELECT p.tenant_id, p.book_id, b.tier_mode, b.tier_scope, p.batch_discount_bp,"
-      " v.version, extract(epoch from v.effective_at)::bigint, p.from_period"
+      " v.version, extract(epoch from v.effective_at)::bigint, p.from_period, p.terms::text"
       " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id"
       " JOIN price_book_versions v ON v.book_id = p.book_id"
       " WHERE p.tenant_id = ANY($1::text[]) ORDER BY p.tenant_id, p.from_period, v.effective_at",
@@ -55,7 +56,14 @@ net::awaitable<pg::db_result<std::map<std::string, plan_history>>> rating_plan_l
   for (int i = 0; i < found->size(); ++i) {
     plan_history& history = plans[std::string(found->text(i, 0))];
     if (history.empty() || history.back().from_period != found->text(i, 7)) {
-      history.emplace_back().from_period = std::string(found->text(i, 7));
+      rating_plan& added = history.emplace_back();
+      added.from_period = std::string(found->text(i, 7));
+      // Terms were checked when set; terms that no longer parse include nothing.
+      const std::string terms_text(found->text(i, 8));
+      const auto doc = json::document::parse(terms_text);
+      if (doc) {
+        if (auto terms = parse_plan_terms(doc->root())) added.terms = std::move(*terms);
+      }
     }
     rating_plan& plan = history.back();
     plan.book_id = std::string(found->text(i, 1));

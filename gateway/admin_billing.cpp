@@ -1,11 +1,16 @@
-// The admin API's billing handlers: price books and their versions, tenant plans, credit grants
-// and balances, credit expiry, invoice runs, and every tenant's batches. A plan or a grant
-// tells every gateway to reload the tenant's budgets (the credit_only mirror is one).
+// The admin API's billing handlers: price books and their versions, tenant plans and seats,
+// credit grants and balances, credit expiry, invoice runs, and every tenant's batches. A plan or
+// a grant tells every gateway to reload the tenant's budgets (the credit_only mirror is one).
+#include <cstdio>
+#include <ctime>
+
 #include "billing/credits.hpp"
+#include "billing/plan_terms.hpp"
 #include "billing/price_book.hpp"
 #include "billing/credit_store.hpp"
 #include "billing/invoice_store.hpp"
 #include "billing/plan_store.hpp"
+#include "core/json_text.hpp"
 #include "core/limits.hpp"
 #include "gateway/admin_routes.hpp"
 
@@ -13,6 +18,18 @@ namespace tollgate::gateway::routes {
 namespace {
 
 using limits::unix_seconds_max;
+
+constexpr std::int64_t seconds_per_day = 86'400;
+
+// "YYYY-MM-DD" of the UTC day holding `unix_s`.
+std::string utc_day(std::int64_t unix_s) {
+  const std::time_t secs = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+  return buf;
+}
 
 // A credit grant to `tenant` from the body, or the 400 that refuses it.
 result<billing::credit_store::credit_grant_spec> credit_grant_of(body_reader& body,
@@ -113,12 +130,43 @@ handler_result get_tenant_plan(route_call& c) {
 
 handler_result set_tenant_plan(route_call& c) {
   body_reader body = c.body();
-  body.reject_unknown({"price_book_id", "batch_discount_bp", "settlement_mode"});
+  body.reject_unknown({"price_book_id", "batch_discount_bp", "settlement_mode", "base_fee_micros",
+                       "seat_fee_micros", "commitment_micros", "allowances"});
   billing::plan_store::plan_spec spec;
   auto book = body.name("price_book_id", true);
   auto discount = body.nullable_int("batch_discount_bp", 0, limits::basis_points_max);
   auto mode = body.choice("settlement_mode", {"credit_then_invoice", "credit_only"}, false);
+  auto base_fee = body.nullable_int("base_fee_micros", 0, billing::plan_fee_micros_max);
+  auto seat_fee = body.nullable_int("seat_fee_micros", 0, billing::seat_fee_micros_max);
+  auto commitment = body.nullable_int("commitment_micros", 0, billing::plan_fee_micros_max);
   if (!body.ok()) co_return co_await c.fail(body.error());
+  // The terms given, merged over the latest plan's by the store; 0, [] or null (written as
+  // null, which the store drops) take a term away.
+  json_object_writer terms;
+  const auto add_amount = [&terms](std::string_view key, const auto& v) {
+    if (!v) return;
+    if (v->value_or(0) == 0) {
+      terms.add_null(key);
+    } else {
+      terms.add(key, **v);
+    }
+  };
+  add_amount("base_fee_micros", base_fee);
+  add_amount("seat_fee_micros", seat_fee);
+  add_amount("commitment_micros", commitment);
+  if (body.has("allowances")) {
+    auto allowances = billing::parse_allowances(body.member("allowances"));
+    if (!allowances) {
+      body.fail(allowances.error(), "allowances");
+      co_return co_await c.fail(body.error());
+    }
+    if (allowances->empty()) {
+      terms.add_null("allowances");
+    } else {
+      terms.add_raw("allowances", billing::allowances_json(*allowances));
+    }
+  }
+  spec.terms_json = terms.finish();
   spec.tenant_id = c.id;
   spec.book_id = *book;
   if (discount && *discount) spec.batch_discount_bp = static_cast<int>(**discount);
@@ -126,6 +174,37 @@ handler_result set_tenant_plan(route_call& c) {
   auto outcome = co_await c.run(c.billing().plans->set_tenant_plan(std::move(spec), c.actor));
   if (outcome) c.budgets_changed(c.id);  // the settlement mode decides the credit_only mirror
   co_await c.reply(std::move(outcome));
+}
+
+// ---- seats ---------------------------------------------------------------------------------
+
+handler_result get_tenant_seats(route_call& c) {
+  co_await c.reply(c.billing().plans->get_tenant_seats(c.id, utc_day(c.now_s())));
+}
+
+handler_result set_tenant_seats(route_call& c) {
+  body_reader body = c.body();
+  body.reject_unknown({"seats", "effective_at"});
+  auto seats = body.nullable_int("seats", 0, billing::seats_max);
+  auto effective = body.nullable_int("effective_at", 0, unix_seconds_max);
+  if (!body.ok()) co_return co_await c.fail(body.error());
+  if (!seats || !*seats) {
+    body.fail("seats is required: an integer from 0 to " + std::to_string(billing::seats_max) +
+                  ".",
+              "seats");
+    co_return co_await c.fail(body.error());
+  }
+  // A change applies from the start of its UTC day on; days already under way or past keep
+  // the seats they had, except today's, which takes the change.
+  const std::int64_t now_s = c.now_s();
+  const std::int64_t at = effective && *effective ? **effective : now_s;
+  if (at / seconds_per_day < now_s / seconds_per_day) {
+    body.fail("effective_at must not be before today (UTC): seats are not changed for days past.",
+              "effective_at");
+    co_return co_await c.fail(body.error());
+  }
+  co_await c.reply(
+      c.billing().plans->set_tenant_seats(c.id, utc_day(at), **seats, utc_day(now_s), c.actor));
 }
 
 // ---- credits ---------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ class body_reader {
   bool ok() const { return !error_; }
   const api_error& error() const { return *error_; }
   bool has(std::string_view key) const { return ok() && doc_->root().find(key).valid(); }
+  // The member as parsed, for a structured field checked elsewhere (invalid when absent).
+  json::value member(std::string_view key) const {
+    return ok() ? doc_->root().find(key) : json::value{};
+  }
 
   // A string of 1 to admin_name_bytes_max bytes (absent: nullopt, or a 400 when required).
   std::optional<std::string> name(std::string_view key, bool required);

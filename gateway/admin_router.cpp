@@ -49,6 +49,8 @@ const route routes_table[] = {
     {verb::post, "/admin/v1/price_books/{id}/versions", admin, routes::add_price_book_version},
     {verb::get, "/admin/v1/tenants/{id}/plan", admin, routes::get_tenant_plan},
     {verb::post, "/admin/v1/tenants/{id}/plan", admin, routes::set_tenant_plan},
+    {verb::get, "/admin/v1/tenants/{id}/seats", admin, routes::get_tenant_seats},
+    {verb::post, "/admin/v1/tenants/{id}/seats", admin, routes::set_tenant_seats},
     {verb::post, "/admin/v1/tenants/{id}/credit_grants", admin, routes::grant_credit},
     {verb::get, "/admin/v1/tenants/{id}/credits", admin, routes::tenant_credit_balance},
     {verb::get, "/admin/v1/tenants/{id}/credit_transfers", admin, routes::tenant_credit_transfers},

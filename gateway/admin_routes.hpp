@@ -113,6 +113,8 @@ handler_result get_price_book(route_call& c);
 handler_result add_price_book_version(route_call& c);
 handler_result get_tenant_plan(route_call& c);
 handler_result set_tenant_plan(route_call& c);
+handler_result get_tenant_seats(route_call& c);
+handler_result set_tenant_seats(route_call& c);
 handler_result grant_credit(route_call& c);
 handler_result get_credit_grant(route_call& c);
 handler_result tenant_credit_balance(route_call& c);

@@ -14,12 +14,15 @@
 #include <future>
 #include <thread>
 
+#include <charconv>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -344,6 +347,52 @@ void log_started(tollgate::logger& log, const tollgate::gateway_config& config, 
   log.info("tollgate started", f);
 }
 
+// The wall clock, shifted by TOLLGATE_TEST_CLOCK_OFFSET_S seconds: tests run a month of usage
+// in minutes by restarting the gateway further into the month (usage is stamped, seats and
+// grants take effect, invoices are run at the shifted time). Honoured only with
+// TOLLGATE_TEST_MODE=1; without it the offset is refused at start-up, so a production gateway
+// never stamps usage with a time other than the real one.
+class shifted_clock_source final : public tollgate::clock_source {
+ public:
+  explicit shifted_clock_source(std::int64_t offset_s) : offset_(offset_s) {}
+  std::chrono::system_clock::time_point wall_now() const override {
+    return std::chrono::system_clock::now() + offset_;
+  }
+  std::chrono::steady_clock::time_point mono_now() const override {
+    return std::chrono::steady_clock::now();
+  }
+
+ private:
+  std::chrono::seconds offset_;
+};
+
+// The test clock offset in seconds (0: none), or nullopt after printing why it is refused.
+std::optional<std::int64_t> test_clock_offset_s() {
+  const char* offset = std::getenv("TOLLGATE_TEST_CLOCK_OFFSET_S");
+  if (offset == nullptr || *offset == '\0') return 0;
+  const char* test_mode = std::getenv("TOLLGATE_TEST_MODE");
+  if (test_mode == nullptr || std::string_view(test_mode) != "1") {
+    std::fprintf(stderr,
+                 "tollgate: TOLLGATE_TEST_CLOCK_OFFSET_S is for tests only and is refused "
+                 "unless TOLLGATE_TEST_MODE=1 is set\n");
+    return std::nullopt;
+  }
+  constexpr std::int64_t offset_s_max = 100LL * 365 * 86'400;  // a century either way
+  std::int64_t value = 0;
+  const std::string_view text(offset);
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value < -offset_s_max ||
+      value > offset_s_max) {
+    std::fprintf(stderr,
+                 "tollgate: TOLLGATE_TEST_CLOCK_OFFSET_S must be an integer number of seconds "
+                 "within a century\n");
+    return std::nullopt;
+  }
+  std::fprintf(stderr, "tollgate: test mode: the wall clock is shifted by %lld s\n",
+               static_cast<long long>(value));
+  return value;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -361,6 +410,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tollgate: %s\n", e.what());
     return 2;
   }
+  const auto clock_offset_s = test_clock_offset_s();
+  if (!clock_offset_s) return 2;
   const auto upstream_tls = load_upstream_tls(config);
   if (!upstream_tls) return 2;
   if (const auto exit_code = migrate_if_asked(config, cl)) return *exit_code;
@@ -389,7 +440,7 @@ int main(int argc, char** argv) {
 
   metrics::registry registry;
   register_process_metrics(registry, usage_log);
-  system_clock_source clock;
+  shifted_clock_source clock{*clock_offset_s};
 
   // With a database: the billing thread runs every PostgreSQL coroutine (key lookups, the
   // admin and finance APIs, the ledger writer) on its own io_context.

@@ -1,6 +1,7 @@
 // tollctl's admin and finance commands as a table, like the admin API's routes: each command and
 // subcommand names the HTTP method and path it calls and a small function that turns its flags
 // into the request's body or query. Commands print the API's JSON (--field NAME: one field).
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <fstream>
@@ -342,6 +343,42 @@ int set_plan(api_call& c) {
     c.body.add_raw("batch_discount_bp", v);
   }
   if (const auto v = c.opt("--settlement-mode"); !v.empty()) c.body.add("settlement_mode", v);
+  for (const char* fee : {"base-fee-micros", "seat-fee-micros", "commitment-micros"}) {
+    const std::string flag = std::string("--") + fee;
+    if (const auto v = c.opt(flag.c_str()); !v.empty()) {
+      std::string key(fee);
+      for (char& ch : key) ch = ch == '-' ? '_' : ch;
+      c.body.add_raw(key, v);
+    }
+  }
+  // --allowances MODEL:CLASS:TOKENS,... ("none": take them away); the gateway checks them.
+  if (const auto v = c.opt("--allowances"); v == "none") {
+    c.body.add_raw("allowances", "[]");
+  } else if (!v.empty()) {
+    json_array_writer list;
+    std::size_t start = 0;
+    while (start <= v.size()) {
+      const std::size_t comma = std::min(v.find(',', start), v.size());
+      const std::string item = v.substr(start, comma - start);
+      const std::size_t a = item.find(':');
+      const std::size_t b = a == std::string::npos ? a : item.find(':', a + 1);
+      if (b == std::string::npos) return fail("--allowances takes MODEL:CLASS:TOKENS,...");
+      json_object_writer w;
+      w.add("model", item.substr(0, a)).add("token_class", item.substr(a + 1, b - a - 1));
+      w.add_raw("tokens", item.substr(b + 1));
+      list.add_raw(w.finish());
+      start = comma + 1;
+    }
+    c.body.add_raw("allowances", list.finish());
+  }
+  return 0;
+}
+
+int set_seats(api_call& c) {
+  const std::string seats = c.opt("--seats");
+  if (seats.empty()) return fail("--seats N is required");
+  c.body.add_raw("seats", seats);
+  if (const auto v = c.opt("--effective-at"); !v.empty()) c.body.add_raw("effective_at", v);
   return 0;
 }
 
@@ -457,6 +494,7 @@ const api_group groups[] = {
     {"budgets", false, true, nothing},
     {"price-books", false, true, read_price_book_file},
     {"plans", false, true, need_tenant},
+    {"seats", false, true, need_tenant},
     {"credits", false, true, need_tenant_unless_expire},
     {"costs", true, true, nothing},
     {"invoices", false, true, nothing},
@@ -513,6 +551,8 @@ const api_subcommand commands[] = {
      add_price_book_version},
     {"plans", "get", get, "/admin/v1/tenants/{tenant}/plan", nothing},
     {"plans", "set", post, "/admin/v1/tenants/{tenant}/plan", set_plan},
+    {"seats", "get", get, "/admin/v1/tenants/{tenant}/seats", nothing},
+    {"seats", "set", post, "/admin/v1/tenants/{tenant}/seats", set_seats},
     {"credits", "expire", post, "/admin/v1/credits/expire", expire_credits},
     {"credits", "reconcile", post, "/admin/v1/budgets/reconcile", reconcile_credits},
     {"credits", "grant", post, "/admin/v1/tenants/{tenant}/credit_grants", grant_credit},

@@ -140,7 +140,7 @@ describe('price books and plans (real PostgreSQL)', () => {
     // A new book or discount takes effect at the next period.
     const plan = tollctl('plans', 'set', '--tenant', t.tenant, '--price-book', fromFile.id, '--batch-discount-bp', '2500');
     assert.equal(plan.price_book_id, book.id);
-    assert.deepEqual(plan.scheduled, { from_period: nextPeriod(thisPeriod()), price_book_id: fromFile.id, batch_discount_bp: 2500 });
+    assert.deepEqual(plan.scheduled, { from_period: nextPeriod(thisPeriod()), price_book_id: fromFile.id, batch_discount_bp: 2500, terms: {} });
     assert.equal(tollctl('plans', 'get', '--tenant', t.tenant).scheduled.price_book_id, fromFile.id);
     assert.equal(tollctl('price-books', 'get', fromFile.id).id, fromFile.id);
   });
@@ -175,7 +175,7 @@ describe('price books and plans (real PostgreSQL)', () => {
     assert.equal(change.status, 200, change.text);
     assert.equal(change.json.price_book_id, a.id);
     assert.equal(change.json.batch_discount_bp, 5000);
-    assert.deepEqual(change.json.scheduled, { from_period: nextPeriod(now), price_book_id: b.id, batch_discount_bp: 2000 });
+    assert.deepEqual(change.json.scheduled, { from_period: nextPeriod(now), price_book_id: b.id, batch_discount_bp: 2000, terms: {} });
     const rows = await send(t, 3);
     assert.equal(rows.length, 1, 'one price book rated them all');
     assert.equal(rows[0][0], a.id);

@@ -34,7 +34,7 @@ TEST_CASE("invoice amounts: lines and adjustments rounded together, credits apar
   const std::vector<late_adjustment> adjustments = {{"2026-10", "m", "input", false, 10, 5'000}};
   std::vector<applied_credit> credits = {{"2026-11", "cg_a", "purchased", 1'000'000},
                                          {"2026-10", "cg_b", "promotional", 4'999}};
-  const auto a = invoice_amounts_of(priced, adjustments, credits, "2026-11", 2);
+  const auto a = invoice_amounts_of(priced, adjustments, {}, credits, "2026-11", 2);
   // 358.0245 + 0.5 = 358.5245 USD rounds to 359 cents; the floors (123 + 234 + 0) miss two,
   // which go to the largest remainders: the second line (0.5678) and the adjustment (0.5).
   CHECK(a.total_micros == 3'585'245);
@@ -60,7 +60,7 @@ TEST_CASE("invoice amounts: lines and adjustments rounded together, credits apar
   CHECK(doc->root().at(1).find("grant_id").as_string() == "cg_b");
 
   // Yen has no minor digits: the minor amounts are whole units.
-  const auto yen = invoice_amounts_of(priced, adjustments, credits, "2026-11", 0);
+  const auto yen = invoice_amounts_of(priced, adjustments, {}, credits, "2026-11", 0);
   CHECK(yen.total_minor == 4);
   CHECK(yen.total_due_minor == 4 - 1);
 }
@@ -72,7 +72,7 @@ TEST_CASE("the credit returned is measured against the period's own charges, not
   const std::vector<late_adjustment> adjustments = {{"2026-10", "m", "input", false, 10, 2'000}};
   const std::vector<applied_credit> credits = {{"2026-11", "cg_a", "purchased", 1'000},
                                                {"2026-11", "cg_b", "purchased", 500}};
-  const auto a = invoice_amounts_of(priced, adjustments, credits, "2026-11", 2);
+  const auto a = invoice_amounts_of(priced, adjustments, {}, credits, "2026-11", 2);
   CHECK(a.total_micros == 3'000);
   CHECK(a.credits_returned_micros == 500);
   CHECK(a.credits_micros == 1'000);

@@ -1,0 +1,168 @@
+// A plan's terms and its fee lines: see plan_terms.hpp.
+#include "billing/plan_terms.hpp"
+
+#include <algorithm>
+#include <tuple>
+
+#include "core/json_text.hpp"
+
+namespace tollgate::billing {
+
+namespace {
+
+constexpr std::size_t model_bytes_max = 256;
+constexpr std::size_t token_class_bytes_max = 64;
+
+// A non-negative integer member up to `max` (absent: 0), or the error naming it.
+bool read_amount(json::value obj, std::string_view key, std::int64_t max, std::int64_t& out,
+                 std::string& error) {
+  const json::value v = obj.find(key);
+  if (!v.valid() || v.is_null()) return true;
+  if (!v.is_int64() || v.as_int64() < 0 || v.as_int64() > max) {
+    error = std::string(key) + " must be an integer from 0 to " + std::to_string(max) + ".";
+    return false;
+  }
+  out = v.as_int64();
+  return true;
+}
+
+bool is_class_name(std::string_view s) {
+  if (s.empty() || s.size() > token_class_bytes_max) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || c == '_' || (c >= '0' && c <= '9');
+  });
+}
+
+}  // namespace
+
+std::int64_t plan_terms::allowance_of(std::string_view model, std::string_view token_class) const {
+  for (const auto& a : allowances) {
+    if (a.model == model && a.token_class == token_class) return a.tokens;
+  }
+  return 0;
+}
+
+basic_result<std::vector<allowance>, std::string> parse_allowances(json::value v) {
+  std::vector<allowance> out;
+  if (!v.valid() || v.is_null()) return out;
+  if (!v.is_array() || v.size() > allowances_max) {
+    return std::string("allowances must be an array of at most ") + std::to_string(allowances_max) +
+           " {model, token_class, tokens} objects.";
+  }
+  std::string error;
+  v.for_each_element([&](json::value a) {
+    if (!error.empty()) return;
+    const json::value model = a.find("model");
+    const json::value token_class = a.find("token_class");
+    const json::value tokens = a.find("tokens");
+    std::size_t members = 0;
+    if (a.is_object()) a.for_each_member([&](std::string_view, json::value) { ++members; });
+    if (!a.is_object() || members != 3 || !model.valid() || !model.is_string() ||
+        model.as_string().empty() || model.as_string().size() > model_bytes_max ||
+        !token_class.valid() || !token_class.is_string() ||
+        !is_class_name(token_class.as_string()) || !tokens.valid() || !tokens.is_int64() ||
+        tokens.as_int64() < 1 || tokens.as_int64() > allowance_tokens_max) {
+      error = "allowances[" + std::to_string(out.size()) +
+              "] must be {\"model\", \"token_class\", \"tokens\"}: a model name (\"*\" for a "
+              "book with tier_scope all_models), a token class (input, cached_input, output) "
+              "and 1 to " +
+              std::to_string(allowance_tokens_max) + " tokens.";
+      return;
+    }
+    out.push_back(allowance{std::string(model.as_string()), std::string(token_class.as_string()),
+                            tokens.as_int64()});
+  });
+  if (!error.empty()) return error;
+  std::sort(out.begin(), out.end(), [](const allowance& a, const allowance& b) {
+    return std::tie(a.model, a.token_class) < std::tie(b.model, b.token_class);
+  });
+  for (std::size_t i = 1; i < out.size(); ++i) {
+    if (out[i].model == out[i - 1].model && out[i].token_class == out[i - 1].token_class) {
+      return "allowances name " + out[i].model + " / " + out[i].token_class + " twice.";
+    }
+  }
+  return out;
+}
+
+basic_result<plan_terms, std::string> parse_plan_terms(json::value v) {
+  plan_terms t;
+  if (!v.valid() || v.is_null()) return t;
+  if (!v.is_object()) return std::string("plan terms must be an object.");
+  std::string error;
+  if (!read_amount(v, "base_fee_micros", plan_fee_micros_max, t.base_fee_micros, error) ||
+      !read_amount(v, "seat_fee_micros", seat_fee_micros_max, t.seat_fee_micros, error) ||
+      !read_amount(v, "commitment_micros", plan_fee_micros_max, t.commitment_micros, error)) {
+    return error;
+  }
+  auto allowances = parse_allowances(v.find("allowances"));
+  if (!allowances) return allowances.error();
+  t.allowances = std::move(*allowances);
+  return t;
+}
+
+std::string allowances_json(const std::vector<allowance>& a) {
+  json_array_writer out;
+  for (const auto& x : a) {
+    json_object_writer w;
+    w.add("model", x.model).add("token_class", x.token_class).add("tokens", x.tokens);
+    out.add_raw(w.finish());
+  }
+  return out.finish();
+}
+
+std::string plan_terms_json(const plan_terms& t) {
+  json_object_writer w;
+  if (t.base_fee_micros != 0) w.add("base_fee_micros", t.base_fee_micros);
+  if (t.seat_fee_micros != 0) w.add("seat_fee_micros", t.seat_fee_micros);
+  if (t.commitment_micros != 0) w.add("commitment_micros", t.commitment_micros);
+  if (!t.allowances.empty()) w.add_raw("allowances", allowances_json(t.allowances));
+  return w.finish();
+}
+
+std::int64_t seat_days(const std::vector<seat_change>& changes, std::int64_t first_day,
+                       std::int64_t days) {
+  std::int64_t total = 0;
+  std::int64_t seats = 0;
+  std::size_t next = 0;
+  for (std::int64_t d = first_day; d < first_day + days; ++d) {
+    while (next < changes.size() && changes[next].day <= d) seats = changes[next++].seats;
+    total += seats;
+  }
+  return total;
+}
+
+std::vector<fee_line> fee_lines(const plan_terms& terms, std::int64_t seat_days,
+                                std::int64_t period_days, std::int64_t usage_micros) {
+  std::vector<fee_line> out;
+  if (terms.base_fee_micros > 0) {
+    out.push_back({"base_fee", 1, terms.base_fee_micros, terms.base_fee_micros});
+  }
+  if (terms.seat_fee_micros > 0 && seat_days > 0 && period_days > 0) {
+    // seat_fee <= 10^12 and seat_days <= 10^6 x 31: the quotient fits 64 bits.
+    const auto amount = static_cast<__int128>(terms.seat_fee_micros) * seat_days / period_days;
+    out.push_back({"seats", seat_days, terms.seat_fee_micros, static_cast<std::int64_t>(amount)});
+  }
+  if (terms.commitment_micros > usage_micros) {
+    const std::int64_t short_by = terms.commitment_micros - std::max<std::int64_t>(usage_micros, 0);
+    out.push_back({"commitment_true_up", 1, short_by, short_by});
+  }
+  return out;
+}
+
+std::string fee_lines_json(const std::vector<fee_line>& fees,
+                           const std::vector<std::int64_t>& minor, std::size_t first) {
+  json_array_writer out;
+  for (std::size_t i = 0; i < fees.size(); ++i) {
+    const auto& f = fees[i];
+    json_object_writer w;
+    w.add("kind", f.kind)
+        .add("quantity", f.quantity)
+        .add("unit_amount_micros", f.unit_amount_micros)
+        .add("amount_micros", f.amount_micros)
+        .add("amount_minor", minor[first + i]);
+    out.add_raw(w.finish());
+  }
+  return out.finish();
+}
+
+}  // namespace tollgate::billing

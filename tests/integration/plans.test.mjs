@@ -1,0 +1,215 @@
+// Integration tests of plan terms against a real PostgreSQL and gateway: a tenant on a seat plan
+// with a base fee, token allowances, a commitment and a credit grant runs through a month of
+// usage sent with the official `openai` client through the gateway, the ledger writer and
+// rating (the gateway restarted further into the month with the test-only clock offset), and its
+// invoice matches an independent computation in BigInt; the clock offset is refused outside test
+// mode; seats and terms are read back, audited, and bad ones refused with clear 400s.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { spawnSync, execFileSync } from 'node:child_process';
+import OpenAI from 'openai';
+import { startStack, binDir, waitFor } from '../lib/harness.mjs';
+import { startPostgres } from '../lib/postgres.mjs';
+import { dbConfig, api, makeTenant, refPrice, ADMIN, FINANCE } from '../lib/ledger.mjs';
+
+const day = 86_400;
+const nextPeriod = () => {
+  const d = new Date();
+  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1)).toISOString().slice(0, 7);
+};
+const tiers = [{ up_to: 120, rate: '2500000.5' }, { up_to: 900, rate: '1250000' }, { rate: '600000.25' }];
+
+describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
+  let pg;
+  let s;
+  const env = { TOLLGATE_TEST_MODE: '1' };
+  const dir = path.join('/tmp', `tollgate-plans-${process.pid}`);
+  before(async () => {
+    pg = await startPostgres();
+    s = await startStack({ config: dbConfig(pg, dir), env });
+  });
+  after(async () => {
+    await s?.stop();
+    pg?.stop();
+  });
+  // The gateway again, its wall clock at `at` (unix seconds).
+  const restartAt = async (at) => {
+    await s.gateway.stop();
+    env.TOLLGATE_TEST_CLOCK_OFFSET_S = String(at - Math.floor(Date.now() / 1000));
+    await s.restartGateway();
+  };
+
+  test('the test clock offset is refused unless test mode is on', () => {
+    const run = spawnSync(path.join(binDir, 'tollgate'), ['--config', s.configPath], {
+      env: { ...process.env, TOLLGATE_TEST_MODE: '', TOLLGATE_TEST_CLOCK_OFFSET_S: '86400' },
+      timeout: 10_000, encoding: 'utf8',
+    });
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /TOLLGATE_TEST_CLOCK_OFFSET_S is for tests only and is refused unless TOLLGATE_TEST_MODE=1/);
+    const bad = spawnSync(path.join(binDir, 'tollgate'), ['--config', s.configPath], {
+      env: { ...process.env, TOLLGATE_TEST_MODE: '1', TOLLGATE_TEST_CLOCK_OFFSET_S: '1d' },
+      timeout: 10_000, encoding: 'utf8',
+    });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /must be an integer number of seconds/);
+  });
+
+  test('plan terms and seats are checked, read back and audited', async () => {
+    const t = await makeTenant(s.adminUrl, 'Terms');
+    const book = await api(s.adminUrl, 'POST', '/admin/v1/price_books', {
+      body: { name: 'Terms book', currency: 'USD', effective_at: 1_700_000_000, models: { 'dev-echo': { input: tiers, output: tiers } } },
+    });
+    assert.equal(book.status, 201, book.text);
+    const plan = `/admin/v1/tenants/${t.tenant}/plan`;
+    for (const [body, param] of [
+      [{ base_fee_micros: -1 }, 'base_fee_micros'],
+      [{ seat_fee_micros: 1_000_000_000_001 }, 'seat_fee_micros'],
+      [{ allowances: [{ model: 'dev-echo', token_class: 'input', tokens: 0 }] }, 'allowances'],
+      [{ allowances: [{ model: 'dev-echo', token_class: 'input', tokens: 5 }, { model: 'dev-echo', token_class: 'input', tokens: 6 }] }, 'allowances'],
+      [{ allowances: 'many' }, 'allowances'],
+    ]) {
+      const r = await api(s.adminUrl, 'POST', plan, { body: { price_book_id: book.json.id, ...body } });
+      assert.equal(r.status, 400, r.text);
+      assert.equal(r.json.error.param, param, r.text);
+      assert.equal(r.json.error.type, 'invalid_request_error');
+    }
+    assert.equal((await api(s.adminUrl, 'GET', plan)).status, 404, 'nothing was set by the refusals');
+    const set = await api(s.adminUrl, 'POST', plan, {
+      body: { price_book_id: book.json.id, base_fee_micros: 9_000_000, allowances: [
+        { model: 'dev-echo', token_class: 'output', tokens: 50 }, { model: 'dev-echo', token_class: 'input', tokens: 40 }] },
+    });
+    assert.equal(set.status, 200, set.text);
+    assert.deepEqual(set.json.terms, { base_fee_micros: 9_000_000, allowances: [
+      { model: 'dev-echo', token_class: 'input', tokens: 40 }, { model: 'dev-echo', token_class: 'output', tokens: 50 }] });
+    // A later change of terms waits for the next period; members not given are kept, null
+    // takes one away.
+    const change = await api(s.adminUrl, 'POST', plan, { body: { price_book_id: book.json.id, commitment_micros: 5, base_fee_micros: null } });
+    assert.equal(change.status, 200, change.text);
+    assert.deepEqual(change.json.terms, set.json.terms, 'the current period keeps its terms');
+    assert.deepEqual(change.json.scheduled.terms, { commitment_micros: 5, allowances: set.json.terms.allowances });
+
+    // Seats: not for days past; read back with their history; tollctl does the same.
+    const seats = `/admin/v1/tenants/${t.tenant}/seats`;
+    const now = Math.floor(Date.now() / 1000);
+    const past = await api(s.adminUrl, 'POST', seats, { body: { seats: 3, effective_at: now - 2 * day } });
+    assert.equal(past.status, 400, past.text);
+    assert.equal(past.json.error.param, 'effective_at');
+    assert.equal((await api(s.adminUrl, 'POST', seats, { body: { seats: -1 } })).status, 400);
+    assert.equal((await api(s.adminUrl, 'POST', seats, { body: {} })).status, 400);
+    assert.equal((await api(s.adminUrl, 'POST', '/admin/v1/tenants/ten_nobody/seats', { body: { seats: 1 } })).status, 404);
+    const three = await api(s.adminUrl, 'POST', seats, { body: { seats: 3 } });
+    assert.equal(three.status, 200, three.text);
+    assert.equal(three.json.seats, 3);
+    const later = new Date((now + 3 * day) * 1000).toISOString().slice(0, 10);
+    const cli = (...args) => JSON.parse(execFileSync(path.join(binDir, 'tollctl'), args,
+      { env: { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_ADMIN_TOKEN: ADMIN }, encoding: 'utf8' }));
+    const viaCli = cli('seats', 'set', '--tenant', t.tenant, '--seats', '7', '--effective-at', String(now + 3 * day));
+    assert.equal(viaCli.seats, 3, 'today still has 3');
+    assert.deepEqual(viaCli.history.map((h) => h.seats), [3, 7]);
+    assert.equal(viaCli.history[1].effective_day, later);
+    assert.deepEqual(cli('seats', 'get', '--tenant', t.tenant).history, viaCli.history);
+    // tollctl sets terms too; they merge over the pending change's.
+    const cliPlan = cli('plans', 'set', '--tenant', t.tenant, '--price-book', book.json.id,
+      '--seat-fee-micros', '7', '--allowances', 'dev-echo:output:9');
+    assert.deepEqual(cliPlan.scheduled.terms, { commitment_micros: 5, seat_fee_micros: 7,
+      allowances: [{ model: 'dev-echo', token_class: 'output', tokens: 9 }] });
+    assert.deepEqual(cliPlan.terms, set.json.terms);
+    const audit = await api(s.adminUrl, 'GET', `/admin/v1/audit_log?tenant_id=${t.tenant}`);
+    assert.ok(audit.json.data.filter((a) => a.action === 'seats.set').length === 2, audit.text);
+  });
+
+  test('a month of usage on a seat plan with allowances and a commitment: the invoice matches an independent computation', async () => {
+    const t = await makeTenant(s.adminUrl, 'Month');
+    const book = await api(s.adminUrl, 'POST', '/admin/v1/price_books', {
+      body: { name: 'Month book', currency: 'USD', effective_at: 1_700_000_000, models: { 'dev-echo': { input: tiers, output: tiers } } },
+    });
+    assert.equal(book.status, 201, book.text);
+    const allowance = { input: 150n, output: 200n };
+    const terms = {
+      base_fee_micros: 20_000_000, seat_fee_micros: 30_000_000, commitment_micros: 60_000_000,
+      allowances: [{ model: 'dev-echo', token_class: 'input', tokens: 150 }, { model: 'dev-echo', token_class: 'output', tokens: 200 }],
+    };
+    const set = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`, { body: { price_book_id: book.json.id, ...terms } });
+    assert.equal(set.status, 200, set.text);
+    const grant = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/credit_grants`,
+      { body: { kind: 'purchased', amount_micros: 900, price_paid_micros: 800 } });
+    assert.equal(grant.status, 201, grant.text);
+
+    // The month after this one, day by day: the gateway's clock moved there for each day.
+    const period = nextPeriod();
+    const start = Date.parse(`${period}-01T00:00:00Z`) / 1000;
+    const end = Date.parse(new Date(Date.UTC(Number(period.slice(0, 4)), Number(period.slice(5, 7)), 1)).toISOString()) / 1000;
+    const days = BigInt((end - start) / day);
+    const totals = { input: 0n, output: 0n };
+    let sent = 0;
+    const plan = [[0, 3, 4], [6, 0, 3], [15, 5, 5], [24, 0, 4], [Number(days) - 1, 0, 3]];  // [day, seats set, requests]
+    for (const [d, seats, requests] of plan) {
+      await restartAt(start + d * day + 3600);
+      if (seats) {
+        const r = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/seats`, { body: { seats } });
+        assert.equal(r.status, 200, r.text);
+      }
+      const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: t.key, maxRetries: 0 });
+      for (let i = 0; i < requests; i++) {
+        const { data: r, response } = await client.chat.completions.create({
+          model: 'dev-echo', max_tokens: 20 + 7 * i,
+          messages: [{ role: 'user', content: `day ${d} request ${i}: ${'usage words '.repeat(3 + 5 * i)}` }],
+        }).withResponse();
+        if (sent === 0) {
+          // The month's first request lies inside both allowances: its quoted cost is 0.
+          assert.ok(r.usage.prompt_tokens < 150 && r.usage.completion_tokens < 200, JSON.stringify(r.usage));
+          assert.equal(response.headers.get('x-tollgate-cost-micros'), '0');
+        }
+        totals.input += BigInt(r.usage.prompt_tokens - (r.usage.prompt_tokens_details?.cached_tokens ?? 0));
+        totals.output += BigInt(r.usage.completion_tokens);
+        sent++;
+      }
+    }
+    assert.ok(totals.input > allowance.input && totals.output > allowance.output, 'the month goes past its allowances');
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === sent,
+      { what: 'the month of rows' });
+    const [stamped] = pg.query(`SELECT min(occurred_at) >= to_timestamp(${start}) AND max(occurred_at) < to_timestamp(${end})
+      FROM usage_events WHERE tenant_id = '${t.tenant}'`)[0];
+    assert.equal(stamped, 't', 'every event is stamped in the shifted month');
+
+    // The independent computation. Allowances first: the tiers price what is past them, from
+    // the first tier. Seats by day: 3 from day 1, 5 from day 16, one floor for the period. The
+    // commitment tops usage up to 60 currency units. Credit pays what it holds.
+    const over = (n, a) => (n > a ? n - a : 0n);
+    const usage = refPrice(tiers, over(totals.input, allowance.input)) + refPrice(tiers, over(totals.output, allowance.output));
+    const seatDays = 15n * 3n + (days - 15n) * 5n;
+    const seatFee = (30_000_000n * seatDays) / days;
+    const trueUp = usage < 60_000_000n ? 60_000_000n - usage : 0n;
+    const total = usage + 20_000_000n + seatFee + trueUp;
+    const credit = usage < 900n ? usage : 900n;
+
+    const run = await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant } });
+    assert.equal(run.status, 200, run.text);
+    const invoice = run.json.data[0];
+    assert.equal(BigInt(invoice.total_micros), total, run.text);
+    assert.deepEqual(invoice.fees.map((f) => [f.kind, BigInt(f.quantity), BigInt(f.amount_micros)]), [
+      ['base_fee', 1n, 20_000_000n], ['seats', seatDays, seatFee], ...(trueUp > 0n ? [['commitment_true_up', 1n, trueUp]] : [])]);
+    const included = invoice.lines.filter((l) => l.included);
+    assert.deepEqual(included.map((l) => [l.token_class, l.tier, l.amount_micros]), [['input', 0, 0], ['output', 0, 0]]);
+    assert.equal(invoice.lines.reduce((n, l) => n + BigInt(l.amount_micros), 0n), usage);
+    assert.equal(BigInt(invoice.lines.reduce((n, l) => n + l.amount_micros, 0) + invoice.fees.reduce((n, f) => n + f.amount_micros, 0)),
+      BigInt(invoice.total_micros), 'the total is the lines and the fees');
+    assert.equal(invoice.lines.reduce((n, l) => n + l.amount_minor, 0) + invoice.fees.reduce((n, f) => n + f.amount_minor, 0),
+      invoice.total_minor, 'minor units add up');
+    assert.equal(BigInt(invoice.credits_micros), credit);
+    assert.equal(invoice.total_due_micros, invoice.total_micros - invoice.credits_micros, 'total due = lines - credits');
+    // Every event was rated as it was stored; the allowances held, so they add up to the usage.
+    assert.equal(BigInt(pg.value(`SELECT sum(cost_micros) FROM usage_events WHERE tenant_id = '${t.tenant}'`)), usage);
+    assert.equal(BigInt(pg.value(`SELECT coalesce(sum(credit_micros), 0) FROM usage_events WHERE tenant_id = '${t.tenant}'`)), credit);
+    // The books balance.
+    assert.equal(pg.value(`SELECT coalesce(sum(e.amount_micros), 0) FROM credit_entries e JOIN credit_transfers x ON x.id = e.transfer_id
+      WHERE x.tenant_id = '${t.tenant}'`), '0');
+    // The CSV has the fee rows; the same draft comes back from a second run.
+    const csv = await (await fetch(`${s.adminUrl}/finance/v1/invoices/${invoice.id}?format=csv`, { headers: { authorization: `Bearer ${FINANCE}` } })).text();
+    assert.match(csv, new RegExp(`,${period},USD,seats,fee,,,${seatDays},${seatFee},`));
+    const again = await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant } });
+    assert.deepEqual(again.json.data[0].fees, invoice.fees);
+    assert.equal(again.json.data[0].id, invoice.id);
+  });
+});
