@@ -256,7 +256,10 @@ period_usage forecast_usage(const period_usage& in, period_progress progress) {
     return static_cast<std::int64_t>(std::min(total, cap)) - so_far;  // still to come
   };
   for (const auto& entry : sums) {
-    const auto& [model, batch, prompt_above] = entry.first;
+    // Named, not bound: clang 14 (the fuzz build) cannot capture structured bindings.
+    const std::string& model = std::get<0>(entry.first);
+    const bool batch = std::get<1>(entry.first);
+    const std::int64_t prompt_above = std::get<2>(entry.first);
     const period_usage::totals& s = entry.second;
     auto it = std::find_if(out.rows.begin(), out.rows.end(), [&](const period_usage::totals& r) {
       return r.version == now_version && r.model == model && r.batch == batch &&

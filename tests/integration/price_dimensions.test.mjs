@@ -9,10 +9,12 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
-import { startStack, freePort, chatBody, postJson, waitFor, sleep } from '../lib/harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { startStack, freePort, chatBody, postJson, waitFor, sleep, binDir } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
-import { dbConfig, api, makeTenant, FINANCE } from '../lib/ledger.mjs';
+import { dbConfig, api, makeTenant, ADMIN, FINANCE } from '../lib/ledger.mjs';
 import { budgetConfig, ask } from '../lib/budgets.mjs';
 
 const thisPeriod = () => new Date().toISOString().slice(0, 7);
@@ -94,6 +96,13 @@ describe('price dimensions: cache writes, image and audio, request fees, context
     });
     assert.equal(bad.status, 400, bad.text);
     assert.match(bad.json.error.message, /request_fee/);
+    // tollctl takes the same book from a file.
+    mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, 'dimensions.json');
+    writeFileSync(file, JSON.stringify({ name: 'Dimensions (file)', currency: 'USD', models: { 'dev-echo': prices } }));
+    const env = { ...process.env, TOLLGATE_ADMIN_URL: s.adminUrl, TOLLGATE_ADMIN_TOKEN: ADMIN };
+    const viaCli = JSON.parse(execFileSync(path.join(binDir, 'tollctl'), ['price-books', 'create', '--file', file], { env, encoding: 'utf8' }));
+    assert.deepEqual(viaCli.versions[0].prices['dev-echo'], v1);
     const plan = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`, { body: { price_book_id: book.json.id } });
     assert.equal(plan.status, 200, plan.text);
 
