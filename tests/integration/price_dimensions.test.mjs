@@ -10,11 +10,11 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { startStack, freePort, chatBody, postJson, waitFor, sleep, binDir } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
-import { dbConfig, api, makeTenant, ADMIN, FINANCE } from '../lib/ledger.mjs';
+import { dbConfig, api, makeTenant, spoolSegment, ADMIN, FINANCE } from '../lib/ledger.mjs';
 import { budgetConfig, ask } from '../lib/budgets.mjs';
 
 const thisPeriod = () => new Date().toISOString().slice(0, 7);
@@ -218,6 +218,44 @@ describe('price dimensions: cache writes, image and audio, request fees, context
     const csv = await api(s.adminUrl, 'GET', `/finance/v1/invoices/${invoice.id}?format=csv`, { token: FINANCE });
     assert.equal(csv.status, 200, csv.text);
     assert.match(csv.text, /,dev-echo,cache_write,false,1,40,50,/);
+  });
+
+  test('journal records of version 5 (before the token class columns) replay with them 0', async () => {
+    const t = await makeTenant(s.adminUrl, 'Replayed');
+    const book = await api(s.adminUrl, 'POST', '/admin/v1/price_books', {
+      body: { name: 'Replayed', currency: 'USD', effective_at: 1_700_000_000, models: { 'dev-echo': classes(base) } },
+    });
+    assert.equal((await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`, { body: { price_book_id: book.json.id } })).status, 200);
+    const r = await postJson(`${s.url}/v1/chat/completions`, chatBody('replay me tg:cache_write=40 tg:image=5'), { authorization: `Bearer ${t.key}` });
+    assert.equal(r.status, 200);
+    const id = r.headers.get('x-request-id');
+    await r.text();
+    await waitFor(() => pg.value(`SELECT count(*) FROM usage_events WHERE request_id = '${id}'`) === '1', { what: 'the row' });
+    assert.equal(pg.value(`SELECT cache_write_tokens FROM usage_events WHERE request_id = '${id}'`), '40');
+    // The row as version 5 wrote it: every column up to the trace id.
+    const v5Cols = ['tenant_id', 'occurred_at', 'request_id', 'project_id', 'api_key_id', 'endpoint', 'model', 'upstream',
+      'stream', 'batch', 'status', 'prompt_tokens', 'cached_prompt_tokens', 'completion_tokens', 'reasoning_tokens',
+      'counted_prompt_tokens', 'counted_completion_tokens', 'usage_reported', 'estimated', 'latency_us', 'ttft_us',
+      'client_disconnected', 'error_code', 'client_request_id', 'end_user', 'ts.tags', 'session_id',
+      'upstream_endpoint', 'attempts', 'routing_rule', 'trace_id'];
+    const line = execFileSync('psql', [pg.url, '-X', '-q', '-c',
+      `COPY (SELECT ${v5Cols.map((c) => (c === 'ts.tags' ? c : `e.${c}`)).join(', ')} FROM usage_events e LEFT JOIN usage_tag_sets ts ON ts.id = e.tag_set_id WHERE request_id = '${id}') TO STDOUT`],
+    { encoding: 'utf8' }).trim();
+    assert.equal(line.split('\t').length, 31);
+    const v5 = '\0' + `5\t\\N\t\t\t${line.replace(id, `${id}_v5`)}\n`;
+    await s.gateway.stop();
+    const spoolDir = JSON.parse(readFileSync(s.configPath, 'utf8')).ledger.spool_dir;
+    writeFileSync(path.join(spoolDir, 'ledger-9300000000000001.spool'), spoolSegment([v5]));
+    await s.restartGateway();
+    await waitFor(() => readdirSync(spoolDir).filter((f) => f.startsWith('ledger-9300000000000001')).length === 0,
+      { what: 'spool replayed' }).catch((e) => { throw new Error(`${e.message}\n${s.gateway.output()}`); });
+    const [prompt, cached, completion, cw, image, cost, fee] = pg.query(`SELECT prompt_tokens, cached_prompt_tokens, completion_tokens,
+      cache_write_tokens, image_prompt_tokens, cost_micros, request_fee_micros FROM usage_events WHERE request_id = '${id}_v5'`)[0].map(Number);
+    assert.deepEqual([cw, image], [0, 0], 'the columns version 5 lacks are 0');
+    // Rated without them: the whole uncached prompt as input (1 micro-unit a token), the
+    // completion at 4, and the request fee.
+    assert.equal(fee, 700);
+    assert.equal(cost, (prompt - cached) * 1 + completion * 4 + 700);
   });
 });
 
