@@ -203,6 +203,9 @@ describe('price dimensions: cache writes, image and audio, request fees, context
     assert.equal(raw.reduce((n, e) => n + (e.request_fee_micros ?? 0), 0), 700 * 4 + 1000);
     assert.ok(raw.some((e) => e.cache_write_tokens === 40 && e.context_band === 0));
     assert.equal(pg.value(`SELECT sum(audio_completion_tokens) FROM finance.usage_events WHERE tenant_id = '${t.tenant}'`), '15');
+    const cloudEvents = await (await fetch(`${s.adminUrl}/finance/v1/usage_events?tenant_id=${t.tenant}&limit=100&format=cloudevents`,
+      { headers: { authorization: `Bearer ${FINANCE}` } })).json();
+    assert.ok(cloudEvents.some((e) => e.data.cache_write_input_tokens === 40 && e.data.request_fee_micros === 700));
 
     // The invoice and the cost preview: a line per class and band (one tier each), adding up
     // to what the events were charged.
