@@ -369,3 +369,54 @@ TEST_CASE("property: per-event charges telescope per band and class to the perio
     }
   }
 }
+
+TEST_CASE("volume tiers in context bands: each band reaches its own tier") {
+  // Volume: every token of a class at the rate of the tier its period volume reached. Base
+  // input 2 micro-units a token up to 100 tokens, 1 beyond; prompts above 1,000 tokens 4 and 3.
+  const std::string book = R"({"m":{
+    "input":[{"up_to":100,"rate":"2000000"},{"rate":"1000000"}],"output":[{"rate":"1000000"}],
+    "context_bands":[{"above":1000,"input":[{"up_to":100,"rate":"4000000"},{"rate":"3000000"}],
+                      "output":[{"rate":"2000000"}]}]}})";
+  rating_plan plan;
+  plan.mode = tier_mode::volume;
+  const auto doc = json::document::parse(book);
+  REQUIRE(doc);
+  auto parsed = parse_model_prices(doc->root(), tier_mode::volume, tier_scope::model);
+  REQUIRE(parsed);
+  plan.versions = {{1, 0, std::make_shared<const std::vector<model_prices>>(std::move(*parsed))}};
+  accumulator_map acc;
+  std::vector<std::int64_t> costs;
+  for (const token_counts& n :
+       {token_counts{60, 0, 0, 0, 0, 0, 0}, token_counts{60, 0, 0, 0, 0, 0, 0},
+        token_counts{1500, 0, 0, 0, 0, 10, 0}}) {
+    rating_event e = event_of("m", n);
+    e.answered = false;
+    costs.push_back(rate_event(plan, e, acc)->cost_micros);
+  }
+  // 60 tokens at 2; the next 60 take the base to 120 tokens, all at 1 (120): provisionally 0,
+  // never below zero; the long prompt at its band's reached tier, 1,500 x 3, and 10 x 2.
+  CHECK(costs == std::vector<std::int64_t>{120, 0, 4'520});
+  period_usage period;
+  period.tier_mode = "volume";
+  period.tier_scope = "model";
+  period.versions = {{1, book}};
+  period_usage::totals base;
+  base.version = 1;
+  base.model = "m";
+  base.input = 120;
+  period_usage::totals band = base;
+  band.input = 1500;
+  band.output = 10;
+  band.prompt_above = 1000;
+  period.rows = {base, band};
+  const auto priced = price_period(period);
+  CHECK(priced.total_micros == 4'640);
+  REQUIRE(priced.lines.size() == 3);
+  CHECK(priced.lines[0].token_class == "input");
+  CHECK(priced.lines[0].tier == 2);
+  CHECK(priced.lines[0].amount_micros == 120);
+  CHECK(priced.lines[1].token_class == "input>1000");
+  CHECK(priced.lines[1].tier == 2);
+  CHECK(priced.lines[1].amount_micros == 4'500);
+  CHECK(priced.lines[2].token_class == "output>1000");
+}
