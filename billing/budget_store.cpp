@@ -20,6 +20,7 @@ const char* const budget_json =
     "'limit',g.limit_value,'mode',g.mode,'status',g.status,"
     "'alert_thresholds',to_jsonb(g.alert_thresholds),'alert_webhook_url',g.alert_webhook_url,"
     "'alert_webhook_secret',g.alert_webhook_secret,"
+    "'forecast_alert_thresholds',to_jsonb(g.forecast_alert_thresholds),"
     "'created_at',extract(epoch from g.created_at)::bigint)";
 
 // What enforcement reads of budget g (info_of parses it), with its window instance in the
@@ -91,8 +92,9 @@ net::awaitable<store_result> budget_store::create_budget(budget_spec spec, std::
       pool_,
       std::string("WITH g AS (INSERT INTO budgets (tenant_id, id, scope, scope_id, metric,"
                   " time_window, limit_value, mode, alert_thresholds, alert_webhook_url,"
-                  " alert_webhook_secret, models) SELECT $1, $2, $3, $4, $5, $6, $7::bigint, $8,"
-                  " $10::integer[], $11, $12, $13::text[]"
+                  " alert_webhook_secret, models, forecast_alert_thresholds)"
+                  " SELECT $1, $2, $3, $4, $5, $6, $7::bigint, $8,"
+                  " $10::integer[], $11, $12, $13::text[], $14::integer[]"
                   " WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1) AND CASE $3"
                   " WHEN 'project' THEN EXISTS (SELECT 1 FROM projects WHERE tenant_id = $1 AND"
                   " id = $4) WHEN 'key' THEN EXISTS (SELECT 1 FROM api_keys WHERE tenant_id = $1"
@@ -104,7 +106,7 @@ net::awaitable<store_result> budget_store::create_budget(budget_spec spec, std::
       {spec.tenant_id, new_object_id("bud"), std::string(metering::name_of(spec.scope)), scope_id,
        std::string(metering::name_of(spec.metric)), metering::name_of(spec.window),
        std::to_string(spec.limit), spec.mode, std::move(actor), int_array(spec.alert_thresholds),
-       webhook_url, webhook_secret, models},
+       webhook_url, webhook_secret, models, int_array(spec.forecast_alert_thresholds)},
       "The tenant, project or key named does not exist.");
 }
 
@@ -164,6 +166,8 @@ budget_store::update_budget(std::string id, budget_update u, std::string actor) 
                   " mode = coalesce($3, b.mode), status = coalesce($4, b.status),"
                   " alert_thresholds = coalesce($6::integer[], b.alert_thresholds),"
                   " models = CASE WHEN $10::boolean THEN $11::text[] ELSE b.models END,"
+                  " forecast_alert_thresholds = coalesce($12::integer[],"
+                  " b.forecast_alert_thresholds),"
                   " alert_webhook_url = CASE WHEN $7 THEN $8 ELSE b.alert_webhook_url END,"
                   " alert_webhook_secret = CASE WHEN NOT $7 THEN b.alert_webhook_secret"
                   " WHEN $8 IS NULL THEN NULL ELSE coalesce(b.alert_webhook_secret, $9) END,"
@@ -187,6 +191,9 @@ budget_store::update_budget(std::string id, budget_update u, std::string actor) 
   pg::param models;
   if (u.models) models = pg::text_array(*u.models);
   params.emplace_back(models);
+  pg::param forecast_thresholds;
+  if (u.forecast_alert_thresholds) forecast_thresholds = int_array(*u.forecast_alert_thresholds);
+  params.emplace_back(forecast_thresholds);
   auto conn = co_await pool_.acquire();
   if (!conn) co_return store_unavailable(conn.error());
   auto r = co_await (*conn)->query(sql, std::move(params));
@@ -203,7 +210,8 @@ net::awaitable<store_result> budget_store::list_budget_alerts(std::string budget
       "SELECT json_build_object('object','list','data',coalesce((SELECT json_agg("
       "json_build_object('object','budget.alert','id',x.id,'budget_id',x.budget_id,"
       "'tenant_id',x.tenant_id,'window_start',extract(epoch from x.window_start)::bigint,"
-      "'threshold',x.threshold,'limit',x.limit_value,'used',x.used,'webhook_url',x.webhook_url,"
+      "'threshold',x.threshold,'kind',x.kind,'limit',x.limit_value,'used',x.used,"
+      "'webhook_url',x.webhook_url,"
       "'status',x.status,'attempts',x.attempts,'last_error',x.last_error,"
       "'created_at',extract(epoch from x.created_at)::bigint,"
       "'delivered_at',extract(epoch from x.delivered_at)::bigint)"
@@ -230,11 +238,61 @@ net::awaitable<pg::db_result<bool>> budget_store::record_budget_alert(budget_ale
       " 'created_at', extract(epoch from now())::bigint)::text, b.alert_webhook_url,"
       " CASE WHEN b.alert_webhook_url IS NULL THEN 'recorded' ELSE 'pending' END"
       " FROM budgets b WHERE b.id = $2 AND b.tenant_id = $7"
-      " ON CONFLICT (budget_id, window_start, threshold) DO NOTHING RETURNING status)"
+      " ON CONFLICT (budget_id, window_start, threshold, kind) DO NOTHING RETURNING status)"
       " SELECT count(*) FILTER (WHERE status = 'pending') > 0 FROM ins";
   std::vector<pg::param> params{new_object_id("alr"), a.budget_id,
                                 std::to_string(a.window_start_ms), std::to_string(a.threshold),
                                 std::to_string(a.limit), std::to_string(a.used), a.tenant_id};
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  co_return r->boolean(0, 0);
+}
+
+net::awaitable<pg::db_result<std::vector<budget_store::forecast_budget>>>
+budget_store::forecast_budgets() {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  auto r = co_await (*conn)->query(
+      "SELECT tenant_id, id, limit_value, array_to_string(forecast_alert_thresholds, ',')"
+      " FROM budgets WHERE status = 'active' AND cardinality(forecast_alert_thresholds) > 0"
+      " ORDER BY tenant_id, id");
+  if (!r) co_return r.error();
+  std::vector<forecast_budget> out;
+  for (int i = 0; i < r->size(); ++i) {
+    forecast_budget b;
+    b.tenant_id = std::string(r->text(i, 0));
+    b.budget_id = std::string(r->text(i, 1));
+    b.limit = r->int64(i, 2);
+    for (const auto& t : split_list(r->text(i, 3), ',')) b.thresholds.push_back(std::stoi(t));
+    out.push_back(std::move(b));
+  }
+  co_return out;
+}
+
+net::awaitable<pg::db_result<bool>> budget_store::record_forecast_alert(
+    forecast_budget b, std::int64_t period_start_s, int threshold, std::int64_t forecast_micros,
+    std::int64_t cost_micros) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  // `used` holds the forecast that crossed the threshold; the payload says both.
+  const std::string sql =
+      "WITH ins AS (INSERT INTO budget_alerts (id, tenant_id, budget_id, window_start, threshold,"
+      " kind, limit_value, used, payload, webhook_url, status)"
+      " SELECT $1::text, g.tenant_id, g.id, to_timestamp($3::bigint), $4::integer, 'forecast',"
+      " $5::bigint, $6::bigint, json_build_object('id', $1::text,"
+      " 'object', 'budget.forecast_alert', 'tenant_id', g.tenant_id, 'budget_id', g.id,"
+      " 'scope', g.scope, 'metric', g.metric, 'window', g.time_window, 'mode', g.mode,"
+      " 'window_start', $3::bigint, 'threshold_percent', $4::integer, 'limit', $5::bigint,"
+      " 'forecast', $6::bigint, 'used', $7::bigint, 'method', 'run_rate',"
+      " 'created_at', extract(epoch from now())::bigint)::text, g.alert_webhook_url,"
+      " CASE WHEN g.alert_webhook_url IS NULL THEN 'recorded' ELSE 'pending' END"
+      " FROM budgets g WHERE g.id = $2 AND g.tenant_id = $8"
+      " ON CONFLICT (budget_id, window_start, threshold, kind) DO NOTHING RETURNING status)"
+      " SELECT count(*) FILTER (WHERE status = 'pending') > 0 FROM ins";
+  std::vector<pg::param> params{new_object_id("alr"),           b.budget_id,
+                                std::to_string(period_start_s), std::to_string(threshold),
+                                std::to_string(b.limit),        std::to_string(forecast_micros),
+                                std::to_string(cost_micros),    b.tenant_id};
   auto r = co_await (*conn)->query(sql, std::move(params));
   if (!r) co_return r.error();
   co_return r->boolean(0, 0);

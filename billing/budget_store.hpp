@@ -39,6 +39,9 @@ class budget_store {
     std::vector<int> alert_thresholds;  // percent of the limit
     std::string alert_webhook_url;      // "" = alerts are recorded only
     std::optional<std::vector<std::string>> models;  // nullopt: every model
+    // Percent of the limit the billing period's run-rate forecast may reach before an alert
+    // (a tenant's monthly spend budget only: the database refuses others).
+    std::vector<int> forecast_alert_thresholds;
   };
   boost::asio::awaitable<store_result> create_budget(budget_spec spec, std::string actor);
 
@@ -68,6 +71,7 @@ class budget_store {
     std::optional<std::string> alert_webhook_url;  // with set_webhook: nullopt removes it
     bool set_models = false;
     std::optional<std::vector<std::string>> models;  // with set_models: nullopt = every model
+    std::optional<std::vector<int>> forecast_alert_thresholds;
   };
   // The updated budget as the admin API shows it, and its tenant (whose budgets every gateway
   // then reloads).
@@ -83,6 +87,22 @@ class budget_store {
   // Records a threshold crossing once (a repeat is ignored): pending delivery when the budget
   // has a webhook, else just recorded. Returns whether a delivery is now pending.
   boost::asio::awaitable<pg::db_result<bool>> record_budget_alert(budget_alert_spec alert);
+  // The active budgets with forecast alert thresholds (tenant scope, spend, month).
+  struct forecast_budget {
+    std::string tenant_id;
+    std::string budget_id;
+    std::int64_t limit = 0;
+    std::vector<int> thresholds;
+  };
+  boost::asio::awaitable<pg::db_result<std::vector<forecast_budget>>> forecast_budgets();
+  // Records that the forecast of the period starting at `period_start_s` reached `threshold`
+  // percent of the budget's limit (once per budget, period and threshold; a repeat is
+  // ignored). Returns whether a delivery is now pending.
+  boost::asio::awaitable<pg::db_result<bool>> record_forecast_alert(forecast_budget budget,
+                                                                    std::int64_t period_start_s,
+                                                                    int threshold,
+                                                                    std::int64_t forecast_micros,
+                                                                    std::int64_t cost_micros);
   // Claims up to `limit` alerts due for delivery (leased for `lease_ms`, so that another
   // gateway does not send them at the same time).
   boost::asio::awaitable<pg::db_result<std::vector<alert_delivery>>> claim_alerts(

@@ -52,9 +52,22 @@ std::int64_t flat_fees(const price_schedule& s) {
 credit_rate worst_case_rate(const model_prices& p) {
   credit_rate r;
   r.model = p.model;
-  r.input = std::max(highest_rate(p.input), highest_rate(p.cached_input));
-  r.output = highest_rate(p.output);
-  r.flat_fees_micros = flat_fees(p.input) + flat_fees(p.cached_input) + flat_fees(p.output);
+  // Over the base prices and every context band: the highest rate of any prompt class for the
+  // prompt, of any completion class for the completion, and every flat and request fee.
+  // (A class that takes another's tiers by default adds its fees only when it has its own.)
+  const auto add = [&r](const class_prices& c) {
+    for (int k = 0; k < token_class_count; ++k) {
+      const bool completion = k == tc_output || k == tc_audio_output;
+      rate_e6& rate = completion ? r.output : r.input;
+      rate = std::max(rate, highest_rate(c.schedule(k)));
+      const bool own = k == tc_input || k == tc_cached_input || k == tc_output ||
+                       c.schedule(k) != c.schedule(completion ? tc_output : tc_input);
+      if (own) r.flat_fees_micros += flat_fees(c.schedule(k));
+    }
+    r.flat_fees_micros += c.request_fee_micros;
+  };
+  add(p);
+  for (const auto& b : p.bands) add(b.prices);
   return r;
 }
 

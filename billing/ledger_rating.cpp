@@ -20,7 +20,8 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
       std::string("COPY usage_staging (") + usage_event_columns + ") FROM STDIN";
   static const std::string store_sql = std::string("COPY usage_events (") + usage_event_columns +
                                        ", cost_micros, price_book_id, price_book_version," +
-                                       " credit_micros) FROM STDIN";
+                                       " request_fee_micros, context_band, credit_micros)" +
+                                       " FROM STDIN";
   corrections_.clear();
   // The journal's records (any version the writer reads) become COPY lines and their headers.
   std::vector<std::string_view> lines;
@@ -130,8 +131,12 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
       pg::append_copy_text(out, event_plans[i]->book_id);
       out.push_back('\t');
       out += std::to_string(rated[i]->version);
+      out.push_back('\t');
+      out += std::to_string(rated[i]->request_fee_micros);
+      out.push_back('\t');
+      out += std::to_string(rated[i]->band_above);
     } else {
-      out += "\t\\N\t\\N\t\\N";
+      out += "\t\\N\t\\N\t\\N\t\\N\t\\N";
     }
     if (credit[i] > 0) {
       out.push_back('\t');

@@ -97,7 +97,8 @@ const char* const usage_event_columns =
     "stream, batch, status, prompt_tokens, cached_prompt_tokens, completion_tokens, "
     "reasoning_tokens, counted_prompt_tokens, counted_completion_tokens, usage_reported, "
     "estimated, latency_us, ttft_us, client_disconnected, error_code, client_request_id, "
-    "end_user, tag_set_id, session_id, upstream_endpoint, attempts, routing_rule, trace_id";
+    "end_user, tag_set_id, session_id, upstream_endpoint, attempts, routing_rule, trace_id, "
+    "cache_write_tokens, image_prompt_tokens, audio_prompt_tokens, audio_completion_tokens";
 
 void append_usage_row(std::string& out, const metering::usage_record& r) {
   add_text(out, r.tenant_id);
@@ -135,12 +136,16 @@ void append_usage_row(std::string& out, const metering::usage_record& r) {
   add_opt_int(out, r.attempts > 0 ? r.attempts : -1);
   add_opt_text(out, r.routing_rule);
   add_opt_text(out, r.trace_id);
+  add_int(out, r.cache_write_tokens);
+  add_int(out, r.image_prompt_tokens);
+  add_int(out, r.audio_prompt_tokens);
+  add_int(out, r.audio_completion_tokens);
   out.back() = '\n';
 }
 
 void append_ledger_record(std::string& out, const metering::usage_record& r) {
   out.push_back('\0');
-  out += "5\t";
+  out += "6\t";
   if (r.settled_spend_micros >= 0) {
     out += std::to_string(r.settled_spend_micros);
   } else {
@@ -161,7 +166,7 @@ std::optional<ledger_record> parse_ledger_record(std::string_view line) {
   }
   std::string_view rest = line.substr(1);
   const auto version = take_field(rest);
-  if (!version || version->size() != 1 || (*version)[0] < '2' || (*version)[0] > '5') {
+  if (!version || version->size() != 1 || (*version)[0] < '2' || (*version)[0] > '6') {
     return std::nullopt;
   }
   rec.version = (*version)[0] - '0';

@@ -13,6 +13,9 @@
 //              upstream_endpoint, attempts and routing_rule. Versions 1-3 replay with those NULL.
 //   version 5: as version 4, the COPY line with one more column at its end: trace_id (W3C
 //              trace context). Versions 1-4 replay with it NULL.
+//   version 6: as version 5, the COPY line with four more columns at its end:
+//              cache_write_tokens, image_prompt_tokens, audio_prompt_tokens and
+//              audio_completion_tokens. Versions 1-5 replay with them 0.
 // Each record ends in '\n' and holds no other newline.
 #pragma once
 #include <cstdint>
@@ -25,7 +28,7 @@
 
 namespace tollgate::billing {
 
-constexpr int ledger_record_version = 5;
+constexpr int ledger_record_version = 6;
 
 // What a COPY line written before version 3 lacks: its three attribution columns, NULL.
 inline constexpr std::string_view attribution_columns_null = "\t\\N\t\\N\t\\N";
@@ -38,22 +41,26 @@ struct ledger_record {
   std::string_view credit_counters;
 };
 
-// What a COPY line written before version 5 lacks: trace_id, NULL.
-inline constexpr std::string_view trace_column_null = "\t\\N";
-// What a line written before version 4 lacks: upstream_endpoint, attempts, routing_rule and
-// trace_id.
-inline constexpr std::string_view attempts_and_trace_columns_null = "\t\\N\t\\N\t\\N\t\\N";
-// All three groups, for a line written before version 3.
-inline constexpr std::string_view attribution_attempts_and_trace_columns_null =
-    "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N";
+// What a COPY line written before version 6 lacks: the four token classes of version 6, 0.
+inline constexpr std::string_view token_class_columns_zero = "\t0\t0\t0\t0";
+// What a line written before version 5 lacks: trace_id (NULL) and those.
+inline constexpr std::string_view trace_and_token_columns = "\t\\N\t0\t0\t0\t0";
+// What a line written before version 4 lacks: upstream_endpoint, attempts, routing_rule,
+// trace_id and the token classes.
+inline constexpr std::string_view attempts_trace_and_token_columns =
+    "\t\\N\t\\N\t\\N\t\\N\t0\t0\t0\t0";
+// All the groups, for a line written before version 3.
+inline constexpr std::string_view attribution_attempts_trace_and_token_columns =
+    "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t0\t0\t0\t0";
 
 // Whether the record's COPY line lacks the attribution columns (attribution_columns_null).
 inline bool lacks_attribution(const ledger_record& r) { return r.version < 3; }
-// The NULL columns that complete the record's COPY line to the current version ("" for none).
+// The columns that complete the record's COPY line to the current version ("" for none).
 inline std::string_view missing_columns_null(const ledger_record& r) {
-  if (r.version < 3) return attribution_attempts_and_trace_columns_null;
-  if (r.version < 4) return attempts_and_trace_columns_null;
-  if (r.version < 5) return trace_column_null;
+  if (r.version < 3) return attribution_attempts_trace_and_token_columns;
+  if (r.version < 4) return attempts_trace_and_token_columns;
+  if (r.version < 5) return trace_and_token_columns;
+  if (r.version < 6) return token_class_columns_zero;
   return {};
 }
 

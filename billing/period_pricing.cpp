@@ -17,12 +17,6 @@ namespace tollgate::billing {
 
 namespace {
 
-const char* const class_names[] = {"input", "cached_input", "output"};
-
-const price_schedule& schedule_of(const model_prices& p, int token_class) {
-  return token_class == 0 ? p.input : token_class == 1 ? p.cached_input : p.output;
-}
-
 // The 1-based tier that the `units`-th unit falls in (units >= 1).
 int tier_of(const price_schedule& s, std::int64_t units) {
   for (std::size_t i = 0; i < s.tiers.size(); ++i) {
@@ -46,6 +40,31 @@ void add_versions(std::vector<int>& versions, int v) {
 
 }  // namespace
 
+std::int64_t period_usage::totals::tokens_of(int token_class) const {
+  return const_cast<totals*>(this)->tokens_of(token_class);
+}
+
+std::int64_t& period_usage::totals::tokens_of(int token_class) {
+  switch (token_class) {
+    case tc_cached_input:
+      return cached_input;
+    case tc_cache_write:
+      return cache_write;
+    case tc_image_input:
+      return image_input;
+    case tc_audio_input:
+      return audio_input;
+    case tc_output:
+      return output;
+    case tc_audio_output:
+      return audio_output;
+    case token_class_count:  // the request count, priced after the classes
+      return requests;
+    default:
+      return input;
+  }
+}
+
 period_pricing price_period(const period_usage& in) {
   const tier_mode mode = tier_mode_of(in.tier_mode);
   const tier_scope scope = tier_scope_of(in.tier_scope);
@@ -56,13 +75,14 @@ period_pricing price_period(const period_usage& in) {
     auto parsed = parse_model_prices(doc->root(), mode, scope);
     if (parsed) prices[v.number] = std::move(*parsed);
   }
-  using key = std::tuple<std::string, int, bool>;  // model (or "*"), class, batch
+  // Model (or "*"), context band, class (token_class_count: requests), batch flag: the
+  // order of the lines.
+  using key = std::tuple<std::string, std::int64_t, int, bool>;
   std::map<key, accumulator> accumulators;
-  std::map<std::tuple<std::string, int, bool, int>, priced_line> lines;  // key + tier
+  std::map<std::tuple<std::string, std::int64_t, int, bool, int>, priced_line> lines;  // + tier
   std::map<std::pair<std::string, bool>, unpriced_usage> unpriced;
   // Rows come in version order, so each accumulator runs through the versions in time order.
   for (const auto& row : in.rows) {
-    const std::int64_t amounts[] = {row.input, row.cached_input, row.output};
     const model_prices* p = nullptr;
     if (const auto it = prices.find(row.version); it != prices.end()) {
       const std::string wanted = scope == tier_scope::all_models ? std::string("*") : row.model;
@@ -74,22 +94,29 @@ period_pricing price_period(const period_usage& in) {
       auto& u = unpriced[{row.model, row.batch}];
       u.model = row.model;
       u.batch = row.batch;
-      u.tokens += row.input + row.cached_input + row.output;
+      for (int c = 0; c < token_class_count; ++c) u.tokens += row.tokens_of(c);
       u.reason = row.version == 0 ? "before the price book's first version"
                                   : "the model is not in the price book";
       continue;
     }
     const int discount = row.batch ? in.batch_discount_bp : 0;
-    for (int c = 0; c < 3; ++c) {
-      if (amounts[c] <= 0) continue;
-      const price_schedule& s = schedule_of(*p, c);
-      auto& acc = accumulators[{p->model, c, row.batch}];
+    // Every prompt of the row is above prompt_above and within the book's next threshold, so
+    // the band of the smallest possible prompt is the band of them all.
+    std::int64_t band = 0;
+    const class_prices& band_prices = p->band_for(row.prompt_above + 1, band);
+    for (int c = 0; c < token_class_count; ++c) {
+      const std::int64_t amount = row.tokens_of(c);
+      if (amount <= 0) continue;
+      const price_schedule& s = band_prices.schedule(c);
+      auto& acc = accumulators[{p->model, band, c, row.batch}];
       acc.last = &s;
-      // An allowance covers the first tokens of interactive usage; the tiers start after it.
-      const std::int64_t covered = row.batch ? 0 : in.terms.allowance_of(p->model, class_names[c]);
-      const std::int64_t end = std::min(acc.position + amounts[c], max_units);
+      // An allowance covers the first tokens of interactive usage in the base prices (batch
+      // usage and context bands have none); the tiers start after it.
+      const std::int64_t covered =
+          row.batch || band != 0 ? 0 : in.terms.allowance_of(p->model, token_class_names[c]);
+      const std::int64_t end = std::min(acc.position + amount, max_units);
       if (acc.position < covered) {
-        auto& l = lines[{p->model, c, row.batch, included_tier}];
+        auto& l = lines[{p->model, band, c, row.batch, included_tier}];
         l.tokens += std::min(end, covered) - acc.position;
         add_versions(l.versions, row.version);
       }
@@ -109,26 +136,38 @@ period_pricing price_period(const period_usage& in) {
           const auto& bound = s.tiers[static_cast<std::size_t>(tier - 1)].up_to;
           if (bound && *bound < to) piece_end = *bound;
         }
-        auto& l = lines[{p->model, c, row.batch, tier}];
+        auto& l = lines[{p->model, band, c, row.batch, tier}];
         l.tokens += piece_end - from;
         l.amount_micros += price_micros(s, piece_end, discount) - price_micros(s, from, discount);
         add_versions(l.versions, row.version);
         from = piece_end;
       }
     }
+    // Request fees: one line per band, on a count that runs through the period like a class.
+    if (row.requests > 0 && band_prices.request_fee_micros > 0) {
+      auto& acc = accumulators[{p->model, band, token_class_count, row.batch}];
+      const std::int64_t from = acc.position;
+      acc.position = std::min(acc.position + row.requests, max_units);
+      auto& l = lines[{p->model, band, token_class_count, row.batch, 1}];
+      l.tokens += acc.position - from;
+      l.amount_micros += fees_micros(band_prices.request_fee_micros, acc.position, discount) -
+                         fees_micros(band_prices.request_fee_micros, from, discount);
+      add_versions(l.versions, row.version);
+    }
   }
   period_pricing out;
   for (auto& [k, l] : lines) {
-    const auto& [model, c, batch, tier] = k;
+    const auto& [model, band, c, batch, tier] = k;
     l.model = model;
-    l.token_class = class_names[c];
+    l.token_class =
+        banded_class(c == token_class_count ? requests_class : token_class_names[c], band);
     l.batch = batch;
     l.tier = tier;
     if (tier == included_tier) {
       l.tier = 0;
       l.included = true;
     } else if (tier == 0) {  // volume: the tier the period's volume reached
-      const auto& acc = accumulators[{model, c, batch}];
+      const auto& acc = accumulators[{model, band, c, batch}];
       const std::int64_t priced = acc.position - acc.covered;
       l.tier = priced > 0 ? tier_of(*acc.last, priced) : 1;
     }
@@ -223,15 +262,13 @@ period_usage forecast_usage(const period_usage& in, period_progress progress) {
   period_usage out = in;
   if (progress.elapsed_s <= 0 || progress.elapsed_s >= progress.period_s) return out;
   const int now_version = in.versions.empty() ? 0 : in.versions.back().number;
-  // Per model and batch flag: the totals so far over every version, and the row of the version
-  // in force now (made if the period has none yet).
-  using key = std::pair<std::string, bool>;
+  // Per model, batch flag and prompt size: the totals so far over every version, and the row of
+  // the version in force now (made if the period has none yet).
+  using key = std::tuple<std::string, bool, std::int64_t>;
   std::map<key, period_usage::totals> sums;
   for (const auto& r : in.rows) {
-    auto& s = sums[{r.model, r.batch}];
-    s.input += r.input;
-    s.cached_input += r.cached_input;
-    s.output += r.output;
+    auto& s = sums[{r.model, r.batch, r.prompt_above}];
+    for (int c = 0; c <= token_class_count; ++c) s.tokens_of(c) += r.tokens_of(c);
   }
   const auto project = [&](std::int64_t so_far) {
     const __int128 total = static_cast<__int128>(so_far) * progress.period_s / progress.elapsed_s;
@@ -239,22 +276,26 @@ period_usage forecast_usage(const period_usage& in, period_progress progress) {
     return static_cast<std::int64_t>(std::min(total, cap)) - so_far;  // still to come
   };
   for (const auto& entry : sums) {
-    const key& k = entry.first;
+    // Named, not bound: clang 14 (the fuzz build) cannot capture structured bindings.
+    const std::string& model = std::get<0>(entry.first);
+    const bool batch = std::get<1>(entry.first);
+    const std::int64_t prompt_above = std::get<2>(entry.first);
     const period_usage::totals& s = entry.second;
     auto it = std::find_if(out.rows.begin(), out.rows.end(), [&](const period_usage::totals& r) {
-      return r.version == now_version && r.model == k.first && r.batch == k.second;
+      return r.version == now_version && r.model == model && r.batch == batch &&
+             r.prompt_above == prompt_above;
     });
     if (it == out.rows.end()) {
       period_usage::totals row;
       row.version = now_version;
-      row.model = k.first;
-      row.batch = k.second;
+      row.model = model;
+      row.batch = batch;
+      row.prompt_above = prompt_above;
       out.rows.push_back(row);
       it = std::prev(out.rows.end());
     }
-    it->input += project(s.input);
-    it->cached_input += project(s.cached_input);
-    it->output += project(s.output);
+    // Each class and the request count (index token_class_count).
+    for (int c = 0; c <= token_class_count; ++c) it->tokens_of(c) += project(s.tokens_of(c));
   }
   return out;
 }

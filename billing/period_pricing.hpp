@@ -28,22 +28,36 @@ struct period_usage {
     std::string prices_json;  // canonical (billing/price_book)
   };
   std::vector<version> versions;  // in effective order
-  // Totals per version in force (0: before the first version), model and batch flag, in
-  // version order.
+  // Totals per version in force (0: before the first version), model, batch flag and prompt
+  // size, in version order. The classes split the tokens as rating_event::set_tokens does.
   struct totals {
     int version = 0;
     std::string model;
     bool batch = false;
-    std::int64_t input = 0;  // prompt tokens that were not cached
+    std::int64_t input = 0;  // prompt tokens in none of the other input classes
     std::int64_t cached_input = 0;
-    std::int64_t output = 0;
+    std::int64_t output = 0;  // completion tokens that are not audio
+    std::int64_t cache_write = 0;
+    std::int64_t image_input = 0;
+    std::int64_t audio_input = 0;
+    std::int64_t audio_output = 0;
+    std::int64_t requests = 0;  // events answered 2xx: each pays the request fee
+    // The events' prompts all have more than this many tokens and at most the book's next
+    // context band threshold (0: from the smallest prompt): it chooses their context band.
+    std::int64_t prompt_above = 0;
+
+    // The tokens of a class (billing/price_book's token_class order).
+    std::int64_t tokens_of(int token_class) const;
+    std::int64_t& tokens_of(int token_class);
   };
   std::vector<totals> rows;
 };
 
 struct priced_line {
   std::string model;        // or "*" for a book with tier_scope all_models
-  std::string token_class;  // input, cached_input, output
+  // input, cached_input, cache_write, image_input, audio_input, output, audio_output or
+  // requests (tokens then counts requests), with ">N" for the context band of prompts above N
+  std::string token_class;
   bool batch = false;
   int tier = 1;  // 1-based; for volume tiers, the tier the period's volume reached; 0: included
   std::int64_t tokens = 0;

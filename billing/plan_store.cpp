@@ -5,6 +5,7 @@
 #include <set>
 
 #include "billing/api_keys.hpp"
+#include "billing/price_book.hpp"
 #include "core/json_dom.hpp"
 
 namespace tollgate::billing {
@@ -201,23 +202,55 @@ net::awaitable<basic_result<period_usage, store_error>> plan_store::load_period_
   plan.rows.clear();
   auto conn = co_await pool_.acquire();
   if (!conn) co_return store_unavailable(conn.error());
-  // Totals per version in force at each event (0: before the first), model and batch flag.
+  // Totals per version in force at each event (0: before the first), model, batch flag and
+  // prompt size: the context band thresholds of the book's versions cut the prompts into
+  // ranges, each row's prompts lie in one (prompt_above: the threshold below them, 0: none).
+  // The classes split the tokens as rating_event::set_tokens does.
+  std::set<std::int64_t> thresholds;
+  for (const auto& v : plan.versions) {
+    auto prices = parse_stored_prices(v.prices_json, plan.tier_mode, plan.tier_scope);
+    if (!prices) continue;
+    for (const auto& m : *prices) {
+      for (const auto& b : m.bands) thresholds.insert(b.above_tokens);
+    }
+  }
+  // The threshold below each prompt: width_bucket counts the thresholds at or below
+  // prompt_tokens - 1 (those a prompt is above); a book without bands has none.
+  const char* const prompt_above =
+      thresholds.empty() ? " 0::bigint,"
+                         : " coalesce(($5::bigint[])[width_bucket(e.prompt_tokens - 1,"
+                           " $5::bigint[])], 0),";
   const std::string totals_sql =
-      "WITH v AS (SELECT version, effective_at, lead(effective_at) OVER (ORDER BY effective_at)"
-      " AS next FROM price_book_versions WHERE book_id = $2)"
-      " SELECT coalesce(v.version, 0), e.model, e.batch,"
-      " sum(e.prompt_tokens - least(e.cached_prompt_tokens, e.prompt_tokens)),"
-      " sum(least(e.cached_prompt_tokens, e.prompt_tokens)), sum(e.completion_tokens)"
+      std::string(
+          "WITH v AS (SELECT version, effective_at, lead(effective_at) OVER (ORDER BY"
+          " effective_at) AS next FROM price_book_versions WHERE book_id = $2)"
+          " SELECT coalesce(v.version, 0), e.model, e.batch,") +
+      prompt_above +
+      " sum(e.prompt_tokens - ca - cw - im - au), sum(ca), sum(e.completion_tokens - ao),"
+      " sum(cw), sum(im), sum(au), sum(ao), count(*) FILTER (WHERE e.status BETWEEN 200 AND 299)"
       " FROM usage_events e LEFT JOIN v ON e.occurred_at >= v.effective_at"
       " AND (v.next IS NULL OR e.occurred_at < v.next)"
+      " CROSS JOIN LATERAL (SELECT least(e.cached_prompt_tokens, e.prompt_tokens) AS ca) s1"
+      " CROSS JOIN LATERAL (SELECT least(e.cache_write_tokens, e.prompt_tokens - ca) AS cw) s2"
+      " CROSS JOIN LATERAL (SELECT least(e.image_prompt_tokens, e.prompt_tokens - ca - cw)"
+      " AS im) s3"
+      " CROSS JOIN LATERAL (SELECT least(e.audio_prompt_tokens, e.prompt_tokens - ca - cw - im)"
+      " AS au, least(e.audio_completion_tokens, e.completion_tokens) AS ao) s4"
       " WHERE e.tenant_id = $1 AND e.occurred_at >= to_timestamp($3::bigint)"
       " AND e.occurred_at < to_timestamp($4::bigint)"
-      " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+      " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4";
+  std::string threshold_array = "{";
+  for (const std::int64_t t : thresholds) {
+    if (threshold_array.size() > 1) threshold_array += ',';
+    threshold_array += std::to_string(t);
+  }
+  threshold_array += '}';
   std::vector<pg::param> totals_params;
   totals_params.emplace_back(plan.tenant_id);
   totals_params.emplace_back(plan.book_id);
   totals_params.emplace_back(std::to_string(bounds->first));
   totals_params.emplace_back(std::to_string(bounds->second));
+  if (!thresholds.empty()) totals_params.emplace_back(std::move(threshold_array));
   auto totals = co_await (*conn)->query(totals_sql, std::move(totals_params));
   if (!totals) co_return store_error_from(totals.error());
   for (int i = 0; i < totals->size(); ++i) {
@@ -225,9 +258,15 @@ net::awaitable<basic_result<period_usage, store_error>> plan_store::load_period_
     t.version = static_cast<int>(totals->int64(i, 0));
     t.model = std::string(totals->text(i, 1));
     t.batch = totals->boolean(i, 2);
-    t.input = totals->int64(i, 3);
-    t.cached_input = totals->int64(i, 4);
-    t.output = totals->int64(i, 5);
+    t.prompt_above = totals->int64(i, 3);
+    t.input = totals->int64(i, 4);
+    t.cached_input = totals->int64(i, 5);
+    t.output = totals->int64(i, 6);
+    t.cache_write = totals->int64(i, 7);
+    t.image_input = totals->int64(i, 8);
+    t.audio_input = totals->int64(i, 9);
+    t.audio_output = totals->int64(i, 10);
+    t.requests = totals->int64(i, 11);
     plan.rows.push_back(std::move(t));
   }
   co_return plan;
@@ -246,6 +285,23 @@ net::awaitable<store_result> plan_store::cost_preview(std::string tenant_id,
     progress = period_progress{now_s - bounds->first, bounds->second - bounds->first};
   }
   co_return cost_preview_json(*usage, progress);
+}
+
+net::awaitable<basic_result<plan_store::period_forecast, store_error>> plan_store::forecast_period(
+    std::string tenant_id, std::int64_t now_s) {
+  std::string period = period_of(now_s);
+  const auto bounds = period_bounds(period);
+  if (!bounds) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
+  auto plan = co_await load_plan(std::move(tenant_id), period);
+  if (!plan) co_return plan.error();
+  auto usage = co_await load_period_totals(std::move(*plan), std::move(period));
+  if (!usage) co_return usage.error();
+  period_forecast out;
+  out.period_start_s = bounds->first;
+  out.cost_micros = price_period(*usage).total_micros;
+  const period_progress progress{now_s - bounds->first, bounds->second - bounds->first};
+  out.forecast_micros = price_period(forecast_usage(*usage, progress)).total_micros;
+  co_return out;
 }
 
 net::awaitable<pg::db_result<std::vector<std::string>>> plan_store::tenants_with_plans() {

@@ -69,6 +69,15 @@ class plan_store {
   // `now_s` (unix seconds) lies within the period.
   boost::asio::awaitable<store_result> cost_preview(std::string tenant_id, std::string period,
                                                     std::int64_t now_s);
+  // The current billing period's cost so far and its run-rate forecast (the cost preview's,
+  // docs/PRICING.md) at `now_s`: for forecast alerts. 404 for a tenant without a plan.
+  struct period_forecast {
+    std::int64_t period_start_s = 0;
+    std::int64_t cost_micros = 0;
+    std::int64_t forecast_micros = 0;
+  };
+  boost::asio::awaitable<basic_result<period_forecast, store_error>> forecast_period(
+      std::string tenant_id, std::int64_t now_s);
   boost::asio::awaitable<pg::db_result<std::vector<std::string>>> tenants_with_plans();
 
   // Seats: a tenant's seat count from a UTC day on (`day`: "YYYY-MM-DD"), answered with the

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <tuple>
 
+#include "billing/price_book.hpp"
 #include "core/json_text.hpp"
 
 namespace tollgate::billing {
@@ -11,7 +12,6 @@ namespace tollgate::billing {
 namespace {
 
 constexpr std::size_t model_bytes_max = 256;
-constexpr std::size_t token_class_bytes_max = 64;
 
 // A non-negative integer member up to `max` (absent: 0), or the error naming it.
 bool read_amount(json::value obj, std::string_view key, std::int64_t max, std::int64_t& out,
@@ -27,10 +27,8 @@ bool read_amount(json::value obj, std::string_view key, std::int64_t max, std::i
 }
 
 bool is_class_name(std::string_view s) {
-  if (s.empty() || s.size() > token_class_bytes_max) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || c == '_' || (c >= '0' && c <= '9');
-  });
+  return std::any_of(std::begin(token_class_names), std::end(token_class_names),
+                     [&](const char* name) { return s == name; });
 }
 
 }  // namespace
@@ -64,8 +62,8 @@ basic_result<std::vector<allowance>, std::string> parse_allowances(json::value v
         tokens.as_int64() < 1 || tokens.as_int64() > allowance_tokens_max) {
       error = "allowances[" + std::to_string(out.size()) +
               "] must be {\"model\", \"token_class\", \"tokens\"}: a model name (\"*\" for a "
-              "book with tier_scope all_models), a token class (input, cached_input, output) "
-              "and 1 to " +
+              "book with tier_scope all_models), a token class (input, cached_input, cache_write, "
+              "image_input, audio_input, output, audio_output) and 1 to " +
               std::to_string(allowance_tokens_max) + " tokens.";
       return;
     }

@@ -14,18 +14,75 @@ namespace tollgate::billing {
 
 enum class tier_scope { model, all_models };
 
-// The prices of one model (or "*"): per 1M tokens, tiered on the period's volume of that class.
-struct model_prices {
-  std::string model;
+// The token classes a book prices, in one fixed order (the index of each in class_prices).
+// Prompt tokens split into input, cached_input (served from the upstream's cache),
+// cache_write (written to it), image_input and audio_input; completion tokens into output and
+// audio_output. `requests` is not a token class: it counts an event's per-request fee.
+enum token_class : int {
+  tc_input,
+  tc_cached_input,
+  tc_cache_write,
+  tc_image_input,
+  tc_audio_input,
+  tc_output,
+  tc_audio_output,
+  token_class_count
+};
+inline constexpr const char* token_class_names[token_class_count] = {
+    "input", "cached_input", "cache_write", "image_input", "audio_input", "output", "audio_output"};
+// The accumulator and line name of the per-request fees.
+inline constexpr std::string_view requests_class = "requests";
+
+// A per-request fee is at most this (micro-units): 10^9, a thousand currency units.
+constexpr std::int64_t max_request_fee_micros = 1'000'000'000;
+// A model has at most this many context bands beyond its base prices.
+constexpr std::size_t context_bands_max = 8;
+
+// One set of prices: per 1M tokens of each class, tiered on the period's volume of that
+// class, and a fee per request.
+struct class_prices {
   price_schedule input;
   price_schedule cached_input;  // the input schedule when the book does not give one
   price_schedule output;
+  price_schedule cache_write;   // default: input
+  price_schedule image_input;   // default: input
+  price_schedule audio_input;   // default: input
+  price_schedule audio_output;  // default: output
+  std::int64_t request_fee_micros = 0;
+
+  const price_schedule& schedule(int token_class) const;
+  bool operator==(const class_prices&) const = default;
 };
+
+// The prices of requests whose prompt has more than `above_tokens` tokens (Gemini's
+// long-context rates): such a request is rated entirely with them, on accumulators of its own.
+struct context_band {
+  std::int64_t above_tokens = 0;
+  class_prices prices;
+  bool operator==(const context_band&) const = default;
+};
+
+// The prices of one model (or "*"): base prices and optional context bands.
+struct model_prices : class_prices {
+  std::string model;
+  std::vector<context_band> bands;  // above_tokens strictly increasing
+
+  // The prices of a request with `prompt_tokens` prompt tokens: the band with the highest
+  // threshold below it, else the base prices; `band_above` is that threshold (0: base).
+  const class_prices& band_for(std::int64_t prompt_tokens, std::int64_t& band_above) const;
+};
+
+// The accumulator (and invoice line) name of a class in a band: "input" in the base prices,
+// "input>128000" for prompts above 128000 tokens. Each band's classes telescope on their own.
+std::string banded_class(std::string_view token_class, std::int64_t band_above);
 
 constexpr std::size_t price_book_models_max = 1000;
 
 // Parses the `models` object of a price book version:
-//   {"<model>": {"input": [TIER...], "cached_input": [TIER...]?, "output": [TIER...]}}
+//   {"<model>": {"input": [TIER...], "cached_input": [TIER...]?, "output": [TIER...],
+//                "cache_write"|"image_input"|"audio_input"|"audio_output": [TIER...]?,
+//                "request_fee": <micro-units per request>?,
+//                "context_bands": [{"above": <prompt tokens>, <the classes above>}...]?}}
 //   TIER = {"up_to": <tokens, inclusive; absent or null on the last tier>,
 //           "rate": "<micro-units per 1M tokens, up to 6 decimals>" (or an integer),
 //           "flat_fee": <micro-units>?}

@@ -3,6 +3,7 @@
 #include "billing/pricing.hpp"
 
 #include <cassert>
+#include <limits>
 
 namespace tollgate::billing {
 
@@ -119,6 +120,16 @@ std::int64_t charge_micros(const price_schedule& s, std::int64_t position, std::
   const std::int64_t charge =
       price_micros(s, position + quantity, discount_bp) - price_micros(s, position, discount_bp);
   return charge < 0 ? 0 : charge;  // only volume tiers can fall
+}
+
+std::int64_t fees_micros(std::int64_t fee_micros, std::int64_t requests, int discount_bp) {
+  assert(discount_bp >= 0 && discount_bp <= max_discount_bp);
+  assert(fee_micros >= 0 && requests >= 0 && requests <= max_units);
+  const __int128 scaled = static_cast<__int128>(fee_micros) * requests *
+                          (max_discount_bp - discount_bp) / max_discount_bp;
+  // 10^9 x 10^15 can pass 64 bits: saturate (far beyond any real period).
+  constexpr __int128 top = std::numeric_limits<std::int64_t>::max();
+  return static_cast<std::int64_t>(scaled < top ? scaled : top);
 }
 
 std::int64_t true_up_micros(const price_schedule& s, std::int64_t total,

@@ -38,11 +38,13 @@ struct price_tier {
   std::optional<std::int64_t> up_to;
   rate_e6 rate = 0;                  // per 1M units
   std::int64_t flat_fee_micros = 0;  // charged once when the period's volume enters the tier
+  bool operator==(const price_tier&) const = default;
 };
 
 struct price_schedule {
   tier_mode mode = tier_mode::graduated;
   std::vector<price_tier> tiers;  // at least one; up_to strictly increasing; last unbounded
+  bool operator==(const price_schedule&) const = default;
 };
 
 // "" if the schedule is well formed and inside the bounds above, else what is wrong.
@@ -60,6 +62,12 @@ std::int64_t price_micros(const price_schedule& s, std::int64_t units, int disco
 // the invoice trues the period up to floor(F(total)) (true_up_micros).
 std::int64_t charge_micros(const price_schedule& s, std::int64_t position, std::int64_t quantity,
                            int discount_bp = 0);
+
+// Per-request fees as a cumulative function too: floor(requests x fee x (10,000 - discount_bp)
+// / 10,000) micro-units for the period's first `requests` requests (128-bit intermediates,
+// saturating at INT64_MAX). The fee of the n-th request is
+// fees_micros(n) - fees_micros(n - 1), so per-request charges telescope with a discount too.
+std::int64_t fees_micros(std::int64_t fee_micros, std::int64_t requests, int discount_bp = 0);
 
 // What the invoice adds to the provisional charges of a period to reach floor(F(total)):
 // 0 for graduated tiers (they telescope exactly), <= 0 for volume tiers.

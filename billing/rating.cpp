@@ -13,8 +13,9 @@ namespace {
 
 // Column positions in the ledger's COPY row (ledger_writer's usage_event_columns).
 constexpr std::size_t col_tenant = 0, col_occurred_at = 1, col_request = 2, col_model = 6,
-                      col_batch = 9, col_prompt = 11, col_cached = 12, col_completion = 13,
-                      columns = 31;
+                      col_batch = 9, col_status = 10, col_prompt = 11, col_cached = 12,
+                      col_completion = 13, col_cache_write = 31, col_image_prompt = 32,
+                      col_audio_prompt = 33, col_audio_completion = 34, columns = 35;
 
 // The inverse of pg::append_copy_text for the escapes COPY text may hold.
 std::optional<std::string> copy_unescape(std::string_view v) {
@@ -84,12 +85,6 @@ std::optional<std::int64_t> parse_utc_timestamp(std::string_view v) {
   return static_cast<std::int64_t>(timegm(&tm));
 }
 
-const char* const class_names[] = {"input", "cached_input", "output"};
-
-const price_schedule& schedule_of(const model_prices& p, int token_class) {
-  return token_class == 0 ? p.input : token_class == 1 ? p.cached_input : p.output;
-}
-
 }  // namespace
 
 std::optional<rating_event> parse_rating_event(std::string_view line) {
@@ -111,8 +106,13 @@ std::optional<rating_event> parse_rating_event(std::string_view line) {
   const auto prompt = parse_count(fields[col_prompt]);
   const auto cached = parse_count(fields[col_cached]);
   const auto completion = parse_count(fields[col_completion]);
+  const auto cache_write = parse_count(fields[col_cache_write]);
+  const auto image = parse_count(fields[col_image_prompt]);
+  const auto audio = parse_count(fields[col_audio_prompt]);
+  const auto audio_completion = parse_count(fields[col_audio_completion]);
+  const auto status = parse_count(fields[col_status]);
   if (!tenant || tenant->empty() || !request || request->empty() || !model || !at || !prompt ||
-      !cached || !completion) {
+      !cached || !completion || !cache_write || !image || !audio || !audio_completion || !status) {
     return std::nullopt;
   }
   if (fields[col_batch] != "t" && fields[col_batch] != "f") return std::nullopt;
@@ -121,15 +121,52 @@ std::optional<rating_event> parse_rating_event(std::string_view line) {
   e.model = std::move(*model);
   e.occurred_at_s = *at;
   e.batch = fields[col_batch] == "t";
-  e.set_tokens(*prompt, *cached, *completion);
+  e.answered = *status >= 200 && *status < 300;
+  e.set_tokens({*prompt, *cached, *cache_write, *image, *audio, *completion, *audio_completion});
   return e;
 }
 
-void rating_event::set_tokens(std::int64_t prompt_tokens, std::int64_t cached_tokens,
-                              std::int64_t completion_tokens) {
-  cached_input = std::min(cached_tokens, prompt_tokens);
-  input = prompt_tokens - cached_input;
-  output = completion_tokens;
+void rating_event::set_tokens(const token_counts& n) {
+  prompt_tokens = n.prompt;
+  std::int64_t rest = n.prompt;
+  const auto take = [&rest](std::int64_t part) {
+    const std::int64_t taken = std::clamp<std::int64_t>(part, 0, rest);
+    rest -= taken;
+    return taken;
+  };
+  cached_input = take(n.cached);
+  cache_write = take(n.cache_write);
+  image_input = take(n.image_prompt);
+  audio_input = take(n.audio_prompt);
+  input = rest;
+  rest = n.completion;
+  audio_output = take(n.audio_completion);
+  output = rest;
+}
+
+void rating_event::set_tokens(std::int64_t prompt, std::int64_t cached, std::int64_t completion) {
+  set_tokens(token_counts{prompt, cached, 0, 0, 0, completion, 0});
+}
+
+std::int64_t rating_event::tokens_of(int token_class) const {
+  switch (token_class) {
+    case tc_input:
+      return input;
+    case tc_cached_input:
+      return cached_input;
+    case tc_cache_write:
+      return cache_write;
+    case tc_image_input:
+      return image_input;
+    case tc_audio_input:
+      return audio_input;
+    case tc_output:
+      return output;
+    case tc_audio_output:
+      return audio_output;
+    default:
+      return 0;
+  }
 }
 
 rating_event rating_event::from(const metering::usage_record& rec) {
@@ -139,7 +176,10 @@ rating_event rating_event::from(const metering::usage_record& rec) {
   e.occurred_at_s = rec.occurred_at_ms / 1000;
   e.model = rec.model;
   e.batch = rec.batch;
-  e.set_tokens(rec.prompt_tokens, rec.cached_tokens, rec.completion_tokens);
+  e.answered = rec.status >= 200 && rec.status < 300;
+  e.set_tokens({rec.prompt_tokens, rec.cached_tokens, rec.cache_write_tokens,
+                rec.image_prompt_tokens, rec.audio_prompt_tokens, rec.completion_tokens,
+                rec.audio_completion_tokens});
   return e;
 }
 
@@ -166,10 +206,17 @@ std::optional<rating_target> rating_target_of(const rating_plan& plan, const rat
   rating_target t;
   t.version = in_force->number;
   t.prices = &*it;
+  t.band = &it->band_for(e.prompt_tokens, t.band_above);
   const std::string period = period_of(e.occurred_at_s);
-  const std::int64_t amounts[] = {e.input, e.cached_input, e.output};
-  for (int c = 0; c < 3; ++c) {
-    if (amounts[c] > 0) t.keys.emplace_back(e.tenant_id, period, wanted, class_names[c], e.batch);
+  for (int c = 0; c < token_class_count; ++c) {
+    if (e.tokens_of(c) > 0) {
+      t.keys.emplace_back(e.tenant_id, period, wanted,
+                          banded_class(token_class_names[c], t.band_above), e.batch);
+    }
+  }
+  if (e.answered && t.band->request_fee_micros > 0) {
+    t.keys.emplace_back(e.tenant_id, period, wanted, banded_class(requests_class, t.band_above),
+                        e.batch);
   }
   return t;
 }
@@ -179,28 +226,43 @@ std::optional<rated_event> rate_event(const rating_plan& plan, const rating_even
   const auto target = rating_target_of(plan, e);
   if (!target) return std::nullopt;
   const int discount = e.batch ? plan.batch_discount_bp : 0;
-  const std::int64_t amounts[] = {e.input, e.cached_input, e.output};
   rated_event out;
   out.version = target->version;
+  out.band_above = target->band_above;
   std::size_t next_key = 0;
-  for (int c = 0; c < 3; ++c) {
-    if (amounts[c] <= 0) continue;
+  for (int c = 0; c < token_class_count; ++c) {
+    const std::int64_t tokens = e.tokens_of(c);
+    if (tokens <= 0) continue;
     accumulator_state& acc = accumulators[target->keys[next_key++]];
     // A period holds at most max_units of a class; past that, tokens are not charged (the
     // period pricing caps the same way).
-    const std::int64_t q = std::min(amounts[c], max_units - acc.position);
+    const std::int64_t q = std::min(tokens, max_units - acc.position);
     if (q <= 0) continue;
-    // An allowance covers the first tokens of the period's interactive usage (batch usage has
-    // its own accumulator and no allowance): the tiers start after it.
+    // An allowance covers the first tokens of the period's interactive usage in the base
+    // prices (batch usage and context bands have accumulators of their own and no allowance):
+    // the tiers start after it.
+    const bool allowed = !e.batch && target->band_above == 0;
     const std::int64_t covered =
-        e.batch ? 0 : plan.terms.allowance_of(target->prices->model, class_names[c]);
+        allowed ? plan.terms.allowance_of(target->prices->model, token_class_names[c]) : 0;
     const std::int64_t from = std::max<std::int64_t>(0, acc.position - covered);
     const std::int64_t to = std::max<std::int64_t>(0, acc.position + q - covered);
     const std::int64_t charge =
-        to > from ? charge_micros(schedule_of(*target->prices, c), from, to - from, discount) : 0;
+        to > from ? charge_micros(target->band->schedule(c), from, to - from, discount) : 0;
     acc.position += q;
     acc.charged_micros += charge;
     out.cost_micros += charge;
+  }
+  if (next_key < target->keys.size()) {  // the request fee: one more on its accumulator
+    accumulator_state& acc = accumulators[target->keys[next_key]];
+    if (acc.position < max_units) {
+      const std::int64_t fee = target->band->request_fee_micros;
+      const std::int64_t charge =
+          fees_micros(fee, acc.position + 1, discount) - fees_micros(fee, acc.position, discount);
+      acc.position += 1;
+      acc.charged_micros += charge;
+      out.cost_micros += charge;
+      out.request_fee_micros = charge;
+    }
   }
   return out;
 }

@@ -22,6 +22,18 @@
 
 namespace tollgate::billing {
 
+// An event's token counts as reported: the parts of the prompt (cached, cache writes, image,
+// audio) and of the completion (audio) that are priced as classes of their own.
+struct token_counts {
+  std::int64_t prompt = 0;
+  std::int64_t cached = 0;
+  std::int64_t cache_write = 0;
+  std::int64_t image_prompt = 0;
+  std::int64_t audio_prompt = 0;
+  std::int64_t completion = 0;
+  std::int64_t audio_completion = 0;
+};
+
 // What rating needs of one usage_events row.
 struct rating_event {
   std::string tenant_id;
@@ -29,14 +41,25 @@ struct rating_event {
   std::int64_t occurred_at_s = 0;
   std::string model;
   bool batch = false;
-  std::int64_t input = 0;  // prompt tokens that were not cached
+  std::int64_t input = 0;  // prompt tokens in none of the classes below
   std::int64_t cached_input = 0;
-  std::int64_t output = 0;
+  std::int64_t output = 0;  // completion tokens that are not audio
+  std::int64_t cache_write = 0;
+  std::int64_t image_input = 0;
+  std::int64_t audio_input = 0;
+  std::int64_t audio_output = 0;
+  std::int64_t prompt_tokens = 0;  // the whole prompt: it chooses the context band
+  bool answered = false;           // a 2xx answer: it pays the request fee
 
-  // The one split into token classes, as the period totals make it: cached tokens are part of
-  // the prompt (and never more than it).
+  // The one split into token classes, as the period totals make it (billing/plan_store):
+  // each part of the prompt is taken from what the parts before it left, in the order cached,
+  // cache_write, image, audio (never more than the prompt); the rest is `input`. Audio
+  // completion tokens are part of the completion tokens likewise.
+  void set_tokens(const token_counts& counts);
   void set_tokens(std::int64_t prompt_tokens, std::int64_t cached_tokens,
                   std::int64_t completion_tokens);
+  // The tokens of a class (billing/price_book's token_class order).
+  std::int64_t tokens_of(int token_class) const;
   // A request's usage record as rating sees it (for quoting its cost before the ledger has it).
   static rating_event from(const metering::usage_record& rec);
 };
@@ -72,8 +95,8 @@ using plan_history = std::vector<rating_plan>;
 // The plan that prices `period` ("YYYY-MM"); null for an empty history.
 const rating_plan* plan_for_period(const plan_history& plans, std::string_view period);
 
-// An accumulator: tenant, period ("2026-11"), model (or "*"), token class (input,
-// cached_input, output), batch flag.
+// An accumulator: tenant, period ("2026-11"), model (or "*"), token class in its context band
+// (banded_class: "input", "cache_write", "output>128000", "requests", ...), batch flag.
 using accumulator_key = std::tuple<std::string, std::string, std::string, std::string, bool>;
 struct accumulator_state {
   std::int64_t position = 0;        // tokens rated so far this period
@@ -87,13 +110,18 @@ using accumulator_map = std::map<accumulator_key, accumulator_state>;
 struct rating_target {
   int version = 0;
   const model_prices* prices = nullptr;
-  std::vector<accumulator_key> keys;  // one per token class with tokens, input first
+  const class_prices* band = nullptr;  // the prices of the event's context band
+  std::int64_t band_above = 0;         // its threshold (0: the base prices)
+  // One per token class with tokens, in class order, then "requests" if a fee is due.
+  std::vector<accumulator_key> keys;
 };
 std::optional<rating_target> rating_target_of(const rating_plan& plan, const rating_event& e);
 
 struct rated_event {
-  std::int64_t cost_micros = 0;
+  std::int64_t cost_micros = 0;  // the request fee included
   int version = 0;
+  std::int64_t request_fee_micros = 0;
+  std::int64_t band_above = 0;  // the context band that rated it (0: the base prices)
 };
 // Rates `e` on `accumulators` (missing ones start at zero) and advances them. nullopt: not
 // rated (see rating_target_of); nothing changes.

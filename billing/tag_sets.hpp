@@ -21,7 +21,7 @@ namespace tollgate::billing {
 inline constexpr const char* join_tag_sets = " LEFT JOIN usage_tag_sets ts ON ts.id = e.tag_set_id";
 
 // How many of usage_event_columns follow tag_set_id (a unit test holds the two together).
-inline constexpr std::size_t usage_columns_after_tags = 5;
+inline constexpr std::size_t usage_columns_after_tags = 9;
 
 // Where the tags are in a usage_events COPY line of the journal in the current layout (older
 // records' lines completed first): offset and length, or nullopt for a line with too few fields.

@@ -236,7 +236,10 @@ net::awaitable<pg::db_result<usage_queries::events_page>> usage_queries::events(
       "'client_request_id',client_request_id,'cost_micros',cost_micros,"
       "'price_book_id',price_book_id,'price_book_version',price_book_version,"
       "'credit_micros',credit_micros,'end_user',end_user,'tags',ts.tags,"
-      "'session_id',session_id)::text,"
+      "'session_id',session_id,'cache_write_tokens',cache_write_tokens,"
+      "'image_prompt_tokens',image_prompt_tokens,'audio_prompt_tokens',audio_prompt_tokens,"
+      "'audio_completion_tokens',audio_completion_tokens,"
+      "'request_fee_micros',request_fee_micros,'context_band',context_band)::text,"
       " ((extract(epoch from occurred_at) * 1000000)::bigint)::text || '~' || tenant_id || '~' ||"
       " request_id FROM usage_events e" +
       std::string(join_tag_sets) + where + " ORDER BY occurred_at, tenant_id, request_id LIMIT " +

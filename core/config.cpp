@@ -45,7 +45,7 @@ constexpr std::string_view default_config_text = R"({
                "hold_ttl_ms": 660000, "settle_batch_ms": 0, "cache_ttl_ms": 1000,
                "command_timeout_ms": 500,
                "alert_max_attempts": 8, "alert_webhook_ca_file": "",
-               "alert_webhook_allow_private": false },
+               "alert_webhook_allow_private": false, "forecast_alert_interval_ms": 60000 },
   "invoices": { "grace_hours": 72 },
   "usage_reports": { "json_range_buckets_max": 100000, "csv_range_buckets_max": 527040 },
   "batches": { "enabled": true, "concurrency": 4, "poll_interval_ms": 500, "lease_ms": 30000,
@@ -104,6 +104,7 @@ json upstream_defaults() {
       {"concurrent_requests_max", 0},
       {"queue_requests_max", 0},
       {"queue_timeout_ms", limits::upstream_queue_timeout_ms_default},
+      {"usage_fields", json{{"cache_write", "cache_creation_input_tokens"}}},
   };
 }
 
@@ -487,6 +488,32 @@ void parse_endpoints(const json& u, const std::string& path, upstream_config& up
   up.base_path = up.endpoints.front().base_path;
 }
 
+// Where the upstream's usage object reports what OpenAI's shape has no field for: a member
+// name, or "parent.member" one object down (docs/CONFIG.md, "usage_fields").
+void parse_usage_fields(const json& u, const std::string& path, upstream_config& up) {
+  const json& fields = u.at("usage_fields");
+  const std::string at = path + "/usage_fields";
+  if (!fields.is_object()) fail(at, "must be an object");
+  for (auto it = fields.begin(); it != fields.end(); ++it) {
+    if (it.key() != "cache_write") fail(at + "/" + it.key(), "unknown field (cache_write)");
+  }
+  up.usage_cache_write_field =
+      fields.contains("cache_write") ? get_string(fields, at, "cache_write") : "";
+  const std::string& f = up.usage_cache_write_field;
+  const auto is_name = [](std::string_view n) {
+    return !n.empty() && n.size() <= 64 && std::all_of(n.begin(), n.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+    });
+  };
+  const std::size_t dot = f.find('.');
+  if (!f.empty() &&
+      !(dot == std::string::npos ? is_name(f)
+                                 : is_name(std::string_view(f).substr(0, dot)) &&
+                                       is_name(std::string_view(f).substr(dot + 1)))) {
+    fail(at + "/cache_write", "must be a member name or \"parent.member\" (letters, digits, _)");
+  }
+}
+
 // Health, retries and the per-thread concurrency cap (docs/CONFIG.md, "Replicas").
 void parse_upstream_routing(const json& u, const std::string& path, upstream_config& up) {
   up.eject_consecutive_failures = get_uint(u, path, "eject_consecutive_failures", 0, 1'000'000);
@@ -527,6 +554,7 @@ void parse_upstreams(const json& merged, const env_lookup& env, gateway_config& 
     up.name = name;
     parse_endpoints(u, path, up);
     parse_upstream_routing(u, path, up);
+    parse_usage_fields(u, path, up);
     parse_upstream_tls(u, path, up);
     parse_upstream_auth(u, path, env, up);
     up.connect_timeout_ms = get_uint(u, path, "connect_timeout_ms", 1, 600'000);
@@ -682,6 +710,8 @@ void parse_budgets(const json& merged, gateway_config& cfg) {
   cfg.budgets.alert_webhook_ca_file = get_string(b, "/budgets", "alert_webhook_ca_file");
   cfg.budgets.alert_webhook_allow_private =
       get_bool(b, "/budgets", "alert_webhook_allow_private");
+  cfg.budgets.forecast_alert_interval_ms =
+      get_uint(b, "/budgets", "forecast_alert_interval_ms", 100, 86'400'000);
   if (!cfg.budgets.redis.empty() && cfg.database.url.empty()) {
     fail("/budgets/redis", "budgets need a database (database.url): they are stored there");
   }

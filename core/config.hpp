@@ -103,6 +103,9 @@ struct upstream_config {
   std::uint64_t concurrent_requests_max = 0;
   std::uint64_t queue_requests_max = 0;
   std::uint64_t queue_timeout_ms = 0;
+  // Where its usage object reports prompt tokens written to its cache ("member" or
+  // "parent.member"; "" = it does not): priced as the cache_write class.
+  std::string usage_cache_write_field;
 };
 
 struct model_config {
@@ -223,6 +226,7 @@ struct budgets_config {
   std::uint64_t alert_max_attempts = 0;  // webhook deliveries of one alert before it fails
   std::string alert_webhook_ca_file;     // CAs for https:// webhooks (PEM); "" = the system's
   bool alert_webhook_allow_private = false;  // deliver to loopback/private/link-local addresses
+  std::uint64_t forecast_alert_interval_ms = 0;  // how often forecast alerts are checked
 };
 
 // Invoices (billing/invoice_store, docs/PRICING.md).

@@ -49,7 +49,8 @@ std::optional<std::optional<std::vector<std::string>>> models_of(body_reader& bo
 // A new budget from the body, or the 400 that refuses it.
 result<billing::budget_store::budget_spec> budget_spec_of(body_reader& body) {
   body.reject_unknown({"tenant_id", "scope", "scope_id", "metric", "window", "limit", "mode",
-                       "alert_thresholds", "alert_webhook_url", "models"});
+                       "alert_thresholds", "alert_webhook_url", "models",
+                       "forecast_alert_thresholds"});
   auto tenant = body.name("tenant_id", true);
   auto scope = body.choice("scope", {"tenant", "project", "key", "end_user", "tag", "session"},
                            false);
@@ -59,6 +60,7 @@ result<billing::budget_store::budget_spec> budget_spec_of(body_reader& body) {
   auto limit = body.nullable_int("limit", 0, budget_limit_max);
   auto mode = body.choice("mode", {"hard", "soft"}, false);
   auto thresholds = body.thresholds("alert_thresholds");
+  auto forecast_thresholds = body.thresholds("forecast_alert_thresholds");
   auto webhook = body.webhook_url("alert_webhook_url");
   auto models = models_of(body);
   if (!body.ok()) return body.error();
@@ -80,6 +82,16 @@ result<billing::budget_store::budget_spec> budget_spec_of(body_reader& body) {
         "session separately.",
         "alert_thresholds", "invalid_value");
   }
+  if (forecast_thresholds && !forecast_thresholds->empty() &&
+      (*scope_kind != metering::budget_scope::tenant ||
+       *metric_kind != metering::budget_metric::spend ||
+       metering::name_of(*window) != std::string_view("month"))) {
+    // The forecast is the tenant's billing period's (docs/PRICING.md, "Cost preview").
+    return invalid_request(
+        "forecast_alert_thresholds need a tenant's spend budget with window month: the "
+        "forecast is of the tenant's billing period.",
+        "forecast_alert_thresholds", "invalid_value");
+  }
   billing::budget_store::budget_spec spec;
   spec.tenant_id = *tenant;
   spec.scope = *scope_kind;
@@ -91,6 +103,7 @@ result<billing::budget_store::budget_spec> budget_spec_of(body_reader& body) {
   spec.alert_thresholds = thresholds.value_or(std::vector<int>{});
   if (webhook && *webhook) spec.alert_webhook_url = **webhook;
   if (models) spec.models = *models;
+  spec.forecast_alert_thresholds = forecast_thresholds.value_or(std::vector<int>{});
   return spec;
 }
 
@@ -163,13 +176,14 @@ handler_result get_budget(route_call& c) {
 
 handler_result update_budget(route_call& c) {
   body_reader body = c.body();
-  body.reject_unknown(
-      {"limit", "mode", "status", "alert_thresholds", "alert_webhook_url", "models"});
+  body.reject_unknown({"limit", "mode", "status", "alert_thresholds", "alert_webhook_url", "models",
+                       "forecast_alert_thresholds"});
   billing::budget_store::budget_update update;
   auto limit = body.nullable_int("limit", 0, budget_limit_max);
   update.mode = body.choice("mode", {"hard", "soft"}, false);
   update.status = body.status("active", "disabled");
   update.alert_thresholds = body.thresholds("alert_thresholds");
+  update.forecast_alert_thresholds = body.thresholds("forecast_alert_thresholds");
   auto webhook = body.webhook_url("alert_webhook_url");
   auto models = models_of(body);
   if (!body.ok()) co_return co_await c.fail(body.error());

@@ -16,9 +16,11 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
+#include <optional>
 
-#include "core/json_text.hpp"
 #include "billing/budget_store.hpp"
+#include "billing/plan_store.hpp"
+#include "core/json_text.hpp"
 #include "metering/budgets/alerts.hpp"
 
 namespace tollgate::gateway {
@@ -62,13 +64,17 @@ struct alert_dispatcher::loop_state {
   bool allow_private = false;  // deliver to non-public addresses (tests, closed networks)
   bool stopping = false;  // billing thread only
   bool woken = false;     // billing thread only
+  std::chrono::milliseconds forecast_interval{0};
+  std::chrono::steady_clock::time_point next_forecast{};  // billing thread only
 };
 
 alert_dispatcher::alert_dispatcher(const billing_context& billing, int max_attempts,
                                    const std::string& ca_file, metrics::registry& registry,
-                                   logger& log, bool allow_private_targets)
+                                   logger& log, bool allow_private_targets,
+                                   std::chrono::milliseconds forecast_interval)
     : st_(std::make_shared<loop_state>(billing, max_attempts, registry, log)) {
   st_->allow_private = allow_private_targets;
+  st_->forecast_interval = forecast_interval;
   boost::system::error_code ec;
   st_->tls.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
                            net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
@@ -110,6 +116,10 @@ void alert_dispatcher::stop() {
 net::awaitable<void> alert_dispatcher::run(std::shared_ptr<loop_state> st) {
   while (!st->stopping) {
     st->woken = false;
+    if (std::chrono::steady_clock::now() >= st->next_forecast) {
+      st->next_forecast = std::chrono::steady_clock::now() + st->forecast_interval;
+      co_await check_forecasts(st);  // what it records is claimed below
+    }
     auto claimed = co_await st->billing.budgets->claim_alerts(claim_batch, lease_ms);
     if (claimed) {
       for (auto& d : *claimed) {
@@ -122,6 +132,39 @@ net::awaitable<void> alert_dispatcher::run(std::shared_ptr<loop_state> st) {
     st->timer.expires_after(idle_poll);
     co_await st->timer.async_wait(net::as_tuple(net::use_awaitable));
   }
+}
+
+net::awaitable<bool> alert_dispatcher::check_forecasts(std::shared_ptr<loop_state> st) {
+  if (st->billing.plans == nullptr || st->billing.budgets == nullptr) co_return false;
+  auto budgets = co_await st->billing.budgets->forecast_budgets();
+  if (!budgets || budgets->empty()) co_return false;
+  const std::int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+  bool pending = false;
+  std::string tenant;
+  std::optional<billing::plan_store::period_forecast> forecast;  // of `tenant`
+  for (auto& b : *budgets) {
+    if (st->stopping) break;
+    if (b.tenant_id != tenant) {  // budgets come by tenant: one forecast each
+      tenant = b.tenant_id;
+      std::string id = tenant;
+      auto f = co_await st->billing.plans->forecast_period(std::move(id), now_s);
+      forecast.reset();
+      if (f) forecast = *f;  // no plan, or the database away: no forecast alert
+    }
+    if (!forecast) continue;
+    for (const int percent : b.thresholds) {
+      // The threshold in micro-units, rounded up as for usage alerts: ceil(limit x p / 100).
+      const __int128 needed = (static_cast<__int128>(b.limit) * percent + 99) / 100;
+      if (forecast->forecast_micros < needed) continue;
+      const std::int64_t start = forecast->period_start_s;
+      auto recorded = co_await st->billing.budgets->record_forecast_alert(
+          b, start, percent, forecast->forecast_micros, forecast->cost_micros);
+      if (recorded && *recorded) pending = true;
+    }
+  }
+  co_return pending;
 }
 
 namespace {

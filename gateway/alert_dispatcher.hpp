@@ -12,8 +12,13 @@
 // goes to the addresses checked: one that is loopback, private, link-local or a cloud metadata
 // address refuses the delivery and fails the alert at once, unless
 // budgets.alert_webhook_allow_private is on (so `localhost` and DNS rebinding do not pass).
+// Every `forecast_interval` it also checks the budgets with forecast alert thresholds: the
+// tenant's billing period forecast (billing/plan_store, the cost preview's run rate) reaching
+// ceil(limit x percent / 100) records a forecast alert, once per budget, period and threshold,
+// delivered like the others.
 #pragma once
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <cstdint>
 #include <future>
 #include <memory>
@@ -34,7 +39,8 @@ class alert_dispatcher {
   // `allow_private_targets`: deliver to non-public addresses too (budgets.
   // alert_webhook_allow_private).
   alert_dispatcher(const billing_context& billing, int max_attempts, const std::string& ca_file,
-                   metrics::registry& registry, logger& log, bool allow_private_targets = false);
+                   metrics::registry& registry, logger& log, bool allow_private_targets = false,
+                   std::chrono::milliseconds forecast_interval = std::chrono::seconds(60));
   ~alert_dispatcher();
 
   // Delivers what is due now (from any thread): after an alert was recorded.
@@ -45,6 +51,8 @@ class alert_dispatcher {
  private:
   struct loop_state;
   static boost::asio::awaitable<void> run(std::shared_ptr<loop_state> st);
+  // Records the forecast alerts now due; whether one is pending delivery.
+  static boost::asio::awaitable<bool> check_forecasts(std::shared_ptr<loop_state> st);
   static boost::asio::awaitable<void> deliver(std::shared_ptr<loop_state> st,
                                               metering::alert_delivery d);
 

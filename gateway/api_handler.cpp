@@ -489,7 +489,9 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::read_whole(
     co_return error;
   }
   if (call.status() == 200) {
-    if (!st.rec.set_usage_from_response(body)) st.completion.add_response(body);
+    if (!st.rec.set_usage_from_response(body, st.upstream->usage_cache_write_field)) {
+      st.completion.add_response(body);
+    }
   } else {
     st.rec.error_code = upstream_error_code(body, call.status());
   }
@@ -667,7 +669,9 @@ boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,
       if (e.data.find("\"usage\"") != std::string::npos &&
           e.data.find("\"usage\":null") == std::string::npos) {
         const auto doc = json::document::parse(e.data);
-        if (doc && doc->root().is_object() && st.rec.set_usage(stream_event_usage(doc->root()))) {
+        if (doc && doc->root().is_object() &&
+            st.rec.set_usage(stream_event_usage(doc->root()),
+                             st.upstream->usage_cache_write_field)) {
           const json::value choices = doc->root().find("choices");
           const bool usage_only = !choices.valid() || (choices.is_array() && choices.size() == 0);
           if (usage_only && !st.req.client_wants_usage) continue;

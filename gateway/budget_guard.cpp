@@ -96,9 +96,10 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
   for (const auto& ex : executors_) redis_.push_back(std::make_unique<redis::client>(ex, rs));
   closed_.assign(executors_.size(), 0);
   for (const auto& ex : executors_) settle_queues_.push_back(std::make_unique<settle_queue>(ex));
-  alerts_ = std::make_unique<alert_dispatcher>(billing_, static_cast<int>(config.alert_max_attempts),
-                                               config.alert_webhook_ca_file, registry, log_,
-                                               config.alert_webhook_allow_private);
+  alerts_ = std::make_unique<alert_dispatcher>(
+      billing_, static_cast<int>(config.alert_max_attempts), config.alert_webhook_ca_file, registry,
+      log_, config.alert_webhook_allow_private,
+      std::chrono::milliseconds(config.forecast_alert_interval_ms));
   cache_ = std::make_shared<budget_cache>();
   feed_ = std::make_shared<change_feed>(billing_.executor, rs, cache_, log_);
   watching_ = net::co_spawn(billing_.executor, watch_changes(feed_), net::use_future);

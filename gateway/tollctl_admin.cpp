@@ -269,6 +269,9 @@ int create_budget(api_call& c) {
   }
   if (const auto v = c.opt("--alert-webhook-url"); !v.empty()) c.body.add("alert_webhook_url", v);
   if (const auto m = c.opt("--models"); !m.empty()) c.body.add_raw("models", json_string_list(m));
+  if (const auto v = c.opt("--forecast-alerts"); !v.empty()) {
+    c.body.add_raw("forecast_alert_thresholds", "[" + v + "]");
+  }
   return 0;
 }
 
@@ -283,6 +286,9 @@ int update_budget(api_call& c) {
   }
   if (const auto v = c.opt("--alert-thresholds"); !v.empty()) {
     c.body.add_raw("alert_thresholds", "[" + v + "]");
+  }
+  if (const auto v = c.opt("--forecast-alerts"); !v.empty()) {
+    c.body.add_raw("forecast_alert_thresholds", "[" + v + "]");
   }
   if (const auto v = c.opt("--alert-webhook-url"); !v.empty()) {
     if (v == "none") {

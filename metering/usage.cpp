@@ -33,6 +33,11 @@ void fill_writer(const usage_record& r, json_object_writer& w) {
       .add("completion_tokens", r.completion_tokens)
       .add("cached_tokens", r.cached_tokens)
       .add("reasoning_tokens", r.reasoning_tokens);
+  // The other classes only when reported, so the line of a plain request stays as it was.
+  if (r.cache_write_tokens > 0) w.add("cache_write_tokens", r.cache_write_tokens);
+  if (r.image_prompt_tokens > 0) w.add("image_prompt_tokens", r.image_prompt_tokens);
+  if (r.audio_prompt_tokens > 0) w.add("audio_prompt_tokens", r.audio_prompt_tokens);
+  if (r.audio_completion_tokens > 0) w.add("audio_completion_tokens", r.audio_completion_tokens);
   if (r.counted_prompt_tokens >= 0) {
     w.add("counted_prompt_tokens", r.counted_prompt_tokens);
   } else {
@@ -66,6 +71,16 @@ std::int64_t count_at(json::value obj, std::string_view key) {
   return std::max<std::int64_t>(0, v.as_int64());
 }
 
+// The count at `path` ("member" or "parent.member") of a usage object; 0 when absent.
+std::int64_t count_at_path(json::value usage, std::string_view path) {
+  if (path.empty()) return 0;
+  const std::size_t dot = path.find('.');
+  if (dot == std::string_view::npos) return count_at(usage, path);
+  const json::value parent = usage.find(path.substr(0, dot));
+  if (!parent.valid() || !parent.is_object()) return 0;
+  return count_at(parent, path.substr(dot + 1));
+}
+
 }  // namespace
 
 std::string usage_record::to_json() const {
@@ -74,7 +89,7 @@ std::string usage_record::to_json() const {
   return w.finish();
 }
 
-bool usage_record::set_usage(json::value usage) {
+bool usage_record::set_usage(json::value usage, std::string_view cache_write_field) {
   if (!usage.valid() || !usage.is_object()) return false;
   usage_reported = true;
   // Chat, completions and embeddings report prompt_tokens / completion_tokens; the Responses
@@ -87,16 +102,21 @@ bool usage_record::set_usage(json::value usage) {
   if (const auto d = usage.find(responses ? "input_tokens_details" : "prompt_tokens_details");
       d.valid() && d.is_object()) {
     cached_tokens = count_at(d, "cached_tokens");
+    image_prompt_tokens = count_at(d, "image_tokens");
+    audio_prompt_tokens = count_at(d, "audio_tokens");
   }
+  cache_write_tokens = count_at_path(usage, cache_write_field);
   if (const auto d =
           usage.find(responses ? "output_tokens_details" : "completion_tokens_details");
       d.valid() && d.is_object()) {
     reasoning_tokens = count_at(d, "reasoning_tokens");
+    audio_completion_tokens = count_at(d, "audio_tokens");
   }
   return true;
 }
 
-bool usage_record::set_usage_from_response(std::string_view body) {
+bool usage_record::set_usage_from_response(std::string_view body,
+                                           std::string_view cache_write_field) {
   // Fast path for servers that put usage last (vLLM, and most that serialize keys in order):
   // take the text between the last `"usage":` and the closing brace of the body and parse just
   // that. It is accepted only if it is exactly one object, which a nested or quoted occurrence
@@ -107,11 +127,13 @@ bool usage_record::set_usage_from_response(std::string_view body) {
     if (colon != std::string_view::npos && body[colon] == ':' && close != std::string_view::npos &&
         body[close] == '}' && close > colon) {
       const auto usage = json::document::parse(body.substr(colon + 1, close - colon - 1));
-      if (usage && usage->root().is_object()) return set_usage(usage->root());
+      if (usage && usage->root().is_object()) {
+        return set_usage(usage->root(), cache_write_field);
+      }
     }
   }
   const auto doc = json::document::parse(body);
-  return doc && doc->root().is_object() && set_usage(doc->root().find("usage"));
+  return doc && doc->root().is_object() && set_usage(doc->root().find("usage"), cache_write_field);
 }
 
 void log_usage_sink::record(const usage_record& r) {

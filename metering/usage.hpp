@@ -48,6 +48,15 @@ struct usage_record {
   std::int64_t completion_tokens = 0;
   std::int64_t cached_tokens = 0;
   std::int64_t reasoning_tokens = 0;
+  // Parts of the prompt priced as classes of their own (docs/PRICING.md): tokens written to the
+  // upstream's prompt cache (Anthropic's cache_creation_input_tokens, where the upstream's
+  // `usage_fields.cache_write` says), image and audio input tokens
+  // (prompt_tokens_details.image_tokens / audio_tokens), and the completion's audio tokens
+  // (completion_tokens_details.audio_tokens).
+  std::int64_t cache_write_tokens = 0;
+  std::int64_t image_prompt_tokens = 0;
+  std::int64_t audio_prompt_tokens = 0;
+  std::int64_t audio_completion_tokens = 0;
 
   // The gateway's own counts with the model's tokenizer: the prompt before forwarding (-1 if
   // the request never got that far), and the completion text when the upstream reported no
@@ -75,10 +84,16 @@ struct usage_record {
   std::string to_json() const;
   // Fills the token fields from an OpenAI `usage` object (chat, completions, embeddings:
   // prompt_tokens, completion_tokens and their details; the Responses API: input_tokens,
-  // output_tokens and theirs); returns false if it is not one.
-  bool set_usage(json::value usage);
+  // output_tokens and theirs); returns false if it is not one. `cache_write_field`: where the
+  // upstream reports cache writes in the usage object, a member name or "parent.member".
+  bool set_usage(json::value usage, std::string_view cache_write_field = default_cache_write_field);
   // Fills the token fields from a whole OpenAI response body's top-level `usage`, if any.
-  bool set_usage_from_response(std::string_view body);
+  bool set_usage_from_response(std::string_view body,
+                               std::string_view cache_write_field = default_cache_write_field);
+
+  // Anthropic's name for the prompt tokens written to the cache, as OpenAI-compatible proxies
+  // of it (LiteLLM) report it at the top of `usage`.
+  static constexpr std::string_view default_cache_write_field = "cache_creation_input_tokens";
 };
 
 class usage_sink {

@@ -38,18 +38,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string line(reinterpret_cast<const char*>(data), size);
   const auto e = parse_rating_event(line);
   if (!e) return 0;
-  if (e->input < 0 || e->cached_input < 0 || e->output < 0 || e->tenant_id.empty()) std::abort();
+  __int128 prompt = 0;  // the prompt classes' tokens, each never negative
+  for (int c = 0; c < token_class_count; ++c) {
+    if (e->tokens_of(c) < 0) std::abort();
+    if (c != tc_output && c != tc_audio_output) prompt += e->tokens_of(c);
+  }
+  // The classes split the prompt, nothing more or less.
+  if (prompt != e->prompt_tokens || e->tenant_id.empty()) std::abort();
+  const __int128 tokens = prompt + e->output + e->audio_output;
   accumulator_map acc;
   const auto rated = rate_event(plan(), *e, acc);
   if (e->occurred_at_s < 0) return 0;  // before the version (effective at 0): not rated
   if (!rated || rated->cost_micros < 0) std::abort();
-  std::int64_t moved = 0;
+  __int128 moved = 0;
   std::int64_t charged = 0;
   for (const auto& [key, state] : acc) {
     moved += state.position;
     charged += state.charged_micros;
   }
-  const std::int64_t tokens = e->input + e->cached_input + e->output;
   if (charged != rated->cost_micros || (tokens <= max_units && moved != tokens)) std::abort();
   return 0;
 }

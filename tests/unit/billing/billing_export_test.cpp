@@ -91,7 +91,8 @@ TEST_CASE("usage events become a CloudEvents batch, one event per request") {
     "batch":false,"status":200,"prompt_tokens":12,"cached_prompt_tokens":4,
     "completion_tokens":30,"reasoning_tokens":0,"estimated":false,"cost_micros":1234,
     "price_book_id":"pb_1","credit_micros":null,"end_user":"alice","tags":{"team":"search"},
-    "session_id":null}, 7])";
+    "session_id":null,"cache_write_tokens":3,"image_prompt_tokens":2,"audio_prompt_tokens":1,
+    "audio_completion_tokens":5,"request_fee_micros":700,"context_band":0}, 7])";
   const json batch = json::parse(billing::usage_cloudevents_json(events));
   REQUIRE(batch.is_array());
   REQUIRE(batch.size() == 1);  // the 7 is not an event
@@ -105,6 +106,12 @@ TEST_CASE("usage events become a CloudEvents batch, one event per request") {
   CHECK(e["data"]["input_tokens"] == 12);
   CHECK(e["data"]["cached_input_tokens"] == 4);
   CHECK(e["data"]["output_tokens"] == 30);
+  CHECK(e["data"]["cache_write_input_tokens"] == 3);
+  CHECK(e["data"]["image_input_tokens"] == 2);
+  CHECK(e["data"]["audio_input_tokens"] == 1);
+  CHECK(e["data"]["audio_output_tokens"] == 5);
+  CHECK(e["data"]["request_fee_micros"] == 700);
+  CHECK(e["data"]["context_band"] == 0);
   CHECK(e["data"]["cost_micros"] == 1234);
   CHECK(e["data"]["credit_micros"].is_null());
   CHECK(e["data"]["tags"]["team"] == "search");

@@ -1,6 +1,7 @@
 // Ledger journal records: the current version round-trips its header, and versions 1 (the bare
 // COPY line written before versions existed), 2 (before attribution), 3 (before the upstream
-// endpoint and attempts) and 4 (before the trace id) still read.
+// endpoint and attempts), 4 (before the trace id) and 5 (before the cache-write, image and audio
+// token columns) still read.
 #include <catch2/catch.hpp>
 
 #include "billing/ledger_record.hpp"
@@ -10,7 +11,7 @@
 using namespace tollgate;
 using namespace std::literals;
 
-TEST_CASE("ledger records: version 5 carries the settlement beside the row") {
+TEST_CASE("ledger records: version 6 carries the settlement beside the row") {
   metering::usage_record r;
   r.tenant_id = "ten_a";
   r.request_id = "req_1";
@@ -24,7 +25,7 @@ TEST_CASE("ledger records: version 5 carries the settlement beside the row") {
   REQUIRE(out.front() == '\0');
   const auto rec = billing::parse_ledger_record(std::string_view(out).substr(0, out.size() - 1));
   REQUIRE(rec);
-  CHECK(rec->version == 5);
+  CHECK(rec->version == 6);
   CHECK_FALSE(billing::lacks_attribution(*rec));
   CHECK(billing::missing_columns_null(*rec).empty());
   CHECK(rec->settled_spend_micros == 4200);
@@ -45,7 +46,9 @@ TEST_CASE("ledger records: version 1 lines read as they are; unknown versions do
   // A leading NUL: string literals with "sv" keep it.
   CHECK(billing::lacks_attribution(*rec));
   CHECK_FALSE(billing::parse_ledger_record("\0" "3\tx\t\t\trow"sv));
-  CHECK_FALSE(billing::parse_ledger_record("\0" "6\t5\t\t\trow"sv));
+  CHECK_FALSE(
+      billing::parse_ledger_record("\0"
+                                   "7\t5\t\t\trow"sv));
   CHECK_FALSE(billing::parse_ledger_record("\0" "42\t5\t\t\trow"sv));
   CHECK_FALSE(billing::parse_ledger_record("\0" "2\t-5\t\t\trow"sv));
   CHECK_FALSE(billing::parse_ledger_record("\0" "2\t5"sv));
@@ -70,9 +73,10 @@ TEST_CASE("ledger records: a version 2 line replays with its attribution columns
   std::string v3;
   billing::append_usage_row(v3, r);
   v3.pop_back();
-  // The same row as version 2 wrote it: without the attribution, attempts and trace columns.
+  // The same row as version 2 wrote it: without the attribution, attempts, trace and token
+  // class columns.
   std::string_view v2_row = v3;
-  for (int i = 0; i < 7; ++i) v2_row = v2_row.substr(0, v2_row.rfind('\t'));
+  for (int i = 0; i < 11; ++i) v2_row = v2_row.substr(0, v2_row.rfind('\t'));
   const std::string v2 = "\0"s + "2\t\\N\t\t\t" + std::string(v2_row);
   const auto rec = billing::parse_ledger_record(v2);
   REQUIRE(rec);
@@ -97,10 +101,10 @@ TEST_CASE("ledger records: a version 3 line replays with endpoint, attempts and 
   std::string v4;
   billing::append_usage_row(v4, r);
   v4.pop_back();
-  CHECK(v4.ends_with("\tu1\t\\N\t\\N\thttp://10.0.0.2:8000/v1\t2\t\\N\t\\N"));
-  // As version 3 wrote it: without the last four columns.
+  CHECK(v4.ends_with("\tu1\t\\N\t\\N\thttp://10.0.0.2:8000/v1\t2\t\\N\t\\N\t0\t0\t0\t0"));
+  // As version 3 wrote it: without the last eight columns.
   std::string_view v3_row = v4;
-  for (int i = 0; i < 4; ++i) v3_row = v3_row.substr(0, v3_row.rfind('\t'));
+  for (int i = 0; i < 8; ++i) v3_row = v3_row.substr(0, v3_row.rfind('\t'));
   const std::string v3 = "\0"s + "3\t\\N\t\t\t" + std::string(v3_row);
   const auto rec = billing::parse_ledger_record(v3);
   REQUIRE(rec);
@@ -108,7 +112,7 @@ TEST_CASE("ledger records: a version 3 line replays with endpoint, attempts and 
   CHECK_FALSE(billing::lacks_attribution(*rec));
   const std::string completed = std::string(rec->copy_line) +
                                 std::string(billing::missing_columns_null(*rec));
-  CHECK(completed == std::string(v3_row) + "\t\\N\t\\N\t\\N\t\\N");
+  CHECK(completed == std::string(v3_row) + "\t\\N\t\\N\t\\N\t\\N\t0\t0\t0\t0");
   const auto event = billing::parse_rating_event(completed);
   REQUIRE(event);
   CHECK(event->input == 7);
@@ -118,7 +122,7 @@ TEST_CASE("ledger records: a version 3 line replays with endpoint, attempts and 
   refused.tenant_id = "t";
   std::string row;
   billing::append_usage_row(row, refused);
-  CHECK(row.ends_with("\t\\N\t\\N\t\\N\t\\N\n"));
+  CHECK(row.ends_with("\t\\N\t\\N\t\\N\t\\N\t0\t0\t0\t0\n"));
 }
 
 TEST_CASE("ledger records: version 5 carries the trace id; a version 4 line replays with NULL") {
@@ -130,28 +134,76 @@ TEST_CASE("ledger records: version 5 carries the trace id; a version 4 line repl
   r.upstream_endpoint = "e1";
   r.attempts = 1;
   r.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-  std::string v5;
-  billing::append_usage_row(v5, r);
-  v5.pop_back();
-  CHECK(v5.ends_with("\te1\t1\t\\N\t4bf92f3577b34da6a3ce929d0e0e4736"));
-  std::string rec5;
-  billing::append_ledger_record(rec5, r);
-  const auto parsed5 =
-      billing::parse_ledger_record(std::string_view(rec5).substr(0, rec5.size() - 1));
-  REQUIRE(parsed5);
-  CHECK(parsed5->copy_line == v5);
-  // As version 4 wrote it: without the trace id.
-  const std::string_view v4_row = std::string_view(v5).substr(0, v5.rfind('\t'));
+  std::string v6;
+  billing::append_usage_row(v6, r);
+  v6.pop_back();
+  CHECK(v6.ends_with("\te1\t1\t\\N\t4bf92f3577b34da6a3ce929d0e0e4736\t0\t0\t0\t0"));
+  // As version 4 wrote it: without the trace id and the four token class columns.
+  std::string_view v4_row = v6;
+  for (int i = 0; i < 5; ++i) v4_row = v4_row.substr(0, v4_row.rfind('\t'));
   const std::string v4 = "\0"s + "4\t\\N\t\t\t" + std::string(v4_row);
   const auto rec = billing::parse_ledger_record(v4);
   REQUIRE(rec);
   CHECK(rec->version == 4);
   const std::string completed =
       std::string(rec->copy_line) + std::string(billing::missing_columns_null(*rec));
-  CHECK(completed == std::string(v4_row) + "\t\\N");
+  CHECK(completed == std::string(v4_row) + "\t\\N\t0\t0\t0\t0");
   const auto event = billing::parse_rating_event(completed);
   REQUIRE(event);
   CHECK(event->input == 3);
   CHECK_FALSE(billing::parse_rating_event(v4_row));
-  CHECK(billing::parse_rating_event(v5));
+  CHECK(billing::parse_rating_event(v6));
+}
+
+TEST_CASE("ledger records: version 6 carries cache-write, image and audio tokens; 5 replays 0") {
+  metering::usage_record r;
+  r.tenant_id = "ten_a";
+  r.request_id = "req_6";
+  r.model = "m";
+  r.status = 200;
+  r.prompt_tokens = 100;
+  r.cached_tokens = 10;
+  r.cache_write_tokens = 20;
+  r.image_prompt_tokens = 30;
+  r.audio_prompt_tokens = 15;
+  r.completion_tokens = 50;
+  r.audio_completion_tokens = 40;
+  r.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+  std::string rec6;
+  billing::append_ledger_record(rec6, r);
+  const auto parsed6 =
+      billing::parse_ledger_record(std::string_view(rec6).substr(0, rec6.size() - 1));
+  REQUIRE(parsed6);
+  CHECK(parsed6->version == 6);
+  const std::string v6(parsed6->copy_line);
+  CHECK(v6.ends_with("\t4bf92f3577b34da6a3ce929d0e0e4736\t20\t30\t15\t40"));
+  const auto e6 = billing::parse_rating_event(v6);
+  REQUIRE(e6);
+  // The prompt's parts in order (cached, cache write, image, audio), the rest plain input.
+  CHECK(e6->cached_input == 10);
+  CHECK(e6->cache_write == 20);
+  CHECK(e6->image_input == 30);
+  CHECK(e6->audio_input == 15);
+  CHECK(e6->input == 25);
+  CHECK(e6->audio_output == 40);
+  CHECK(e6->output == 10);
+  CHECK(e6->prompt_tokens == 100);
+  CHECK(e6->answered);
+  // As version 5 wrote it: without the four token class columns, which replay as 0.
+  std::string_view v5_row = v6;
+  for (int i = 0; i < 4; ++i) v5_row = v5_row.substr(0, v5_row.rfind('\t'));
+  const std::string v5 = "\0"s + "5\t\\N\t\t\t" + std::string(v5_row);
+  const auto rec = billing::parse_ledger_record(v5);
+  REQUIRE(rec);
+  CHECK(rec->version == 5);
+  const std::string completed =
+      std::string(rec->copy_line) + std::string(billing::missing_columns_null(*rec));
+  CHECK(completed == std::string(v5_row) + "\t0\t0\t0\t0");
+  const auto e5 = billing::parse_rating_event(completed);
+  REQUIRE(e5);
+  CHECK(e5->cached_input == 10);
+  CHECK(e5->cache_write == 0);
+  CHECK(e5->input == 90);
+  CHECK(e5->output == 50);
+  CHECK_FALSE(billing::parse_rating_event(v5_row));
 }

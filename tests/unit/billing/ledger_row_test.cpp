@@ -33,7 +33,7 @@ TEST_CASE("a usage record becomes one COPY text line in column order") {
   CHECK(line ==
         "ten_1\t2026-11-22 11:19:39.824+00\treq_abc\t\\N\tkey_1\t/v1/chat/completions\t"
         "m\\tx\\\\y\tdev\tt\tf\t200\t9\t0\t3\t0\t9\t\\N\tt\tf\t712\t\\N\tf\t\\N\t\\N\t"
-        "\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n");
+        "\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t0\t0\t0\t0\n");
   // One field per column.
   std::size_t tabs = 0;
   for (char c : line) tabs += c == '\t';
@@ -54,7 +54,7 @@ TEST_CASE("a usage record's attribution fills the three columns before the attem
   // COPY text escapes the tab and the backslash (the JSON's own escape included).
   const std::string tail =
       "\tcust\\t42\t{\"feature\":\"chat\",\"team\":\"se\\\\\\\\arch\"}\ttask-7"
-      "\t\\N\t\\N\t\\N\t\\N\n";
+      "\t\\N\t\\N\t\\N\t\\N\t0\t0\t0\t0\n";
   REQUIRE(line.size() > tail.size());
   CHECK(line.substr(line.size() - tail.size()) == tail);
 }
@@ -74,8 +74,8 @@ TEST_CASE("the writer finds a line's tags and reads them back as JSON") {
   CHECK(field == "{\"team\":\"se\\\\\\\\arch\\\\t\\\\\"x\\\\\"\"}");
   CHECK(billing::tag_object_of_field(field) == std::optional<std::string>(r.attribution.tags_json()));
   // The fields after it are the session, the endpoint, the attempts, the routing rule and the
-  // trace id (NULL here), the one before it the end user.
-  CHECK(line.substr(span->first + span->second) == "\t\\N\t\\N\t\\N\t\\N\t\\N");
+  // trace id (NULL here) and the four token class counts, the one before it the end user.
+  CHECK(line.substr(span->first + span->second) == "\t\\N\t\\N\t\\N\t\\N\t\\N\t0\t0\t0\t0");
   CHECK(line.substr(span->first - 2, 2) == "u\t");
 
   // No tags, a short line, and fields that are not an object of strings.
