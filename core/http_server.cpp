@@ -464,6 +464,7 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) 
   beast::flat_buffer buffer;
   bool rejected_body = false;  // a body refused as too large may still be arriving
   for (;;) {
+    std::shared_ptr<const void> checked;  // what the pre-body check hands the handler
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits_.header_limit_bytes));
     // The largest limit any request on this listener may have, until the header says which
@@ -491,11 +492,13 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) 
       boost::system::error_code pec;
       const auto peer = stream.socket().remote_endpoint(pec).address();
       stream.expires_never();
-      if (auto refused = co_await l.spec.before_body(parser.get(), peer)) {
-        co_await reject(stream, w, l, std::move(*refused), "refused_before_body");
+      pre_body_verdict verdict = co_await l.spec.before_body(parser.get(), peer);
+      if (verdict.refused) {
+        co_await reject(stream, w, l, std::move(*verdict.refused), "refused_before_body");
         rejected_body = !parser.is_done();
         break;
       }
+      checked = std::move(verdict.checked);
     }
 
     std::uint64_t body_limit = limits_.body_limit_bytes;
@@ -534,6 +537,7 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) 
     request req = parser.release();
     const bool close_after = !req.keep_alive() || draining_.load();
     exchange ex{stream, req, w.index, ms(limits_.client_write_timeout_ms), close_after};
+    ex.checked_ = std::move(checked);
     co_await l.spec.on_request(ex);
     ex.stop_watching();  // a handler that never answered must not leave a watch behind
     const auto elapsed = std::chrono::steady_clock::now() - ex.received_at();
