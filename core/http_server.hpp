@@ -31,6 +31,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/http1_parser.hpp"
 #include "core/limits.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -218,6 +219,11 @@ class server {
 
   net::awaitable<void> accept_loop(listener& l);
   net::awaitable<void> session(worker& w, listener& l, tcp_stream stream);
+  net::awaitable<http1::outcome> read_head(tcp_stream& stream, beast::flat_buffer& buffer,
+                                           http1::request_head& head, std::size_t& head_bytes);
+  net::awaitable<http1::outcome> read_body(tcp_stream& stream, beast::flat_buffer& buffer,
+                                           const http1::request_head& head,
+                                           std::uint64_t body_limit, std::string& body);
   net::awaitable<void> reject(tcp_stream& stream, worker& w, listener& l, api_error error,
                               const char* route = "unreadable");
   void begin_drain();
