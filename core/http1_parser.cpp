@@ -151,7 +151,13 @@ std::string_view request_head::find(std::string_view name) const {
 }
 
 parse_result parse_head(std::string_view in, std::size_t head_limit, request_head& head) {
-  head = request_head{};
+  // Everything but the field array (only its first field_count entries are ever read).
+  head.method = head.target = head.error = {};
+  head.version = 11;
+  head.field_count = 0;
+  head.has_content_length = head.chunked = head.expect_continue = false;
+  head.content_length = 0;
+  head.keep_alive = true;
   const std::string_view window = in.substr(0, head_limit);
   const auto incomplete = [&]() -> parse_result {
     return {in.size() >= head_limit ? outcome::head_too_large : outcome::need_more, 0};
