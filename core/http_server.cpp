@@ -63,6 +63,16 @@ request request_of(const http1::request_head& head) {
   return req;
 }
 
+// Where the first blank line ("\n\r\n" or "\n\n") at or after `from` ends (its last '\n'), or
+// npos.
+std::size_t blank_line_end(std::string_view in, std::size_t from) {
+  for (std::size_t i = in.find('\n', from); i != std::string_view::npos; i = in.find('\n', i + 1)) {
+    if (i + 1 < in.size() && in[i + 1] == '\n') return i + 1;
+    if (i + 2 < in.size() && in[i + 1] == '\r' && in[i + 2] == '\n') return i + 2;
+  }
+  return std::string_view::npos;
+}
+
 std::string_view text_of(const beast::flat_buffer& buffer) {
   return {static_cast<const char*>(buffer.data().data()), buffer.size()};
 }
@@ -465,15 +475,21 @@ net::awaitable<http1::outcome> server::read_head(tcp_stream& stream, beast::flat
                                                  http1::request_head& head,
                                                  std::size_t& head_bytes) {
   bool deadline_set = false;
+  std::size_t scanned = 0;  // bytes known to hold no blank line
   for (;;) {
     const std::string_view in = text_of(buffer);
-    if (!in.empty()) {
+    // The head is parsed only once a blank line (its end) has arrived, or the limit is reached:
+    // a head that trickles in a byte at a time is scanned once, not parsed again on every read.
+    const std::size_t blank = blank_line_end(in, scanned);
+    if (blank != std::string_view::npos || in.size() >= limits_.header_limit_bytes) {
       const http1::parse_result r = http1::parse_head(in, limits_.header_limit_bytes, head);
       if (r.result != http1::outcome::need_more) {
         head_bytes = r.consumed;
         co_return r.result;
       }
     }
+    // Empty lines before a request line are blank lines too: scanning goes on after them.
+    scanned = blank != std::string_view::npos ? blank + 1 : (in.size() > 2 ? in.size() - 2 : 0);
     if (!deadline_set) {
       stream.expires_after(ms(limits_.keepalive_idle_timeout_ms));
       deadline_set = true;
