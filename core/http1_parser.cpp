@@ -16,13 +16,17 @@ constexpr std::array<bool, 256> token_chars = [] {
   return t;
 }();
 
-bool is_token_char(char c) { return token_chars[static_cast<unsigned char>(c)]; }
+bool is_token_char(char c) {
+  return token_chars[static_cast<unsigned char>(c)];
+}
 // A field value's characters: HTAB, SP, VCHAR, obs-text.
 bool is_value_char(char c) {
   const auto u = static_cast<unsigned char>(c);
   return u == '\t' || (u >= 0x20 && u != 0x7f);
 }
-bool is_ows(char c) { return c == ' ' || c == '\t'; }
+bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -115,7 +119,9 @@ parse_result apply_fields(request_head& head, std::size_t consumed) {
     } else if (iequals(f.name, "transfer-encoding")) {
       if (seen_te) return refuse(head, "more than one Transfer-Encoding");
       seen_te = true;
-      if (!iequals(f.value, "chunked")) return refuse(head, "a Transfer-Encoding other than chunked");
+      if (!iequals(f.value, "chunked")) {
+        return refuse(head, "a Transfer-Encoding other than chunked");
+      }
       head.chunked = true;
     } else if (iequals(f.name, "host")) {
       if (seen_host) return refuse(head, "more than one Host");

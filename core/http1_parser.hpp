@@ -71,8 +71,19 @@ class chunked_decoder {
   parse_result feed(std::string_view in, std::string& body);
 
  private:
-  enum class state { size, extension, size_lf, data, data_cr, data_lf, trailer_start, trailer,
-                     trailer_lf, final_lf, done };
+  enum class state {
+    size,
+    extension,
+    size_lf,
+    data,
+    data_cr,
+    data_lf,
+    trailer_start,
+    trailer,
+    trailer_lf,
+    final_lf,
+    done
+  };
   std::uint64_t body_limit_bytes_;
   std::uint64_t total_ = 0;      // body bytes so far
   std::uint64_t remaining_ = 0;  // of the current chunk (the size while it is being read)

@@ -105,20 +105,20 @@ TEST_CASE("http1: an incomplete head asks for more, up to the limit") {
 
 TEST_CASE("http1: malformed heads are refused") {
   for (const char* text : {
-           "GET / HTTP/1.1\n\n",                       // bare LF
-           "GET / HTTP/1.1\r\nHost: a\n\r\n",          // bare LF in a field
-           "GET  / HTTP/1.1\r\n\r\n",                  // two spaces
-           "GET / HTTP/2.0\r\n\r\n",                   // not HTTP/1.x
-           "GET / http/1.1\r\n\r\n",                   // version is case-sensitive
-           "G(T / HTTP/1.1\r\n\r\n",                   // method not a token
-           "GET /a b HTTP/1.1\r\n\r\n",                // space in the target
-           "GET /\x01 HTTP/1.1\r\n\r\n",               // control character in the target
-           "GET / HTTP/1.1\r\nHost : a\r\n\r\n",       // whitespace before the colon
+           "GET / HTTP/1.1\n\n",                           // bare LF
+           "GET / HTTP/1.1\r\nHost: a\n\r\n",              // bare LF in a field
+           "GET  / HTTP/1.1\r\n\r\n",                      // two spaces
+           "GET / HTTP/2.0\r\n\r\n",                       // not HTTP/1.x
+           "GET / http/1.1\r\n\r\n",                       // version is case-sensitive
+           "G(T / HTTP/1.1\r\n\r\n",                       // method not a token
+           "GET /a b HTTP/1.1\r\n\r\n",                    // space in the target
+           "GET /\x01 HTTP/1.1\r\n\r\n",                   // control character in the target
+           "GET / HTTP/1.1\r\nHost : a\r\n\r\n",           // whitespace before the colon
            "GET / HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n",  // obs-fold
            "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
            "GET / HTTP/1.1\r\n: empty name\r\n\r\n",
-           "GET / HTTP/1.1\r\nX-A: a\x01b\r\n\r\n",    // control character in a value
-           "GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n",      // bare CR in a value
+           "GET / HTTP/1.1\r\nX-A: a\x01b\r\n\r\n",  // control character in a value
+           "GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n",    // bare CR in a value
            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
        }) {
     INFO(text);
@@ -170,24 +170,25 @@ TEST_CASE("http1: chunked bodies decode the same however the bytes arrive") {
 
 TEST_CASE("http1: bad chunk framing and oversized chunked bodies are refused") {
   for (const char* wire : {
-           "g\r\nx\r\n0\r\n\r\n",                 // not hex
-           "\r\n",                                // no size
-           "-1\r\n",                              // sign
-           " 5\r\nhello\r\n0\r\n\r\n",            // leading whitespace
-           "5 \r\nhello\r\n0\r\n\r\n",            // trailing whitespace
-           "5\nhello\r\n0\r\n\r\n",               // bare LF after the size
-           "5\r\nhelloX\r\n0\r\n\r\n",            // data longer than its size
-           "5\r\nhello\n0\r\n\r\n",               // bare LF after the data
-           "1000000000000000\r\n",                // 16 hex digits: past any sane size
-           "0\r\nX-T: a\n\r\n",                   // bare LF in a trailer
-           "0\r\nno colon\r\n\r\n",               // trailer without a colon
-           "0\r\n\r\r",                           // bad final line
+           "g\r\nx\r\n0\r\n\r\n",       // not hex
+           "\r\n",                      // no size
+           "-1\r\n",                    // sign
+           " 5\r\nhello\r\n0\r\n\r\n",  // leading whitespace
+           "5 \r\nhello\r\n0\r\n\r\n",  // trailing whitespace
+           "5\nhello\r\n0\r\n\r\n",     // bare LF after the size
+           "5\r\nhelloX\r\n0\r\n\r\n",  // data longer than its size
+           "5\r\nhello\n0\r\n\r\n",     // bare LF after the data
+           "1000000000000000\r\n",      // 16 hex digits: past any sane size
+           "0\r\nX-T: a\n\r\n",         // bare LF in a trailer
+           "0\r\nno colon\r\n\r\n",     // trailer without a colon
+           "0\r\n\r\r",                 // bad final line
        }) {
     INFO(wire);
     CHECK(decode(wire, 1).result == outcome::bad_request);
     CHECK(decode(wire, 64).result == outcome::bad_request);
   }
-  const std::string ext = "1;" + std::string(chunk_extension_bytes_max + 1, 'e') + "\r\nx\r\n0\r\n\r\n";
+  const std::string ext =
+      "1;" + std::string(chunk_extension_bytes_max + 1, 'e') + "\r\nx\r\n0\r\n\r\n";
   CHECK(decode(ext, 7).result == outcome::bad_request);
   CHECK(decode("5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n", 4, 9).result == outcome::body_too_large);
   CHECK(decode("5\r\nhello\r\n4\r\nworl\r\n0\r\n\r\n", 4, 9).result == outcome::done);
