@@ -2,6 +2,7 @@
 #include "billing/period_pricing.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <iterator>
@@ -199,13 +200,26 @@ std::optional<std::pair<std::int64_t, std::int64_t>> period_bounds(std::string_v
   return std::pair{start, end};
 }
 
+// Integer calendar arithmetic (no gmtime_r, no printf): every priced request asks for its
+// period, some twice.
 std::string period_of(std::int64_t unix_s) {
-  const std::time_t secs = static_cast<std::time_t>(unix_s);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
-  return buf;
+  using namespace std::chrono;
+  const std::chrono::year_month_day day{floor<days>(sys_seconds{seconds{unix_s}})};
+  const int year = static_cast<int>(day.year());
+  const unsigned month = static_cast<unsigned>(day.month());
+  if (year < 0 || year > 9999) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%04d-%02u", year, month);
+    return buf;
+  }
+  std::string out(7, '-');
+  out[0] = static_cast<char>('0' + year / 1000);
+  out[1] = static_cast<char>('0' + year / 100 % 10);
+  out[2] = static_cast<char>('0' + year / 10 % 10);
+  out[3] = static_cast<char>('0' + year % 10);
+  out[5] = static_cast<char>('0' + month / 10);
+  out[6] = static_cast<char>('0' + month % 10);
+  return out;
 }
 
 std::string priced_lines_json(const std::vector<priced_line>& lines,

@@ -612,7 +612,9 @@ void parse_logging_metering_database_ledger(const json& merged, gateway_config& 
     fail("/logging/level", "must be debug, info, warn or error, got \"" + level + "\"");
   }
   cfg.logging.usage_log = get_string(l, "/logging", "usage_log");
-  if (cfg.logging.usage_log.empty()) fail("/logging/usage_log", "must be \"stderr\" or a path");
+  if (cfg.logging.usage_log.empty()) {
+    fail("/logging/usage_log", "must be \"stderr\", \"off\" or a path");
+  }
   cfg.metering.tokenizer_dir = get_string(merged["metering"], "/metering", "tokenizer_dir");
   cfg.metering.n_max = get_uint(merged["metering"], "/metering", "n_max", 1, 128);
 
@@ -714,6 +716,9 @@ void parse_budgets(const json& merged, gateway_config& cfg) {
       get_uint(b, "/budgets", "forecast_alert_interval_ms", 100, 86'400'000);
   if (!cfg.budgets.redis.empty() && cfg.database.url.empty()) {
     fail("/budgets/redis", "budgets need a database (database.url): they are stored there");
+  }
+  if (cfg.logging.usage_log == "off" && cfg.database.url.empty()) {
+    fail("/logging/usage_log", "\"off\" needs a database (database.url): usage would go nowhere");
   }
 }
 

@@ -8,13 +8,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <optional>
 #include <stdexcept>
@@ -29,20 +29,52 @@ std::chrono::milliseconds ms(std::uint64_t v) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(v));
 }
 
-// The answer to a request that could not be read, or nothing when the client simply left.
-std::optional<api_error> unreadable_request_error(boost::system::error_code ec,
-                                                  const server_limits& limits) {
-  if (ec == bhttp::error::header_limit) {
-    return api_error{
-        431, "invalid_request_error", "Request headers too large.", {}, "headers_too_large"};
+// The bytes one read from a client asks for: a whole head and a typical body at once.
+constexpr std::size_t client_read_bytes = 16 * 1024;
+
+// The answer to a request whose head or body could not be parsed (`why` says what was wrong),
+// or nothing when the client simply left or timed out.
+std::optional<api_error> unreadable_error(http1::outcome o, std::string_view why,
+                                          const server_limits& limits) {
+  switch (o) {
+    case http1::outcome::head_too_large:
+      return api_error{
+          431, "invalid_request_error", "Request headers too large.", {}, "headers_too_large"};
+    case http1::outcome::body_too_large:
+      return request_too_large(limits.body_limit_bytes);
+    case http1::outcome::bad_request:
+      return invalid_request("Malformed HTTP request: " + std::string(why) + ".", {},
+                             "malformed_request");
+    case http1::outcome::need_more:
+    case http1::outcome::done:
+      break;
   }
-  if (ec == bhttp::error::body_limit) return request_too_large(limits.body_limit_bytes);
-  if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
-      ec == net::error::operation_aborted || ec == net::error::connection_reset ||
-      ec == net::error::eof) {
-    return std::nullopt;
+  return std::nullopt;
+}
+
+// The handlers' view of a parsed head (Beast's message type, which they and the upstream side
+// share). Its fields are copied: the head's views die with the read buffer's next use.
+request request_of(const http1::request_head& head) {
+  request req;
+  req.method_string(head.method);
+  req.target(head.target);
+  req.version(head.version);
+  for (const http1::field& f : head.headers()) req.insert(f.name, f.value);
+  return req;
+}
+
+// Where the first blank line ("\n\r\n" or "\n\n") at or after `from` ends (its last '\n'), or
+// npos.
+std::size_t blank_line_end(std::string_view in, std::size_t from) {
+  for (std::size_t i = in.find('\n', from); i != std::string_view::npos; i = in.find('\n', i + 1)) {
+    if (i + 1 < in.size() && in[i + 1] == '\n') return i + 1;
+    if (i + 2 < in.size() && in[i + 1] == '\r' && in[i + 2] == '\n') return i + 2;
   }
-  return invalid_request("Malformed HTTP request: " + ec.message(), {}, "malformed_request");
+  return std::string_view::npos;
+}
+
+std::string_view text_of(const beast::flat_buffer& buffer) {
+  return {static_cast<const char*>(buffer.data().data()), buffer.size()};
 }
 
 }  // namespace
@@ -436,6 +468,74 @@ net::awaitable<void> server::accept_loop(listener& l) {
   }
 }
 
+// Reads until `buffer` starts with a whole request head (parsed into `head`; `head_bytes` is
+// its length, left in the buffer for the caller to consume once it has copied what it needs).
+// Waits at most the keep-alive idle timeout for it. need_more: the client left or timed out.
+net::awaitable<http1::outcome> server::read_head(tcp_stream& stream, beast::flat_buffer& buffer,
+                                                 http1::request_head& head,
+                                                 std::size_t& head_bytes) {
+  bool deadline_set = false;
+  std::size_t scanned = 0;  // bytes known to hold no blank line
+  for (;;) {
+    const std::string_view in = text_of(buffer);
+    // The head is parsed only once a blank line (its end) has arrived, or the limit is reached:
+    // a head that trickles in a byte at a time is scanned once, not parsed again on every read.
+    const std::size_t blank = blank_line_end(in, scanned);
+    if (blank != std::string_view::npos || in.size() >= limits_.header_limit_bytes) {
+      const http1::parse_result r = http1::parse_head(in, limits_.header_limit_bytes, head);
+      if (r.result != http1::outcome::need_more) {
+        head_bytes = r.consumed;
+        co_return r.result;
+      }
+    }
+    // Empty lines before a request line are blank lines too: scanning goes on after them.
+    scanned = blank != std::string_view::npos ? blank + 1 : (in.size() > 2 ? in.size() - 2 : 0);
+    if (!deadline_set) {
+      stream.expires_after(ms(limits_.keepalive_idle_timeout_ms));
+      deadline_set = true;
+    }
+    auto [ec, n] = co_await stream.async_read_some(buffer.prepare(client_read_bytes), use_tuple);
+    if (ec) {
+      const bool inside_head = text_of(buffer).find_first_not_of("\r\n") != std::string_view::npos;
+      if (ec != net::error::eof || !inside_head) co_return http1::outcome::need_more;
+      head.error = "the connection ended inside the request head";
+      co_return http1::outcome::bad_request;
+    }
+    buffer.commit(n);
+  }
+}
+
+// Reads the body that `head` announces into `body` (what is already in `buffer` first, then
+// from the socket within the request read timeout); pipelined bytes after it stay in `buffer`.
+net::awaitable<http1::outcome> server::read_body(tcp_stream& stream, beast::flat_buffer& buffer,
+                                                 const http1::request_head& head,
+                                                 std::uint64_t body_limit, std::string& body) {
+  stream.expires_after(ms(limits_.request_read_timeout_ms));
+  if (!head.chunked) {
+    const auto length = static_cast<std::size_t>(head.content_length);
+    const std::size_t have = std::min(buffer.size(), length);
+    body.assign(text_of(buffer).substr(0, have));
+    buffer.consume(have);
+    if (have == length) co_return http1::outcome::done;
+    body.resize(length);
+    auto [ec, n] =
+        co_await net::async_read(stream, net::buffer(body.data() + have, length - have), use_tuple);
+    if (!ec) co_return http1::outcome::done;
+    co_return ec == net::error::eof ? http1::outcome::bad_request : http1::outcome::need_more;
+  }
+  http1::chunked_decoder decoder{body_limit};
+  for (;;) {
+    const http1::parse_result r = decoder.feed(text_of(buffer), body);
+    buffer.consume(r.consumed);
+    if (r.result != http1::outcome::need_more) co_return r.result;
+    auto [ec, n] = co_await stream.async_read_some(buffer.prepare(client_read_bytes), use_tuple);
+    if (ec) {
+      co_return ec == net::error::eof ? http1::outcome::bad_request : http1::outcome::need_more;
+    }
+    buffer.commit(n);
+  }
+}
+
 // Answers a request that could not be read; the connection ends after it.
 net::awaitable<void> server::reject(tcp_stream& stream, worker& w, listener& l,
                                     api_error error, const char* route) {
@@ -463,27 +563,33 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) 
 
   beast::flat_buffer buffer;
   bool rejected_body = false;  // a body refused as too large may still be arriving
+  // The largest body any request on this listener may have, until the head says which request
+  // this is.
+  const std::uint64_t body_limit_max = std::max(limits_.body_limit_bytes, l.spec.body_limit_max);
+  http1::request_head head;  // reused: its field array lives in the coroutine frame
   for (;;) {
-    bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(limits_.header_limit_bytes));
-    // The largest limit any request on this listener may have, until the header says which
-    // request this is (Beast checks Content-Length against it while reading the header).
-    parser.body_limit(std::max(limits_.body_limit_bytes, l.spec.body_limit_max));
-
+    std::shared_ptr<const void> checked;  // what the pre-body check hands the handler
     // Draining: API connections take no new request; operator ones serve until the drain ends.
     if (l.spec.serve_while_draining ? drain_finished_.load() : draining_.load()) break;
     w.idle_streams.insert(&stream);
-    stream.expires_after(ms(limits_.keepalive_idle_timeout_ms));
-    auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
+    std::size_t head_bytes = 0;
+    const http1::outcome read = co_await read_head(stream, buffer, head, head_bytes);
     w.idle_streams.erase(&stream);
-
-    if (ec) {
-      if (auto error = unreadable_request_error(ec, limits_)) {
+    if (read != http1::outcome::done) {
+      if (auto error = unreadable_error(read, head.error, limits_)) {
         co_await reject(stream, w, l, std::move(*error));
-        rejected_body = ec == bhttp::error::body_limit;
       }
       break;
     }
+    if (head.has_content_length && head.content_length > body_limit_max) {
+      co_await reject(stream, w, l, request_too_large(limits_.body_limit_bytes));
+      rejected_body = true;
+      break;
+    }
+    request req = request_of(head);
+    buffer.consume(head_bytes);  // the head's views end here
+    const bool has_body = head.chunked || head.content_length > 0;
+    const bool expect_continue = head.expect_continue;
 
     // Authorization before resources: a refused request's body is never read (nor a 100
     // Continue sent for it); the connection ends after the answer.
@@ -491,49 +597,50 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) 
       boost::system::error_code pec;
       const auto peer = stream.socket().remote_endpoint(pec).address();
       stream.expires_never();
-      if (auto refused = co_await l.spec.before_body(parser.get(), peer)) {
-        co_await reject(stream, w, l, std::move(*refused), "refused_before_body");
-        rejected_body = !parser.is_done();
+      pre_body_verdict verdict = co_await l.spec.before_body(req, peer);
+      if (verdict.refused) {
+        co_await reject(stream, w, l, std::move(*verdict.refused), "refused_before_body");
+        rejected_body = has_body;
         break;
       }
+      checked = std::move(verdict.checked);
     }
 
     std::uint64_t body_limit = limits_.body_limit_bytes;
     if (l.spec.body_limit_for) {
-      if (const auto larger = l.spec.body_limit_for(parser.get().method(), parser.get().target())) {
+      if (const auto larger = l.spec.body_limit_for(req.method(), req.target())) {
         body_limit = larger;
       }
     }
-    if (parser.content_length() && *parser.content_length() > body_limit) {
+    if (head.has_content_length && head.content_length > body_limit) {
       co_await reject(stream, w, l, request_too_large(body_limit));
       rejected_body = true;
       break;
     }
-    parser.body_limit(body_limit);  // for chunked bodies
-
-    if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+    if (expect_continue) {
       static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
       stream.expires_after(ms(limits_.client_write_timeout_ms));
       auto [wec, wn] = co_await net::async_write(stream, net::buffer(continue_line), use_tuple);
       if (wec) break;
     }
-    if (!parser.is_done()) {
-      stream.expires_after(ms(limits_.request_read_timeout_ms));
-      auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
-      if (bec) {
-        // A timeout has already closed the socket (Beast's stream does that), so a body that does
-        // not arrive in time ends the connection without an answer, as nginx does.
-        std::optional<api_error> error = unreadable_request_error(bec, limits_);
-        if (error) co_await reject(stream, w, l, std::move(*error));
-        rejected_body = bec == bhttp::error::body_limit;
+    if (has_body) {
+      const http1::outcome body = co_await read_body(stream, buffer, head, body_limit, req.body());
+      if (body != http1::outcome::done) {
+        // A timeout has already closed the socket (Beast's stream does that), so a body that
+        // does not arrive in time ends the connection without an answer, as nginx does.
+        if (auto error = unreadable_error(body, "a malformed or incomplete body", limits_)) {
+          if (body == http1::outcome::body_too_large) error = request_too_large(body_limit);
+          co_await reject(stream, w, l, std::move(*error));
+        }
+        rejected_body = body == http1::outcome::body_too_large;
         break;
       }
     }
     stream.expires_never();
 
-    request req = parser.release();
-    const bool close_after = !req.keep_alive() || draining_.load();
+    const bool close_after = !head.keep_alive || draining_.load();
     exchange ex{stream, req, w.index, ms(limits_.client_write_timeout_ms), close_after};
+    ex.checked_ = std::move(checked);
     co_await l.spec.on_request(ex);
     ex.stop_watching();  // a handler that never answered must not leave a watch behind
     const auto elapsed = std::chrono::steady_clock::now() - ex.received_at();

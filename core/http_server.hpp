@@ -31,6 +31,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/http1_parser.hpp"
 #include "core/limits.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -115,6 +116,8 @@ class exchange {
   // string literal or otherwise live as long as the server: it is cached by address.
   void set_route(std::string_view route) { route_ = route; }
   std::string_view route() const { return route_; }
+  // What the listener's pre-body check handed on for this request (null when none).
+  const std::shared_ptr<const void>& checked() const { return checked_; }
 
  private:
   friend class server;
@@ -133,6 +136,7 @@ class exchange {
   unsigned status_ = 0;
   std::string_view route_ = "unmatched";
   std::chrono::steady_clock::time_point received_at_;
+  std::shared_ptr<const void> checked_;
 };
 
 using handler = std::function<net::awaitable<void>(exchange&)>;
@@ -140,7 +144,14 @@ using handler = std::function<net::awaitable<void>(exchange&)>;
 // Runs once a request's header is read, before `100 Continue` is sent or any body byte is read:
 // an error is answered at once and the connection closes with the body unread. `peer` is the
 // client's address. The request's body is empty at this point.
-using pre_body_check = std::function<net::awaitable<std::optional<api_error>>(
+// `refused` is answered at once; otherwise `checked` (may be null) goes to the request's handler
+// (exchange::checked()), which can use what the check found (an authenticated caller) instead
+// of doing the same work again.
+struct pre_body_verdict {
+  std::optional<api_error> refused;
+  std::shared_ptr<const void> checked;
+};
+using pre_body_check = std::function<net::awaitable<pre_body_verdict>(
     const request& header, const net::ip::address& peer)>;
 
 struct listener_spec {
@@ -208,6 +219,11 @@ class server {
 
   net::awaitable<void> accept_loop(listener& l);
   net::awaitable<void> session(worker& w, listener& l, tcp_stream stream);
+  net::awaitable<http1::outcome> read_head(tcp_stream& stream, beast::flat_buffer& buffer,
+                                           http1::request_head& head, std::size_t& head_bytes);
+  net::awaitable<http1::outcome> read_body(tcp_stream& stream, beast::flat_buffer& buffer,
+                                           const http1::request_head& head,
+                                           std::uint64_t body_limit, std::string& body);
   net::awaitable<void> reject(tcp_stream& stream, worker& w, listener& l, api_error error,
                               const char* route = "unreadable");
   void begin_drain();

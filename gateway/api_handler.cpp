@@ -223,7 +223,12 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
                              request_id);
       co_return;
     }
-    auto authenticated = co_await auth_->authenticate(req[bhttp::field::authorization]);
+    result<caller> authenticated;
+    if (const caller* checked = checked_caller_of(ex.checked())) {
+      authenticated = *checked;  // the listener's key check authenticated it
+    } else {
+      authenticated = co_await auth_->authenticate(req[bhttp::field::authorization]);
+    }
     if (!authenticated) {
       co_await ex.send_error(authenticated.error(), request_id);
       co_return;
@@ -255,6 +260,8 @@ boost::asio::awaitable<void> api_handler::handle(http::exchange& ex) {
     result<caller> authenticated;
     if (console_session) {
       authenticated = co_await console_->key_holder(req);
+    } else if (const caller* checked = checked_caller_of(ex.checked())) {
+      authenticated = *checked;  // the listener's key check authenticated it
     } else {
       authenticated = co_await auth_->authenticate(authorization);
     }

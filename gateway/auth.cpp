@@ -45,6 +45,14 @@ std::string_view status_of(const std::string& object_json) {
 
 }  // namespace
 
+std::shared_ptr<const void> checked_caller(caller who) {
+  return std::make_shared<const caller>(std::move(who));
+}
+
+const caller* checked_caller_of(const std::shared_ptr<const void>& checked) {
+  return static_cast<const caller*>(checked.get());
+}
+
 bool caller::may_use(std::string_view model) const {
   if (!allowed_models) return true;
   return std::find(allowed_models->begin(), allowed_models->end(), model) !=
@@ -175,18 +183,20 @@ authenticator::authenticator(const billing_context& billing, const auth_config& 
 }
 
 result<caller> authenticator::decide(const std::optional<billing::key_info>& key,
-                                     std::string_view shown, bool count) {
+                                     std::string_view key_or_id, bool count, bool is_key) {
   auto counted = [&](outcome o) {
     if (count) this->count(o);
   };
+  // Only a refusal names the key, masked (built here: the common case needs no string).
+  const auto shown = [&] { return is_key ? shown_key(key_or_id) : std::string(key_or_id); };
   if (!key) {
     counted(outcome::unknown);
-    return unauthorized_error("Incorrect API key provided: " + std::string(shown) + ".");
+    return unauthorized_error("Incorrect API key provided: " + shown() + ".");
   }
   if (!key->active) {
     if (key->inactive_reason == "revoked") {
       counted(outcome::revoked);
-      return unauthorized_error("The API key " + std::string(shown) + " has been revoked.");
+      return unauthorized_error("The API key " + shown() + " has been revoked.");
     }
     counted(outcome::disabled);
     return unauthorized_error("The " +
@@ -197,7 +207,7 @@ result<caller> authenticator::decide(const std::optional<billing::key_info>& key
   }
   if (key->expires_at_ms != 0 && unix_ms(clock_.wall_now()) >= key->expires_at_ms) {
     counted(outcome::expired);
-    return unauthorized_error("The API key " + std::string(shown) + " has expired.");
+    return unauthorized_error("The API key " + shown() + " has expired.");
   }
   counted(outcome::ok);
   return caller{key->key_id, key->tenant_id, key->project_id, key->allowed_models,
@@ -220,8 +230,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate(
 
 boost::asio::awaitable<result<caller>> authenticator::authenticate(
     std::string_view authorization, const boost::asio::ip::address& source) {
-  const std::string s = lookup_source_of(source);
-  co_return co_await authenticate_key(authorization, &s);
+  co_return co_await authenticate_key(authorization, &source);
 }
 
 std::string lookup_source_of(const boost::asio::ip::address& address) {
@@ -239,7 +248,7 @@ std::string lookup_source_of(const boost::asio::ip::address& address) {
 }
 
 boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
-    std::string_view authorization, const std::string* source) {
+    std::string_view authorization, const boost::asio::ip::address* source) {
   if (authorization.empty()) {
     count(outcome::missing);
     co_return unauthorized_error(
@@ -254,28 +263,29 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
         "The Authorization header must be `Bearer YOUR_KEY`.", "invalid_api_key");
   }
   const std::string_view key = *token;
-  const std::string shown = shown_key(key);
   if (!billing::is_well_formed_api_key(key)) {
     count(outcome::malformed);
-    co_return unauthorized_error("Incorrect API key provided: " + shown + ".");
+    co_return unauthorized_error("Incorrect API key provided: " + shown_key(key) + ".");
   }
   const std::string hash = billing::sha256_bytes(key);
   const auto now = clock_.mono_now();
   std::optional<entry> cached;
   {
     std::lock_guard lock(mu_);
-    if (auto it = cache_.find(hash); it != cache_.end()) cached = it->second;
-    if (cached && now - cached->fetched < ttl_) {
-      hits_.inc();
-      co_return decide(cached->key, shown);
+    if (auto it = cache_.find(hash); it != cache_.end()) {
+      if (now - it->second.fetched < ttl_) {
+        hits_.inc();
+        co_return decide(it->second.key, key);
+      }
+      cached = it->second;
     }
     if (!cached && unknown_.contains(hash, now)) {
       negative_hits_.inc();
-      co_return decide(std::nullopt, shown);
+      co_return decide(std::nullopt, key);
     }
     // Not known (or known but stale): a database look-up, which a source may spend only at
     // its limit on keys that turn out unknown. The token comes back if the key is real.
-    if (!cached && source != nullptr && !limiter_.take(*source, now)) {
+    if (!cached && source != nullptr && !limiter_.take(lookup_source_of(*source), now)) {
       limited_.inc();
       count(outcome::limited);
       co_return lookups_limited();
@@ -287,7 +297,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
   if (!found) {
     database_failed_.inc();
     if (cached && now - cached->fetched < ttl_ + stale_grace) {
-      co_return decide(cached->key, shown);  // the database is away: trust what we knew
+      co_return decide(cached->key, key);  // the database is away: trust what we knew
     }
     count(outcome::unavailable);
     co_return service_unavailable(
@@ -299,7 +309,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
     std::lock_guard lock(mu_);
     if (*found) {
       database_found_.inc();
-      if (!cached && source != nullptr) limiter_.give_back(*source);
+      if (!cached && source != nullptr) limiter_.give_back(lookup_source_of(*source));
       remember(hash, **found, now);
     } else {
       database_unknown_.inc();
@@ -307,7 +317,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
       unknown_.insert(hash, now);
     }
   }
-  co_return decide(*found, shown);
+  co_return decide(*found, key);
 }
 
 // A key known only by id (this gateway never saw the key itself, e.g. after a restart): its
@@ -360,7 +370,7 @@ boost::asio::awaitable<result<caller>> authenticator::check_key_id(std::string k
     std::lock_guard lock(mu_);
     if (auto it = by_id_.find(key_id); it != by_id_.end()) cached = it->second;
   }
-  if (cached && now - cached->fetched < ttl_) co_return decide(cached->key, shown, false);
+  if (cached && now - cached->fetched < ttl_) co_return decide(cached->key, shown, false, false);
 
   pg::db_result<std::optional<billing::key_info>> found = std::optional<billing::key_info>{};
   if (cached && !cached->hash.empty()) {
@@ -371,7 +381,7 @@ boost::asio::awaitable<result<caller>> authenticator::check_key_id(std::string k
   }
   if (!found) {
     if (cached && now - cached->fetched < ttl_ + stale_grace) {
-      co_return decide(cached->key, shown, false);
+      co_return decide(cached->key, shown, false, false);
     }
     co_return service_unavailable(
         "The API key cannot be verified right now (the account database is unavailable).",
@@ -386,7 +396,7 @@ boost::asio::awaitable<result<caller>> authenticator::check_key_id(std::string k
       by_id_[key_id] = id_entry{**found, "", now};
     }
   }
-  co_return decide(*found, shown, false);
+  co_return decide(*found, shown, false, false);
 }
 
 }  // namespace tollgate::gateway

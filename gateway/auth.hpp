@@ -12,6 +12,7 @@
 #include <array>
 #include <chrono>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -34,6 +35,12 @@ struct caller {
 
   bool may_use(std::string_view model) const;
 };
+
+// The caller a listener's pre-body key check authenticated travels to the request's handler as
+// the exchange's `checked()` pointer (core/http_server.hpp), so a key is authenticated once per
+// request: `checked_caller` wraps it, `checked_caller_of` reads it back (null when none).
+std::shared_ptr<const void> checked_caller(caller who);
+const caller* checked_caller_of(const std::shared_ptr<const void>& checked);
 
 // Whether the API listener's handler asks for an API key for this request (the routes and
 // methods api_handler authenticates): such a request is authenticated before its body is read.
@@ -117,11 +124,12 @@ class authenticator {
     std::chrono::steady_clock::time_point fetched;
   };
   boost::asio::awaitable<result<caller>> authenticate_key(std::string_view authorization,
-                                                          const std::string* source);
+                                                          const boost::asio::ip::address* source);
   boost::asio::awaitable<pg::db_result<std::optional<billing::key_info>>> fetch_by_id(
       std::string key_id);
-  result<caller> decide(const std::optional<billing::key_info>& key, std::string_view shown,
-                        bool count = true);
+  // `key_or_id`: the key itself (masked in a refusal) or, with `is_key` false, a key id.
+  result<caller> decide(const std::optional<billing::key_info>& key, std::string_view key_or_id,
+                        bool count = true, bool is_key = true);
   void remember(const std::string& hash, const billing::key_info& key,
                 std::chrono::steady_clock::time_point now);
 

@@ -158,15 +158,16 @@ void add_key_check(tollgate::http::listener_spec& listener, tollgate::gateway::a
   using namespace tollgate;
   listener.before_body = [auth, console](const http::request& header,
                                          const boost::asio::ip::address& peer)
-      -> boost::asio::awaitable<std::optional<api_error>> {
+      -> boost::asio::awaitable<http::pre_body_verdict> {
     const std::string_view target = header.target();
     if (!gateway::api_request_needs_key(header.method(), target.substr(0, target.find('?'))) ||
         (console != nullptr && console->presents_session(header))) {
-      co_return std::nullopt;
+      co_return http::pre_body_verdict{};
     }
     auto who = co_await auth->authenticate(header[boost::beast::http::field::authorization], peer);
-    if (!who) co_return who.error();
-    co_return std::nullopt;
+    if (!who) co_return http::pre_body_verdict{who.error(), nullptr};
+    // The handler takes the caller from here instead of authenticating the key again.
+    co_return http::pre_body_verdict{std::nullopt, gateway::checked_caller(std::move(*who))};
   };
 }
 
@@ -175,7 +176,7 @@ void add_key_check(tollgate::http::listener_spec& listener, tollgate::gateway::a
 // The usage log's file: stderr, or the configured path opened for appending (null, with the
 // reason on stderr, when it cannot be opened).
 std::FILE* open_usage_log(const tollgate::gateway_config& config) {
-  if (config.logging.usage_log == "stderr") return stderr;
+  if (config.logging.usage_log == "stderr" || config.logging.usage_log == "off") return stderr;
   std::FILE* f = std::fopen(config.logging.usage_log.c_str(), "a");
   if (f == nullptr) {
     std::fprintf(stderr, "tollgate: cannot open usage log %s: %s\n",
@@ -448,7 +449,9 @@ int main(int argc, char** argv) {
   boost::asio::io_context billing_io{1};
   auto billing_guard = boost::asio::make_work_guard(billing_io);
   billing_parts parts;
-  std::vector<metering::usage_sink*> sinks{&log_sink};
+  // "off": the ledger alone records usage (a database is required, checked at start-up).
+  std::vector<metering::usage_sink*> sinks;
+  if (config.logging.usage_log != "off") sinks.push_back(&log_sink);
   if (with_db) {
     if (!start_billing(config, billing_io.get_executor(), registry, log, clock, parts)) return 1;
     sinks.push_back(parts.ledger.get());

@@ -36,10 +36,11 @@ build rating_event_fuzz tests/fuzz/rating_event_fuzz.cpp billing/rating.cpp bill
 build worst_case_fuzz tests/fuzz/worst_case_fuzz.cpp metering/worst_case.cpp billing/credits.cpp \
   metering/budgets/credit_rate.cpp \
   billing/price_book.cpp billing/pricing.cpp core/json_dom.cpp core/json_text.cpp core/error.cpp
+build http1_parser_fuzz tests/fuzz/http1_parser_fuzz.cpp core/http1_parser.cpp
 build batch_input_fuzz tests/fuzz/batch_input_fuzz.cpp gateway/batch_input.cpp core/json_dom.cpp \
   core/json_text.cpp core/error.cpp
 for target in json_dom_fuzz sse_fuzz openai_request_fuzz tokenizer_fuzz query_params_fuzz spool_fuzz \
-  webhook_url_fuzz price_book_fuzz rating_event_fuzz batch_input_fuzz worst_case_fuzz; do
+  webhook_url_fuzz price_book_fuzz rating_event_fuzz batch_input_fuzz worst_case_fuzz http1_parser_fuzz; do
   mkdir -p "$out/corpus-$target"
   # Seeds (tests/fuzz/seeds/TARGET) start a target whose inputs are hard to find from nothing.
   if [ -d "tests/fuzz/seeds/$target" ]; then cp -n "tests/fuzz/seeds/$target"/* "$out/corpus-$target"/; fi

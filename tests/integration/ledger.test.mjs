@@ -3,7 +3,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   binDir, startStack, chatBody, postJson, sseData, waitFor,
@@ -388,6 +388,26 @@ describe('tenants, keys and the ledger (real PostgreSQL)', () => {
       assert.deepEqual(rows, [...ids].sort());
     } finally {
       await second.gateway.stop();
+    }
+  });
+
+  test('with usage_log "off" the ledger alone records usage: rows, and no usage log line', async () => {
+    const dir = path.join(process.env.TMPDIR ?? '/tmp', `tollgate-ledger-nolog-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    const quiet = await startStack({ config: dbConfig(pg, dir), env: { TOLLGATE_LOGGING__USAGE_LOG: 'off' } });
+    try {
+      const t = await makeTenant(quiet.adminUrl, 'No usage log');
+      for (let i = 0; i < 3; i += 1) assert.equal((await chat(quiet.url, t.key, `quiet ${i}`)).status, 200);
+      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 3,
+        { what: 'three ledger rows' });
+      assert.deepEqual(quiet.usageRecords(), [], 'no usage log line');
+      assert.ok(!existsSync(path.join(process.cwd(), 'off')), '"off" is not a file name');
+      assert.doesNotMatch(quiet.gateway.output(), /"request_id"/, 'nor usage lines on stderr');
+      // The same requests on a gateway with the usage log: one line each.
+      assert.equal((await chat(s.url, t.key, 'logged')).status, 200);
+      await waitFor(() => s.usageRecords().some((r) => r.tenant_id === t.tenant), { what: 'a usage log line' });
+    } finally {
+      await quiet.stop();
     }
   });
 });

@@ -298,6 +298,35 @@ describe('proxy path', () => {
     assert.equal((await postJson(`${s.url}/v1/chat/completions`, chatBody('alive'))).status, 200);
   });
 
+  test('ambiguous framing (request smuggling) gets 400 and the connection closes; chunked bodies are read', async () => {
+    const upstreamBefore = (await s.upstreamStats()).requests;
+    const body = chatBody('smuggled');
+    const smuggled = `GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const head = 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n';
+    const chunk = (text) => `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`;
+    for (const bytes of [
+      `${head}Content-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\n\r\n${chunk(body)}0\r\n\r\n${smuggled}`,
+      `${head}Content-Length: ${body.length}\r\nContent-Length: 5\r\n\r\n${body}${smuggled}`,
+      `${head}Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n${chunk(body)}0\r\n\r\n`,
+      `${head}Transfer-Encoding: chunked\r\n\r\n${chunk(body).replace(/^[0-9a-f]+/, '+10')}0\r\n\r\n`,
+      `${head}Content-Length : ${body.length}\r\n\r\n${body}`,
+      `${head}Content-Length: ${body.length}\r\n\r\n${body}`.replaceAll('\r\n', '\n'),
+    ]) {
+      const out = await rawExchange(s.apiPort, bytes);  // resolves when the server closes
+      assert.match(out, /^HTTP\/1\.1 400 /, JSON.stringify(bytes.slice(0, 160)));
+      assert.equal(out.match(/HTTP\/1\.1 /g).length, 1, 'one answer, then the connection closed');
+      errorShape(JSON.parse(out.slice(out.indexOf('\r\n\r\n') + 4)));
+    }
+    assert.equal((await s.upstreamStats()).requests, upstreamBefore, 'nothing reached the upstream');
+    // A chunked body split over several chunks, then a pipelined request on the same connection.
+    const parts = [body.slice(0, 10), body.slice(10, 30), body.slice(30)].map(chunk).join('');
+    const out = await rawExchange(s.apiPort,
+      `${head}Transfer-Encoding: chunked\r\n\r\n${parts}0\r\n\r\n${smuggled.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n')}`);
+    assert.equal(out.match(/HTTP\/1\.1 200 /g)?.length, 2, out.slice(0, 300));
+    assert.match(out, /"object":"chat.completion"/);
+    assert.match(out, /"object":"list"/);
+  });
+
   test('random garbage on the socket never takes the gateway down', async () => {
     let seed = 12345;
     const rand = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed; };

@@ -276,6 +276,11 @@ TEST_CASE("database, ledger, auth and budgets settings are checked") {
              Catch::Contains("/budgets/redis") && Catch::Contains("host:port"));
   CHECK_THAT(error_of(R"({"budgets":{"redis":"127.0.0.1:6379"}})"),
              Catch::Contains("budgets need a database"));
+  CHECK_THAT(error_of(R"({"logging":{"usage_log":"off"}})"),
+             Catch::Contains("/logging/usage_log") && Catch::Contains("needs a database"));
+  CHECK(parse_config(R"({"database":{"url":"postgresql://x@h/db"},"logging":{"usage_log":"off"}})",
+                     env_of({}))
+            .logging.usage_log == "off");
   CHECK_THAT(error_of(R"({"budgets":{"failure_mode":"maybe"}})"),
              Catch::Contains("/budgets/failure_mode"));
   CHECK_THAT(error_of(R"({"auth":{"admin_token":"short"}})"),

@@ -1,0 +1,81 @@
+// libFuzzer target: the strict HTTP/1.1 request parser. A head parses the same whole or grown
+// byte by byte (never reading past its input, every view inside it); a chunked body decodes the
+// same however it is split, and never grows past its limit.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "core/http1_parser.hpp"
+
+using namespace tollgate::http1;
+
+namespace {
+
+bool inside(std::string_view part, std::string_view whole) {
+  return part.empty() ||
+         (part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size());
+}
+
+void check_head(std::string_view input) {
+  constexpr std::size_t head_limit = 2048;
+  request_head head;
+  const parse_result whole = parse_head(input, head_limit, head);
+  if (whole.result == outcome::done) {
+    if (whole.consumed == 0 || whole.consumed > input.size()) std::abort();
+    if (!inside(head.method, input) || !inside(head.target, input)) std::abort();
+    for (const field& f : head.headers()) {
+      if (f.name.empty() || !inside(f.name, input) || !inside(f.value, input)) std::abort();
+    }
+    if (head.chunked && head.has_content_length) std::abort();
+  }
+  // Growing the input never decides differently once the whole head is there.
+  request_head grown;
+  for (std::size_t n = 0; n <= input.size(); n += 1 + n / 8) {
+    const parse_result r = parse_head(input.substr(0, n), head_limit, grown);
+    const bool same = whole.result == outcome::done && r.consumed == whole.consumed;
+    if (r.result == outcome::done && !same) {
+      std::abort();
+    }
+  }
+}
+
+void check_chunked(std::string_view input, std::size_t step) {
+  constexpr std::uint64_t body_limit = 1024;
+  chunked_decoder a{body_limit};
+  std::string body_a;
+  const parse_result whole = a.feed(input, body_a);
+  if (body_a.size() > body_limit || whole.consumed > input.size()) std::abort();
+
+  chunked_decoder b{body_limit};
+  std::string body_b;
+  std::string pending;
+  outcome last = outcome::need_more;
+  std::size_t used = 0;  // input bytes consumed by b
+  for (std::size_t i = 0; i < input.size() && last == outcome::need_more; i += step) {
+    const std::string_view piece = input.substr(i, step);
+    pending += piece;
+    const parse_result r = b.feed(pending, body_b);
+    last = r.result;
+    if (r.result == outcome::need_more) {
+      used += r.consumed;
+      pending.erase(0, r.consumed);
+    } else if (r.result == outcome::done) {
+      used += r.consumed;
+    }
+  }
+  if (whole.result != last) std::abort();
+  if (last == outcome::done && (body_a != body_b || used != whole.consumed)) std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 1) return 0;
+  const std::size_t step = 1 + data[0] % 7;  // the first byte picks the chunk size
+  const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+  check_head(input);
+  check_chunked(input, step);
+  return 0;
+}
