@@ -61,6 +61,9 @@ try {
   const page = await watchedPage(browser);
   page.expectFailure(/\/credits|\/plan/);  // a page may ask for what a tenant lacks (404)
   await signIn(page, s.adminUrl, ADMIN);
+  // The landing page (the overview) settles first: a request cut short by navigating away
+  // stays in flight for puppeteer's network-idle count.
+  await page.waitForNetworkIdle({ idleTime: 200, timeout: 60_000 });
   const empty = await measure(page, s.adminUrl, 'no events');
 
   // The events: one tenant, two models, 10,000 end users, 2% refused (429), spread evenly
