@@ -16,6 +16,18 @@ import { ADMIN, FINANCE, chat } from '../lib/ledger.mjs';
 const text = (page, sel) => page.$eval(sel, (e) => e.innerText);
 const LONG_END_USER = 'customer-directory/eu-west/organisation-4711/user-0123456789abcdef';
 
+// Waits until the tenant page shows `name`; on a timeout, says what the page showed instead.
+async function tenantShown(page, name) {
+  try {
+    await page.waitForFunction(
+      (n) => document.querySelector('section[aria-label="Tenant"] h2')?.innerText === n,
+      { timeout: 20000 }, name);
+  } catch (e) {
+    const shown = await page.$eval('main', (m) => m.innerText.slice(0, 400));
+    throw new Error(`${e.message}; the page showed: ${shown}; ${page.problems().join('; ')}`);
+  }
+}
+
 // Waits until `n` charts are drawn.
 const chartsDrawn = (page, n) => page.waitForFunction(
   (k) => document.querySelectorAll('.chart[data-rendered="true"]').length >= k,
@@ -85,7 +97,7 @@ describe('console in chromium (real stack)', { timeout: 240_000 }, () => {
     await Promise.all([page.waitForFunction(() => location.hash.startsWith('#/tenants/ten_')),
       page.click('form[aria-label="New tenant"] button')]);
     tenantId = await page.evaluate(() => location.hash.split('/')[2]);
-    await page.waitForFunction(() => document.querySelector('section[aria-label="Tenant"] h2')?.innerText === 'Browser Co');
+    await tenantShown(page, 'Browser Co');
 
     // A key: the secret is shown once, then gone after a reload.
     await page.type('#new-key-name', 'browser key');
@@ -212,7 +224,7 @@ describe('console in chromium (real stack)', { timeout: 240_000 }, () => {
     await signIn(page, s.adminUrl, FINANCE);
     assert.match(await text(page, '#who'), /Finance \(read-only\)/);
     await page.goto(`${s.adminUrl}/console/#/tenants/${tenantId}`);
-    await page.waitForFunction(() => document.querySelector('section[aria-label="Tenant"] h2')?.innerText === 'Browser Co');
+    await tenantShown(page, 'Browser Co');
     for (const sel of ['#new-tenant-name', 'form[aria-label="New key"]', 'form[aria-label="New budget"]', 'button[data-action="revoke"]']) {
       assert.equal(await page.$(sel), null, `${sel} is not shown to finance`);
     }

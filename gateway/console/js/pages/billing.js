@@ -4,7 +4,7 @@
 import { h, replace, field, table, notify } from '../dom.js';
 import { get, post, listAll, qs, ApiError } from '../api.js';
 import { money, time, decimalToMicros } from '../format.js';
-import { clipped, parseUtc } from './common.js';
+import { clipped, parseUtc, planCurrency } from './common.js';
 
 // The API's bound on a grant (docs/CREDITS.md): 10^15 micro-units.
 const GRANT_MICROS_MAX = 1000000000000000n;
@@ -38,7 +38,7 @@ export async function billingPage(main, session, args) {
       throw e;
     }),
   ]);
-  const cur = plan?.currency ?? invoices.data[0]?.currency ?? null;
+  const cur = (await planCurrency(plan)) ?? invoices.data[0]?.currency ?? null;
   const reload = () => billingPage(main, session, args);
   const grants = h('section', { class: 'card', 'aria-label': 'Credit grants' },
     h('h2', {}, 'Credits'));

@@ -1,6 +1,7 @@
 // What the pages share: time ranges, usage series built from the APIs' aggregated buckets, and
 // budget bars.
 import { h } from '../dom.js';
+import { get } from '../api.js';
 import { int, money, percent, share, time } from '../format.js';
 
 export const RANGES = [['24h', 'Last 24 hours', 86400], ['7d', 'Last 7 days', 7 * 86400],
@@ -84,6 +85,13 @@ export function splitSeries(buckets, key, limit = 8) {
     }
   });
   return { xs, groups: [...groups.values()].slice(0, limit) };
+}
+
+// The currency of a tenant's plan (its price book's), or null without a plan.
+export async function planCurrency(plan) {
+  if (!plan) return null;
+  const book = await get(`/admin/v1/price_books/${encodeURIComponent(plan.price_book_id)}`);
+  return book.currency ?? null;
 }
 
 // A long id or name cut to the cell's width with an ellipsis; the whole text in its title.

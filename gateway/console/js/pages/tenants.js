@@ -5,7 +5,7 @@
 import { h, replace, field, table, notify } from '../dom.js';
 import { get, post, listAll, qs, ApiError } from '../api.js';
 import { int, money, time } from '../format.js';
-import { budgetColumns, budgetName, clipped } from './common.js';
+import { budgetColumns, budgetName, clipped, planCurrency } from './common.js';
 import {
   budgetLimitInput, budgetAlertsPanel, parseThresholds, thresholdsText,
 } from './budgets.js';
@@ -73,7 +73,7 @@ async function tenantDetail(box, id, admin, alertsOf) {
     get(`/admin/v1/audit_log${qs({ tenant_id: id, limit: 20 })}`),
   ]);
   const tz = tenant.time_zone || 'UTC';
-  const currency = plan?.currency ?? null;
+  const currency = await planCurrency(plan);
   const reload = () => tenantDetail(box, id, admin, alertsOf);
   const secretBox = h('div', { id: 'secret-box' });
   const rows = budgets.data.map((b) => ({ ...b, tz, currency }));
@@ -109,13 +109,15 @@ async function tenantDetail(box, id, admin, alertsOf) {
       ], keys),
       admin ? keyForm(id, projects, reload) : null),
     h('section', { class: 'card', 'aria-label': 'Budgets' }, h('h2', {}, 'Budgets'),
-      table([...budgetColumns,
-        { label: 'Alerts at', value: (b) => thresholdsText(b.alert_thresholds) },
-        { label: 'Alerts', value: (b) => h('a', {
-          href: `#/tenants/${id}/${b.id}`, 'data-action': 'alerts',
-          'aria-label': `Alerts of ${budgetName(b)}`,
-        }, b.id === alertsOf ? 'Shown below' : admin ? 'Edit and deliveries' : 'Deliveries') },
-        { label: 'Edit', value: (b) => (admin ? limitEditor(b, reload) : '') }], rows),
+      // The budget's name opens its alerts panel (thresholds, webhook, deliveries).
+      table([{ label: 'Budget (its alerts)', value: (b) => h('a', {
+        href: `#/tenants/${id}/${b.id}`, 'data-action': 'alerts',
+        'aria-current': b.id === alertsOf ? 'true' : null,
+        'aria-label': `${budgetName(b)}: alerts`,
+      }, budgetName(b)) },
+      ...budgetColumns.slice(1),
+      { label: 'Alerts at', value: (b) => thresholdsText(b.alert_thresholds) },
+      { label: 'Edit', value: (b) => (admin ? limitEditor(b, reload) : '') }], rows),
       admin ? budgetForm(id, currency, reload) : null),
     chosen ? await budgetAlertsPanel(chosen, admin, reload) : null,
     h('section', { class: 'card', 'aria-label': 'Audit log' }, h('h2', {}, 'Audit log'),
