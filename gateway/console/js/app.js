@@ -90,7 +90,10 @@ function signInForm(message) {
 function start(s) {
   session = s;
   setCsrf(s.csrf_token);
-  if (!location.hash || location.hash === '#') location.hash = `#/${pagesFor(s)[0][0]}`;
+  if (!location.hash || location.hash === '#') {
+    location.hash = `#/${pagesFor(s)[0][0]}`;  // its hashchange draws the page, once
+    return;
+  }
   route();
 }
 
