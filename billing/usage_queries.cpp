@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "billing/tag_sets.hpp"
+#include "billing/usage_hourly.hpp"
 #include "billing/usage_rollup.hpp"
 #include "billing/usage_sql.hpp"
 #include "core/json_text.hpp"
@@ -193,6 +194,10 @@ net::awaitable<pg::db_result<std::vector<usage_row>>> usage_queries::usage(usage
   std::vector<usage_row> rows;
   if (rollup_serves(q)) {
     auto r = co_await rollup_usage(**conn, q);
+    if (!r) co_return r.error();
+    rows = std::move(*r);
+  } else if (const auto raw = hourly_plan(q)) {
+    auto r = co_await hourly_usage(**conn, q, *raw);
     if (!r) co_return r.error();
     rows = std::move(*r);
   } else {

@@ -3,7 +3,9 @@
 // cost, optionally ordered and cut to the top N groups per bucket; and raw events page by page.
 // Read-only; every method is a coroutine on the billing executor using the shared connection
 // pool. A one-tenant query grouped or filtered by at most one of end user or tag reads the
-// usage rollup (sql/015_usage_rollup.sql, billing/usage_rollup.hpp) where it can: same answer.
+// usage rollup (sql/015_usage_rollup.sql, billing/usage_rollup.hpp) where it can; one grouped
+// and filtered by no more than tenant, project, key and model, in buckets of whole hours, the
+// hourly aggregate (sql/025_usage_hourly.sql, billing/usage_hourly.hpp): same answer.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>

@@ -1,7 +1,8 @@
 // `make screenshots`: a PNG of every console page in docs/console/, taken in Debian's chromium
 // (headless, 1280x800, the browser tests' set-up) against a real stack (gateway, PostgreSQL,
 // Redis, the development upstream) with generated usage: two tenants, a plan, a credit grant,
-// a budget, a draft invoice and requests from several end users. Fails, writing nothing more,
+// a budget with alert thresholds, a draft invoice and requests from several end users; the
+// overview and a tenant also at phone width (390x844). Fails, writing nothing more,
 // on any console error or failed request, so it also checks every page renders.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -24,7 +25,8 @@ async function usage(s, pg) {
     { body: { kind: 'promotional', amount_micros: 2_000 } });
   if (grant.status !== 201) throw new Error(`credit grant: ${grant.text}`);
   const budget = await api(s.adminUrl, 'POST', '/admin/v1/budgets',
-    { body: { tenant_id: acme.tenant, metric: 'tokens', window: 'month', limit: 6000 } });
+    { body: { tenant_id: acme.tenant, metric: 'tokens', window: 'month', limit: 6000,
+      alert_thresholds: [10, 50, 80] } });
   if (budget.status !== 201) throw new Error(`budget: ${budget.text}`);
   let sent = 0;
   for (let i = 0; i < 36; i += 1) {
@@ -38,7 +40,7 @@ async function usage(s, pg) {
   const period = new Date().toISOString().slice(0, 7);
   const inv = await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period } });
   if (inv.status !== 200) throw new Error(`invoice run: ${inv.text}`);
-  return { acme };
+  return { acme, budgetId: budget.json.id };
 }
 
 async function shoot(page, url, name) {
@@ -60,7 +62,7 @@ let s;
 let browser;
 try {
   s = await startStack({ config: budgetConfig(pg, redis, dir) });
-  const { acme } = await usage(s, pg);
+  const { acme, budgetId } = await usage(s, pg);
   browser = await launchBrowser();
   const admin = await watchedPage(browser);
   await signIn(admin, s.adminUrl, ADMIN);
@@ -72,9 +74,14 @@ try {
     ['usage-explorer', `usage/${usageQuery}`],
     ['pricing', 'pricing'],
     ['credits-and-invoices', `billing/${acme.tenant}`],
+    ['budget-alerts', `tenants/${acme.tenant}/${budgetId}`],
   ]) {
     await shoot(admin, `${s.adminUrl}/console/#/${hash}`, name);
   }
+  // At phone width (390x844): the overview and a tenant.
+  await admin.setViewport({ width: 390, height: 844 });
+  await shoot(admin, `${s.adminUrl}/console/#/overview/24h/1h/model`, 'overview-phone');
+  await shoot(admin, `${s.adminUrl}/console/#/tenants/${acme.tenant}`, 'tenant-phone');
   const holder = await watchedPage(browser);
   await signIn(holder, s.url, acme.key);
   await shoot(holder, `${s.url}/console/#/usage`, 'key-holder');

@@ -41,5 +41,8 @@ export async function signIn(page, base, token) {
   await page.waitForSelector('#token');
   await page.type('#token', token);
   await Promise.all([page.waitForSelector('nav#nav a'), page.click('form button[type=submit]')]);
+  // The landing page settles before the caller moves on (its requests would otherwise compete
+  // with the next page's, and one cut short by navigating away stays in flight for puppeteer).
+  await page.waitForNetworkIdle({ idleTime: 200, timeout: 30000 });
 }
 

@@ -36,7 +36,8 @@ function drawNav() {
   const current = (location.hash.slice(2).split('/')[0]) || pagesFor(session)[0][0];
   replace(nav, pagesFor(session).map(([id, label]) =>
     h('a', { href: `#/${id}`, 'aria-current': id === current ? 'page' : null }, label)));
-  const label = session.role === 'key_holder' ? `Key holder · ${session.tenant?.name ?? session.tenant_id}`
+  const tenant = session.tenant?.name ?? session.tenant_id;
+  const label = session.role === 'key_holder' ? `Key holder · ${tenant}`
     : session.role === 'finance' ? 'Finance (read-only)' : 'Admin';
   replace(who, h('span', { 'data-role': session.role }, label),
     h('button', { type: 'button', onclick: signOut }, 'Sign out'));
@@ -89,7 +90,10 @@ function signInForm(message) {
 function start(s) {
   session = s;
   setCsrf(s.csrf_token);
-  if (!location.hash || location.hash === '#') location.hash = `#/${pagesFor(s)[0][0]}`;
+  if (!location.hash || location.hash === '#') {
+    location.hash = `#/${pagesFor(s)[0][0]}`;  // its hashchange draws the page, once
+    return;
+  }
   route();
 }
 
@@ -107,7 +111,8 @@ async function route() {
       session = null;
       return signInForm('Your session has ended; sign in again.');
     }
-    replace(main, h('p', { class: 'error', role: 'alert' }, `Could not load this page: ${e.message}`));
+    replace(main,
+      h('p', { class: 'error', role: 'alert' }, `Could not load this page: ${e.message}`));
   }
   main.focus();
 }

@@ -38,18 +38,24 @@ export function field(label, control) {
 }
 
 export function select(id, options, value) {
-  return h('select', { id }, options.map(([v, t]) => h('option', { value: v, selected: v === value }, t)));
+  return h('select', { id },
+    options.map(([v, t]) => h('option', { value: v, selected: v === value }, t)));
 }
 
-// A table from column specs {label, value(row), num?}.
+// A table from column specs {label, value(row), num?}, in a box that scrolls sideways when the
+// table is wider than the page (the page itself never does; keyboard users reach the box).
 export function table(columns, rows, caption) {
-  return h('div', { class: 'table-wrap' },
-    h('table', {},
-      caption ? h('caption', { class: 'muted' }, caption) : null,
-      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null }, c.label)))),
-      h('tbody', {}, rows.length === 0
-        ? h('tr', {}, h('td', { colspan: columns.length, class: 'muted' }, 'Nothing yet.'))
-        : rows.map((r) => h('tr', {}, columns.map((c) => h('td', { class: c.num ? 'num' : null }, c.value(r))))))));
+  const cls = (c) => (c.num ? 'num' : null);
+  const head = h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: cls(c) }, c.label)));
+  const body = rows.length === 0
+    ? h('tr', {}, h('td', { colspan: columns.length, class: 'muted' }, 'Nothing yet.'))
+    : rows.map((r) => h('tr', {}, columns.map((c) => h('td', { class: cls(c) }, c.value(r)))));
+  return h('div', { class: 'table-wrap', tabindex: 0, role: 'region',
+    'aria-label': caption || 'Table' },
+  h('table', {},
+    caption ? h('caption', { class: 'muted' }, caption) : null,
+    h('thead', {}, head),
+    h('tbody', {}, body)));
 }
 
 // A message in the status corner, gone after a few seconds.

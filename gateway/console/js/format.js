@@ -66,7 +66,8 @@ export function time(unixS, timeZone, withSeconds) {
   if (unixS === null || unixS === undefined) return '—';
   const parts = new Intl.DateTimeFormat('en-CA', {
     timeZone: timeZone || 'UTC', year: 'numeric', month: '2-digit', day: '2-digit',
-    hour: '2-digit', minute: '2-digit', second: withSeconds ? '2-digit' : undefined, hourCycle: 'h23',
+    hour: '2-digit', minute: '2-digit', second: withSeconds ? '2-digit' : undefined,
+    hourCycle: 'h23',
   }).formatToParts(new Date(unixS * 1000));
   const p = Object.fromEntries(parts.map((x) => [x.type, x.value]));
   return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}${withSeconds ? `:${p.second}` : ''}`;

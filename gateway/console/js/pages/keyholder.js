@@ -16,8 +16,10 @@ export async function keyHolderPage(main, session, args) {
   rangeSel.addEventListener('change', () => { location.hash = `#/usage/${rangeSel.value}`; });
   const out = h('div', {});
   replace(main, h('h1', {}, `Usage of ${session.tenant?.name ?? session.tenant_id}`),
-    h('p', { class: 'muted' }, `Times in ${tz}.`), h('div', { class: 'controls' }, field('Range', rangeSel)), out);
-  const params = { start_time: range.start, end_time: range.end, bucket_width: bucket, limit: bucket === '1h' ? 168 : 31 };
+    h('p', { class: 'muted' }, `Times in ${tz}.`),
+    h('div', { class: 'controls' }, field('Range', rangeSel)), out);
+  const params = { start_time: range.start, end_time: range.end, bucket_width: bucket,
+    limit: bucket === '1h' ? 168 : 31 };
   const [byModel, byUser, budgets] = await Promise.all([
     usageBuckets('/v1/usage', { ...params, group_by: 'model' }),
     usageBuckets('/v1/usage', { ...params, group_by: 'end_user' }),
@@ -26,10 +28,13 @@ export async function keyHolderPage(main, session, args) {
   const fmtX = (x) => time(x, tz);
   const m = splitSeries(byModel, (r) => r.model);
   const u = splitSeries(byUser, (r) => r.end_user);
+  const series = (s, measure, format) => s.groups.map((g) => ({
+    label: g.label, values: g[measure], format: format(g) }));
   out.append(h('div', { class: 'grid' },
-    chartCard('Requests by model', m.xs, m.groups.map((g) => ({ label: g.label, values: g.requests, format: int })), { fmtX }),
-    chartCard('Spend by model', m.xs, m.groups.map((g) => ({ label: g.label, values: g.cost, format: (v) => money(v, g.currency) })), { fmtX }),
-    chartCard('Tokens by end user', u.xs, u.groups.map((g) => ({ label: g.label, values: g.tokens, format: int })), { fmtX })),
+    chartCard('Requests by model', m.xs, series(m, 'requests', () => int), { fmtX }),
+    chartCard('Spend by model', m.xs, series(m, 'cost', (g) => (v) => money(v, g.currency)),
+      { fmtX }),
+    chartCard('Tokens by end user', u.xs, series(u, 'tokens', () => int), { fmtX })),
   h('section', { class: 'card', 'aria-label': 'Budgets' }, h('h2', {}, 'Budgets'),
     table(budgetColumns, (budgets.data ?? []).map((b) => ({ ...b, tz })))));
 }

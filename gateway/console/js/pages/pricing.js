@@ -11,8 +11,16 @@ function rate(r, currency) {
   return `${money(whole, currency)}${frac ? ` + 0.${frac} µ` : ''} / 1M`;
 }
 
+// Basis points as a percent, exactly ("12.5%").
+function basisPoints(bp) {
+  const whole = Math.trunc(bp / 100);
+  const frac = String(bp % 100).padStart(2, '0').replace(/0+$/, '');
+  return `${whole}${frac ? `.${frac}` : ''}%`;
+}
+
 export async function pricingPage(main) {
-  const [books, tenants] = await Promise.all([listAll('/admin/v1/price_books'), listAll('/admin/v1/tenants')]);
+  const [books, tenants] = await Promise.all([listAll('/admin/v1/price_books'),
+    listAll('/admin/v1/tenants')]);
   const out = [];
   for (const summary of books) {
     const book = await get(`/admin/v1/price_books/${summary.id}`);
@@ -20,7 +28,8 @@ export async function pricingPage(main) {
     const latest = versions[versions.length - 1];
     const section = h('section', { class: 'card', 'aria-label': `Price book ${book.name}` },
       h('h2', {}, `${book.name} (${book.currency}, ${book.tier_mode}, ${book.tier_scope})`),
-      table([{ label: 'Version', value: (v) => v.version }, { label: 'Effective', value: (v) => time(v.effective_at, 'UTC') },
+      table([{ label: 'Version', value: (v) => v.version },
+        { label: 'Effective (UTC)', value: (v) => time(v.effective_at, 'UTC') },
         { label: 'Models', value: (v) => Object.keys(v.models ?? {}).join(', ') }], versions));
     for (const [model, classes] of Object.entries(latest?.models ?? {})) {
       for (const cls of ['input', 'output']) {
@@ -54,9 +63,13 @@ export async function pricingPage(main) {
       plans.push({ tenant: t, plan: null });
     }
   }
-  replace(main, h('h1', {}, 'Pricing'), out.length ? out : h('p', { class: 'muted' }, 'No price books yet.'),
-    h('section', { class: 'card', 'aria-label': 'Plans per tenant' }, h('h2', {}, 'Plans per tenant'),
-      table([{ label: 'Tenant', value: (r) => r.tenant.name }, { label: 'Price book', value: (r) => r.plan?.price_book_id ?? 'none' },
-        { label: 'Batch discount', value: (r) => (r.plan ? `${r.plan.batch_discount_bp / 100}%` : '—') },
+  replace(main, h('h1', {}, 'Pricing'),
+    out.length ? out : h('p', { class: 'muted' }, 'No price books yet.'),
+    h('section', { class: 'card', 'aria-label': 'Plans per tenant' },
+      h('h2', {}, 'Plans per tenant'),
+      table([{ label: 'Tenant', value: (r) => r.tenant.name },
+        { label: 'Price book', value: (r) => r.plan?.price_book_id ?? 'none' },
+        { label: 'Batch discount',
+          value: (r) => (r.plan ? basisPoints(r.plan.batch_discount_bp) : '—') },
         { label: 'Settlement', value: (r) => r.plan?.settlement_mode ?? '—' }], plans)));
 }
