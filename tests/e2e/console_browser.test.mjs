@@ -253,6 +253,15 @@ describe('console in chromium (real stack)', { timeout: 240_000 }, () => {
   test('key holder: signs in with an API key on the public listener and sees only its tenant', async () => {
     const other = await (await fetch(`${s.adminUrl}/admin/v1/tenants`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: '{"name":"Holder Co"}' })).json();
     const key = await (await fetch(`${s.adminUrl}/admin/v1/keys`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ tenant_id: other.id, name: 'holder' }) })).json();
+    // A plan in euros and a spend budget: its amounts are shown in the plan's currency.
+    const admin = async (path, body) => {
+      const r = await fetch(`${s.adminUrl}${path}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      assert.ok(r.status < 300, `${path}: ${r.status}`);
+      return r.json();
+    };
+    const book = await admin('/admin/v1/price_books', { name: 'Holder EUR', currency: 'EUR', effective_at: 1_700_000_000, models: { 'dev-echo': { input: [{ rate: '1000000' }], output: [{ rate: '1000000' }] } } });
+    await admin(`/admin/v1/tenants/${other.id}/plan`, { price_book_id: book.id });
+    await admin('/admin/v1/budgets', { tenant_id: other.id, metric: 'spend', window: 'month', limit: 5_000_000 });
     holderKey = key.key;
     assert.equal((await chat(s.url, key.key, 'holder usage', {}, { 'x-tollgate-end-user': 'alice' })).status, 200);
     await new Promise((r) => setTimeout(r, 300));
@@ -262,6 +271,7 @@ describe('console in chromium (real stack)', { timeout: 240_000 }, () => {
     await page.waitForFunction(() => document.querySelectorAll('.chart[data-rendered="true"]').length >= 3, { timeout: 15000 });
     const shown = await text(page, 'main');
     assert.match(shown, /Usage of Holder Co/);
+    assert.match(await text(page, 'section[aria-label="Budgets"]'), /EUR 5\.00/);
     assert.doesNotMatch(shown, /Browser Co/);
     const links = await page.$$eval('nav#nav a', (as) => as.map((a) => a.innerText));
     assert.deepEqual(links, ['My usage']);
@@ -294,6 +304,8 @@ describe('console in chromium (real stack)', { timeout: 240_000 }, () => {
       await visit(page, s.adminUrl, hash, ready);
       assert.deepEqual(await overflow(page), [], `#/${hash} at 390 px`);
     }
+    await visit(page, s.adminUrl, pages[0][0], pages[0][1]);
+    assert.match(await text(page, pages[0][1]), /Holder Co[^]*EUR 5\.00/, 'a spend budget in its currency');
     await visit(page, s.adminUrl, `tenants/${tenantId}`, 'section[aria-label="Audit log"]');
     const keysBox = await page.$eval('section[aria-label="API keys"] .table-wrap', (b) => ({
       scrolls: b.scrollWidth > b.clientWidth, overflowX: getComputedStyle(b).overflowX }));

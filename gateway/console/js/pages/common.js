@@ -1,7 +1,7 @@
 // What the pages share: time ranges, usage series built from the APIs' aggregated buckets, and
 // budget bars.
 import { h } from '../dom.js';
-import { get } from '../api.js';
+import { get, ApiError } from '../api.js';
 import { int, money, percent, share, time } from '../format.js';
 
 export const RANGES = [['24h', 'Last 24 hours', 86400], ['7d', 'Last 7 days', 7 * 86400],
@@ -92,6 +92,16 @@ export async function planCurrency(plan) {
   if (!plan) return null;
   const book = await get(`/admin/v1/price_books/${encodeURIComponent(plan.price_book_id)}`);
   return book.currency ?? null;
+}
+
+// The currency of a tenant's plan, or null when the tenant has none.
+export async function tenantCurrency(tenantId) {
+  try {
+    return await planCurrency(await get(`/admin/v1/tenants/${encodeURIComponent(tenantId)}/plan`));
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return null;
+    throw e;
+  }
 }
 
 // A long id or name cut to the cell's width with an ellipsis; the whole text in its title.

@@ -26,6 +26,8 @@ export async function keyHolderPage(main, session, args) {
     get('/v1/budgets'),
   ]);
   const fmtX = (x) => time(x, tz);
+  // The tenant's currency, as its usage reports it (spend budgets are in the same one).
+  const currency = byModel.flatMap((b) => b.results).find((r) => r.currency)?.currency ?? null;
   const m = splitSeries(byModel, (r) => r.model);
   const u = splitSeries(byUser, (r) => r.end_user);
   const series = (s, measure, format) => s.groups.map((g) => ({
@@ -36,5 +38,5 @@ export async function keyHolderPage(main, session, args) {
       { fmtX }),
     chartCard('Tokens by end user', u.xs, series(u, 'tokens', () => int), { fmtX })),
   h('section', { class: 'card', 'aria-label': 'Budgets' }, h('h2', {}, 'Budgets'),
-    table(budgetColumns, (budgets.data ?? []).map((b) => ({ ...b, tz })))));
+    table(budgetColumns, (budgets.data ?? []).map((b) => ({ ...b, tz, currency })))));
 }

@@ -8,6 +8,7 @@ import { chartCard } from '../chart.js';
 import { int, money, time, sumMicros } from '../format.js';
 import {
   RANGES, rangeOf, customRange, bucketFor, formatUtc, splitSeries, budgetColumns, clipped,
+  tenantCurrency,
 } from './common.js';
 
 const TOPS = [['tenant_id', 'Tenants', 'Tenant'], ['project_id', 'Projects', 'Project'],
@@ -135,8 +136,15 @@ async function nearestBudgets(tenants) {
   const ratio = (b) => (b.used === null || !b.limit ? -1n
     : (BigInt(b.used) * 1000000n) / BigInt(b.limit));
   budgets.sort((a, b) => (ratio(b) > ratio(a) ? 1 : ratio(b) < ratio(a) ? -1 : 0));
+  const shown = budgets.slice(0, 10);
+  // Spend is shown in each tenant's currency: one look-up per tenant with a spend budget shown.
+  const spendTenants = [...new Set(shown.filter((b) => b.metric === 'spend')
+    .map((b) => b.tenant_id))];
+  const currencies = new Map(await Promise.all(spendTenants.map((id) =>
+    tenantCurrency(id).then((c) => [id, c]))));
+  for (const b of shown) b.currency = currencies.get(b.tenant_id) ?? null;
   const tenantLink = (b) => h('a', { href: `#/tenants/${b.tenant_id}` }, b.tenantName);
   return h('section', { class: 'card', 'aria-label': 'Budgets nearest their limit' },
     h('h2', {}, 'Budgets nearest their limit'),
-    table([{ label: 'Tenant', value: tenantLink }, ...budgetColumns], budgets.slice(0, 10)));
+    table([{ label: 'Tenant', value: tenantLink }, ...budgetColumns], shown));
 }
