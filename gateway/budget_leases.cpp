@@ -154,8 +154,11 @@ net::awaitable<void> lease_table::flush_loop() {
     timer_.expires_after(std::chrono::milliseconds(config_.lease_flush_ms));
     co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
     if (stopping_) break;
-    // A recall is answered at once: the recalled capacity goes back in this second flush.
-    while (co_await flush_once() && !stopping_) {
+    // A recall is answered at once: the recalled capacity goes back in a second flush. (No
+    // co_await inside a loop condition: GCC 12 miscompiles it.)
+    for (;;) {
+      const bool recalled = co_await flush_once();
+      if (!recalled || stopping_) break;
     }
   }
 }

@@ -26,7 +26,8 @@ constexpr std::int64_t sharing_lease_times = 2;
 // KEYS: for each request entry, the counters it counts (newest first, as the reserve script
 // has them), then its sharing set. ARGV: now (ms), gateway id, divisor, sharing ttl (ms),
 // number of entries, then per entry: limit, amount, hard (1/0), number of counters, counter
-// ttl (ms), renew (1: lifetime counter), exact (1/0), hold field.
+// ttl (ms), renew (1: lifetime counter), exact (1/0), hold field of a slice, hold field of a
+// one-request lease (it expires sooner: its lease serves only the request at hand).
 // Returns {1, then per entry: slice, what is left after it, recall count} or {0, refusing
 // entry (0-based), what it had left, position of its oldest counter counting anything}.
 const redis::script acquire_script(std::string(amount_of_lua) + std::string(count_lua) +
@@ -36,7 +37,7 @@ local divisor, share_ttl, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARG
 local slices, rest, created, first, recall = {}, {}, {}, {}, {}
 local k = 1
 for i = 0, n - 1 do
-  local a = 6 + 8 * i
+  local a = 6 + 9 * i
   local limit, amount = tonumber(ARGV[a]), amount_of(ARGV[a + 1])
   if not amount or not limit then
     return redis.error_reply('ERR tollgate: amount ' .. ARGV[a + 1] .. ' is not an integer in [0, 2^53)')
@@ -80,9 +81,11 @@ for i = 0, n - 1 do
 end
 local out = {1}
 for i = 0, n - 1 do
-  local a = 6 + 8 * i
+  local a = 6 + 9 * i
   local c = first[i + 1]
-  if slices[i + 1] > 0 then redis.call('HINCRBY', c, ARGV[a + 7], int(slices[i + 1])) end
+  local field = ARGV[a + 7]
+  if slices[i + 1] <= tonumber(ARGV[a + 1]) then field = ARGV[a + 8] end
+  if slices[i + 1] > 0 then redis.call('HINCRBY', c, field, int(slices[i + 1])) end
   if created[i + 1] or ARGV[a + 5] == '1' then redis.call('PEXPIRE', c, ARGV[a + 4]) end
   out[#out + 1] = slices[i + 1]
   out[#out + 1] = rest[i + 1]
@@ -167,7 +170,6 @@ net::awaitable<basic_result<lease_acquisition, redis::redis_error>> lease_engine
     lease_grant g;
     g.counter_key = budget_engine::counter_key(tenant_id, rule.id, starts[0]);
     g.counter_ttl_ms = counter_ttl_ms(rule, starts[0], now_ms);
-    // A one-request lease serves the request that asked for it, at this instant only.
     g.serve_until_ms = r.exact ? now_ms + 1 : serve_until_ms(rule, now_ms);
     g.hold_expiry_ms = holds_.hold_expiry_ms(g.serve_until_ms);
     g.hold_field = "h" + std::to_string(g.hold_expiry_ms);
@@ -183,6 +185,7 @@ net::awaitable<basic_result<lease_acquisition, redis::redis_error>> lease_engine
     args.push_back(rule.window.kind == budget_window::lifetime ? "1" : "0");
     args.push_back(r.exact ? "1" : "0");
     args.push_back(g.hold_field);
+    args.push_back("h" + std::to_string(holds_.hold_expiry_ms(now_ms + 1)));
     out.grants.push_back(std::move(g));
   }
   auto r = co_await redis.eval(acquire_script, std::move(keys), std::move(args));
@@ -199,6 +202,13 @@ net::awaitable<basic_result<lease_acquisition, redis::redis_error>> lease_engine
       out.grants[i].slice = e[1 + 3 * i].integer;
       out.grants[i].remaining_after = e[2 + 3 * i].integer;
       out.grants[i].recall_seen = e[3 + 3 * i].integer;
+      if (out.grants[i].slice <= requests[i].charge.amount) {
+        // A one-request lease (the script chose it near the limit): it serves the request at
+        // hand only, and its hold expires as a per-request hold's does.
+        out.grants[i].serve_until_ms = now_ms + 1;
+        out.grants[i].hold_expiry_ms = holds_.hold_expiry_ms(now_ms + 1);
+        out.grants[i].hold_field = "h" + std::to_string(out.grants[i].hold_expiry_ms);
+      }
     }
     co_return out;
   }
