@@ -59,6 +59,23 @@ std::string lease_table::open_key(const std::string& tenant_id, const std::strin
   return key;
 }
 
+std::vector<std::size_t> lease_table::take_open(const std::vector<std::string>& keys,
+                                                const std::vector<metering::limit_charge>& charges,
+                                                std::int64_t now_ms, leased_request& out) {
+  std::vector<std::size_t> missing;
+  std::lock_guard lock(mu_);
+  for (std::size_t i = 0; i < charges.size(); ++i) {
+    if (out.leases[i]) continue;
+    auto it = open_.find(keys[i]);
+    if (it != open_.end() && it->second->take(charges[i].amount, now_ms)) {
+      out.leases[i] = it->second;
+    } else {
+      missing.push_back(i);
+    }
+  }
+  return missing;
+}
+
 net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::reserve(
     unsigned worker, const std::string& tenant_id,
     const std::vector<metering::limit_charge>& charges, std::int64_t now_ms) {
@@ -66,17 +83,18 @@ net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::re
   out.leases.resize(charges.size());
   std::vector<std::string> keys;
   keys.reserve(charges.size());
-  std::vector<std::size_t> missing;
-  {
-    std::lock_guard lock(mu_);
-    for (std::size_t i = 0; i < charges.size(); ++i) {
-      keys.push_back(open_key(tenant_id, charges[i].rule.id));
-      auto it = open_.find(keys.back());
-      if (it != open_.end() && it->second->take(charges[i].amount, now_ms)) {
-        out.leases[i] = it->second;
-      } else {
-        missing.push_back(i);
-      }
+  for (const auto& c : charges) keys.push_back(open_key(tenant_id, c.rule.id));
+  std::vector<std::size_t> missing = take_open(keys, charges, now_ms, out);
+  auto& acquiring = acquiring_[worker];
+  if (!missing.empty()) {
+    // This thread is taking a lease on one of them already: wait for it, then try again.
+    std::shared_ptr<net::steady_timer> pending;
+    for (const std::size_t i : missing) {
+      if (auto it = acquiring.find(keys[i]); it != acquiring.end()) pending = it->second;
+    }
+    if (pending) {
+      co_await pending->async_wait(net::as_tuple(net::use_awaitable));
+      missing = take_open(keys, charges, now_ms, out);
     }
   }
   auto give_back_taken = [&] {
@@ -86,54 +104,63 @@ net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::re
     out.leases.clear();
   };
   if (!missing.empty()) {
+    // Requests of this thread missing a counter while its lease is taken wait for it (above);
+    // one that still finds it being taken (a second wave) takes a one-request lease.
     std::vector<metering::lease_request> wanted;
     std::vector<std::string> marked;
-    auto& acquiring = acquiring_[worker];
+    auto done = std::make_shared<net::steady_timer>(executors_[worker],
+                                                    std::chrono::steady_clock::time_point::max());
     for (const std::size_t i : missing) {
       const bool busy = acquiring.contains(keys[i]);
       wanted.push_back({charges[i], busy});
       if (!busy) {
-        acquiring.insert(keys[i]);
+        acquiring.emplace(keys[i], done);
         marked.push_back(keys[i]);
       }
     }
+    auto finish_acquiring = [&] {
+      for (const auto& k : marked) acquiring.erase(k);
+      done->cancel();  // the requests waiting for these leases look again
+    };
     std::string tenant = tenant_id;  // named: GCC 12 and temporaries inside co_await
     auto got = co_await engine_.acquire(*redis_[worker], std::move(tenant), std::move(wanted),
                                         now_ms);
-    for (const auto& k : marked) acquiring.erase(k);
-    if (!got) {
+    if (!got || !got->granted) {
+      finish_acquiring();
       give_back_taken();
-      co_return got.error();
-    }
-    if (!got->granted) {
-      give_back_taken();
+      if (!got) co_return got.error();
       out.refused_index = static_cast<int>(missing[static_cast<std::size_t>(got->refused_index)]);
       out.refused_remaining = got->refused_remaining;
       out.refused_reset_ms = got->refused_reset_ms;
       co_return out;
     }
-    std::lock_guard lock(mu_);
-    for (std::size_t j = 0; j < missing.size(); ++j) {
-      const std::size_t i = missing[j];
-      auto lease = std::make_shared<metering::budget_lease>(std::move(got->grants[j]));
-      const bool took = lease->take(charges[i].amount, now_ms);
-      TOLLGATE_ASSERT(took);  // a lease just granted holds at least the request's amount
-      live_.push_back({tenant_id, lease});
-      if (lease->grant().slice <= charges[i].amount) {
-        lease->close();  // a one-request lease: what its request leaves goes back after it
-        events_.exact->inc();
-      } else {
-        auto& slot = open_[keys[i]];
-        if (slot) slot->close();  // a slice taken meanwhile by another thread gives way
-        slot = lease;
-        events_.leased->inc();
+    {
+      std::lock_guard lock(mu_);
+      for (std::size_t j = 0; j < missing.size(); ++j) {
+        const std::size_t i = missing[j];
+        auto lease = std::make_shared<metering::budget_lease>(std::move(got->grants[j]));
+        const bool took = lease->take(charges[i].amount, now_ms);
+        TOLLGATE_ASSERT(took);  // a lease just granted holds at least the request's amount
+        live_.push_back({tenant_id, lease});
+        if (lease->grant().slice <= charges[i].amount) {
+          lease->close();  // a one-request lease: what its request leaves goes back after it
+          events_.exact->inc();
+        } else {
+          auto& slot = open_[keys[i]];
+          if (slot) slot->close();  // a slice taken meanwhile by another thread gives way
+          slot = lease;
+          events_.leased->inc();
+        }
+        out.leases[i] = std::move(lease);
       }
-      out.leases[i] = std::move(lease);
     }
+    finish_acquiring();
   }
   out.granted = true;
   out.remaining.reserve(charges.size());
-  for (const auto& l : out.leases) out.remaining.push_back(l->grant().remaining_after + l->unused());
+  for (const auto& l : out.leases) {
+    out.remaining.push_back(l->grant().remaining_after + l->unused());
+  }
   co_return out;
 }
 

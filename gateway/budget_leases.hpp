@@ -15,7 +15,6 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "core/clock.hpp"
@@ -67,6 +66,10 @@ class lease_table {
     std::string tenant_id;
     std::shared_ptr<metering::budget_lease> lease;
   };
+  // Takes each charge not yet served in `out` from its open lease; returns those it could not.
+  std::vector<std::size_t> take_open(const std::vector<std::string>& keys,
+                                     const std::vector<metering::limit_charge>& charges,
+                                     std::int64_t now_ms, leased_request& out);
   boost::asio::awaitable<void> flush_loop();
   // One flush of every live lease; true if Redis recalled one (flush again at once).
   boost::asio::awaitable<bool> flush_once();
@@ -83,9 +86,11 @@ class lease_table {
   std::mutex mu_;  // guards open_ and live_
   std::unordered_map<std::string, std::shared_ptr<metering::budget_lease>> open_;
   std::vector<live_lease> live_;
-  // Per I/O thread (touched on that thread only): the counters it is taking a lease on; a
-  // request missing one meanwhile takes a one-request lease instead of a second slice.
-  std::vector<std::unordered_set<std::string>> acquiring_;
+  // Per I/O thread (touched on that thread only): the counters it is taking a lease on, each
+  // with a timer cancelled once the lease is in open_; the thread's requests missing one of
+  // them meanwhile wait for it instead of taking a second slice.
+  std::vector<std::unordered_map<std::string, std::shared_ptr<boost::asio::steady_timer>>>
+      acquiring_;
 
   boost::asio::steady_timer timer_;  // the flush loop's, on I/O thread 0
   bool stopping_ = false;            // I/O thread 0 only

@@ -8,7 +8,8 @@ namespace tollgate::metering {
 
 std::int64_t lease_slice(std::int64_t available, std::int64_t amount, std::int64_t sharing,
                          std::int64_t divisor) {
-  const std::int64_t parts = std::max<std::int64_t>(divisor, 1) * std::max<std::int64_t>(sharing, 1);
+  const std::int64_t parts =
+      std::max<std::int64_t>(divisor, 1) * std::max<std::int64_t>(sharing, 1);
   const std::int64_t share = std::max<std::int64_t>(available, 0) / parts;
   return share > amount ? share : amount;
 }

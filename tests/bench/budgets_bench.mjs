@@ -6,8 +6,8 @@
 //     at a fixed rate and at saturation. Prints requests/s, the ratio on/off (goal >= 0.80) and
 //     the p50/p99 latency budgets add, and at saturation the CPU time per request spent by the
 //     gateway, the upstream, Redis and PostgreSQL (from /proc), to show where the cost lies, and
-//     the Redis commands per request of budgets on (INFO: total_commands_processed, the script
-//     calls, and commandstats, which counts the commands inside scripts too).
+//     the Redis commands per request (INFO: total_commands_processed, which counts the commands
+//     that scripts run too, the same from commandstats, and the script calls among them).
 //  2. Redis: reserve+settle pairs/s through the budget engine (tollgate-budget-bench) against
 //     redis-benchmark running EVAL "return 1" on the same Redis, same concurrency.
 //   node tests/bench/budgets_bench.mjs [--rounds N] [--seconds S]
@@ -173,9 +173,9 @@ for (const [mode, by] of Object.entries(results)) {
   }
   for (const name of ['on', 'holds']) {
     const r = (k) => median(by[name].map((x) => x.redisPerRequest[k]));
-    console.log(`Redis commands per request, budgets ${name}: ${r('client').toFixed(4)} sent by clients ` +
-      `(script calls ${r('scripts').toFixed(4)}${name === 'on' ? '; goal <= 0.1' : ''}), ` +
-      `${r('all').toFixed(4)} run in all, those inside scripts included`);
+    console.log(`Redis commands per request, budgets ${name}: ${r('client').toFixed(4)} ` +
+      `(total_commands_processed, which counts the commands scripts run; commandstats: ${r('all').toFixed(4)}), ` +
+      `of them script calls ${r('scripts').toFixed(4)}${name === 'on' ? '; goal <= 0.1' : ''}`);
   }
 }
 console.log(`\nRedis: reserve+settle ${engine.toFixed(0)} pairs/s (${(2 * engine).toFixed(0)} script calls/s) vs ` +
