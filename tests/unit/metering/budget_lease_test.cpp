@@ -73,6 +73,28 @@ TEST_CASE("slice rule: what leases can strand is bounded by a share of what is l
   }
 }
 
+TEST_CASE("slice rule: gateways joining one by one strand at most a harmonic share") {
+  // The k-th open slice counted at least k gateways sharing the counter: together n slices
+  // hold at most what was left / divisor x (1 + 1/2 + ... + 1/n).
+  std::mt19937_64 rng(9);
+  for (int round = 0; round < 1'000; ++round) {
+    const std::int64_t divisor = std::uniform_int_distribution<std::int64_t>(1, 16)(rng);
+    const std::int64_t n = std::uniform_int_distribution<std::int64_t>(1, 12)(rng);
+    const std::int64_t amount = std::uniform_int_distribution<std::int64_t>(1, 1'000)(rng);
+    const std::int64_t start = std::uniform_int_distribution<std::int64_t>(0, 10'000'000)(rng);
+    std::int64_t available = start;
+    std::int64_t leased = 0;
+    double bound = 0;
+    for (std::int64_t k = 1; k <= n && available >= amount; ++k) {
+      const std::int64_t s = lease_slice(available, amount, k, divisor);
+      if (s > amount) leased += s;
+      available -= s;
+      bound += static_cast<double>(start) / static_cast<double>(divisor * k);
+    }
+    REQUIRE(static_cast<double>(leased) <= bound);
+  }
+}
+
 TEST_CASE("a lease serves takes until its slice is used, and only in its serving time") {
   budget_lease l(grant_of(1'000, 500));
   CHECK(l.take(400, 0));
