@@ -43,6 +43,7 @@ constexpr std::string_view default_config_text = R"({
                "redis_tls": false, "redis_tls_ca_file": "", "redis_tls_cert_file": "",
                "redis_tls_key_file": "", "redis_tls_server_name": "", "failure_mode": "closed",
                "hold_ttl_ms": 660000, "settle_batch_ms": 0, "cache_ttl_ms": 1000,
+               "leases": true, "lease_ms": 2000, "lease_flush_ms": 100, "lease_divisor": 8,
                "command_timeout_ms": 500,
                "alert_max_attempts": 8, "alert_webhook_ca_file": "",
                "alert_webhook_allow_private": false, "forecast_alert_interval_ms": 60000 },
@@ -707,6 +708,10 @@ void parse_budgets(const json& merged, gateway_config& cfg) {
   cfg.budgets.hold_ttl_ms = get_uint(b, "/budgets", "hold_ttl_ms", 1000, 86'400'000);
   cfg.budgets.settle_batch_ms = get_uint(b, "/budgets", "settle_batch_ms", 0, 1'000);
   cfg.budgets.cache_ttl_ms = get_uint(b, "/budgets", "cache_ttl_ms", 0, 60'000);
+  cfg.budgets.leases = get_bool(b, "/budgets", "leases");
+  cfg.budgets.lease_ms = get_uint(b, "/budgets", "lease_ms", 100, 600'000);
+  cfg.budgets.lease_flush_ms = get_uint(b, "/budgets", "lease_flush_ms", 1, 10'000);
+  cfg.budgets.lease_divisor = get_uint(b, "/budgets", "lease_divisor", 1, 1'000'000);
   cfg.budgets.command_timeout_ms = get_uint(b, "/budgets", "command_timeout_ms", 10, 60'000);
   cfg.budgets.alert_max_attempts = get_uint(b, "/budgets", "alert_max_attempts", 1, 100);
   cfg.budgets.alert_webhook_ca_file = get_string(b, "/budgets", "alert_webhook_ca_file");

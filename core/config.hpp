@@ -222,6 +222,10 @@ struct budgets_config {
   std::uint64_t hold_ttl_ms = 0;         // a hold not settled by then expires
   std::uint64_t settle_batch_ms = 0;     // settlements of one I/O thread gathered this long
   std::uint64_t cache_ttl_ms = 0;        // how long a tenant's budget list is trusted
+  bool leases = true;                    // serve requests from budget leases (docs/BUDGETS.md)
+  std::uint64_t lease_ms = 0;            // how long a lease serves requests, at most
+  std::uint64_t lease_flush_ms = 0;      // lease settlements and returns sent this often
+  std::uint64_t lease_divisor = 0;       // a lease takes 1/(divisor x gateways) of what is left
   std::uint64_t command_timeout_ms = 0;  // one Redis script call
   std::uint64_t alert_max_attempts = 0;  // webhook deliveries of one alert before it fails
   std::string alert_webhook_ca_file;     // CAs for https:// webhooks (PEM); "" = the system's

@@ -13,6 +13,7 @@
 #include "gateway/query_params.hpp"
 #include "metering/budgets/reconcile.hpp"
 
+#include <functional>
 #include <map>
 
 namespace tollgate::gateway {
@@ -36,6 +37,8 @@ struct budget_guard::change_feed {
   std::shared_ptr<budget_cache> cache;
   logger& log;
   bool stopping = false;  // touched on the billing thread only
+  // Called with a changed tenant ("" for every tenant): closes its budget leases.
+  std::function<void(const std::string&)> on_change;
 };
 
 struct budget_guard::settle_queue {
@@ -96,12 +99,24 @@ budget_guard::budget_guard(const budgets_config& config, const std::vector<model
   for (const auto& ex : executors_) redis_.push_back(std::make_unique<redis::client>(ex, rs));
   closed_.assign(executors_.size(), 0);
   for (const auto& ex : executors_) settle_queues_.push_back(std::make_unique<settle_queue>(ex));
+  if (config.leases) {
+    std::vector<redis::client*> conns;
+    for (auto& c : redis_) conns.push_back(c.get());
+    leases_ = std::make_unique<lease_table>(config, executors_, std::move(conns), clock, registry,
+                                            log_);
+    leases_->start();
+  }
   alerts_ = std::make_unique<alert_dispatcher>(
       billing_, static_cast<int>(config.alert_max_attempts), config.alert_webhook_ca_file, registry,
       log_, config.alert_webhook_allow_private,
       std::chrono::milliseconds(config.forecast_alert_interval_ms));
   cache_ = std::make_shared<budget_cache>();
   feed_ = std::make_shared<change_feed>(billing_.executor, rs, cache_, log_);
+  if (leases_ != nullptr) {
+    // A lease was sized under the budgets as they were: a change ends it (what it did not use
+    // goes back at the next flush) and the next request leases under the new budgets.
+    feed_->on_change = [leases = leases_.get()](const std::string& t) { leases->close_tenant(t); };
+  }
   watching_ = net::co_spawn(billing_.executor, watch_changes(feed_), net::use_future);
   if (billing_.ledger != nullptr) {
     // The listener reaches this guard through a pointer the destructor clears under a lock, so
@@ -142,6 +157,7 @@ void budget_guard::budgets_changed(const std::string& tenant_id) {
     cache_->by_tenant.erase(tenant_id);
     ++cache_->changes;
   }
+  if (leases_ != nullptr) leases_->close_tenant(tenant_id);
   net::co_spawn(billing_.executor, publish_change(feed_, tenant_id), net::detached);
 }
 
@@ -163,19 +179,26 @@ net::awaitable<void> budget_guard::publish_change(std::shared_ptr<change_feed> f
 // seconds so that a dead connection is noticed, and drops the whole cache after every
 // (re)subscription, since changes published while it was down were missed.
 net::awaitable<void> budget_guard::watch_changes(std::shared_ptr<change_feed> feed) {
-  feed->subscriber.on_message([cache = feed->cache](const std::string&, const std::string& tenant) {
-    std::lock_guard lock(cache->mu);
-    cache->by_tenant.erase(tenant);
-    ++cache->changes;
+  feed->subscriber.on_message([cache = feed->cache, changed = feed->on_change](
+                                  const std::string&, const std::string& tenant) {
+    {
+      std::lock_guard lock(cache->mu);
+      cache->by_tenant.erase(tenant);
+      ++cache->changes;
+    }
+    if (changed && !tenant.empty()) changed(tenant);
   });
   while (!feed->stopping) {
     if (!feed->subscriber.connected()) {
       std::vector<std::string> cmd{"SUBSCRIBE", changes_channel};
       auto r = co_await feed->subscriber.command(std::move(cmd));
       if (r && !r->is_error()) {
-        std::lock_guard lock(feed->cache->mu);
-        feed->cache->by_tenant.clear();
-        ++feed->cache->changes;
+        {
+          std::lock_guard lock(feed->cache->mu);
+          feed->cache->by_tenant.clear();
+          ++feed->cache->changes;
+        }
+        if (feed->on_change) feed->on_change("");
       }
     } else {
       std::vector<std::string> cmd{"PING"};
@@ -225,6 +248,22 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
   co_return list;
 }
 
+// Redis could not be asked: serve unenforced (failure_mode open) or answer 503.
+result<std::optional<budget_hold>> budget_guard::redis_unavailable(const std::string& tenant_id,
+                                                                   const redis::redis_error& e) {
+  if (config_.failure_mode == "open") {
+    reserved_.unenforced->inc();
+    json_object_writer f;
+    f.add("tenant_id", tenant_id).add("error", e.message);
+    log_.warn("budgets: Redis unreachable; serving unenforced (failure_mode open)", f);
+    return std::optional<budget_hold>{};
+  }
+  reserved_.unavailable->inc();
+  return service_unavailable(
+      "Budgets cannot be checked right now (Redis is unreachable); please retry shortly.",
+      "service_unavailable", 1);
+}
+
 net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     unsigned worker, const caller& who, const metering::attribution& attributed,
     const model_config& model, std::string request_id, metering::worst_case_tokens worst) {
@@ -262,23 +301,30 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     hold.budget_ids.push_back(b->id);
     hold.limits.push_back(b->limit);
   }
+  if (leases_ != nullptr && metering::leasable(applying)) {
+    auto leased = co_await leases_->reserve(worker, who.tenant_id, charges, now_ms);
+    if (!leased) co_return redis_unavailable(who.tenant_id, leased.error());
+    if (!leased->granted) {
+      reserved_.refused->inc();
+      const auto i = static_cast<std::size_t>(leased->refused_index);
+      co_return metering::budget_refusal(*applying[i], leased->refused_remaining, amounts[i],
+                                         leased->refused_reset_ms);
+    }
+    reserved_.granted->inc();
+    hold.worker = worker;
+    hold.ticket.tenant_id = who.tenant_id;
+    hold.ticket.request_id = std::move(request_id);
+    for (const auto& l : leased->leases) hold.ticket.counter_keys.push_back(l->grant().counter_key);
+    hold.headers = metering::ratelimit_headers(applying, leased->remaining, now_ms);
+    hold.leases = std::move(leased->leases);
+    hold.amounts = std::move(amounts);
+    co_return std::optional<budget_hold>{std::move(hold)};
+  }
   // Named arguments: GCC 12 mishandles temporaries made inside a co_await expression.
   std::string tenant = who.tenant_id;
   auto r = co_await engine_.reserve(*redis_[worker], std::move(tenant), std::move(request_id),
                                     std::move(charges), now_ms);
-  if (!r) {
-    if (config_.failure_mode == "open") {
-      reserved_.unenforced->inc();
-      json_object_writer f;
-      f.add("tenant_id", who.tenant_id).add("error", r.error().message);
-      log_.warn("budgets: Redis unreachable; serving unenforced (failure_mode open)", f);
-      co_return std::optional<budget_hold>{};
-    }
-    reserved_.unavailable->inc();
-    co_return service_unavailable(
-        "Budgets cannot be checked right now (Redis is unreachable); please retry shortly.",
-        "service_unavailable", 1);
-  }
+  if (!r) co_return redis_unavailable(who.tenant_id, r.error());
   if (!r->granted) {
     reserved_.refused->inc();
     const auto i = static_cast<std::size_t>(r->refused_index);
@@ -430,8 +476,24 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
   co_return metering::reconcile_report(rows);
 }
 
+void budget_guard::settle_leased(const budget_hold& hold, std::int64_t prompt_tokens,
+                                 std::int64_t completion_tokens, bool release) {
+  const metering::request_amounts used =
+      metering::actual_amounts(prompt_tokens, completion_tokens, hold.pricing);
+  for (std::size_t i = 0; i < hold.leases.size(); ++i) {
+    const std::int64_t actual = release ? 0 : metering::charge_of(hold.metrics[i], used);
+    hold.leases[i]->finish(hold.amounts[i], actual);
+  }
+  settled_.settled->inc();
+}
+
 void budget_guard::settle(budget_hold hold, std::int64_t prompt_tokens,
                           std::int64_t completion_tokens) {
+  if (!hold.leases.empty()) {
+    // In memory: the lease table's flush sends it to Redis with the others.
+    settle_leased(hold, prompt_tokens, completion_tokens, false);
+    return;
+  }
   const unsigned worker = hold.worker;
   if (closed_[worker]) {
     settled_.failed->inc();  // shutting down: the hold expires by itself
@@ -462,6 +524,11 @@ void budget_guard::close(unsigned worker) {
   // The waiting ones go now; the connection closes once every started one has its answer.
   settle_queues_[worker]->timer.cancel();
   flush_settlements(worker);
+  if (worker == 0 && leases_ != nullptr) {
+    // Every lease gives back what it did not use, and its last settlements go with it.
+    ++settle_queues_[0]->started;
+    leases_->drain([this] { settlement_answered(0); });
+  }
   if (settle_queues_[worker]->started == 0) redis_[worker]->shutdown();
 }
 
@@ -515,6 +582,10 @@ net::awaitable<void> budget_guard::correct_tenant(std::string tenant_id,
 }
 
 net::awaitable<void> budget_guard::release(budget_hold hold) {
+  if (!hold.leases.empty()) {
+    settle_leased(hold, 0, 0, true);
+    co_return;
+  }
   const unsigned worker = hold.worker;
   if (closed_[worker]) {
     settled_.failed->inc();  // shutting down: the hold expires by itself
@@ -525,6 +596,10 @@ net::awaitable<void> budget_guard::release(budget_hold hold) {
 }
 
 net::awaitable<void> budget_guard::release_for_rerun(budget_hold hold) {
+  if (!hold.leases.empty()) {
+    settle_leased(hold, 0, 0, true);  // a leased request leaves no record to forget
+    co_return;
+  }
   const unsigned worker = hold.worker;
   const std::string record =
       metering::budget_engine::request_record_key(hold.ticket.tenant_id, hold.ticket.request_id);

@@ -31,6 +31,7 @@
 #include "core/metrics.hpp"
 #include "gateway/alert_dispatcher.hpp"
 #include "gateway/auth.hpp"
+#include "gateway/budget_leases.hpp"
 #include "gateway/billing_context.hpp"
 #include "metering/budgets/budget_engine.hpp"
 #include "metering/budgets/policy.hpp"
@@ -51,6 +52,10 @@ struct budget_hold {
   std::vector<std::string> budget_ids;  // per charge, for alerts
   std::vector<std::int64_t> limits;     // per charge
   std::vector<std::pair<std::string, std::string>> headers;  // x-ratelimit-*
+  // Served from leases (gateway/budget_leases): one lease per charge and the worst case it
+  // took of each; settled and released in memory. Empty: a hold of its own in Redis.
+  std::vector<std::shared_ptr<metering::budget_lease>> leases;
+  std::vector<std::int64_t> amounts;
 };
 
 // One model's share of a batch's worst case (for admitting the batch).
@@ -168,6 +173,11 @@ class budget_guard {
   static boost::asio::awaitable<void> watch_changes(std::shared_ptr<change_feed> feed);
   static boost::asio::awaitable<void> publish_change(std::shared_ptr<change_feed> feed,
                                                      std::string tenant_id);
+  result<std::optional<budget_hold>> redis_unavailable(const std::string& tenant_id,
+                                                       const redis::redis_error& e);
+  // A request served from leases: its worst case back to them, less what it counts.
+  void settle_leased(const budget_hold& hold, std::int64_t prompt_tokens,
+                     std::int64_t completion_tokens, bool release);
   // `release`: count nothing (every charge's actual usage 0).
   boost::asio::awaitable<void> settle_now(budget_hold hold, std::int64_t prompt_tokens,
                                           std::int64_t completion_tokens, bool release);
@@ -186,6 +196,7 @@ class budget_guard {
   std::vector<std::unique_ptr<redis::client>> redis_;  // one per I/O thread
   std::vector<char> closed_;  // per I/O thread, touched only on that thread
   std::vector<std::unique_ptr<settle_queue>> settle_queues_;  // likewise
+  std::unique_ptr<lease_table> leases_;  // null: budgets.leases off
   metering::budget_engine engine_;
   const clock_source& clock_;
   logger& log_;

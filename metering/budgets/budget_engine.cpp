@@ -2,6 +2,8 @@
 // concurrency story: Redis runs each one atomically.
 #include "metering/budgets/budget_engine.hpp"
 
+#include "metering/budgets/script_parts.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <limits>
@@ -22,18 +24,6 @@ constexpr std::int64_t counter_grace_ms = 3'600'000;
 // record: it counts the usage and releases nothing, the hold having expired already.
 constexpr std::int64_t record_grace_ms = minute_ms;
 
-// Amounts must be non-negative integers of at most 2^53 - 1 (exact in Lua's numbers); anything
-// else is refused with an error, so no input can make a hold negative or break a settlement.
-// Both scripts that take amounts start with this check.
-constexpr std::string_view amount_of_lua = R"lua(
-local function amount_of(s)
-  local v = tonumber(s)
-  if not v or not string.find(s, '^%d+$') or v > 9007199254740991 then
-    return nil
-  end
-  return v
-end
-)lua";
 
 // A counter is a hash at KEY: `used` (settled usage), one field per hold expiry time
 // `h<expiry ms>` (the sum of the holds in flight that expire then), and the alert markers
@@ -57,31 +47,10 @@ end
 // position (1-based) of its oldest counter that counts anything, 0 if none}.
 // Expiries are set when a key is created, not on every call: a window instance's keys expire
 // at its end plus a grace period, which does not move (lifetime counters excepted).
-const redis::script reserve_script(std::string(amount_of_lua) + R"lua(
+const redis::script reserve_script(std::string(amount_of_lua) + std::string(count_lua) + R"lua(
 local now = tonumber(ARGV[1])
 local field, record, record_ttl = ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
--- Settled usage plus the live holds of one counter; deletes its expired holds. Also says
--- whether the counter is new (it did not exist, or deleting its expired holds deleted it).
-local function count(k)
-  local h = redis.call('HGETALL', k)
-  local used, expired = 0, {}
-  for j = 1, #h, 2 do
-    local f = h[j]
-    if f == 'used' then
-      used = used + tonumber(h[j + 1])
-    elseif string.byte(f) == 104 then  -- 'h': holds expiring at the time that follows
-      local at = tonumber(string.sub(f, 2))
-      if at and at > now then
-        used = used + tonumber(h[j + 1])
-      elseif at then
-        expired[#expired + 1] = f
-      end
-    end
-  end
-  if #expired > 0 then redis.call('HDEL', k, unpack(expired)) end
-  return used, #h == 2 * #expired
-end
 local remaining, created, first = {}, {}, {}
 local k = 1
 for i = 0, n - 1 do
@@ -93,7 +62,7 @@ for i = 0, n - 1 do
   local hard, m = ARGV[a + 2] == '1', tonumber(ARGV[a + 3])
   local used, oldest = 0, 0
   for j = 1, m do
-    local c, fresh = count(KEYS[k + j - 1])
+    local c, fresh = count(KEYS[k + j - 1], now)
     if j == 1 then created[i + 1] = fresh end
     if c ~= 0 then oldest = j end
     used = used + c
@@ -297,10 +266,6 @@ std::int64_t limit_rule::reopens_at(std::int64_t now_ms, int oldest) const {
   return b.leaves_at(oldest >= 1 && oldest <= b.count ? oldest - 1 : b.count - 1);
 }
 
-namespace {
-// How long the counter starting at `start` lives: until it no longer counts (a calendar
-// window's end, or when a sliding window's bucket leaves the window) plus the grace; lifetime
-// counters get ten years, renewed on every use.
 std::int64_t counter_ttl_ms(const limit_rule& rule, std::int64_t start, std::int64_t now_ms) {
   if (rule.window.kind == budget_window::lifetime) return 10ll * 365 * day_ms;
   const std::int64_t end = rule.window.sliding() ? start + bucket_length_ms(rule.window.length_ms) +
@@ -308,7 +273,6 @@ std::int64_t counter_ttl_ms(const limit_rule& rule, std::int64_t start, std::int
                                                  : rule.end_at(now_ms);
   return std::max<std::int64_t>(end - now_ms, 0) + counter_grace_ms;
 }
-}  // namespace
 
 std::string budget_engine::counter_key(const std::string& tenant_id, const std::string& limit_id,
                                        std::int64_t window_start) {

@@ -113,6 +113,11 @@ struct window_usage {
 std::int64_t estimate_spend_micros(std::int64_t prompt_tokens, std::int64_t completion_tokens,
                                    std::uint64_t input_price, std::uint64_t output_price);
 
+// How long the counter of `rule` starting at `start` lives: until it no longer counts (a
+// calendar window's end, or when a sliding window's bucket leaves the window) plus an hour's
+// grace; lifetime counters get ten years, renewed on every use.
+std::int64_t counter_ttl_ms(const limit_rule& rule, std::int64_t start, std::int64_t now_ms);
+
 // The usage at which `percent` of `limit` is reached: ceil(limit x percent / 100), exact.
 std::int64_t threshold_level(std::int64_t limit, int percent);
 

@@ -1,10 +1,13 @@
 // Budgets benchmark (make bench): what enforcing budgets costs.
 //  1. Gateway: wrk against two gateways that differ only in budgets (both authenticate API keys
 //     and write the ledger to the same PostgreSQL; one also reserves and settles in Redis: a
-//     tokens-per-month budget and a requests-per-minute limit on the tenant), interleaved rounds
+//     tokens-per-month budget and a requests-per-minute limit on the tenant, served from budget
+//     leases; a third, "holds", has the same budgets with leases off), interleaved rounds
 //     at a fixed rate and at saturation. Prints requests/s, the ratio on/off (goal >= 0.80) and
 //     the p50/p99 latency budgets add, and at saturation the CPU time per request spent by the
-//     gateway, the upstream, Redis and PostgreSQL (from /proc), to show where the cost lies.
+//     gateway, the upstream, Redis and PostgreSQL (from /proc), to show where the cost lies, and
+//     the Redis commands per request (INFO: total_commands_processed, which counts the commands
+//     that scripts run too, the same from commandstats, and the script calls among them).
 //  2. Redis: reserve+settle pairs/s through the budget engine (tollgate-budget-bench) against
 //     redis-benchmark running EVAL "return 1" on the same Redis, same concurrency.
 //   node tests/bench/budgets_bench.mjs [--rounds N] [--seconds S]
@@ -28,6 +31,11 @@ const dir = path.join(os.tmpdir(), `tollgate-budgets-bench-${process.pid}`);
 const off = await startStack({ config: { ...dbConfig(pg, path.join(dir, 'off')) } });
 const on = await startStack({
   config: { ...dbConfig(pg, path.join(dir, 'on')), budgets: { redis: redis.address } },
+  upstreamPort: off.upstreamPort,
+});
+// The same budgets with leases off: a reserve and a settle script call per request.
+const holds = await startStack({
+  config: { ...dbConfig(pg, path.join(dir, 'holds')), budgets: { redis: redis.address, leases: false } },
   upstreamPort: off.upstreamPort,
 });
 const t = await makeTenant(off.adminUrl, 'Bench');
@@ -54,8 +62,19 @@ const modes = {
   saturation: ['-t1', '-c64', `-d${seconds}s`, '--latency', '-s', path.join(off.dir, 'saturate.lua')],
 };
 const toUs = (v, unit) => Number(v) * ({ us: 1, ms: 1000, s: 1e6 }[unit] ?? NaN);
+// Redis's command counts so far: commands clients sent (total_commands_processed), script
+// calls among them, and every command run, those inside scripts included (INFO commandstats).
+function redisStats() {
+  const info = redis.cli('INFO', 'all');
+  const num = (re) => Number((re.exec(info) ?? [0, 0])[1]);
+  let all = 0;
+  for (const m of info.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)) all += Number(m[1]);
+  return { client: num(/total_commands_processed:(\d+)/), scripts: num(/cmdstat_evalsha:calls=(\d+)/) +
+    num(/cmdstat_eval:calls=(\d+)/), all };
+}
 function runWrk(stack, mode) {
   const url = stack.url;
+  const redisBefore = redisStats();
   const before = cpuSnapshot(stack);
   const out = spawnSync('wrk', [...modes[mode], `${url}/v1/chat/completions`], { encoding: 'utf8' });
   if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr}`);
@@ -66,7 +85,9 @@ function runWrk(stack, mode) {
   const after = cpuSnapshot(stack);
   const requests = Number(/(\d+) requests in/.exec(text)[1]);
   const cpuUs = Object.fromEntries(Object.keys(after).map((k) => [k, ((after[k] - before[k]) * 1e6) / requests]));
-  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)[1]), p50: pct(50), p99: pct(99), cpuUs };
+  const redisAfter = redisStats();
+  const redisPerRequest = Object.fromEntries(Object.keys(redisAfter).map((k) => [k, (redisAfter[k] - redisBefore[k]) / requests]));
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)[1]), p50: pct(50), p99: pct(99), cpuUs, redisPerRequest };
 }
 // CPU seconds (user + system) used so far by each process group of interest.
 const ticksPerSecond = 100;
@@ -97,10 +118,10 @@ let engine;
 let baseline;
 const results = {};
 try {
-  const targets = { off, on };
+  const targets = { off, on, holds };
   for (const stack of Object.values(targets)) runWrk(stack, 'fixed');  // warm caches and connections
   for (const mode of Object.keys(modes)) {
-    results[mode] = { off: [], on: [] };
+    results[mode] = { off: [], on: [], holds: [] };
     for (let r = 0; r < rounds; r++) {
       for (const [name, stack] of Object.entries(targets)) results[mode][name].push(runWrk(stack, mode));
     }
@@ -122,6 +143,7 @@ try {
   baseline = median(evals);
 } finally {
   await on.stop();
+  await holds.stop();
   await off.stop();
   redis.stop();
   pg.stop();
@@ -134,19 +156,26 @@ for (const [mode, by] of Object.entries(results)) {
   const m = (name, key) => median(by[name].map((x) => x[key]));
   console.log(`\n${mode === 'fixed' ? 'Fixed rate (10 connections, 10 ms think time)' : 'Saturation (64 connections)'}`);
   console.log('budgets   req/s     p50 us   p99 us');
-  for (const name of ['off', 'on']) {
+  for (const name of ['off', 'on', 'holds']) {
     console.log(`${name.padEnd(9)} ${m(name, 'rps').toFixed(0).padStart(7)} ${m(name, 'p50').toFixed(0).padStart(8)} ${m(name, 'p99').toFixed(0).padStart(8)}`);
   }
-  console.log(`Budgets on/off throughput ratio: ${(m('on', 'rps') / m('off', 'rps')).toFixed(2)} (goal >= 0.80); ` +
+  console.log(`Budgets on/off throughput ratio: ${(m('on', 'rps') / m('off', 'rps')).toFixed(2)} (goal >= 0.90); ` +
     `added p50 ${(m('on', 'p50') - m('off', 'p50')).toFixed(0)} us, added p99 ${(m('on', 'p99') - m('off', 'p99')).toFixed(0)} us`);
+  console.log(`Per-request holds (leases off)/off: ${(m('holds', 'rps') / m('off', 'rps')).toFixed(2)}`);
   if (mode === 'saturation') {
     console.log('CPU us per request   gateway  upstream  Redis  PostgreSQL   total');
-    for (const name of ['off', 'on']) {
+    for (const name of ['off', 'on', 'holds']) {
       const c = (k) => median(by[name].map((x) => x.cpuUs[k]));
       const total = ['gateway', 'upstream', 'redis', 'postgres'].reduce((n, k) => n + c(k), 0);
       console.log(`budgets ${name.padEnd(12)} ${c('gateway').toFixed(0).padStart(7)} ${c('upstream').toFixed(0).padStart(9)} ` +
         `${c('redis').toFixed(0).padStart(6)} ${c('postgres').toFixed(0).padStart(11)} ${total.toFixed(0).padStart(7)}`);
     }
+  }
+  for (const name of ['on', 'holds']) {
+    const r = (k) => median(by[name].map((x) => x.redisPerRequest[k]));
+    console.log(`Redis commands per request, budgets ${name}: ${r('client').toFixed(4)} ` +
+      `(total_commands_processed, which counts the commands scripts run; commandstats: ${r('all').toFixed(4)}), ` +
+      `of them script calls ${r('scripts').toFixed(4)}${name === 'on' ? '; goal <= 0.1' : ''}`);
   }
 }
 console.log(`\nRedis: reserve+settle ${engine.toFixed(0)} pairs/s (${(2 * engine).toFixed(0)} script calls/s) vs ` +

@@ -1,6 +1,7 @@
 // Integration tests of budgets and rate limits: the admin API, enforcement on the request path
 // (429s, Retry-After, x-ratelimit-* headers), scopes, Redis failure modes, and the overspend
-// test: three gateways, 200 concurrent clients, one hard token budget, against a real
+// tests: three gateways, 200 concurrent clients, one hard token budget, and three gateways
+// serving from budget leases near exhaustion (slices shrinking to per-request holds), against a real
 // PostgreSQL and, in turn, a single real Redis and a real three-master Redis Cluster. Windows
 // of any length, models and GET /v1/budgets: budget_windows.test.mjs.
 import { describe, test, before, after } from 'node:test';
@@ -196,6 +197,67 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
       assert.equal(billed, seen, 'the ledger bills what the clients saw');
       await waitFor(() => redis.counters(t.tenant)[b.id]?.held === 0, { what: 'no hold left' });
       assert.equal(redis.counters(t.tenant)[b.id].used, billed, 'Redis settled == ledger');
+    } finally {
+      await g2.gateway.stop();
+      await g3.gateway.stop();
+    }
+  });
+
+  test('leases near exhaustion: 3 gateways, 120 clients; slices shrink to per-request holds, never exceeded', async () => {
+    const t = await makeTenant(s.adminUrl, 'LeaseEdge');
+    // 3,000 tokens: shared by three gateways a slice is 3,000 / (8 x 3) = 125 tokens while
+    // all is left, and below 8 x 3 x ~60 (a request's worst case) every lease is one request's.
+    const budget = 3000;
+    const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: budget });
+    const rpm = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'requests', window: 'minute', limit: 100000 });
+    const g2 = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'edge2')), upstreamPort: s.upstreamPort });
+    const g3 = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'edge3')), upstreamPort: s.upstreamPort });
+    const gateways = [s, g2, g3];
+    const leaseEvents = async (g) => {
+      const text = await (await fetch(`${g.adminUrl}/metrics`)).text();
+      const of = (event) => Number(new RegExp(`tollgate_budget_leases_total\\{event="${event}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+      return { leased: of('leased'), exact: of('exact') };
+    };
+    const before = await Promise.all(gateways.map(leaseEvents));
+    try {
+      let seen = 0;
+      let granted = 0;
+      const client = async (c) => {
+        let refusals = 0;
+        for (let i = 0; ; i += 1) {
+          const res = await ask(gateways[c % 3].url, t.key, { max_tokens: 5 + ((c * 7 + i) % 40) }, `edge ${c} ${i}`);
+          const text = await res.text();
+          if (res.status === 429) {
+            // Capacity another gateway leased comes back once its lease is recalled (a flush,
+            // 100 ms): try again a little later, a few times, then stop.
+            if (++refusals > 3) return;
+            await new Promise((r) => setTimeout(r, 250));
+            continue;
+          }
+          assert.equal(res.status, 200, text);
+          granted += 1;
+          seen += JSON.parse(text).usage.total_tokens;
+        }
+      };
+      await Promise.all(Array.from({ length: 120 }, (_, c) => client(c)));
+      assert.ok(granted > 30, `granted ${granted}`);
+      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}' AND status = 200`)) === granted,
+        { timeoutMs: 15000, what: `${granted} rows` });
+      const billed = Number(pg.value(`SELECT sum(prompt_tokens + completion_tokens) FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+      assert.ok(billed <= budget, `billed ${billed} > budget ${budget}`);
+      assert.equal(billed, seen, 'the ledger bills what the clients saw');
+      assert.ok(billed > budget * 0.8, `the budget was used up (billed ${billed} of ${budget})`);
+      // Every lease flushed and gave back what it did not use: Redis == ledger, nothing held.
+      await waitFor(() => redis.counters(t.tenant)[b.id]?.held === 0, { what: 'no hold left' });
+      assert.equal(redis.counters(t.tenant)[b.id].used, billed, 'Redis settled == ledger');
+      await waitFor(() => redis.counters(t.tenant)[rpm.id]?.held === 0, { what: 'no request hold left' });
+      assert.equal(redis.counters(t.tenant)[rpm.id].used, granted, 'every request counted once');
+      // Slices were leased while the budget was far from its limit, and every gateway held
+      // per request near it.
+      const after = await Promise.all(gateways.map(leaseEvents));
+      const leased = after.reduce((n, a, i) => n + a.leased - before[i].leased, 0);
+      assert.ok(leased >= 3, `slices leased: ${leased}`);
+      after.forEach((a, i) => assert.ok(a.exact - before[i].exact > 0, `gateway ${i} held per request`));
     } finally {
       await g2.gateway.stop();
       await g3.gateway.stop();
@@ -480,7 +542,13 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
     try {
       assert.equal((await ask(s.url, t.key)).status, 200);
       redis.stop();
-      const closed = await ask(s.url, t.key);
+      // What this gateway has leased is held in Redis already: it is served from memory until
+      // the lease ends (budgets.lease_ms, 2 s); then, Redis unreachable, 503.
+      let closed;
+      await waitFor(async () => {
+        closed = await ask(s.url, t.key);
+        return closed.status === 503;
+      }, { timeoutMs: 5000, intervalMs: 100, what: 'a 503 once the lease has ended' });
       assert.equal(closed.status, 503);
       assert.equal(closed.headers.get('retry-after'), '1');
       assert.equal((await closed.json()).error.code, 'service_unavailable');

@@ -1,0 +1,266 @@
+// The gateway's budget leases: see budget_leases.hpp.
+#include "gateway/budget_leases.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <random>
+
+#include "core/assert.hpp"
+#include "core/json_text.hpp"
+
+namespace tollgate::gateway {
+
+namespace net = boost::asio;
+
+namespace {
+
+// This gateway's name among the gateways sharing a counter: random, new at every start.
+std::string random_gateway_id() {
+  std::random_device rd;
+  char text[24];
+  std::snprintf(text, sizeof text, "gw_%08x%08x", rd(), rd());
+  return text;
+}
+
+}  // namespace
+
+lease_table::lease_table(const budgets_config& config, std::vector<net::any_io_executor> executors,
+                         std::vector<redis::client*> redis, const clock_source& clock,
+                         metrics::registry& registry, logger& log)
+    : config_(config),
+      executors_(std::move(executors)),
+      redis_(std::move(redis)),
+      clock_(clock),
+      log_(log),
+      engine_(std::chrono::milliseconds(config.hold_ttl_ms),
+              std::chrono::milliseconds(config.lease_ms),
+              static_cast<std::int64_t>(config.lease_divisor), random_gateway_id()),
+      acquiring_(executors_.size()),
+      timer_(executors_.at(0)) {
+  auto& family = registry.add_counter(
+      "tollgate_budget_leases_total",
+      "Budget lease events: leased (a slice taken), exact (a one-request lease, near a limit or "
+      "while this thread takes a slice), recalled (given back early at Redis's request), "
+      "flush_failed (a flush Redis did not take; retried at the next one).",
+      {"event"});
+  events_ = {&family.with({"leased"}), &family.with({"exact"}), &family.with({"recalled"}),
+             &family.with({"flush_failed"})};
+}
+
+std::string lease_table::open_key(const std::string& tenant_id, const std::string& counter_id) {
+  std::string key;
+  key.reserve(tenant_id.size() + counter_id.size() + 1);
+  key.append(tenant_id).append(1, '\n').append(counter_id);
+  return key;
+}
+
+std::vector<std::size_t> lease_table::take_open(const std::vector<std::string>& keys,
+                                                const std::vector<metering::limit_charge>& charges,
+                                                std::int64_t now_ms, leased_request& out) {
+  std::vector<std::size_t> missing;
+  std::lock_guard lock(mu_);
+  for (std::size_t i = 0; i < charges.size(); ++i) {
+    if (out.leases[i]) continue;
+    auto it = open_.find(keys[i]);
+    if (it != open_.end() && it->second->take(charges[i].amount, now_ms)) {
+      out.leases[i] = it->second;
+    } else {
+      missing.push_back(i);
+    }
+  }
+  return missing;
+}
+
+net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::reserve(
+    unsigned worker, const std::string& tenant_id,
+    const std::vector<metering::limit_charge>& charges, std::int64_t now_ms) {
+  leased_request out;
+  out.leases.resize(charges.size());
+  std::vector<std::string> keys;
+  keys.reserve(charges.size());
+  for (const auto& c : charges) keys.push_back(open_key(tenant_id, c.rule.id));
+  std::vector<std::size_t> missing = take_open(keys, charges, now_ms, out);
+  auto& acquiring = acquiring_[worker];
+  if (!missing.empty()) {
+    // This thread is taking a lease on one of them already: wait for it, then try again.
+    std::shared_ptr<net::steady_timer> pending;
+    for (const std::size_t i : missing) {
+      if (auto it = acquiring.find(keys[i]); it != acquiring.end()) pending = it->second;
+    }
+    if (pending) {
+      co_await pending->async_wait(net::as_tuple(net::use_awaitable));
+      missing = take_open(keys, charges, now_ms, out);
+    }
+  }
+  auto give_back_taken = [&] {
+    for (std::size_t i = 0; i < charges.size(); ++i) {
+      if (out.leases[i]) out.leases[i]->give_back(charges[i].amount);
+    }
+    out.leases.clear();
+  };
+  if (!missing.empty()) {
+    // Requests of this thread missing a counter while its lease is taken wait for it (above);
+    // one that still finds it being taken (a second wave) takes a one-request lease.
+    std::vector<metering::lease_request> wanted;
+    std::vector<std::string> marked;
+    auto done = std::make_shared<net::steady_timer>(executors_[worker],
+                                                    std::chrono::steady_clock::time_point::max());
+    for (const std::size_t i : missing) {
+      const bool busy = acquiring.contains(keys[i]);
+      wanted.push_back({charges[i], busy});
+      if (!busy) {
+        acquiring.emplace(keys[i], done);
+        marked.push_back(keys[i]);
+      }
+    }
+    auto finish_acquiring = [&] {
+      for (const auto& k : marked) acquiring.erase(k);
+      done->cancel();  // the requests waiting for these leases look again
+    };
+    std::string tenant = tenant_id;  // named: GCC 12 and temporaries inside co_await
+    auto got = co_await engine_.acquire(*redis_[worker], std::move(tenant), std::move(wanted),
+                                        now_ms);
+    if (!got || !got->granted) {
+      finish_acquiring();
+      give_back_taken();
+      if (!got) co_return got.error();
+      out.refused_index = static_cast<int>(missing[static_cast<std::size_t>(got->refused_index)]);
+      out.refused_remaining = got->refused_remaining;
+      out.refused_reset_ms = got->refused_reset_ms;
+      co_return out;
+    }
+    {
+      std::lock_guard lock(mu_);
+      for (std::size_t j = 0; j < missing.size(); ++j) {
+        const std::size_t i = missing[j];
+        auto lease = std::make_shared<metering::budget_lease>(std::move(got->grants[j]));
+        const bool took = lease->take(charges[i].amount, now_ms);
+        TOLLGATE_ASSERT(took);  // a lease just granted holds at least the request's amount
+        live_.push_back({tenant_id, lease});
+        if (lease->grant().slice <= charges[i].amount) {
+          lease->close();  // a one-request lease: what its request leaves goes back after it
+          events_.exact->inc();
+        } else {
+          auto& slot = open_[keys[i]];
+          if (slot) slot->close();  // a slice taken meanwhile by another thread gives way
+          slot = lease;
+          events_.leased->inc();
+        }
+        out.leases[i] = std::move(lease);
+      }
+    }
+    finish_acquiring();
+  }
+  out.granted = true;
+  out.remaining.reserve(charges.size());
+  for (const auto& l : out.leases) {
+    out.remaining.push_back(l->grant().remaining_after + l->unused());
+  }
+  co_return out;
+}
+
+void lease_table::close_tenant(const std::string& tenant_id) {
+  const std::string prefix = tenant_id.empty() ? "" : tenant_id + '\n';
+  std::lock_guard lock(mu_);
+  for (auto& [key, lease] : open_) {
+    if (key.starts_with(prefix)) lease->close();
+  }
+}
+
+void lease_table::start() {
+  net::co_spawn(executors_[0], flush_loop(), net::detached);
+}
+
+net::awaitable<void> lease_table::flush_loop() {
+  while (!stopping_) {
+    timer_.expires_after(std::chrono::milliseconds(config_.lease_flush_ms));
+    co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
+    if (stopping_) break;
+    // A recall is answered at once: the recalled capacity goes back in a second flush. (No
+    // co_await inside a loop condition: GCC 12 miscompiles it.)
+    for (;;) {
+      const bool recalled = co_await flush_once();
+      if (!recalled || stopping_) break;
+    }
+  }
+}
+
+net::awaitable<bool> lease_table::flush_once() {
+  ++flushing_;
+  std::vector<live_lease> live;
+  {
+    std::lock_guard lock(mu_);
+    live = live_;
+  }
+  const std::int64_t now_ms = unix_ms(clock_.wall_now());
+  // One script call per tenant: its keys share a Redis Cluster slot.
+  std::map<std::string, std::vector<std::size_t>> by_tenant;
+  std::vector<metering::budget_lease::flush_part> parts(live.size());
+  for (std::size_t i = 0; i < live.size(); ++i) {
+    auto& l = *live[i].lease;
+    if (now_ms >= l.grant().serve_until_ms) l.close();
+    parts[i] = l.take_flush();
+    by_tenant[live[i].tenant_id].push_back(i);
+  }
+  bool recalled = false;
+  for (const auto& [tenant, members] : by_tenant) {
+    std::vector<metering::lease_flush_entry> entries;
+    for (const std::size_t i : members) {
+      const auto& g = live[i].lease->grant();
+      entries.push_back({g.counter_key, g.hold_field, g.hold_expiry_ms, g.counter_ttl_ms,
+                         parts[i].settled, parts[i].returned});
+    }
+    auto r = co_await engine_.flush(*redis_[0], std::move(entries), now_ms);
+    if (!r) {
+      events_.flush_failed->inc();
+      for (const std::size_t i : members) live[i].lease->unflush(parts[i]);
+      json_object_writer f;
+      f.add("tenant_id", tenant).add("error", r.error().message);
+      log_.warn("budgets: a lease flush failed; it is sent again with the next one", f);
+      continue;
+    }
+    for (std::size_t j = 0; j < members.size(); ++j) {
+      auto& l = *live[members[j]].lease;
+      if ((*r)[j] > l.grant().recall_seen && !l.closed()) {
+        l.close();
+        events_.recalled->inc();
+        recalled = true;
+      }
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(open_, [](const auto& e) { return e.second->closed(); });
+    std::erase_if(live_, [](const live_lease& l) { return l.lease->done(); });
+  }
+  --flushing_;
+  co_return recalled;
+}
+
+void lease_table::drain(std::function<void()> done) {
+  stopping_ = true;
+  timer_.cancel();
+  {
+    std::lock_guard lock(mu_);
+    for (auto& l : live_) l.lease->close();
+  }
+  net::co_spawn(executors_[0], final_flush(std::move(done)), net::detached);
+}
+
+net::awaitable<void> lease_table::final_flush(std::function<void()> done) {
+  // A flush under way may have taken parts out before the leases closed: let it end first.
+  net::steady_timer wait(executors_[0]);
+  while (flushing_ > 0) {
+    wait.expires_after(std::chrono::milliseconds(1));
+    co_await wait.async_wait(net::as_tuple(net::use_awaitable));
+  }
+  co_await flush_once();
+  done();
+}
+
+}  // namespace tollgate::gateway

@@ -1,0 +1,104 @@
+// The gateway's budget leases (docs/BUDGETS.md, "Leases"): the open lease of each budget
+// counter, shared by the I/O threads, serves requests from memory; a counter without one (or
+// whose lease cannot take the request) gets a new lease in ONE Redis script call for all of
+// the request's missing counters. A flush loop on I/O thread 0 sends every lease's settled
+// usage (and the unused part of closed leases) to Redis every budgets.lease_flush_ms, one script
+// call per tenant, and closes leases that are past their serving time or that Redis recalled.
+// gateway/budget_guard decides which requests are served this way and calls in here.
+#pragma once
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "metering/budgets/lease_engine.hpp"
+#include "metering/redis_client.hpp"
+
+namespace tollgate::gateway {
+
+// A request served from leases: one lease per charge, and what it took of each.
+struct leased_request {
+  bool granted = false;
+  std::vector<std::shared_ptr<metering::budget_lease>> leases;
+  std::vector<std::int64_t> remaining;  // per charge: what this gateway can still use
+  // Refused: as metering::reservation.
+  int refused_index = -1;
+  std::int64_t refused_remaining = 0;
+  std::int64_t refused_reset_ms = 0;
+};
+
+class lease_table {
+ public:
+  // `redis[i]` is I/O thread i's connection (owned by the caller, outliving this table).
+  lease_table(const budgets_config& config, std::vector<boost::asio::any_io_executor> executors,
+              std::vector<redis::client*> redis, const clock_source& clock,
+              metrics::registry& registry, logger& log);
+
+  // Serves the charges (rule ids are counter ids; amounts the worst case) from leases, taking
+  // new ones for the counters whose lease cannot: all or nothing. An error: Redis failed.
+  // Runs on I/O thread `worker`.
+  boost::asio::awaitable<basic_result<leased_request, redis::redis_error>> reserve(
+      unsigned worker, const std::string& tenant_id,
+      const std::vector<metering::limit_charge>& charges, std::int64_t now_ms);
+
+  // Closes the open leases of a tenant ("": of every tenant), whose budgets changed: their
+  // unused capacity goes back at the next flush. Safe from any thread.
+  void close_tenant(const std::string& tenant_id);
+
+  // Starts the flush loop on I/O thread 0.
+  void start();
+  // At shutdown, on I/O thread 0 once no request is left: closes every lease, flushes them
+  // (their unused capacity goes back), then calls `done`.
+  void drain(std::function<void()> done);
+
+ private:
+  struct live_lease {
+    std::string tenant_id;
+    std::shared_ptr<metering::budget_lease> lease;
+  };
+  // Takes each charge not yet served in `out` from its open lease; returns those it could not.
+  std::vector<std::size_t> take_open(const std::vector<std::string>& keys,
+                                     const std::vector<metering::limit_charge>& charges,
+                                     std::int64_t now_ms, leased_request& out);
+  boost::asio::awaitable<void> flush_loop();
+  // One flush of every live lease; true if Redis recalled one (flush again at once).
+  boost::asio::awaitable<bool> flush_once();
+  boost::asio::awaitable<void> final_flush(std::function<void()> done);
+  static std::string open_key(const std::string& tenant_id, const std::string& counter_id);
+
+  const budgets_config& config_;
+  std::vector<boost::asio::any_io_executor> executors_;
+  std::vector<redis::client*> redis_;
+  const clock_source& clock_;
+  logger& log_;
+  metering::lease_engine engine_;
+
+  std::mutex mu_;  // guards open_ and live_
+  std::unordered_map<std::string, std::shared_ptr<metering::budget_lease>> open_;
+  std::vector<live_lease> live_;
+  // Per I/O thread (touched on that thread only): the counters it is taking a lease on, each
+  // with a timer cancelled once the lease is in open_; the thread's requests missing one of
+  // them meanwhile wait for it instead of taking a second slice.
+  std::vector<std::unordered_map<std::string, std::shared_ptr<boost::asio::steady_timer>>>
+      acquiring_;
+
+  boost::asio::steady_timer timer_;  // the flush loop's, on I/O thread 0
+  bool stopping_ = false;            // I/O thread 0 only
+  int flushing_ = 0;                 // flushes under way, I/O thread 0 only
+
+  struct {
+    metrics::counter *leased, *exact, *recalled, *flush_failed;
+  } events_;
+};
+
+}  // namespace tollgate::gateway
