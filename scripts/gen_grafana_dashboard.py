@@ -117,6 +117,10 @@ panel("Settlements by outcome",
 panel("Spend corrections and alert webhooks",
       [(f'sum by (outcome) (rate(tollgate_budget_spend_corrections_total{{{I}}}[$__rate_interval]))', "correction {{outcome}}"),
        (f'sum by (outcome) (rate(tollgate_budget_alerts_total{{{I}}}[$__rate_interval]))', "webhook {{outcome}}")], "ops")
+panel("Budget leases by event",
+      [(f'sum by (event) (rate(tollgate_budget_leases_total{{{I}}}[$__rate_interval]))', "{{event}}")], "ops",
+      desc="leased: a slice taken; exact: a one-request lease; recalled: given back early; "
+           "flush_failed: a flush Redis did not take (alert TollgateBudgetLeaseFlushFailures).")
 
 row("Ledger")
 panel("Events queued for the next flush",

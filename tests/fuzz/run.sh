@@ -32,6 +32,7 @@ build webhook_url_fuzz tests/fuzz/webhook_url_fuzz.cpp gateway/webhook_url.cpp
 build price_book_fuzz tests/fuzz/price_book_fuzz.cpp billing/price_book.cpp billing/pricing.cpp \
   core/json_dom.cpp core/json_text.cpp core/error.cpp
 build rating_event_fuzz tests/fuzz/rating_event_fuzz.cpp billing/rating.cpp billing/period_pricing.cpp \
+  billing/plan_terms.cpp \
   billing/price_book.cpp billing/pricing.cpp core/json_dom.cpp core/json_text.cpp core/error.cpp
 build worst_case_fuzz tests/fuzz/worst_case_fuzz.cpp metering/worst_case.cpp billing/credits.cpp \
   metering/budgets/credit_rate.cpp \
