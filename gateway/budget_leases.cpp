@@ -122,6 +122,11 @@ net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::re
       for (const auto& k : marked) acquiring.erase(k);
       done->cancel();  // the requests waiting for these leases look again
     };
+    std::uint64_t closes_before = 0;
+    {
+      std::lock_guard lock(mu_);
+      closes_before = closes_;
+    }
     std::string tenant = tenant_id;  // named: GCC 12 and temporaries inside co_await
     auto got = co_await engine_.acquire(*redis_[worker], std::move(tenant), std::move(wanted),
                                         now_ms);
@@ -136,13 +141,16 @@ net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::re
     }
     {
       std::lock_guard lock(mu_);
+      // Budgets changed while the acquire script ran: its slices were sized under the old
+      // limits, so each serves only this request and the rest goes back at the next flush.
+      const bool stale = closes_ != closes_before;
       for (std::size_t j = 0; j < missing.size(); ++j) {
         const std::size_t i = missing[j];
         auto lease = std::make_shared<metering::budget_lease>(std::move(got->grants[j]));
         const bool took = lease->take(charges[i].amount, now_ms);
         TOLLGATE_ASSERT(took);  // a lease just granted holds at least the request's amount
         live_.push_back({tenant_id, lease});
-        if (lease->grant().slice <= charges[i].amount) {
+        if (stale || lease->grant().slice <= charges[i].amount) {
           lease->close();  // a one-request lease: what its request leaves goes back after it
           events_.exact->inc();
         } else {
@@ -167,6 +175,7 @@ net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::re
 void lease_table::close_tenant(const std::string& tenant_id) {
   const std::string prefix = tenant_id.empty() ? "" : tenant_id + '\n';
   std::lock_guard lock(mu_);
+  ++closes_;
   for (auto& [key, lease] : open_) {
     if (key.starts_with(prefix)) lease->close();
   }

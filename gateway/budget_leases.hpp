@@ -83,7 +83,10 @@ class lease_table {
   logger& log_;
   metering::lease_engine engine_;
 
-  std::mutex mu_;  // guards open_ and live_
+  std::mutex mu_;  // guards open_, live_ and closes_
+  // How many times close_tenant ran: a lease acquired across one was sized under the budgets
+  // as they were before the change, so it serves only the request that took it.
+  std::uint64_t closes_ = 0;
   std::unordered_map<std::string, std::shared_ptr<metering::budget_lease>> open_;
   std::vector<live_lease> live_;
   // Per I/O thread (touched on that thread only): the counters it is taking a lease on, each
