@@ -14,6 +14,8 @@
 # PostgreSQL TOLLGATE_CLUSTER_PG_PORT (default 55440). Data, logs and pids under
 # TOLLGATE_CLUSTER_DIR (default .run/cluster).
 set -euo pipefail
+# shellcheck source=scripts/proc.sh
+. "$(dirname "$0")/proc.sh"
 cd "$(dirname "$0")/.."
 root=$PWD
 dir=$(realpath -m "${TOLLGATE_CLUSTER_DIR:-.run/cluster}")
@@ -36,12 +38,12 @@ mkdir -p "$dir/logs" "$dir/pids"
 chmod 755 "$dir"  # PostgreSQL runs as the postgres user and must reach DIR/pg
 
 pid_of() { cat "$dir/pids/$1.pid" 2>/dev/null || true; }
-running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && alive "$p"; }
 
 wait_url() {  # wait_url NAME URL [TENTHS]
   local name=$1 url=$2 tenths=${3:-300}
   for _ in $(seq 1 "$tenths"); do
-    curl -sf -o /dev/null "$url" && return 0
+    curl -sf --max-time 2 -o /dev/null "$url" && return 0
     sleep 0.1
   done
   echo "cluster: $name did not answer $url; last log lines:" >&2
@@ -52,10 +54,10 @@ wait_url() {  # wait_url NAME URL [TENTHS]
 stop_pid() {  # stop_pid NAME: SIGTERM, wait for the graceful stop, then SIGKILL
   local name=$1 p
   p=$(pid_of "$name")
-  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+  if [ -n "$p" ] && alive "$p"; then
     kill -TERM "$p"
-    for _ in $(seq 1 "$stop_wait_tenths"); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$p" 2>/dev/null; then
+    for _ in $(seq 1 "$stop_wait_tenths"); do alive "$p" || break; sleep 0.1; done
+    if alive "$p"; then
       echo "cluster: $name still running after $((stop_wait_tenths / 10)) s, killing it" >&2
       kill -KILL "$p"
     fi

@@ -2,6 +2,8 @@
 # Stops what `make up` started: SIGTERM (the gateway drains and flushes its ledger), then
 # SIGKILL only after the longest graceful stop; then Redis and PostgreSQL (fast shutdown).
 set -euo pipefail
+# shellcheck source=scripts/proc.sh
+. "$(dirname "$0")/proc.sh"
 cd "$(dirname "$0")/.."
 run=.run
 # The gateway's longest graceful stop: server.drain_timeout_ms (30 s unless overridden) for the
@@ -12,10 +14,10 @@ shopt -s nullglob
 for pidfile in "$run"/pids/*.pid; do
   name=$(basename "$pidfile" .pid)
   pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM "$pid"
-    for _ in $(seq 1 "$wait_tenths"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
+    for _ in $(seq 1 "$wait_tenths"); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
       echo "down: $name still running after $((wait_tenths / 10)) s, killing it" >&2
       kill -KILL "$pid"
     fi

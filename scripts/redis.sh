@@ -13,6 +13,8 @@
 #   scripts/redis.sh cluster-resume DIR PORT PORT PORT...   (restart stopped nodes, same cluster)
 #   scripts/redis.sh cluster-stop DIR
 set -euo pipefail
+# shellcheck source=scripts/proc.sh
+. "$(dirname "$0")/proc.sh"
 usage="usage: redis.sh start DIR PORT [PASSWORD] | start-tls DIR PORT CERTDIR [yes|optional|no] | stop DIR | cluster DIR PORT... | cluster-tls DIR CERTDIR PORT... | cluster-resume DIR PORT... | cluster-stop DIR"
 cmd=${1:?$usage}
 dir=$(realpath -m "${2:?data folder}")
@@ -23,7 +25,7 @@ start_node() {
   local ndir=$1 port=$2 password=$3
   shift 3
   mkdir -p "$ndir"
-  if [ -f "$ndir/redis.pid" ] && kill -0 "$(cat "$ndir/redis.pid")" 2>/dev/null; then return 0; fi
+  if [ -f "$ndir/redis.pid" ] && alive "$(cat "$ndir/redis.pid")"; then return 0; fi
   local args=(--port "$port" --bind 127.0.0.1 --dir "$ndir" --daemonize yes --pidfile "$ndir/redis.pid"
               --logfile "$ndir/redis.log" --save "" --appendonly no "$@")
   if [ -n "$password" ]; then args+=(--requirepass "$password"); fi
@@ -43,7 +45,7 @@ stop_node() {
     local pid
     pid=$(cat "$ndir/redis.pid")
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
     rm -f "$ndir/redis.pid"
   fi
 }

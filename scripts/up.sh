@@ -9,6 +9,8 @@
 # tokens-per-minute limit (once) and writes .run/env.
 # Safe to run twice: running processes are left alone, the demo key is reused.
 set -euo pipefail
+# shellcheck source=scripts/proc.sh
+. "$(dirname "$0")/proc.sh"
 cd "$(dirname "$0")/.."
 run=.run
 mkdir -p "$run/logs" "$run/pids"
@@ -17,7 +19,7 @@ pg_port=55432
 redis_port=56379
 db_url="postgresql://tollgate@127.0.0.1:$pg_port/tollgate"
 
-running() { [ -f "$run/pids/$1.pid" ] && kill -0 "$(cat "$run/pids/$1.pid")" 2>/dev/null; }
+running() { [ -f "$run/pids/$1.pid" ] && alive "$(cat "$run/pids/$1.pid")"; }
 
 start() {
   local name=$1

@@ -10,6 +10,9 @@ import { freePort, waitFor } from '../lib/harness.mjs';
 
 const root = path.resolve(new URL('../..', import.meta.url).pathname);
 const script = path.join(root, 'scripts/cluster.sh');
+// The longest a cluster.sh call may take: `up` from nothing, or a rolling restart of three
+// gateways that each drain for up to 10 s.
+const scriptTimeoutMs = 180_000;
 
 function portIsFree(port) {
   return new Promise((resolve) => {
@@ -63,7 +66,9 @@ async function startClusterOnce({ drainTimeoutMs = 10000 } = {}) {
     TOLLGATE_CLUSTER_PG_PORT: String(pgPort),
     TOLLGATE_SERVER__DRAIN_TIMEOUT_MS: String(drainTimeoutMs),
   };
-  const sh = (...args) => execFileSync(script, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  // Every script call is bounded: a part that hangs fails its test instead of the whole suite.
+  const sh = (...args) => execFileSync(script, args,
+    { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: scriptTimeoutMs, killSignal: 'SIGKILL' });
   try {
     sh('up');
   } catch (e) {
@@ -86,11 +91,11 @@ async function startClusterOnce({ drainTimeoutMs = 10000 } = {}) {
     pid,
     psql(sql) {
       return execFileSync('psql', [c.dbUrl, '-X', '-q', '-t', '-A', '-F', '\t', '-v', 'ON_ERROR_STOP=1', '-c', sql],
-        { encoding: 'utf8' }).split('\n').filter(Boolean).map((l) => l.split('\t'));
+        { encoding: 'utf8', timeout: 30_000 }).split('\n').filter(Boolean).map((l) => l.split('\t'));
     },
     value(sql) { return c.psql(sql)[0]?.[0]; },
     redis(port, ...args) {
-      return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim();
+      return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 10_000 }).trim();
     },
     // HAProxy's status of gateway N ("UP", "DOWN", "DRAIN", ...) and its current sessions.
     lbServer(n) {
@@ -142,7 +147,30 @@ async function startClusterOnce({ drainTimeoutMs = 10000 } = {}) {
       return { tenant: t.id, key: k.key, budget };
     },
     async waitGatewaysUp() {
-      await waitFor(() => [1, 2, 3].every((n) => c.lbServer(n).status === 'UP'), { timeoutMs: 30000, what: 'all gateways UP in HAProxy' });
+      try {
+        await waitFor(() => [1, 2, 3].every((n) => c.lbServer(n).status === 'UP'), { timeoutMs: 30000, what: 'all gateways UP in HAProxy' });
+      } catch (e) {
+        throw new Error(`${e.message}\n${c.gatewayReport()}`);
+      }
+    },
+    // For a failure message: each gateway's HAProxy status, whether its process lives, and the
+    // last lines of its log.
+    gatewayReport() {
+      return [1, 2, 3].map((n) => {
+        let alive = 'no pid file';
+        try {
+          const p = pid(`gw${n}`);
+          alive = 'process gone';
+          alive = `process state ${readFileSync(`/proc/${p}/stat`, 'utf8').split(' ')[2]}`;
+        } catch { /* as far as it got */ }
+        let status = '?';
+        try { status = c.lbServer(n).status; } catch { /* HAProxy did not answer */ }
+        let log = '';
+        try {
+          log = readFileSync(path.join(dir, 'logs', `gw${n}.log`), 'utf8').split('\n').slice(-8).join('\n');
+        } catch { /* no log yet */ }
+        return `gw${n}: HAProxy ${status}, ${alive}; log tail:\n${log}`;
+      }).join('\n');
     },
     stop() {
       try { sh('down'); } finally { rmSync(dir, { recursive: true, force: true }); }
