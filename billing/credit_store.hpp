@@ -35,7 +35,24 @@ class credit_store {
   // same id given again returns the grant made the first time if it is the same grant (409
   // otherwise).
   boost::asio::awaitable<store_result> grant_credit(credit_grant_spec spec, std::string actor);
+  struct token_bundle_spec {
+    std::string tenant_id;
+    std::string model, token_class;
+    std::int64_t tokens = 0;
+    std::int64_t price_per_million_micros = 0;
+    std::int64_t effective_at_s = 0;
+    std::optional<std::int64_t> expires_at_s;
+    int priority = 0;
+    std::string memo;
+    std::string id;  // as for grants
+  };
+  // Makes a token bundle (a grant of kind bundle: docs/CREDITS.md), idempotent on its id.
+  boost::asio::awaitable<store_result> grant_bundle(token_bundle_spec spec, std::string actor);
   boost::asio::awaitable<store_result> get_credit_grant(std::string id);
+  // The invoice's token_bundle lines of `period`: per bundle, the tokens its drawdowns of the
+  // period paid for and their amount.
+  boost::asio::awaitable<basic_result<std::vector<fee_line>, store_error>> bundle_lines(
+      std::string tenant_id, std::string period);
   // A tenant's grants with their balances, in drawdown order, and the totals.
   boost::asio::awaitable<store_result> credit_balance(std::string tenant_id);
   // A tenant's credit transfers with their entries, newest first.

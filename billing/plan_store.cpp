@@ -206,8 +206,11 @@ net::awaitable<basic_result<period_usage, store_error>> plan_store::load_period_
       "WITH v AS (SELECT version, effective_at, lead(effective_at) OVER (ORDER BY effective_at)"
       " AS next FROM price_book_versions WHERE book_id = $2)"
       " SELECT coalesce(v.version, 0), e.model, e.batch,"
-      " sum(e.prompt_tokens - least(e.cached_prompt_tokens, e.prompt_tokens)),"
-      " sum(least(e.cached_prompt_tokens, e.prompt_tokens)), sum(e.completion_tokens)"
+      // Less the tokens token bundles paid for (billing/token_bundles).
+      " sum(e.prompt_tokens - least(e.cached_prompt_tokens, e.prompt_tokens)"
+      " - e.bundle_input_tokens),"
+      " sum(least(e.cached_prompt_tokens, e.prompt_tokens) - e.bundle_cached_tokens),"
+      " sum(e.completion_tokens - e.bundle_output_tokens)"
       " FROM usage_events e LEFT JOIN v ON e.occurred_at >= v.effective_at"
       " AND (v.next IS NULL OR e.occurred_at < v.next)"
       " WHERE e.tenant_id = $1 AND e.occurred_at >= to_timestamp($3::bigint)"

@@ -52,6 +52,7 @@ const route routes_table[] = {
     {verb::get, "/admin/v1/tenants/{id}/seats", admin, routes::get_tenant_seats},
     {verb::post, "/admin/v1/tenants/{id}/seats", admin, routes::set_tenant_seats},
     {verb::post, "/admin/v1/tenants/{id}/credit_grants", admin, routes::grant_credit},
+    {verb::post, "/admin/v1/tenants/{id}/token_bundles", admin, routes::grant_token_bundle},
     {verb::get, "/admin/v1/tenants/{id}/credits", admin, routes::tenant_credit_balance},
     {verb::get, "/admin/v1/tenants/{id}/credit_transfers", admin, routes::tenant_credit_transfers},
     {verb::get, "/admin/v1/credit_grants/{id}", admin, routes::get_credit_grant},

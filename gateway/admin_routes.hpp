@@ -116,6 +116,7 @@ handler_result set_tenant_plan(route_call& c);
 handler_result get_tenant_seats(route_call& c);
 handler_result set_tenant_seats(route_call& c);
 handler_result grant_credit(route_call& c);
+handler_result grant_token_bundle(route_call& c);
 handler_result get_credit_grant(route_call& c);
 handler_result tenant_credit_balance(route_call& c);
 handler_result tenant_credit_transfers(route_call& c);

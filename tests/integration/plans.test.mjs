@@ -115,6 +115,31 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     assert.deepEqual(cliPlan.scheduled.terms, { commitment_micros: 5, seat_fee_micros: 7,
       allowances: [{ model: 'dev-echo', token_class: 'output', tokens: 9 }] });
     assert.deepEqual(cliPlan.terms, set.json.terms);
+    // Token bundles: bad ones are refused and make nothing; tollctl makes one.
+    const bundles = `/admin/v1/tenants/${t.tenant}/token_bundles`;
+    const good = { model: 'dev-echo', token_class: 'input', tokens: 1000, price_per_million_micros: 2_000_000 };
+    for (const [body, param] of [
+      [{ ...good, token_class: 'reasoning' }, 'token_class'],
+      [{ ...good, tokens: 0 }, 'tokens'],
+      [{ ...good, tokens: 1, price_per_million_micros: 1 }, 'tokens'],
+      [{ ...good, price_per_million_micros: undefined }, 'price_per_million_micros'],
+      [{ ...good, model: undefined }, 'model'],
+      [{ ...good, effective_at: 2_000_000_000, expires_at: 1_999_999_999 }, 'expires_at'],
+      [{ ...good, amount_micros: 5 }, 'amount_micros'],
+    ]) {
+      const r = await api(s.adminUrl, 'POST', bundles, { body });
+      assert.equal(r.status, 400, r.text);
+      assert.equal(r.json.error.param, param, r.text);
+      assert.equal(r.json.error.type, 'invalid_request_error');
+    }
+    assert.deepEqual((await api(s.adminUrl, 'GET', `/admin/v1/tenants/${t.tenant}/credits`)).json.grants, [], 'no bundle was made');
+    const cliBundle = cli('credits', 'bundle', '--tenant', t.tenant, '--model', 'dev-echo', '--token-class', 'output',
+      '--tokens', '3000', '--price-per-million-micros', '1500000', '--memo', 'pack');
+    assert.deepEqual([cliBundle.kind, cliBundle.token_class, cliBundle.tokens, cliBundle.tokens_left, cliBundle.amount_micros, cliBundle.price_paid_micros],
+      ['bundle', 'output', 3000, 3000, 4500, 4500]);
+    const listed = await api(s.adminUrl, 'GET', `/admin/v1/tenants/${t.tenant}/credits`);
+    assert.equal(listed.json.available_micros, 0, 'a bundle is not money credit');
+    assert.equal(listed.json.grants[0].id, cliBundle.id);
     const audit = await api(s.adminUrl, 'GET', `/admin/v1/audit_log?tenant_id=${t.tenant}`);
     assert.ok(audit.json.data.filter((a) => a.action === 'seats.set').length === 2, audit.text);
   });
@@ -139,6 +164,22 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     // The month after this one, day by day: the gateway's clock moved there for each day.
     const period = nextPeriod();
     const start = Date.parse(`${period}-01T00:00:00Z`) / 1000;
+    // Token bundles: 100 input tokens at a locked 1.234567 units per 1M, drawn past the input
+    // allowance before the credit; 500 output tokens that expire after day 16, the rest to
+    // breakage.
+    const bundle = { tokens: 100n, price: 1_234_567n };
+    const made = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/token_bundles`, { body: {
+      id: `cg_in_${t.tenant}`, model: 'dev-echo', token_class: 'input', tokens: 100, price_per_million_micros: 1_234_567, effective_at: start } });
+    assert.equal(made.status, 201, made.text);
+    assert.deepEqual([made.json.kind, made.json.amount_micros, made.json.tokens_left, made.json.models], ['bundle', 123, 100, ['dev-echo']]);
+    const retry = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/token_bundles`, { body: {
+      id: `cg_in_${t.tenant}`, model: 'dev-echo', token_class: 'input', tokens: 100, price_per_million_micros: 1_234_567, effective_at: start } });
+    assert.equal(retry.status, 201, retry.text);
+    assert.equal(retry.json.id, made.json.id, 'the same id makes the bundle once');
+    const expiring = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/token_bundles`, { body: {
+      model: 'dev-echo', token_class: 'output', tokens: 500, price_per_million_micros: 2_000_000, effective_at: start, expires_at: start + 16 * day } });
+    assert.equal(expiring.status, 201, expiring.text);
+    let outputToDay15 = 0n;
     const end = Date.parse(new Date(Date.UTC(Number(period.slice(0, 4)), Number(period.slice(5, 7)), 1)).toISOString()) / 1000;
     const days = BigInt((end - start) / day);
     const totals = { input: 0n, output: 0n };
@@ -163,6 +204,7 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
         }
         totals.input += BigInt(r.usage.prompt_tokens - (r.usage.prompt_tokens_details?.cached_tokens ?? 0));
         totals.output += BigInt(r.usage.completion_tokens);
+        if (d <= 15) outputToDay15 += BigInt(r.usage.completion_tokens);
         sent++;
       }
     }
@@ -176,12 +218,21 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     // The independent computation. Allowances first: the tiers price what is past them, from
     // the first tier. Seats by day: 3 from day 1, 5 from day 16, one floor for the period. The
     // commitment tops usage up to 60 currency units. Credit pays what it holds.
+    // Then the bundles: the input bundle pays for the first 100 input tokens past the
+    // allowance at its locked price; the output bundle for what days 1 to 16 used past the
+    // output allowance.
     const over = (n, a) => (n > a ? n - a : 0n);
-    const usage = refPrice(tiers, over(totals.input, allowance.input)) + refPrice(tiers, over(totals.output, allowance.output));
+    const min = (a, b) => (a < b ? a : b);
+    const inBundle = min(bundle.tokens, over(totals.input, allowance.input));
+    const outBundle = min(500n, over(outputToDay15, allowance.output));
+    assert.ok(outBundle > 0n && outBundle < 500n, 'the output bundle is drawn in part');
+    const bundlePaid = (inBundle * bundle.price) / 1_000_000n + (outBundle * 2_000_000n) / 1_000_000n;
+    const usage = refPrice(tiers, over(totals.input, allowance.input + inBundle)) +
+      refPrice(tiers, over(totals.output, allowance.output + outBundle));
     const seatDays = 15n * 3n + (days - 15n) * 5n;
     const seatFee = (30_000_000n * seatDays) / days;
     const trueUp = usage < 60_000_000n ? 60_000_000n - usage : 0n;
-    const total = usage + 20_000_000n + seatFee + trueUp;
+    const total = usage + 20_000_000n + seatFee + trueUp + bundlePaid;
     const credit = usage < 900n ? usage : 900n;
 
     const run = await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant } });
@@ -189,7 +240,13 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     const invoice = run.json.data[0];
     assert.equal(BigInt(invoice.total_micros), total, run.text);
     assert.deepEqual(invoice.fees.map((f) => [f.kind, BigInt(f.quantity), BigInt(f.amount_micros)]), [
-      ['base_fee', 1n, 20_000_000n], ['seats', seatDays, seatFee], ...(trueUp > 0n ? [['commitment_true_up', 1n, trueUp]] : [])]);
+      ['base_fee', 1n, 20_000_000n], ['seats', seatDays, seatFee], ...(trueUp > 0n ? [['commitment_true_up', 1n, trueUp]] : []),
+      // in drawdown order: the bundle that expires first
+      ['token_bundle', outBundle, outBundle * 2n], ['token_bundle', inBundle, (inBundle * bundle.price) / 1_000_000n]]);
+    // The bundles' credits come first, then the money credit.
+    assert.deepEqual(invoice.credits.map((c) => [c.kind, BigInt(c.amount_micros)]), [
+      ['bundle', outBundle * 2n], ['bundle', (inBundle * bundle.price) / 1_000_000n],
+      ['purchased', credit]]);
     const included = invoice.lines.filter((l) => l.included);
     assert.deepEqual(included.map((l) => [l.token_class, l.tier, l.amount_micros]), [['input', 0, 0], ['output', 0, 0]]);
     assert.equal(invoice.lines.reduce((n, l) => n + BigInt(l.amount_micros), 0n), usage);
@@ -197,14 +254,26 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
       BigInt(invoice.total_micros), 'the total is the lines and the fees');
     assert.equal(invoice.lines.reduce((n, l) => n + l.amount_minor, 0) + invoice.fees.reduce((n, f) => n + f.amount_minor, 0),
       invoice.total_minor, 'minor units add up');
-    assert.equal(BigInt(invoice.credits_micros), credit);
+    assert.equal(BigInt(invoice.credits_micros), credit + bundlePaid);
     assert.equal(invoice.total_due_micros, invoice.total_micros - invoice.credits_micros, 'total due = lines - credits');
-    // Every event was rated as it was stored; the allowances held, so they add up to the usage.
-    assert.equal(BigInt(pg.value(`SELECT sum(cost_micros) FROM usage_events WHERE tenant_id = '${t.tenant}'`)), usage);
-    assert.equal(BigInt(pg.value(`SELECT coalesce(sum(credit_micros), 0) FROM usage_events WHERE tenant_id = '${t.tenant}'`)), credit);
-    // The books balance.
-    assert.equal(pg.value(`SELECT coalesce(sum(e.amount_micros), 0) FROM credit_entries e JOIN credit_transfers x ON x.id = e.transfer_id
-      WHERE x.tenant_id = '${t.tenant}'`), '0');
+    // Every event was rated as it was stored; the allowances held, so they add up to the usage
+    // and what the bundles paid.
+    assert.equal(BigInt(pg.value(`SELECT sum(cost_micros) FROM usage_events WHERE tenant_id = '${t.tenant}'`)), usage + bundlePaid);
+    assert.equal(BigInt(pg.value(`SELECT coalesce(sum(credit_micros), 0) FROM usage_events WHERE tenant_id = '${t.tenant}'`)), credit + bundlePaid);
+    assert.equal(BigInt(pg.value(`SELECT sum(bundle_input_tokens) FROM usage_events WHERE tenant_id = '${t.tenant}'`)), inBundle);
+    // The output bundle expires to breakage, tokens and money, once.
+    for (let i = 0; i < 2; i++) {
+      const x = await api(s.adminUrl, 'POST', '/admin/v1/credits/expire', { body: { at: start + 17 * day } });
+      assert.equal(x.status, 200, x.text);
+    }
+    assert.deepEqual(pg.query(`SELECT balance_micros, tokens_balance FROM credit_accounts WHERE id = 'breakage:${t.tenant}'`)[0],
+      [String(1000n - outBundle * 2n), String(500n - outBundle)]);
+    // The books balance, in money and in tokens.
+    assert.deepEqual(pg.query(`SELECT coalesce(sum(e.amount_micros), 0), coalesce(sum(e.tokens), 0) FROM credit_entries e
+      JOIN credit_transfers x ON x.id = e.transfer_id WHERE x.tenant_id = '${t.tenant}'`)[0], ['0', '0']);
+    const balance = await api(s.adminUrl, 'GET', `/admin/v1/tenants/${t.tenant}/credits`);
+    const inLeft = balance.json.grants.find((g) => g.id === made.json.id);
+    assert.equal(BigInt(inLeft.tokens_left), bundle.tokens - inBundle, balance.text);
     // The CSV has the fee rows; the same draft comes back from a second run.
     const csv = await (await fetch(`${s.adminUrl}/finance/v1/invoices/${invoice.id}?format=csv`, { headers: { authorization: `Bearer ${FINANCE}` } })).text();
     assert.match(csv, new RegExp(`,${period},USD,seats,fee,,,${seatDays},${seatFee},`));
