@@ -157,6 +157,106 @@ net::awaitable<basic_result<std::vector<fee_line>, store_error>> credit_store::b
   co_return out;
 }
 
+net::awaitable<store_result> credit_store::set_auto_top_up(auto_top_up_spec spec,
+                                                           std::string actor) {
+  pg::param url;
+  if (spec.webhook_url) url = *spec.webhook_url;
+  std::string sql =
+      "WITH c AS (INSERT INTO credit_auto_top_ups (tenant_id, threshold_micros, amount_micros,"
+      " price_paid_micros, webhook_url, webhook_secret)"
+      " SELECT $1, $2::bigint, $3::bigint, $4::bigint, $5::text,"
+      " CASE WHEN $5::text IS NOT NULL THEN $6 END"
+      " WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1)"
+      " ON CONFLICT (tenant_id) DO UPDATE SET threshold_micros = EXCLUDED.threshold_micros,"
+      " amount_micros = EXCLUDED.amount_micros, price_paid_micros = EXCLUDED.price_paid_micros,"
+      " webhook_url = EXCLUDED.webhook_url, webhook_secret = CASE WHEN EXCLUDED.webhook_url IS"
+      " NULL THEN NULL ELSE coalesce(credit_auto_top_ups.webhook_secret,"
+      " EXCLUDED.webhook_secret) END, updated_at = now() RETURNING *)"
+      " INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id, after)"
+      " SELECT $7, 'credit.auto_top_up.set', c.tenant_id, 'auto_top_up', c.tenant_id,"
+      " to_jsonb(c) - 'webhook_secret' FROM c RETURNING object_id";
+  std::vector<pg::param> params;
+  params.emplace_back(spec.tenant_id);
+  params.emplace_back(std::to_string(spec.threshold_micros));
+  params.emplace_back(std::to_string(spec.amount_micros));
+  params.emplace_back(std::to_string(spec.price_paid_micros));
+  params.emplace_back(url);
+  params.emplace_back(new_webhook_secret());
+  params.emplace_back(std::move(actor));
+  auto made = co_await one_object(pool_, std::move(sql), std::move(params),
+                                  "No tenant with id " + spec.tenant_id + ".");
+  if (!made) co_return made.error();
+  co_return co_await get_auto_top_up(spec.tenant_id);
+}
+
+net::awaitable<store_result> credit_store::get_auto_top_up(std::string tenant_id) {
+  std::string sql =
+      "SELECT json_build_object('object','auto_top_up','tenant_id',c.tenant_id,"
+      "'threshold_micros',c.threshold_micros,'amount_micros',c.amount_micros,"
+      "'price_paid_micros',c.price_paid_micros,'webhook_url',c.webhook_url,"
+      "'webhook_secret',c.webhook_secret,'top_ups',coalesce((SELECT json_agg(json_build_object("
+      "'id',u.id,'grant_id',u.grant_id,'balance_before_micros',u.balance_before,"
+      "'balance_after_micros',u.balance_after,'status',u.status,'attempts',u.attempts,"
+      "'created_at',extract(epoch from u.created_at)::bigint) ORDER BY u.created_at DESC, u.id)"
+      " FROM credit_top_ups u WHERE u.tenant_id = c.tenant_id), '[]'::json))::text"
+      " FROM credit_auto_top_ups c WHERE c.tenant_id = $1";
+  std::vector<pg::param> params;
+  params.emplace_back(tenant_id);
+  co_return co_await one_object(pool_, std::move(sql), std::move(params),
+                                "No auto top-up is set for " + tenant_id + ".");
+}
+
+net::awaitable<pg::db_result<std::vector<metering::alert_delivery>>>
+credit_store::claim_top_up_webhooks(int limit, std::int64_t lease_ms) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql =
+      "WITH due AS (SELECT id FROM credit_top_ups WHERE status = 'pending'"
+      " AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1::integer"
+      " FOR UPDATE SKIP LOCKED)"
+      " UPDATE credit_top_ups x SET attempts = x.attempts + 1,"
+      " next_attempt_at = now() + $2::bigint * interval '1 millisecond'"
+      " FROM due WHERE x.id = due.id"
+      " RETURNING x.id, x.webhook_url, coalesce((SELECT c.webhook_secret FROM"
+      " credit_auto_top_ups c WHERE c.tenant_id = x.tenant_id), ''), x.payload, x.attempts";
+  std::vector<pg::param> params;
+  params.emplace_back(std::to_string(limit));
+  params.emplace_back(std::to_string(lease_ms));
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  std::vector<metering::alert_delivery> out;
+  for (int i = 0; i < r->size(); ++i) {
+    metering::alert_delivery d;
+    d.id = std::string(r->text(i, 0));
+    d.url = std::string(r->text(i, 1));
+    d.secret = std::string(r->text(i, 2));
+    d.payload = std::string(r->text(i, 3));
+    d.attempts = static_cast<int>(r->int64(i, 4));
+    out.push_back(std::move(d));
+  }
+  co_return out;
+}
+
+net::awaitable<pg::db_result<bool>> credit_store::finish_top_up_webhook(std::string id,
+                                                                       std::string status,
+                                                                       std::string error,
+                                                                       std::int64_t retry_in_ms) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql =
+      "UPDATE credit_top_ups SET status = $2, last_error = nullif($3, ''),"
+      " delivered_at = CASE WHEN $2 = 'delivered' THEN now() END,"
+      " next_attempt_at = now() + $4::bigint * interval '1 millisecond' WHERE id = $1";
+  std::vector<pg::param> params;
+  params.emplace_back(std::move(id));
+  params.emplace_back(std::move(status));
+  params.emplace_back(std::move(error));
+  params.emplace_back(std::to_string(retry_in_ms));
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  co_return true;
+}
+
 net::awaitable<store_result> credit_store::get_credit_grant(std::string id) {
   std::string sql = std::string("SELECT ") + credit_grant_json +
                     "::text FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id"

@@ -351,6 +351,8 @@ net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
     std::string id;
     std::map<std::string, moved> by_grant;
     moved total;
+    bool money = false;      // money grants were drawn (auto top-up may follow)
+    std::int64_t at_s = 0;   // the latest event drawn
   };
   std::map<std::pair<std::string, std::string>, transfer> transfers;  // tenant, period
   for (std::size_t i = 0; i < events.size(); ++i) {
@@ -378,6 +380,8 @@ net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
     const auto draws = draw_credit(it->second, e.model, e.occurred_at_s, rest);
     if (draws.empty()) continue;
     transfer& t = transfer_of();
+    t.money = true;
+    t.at_s = std::max(t.at_s, e.occurred_at_s);
     for (const auto& d : draws) {
       t.by_grant[it->second[d.grant].grant_id].micros += d.amount_micros;
       t.total.micros += d.amount_micros;
@@ -414,6 +418,26 @@ net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
   if (!booked) co_return booked.error();
   auto entered = co_await conn_.copy_in(entries_sql, entry_rows);
   if (!entered) co_return entered.error();
+  // Auto top-up: a drawdown that took a tenant's credit below its threshold makes the top-up
+  // grant once (sql/022_token_bundles.sql).
+  std::vector<std::string> top_up_tenants, top_up_transfers, top_up_at;
+  for (const auto& [key, t] : transfers) {
+    if (!t.money) continue;
+    top_up_tenants.push_back(key.first);
+    top_up_transfers.push_back(t.id);
+    top_up_at.push_back(std::to_string(t.at_s));
+  }
+  if (top_up_tenants.empty()) co_return true;
+  std::vector<pg::param> top_up_params;
+  top_up_params.emplace_back(pg::text_array(top_up_tenants));
+  top_up_params.emplace_back(pg::text_array(top_up_transfers));
+  top_up_params.emplace_back(pg::text_array(top_up_at));
+  auto topped = co_await conn_.query(
+      "SELECT tollgate_credit_auto_top_up(u.t, u.x, to_timestamp(u.a::bigint))"
+      " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, x, a)"
+      " WHERE EXISTS (SELECT 1 FROM credit_auto_top_ups c WHERE c.tenant_id = u.t)",
+      std::move(top_up_params));
+  if (!topped) co_return topped.error();
   co_return true;
 }
 

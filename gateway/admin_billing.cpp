@@ -273,6 +273,36 @@ handler_result grant_token_bundle(route_call& c) {
   co_await c.reply(c.billing().credits->grant_bundle(std::move(*spec), c.actor), 201);
 }
 
+handler_result set_auto_top_up(route_call& c) {
+  body_reader body = c.body();
+  body.reject_unknown({"threshold_micros", "amount_micros", "price_paid_micros", "webhook_url"});
+  auto threshold = body.nullable_int("threshold_micros", 1, billing::credit_micros_max);
+  auto amount = body.nullable_int("amount_micros", 1, billing::credit_micros_max);
+  auto paid = body.nullable_int("price_paid_micros", 0, billing::credit_micros_max);
+  auto webhook = body.webhook_url("webhook_url");
+  if (body.ok() && (!threshold || !*threshold)) {
+    body.fail("threshold_micros is required: a positive integer (micro-units).",
+              "threshold_micros");
+  } else if (body.ok() && (!amount || !*amount)) {
+    body.fail("amount_micros is required: a positive integer (micro-units).", "amount_micros");
+  } else if (body.ok() && (!paid || !*paid)) {
+    body.fail("price_paid_micros is required: what the tenant pays for each top-up.",
+              "price_paid_micros");
+  }
+  if (!body.ok()) co_return co_await c.fail(body.error());
+  billing::credit_store::auto_top_up_spec spec;
+  spec.tenant_id = c.id;
+  spec.threshold_micros = **threshold;
+  spec.amount_micros = **amount;
+  spec.price_paid_micros = **paid;
+  if (webhook && *webhook) spec.webhook_url = **webhook;
+  co_await c.reply(c.billing().credits->set_auto_top_up(std::move(spec), c.actor));
+}
+
+handler_result get_auto_top_up(route_call& c) {
+  co_await c.reply(c.billing().credits->get_auto_top_up(c.id));
+}
+
 handler_result get_credit_grant(route_call& c) {
   co_await c.reply(c.billing().credits->get_credit_grant(c.id));
 }

@@ -53,6 +53,8 @@ const route routes_table[] = {
     {verb::post, "/admin/v1/tenants/{id}/seats", admin, routes::set_tenant_seats},
     {verb::post, "/admin/v1/tenants/{id}/credit_grants", admin, routes::grant_credit},
     {verb::post, "/admin/v1/tenants/{id}/token_bundles", admin, routes::grant_token_bundle},
+    {verb::post, "/admin/v1/tenants/{id}/auto_top_up", admin, routes::set_auto_top_up},
+    {verb::get, "/admin/v1/tenants/{id}/auto_top_up", admin, routes::get_auto_top_up},
     {verb::get, "/admin/v1/tenants/{id}/credits", admin, routes::tenant_credit_balance},
     {verb::get, "/admin/v1/tenants/{id}/credit_transfers", admin, routes::tenant_credit_transfers},
     {verb::get, "/admin/v1/credit_grants/{id}", admin, routes::get_credit_grant},

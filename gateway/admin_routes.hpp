@@ -117,6 +117,8 @@ handler_result get_tenant_seats(route_call& c);
 handler_result set_tenant_seats(route_call& c);
 handler_result grant_credit(route_call& c);
 handler_result grant_token_bundle(route_call& c);
+handler_result set_auto_top_up(route_call& c);
+handler_result get_auto_top_up(route_call& c);
 handler_result get_credit_grant(route_call& c);
 handler_result tenant_credit_balance(route_call& c);
 handler_result tenant_credit_transfers(route_call& c);

@@ -277,6 +277,8 @@ int usage() {
                "                        --tokens N --price-per-million-micros P\n"
                "                        [--effective-at UNIX] [--expires-at UNIX] [--priority N]\n"
                "                        [--memo TEXT] [--id cg_...]\n"
+               "                        | auto-top-up --tenant ID --threshold-micros N\n"
+               "                        --amount-micros N --price-paid-micros N [--webhook-url U]\n"
                "                        | balance --tenant ID | transfers --tenant ID\n"
                "                        | reconcile --tenant ID (rebuild the credit_only mirror)\n"
                "                        | expire [--at UNIX]\n"

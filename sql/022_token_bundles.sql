@@ -154,3 +154,89 @@ BEGIN
       VALUES (tid, 'usage:' || tenant, -(excess - left_over));
   END IF;
 END $$;
+
+-- Auto top-up (docs/CREDITS.md, "Auto top-up"): when a drawdown takes a tenant's money credit
+-- in force from at or above its threshold to below it, a purchased grant of the set amount is
+-- made, once per crossing: the top-up's id is the crossing drawdown's transfer id (unique),
+-- and a webhook (signed like budget alerts, sent by the same dispatcher) announces it.
+CREATE TABLE credit_auto_top_ups (
+  tenant_id          text COLLATE "C" PRIMARY KEY REFERENCES tenants (id),
+  threshold_micros   bigint NOT NULL CHECK (threshold_micros BETWEEN 1 AND 1000000000000000),
+  amount_micros      bigint NOT NULL CHECK (amount_micros BETWEEN 1 AND 1000000000000000),
+  price_paid_micros  bigint NOT NULL CHECK (price_paid_micros BETWEEN 0 AND 1000000000000000),
+  webhook_url        text,
+  webhook_secret     text,
+  updated_at         timestamptz NOT NULL DEFAULT now(),
+  CHECK ((webhook_url IS NULL) = (webhook_secret IS NULL))
+);
+
+CREATE TABLE credit_top_ups (
+  id               text COLLATE "C" PRIMARY KEY,  -- top_up:<drawdown transfer id>
+  tenant_id        text COLLATE "C" NOT NULL REFERENCES tenants (id),
+  grant_id         text COLLATE "C" NOT NULL REFERENCES credit_grants (id),
+  balance_before   bigint NOT NULL,
+  balance_after    bigint NOT NULL,
+  threshold_micros bigint NOT NULL,
+  payload          text NOT NULL,           -- the JSON body, signed as sent
+  webhook_url      text,                    -- NULL: recorded only
+  status           text NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'recorded')),
+  attempts         integer NOT NULL DEFAULT 0,
+  next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+  last_error       text,
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  delivered_at     timestamptz
+);
+CREATE INDEX credit_top_ups_due ON credit_top_ups (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX credit_top_ups_tenant ON credit_top_ups (tenant_id, created_at);
+
+-- Called by the ledger writer after it booked drawdown `p_transfer` of `p_tenant` (in the same
+-- transaction, its grants locked): the money credit usable by any model in force at `p_at`
+-- after the drawdown, and before it (plus what the drawdown took of it). A crossing makes the
+-- top-up grant and its webhook record; returns 1, else 0.
+CREATE FUNCTION tollgate_credit_auto_top_up(p_tenant text, p_transfer text, p_at timestamptz)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  cfg credit_auto_top_ups;
+  after_micros bigint;
+  drawn bigint;
+  gid text;
+  tid text := 'top_up:' || p_transfer;
+BEGIN
+  SELECT * INTO cfg FROM credit_auto_top_ups WHERE tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    RETURN 0;
+  END IF;
+  SELECT coalesce(sum(a.balance_micros), 0) INTO after_micros
+    FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id
+    WHERE g.tenant_id = p_tenant AND g.kind <> 'bundle' AND g.models IS NULL
+      AND g.effective_at <= p_at AND (g.expires_at IS NULL OR g.expires_at > p_at);
+  SELECT coalesce(-sum(e.amount_micros), 0) INTO drawn
+    FROM credit_entries e JOIN credit_accounts a ON a.id = e.account_id
+    JOIN credit_grants g ON g.id = a.grant_id
+    WHERE e.transfer_id = p_transfer AND g.kind <> 'bundle' AND g.models IS NULL
+      AND g.effective_at <= p_at AND (g.expires_at IS NULL OR g.expires_at > p_at);
+  IF NOT (after_micros + drawn >= cfg.threshold_micros AND after_micros < cfg.threshold_micros) THEN
+    RETURN 0;
+  END IF;
+  IF EXISTS (SELECT 1 FROM credit_top_ups WHERE id = tid) THEN
+    RETURN 0;
+  END IF;
+  gid := 'cg_top_up_' || md5(p_transfer);
+  PERFORM tollgate_grant_credit(gid, p_tenant, 'purchased', cfg.amount_micros,
+                                cfg.price_paid_micros, p_at, NULL, 0, NULL, 'auto top-up');
+  INSERT INTO credit_top_ups (id, tenant_id, grant_id, balance_before, balance_after,
+                              threshold_micros, payload, webhook_url, status)
+  VALUES (tid, p_tenant, gid, after_micros + drawn, after_micros, cfg.threshold_micros,
+          json_build_object('object', 'credit.auto_top_up', 'id', tid, 'tenant_id', p_tenant,
+                            'grant_id', gid, 'amount_micros', cfg.amount_micros,
+                            'price_paid_micros', cfg.price_paid_micros,
+                            'threshold_micros', cfg.threshold_micros,
+                            'balance_before_micros', after_micros + drawn,
+                            'balance_after_micros', after_micros,
+                            'at', extract(epoch from p_at)::bigint)::text,
+          cfg.webhook_url, CASE WHEN cfg.webhook_url IS NULL THEN 'recorded' ELSE 'pending' END);
+  INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id, after)
+    VALUES ('ledger', 'credit.auto_top_up', p_tenant, 'credit_grant', gid,
+            jsonb_build_object('amount_micros', cfg.amount_micros, 'top_up', tid));
+  RETURN 1;
+END $$;

@@ -11,6 +11,9 @@ import { spawnSync, execFileSync } from 'node:child_process';
 import OpenAI from 'openai';
 import { startStack, binDir, waitFor } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
+import { startRedis } from '../lib/redis.mjs';
+import http from 'node:http';
+import { createHmac } from 'node:crypto';
 import { dbConfig, api, makeTenant, refPrice, ADMIN, FINANCE } from '../lib/ledger.mjs';
 
 const day = 86_400;
@@ -22,15 +25,20 @@ const tiers = [{ up_to: 120, rate: '2500000.5' }, { up_to: 900, rate: '1250000' 
 
 describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
   let pg;
+  let redis;
   let s;
   const env = { TOLLGATE_TEST_MODE: '1' };
   const dir = path.join('/tmp', `tollgate-plans-${process.pid}`);
   before(async () => {
     pg = await startPostgres();
-    s = await startStack({ config: dbConfig(pg, dir), env });
+    // Budgets on (Redis) for the webhook dispatcher that announces auto top-ups.
+    redis = await startRedis();
+    s = await startStack({ config: { ...dbConfig(pg, dir),
+      budgets: { ...redis.budgetsConfig, alert_webhook_allow_private: true } }, env });
   });
   after(async () => {
     await s?.stop();
+    redis?.stop();
     pg?.stop();
   });
   // The gateway again, its wall clock at `at` (unix seconds).
@@ -160,6 +168,23 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     const grant = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/credit_grants`,
       { body: { kind: 'purchased', amount_micros: 900, price_paid_micros: 800 } });
     assert.equal(grant.status, 201, grant.text);
+    // Auto top-up: when the credit falls below 400, a grant of 500 (paid 450), announced by a
+    // signed webhook.
+    const hooks = [];
+    const receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => { body += c; });
+      req.on('end', () => { hooks.push({ headers: req.headers, body }); res.writeHead(204).end(); });
+    });
+    await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+    const topUp = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/auto_top_up`, { body: {
+      threshold_micros: 400, amount_micros: 500, price_paid_micros: 450, webhook_url: `http://127.0.0.1:${receiver.address().port}/top-ups` } });
+    assert.equal(topUp.status, 200, topUp.text);
+    assert.match(topUp.json.webhook_secret, /^whsec_/);
+    assert.deepEqual(topUp.json.top_ups, []);
+    const bad = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/auto_top_up`, { body: { threshold_micros: 0, amount_micros: 5, price_paid_micros: 1 } });
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(bad.json.error.param, 'threshold_micros');
 
     // The month after this one, day by day: the gateway's clock moved there for each day.
     const period = nextPeriod();
@@ -184,6 +209,7 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     const days = BigInt((end - start) / day);
     const totals = { input: 0n, output: 0n };
     let sent = 0;
+    const events = [];  // [day, input, output] in the order the ledger stored them
     const plan = [[0, 3, 4], [6, 0, 3], [15, 5, 5], [24, 0, 4], [Number(days) - 1, 0, 3]];  // [day, seats set, requests]
     for (const [d, seats, requests] of plan) {
       await restartAt(start + d * day + 3600);
@@ -202,6 +228,10 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
           assert.ok(r.usage.prompt_tokens < 150 && r.usage.completion_tokens < 200, JSON.stringify(r.usage));
           assert.equal(response.headers.get('x-tollgate-cost-micros'), '0');
         }
+        // One event per ledger batch, so the independent computation can follow each draw.
+        await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === sent + 1,
+          { what: 'the request stored' });
+        events.push([d, BigInt(r.usage.prompt_tokens - (r.usage.prompt_tokens_details?.cached_tokens ?? 0)), BigInt(r.usage.completion_tokens)]);
         totals.input += BigInt(r.usage.prompt_tokens - (r.usage.prompt_tokens_details?.cached_tokens ?? 0));
         totals.output += BigInt(r.usage.completion_tokens);
         if (d <= 15) outputToDay15 += BigInt(r.usage.completion_tokens);
@@ -233,7 +263,35 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     const seatFee = (30_000_000n * seatDays) / days;
     const trueUp = usage < 60_000_000n ? 60_000_000n - usage : 0n;
     const total = usage + 20_000_000n + seatFee + trueUp + bundlePaid;
-    const credit = usage < 900n ? usage : 900n;
+    // Money credit event by event: each event's charge (allowance, then bundle, then tiers), paid
+    // from the credit in force; a draw that takes it from >= 400 to < 400 tops it up by 500.
+    const pos = { input: 0n, output: 0n };
+    const bundleLeft = { input: bundle.tokens, output: 500n };
+    let pool = 900n;
+    let credit = 0n;
+    let topUps = 0;
+    for (const [d, input, output] of events) {
+      let charge = 0n;
+      for (const [cls, q] of [['input', input], ['output', output]]) {
+        const a = allowance[cls];
+        const toPay = q - min(q, over(a, pos[cls]));
+        const inForce = cls === 'input' || d <= 15;
+        const b = inForce ? min(toPay, bundleLeft[cls]) : 0n;
+        bundleLeft[cls] -= b;
+        const rated = q - b;
+        charge += refPrice(tiers, over(pos[cls] + rated, a)) - refPrice(tiers, over(pos[cls], a));
+        pos[cls] += rated;
+      }
+      const paid = min(charge, pool);
+      const before = pool;
+      pool -= paid;
+      credit += paid;
+      if (before >= 400n && pool < 400n) {
+        pool += 500n;
+        topUps++;
+      }
+    }
+    assert.ok(topUps >= 1, 'the month crosses the threshold');
 
     const run = await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant } });
     assert.equal(run.status, 200, run.text);
@@ -243,10 +301,32 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
       ['base_fee', 1n, 20_000_000n], ['seats', seatDays, seatFee], ...(trueUp > 0n ? [['commitment_true_up', 1n, trueUp]] : []),
       // in drawdown order: the bundle that expires first
       ['token_bundle', outBundle, outBundle * 2n], ['token_bundle', inBundle, (inBundle * bundle.price) / 1_000_000n]]);
-    // The bundles' credits come first, then the money credit.
-    assert.deepEqual(invoice.credits.map((c) => [c.kind, BigInt(c.amount_micros)]), [
-      ['bundle', outBundle * 2n], ['bundle', (inBundle * bundle.price) / 1_000_000n],
-      ['purchased', credit]]);
+    // The bundles' credits come first, then the money credits (the grant, then the top-ups).
+    const credits = invoice.credits.map((c) => [c.kind, BigInt(c.amount_micros)]);
+    assert.deepEqual(credits.slice(0, 2), [['bundle', outBundle * 2n], ['bundle', (inBundle * bundle.price) / 1_000_000n]]);
+    assert.ok(credits.slice(2).every(([k]) => k === 'purchased'));
+    assert.equal(credits.slice(2).reduce((n, [, a]) => n + a, 0n), credit);
+    assert.equal(invoice.credits[2].grant_id, grant.json.id);
+    // Each crossing made one top-up grant and one webhook, signed, delivered once.
+    await waitFor(() => hooks.length >= topUps, { what: 'the top-up webhooks' });
+    const state = await api(s.adminUrl, 'GET', `/admin/v1/tenants/${t.tenant}/auto_top_up`);
+    assert.equal(state.json.top_ups.length, topUps, state.text);
+    assert.ok(state.json.top_ups.every((u) => u.status === 'delivered' && u.attempts === 1), state.text);
+    await new Promise((r) => setTimeout(r, 1500));  // no second delivery comes
+    assert.equal(hooks.length, topUps);
+    receiver.close();
+    for (const h of hooks) {
+      const payload = JSON.parse(h.body);
+      assert.equal(payload.object, 'credit.auto_top_up');
+      assert.equal(payload.amount_micros, 500);
+      assert.ok(payload.balance_before_micros >= 400 && payload.balance_after_micros < 400, h.body);
+      const [tPart, v1Part] = h.headers['x-tollgate-signature'].split(',');
+      const expected = createHmac('sha256', topUp.json.webhook_secret).update(`${tPart.slice(2)}.${h.body}`).digest('hex');
+      assert.equal(v1Part, `v1=${expected}`);
+    }
+    assert.deepEqual(new Set(hooks.map((h) => JSON.parse(h.body).id)).size, topUps, 'one webhook per crossing');
+    const granted = await api(s.adminUrl, 'GET', `/admin/v1/tenants/${t.tenant}/credits`);
+    assert.equal(granted.json.grants.filter((g) => g.memo === 'auto top-up' && g.amount_micros === 500 && g.price_paid_micros === 450).length, topUps);
     const included = invoice.lines.filter((l) => l.included);
     assert.deepEqual(included.map((l) => [l.token_class, l.tier, l.amount_micros]), [['input', 0, 0], ['output', 0, 0]]);
     assert.equal(invoice.lines.reduce((n, l) => n + BigInt(l.amount_micros), 0n), usage);
