@@ -151,7 +151,7 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
     for (const auto& b : bundle_paid_[i]) {
       by_class[b.token_class == "input" ? 0 : b.token_class == "cached_input" ? 1 : 2] += b.tokens;
     }
-    for (const auto n : by_class) out += '\t' + std::to_string(n);
+    for (const auto n : by_class) out += n > 0 ? '\t' + std::to_string(n) : "\t\\N";
     out.push_back('\n');
   }
   co_return co_await conn_.copy_in(store_sql, out);

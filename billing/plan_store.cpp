@@ -208,9 +208,9 @@ net::awaitable<basic_result<period_usage, store_error>> plan_store::load_period_
       " SELECT coalesce(v.version, 0), e.model, e.batch,"
       // Less the tokens token bundles paid for (billing/token_bundles).
       " sum(e.prompt_tokens - least(e.cached_prompt_tokens, e.prompt_tokens)"
-      " - e.bundle_input_tokens),"
-      " sum(least(e.cached_prompt_tokens, e.prompt_tokens) - e.bundle_cached_tokens),"
-      " sum(e.completion_tokens - e.bundle_output_tokens)"
+      " - coalesce(e.bundle_input_tokens, 0)),"
+      " sum(least(e.cached_prompt_tokens, e.prompt_tokens) - coalesce(e.bundle_cached_tokens, 0)),"
+      " sum(e.completion_tokens - coalesce(e.bundle_output_tokens, 0))"
       " FROM usage_events e LEFT JOIN v ON e.occurred_at >= v.effective_at"
       " AND (v.next IS NULL OR e.occurred_at < v.next)"
       " WHERE e.tenant_id = $1 AND e.occurred_at >= to_timestamp($3::bigint)"

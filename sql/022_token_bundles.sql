@@ -32,12 +32,12 @@ ALTER TABLE credit_accounts
   ADD COLUMN tokens_balance bigint NOT NULL DEFAULT 0,
   ADD CONSTRAINT credit_bundle_tokens_not_negative CHECK (kind <> 'grant' OR tokens_balance >= 0);
 
--- Tokens a bundle paid for, per usage event and class: the invoice takes them out of the
--- period's totals before the price book prices them.
+-- Tokens a bundle paid for, per usage event and class (NULL: none): the invoice takes them out
+-- of the period's totals before the price book prices them.
 ALTER TABLE usage_events
-  ADD COLUMN bundle_input_tokens bigint NOT NULL DEFAULT 0,
-  ADD COLUMN bundle_cached_tokens bigint NOT NULL DEFAULT 0,
-  ADD COLUMN bundle_output_tokens bigint NOT NULL DEFAULT 0;
+  ADD COLUMN bundle_input_tokens bigint CHECK (bundle_input_tokens > 0),
+  ADD COLUMN bundle_cached_tokens bigint CHECK (bundle_cached_tokens > 0),
+  ADD COLUMN bundle_output_tokens bigint CHECK (bundle_output_tokens > 0);
 
 CREATE OR REPLACE FUNCTION tollgate_credit_entry_apply() RETURNS trigger
 LANGUAGE plpgsql AS $$
