@@ -21,7 +21,10 @@ const char* const credit_grant_json =
     "'effective_at',extract(epoch from g.effective_at)::bigint,"
     "'expires_at',extract(epoch from g.expires_at)::bigint,"
     "'expired',coalesce(g.expires_at <= now(), false),'priority',g.priority,'models',g.models,"
-    "'memo',g.memo,'created_at',extract(epoch from g.created_at)::bigint)";
+    "'memo',g.memo,'created_at',extract(epoch from g.created_at)::bigint,"
+    "'token_class',g.bundle_token_class,'tokens',g.bundle_tokens,"
+    "'tokens_left',CASE WHEN g.kind = 'bundle' THEN a.tokens_balance END,"
+    "'price_per_million_micros',g.bundle_price_per_million_micros)";
 
 // Drawdown order.
 const char* const drawdown_order = "g.priority, g.expires_at NULLS LAST, g.effective_at, g.id";
@@ -74,6 +77,186 @@ net::awaitable<store_result> credit_store::grant_credit(credit_grant_spec spec,
   co_return co_await get_credit_grant(id);
 }
 
+net::awaitable<store_result> credit_store::grant_bundle(token_bundle_spec spec,
+                                                        std::string actor) {
+  const bool given_id = !spec.id.empty();
+  const std::string id = given_id ? spec.id : new_object_id("cg");
+  pg::param expires;
+  if (spec.expires_at_s) expires = std::to_string(*spec.expires_at_s);
+  std::string sql =
+      "WITH f AS (SELECT tollgate_grant_bundle($1, $2, $3, $4, $5::bigint, $6::bigint,"
+      " to_timestamp($7::bigint), to_timestamp($8::bigint), $9::integer, nullif($10, ''))"
+      " AS done)"
+      " INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id, after)"
+      " SELECT $11, 'credit.bundle', $2, 'credit_grant', $1, jsonb_build_object('model', $3,"
+      " 'token_class', $4, 'tokens', $5::bigint, 'price_per_million_micros', $6::bigint) FROM f"
+      " RETURNING object_id";
+  std::vector<pg::param> params;
+  params.emplace_back(id);
+  params.emplace_back(spec.tenant_id);
+  params.emplace_back(spec.model);
+  params.emplace_back(spec.token_class);
+  params.emplace_back(std::to_string(spec.tokens));
+  params.emplace_back(std::to_string(spec.price_per_million_micros));
+  params.emplace_back(std::to_string(spec.effective_at_s));
+  params.emplace_back(expires);
+  params.emplace_back(std::to_string(spec.priority));
+  params.emplace_back(spec.memo);
+  params.emplace_back(std::move(actor));
+  auto made =
+      co_await one_object(pool_, std::move(sql), std::move(params), "The bundle was not made.");
+  if (!made && made.error().status == 409 && given_id) {
+    // A retry with the same id: the bundle made the first time, if it is this one.
+    auto existing = co_await get_credit_grant(id);
+    if (!existing) co_return existing;
+    const auto doc = json::document::parse(*existing);
+    if (doc && doc->root().find("tenant_id").as_string() == spec.tenant_id &&
+        doc->root().find("kind").as_string() == "bundle" &&
+        doc->root().find("tokens").as_int64() == spec.tokens &&
+        doc->root().find("token_class").as_string() == spec.token_class) {
+      co_return existing;
+    }
+    co_return store_error{409, "A different grant already has the id " + id + ".", "conflict"};
+  }
+  if (!made) co_return made.error();
+  co_return co_await get_credit_grant(id);
+}
+
+net::awaitable<basic_result<std::vector<fee_line>, store_error>> credit_store::bundle_lines(
+    std::string tenant_id, std::string period) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return store_unavailable(conn.error());
+  const std::string sql =
+      std::string(
+          "SELECT g.id, g.models[1], g.bundle_token_class, g.bundle_price_per_million_micros,"
+          " -sum(coalesce(e.tokens, 0)), -sum(e.amount_micros) FROM credit_transfers t"
+          " JOIN credit_entries e ON e.transfer_id = t.id"
+          " JOIN credit_accounts a ON a.id = e.account_id AND a.kind = 'grant'"
+          " JOIN credit_grants g ON g.id = a.grant_id AND g.kind = 'bundle'"
+          " WHERE t.tenant_id = $1 AND t.kind = 'drawdown' AND t.period = $2"
+          " GROUP BY g.id, g.models, g.bundle_token_class, g.bundle_price_per_million_micros,"
+          " g.priority, g.expires_at, g.effective_at ORDER BY ") +
+      drawdown_order;
+  std::vector<pg::param> params;
+  params.emplace_back(tenant_id);
+  params.emplace_back(period);
+  auto found = co_await (*conn)->query(sql, std::move(params));
+  if (!found) co_return store_error_from(found.error());
+  std::vector<fee_line> out;
+  for (int i = 0; i < found->size(); ++i) {
+    fee_line f;
+    f.kind = "token_bundle";
+    f.bundle_id = std::string(found->text(i, 0));
+    f.model = std::string(found->text(i, 1));
+    f.token_class = std::string(found->text(i, 2));
+    f.unit_amount_micros = found->int64(i, 3);
+    f.quantity = found->int64(i, 4);
+    f.amount_micros = found->int64(i, 5);
+    out.push_back(std::move(f));
+  }
+  co_return out;
+}
+
+net::awaitable<store_result> credit_store::set_auto_top_up(auto_top_up_spec spec,
+                                                           std::string actor) {
+  pg::param url;
+  if (spec.webhook_url) url = *spec.webhook_url;
+  std::string sql =
+      "WITH c AS (INSERT INTO credit_auto_top_ups (tenant_id, threshold_micros, amount_micros,"
+      " price_paid_micros, webhook_url, webhook_secret)"
+      " SELECT $1, $2::bigint, $3::bigint, $4::bigint, $5::text,"
+      " CASE WHEN $5::text IS NOT NULL THEN $6 END"
+      " WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1)"
+      " ON CONFLICT (tenant_id) DO UPDATE SET threshold_micros = EXCLUDED.threshold_micros,"
+      " amount_micros = EXCLUDED.amount_micros, price_paid_micros = EXCLUDED.price_paid_micros,"
+      " webhook_url = EXCLUDED.webhook_url, webhook_secret = CASE WHEN EXCLUDED.webhook_url IS"
+      " NULL THEN NULL ELSE coalesce(credit_auto_top_ups.webhook_secret,"
+      " EXCLUDED.webhook_secret) END, updated_at = now() RETURNING *)"
+      " INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id, after)"
+      " SELECT $7, 'credit.auto_top_up.set', c.tenant_id, 'auto_top_up', c.tenant_id,"
+      " to_jsonb(c) - 'webhook_secret' FROM c RETURNING object_id";
+  std::vector<pg::param> params;
+  params.emplace_back(spec.tenant_id);
+  params.emplace_back(std::to_string(spec.threshold_micros));
+  params.emplace_back(std::to_string(spec.amount_micros));
+  params.emplace_back(std::to_string(spec.price_paid_micros));
+  params.emplace_back(url);
+  params.emplace_back(new_webhook_secret());
+  params.emplace_back(std::move(actor));
+  auto made = co_await one_object(pool_, std::move(sql), std::move(params),
+                                  "No tenant with id " + spec.tenant_id + ".");
+  if (!made) co_return made.error();
+  co_return co_await get_auto_top_up(spec.tenant_id);
+}
+
+net::awaitable<store_result> credit_store::get_auto_top_up(std::string tenant_id) {
+  std::string sql =
+      "SELECT json_build_object('object','auto_top_up','tenant_id',c.tenant_id,"
+      "'threshold_micros',c.threshold_micros,'amount_micros',c.amount_micros,"
+      "'price_paid_micros',c.price_paid_micros,'webhook_url',c.webhook_url,"
+      "'webhook_secret',c.webhook_secret,'top_ups',coalesce((SELECT json_agg(json_build_object("
+      "'id',u.id,'grant_id',u.grant_id,'balance_before_micros',u.balance_before,"
+      "'balance_after_micros',u.balance_after,'status',u.status,'attempts',u.attempts,"
+      "'created_at',extract(epoch from u.created_at)::bigint) ORDER BY u.created_at DESC, u.id)"
+      " FROM credit_top_ups u WHERE u.tenant_id = c.tenant_id), '[]'::json))::text"
+      " FROM credit_auto_top_ups c WHERE c.tenant_id = $1";
+  std::vector<pg::param> params;
+  params.emplace_back(tenant_id);
+  co_return co_await one_object(pool_, std::move(sql), std::move(params),
+                                "No auto top-up is set for " + tenant_id + ".");
+}
+
+net::awaitable<pg::db_result<std::vector<metering::alert_delivery>>>
+credit_store::claim_top_up_webhooks(int limit, std::int64_t lease_ms) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql =
+      "WITH due AS (SELECT id FROM credit_top_ups WHERE status = 'pending'"
+      " AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1::integer"
+      " FOR UPDATE SKIP LOCKED)"
+      " UPDATE credit_top_ups x SET attempts = x.attempts + 1,"
+      " next_attempt_at = now() + $2::bigint * interval '1 millisecond'"
+      " FROM due WHERE x.id = due.id"
+      " RETURNING x.id, x.webhook_url, coalesce((SELECT c.webhook_secret FROM"
+      " credit_auto_top_ups c WHERE c.tenant_id = x.tenant_id), ''), x.payload, x.attempts";
+  std::vector<pg::param> params;
+  params.emplace_back(std::to_string(limit));
+  params.emplace_back(std::to_string(lease_ms));
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  std::vector<metering::alert_delivery> out;
+  for (int i = 0; i < r->size(); ++i) {
+    metering::alert_delivery d;
+    d.id = std::string(r->text(i, 0));
+    d.url = std::string(r->text(i, 1));
+    d.secret = std::string(r->text(i, 2));
+    d.payload = std::string(r->text(i, 3));
+    d.attempts = static_cast<int>(r->int64(i, 4));
+    out.push_back(std::move(d));
+  }
+  co_return out;
+}
+
+net::awaitable<pg::db_result<bool>> credit_store::finish_top_up_webhook(std::string id,
+                                                                       std::string status,
+                                                                       std::string error,
+                                                                       std::int64_t retry_in_ms) {
+  auto conn = co_await pool_.acquire();
+  if (!conn) co_return conn.error();
+  const std::string sql =
+      "UPDATE credit_top_ups SET status = $2, last_error = nullif($3, ''),"
+      " delivered_at = CASE WHEN $2 = 'delivered' THEN now() END,"
+      " next_attempt_at = now() + $4::bigint * interval '1 millisecond' WHERE id = $1";
+  std::vector<pg::param> params;
+  params.emplace_back(std::move(id));
+  params.emplace_back(std::move(status));
+  params.emplace_back(std::move(error));
+  params.emplace_back(std::to_string(retry_in_ms));
+  auto r = co_await (*conn)->query(sql, std::move(params));
+  if (!r) co_return r.error();
+  co_return true;
+}
+
 net::awaitable<store_result> credit_store::get_credit_grant(std::string id) {
   std::string sql = std::string("SELECT ") + credit_grant_json +
                     "::text FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id"
@@ -91,6 +274,7 @@ net::awaitable<store_result> credit_store::credit_balance(std::string tenant_id)
           " json_build_object('object','credit_balance','tenant_id',$1::text,"
           "'available_micros',(SELECT coalesce(sum(a.balance_micros), 0) FROM credit_grants g"
           " JOIN credit_accounts a ON a.grant_id = g.id WHERE g.tenant_id = $1"
+          " AND g.kind <> 'bundle'"
           " AND g.effective_at <= now() AND (g.expires_at IS NULL OR g.expires_at > now())),"
           "'used_micros',(SELECT coalesce(max(balance_micros), 0) FROM credit_accounts"
           " WHERE id = 'usage:' || $1),"
@@ -152,7 +336,7 @@ credit_store::applied_credits(std::string tenant_id, std::string period) {
           " OR (t.period < $2 AND t.occurred_at > f.finalized_at))"
           " GROUP BY t.period, g.id, g.kind, g.priority, g.expires_at, g.effective_at"
           " HAVING sum(e.amount_micros) <> 0"
-          " ORDER BY t.period = $2 DESC, t.period, ") +
+          " ORDER BY t.period = $2 DESC, t.period, g.kind <> 'bundle', ") +
       drawdown_order;
   std::vector<pg::param> drawn_params;
   drawn_params.emplace_back(tenant_id);

@@ -88,9 +88,13 @@ net::awaitable<store_result> invoice_store::draft_invoice(std::string tenant_id,
   auto seat_days = co_await plans_.period_seat_days(tenant_id, period);
   if (!seat_days) co_return seat_days.error();
   const auto bounds = period_bounds(period);
-  const std::vector<fee_line> fees = fee_lines(usage->terms, *seat_days,
-                                               (bounds->second - bounds->first) / 86'400,
-                                               priced.total_micros);
+  std::vector<fee_line> fees = fee_lines(usage->terms, *seat_days,
+                                         (bounds->second - bounds->first) / 86'400,
+                                         priced.total_micros);
+  // The tokens token bundles paid for this period, at their locked prices.
+  auto bundle_lines = co_await credits_.bundle_lines(tenant_id, period);
+  if (!bundle_lines) co_return bundle_lines.error();
+  fees.insert(fees.end(), bundle_lines->begin(), bundle_lines->end());
   invoice_amounts amounts =
       invoice_amounts_of(priced, adjustments, fees, std::move(*credits), period, digits);
   // A draft is rewritten in place (same id). Should the invoice have been finalized

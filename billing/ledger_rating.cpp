@@ -18,11 +18,12 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
                                                                           bool may_repeat) {
   static const std::string staging_sql =
       std::string("COPY usage_staging (") + usage_event_columns + ") FROM STDIN";
-  static const std::string store_sql = std::string("COPY usage_events (") + usage_event_columns +
-                                       ", cost_micros, price_book_id, price_book_version," +
-                                       " request_fee_micros, context_band, credit_micros)" +
-                                       " FROM STDIN";
+  static const std::string store_sql =
+      std::string("COPY usage_events (") + usage_event_columns +
+      ", cost_micros, price_book_id, price_book_version, request_fee_micros, context_band," +
+      " credit_micros, " + bundle_token_columns + ") FROM STDIN";
   corrections_.clear();
+  bundle_paid_.clear();
   // The journal's records (any version the writer reads) become COPY lines and their headers.
   std::vector<std::string_view> lines;
   std::vector<ledger_record> headers;
@@ -94,6 +95,7 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
   // Per event, the plan of its period (null: its tenant has none).
   std::vector<const rating_plan*> event_plans(events.size(), nullptr);
   std::vector<std::optional<rated_event>> rated(events.size());
+  bundle_paid_.resize(events.size());
   if (settings_.rate_events) {
     std::set<std::string> tenants;
     for (const auto& e : events) {
@@ -114,7 +116,11 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
     }
   }
   std::vector<std::int64_t> credit(events.size(), 0);
-  if (std::any_of(rated.begin(), rated.end(), [](const auto& r) { return r && r->cost_micros > 0; })) {
+  const bool costs = std::any_of(rated.begin(), rated.end(),
+                                 [](const auto& r) { return r && r->cost_micros > 0; });
+  const bool bundled = std::any_of(bundle_paid_.begin(), bundle_paid_.end(),
+                                   [](const auto& b) { return !b.empty(); });
+  if (costs || bundled) {
     auto drawn = co_await draw_credits(events, rated, credit);
     if (!drawn) co_return drawn.error();
   }
@@ -141,10 +147,14 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
     if (credit[i] > 0) {
       out.push_back('\t');
       out += std::to_string(credit[i]);
-      out.push_back('\n');
     } else {
-      out += "\t\\N\n";
+      out += "\t\\N";
     }
+    // The tokens bundles paid for, per class (the invoice takes them out of the totals).
+    std::int64_t by_class[token_class_count] = {};
+    for (const auto& b : bundle_paid_[i]) by_class[b.token_class] += b.tokens;
+    for (const auto n : by_class) out += n > 0 ? '\t' + std::to_string(n) : "\t\\N";
+    out.push_back('\n');
   }
   co_return co_await conn_.copy_in(store_sql, out);
 }
@@ -166,7 +176,10 @@ void ledger_writer::collect_corrections(const std::vector<std::optional<rating_e
       });
     };
     add(h.spend_counters, rated[i]->cost_micros);
-    add(h.credit_counters, credit[i]);
+    // The credit_only mirror counts money credit only: bundles are not in its limit.
+    std::int64_t by_bundles = 0;
+    for (const auto& b : bundle_paid_[i]) by_bundles += b.amount_micros;
+    add(h.credit_counters, credit[i] - by_bundles);
   }
 }
 
@@ -220,9 +233,23 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
                               locked->boolean(i, 4)};
     accumulators[key] = accumulator_state{locked->int64(i, 5), locked->int64(i, 6)};
   }
+  auto bundles = co_await lock_bundles(events);
+  if (!bundles) co_return bundles.error();
   for (std::size_t i = 0; i < events.size(); ++i) {
-    if (events[i] && plans[i] != nullptr) {
+    if (!events[i] || plans[i] == nullptr) continue;
+    const auto it = bundles->find(events[i]->tenant_id);
+    if (it == bundles->end()) {
       rated[i] = rate_event(*plans[i], *events[i], accumulators);
+      continue;
+    }
+    // The tokens the tenant's bundles pay for are not rated; the bundles pay their value.
+    rating_event rest = *events[i];
+    const auto draws = cover_with_bundles(*plans[i], rest, accumulators, it->second);
+    rated[i] = rate_event(*plans[i], rest, accumulators);
+    for (const auto& d : draws) {
+      bundle_paid_[i].push_back({it->second[d.bundle].grant_id, d.token_class, d.tokens,
+                                 d.amount_micros});
+      if (rated[i]) rated[i]->cost_micros += d.amount_micros;
     }
   }
   auto cleared = co_await conn_.exec("DELETE FROM rating_staging");
@@ -239,26 +266,65 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
   co_return true;
 }
 
-net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
-    const std::vector<std::optional<rating_event>>& events,
-    const std::vector<std::optional<rated_event>>& rated, std::vector<std::int64_t>& credit) {
+net::awaitable<pg::db_result<std::map<std::string, std::vector<token_bundle>>>>
+ledger_writer::lock_bundles(const std::vector<std::optional<rating_event>>& events) {
+  std::map<std::string, std::vector<token_bundle>> bundles;
   std::set<std::string> tenants;
-  for (std::size_t i = 0; i < events.size(); ++i) {
-    if (rated[i] && rated[i]->cost_micros > 0) tenants.insert(events[i]->tenant_id);
+  for (const auto& e : events) {
+    if (e && !e->batch) tenants.insert(e->tenant_id);
   }
+  if (tenants.empty()) co_return bundles;
   std::vector<pg::param> params;
   params.emplace_back(pg::text_array(tenants));
-  // Locked in drawdown order, the same in every gateway.
   auto found = co_await conn_.query(
-      "SELECT g.tenant_id, g.id, a.balance_micros, floor(extract(epoch from g.effective_at)),"
-      " floor(extract(epoch from g.expires_at)), array_to_json(g.models)::text"
+      "SELECT g.tenant_id, g.id, g.models[1], g.bundle_token_class, g.bundle_tokens,"
+      " a.tokens_balance, g.bundle_price_per_million_micros,"
+      " floor(extract(epoch from g.effective_at)), floor(extract(epoch from g.expires_at))"
       " FROM credit_accounts a JOIN credit_grants g ON g.id = a.grant_id"
-      " WHERE g.tenant_id = ANY($1::text[]) AND a.balance_micros > 0"
+      " WHERE g.kind = 'bundle' AND g.tenant_id = ANY($1::text[]) AND a.tokens_balance > 0"
       " ORDER BY g.tenant_id, g.priority, g.expires_at NULLS LAST, g.effective_at, g.id"
       " FOR UPDATE OF a",
       std::move(params));
   if (!found) co_return found.error();
-  if (found->size() == 0) co_return true;
+  for (int i = 0; i < found->size(); ++i) {
+    token_bundle b;
+    b.grant_id = std::string(found->text(i, 1));
+    b.model = std::string(found->text(i, 2));
+    b.token_class = token_class_index(found->text(i, 3));
+    if (b.token_class < 0) continue;  // the schema allows none other
+    b.tokens = found->int64(i, 4);
+    b.tokens_left = found->int64(i, 5);
+    b.price_per_million_micros = found->int64(i, 6);
+    b.effective_at_s = found->int64(i, 7);
+    if (!found->is_null(i, 8)) b.expires_at_s = found->int64(i, 8);
+    bundles[std::string(found->text(i, 0))].push_back(std::move(b));
+  }
+  co_return bundles;
+}
+
+net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
+    const std::vector<std::optional<rating_event>>& events,
+    const std::vector<std::optional<rated_event>>& rated, std::vector<std::int64_t>& credit) {
+  std::set<std::string> tenants;
+  bool bundles_paid = false;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (rated[i] && rated[i]->cost_micros > 0) tenants.insert(events[i]->tenant_id);
+    bundles_paid = bundles_paid || !bundle_paid_[i].empty();
+  }
+  std::vector<pg::param> params;
+  params.emplace_back(pg::text_array(tenants));
+  // Money grants (bundles were drawn while rating), locked in drawdown order, the same in
+  // every gateway.
+  auto found = co_await conn_.query(
+      "SELECT g.tenant_id, g.id, a.balance_micros, floor(extract(epoch from g.effective_at)),"
+      " floor(extract(epoch from g.expires_at)), array_to_json(g.models)::text"
+      " FROM credit_accounts a JOIN credit_grants g ON g.id = a.grant_id"
+      " WHERE g.tenant_id = ANY($1::text[]) AND a.balance_micros > 0 AND g.kind <> 'bundle'"
+      " ORDER BY g.tenant_id, g.priority, g.expires_at NULLS LAST, g.effective_at, g.id"
+      " FOR UPDATE OF a",
+      std::move(params));
+  if (!found) co_return found.error();
+  if (found->size() == 0 && !bundles_paid) co_return true;
   std::map<std::string, std::vector<credit_grant_balance>> grants;  // by tenant, drawdown order
   for (int i = 0; i < found->size(); ++i) {
     credit_grant_balance g;
@@ -280,25 +346,48 @@ net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
     grants[std::string(found->text(i, 0))].push_back(std::move(g));
   }
   // One transfer per tenant and period: each grant drawn gives, the usage account takes.
+  // Bundles move tokens beside the money.
+  struct moved {
+    std::int64_t micros = 0, tokens = 0;
+  };
   struct transfer {
     std::string id;
-    std::map<std::string, std::int64_t> by_grant;
-    std::int64_t total = 0;
+    std::map<std::string, moved> by_grant;
+    moved total;
+    bool money = false;      // money grants were drawn (auto top-up may follow)
+    std::int64_t at_s = 0;   // the latest event drawn
   };
   std::map<std::pair<std::string, std::string>, transfer> transfers;  // tenant, period
   for (std::size_t i = 0; i < events.size(); ++i) {
-    if (!rated[i] || rated[i]->cost_micros <= 0) continue;
+    if (!rated[i]) continue;
     const rating_event& e = *events[i];
-    const auto it = grants.find(e.tenant_id);
-    if (it == grants.end()) continue;
-    const auto draws = draw_credit(it->second, e.model, e.occurred_at_s, rated[i]->cost_micros);
-    if (draws.empty()) continue;
     const std::string period = period_of(e.occurred_at_s);
-    transfer& t = transfers[{e.tenant_id, period}];
-    if (t.id.empty()) t.id = "draw:" + e.tenant_id + ":" + period + ":" + e.request_id;
+    const auto transfer_of = [&]() -> transfer& {
+      transfer& t = transfers[{e.tenant_id, period}];
+      if (t.id.empty()) t.id = "draw:" + e.tenant_id + ":" + period + ":" + e.request_id;
+      return t;
+    };
+    std::int64_t rest = rated[i]->cost_micros;
+    for (const auto& b : bundle_paid_[i]) {
+      transfer& t = transfer_of();
+      moved& m = t.by_grant[b.grant_id];
+      m.micros += b.amount_micros;
+      m.tokens += b.tokens;
+      t.total.micros += b.amount_micros;
+      t.total.tokens += b.tokens;
+      credit[i] += b.amount_micros;
+      rest -= b.amount_micros;
+    }
+    const auto it = grants.find(e.tenant_id);
+    if (rest <= 0 || it == grants.end()) continue;
+    const auto draws = draw_credit(it->second, e.model, e.occurred_at_s, rest);
+    if (draws.empty()) continue;
+    transfer& t = transfer_of();
+    t.money = true;
+    t.at_s = std::max(t.at_s, e.occurred_at_s);
     for (const auto& d : draws) {
-      t.by_grant[it->second[d.grant].grant_id] += d.amount_micros;
-      t.total += d.amount_micros;
+      t.by_grant[it->second[d.grant].grant_id].micros += d.amount_micros;
+      t.total.micros += d.amount_micros;
       credit[i] += d.amount_micros;
     }
   }
@@ -310,25 +399,48 @@ net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
     transfer_rows.push_back('\t');
     pg::append_copy_text(transfer_rows, key.first);
     transfer_rows += "\tdrawdown\t" + key.second + "\n";
-    for (const auto& [grant_id, amount] : t.by_grant) {
+    const auto tokens_text = [](std::int64_t n) {
+      return n == 0 ? std::string("\\N") : std::to_string(n);
+    };
+    for (const auto& [grant_id, m] : t.by_grant) {
       pg::append_copy_text(entry_rows, t.id);
       entry_rows += "\tgrant:";
       pg::append_copy_text(entry_rows, grant_id);
-      entry_rows += "\t-" + std::to_string(amount) + "\n";
+      entry_rows += "\t" + std::to_string(-m.micros) + "\t" + tokens_text(-m.tokens) + "\n";
     }
     pg::append_copy_text(entry_rows, t.id);
     entry_rows += "\tusage:";
     pg::append_copy_text(entry_rows, key.first);
-    entry_rows += "\t" + std::to_string(t.total) + "\n";
+    entry_rows += "\t" + std::to_string(t.total.micros) + "\t" + tokens_text(t.total.tokens) + "\n";
   }
   static const std::string transfers_sql =
       "COPY credit_transfers (id, tenant_id, kind, period) FROM STDIN";
   static const std::string entries_sql =
-      "COPY credit_entries (transfer_id, account_id, amount_micros) FROM STDIN";
+      "COPY credit_entries (transfer_id, account_id, amount_micros, tokens) FROM STDIN";
   auto booked = co_await conn_.copy_in(transfers_sql, transfer_rows);
   if (!booked) co_return booked.error();
   auto entered = co_await conn_.copy_in(entries_sql, entry_rows);
   if (!entered) co_return entered.error();
+  // Auto top-up: a drawdown that took a tenant's credit below its threshold makes the top-up
+  // grant once (sql/026_token_bundles.sql).
+  std::vector<std::string> top_up_tenants, top_up_transfers, top_up_at;
+  for (const auto& [key, t] : transfers) {
+    if (!t.money) continue;
+    top_up_tenants.push_back(key.first);
+    top_up_transfers.push_back(t.id);
+    top_up_at.push_back(std::to_string(t.at_s));
+  }
+  if (top_up_tenants.empty()) co_return true;
+  std::vector<pg::param> top_up_params;
+  top_up_params.emplace_back(pg::text_array(top_up_tenants));
+  top_up_params.emplace_back(pg::text_array(top_up_transfers));
+  top_up_params.emplace_back(pg::text_array(top_up_at));
+  auto topped = co_await conn_.query(
+      "SELECT tollgate_credit_auto_top_up(u.t, u.x, to_timestamp(u.a::bigint))"
+      " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, x, a)"
+      " WHERE EXISTS (SELECT 1 FROM credit_auto_top_ups c WHERE c.tenant_id = u.t)",
+      std::move(top_up_params));
+  if (!topped) co_return topped.error();
   co_return true;
 }
 

@@ -48,6 +48,7 @@
 #include "billing/rating_plans.hpp"
 #include "billing/spool.hpp"
 #include "billing/tag_sets.hpp"
+#include "billing/token_bundles.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "metering/usage.hpp"
@@ -106,6 +107,15 @@ class ledger_writer final : public metering::usage_sink {
   void on_spend_corrections(spend_correction_listener f) { corrections_listener_ = std::move(f); }
 
  private:
+  // What a token bundle paid of an event.
+  struct bundle_paid {
+    std::string grant_id;
+    int token_class = tc_input;
+    std::int64_t tokens = 0;
+    std::int64_t amount_micros = 0;
+  };
+  std::vector<std::vector<bundle_paid>> bundle_paid_;  // per event of the batch being rated
+
   struct batch {
     std::uint64_t seq = 0;    // spool segment; 0: rows the journal could not take (memory only)
     bool in_memory = false;   // false: read it back from the segment
@@ -127,14 +137,22 @@ class ledger_writer final : public metering::usage_sink {
                                                                      bool may_repeat);
   // Rates `events` (null: a row that is not rated) by `plans` (per event, the plan of its
   // period, or null) on the accumulators in PostgreSQL: locks them, rates in order, writes
-  // them back. Fills `rated`, aligned with `events`.
+  // them back. Fills `rated`, aligned with `events`. Before rating an event it draws the
+  // tokens its tenant's token bundles pay for (billing/token_bundles.hpp; their accounts
+  // locked after the accumulators), into bundle_paid_; the event's cost includes what the
+  // bundles pay.
   boost::asio::awaitable<pg::db_result<bool>> rate_batch(
       const std::vector<std::optional<rating_event>>& events,
       const std::vector<const rating_plan*>& plans,
       std::vector<std::optional<rated_event>>& rated);
+  // Locks the accounts of the token bundles with tokens left of the events' tenants, in
+  // drawdown order, and returns them by tenant.
+  boost::asio::awaitable<pg::db_result<std::map<std::string, std::vector<token_bundle>>>>
+  lock_bundles(const std::vector<std::optional<rating_event>>& events);
   // Pays the rated events' costs from their tenants' credit grants (billing/credits.hpp): locks
   // the grants' accounts, draws for the events in order, and books one drawdown transfer per
-  // tenant and period. Fills `credit` (what credit paid of each event), aligned with `events`.
+  // tenant and period, with the bundles' draws (bundle_paid_). Fills `credit` (what credit
+  // and bundles paid of each event), aligned with `events`.
   boost::asio::awaitable<pg::db_result<bool>> draw_credits(
       const std::vector<std::optional<rating_event>>& events,
       const std::vector<std::optional<rated_event>>& rated, std::vector<std::int64_t>& credit);

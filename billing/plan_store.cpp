@@ -226,8 +226,15 @@ net::awaitable<basic_result<period_usage, store_error>> plan_store::load_period_
           " effective_at) AS next FROM price_book_versions WHERE book_id = $2)"
           " SELECT coalesce(v.version, 0), e.model, e.batch,") +
       prompt_above +
-      " sum(e.prompt_tokens - ca - cw - im - au), sum(ca), sum(e.completion_tokens - ao),"
-      " sum(cw), sum(im), sum(au), sum(ao), count(*) FILTER (WHERE e.status BETWEEN 200 AND 299)"
+      // Less the tokens token bundles paid for (billing/token_bundles): not priced here.
+      " sum(e.prompt_tokens - ca - cw - im - au - coalesce(e.bundle_input_tokens, 0)),"
+      " sum(ca - coalesce(e.bundle_cached_tokens, 0)),"
+      " sum(e.completion_tokens - ao - coalesce(e.bundle_output_tokens, 0)),"
+      " sum(cw - coalesce(e.bundle_cache_write_tokens, 0)),"
+      " sum(im - coalesce(e.bundle_image_tokens, 0)),"
+      " sum(au - coalesce(e.bundle_audio_prompt_tokens, 0)),"
+      " sum(ao - coalesce(e.bundle_audio_completion_tokens, 0)),"
+      " count(*) FILTER (WHERE e.status BETWEEN 200 AND 299)"
       " FROM usage_events e LEFT JOIN v ON e.occurred_at >= v.effective_at"
       " AND (v.next IS NULL OR e.occurred_at < v.next)"
       " CROSS JOIN LATERAL (SELECT least(e.cached_prompt_tokens, e.prompt_tokens) AS ca) s1"

@@ -158,6 +158,9 @@ std::string fee_lines_json(const std::vector<fee_line>& fees,
         .add("unit_amount_micros", f.unit_amount_micros)
         .add("amount_micros", f.amount_micros)
         .add("amount_minor", minor[first + i]);
+    if (!f.bundle_id.empty()) {
+      w.add("bundle_id", f.bundle_id).add("model", f.model).add("token_class", f.token_class);
+    }
     out.add_raw(w.finish());
   }
   return out.finish();

@@ -66,6 +66,9 @@ struct fee_line {
   std::int64_t quantity = 0;  // 1, seat-days, 1
   std::int64_t unit_amount_micros = 0;
   std::int64_t amount_micros = 0;
+  // token_bundle lines (billing/token_bundles): the bundle, its model and class; quantity is
+  // the tokens it paid for, unit_amount_micros its price per 1M tokens.
+  std::string bundle_id = {}, model = {}, token_class = {};
 };
 // The period's fee lines: the base fee; the seats, floor(seat_fee x seat_days / days) (one
 // floor for the period, 128-bit); and, when the period's usage charges fall short of the

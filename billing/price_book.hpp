@@ -30,6 +30,13 @@ enum token_class : int {
 };
 inline constexpr const char* token_class_names[token_class_count] = {
     "input", "cached_input", "cache_write", "image_input", "audio_input", "output", "audio_output"};
+// The index of a token class by its name; -1 for a name that is not one.
+inline int token_class_index(std::string_view name) {
+  for (int c = 0; c < token_class_count; ++c) {
+    if (name == token_class_names[c]) return c;
+  }
+  return -1;
+}
 // The accumulator and line name of the per-request fees.
 inline constexpr std::string_view requests_class = "requests";
 

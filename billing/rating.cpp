@@ -148,25 +148,30 @@ void rating_event::set_tokens(std::int64_t prompt, std::int64_t cached, std::int
   set_tokens(token_counts{prompt, cached, 0, 0, 0, completion, 0});
 }
 
-std::int64_t rating_event::tokens_of(int token_class) const {
+std::int64_t* rating_event::tokens_field(int token_class) {
   switch (token_class) {
     case tc_input:
-      return input;
+      return &input;
     case tc_cached_input:
-      return cached_input;
+      return &cached_input;
     case tc_cache_write:
-      return cache_write;
+      return &cache_write;
     case tc_image_input:
-      return image_input;
+      return &image_input;
     case tc_audio_input:
-      return audio_input;
+      return &audio_input;
     case tc_output:
-      return output;
+      return &output;
     case tc_audio_output:
-      return audio_output;
+      return &audio_output;
     default:
-      return 0;
+      return nullptr;
   }
+}
+
+std::int64_t rating_event::tokens_of(int token_class) const {
+  const std::int64_t* field = const_cast<rating_event*>(this)->tokens_field(token_class);
+  return field != nullptr ? *field : 0;
 }
 
 rating_event rating_event::from(const metering::usage_record& rec) {

@@ -58,8 +58,10 @@ struct rating_event {
   void set_tokens(const token_counts& counts);
   void set_tokens(std::int64_t prompt_tokens, std::int64_t cached_tokens,
                   std::int64_t completion_tokens);
-  // The tokens of a class (billing/price_book's token_class order).
+  // The tokens of a class (billing/price_book's token_class order); the field that holds
+  // them (nullptr for a number that is not a class).
   std::int64_t tokens_of(int token_class) const;
+  std::int64_t* tokens_field(int token_class);
   // A request's usage record as rating sees it (for quoting its cost before the ledger has it).
   static rating_event from(const metering::usage_record& rec);
 };

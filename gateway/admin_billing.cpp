@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "billing/credits.hpp"
+#include "billing/token_bundles.hpp"
 #include "billing/plan_terms.hpp"
 #include "billing/price_book.hpp"
 #include "billing/credit_store.hpp"
@@ -70,6 +71,57 @@ result<billing::credit_store::credit_grant_spec> credit_grant_of(body_reader& bo
   }
   if (!body.ok()) return body.error();
   spec.amount_micros = **amount;
+  spec.id = grant_id.value_or("");
+  return spec;
+}
+
+// A token bundle for `tenant` from the body, or the 400 that refuses it.
+result<billing::credit_store::token_bundle_spec> token_bundle_of(body_reader& body,
+                                                                 const std::string& tenant,
+                                                                 std::int64_t now_s) {
+  body.reject_unknown({"id", "model", "token_class", "tokens", "price_per_million_micros",
+                       "effective_at", "expires_at", "priority", "memo"});
+  auto grant_id = body.name("id", false);
+  auto model = body.name("model", true);
+  static_assert(billing::token_class_count == 7, "a bundle may be of every token class");
+  auto token_class = body.choice("token_class",
+                                 {"input", "cached_input", "cache_write", "image_input",
+                                  "audio_input", "output", "audio_output"},
+                                 true);
+  auto tokens = body.nullable_int("tokens", 1, billing::bundle_tokens_max);
+  auto price = body.nullable_int("price_per_million_micros", 1,
+                                 billing::bundle_price_per_million_micros_max);
+  auto effective = body.nullable_int("effective_at", 0, unix_seconds_max);
+  auto expires = body.nullable_int("expires_at", 0, unix_seconds_max);
+  auto priority = body.nullable_int("priority", 0, limits::credit_priority_max);
+  auto memo = body.name("memo", false);
+  if (!body.ok()) return body.error();
+  billing::credit_store::token_bundle_spec spec;
+  spec.tenant_id = tenant;
+  spec.model = *model;
+  spec.token_class = *token_class;
+  spec.effective_at_s = effective && *effective ? **effective : now_s;
+  if (expires && *expires) spec.expires_at_s = **expires;
+  if (priority && *priority) spec.priority = static_cast<int>(**priority);
+  spec.memo = memo.value_or("");
+  if (!tokens || !*tokens) {
+    body.fail("tokens is required: a positive integer.", "tokens");
+  } else if (!price || !*price) {
+    body.fail("price_per_million_micros is required: a positive integer (micro-units per 1M "
+              "tokens).",
+              "price_per_million_micros");
+  } else if (billing::bundle_value_micros(**tokens, **price) < 1 ||
+             billing::bundle_value_micros(**tokens, **price) > billing::credit_micros_max) {
+    body.fail("tokens x price_per_million_micros / 10^6 must come to 1 .. 10^15 micro-units.",
+              "tokens");
+  } else if (spec.expires_at_s && *spec.expires_at_s <= spec.effective_at_s) {
+    body.fail("expires_at must be after effective_at.", "expires_at");
+  } else if (grant_id && !billing::is_credit_grant_id(*grant_id)) {
+    body.fail("id must be cg_ and 1 to 64 letters, digits, '-' or '_'.", "id");
+  }
+  if (!body.ok()) return body.error();
+  spec.tokens = **tokens;
+  spec.price_per_million_micros = **price;
   spec.id = grant_id.value_or("");
   return spec;
 }
@@ -216,6 +268,43 @@ handler_result grant_credit(route_call& c) {
   auto outcome = co_await c.run(c.billing().credits->grant_credit(std::move(*spec), c.actor));
   if (outcome) c.budgets_changed(c.id);  // the credit_only mirror's limit grew
   co_await c.reply(std::move(outcome), 201);
+}
+
+handler_result grant_token_bundle(route_call& c) {
+  body_reader body = c.body();
+  auto spec = token_bundle_of(body, c.id, c.now_s());
+  if (!spec) co_return co_await c.fail(spec.error());
+  co_await c.reply(c.billing().credits->grant_bundle(std::move(*spec), c.actor), 201);
+}
+
+handler_result set_auto_top_up(route_call& c) {
+  body_reader body = c.body();
+  body.reject_unknown({"threshold_micros", "amount_micros", "price_paid_micros", "webhook_url"});
+  auto threshold = body.nullable_int("threshold_micros", 1, billing::credit_micros_max);
+  auto amount = body.nullable_int("amount_micros", 1, billing::credit_micros_max);
+  auto paid = body.nullable_int("price_paid_micros", 0, billing::credit_micros_max);
+  auto webhook = body.webhook_url("webhook_url");
+  if (body.ok() && (!threshold || !*threshold)) {
+    body.fail("threshold_micros is required: a positive integer (micro-units).",
+              "threshold_micros");
+  } else if (body.ok() && (!amount || !*amount)) {
+    body.fail("amount_micros is required: a positive integer (micro-units).", "amount_micros");
+  } else if (body.ok() && (!paid || !*paid)) {
+    body.fail("price_paid_micros is required: what the tenant pays for each top-up.",
+              "price_paid_micros");
+  }
+  if (!body.ok()) co_return co_await c.fail(body.error());
+  billing::credit_store::auto_top_up_spec spec;
+  spec.tenant_id = c.id;
+  spec.threshold_micros = **threshold;
+  spec.amount_micros = **amount;
+  spec.price_paid_micros = **paid;
+  if (webhook && *webhook) spec.webhook_url = **webhook;
+  co_await c.reply(c.billing().credits->set_auto_top_up(std::move(spec), c.actor));
+}
+
+handler_result get_auto_top_up(route_call& c) {
+  co_await c.reply(c.billing().credits->get_auto_top_up(c.id));
 }
 
 handler_result get_credit_grant(route_call& c) {

@@ -19,6 +19,7 @@
 #include <optional>
 
 #include "billing/budget_store.hpp"
+#include "billing/credit_store.hpp"
 #include "billing/plan_store.hpp"
 #include "core/json_text.hpp"
 #include "metering/budgets/alerts.hpp"
@@ -121,6 +122,10 @@ net::awaitable<void> alert_dispatcher::run(std::shared_ptr<loop_state> st) {
       co_await check_forecasts(st);  // what it records is claimed below
     }
     auto claimed = co_await st->billing.budgets->claim_alerts(claim_batch, lease_ms);
+    if (claimed && claimed->empty() && st->billing.credits != nullptr) {
+      // Then auto top-up webhooks (billing/credit_store), sent and signed the same way.
+      claimed = co_await st->billing.credits->claim_top_up_webhooks(claim_batch, lease_ms);
+    }
     if (claimed) {
       for (auto& d : *claimed) {
         if (st->stopping) break;  // the lease runs out and another start sends it
@@ -328,6 +333,11 @@ net::awaitable<void> alert_dispatcher::deliver(std::shared_ptr<loop_state> st,
   }
   st->outcomes.with({next.outcome}).inc();
   std::string id = d.id;
+  if (id.starts_with("top_up:")) {
+    co_await st->billing.credits->finish_top_up_webhook(std::move(id), std::move(next.status),
+                                                       std::move(error), next.retry_ms);
+    co_return;
+  }
   co_await st->billing.budgets->finish_alert(std::move(id), std::move(next.status),
                                            std::move(error), next.retry_ms);
 }

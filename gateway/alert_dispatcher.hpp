@@ -1,6 +1,8 @@
 // Budget alert delivery, the HTTP side. A threshold crossing is recorded in PostgreSQL (table
 // budget_alerts, by budget_guard); this dispatcher, on the billing thread, POSTs each pending
-// alert to its budget's webhook with an HMAC-SHA256 signature header:
+// alert to its budget's webhook, and each pending auto top-up (table credit_top_ups, made by the
+// ledger writer: docs/CREDITS.md) to its tenant's top-up webhook, with an HMAC-SHA256 signature
+// header:
 //   x-tollgate-signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 // Claims are leased in PostgreSQL, so several gateways never send one alert at the same time.
 // A failed attempt (no answer, or not 2xx) is retried after 1 s, doubling up to 5 minutes,

@@ -419,6 +419,41 @@ int grant_credit(api_call& c) {
   return 0;
 }
 
+int grant_bundle(api_call& c) {
+  const std::string model = c.opt("--model");
+  const std::string token_class = c.opt("--token-class");
+  const std::string tokens = c.opt("--tokens");
+  const std::string price = c.opt("--price-per-million-micros");
+  if (model.empty() || token_class.empty() || tokens.empty() || price.empty()) {
+    return fail("--model M, --token-class C, --tokens N and --price-per-million-micros P are "
+                "required");
+  }
+  c.body.add("model", model);
+  c.body.add("token_class", token_class);
+  c.body.add_raw("tokens", tokens);
+  c.body.add_raw("price_per_million_micros", price);
+  if (const auto v = c.opt("--effective-at"); !v.empty()) c.body.add_raw("effective_at", v);
+  if (const auto v = c.opt("--expires-at"); !v.empty()) c.body.add_raw("expires_at", v);
+  if (const auto v = c.opt("--priority"); !v.empty()) c.body.add_raw("priority", v);
+  if (const auto v = c.opt("--memo"); !v.empty()) c.body.add("memo", v);
+  if (const auto v = c.opt("--id"); !v.empty()) c.body.add("id", v);
+  return 0;
+}
+
+int set_auto_top_up(api_call& c) {
+  const std::string threshold = c.opt("--threshold-micros");
+  const std::string amount = c.opt("--amount-micros");
+  const std::string paid = c.opt("--price-paid-micros");
+  if (threshold.empty() || amount.empty() || paid.empty()) {
+    return fail("--threshold-micros N, --amount-micros N and --price-paid-micros N are required");
+  }
+  c.body.add_raw("threshold_micros", threshold);
+  c.body.add_raw("amount_micros", amount);
+  c.body.add_raw("price_paid_micros", paid);
+  if (const auto v = c.opt("--webhook-url"); !v.empty()) c.body.add("webhook_url", v);
+  return 0;
+}
+
 int cost_preview(api_call& c) {
   const std::string tenant = c.opt("--tenant");
   if (tenant.empty()) return fail("--tenant ID is required");
@@ -562,6 +597,8 @@ const api_subcommand commands[] = {
     {"credits", "expire", post, "/admin/v1/credits/expire", expire_credits},
     {"credits", "reconcile", post, "/admin/v1/budgets/reconcile", reconcile_credits},
     {"credits", "grant", post, "/admin/v1/tenants/{tenant}/credit_grants", grant_credit},
+    {"credits", "bundle", post, "/admin/v1/tenants/{tenant}/token_bundles", grant_bundle},
+    {"credits", "auto-top-up", post, "/admin/v1/tenants/{tenant}/auto_top_up", set_auto_top_up},
     {"credits", "balance", get, "/admin/v1/tenants/{tenant}/credits", list_limit},
     {"credits", "transfers", get, "/admin/v1/tenants/{tenant}/credit_transfers", list_limit},
     {"costs", "preview", get, "/finance/v1/cost_preview", cost_preview},

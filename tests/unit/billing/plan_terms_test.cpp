@@ -1,6 +1,7 @@
 // Unit tests of plan terms: worked examples (a seat plan prorated mid-month, an allowance with
-// overage at graduated tiers, a commitment true-up), each with its source, the terms' checks,
-// and a property test: with allowances, seats and commitments in play, per-event charges still
+// overage at graduated tiers, a commitment true-up, a token bundle drawn before credit), each
+// with its source, the terms' checks, and a property test: with allowances, token bundles, seats
+// and commitments in play, per-event charges still
 // telescope to the period's pricing, credit draws balance and never go negative, and the
 // invoice's total is its lines and fees, its total due that less the credits applied.
 #include <catch2/catch.hpp>
@@ -13,6 +14,7 @@
 #include "billing/period_pricing.hpp"
 #include "billing/plan_terms.hpp"
 #include "billing/rating.hpp"
+#include "billing/token_bundles.hpp"
 #include "core/json_dom.hpp"
 
 using namespace tollgate;
@@ -139,6 +141,85 @@ TEST_CASE("worked example: an allowance, then overage rated from the first gradu
         std::string::npos);
 }
 
+TEST_CASE("worked example: a token bundle drawn before credit") {
+  // Source: issue 24 ("prepaid token packs bought at a discount", drawn before money credits),
+  // on Stripe's graduated tiers above (7 currency units per 1M input tokens up to 5M). The
+  // tenant bought 2M input tokens of m at a locked 5 per 1M (10 units, paid up front) and holds
+  // 20 units of purchased credit; it uses 3 x 1M input tokens. The first 2M come from the bundle
+  // (2 x 5 = 10 units, paid by the bundle; the price book's tiers do not move), the third 1M is
+  // rated from the first tier (7 units) and paid by the credit, which keeps 13. Without the
+  // bundle the credit would have paid 20 of 21 and 1 unit would be due.
+  rating_plan plan;
+  plan.versions = {
+      {1, 0,
+       prices_of(R"({"m":{"input":)" + stripe_tiers + R"(,"output":[{"rate":"1000000"}]}})")}};
+  std::vector<token_bundle> bundles = {
+      {"cg_bundle", "m", tc_input, 2'000'000, 2'000'000, 5'000'000, 0, std::nullopt}};
+  std::vector<credit_grant_balance> grants = {
+      {"cg_money", 20'000'000, 0, std::nullopt, std::nullopt}};
+  CHECK(bundle_value_micros(2'000'000, 5'000'000) == 10'000'000);  // the bundle's amount
+  accumulator_map acc;
+  std::int64_t bundle_paid = 0, credit_paid = 0, bundle_tokens = 0;
+  for (int i = 0; i < 3; ++i) {
+    rating_event e = event(nov_2026 + i, 1'000'000, 0);
+    std::int64_t by_bundle = 0;
+    for (const auto& d : cover_with_bundles(plan, e, acc, bundles)) {
+      by_bundle += d.amount_micros;
+      bundle_tokens += d.tokens;
+    }
+    const auto rated = rate_event(plan, e, acc);
+    REQUIRE(rated);
+    std::int64_t by_credit = 0;
+    for (const auto& d : draw_credit(grants, "m", nov_2026 + i, rated->cost_micros)) {
+      by_credit += d.amount_micros;
+    }
+    CHECK(by_bundle + rated->cost_micros == (i < 2 ? 5'000'000 : 7'000'000));
+    bundle_paid += by_bundle;
+    credit_paid += by_credit;
+  }
+  CHECK(bundle_paid == 10'000'000);
+  CHECK(bundle_tokens == 2'000'000);
+  CHECK(bundles[0].tokens_left == 0);
+  CHECK(credit_paid == 7'000'000);
+  CHECK(grants[0].balance_micros == 13'000'000);
+  CHECK(acc.begin()->second.position == 1'000'000);  // the tiers moved by the rated 1M only
+
+  // The invoice: 1M input priced at tier 1, the bundle's line, the bundle's credit first.
+  period_usage period;
+  period.tier_mode = "graduated";
+  period.tier_scope = "model";
+  period.versions = {
+      {1, R"({"m":{"input":)" + stripe_tiers + R"(,"output":[{"rate":"1000000"}]}})"}};
+  period.rows = {{1, "m", false, 3'000'000 - bundle_tokens, 0, 0}};
+  const auto priced = price_period(period);
+  CHECK(priced.total_micros == 7'000'000);
+  fee_line bundle_line;
+  bundle_line.kind = "token_bundle";
+  bundle_line.quantity = bundle_tokens;
+  bundle_line.unit_amount_micros = 5'000'000;
+  bundle_line.amount_micros = bundle_paid;
+  bundle_line.bundle_id = "cg_bundle";
+  bundle_line.model = "m";
+  bundle_line.token_class = "input";
+  const auto a = invoice_amounts_of(priced, {}, {bundle_line},
+                                    {{"2026-11", "cg_bundle", "bundle", bundle_paid},
+                                     {"2026-11", "cg_money", "purchased", credit_paid}},
+                                    "2026-11", 2);
+  CHECK(a.total_micros == 17'000'000);
+  CHECK(a.credits_micros == 17'000'000);
+  CHECK(a.credits_returned_micros == 0);
+  CHECK(a.total_due_micros == 0);
+  CHECK(a.fees_json.find(R"("kind":"token_bundle","quantity":2000000)") != std::string::npos);
+  CHECK(a.fees_json.find(R"("bundle_id":"cg_bundle","model":"m","token_class":"input")") !=
+        std::string::npos);
+  // Batch usage is not drawn from bundles.
+  std::vector<token_bundle> more = {
+      {"cg_b2", "m", tc_input, 10, 10, 5'000'000, 0, std::nullopt}};
+  rating_event batch_event = event(nov_2026, 5, 0, true);
+  CHECK(cover_with_bundles(plan, batch_event, acc, more).empty());
+  CHECK(more[0].tokens_left == 10);
+}
+
 TEST_CASE("worked example: a commitment true-up when usage falls short") {
   // Source: a minimum commitment as Orb bills it (docs.withorb.com/product-catalog/
   // minimums-and-maximums: "if usage falls below the minimum, a true-up line is added"):
@@ -228,7 +309,7 @@ TEST_CASE("plan terms are checked and canonical") {
   }
 }
 
-TEST_CASE("property: allowances, seats and commitments keep every figure exact") {
+TEST_CASE("property: allowances, bundles, seats and commitments keep every figure exact") {
   std::mt19937_64 rng(24);
   const auto pick = [&rng](std::int64_t lo, std::int64_t hi) {
     return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
@@ -265,6 +346,19 @@ TEST_CASE("property: allowances, seats and commitments keep every figure exact")
     period.versions = {{1, prices}};
     period.terms = plan.terms;
 
+    // Token bundles of input or output tokens at random locked prices, some expiring
+    // mid-period, drawn before the credit.
+    std::vector<token_bundle> bundles;
+    for (std::int64_t b = pick(0, 3); b > 0; --b) {
+      const std::int64_t tokens = pick(1, 2'000);
+      std::optional<std::int64_t> expires;
+      if (pick(0, 2) == 0) expires = nov_2026 + pick(1, 40);
+      bundles.push_back({"cg_b" + std::to_string(b), "m", pick(0, 1) ? tc_input : tc_output, tokens,
+                         tokens, pick(1, 9'999'999), 0, expires});
+    }
+    std::int64_t bundle_micros = 0;
+    std::int64_t bundle_tokens[2] = {0, 0};  // input, output
+    std::int64_t interactive[2] = {0, 0};
     // Events in random order and sizes, credit drawn as they are rated.
     std::vector<credit_grant_balance> grants;
     std::int64_t granted = 0;
@@ -279,7 +373,18 @@ TEST_CASE("property: allowances, seats and commitments keep every figure exact")
       const std::int64_t in = pick(0, 300);
       const std::int64_t out = pick(0, 300);
       const bool batch = pick(0, 3) == 0;
-      const auto rated = rate_event(plan, event(nov_2026 + i, in, out, batch), acc);
+      rating_event e = event(nov_2026 + i, in, out, batch);
+      for (const auto& d : cover_with_bundles(plan, e, acc, bundles)) {
+        CHECK(d.tokens > 0);
+        CHECK(d.amount_micros >= 0);
+        bundle_micros += d.amount_micros;
+        bundle_tokens[d.token_class == tc_input ? 0 : 1] += d.tokens;
+      }
+      if (!batch) {
+        interactive[0] += in;
+        interactive[1] += out;
+      }
+      const auto rated = rate_event(plan, e, acc);
       REQUIRE(rated);
       CHECK(rated->cost_micros >= 0);
       cost += rated->cost_micros;
@@ -289,11 +394,33 @@ TEST_CASE("property: allowances, seats and commitments keep every figure exact")
       }
       CHECK(paid <= rated->cost_micros);
       drawn += paid;
-      period.rows.push_back({1, "m", batch, in, 0, out});
+      period.rows.push_back({1, "m", batch, e.input, 0, e.output});
     }
-    // The charges telescope to the period's pricing, allowances included.
+    // The charges telescope to the period's pricing, allowances included and the tokens the
+    // bundles paid for left out.
     const auto priced = price_period(period);
     CHECK(cost == priced.total_micros);
+    // Bundles: never below zero, drawn only past the allowance, and what each paid telescopes
+    // to floor(drawn x price / 10^6) (a zero-sum transfer of tokens and money).
+    std::int64_t bundle_value = 0;
+    std::int64_t left_tokens[2] = {0, 0};
+    for (const auto& b : bundles) {
+      CHECK(b.tokens_left >= 0);
+      bundle_value += bundle_value_micros(b.tokens - b.tokens_left, b.price_per_million_micros);
+      left_tokens[b.token_class == tc_input ? 0 : 1] += b.tokens_left;
+    }
+    CHECK(bundle_value == bundle_micros);
+    CHECK(bundle_tokens[0] <=
+          std::max<std::int64_t>(0, interactive[0] - plan.terms.allowance_of("m", "input")));
+    CHECK(bundle_tokens[1] <=
+          std::max<std::int64_t>(0, interactive[1] - plan.terms.allowance_of("m", "output")));
+    // Without expiry, a bundle is used up before usage past the allowance is charged.
+    const bool none_expire = std::none_of(bundles.begin(), bundles.end(),
+                                          [](const auto& b) { return b.expires_at_s.has_value(); });
+    if (none_expire && left_tokens[0] > 0) {
+      CHECK(bundle_tokens[0] ==
+            std::max<std::int64_t>(0, interactive[0] - plan.terms.allowance_of("m", "input")));
+    }
     // Credit: what the grants lost is what the events were paid (a zero-sum transfer), and no
     // grant goes below zero.
     std::int64_t left = 0;
@@ -324,9 +451,20 @@ TEST_CASE("property: allowances, seats and commitments keep every figure exact")
       CHECK(priced.total_micros + true_up == plan.terms.commitment_micros);
     }
     std::vector<applied_credit> credits;
+    std::vector<fee_line> lines_and_bundles = fees;
+    if (bundle_micros > 0) {
+      credits.push_back({"2026-11", "cg_b1", "bundle", bundle_micros});
+      fee_line l;
+      l.kind = "token_bundle";
+      l.quantity = bundle_tokens[0] + bundle_tokens[1];
+      l.amount_micros = bundle_micros;
+      l.bundle_id = "cg_b1";
+      lines_and_bundles.push_back(l);
+    }
     if (drawn > 0) credits.push_back({"2026-11", "cg_1", "promotional", drawn});
-    const auto a = invoice_amounts_of(priced, {}, fees, credits, "2026-11", 2);
-    CHECK(a.total_micros == priced.total_micros + fee_total);
+    const auto a = invoice_amounts_of(priced, {}, lines_and_bundles, credits, "2026-11", 2);
+    CHECK(a.credits_returned_micros == 0);
+    CHECK(a.total_micros == priced.total_micros + fee_total + bundle_micros);
     CHECK(a.total_due_micros == a.total_micros - a.credits_micros);
     CHECK(a.total_due_micros >= 0);
   }

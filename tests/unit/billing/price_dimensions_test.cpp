@@ -10,6 +10,7 @@
 #include "billing/credits.hpp"
 #include "billing/period_pricing.hpp"
 #include "billing/rating.hpp"
+#include "billing/token_bundles.hpp"
 #include "core/json_dom.hpp"
 
 using namespace tollgate;
@@ -460,4 +461,39 @@ TEST_CASE("an allowance covers tokens at the base prices, not a context band's")
   long_context.prompt_above = 128'000;
   period.rows = {base, long_context};
   CHECK(price_period(period).total_micros == 587'500);
+}
+
+TEST_CASE("a token bundle of a new class pays on a long-context request; the band stays") {
+  // A cache-write bundle (40,000 tokens of gemini-1.5-pro at a locked $2.00 per 1M) and a
+  // 200,000-token prompt of which 100,000 write the upstream's cache. The prompt is above
+  // 128K, so the request is rated in the long-context band whatever the bundle pays: the
+  // bundle takes 40,000 cache-write tokens ($0.08), the other 60,000 are charged at the
+  // band's cache-write rate (the book prices no cache writes, so the band's input rate,
+  // $2.50 per 1M: $0.15), the 100,000 plain input tokens at $2.50 per 1M ($0.25).
+  rating_plan plan = plan_of(gemini_book);
+  std::vector<token_bundle> bundles = {
+      {"cg_cw", "gemini-1.5-pro", tc_cache_write, 40'000, 40'000, 2'000'000, 0, std::nullopt}};
+  accumulator_map acc;
+  rating_event e = event_of("gemini-1.5-pro", {200'000, 0, 100'000, 0, 0, 0, 0});
+  const auto draws = cover_with_bundles(plan, e, acc, bundles);
+  REQUIRE(draws.size() == 1);
+  CHECK(draws[0].token_class == tc_cache_write);
+  CHECK(draws[0].tokens == 40'000);
+  CHECK(draws[0].amount_micros == 80'000);
+  CHECK(bundles[0].tokens_left == 0);
+  CHECK(e.cache_write == 60'000);
+  CHECK(e.prompt_tokens == 200'000);  // it still chooses the band
+  const auto rated = rate_event(plan, e, acc);
+  REQUIRE(rated);
+  CHECK(rated->band_above == 128'000);
+  CHECK(rated->cost_micros == 150'000 + 250'000);
+  CHECK(acc.at(key_of("gemini-1.5-pro", "cache_write>128000")).position == 60'000);
+  // A bundle of another class or model gives nothing.
+  std::vector<token_bundle> other = {
+      {"cg_o", "gemini-1.5-pro", tc_audio_input, 10, 10, 1, 0, std::nullopt},
+      {"cg_m", "another-model", tc_cache_write, 10, 10, 1, 0, std::nullopt}};
+  rating_event again = event_of("gemini-1.5-pro", {200'000, 0, 100'000, 0, 0, 0, 0});
+  CHECK(cover_with_bundles(plan, again, acc, other).empty());
+  CHECK(token_class_index("cache_write") == tc_cache_write);
+  CHECK(token_class_index("requests") == -1);
 }
