@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "billing/period_pricing.hpp"
+#include "billing/price_book.hpp"
 #include "core/csv.hpp"
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
@@ -50,8 +51,10 @@ std::string lower(std::string s) {
   return s;
 }
 
-// "gpt-4o input, batch, tier 2: 1200 tokens"
+// "gpt-4o input, batch, tier 2: 1200 tokens"; "Usage included in the plan" for the line of
+// a money allowance.
 std::string usage_description(json::value l) {
+  if (text_of(l.find("token_class")) == included_usage_class) return "Usage included in the plan";
   std::string d = text_of(l.find("model")) + " " + text_of(l.find("token_class"));
   if (is_true(l.find("batch"))) d += ", batch";
   if (is_true(l.find("included"))) {

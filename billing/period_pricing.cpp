@@ -176,6 +176,19 @@ period_pricing price_period(const period_usage& in) {
     out.lines.push_back(std::move(l));
   }
   for (auto& [k, u] : unpriced) out.unpriced.push_back(std::move(u));
+  // The plan's money allowance covers the period's first usage charges (rating's
+  // included_usage accumulator): one line taking them off.
+  const std::int64_t included = std::min(in.terms.included_usage_micros, out.total_micros);
+  if (included > 0) {
+    priced_line l;
+    l.model = "*";
+    l.token_class = std::string(included_usage_class);
+    l.tier = 0;
+    l.included = true;
+    l.amount_micros = -included;
+    out.total_micros -= included;
+    out.lines.push_back(std::move(l));
+  }
   return out;
 }
 

@@ -63,7 +63,9 @@ struct priced_line {
   std::int64_t tokens = 0;
   std::int64_t amount_micros = 0;
   std::vector<int> versions;  // the price book versions that priced it
-  bool included = false;      // tokens an allowance covers (amount 0; tier 0)
+  // Tokens an allowance covers (amount 0; tier 0); or, model "*" and class included_usage,
+  // what the plan's money allowance covers (amount negative: taken off the usage above it).
+  bool included = false;
 };
 
 struct unpriced_usage {

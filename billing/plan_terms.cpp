@@ -89,7 +89,9 @@ basic_result<plan_terms, std::string> parse_plan_terms(json::value v) {
   std::string error;
   if (!read_amount(v, "base_fee_micros", plan_fee_micros_max, t.base_fee_micros, error) ||
       !read_amount(v, "seat_fee_micros", seat_fee_micros_max, t.seat_fee_micros, error) ||
-      !read_amount(v, "commitment_micros", plan_fee_micros_max, t.commitment_micros, error)) {
+      !read_amount(v, "commitment_micros", plan_fee_micros_max, t.commitment_micros, error) ||
+      !read_amount(v, "included_usage_micros", plan_fee_micros_max, t.included_usage_micros,
+                   error)) {
     return error;
   }
   auto allowances = parse_allowances(v.find("allowances"));
@@ -113,6 +115,7 @@ std::string plan_terms_json(const plan_terms& t) {
   if (t.base_fee_micros != 0) w.add("base_fee_micros", t.base_fee_micros);
   if (t.seat_fee_micros != 0) w.add("seat_fee_micros", t.seat_fee_micros);
   if (t.commitment_micros != 0) w.add("commitment_micros", t.commitment_micros);
+  if (t.included_usage_micros != 0) w.add("included_usage_micros", t.included_usage_micros);
   if (!t.allowances.empty()) w.add_raw("allowances", allowances_json(t.allowances));
   return w.finish();
 }

@@ -1,6 +1,7 @@
 // A plan's terms beyond its price book (docs/PRICING.md, "Plan terms"): a base fee and a fee per
 // seat each period, allowances (tokens included each period per model and token class, used
-// before the price book applies) and a commitment (a minimum usage spend per period). Pure:
+// before the price book applies, and usage charges included in money) and a commitment (a
+// minimum usage spend per period). Pure:
 // parsing and checking the terms, seat-days of a period, and the invoice's fee lines, all in
 // integer micro-units.
 #pragma once
@@ -34,6 +35,9 @@ struct plan_terms {
   std::int64_t base_fee_micros = 0;    // per period, in full
   std::int64_t seat_fee_micros = 0;    // per seat and period, prorated by day
   std::int64_t commitment_micros = 0;  // minimum usage charges per period
+  // An allowance in money: the first usage charges of each period up to this many micro-units
+  // are included (rating::rate_event, period_pricing's `included_usage` line).
+  std::int64_t included_usage_micros = 0;
   std::vector<allowance> allowances;   // sorted by model, then class; one per pair
   bool operator==(const plan_terms&) const = default;
 

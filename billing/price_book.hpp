@@ -39,6 +39,9 @@ inline int token_class_index(std::string_view name) {
 }
 // The accumulator and line name of the per-request fees.
 inline constexpr std::string_view requests_class = "requests";
+// The accumulator (model "*") and line name of a plan's money allowance (billing/plan_terms):
+// the accumulator's position is the period's usage charges before the allowance.
+inline constexpr std::string_view included_usage_class = "included_usage";
 
 // A per-request fee is at most this (micro-units): 10^9, a thousand currency units.
 constexpr std::int64_t max_request_fee_micros = 1'000'000'000;

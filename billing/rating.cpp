@@ -220,8 +220,13 @@ std::optional<rating_target> rating_target_of(const rating_plan& plan, const rat
     }
   }
   if (e.answered && t.band->request_fee_micros > 0) {
+    t.fee_key = static_cast<int>(t.keys.size());
     t.keys.emplace_back(e.tenant_id, period, wanted, banded_class(requests_class, t.band_above),
                         e.batch);
+  }
+  if (plan.terms.included_usage_micros > 0) {
+    t.included_key = static_cast<int>(t.keys.size());
+    t.keys.emplace_back(e.tenant_id, period, "*", std::string(included_usage_class), false);
   }
   return t;
 }
@@ -257,8 +262,8 @@ std::optional<rated_event> rate_event(const rating_plan& plan, const rating_even
     acc.charged_micros += charge;
     out.cost_micros += charge;
   }
-  if (next_key < target->keys.size()) {  // the request fee: one more on its accumulator
-    accumulator_state& acc = accumulators[target->keys[next_key]];
+  if (target->fee_key >= 0) {  // the request fee: one more on its accumulator
+    accumulator_state& acc = accumulators[target->keys[static_cast<std::size_t>(target->fee_key)]];
     if (acc.position < max_units) {
       const std::int64_t fee = target->band->request_fee_micros;
       const std::int64_t charge =
@@ -268,6 +273,24 @@ std::optional<rated_event> rate_event(const rating_plan& plan, const rating_even
       out.cost_micros += charge;
       out.request_fee_micros = charge;
     }
+  }
+  if (target->included_key >= 0) {
+    // The money allowance covers the period's first usage charges: with C charged before this
+    // event and c now, it pays max(0, C + c - M) - max(0, C - M), which telescopes to the
+    // period's max(0, total - M).
+    const auto& key = target->keys[static_cast<std::size_t>(target->included_key)];
+    accumulator_state& acc = accumulators[key];
+    const std::int64_t m = plan.terms.included_usage_micros;
+    const std::int64_t before = acc.position;
+    const std::int64_t after = before > max_money_position - out.cost_micros
+                                   ? max_money_position
+                                   : before + out.cost_micros;
+    const std::int64_t due =
+        std::max<std::int64_t>(0, after - m) - std::max<std::int64_t>(0, before - m);
+    acc.position = after;
+    acc.charged_micros += due;
+    out.included_micros = out.cost_micros - due;
+    out.cost_micros = due;
   }
   return out;
 }

@@ -8,6 +8,7 @@
 // so that for graduated tiers the events of a period add up to its invoice.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -114,17 +115,23 @@ struct rating_target {
   const model_prices* prices = nullptr;
   const class_prices* band = nullptr;  // the prices of the event's context band
   std::int64_t band_above = 0;         // its threshold (0: the base prices)
-  // One per token class with tokens, in class order, then "requests" if a fee is due.
+  // One per token class with tokens, in class order, then "requests" if a fee is due, then
+  // the plan's money allowance if it has one.
   std::vector<accumulator_key> keys;
+  int fee_key = -1;       // the index of "requests" in keys (-1: no fee due)
+  int included_key = -1;  // the index of the money allowance's accumulator (-1: none)
 };
 std::optional<rating_target> rating_target_of(const rating_plan& plan, const rating_event& e);
 
 struct rated_event {
-  std::int64_t cost_micros = 0;  // the request fee included
+  std::int64_t cost_micros = 0;  // the request fee included, the money allowance taken off
   int version = 0;
   std::int64_t request_fee_micros = 0;
   std::int64_t band_above = 0;  // the context band that rated it (0: the base prices)
+  std::int64_t included_micros = 0;  // what the plan's money allowance covered of it
 };
+// The money allowance's accumulator stops counting here (far beyond any period's charges).
+constexpr std::int64_t max_money_position = std::numeric_limits<std::int64_t>::max() / 4;
 // Rates `e` on `accumulators` (missing ones start at zero) and advances them. nullopt: not
 // rated (see rating_target_of); nothing changes.
 std::optional<rated_event> rate_event(const rating_plan& plan, const rating_event& e,

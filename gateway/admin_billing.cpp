@@ -183,7 +183,8 @@ handler_result get_tenant_plan(route_call& c) {
 handler_result set_tenant_plan(route_call& c) {
   body_reader body = c.body();
   body.reject_unknown({"price_book_id", "batch_discount_bp", "settlement_mode", "base_fee_micros",
-                       "seat_fee_micros", "commitment_micros", "allowances"});
+                       "seat_fee_micros", "commitment_micros", "included_usage_micros",
+                       "allowances"});
   billing::plan_store::plan_spec spec;
   auto book = body.name("price_book_id", true);
   auto discount = body.nullable_int("batch_discount_bp", 0, limits::basis_points_max);
@@ -191,6 +192,8 @@ handler_result set_tenant_plan(route_call& c) {
   auto base_fee = body.nullable_int("base_fee_micros", 0, billing::plan_fee_micros_max);
   auto seat_fee = body.nullable_int("seat_fee_micros", 0, billing::seat_fee_micros_max);
   auto commitment = body.nullable_int("commitment_micros", 0, billing::plan_fee_micros_max);
+  auto included_usage =
+      body.nullable_int("included_usage_micros", 0, billing::plan_fee_micros_max);
   if (!body.ok()) co_return co_await c.fail(body.error());
   // The terms given, merged over the latest plan's by the store; 0, [] or null (written as
   // null, which the store drops) take a term away.
@@ -206,6 +209,7 @@ handler_result set_tenant_plan(route_call& c) {
   add_amount("base_fee_micros", base_fee);
   add_amount("seat_fee_micros", seat_fee);
   add_amount("commitment_micros", commitment);
+  add_amount("included_usage_micros", included_usage);
   if (body.has("allowances")) {
     auto allowances = billing::parse_allowances(body.member("allowances"));
     if (!allowances) {

@@ -266,7 +266,7 @@ int usage() {
                "       tollctl plans    set --tenant ID --price-book ID [--batch-discount-bp N]\n"
                "                        [--settlement-mode credit_then_invoice|credit_only]\n"
                "                        [--base-fee-micros N] [--seat-fee-micros N]\n"
-               "                        [--commitment-micros N]\n"
+               "                        [--commitment-micros N] [--included-usage-micros N]\n"
                "                        [--allowances MODEL:CLASS:TOKENS,...|none]\n"
                "                        | get --tenant ID\n"
                "       tollctl seats    set --tenant ID --seats N [--effective-at UNIX]\n"

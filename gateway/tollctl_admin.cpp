@@ -349,7 +349,8 @@ int set_plan(api_call& c) {
     c.body.add_raw("batch_discount_bp", v);
   }
   if (const auto v = c.opt("--settlement-mode"); !v.empty()) c.body.add("settlement_mode", v);
-  for (const char* fee : {"base-fee-micros", "seat-fee-micros", "commitment-micros"}) {
+  for (const char* fee : {"base-fee-micros", "seat-fee-micros", "commitment-micros",
+                          "included-usage-micros"}) {
     const std::string flag = std::string("--") + fee;
     if (const auto v = c.opt(flag.c_str()); !v.empty()) {
       std::string key(fee);

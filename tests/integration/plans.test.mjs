@@ -152,6 +152,54 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     assert.ok(audit.json.data.filter((a) => a.action === 'seats.set').length === 2, audit.text);
   });
 
+  test('an allowance in money: usage is included up to it, then charged; the cost header, the ledger and the invoice agree', async () => {
+    const t = await makeTenant(s.adminUrl, 'Included');
+    // 2 and 3 micro-units a token: charges are exact integers, 2 x input + 3 x output.
+    const book = await api(s.adminUrl, 'POST', '/admin/v1/price_books', {
+      body: { name: 'Included book', currency: 'USD', effective_at: 1_700_000_000,
+        models: { 'dev-echo': { input: [{ rate: '2000000' }], output: [{ rate: '3000000' }] } } },
+    });
+    assert.equal(book.status, 201, book.text);
+    const plan = `/admin/v1/tenants/${t.tenant}/plan`;
+    const refused = await api(s.adminUrl, 'POST', plan, { body: { price_book_id: book.json.id, included_usage_micros: -5 } });
+    assert.equal(refused.status, 400, refused.text);
+    assert.equal(refused.json.error.param, 'included_usage_micros');
+    const included = 500n;
+    const set = await api(s.adminUrl, 'POST', plan, { body: { price_book_id: book.json.id, included_usage_micros: Number(included) } });
+    assert.equal(set.status, 200, set.text);
+    assert.deepEqual(set.json.terms, { included_usage_micros: 500 });
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: t.key, maxRetries: 0 });
+    let before = 0n;  // the period's charges before the allowance
+    const expected = [];
+    for (let i = 0; i < 6; i++) {
+      const { data: r, response } = await client.chat.completions.create({
+        model: 'dev-echo', max_tokens: 30,
+        messages: [{ role: 'user', content: `request ${i}: ${'included words '.repeat(8 + 4 * i)}` }],
+      }).withResponse();
+      const charge = 2n * BigInt(r.usage.prompt_tokens) + 3n * BigInt(r.usage.completion_tokens);
+      const over = (c) => (c > included ? c - included : 0n);
+      const due = over(before + charge) - over(before);
+      before += charge;
+      expected.push(due);
+      assert.equal(BigInt(response.headers.get('x-tollgate-cost-micros')), due, `request ${i}`);
+      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === i + 1,
+        { what: 'the request stored' });
+    }
+    assert.ok(before > included && expected[0] === 0n, 'the month crosses the allowance');
+    const stored = pg.query(`SELECT cost_micros FROM usage_events WHERE tenant_id = '${t.tenant}' ORDER BY occurred_at, request_id`)
+      .map(([c]) => BigInt(c));
+    assert.deepEqual(stored.reduce((n, c) => n + c, 0n), before - included);
+    assert.deepEqual([...stored].sort(), [...expected].sort(), 'each event pays what passes the allowance');
+    const period = new Date().toISOString().slice(0, 7);
+    const run = await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant } });
+    assert.equal(run.status, 200, run.text);
+    const invoice = run.json.data[0];
+    assert.equal(BigInt(invoice.total_micros), before - included, run.text);
+    const line = invoice.lines.find((l) => l.token_class === 'included_usage');
+    assert.deepEqual([line.model, line.included, BigInt(line.amount_micros)], ['*', true, -included]);
+    assert.equal(invoice.lines.reduce((n, l) => n + BigInt(l.amount_micros), 0n), before - included);
+  });
+
   test('a month of usage on a seat plan with allowances and a commitment: the invoice matches an independent computation', async () => {
     const t = await makeTenant(s.adminUrl, 'Month');
     const book = await api(s.adminUrl, 'POST', '/admin/v1/price_books', {

@@ -117,3 +117,20 @@ TEST_CASE("usage events become a CloudEvents batch, one event per request") {
   CHECK(e["data"]["tags"]["team"] == "search");
   CHECK(billing::usage_cloudevents_json("{") == "[]");
 }
+
+TEST_CASE("a plan's money allowance exports as a negative item") {
+  const char* const with_included = R"({"object":"invoice","id":"inv_2","tenant_id":"ten_a",
+    "period":"2026-11","status":"draft","currency":"USD","price_book_id":"pb_1",
+    "minor_digits":2,
+    "lines":[{"model":"m","token_class":"input","batch":false,"tier":1,"tokens":3100000,
+              "amount_micros":9300000,"amount_minor":930},
+             {"model":"*","token_class":"included_usage","batch":false,"tier":0,"tokens":0,
+              "amount_micros":-9300000,"amount_minor":-930,"included":true}],
+    "adjustments":[],"unpriced":[],"total_micros":0,"total_minor":0,"credits":[],
+    "credits_micros":0,"credits_returned_micros":0,"total_due_micros":0,"total_due_minor":0})";
+  const json items = json::parse(billing::stripe_invoice_items_json(with_included));
+  REQUIRE(items["data"].size() == 2);
+  CHECK(items["data"][1]["amount"] == -930);
+  CHECK(items["data"][1]["description"] == "Usage included in the plan");
+  CHECK(items["data"][0]["amount"].get<std::int64_t>() + items["data"][1]["amount"].get<std::int64_t>() == 0);
+}

@@ -220,6 +220,67 @@ TEST_CASE("worked example: a token bundle drawn before credit") {
   CHECK(more[0].tokens_left == 10);
 }
 
+TEST_CASE("worked example: usage included in money, then overage") {
+  // Source: Cursor's Pro plan as announced in June 2025 ("$20 of frontier model usage per
+  // month at API pricing", cursor.com/blog/june-2025-pricing), on Anthropic's published
+  // Claude Sonnet 4 rates ($3 per 1M input tokens, $15 per 1M output tokens). Three requests:
+  // 2M in + 500K out ($13.50), 1M in + 400K out ($9.00), 100K in ($0.30). The first $20 of the
+  // month's usage is included: the first request costs nothing, the second $2.50 (it crosses
+  // the $20), the third $0.30; the month's usage comes to $22.80 less $20.00 included.
+  rating_plan plan;
+  plan.versions = {
+      {1, 0, prices_of(R"({"m":{"input":[{"rate":"3000000"}],"output":[{"rate":"15000000"}]}})")}};
+  plan.terms = terms_of(R"({"included_usage_micros":20000000,"commitment_micros":10000000})");
+  accumulator_map acc;
+  const auto a = rate_event(plan, event(nov_2026, 2'000'000, 500'000), acc);
+  const auto b = rate_event(plan, event(nov_2026 + 1, 1'000'000, 400'000), acc);
+  const auto c = rate_event(plan, event(nov_2026 + 2, 100'000, 0), acc);
+  REQUIRE((a && b && c));
+  CHECK(a->cost_micros == 0);
+  CHECK(a->included_micros == 13'500'000);
+  CHECK(b->cost_micros == 2'500'000);
+  CHECK(b->included_micros == 6'500'000);
+  CHECK(c->cost_micros == 300'000);
+  CHECK(c->included_micros == 0);
+  const auto& included = acc.at({"ten_1", "2026-11", "*", "included_usage", false});
+  CHECK(included.position == 22'800'000);
+  CHECK(included.charged_micros == 2'800'000);
+
+  // The invoice: the usage lines ($22.80), the included line (-$20.00); the commitment of
+  // $10.00 compares with what usage costs after the allowance ($2.80): a true-up of $7.20.
+  period_usage period;
+  period.tier_mode = "graduated";
+  period.tier_scope = "model";
+  period.versions = {
+      {1, R"({"m":{"input":[{"rate":"3000000"}],"output":[{"rate":"15000000"}]}})"}};
+  period.terms = plan.terms;
+  period.rows = {{1, "m", false, 3'100'000, 0, 900'000}};
+  const auto priced = price_period(period);
+  CHECK(priced.total_micros == 2'800'000);
+  REQUIRE(priced.lines.size() == 3);
+  CHECK(priced.lines[2].token_class == "included_usage");
+  CHECK(priced.lines[2].amount_micros == -20'000'000);
+  CHECK(priced.lines[2].included);
+  const auto fees = fee_lines(plan.terms, 0, 30, priced.total_micros);
+  REQUIRE(fees.size() == 1);
+  CHECK(fees[0].kind == "commitment_true_up");
+  CHECK(fees[0].amount_micros == 7'200'000);
+  const auto amounts = invoice_amounts_of(priced, {}, fees, {}, "2026-11", 2);
+  CHECK(amounts.total_micros == 10'000'000);
+  CHECK(amounts.total_minor == 1'000);
+  CHECK(amounts.lines_json.find(R"("model":"*","token_class":"included_usage","batch":false,)"
+                                R"("tier":0,"tokens":0,"amount_micros":-20000000,)"
+                                R"("amount_minor":-2000,"included":true)") != std::string::npos);
+  // Usage under the allowance costs nothing and shows the included line at its size.
+  period.rows = {{1, "m", false, 1'000'000, 0, 0}};
+  const auto small = price_period(period);
+  CHECK(small.total_micros == 0);
+  CHECK(small.lines.back().amount_micros == -3'000'000);
+  // The terms read back with the allowance in money.
+  CHECK(plan_terms_json(plan.terms) ==
+        R"({"commitment_micros":10000000,"included_usage_micros":20000000})");
+}
+
 TEST_CASE("worked example: a commitment true-up when usage falls short") {
   // Source: a minimum commitment as Orb bills it (docs.withorb.com/product-catalog/
   // minimums-and-maximums: "if usage falls below the minimum, a true-up line is added"):
@@ -329,6 +390,7 @@ TEST_CASE("property: allowances, bundles, seats and commitments keep every figur
     const std::string prices = "{\"m\":{\"input\":" + tiers + ",\"output\":" + tiers + "}}";
     const std::string terms =
         "{\"commitment_micros\":" + std::to_string(pick(0, 20'000)) +
+        ",\"included_usage_micros\":" + std::to_string(pick(0, 1) ? pick(0, 30'000) : 0) +
         ",\"seat_fee_micros\":" + std::to_string(pick(0, 9'999'999)) +
         ",\"allowances\":[{\"model\":\"m\",\"token_class\":\"input\","
         "\"tokens\":" +
