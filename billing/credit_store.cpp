@@ -24,7 +24,8 @@ const char* const credit_grant_json =
     "'memo',g.memo,'created_at',extract(epoch from g.created_at)::bigint,"
     "'token_class',g.bundle_token_class,'tokens',g.bundle_tokens,"
     "'tokens_left',CASE WHEN g.kind = 'bundle' THEN a.tokens_balance END,"
-    "'price_per_million_micros',g.bundle_price_per_million_micros)";
+    "'price_per_million_micros',g.bundle_price_per_million_micros,"
+    "'project_ids',g.bundle_project_ids)";
 
 // Drawdown order.
 const char* const drawdown_order = "g.priority, g.expires_at NULLS LAST, g.effective_at, g.id";
@@ -85,11 +86,12 @@ net::awaitable<store_result> credit_store::grant_bundle(token_bundle_spec spec,
   if (spec.expires_at_s) expires = std::to_string(*spec.expires_at_s);
   std::string sql =
       "WITH f AS (SELECT tollgate_grant_bundle($1, $2, $3, $4, $5::bigint, $6::bigint,"
-      " to_timestamp($7::bigint), to_timestamp($8::bigint), $9::integer, nullif($10, ''))"
-      " AS done)"
+      " to_timestamp($7::bigint), to_timestamp($8::bigint), $9::integer, nullif($10, ''),"
+      " $12::text[]) AS done)"
       " INSERT INTO audit_log (actor, action, tenant_id, object_type, object_id, after)"
       " SELECT $11, 'credit.bundle', $2, 'credit_grant', $1, jsonb_build_object('model', $3,"
-      " 'token_class', $4, 'tokens', $5::bigint, 'price_per_million_micros', $6::bigint) FROM f"
+      " 'token_class', $4, 'tokens', $5::bigint, 'price_per_million_micros', $6::bigint,"
+      " 'project_ids', $12::text[]) FROM f"
       " RETURNING object_id";
   std::vector<pg::param> params;
   params.emplace_back(id);
@@ -103,6 +105,9 @@ net::awaitable<store_result> credit_store::grant_bundle(token_bundle_spec spec,
   params.emplace_back(std::to_string(spec.priority));
   params.emplace_back(spec.memo);
   params.emplace_back(std::move(actor));
+  pg::param projects;  // NULL: every project
+  if (!spec.project_ids.empty()) projects = pg::text_array(spec.project_ids);
+  params.emplace_back(std::move(projects));
   auto made =
       co_await one_object(pool_, std::move(sql), std::move(params), "The bundle was not made.");
   if (!made && made.error().status == 409 && given_id) {

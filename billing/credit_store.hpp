@@ -47,6 +47,7 @@ class credit_store {
     int priority = 0;
     std::string memo;
     std::string id;  // as for grants
+    std::vector<std::string> project_ids;  // shared with these projects only; empty: all
   };
   // Makes a token bundle (a grant of kind bundle: docs/CREDITS.md), idempotent on its id.
   boost::asio::awaitable<store_result> grant_bundle(token_bundle_spec spec, std::string actor);

@@ -1,5 +1,6 @@
 // The ledger writer's transaction body: reading the journal's records back, rating the events
 // on the period accumulators, drawing credit and storing the rows (see ledger_writer.hpp).
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <set>
@@ -13,6 +14,23 @@
 namespace tollgate::billing {
 
 namespace net = boost::asio;
+
+namespace {
+
+// The strings of a JSON array of strings (PostgreSQL's array_to_json of a text[]).
+std::vector<std::string> string_list(std::string_view json_text) {
+  const std::string text(json_text);  // the document points into it
+  const auto doc = json::document::parse(text);
+  std::vector<std::string> out;
+  if (doc && doc->root().is_array()) {
+    doc->root().for_each_element([&out](json::value v) {
+      if (v.is_string()) out.emplace_back(v.as_string());
+    });
+  }
+  return out;
+}
+
+}  // namespace
 
 net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const std::string& rows,
                                                                           bool may_repeat) {
@@ -279,7 +297,8 @@ ledger_writer::lock_bundles(const std::vector<std::optional<rating_event>>& even
   auto found = co_await conn_.query(
       "SELECT g.tenant_id, g.id, g.models[1], g.bundle_token_class, g.bundle_tokens,"
       " a.tokens_balance, g.bundle_price_per_million_micros,"
-      " floor(extract(epoch from g.effective_at)), floor(extract(epoch from g.expires_at))"
+      " floor(extract(epoch from g.effective_at)), floor(extract(epoch from g.expires_at)),"
+      " array_to_json(g.bundle_project_ids)::text"
       " FROM credit_accounts a JOIN credit_grants g ON g.id = a.grant_id"
       " WHERE g.kind = 'bundle' AND g.tenant_id = ANY($1::text[]) AND a.tokens_balance > 0"
       " ORDER BY g.tenant_id, g.priority, g.expires_at NULLS LAST, g.effective_at, g.id"
@@ -297,6 +316,10 @@ ledger_writer::lock_bundles(const std::vector<std::optional<rating_event>>& even
     b.price_per_million_micros = found->int64(i, 6);
     b.effective_at_s = found->int64(i, 7);
     if (!found->is_null(i, 8)) b.expires_at_s = found->int64(i, 8);
+    if (!found->is_null(i, 9)) {
+      b.project_ids = string_list(found->text(i, 9));
+      std::sort(b.project_ids.begin(), b.project_ids.end());  // token_bundle::serves searches
+    }
     bundles[std::string(found->text(i, 0))].push_back(std::move(b));
   }
   co_return bundles;
@@ -332,17 +355,7 @@ net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
     g.balance_micros = found->int64(i, 2);
     g.effective_at_s = found->int64(i, 3);
     if (!found->is_null(i, 4)) g.expires_at_s = found->int64(i, 4);
-    if (!found->is_null(i, 5)) {
-      const std::string text(found->text(i, 5));
-      const auto doc = json::document::parse(text);
-      std::vector<std::string> models;
-      if (doc && doc->root().is_array()) {
-        doc->root().for_each_element([&models](json::value m) {
-          if (m.is_string()) models.emplace_back(m.as_string());
-        });
-      }
-      g.models = std::move(models);
-    }
+    if (!found->is_null(i, 5)) g.models = string_list(found->text(i, 5));
     grants[std::string(found->text(i, 0))].push_back(std::move(g));
   }
   // One transfer per tenant and period: each grant drawn gives, the usage account takes.

@@ -12,7 +12,8 @@ namespace tollgate::billing {
 namespace {
 
 // Column positions in the ledger's COPY row (ledger_writer's usage_event_columns).
-constexpr std::size_t col_tenant = 0, col_occurred_at = 1, col_request = 2, col_model = 6,
+constexpr std::size_t col_tenant = 0, col_occurred_at = 1, col_request = 2, col_project = 3,
+                      col_model = 6,
                       col_batch = 9, col_status = 10, col_prompt = 11, col_cached = 12,
                       col_completion = 13, col_cache_write = 31, col_image_prompt = 32,
                       col_audio_prompt = 33, col_audio_completion = 34, columns = 35;
@@ -120,6 +121,11 @@ std::optional<rating_event> parse_rating_event(std::string_view line) {
   e.request_id = std::move(*request);
   e.model = std::move(*model);
   e.occurred_at_s = *at;
+  if (fields[col_project] != "\\N") {
+    auto project = copy_unescape(fields[col_project]);
+    if (!project) return std::nullopt;
+    e.project_id = std::move(*project);
+  }
   e.batch = fields[col_batch] == "t";
   e.answered = *status >= 200 && *status < 300;
   e.set_tokens({*prompt, *cached, *cache_write, *image, *audio, *completion, *audio_completion});

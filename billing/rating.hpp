@@ -39,6 +39,9 @@ struct token_counts {
 struct rating_event {
   std::string tenant_id;
   std::string request_id;
+  // Empty: none. It chooses the token bundles that pay (the ledger writer's rating; the cost
+  // quote, which draws no bundles, leaves it empty).
+  std::string project_id;
   std::int64_t occurred_at_s = 0;
   std::string model;
   bool batch = false;

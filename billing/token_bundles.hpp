@@ -19,6 +19,7 @@ namespace tollgate::billing {
 
 constexpr std::int64_t bundle_tokens_max = 1'000'000'000'000'000;  // pricing's max_units
 constexpr std::int64_t bundle_price_per_million_micros_max = 1'000'000'000'000;  // 10^6 units
+constexpr std::size_t bundle_projects_max = 100;  // projects one bundle is shared with
 
 // The usage_events columns of the tokens bundles paid for, in token class order
 // (billing/price_book.hpp), for COPY lists.
@@ -36,6 +37,10 @@ struct token_bundle {
   std::int64_t price_per_million_micros = 0;
   std::int64_t effective_at_s = 0;
   std::optional<std::int64_t> expires_at_s;  // none: never expires
+  // The projects it is shared with (sorted); empty: every project of its tenant, and usage
+  // without a project.
+  std::vector<std::string> project_ids;
+  bool serves(std::string_view project_id) const;
 };
 
 // floor(tokens x price_per_million / 10^6), in 128 bits: what the first `tokens` of a bundle
@@ -49,11 +54,12 @@ struct bundle_draw {
   std::int64_t amount_micros = 0;  // what the bundle pays for them (may be 0)
 };
 
-// Draws up to `tokens` of `model` and `token_class` for an event at `at_s` from `bundles`, in
-// drawdown order (each in force at `at_s` for that model and class gives what it has). Lowers
-// tokens_left; returns the draws.
+// Draws up to `tokens` of `model` and `token_class` for an event of `project_id` at `at_s`
+// from `bundles`, in drawdown order (each in force at `at_s` for that model and class and
+// shared with that project gives what it has). Lowers tokens_left; returns the draws.
 std::vector<bundle_draw> draw_bundles(std::vector<token_bundle>& bundles, std::string_view model,
-                                      int token_class, std::int64_t at_s, std::int64_t tokens);
+                                      int token_class, std::string_view project_id,
+                                      std::int64_t at_s, std::int64_t tokens);
 
 // Takes from `bundles` the tokens of `e` that the plan's allowance leaves to pay, class by
 // class (interactive usage only: batch usage is not drawn; the context band stays the one of

@@ -80,9 +80,10 @@ result<billing::credit_store::token_bundle_spec> token_bundle_of(body_reader& bo
                                                                  const std::string& tenant,
                                                                  std::int64_t now_s) {
   body.reject_unknown({"id", "model", "token_class", "tokens", "price_per_million_micros",
-                       "effective_at", "expires_at", "priority", "memo"});
+                       "effective_at", "expires_at", "priority", "memo", "project_ids"});
   auto grant_id = body.name("id", false);
   auto model = body.name("model", true);
+  auto projects = body.name_list("project_ids", "project ids");
   static_assert(billing::token_class_count == 7, "a bundle may be of every token class");
   auto token_class = body.choice("token_class",
                                  {"input", "cached_input", "cache_write", "image_input",
@@ -104,7 +105,13 @@ result<billing::credit_store::token_bundle_spec> token_bundle_of(body_reader& bo
   if (expires && *expires) spec.expires_at_s = **expires;
   if (priority && *priority) spec.priority = static_cast<int>(**priority);
   spec.memo = memo.value_or("");
-  if (!tokens || !*tokens) {
+  if (projects && *projects) spec.project_ids = std::move(**projects);
+  if (spec.project_ids.size() > billing::bundle_projects_max) {
+    body.fail("project_ids names at most 100 projects.", "project_ids");
+  } else if (projects && *projects && spec.project_ids.empty()) {
+    body.fail("project_ids must name at least one project (null or absent: every project).",
+              "project_ids");
+  } else if (!tokens || !*tokens) {
     body.fail("tokens is required: a positive integer.", "tokens");
   } else if (!price || !*price) {
     body.fail("price_per_million_micros is required: a positive integer (micro-units per 1M "

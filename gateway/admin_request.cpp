@@ -131,6 +131,11 @@ std::optional<std::optional<std::int64_t>> body_reader::nullable_int(std::string
   return std::optional<std::int64_t>{v.as_int64()};
 }
 std::optional<std::optional<std::vector<std::string>>> body_reader::models(std::string_view key) {
+  return name_list(key, "model names");
+}
+
+std::optional<std::optional<std::vector<std::string>>> body_reader::name_list(
+    std::string_view key, std::string_view what) {
   if (!ok()) return std::nullopt;
   const json::value v = doc_->root().find(key);
   if (!v.valid()) return std::nullopt;
@@ -148,7 +153,7 @@ std::optional<std::optional<std::vector<std::string>>> body_reader::models(std::
     });
   }
   if (!good) {
-    fail(std::string(key) + " must be null or an array of model names.", key);
+    fail(std::string(key) + " must be null or an array of " + std::string(what) + ".", key);
     return std::nullopt;
   }
   return std::optional<std::vector<std::string>>{std::move(out)};

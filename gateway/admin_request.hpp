@@ -58,6 +58,9 @@ class body_reader {
                                                           std::int64_t max);
   // Model names (absent: nullopt; null: optional holding nullopt).
   std::optional<std::optional<std::vector<std::string>>> models(std::string_view key);
+  // The same for other names (ids): `what` names them in the 400.
+  std::optional<std::optional<std::vector<std::string>>> name_list(std::string_view key,
+                                                                   std::string_view what);
   // Default tags: an object of string values (metering/attribution.hpp's limits), returned in
   // its compact JSON form. Absent: nullopt. Null or {}: optional holding nullopt (no tags).
   std::optional<std::optional<std::string>> tags(std::string_view key);

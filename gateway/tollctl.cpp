@@ -278,7 +278,7 @@ int usage() {
                "                        | bundle --tenant ID --model M --token-class C\n"
                "                        --tokens N --price-per-million-micros P\n"
                "                        [--effective-at UNIX] [--expires-at UNIX] [--priority N]\n"
-               "                        [--memo TEXT] [--id cg_...]\n"
+               "                        [--memo TEXT] [--id cg_...] [--projects p1,p2]\n"
                "                        | auto-top-up --tenant ID --threshold-micros N\n"
                "                        --amount-micros N --price-paid-micros N [--webhook-url U]\n"
                "                        | balance --tenant ID | transfers --tenant ID\n"

@@ -438,6 +438,9 @@ int grant_bundle(api_call& c) {
   if (const auto v = c.opt("--priority"); !v.empty()) c.body.add_raw("priority", v);
   if (const auto v = c.opt("--memo"); !v.empty()) c.body.add("memo", v);
   if (const auto v = c.opt("--id"); !v.empty()) c.body.add("id", v);
+  if (const auto v = c.opt("--projects"); !v.empty()) {
+    c.body.add_raw("project_ids", json_string_list(v));
+  }
   return 0;
 }
 

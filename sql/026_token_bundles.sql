@@ -12,6 +12,9 @@ ALTER TABLE credit_grants
     'cache_write', 'image_input', 'audio_input', 'output', 'audio_output')),
   ADD COLUMN bundle_tokens bigint CHECK (bundle_tokens > 0),
   ADD COLUMN bundle_price_per_million_micros bigint CHECK (bundle_price_per_million_micros > 0),
+  -- The projects of its tenant a bundle is shared with (sorted, no repeats); NULL: all of them.
+  ADD COLUMN bundle_project_ids text[] COLLATE "C"
+    CHECK (cardinality(bundle_project_ids) BETWEEN 1 AND 100),
   DROP CONSTRAINT credit_grants_kind_check,
   ADD CONSTRAINT credit_grants_kind_check CHECK (kind IN ('purchased', 'promotional', 'bundle')),
   DROP CONSTRAINT credit_grants_check,
@@ -20,7 +23,9 @@ ALTER TABLE credit_grants
   -- A bundle names its one model, class, tokens and price; other grants none of them.
   ADD CONSTRAINT credit_grants_bundle_check CHECK ((kind = 'bundle') = (
     bundle_token_class IS NOT NULL AND bundle_tokens IS NOT NULL
-    AND bundle_price_per_million_micros IS NOT NULL AND cardinality(models) = 1));
+    AND bundle_price_per_million_micros IS NOT NULL AND cardinality(models) = 1)),
+  ADD CONSTRAINT credit_grants_bundle_projects_check
+    CHECK (kind = 'bundle' OR bundle_project_ids IS NULL);
 
 -- Tokens an entry moves (bundle accounts and the usage, funding and breakage accounts facing
 -- them); NULL for money alone. A bundle draw worth less than a micro-unit moves tokens only.
@@ -73,17 +78,27 @@ END $$;
 CREATE FUNCTION tollgate_grant_bundle(grant_id text, tenant text, bundle_model text,
                                       token_class text, tokens bigint, price_per_million bigint,
                                       effective timestamptz, expires timestamptz,
-                                      grant_priority integer, grant_memo text)
+                                      grant_priority integer, grant_memo text,
+                                      shared_with text[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   amount bigint;
+  missing text;
 BEGIN
+  SELECT p INTO missing FROM unnest(shared_with) AS p
+    WHERE NOT EXISTS (SELECT 1 FROM projects x WHERE x.id = p AND x.tenant_id = tenant) LIMIT 1;
+  IF missing IS NOT NULL THEN
+    RAISE EXCEPTION 'project % is not a project of tenant %', missing, tenant
+      USING ERRCODE = 'foreign_key_violation';
+  END IF;
   amount := floor(tokens::numeric * price_per_million / 1000000)::bigint;
   INSERT INTO credit_grants (id, tenant_id, kind, amount_micros, price_paid_micros,
                              effective_at, expires_at, priority, models, memo,
-                             bundle_token_class, bundle_tokens, bundle_price_per_million_micros)
+                             bundle_token_class, bundle_tokens, bundle_price_per_million_micros,
+                             bundle_project_ids)
   VALUES (grant_id, tenant, 'bundle', amount, amount, effective, expires, grant_priority,
-          ARRAY[bundle_model], grant_memo, token_class, tokens, price_per_million);
+          ARRAY[bundle_model], grant_memo, token_class, tokens, price_per_million,
+          (SELECT array_agg(DISTINCT p ORDER BY p) FROM unnest(shared_with) AS p));
   PERFORM tollgate_credit_tenant_accounts(tenant);
   INSERT INTO credit_accounts (id, tenant_id, kind, grant_id)
     VALUES ('grant:' || grant_id, tenant, 'grant', grant_id);

@@ -200,6 +200,39 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     assert.equal(invoice.lines.reduce((n, l) => n + BigInt(l.amount_micros), 0n), before - included);
   });
 
+  test('a token bundle shared with some projects pays for their usage only', async () => {
+    const t = await makeTenant(s.adminUrl, 'Shared');
+    const other = await makeTenant(s.adminUrl, 'Stranger');
+    const p2 = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/projects`, { body: { name: 'Shared batch' } });
+    assert.equal(p2.status, 201, p2.text);
+    const k2 = await api(s.adminUrl, 'POST', '/admin/v1/keys', { body: { tenant_id: t.tenant, project_id: p2.json.id, name: 'Shared batch key' } });
+    assert.equal(k2.status, 201, k2.text);
+    const book = await api(s.adminUrl, 'POST', '/admin/v1/price_books', {
+      body: { name: 'Shared book', currency: 'USD', effective_at: 1_700_000_000, models: { 'dev-echo': { input: tiers, output: tiers } } },
+    });
+    assert.equal(book.status, 201, book.text);
+    assert.equal((await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`, { body: { price_book_id: book.json.id } })).status, 200);
+    const bundles = `/admin/v1/tenants/${t.tenant}/token_bundles`;
+    const spec = { model: 'dev-echo', token_class: 'input', tokens: 100_000, price_per_million_micros: 1_000_000 };
+    const stranger = await api(s.adminUrl, 'POST', bundles, { body: { ...spec, project_ids: [other.project] } });
+    assert.equal(stranger.status, 404, stranger.text);
+    const empty = await api(s.adminUrl, 'POST', bundles, { body: { ...spec, project_ids: [] } });
+    assert.equal(empty.status, 400, empty.text);
+    assert.equal(empty.json.error.param, 'project_ids');
+    const made = await api(s.adminUrl, 'POST', bundles, { body: { ...spec, project_ids: [p2.json.id] } });
+    assert.equal(made.status, 201, made.text);
+    assert.deepEqual(made.json.project_ids, [p2.json.id]);
+    for (const key of [t.key, k2.json.key]) {
+      const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: key, maxRetries: 0 });
+      await client.chat.completions.create({ model: 'dev-echo', max_tokens: 5, messages: [{ role: 'user', content: 'shared bundle words' }] });
+    }
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 2, { what: 'both stored' });
+    const rows = pg.query(`SELECT project_id, coalesce(bundle_input_tokens, 0), prompt_tokens FROM usage_events WHERE tenant_id = '${t.tenant}'`);
+    const byProject = Object.fromEntries(rows.map(([p, b, n]) => [p, [Number(b), Number(n)]]));
+    assert.equal(byProject[t.project][0], 0, 'the first project pays at the price book');
+    assert.equal(byProject[p2.json.id][0], byProject[p2.json.id][1], 'the bundle pays for the shared project\'s input');
+  });
+
   test('a month of usage on a seat plan with allowances and a commitment: the invoice matches an independent computation', async () => {
     const t = await makeTenant(s.adminUrl, 'Month');
     const book = await api(s.adminUrl, 'POST', '/admin/v1/price_books', {

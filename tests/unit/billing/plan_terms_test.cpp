@@ -154,7 +154,7 @@ TEST_CASE("worked example: a token bundle drawn before credit") {
       {1, 0,
        prices_of(R"({"m":{"input":)" + stripe_tiers + R"(,"output":[{"rate":"1000000"}]}})")}};
   std::vector<token_bundle> bundles = {
-      {"cg_bundle", "m", tc_input, 2'000'000, 2'000'000, 5'000'000, 0, std::nullopt}};
+      {"cg_bundle", "m", tc_input, 2'000'000, 2'000'000, 5'000'000, 0, std::nullopt, {}}};
   std::vector<credit_grant_balance> grants = {
       {"cg_money", 20'000'000, 0, std::nullopt, std::nullopt}};
   CHECK(bundle_value_micros(2'000'000, 5'000'000) == 10'000'000);  // the bundle's amount
@@ -214,10 +214,24 @@ TEST_CASE("worked example: a token bundle drawn before credit") {
         std::string::npos);
   // Batch usage is not drawn from bundles.
   std::vector<token_bundle> more = {
-      {"cg_b2", "m", tc_input, 10, 10, 5'000'000, 0, std::nullopt}};
+      {"cg_b2", "m", tc_input, 10, 10, 5'000'000, 0, std::nullopt, {}}};
   rating_event batch_event = event(nov_2026, 5, 0, true);
   CHECK(cover_with_bundles(plan, batch_event, acc, more).empty());
   CHECK(more[0].tokens_left == 10);
+  // A bundle shared with some of the tenant's projects pays for their usage only.
+  std::vector<token_bundle> scoped = {
+      {"cg_b3", "m", tc_input, 10, 10, 5'000'000, 0, std::nullopt, {"prj_a", "prj_c"}}};
+  for (const char* other : {"prj_b", ""}) {
+    rating_event e = event(nov_2026, 4, 0);
+    e.project_id = other;
+    CHECK(cover_with_bundles(plan, e, acc, scoped).empty());
+  }
+  rating_event shared = event(nov_2026, 4, 0);
+  shared.project_id = "prj_c";
+  const auto draws = cover_with_bundles(plan, shared, acc, scoped);
+  REQUIRE(draws.size() == 1);
+  CHECK(draws[0].tokens == 4);
+  CHECK(scoped[0].tokens_left == 6);
 }
 
 TEST_CASE("worked example: usage included in money, then overage") {
@@ -416,7 +430,7 @@ TEST_CASE("property: allowances, bundles, seats and commitments keep every figur
       std::optional<std::int64_t> expires;
       if (pick(0, 2) == 0) expires = nov_2026 + pick(1, 40);
       bundles.push_back({"cg_b" + std::to_string(b), "m", pick(0, 1) ? tc_input : tc_output, tokens,
-                         tokens, pick(1, 9'999'999), 0, expires});
+                         tokens, pick(1, 9'999'999), 0, expires, {}});
     }
     std::int64_t bundle_micros = 0;
     std::int64_t bundle_tokens[2] = {0, 0};  // input, output

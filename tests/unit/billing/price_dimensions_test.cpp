@@ -472,7 +472,7 @@ TEST_CASE("a token bundle of a new class pays on a long-context request; the ban
   // $2.50 per 1M: $0.15), the 100,000 plain input tokens at $2.50 per 1M ($0.25).
   rating_plan plan = plan_of(gemini_book);
   std::vector<token_bundle> bundles = {
-      {"cg_cw", "gemini-1.5-pro", tc_cache_write, 40'000, 40'000, 2'000'000, 0, std::nullopt}};
+      {"cg_cw", "gemini-1.5-pro", tc_cache_write, 40'000, 40'000, 2'000'000, 0, std::nullopt, {}}};
   accumulator_map acc;
   rating_event e = event_of("gemini-1.5-pro", {200'000, 0, 100'000, 0, 0, 0, 0});
   const auto draws = cover_with_bundles(plan, e, acc, bundles);
@@ -490,8 +490,8 @@ TEST_CASE("a token bundle of a new class pays on a long-context request; the ban
   CHECK(acc.at(key_of("gemini-1.5-pro", "cache_write>128000")).position == 60'000);
   // A bundle of another class or model gives nothing.
   std::vector<token_bundle> other = {
-      {"cg_o", "gemini-1.5-pro", tc_audio_input, 10, 10, 1, 0, std::nullopt},
-      {"cg_m", "another-model", tc_cache_write, 10, 10, 1, 0, std::nullopt}};
+      {"cg_o", "gemini-1.5-pro", tc_audio_input, 10, 10, 1, 0, std::nullopt, {}},
+      {"cg_m", "another-model", tc_cache_write, 10, 10, 1, 0, std::nullopt, {}}};
   rating_event again = event_of("gemini-1.5-pro", {200'000, 0, 100'000, 0, 0, 0, 0});
   CHECK(cover_with_bundles(plan, again, acc, other).empty());
   CHECK(token_class_index("cache_write") == tc_cache_write);
