@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "billing/bundle_reads.hpp"
 #include "billing/ledger_record.hpp"
 #include "billing/ledger_writer.hpp"
 #include "billing/period_pricing.hpp"
@@ -14,23 +15,6 @@
 namespace tollgate::billing {
 
 namespace net = boost::asio;
-
-namespace {
-
-// The strings of a JSON array of strings (PostgreSQL's array_to_json of a text[]).
-std::vector<std::string> string_list(std::string_view json_text) {
-  const std::string text(json_text);  // the document points into it
-  const auto doc = json::document::parse(text);
-  std::vector<std::string> out;
-  if (doc && doc->root().is_array()) {
-    doc->root().for_each_element([&out](json::value v) {
-      if (v.is_string()) out.emplace_back(v.as_string());
-    });
-  }
-  return out;
-}
-
-}  // namespace
 
 net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const std::string& rows,
                                                                           bool may_repeat) {
@@ -286,43 +270,17 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
 
 net::awaitable<pg::db_result<std::map<std::string, std::vector<token_bundle>>>>
 ledger_writer::lock_bundles(const std::vector<std::optional<rating_event>>& events) {
-  std::map<std::string, std::vector<token_bundle>> bundles;
   std::set<std::string> tenants;
   for (const auto& e : events) {
     if (e && !e->batch) tenants.insert(e->tenant_id);
   }
-  if (tenants.empty()) co_return bundles;
+  if (tenants.empty()) co_return std::map<std::string, std::vector<token_bundle>>{};
   std::vector<pg::param> params;
   params.emplace_back(pg::text_array(tenants));
-  auto found = co_await conn_.query(
-      "SELECT g.tenant_id, g.id, g.models[1], g.bundle_token_class, g.bundle_tokens,"
-      " a.tokens_balance, g.bundle_price_per_million_micros,"
-      " floor(extract(epoch from g.effective_at)), floor(extract(epoch from g.expires_at)),"
-      " array_to_json(g.bundle_project_ids)::text"
-      " FROM credit_accounts a JOIN credit_grants g ON g.id = a.grant_id"
-      " WHERE g.kind = 'bundle' AND g.tenant_id = ANY($1::text[]) AND a.tokens_balance > 0"
-      " ORDER BY g.tenant_id, g.priority, g.expires_at NULLS LAST, g.effective_at, g.id"
-      " FOR UPDATE OF a",
-      std::move(params));
+  const std::string sql = bundles_sql(true);  // named: it outlives the co_await
+  auto found = co_await conn_.query(sql, std::move(params));
   if (!found) co_return found.error();
-  for (int i = 0; i < found->size(); ++i) {
-    token_bundle b;
-    b.grant_id = std::string(found->text(i, 1));
-    b.model = std::string(found->text(i, 2));
-    b.token_class = token_class_index(found->text(i, 3));
-    if (b.token_class < 0) continue;  // the schema allows none other
-    b.tokens = found->int64(i, 4);
-    b.tokens_left = found->int64(i, 5);
-    b.price_per_million_micros = found->int64(i, 6);
-    b.effective_at_s = found->int64(i, 7);
-    if (!found->is_null(i, 8)) b.expires_at_s = found->int64(i, 8);
-    if (!found->is_null(i, 9)) {
-      b.project_ids = string_list(found->text(i, 9));
-      std::sort(b.project_ids.begin(), b.project_ids.end());  // token_bundle::serves searches
-    }
-    bundles[std::string(found->text(i, 0))].push_back(std::move(b));
-  }
-  co_return bundles;
+  co_return bundles_of(*found);
 }
 
 net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(

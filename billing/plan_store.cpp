@@ -5,6 +5,7 @@
 #include <set>
 
 #include "billing/api_keys.hpp"
+#include "billing/bundle_reads.hpp"
 #include "billing/price_book.hpp"
 #include "core/json_dom.hpp"
 
@@ -385,6 +386,14 @@ net::awaitable<pg::db_result<plan_store::rating_state>> plan_store::load_rating_
     state.accumulators[{tenant_id, period, std::string(acc->text(i, 0)),
                         std::string(acc->text(i, 1)), acc->boolean(i, 2)}] =
         accumulator_state{acc->int64(i, 3), acc->int64(i, 4)};
+  }
+  const std::string bundle_sql = bundles_sql(false);  // named: it outlives the co_await
+  std::vector<pg::param> bundle_params;
+  bundle_params.emplace_back(pg::text_array(tenants));
+  auto bundles = co_await (*conn)->query(bundle_sql, std::move(bundle_params));
+  if (!bundles) co_return bundles.error();
+  if (auto found = bundles_of(*bundles); !found.empty()) {
+    state.bundles = std::move(found.begin()->second);
   }
   co_return state;
 }

@@ -14,6 +14,7 @@
 #include "billing/pg.hpp"
 #include "billing/price_book.hpp"
 #include "billing/rating.hpp"
+#include "billing/token_bundles.hpp"
 #include "billing/rating_plans.hpp"
 #include "billing/store_common.hpp"
 
@@ -95,6 +96,7 @@ class plan_store {
   struct rating_state {
     std::optional<rating_plan> plan;
     accumulator_map accumulators;
+    std::vector<token_bundle> bundles;  // with tokens left, in drawdown order
   };
   boost::asio::awaitable<pg::db_result<rating_state>> load_rating_state(std::string tenant_id,
                                                                        std::string period);

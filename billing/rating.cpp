@@ -13,10 +13,10 @@ namespace {
 
 // Column positions in the ledger's COPY row (ledger_writer's usage_event_columns).
 constexpr std::size_t col_tenant = 0, col_occurred_at = 1, col_request = 2, col_project = 3,
-                      col_model = 6,
-                      col_batch = 9, col_status = 10, col_prompt = 11, col_cached = 12,
-                      col_completion = 13, col_cache_write = 31, col_image_prompt = 32,
-                      col_audio_prompt = 33, col_audio_completion = 34, columns = 35;
+                      col_model = 6, col_batch = 9, col_status = 10, col_prompt = 11,
+                      col_cached = 12, col_completion = 13, col_cache_write = 31,
+                      col_image_prompt = 32, col_audio_prompt = 33, col_audio_completion = 34,
+                      columns = 35;
 
 // The inverse of pg::append_copy_text for the escapes COPY text may hold.
 std::optional<std::string> copy_unescape(std::string_view v) {

@@ -4,6 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 
 #include "billing/period_pricing.hpp"
 #include "billing/plan_store.hpp"
@@ -43,6 +44,13 @@ boost::asio::awaitable<void> cost_quoter::refresh(std::shared_ptr<shared_state> 
     auto& mine = t.accumulators[key];
     if (stored.position > mine.position) mine = stored;
   }
+  // The bundles as the ledger has them, unless this gateway drew more of one in its quotes.
+  for (auto& b : loaded->bundles) {
+    for (const auto& mine : t.bundles) {
+      if (mine.grant_id == b.grant_id) b.tokens_left = std::min(b.tokens_left, mine.tokens_left);
+    }
+  }
+  t.bundles = std::move(loaded->bundles);
 }
 
 boost::asio::awaitable<std::optional<std::int64_t>> cost_quoter::quote(
@@ -53,11 +61,22 @@ boost::asio::awaitable<std::optional<std::int64_t>> cost_quoter::quote(
   }
   const billing::rating_event e = billing::rating_event::from(rec);
   const std::string period = billing::period_of(e.occurred_at_s);
-  // Rates `e` on what is known of its tenant (the lock held).
-  auto rate_known = [&e](tenant_state& t) -> std::optional<std::int64_t> {
+  // Rates `e` on what is known of its tenant (the lock held): what its token bundles pay for
+  // (at their locked prices) and the rest at the price book, as the ledger writer will.
+  auto rate_known = [&e, &rec](tenant_state& t) -> std::optional<std::int64_t> {
     if (!t.plan) return std::nullopt;
-    const auto rated = billing::rate_event(*t.plan, e, t.accumulators);
-    return rated ? std::optional<std::int64_t>(rated->cost_micros) : std::nullopt;
+    if (t.bundles.empty()) {
+      const auto rated = billing::rate_event(*t.plan, e, t.accumulators);
+      return rated ? std::optional<std::int64_t>(rated->cost_micros) : std::nullopt;
+    }
+    billing::rating_event rest = e;
+    rest.project_id = rec.project_id;
+    const auto draws = billing::cover_with_bundles(*t.plan, rest, t.accumulators, t.bundles);
+    const auto rated = billing::rate_event(*t.plan, rest, t.accumulators);
+    if (!rated) return std::nullopt;
+    std::int64_t cost = rated->cost_micros;
+    for (const auto& d : draws) cost += d.amount_micros;
+    return cost;
   };
 
   bool wait_for_read = false;

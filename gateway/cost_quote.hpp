@@ -39,6 +39,7 @@ class cost_quoter {
     std::string period;
     std::shared_ptr<const billing::rating_plan> plan;  // null: the tenant has no plan
     billing::accumulator_map accumulators;
+    std::vector<billing::token_bundle> bundles;  // what they have left, as far as known
     bool refreshing = false;
   };
   // Shared with refreshes running in the background, which may outlive the quoter.

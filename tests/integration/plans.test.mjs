@@ -222,15 +222,21 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     const made = await api(s.adminUrl, 'POST', bundles, { body: { ...spec, project_ids: [p2.json.id] } });
     assert.equal(made.status, 201, made.text);
     assert.deepEqual(made.json.project_ids, [p2.json.id]);
+    const quoted = {};  // the cost header, by request id
     for (const key of [t.key, k2.json.key]) {
       const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: key, maxRetries: 0 });
-      await client.chat.completions.create({ model: 'dev-echo', max_tokens: 5, messages: [{ role: 'user', content: 'shared bundle words' }] });
+      const { data: r, response } = await client.chat.completions.create({ model: 'dev-echo', max_tokens: 5,
+        messages: [{ role: 'user', content: 'shared bundle words' }] }).withResponse();
+      quoted[response.headers.get('x-request-id') ?? r.id] = response.headers.get('x-tollgate-cost-micros');
     }
     await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 2, { what: 'both stored' });
-    const rows = pg.query(`SELECT project_id, coalesce(bundle_input_tokens, 0), prompt_tokens FROM usage_events WHERE tenant_id = '${t.tenant}'`);
+    const rows = pg.query(`SELECT project_id, coalesce(bundle_input_tokens, 0), prompt_tokens, request_id, cost_micros
+      FROM usage_events WHERE tenant_id = '${t.tenant}'`);
     const byProject = Object.fromEntries(rows.map(([p, b, n]) => [p, [Number(b), Number(n)]]));
     assert.equal(byProject[t.project][0], 0, 'the first project pays at the price book');
     assert.equal(byProject[p2.json.id][0], byProject[p2.json.id][1], 'the bundle pays for the shared project\'s input');
+    // The cost header quoted what the ledger stored, the bundle's locked price included.
+    for (const [, , , requestId, cost] of rows) assert.equal(quoted[requestId], cost, `request ${requestId}`);
   });
 
   test('a month of usage on a seat plan with allowances and a commitment: the invoice matches an independent computation', async () => {
