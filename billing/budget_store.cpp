@@ -6,6 +6,7 @@
 #include "billing/period_pricing.hpp"
 #include "billing/price_book.hpp"
 #include "billing/tag_sets.hpp"
+#include "billing/webhook_deliveries.hpp"
 #include "core/json_text.hpp"
 #include "metering/budgets/subjects.hpp"
 
@@ -300,48 +301,18 @@ net::awaitable<pg::db_result<bool>> budget_store::record_forecast_alert(
 
 net::awaitable<pg::db_result<std::vector<alert_delivery>>> budget_store::claim_alerts(
     int limit, std::int64_t lease_ms) {
-  auto conn = co_await pool_.acquire();
-  if (!conn) co_return conn.error();
-  const std::string sql =
-      "WITH due AS (SELECT id FROM budget_alerts WHERE status = 'pending'"
-      " AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1::integer"
-      " FOR UPDATE SKIP LOCKED)"
-      " UPDATE budget_alerts x SET attempts = x.attempts + 1,"
-      " next_attempt_at = now() + $2::bigint * interval '1 millisecond'"
-      " FROM due, budgets b WHERE x.id = due.id AND b.id = x.budget_id"
-      " RETURNING x.id, x.webhook_url, coalesce(b.alert_webhook_secret, ''), x.payload,"
-      " x.attempts";
-  std::vector<pg::param> params{std::to_string(limit), std::to_string(lease_ms)};
-  auto r = co_await (*conn)->query(sql, std::move(params));
-  if (!r) co_return r.error();
-  std::vector<alert_delivery> out;
-  for (int i = 0; i < r->size(); ++i) {
-    alert_delivery d;
-    d.id = r->text(i, 0);
-    d.url = r->text(i, 1);
-    d.secret = r->text(i, 2);
-    d.payload = r->text(i, 3);
-    d.attempts = static_cast<int>(r->int64(i, 4));
-    out.push_back(std::move(d));
-  }
-  co_return out;
+  // Each alert is signed with its budget's secret.
+  const delivery_source alerts{"budget_alerts", ", budgets b", " AND b.id = x.budget_id",
+                               "coalesce(b.alert_webhook_secret, '')"};
+  co_return co_await claim_deliveries(pool_, alerts, limit, lease_ms);
 }
 
 net::awaitable<pg::db_result<bool>> budget_store::finish_alert(std::string id,
                                                                std::string status,
                                                                std::string error,
                                                                std::int64_t retry_in_ms) {
-  auto conn = co_await pool_.acquire();
-  if (!conn) co_return conn.error();
-  const std::string sql =
-      "UPDATE budget_alerts SET status = $2, last_error = nullif($3, ''),"
-      " delivered_at = CASE WHEN $2 = 'delivered' THEN now() END,"
-      " next_attempt_at = now() + $4::bigint * interval '1 millisecond' WHERE id = $1";
-  std::vector<pg::param> params{std::move(id), std::move(status), std::move(error),
-                                std::to_string(retry_in_ms)};
-  auto r = co_await (*conn)->query(sql, std::move(params));
-  if (!r) co_return r.error();
-  co_return true;
+  co_return co_await finish_delivery(pool_, "budget_alerts", std::move(id), std::move(status),
+                                     std::move(error), retry_in_ms);
 }
 
 net::awaitable<pg::db_result<std::vector<budget_info>>> budget_store::active_budgets(

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "billing/api_keys.hpp"
+#include "billing/webhook_deliveries.hpp"
 #include "core/json_dom.hpp"
 
 namespace tollgate::billing {
@@ -213,53 +214,19 @@ net::awaitable<store_result> credit_store::get_auto_top_up(std::string tenant_id
 
 net::awaitable<pg::db_result<std::vector<metering::alert_delivery>>>
 credit_store::claim_top_up_webhooks(int limit, std::int64_t lease_ms) {
-  auto conn = co_await pool_.acquire();
-  if (!conn) co_return conn.error();
-  const std::string sql =
-      "WITH due AS (SELECT id FROM credit_top_ups WHERE status = 'pending'"
-      " AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1::integer"
-      " FOR UPDATE SKIP LOCKED)"
-      " UPDATE credit_top_ups x SET attempts = x.attempts + 1,"
-      " next_attempt_at = now() + $2::bigint * interval '1 millisecond'"
-      " FROM due WHERE x.id = due.id"
-      " RETURNING x.id, x.webhook_url, coalesce((SELECT c.webhook_secret FROM"
-      " credit_auto_top_ups c WHERE c.tenant_id = x.tenant_id), ''), x.payload, x.attempts";
-  std::vector<pg::param> params;
-  params.emplace_back(std::to_string(limit));
-  params.emplace_back(std::to_string(lease_ms));
-  auto r = co_await (*conn)->query(sql, std::move(params));
-  if (!r) co_return r.error();
-  std::vector<metering::alert_delivery> out;
-  for (int i = 0; i < r->size(); ++i) {
-    metering::alert_delivery d;
-    d.id = std::string(r->text(i, 0));
-    d.url = std::string(r->text(i, 1));
-    d.secret = std::string(r->text(i, 2));
-    d.payload = std::string(r->text(i, 3));
-    d.attempts = static_cast<int>(r->int64(i, 4));
-    out.push_back(std::move(d));
-  }
-  co_return out;
+  // Each top-up is signed with its tenant's auto top-up secret.
+  const delivery_source top_ups{"credit_top_ups", "", "",
+                                "coalesce((SELECT c.webhook_secret FROM credit_auto_top_ups c"
+                                " WHERE c.tenant_id = x.tenant_id), '')"};
+  co_return co_await claim_deliveries(pool_, top_ups, limit, lease_ms);
 }
 
 net::awaitable<pg::db_result<bool>> credit_store::finish_top_up_webhook(std::string id,
                                                                        std::string status,
                                                                        std::string error,
                                                                        std::int64_t retry_in_ms) {
-  auto conn = co_await pool_.acquire();
-  if (!conn) co_return conn.error();
-  const std::string sql =
-      "UPDATE credit_top_ups SET status = $2, last_error = nullif($3, ''),"
-      " delivered_at = CASE WHEN $2 = 'delivered' THEN now() END,"
-      " next_attempt_at = now() + $4::bigint * interval '1 millisecond' WHERE id = $1";
-  std::vector<pg::param> params;
-  params.emplace_back(std::move(id));
-  params.emplace_back(std::move(status));
-  params.emplace_back(std::move(error));
-  params.emplace_back(std::to_string(retry_in_ms));
-  auto r = co_await (*conn)->query(sql, std::move(params));
-  if (!r) co_return r.error();
-  co_return true;
+  co_return co_await finish_delivery(pool_, "credit_top_ups", std::move(id), std::move(status),
+                                     std::move(error), retry_in_ms);
 }
 
 net::awaitable<store_result> credit_store::get_credit_grant(std::string id) {
