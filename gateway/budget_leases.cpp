@@ -261,8 +261,8 @@ void lease_table::start() {
 }
 
 bool lease_table::flush_due(std::int64_t since_last_ms) {
-  if (since_last_ms >= static_cast<std::int64_t>(config_.lease_flush_far_ms)) return true;
   if (flush_soon_.exchange(false)) return true;
+  if (since_last_ms >= static_cast<std::int64_t>(config_.lease_flush_far_ms)) return true;
   std::lock_guard lock(mu_);
   return std::any_of(live_.begin(), live_.end(), [](const live_lease& l) {
     return !metering::lease_far_from_limit(l.lease->grant()) && !l.lease->done();
