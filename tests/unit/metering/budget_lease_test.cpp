@@ -1,6 +1,7 @@
 // Unit tests of budget leases' pure parts: the slice-size rule (large far from the limit and
 // among few gateways, exactly the request's amount near it) and the in-memory accounting of
-// one lease shared by threads (every take, finish, close and flush adds up to the slice).
+// one lease shared by threads (every take, finish, close and flush adds up to the slice); when a
+// lease is due for renewal ahead of need, and when it counts as far from its limit.
 #include <catch2/catch.hpp>
 #include <atomic>
 #include <random>
