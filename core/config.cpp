@@ -43,7 +43,8 @@ constexpr std::string_view default_config_text = R"({
                "redis_tls": false, "redis_tls_ca_file": "", "redis_tls_cert_file": "",
                "redis_tls_key_file": "", "redis_tls_server_name": "", "failure_mode": "closed",
                "hold_ttl_ms": 660000, "settle_batch_ms": 0, "cache_ttl_ms": 1000,
-               "leases": true, "lease_ms": 2000, "lease_flush_ms": 100, "lease_divisor": 8,
+               "leases": true, "lease_ms": 2000, "lease_flush_ms": 100,
+               "lease_flush_far_ms": 1000, "lease_divisor": 8,
                "command_timeout_ms": 500,
                "alert_max_attempts": 8, "alert_webhook_ca_file": "",
                "alert_webhook_allow_private": false, "forecast_alert_interval_ms": 60000 },
@@ -711,6 +712,10 @@ void parse_budgets(const json& merged, gateway_config& cfg) {
   cfg.budgets.leases = get_bool(b, "/budgets", "leases");
   cfg.budgets.lease_ms = get_uint(b, "/budgets", "lease_ms", 100, 600'000);
   cfg.budgets.lease_flush_ms = get_uint(b, "/budgets", "lease_flush_ms", 1, 10'000);
+  cfg.budgets.lease_flush_far_ms = get_uint(b, "/budgets", "lease_flush_far_ms", 1, 60'000);
+  if (cfg.budgets.lease_flush_far_ms < cfg.budgets.lease_flush_ms) {
+    fail("/budgets/lease_flush_far_ms", "must be at least lease_flush_ms");
+  }
   cfg.budgets.lease_divisor = get_uint(b, "/budgets", "lease_divisor", 1, 1'000'000);
   cfg.budgets.command_timeout_ms = get_uint(b, "/budgets", "command_timeout_ms", 10, 60'000);
   cfg.budgets.alert_max_attempts = get_uint(b, "/budgets", "alert_max_attempts", 1, 100);

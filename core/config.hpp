@@ -225,6 +225,7 @@ struct budgets_config {
   bool leases = true;                    // serve requests from budget leases (docs/BUDGETS.md)
   std::uint64_t lease_ms = 0;            // how long a lease serves requests, at most
   std::uint64_t lease_flush_ms = 0;      // lease settlements and returns sent this often
+  std::uint64_t lease_flush_far_ms = 0;  // ... this often while every lease is far from a limit
   std::uint64_t lease_divisor = 0;       // a lease takes 1/(divisor x gateways) of what is left
   std::uint64_t command_timeout_ms = 0;  // one Redis script call
   std::uint64_t alert_max_attempts = 0;  // webhook deliveries of one alert before it fails

@@ -215,18 +215,26 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
     const std::string& tenant_id) {
   const auto now = clock_.mono_now();
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
+  const auto ttl = std::chrono::milliseconds(config_.cache_ttl_ms);
   std::uint64_t changes_before = 0;
   {
     std::lock_guard lock(cache_->mu);
-    if (auto it = cache_->by_tenant.find(tenant_id);
-        it != cache_->by_tenant.end() &&
-        now - it->second.fetched < std::chrono::milliseconds(config_.cache_ttl_ms)) {
-      // Still fresh, unless a time-zone window it carries has ended.
+    if (auto it = cache_->by_tenant.find(tenant_id); it != cache_->by_tenant.end()) {
+      auto& entry = it->second;
+      // Usable unless a time-zone window it carries has ended.
       bool current = true;
-      for (const auto& b : *it->second.budgets) {
+      for (const auto& b : *entry.budgets) {
         if (b.zone_end_ms > 0 && now_ms >= b.zone_end_ms) current = false;
       }
-      if (current) co_return it->second.budgets;
+      if (current && now - entry.fetched < ttl) co_return entry.budgets;
+      // Expired by time only (a change announced over pub/sub removes the entry): one request
+      // fetches it again and the tenant's other requests use it meanwhile, instead of every
+      // request waiting for the database at every expiry. Never for more than another ttl.
+      if (current && entry.fetched != std::chrono::steady_clock::time_point{} &&
+          now - entry.fetched < 2 * ttl) {
+        if (entry.refreshing) co_return entry.budgets;
+        entry.refreshing = true;
+      }
     }
     changes_before = cache_->changes;
   }
@@ -236,6 +244,7 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
   if (!fetched) {
     // The database is away: keep enforcing what we knew.
     if (auto it = cache_->by_tenant.find(tenant_id); it != cache_->by_tenant.end()) {
+      it->second.refreshing = false;
       co_return it->second.budgets;
     }
     co_return nullptr;
@@ -244,7 +253,7 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
   const auto fetched_at =
       cache_->changes == changes_before ? now : std::chrono::steady_clock::time_point{};
   auto list = std::make_shared<const std::vector<metering::budget_info>>(std::move(*fetched));
-  cache_->by_tenant[tenant_id] = cached{list, fetched_at};
+  cache_->by_tenant[tenant_id] = cached{list, fetched_at, false};
   co_return list;
 }
 

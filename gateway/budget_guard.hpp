@@ -157,7 +157,8 @@ class budget_guard {
   using budget_list = std::shared_ptr<const std::vector<metering::budget_info>>;
   struct cached {
     budget_list budgets;
-    std::chrono::steady_clock::time_point fetched;
+    std::chrono::steady_clock::time_point fetched;  // {}: to be fetched again before any use
+    bool refreshing = false;  // a request is fetching it again; the others use it meanwhile
   };
   // The per-tenant budget cache, shared with the pub/sub watcher on the billing thread.
   struct budget_cache {

@@ -46,10 +46,11 @@ lease_table::lease_table(const budgets_config& config, std::vector<net::any_io_e
       "tollgate_budget_leases_total",
       "Budget lease events: leased (a slice taken), exact (a one-request lease, near a limit or "
       "while this thread takes a slice), recalled (given back early at Redis's request), "
-      "flush_failed (a flush Redis did not take; retried at the next one).",
+      "flush_failed (a flush Redis did not take; retried at the next one), renewed (a slice "
+      "taken ahead of need, replacing the open lease).",
       {"event"});
   events_ = {&family.with({"leased"}), &family.with({"exact"}), &family.with({"recalled"}),
-             &family.with({"flush_failed"})};
+             &family.with({"flush_failed"}), &family.with({"renewed"})};
 }
 
 std::string lease_table::open_key(const std::string& tenant_id, const std::string& counter_id) {
@@ -61,19 +62,89 @@ std::string lease_table::open_key(const std::string& tenant_id, const std::strin
 
 std::vector<std::size_t> lease_table::take_open(const std::vector<std::string>& keys,
                                                 const std::vector<metering::limit_charge>& charges,
-                                                std::int64_t now_ms, leased_request& out) {
+                                                std::int64_t now_ms, leased_request& out,
+                                                renewal& renew) {
   std::vector<std::size_t> missing;
+  const auto ahead_ms =
+      static_cast<std::int64_t>(config_.lease_ms) / metering::lease_renew_ahead_divisor;
   std::lock_guard lock(mu_);
   for (std::size_t i = 0; i < charges.size(); ++i) {
     if (out.leases[i]) continue;
     auto it = open_.find(keys[i]);
-    if (it != open_.end() && it->second->take(charges[i].amount, now_ms)) {
-      out.leases[i] = it->second;
-    } else {
+    if (it == open_.end() || !it->second->take(charges[i].amount, now_ms)) {
       missing.push_back(i);
+      continue;
+    }
+    const auto& lease = it->second;
+    out.leases[i] = lease;
+    const auto& g = lease->grant();
+    const std::int64_t next_until = now_ms + ahead_ms >= g.serve_until_ms
+                                        ? engine_.serve_until_ms(charges[i].rule, now_ms)
+                                        : 0;
+    if (!draining_ && !renewing_.contains(keys[i]) &&
+        metering::lease_renewal_due(g, lease->unused(), now_ms, ahead_ms, next_until)) {
+      renewing_.insert(keys[i]);
+      if (renew.due.empty()) {
+        ++renewals_;  // under mu_: drain() sees it once draining_ is set
+        renew.closes = closes_;
+      }
+      renew.due.push_back(i);
     }
   }
   return missing;
+}
+
+void lease_table::start_renewal(unsigned worker, const std::string& tenant_id,
+                                const std::vector<std::string>& keys,
+                                const std::vector<metering::limit_charge>& charges,
+                                const renewal& renew, std::int64_t now_ms) {
+  std::vector<std::string> renew_keys;
+  std::vector<metering::limit_charge> renew_charges;
+  for (const std::size_t i : renew.due) {
+    renew_keys.push_back(keys[i]);
+    renew_charges.push_back(charges[i]);
+  }
+  net::co_spawn(executors_[worker],
+                renew_leases(worker, tenant_id, std::move(renew_keys), std::move(renew_charges),
+                             renew.closes, now_ms),
+                net::detached);
+}
+
+net::awaitable<void> lease_table::renew_leases(unsigned worker, std::string tenant_id,
+                                               std::vector<std::string> keys,
+                                               std::vector<metering::limit_charge> charges,
+                                               std::uint64_t closes_before, std::int64_t now_ms) {
+  std::vector<metering::lease_request> wanted;
+  for (const auto& c : charges) wanted.push_back({c, false, true});
+  std::string tenant = tenant_id;  // named: GCC 12 and temporaries inside co_await
+  auto got = co_await engine_.acquire(*redis_[worker], std::move(tenant), std::move(wanted),
+                                      now_ms);
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& k : keys) renewing_.erase(k);
+    // Budgets changed while the script ran (sized under the old limits) or the gateway drains:
+    // the new slices serve nothing and go back at the next flush.
+    const bool stale = closes_ != closes_before || draining_;
+    for (std::size_t j = 0; got && got->granted && j < keys.size(); ++j) {
+      if (got->grants[j].slice <= 0) continue;  // near the limit: nothing leased ahead
+      auto lease = std::make_shared<metering::budget_lease>(std::move(got->grants[j]));
+      live_.push_back({tenant_id, lease});
+      if (stale) {
+        lease->close();
+        continue;
+      }
+      auto& slot = open_[keys[j]];
+      if (slot) slot->close();  // the lease it renews: what it did not use goes back
+      slot = std::move(lease);
+      events_.renewed->inc();
+    }
+  }
+  if (!got) {
+    json_object_writer f;
+    f.add("tenant_id", tenant_id).add("error", got.error().message);
+    log_.debug("budgets: renewing a lease ahead of need failed; requests take one as needed", f);
+  }
+  --renewals_;
 }
 
 net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::reserve(
@@ -84,7 +155,8 @@ net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::re
   std::vector<std::string> keys;
   keys.reserve(charges.size());
   for (const auto& c : charges) keys.push_back(open_key(tenant_id, c.rule.id));
-  std::vector<std::size_t> missing = take_open(keys, charges, now_ms, out);
+  renewal renew;  // the leases this request took that are due for renewal
+  std::vector<std::size_t> missing = take_open(keys, charges, now_ms, out, renew);
   auto& acquiring = acquiring_[worker];
   if (!missing.empty()) {
     // This thread is taking a lease on one of them already: wait for it, then try again.
@@ -94,9 +166,11 @@ net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::re
     }
     if (pending) {
       co_await pending->async_wait(net::as_tuple(net::use_awaitable));
-      missing = take_open(keys, charges, now_ms, out);
+      missing = take_open(keys, charges, now_ms, out, renew);
     }
   }
+  // In the background: the request goes on with the leases it took.
+  if (!renew.due.empty()) start_renewal(worker, tenant_id, keys, charges, renew, now_ms);
   auto give_back_taken = [&] {
     for (std::size_t i = 0; i < charges.size(); ++i) {
       if (out.leases[i]) out.leases[i]->give_back(charges[i].amount);
@@ -176,6 +250,7 @@ void lease_table::close_tenant(const std::string& tenant_id) {
   const std::string prefix = tenant_id.empty() ? "" : tenant_id + '\n';
   std::lock_guard lock(mu_);
   ++closes_;
+  flush_soon_ = true;  // what the closed leases did not use goes back at the short interval
   for (auto& [key, lease] : open_) {
     if (key.starts_with(prefix)) lease->close();
   }
@@ -185,11 +260,26 @@ void lease_table::start() {
   net::co_spawn(executors_[0], flush_loop(), net::detached);
 }
 
+bool lease_table::flush_due(std::int64_t since_last_ms) {
+  if (flush_soon_.exchange(false)) return true;
+  if (since_last_ms >= static_cast<std::int64_t>(config_.lease_flush_far_ms)) return true;
+  std::lock_guard lock(mu_);
+  return std::any_of(live_.begin(), live_.end(), [](const live_lease& l) {
+    return !metering::lease_far_from_limit(l.lease->grant()) && !l.lease->done();
+  });
+}
+
 net::awaitable<void> lease_table::flush_loop() {
+  auto last = std::chrono::steady_clock::now();
   while (!stopping_) {
     timer_.expires_after(std::chrono::milliseconds(config_.lease_flush_ms));
     co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
     if (stopping_) break;
+    const auto now = std::chrono::steady_clock::now();
+    const auto since_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count();
+    if (!flush_due(since_ms)) continue;
+    last = now;
     // A recall is answered at once: the recalled capacity goes back in a second flush. (No
     // co_await inside a loop condition: GCC 12 miscompiles it.)
     for (;;) {
@@ -214,6 +304,8 @@ net::awaitable<bool> lease_table::flush_once() {
     auto& l = *live[i].lease;
     if (now_ms >= l.grant().serve_until_ms) l.close();
     parts[i] = l.take_flush();
+    // A closed lease with nothing to send needs no recall count either.
+    if (l.closed() && parts[i].settled == 0 && parts[i].returned == 0) continue;
     by_tenant[live[i].tenant_id].push_back(i);
   }
   bool recalled = false;
@@ -256,6 +348,7 @@ void lease_table::drain(std::function<void()> done) {
   timer_.cancel();
   {
     std::lock_guard lock(mu_);
+    draining_ = true;  // renewals under way install nothing; final_flush waits for them
     for (auto& l : live_) l.lease->close();
   }
   net::co_spawn(executors_[0], final_flush(std::move(done)), net::detached);
@@ -264,7 +357,7 @@ void lease_table::drain(std::function<void()> done) {
 net::awaitable<void> lease_table::final_flush(std::function<void()> done) {
   // A flush under way may have taken parts out before the leases closed: let it end first.
   net::steady_timer wait(executors_[0]);
-  while (flushing_ > 0) {
+  while (flushing_ > 0 || renewals_.load() > 0) {
     wait.expires_after(std::chrono::milliseconds(1));
     co_await wait.async_wait(net::as_tuple(net::use_awaitable));
   }

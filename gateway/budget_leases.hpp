@@ -1,20 +1,25 @@
 // The gateway's budget leases (docs/BUDGETS.md, "Leases"): the open lease of each budget
 // counter, shared by the I/O threads, serves requests from memory; a counter without one (or
 // whose lease cannot take the request) gets a new lease in ONE Redis script call for all of
-// the request's missing counters. A flush loop on I/O thread 0 sends every lease's settled
-// usage (and the unused part of closed leases) to Redis every budgets.lease_flush_ms, one script
-// call per tenant, and closes leases that are past their serving time or that Redis recalled.
+// the request's missing counters. A lease in use that runs low or nears the end of its serving
+// time is renewed ahead of need, in the background (a request never waits for that call). A
+// flush loop on I/O thread 0 sends every lease's settled usage (and the unused part of closed
+// leases) to Redis, one script call per tenant, every budgets.lease_flush_ms while a lease is
+// near its limit and every lease_flush_far_ms otherwise, and closes leases that are past their
+// serving time or that Redis recalled.
 // gateway/budget_guard decides which requests are served this way and calls in here.
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/clock.hpp"
@@ -66,10 +71,29 @@ class lease_table {
     std::string tenant_id;
     std::shared_ptr<metering::budget_lease> lease;
   };
+  // The charges of a request whose open leases are due for renewal (indexes into its keys and
+  // charges), and closes_ when the first was found due.
+  struct renewal {
+    std::vector<std::size_t> due;
+    std::uint64_t closes = 0;
+  };
   // Takes each charge not yet served in `out` from its open lease; returns those it could not.
+  // Adds to `renew` those whose lease is due for renewal (and marks them renewing_).
   std::vector<std::size_t> take_open(const std::vector<std::string>& keys,
                                      const std::vector<metering::limit_charge>& charges,
-                                     std::int64_t now_ms, leased_request& out);
+                                     std::int64_t now_ms, leased_request& out, renewal& renew);
+  // Renews the open leases of `renew` on I/O thread `worker`, in the background.
+  void start_renewal(unsigned worker, const std::string& tenant_id,
+                     const std::vector<std::string>& keys,
+                     const std::vector<metering::limit_charge>& charges, const renewal& renew,
+                     std::int64_t now_ms);
+  boost::asio::awaitable<void> renew_leases(unsigned worker, std::string tenant_id,
+                                            std::vector<std::string> keys,
+                                            std::vector<metering::limit_charge> charges,
+                                            std::uint64_t closes_before, std::int64_t now_ms);
+  // Whether the flush loop flushes now: some lease is near its limit (or its budgets changed)
+  // and lease_flush_ms passed, or lease_flush_far_ms passed.
+  bool flush_due(std::int64_t since_last_ms);
   boost::asio::awaitable<void> flush_loop();
   // One flush of every live lease; true if Redis recalled one (flush again at once).
   boost::asio::awaitable<bool> flush_once();
@@ -89,6 +113,8 @@ class lease_table {
   std::uint64_t closes_ = 0;
   std::unordered_map<std::string, std::shared_ptr<metering::budget_lease>> open_;
   std::vector<live_lease> live_;
+  std::unordered_set<std::string> renewing_;  // open_ keys whose renewal is under way
+  bool draining_ = false;                     // drain() ran: no more renewals
   // Per I/O thread (touched on that thread only): the counters it is taking a lease on, each
   // with a timer cancelled once the lease is in open_; the thread's requests missing one of
   // them meanwhile wait for it instead of taking a second slice.
@@ -98,9 +124,11 @@ class lease_table {
   boost::asio::steady_timer timer_;  // the flush loop's, on I/O thread 0
   bool stopping_ = false;            // I/O thread 0 only
   int flushing_ = 0;                 // flushes under way, I/O thread 0 only
+  std::atomic<int> renewals_{0};     // renewals under way, on any I/O thread
+  std::atomic<bool> flush_soon_{false};  // a tenant's budgets changed: flush at the short interval
 
   struct {
-    metrics::counter *leased, *exact, *recalled, *flush_failed;
+    metrics::counter *leased, *exact, *recalled, *flush_failed, *renewed;
   } events_;
 };
 

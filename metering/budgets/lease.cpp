@@ -20,6 +20,18 @@ bool leasable(std::span<const budget_info* const> applying) {
   });
 }
 
+bool lease_renewal_due(const lease_grant& grant, std::int64_t unused, std::int64_t now_ms,
+                       std::int64_t ahead_ms, std::int64_t next_serve_until_ms) {
+  if (unused < grant.slice / lease_renew_unused_divisor) return true;
+  return now_ms + ahead_ms >= grant.serve_until_ms && next_serve_until_ms > grant.serve_until_ms;
+}
+
+bool lease_far_from_limit(const lease_grant& grant) {
+  const std::int64_t asked = std::max<std::int64_t>(grant.asked, 1);
+  // slice >= lease_far_requests x asked, without overflow.
+  return grant.slice / lease_far_requests >= asked;
+}
+
 budget_lease::budget_lease(lease_grant grant) : grant_(std::move(grant)), unused_(grant_.slice) {}
 
 bool budget_lease::take(std::int64_t amount, std::int64_t now_ms) {

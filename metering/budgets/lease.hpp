@@ -39,7 +39,25 @@ struct lease_grant {
   // for everyone else; plus this lease's unused part it is what this gateway can still use.
   std::int64_t remaining_after = 0;
   std::int64_t recall_seen = 0;   // the counter's recall count when granted
+  std::int64_t asked = 0;         // the worst case of the request it was taken for
 };
+
+// Leases are replaced ahead of need, so that a request rarely finds none and waits for Redis:
+// when a lease's unused part falls below 1/lease_renew_unused_divisor of its slice, or when it
+// stops serving within `ahead_ms` while a lease taken now would serve longer
+// (`next_serve_until_ms`: not so for a sliding window's bucket, which a lease never outlives).
+constexpr std::int64_t lease_renew_unused_divisor = 4;
+// ... `ahead_ms` being budgets.lease_ms divided by this.
+constexpr std::int64_t lease_renew_ahead_divisor = 8;
+bool lease_renewal_due(const lease_grant& grant, std::int64_t unused, std::int64_t now_ms,
+                       std::int64_t ahead_ms, std::int64_t next_serve_until_ms);
+
+// A lease's counter was far from its limit when the lease was granted if its slice covers at
+// least this many requests the size of the one it was taken for: no gateway was close to
+// holding per request (that starts below lease_divisor x gateways such requests). Leases far
+// from their limits are flushed every budgets.lease_flush_far_ms instead of lease_flush_ms.
+constexpr std::int64_t lease_far_requests = 64;
+bool lease_far_from_limit(const lease_grant& grant);
 
 // One lease's accounting. Invariant: the hold in Redis equals unused + in flight (the worst
 // cases of the requests served and not finished) + settled and not yet flushed. A flush moves

@@ -26,10 +26,12 @@ constexpr std::int64_t sharing_lease_times = 2;
 // KEYS: for each request entry, the counters it counts (newest first, as the reserve script
 // has them), then its sharing set. ARGV: now (ms), gateway id, divisor, sharing ttl (ms),
 // number of entries, then per entry: limit, amount, hard (1/0), number of counters, counter
-// ttl (ms), renew (1: lifetime counter), exact (1/0), hold field of a slice, hold field of a
-// one-request lease (it expires sooner: its lease serves only the request at hand).
-// Returns {1, then per entry: slice, what is left after it, recall count} or {0, refusing
-// entry (0-based), what it had left, position of its oldest counter counting anything}.
+// ttl (ms), renew (1: lifetime counter), mode (0: a slice, 1: exact, 2: ahead of need), hold
+// field of a slice, hold field of a one-request lease (it expires sooner: its lease serves only
+// the request at hand).
+// Returns {1, then per entry: slice (0: none, ahead of need only), what is left after it,
+// recall count} or {0, refusing entry (0-based), what it had left, position of its oldest
+// counter counting anything}.
 const redis::script acquire_script(std::string(amount_of_lua) + std::string(count_lua) +
                                    std::string(integer_lua) + R"lua(
 local now, gw = tonumber(ARGV[1]), ARGV[2]
@@ -58,12 +60,14 @@ for i = 0, n - 1 do
   local function recall_others()
     if redis.call('EXISTS', holder) == 1 then redis.call('HINCRBY', holder, 'R', 1) end
   end
-  if hard and amount > available then
+  local mode = ARGV[a + 6]
+  local slice = amount
+  if mode == '2' and amount > available then
+    slice = 0  -- ahead of need: no request waits on it, so no refusal and no recall
+  elseif hard and amount > available then
     recall_others()
     return {0, i, math.max(available, 0), oldest}
-  end
-  local slice = amount
-  if ARGV[a + 6] ~= '1' then
+  elseif mode ~= '1' then
     redis.call('ZADD', sharing, now, gw)
     redis.call('ZREMRANGEBYSCORE', sharing, '-inf', now - share_ttl)
     redis.call('PEXPIRE', sharing, share_ttl)
@@ -71,6 +75,8 @@ for i = 0, n - 1 do
     local share = math.floor(math.max(available, 0) / (divisor * g))
     if share > amount then
       slice = share
+    elseif mode == '2' then
+      slice = 0  -- near the limit nothing is leased ahead: requests hold as they come
     elseif g > 1 then
       recall_others()  -- near the limit: per-request holds from now on, everywhere
     end
@@ -173,6 +179,7 @@ net::awaitable<basic_result<lease_acquisition, redis::redis_error>> lease_engine
     g.serve_until_ms = r.exact ? now_ms + 1 : serve_until_ms(rule, now_ms);
     g.hold_expiry_ms = holds_.hold_expiry_ms(g.serve_until_ms);
     g.hold_field = "h" + std::to_string(g.hold_expiry_ms);
+    g.asked = r.charge.amount;
     for (const std::int64_t start : starts) {
       keys.push_back(budget_engine::counter_key(tenant_id, rule.id, start));
     }
@@ -183,7 +190,7 @@ net::awaitable<basic_result<lease_acquisition, redis::redis_error>> lease_engine
     args.push_back(std::to_string(starts.size()));
     args.push_back(std::to_string(g.counter_ttl_ms));
     args.push_back(rule.window.kind == budget_window::lifetime ? "1" : "0");
-    args.push_back(r.exact ? "1" : "0");
+    args.push_back(r.exact ? "1" : r.ahead ? "2" : "0");
     args.push_back(g.hold_field);
     args.push_back("h" + std::to_string(holds_.hold_expiry_ms(now_ms + 1)));
     out.grants.push_back(std::move(g));
@@ -202,7 +209,7 @@ net::awaitable<basic_result<lease_acquisition, redis::redis_error>> lease_engine
       out.grants[i].slice = e[1 + 3 * i].integer;
       out.grants[i].remaining_after = e[2 + 3 * i].integer;
       out.grants[i].recall_seen = e[3 + 3 * i].integer;
-      if (out.grants[i].slice <= requests[i].charge.amount) {
+      if (out.grants[i].slice <= requests[i].charge.amount && !requests[i].ahead) {
         // A one-request lease (the script chose it near the limit): it serves the request at
         // hand only, and its hold expires as a per-request hold's does.
         out.grants[i].serve_until_ms = now_ms + 1;

@@ -4,7 +4,8 @@
 //            whole); if any hard limit cannot take the request's amount, hold nothing, raise
 //            the counter's recall count (other gateways give their unused leases back) and name
 //            it; otherwise hold a slice on each (lease_slice: a share of what is left, or
-//            exactly the request's amount near the limit, which also raises the recall count).
+//            exactly the request's amount near the limit, which also raises the recall count;
+//            for a lease taken ahead of need, nothing there).
 //   flush:   for each lease, move the usage settled since the last flush from its hold to
 //            `used` and give back the unused part of a closed lease; one call for all of a
 //            tenant's leases. Answers each counter's recall count.
@@ -28,6 +29,9 @@ namespace tollgate::metering {
 struct lease_request {
   limit_charge charge;  // the rule (its id the counter id) and what the request asks of it
   bool exact = false;   // hold exactly the request's amount (a one-request lease)
+  // Taken ahead of need (renewing a lease still in use): a slice or nothing. Where the request
+  // would get a one-request lease or a refusal, nothing is held and nothing recalled (slice 0).
+  bool ahead = false;
 };
 
 struct lease_acquisition {

@@ -10,7 +10,10 @@
 //     that scripts run too, the same from commandstats, and the script calls among them).
 //  2. Redis: reserve+settle pairs/s through the budget engine (tollgate-budget-bench) against
 //     redis-benchmark running EVAL "return 1" on the same Redis, same concurrency.
-//   node tests/bench/budgets_bench.mjs [--rounds N] [--seconds S]
+//   node tests/bench/budgets_bench.mjs [--rounds N] [--seconds S] [--base-bin DIR]
+// --base-bin: also measure DIR/tollgate (another build, e.g. the commit before a change) as "on
+// (base)", configured as "on", in the same interleaved rounds (measured last in each round, so
+// that its leases' last flushes fall into "off"'s run, whose Redis commands are not reported).
 import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -24,6 +27,7 @@ const args = process.argv.slice(2);
 const opt = (name, dflt) => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : dflt; };
 const rounds = opt('--rounds', 3);
 const seconds = opt('--seconds', 8);
+const baseBin = args.includes('--base-bin') ? args[args.indexOf('--base-bin') + 1] : null;
 
 const pg = await startPostgres();
 const redis = await startRedis();
@@ -38,6 +42,11 @@ const holds = await startStack({
   config: { ...dbConfig(pg, path.join(dir, 'holds')), budgets: { redis: redis.address, leases: false } },
   upstreamPort: off.upstreamPort,
 });
+const base = baseBin === null ? null : await startStack({
+  config: { ...dbConfig(pg, path.join(dir, 'base')), budgets: { redis: redis.address } },
+  upstreamPort: off.upstreamPort, gatewayBin: path.join(baseBin, 'tollgate'),
+});
+if (base !== null) await base.upstream.stop();
 const t = await makeTenant(off.adminUrl, 'Bench');
 for (const body of [
   { tenant_id: t.tenant, metric: 'tokens', window: 'month', limit: 1e15 },
@@ -118,10 +127,10 @@ let engine;
 let baseline;
 const results = {};
 try {
-  const targets = { off, on, holds };
+  const targets = { off, on, holds, ...(base === null ? {} : { 'on (base)': base }) };
   for (const stack of Object.values(targets)) runWrk(stack, 'fixed');  // warm caches and connections
   for (const mode of Object.keys(modes)) {
-    results[mode] = { off: [], on: [], holds: [] };
+    results[mode] = Object.fromEntries(Object.keys(targets).map((n) => [n, []]));
     for (let r = 0; r < rounds; r++) {
       for (const [name, stack] of Object.entries(targets)) results[mode][name].push(runWrk(stack, mode));
     }
@@ -144,6 +153,7 @@ try {
 } finally {
   await on.stop();
   await holds.stop();
+  await base?.gateway.stop();
   await off.stop();
   redis.stop();
   pg.stop();
@@ -155,23 +165,28 @@ console.log(`Machine: ${os.cpus().length} x ${os.cpus()[0].model}, ${Math.round(
 for (const [mode, by] of Object.entries(results)) {
   const m = (name, key) => median(by[name].map((x) => x[key]));
   console.log(`\n${mode === 'fixed' ? 'Fixed rate (10 connections, 10 ms think time)' : 'Saturation (64 connections)'}`);
-  console.log('budgets   req/s     p50 us   p99 us');
-  for (const name of ['off', 'on', 'holds']) {
-    console.log(`${name.padEnd(9)} ${m(name, 'rps').toFixed(0).padStart(7)} ${m(name, 'p50').toFixed(0).padStart(8)} ${m(name, 'p99').toFixed(0).padStart(8)}`);
+  const names = Object.keys(by);
+  console.log('budgets     req/s     p50 us   p99 us');
+  for (const name of names) {
+    console.log(`${name.padEnd(11)} ${m(name, 'rps').toFixed(0).padStart(7)} ${m(name, 'p50').toFixed(0).padStart(8)} ${m(name, 'p99').toFixed(0).padStart(8)}`);
   }
   console.log(`Budgets on/off throughput ratio: ${(m('on', 'rps') / m('off', 'rps')).toFixed(2)} (goal >= 0.90); ` +
     `added p50 ${(m('on', 'p50') - m('off', 'p50')).toFixed(0)} us, added p99 ${(m('on', 'p99') - m('off', 'p99')).toFixed(0)} us`);
   console.log(`Per-request holds (leases off)/off: ${(m('holds', 'rps') / m('off', 'rps')).toFixed(2)}`);
+  if (by['on (base)']) {
+    console.log(`On (base)/off throughput ratio: ${(m('on (base)', 'rps') / m('off', 'rps')).toFixed(2)}; ` +
+      `added p50 ${(m('on (base)', 'p50') - m('off', 'p50')).toFixed(0)} us, added p99 ${(m('on (base)', 'p99') - m('off', 'p99')).toFixed(0)} us`);
+  }
   if (mode === 'saturation') {
     console.log('CPU us per request   gateway  upstream  Redis  PostgreSQL   total');
-    for (const name of ['off', 'on', 'holds']) {
+    for (const name of names) {
       const c = (k) => median(by[name].map((x) => x.cpuUs[k]));
       const total = ['gateway', 'upstream', 'redis', 'postgres'].reduce((n, k) => n + c(k), 0);
       console.log(`budgets ${name.padEnd(12)} ${c('gateway').toFixed(0).padStart(7)} ${c('upstream').toFixed(0).padStart(9)} ` +
         `${c('redis').toFixed(0).padStart(6)} ${c('postgres').toFixed(0).padStart(11)} ${total.toFixed(0).padStart(7)}`);
     }
   }
-  for (const name of ['on', 'holds']) {
+  for (const name of names.filter((n) => n !== 'off')) {
     const r = (k) => median(by[name].map((x) => x.redisPerRequest[k]));
     console.log(`Redis commands per request, budgets ${name}: ${r('client').toFixed(4)} ` +
       `(total_commands_processed, which counts the commands scripts run; commandstats: ${r('all').toFixed(4)}), ` +

@@ -4,7 +4,9 @@
 // upstream, at saturation and at a fixed rate. A second gateway, the same but without budgets,
 // shows what budgets cost. Prints throughput ratios, the latency each proxy adds over direct
 // and the CPU microseconds per request of every process (from /proc), as medians.
-//   node tests/bench/full_bench.mjs [--rounds N] [--seconds S]
+//   node tests/bench/full_bench.mjs [--rounds N] [--seconds S] [--base-bin DIR]
+// --base-bin: also measure DIR/tollgate (another build, e.g. the commit before a change) as "full
+// (base)", with the full configuration, in the same interleaved rounds.
 import { mkdtempSync, chmodSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +22,7 @@ const args = process.argv.slice(2);
 const opt = (name, dflt) => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : dflt; };
 const rounds = opt('--rounds', 3);
 const seconds = opt('--seconds', 8);
+const baseBin = args.includes('--base-bin') ? args[args.indexOf('--base-bin') + 1] : null;
 const threads = 2;  // Tollgate I/O threads and nginx workers alike
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-full-bench-'));
@@ -34,11 +37,16 @@ const db = (name) => {
 const full = await startStack({ config: { ...db('full'), budgets: { redis: redis.address }, server: { threads } } });
 const nobudgets = await startStack({ config: { ...db('nobudgets'), server: { threads } }, upstreamPort: full.upstreamPort });
 await nobudgets.upstream.stop();  // both gateways use the first stack's upstream
+const base = baseBin === null ? null : await startStack({
+  config: { ...db('base'), budgets: { redis: redis.address }, server: { threads } },
+  upstreamPort: full.upstreamPort, gatewayBin: path.join(baseBin, 'tollgate'),
+});
+if (base !== null) await base.upstream.stop();
 const nginxPort = await freePort();
 const nginx = startNginx(dir, { port: nginxPort, upstream: `127.0.0.1:${full.upstreamPort}`, workers: threads });
 
 async function stopAll() {
-  await Promise.all([full.stop(), nobudgets.gateway.stop(), nginx.stop('SIGQUIT')]);
+  await Promise.all([full.stop(), nobudgets.gateway.stop(), base?.gateway.stop(), nginx.stop('SIGQUIT')]);
   redis.stop();
   pg.stop();
 }
@@ -88,6 +96,7 @@ const targets = {
   nginx: { url: `http://127.0.0.1:${nginxPort}`, gateway: null },
   full: { url: full.url, gateway: full.gateway },
   'no budgets': { url: nobudgets.url, gateway: nobudgets.gateway },
+  ...(base === null ? {} : { 'full (base)': { url: base.url, gateway: base.gateway } }),
 };
 const processes = ['gateway', 'nginx', 'upstream', 'redis', 'postgres'];
 function snapshot(target) {
@@ -125,17 +134,17 @@ for (const [mode, by] of Object.entries(results)) {
   const d50 = m('direct', 'p50');
   const d99 = m('direct', 'p99');
   console.log(`\n${mode === 'fixed' ? 'Fixed rate (10 connections, 10 ms think time)' : 'Saturation (64 connections)'}`);
-  console.log('target       req/s   p50 us   p99 us  added p50  added p99');
+  console.log('target         req/s   p50 us   p99 us  added p50  added p99');
   for (const name of Object.keys(targets)) {
     const p50 = m(name, 'p50');
     const p99 = m(name, 'p99');
-    console.log(`${name.padEnd(10)} ${m(name, 'rps').toFixed(0).padStart(7)} ${p50.toFixed(0).padStart(8)} ${p99.toFixed(0).padStart(8)}` +
+    console.log(`${name.padEnd(12)} ${m(name, 'rps').toFixed(0).padStart(7)} ${p50.toFixed(0).padStart(8)} ${p99.toFixed(0).padStart(8)}` +
       (name === 'direct' ? '' : ` ${(p50 - d50).toFixed(0).padStart(10)} ${(p99 - d99).toFixed(0).padStart(10)}`));
   }
   const added = (name, p, d) => m(name, p) - d;
   const ratioOf = (name, p, d) => (added('nginx', p, d) > 0
     ? (added(name, p, d) / added('nginx', p, d)).toFixed(2) : 'n/a (nginx added <= 0)');
-  for (const name of ['full', 'no budgets']) {
+  for (const name of Object.keys(targets).filter((n) => n !== 'direct' && n !== 'nginx')) {
     console.log(`${name}/nginx: throughput ${(m(name, 'rps') / m('nginx', 'rps')).toFixed(2)}` +
       `${mode === 'saturation' && name === 'full' ? ' (goal >= 0.70)' : ''}, ` +
       `added p50 ${ratioOf(name, 'p50', d50)}, added p99 ${ratioOf(name, 'p99', d99)}` +
@@ -150,5 +159,6 @@ for (const [mode, by] of Object.entries(results)) {
   }
   const c = (name, k) => median(by[name].map((x) => x.cpuUs[k]));
   console.log(`Gateway CPU per request / nginx's: full ${(c('full', 'gateway') / c('nginx', 'nginx')).toFixed(2)}` +
-    `${mode === 'saturation' ? ' (goal <= 1.50)' : ''}, without budgets ${(c('no budgets', 'gateway') / c('nginx', 'nginx')).toFixed(2)}`);
+    `${mode === 'saturation' ? ' (goal <= 1.50)' : ''}, without budgets ${(c('no budgets', 'gateway') / c('nginx', 'nginx')).toFixed(2)}` +
+    (base === null ? '' : `, full (base) ${(c('full (base)', 'gateway') / c('nginx', 'nginx')).toFixed(2)}`));
 }

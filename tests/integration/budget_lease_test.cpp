@@ -3,8 +3,9 @@
 // simulated gateways serving from leases never overspend a hard limit, and their flushes leave
 // the counter equal to what their requests counted, with nothing held; under a randomized
 // clock no interval of a sliding window's length counts more than the limit (every grant's
-// time recorded); a refusal recalls the other gateways' leases; leases and per-request holds
-// of the reserve script share a budget.
+// time recorded), also when leases are renewed ahead of need; a lease taken ahead of need is a
+// slice far from the limit and nothing near it (no hold, no recall); a refusal recalls the other
+// gateways' leases; leases and per-request holds of the reserve script share a budget.
 #include <algorithm>
 #include <deque>
 #include <map>
@@ -62,28 +63,62 @@ net::awaitable<basic_result<reservation, redis::redis_error>> reserve_one(
 }
 
 // A gateway as gateway/budget_leases runs one, without threads: the open lease per counter,
-// every live lease, takes, new leases in one script call, and flushes.
+// every live lease, takes, new leases in one script call, flushes and (with `renew_ahead`) the
+// renewal of open leases ahead of need, right after the take that finds one due.
 struct sim_gateway {
-  sim_gateway(net::io_context& io, redis::client& c, std::string id, std::int64_t lease_ms)
+  sim_gateway(net::io_context& io, redis::client& c, std::string id, std::int64_t lease_ms,
+              bool renew_ahead = false)
       : io(io), redis(c),
-        engine(std::chrono::hours(24), std::chrono::milliseconds(lease_ms), 8, std::move(id)) {}
+        engine(std::chrono::hours(24), std::chrono::milliseconds(lease_ms), 8, std::move(id)),
+        lease_ms(lease_ms), renew_ahead(renew_ahead) {}
   net::io_context& io;
   redis::client& redis;
   lease_engine engine;
+  std::int64_t lease_ms;
+  bool renew_ahead;
   std::map<std::string, std::shared_ptr<budget_lease>> open;
   std::vector<std::shared_ptr<budget_lease>> live;
   int exact = 0;
   int leased = 0;
+  int renewed = 0;
+
+  void renew(const std::vector<limit_charge>& charges, std::int64_t now) {
+    std::vector<lease_request> reqs;
+    for (const auto& c : charges) {
+      auto it = open.find(c.rule.id);
+      if (it == open.end()) continue;
+      const auto& l = *it->second;
+      if (lease_renewal_due(l.grant(), l.unused(), now, lease_ms / lease_renew_ahead_divisor,
+                            engine.serve_until_ms(c.rule, now))) {
+        reqs.push_back({c, false, true});
+      }
+    }
+    if (reqs.empty()) return;
+    auto r = run(io, acquire_one(engine, redis, reqs, now));
+    REQUIRE(r);
+    REQUIRE(r->granted);  // taken ahead of need: never a refusal
+    for (std::size_t j = 0; j < reqs.size(); ++j) {
+      if (r->grants[j].slice == 0) continue;
+      REQUIRE(r->grants[j].slice > reqs[j].charge.amount);
+      auto l = std::make_shared<budget_lease>(r->grants[j]);
+      live.push_back(l);
+      open[reqs[j].charge.rule.id]->close();
+      open[reqs[j].charge.rule.id] = l;
+      ++renewed;
+    }
+  }
 
   // The leases serving the charges, or empty when a hard limit refuses.
   std::vector<std::shared_ptr<budget_lease>> serve(const std::vector<limit_charge>& charges,
                                                    std::int64_t now) {
     std::vector<std::shared_ptr<budget_lease>> got(charges.size());
     std::vector<std::size_t> missing;
+    std::vector<limit_charge> from_open;  // only those can be due for renewal
     for (std::size_t i = 0; i < charges.size(); ++i) {
       auto it = open.find(charges[i].rule.id);
       if (it != open.end() && it->second->take(charges[i].amount, now)) {
         got[i] = it->second;
+        from_open.push_back(charges[i]);
       } else {
         missing.push_back(i);
       }
@@ -115,6 +150,7 @@ struct sim_gateway {
         got[i] = l;
       }
     }
+    if (renew_ahead) renew(from_open, now);
     return got;
   }
 
@@ -193,9 +229,12 @@ TEST_CASE("gateways serving from leases never overspend; flushed, the counter is
   const std::int64_t limit = 50'000;
   const auto month = rule_of("month", budget_window::month, limit);
   const auto roomy = rule_of("rpd", budget_window::day, 1'000'000'000);
+  const bool renew_ahead = GENERATE(false, true);
+  INFO("renewed ahead of need: " << renew_ahead);
   std::vector<std::unique_ptr<sim_gateway>> gws;
   for (int g = 0; g < 3; ++g) {
-    gws.push_back(std::make_unique<sim_gateway>(io, c, "gw_" + std::to_string(g), 10'000));
+    gws.push_back(
+        std::make_unique<sim_gateway>(io, c, "gw_" + std::to_string(g), 10'000, renew_ahead));
   }
   std::mt19937_64 rng(11);
   std::deque<in_flight> flying;
@@ -252,6 +291,9 @@ TEST_CASE("gateways serving from leases never overspend; flushed, the counter is
   }
   CHECK(leased >= 3);
   CHECK(exact > 40);
+  int renewed = 0;
+  for (auto& gw : gws) renewed += gw->renewed;
+  if (renew_ahead) CHECK(renewed > 0);
 }
 
 TEST_CASE("leases under a randomized clock: no interval of a sliding window counts more than "
@@ -265,9 +307,12 @@ TEST_CASE("leases under a randomized clock: no interval of a sliding window coun
   INFO("window " << length << " ms");
   const auto sliding = rule_of("slide", window_spec::duration_of(length), limit);
   const auto roomy = rule_of("roomy", budget_window::day, 1'000'000'000);
+  const bool renew_ahead = GENERATE(false, true);
+  INFO("renewed ahead of need: " << renew_ahead);
   std::vector<std::unique_ptr<sim_gateway>> gws;
   for (int g = 0; g < 3; ++g) {
-    gws.push_back(std::make_unique<sim_gateway>(io, c, "gw_" + std::to_string(g), 10'000));
+    gws.push_back(
+        std::make_unique<sim_gateway>(io, c, "gw_" + std::to_string(g), 10'000, renew_ahead));
   }
   struct grant {
     std::int64_t at = 0;
@@ -318,6 +363,51 @@ TEST_CASE("leases under a randomized clock: no interval of a sliding window coun
   CHECK(refused > 40);
   CHECK(grants.size() > 500);
   CHECK(busiest > limit / 2);
+  int renewed = 0;
+  for (auto& gw : gws) renewed += gw->renewed;
+  if (renew_ahead) CHECK(renewed > 0);
+}
+
+TEST_CASE("a lease taken ahead of need: a slice far from the limit, nothing near it") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), settings_of(server));
+  const auto day = rule_of("day", budget_window::day, 16'000);
+  lease_engine a(std::chrono::minutes(11), std::chrono::seconds(10), 8, "gw_a");
+  lease_engine b(std::chrono::minutes(11), std::chrono::seconds(10), 8, "gw_b");
+  budget_engine usage(std::chrono::hours(24));
+  // Far from the limit: a slice by the slice rule, as a lease taken for a request.
+  auto r = run(io, acquire_one(a, c, {{{day, 10}, false, true}}, t0));
+  REQUIRE(r);
+  REQUIRE(r->granted);
+  CHECK(r->grants[0].slice == 2'000);
+  CHECK(r->grants[0].serve_until_ms == t0 + 10'000);
+  CHECK(r->grants[0].asked == 10);
+  // B takes a slice too (two share the counter now: 14,000 / 16 = 875).
+  r = run(io, acquire_one(b, c, {{{day, 10}, false}}, t0 + 1));
+  REQUIRE(r);
+  CHECK(r->grants[0].slice == 875);
+  const std::int64_t b_recall = r->grants[0].recall_seen;
+  // Near the limit for its amount (13,125 / 16 = 820, not above 900), or over what is left:
+  // nothing held and nothing recalled, where a request's acquire would hold exactly its amount
+  // and recall B's lease.
+  for (const std::int64_t amount : {900, 20'000}) {
+    r = run(io, acquire_one(a, c, {{{day, amount}, false, true}}, t0 + 2));
+    REQUIRE(r);
+    REQUIRE(r->granted);
+    CHECK(r->grants[0].slice == 0);
+  }
+  auto u = run(io, usage_of(usage, c, {day}, t0 + 3));
+  REQUIRE(u);
+  CHECK(u->at(0).held == 2'000 + 875);
+  r = run(io, acquire_one(b, c, {{{day, 1}, false}}, t0 + 4));
+  REQUIRE(r);
+  CHECK(r->grants[0].recall_seen == b_recall);  // no recall was raised
+  // The same amount for a request: one-request lease and a recall.
+  r = run(io, acquire_one(a, c, {{{day, 900}, false}}, t0 + 5));
+  REQUIRE(r);
+  CHECK(r->grants[0].slice == 900);
+  CHECK(r->grants[0].recall_seen > b_recall);
 }
 
 TEST_CASE("a refusal recalls the other gateways' leases; their flush gives them back") {

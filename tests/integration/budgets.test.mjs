@@ -1,8 +1,9 @@
 // Integration tests of budgets and rate limits: the admin API, enforcement on the request path
 // (429s, Retry-After, x-ratelimit-* headers), scopes, Redis failure modes, and the overspend
 // tests: three gateways, 200 concurrent clients, one hard token budget, and three gateways
-// serving from budget leases near exhaustion (slices shrinking to per-request holds), against a real
-// PostgreSQL and, in turn, a single real Redis and a real three-master Redis Cluster. Windows
+// serving from budget leases near exhaustion (slices shrinking to per-request holds), leases
+// renewed ahead of need under steady traffic and a limit changed behind pub/sub's back applying
+// within the budget cache's bound, against a real PostgreSQL and, in turn, a single real Redis and a real three-master Redis Cluster. Windows
 // of any length, models and GET /v1/budgets: budget_windows.test.mjs.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -261,6 +262,62 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
     } finally {
       await g2.gateway.stop();
       await g3.gateway.stop();
+    }
+  });
+
+  test('steady traffic: leases renewed ahead of need; a limit changed behind pub/sub applies within two cache lifetimes and a lease', async () => {
+    // Leases of 400 ms (renewed in their last 50 ms) and a budget list trusted for 300 ms.
+    const gR = await startStack({
+      config: budgetConfig(pg, redis, path.join(dir, 'renew'), { lease_ms: 400, cache_ttl_ms: 300 }),
+      upstreamPort: s.upstreamPort,
+    });
+    try {
+      const t = await makeTenant(gR.adminUrl, 'Renew');
+      const b = await addBudget(gR.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 1_000_000_000 });
+      const rpm = await addBudget(gR.adminUrl, { tenant_id: t.tenant, metric: 'requests', window: 'minute', limit: 1_000_000 });
+      const renewed = async () => Number(/tollgate_budget_leases_total\{event="renewed"\} (\d+)/
+        .exec(await (await fetch(`${gR.adminUrl}/metrics`)).text())?.[1] ?? 0);
+      const renewedBefore = await renewed();
+      let granted = 0;
+      let seen = 0;
+      const until = Date.now() + 1500;
+      await Promise.all(Array.from({ length: 8 }, async (_, c) => {
+        for (let i = 0; Date.now() < until; i += 1) {
+          const res = await ask(gR.url, t.key, { max_tokens: 10 }, `renew ${c} ${i}`);
+          const text = await res.text();
+          assert.equal(res.status, 200, text);
+          granted += 1;
+          seen += JSON.parse(text).usage.total_tokens;
+        }
+      }));
+      assert.ok(await renewed() > renewedBefore, 'leases were renewed ahead of need');
+      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === granted,
+        { timeoutMs: 15000, what: `${granted} rows` });
+      // Every lease ended and was flushed (far from the limit: every lease_flush_far_ms).
+      await waitFor(() => redis.counters(t.tenant)[b.id]?.held === 0, { what: 'no hold left' });
+      assert.equal(redis.counters(t.tenant)[b.id].used, seen, 'Redis settled == what the clients saw');
+      await waitFor(() => redis.counters(t.tenant)[rpm.id]?.held === 0, { what: 'no request hold left' });
+      assert.equal(redis.counters(t.tenant)[rpm.id].used, granted, 'every request counted once');
+
+      // The limit lowered in the database itself (no pub/sub): the expired list is used while
+      // one request reads it again (at most another 300 ms), then the open lease ends (400 ms).
+      pg.query(`UPDATE budgets SET limit_value = 1 WHERE id = '${b.id}'`);
+      const changedAt = Date.now();
+      const answers = [];
+      await Promise.all(Array.from({ length: 8 }, async (_, c) => {
+        for (let i = 0; Date.now() < changedAt + 4000; i += 1) {
+          const sentAt = Date.now();
+          const res = await ask(gR.url, t.key, { max_tokens: 10 }, `lowered ${c} ${i}`);
+          await res.text();
+          answers.push({ sentAt, status: res.status });
+        }
+      }));
+      const late = answers.filter((a) => a.status === 200 && a.sentAt > changedAt + 2500);
+      assert.equal(late.length, 0, `requests sent more than 2.5 s after the change were served: ${late.length}`);
+      assert.ok(answers.some((a) => a.status === 429), 'the lowered limit refused');
+      assert.ok(answers.every((a) => a.status === 200 || a.status === 429));
+    } finally {
+      await gR.gateway.stop();
     }
   });
 

@@ -52,8 +52,10 @@ export function startProcess(bin, args, env = {}) {
 }
 
 // Starts tollgate-dev-upstream and a gateway routed to it. `config` is merged into the gateway
-// config file; `env` goes to the gateway's environment.
-export async function startStack({ config = {}, env = {}, upstreamThreads = 1, upstreamPort: fixedUpstreamPort } = {}) {
+// config file; `env` goes to the gateway's environment; `gatewayBin` is another build's
+// `tollgate` (a benchmark's baseline).
+export async function startStack({ config = {}, env = {}, upstreamThreads = 1, upstreamPort: fixedUpstreamPort,
+  gatewayBin = path.join(binDir, 'tollgate') } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-test-'));
   const upstreamPort = fixedUpstreamPort ?? await freePort();
   const apiPort = await freePort();
@@ -77,7 +79,7 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1, u
   if (full.budgets) full.budgets = { alert_webhook_allow_private: true, ...full.budgets };
   const configPath = path.join(dir, 'tollgate.json');
   writeFileSync(configPath, JSON.stringify(full, null, 2));
-  const gateway = startProcess(path.join(binDir, 'tollgate'), ['--config', configPath], env);
+  const gateway = startProcess(gatewayBin, ['--config', configPath], env);
   const stack = {
     dir, upstream, gateway, upstreamPort, apiPort, adminPort, configPath, usageLog,
     url: `http://127.0.0.1:${apiPort}`,
@@ -103,7 +105,7 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1, u
     },
     // Starts the gateway again with the same configuration (after a stop or a kill -9).
     async restartGateway() {
-      stack.gateway = startProcess(path.join(binDir, 'tollgate'), ['--config', configPath], env);
+      stack.gateway = startProcess(gatewayBin, ['--config', configPath], env);
       await waitFor(async () => (await fetch(`${stack.adminUrl}/readyz`)).ok,
         { what: 'gateway ready after restart' });
     },

@@ -254,6 +254,10 @@ TEST_CASE("database, ledger, auth and budgets settings are checked") {
   CHECK_FALSE(cfg.budgets.redis_tls);
   CHECK(cfg.budgets.settle_batch_ms == 0);
   CHECK_THAT(error_of(R"({"budgets":{"settle_batch_ms":5000}})"), Catch::Contains("/budgets/settle_batch_ms"));
+  CHECK(cfg.budgets.lease_flush_ms == 100);
+  CHECK(cfg.budgets.lease_flush_far_ms == 1000);
+  CHECK_THAT(error_of(R"({"budgets":{"lease_flush_ms":2000}})"),
+             Catch::Contains("/budgets/lease_flush_far_ms"));
   CHECK(cfg.invoices.grace_hours == 72);
   CHECK_THAT(error_of(R"({"invoices":{"grace_hours":9000}})"), Catch::Contains("/invoices/grace_hours"));
   CHECK_THAT(error_of(R"({"invoices":{"grace":1}})"), Catch::Contains("unknown field"));

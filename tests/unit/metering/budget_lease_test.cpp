@@ -1,6 +1,7 @@
 // Unit tests of budget leases' pure parts: the slice-size rule (large far from the limit and
 // among few gateways, exactly the request's amount near it) and the in-memory accounting of
-// one lease shared by threads (every take, finish, close and flush adds up to the slice).
+// one lease shared by threads (every take, finish, close and flush adds up to the slice); when a
+// lease is due for renewal ahead of need, and when it counts as far from its limit.
 #include <catch2/catch.hpp>
 #include <atomic>
 #include <random>
@@ -202,4 +203,34 @@ TEST_CASE("requests under alert thresholds or a credit plan keep per-request hol
   CHECK(leasable(ok));
   CHECK_FALSE(leasable(with_alerts));
   CHECK_FALSE(leasable(with_credit));
+}
+
+TEST_CASE("a lease is renewed ahead of need when it runs low or nears its end") {
+  const lease_grant g = grant_of(1'000, 2'000);
+  // Plenty unused, far from its end: not yet.
+  CHECK_FALSE(lease_renewal_due(g, 900, 1'000, 250, 3'000));
+  // Unused below a quarter of the slice: due, whenever it ends.
+  CHECK(lease_renewal_due(g, 249, 1'000, 250, 0));
+  CHECK_FALSE(lease_renewal_due(g, 250, 1'000, 250, 0));
+  // Within 250 ms of its end, and a lease taken now would serve longer: due.
+  CHECK(lease_renewal_due(g, 900, 1'750, 250, 3'750));
+  CHECK_FALSE(lease_renewal_due(g, 900, 1'749, 250, 3'749));
+  // ... but not when a new lease would end at the same instant (a sliding window's bucket).
+  CHECK_FALSE(lease_renewal_due(g, 900, 1'900, 250, 2'000));
+}
+
+TEST_CASE("a lease is far from its limit when its slice covers 64 requests like its first") {
+  lease_grant g = grant_of(6'400);
+  g.asked = 100;
+  CHECK(lease_far_from_limit(g));
+  g.slice = 6'399;
+  CHECK_FALSE(lease_far_from_limit(g));
+  g.slice = 100;  // a one-request lease
+  CHECK_FALSE(lease_far_from_limit(g));
+  g.asked = 0;  // a request asking nothing counts as asking 1
+  g.slice = 64;
+  CHECK(lease_far_from_limit(g));
+  g.slice = std::int64_t{1} << 62;  // no overflow
+  g.asked = std::int64_t{1} << 52;
+  CHECK(lease_far_from_limit(g));
 }
