@@ -327,8 +327,22 @@ period_usage forecast_usage(const period_usage& in, period_progress progress) {
   return out;
 }
 
-std::string cost_preview_json(const period_usage& in, std::optional<period_progress> progress) {
+std::string cost_preview_json(const period_usage& in, std::optional<period_progress> progress,
+                              const std::vector<fee_line>& bundles) {
   const period_pricing priced = price_period(in);
+  json_array_writer bundle_lines;
+  std::int64_t bundle_micros = 0;
+  for (const auto& b : bundles) {
+    json_object_writer l;
+    l.add("bundle_id", b.bundle_id)
+        .add("model", b.model)
+        .add("token_class", b.token_class)
+        .add("tokens", b.quantity)
+        .add("price_per_million_micros", b.unit_amount_micros)
+        .add("amount_micros", b.amount_micros);
+    bundle_lines.add_raw(l.finish());
+    bundle_micros += b.amount_micros;
+  }
   json_object_writer w;
   w.add("object", "cost_preview")
       .add("tenant_id", in.tenant_id)
@@ -338,7 +352,9 @@ std::string cost_preview_json(const period_usage& in, std::optional<period_progr
       .add("batch_discount_bp", in.batch_discount_bp)
       .add_raw("lines", priced_lines_json(priced.lines))
       .add_raw("unpriced", unpriced_json(priced.unpriced))
-      .add("total_micros", priced.total_micros);
+      .add("total_micros", priced.total_micros)
+      .add_raw("token_bundles", bundle_lines.finish())
+      .add("token_bundles_micros", bundle_micros);
   if (progress && progress->elapsed_s > 0 && progress->elapsed_s < progress->period_s) {
     const period_pricing projected = price_period(forecast_usage(in, *progress));
     json_object_writer f;

@@ -134,11 +134,14 @@ struct period_progress {
 period_usage forecast_usage(const period_usage& usage, period_progress progress);
 
 // The cost preview as JSON: {"object":"cost_preview", tenant_id, period, currency,
-// price_book_id, batch_discount_bp, lines, unpriced, total_micros, forecast}. `progress`: the
-// period is under way; forecast is then {method:"run_rate", elapsed_s, period_s,
-// total_micros, lines}; null otherwise (a period that is over is final, one to come is empty).
+// price_book_id, batch_discount_bp, lines, unpriced, total_micros, token_bundles,
+// token_bundles_micros, forecast}. `progress`: the period is under way; forecast is then
+// {method:"run_rate", elapsed_s, period_s, total_micros, lines}; null otherwise (a period that
+// is over is final, one to come is empty). `bundles`: the period's token_bundle lines (what the
+// tenant's token bundles paid, at their locked prices, for tokens the lines leave out).
 std::string cost_preview_json(const period_usage& usage,
-                              std::optional<period_progress> progress = std::nullopt);
+                              std::optional<period_progress> progress = std::nullopt,
+                              const std::vector<fee_line>& bundles = {});
 
 // The number of decimals of a currency's minor unit (ISO 4217): 0 for JPY, KRW, ..., 3 for
 // BHD, KWD, ..., else 2.

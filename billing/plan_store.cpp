@@ -281,7 +281,8 @@ net::awaitable<basic_result<period_usage, store_error>> plan_store::load_period_
 }
 
 net::awaitable<store_result> plan_store::cost_preview(std::string tenant_id,
-                                                      std::string period, std::int64_t now_s) {
+                                                      std::string period, std::int64_t now_s,
+                                                      std::vector<fee_line> bundles) {
   const auto bounds = period_bounds(period);
   if (!bounds) co_return store_error{400, "period must be YYYY-MM.", "invalid_value"};
   auto plan = co_await load_plan(std::move(tenant_id), period);
@@ -292,7 +293,7 @@ net::awaitable<store_result> plan_store::cost_preview(std::string tenant_id,
   if (now_s >= bounds->first && now_s < bounds->second) {
     progress = period_progress{now_s - bounds->first, bounds->second - bounds->first};
   }
-  co_return cost_preview_json(*usage, progress);
+  co_return cost_preview_json(*usage, progress, bundles);
 }
 
 net::awaitable<basic_result<plan_store::period_forecast, store_error>> plan_store::forecast_period(

@@ -67,9 +67,11 @@ class plan_store {
   boost::asio::awaitable<basic_result<period_usage, store_error>> load_period_totals(
       period_usage plan, std::string period);
   // The tenant's cost for the period so far (billing/period_pricing), and its forecast when
-  // `now_s` (unix seconds) lies within the period.
+  // `now_s` (unix seconds) lies within the period; `bundles`: what its token bundles paid in
+  // the period (credit_store::bundle_lines).
   boost::asio::awaitable<store_result> cost_preview(std::string tenant_id, std::string period,
-                                                    std::int64_t now_s);
+                                                    std::int64_t now_s,
+                                                    std::vector<fee_line> bundles);
   // The current billing period's cost so far and its run-rate forecast (the cost preview's,
   // docs/PRICING.md) at `now_s`: for forecast alerts. 404 for a tenant without a plan.
   struct period_forecast {

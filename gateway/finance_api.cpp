@@ -126,7 +126,13 @@ handler_result finance_cost_preview(route_call& c) {
         invalid_request("period must be a calendar month, YYYY-MM (UTC).", "period"));
   }
   const std::int64_t now_s = c.now_s();
-  co_await c.reply(c.billing().plans->cost_preview(tenant, period, now_s));
+  std::vector<billing::fee_line> bundles;  // what the tenant's token bundles paid
+  if (c.billing().credits != nullptr) {
+    auto lines = co_await c.billing().credits->bundle_lines(tenant, period);
+    if (!lines) co_return co_await c.fail(to_api_error(lines.error()));
+    bundles = std::move(*lines);
+  }
+  co_await c.reply(c.billing().plans->cost_preview(tenant, period, now_s, std::move(bundles)));
 }
 
 }  // namespace tollgate::gateway::routes

@@ -441,6 +441,13 @@ describe('plan terms: seats, allowances, commitments (real PostgreSQL)', () => {
     const balance = await api(s.adminUrl, 'GET', `/admin/v1/tenants/${t.tenant}/credits`);
     const inLeft = balance.json.grants.find((g) => g.id === made.json.id);
     assert.equal(BigInt(inLeft.tokens_left), bundle.tokens - inBundle, balance.text);
+    // The cost preview of the month: the usage lines and, beside them, what the bundles paid.
+    const preview = await api(s.adminUrl, 'GET', `/finance/v1/cost_preview?tenant_id=${t.tenant}&period=${period}`, { token: FINANCE });
+    assert.equal(preview.status, 200, preview.text);
+    assert.equal(BigInt(preview.json.total_micros), usage);
+    assert.equal(BigInt(preview.json.token_bundles_micros), bundlePaid);
+    assert.deepEqual(preview.json.token_bundles.map((b) => [b.token_class, BigInt(b.tokens), BigInt(b.amount_micros)]),
+      invoice.fees.filter((f) => f.kind === 'token_bundle').map((f) => [f.token_class, BigInt(f.quantity), BigInt(f.amount_micros)]));
     // The CSV has the fee rows; the same draft comes back from a second run.
     const csv = await (await fetch(`${s.adminUrl}/finance/v1/invoices/${invoice.id}?format=csv`, { headers: { authorization: `Bearer ${FINANCE}` } })).text();
     assert.match(csv, new RegExp(`,${period},USD,seats,fee,,,${seatDays},${seatFee},`));
