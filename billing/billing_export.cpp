@@ -81,12 +81,7 @@ class stripe_builder {
     });
     // The plan's fees (docs/PRICING.md, "Plan terms").
     for_each(inv_.find("fees"), [&](json::value f) {
-      const std::string kind = text_of(f.find("kind"));
-      const std::string description =
-          kind == "base_fee" ? std::string("Base fee")
-          : kind == "seats"  ? "Seats: " + text_of(f.find("quantity")) + " seat-days"
-                             : std::string("Commitment true-up");
-      add("fee", f, description, int_of(f.find("amount_minor")), period_);
+      add("fee", f, fee_description(f), int_of(f.find("amount_minor")), period_);
     });
     for_each(inv_.find("credits"), [&](json::value c) {
       add("credit", c,
@@ -97,6 +92,20 @@ class stripe_builder {
   }
 
  private:
+  static std::string fee_description(json::value f) {
+    const std::string kind = text_of(f.find("kind"));
+    const std::string tokens = text_of(f.find("quantity")) + " " + text_of(f.find("model")) +
+                               " " + text_of(f.find("token_class")) + " tokens";
+    if (kind == "base_fee") return "Base fee";
+    if (kind == "seats") return "Seats: " + text_of(f.find("quantity")) + " seat-days";
+    if (kind == "token_bundle") {
+      return "Token bundle " + text_of(f.find("bundle_id")) + ": " + tokens;
+    }
+    if (kind == "allowance_rollover_in") return "Rolled-over allowance used: " + tokens;
+    if (kind == "allowance_rollover_out") return "Unused allowance rolled over: " + tokens;
+    return "Commitment true-up";
+  }
+
   template <class F>
   static void for_each(json::value array, F&& f) {
     for (std::uint32_t i = 0; array.valid() && array.is_array() && i < array.size(); ++i) {

@@ -13,9 +13,10 @@ std::string bundles_sql(bool lock) {
       "SELECT g.tenant_id, g.id, g.models[1], g.bundle_token_class, g.bundle_tokens,"
       " a.tokens_balance, g.bundle_price_per_million_micros,"
       " floor(extract(epoch from g.effective_at)), floor(extract(epoch from g.expires_at)),"
-      " array_to_json(g.bundle_project_ids)::text"
+      " array_to_json(g.bundle_project_ids)::text, g.priority"
       " FROM credit_accounts a JOIN credit_grants g ON g.id = a.grant_id"
-      " WHERE g.kind = 'bundle' AND g.tenant_id = ANY($1::text[]) AND a.tokens_balance > 0"
+      " WHERE g.kind IN ('bundle', 'rollover') AND g.tenant_id = ANY($1::text[]) AND "
+      "a.tokens_balance > 0"
       " ORDER BY g.tenant_id, g.priority, g.expires_at NULLS LAST, g.effective_at, g.id";
   if (lock) sql += " FOR UPDATE OF a";
   return sql;
@@ -38,6 +39,7 @@ std::map<std::string, std::vector<token_bundle>> bundles_of(const pg::rows& foun
       b.project_ids = string_list(found.text(i, 9));
       std::sort(b.project_ids.begin(), b.project_ids.end());  // token_bundle::serves searches
     }
+    b.priority = static_cast<int>(found.int64(i, 10));
     bundles[std::string(found.text(i, 0))].push_back(std::move(b));
   }
   return bundles;

@@ -24,7 +24,8 @@ const char* const credit_grant_json =
     "'expired',coalesce(g.expires_at <= now(), false),'priority',g.priority,'models',g.models,"
     "'memo',g.memo,'created_at',extract(epoch from g.created_at)::bigint,"
     "'token_class',g.bundle_token_class,'tokens',g.bundle_tokens,"
-    "'tokens_left',CASE WHEN g.kind = 'bundle' THEN a.tokens_balance END,"
+    "'tokens_left',CASE WHEN g.kind IN ('bundle', 'rollover') THEN a.tokens_balance END,"
+    "'rolled_over_from',g.rolled_over_from,"
     "'price_per_million_micros',g.bundle_price_per_million_micros,"
     "'project_ids',g.bundle_project_ids)";
 
@@ -132,17 +133,24 @@ net::awaitable<basic_result<std::vector<fee_line>, store_error>> credit_store::b
     std::string tenant_id, std::string period) {
   auto conn = co_await pool_.acquire();
   if (!conn) co_return store_unavailable(conn.error());
+  // What bundles and rolled-over allowances paid for in the period's drawdowns, in drawdown
+  // order; then the period's own unused allowances that rolled over to later periods.
   const std::string sql =
       std::string(
-          "SELECT g.id, g.models[1], g.bundle_token_class, g.bundle_price_per_million_micros,"
-          " -sum(coalesce(e.tokens, 0)), -sum(e.amount_micros) FROM credit_transfers t"
+          "(SELECT g.id, g.kind, g.models[1], g.bundle_token_class,"
+          " g.bundle_price_per_million_micros, -sum(coalesce(e.tokens, 0)),"
+          " -sum(e.amount_micros) FROM credit_transfers t"
           " JOIN credit_entries e ON e.transfer_id = t.id"
           " JOIN credit_accounts a ON a.id = e.account_id AND a.kind = 'grant'"
-          " JOIN credit_grants g ON g.id = a.grant_id AND g.kind = 'bundle'"
+          " JOIN credit_grants g ON g.id = a.grant_id AND g.kind IN ('bundle', 'rollover')"
           " WHERE t.tenant_id = $1 AND t.kind = 'drawdown' AND t.period = $2"
-          " GROUP BY g.id, g.models, g.bundle_token_class, g.bundle_price_per_million_micros,"
-          " g.priority, g.expires_at, g.effective_at ORDER BY ") +
-      drawdown_order;
+          " GROUP BY g.id, g.kind, g.models, g.bundle_token_class,"
+          " g.bundle_price_per_million_micros, g.priority, g.expires_at, g.effective_at"
+          " ORDER BY ") +
+      drawdown_order +
+      ") UNION ALL (SELECT g.id, 'rolled_over', g.models[1], g.bundle_token_class, 0,"
+      " g.bundle_tokens, 0 FROM credit_grants g WHERE g.tenant_id = $1 AND g.kind = 'rollover'"
+      " AND g.rolled_over_from = $2 ORDER BY g.models[1], g.bundle_token_class)";
   std::vector<pg::param> params;
   params.emplace_back(tenant_id);
   params.emplace_back(period);
@@ -151,13 +159,16 @@ net::awaitable<basic_result<std::vector<fee_line>, store_error>> credit_store::b
   std::vector<fee_line> out;
   for (int i = 0; i < found->size(); ++i) {
     fee_line f;
-    f.kind = "token_bundle";
+    const std::string_view kind = found->text(i, 1);
+    f.kind = kind == "bundle"     ? "token_bundle"
+             : kind == "rollover" ? "allowance_rollover_in"
+                                  : "allowance_rollover_out";
     f.bundle_id = std::string(found->text(i, 0));
-    f.model = std::string(found->text(i, 1));
-    f.token_class = std::string(found->text(i, 2));
-    f.unit_amount_micros = found->int64(i, 3);
-    f.quantity = found->int64(i, 4);
-    f.amount_micros = found->int64(i, 5);
+    f.model = std::string(found->text(i, 2));
+    f.token_class = std::string(found->text(i, 3));
+    f.unit_amount_micros = found->int64(i, 4);
+    f.quantity = found->int64(i, 5);
+    f.amount_micros = found->int64(i, 6);
     out.push_back(std::move(f));
   }
   co_return out;

@@ -75,7 +75,9 @@ class credit_store {
                                                                     std::string error,
                                                                     std::int64_t retry_in_ms);
   // The invoice's token_bundle lines of `period`: per bundle, the tokens its drawdowns of the
-  // period paid for and their amount.
+  // period paid for and their amount; allowance_rollover_in lines likewise for the rollover
+  // grants drawn (amount 0), and allowance_rollover_out lines for the period's own unused
+  // allowance that rolled over (quantity: the tokens; amount 0).
   boost::asio::awaitable<basic_result<std::vector<fee_line>, store_error>> bundle_lines(
       std::string tenant_id, std::string period);
   // A tenant's grants with their balances, in drawdown order, and the totals.

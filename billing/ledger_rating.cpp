@@ -113,7 +113,7 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
       }
     }
     if (!plans.empty()) {
-      auto done = co_await rate_batch(events, event_plans, rated);
+      auto done = co_await rate_batch(events, event_plans, plans, rated);
       if (!done) co_return done.error();
     }
   }
@@ -185,9 +185,29 @@ void ledger_writer::collect_corrections(const std::vector<std::optional<rating_e
   }
 }
 
+// Token banking: per tenant and period whose interactive usage the batch rates, the earlier
+// periods' allowances that may roll into it (their accumulators are locked with the others).
+static std::map<std::pair<std::string, std::string>, std::vector<rollover_source>>
+rollovers_of(const std::vector<std::optional<rating_event>>& events,
+             const std::map<std::string, plan_history>& histories) {
+  std::map<std::pair<std::string, std::string>, std::vector<rollover_source>> out;
+  for (const auto& [tenant, history] : histories) {
+    const bool rolls = std::any_of(history.begin(), history.end(),
+                                   [](const rating_plan& p) { return p.terms.rolls_over(); });
+    if (!rolls) continue;
+    for (const auto& e : events) {
+      if (!e || e->batch || e->tenant_id != tenant) continue;
+      auto [it, fresh] = out.try_emplace({tenant, period_of(e->occurred_at_s)});
+      if (fresh) it->second = rollover_sources(history, tenant, it->first.second);
+    }
+  }
+  return out;
+}
+
 net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     const std::vector<std::optional<rating_event>>& events,
     const std::vector<const rating_plan*>& plans,
+    const std::map<std::string, plan_history>& histories,
     std::vector<std::optional<rated_event>>& rated) {
   accumulator_map accumulators;
   for (std::size_t i = 0; i < events.size(); ++i) {
@@ -197,6 +217,10 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     }
   }
   if (accumulators.empty()) co_return true;
+  auto rollovers = rollovers_of(events, histories);
+  for (const auto& [tenant_period, sources] : rollovers) {
+    for (const auto& s : sources) accumulators.try_emplace(s.key);
+  }
   auto accumulator_rows = [&accumulators] {
     std::string text;
     for (const auto& [key, state] : accumulators) {
@@ -205,13 +229,14 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
       text += '\t' + period + '\t';
       pg::append_copy_text(text, model);
       text += '\t' + token_class + (batch ? "\tt\t" : "\tf\t");
-      text += std::to_string(state.position) + '\t' + std::to_string(state.charged_micros) + '\n';
+      text += std::to_string(state.position) + '\t' + std::to_string(state.charged_micros);
+      text += state.rolled_over ? '\t' + std::to_string(*state.rolled_over) + '\n' : "\t\\N\n";
     }
     return text;
   };
   static const std::string keys_sql =
       "COPY rating_staging (tenant_id, period, model, token_class, batch, position,"
-      " charged_micros) FROM STDIN";
+      " charged_micros, rolled_over) FROM STDIN";
   // Create the missing accumulators, then lock them all, in one order (no deadlock between
   // gateways), and read where they stand.
   const std::string keys = accumulator_rows();
@@ -225,7 +250,7 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
   if (!created) co_return created.error();
   auto locked = co_await conn_.query(
       "SELECT a.tenant_id, a.period, a.model, a.token_class, a.batch, a.position,"
-      " a.charged_micros FROM rating_accumulators a JOIN rating_staging k"
+      " a.charged_micros, a.rolled_over FROM rating_accumulators a JOIN rating_staging k"
       " USING (tenant_id, period, model, token_class, batch)"
       " ORDER BY 1, 2, 3, 4, 5 FOR UPDATE OF a");
   if (!locked) co_return locked.error();
@@ -233,12 +258,31 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     const accumulator_key key{std::string(locked->text(i, 0)), std::string(locked->text(i, 1)),
                               std::string(locked->text(i, 2)), std::string(locked->text(i, 3)),
                               locked->boolean(i, 4)};
-    accumulators[key] = accumulator_state{locked->int64(i, 5), locked->int64(i, 6)};
+    accumulator_state& state = accumulators[key];
+    state.position = locked->int64(i, 5);
+    state.charged_micros = locked->int64(i, 6);
+    if (!locked->is_null(i, 7)) state.rolled_over = locked->int64(i, 7);
   }
   auto bundles = co_await lock_bundles(events);
   if (!bundles) co_return bundles.error();
+  std::vector<rollover_grant> rollover_grants;
   for (std::size_t i = 0; i < events.size(); ++i) {
     if (!events[i] || plans[i] == nullptr) continue;
+    // The first interactive event of a tenant's period settles the earlier periods' rollovers
+    // (events before it in the batch, of those periods, still saw their whole allowance).
+    const auto& e = *events[i];
+    const auto r = rollovers.empty() || e.batch
+                       ? rollovers.end()
+                       : rollovers.find({e.tenant_id, period_of(e.occurred_at_s)});
+    if (r != rollovers.end()) {
+      for (const auto& source : r->second) {
+        auto grant = settle_rollover(r->first.first, source, accumulators[source.key]);
+        if (!grant) continue;
+        rollover_grants.push_back({r->first.first, source.from_period, *grant});
+        insert_in_drawdown_order((*bundles)[r->first.first], std::move(*grant));
+      }
+      rollovers.erase(r);
+    }
     const auto it = bundles->find(events[i]->tenant_id);
     if (it == bundles->end()) {
       rated[i] = rate_event(*plans[i], *events[i], accumulators);
@@ -254,6 +298,10 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
       if (rated[i]) rated[i]->cost_micros += d.amount_micros;
     }
   }
+  if (!rollover_grants.empty()) {
+    auto made = co_await make_rollover_grants(rollover_grants);
+    if (!made) co_return made.error();
+  }
   auto cleared = co_await conn_.exec("DELETE FROM rating_staging");
   if (!cleared) co_return cleared.error();
   const std::string positions = accumulator_rows();
@@ -261,10 +309,39 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
   if (!restaged) co_return restaged.error();
   auto updated = co_await conn_.exec(
       "UPDATE rating_accumulators a SET position = k.position,"
-      " charged_micros = k.charged_micros, updated_at = now() FROM rating_staging k"
+      " charged_micros = k.charged_micros, rolled_over = k.rolled_over, updated_at = now()"
+      " FROM rating_staging k"
       " WHERE a.tenant_id = k.tenant_id AND a.period = k.period AND a.model = k.model"
       " AND a.token_class = k.token_class AND a.batch = k.batch");
   if (!updated) co_return updated.error();
+  co_return true;
+}
+
+net::awaitable<pg::db_result<bool>> ledger_writer::make_rollover_grants(
+    const std::vector<rollover_grant>& grants) {
+  std::vector<std::string> ids, tenants, periods, models, classes, tokens, effective, expires;
+  for (const auto& g : grants) {
+    ids.push_back(g.bundle.grant_id);
+    tenants.push_back(g.tenant);
+    periods.push_back(g.from_period);
+    models.push_back(g.bundle.model);
+    classes.push_back(token_class_names[g.bundle.token_class]);
+    tokens.push_back(std::to_string(g.bundle.tokens));
+    effective.push_back(std::to_string(g.bundle.effective_at_s));
+    expires.push_back(std::to_string(g.bundle.expires_at_s.value_or(0)));
+  }
+  std::vector<pg::param> params;
+  for (const auto* column : {&ids, &tenants, &periods, &models, &classes, &tokens, &effective,
+                             &expires}) {
+    params.emplace_back(pg::text_array(*column));
+  }
+  auto made = co_await conn_.query(
+      "SELECT tollgate_grant_rollover(u.id, u.t, u.p, u.m, u.c, u.n::bigint,"
+      " to_timestamp(u.e::bigint), to_timestamp(u.x::bigint))"
+      " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+      " $7::text[], $8::text[]) AS u(id, t, p, m, c, n, e, x)",
+      std::move(params));
+  if (!made) co_return made.error();
   co_return true;
 }
 

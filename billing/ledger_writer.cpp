@@ -230,7 +230,7 @@ net::awaitable<bool> ledger_writer::ensure_connected() {
         "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
         "CREATE TEMP TABLE IF NOT EXISTS rating_staging (tenant_id text COLLATE \"C\","
         " period text, model text COLLATE \"C\", token_class text, batch boolean,"
-        " position bigint, charged_micros bigint) ON COMMIT DELETE ROWS");
+        " position bigint, charged_micros bigint, rolled_over bigint) ON COMMIT DELETE ROWS");
   }
   if (!r) {
     failures_.with({"connect"}).inc();

@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "billing/allowance_rollover.hpp"
 #include "billing/credits.hpp"
 #include "billing/pg.hpp"
 #include "billing/rating.hpp"
@@ -144,7 +145,12 @@ class ledger_writer final : public metering::usage_sink {
   boost::asio::awaitable<pg::db_result<bool>> rate_batch(
       const std::vector<std::optional<rating_event>>& events,
       const std::vector<const rating_plan*>& plans,
+      const std::map<std::string, plan_history>& histories,
       std::vector<std::optional<rated_event>>& rated);
+  // Token banking (billing/allowance_rollover.hpp): makes the rollover grants that rating
+  // settled in this batch, before their draws are booked.
+  boost::asio::awaitable<pg::db_result<bool>> make_rollover_grants(
+      const std::vector<rollover_grant>& grants);
   // Locks the accounts of the token bundles with tokens left of the events' tenants, in
   // drawdown order, and returns them by tenant.
   boost::asio::awaitable<pg::db_result<std::map<std::string, std::vector<token_bundle>>>>

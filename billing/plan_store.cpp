@@ -1,6 +1,7 @@
 // The plan store: see plan_store.hpp.
 #include "billing/plan_store.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 
@@ -277,6 +278,21 @@ net::awaitable<basic_result<period_usage, store_error>> plan_store::load_period_
     t.requests = totals->int64(i, 11);
     plan.rows.push_back(std::move(t));
   }
+  if (plan.terms.rolls_over()) {
+    // Token banking: what rolled over to later periods is not this period's allowance.
+    std::vector<pg::param> rolled_params{plan.tenant_id, plan.period};
+    auto rolled = co_await (*conn)->query(
+        "SELECT model, token_class, rolled_over FROM rating_accumulators"
+        " WHERE tenant_id = $1 AND period = $2 AND NOT batch AND rolled_over > 0",
+        std::move(rolled_params));
+    if (!rolled) co_return store_error_from(rolled.error());
+    for (int i = 0; i < rolled->size(); ++i) {
+      for (auto& a : plan.terms.allowances) {
+        if (a.model != rolled->text(i, 0) || a.token_class != rolled->text(i, 1)) continue;
+        a.tokens = std::max<std::int64_t>(0, a.tokens - rolled->int64(i, 2));
+      }
+    }
+  }
   co_return plan;
 }
 
@@ -378,15 +394,17 @@ net::awaitable<pg::db_result<plan_store::rating_state>> plan_store::load_rating_
   }
   if (!state.plan) co_return state;
   const std::string acc_sql =
-      "SELECT model, token_class, batch, position, charged_micros FROM rating_accumulators"
-      " WHERE tenant_id = $1 AND period = $2";
+      "SELECT model, token_class, batch, position, charged_micros, rolled_over"
+      " FROM rating_accumulators WHERE tenant_id = $1 AND period = $2";
   std::vector<pg::param> acc_params{tenant_id, period};
   auto acc = co_await (*conn)->query(acc_sql, std::move(acc_params));
   if (!acc) co_return acc.error();
   for (int i = 0; i < acc->size(); ++i) {
-    state.accumulators[{tenant_id, period, std::string(acc->text(i, 0)),
-                        std::string(acc->text(i, 1)), acc->boolean(i, 2)}] =
-        accumulator_state{acc->int64(i, 3), acc->int64(i, 4)};
+    accumulator_state& a = state.accumulators[{tenant_id, period, std::string(acc->text(i, 0)),
+                                               std::string(acc->text(i, 1)), acc->boolean(i, 2)}];
+    a.position = acc->int64(i, 3);
+    a.charged_micros = acc->int64(i, 4);
+    if (!acc->is_null(i, 5)) a.rolled_over = acc->int64(i, 5);
   }
   const std::string bundle_sql = bundles_sql(false);  // named: it outlives the co_await
   std::vector<pg::param> bundle_params;

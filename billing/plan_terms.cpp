@@ -40,12 +40,17 @@ std::int64_t plan_terms::allowance_of(std::string_view model, std::string_view t
   return 0;
 }
 
+bool plan_terms::rolls_over() const {
+  return std::any_of(allowances.begin(), allowances.end(),
+                     [](const allowance& a) { return a.rollover_periods > 0; });
+}
+
 basic_result<std::vector<allowance>, std::string> parse_allowances(json::value v) {
   std::vector<allowance> out;
   if (!v.valid() || v.is_null()) return out;
   if (!v.is_array() || v.size() > allowances_max) {
     return std::string("allowances must be an array of at most ") + std::to_string(allowances_max) +
-           " {model, token_class, tokens} objects.";
+           " {model, token_class, tokens, rollover_periods?} objects.";
   }
   std::string error;
   v.for_each_element([&](json::value a) {
@@ -53,22 +58,28 @@ basic_result<std::vector<allowance>, std::string> parse_allowances(json::value v
     const json::value model = a.find("model");
     const json::value token_class = a.find("token_class");
     const json::value tokens = a.find("tokens");
+    const json::value rollover = a.find("rollover_periods");
     std::size_t members = 0;
     if (a.is_object()) a.for_each_member([&](std::string_view, json::value) { ++members; });
-    if (!a.is_object() || members != 3 || !model.valid() || !model.is_string() ||
-        model.as_string().empty() || model.as_string().size() > model_bytes_max ||
-        !token_class.valid() || !token_class.is_string() ||
-        !is_class_name(token_class.as_string()) || !tokens.valid() || !tokens.is_int64() ||
-        tokens.as_int64() < 1 || tokens.as_int64() > allowance_tokens_max) {
+    const bool rollover_ok =
+        !rollover.valid() || (rollover.is_int64() && rollover.as_int64() >= 0 &&
+                              rollover.as_int64() <= rollover_periods_max);
+    if (!a.is_object() || members != 3u + (rollover.valid() ? 1u : 0u) || !rollover_ok ||
+        !model.valid() || !model.is_string() || model.as_string().empty() ||
+        model.as_string().size() > model_bytes_max || !token_class.valid() ||
+        !token_class.is_string() || !is_class_name(token_class.as_string()) || !tokens.valid() ||
+        !tokens.is_int64() || tokens.as_int64() < 1 || tokens.as_int64() > allowance_tokens_max) {
       error = "allowances[" + std::to_string(out.size()) +
-              "] must be {\"model\", \"token_class\", \"tokens\"}: a model name (\"*\" for a "
-              "book with tier_scope all_models), a token class (input, cached_input, cache_write, "
-              "image_input, audio_input, output, audio_output) and 1 to " +
-              std::to_string(allowance_tokens_max) + " tokens.";
+              "] must be {\"model\", \"token_class\", \"tokens\", \"rollover_periods\"?}: a "
+              "model name (\"*\" for a book with tier_scope all_models), a token class (input, "
+              "cached_input, cache_write, image_input, audio_input, output, audio_output), 1 to " +
+              std::to_string(allowance_tokens_max) + " tokens and 0 to " +
+              std::to_string(rollover_periods_max) + " periods the unused tokens roll over.";
       return;
     }
     out.push_back(allowance{std::string(model.as_string()), std::string(token_class.as_string()),
-                            tokens.as_int64()});
+                            tokens.as_int64(),
+                            rollover.valid() ? static_cast<int>(rollover.as_int64()) : 0});
   });
   if (!error.empty()) return error;
   std::sort(out.begin(), out.end(), [](const allowance& a, const allowance& b) {
@@ -105,6 +116,7 @@ std::string allowances_json(const std::vector<allowance>& a) {
   for (const auto& x : a) {
     json_object_writer w;
     w.add("model", x.model).add("token_class", x.token_class).add("tokens", x.tokens);
+    if (x.rollover_periods > 0) w.add("rollover_periods", std::int64_t{x.rollover_periods});
     out.add_raw(w.finish());
   }
   return out.finish();

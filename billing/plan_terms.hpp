@@ -21,6 +21,8 @@ constexpr std::int64_t seat_fee_micros_max = 1'000'000'000'000;       // 10^6 cu
 constexpr std::int64_t allowance_tokens_max = 1'000'000'000'000'000;  // pricing's max_units
 constexpr std::size_t allowances_max = 256;
 constexpr std::int64_t seats_max = 1'000'000;
+// Token banking: the most periods an allowance's unused tokens can roll over into.
+constexpr int rollover_periods_max = 12;
 
 // Tokens of one model (or "*" for a book with tier_scope all_models) and token class included
 // in each period. The class is any token class the rating knows, so new ones fit.
@@ -28,6 +30,9 @@ struct allowance {
   std::string model;
   std::string token_class;
   std::int64_t tokens = 0;
+  // Token banking: the tokens a period leaves unused can be used in the next this many periods
+  // (0: none; billing/allowance_rollover.hpp).
+  int rollover_periods = 0;
   bool operator==(const allowance&) const = default;
 };
 
@@ -43,6 +48,7 @@ struct plan_terms {
 
   // The tokens included of (model, class) each period; 0 without an allowance.
   std::int64_t allowance_of(std::string_view model, std::string_view token_class) const;
+  bool rolls_over() const;  // an allowance has rollover_periods
 };
 
 // The terms from a JSON object (as stored, or the members of an admin request); missing members

@@ -237,6 +237,14 @@ std::optional<rating_target> rating_target_of(const rating_plan& plan, const rat
   return t;
 }
 
+std::int64_t allowance_in_period(const rating_plan& plan, const model_prices& prices,
+                                 int token_class, const accumulator_state* acc) {
+  const std::int64_t allowance =
+      plan.terms.allowance_of(prices.model, token_class_names[token_class]);
+  const std::int64_t rolled_over = acc != nullptr ? acc->rolled_over.value_or(0) : 0;
+  return std::max<std::int64_t>(0, allowance - rolled_over);
+}
+
 std::optional<rated_event> rate_event(const rating_plan& plan, const rating_event& e,
                                       accumulator_map& accumulators) {
   const auto target = rating_target_of(plan, e);
@@ -258,8 +266,7 @@ std::optional<rated_event> rate_event(const rating_plan& plan, const rating_even
     // prices (batch usage and context bands have accumulators of their own and no allowance):
     // the tiers start after it.
     const bool allowed = !e.batch && target->band_above == 0;
-    const std::int64_t covered =
-        allowed ? plan.terms.allowance_of(target->prices->model, token_class_names[c]) : 0;
+    const std::int64_t covered = allowed ? allowance_in_period(plan, *target->prices, c, &acc) : 0;
     const std::int64_t from = std::max<std::int64_t>(0, acc.position - covered);
     const std::int64_t to = std::max<std::int64_t>(0, acc.position + q - covered);
     const std::int64_t charge =

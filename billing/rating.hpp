@@ -107,9 +107,18 @@ using accumulator_key = std::tuple<std::string, std::string, std::string, std::s
 struct accumulator_state {
   std::int64_t position = 0;        // tokens rated so far this period
   std::int64_t charged_micros = 0;  // what they were charged, provisional for volume tiers
+  // Token banking (billing/allowance_rollover.hpp): the allowance's unused tokens moved to
+  // later periods, frozen when the period was settled; none while it is not.
+  std::optional<std::int64_t> rolled_over;
   bool operator==(const accumulator_state&) const = default;
 };
 using accumulator_map = std::map<accumulator_key, accumulator_state>;
+
+// The allowance of class `token_class` (billing/price_book's order) that covers the period's
+// interactive base-price tokens on accumulator `acc` (null: a new one): the plan's, less what
+// rolled over to later periods.
+std::int64_t allowance_in_period(const rating_plan& plan, const model_prices& prices,
+                                 int token_class, const accumulator_state* acc);
 
 // The price-book version and the accumulators that would rate `e`: nullopt when the event is
 // not rated (no version in force at its time, or the model is not in the book).

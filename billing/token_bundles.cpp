@@ -52,9 +52,9 @@ std::vector<bundle_draw> cover_with_bundles(const rating_plan& plan, rating_even
     std::int64_t* tokens = e.tokens_field(c);
     if (*tokens <= 0) continue;
     const auto it = accumulators.find(target->keys[next_key++]);
-    const std::int64_t position = it == accumulators.end() ? 0 : it->second.position;
-    const std::int64_t allowance =
-        allowed ? plan.terms.allowance_of(target->prices->model, token_class_names[c]) : 0;
+    const accumulator_state* acc = it == accumulators.end() ? nullptr : &it->second;
+    const std::int64_t position = acc != nullptr ? acc->position : 0;
+    const std::int64_t allowance = allowed ? allowance_in_period(plan, *target->prices, c, acc) : 0;
     const std::int64_t allowance_left = std::max<std::int64_t>(0, allowance - position);
     const std::int64_t to_pay = *tokens - std::min(*tokens, allowance_left);
     if (to_pay <= 0) continue;

@@ -40,6 +40,7 @@ struct token_bundle {
   // The projects it is shared with (sorted); empty: every project of its tenant, and usage
   // without a project.
   std::vector<std::string> project_ids;
+  int priority = 0;  // drawdown order: ascending priority first
   bool serves(std::string_view project_id) const;
 };
 

@@ -267,7 +267,7 @@ int usage() {
                "                        [--settlement-mode credit_then_invoice|credit_only]\n"
                "                        [--base-fee-micros N] [--seat-fee-micros N]\n"
                "                        [--commitment-micros N] [--included-usage-micros N]\n"
-               "                        [--allowances MODEL:CLASS:TOKENS,...|none]\n"
+               "                        [--allowances MODEL:CLASS:TOKENS[:ROLLOVER],...|none]\n"
                "                        | get --tenant ID\n"
                "       tollctl seats    set --tenant ID --seats N [--effective-at UNIX]\n"
                "                        | get --tenant ID\n"

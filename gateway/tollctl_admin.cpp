@@ -358,7 +358,8 @@ int set_plan(api_call& c) {
       c.body.add_raw(key, v);
     }
   }
-  // --allowances MODEL:CLASS:TOKENS,... ("none": take them away); the gateway checks them.
+  // --allowances MODEL:CLASS:TOKENS[:ROLLOVER_PERIODS],... ("none": take them away); the
+  // gateway checks them.
   if (const auto v = c.opt("--allowances"); v == "none") {
     c.body.add_raw("allowances", "[]");
   } else if (!v.empty()) {
@@ -369,10 +370,14 @@ int set_plan(api_call& c) {
       const std::string item = v.substr(start, comma - start);
       const std::size_t a = item.find(':');
       const std::size_t b = a == std::string::npos ? a : item.find(':', a + 1);
-      if (b == std::string::npos) return fail("--allowances takes MODEL:CLASS:TOKENS,...");
+      if (b == std::string::npos) {
+        return fail("--allowances takes MODEL:CLASS:TOKENS[:ROLLOVER_PERIODS],...");
+      }
+      const std::size_t r = item.find(':', b + 1);
       json_object_writer w;
       w.add("model", item.substr(0, a)).add("token_class", item.substr(a + 1, b - a - 1));
-      w.add_raw("tokens", item.substr(b + 1));
+      w.add_raw("tokens", item.substr(b + 1, r == std::string::npos ? r : r - b - 1));
+      if (r != std::string::npos) w.add_raw("rollover_periods", item.substr(r + 1));
       list.add_raw(w.finish());
       start = comma + 1;
     }

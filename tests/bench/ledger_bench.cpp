@@ -124,6 +124,7 @@ std::pair<double, double> writer_run(bench_session& db, const std::string& spool
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     if (bench_clock::now() - t0 > std::chrono::minutes(5)) {
       std::fprintf(stderr, "ledger-bench: the writer did not finish\n");
+      db.run(writer.stop());  // its coroutines must not outlive it
       return {-1, -1};
     }
   }
