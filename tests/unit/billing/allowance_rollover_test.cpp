@@ -17,9 +17,11 @@
 #include "billing/rating.hpp"
 #include "billing/token_bundles.hpp"
 #include "core/json_dom.hpp"
+#include "tests/unit/billing/book_helpers.hpp"
 
 using namespace tollgate;
 using namespace tollgate::billing;
+using tollgate::billing::test::prices_of;
 
 namespace {
 
@@ -27,14 +29,6 @@ constexpr std::int64_t nov_2026 = 1'793'491'200;  // 2026-11-01 00:00:00 UTC
 constexpr std::int64_t dec_2026 = 1'796'083'200;
 constexpr std::int64_t jan_2027 = 1'798'761'600;
 constexpr std::int64_t feb_2027 = 1'801'440'000;
-
-std::shared_ptr<const std::vector<model_prices>> prices_of(const std::string& json) {
-  const auto doc = json::document::parse(json);
-  REQUIRE(doc);
-  auto parsed = parse_model_prices(doc->root(), tier_mode::graduated, tier_scope::model);
-  REQUIRE(parsed);
-  return std::make_shared<const std::vector<model_prices>>(std::move(*parsed));
-}
 
 basic_result<plan_terms, std::string> terms_of(const std::string& json) {
   const auto doc = json::document::parse(json);

@@ -12,19 +12,13 @@
 #include "billing/rating.hpp"
 #include "billing/token_bundles.hpp"
 #include "core/json_dom.hpp"
+#include "tests/unit/billing/book_helpers.hpp"
 
 using namespace tollgate;
 using namespace tollgate::billing;
+using tollgate::billing::test::prices_of;
 
 namespace {
-
-std::shared_ptr<const std::vector<model_prices>> prices_of(const std::string& json) {
-  const auto doc = json::document::parse(json);
-  REQUIRE(doc);
-  auto parsed = parse_model_prices(doc->root(), tier_mode::graduated, tier_scope::model);
-  if (!parsed) FAIL(parsed.error());
-  return std::make_shared<const std::vector<model_prices>>(std::move(*parsed));
-}
 
 rating_plan plan_of(const std::string& json, int batch_discount_bp = 0) {
   rating_plan plan;

@@ -10,21 +10,13 @@
 #include "billing/period_pricing.hpp"
 #include "billing/rating.hpp"
 #include "core/json_dom.hpp"
+#include "tests/unit/billing/book_helpers.hpp"
 
 using namespace tollgate;
 using namespace tollgate::billing;
+using tollgate::billing::test::prices_of;
 
 namespace {
-
-std::shared_ptr<const std::vector<model_prices>> prices_of(const std::string& json,
-                                                           tier_scope scope = tier_scope::model,
-                                                           tier_mode mode = tier_mode::graduated) {
-  const auto doc = json::document::parse(json);
-  REQUIRE(doc);
-  auto parsed = parse_model_prices(doc->root(), mode, scope);
-  REQUIRE(parsed);
-  return std::make_shared<const std::vector<model_prices>>(std::move(*parsed));
-}
 
 std::string row_of(const metering::usage_record& r) {
   std::string line;
