@@ -81,7 +81,10 @@ class stripe_builder {
     });
     // The plan's fees (docs/PRICING.md, "Plan terms").
     for_each(inv_.find("fees"), [&](json::value f) {
-      add("fee", f, fee_description(f), int_of(f.find("amount_minor")), period_);
+      // A bundle's draw for late usage of an earlier period names that period.
+      const std::string of = text_of(f.find("period"));
+      add("fee", f, (of.empty() ? "" : "Late usage of " + of + ": ") + fee_description(f),
+          int_of(f.find("amount_minor")), of.empty() ? period_ : of);
     });
     for_each(inv_.find("credits"), [&](json::value c) {
       add("credit", c,

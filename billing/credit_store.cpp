@@ -133,32 +133,62 @@ net::awaitable<basic_result<std::vector<fee_line>, store_error>> credit_store::b
     std::string tenant_id, std::string period) {
   auto conn = co_await pool_.acquire();
   if (!conn) co_return store_unavailable(conn.error());
-  // What bundles and rolled-over allowances paid for in the period's drawdowns, in drawdown
-  // order; then the period's own unused allowances that rolled over to later periods.
+  // What bundles and rolled-over allowances paid for in the period's drawdowns, and in the
+  // drawdowns of late usage of earlier periods stored after their invoices were finalized
+  // (like applied_credits), in drawdown order; then the period's own unused allowances that
+  // rolled over to later periods.
   const std::string sql =
       std::string(
           "(SELECT g.id, g.kind, g.models[1], g.bundle_token_class,"
           " g.bundle_price_per_million_micros, -sum(coalesce(e.tokens, 0)),"
-          " -sum(e.amount_micros) FROM credit_transfers t"
+          " -sum(e.amount_micros), t.period FROM credit_transfers t"
           " JOIN credit_entries e ON e.transfer_id = t.id"
           " JOIN credit_accounts a ON a.id = e.account_id AND a.kind = 'grant'"
           " JOIN credit_grants g ON g.id = a.grant_id AND g.kind IN ('bundle', 'rollover')"
-          " WHERE t.tenant_id = $1 AND t.kind = 'drawdown' AND t.period = $2"
-          " GROUP BY g.id, g.kind, g.models, g.bundle_token_class,"
+          " LEFT JOIN invoices f ON f.tenant_id = t.tenant_id AND f.period = t.period"
+          " AND f.status = 'finalized'"
+          " WHERE t.tenant_id = $1 AND t.kind = 'drawdown' AND (t.period = $2"
+          " OR (t.period < $2 AND t.occurred_at > f.finalized_at))"
+          " GROUP BY t.period, g.id, g.kind, g.models, g.bundle_token_class,"
           " g.bundle_price_per_million_micros, g.priority, g.expires_at, g.effective_at"
-          " ORDER BY ") +
+          " ORDER BY t.period = $2 DESC, t.period, ") +
       drawdown_order +
       ") UNION ALL (SELECT g.id, 'rolled_over', g.models[1], g.bundle_token_class, 0,"
-      " g.bundle_tokens, 0 FROM credit_grants g WHERE g.tenant_id = $1 AND g.kind = 'rollover'"
-      " AND g.rolled_over_from = $2 ORDER BY g.models[1], g.bundle_token_class)";
+      " g.bundle_tokens, 0, $2 FROM credit_grants g WHERE g.tenant_id = $1"
+      " AND g.kind = 'rollover' AND g.rolled_over_from = $2"
+      " ORDER BY g.models[1], g.bundle_token_class)";
   std::vector<pg::param> params;
   params.emplace_back(tenant_id);
   params.emplace_back(period);
   auto found = co_await (*conn)->query(sql, std::move(params));
   if (!found) co_return store_error_from(found.error());
+  // What finalized invoices of other periods listed of late draws, per period and grant.
+  const std::string listed_sql =
+      "SELECT f->>'period', f->>'bundle_id', sum((f->>'quantity')::bigint),"
+      " sum((f->>'amount_micros')::bigint) FROM invoices i, jsonb_array_elements(i.fees) f"
+      " WHERE i.tenant_id = $1 AND i.status = 'finalized' AND i.period <> $2"
+      " AND f ? 'period' GROUP BY 1, 2";
+  std::vector<pg::param> listed_params;
+  listed_params.emplace_back(tenant_id);
+  listed_params.emplace_back(period);
+  auto listed = co_await (*conn)->query(listed_sql, std::move(listed_params));
+  if (!listed) co_return store_error_from(listed.error());
+  std::map<std::pair<std::string, std::string>, std::pair<std::int64_t, std::int64_t>> before;
+  for (int i = 0; i < listed->size(); ++i) {
+    before[{std::string(listed->text(i, 0)), std::string(listed->text(i, 1))}] = {
+        listed->int64(i, 2), listed->int64(i, 3)};
+  }
   std::vector<fee_line> out;
   for (int i = 0; i < found->size(); ++i) {
     fee_line f;
+    if (found->text(i, 7) != period) {
+      f.period = std::string(found->text(i, 7));
+      const auto it = before.find({f.period, std::string(found->text(i, 0))});
+      if (it != before.end()) {
+        f.quantity = -it->second.first;
+        f.amount_micros = -it->second.second;
+      }
+    }
     const std::string_view kind = found->text(i, 1);
     f.kind = kind == "bundle"     ? "token_bundle"
              : kind == "rollover" ? "allowance_rollover_in"
@@ -167,9 +197,9 @@ net::awaitable<basic_result<std::vector<fee_line>, store_error>> credit_store::b
     f.model = std::string(found->text(i, 2));
     f.token_class = std::string(found->text(i, 3));
     f.unit_amount_micros = found->int64(i, 4);
-    f.quantity = found->int64(i, 5);
-    f.amount_micros = found->int64(i, 6);
-    out.push_back(std::move(f));
+    f.quantity += found->int64(i, 5);
+    f.amount_micros += found->int64(i, 6);
+    if (f.quantity != 0 || f.amount_micros != 0) out.push_back(std::move(f));
   }
   co_return out;
 }

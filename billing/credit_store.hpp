@@ -77,7 +77,10 @@ class credit_store {
   // The invoice's token_bundle lines of `period`: per bundle, the tokens its drawdowns of the
   // period paid for and their amount; allowance_rollover_in lines likewise for the rollover
   // grants drawn (amount 0), and allowance_rollover_out lines for the period's own unused
-  // allowance that rolled over (quantity: the tokens; amount 0).
+  // allowance that rolled over (quantity: the tokens; amount 0). Draws for late usage of an
+  // earlier period whose invoice was finalized before they were stored come as lines of their
+  // own naming that period (less what other finalized invoices listed of them), as the credits
+  // they are paid with come with applied_credits.
   boost::asio::awaitable<basic_result<std::vector<fee_line>, store_error>> bundle_lines(
       std::string tenant_id, std::string period);
   // A tenant's grants with their balances, in drawdown order, and the totals.

@@ -176,6 +176,7 @@ std::string fee_lines_json(const std::vector<fee_line>& fees,
     if (!f.bundle_id.empty()) {
       w.add("bundle_id", f.bundle_id).add("model", f.model).add("token_class", f.token_class);
     }
+    if (!f.period.empty()) w.add("period", f.period);
     out.add_raw(w.finish());
   }
   return out.finish();

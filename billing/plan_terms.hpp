@@ -79,6 +79,9 @@ struct fee_line {
   // token_bundle lines (billing/token_bundles): the bundle, its model and class; quantity is
   // the tokens it paid for, unit_amount_micros its price per 1M tokens.
   std::string bundle_id = {}, model = {}, token_class = {};
+  // A token_bundle or allowance_rollover_in line for late usage of an earlier period (its
+  // invoice finalized before the usage was stored): that period; empty: the invoice's own.
+  std::string period = {};
 };
 // The period's fee lines: the base fee; the seats, floor(seat_fee x seat_days / days) (one
 // floor for the period, 128-bit); and, when the period's usage charges fall short of the

@@ -4,14 +4,16 @@
 // month. The unused allowance becomes a rollover grant when the next month's first request is
 // rated, it is drawn after that month's own allowance, late usage of a settled month pays, the
 // invoices list what rolled in and out, what is left at expiry goes to breakage, and every
-// transfer sums to zero in tokens; all checked against an independent computation.
+// transfer sums to zero in tokens; all checked against an independent computation. And a token
+// bundle drawn by late usage of a month whose invoice is finalized: the next invoice lists the
+// draw beside the credit it is paid with.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { startStack, waitFor } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
-import { dbConfig, api, makeTenant } from '../lib/ledger.mjs';
+import { dbConfig, api, makeTenant, FINANCE } from '../lib/ledger.mjs';
 
 const day = 86_400;
 // The start (unix seconds) and name of the month `k` months after the current one.
@@ -178,5 +180,69 @@ describe('token banking: unused allowance rolls over (real PostgreSQL)', () => {
     const shown = listed.json.grants.filter((g) => g.kind === 'rollover');
     assert.deepEqual(shown.map((g) => [g.rolled_over_from, g.tokens, g.tokens_left, g.amount_micros]),
       [[cur.name, allowance, 0, 0], [m1.name, left1, 0, 0]]);
+  });
+
+  test('a bundle drawn by late usage of a finalized month is listed, with its credit, on the next invoice', async () => {
+    const t = await makeTenant(s.adminUrl, 'Late draws');
+    const book = await api(s.adminUrl, 'POST', '/admin/v1/price_books', { body: {
+      name: 'Late book', currency: 'USD', effective_at: 1_700_000_000,
+      models: { 'dev-echo': { input: [{ rate: '1000000' }], output: [{ rate: '0' }] } } } });
+    assert.equal(book.status, 201, book.text);
+    assert.equal((await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`, { body: { price_book_id: book.json.id } })).status, 200);
+    // 10,000 input tokens at a locked 2 micro-units each.
+    const bundle = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/token_bundles`, { body: {
+      model: 'dev-echo', token_class: 'input', tokens: 10_000, price_per_million_micros: 2_000_000, effective_at: 1_700_000_000 } });
+    assert.equal(bundle.status, 201, bundle.text);
+    const m1 = month(1);
+    const m2 = month(2);
+    const m3 = month(3);
+    let stored = 0;
+    const send = async (words) => {
+      const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: t.key, maxRetries: 0 });
+      const r = await client.chat.completions.create({ model: 'dev-echo', max_tokens: 4,
+        messages: [{ role: 'user', content: `late ${'words '.repeat(words)}` }] });
+      stored++;
+      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === stored,
+        { what: 'the request stored' });
+      return r.usage.prompt_tokens;
+    };
+    const run = async (period, finalize = false) => {
+      const r = await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant, finalize } });
+      assert.equal(r.status, 200, r.text);
+      return r.json.data[0];
+    };
+    const feesOf = (inv) => inv.fees.map((f) => [f.kind, f.period ?? inv.period, f.quantity, f.amount_micros]);
+    const creditsOf = (inv) => inv.credits.map((c) => [c.period, c.amount_micros]);
+
+    await restartAt(m1.start + day);
+    const a = await send(10);
+    await restartAt(m2.start + 4 * day);  // past month 1's grace period (72 h)
+    const i1 = await run(m1.name, true);
+    assert.equal(i1.status, 'finalized');
+    assert.deepEqual(feesOf(i1), [['token_bundle', m1.name, a, 2 * a]]);
+    assert.deepEqual([i1.total_micros, i1.total_due_micros], [2 * a, 0]);
+    // Late usage of month 1, stored after its invoice was finalized; then month 2's own.
+    await restartAt(m1.start + 10 * day);
+    const b = await send(20);
+    await restartAt(m2.start + 5 * day);
+    const c = await send(30);
+    await restartAt(m3.start + 4 * day);
+    const i2 = await run(m2.name, true);
+    assert.deepEqual(feesOf(i2), [['token_bundle', m2.name, c, 2 * c], ['token_bundle', m1.name, b, 2 * b]], JSON.stringify(i2));
+    assert.deepEqual(creditsOf(i2), [[m2.name, 2 * c], [m1.name, 2 * b]]);
+    assert.deepEqual(i2.adjustments.map((x) => [x.period, x.token_class, x.amount_micros]), [[m1.name, 'output', 0]],
+      'the bundle paid for all of the late input tokens (output is free)');
+    assert.deepEqual([i2.total_micros, i2.credits_micros, i2.total_due_micros], [2 * (b + c), 2 * (b + c), 0],
+      'the late draw is charged where its credit is applied');
+    // Listed once: the next invoice does not list it again.
+    const i3 = await run(m3.name);
+    assert.deepEqual([feesOf(i3), creditsOf(i3), i3.total_due_micros], [[], [], 0]);
+    // The Stripe export names the late draw's month.
+    const exported = await api(s.adminUrl, 'GET', `/finance/v1/invoices/${i2.id}?format=stripe`, { token: FINANCE });
+    assert.equal(exported.status, 200, exported.text);
+    const late = exported.json.data.filter((it) => it.metadata.tollgate_kind === 'fee' && it.metadata.period === m1.name);
+    assert.equal(late.length, 1, exported.text);
+    assert.match(late[0].description, new RegExp(`^Late usage of ${m1.name}: Token bundle cg_`));
+    assert.equal(late[0].period.start, m1.start);
   });
 });
