@@ -22,13 +22,12 @@ constexpr std::size_t col_tenant = 0, col_occurred_at = 1, col_request = 2, col_
 std::optional<std::string> copy_unescape(std::string_view v) {
   std::string out;
   out.reserve(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (v[i] != '\\') {
-      out.push_back(v[i]);
-      continue;
-    }
-    if (++i == v.size()) return std::nullopt;
-    switch (v[i]) {
+  // Runs without a backslash are copied whole (most values have none).
+  std::size_t from = 0;
+  for (std::size_t i = v.find('\\'); i != std::string_view::npos; i = v.find('\\', from)) {
+    out.append(v.substr(from, i - from));
+    if (i + 1 == v.size()) return std::nullopt;
+    switch (v[i + 1]) {
       case '\\':
         out.push_back('\\');
         break;
@@ -44,7 +43,9 @@ std::optional<std::string> copy_unescape(std::string_view v) {
       default:
         return std::nullopt;
     }
+    from = i + 2;
   }
+  out.append(v.substr(from));
   return out;
 }
 

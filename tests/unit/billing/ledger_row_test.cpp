@@ -8,6 +8,7 @@
 #include "billing/api_keys.hpp"
 #include "billing/ledger_writer.hpp"
 #include "billing/pg.hpp"
+#include "billing/rating.hpp"
 #include "billing/tag_sets.hpp"
 
 using namespace tollgate;
@@ -129,6 +130,35 @@ TEST_CASE("COPY text escaping") {
   std::string out;
   pg::append_copy_text(out, "a\\b\tc\nd\re");
   CHECK(out == "a\\\\b\\tc\\nd\\re");
+  out.clear();
+  pg::append_copy_text(out, "plain");
+  pg::append_copy_text(out, "");
+  pg::append_copy_text(out, "\\end\\");
+  CHECK(out == "plain\\\\end\\\\");
+}
+
+TEST_CASE("the rating reads escaped values back as they were") {
+  metering::usage_record r;
+  r.tenant_id = "t\\\\en\t1\r";
+  r.request_id = "\nreq";
+  r.model = "m\tx\\y";
+  r.occurred_at_ms = 1795346379824;
+  r.status = 200;
+  r.prompt_tokens = 9;
+  std::string line;
+  billing::append_usage_row(line, r);
+  line.pop_back();  // the newline
+  const auto e = billing::parse_rating_event(line);
+  REQUIRE(e);
+  CHECK(e->tenant_id == r.tenant_id);
+  CHECK(e->request_id == r.request_id);
+  CHECK(e->model == r.model);
+  // An escape COPY text does not make is refused, as is a lone backslash at the end.
+  for (const std::string bad : {"m\\x", "m\\"}) {
+    std::string edited = line;
+    edited.replace(edited.find("m\\tx\\\\y"), 7, bad);
+    CHECK_FALSE(billing::parse_rating_event(edited));
+  }
 }
 
 TEST_CASE("API keys: tg- and 43 base62 characters, all different; SHA-256 as stored") {
