@@ -117,6 +117,7 @@ start_gateway() {
   TOLLGATE_AUTH__FINANCE_TOKEN="$TOLLGATE_FINANCE_TOKEN" \
   TOLLGATE_BUDGETS__REDIS="$(printf '127.0.0.1:%s,' "${redis_ports[@]}" | sed 's/,$//')" \
   TOLLGATE_BUDGETS__REDIS_CLUSTER=true \
+  GLIBC_TUNABLES=glibc.malloc.tcache_count=256 \
     nohup "$root/build/bin/tollgate" >>"$dir/logs/$name.log" 2>&1 &
   echo $! >"$dir/pids/$name.pid"
   wait_url "$name" "http://127.0.0.1:$((base + 100 + n))/readyz"

@@ -79,6 +79,7 @@ TOLLGATE_LEDGER__SPOOL_DIR="$PWD/$run/spool" \
 TOLLGATE_AUTH__ADMIN_TOKEN="$TOLLGATE_ADMIN_TOKEN" \
 TOLLGATE_AUTH__FINANCE_TOKEN="$TOLLGATE_FINANCE_TOKEN" \
 TOLLGATE_BUDGETS__REDIS="127.0.0.1:$redis_port" \
+GLIBC_TUNABLES=glibc.malloc.tcache_count=256 \
   start gateway build/bin/tollgate
 wait_ready gateway http://127.0.0.1:8081/readyz
 

@@ -15,7 +15,7 @@ import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { dbConfig, api, makeTenant } from '../lib/ledger.mjs';
 import {
-  startNginx, wrkScript, runWrk, cpuOf, cpuOfTree, postmasterPid, redisPid, median,
+  gatewayEnv, startNginx, wrkScript, runWrk, cpuOf, cpuOfTree, postmasterPid, redisPid, median,
 } from '../lib/bench.mjs';
 
 const args = process.argv.slice(2);
@@ -34,12 +34,13 @@ const db = (name) => {
   const c = dbConfig(pg, path.join(dir, name));
   return { ...c, auth: { ...c.auth, key_cache_ttl_ms: 2000 }, ledger: { ...c.ledger, flush_interval_ms: 50 } };
 };
-const full = await startStack({ config: { ...db('full'), budgets: { redis: redis.address }, server: { threads } } });
-const nobudgets = await startStack({ config: { ...db('nobudgets'), server: { threads } }, upstreamPort: full.upstreamPort });
+const full = await startStack({ config: { ...db('full'), budgets: { redis: redis.address }, server: { threads } }, env: gatewayEnv });
+const nobudgets = await startStack({ config: { ...db('nobudgets'), server: { threads } }, upstreamPort: full.upstreamPort,
+  env: gatewayEnv });
 await nobudgets.upstream.stop();  // both gateways use the first stack's upstream
 const base = baseBin === null ? null : await startStack({
   config: { ...db('base'), budgets: { redis: redis.address }, server: { threads } },
-  upstreamPort: full.upstreamPort, gatewayBin: path.join(baseBin, 'tollgate'),
+  upstreamPort: full.upstreamPort, gatewayBin: path.join(baseBin, 'tollgate'), env: gatewayEnv,
 });
 if (base !== null) await base.upstream.stop();
 const nginxPort = await freePort();

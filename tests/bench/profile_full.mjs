@@ -12,7 +12,7 @@ import { binDir, freePort, sleep, startProcess, waitFor } from '../lib/harness.m
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { dbConfig, api, makeTenant } from '../lib/ledger.mjs';
-import { wrkScript, runWrk } from '../lib/bench.mjs';
+import { gatewayEnv, wrkScript, runWrk } from '../lib/bench.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : dflt; };
@@ -41,7 +41,7 @@ const config = {
 };
 writeFileSync(path.join(dir, 'tollgate.json'), JSON.stringify(config));
 const gateway = startProcess('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`,
-  path.join(binDir, 'tollgate'), '--config', path.join(dir, 'tollgate.json')]);
+  path.join(binDir, 'tollgate'), '--config', path.join(dir, 'tollgate.json')], gatewayEnv);
 const adminUrl = `http://127.0.0.1:${ports.admin}`;
 try {
   await waitFor(async () => (await fetch(`${adminUrl}/readyz`)).ok, { what: 'gateway ready', timeoutMs: 60000 });

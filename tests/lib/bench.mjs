@@ -104,4 +104,8 @@ export function redisPid(redis) {
   return Number(readFileSync(path.join(redis.dir, 'redis.pid'), 'utf8'));
 }
 
+// The gateway's environment in the benchmarks, as deployments run it (deploy/README.md, "Memory
+// allocator"): glibc's per-thread cache of freed chunks, 256 per size instead of 7.
+export const gatewayEnv = { GLIBC_TUNABLES: 'glibc.malloc.tcache_count=256' };
+
 export const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
