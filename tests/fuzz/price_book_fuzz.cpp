@@ -1,11 +1,14 @@
 // libFuzzer target: price book JSON never crashes the parser; accepted prices written back in
 // canonical form parse to the same text, and pricing any volume with them stays exact and
-// monotone for graduated tiers.
+// monotone for graduated tiers. With bit 2 of the first byte set, the text is a plan's terms
+// instead (billing/plan_terms: fees, allowances with their rollover, commitment): accepted
+// terms written back parse to the same terms.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
+#include "billing/plan_terms.hpp"
 #include "billing/price_book.hpp"
 
 using namespace tollgate;
@@ -18,6 +21,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
   auto doc = json::document::parse(text);
   if (!doc) return 0;
+  if (data[0] & 4) {
+    const auto terms = parse_plan_terms(doc->root());
+    if (!terms) return 0;
+    const std::string canonical = plan_terms_json(*terms);
+    auto again_doc = json::document::parse(canonical);
+    if (!again_doc) std::abort();
+    const auto again = parse_plan_terms(again_doc->root());
+    if (!again || !(*again == *terms) || plan_terms_json(*again) != canonical) std::abort();
+    return 0;
+  }
   auto prices = parse_model_prices(doc->root(), mode, scope);
   if (!prices) return 0;
   const std::string canonical = model_prices_json(*prices);

@@ -30,7 +30,7 @@ build query_params_fuzz tests/fuzz/query_params_fuzz.cpp gateway/query_params.cp
 build spool_fuzz tests/fuzz/spool_fuzz.cpp billing/spool.cpp
 build webhook_url_fuzz tests/fuzz/webhook_url_fuzz.cpp gateway/webhook_url.cpp
 build price_book_fuzz tests/fuzz/price_book_fuzz.cpp billing/price_book.cpp billing/pricing.cpp \
-  core/json_dom.cpp core/json_text.cpp core/error.cpp
+  billing/plan_terms.cpp core/json_dom.cpp core/json_text.cpp core/error.cpp
 build rating_event_fuzz tests/fuzz/rating_event_fuzz.cpp billing/rating.cpp billing/period_pricing.cpp \
   billing/plan_terms.cpp \
   billing/price_book.cpp billing/pricing.cpp core/json_dom.cpp core/json_text.cpp core/error.cpp
