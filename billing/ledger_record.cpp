@@ -2,6 +2,7 @@
 #include "billing/ledger_record.hpp"
 
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 
@@ -60,15 +61,39 @@ void add_opt_int(std::string& out, std::int64_t v) {  // negative = NULL
 }
 void add_bool(std::string& out, bool v) { out += v ? "t\t" : "f\t"; }
 
+// "YYYY-MM-DD HH:MM:SS.mmm+00" and a tab, in integer calendar arithmetic (snprintf was about 2 %
+// of the gateway's instructions per request).
 void add_timestamp(std::string& out, std::int64_t unix_ms) {
-  const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00\t", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(unix_ms % 1000));
-  out += buf;
+  using namespace std::chrono;
+  const sys_time<milliseconds> at{milliseconds{unix_ms}};
+  const auto day = floor<days>(at);
+  const year_month_day ymd{day};
+  const hh_mm_ss<milliseconds> time{at - day};
+  const int y = static_cast<int>(ymd.year());
+  if (y < 0 || y > 9999) {  // not a time a request is stamped with; kept readable all the same
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%d-%02u-%02u %02d:%02d:%02d.%03d+00\t", y,
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                  static_cast<int>(time.hours().count()), static_cast<int>(time.minutes().count()),
+                  static_cast<int>(time.seconds().count()),
+                  static_cast<int>(time.subseconds().count()));
+    out += buf;
+    return;
+  }
+  char text[] = "0000-00-00 00:00:00.000+00\t";
+  const auto put = [&text](std::size_t at_index, int value, int digits) {
+    for (int i = digits - 1; i >= 0; --i, value /= 10) {
+      text[at_index + static_cast<std::size_t>(i)] = static_cast<char>('0' + value % 10);
+    }
+  };
+  put(0, y, 4);
+  put(5, static_cast<int>(static_cast<unsigned>(ymd.month())), 2);
+  put(8, static_cast<int>(static_cast<unsigned>(ymd.day())), 2);
+  put(11, static_cast<int>(time.hours().count()), 2);
+  put(14, static_cast<int>(time.minutes().count()), 2);
+  put(17, static_cast<int>(time.seconds().count()), 2);
+  put(20, static_cast<int>(time.subseconds().count()), 3);
+  out.append(text, sizeof text - 1);
 }
 
 void append_keys(std::string& out, const std::vector<std::string>& keys) {

@@ -2,6 +2,9 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -41,6 +44,33 @@ TEST_CASE("a usage record becomes one COPY text line in column order") {
   std::size_t commas = 0;
   for (const char* c = billing::usage_event_columns; *c; ++c) commas += *c == ',';
   CHECK(tabs == commas);
+}
+
+TEST_CASE("a usage record's time is written as gmtime would, to the millisecond") {
+  std::mt19937_64 rng(63);
+  std::vector<std::int64_t> times = {0, 999, 951'782'400'000 /* 2000-02-29 */,
+                                     1'798'761'599'999 /* 2026-12-31 23:59:59.999 */,
+                                     4'102'444'800'000 /* 2100-01-01 */};
+  for (int i = 0; i < 2000; ++i) {
+    times.push_back(std::uniform_int_distribution<std::int64_t>(0, 4'102'444'800'000)(rng));
+  }
+  for (const std::int64_t ms : times) {
+    INFO(ms);
+    metering::usage_record r;
+    r.tenant_id = "t";
+    r.request_id = "r";
+    r.occurred_at_ms = ms;
+    std::string line;
+    billing::append_usage_row(line, r);
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char expected[48];
+    std::snprintf(expected, sizeof expected, "t\t%04d-%02d-%02d %02d:%02d:%02d.%03d+00\t",
+                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms % 1000));
+    CHECK(line.rfind(expected, 0) == 0);
+  }
 }
 
 TEST_CASE("a usage record's attribution fills the three columns before the attempts and trace") {
