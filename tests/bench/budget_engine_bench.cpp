@@ -54,7 +54,7 @@ net::awaitable<void> worker(budget_engine& engine, redis::client& redis, shared_
     std::string tenant = "bench_tenant";
     std::string request = "req_" + std::to_string(id) + "_" + std::to_string(n);
     auto r = co_await engine.reserve(redis, std::move(tenant), std::move(request),
-                                     std::move(charges), now_ms());
+                                     std::move(charges), now_ms(), nullptr);
     if (!r || !r->granted) {
       ++st.failures;
       continue;
