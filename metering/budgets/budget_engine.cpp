@@ -71,8 +71,9 @@ end
 local function cover_of(b, pin, pout, now)
   local c = {charge = tonumber(ARGV[b]), pin = pin, pout = pout, ttl = ARGV[b + 7]}
   local ask_in, ask_out = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
-  c.input = math.min(ask_in, pool_left(pin, tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5]), c.ttl, now))
-  c.output = math.min(ask_out, pool_left(pout, tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6]), c.ttl, now))
+  local left_in = pool_left(pin, tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5]), c.ttl, now)
+  local left_out = pool_left(pout, tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6]), c.ttl, now)
+  c.input, c.output = math.min(ask_in, left_in), math.min(ask_out, left_out)
   c.amount = 0
   if ask_in + ask_out > 0 then
     local m = tonumber(ARGV[b + 8]) + ceil_cost(ask_in - c.input, b + 9) +

@@ -28,13 +28,14 @@ std::int64_t uncovered_cost_micros(const credit_rate& rate, std::int64_t input_t
   if (input_tokens <= 0 && output_tokens <= 0) return 0;
   credit_rate tokens_only = rate;
   tokens_only.flat_fees_micros = 0;
-  const std::int64_t in = std::max<std::int64_t>(0, input_tokens - std::max<std::int64_t>(cover_in, 0));
+  const std::int64_t in =
+      std::max<std::int64_t>(0, input_tokens - std::max<std::int64_t>(cover_in, 0));
   const std::int64_t out =
       std::max<std::int64_t>(0, output_tokens - std::max<std::int64_t>(cover_out, 0));
-  const std::int64_t tokens = std::min(worst_case_cost_micros(tokens_only, in, out),
-                                       reservation_amount_max);
-  const std::int64_t fees = std::min(std::max<std::int64_t>(rate.flat_fees_micros, 0),
-                                     reservation_amount_max);
+  const std::int64_t tokens =
+      std::min(worst_case_cost_micros(tokens_only, in, out), reservation_amount_max);
+  const std::int64_t fees =
+      std::min(std::max<std::int64_t>(rate.flat_fees_micros, 0), reservation_amount_max);
   return std::min(tokens + fees, reservation_amount_max);  // both below 2^53: no overflow
 }
 

@@ -54,7 +54,7 @@ std::optional<cover_ask> cover_ask_for(std::span<const budget_info* const> apply
 
 // What a covered hold carries until it is settled.
 struct cover_hold {
-  std::size_t charge = 0;              // the credit charge's index
+  std::size_t charge = 0;                 // the credit charge's index
   std::array<std::int64_t, 2> covered{};  // input, output tokens the pools hold
   credit_rate rate;
 };

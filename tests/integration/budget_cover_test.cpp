@@ -64,8 +64,8 @@ net::awaitable<basic_result<settlement, redis::redis_error>> settle_hold(
 }
 
 net::awaitable<basic_result<std::int64_t, redis::redis_error>> pool_used(budget_engine& engine,
-                                                                        redis::client& c,
-                                                                        bool output) {
+                                                                         redis::client& c,
+                                                                         bool output) {
   limit_rule r;
   r.id = cover_pool_id("dev-echo", output);
   r.window = budget_window::lifetime;
@@ -82,17 +82,24 @@ TEST_CASE("cover: the script's credit amount equals uncovered_cost_micros, to th
   redis::client c(io.get_executor(), cover_redis_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   std::mt19937_64 rng(24);
-  const std::int64_t big_rates[] = {0, 1, 999'999, 1'000'000, 2'500'000'000'000,
-                                    30'000'000'000'000, 999'999'999'999'999'999,
+  const std::int64_t big_rates[] = {0,
+                                    1,
+                                    999'999,
+                                    1'000'000,
+                                    2'500'000'000'000,
+                                    30'000'000'000'000,
+                                    999'999'999'999'999'999,
                                     9'223'372'036'854'775'807};
-  const std::int64_t big_tokens[] = {0, 1, 999'999, 1'000'000, 128'000, 1'000'000'000'000,
-                                     reservation_amount_max};
+  const std::int64_t big_tokens[] = {
+      0, 1, 999'999, 1'000'000, 128'000, 1'000'000'000'000, reservation_amount_max};
   for (int i = 0; i < 400; ++i) {
     credit_rate rate;
     rate.model = "dev-echo";
     const bool extreme = i % 4 == 0;
-    rate.input = extreme ? big_rates[rng() % 8] : static_cast<std::int64_t>(rng() % 40'000'000'000'000);
-    rate.output = extreme ? big_rates[rng() % 8] : static_cast<std::int64_t>(rng() % 80'000'000'000'000);
+    rate.input =
+        extreme ? big_rates[rng() % 8] : static_cast<std::int64_t>(rng() % 40'000'000'000'000);
+    rate.output =
+        extreme ? big_rates[rng() % 8] : static_cast<std::int64_t>(rng() % 80'000'000'000'000);
     rate.flat_fees_micros = static_cast<std::int64_t>(rng() % 3) * 1'500;
     const std::int64_t prompt =
         extreme ? big_tokens[rng() % 7] : static_cast<std::int64_t>(rng() % 200'000);
@@ -138,11 +145,11 @@ TEST_CASE("cover: concurrent covered holds never take more than a pool, and mone
   auto ex = io.get_executor();
   std::vector<std::future<reserve_result>> futures;
   for (int i = 0; i < 40; ++i) {
-    futures.push_back(net::co_spawn(
-        ex,
-        covered_reserve(engine, i % 2 ? a : b, "req_" + std::to_string(i), 2'000,
-                        ask_of(100, 40, 1'000, 300, rate), t0),
-        net::use_future));
+    futures.push_back(
+        net::co_spawn(ex,
+                      covered_reserve(engine, i % 2 ? a : b, "req_" + std::to_string(i), 2'000,
+                                      ask_of(100, 40, 1'000, 300, rate), t0),
+                      net::use_future));
   }
   io.restart();
   for (auto& f : futures) {
@@ -162,8 +169,7 @@ TEST_CASE("cover: concurrent covered holds never take more than a pool, and mone
     covered_in += r->covered[0];
     covered_out += r->covered[1];
     money += r->credit_amount;
-    CHECK(r->credit_amount ==
-          uncovered_cost_micros(rate, 100, 40, r->covered[0], r->covered[1]));
+    CHECK(r->credit_amount == uncovered_cost_micros(rate, 100, 40, r->covered[0], r->covered[1]));
     holds.push_back(std::move(*r));
   }
   // 10 requests are fully covered on input, 7 on output (+ 20 tokens of an 8th); then money.

@@ -193,7 +193,7 @@ TEST_CASE("ledger records: version 5 carries the trace id; a version 4 line repl
   CHECK(billing::parse_rating_event(v6));
 }
 
-TEST_CASE("ledger records: version 6's columns carry cache-write, image and audio tokens; 5 replays 0") {
+TEST_CASE("ledger records: cache-write, image and audio tokens (version 6's columns); 5 replays 0") {
   metering::usage_record r;
   r.tenant_id = "ten_a";
   r.request_id = "req_6";

@@ -123,5 +123,6 @@ TEST_CASE("cover: a covered hold settles the covered tokens used and the rest's 
   CHECK(rec.settled_credit_micros == 20 * 8 + 1'500);
   CHECK(rec.cover_tokens[0] == 70);
   CHECK(rec.cover_tokens[1] == 40);
-  CHECK(cover_pool_key("ten_a", "dev-echo", true) == "tg:{ten_a}:b:cover:6465762d6563686f:output:0");
+  CHECK(cover_pool_key("ten_a", "dev-echo", true) ==
+        "tg:{ten_a}:b:cover:6465762d6563686f:output:0");
 }
