@@ -574,7 +574,7 @@ void budget_guard::settlement_answered(unsigned worker) {
   if (--settle_queues_[worker]->started == 0 && closed_[worker]) redis_[worker]->shutdown();
 }
 
-void budget_guard::describe_settlement(const budget_hold& hold,
+void budget_guard::describe_settlement(budget_hold& hold,
                                        metering::usage_record& rec) const {
   metering::describe_settled_spend(hold.metrics, hold.ticket.counter_keys, hold.pricing, rec);
   if (hold.cover) metering::describe_cover(*hold.cover, rec);

@@ -114,7 +114,8 @@ class budget_guard {
 
   // Writes into `rec` (before it is recorded) the spend its settlement counts and on which
   // counters, so that the ledger writer can correct them to what it bills.
-  void describe_settlement(const budget_hold& hold, metering::usage_record& rec) const;
+  // A covered hold also notes the tokens of classes its pools do not pay (for its settlement).
+  void describe_settlement(budget_hold& hold, metering::usage_record& rec) const;
 
   // The ledger writer rated and committed events: adds billed minus settled to their spend
   // counters (only those that still exist), one script per tenant on I/O thread 0. Called on

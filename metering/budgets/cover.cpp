@@ -86,14 +86,20 @@ std::optional<cover_ask> cover_ask_for(std::span<const budget_info* const> apply
 cover_settlement settle_cover(const cover_hold& hold, std::int64_t prompt_tokens,
                               std::int64_t completion_tokens) {
   cover_settlement s;
-  s.pool_tokens = {covered_tokens(prompt_tokens, hold.covered[0]),
-                   covered_tokens(completion_tokens, hold.covered[1])};
+  s.pool_tokens = {covered_tokens(prompt_tokens - hold.other_classes[0], hold.covered[0]),
+                   covered_tokens(completion_tokens - hold.other_classes[1], hold.covered[1])};
   s.credit_micros = uncovered_cost_micros(hold.rate, prompt_tokens, completion_tokens,
                                           s.pool_tokens[0], s.pool_tokens[1]);
   return s;
 }
 
-void describe_cover(const cover_hold& hold, usage_record& rec) {
+void describe_cover(cover_hold& hold, usage_record& rec) {
+  const auto part = [](std::int64_t n) { return std::max<std::int64_t>(n, 0); };
+  const std::int64_t prompt_others =
+      saturating_add(saturating_add(part(rec.cached_tokens), part(rec.cache_write_tokens)),
+                     saturating_add(part(rec.image_prompt_tokens), part(rec.audio_prompt_tokens)));
+  hold.other_classes = {std::min(part(rec.prompt_tokens), prompt_others),
+                        std::min(part(rec.completion_tokens), part(rec.audio_completion_tokens))};
   if (rec.credit_counters.empty()) return;
   const cover_settlement s = settle_cover(hold, rec.prompt_tokens, rec.completion_tokens);
   rec.settled_credit_micros = s.credit_micros;

@@ -57,10 +57,15 @@ struct cover_hold {
   std::size_t charge = 0;                 // the credit charge's index
   std::array<std::int64_t, 2> covered{};  // input, output tokens the pools hold
   credit_rate rate;
+  // Of the tokens used, those the class's bundles cannot pay: prompt tokens the upstream
+  // reported cached, cache-written, image or audio; audio completion tokens (describe_cover
+  // sets them from the usage record).
+  std::array<std::int64_t, 2> other_classes{};
 };
 
-// What a covered hold settles to for the usage counted: each pool the tokens it covered that
-// were used (min(used, covered)), the credit counter the cost of the rest.
+// What a covered hold settles to for the usage counted: each pool the tokens of its class
+// used that it covered (min(used - other_classes, covered)), the credit counter the cost of
+// the rest.
 struct cover_settlement {
   std::int64_t credit_micros = 0;
   std::array<std::int64_t, 2> pool_tokens{};
@@ -68,10 +73,12 @@ struct cover_settlement {
 cover_settlement settle_cover(const cover_hold& hold, std::int64_t prompt_tokens,
                               std::int64_t completion_tokens);
 
-// Writes the cover's settlement into `rec` (after describe_settled_spend, before it is
-// recorded), so that the ledger writer corrects the pools and the credit counter to what it
-// draws. Nothing when `rec` has no credit counter to correct.
-void describe_cover(const cover_hold& hold, usage_record& rec);
+// Notes in `hold` the tokens of `rec` of other classes (as the ledger splits them:
+// billing/rating.hpp's set_tokens) and writes the cover's settlement into `rec` (after
+// describe_settled_spend, before it is recorded), so that the ledger writer corrects the pools
+// and the credit counter to what it draws. No settlement is written when `rec` has no credit
+// counter to correct.
+void describe_cover(cover_hold& hold, usage_record& rec);
 
 // The Redis key of a tenant's coverage pool (the counter the reserve script holds on).
 std::string cover_pool_key(const std::string& tenant_id, std::string_view model, bool output);

@@ -107,7 +107,7 @@ TEST_CASE("cover: only the credit mirror's pools of the model with tokens left a
 }
 
 TEST_CASE("cover: a covered hold settles the covered tokens used and the rest's cost") {
-  const cover_hold hold{1, {100, 40}, example_rate()};
+  cover_hold hold{1, {100, 40}, example_rate()};
   // Used 70 prompt tokens (all covered) and 60 completion tokens (40 covered, 20 not).
   const cover_settlement s = settle_cover(hold, 70, 60);
   CHECK(s.pool_tokens == std::array<std::int64_t, 2>{70, 40});
@@ -123,6 +123,24 @@ TEST_CASE("cover: a covered hold settles the covered tokens used and the rest's 
   CHECK(rec.settled_credit_micros == 20 * 8 + 1'500);
   CHECK(rec.cover_tokens[0] == 70);
   CHECK(rec.cover_tokens[1] == 40);
+
+  // Of 90 prompt tokens the upstream reported 30 cached and 5 audio: the input bundle pays at
+  // most the 55 billed as input; of 60 completion tokens 25 are audio, leaving 35 for output.
+  cover_hold mixed{1, {100, 40}, example_rate()};
+  usage_record split;
+  split.prompt_tokens = 90;
+  split.cached_tokens = 30;
+  split.audio_prompt_tokens = 5;
+  split.completion_tokens = 60;
+  split.audio_completion_tokens = 25;
+  split.credit_counters = {"tg:{ten_a}:b:credit:ten_a:0"};
+  describe_cover(mixed, split);
+  CHECK(mixed.other_classes == std::array<std::int64_t, 2>{35, 25});
+  CHECK(split.cover_tokens[0] == 55);
+  CHECK(split.cover_tokens[1] == 35);
+  // The credit counts the other 35 prompt and 25 completion tokens at the worst rates.
+  CHECK(split.settled_credit_micros == 35 * 2 + 25 * 8 + 1'500);
+  CHECK(settle_cover(mixed, 90, 60).credit_micros == split.settled_credit_micros);
   CHECK(cover_pool_key("ten_a", "dev-echo", true) ==
         "tg:{ten_a}:b:cover:6465762d6563686f:output:0");
 }
