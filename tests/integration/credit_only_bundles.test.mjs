@@ -4,7 +4,8 @@
 // with 402; with a little money credit and bundles, 30 concurrent requests never spend more
 // than the credit and the bundles hold (every served request paid in full, nothing left to
 // invoice); Redis's coverage pools equal the ledger's bundle balances once the ledger has
-// corrected them, and `tollctl credits reconcile` finds them so.
+// corrected them, and `tollctl credits reconcile` finds them so; a prompt reported partly
+// cached costs its cached tokens beyond the hold, and no more (a documented limit).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -65,6 +66,18 @@ describe('credit_only holds count token bundles', () => {
     }
   }
 
+  // One chat request with the given content: [status, error message or null].
+  async function askWith(client, content, maxTokens) {
+    try {
+      await client.chat.completions.create({ model: 'dev-echo', max_tokens: maxTokens,
+        messages: [{ role: 'user', content }] });
+      return [200, null];
+    } catch (e) {
+      if (e?.status === undefined) throw e;
+      return [e.status, e.error?.message ?? String(e)];
+    }
+  }
+
   // What the ledger's bundles of `t` have left, and drew, per class.
   function ledgerBundles(t) {
     return Object.fromEntries(pg.query(`SELECT g.bundle_token_class, sum(g.bundle_tokens), sum(a.tokens_balance)
@@ -75,7 +88,11 @@ describe('credit_only holds count token bundles', () => {
 
   // A coverage pool's counter in Redis: settled usage and live holds.
   function pool(t, tokenClass) {
-    const key = `tg:{${t.tenant}}:b:cover:${hex('dev-echo')}:${tokenClass}:0`;
+    return counter(`tg:{${t.tenant}}:b:cover:${hex('dev-echo')}:${tokenClass}:0`);
+  }
+
+  // A budget counter in Redis: settled usage and live holds.
+  function counter(key) {
     const fields = execFileSync('redis-cli', ['-p', String(redis.port), '--raw', 'HGETALL', key], { encoding: 'utf8' })
       .split('\n');
     let used = 0;
@@ -136,6 +153,27 @@ describe('credit_only holds count token bundles', () => {
     await expectPoolsMatchLedger(t);
     const b = ledgerBundles(t);
     assert.ok(b.input.left < 60 || b.output.left < 8, `a bundle is nearly used up: ${JSON.stringify(b)}`);
+  });
+
+  test('a prompt reported partly cached costs its cached tokens beyond the hold, no more (the known limit)', async () => {
+    const t = await creditOnlyTenant('Cached');
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: t.key, maxRetries: 0 });
+    await bundle(t, 'input', 10_000);
+    await bundle(t, 'output', 10_000);
+    // Fully covered by the bundles: served with no money credit at all.
+    assert.equal((await askWith(client, 'covered words', 4))[0], 200);
+    // The upstream reports 6 of the prompt's tokens cached: the input bundle does not pay for
+    // them, so they cost 6 x 2 micro-units that no hold took (docs/CREDITS.md, "Known limits").
+    assert.equal((await askWith(client, 'tg:cached=6 cached words', 4))[0], 200);
+    // The settlement counts them on the credit mirror (at the worst rate) at once.
+    await waitFor(() => counter(`tg:{${t.tenant}}:b:credit:${t.tenant}:0`).used >= 12,
+      { what: 'the credit mirror to count the cached tokens' });
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}' AND status = 200`)) === 2,
+      { what: 'both served requests in the ledger' });
+    assert.deepEqual(pg.query(`SELECT cached_prompt_tokens, cost_micros - coalesce(credit_micros, 0) FROM usage_events
+      WHERE tenant_id = '${t.tenant}' ORDER BY occurred_at`), [['0', '0'], ['6', '12']],
+    'unpaid: exactly the 6 cached tokens at 2 micro-units, nothing of what the bundles covered');
+    await expectPoolsMatchLedger(t);
   });
 
   test('a little money credit and bundles: 30 concurrent requests never spend more than both', async () => {
