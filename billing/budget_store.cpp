@@ -3,6 +3,7 @@
 
 #include "billing/api_keys.hpp"
 #include "billing/credits.hpp"
+#include "metering/budgets/cover.hpp"
 #include "billing/period_pricing.hpp"
 #include "billing/price_book.hpp"
 #include "billing/tag_sets.hpp"
@@ -374,10 +375,48 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> budget_store::active_bud
       b.limit = c->int64(0, 0);
       b.credit_used = b.limit - c->int64(0, 1);
       b.plan_rates = std::move(rates);
+      auto pools = co_await cover_pools(**conn, tenant_id, now_ms);
+      if (!pools) co_return pools.error();
+      b.cover_pools = std::move(*pools);
       out.push_back(std::move(b));
     }
   }
   co_return out;
+}
+
+net::awaitable<pg::db_result<std::vector<metering::cover_pool>>> budget_store::cover_pools(
+    pg::connection& conn, std::string tenant_id, std::int64_t now_ms) {
+  // A credit_only tenant's coverage pools (docs/CREDITS.md): per model and class (input,
+  // output), its bundles shared with every project that are in force or were, as the credit
+  // mirror counts grants: the limit is their tokens less what expired unused, the used part
+  // that limit less what those still in force have left.
+  const std::string sql =
+      "WITH g AS (SELECT g.models[1] AS model, g.bundle_token_class = 'output' AS output,"
+      " g.bundle_tokens AS tokens, a.tokens_balance AS left_,"
+      " g.expires_at IS NOT NULL AND g.expires_at <= to_timestamp($2::bigint / 1000.0) AS over,"
+      " coalesce((SELECT x.tokens FROM credit_entries x WHERE x.transfer_id = 'expire:' || g.id"
+      " AND x.account_id = a.id), 0) AS expired"
+      " FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id"
+      " WHERE g.tenant_id = $1 AND g.kind = 'bundle' AND g.bundle_project_ids IS NULL"
+      " AND g.bundle_token_class IN ('input', 'output')"
+      " AND g.effective_at <= to_timestamp($2::bigint / 1000.0))"
+      " SELECT model, output, sum(tokens + expired)::bigint,"
+      " coalesce(sum(left_) FILTER (WHERE NOT over), 0)::bigint"
+      " FROM g GROUP BY model, output ORDER BY model, output";
+  std::vector<pg::param> params{tenant_id, std::to_string(now_ms)};
+  auto r = co_await conn.query(sql, std::move(params));
+  if (!r) co_return r.error();
+  std::vector<metering::cover_pool> pools;
+  for (int i = 0; i < r->size(); ++i) {
+    metering::cover_pool p;
+    p.model = std::string(r->text(i, 0));
+    p.output = r->boolean(i, 1);
+    p.id = metering::cover_pool_id(p.model, p.output);
+    p.limit = r->int64(i, 2);
+    p.used = p.limit - r->int64(i, 3);
+    pools.push_back(std::move(p));
+  }
+  co_return pools;
 }
 
 net::awaitable<pg::db_result<std::vector<metering::subject_usage>>> budget_store::ledger_usage(

@@ -122,6 +122,9 @@ class budget_store {
       ledger_budget_query q);
 
  private:
+  // A credit_only tenant's coverage pools at `now_ms` (docs/CREDITS.md), on `conn`.
+  boost::asio::awaitable<pg::db_result<std::vector<metering::cover_pool>>> cover_pools(
+      pg::connection& conn, std::string tenant_id, std::int64_t now_ms);
   boost::asio::awaitable<basic_result<std::vector<budget_view>, store_error>> budget_views(
       std::string where, std::vector<pg::param> params);
 

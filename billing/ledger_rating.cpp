@@ -11,6 +11,7 @@
 #include "billing/period_pricing.hpp"
 #include "billing/tag_sets.hpp"
 #include "core/json_dom.hpp"
+#include "metering/budgets/cover.hpp"
 
 namespace tollgate::billing {
 
@@ -178,10 +179,41 @@ void ledger_writer::collect_corrections(const std::vector<std::optional<rating_e
       });
     };
     add(h.spend_counters, rated[i]->cost_micros);
-    // The credit_only mirror counts money credit only: bundles are not in its limit.
+    // The credit_only mirror counts money credit only: bundles are not in its limit. A hold
+    // covered by bundles settled its credit counter with the uncovered cost.
     std::int64_t by_bundles = 0;
     for (const auto& b : bundle_paid_[i]) by_bundles += b.amount_micros;
-    add(h.credit_counters, credit[i] - by_bundles);
+    if (h.settled_credit_micros >= 0) {
+      const std::int64_t delta = credit[i] - by_bundles - h.settled_credit_micros;
+      for_each_piece(h.credit_counters, ',', [&](std::string_view key) {
+        if (delta != 0) corrections_.push_back({events[i]->tenant_id, std::string(key), delta});
+      });
+    } else {
+      add(h.credit_counters, credit[i] - by_bundles);
+    }
+  }
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (events[i] && rated[i]) collect_cover_corrections(*events[i], headers[i], bundle_paid_[i]);
+  }
+}
+
+// The coverage pools of a credit_only tenant (docs/CREDITS.md) count what its bundles shared
+// with every project drew: each event sends the pool of its model and class what they drew
+// less what a covered hold's settlement counted there (only pools that exist take it, so other
+// tenants' draws change nothing). Events without a covered hold count too: a request in flight
+// when a bundle was made is drawn from it.
+void ledger_writer::collect_cover_corrections(const rating_event& e, const ledger_record& h,
+                                              const std::vector<bundle_paid>& paid) {
+  const int classes[2] = {tc_input, tc_output};
+  for (int c = 0; c < 2; ++c) {
+    std::int64_t drawn = 0;
+    for (const auto& b : paid) {
+      if (b.shared && b.token_class == classes[c]) drawn += b.tokens;
+    }
+    const std::int64_t settled = h.settled_credit_micros >= 0 ? h.cover_tokens[c] : 0;
+    if (drawn == settled) continue;
+    corrections_.push_back(
+        {e.tenant_id, metering::cover_pool_key(e.tenant_id, e.model, c == 1), drawn - settled});
   }
 }
 
@@ -294,7 +326,7 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     rated[i] = rate_event(*plans[i], rest, accumulators);
     for (const auto& d : draws) {
       bundle_paid_[i].push_back({it->second[d.bundle].grant_id, d.token_class, d.tokens,
-                                 d.amount_micros});
+                                 d.amount_micros, it->second[d.bundle].project_ids.empty()});
       if (rated[i]) rated[i]->cost_micros += d.amount_micros;
     }
   }

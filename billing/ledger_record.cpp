@@ -115,6 +115,41 @@ std::optional<std::string_view> take_field(std::string_view& rest) {
   return f;
 }
 
+// Version 7's coverage field (ledger_record.hpp), when the record has coverage.
+void append_cover(std::string& out, const metering::usage_record& r) {
+  if (r.settled_credit_micros >= 0) {
+    out += std::to_string(r.settled_credit_micros);
+    for (const std::int64_t n : r.cover_tokens) {
+      out.push_back(',');
+      out += std::to_string(n);
+    }
+  }
+  out.push_back('\t');
+}
+
+std::optional<std::int64_t> non_negative(std::string_view text) {
+  std::int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < 0) return std::nullopt;
+  return v;
+}
+
+// Reads a coverage field into `rec`; false when it is damaged.
+bool parse_cover(std::string_view field, ledger_record& rec) {
+  if (field.empty()) return true;
+  const std::size_t first = field.find(',');
+  const std::size_t second = first == field.npos ? field.npos : field.find(',', first + 1);
+  if (second == field.npos || field.find(',', second + 1) != field.npos) return false;
+  const auto credit = non_negative(field.substr(0, first));
+  const auto in = non_negative(field.substr(first + 1, second - first - 1));
+  const auto out = non_negative(field.substr(second + 1));
+  if (!credit || !in || !out) return false;
+  rec.settled_credit_micros = *credit;
+  rec.cover_tokens[0] = *in;
+  rec.cover_tokens[1] = *out;
+  return true;
+}
+
 }  // namespace
 
 const char* const usage_event_columns =
@@ -170,7 +205,7 @@ void append_usage_row(std::string& out, const metering::usage_record& r) {
 
 void append_ledger_record(std::string& out, const metering::usage_record& r) {
   out.push_back('\0');
-  out += "6\t";
+  out += "7\t";
   if (r.settled_spend_micros >= 0) {
     out += std::to_string(r.settled_spend_micros);
   } else {
@@ -179,6 +214,7 @@ void append_ledger_record(std::string& out, const metering::usage_record& r) {
   out.push_back('\t');
   append_keys(out, r.spend_counters);
   append_keys(out, r.credit_counters);
+  append_cover(out, r);
   append_usage_row(out, r);
 }
 
@@ -191,7 +227,7 @@ std::optional<ledger_record> parse_ledger_record(std::string_view line) {
   }
   std::string_view rest = line.substr(1);
   const auto version = take_field(rest);
-  if (!version || version->size() != 1 || (*version)[0] < '2' || (*version)[0] > '6') {
+  if (!version || version->size() != 1 || (*version)[0] < '2' || (*version)[0] > '7') {
     return std::nullopt;
   }
   rec.version = (*version)[0] - '0';
@@ -207,6 +243,10 @@ std::optional<ledger_record> parse_ledger_record(std::string_view line) {
   }
   rec.spend_counters = *spend_counters;
   rec.credit_counters = *credit_counters;
+  if (rec.version >= 7) {
+    const auto cover = take_field(rest);
+    if (!cover || !parse_cover(*cover, rec)) return std::nullopt;
+  }
   rec.copy_line = rest;
   return rec;
 }

@@ -16,6 +16,10 @@
 //   version 6: as version 5, the COPY line with four more columns at its end:
 //              cache_write_tokens, image_prompt_tokens, audio_prompt_tokens and
 //              audio_completion_tokens. Versions 1-5 replay with them 0.
+//   version 7: as version 6, with one more header field after the credit counters: a credit
+//              hold's bundle coverage (metering/budgets/cover.hpp), empty or "<settled credit
+//              micro-units>,<input pool tokens>,<output pool tokens>". The COPY line is
+//              version 6's. Versions 2-6 replay without coverage.
 // Each record ends in '\n' and holds no other newline.
 #pragma once
 #include <cstdint>
@@ -28,7 +32,7 @@
 
 namespace tollgate::billing {
 
-constexpr int ledger_record_version = 6;
+constexpr int ledger_record_version = 7;
 
 // What a COPY line written before version 3 lacks: its three attribution columns, NULL.
 inline constexpr std::string_view attribution_columns_null = "\t\\N\t\\N\t\\N";
@@ -39,6 +43,11 @@ struct ledger_record {
   std::int64_t settled_spend_micros = -1;  // -1: none (and always for version 1)
   std::string_view spend_counters;         // comma-separated Redis keys, or empty
   std::string_view credit_counters;
+  // Version 7, with bundle coverage: what the credit counters were settled with (-1: as the
+  // spend, settled_spend_micros, and no coverage), and the tokens the coverage pools (input,
+  // output) were settled with.
+  std::int64_t settled_credit_micros = -1;
+  std::int64_t cover_tokens[2] = {0, 0};
 };
 
 // What a COPY line written before version 6 lacks: the four token classes of version 6, 0.

@@ -114,6 +114,7 @@ class ledger_writer final : public metering::usage_sink {
     int token_class = tc_input;
     std::int64_t tokens = 0;
     std::int64_t amount_micros = 0;
+    bool shared = false;  // shared with every project: counted in the coverage pools
   };
   std::vector<std::vector<bundle_paid>> bundle_paid_;  // per event of the batch being rated
 
@@ -166,6 +167,8 @@ class ledger_writer final : public metering::usage_sink {
                            const std::vector<ledger_record>& headers,
                            const std::vector<std::optional<rated_event>>& rated,
                            const std::vector<std::int64_t>& credit);
+  void collect_cover_corrections(const rating_event& e, const ledger_record& h,
+                                 const std::vector<bundle_paid>& paid);
   // The database is away: makes the batches in memory durable in the spool where the disk
   // takes them (fsynced segments, or memory-only rows journaled again).
   void spool_pending();

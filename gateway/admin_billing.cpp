@@ -285,7 +285,9 @@ handler_result grant_token_bundle(route_call& c) {
   body_reader body = c.body();
   auto spec = token_bundle_of(body, c.id, c.now_s());
   if (!spec) co_return co_await c.fail(spec.error());
-  co_await c.reply(c.billing().credits->grant_bundle(std::move(*spec), c.actor), 201);
+  auto outcome = co_await c.run(c.billing().credits->grant_bundle(std::move(*spec), c.actor));
+  if (outcome) c.budgets_changed(c.id);  // the credit_only mirror's coverage pools grew
+  co_await c.reply(std::move(outcome), 201);
 }
 
 handler_result set_auto_top_up(route_call& c) {

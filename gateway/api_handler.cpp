@@ -395,7 +395,7 @@ boost::asio::awaitable<std::optional<api_error>> api_handler::admit(
     std::string hold_id = id;
     auto reserved =
         co_await budgets_->reserve(worker, who, st.rec.attribution, *st.model, std::move(hold_id),
-                                   *worst);
+                                   *worst, st.rec.batch);
     if (!reserved) co_return refuse(reserved.error());
     st.hold = std::move(*reserved);
   }

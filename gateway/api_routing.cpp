@@ -152,7 +152,7 @@ boost::asio::awaitable<result<bool>> api_handler::move_to(proxy_state& st, const
     // A hold id of its own: the request's first one is settled (released) under the request id.
     std::string hold_id = st.rec.request_id + "#" + std::to_string(st.tried.size() - 1);
     auto reserved = co_await budgets_->reserve(st.worker, who, st.rec.attribution, next,
-                                               std::move(hold_id), *worst);
+                                               std::move(hold_id), *worst, st.rec.batch);
     if (!reserved) {
       st.rec.error_code = reserved.error().code;
       co_return reserved.error();

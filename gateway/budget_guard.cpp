@@ -275,7 +275,8 @@ result<std::optional<budget_hold>> budget_guard::redis_unavailable(const std::st
 
 net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     unsigned worker, const caller& who, const metering::attribution& attributed,
-    const model_config& model, std::string request_id, metering::worst_case_tokens worst) {
+    const model_config& model, std::string request_id, metering::worst_case_tokens worst,
+    bool batch) {
   auto all = co_await budgets_of(who.tenant_id);
   if (!all) {
     reserved_.unavailable->inc();
@@ -329,11 +330,20 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     hold.amounts = std::move(amounts);
     co_return std::optional<budget_hold>{std::move(hold)};
   }
+  // A credit_only tenant's token bundles of the model cover its credit hold (the script
+  // computes the credit charge); batch lines are not paid by bundles.
+  std::optional<metering::cover_ask> cover;
+  if (!batch && hold.pricing.plan_priced) {
+    cover = metering::cover_ask_for(applying, model.name, worst.prompt_tokens,
+                                    worst.completion_tokens, hold.pricing.plan_rate);
+  }
   // Named arguments: GCC 12 mishandles temporaries made inside a co_await expression.
   std::string tenant = who.tenant_id;
+  const metering::cover_ask* covering = cover ? &*cover : nullptr;
   auto r = co_await engine_.reserve(*redis_[worker], std::move(tenant), std::move(request_id),
-                                    std::move(charges), now_ms);
+                                    std::move(charges), now_ms, covering);
   if (!r) co_return redis_unavailable(who.tenant_id, r.error());
+  if (cover) amounts[cover->charge] = r->credit_amount;
   if (!r->granted) {
     reserved_.refused->inc();
     const auto i = static_cast<std::size_t>(r->refused_index);
@@ -341,6 +351,7 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
                                        r->refused_reset_ms);
   }
   reserved_.granted->inc();
+  if (cover) hold.cover = metering::cover_hold{cover->charge, r->covered, cover->rate};
   hold.ticket = std::move(r->ticket);
   hold.worker = worker;
   // OpenAI's headers from the tightest request and token limits.
@@ -477,6 +488,23 @@ net::awaitable<result<std::string>> budget_guard::reconcile(unsigned worker,
       rows.push_back({b.id, counter, b.metric, b.window, span.from_ms, used, *before});
     }
   }
+  // The credit mirror's coverage pools: what the ledger has drawn of their bundles.
+  for (const auto& b : *budgets) {
+    for (const auto& pool : b.cover_pools) {
+      std::string tenant = tenant_id;
+      metering::limit_rule rule;
+      rule.id = pool.id;
+      rule.window = metering::budget_window::lifetime;
+      auto before = co_await engine_.set_used(*redis_[worker], std::move(tenant), std::move(rule),
+                                              0, pool.used, now_ms);
+      if (!before) {
+        co_return service_unavailable("Redis is unreachable: " + before.error().message,
+                                      "service_unavailable", 1);
+      }
+      rows.push_back({b.id, pool.id, metering::budget_metric::tokens,
+                      metering::budget_window::lifetime, 0, pool.used, *before});
+    }
+  }
   if (!budgets->empty()) {
     json_object_writer f;
     f.add("tenant_id", tenant_id).add("budgets", static_cast<std::int64_t>(budgets->size()));
@@ -546,9 +574,10 @@ void budget_guard::settlement_answered(unsigned worker) {
   if (--settle_queues_[worker]->started == 0 && closed_[worker]) redis_[worker]->shutdown();
 }
 
-void budget_guard::describe_settlement(const budget_hold& hold,
+void budget_guard::describe_settlement(budget_hold& hold,
                                        metering::usage_record& rec) const {
   metering::describe_settled_spend(hold.metrics, hold.ticket.counter_keys, hold.pricing, rec);
+  if (hold.cover) metering::describe_cover(*hold.cover, rec);
 }
 
 void budget_guard::apply_spend_corrections(std::vector<billing::spend_correction> corrections) {
@@ -630,6 +659,12 @@ net::awaitable<void> budget_guard::settle_now(budget_hold hold, std::int64_t pro
       metering::actual_amounts(prompt_tokens, completion_tokens, hold.pricing);
   std::vector<std::int64_t> actual;
   for (const auto m : hold.metrics) actual.push_back(release ? 0 : metering::charge_of(m, used));
+  if (hold.cover) {
+    // The credit charge counts the uncovered tokens' cost; the pools what they covered.
+    const auto s = metering::settle_cover(*hold.cover, prompt_tokens, completion_tokens);
+    if (!release) actual[hold.cover->charge] = s.credit_micros;
+    for (const auto n : s.pool_tokens) actual.push_back(release ? 0 : n);
+  }
   const std::string tenant = hold.ticket.tenant_id;
   const std::string request = hold.ticket.request_id;
   const std::vector<std::int64_t> window_starts = hold.ticket.window_start_ms;

@@ -34,6 +34,7 @@
 #include "gateway/budget_leases.hpp"
 #include "gateway/billing_context.hpp"
 #include "metering/budgets/budget_engine.hpp"
+#include "metering/budgets/cover.hpp"
 #include "metering/budgets/policy.hpp"
 #include "metering/redis_client.hpp"
 #include "metering/usage.hpp"
@@ -56,6 +57,9 @@ struct budget_hold {
   // took of each; settled and released in memory. Empty: a hold of its own in Redis.
   std::vector<std::shared_ptr<metering::budget_lease>> leases;
   std::vector<std::int64_t> amounts;
+  // Its credit hold covered by token bundles (metering/budgets/cover.hpp): the ticket's last
+  // two counters are then the coverage pools.
+  std::optional<metering::cover_hold> cover;
 };
 
 // One model's share of a batch's worst case (for admitting the batch).
@@ -79,9 +83,11 @@ class budget_guard {
   // with failure_mode open (counted as unenforced). An error: 429 or 503 to answer with.
   // `worst` is the request's worst case (metering/worst_case.hpp): every prompt and copy.
   // `attributed`: the request's end user, tags and session, for the budgets on those.
+  // `batch`: a batch line (token bundles do not pay for it, so they do not cover its hold).
   boost::asio::awaitable<result<std::optional<budget_hold>>> reserve(
       unsigned worker, const caller& who, const metering::attribution& attributed,
-      const model_config& model, std::string request_id, metering::worst_case_tokens worst);
+      const model_config& model, std::string request_id, metering::worst_case_tokens worst,
+      bool batch);
 
   // Whether a batch's worst case (every line's prompt + max_tokens, one request each, and
   // their spend) fits what each hard budget of the caller has left now; per-minute windows are
@@ -108,7 +114,8 @@ class budget_guard {
 
   // Writes into `rec` (before it is recorded) the spend its settlement counts and on which
   // counters, so that the ledger writer can correct them to what it bills.
-  void describe_settlement(const budget_hold& hold, metering::usage_record& rec) const;
+  // A covered hold also notes the tokens of classes its pools do not pay (for its settlement).
+  void describe_settlement(budget_hold& hold, metering::usage_record& rec) const;
 
   // The ledger writer rated and committed events: adds billed minus settled to their spend
   // counters (only those that still exist), one script per tenant on I/O thread 0. Called on

@@ -80,6 +80,11 @@ struct usage_record {
   std::int64_t settled_spend_micros = -1;
   std::vector<std::string> spend_counters;   // counters of spend budgets
   std::vector<std::string> credit_counters;  // the credit_only mirror's counter
+  // A credit hold covered by token bundles (metering/budgets/cover.hpp): what the credit
+  // counter was settled with (-1: settled_spend_micros, and no coverage), and the tokens the
+  // coverage pools (input, output) were settled with. Journaled, never stored.
+  std::int64_t settled_credit_micros = -1;
+  std::int64_t cover_tokens[2] = {0, 0};
 
   std::string to_json() const;
   // Fills the token fields from an OpenAI `usage` object (chat, completions, embeddings:

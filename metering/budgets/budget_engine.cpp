@@ -2,6 +2,7 @@
 // concurrency story: Redis runs each one atomically.
 #include "metering/budgets/budget_engine.hpp"
 
+#include "metering/budgets/cover.hpp"
 #include "metering/budgets/script_parts.hpp"
 
 #include <algorithm>
@@ -25,6 +26,72 @@ constexpr std::int64_t counter_grace_ms = 3'600'000;
 constexpr std::int64_t record_grace_ms = minute_ms;
 
 
+// Bundle coverage in the reserve script (its header says how it is called): the covers and
+// the credit charge's amount, read from the pools' counters, and their holds. ceil_cost is
+// ceil(u x r / 10^12) for a token count 0 <= u < 2^53 and a rate given as base-10^6 digits
+// (ARGV[d .. d + 3], lowest first), exact: every partial product is below 10^12 and every
+// column sum below 2^53, so Lua's doubles hold each step (math.fmod is exact; `%` is not). It
+// saturates at 2^53 - 1, as uncovered_cost_micros does. A pool's counter created by this call
+// starts from what the ledger had drawn of it when the budgets were read.
+constexpr std::string_view cover_cost_lua = R"lua(
+local function ceil_cost(u, d)
+  if u <= 0 then return 0 end
+  local digits = {}
+  while u > 0 do
+    local x = math.fmod(u, 1000000)
+    digits[#digits + 1] = x
+    u = (u - x) / 1000000
+  end
+  local col = {0, 0, 0, 0, 0, 0, 0, 0}
+  for a = 1, #digits do
+    for b = 1, 4 do
+      col[a + b - 1] = col[a + b - 1] + digits[a] * tonumber(ARGV[d + b - 1])
+    end
+  end
+  local carry = 0
+  for c = 1, 8 do
+    local v = col[c] + carry
+    col[c] = math.fmod(v, 1000000)
+    carry = (v - col[c]) / 1000000
+  end
+  if col[6] + col[7] + col[8] > 0 or col[5] >= 9007 then return 9007199254740991 end
+  local q = col[3] + col[4] * 1000000 + col[5] * 1000000000000
+  if col[1] + col[2] > 0 then q = q + 1 end
+  return q
+end
+local function pool_left(key, limit, seed, ttl, now)
+  local used, fresh = count(key, now)
+  if fresh and seed > 0 then
+    redis.call('HSET', key, 'used', string.format('%d', seed))
+    redis.call('PEXPIRE', key, ttl)
+    used = seed
+  end
+  return math.max(limit - used, 0)
+end
+local function cover_of(b, pin, pout, now)
+  local c = {charge = tonumber(ARGV[b]), pin = pin, pout = pout, ttl = ARGV[b + 7]}
+  local ask_in, ask_out = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+  local left_in = pool_left(pin, tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5]), c.ttl, now)
+  local left_out = pool_left(pout, tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6]), c.ttl, now)
+  c.input, c.output = math.min(ask_in, left_in), math.min(ask_out, left_out)
+  c.amount = 0
+  if ask_in + ask_out > 0 then
+    local m = tonumber(ARGV[b + 8]) + ceil_cost(ask_in - c.input, b + 9) +
+              ceil_cost(ask_out - c.output, b + 13)
+    c.amount = math.min(m, 9007199254740991)
+  end
+  return c
+end
+local function hold_cover(c, field)
+  for _, p in ipairs({{c.pin, c.input}, {c.pout, c.output}}) do
+    if p[2] > 0 then
+      redis.call('HINCRBY', p[1], field, string.format('%d', p[2]))
+      redis.call('PEXPIRE', p[1], c.ttl)
+    end
+  end
+end
+)lua";
+
 // A counter is a hash at KEY: `used` (settled usage), one field per hold expiry time
 // `h<expiry ms>` (the sum of the holds in flight that expire then), and the alert markers
 // `a<percent>`. Hold fields whose time has come count for nothing and are deleted by the next
@@ -45,17 +112,33 @@ constexpr std::int64_t record_grace_ms = minute_ms;
 // ttl on every use, for lifetime counters; 0: only when created).
 // Returns {1, remaining...} or {0, refusing charge index (0-based), what it had left, the
 // position (1-based) of its oldest counter that counts anything, 0 if none}.
+// Bundle coverage of a credit_only hold (cover.hpp), when ARGV goes on after the charges: the
+// input and output pools' counters come last in KEYS before the record, and ARGV adds the
+// credit charge's index (0-based; its amount is computed here), the tokens asked of each pool,
+// their limits, the settled usage a pool's counter starts from when it is created, the pools'
+// ttl, the flat fees and the input and output rates as four base-10^6 digits each. Each pool
+// covers min(asked, what it has left); the credit charge is the uncovered tokens' cost; the
+// pools hold their covers with the other holds (the record lists them after the charges).
+// The answer then adds the covers and the credit amount: {1, remaining..., cover in, cover
+// out, credit amount}; a refusal adds the credit amount.
 // Expiries are set when a key is created, not on every call: a window instance's keys expire
 // at its end plus a grace period, which does not move (lifetime counters excepted).
-const redis::script reserve_script(std::string(amount_of_lua) + std::string(count_lua) + R"lua(
+const redis::script reserve_script(std::string(amount_of_lua) + std::string(count_lua) +
+                                   std::string(cover_cost_lua) + R"lua(
 local now = tonumber(ARGV[1])
 local field, record, record_ttl = ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
 local remaining, created, first = {}, {}, {}
+local cover, credit_i, credit_amount
+if ARGV[6 + 6 * n] then
+  cover = cover_of(6 + 6 * n, KEYS[#KEYS - 2], KEYS[#KEYS - 1], now)
+  credit_i, credit_amount = cover.charge, cover.amount
+end
 local k = 1
 for i = 0, n - 1 do
   local a = 6 + 6 * i
   local limit, amount = tonumber(ARGV[a]), amount_of(ARGV[a + 1])
+  if i == credit_i then amount = credit_amount end
   if not amount or not limit then
     return redis.error_reply('ERR tollgate: amount ' .. ARGV[a + 1] .. ' is not an integer in [0, 2^53)')
   end
@@ -70,18 +153,34 @@ for i = 0, n - 1 do
   first[i + 1] = k
   k = k + m
   if hard and used + amount > limit then
+    if cover then return {0, i, math.max(limit - used, 0), oldest, credit_amount} end
     return {0, i, math.max(limit - used, 0), oldest}
   end
   remaining[i + 1] = limit - used - amount
 end
+if cover then
+  local amounts = {}
+  for i = 0, n - 1 do
+    amounts[i + 1] = i == credit_i and string.format('%d', credit_amount) or ARGV[7 + 6 * i]
+  end
+  record = field .. ' ' .. table.concat(amounts, ' ') ..
+           string.format(' %d %d', cover.input, cover.output)
+end
 -- The same request reserving twice holds once: its record exists already.
-if redis.call('SET', KEYS[k], record, 'NX', 'PX', record_ttl) then
+if redis.call('SET', KEYS[#KEYS], record, 'NX', 'PX', record_ttl) then
   for i = 0, n - 1 do
     local c = KEYS[first[i + 1]]
     local a = 6 + 6 * i
-    if ARGV[a + 1] ~= '0' then redis.call('HINCRBY', c, field, ARGV[a + 1]) end
+    local amount = i == credit_i and string.format('%d', credit_amount) or ARGV[a + 1]
+    if amount ~= '0' then redis.call('HINCRBY', c, field, amount) end
     if created[i + 1] or ARGV[a + 5] == '1' then redis.call('PEXPIRE', c, ARGV[a + 4]) end
   end
+  if cover then hold_cover(cover, field) end
+end
+if cover then
+  remaining[n + 1] = cover.input
+  remaining[n + 2] = cover.output
+  remaining[n + 3] = credit_amount
 end
 return {1, unpack(remaining)}
 )lua");
@@ -223,6 +322,34 @@ redis::redis_error protocol_error(const std::string& what) {
   return redis::redis_error{"unexpected answer from the budget script: " + what};
 }
 
+// Appends a cover_ask's keys and arguments (the reserve script's header) and adds its pools
+// to the ticket as two more counters, which the settlement settles like the others.
+void add_cover(const cover_ask& cover, const std::string& tenant_id,
+               std::vector<std::string>& keys, std::vector<std::string>& args,
+               hold_ticket& ticket) {
+  limit_rule pool;
+  pool.window = budget_window::lifetime;
+  const std::int64_t ttl = counter_ttl_ms(pool, 0, 0);
+  args.push_back(std::to_string(cover.charge));
+  for (const auto n : cover.asked) args.push_back(std::to_string(n));
+  for (const auto n : cover.limits) args.push_back(std::to_string(n));
+  for (const auto n : cover.seeds) args.push_back(std::to_string(n));
+  args.push_back(std::to_string(ttl));
+  args.push_back(std::to_string(std::min(std::max<std::int64_t>(cover.rate.flat_fees_micros, 0),
+                                         std::int64_t{9'007'199'254'740'991})));
+  for (const std::int64_t rate : {cover.rate.input, cover.rate.output}) {
+    for (const auto d : rate_digits(rate)) args.push_back(std::to_string(d));
+  }
+  for (const auto& id : cover.pool_ids) {
+    keys.push_back(budget_engine::counter_key(tenant_id, id, 0));
+    ticket.counter_keys.push_back(keys.back());
+    ticket.ttl_ms.push_back(ttl);
+    ticket.window_start_ms.push_back(0);
+    ticket.alert_levels.emplace_back();
+    ticket.window_keys.emplace_back();
+  }
+}
+
 }  // namespace
 
 std::int64_t estimate_spend_micros(std::int64_t prompt_tokens, std::int64_t completion_tokens,
@@ -299,7 +426,7 @@ std::int64_t budget_engine::hold_expiry_ms(std::int64_t now_ms) const {
 
 net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::reserve(
     redis::client& redis, std::string tenant_id, std::string request_id,
-    std::vector<limit_charge> charges, std::int64_t now_ms) {
+    std::vector<limit_charge> charges, std::int64_t now_ms, const cover_ask* cover) {
   reservation out;
   const std::int64_t expiry = hold_expiry_ms(now_ms);
   const std::string field = "h" + std::to_string(expiry);
@@ -337,6 +464,7 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
     args.push_back(std::to_string(ttl));
     args.push_back(c.rule.window.kind == budget_window::lifetime ? "1" : "0");
   }
+  if (cover != nullptr) add_cover(*cover, tenant_id, keys, args, out.ticket);
   keys.push_back(request_record_key(tenant_id, request_id));
   out.ticket.tenant_id = std::move(tenant_id);
   out.ticket.request_id = std::move(request_id);
@@ -347,13 +475,19 @@ net::awaitable<basic_result<reservation, redis::redis_error>> budget_engine::res
     co_return protocol_error("not an array");
   }
   const auto& e = r->elements;
+  const std::size_t extra = cover != nullptr ? 3 : 0;  // the covers and the credit amount
   if (e[0].integer == 1) {
-    if (e.size() != charges.size() + 1) co_return protocol_error("wrong length");
+    if (e.size() != charges.size() + 1 + extra) co_return protocol_error("wrong length");
     out.granted = true;
-    for (std::size_t i = 1; i < e.size(); ++i) out.remaining.push_back(e[i].integer);
+    for (std::size_t i = 1; i < charges.size() + 1; ++i) out.remaining.push_back(e[i].integer);
+    if (cover != nullptr) {
+      out.covered = {e[charges.size() + 1].integer, e[charges.size() + 2].integer};
+      out.credit_amount = e[charges.size() + 3].integer;
+    }
     co_return out;
   }
-  if (e.size() != 4) co_return protocol_error("wrong refusal");
+  if (e.size() != 4 + (extra > 0 ? 1 : 0)) co_return protocol_error("wrong refusal");
+  if (cover != nullptr) out.credit_amount = e[4].integer;
   out.refused_index = static_cast<int>(e[1].integer);
   out.refused_remaining = e[2].integer;
   if (out.refused_index < 0 || static_cast<std::size_t>(out.refused_index) >= charges.size()) {

@@ -14,6 +14,7 @@
 // metering/budgets/policy and enforced on the request path by gateway/budget_guard.
 #pragma once
 #include <boost/asio/awaitable.hpp>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "metering/budgets/budget_kinds.hpp"
+#include "metering/budgets/credit_rate.hpp"
 #include "metering/budgets/windows.hpp"
 #include "metering/redis_client.hpp"
 
@@ -84,8 +86,24 @@ struct settlement {
   std::vector<threshold_crossing> crossings;
 };
 
+// Bundle coverage of a credit_only hold (cover.hpp): the script takes from the tenant's input
+// and output pools what they have left of the tokens asked, and computes the credit charge's
+// amount as the uncovered tokens' cost (the amount given for that charge is ignored).
+struct cover_ask {
+  std::size_t charge = 0;  // index of the credit charge
+  std::array<std::string, 2> pool_ids;    // input, output (a pool of limit 0 covers nothing)
+  std::array<std::int64_t, 2> limits{};   // tokens
+  std::array<std::int64_t, 2> seeds{};    // a new counter's settled usage (the ledger's)
+  std::array<std::int64_t, 2> asked{};    // the worst case's prompt and completion tokens
+  credit_rate rate;
+};
+
 struct reservation {
   bool granted = false;
+  // With a cover_ask: the tokens each pool covers (input, output) and the credit amount held
+  // (also when refused: the amount that did not fit).
+  std::array<std::int64_t, 2> covered{};
+  std::int64_t credit_amount = 0;
   // Granted: what each limit has left after this hold. Refused: the index of the first limit
   // that refused and what it had left (window limits also say when their window turns).
   std::vector<std::int64_t> remaining;
@@ -125,9 +143,10 @@ class budget_engine {
  public:
   explicit budget_engine(std::chrono::milliseconds hold_ttl) : hold_ttl_(hold_ttl) {}
 
+  // `cover` (or nullptr; it must outlive the call): bundle coverage of the credit charge.
   boost::asio::awaitable<basic_result<reservation, redis::redis_error>> reserve(
       redis::client& redis, std::string tenant_id, std::string request_id,
-      std::vector<limit_charge> charges, std::int64_t now_ms);
+      std::vector<limit_charge> charges, std::int64_t now_ms, const cover_ask* cover);
 
   // `actual[i]` is the usage to count against charge i. Says whether this was the request's
   // first settlement (nothing is counted twice) and which alert thresholds it crossed.

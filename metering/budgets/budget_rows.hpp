@@ -13,6 +13,18 @@
 
 namespace tollgate::metering {
 
+// A coverage pool of a credit_only tenant (docs/CREDITS.md, "credit_only plans, in real
+// time"): the tokens of one model and class (input: prompt tokens; output: completion tokens)
+// that the tenant's bundles shared with every project still pay for, mirrored as a lifetime
+// counter that holds take covers from (metering/budgets/cover.hpp).
+struct cover_pool {
+  std::string model;
+  bool output = false;     // false: input
+  std::string id;          // its counter's id (cover_pool_id)
+  std::int64_t limit = 0;  // tokens of those bundles in force or that were, less breakage
+  std::int64_t used = 0;   // what the ledger has drawn of them (limit less what is left)
+};
+
 // A budget as enforcement needs it (active budgets only).
 struct budget_info {
   std::string id;
@@ -39,6 +51,8 @@ struct budget_info {
   // id "credit:<tenant>"): `limit` is the credit usable so far (grants for every model in
   // force, less what expired unused), `credit_used` what the ledger has drawn of it.
   std::int64_t credit_used = 0;
+  // The credit mirror of a tenant with token bundles: its coverage pools, by model and class.
+  std::vector<cover_pool> cover_pools;
 };
 
 // A threshold crossing to record (and deliver when the budget has a webhook).

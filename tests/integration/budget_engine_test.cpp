@@ -44,7 +44,8 @@ net::awaitable<reserve_result> reserve_one(budget_engine& engine, redis::client&
                                            std::string request_id,
                                            std::vector<limit_charge> charges,
                                            std::int64_t now_ms) {
-  co_return co_await engine.reserve(c, "ten_t", std::move(request_id), std::move(charges), now_ms);
+  co_return co_await engine.reserve(c, "ten_t", std::move(request_id), std::move(charges), now_ms,
+                                    nullptr);
 }
 
 net::awaitable<basic_result<settlement, redis::redis_error>> settle_one(
@@ -389,7 +390,7 @@ net::awaitable<reserve_result> reserve_for(budget_engine& engine, redis::client&
                                            std::string tenant, std::string request_id,
                                            std::vector<limit_charge> charges, std::int64_t now_ms) {
   co_return co_await engine.reserve(c, std::move(tenant), std::move(request_id),
-                                    std::move(charges), now_ms);
+                                    std::move(charges), now_ms, nullptr);
 }
 
 // Every tenant's reservations issued at once over several clients, then every granted hold

@@ -59,7 +59,7 @@ net::awaitable<basic_result<std::vector<window_usage>, redis::redis_error>> usag
 
 net::awaitable<basic_result<reservation, redis::redis_error>> reserve_one(
     budget_engine& e, redis::client& c, std::vector<limit_charge> charges, std::int64_t now) {
-  co_return co_await e.reserve(c, tenant, "req_1", std::move(charges), now);
+  co_return co_await e.reserve(c, tenant, "req_1", std::move(charges), now, nullptr);
 }
 
 // A gateway as gateway/budget_leases runs one, without threads: the open lease per counter,

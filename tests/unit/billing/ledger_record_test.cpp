@@ -1,7 +1,7 @@
 // Ledger journal records: the current version round-trips its header, and versions 1 (the bare
 // COPY line written before versions existed), 2 (before attribution), 3 (before the upstream
-// endpoint and attempts), 4 (before the trace id) and 5 (before the cache-write, image and audio
-// token columns) still read.
+// endpoint and attempts), 4 (before the trace id), 5 (before the cache-write, image and audio
+// token columns) and 6 (before a credit hold's bundle coverage) still read.
 #include <catch2/catch.hpp>
 
 #include "billing/ledger_record.hpp"
@@ -11,7 +11,7 @@
 using namespace tollgate;
 using namespace std::literals;
 
-TEST_CASE("ledger records: version 6 carries the settlement beside the row") {
+TEST_CASE("ledger records: version 7 carries the settlement beside the row") {
   metering::usage_record r;
   r.tenant_id = "ten_a";
   r.request_id = "req_1";
@@ -25,7 +25,8 @@ TEST_CASE("ledger records: version 6 carries the settlement beside the row") {
   REQUIRE(out.front() == '\0');
   const auto rec = billing::parse_ledger_record(std::string_view(out).substr(0, out.size() - 1));
   REQUIRE(rec);
-  CHECK(rec->version == 6);
+  CHECK(rec->version == 7);
+  CHECK(rec->settled_credit_micros == -1);  // no bundle coverage
   CHECK_FALSE(billing::lacks_attribution(*rec));
   CHECK(billing::missing_columns_null(*rec).empty());
   CHECK(rec->settled_spend_micros == 4200);
@@ -34,6 +35,43 @@ TEST_CASE("ledger records: version 6 carries the settlement beside the row") {
   std::string row;
   billing::append_usage_row(row, r);
   CHECK(std::string(rec->copy_line) + "\n" == row);
+}
+
+TEST_CASE("ledger records: version 7 carries a credit hold's bundle coverage") {
+  metering::usage_record r;
+  r.tenant_id = "ten_a";
+  r.request_id = "req_1";
+  r.settled_spend_micros = 4200;
+  r.credit_counters = {"tg:{ten_a}:b:credit:ten_a:0"};
+  r.settled_credit_micros = 1500;
+  r.cover_tokens[0] = 70;
+  r.cover_tokens[1] = 40;
+  std::string out;
+  billing::append_ledger_record(out, r);
+  const auto rec = billing::parse_ledger_record(std::string_view(out).substr(0, out.size() - 1));
+  REQUIRE(rec);
+  CHECK(rec->settled_spend_micros == 4200);
+  CHECK(rec->settled_credit_micros == 1500);
+  CHECK(rec->cover_tokens[0] == 70);
+  CHECK(rec->cover_tokens[1] == 40);
+  std::string row;
+  billing::append_usage_row(row, r);
+  CHECK(std::string(rec->copy_line) + "\n" == row);
+  // Version 6 records (no coverage field) still read, without coverage.
+  const auto v6 = billing::parse_ledger_record("\0" "6\t5\t\tk\trow"sv);
+  REQUIRE(v6);
+  CHECK(v6->settled_credit_micros == -1);
+  CHECK(v6->credit_counters == "k");
+  CHECK(v6->copy_line == "row");
+  // A damaged coverage field is refused.
+  CHECK_FALSE(billing::parse_ledger_record("\0" "7\t5\t\tk\t12,1\trow"sv));
+  CHECK_FALSE(billing::parse_ledger_record("\0" "7\t5\t\tk\t12,1,-2\trow"sv));
+  CHECK_FALSE(billing::parse_ledger_record("\0" "7\t5\t\tk\t12,1,2,3\trow"sv));
+  CHECK_FALSE(billing::parse_ledger_record("\0" "7\t5\t\tk\t12,,2\trow"sv));
+  CHECK_FALSE(billing::parse_ledger_record("\0" "7\t5\t\tk\trow"sv));  // no coverage field
+  const auto v7 = billing::parse_ledger_record("\0" "7\t5\t\tk\t12,1,2\trow"sv);
+  REQUIRE(v7);
+  CHECK(v7->copy_line == "row");
 }
 
 TEST_CASE("ledger records: version 1 lines read as they are; unknown versions do not") {
@@ -48,7 +86,7 @@ TEST_CASE("ledger records: version 1 lines read as they are; unknown versions do
   CHECK_FALSE(billing::parse_ledger_record("\0" "3\tx\t\t\trow"sv));
   CHECK_FALSE(
       billing::parse_ledger_record("\0"
-                                   "7\t5\t\t\trow"sv));
+                                   "8\t5\t\t\t\trow"sv));
   CHECK_FALSE(billing::parse_ledger_record("\0" "42\t5\t\t\trow"sv));
   CHECK_FALSE(billing::parse_ledger_record("\0" "2\t-5\t\t\trow"sv));
   CHECK_FALSE(billing::parse_ledger_record("\0" "2\t5"sv));
@@ -155,7 +193,7 @@ TEST_CASE("ledger records: version 5 carries the trace id; a version 4 line repl
   CHECK(billing::parse_rating_event(v6));
 }
 
-TEST_CASE("ledger records: version 6 carries cache-write, image and audio tokens; 5 replays 0") {
+TEST_CASE("ledger records: cache-write, image and audio tokens (version 6's columns); 5 replays 0") {
   metering::usage_record r;
   r.tenant_id = "ten_a";
   r.request_id = "req_6";
@@ -174,7 +212,7 @@ TEST_CASE("ledger records: version 6 carries cache-write, image and audio tokens
   const auto parsed6 =
       billing::parse_ledger_record(std::string_view(rec6).substr(0, rec6.size() - 1));
   REQUIRE(parsed6);
-  CHECK(parsed6->version == 6);
+  CHECK(parsed6->version == billing::ledger_record_version);  // the COPY line of version 6
   const std::string v6(parsed6->copy_line);
   CHECK(v6.ends_with("\t4bf92f3577b34da6a3ce929d0e0e4736\t20\t30\t15\t40"));
   const auto e6 = billing::parse_rating_event(v6);
