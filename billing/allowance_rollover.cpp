@@ -79,6 +79,7 @@ std::optional<token_bundle> settle_rollover(const std::string& tenant,
   b.tokens = unused;
   b.tokens_left = unused;
   b.price_per_million_micros = 0;
+  b.rollover = true;
   b.effective_at_s = period_bounds(*first)->first;
   b.expires_at_s = period_bounds(*after)->first;
   return b;

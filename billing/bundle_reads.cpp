@@ -13,7 +13,7 @@ std::string bundles_sql(bool lock) {
       "SELECT g.tenant_id, g.id, g.models[1], g.bundle_token_class, g.bundle_tokens,"
       " a.tokens_balance, g.bundle_price_per_million_micros,"
       " floor(extract(epoch from g.effective_at)), floor(extract(epoch from g.expires_at)),"
-      " array_to_json(g.bundle_project_ids)::text, g.priority"
+      " array_to_json(g.bundle_project_ids)::text, g.priority, g.kind"
       " FROM credit_accounts a JOIN credit_grants g ON g.id = a.grant_id"
       " WHERE g.kind IN ('bundle', 'rollover') AND g.tenant_id = ANY($1::text[]) AND "
       "a.tokens_balance > 0"
@@ -40,6 +40,7 @@ std::map<std::string, std::vector<token_bundle>> bundles_of(const pg::rows& foun
       std::sort(b.project_ids.begin(), b.project_ids.end());  // token_bundle::serves searches
     }
     b.priority = static_cast<int>(found.int64(i, 10));
+    b.rollover = found.text(i, 11) == "rollover";
     bundles[std::string(found.text(i, 0))].push_back(std::move(b));
   }
   return bundles;

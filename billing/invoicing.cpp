@@ -48,10 +48,11 @@ invoice_amounts invoice_amounts_of(const period_pricing& priced,
   // Credits applied, in drawdown order: what the period's events drew, at most the period's
   // own charges (the excess, possible with volume tiers, goes back to the grants when the
   // invoice is finalized), then credit drawn by late usage of finalized periods.
-  // Token bundles' lines are charges the bundles pay (they come first among the credits).
+  // Token bundles' lines are charges the bundles pay (they come first among the credits); the
+  // lines of late draws of earlier periods are paid by those periods' credits, not cut here.
   std::int64_t bundle_micros = 0;
   for (const auto& f : fees) {
-    if (!f.bundle_id.empty()) bundle_micros += f.amount_micros;
+    if (!f.bundle_id.empty() && f.period.empty()) bundle_micros += f.amount_micros;
   }
   out.credits_returned_micros =
       cut_returned_credits(credits, period, priced.total_micros + bundle_micros);

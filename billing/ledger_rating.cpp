@@ -4,6 +4,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "billing/bundle_reads.hpp"
 #include "billing/ledger_record.hpp"
@@ -221,7 +222,8 @@ void ledger_writer::collect_cover_corrections(const rating_event& e, const ledge
 // periods' allowances that may roll into it (their accumulators are locked with the others).
 static std::map<std::pair<std::string, std::string>, std::vector<rollover_source>>
 rollovers_of(const std::vector<std::optional<rating_event>>& events,
-             const std::map<std::string, plan_history>& histories) {
+             const std::map<std::string, plan_history>& histories,
+             const std::set<std::pair<std::string, std::string>>& settled) {
   std::map<std::pair<std::string, std::string>, std::vector<rollover_source>> out;
   for (const auto& [tenant, history] : histories) {
     const bool rolls = std::any_of(history.begin(), history.end(),
@@ -229,7 +231,9 @@ rollovers_of(const std::vector<std::optional<rating_event>>& events,
     if (!rolls) continue;
     for (const auto& e : events) {
       if (!e || e->batch || e->tenant_id != tenant) continue;
-      auto [it, fresh] = out.try_emplace({tenant, period_of(e->occurred_at_s)});
+      std::pair<std::string, std::string> key{tenant, period_of(e->occurred_at_s)};
+      if (settled.count(key) != 0) continue;
+      auto [it, fresh] = out.try_emplace(std::move(key));
       if (fresh) it->second = rollover_sources(history, tenant, it->first.second);
     }
   }
@@ -249,7 +253,7 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     }
   }
   if (accumulators.empty()) co_return true;
-  auto rollovers = rollovers_of(events, histories);
+  auto rollovers = rollovers_of(events, histories, settled_);
   for (const auto& [tenant_period, sources] : rollovers) {
     for (const auto& s : sources) accumulators.try_emplace(s.key);
   }
@@ -313,6 +317,7 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
         rollover_grants.push_back({r->first.first, source.from_period, *grant});
         insert_in_drawdown_order((*bundles)[r->first.first], std::move(*grant));
       }
+      settling_.insert(r->first);
       rollovers.erase(r);
     }
     const auto it = bundles->find(events[i]->tenant_id);
@@ -350,9 +355,17 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
 }
 
 net::awaitable<pg::db_result<bool>> ledger_writer::make_rollover_grants(
-    const std::vector<rollover_grant>& grants) {
+    const std::vector<rollover_grant>& unordered) {
+  // In one order in every gateway (each grant moves its tenant's allowance account): two
+  // writers never wait for each other's rows in opposite orders.
+  std::vector<const rollover_grant*> grants;
+  for (const auto& g : unordered) grants.push_back(&g);
+  std::sort(grants.begin(), grants.end(), [](const rollover_grant* a, const rollover_grant* b) {
+    return std::tie(a->tenant, a->bundle.grant_id) < std::tie(b->tenant, b->bundle.grant_id);
+  });
   std::vector<std::string> ids, tenants, periods, models, classes, tokens, effective, expires;
-  for (const auto& g : grants) {
+  for (const auto* p : grants) {
+    const rollover_grant& g = *p;
     ids.push_back(g.bundle.grant_id);
     tenants.push_back(g.tenant);
     periods.push_back(g.from_period);

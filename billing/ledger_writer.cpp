@@ -27,6 +27,7 @@ constexpr std::uint64_t spool_segment_bytes_max = 8ull << 20;
 constexpr auto partition_check_interval = std::chrono::hours(1);
 constexpr auto credit_expiry_interval = std::chrono::minutes(1);
 constexpr auto reconnect_backoff_max = std::chrono::milliseconds(5000);
+constexpr std::size_t settled_pairs_max = 100'000;  // the settled rollovers cache, then cleared
 
 // Whether an error is about the rows (data exceptions, class 22; integrity violations, class
 // 23) rather than about the database being unavailable (shutdown 57P01, connection 08...,
@@ -266,12 +267,17 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::write_rows(const std:
       auto commit = co_await conn_.exec("COMMIT");
       if (!commit) {
         tag_sets_.rollback();
+        settling_.clear();
         co_return commit.error();
       }
       tag_sets_.commit();
+      if (settled_.size() > settled_pairs_max) settled_.clear();  // only a cache
+      settled_.merge(settling_);
+      settling_.clear();
       co_return *stored;
     }
     tag_sets_.rollback();
+    settling_.clear();
     if (conn_.ok()) co_await conn_.exec("ROLLBACK");
     // A fresh batch holding a row that is stored already (a commit whose answer was lost,
     // then replayed): do it again, dropping the rows that are there.

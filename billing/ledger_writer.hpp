@@ -188,6 +188,10 @@ class ledger_writer final : public metering::usage_sink {
   spool spool_;
   pg::connection conn_;
   tag_set_ids tag_sets_;  // of conn_'s database; used by rate_and_store
+  // Token banking: the (tenant, period) pairs whose earlier periods' rollovers are settled, so
+  // their accumulators need not be locked again; those of the open transaction wait in
+  // settling_ until it commits.
+  std::set<std::pair<std::string, std::string>> settled_, settling_;
   std::chrono::steady_clock::time_point next_connect_{};
   std::chrono::milliseconds backoff_{0};
   std::chrono::steady_clock::time_point next_partition_check_{};

@@ -333,8 +333,12 @@ std::string cost_preview_json(const period_usage& in, std::optional<period_progr
   json_array_writer bundle_lines;
   std::int64_t bundle_micros = 0;
   for (const auto& b : bundles) {
+    // What paid for tokens of the period's own events: bundles and rolled-over allowances (not
+    // the allowance this period rolls over, not late draws of earlier periods).
+    if (!b.period.empty() || b.kind == "allowance_rollover_out") continue;
     json_object_writer l;
-    l.add("bundle_id", b.bundle_id)
+    l.add("kind", b.kind)
+        .add("bundle_id", b.bundle_id)
         .add("model", b.model)
         .add("token_class", b.token_class)
         .add("tokens", b.quantity)

@@ -19,13 +19,14 @@ bool token_bundle::serves(std::string_view project_id) const {
 
 std::vector<bundle_draw> draw_bundles(std::vector<token_bundle>& bundles, std::string_view model,
                                       int token_class, std::string_view project_id,
-                                      std::int64_t at_s, std::int64_t tokens) {
+                                      std::int64_t at_s, std::int64_t tokens, bool banded) {
   std::vector<bundle_draw> draws;
   for (std::size_t i = 0; i < bundles.size() && tokens > 0; ++i) {
     auto& b = bundles[i];
     if (b.tokens_left <= 0 || at_s < b.effective_at_s) continue;
     if (b.expires_at_s && at_s >= *b.expires_at_s) continue;
     if (b.model != model || b.token_class != token_class || !b.serves(project_id)) continue;
+    if (b.rollover && banded) continue;
     const std::int64_t take = std::min(b.tokens_left, tokens);
     const std::int64_t drawn_before = b.tokens - b.tokens_left;
     const std::int64_t amount =
@@ -58,8 +59,8 @@ std::vector<bundle_draw> cover_with_bundles(const rating_plan& plan, rating_even
     const std::int64_t allowance_left = std::max<std::int64_t>(0, allowance - position);
     const std::int64_t to_pay = *tokens - std::min(*tokens, allowance_left);
     if (to_pay <= 0) continue;
-    auto draws =
-        draw_bundles(bundles, target->prices->model, c, e.project_id, e.occurred_at_s, to_pay);
+    auto draws = draw_bundles(bundles, target->prices->model, c, e.project_id, e.occurred_at_s,
+                              to_pay, !allowed);
     for (auto& d : draws) {
       *tokens -= d.tokens;
       out.push_back(std::move(d));

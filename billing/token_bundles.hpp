@@ -41,6 +41,9 @@ struct token_bundle {
   // without a project.
   std::vector<std::string> project_ids;
   int priority = 0;  // drawdown order: ascending priority first
+  // A rollover grant (billing/allowance_rollover.hpp): it pays only for tokens an allowance
+  // could have covered, those at the base prices (not a context band's).
+  bool rollover = false;
   bool serves(std::string_view project_id) const;
 };
 
@@ -57,10 +60,11 @@ struct bundle_draw {
 
 // Draws up to `tokens` of `model` and `token_class` for an event of `project_id` at `at_s`
 // from `bundles`, in drawdown order (each in force at `at_s` for that model and class and
-// shared with that project gives what it has). Lowers tokens_left; returns the draws.
+// shared with that project gives what it has; rollover grants only when not `banded`). Lowers
+// tokens_left; returns the draws.
 std::vector<bundle_draw> draw_bundles(std::vector<token_bundle>& bundles, std::string_view model,
                                       int token_class, std::string_view project_id,
-                                      std::int64_t at_s, std::int64_t tokens);
+                                      std::int64_t at_s, std::int64_t tokens, bool banded);
 
 // Takes from `bundles` the tokens of `e` that the plan's allowance leaves to pay, class by
 // class (interactive usage only: batch usage is not drawn; the context band stays the one of

@@ -10,6 +10,10 @@
 -- NULL: the period's allowance is not settled (it still covers usage up to A).
 ALTER TABLE rating_accumulators
   ADD COLUMN rolled_over bigint CHECK (rolled_over >= 0);
+CREATE OR REPLACE VIEW finance.rating_accumulators AS
+SELECT tenant_id, period, model, token_class, batch, position, charged_micros, updated_at,
+       rolled_over
+FROM public.rating_accumulators;
 
 ALTER TABLE credit_grants
   DROP CONSTRAINT credit_grants_kind_check,

@@ -3,7 +3,8 @@
 // months (with late usage of a settled month), and a property test: with rollovers in play,
 // each month's per-event charges equal its pricing with the allowance less what rolled over,
 // no rollover grant pays more tokens than it holds or pays after it expires, and what rolled
-// over is exactly what the month left unused when it was settled.
+// over is exactly what the month left unused when it was settled; a rollover grant pays no
+// context band's tokens; the cost preview lists only what paid for the period's own events.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -251,4 +252,78 @@ TEST_CASE("property: rollovers keep each month's charges equal to its pricing") 
       CHECK(price_period(usage).total_micros == ledger.charged[names[m]]);
     }
   }
+}
+
+TEST_CASE("a rollover grant pays only for base-price tokens, not a context band's") {
+  // The allowance it came from never covered a long-context request's tokens, so its rollover
+  // does not either; a token bundle of the same class does.
+  rating_plan plan;
+  plan.from_period = "2026-11";
+  plan.versions = {{1, 0,
+                    prices_of(R"({"m":{"input":[{"rate":"1000000"}],"output":[{"rate":"0"}],)"
+                              R"("context_bands":[{"above":100,"input":[{"rate":"2000000"}],)"
+                              R"("output":[{"rate":"0"}]}]}})")}};
+  plan.terms = *terms_of(
+      R"({"allowances":[{"model":"m","token_class":"input","tokens":50,"rollover_periods":1}]})");
+  const plan_history plans{plan};
+  accumulator_map acc;
+  const auto sources = rollover_sources(plans, "ten_1", "2026-12");
+  REQUIRE(sources.size() == 1);
+  auto grant = settle_rollover("ten_1", sources[0], acc[sources[0].key]);
+  REQUIRE(grant);
+  CHECK(grant->tokens == 50);
+  std::vector<token_bundle> bundles{*grant};
+  rating_event long_prompt = event(dec_2026 + 10, 150);
+  long_prompt.prompt_tokens = 150;  // above the band's 100
+  CHECK(cover_with_bundles(plan, long_prompt, acc, bundles).empty());
+  CHECK(bundles[0].tokens_left == 50);
+  token_bundle bought;
+  bought.grant_id = "cg_bought";
+  bought.model = "m";
+  bought.tokens = bought.tokens_left = 40;
+  bought.price_per_million_micros = 1'000'000;
+  insert_in_drawdown_order(bundles, bought);
+  const auto draws = cover_with_bundles(plan, long_prompt, acc, bundles);
+  REQUIRE(draws.size() == 1);
+  CHECK(bundles[draws[0].bundle].grant_id == "cg_bought");
+  CHECK(draws[0].tokens == 40);
+  // A base-price request draws the rollover grant (December's own allowance first).
+  rating_event short_prompt = event(dec_2026 + 20, 80);
+  short_prompt.prompt_tokens = 80;
+  const auto base = cover_with_bundles(plan, short_prompt, acc, bundles);
+  REQUIRE(base.size() == 1);
+  CHECK(base[0].tokens == 30);
+  CHECK(bundles[base[0].bundle].rollover);
+}
+
+TEST_CASE("the cost preview lists what paid for the period's own events only") {
+  period_usage usage;
+  usage.tenant_id = "ten_1";
+  usage.period = "2026-11";
+  usage.tier_mode = "graduated";
+  usage.tier_scope = "model";
+  usage.versions = {{1, R"({"m":{"input":[{"rate":"1000000"}],"output":[{"rate":"0"}]}})"}};
+  const auto line = [](std::string kind, std::int64_t tokens, std::int64_t micros,
+                       std::string period) {
+    fee_line f;
+    f.kind = std::move(kind);
+    f.quantity = tokens;
+    f.amount_micros = micros;
+    f.bundle_id = "cg_x";
+    f.model = "m";
+    f.token_class = "input";
+    f.period = std::move(period);
+    return f;
+  };
+  const std::vector<fee_line> lines = {
+      line("token_bundle", 100, 10, ""), line("allowance_rollover_in", 5, 0, ""),
+      line("allowance_rollover_out", 7, 0, ""), line("token_bundle", 40, 4, "2026-10")};
+  const std::string text = cost_preview_json(usage, std::nullopt, lines);
+  const auto doc = json::document::parse(text);
+  REQUIRE(doc);
+  const auto listed = doc->root().find("token_bundles");
+  REQUIRE(listed.size() == 2);
+  CHECK(listed.at(0).find("kind").as_string() == "token_bundle");
+  CHECK(listed.at(1).find("kind").as_string() == "allowance_rollover_in");
+  CHECK(doc->root().find("token_bundles_micros").as_int64() == 10);
 }

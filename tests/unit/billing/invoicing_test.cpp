@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "billing/invoicing.hpp"
+#include "billing/plan_terms.hpp"
 #include "core/json_dom.hpp"
 
 using namespace tollgate;
@@ -81,6 +82,32 @@ TEST_CASE("the credit returned is measured against the period's own charges, not
   REQUIRE(doc);
   REQUIRE(doc->root().size() == 1);  // cg_b was cut to 0 and left out
   CHECK(doc->root().at(0).find("grant_id").as_string() == "cg_a");
+}
+
+TEST_CASE("a late bundle line of an earlier period does not hold back the period's excess") {
+  // Volume tiers: the period's events drew 100 of money credit, the period comes to 80, so 20
+  // goes back. A bundle's draw for late usage of October (30, with its credit) is listed too:
+  // it is October's, so it neither raises November's charges nor is cut.
+  period_pricing priced;
+  priced.lines = {{"m", "input", false, 1, 1000, 80, {1}}};
+  priced.total_micros = 80;
+  fee_line late;
+  late.kind = "token_bundle";
+  late.quantity = 15;
+  late.unit_amount_micros = 2'000'000;
+  late.amount_micros = 30;
+  late.bundle_id = "cg_bundle";
+  late.model = "m";
+  late.token_class = "input";
+  late.period = "2026-10";
+  const std::vector<applied_credit> credits = {{"2026-11", "cg_money", "purchased", 100},
+                                               {"2026-10", "cg_bundle", "bundle", 30}};
+  const auto a = invoice_amounts_of(priced, {}, {late}, credits, "2026-11", 2);
+  CHECK(a.total_micros == 110);
+  CHECK(a.credits_returned_micros == 20);
+  CHECK(a.credits_micros == 110);
+  CHECK(a.total_due_micros == 0);
+  CHECK(a.fees_json.find(R"("period":"2026-10")") != std::string::npos);
 }
 
 TEST_CASE("credits beyond the period's charges are cut, the last in drawdown order first") {
