@@ -130,8 +130,13 @@ describe('tollgate-infer serve (a tiny generated Llama)', () => {
     });
     const reader = res.body.getReader();
     await reader.read();
+    // The first chunk can come before the scheduler admits the sequence: wait until it runs,
+    // so that "no sequence running" below means it was dropped, not that it has not started.
+    await waitFor(async () => (await metric(base, 'tollgate_infer_generated_tokens_total')) > before,
+      { what: 'the sequence generating' });
     controller.abort();
-    await waitFor(async () => (await metric(base, 'tollgate_infer_sequences_running')) === 0, { what: 'the sequence dropped' });
+    await waitFor(async () => (await metric(base, 'tollgate_infer_sequences_running')) === 0
+      && (await metric(base, 'tollgate_infer_sequences_queued')) === 0, { what: 'the sequence dropped' });
     const generated = (await metric(base, 'tollgate_infer_generated_tokens_total')) - before;
     await sleep(300);
     assert.equal(await metric(base, 'tollgate_infer_generated_tokens_total') - before, generated, 'generation stopped');
