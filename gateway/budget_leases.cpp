@@ -202,8 +202,16 @@ net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::re
       closes_before = closes_;
     }
     std::string tenant = tenant_id;  // named: GCC 12 and temporaries inside co_await
+    auto again = wanted;
     auto got = co_await engine_.acquire(*redis_[worker], std::move(tenant), std::move(wanted),
                                         now_ms);
+    // Refused while this gateway's closed leases of the tenant still hold capacity they will
+    // not use (a changed budget closed them, or one-request leases ended since the last
+    // flush): give it back now and ask once more, so that it does not refuse itself.
+    if (got && !got->granted && co_await give_back_stranded(worker, tenant_id)) {
+      tenant = tenant_id;
+      got = co_await engine_.acquire(*redis_[worker], std::move(tenant), std::move(again), now_ms);
+    }
     if (!got || !got->granted) {
       finish_acquiring();
       give_back_taken();
@@ -298,49 +306,85 @@ net::awaitable<bool> lease_table::flush_once() {
   }
   const std::int64_t now_ms = unix_ms(clock_.wall_now());
   // One script call per tenant: its keys share a Redis Cluster slot.
-  std::map<std::string, std::vector<std::size_t>> by_tenant;
-  std::vector<metering::budget_lease::flush_part> parts(live.size());
-  for (std::size_t i = 0; i < live.size(); ++i) {
-    auto& l = *live[i].lease;
-    if (now_ms >= l.grant().serve_until_ms) l.close();
-    parts[i] = l.take_flush();
+  std::map<std::string, std::vector<taken_part>> by_tenant;
+  for (auto& l : live) {
+    if (now_ms >= l.lease->grant().serve_until_ms) l.lease->close();
+    const auto part = l.lease->take_flush();
     // A closed lease with nothing to send needs no recall count either.
-    if (l.closed() && parts[i].settled == 0 && parts[i].returned == 0) continue;
-    by_tenant[live[i].tenant_id].push_back(i);
+    if (l.lease->closed() && part.settled == 0 && part.returned == 0) continue;
+    by_tenant[l.tenant_id].push_back({l.lease, part});
   }
   bool recalled = false;
-  for (const auto& [tenant, members] : by_tenant) {
-    std::vector<metering::lease_flush_entry> entries;
-    for (const std::size_t i : members) {
-      const auto& g = live[i].lease->grant();
-      entries.push_back({g.counter_key, g.hold_field, g.hold_expiry_ms, g.counter_ttl_ms,
-                         parts[i].settled, parts[i].returned});
-    }
-    auto r = co_await engine_.flush(*redis_[0], std::move(entries), now_ms);
-    if (!r) {
-      events_.flush_failed->inc();
-      for (const std::size_t i : members) live[i].lease->unflush(parts[i]);
-      json_object_writer f;
-      f.add("tenant_id", tenant).add("error", r.error().message);
-      log_.warn("budgets: a lease flush failed; it is sent again with the next one", f);
-      continue;
-    }
-    for (std::size_t j = 0; j < members.size(); ++j) {
-      auto& l = *live[members[j]].lease;
-      if ((*r)[j] > l.grant().recall_seen && !l.closed()) {
-        l.close();
-        events_.recalled->inc();
-        recalled = true;
-      }
-    }
+  for (const auto& [tenant, parts] : by_tenant) {
+    const auto sent = co_await send_flush(*redis_[0], tenant, parts, now_ms);
+    if (sent.recalled) recalled = true;
   }
-  {
-    std::lock_guard lock(mu_);
-    std::erase_if(open_, [](const auto& e) { return e.second->closed(); });
-    std::erase_if(live_, [](const live_lease& l) { return l.lease->done(); });
-  }
+  forget_done();
   --flushing_;
   co_return recalled;
+}
+
+net::awaitable<lease_table::flush_outcome> lease_table::send_flush(redis::client& redis, const std::string& tenant_id,
+                                             const std::vector<taken_part>& parts,
+                                             std::int64_t now_ms) {
+  std::vector<metering::lease_flush_entry> entries;
+  for (const auto& p : parts) {
+    const auto& g = p.lease->grant();
+    entries.push_back({g.counter_key, g.hold_field, g.hold_expiry_ms, g.counter_ttl_ms,
+                       p.part.settled, p.part.returned});
+  }
+  auto r = co_await engine_.flush(redis, std::move(entries), now_ms);
+  if (!r) {
+    events_.flush_failed->inc();
+    for (const auto& p : parts) p.lease->unflush(p.part);
+    json_object_writer f;
+    f.add("tenant_id", tenant_id).add("error", r.error().message);
+    log_.warn("budgets: a lease flush failed; it is sent again with the next one", f);
+    co_return flush_outcome{};
+  }
+  flush_outcome out{.sent = true};
+  for (std::size_t j = 0; j < parts.size(); ++j) {
+    auto& l = *parts[j].lease;
+    if ((*r)[j] > l.grant().recall_seen && !l.closed()) {
+      l.close();
+      events_.recalled->inc();
+      out.recalled = true;
+    }
+  }
+  co_return out;
+}
+
+net::awaitable<bool> lease_table::give_back_stranded(unsigned worker,
+                                                     const std::string& tenant_id) {
+  std::vector<taken_part> parts;
+  {
+    std::lock_guard lock(mu_);
+    if (draining_) co_return false;
+    ++stranded_flushes_;  // under mu_: final_flush() waits for the parts taken out here
+    for (const auto& l : live_) {
+      if (l.tenant_id != tenant_id || !l.lease->closed()) continue;
+      const auto part = l.lease->take_flush();
+      if (part.settled != 0 || part.returned != 0) parts.push_back({l.lease, part});
+    }
+  }
+  bool gave_back = false;
+  if (std::any_of(parts.begin(), parts.end(),
+                  [](const taken_part& p) { return p.part.returned > 0; })) {
+    const auto sent =
+        co_await send_flush(*redis_[worker], tenant_id, parts, unix_ms(clock_.wall_now()));
+    gave_back = sent.sent;
+    forget_done();
+  } else {
+    for (const auto& p : parts) p.lease->unflush(p.part);  // the flush loop sends them
+  }
+  --stranded_flushes_;
+  co_return gave_back;
+}
+
+void lease_table::forget_done() {
+  std::lock_guard lock(mu_);
+  std::erase_if(open_, [](const auto& e) { return e.second->closed(); });
+  std::erase_if(live_, [](const live_lease& l) { return l.lease->done(); });
 }
 
 void lease_table::drain(std::function<void()> done) {
@@ -357,7 +401,7 @@ void lease_table::drain(std::function<void()> done) {
 net::awaitable<void> lease_table::final_flush(std::function<void()> done) {
   // A flush under way may have taken parts out before the leases closed: let it end first.
   net::steady_timer wait(executors_[0]);
-  while (flushing_ > 0 || renewals_.load() > 0) {
+  while (flushing_ > 0 || renewals_.load() > 0 || stranded_flushes_.load() > 0) {
     wait.expires_after(std::chrono::milliseconds(1));
     co_await wait.async_wait(net::as_tuple(net::use_awaitable));
   }

@@ -97,6 +97,25 @@ class lease_table {
   boost::asio::awaitable<void> flush_loop();
   // One flush of every live lease; true if Redis recalled one (flush again at once).
   boost::asio::awaitable<bool> flush_once();
+  // A lease and what take_flush() took out of it, to be sent.
+  struct taken_part {
+    std::shared_ptr<metering::budget_lease> lease;
+    metering::budget_lease::flush_part part;
+  };
+  struct flush_outcome {
+    bool sent = false;      // Redis took it (otherwise the parts were put back)
+    bool recalled = false;  // Redis recalled one of the leases, which is now closed
+  };
+  // Sends one tenant's parts in one flush script call.
+  boost::asio::awaitable<flush_outcome> send_flush(redis::client& redis,
+                                                   const std::string& tenant_id,
+                                                   const std::vector<taken_part>& parts,
+                                                   std::int64_t now_ms);
+  // Flushes now, on I/O thread `worker`, the tenant's closed leases that hold capacity they
+  // will not use. True if some went back (an acquire refused before may fit now).
+  boost::asio::awaitable<bool> give_back_stranded(unsigned worker, const std::string& tenant_id);
+  // Forgets the leases that are done, and closed ones in open_.
+  void forget_done();
   boost::asio::awaitable<void> final_flush(std::function<void()> done);
   static std::string open_key(const std::string& tenant_id, const std::string& counter_id);
 
@@ -125,6 +144,7 @@ class lease_table {
   bool stopping_ = false;            // I/O thread 0 only
   int flushing_ = 0;                 // flushes under way, I/O thread 0 only
   std::atomic<int> renewals_{0};     // renewals under way, on any I/O thread
+  std::atomic<int> stranded_flushes_{0};  // give_back_stranded() calls under way
   std::atomic<bool> flush_soon_{false};  // a tenant's budgets changed: flush at the short interval
 
   struct {
