@@ -276,13 +276,17 @@ struct server::listener {
 server::server(server_limits limits, unsigned threads, logger& log, metrics::registry& registry)
     : limits_(limits),
       log_(log),
-      workers_([threads] {
+      workers_([threads, &limits] {
         std::vector<std::unique_ptr<worker>> w;
         const unsigned n =
             threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
         for (unsigned i = 0; i < n; ++i) {
           w.push_back(std::make_unique<worker>());
           w.back()->index = i;
+          w.back()->sweeper.start(
+              w.back()->ioc, deadline_sweeper::period_for(ms(std::min(
+                                 {limits.request_read_timeout_ms, limits.keepalive_idle_timeout_ms,
+                                  limits.client_write_timeout_ms, limits::linger_ms_max}))));
         }
         return w;
       }()),
@@ -454,17 +458,16 @@ net::awaitable<void> server::accept_loop(listener& l) {
     sessions_.fetch_add(1);
     l.sessions.fetch_add(1);
     if (!l.spec.serve_while_draining) drain_sessions_.fetch_add(1);
-    net::co_spawn(w.ioc, session(w, l, tcp_stream(std::move(socket))),
-                  [this](std::exception_ptr e) {
-                    if (!e) return;
-                    try {
-                      std::rethrow_exception(e);
-                    } catch (const std::exception& ex) {
-                      json_object_writer f;
-                      f.add("error", ex.what());
-                      log_.error("connection ended by an exception", f);
-                    }
-                  });
+    net::co_spawn(w.ioc, session(w, l, std::move(socket)), [this](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        json_object_writer f;
+        f.add("error", ex.what());
+        log_.error("connection ended by an exception", f);
+      }
+    });
   }
 }
 
@@ -547,7 +550,8 @@ net::awaitable<void> server::reject(tcp_stream& stream, worker& w, listener& l,
   requests_total_.with({l.spec.name, route, std::to_string(error.status)}).inc();
 }
 
-net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) {
+net::awaitable<void> server::session(worker& w, listener& l, tcp_stream::socket_type socket) {
+  tcp_stream stream{std::move(socket), w.sweeper};
   struct session_guard {
     server& s;
     worker& w;
@@ -567,6 +571,9 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) 
   // this is.
   const std::uint64_t body_limit_max = std::max(limits_.body_limit_bytes, l.spec.body_limit_max);
   http1::request_head head;  // reused: its field array lives in the coroutine frame
+  // The client's address, asked of the socket once per connection (a system call).
+  net::ip::address peer;
+  bool peer_known = false;
   for (;;) {
     std::shared_ptr<const void> checked;  // what the pre-body check hands the handler
     // Draining: API connections take no new request; operator ones serve until the drain ends.
@@ -594,8 +601,11 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) 
     // Authorization before resources: a refused request's body is never read (nor a 100
     // Continue sent for it); the connection ends after the answer.
     if (l.spec.before_body) {
-      boost::system::error_code pec;
-      const auto peer = stream.socket().remote_endpoint(pec).address();
+      if (!peer_known) {
+        boost::system::error_code pec;
+        peer = stream.socket().remote_endpoint(pec).address();
+        peer_known = true;
+      }
       stream.expires_never();
       pre_body_verdict verdict = co_await l.spec.before_body(req, peer);
       if (verdict.refused) {
@@ -626,7 +636,7 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream stream) 
     if (has_body) {
       const http1::outcome body = co_await read_body(stream, buffer, head, body_limit, req.body());
       if (body != http1::outcome::done) {
-        // A timeout has already closed the socket (Beast's stream does that), so a body that
+        // A timeout has already closed the socket (the deadline sweeper does that), so a body that
         // does not arrive in time ends the connection without an answer, as nginx does.
         if (auto error = unreadable_error(body, "a malformed or incomplete body", limits_)) {
           if (body == http1::outcome::body_too_large) error = request_too_large(body_limit);

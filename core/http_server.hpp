@@ -12,7 +12,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message.hpp>
@@ -29,6 +28,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/client_stream.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/http1_parser.hpp"
@@ -42,9 +42,8 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
-// A client connection. Bound to the io_context's own executor type rather than the type-erased
-// any_io_executor: every operation on it copies its executor, and the concrete one is cheap.
-using tcp_stream = beast::basic_stream<net::ip::tcp, net::io_context::executor_type>;
+// A client connection: one deadline, enforced by its I/O thread's sweeper (client_stream.hpp).
+using tcp_stream = client_stream;
 
 using request = bhttp::request<bhttp::string_body>;
 using response = bhttp::response<bhttp::string_body>;
@@ -203,6 +202,8 @@ class server {
     // Declared before ioc: destroying ioc destroys unfinished connection coroutines, which
     // still unregister themselves here.
     std::unordered_set<tcp_stream*> idle_streams;  // waiting for the next request
+    // The connections' deadlines; likewise declared before ioc (the streams unregister).
+    deadline_sweeper sweeper;
     // Request metrics children by (listener, route, status), looked up once per worker so the
     // hot path needs no registry lock.
     struct request_metrics {
@@ -214,11 +215,12 @@ class server {
     net::io_context ioc{1};
     net::executor_work_guard<net::io_context::executor_type> guard{ioc.get_executor()};
     unsigned index = 0;
+    ~worker() { sweeper.stop(); }  // its timer goes before ioc; the sweeper itself after
   };
   struct listener;
 
   net::awaitable<void> accept_loop(listener& l);
-  net::awaitable<void> session(worker& w, listener& l, tcp_stream stream);
+  net::awaitable<void> session(worker& w, listener& l, tcp_stream::socket_type socket);
   net::awaitable<http1::outcome> read_head(tcp_stream& stream, beast::flat_buffer& buffer,
                                            http1::request_head& head, std::size_t& head_bytes);
   net::awaitable<http1::outcome> read_body(tcp_stream& stream, beast::flat_buffer& buffer,

@@ -324,9 +324,9 @@ net::awaitable<bool> lease_table::flush_once() {
   co_return recalled;
 }
 
-net::awaitable<lease_table::flush_outcome> lease_table::send_flush(redis::client& redis, const std::string& tenant_id,
-                                             const std::vector<taken_part>& parts,
-                                             std::int64_t now_ms) {
+net::awaitable<lease_table::flush_outcome> lease_table::send_flush(
+    redis::client& redis, const std::string& tenant_id, const std::vector<taken_part>& parts,
+    std::int64_t now_ms) {
   std::vector<metering::lease_flush_entry> entries;
   for (const auto& p : parts) {
     const auto& g = p.lease->grant();
