@@ -202,15 +202,19 @@ net::awaitable<basic_result<leased_request, redis::redis_error>> lease_table::re
       closes_before = closes_;
     }
     std::string tenant = tenant_id;  // named: GCC 12 and temporaries inside co_await
-    auto again = wanted;
+    auto retry_wanted = wanted;      // (an acquire is per lease, not per request)
     auto got = co_await engine_.acquire(*redis_[worker], std::move(tenant), std::move(wanted),
                                         now_ms);
     // Refused while this gateway's closed leases of the tenant still hold capacity they will
     // not use (a changed budget closed them, or one-request leases ended since the last
-    // flush): give it back now and ask once more, so that it does not refuse itself.
-    if (got && !got->granted && co_await give_back_stranded(worker, tenant_id)) {
+    // flush): give it back now and ask once more, so that it does not refuse itself. (No
+    // co_await inside a condition: GCC 12.)
+    bool retry = false;
+    if (got && !got->granted) retry = co_await give_back_stranded(worker, tenant_id);
+    if (retry) {
       tenant = tenant_id;
-      got = co_await engine_.acquire(*redis_[worker], std::move(tenant), std::move(again), now_ms);
+      got = co_await engine_.acquire(*redis_[worker], std::move(tenant), std::move(retry_wanted),
+                                     now_ms);
     }
     if (!got || !got->granted) {
       finish_acquiring();
@@ -360,30 +364,26 @@ net::awaitable<bool> lease_table::give_back_stranded(unsigned worker,
   {
     std::lock_guard lock(mu_);
     if (draining_) co_return false;
-    ++stranded_flushes_;  // under mu_: final_flush() waits for the parts taken out here
     for (const auto& l : live_) {
-      if (l.tenant_id != tenant_id || !l.lease->closed()) continue;
-      const auto part = l.lease->take_flush();
-      if (part.settled != 0 || part.returned != 0) parts.push_back({l.lease, part});
+      if (l.tenant_id == tenant_id && l.lease->returnable()) {
+        parts.push_back({l.lease, l.lease->take_flush()});
+      }
     }
+    if (parts.empty()) co_return false;
+    // Under mu_: until the parts are sent or put back, forget_done() forgets no lease (one
+    // emptied by take_flush() looks done) and final_flush() waits.
+    ++stranded_flushes_;
   }
-  bool gave_back = false;
-  if (std::any_of(parts.begin(), parts.end(),
-                  [](const taken_part& p) { return p.part.returned > 0; })) {
-    const auto sent =
-        co_await send_flush(*redis_[worker], tenant_id, parts, unix_ms(clock_.wall_now()));
-    gave_back = sent.sent;
-    forget_done();
-  } else {
-    for (const auto& p : parts) p.lease->unflush(p.part);  // the flush loop sends them
-  }
+  const auto sent =
+      co_await send_flush(*redis_[worker], tenant_id, parts, unix_ms(clock_.wall_now()));
   --stranded_flushes_;
-  co_return gave_back;
+  co_return sent.sent;
 }
 
 void lease_table::forget_done() {
   std::lock_guard lock(mu_);
   std::erase_if(open_, [](const auto& e) { return e.second->closed(); });
+  if (stranded_flushes_.load() > 0) return;  // the next flush forgets them
   std::erase_if(live_, [](const live_lease& l) { return l.lease->done(); });
 }
 

@@ -6,7 +6,8 @@
 // flush loop on I/O thread 0 sends every lease's settled usage (and the unused part of closed
 // leases) to Redis, one script call per tenant, every budgets.lease_flush_ms while a lease is
 // near its limit and every lease_flush_far_ms otherwise, and closes leases that are past their
-// serving time or that Redis recalled.
+// serving time or that Redis recalled. An acquire that Redis refuses while closed leases of
+// the tenant still hold unused capacity gives that back first and asks once more.
 // gateway/budget_guard decides which requests are served this way and calls in here.
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
@@ -57,7 +58,8 @@ class lease_table {
       const std::vector<metering::limit_charge>& charges, std::int64_t now_ms);
 
   // Closes the open leases of a tenant ("": of every tenant), whose budgets changed: their
-  // unused capacity goes back at the next flush. Safe from any thread.
+  // unused capacity goes back at the next flush, or at once when an acquire of the tenant is
+  // refused meanwhile (give_back_stranded). Safe from any thread.
   void close_tenant(const std::string& tenant_id);
 
   // Starts the flush loop on I/O thread 0.
@@ -112,9 +114,11 @@ class lease_table {
                                                    const std::vector<taken_part>& parts,
                                                    std::int64_t now_ms);
   // Flushes now, on I/O thread `worker`, the tenant's closed leases that hold capacity they
-  // will not use. True if some went back (an acquire refused before may fit now).
+  // will not use. True if some went back (an acquire refused before may fit now). Forgets no
+  // lease: only flush_once() does.
   boost::asio::awaitable<bool> give_back_stranded(unsigned worker, const std::string& tenant_id);
-  // Forgets the leases that are done, and closed ones in open_.
+  // Forgets the leases that are done (unless a give_back_stranded() has parts out), and
+  // closed ones in open_. Called by flush_once() only, after its own parts are settled.
   void forget_done();
   boost::asio::awaitable<void> final_flush(std::function<void()> done);
   static std::string open_key(const std::string& tenant_id, const std::string& counter_id);
@@ -144,7 +148,7 @@ class lease_table {
   bool stopping_ = false;            // I/O thread 0 only
   int flushing_ = 0;                 // flushes under way, I/O thread 0 only
   std::atomic<int> renewals_{0};     // renewals under way, on any I/O thread
-  std::atomic<int> stranded_flushes_{0};  // give_back_stranded() calls under way
+  std::atomic<int> stranded_flushes_{0};  // give_back_stranded() calls with parts out
   std::atomic<bool> flush_soon_{false};  // a tenant's budgets changed: flush at the short interval
 
   struct {

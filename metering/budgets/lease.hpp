@@ -93,6 +93,10 @@ class budget_lease {
 
   // Unused capacity (0 once closed).
   std::int64_t unused() const;
+  // Closed, with unused capacity that the next flush gives back.
+  bool returnable() const {
+    return closed() && unused_.load(std::memory_order_acquire) > -closed_offset;
+  }
   std::int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
   // Closed, nothing in flight, nothing left to flush: the lease can be forgotten.
   bool done() const;

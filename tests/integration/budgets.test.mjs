@@ -155,15 +155,18 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
     assert.equal((await ask(s.url, k2.json.key)).status, 200);
   });
 
-  test('a lowered limit applies at once: capacity this gateway leased under the old one is not held against it', async () => {
+  test('a lowered limit applies at once: what this gateway leased before is not held against it',
+    async () => {
     const t = await makeTenant(s.adminUrl, 'Lowered');
-    const budget = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'requests', window: 'day', limit: 100 });
+    const budget = await addBudget(s.adminUrl,
+      { tenant_id: t.tenant, metric: 'requests', window: 'day', limit: 100 });
     const first = await ask(s.url, t.key);
     assert.equal(first.status, 200);
     await first.json();
     // The first request leased a slice of the 100; the change closes that lease, and what it
     // did not use goes back before the next request is refused for want of it.
-    const lowered = await api(s.adminUrl, 'POST', `/admin/v1/budgets/${budget.id}`, { body: { limit: 4 } });
+    const lowered = await api(s.adminUrl, 'POST', `/admin/v1/budgets/${budget.id}`,
+      { body: { limit: 4 } });
     assert.equal(lowered.status, 200, lowered.text);
     const statuses = [];
     for (let i = 0; i < 5; i += 1) {
