@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "core/assert.hpp"
+
 namespace tollgate::http {
 
 std::chrono::milliseconds deadline_sweeper::period_for(std::chrono::milliseconds shortest_timeout) {
@@ -11,6 +13,7 @@ std::chrono::milliseconds deadline_sweeper::period_for(std::chrono::milliseconds
 }
 
 void deadline_sweeper::add(client_stream* s) {
+  TOLLGATE_ASSERT(timer_.has_value());  // started: otherwise no deadline would be enforced
   s->prev_ = nullptr;
   s->next_ = first_;
   if (first_ != nullptr) first_->prev_ = s;

@@ -5,8 +5,11 @@
 // deadline_sweeper wakes a few times a second (the period a tenth of the shortest timeout,
 // between 10 ms and 1 s) and closes the connections whose deadline has passed, as basic_stream
 // does on a timeout: the pending operation completes with an error, and the connection ends.
-// A timeout thus fires up to one sweep period late. Single-threaded: a stream and its sweeper
-// live on one io_context.
+// A timeout thus fires up to one sweep period late. Unlike Beast's, a deadline holds whether
+// or not an operation is pending: the server clears it (expires_never) once the read or write
+// it guards is done. A sweep visits every stream of its thread (each idle keep-alive connection
+// has a deadline): O(connections) every period. Single-threaded: a stream and its sweeper live
+// on one io_context.
 #pragma once
 #include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/io_context.hpp>
@@ -68,7 +71,8 @@ class client_stream {
   socket_type& socket() { return socket_; }
   executor_type get_executor() { return socket_.get_executor(); }
 
-  // The connection is closed if it is still open `timeout` from now (one sweep late at most).
+  // The connection is closed if it is still open `timeout` from now (one sweep late at most),
+  // whether or not an operation is pending then: clear it with expires_never() when done.
   void expires_after(std::chrono::milliseconds timeout) {
     deadline_ = clock::now() + timeout;
     sweeper_.arm();

@@ -273,20 +273,25 @@ struct server::listener {
   std::atomic<std::uint64_t> sessions{0};  // this listener's open connections
 };
 
+// How often each I/O thread sweeps its connections' deadlines: a tenth of the shortest client
+// timeout, the lingering close's included (so at most 200 ms).
+static std::chrono::milliseconds sweep_period_of(const server_limits& l) {
+  return deadline_sweeper::period_for(ms(std::min({l.request_read_timeout_ms,
+                                                   l.keepalive_idle_timeout_ms,
+                                                   l.client_write_timeout_ms, limits::linger_ms_max})));
+}
+
 server::server(server_limits limits, unsigned threads, logger& log, metrics::registry& registry)
     : limits_(limits),
       log_(log),
-      workers_([threads, &limits] {
+      workers_([threads, sweep_period = sweep_period_of(limits)] {
         std::vector<std::unique_ptr<worker>> w;
         const unsigned n =
             threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
         for (unsigned i = 0; i < n; ++i) {
           w.push_back(std::make_unique<worker>());
           w.back()->index = i;
-          w.back()->sweeper.start(
-              w.back()->ioc, deadline_sweeper::period_for(ms(std::min(
-                                 {limits.request_read_timeout_ms, limits.keepalive_idle_timeout_ms,
-                                  limits.client_write_timeout_ms, limits::linger_ms_max}))));
+          w.back()->sweeper.start(w.back()->ioc, sweep_period);
         }
         return w;
       }()),
