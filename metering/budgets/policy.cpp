@@ -251,6 +251,7 @@ std::vector<std::pair<std::string, std::string>> ratelimit_headers(
     std::span<const budget_info* const> applying, std::span<const std::int64_t> remaining,
     std::int64_t now_ms) {
   std::vector<std::pair<std::string, std::string>> headers;
+  headers.reserve(5);  // at most: two for requests, three for tokens
   std::optional<std::size_t> req_i, tok_i;
   for (std::size_t i = 0; i < applying.size() && i < remaining.size(); ++i) {
     const budget_metric m = applying[i]->metric;
