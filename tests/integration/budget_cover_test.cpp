@@ -23,13 +23,6 @@ namespace {
 
 using reserve_result = basic_result<reservation, redis::redis_error>;
 
-redis::settings cover_redis_settings(const redis_server& s) {
-  redis::settings cfg;
-  cfg.port = static_cast<std::uint16_t>(s.port);
-  cfg.command_timeout = std::chrono::milliseconds(2000);
-  return cfg;
-}
-
 limit_rule credit_rule(std::int64_t limit) {
   limit_rule r;
   r.id = "credit:ten_c";
@@ -79,7 +72,7 @@ const std::int64_t t0 = 1795345200000;
 TEST_CASE("cover: the script's credit amount equals uncovered_cost_micros, to the micro-unit") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), cover_redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   std::mt19937_64 rng(24);
   const std::int64_t big_rates[] = {0,
@@ -133,8 +126,8 @@ TEST_CASE("cover: the script's credit amount equals uncovered_cost_micros, to th
 TEST_CASE("cover: concurrent covered holds never take more than a pool, and money the rest") {
   redis_server server;
   net::io_context io;
-  redis::client a(io.get_executor(), cover_redis_settings(server));
-  redis::client b(io.get_executor(), cover_redis_settings(server));
+  redis::client a(io.get_executor(), client_settings(server));
+  redis::client b(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   credit_rate rate;
   rate.model = "dev-echo";
@@ -201,7 +194,7 @@ TEST_CASE("cover: concurrent covered holds never take more than a pool, and mone
 TEST_CASE("cover: a refused covered hold takes nothing from the pools; a new pool starts seeded") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), cover_redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   credit_rate rate;
   rate.model = "dev-echo";

@@ -24,13 +24,6 @@ namespace {
 
 using reserve_result = basic_result<reservation, redis::redis_error>;
 
-redis::settings redis_settings(const redis_server& s) {
-  redis::settings cfg;
-  cfg.port = static_cast<std::uint16_t>(s.port);
-  cfg.command_timeout = std::chrono::milliseconds(2000);
-  return cfg;
-}
-
 limit_rule rule(std::string id, window_spec w, std::int64_t limit, bool hard = true) {
   limit_rule r;
   r.id = std::move(id);
@@ -103,9 +96,9 @@ TEST_CASE("window boundaries are UTC minutes, hours, days and calendar months") 
 TEST_CASE("hundreds of concurrent reservations never overspend a hard limit") {
   redis_server server;
   net::io_context io;
-  redis::client a(io.get_executor(), redis_settings(server));
-  redis::client b(io.get_executor(), redis_settings(server));
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client a(io.get_executor(), client_settings(server));
+  redis::client b(io.get_executor(), client_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   const std::vector<limit_charge> charges{{rule("month", budget_window::month, 10'000), 70},
                                           {rule("rpm", budget_window::minute, 1'000'000), 1}};
@@ -133,7 +126,7 @@ TEST_CASE("hundreds of concurrent reservations never overspend a hard limit") {
 TEST_CASE("settling counts actual usage once and releases the rest of the hold") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   const auto day = rule("day", budget_window::day, 1000);
   auto r = run(io, reserve_one(engine, c, "req_a", {{day, 600}}, t0));
@@ -181,7 +174,7 @@ TEST_CASE("settling counts actual usage once and releases the rest of the hold")
 TEST_CASE("all or nothing: one refusing limit means no hold on any") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   const auto big = rule("big", budget_window::hour, 1'000'000);
   const auto small = rule("small", budget_window::hour, 100);
@@ -198,7 +191,7 @@ TEST_CASE("all or nothing: one refusing limit means no hold on any") {
 TEST_CASE("holds that are never settled expire") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::milliseconds(500));
   const auto life = rule("life", budget_window::lifetime, 100);
   auto r = run(io, reserve_one(engine, c, "req_dies", {{life, 100}}, t0));
@@ -225,7 +218,7 @@ TEST_CASE("holds that are never settled expire") {
 TEST_CASE("a sliding minute counts every 5 s bucket that overlaps it, whole") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   const auto tpm = rule("tpm", budget_window::minute, 1000);
   // 800 tokens used at t0 + 12 s, in the bucket [t0 + 10 s, t0 + 15 s).
@@ -267,7 +260,7 @@ TEST_CASE("a sliding minute counts every 5 s bucket that overlaps it, whole") {
 TEST_CASE("randomized clock: no interval of a sliding window's length holds more than its limit") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   // Holds outlive the slowest settlement here: an expired hold is another matter (its limit is
   // documented), not what this test is about.
   budget_engine engine(std::chrono::hours(24));
@@ -340,7 +333,7 @@ TEST_CASE("randomized clock: no interval of a sliding window's length holds more
 TEST_CASE("soft limits never refuse, and report what is left (negative when over)") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   const auto soft = rule("soft", budget_window::day, 100, /*hard=*/false);
   auto r = run(io, reserve_one(engine, c, "req_1", {{soft, 150}}, t0));
@@ -352,7 +345,7 @@ TEST_CASE("soft limits never refuse, and report what is left (negative when over
 TEST_CASE("alert thresholds are crossed once per window, by the settlement that reaches them") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   auto soft = rule("alerts", budget_window::day, 100, /*hard=*/false);
   soft.alert_percents = {50, 80, 100};
@@ -476,7 +469,7 @@ net::awaitable<redis::redis_result> raw(redis::client& c, std::vector<std::strin
 TEST_CASE("every key a reservation creates expires; lifetime counters are renewed on use") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   const auto day = rule("day", budget_window::day, 1000);
   const auto life = rule("life", budget_window::lifetime, 1000);
@@ -529,7 +522,7 @@ TEST_CASE("every key a reservation creates expires; lifetime counters are renewe
 TEST_CASE("fields the scripts do not know are ignored, such as an earlier layout's `held`") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   const auto day = rule("legacy", budget_window::day, 1000);
   const std::string key = budget_engine::counter_key("ten_t", "legacy", day.start_at(t0));
@@ -550,7 +543,7 @@ TEST_CASE("fields the scripts do not know are ignored, such as an earlier layout
 TEST_CASE("amounts of 16 digits are held and settled exactly") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   // Spend in micro-units: 9,000,000,000 in money units is 9e15 micro-units, still exact in
   // the scripts' doubles (below 2^53).
@@ -578,7 +571,7 @@ net::awaitable<basic_result<std::int64_t, redis::redis_error>> adjust(
 TEST_CASE("the scripts refuse negative or oversized amounts and change nothing") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   const auto day = rule("day", budget_window::day, 1000);
   for (const std::int64_t bad : {std::int64_t{-1}, std::int64_t{-5000}, INT64_MAX,
@@ -613,7 +606,7 @@ TEST_CASE("the scripts refuse negative or oversized amounts and change nothing")
 TEST_CASE("spend corrections adjust existing counters only, by either sign") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   const auto month = rule("spend", budget_window::month, 100'000);
   auto r = run(io, reserve_one(engine, c, "req_s", {{month, 900}}, t0));
@@ -635,7 +628,7 @@ TEST_CASE("spend corrections adjust existing counters only, by either sign") {
 TEST_CASE("a sliding window's alert fires once while the bucket that fired is in the window") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   auto tpm = rule("alerts", budget_window::minute, 100, /*hard=*/false);
   tpm.alert_percents = {50};
@@ -665,7 +658,7 @@ TEST_CASE("a sliding window's alert fires once while the bucket that fired is in
 TEST_CASE("usage reads what each window counts, settled and held, and when it frees budget") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), redis_settings(server));
+  redis::client c(io.get_executor(), client_settings(server));
   budget_engine engine(std::chrono::seconds(60));
   const auto tpm = rule("tpm", budget_window::minute, 1000);
   const auto week = rule("week", budget_window::week, 1000);

@@ -27,13 +27,6 @@ namespace {
 const std::int64_t t0 = 1795345200000;  // 2026-11-22 11:00:00 UTC
 const std::string tenant = "ten_l";
 
-redis::settings settings_of(const redis_server& s) {
-  redis::settings cfg;
-  cfg.port = static_cast<std::uint16_t>(s.port);
-  cfg.command_timeout = std::chrono::milliseconds(2000);
-  return cfg;
-}
-
 limit_rule rule_of(std::string id, window_spec w, std::int64_t limit) {
   limit_rule r;
   r.id = std::move(id);
@@ -196,7 +189,7 @@ struct in_flight {
 TEST_CASE("the acquire script's slices follow the slice rule, per gateway sharing a counter") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), settings_of(server));
+  redis::client c(io.get_executor(), client_settings(server));
   const auto month = rule_of("month", budget_window::month, 1'000'000);
   lease_engine a(std::chrono::minutes(11), std::chrono::seconds(10), 8, "gw_a");
   lease_engine b(std::chrono::minutes(11), std::chrono::seconds(10), 8, "gw_b");
@@ -225,7 +218,7 @@ TEST_CASE("the acquire script's slices follow the slice rule, per gateway sharin
 TEST_CASE("gateways serving from leases never overspend; flushed, the counter is exact") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), settings_of(server));
+  redis::client c(io.get_executor(), client_settings(server));
   const std::int64_t limit = 50'000;
   const auto month = rule_of("month", budget_window::month, limit);
   const auto roomy = rule_of("rpd", budget_window::day, 1'000'000'000);
@@ -300,7 +293,7 @@ TEST_CASE("leases under a randomized clock: no interval of a sliding window coun
           "its limit") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), settings_of(server));
+  redis::client c(io.get_executor(), client_settings(server));
   std::mt19937_64 rng(GENERATE(1, 2, 3));
   const std::int64_t length = GENERATE(60'000, 90'000, 1'000'000);
   const std::int64_t limit = 2'000;
@@ -371,7 +364,7 @@ TEST_CASE("leases under a randomized clock: no interval of a sliding window coun
 TEST_CASE("a lease taken ahead of need: a slice far from the limit, nothing near it") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), settings_of(server));
+  redis::client c(io.get_executor(), client_settings(server));
   const auto day = rule_of("day", budget_window::day, 16'000);
   lease_engine a(std::chrono::minutes(11), std::chrono::seconds(10), 8, "gw_a");
   lease_engine b(std::chrono::minutes(11), std::chrono::seconds(10), 8, "gw_b");
@@ -413,7 +406,7 @@ TEST_CASE("a lease taken ahead of need: a slice far from the limit, nothing near
 TEST_CASE("a refusal recalls the other gateways' leases; their flush gives them back") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), settings_of(server));
+  redis::client c(io.get_executor(), client_settings(server));
   const auto day = rule_of("day", budget_window::day, 16'000);
   sim_gateway a(io, c, "gw_a", 60'000);
   sim_gateway b(io, c, "gw_b", 60'000);
@@ -439,7 +432,7 @@ TEST_CASE("a refusal recalls the other gateways' leases; their flush gives them 
 TEST_CASE("leases and the reserve script's per-request holds share one budget") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), settings_of(server));
+  redis::client c(io.get_executor(), client_settings(server));
   const auto day = rule_of("day", budget_window::day, 8'000);
   sim_gateway a(io, c, "gw_a", 60'000);
   auto la = a.serve({{day, 10}}, t0);

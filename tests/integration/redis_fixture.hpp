@@ -1,7 +1,7 @@
 // Test fixtures: a real redis-server on a free loopback port for one test case, or a real
 // three-master Redis Cluster, or a TLS-only redis-server with throwaway certificates
 // (scripts/redis.sh, scripts/test_certs.sh), and a helper that runs a coroutine to
-// completion on an io_context.
+// completion on an io_context, and the client settings for a test server.
 #pragma once
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -16,6 +16,8 @@
 #include <future>
 #include <string>
 #include <vector>
+
+#include "metering/redis_client.hpp"
 
 namespace tollgate::test {
 
@@ -55,6 +57,17 @@ struct redis_server {
   std::string password;
   std::string dir;
 };
+
+// Client settings for `s` (its port and password), with a command timeout long enough for a
+// loaded machine unless a test needs a short one.
+inline redis::settings client_settings(
+    const redis_server& s, std::chrono::milliseconds command_timeout = std::chrono::milliseconds(2000)) {
+  redis::settings cfg;
+  cfg.port = static_cast<std::uint16_t>(s.port);
+  cfg.password = s.password;
+  cfg.command_timeout = command_timeout;
+  return cfg;
+}
 
 // A redis-server that speaks only TLS, for one test case. `client_certs`: yes (required),
 // optional or no. Certificates (ca.crt, server.*, client.*, other-ca.crt) are in `certs`.

@@ -42,6 +42,21 @@ describe('token banking: unused allowance rolls over (real PostgreSQL)', () => {
     env.TOLLGATE_TEST_CLOCK_OFFSET_S = String(at - Math.floor(Date.now() / 1000));
     await s.restartGateway();
   };
+  // Sends one chat request with the tenant's key at the gateway's clock and waits until the
+  // ledger has stored it (rated in the same transaction): its prompt tokens, its charge, the
+  // input tokens bundles paid for, and the cost header.
+  const sendStored = async (t, content, maxTokens) => {
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: t.key, maxRetries: 0 });
+    const { data, response } = await client.chat.completions.create({
+      model: 'dev-echo', max_tokens: maxTokens, messages: [{ role: 'user', content }],
+    }).withResponse();
+    const row = () => pg.query(`SELECT cost_micros, coalesce(bundle_input_tokens, 0) FROM usage_events
+      WHERE tenant_id = '${t.tenant}' AND request_id = '${response.headers.get('x-request-id')}'`);
+    await waitFor(() => row().length === 1, { what: 'the request stored' });
+    const [cost, drawn] = row()[0];
+    return { input: data.usage.prompt_tokens, cost: Number(cost), drawn: Number(drawn),
+      header: response.headers.get('x-tollgate-cost-micros') };
+  };
 
   test('a month of unused allowance is drawn the next month, then expires', async () => {
     const t = await makeTenant(s.adminUrl, 'Banking');
@@ -66,22 +81,7 @@ describe('token banking: unused allowance rolls over (real PostgreSQL)', () => {
     const m1 = month(1);
     const m2 = month(2);
     const m3 = month(3);
-    let stored = 0;
-    // Sends one request at the gateway's clock and waits until the ledger has rated it.
-    const send = async (words) => {
-      const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: t.key, maxRetries: 0 });
-      const { data, response } = await client.chat.completions.create({
-        model: 'dev-echo', max_tokens: 8,
-        messages: [{ role: 'user', content: `banking ${'words '.repeat(words)}` }],
-      }).withResponse();
-      stored++;
-      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === stored,
-        { what: 'the request stored' });
-      const [cost, drawn] = pg.query(`SELECT cost_micros, coalesce(bundle_input_tokens, 0) FROM usage_events
-        WHERE tenant_id = '${t.tenant}' AND request_id = '${response.headers.get('x-request-id')}'`)[0];
-      return { input: data.usage.prompt_tokens, cost: Number(cost), drawn: Number(drawn),
-        header: response.headers.get('x-tollgate-cost-micros') };
-    };
+    const send = (words) => sendStored(t, `banking ${'words '.repeat(words)}`, 8);
     const grants = () => pg.query(`SELECT g.rolled_over_from, g.bundle_tokens, a.tokens_balance,
         extract(epoch from g.effective_at)::bigint, extract(epoch from g.expires_at)::bigint
         FROM credit_grants g JOIN credit_accounts a ON a.grant_id = g.id
@@ -196,16 +196,7 @@ describe('token banking: unused allowance rolls over (real PostgreSQL)', () => {
     const m1 = month(1);
     const m2 = month(2);
     const m3 = month(3);
-    let stored = 0;
-    const send = async (words) => {
-      const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: t.key, maxRetries: 0 });
-      const r = await client.chat.completions.create({ model: 'dev-echo', max_tokens: 4,
-        messages: [{ role: 'user', content: `late ${'words '.repeat(words)}` }] });
-      stored++;
-      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === stored,
-        { what: 'the request stored' });
-      return r.usage.prompt_tokens;
-    };
+    const send = async (words) => (await sendStored(t, `late ${'words '.repeat(words)}`, 4)).input;
     const run = async (period, finalize = false) => {
       const r = await api(s.adminUrl, 'POST', '/admin/v1/invoices/run', { body: { period, tenant_id: t.tenant, finalize } });
       assert.equal(r.status, 200, r.text);
