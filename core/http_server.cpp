@@ -106,8 +106,11 @@ bool exchange::write_finished(boost::system::error_code ec) {
 // The status line and header block of a whole response, written by hand: one contiguous buffer
 // is much cheaper to produce and send than Beast's generic serializer.
 std::string serialize_head(const response& res) {
+  // Sized once: a metered answer's head (rate-limit and cost headers) outgrows a guess.
+  std::size_t size = 64;  // the status line and the final blank line
+  for (const auto& field : res) size += field.name_string().size() + field.value().size() + 4;
   std::string head;
-  head.reserve(256);
+  head.reserve(size);
   head += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
   head += std::to_string(res.result_int());
   head.push_back(' ');
