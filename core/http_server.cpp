@@ -279,9 +279,9 @@ struct server::listener {
 // How often each I/O thread sweeps its connections' deadlines: a tenth of the shortest client
 // timeout, the lingering close's included (so at most 200 ms).
 static std::chrono::milliseconds sweep_period_of(const server_limits& l) {
-  return deadline_sweeper::period_for(ms(std::min({l.request_read_timeout_ms,
-                                                   l.keepalive_idle_timeout_ms,
-                                                   l.client_write_timeout_ms, limits::linger_ms_max})));
+  return deadline_sweeper::period_for(
+      ms(std::min({l.request_read_timeout_ms, l.keepalive_idle_timeout_ms,
+                   l.client_write_timeout_ms, limits::linger_ms_max})));
 }
 
 server::server(server_limits limits, unsigned threads, logger& log, metrics::registry& registry)

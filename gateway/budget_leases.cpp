@@ -302,7 +302,7 @@ net::awaitable<void> lease_table::flush_loop() {
 }
 
 net::awaitable<bool> lease_table::flush_once() {
-  ++flushing_;
+  ++flushing_;  // (before any part is taken: a give-back that finds nothing waits for it)
   std::vector<live_lease> live;
   {
     std::lock_guard lock(mu_);
@@ -358,26 +358,57 @@ net::awaitable<lease_table::flush_outcome> lease_table::send_flush(
   co_return out;
 }
 
+namespace {
+
+// Decrements a count of flushes under way when it goes out of scope, however the scope ends.
+struct flush_counted {
+  std::atomic<int>& count;
+  ~flush_counted() { --count; }
+};
+
+}  // namespace
+
 net::awaitable<bool> lease_table::give_back_stranded(unsigned worker,
                                                      const std::string& tenant_id) {
   std::vector<taken_part> parts;
+  bool returns = false;  // some part gives capacity back (not only settled usage)
   {
     std::lock_guard lock(mu_);
     if (draining_) co_return false;
     for (const auto& l : live_) {
       if (l.tenant_id == tenant_id && l.lease->returnable()) {
         parts.push_back({l.lease, l.lease->take_flush()});
+        if (parts.back().part.returned > 0) returns = true;
       }
     }
-    if (parts.empty()) co_return false;
     // Under mu_: until the parts are sent or put back, forget_done() forgets no lease (one
     // emptied by take_flush() looks done) and final_flush() waits.
-    ++stranded_flushes_;
+    if (!parts.empty()) ++stranded_flushes_;
   }
-  const auto sent =
-      co_await send_flush(*redis_[worker], tenant_id, parts, unix_ms(clock_.wall_now()));
-  --stranded_flushes_;
-  co_return sent.sent;
+  if (!parts.empty()) {
+    flush_outcome sent;
+    {
+      flush_counted counted{stranded_flushes_};
+      sent = co_await send_flush(*redis_[worker], tenant_id, parts, unix_ms(clock_.wall_now()));
+    }
+    if (returns) co_return sent.sent;
+  }
+  // Nothing to give back here: what there was may be on its way to Redis in another flush (the
+  // flush loop's, or another request's give-back). Once those are done, ask once more.
+  co_return co_await wait_for_flushes(worker);
+}
+
+net::awaitable<bool> lease_table::wait_for_flushes(unsigned worker) {
+  const auto busy = [this] { return flushing_.load() > 0 || stranded_flushes_.load() > 0; };
+  if (!busy()) co_return false;
+  net::steady_timer wait(executors_[worker]);
+  const auto give_up = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(config_.lease_flush_ms);
+  while (busy() && std::chrono::steady_clock::now() < give_up) {
+    wait.expires_after(std::chrono::milliseconds(1));
+    co_await wait.async_wait(net::as_tuple(net::use_awaitable));
+  }
+  co_return true;
 }
 
 void lease_table::forget_done() {

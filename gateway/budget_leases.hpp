@@ -114,9 +114,13 @@ class lease_table {
                                                    const std::vector<taken_part>& parts,
                                                    std::int64_t now_ms);
   // Flushes now, on I/O thread `worker`, the tenant's closed leases that hold capacity they
-  // will not use. True if some went back (an acquire refused before may fit now). Forgets no
-  // lease: only flush_once() does.
+  // will not use; with none here, waits for the flushes under way elsewhere (they may carry
+  // it). True if an acquire refused before may fit now. Forgets no lease: only flush_once()
+  // does.
   boost::asio::awaitable<bool> give_back_stranded(unsigned worker, const std::string& tenant_id);
+  // Waits, on I/O thread `worker`, until no flush is under way (at most lease_flush_ms);
+  // false at once if none was.
+  boost::asio::awaitable<bool> wait_for_flushes(unsigned worker);
   // Forgets the leases that are done (unless a give_back_stranded() has parts out), and
   // closed ones in open_. Called by flush_once() only, after its own parts are settled.
   void forget_done();
@@ -146,7 +150,7 @@ class lease_table {
 
   boost::asio::steady_timer timer_;  // the flush loop's, on I/O thread 0
   bool stopping_ = false;            // I/O thread 0 only
-  int flushing_ = 0;                 // flushes under way, I/O thread 0 only
+  std::atomic<int> flushing_{0};     // flush_once() under way (on I/O thread 0)
   std::atomic<int> renewals_{0};     // renewals under way, on any I/O thread
   std::atomic<int> stranded_flushes_{0};  // give_back_stranded() calls with parts out
   std::atomic<bool> flush_soon_{false};  // a tenant's budgets changed: flush at the short interval

@@ -26,6 +26,9 @@ using namespace tollgate::test;
 
 namespace {
 
+// Short, so that the tests of failures (a server gone, a wrong password) end quickly.
+constexpr auto short_timeout = std::chrono::milliseconds(200);
+
 redis::settings cluster_settings(const redis_cluster& cl) {
   redis::settings cfg;
   cfg.port = static_cast<std::uint16_t>(cl.ports[0]);  // one seed is enough to find the rest
@@ -88,7 +91,7 @@ net::awaitable<redis::redis_result> eval_on(redis::client& c, const redis::scrip
 TEST_CASE("replies of every kind") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
+  redis::client c(io.get_executor(), client_settings(server, short_timeout));
   auto set = run(io, cmd(c, {"SET", "k", std::string("v\0\r\n", 4)}));
   REQUIRE(set);
   CHECK(set->type == redis::reply::kind::status);
@@ -117,7 +120,7 @@ TEST_CASE("replies of every kind") {
 TEST_CASE("commands of any length and arguments of any content are sent intact") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
+  redis::client c(io.get_executor(), client_settings(server, short_timeout));
   // Many arguments, with empty and binary ones among them.
   std::vector<std::string> push{"RPUSH", "list"};
   for (int i = 0; i < 150; ++i) {
@@ -142,7 +145,7 @@ TEST_CASE("commands of any length and arguments of any content are sent intact")
 TEST_CASE("concurrent commands are pipelined and answered in order") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
+  redis::client c(io.get_executor(), client_settings(server, short_timeout));
   REQUIRE(run(io, cmd(c, {"PING"})));
   const auto values = run(io, many_incr(c, 2000));
   REQUIRE(values.size() == 2000);
@@ -152,7 +155,7 @@ TEST_CASE("concurrent commands are pipelined and answered in order") {
 TEST_CASE("EVALSHA loads the script after NOSCRIPT, then runs it by hash") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
+  redis::client c(io.get_executor(), client_settings(server, short_timeout));
   const redis::script s("return redis.call('INCRBY', KEYS[1], ARGV[1])");
   CHECK(s.sha1.size() == 40);
   REQUIRE(run(io, cmd(c, {"SCRIPT", "FLUSH"})));
@@ -171,7 +174,7 @@ TEST_CASE("EVALSHA loads the script after NOSCRIPT, then runs it by hash") {
 TEST_CASE("a command past its timeout fails, and the client reconnects for the next") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
+  redis::client c(io.get_executor(), client_settings(server, short_timeout));
   REQUIRE(run(io, cmd(c, {"PING"})));
   auto slow = run(io, cmd(c, {"BLPOP", "no-such-list", "0.5"}));  // answers after 500 ms
   CHECK_FALSE(slow);
@@ -185,8 +188,8 @@ TEST_CASE("a command past its timeout fails, and the client reconnects for the n
 TEST_CASE("a killed connection and a restarted server are survived") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
-  redis::client admin(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
+  redis::client c(io.get_executor(), client_settings(server, short_timeout));
+  redis::client admin(io.get_executor(), client_settings(server, short_timeout));
   REQUIRE(run(io, cmd(c, {"CLIENT", "SETNAME", "victim"})));
   REQUIRE(run(io, cmd(admin, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"})));
   // The first command may find the dead connection; within a few tries it is back.
@@ -214,11 +217,11 @@ TEST_CASE("a killed connection and a restarted server are survived") {
 TEST_CASE("AUTH with a password; without one the server says NOAUTH") {
   redis_server server("s3cret-pass");
   net::io_context io;
-  redis::client c(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
+  redis::client c(io.get_executor(), client_settings(server, short_timeout));
   auto ok = run(io, cmd(c, {"PING"}));
   REQUIRE(ok);
   CHECK(ok->str == "PONG");
-  auto cfg = client_settings(server, std::chrono::milliseconds(200));
+  auto cfg = client_settings(server, short_timeout);
   cfg.password.clear();
   redis::client anonymous(io.get_executor(), cfg);
   auto refused = run(io, cmd(anonymous, {"PING"}));
@@ -233,7 +236,7 @@ TEST_CASE("AUTH with a password; without one the server says NOAUTH") {
 TEST_CASE("after shutdown every command fails at once and nothing reconnects") {
   redis_server server;
   net::io_context io;
-  redis::client c(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
+  redis::client c(io.get_executor(), client_settings(server, short_timeout));
   REQUIRE(run(io, cmd(c, {"PING"})));
   c.shutdown();
   CHECK_FALSE(c.connected());
@@ -249,8 +252,8 @@ TEST_CASE("after shutdown every command fails at once and nothing reconnects") {
 TEST_CASE("a subscribed connection hands messages to its handler and still answers PING") {
   redis_server server;
   net::io_context io;
-  redis::client sub(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
-  redis::client pub(io.get_executor(), client_settings(server, std::chrono::milliseconds(200)));
+  redis::client sub(io.get_executor(), client_settings(server, short_timeout));
+  redis::client pub(io.get_executor(), client_settings(server, short_timeout));
   std::vector<std::string> seen;
   sub.on_message([&seen](const std::string& channel, const std::string& payload) {
     seen.push_back(channel + "=" + payload);

@@ -61,7 +61,8 @@ struct redis_server {
 // Client settings for `s` (its port and password), with a command timeout long enough for a
 // loaded machine unless a test needs a short one.
 inline redis::settings client_settings(
-    const redis_server& s, std::chrono::milliseconds command_timeout = std::chrono::milliseconds(2000)) {
+    const redis_server& s,
+    std::chrono::milliseconds command_timeout = std::chrono::milliseconds(2000)) {
   redis::settings cfg;
   cfg.port = static_cast<std::uint16_t>(s.port);
   cfg.password = s.password;
