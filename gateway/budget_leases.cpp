@@ -46,11 +46,14 @@ lease_table::lease_table(const budgets_config& config, std::vector<net::any_io_e
       "tollgate_budget_leases_total",
       "Budget lease events: leased (a slice taken), exact (a one-request lease, near a limit or "
       "while this thread takes a slice), recalled (given back early at Redis's request), "
-      "flush_failed (a flush Redis did not take; retried at the next one), renewed (a slice "
-      "taken ahead of need, replacing the open lease).",
+      "flush_failed (a flush Redis did not answer; sent again at the next one), "
+      "flush_repeated (a flush sent again that Redis had applied already: its answer was lost, "
+      "and it was not applied twice), renewed (a slice taken ahead of need, replacing the open "
+      "lease).",
       {"event"});
-  events_ = {&family.with({"leased"}), &family.with({"exact"}), &family.with({"recalled"}),
-             &family.with({"flush_failed"}), &family.with({"renewed"})};
+  events_ = {&family.with({"leased"}),         &family.with({"exact"}),
+             &family.with({"recalled"}),       &family.with({"flush_failed"}),
+             &family.with({"flush_repeated"}), &family.with({"renewed"})};
 }
 
 std::string lease_table::open_key(const std::string& tenant_id, const std::string& counter_id) {
@@ -276,6 +279,11 @@ bool lease_table::flush_due(std::int64_t since_last_ms) {
   if (flush_soon_.exchange(false)) return true;
   if (since_last_ms >= static_cast<std::int64_t>(config_.lease_flush_far_ms)) return true;
   std::lock_guard lock(mu_);
+  // A batch waiting to be sent again goes at the short interval, as its parts would have.
+  if (std::any_of(flushes_.begin(), flushes_.end(),
+                  [](const auto& f) { return f.second.unanswered.has_value(); })) {
+    return true;
+  }
   return std::any_of(live_.begin(), live_.end(), [](const live_lease& l) {
     return !metering::lease_far_from_limit(l.lease->grant()) && !l.lease->done();
   });
@@ -303,24 +311,23 @@ net::awaitable<void> lease_table::flush_loop() {
 
 net::awaitable<bool> lease_table::flush_once() {
   ++flushing_;  // (before any part is taken: a give-back that finds nothing waits for it)
-  std::vector<live_lease> live;
+  std::map<std::string, std::vector<std::shared_ptr<metering::budget_lease>>> by_tenant;
   {
     std::lock_guard lock(mu_);
-    live = live_;
+    const std::int64_t now_ms = unix_ms(clock_.wall_now());
+    for (auto& l : live_) {
+      if (now_ms >= l.lease->grant().serve_until_ms) l.lease->close();
+      by_tenant[l.tenant_id].push_back(l.lease);
+    }
+    // A tenant whose batch is unanswered may have no live lease left: it is sent again.
+    for (const auto& [tenant, f] : flushes_) {
+      if (f.unanswered) by_tenant.try_emplace(tenant);
+    }
   }
-  const std::int64_t now_ms = unix_ms(clock_.wall_now());
   // One script call per tenant: its keys share a Redis Cluster slot.
-  std::map<std::string, std::vector<taken_part>> by_tenant;
-  for (auto& l : live) {
-    if (now_ms >= l.lease->grant().serve_until_ms) l.lease->close();
-    const auto part = l.lease->take_flush();
-    // A closed lease with nothing to send needs no recall count either.
-    if (l.lease->closed() && part.settled == 0 && part.returned == 0) continue;
-    by_tenant[l.tenant_id].push_back({l.lease, part});
-  }
   bool recalled = false;
-  for (const auto& [tenant, parts] : by_tenant) {
-    const auto sent = co_await send_flush(*redis_[0], tenant, parts, now_ms);
+  for (const auto& [tenant, leases] : by_tenant) {
+    const auto sent = co_await flush_tenant(*redis_[0], tenant, leases, false);
     if (sent.recalled) recalled = true;
   }
   forget_done();
@@ -328,28 +335,108 @@ net::awaitable<bool> lease_table::flush_once() {
   co_return recalled;
 }
 
-net::awaitable<lease_table::flush_outcome> lease_table::send_flush(
-    redis::client& redis, const std::string& tenant_id, const std::vector<taken_part>& parts,
-    std::int64_t now_ms) {
+std::vector<lease_table::taken_part> lease_table::take_parts(
+    const std::vector<std::shared_ptr<metering::budget_lease>>& leases, bool returnable_only) {
+  std::vector<taken_part> parts;
+  for (const auto& lease : leases) {
+    if (returnable_only && !lease->returnable()) continue;
+    const auto part = lease->take_flush();
+    // A closed lease with nothing to send needs no recall count either.
+    if (lease->closed() && part.settled == 0 && part.returned == 0) continue;
+    parts.push_back({lease, part});
+  }
+  return parts;
+}
+
+net::awaitable<lease_table::flush_outcome> lease_table::flush_tenant(
+    redis::client& redis, const std::string& tenant_id,
+    const std::vector<std::shared_ptr<metering::budget_lease>>& leases, bool returnable_only) {
+  flush_outcome out;
+  for (;;) {
+    flush_batch batch;
+    bool again = false;  // the unanswered batch, sent again before anything new
+    {
+      std::lock_guard lock(mu_);
+      auto& f = flushes_[tenant_id];
+      if (f.sending) {
+        out.busy = true;
+        break;
+      }
+      if (f.unanswered) {
+        batch = std::move(*f.unanswered);
+        f.unanswered.reset();
+        again = true;
+      } else {
+        batch.parts = take_parts(leases, returnable_only);
+        if (batch.parts.empty()) {
+          flushes_.erase(tenant_id);
+          break;
+        }
+        batch.sequence = ++flush_sequence_;
+      }
+      f.sending = true;
+    }
+    // However the send ends (an exception included), the tenant is no longer being sent, and
+    // a batch Redis did not answer waits to be sent again.
+    struct sending_done {
+      lease_table& t;
+      const std::string& tenant_id;
+      flush_batch& batch;
+      bool sent = false;
+      bool again = false;
+      ~sending_done() {
+        std::lock_guard lock(t.mu_);
+        auto& f = t.flushes_[tenant_id];
+        f.sending = false;
+        if (!sent) {
+          f.unanswered = std::move(batch);
+        } else if (!again) {
+          t.flushes_.erase(tenant_id);  // nothing of the tenant's is waiting
+        }
+      }
+    };
+    flush_outcome sent;
+    {
+      sending_done done{*this, tenant_id, batch, false, again};
+      sent = co_await send_flush(redis, tenant_id, batch);
+      done.sent = sent.sent;
+    }
+    out.sent = sent.sent;
+    out.recalled = out.recalled || sent.recalled;
+    out.returned = out.returned || sent.returned;
+    if (!sent.sent || !again) break;
+  }
+  co_return out;
+}
+
+net::awaitable<lease_table::flush_outcome> lease_table::send_flush(redis::client& redis,
+                                                                   const std::string& tenant_id,
+                                                                   const flush_batch& batch) {
   std::vector<metering::lease_flush_entry> entries;
-  for (const auto& p : parts) {
+  bool returns = false;
+  for (const auto& p : batch.parts) {
     const auto& g = p.lease->grant();
     entries.push_back({g.counter_key, g.hold_field, g.hold_expiry_ms, g.counter_ttl_ms,
                        p.part.settled, p.part.returned});
+    if (p.part.returned > 0) returns = true;
   }
-  auto r = co_await engine_.flush(redis, std::move(entries), now_ms);
+  std::string tenant = tenant_id;  // named: GCC 12 and temporaries inside co_await
+  auto r = co_await engine_.flush(redis, std::move(tenant), batch.sequence, std::move(entries),
+                                  unix_ms(clock_.wall_now()));
   if (!r) {
+    // Redis may have applied it all the same (a timeout after the script ran): the batch is
+    // sent again as it is, with its number, so that it is applied once.
     events_.flush_failed->inc();
-    for (const auto& p : parts) p.lease->unflush(p.part);
     json_object_writer f;
     f.add("tenant_id", tenant_id).add("error", r.error().message);
     log_.warn("budgets: a lease flush failed; it is sent again with the next one", f);
     co_return flush_outcome{};
   }
-  flush_outcome out{.sent = true};
-  for (std::size_t j = 0; j < parts.size(); ++j) {
-    auto& l = *parts[j].lease;
-    if ((*r)[j] > l.grant().recall_seen && !l.closed()) {
+  if (!r->applied) events_.flush_repeated->inc();
+  flush_outcome out{.sent = true, .returned = returns};
+  for (std::size_t j = 0; j < batch.parts.size(); ++j) {
+    auto& l = *batch.parts[j].lease;
+    if (r->recalls[j] > l.grant().recall_seen && !l.closed()) {
       l.close();
       events_.recalled->inc();
       out.recalled = true;
@@ -370,30 +457,29 @@ struct flush_counted {
 
 net::awaitable<bool> lease_table::give_back_stranded(unsigned worker,
                                                      const std::string& tenant_id) {
-  std::vector<taken_part> parts;
-  bool returns = false;  // some part gives capacity back (not only settled usage)
+  std::vector<std::shared_ptr<metering::budget_lease>> leases;
+  bool flush = false;
   {
     std::lock_guard lock(mu_);
     if (draining_) co_return false;
     for (const auto& l : live_) {
-      if (l.tenant_id == tenant_id && l.lease->returnable()) {
-        parts.push_back({l.lease, l.lease->take_flush()});
-        if (parts.back().part.returned > 0) returns = true;
-      }
+      if (l.tenant_id == tenant_id && l.lease->returnable()) leases.push_back(l.lease);
     }
-    // Under mu_: until the parts are sent or put back, forget_done() forgets no lease (one
-    // emptied by take_flush() looks done) and final_flush() waits.
-    if (!parts.empty()) ++stranded_flushes_;
+    // A batch of the tenant's that Redis did not answer may carry such capacity too.
+    const auto f = flushes_.find(tenant_id);
+    flush = !leases.empty() || (f != flushes_.end() && f->second.unanswered);
+    // Under mu_: final_flush() waits until the parts are sent (or kept to be sent again).
+    if (flush) ++stranded_flushes_;
   }
-  if (!parts.empty()) {
+  if (flush) {
     flush_outcome sent;
     {
       flush_counted counted{stranded_flushes_};
-      sent = co_await send_flush(*redis_[worker], tenant_id, parts, unix_ms(clock_.wall_now()));
+      sent = co_await flush_tenant(*redis_[worker], tenant_id, leases, true);
     }
-    if (returns) co_return sent.sent;
+    if (sent.returned) co_return true;
   }
-  // Nothing to give back here: what there was may be on its way to Redis in another flush (the
+  // Nothing given back here: what there was may be on its way to Redis in another flush (the
   // flush loop's, or another request's give-back). Once those are done, ask once more.
   co_return co_await wait_for_flushes(worker);
 }
@@ -414,7 +500,7 @@ net::awaitable<bool> lease_table::wait_for_flushes(unsigned worker) {
 void lease_table::forget_done() {
   std::lock_guard lock(mu_);
   std::erase_if(open_, [](const auto& e) { return e.second->closed(); });
-  if (stranded_flushes_.load() > 0) return;  // the next flush forgets them
+  // A lease emptied by a flush under way looks done: its batch keeps it until it is answered.
   std::erase_if(live_, [](const live_lease& l) { return l.lease->done(); });
 }
 

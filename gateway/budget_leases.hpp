@@ -10,14 +10,15 @@
 // the tenant still hold unused capacity gives that back first and asks once more.
 // gateway/budget_guard decides which requests are served this way and calls in here.
 #pragma once
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -104,25 +105,47 @@ class lease_table {
     std::shared_ptr<metering::budget_lease> lease;
     metering::budget_lease::flush_part part;
   };
-  struct flush_outcome {
-    bool sent = false;      // Redis took it (otherwise the parts were put back)
-    bool recalled = false;  // Redis recalled one of the leases, which is now closed
+  // One script call's parts for one tenant, numbered (lease_engine::flush). A batch whose
+  // answer was lost keeps its number and its parts and is sent again before anything new of
+  // the tenant: Redis applies each batch once.
+  struct flush_batch {
+    std::uint64_t sequence = 0;
+    std::vector<taken_part> parts;
   };
-  // Sends one tenant's parts in one flush script call.
+  // A tenant's flushes: one at a time, on whichever thread sends it.
+  struct tenant_flushes {
+    bool sending = false;
+    std::optional<flush_batch> unanswered;  // failed or timed out: to be sent again
+  };
+  struct flush_outcome {
+    bool sent = false;      // Redis answered (otherwise the batch waits to be sent again)
+    bool recalled = false;  // Redis recalled one of the leases, which is now closed
+    bool returned = false;  // some unused capacity went back
+    bool busy = false;      // another flush of the tenant was under way: nothing sent
+  };
+  // Takes what each lease has to flush (with `returnable_only`, only closed leases with
+  // unused capacity). Under mu_.
+  static std::vector<taken_part> take_parts(
+      const std::vector<std::shared_ptr<metering::budget_lease>>& leases, bool returnable_only);
+  // Flushes the tenant's leases in one script call: first, if there is one, the tenant's
+  // unanswered batch, then what the leases have now. Nothing if a flush of the tenant is
+  // under way (`busy`).
+  boost::asio::awaitable<flush_outcome> flush_tenant(
+      redis::client& redis, const std::string& tenant_id,
+      const std::vector<std::shared_ptr<metering::budget_lease>>& leases, bool returnable_only);
+  // Sends one batch in one flush script call.
   boost::asio::awaitable<flush_outcome> send_flush(redis::client& redis,
                                                    const std::string& tenant_id,
-                                                   const std::vector<taken_part>& parts,
-                                                   std::int64_t now_ms);
+                                                   const flush_batch& batch);
   // Flushes now, on I/O thread `worker`, the tenant's closed leases that hold capacity they
-  // will not use; with none here, waits for the flushes under way elsewhere (they may carry
-  // it). True if an acquire refused before may fit now. Forgets no lease: only flush_once()
-  // does.
+  // will not use (after the tenant's unanswered batch, if any); with none here, waits for the
+  // flushes under way elsewhere (they may carry it). True if an acquire refused before may fit now.
+  // Forgets no lease: only flush_once() does.
   boost::asio::awaitable<bool> give_back_stranded(unsigned worker, const std::string& tenant_id);
   // Waits, on I/O thread `worker`, until no flush is under way (at most lease_flush_ms);
   // false at once if none was.
   boost::asio::awaitable<bool> wait_for_flushes(unsigned worker);
-  // Forgets the leases that are done (unless a give_back_stranded() has parts out), and
-  // closed ones in open_. Called by flush_once() only, after its own parts are settled.
+  // Forgets the leases that are done, and closed ones in open_. Called by flush_once() only.
   void forget_done();
   boost::asio::awaitable<void> final_flush(std::function<void()> done);
   static std::string open_key(const std::string& tenant_id, const std::string& counter_id);
@@ -134,13 +157,15 @@ class lease_table {
   logger& log_;
   metering::lease_engine engine_;
 
-  std::mutex mu_;  // guards open_, live_ and closes_
+  std::mutex mu_;  // guards open_, live_, closes_, flushes_ and flush_sequence_
   // How many times close_tenant ran: a lease acquired across one was sized under the budgets
   // as they were before the change, so it serves only the request that took it.
   std::uint64_t closes_ = 0;
   std::unordered_map<std::string, std::shared_ptr<metering::budget_lease>> open_;
   std::vector<live_lease> live_;
   std::unordered_set<std::string> renewing_;  // open_ keys whose renewal is under way
+  std::unordered_map<std::string, tenant_flushes> flushes_;  // by tenant id
+  std::uint64_t flush_sequence_ = 0;          // the last flush batch's number, over all tenants
   bool draining_ = false;                     // drain() ran: no more renewals
   // Per I/O thread (touched on that thread only): the counters it is taking a lease on, each
   // with a timer cancelled once the lease is in open_; the thread's requests missing one of
@@ -156,7 +181,7 @@ class lease_table {
   std::atomic<bool> flush_soon_{false};  // a tenant's budgets changed: flush at the short interval
 
   struct {
-    metrics::counter *leased, *exact, *recalled, *flush_failed, *renewed;
+    metrics::counter *leased, *exact, *recalled, *flush_failed, *flush_repeated, *renewed;
   } events_;
 };
 

@@ -120,7 +120,8 @@ panel("Spend corrections and alert webhooks",
 panel("Budget leases by event",
       [(f'sum by (event) (rate(tollgate_budget_leases_total{{{I}}}[$__rate_interval]))', "{{event}}")], "ops",
       desc="leased: a slice taken; exact: a one-request lease; recalled: given back early; "
-           "flush_failed: a flush Redis did not take (alert TollgateBudgetLeaseFlushFailures).")
+           "flush_failed: a flush Redis did not answer, sent again (alert TollgateBudgetLeaseFlushFailures); "
+           "flush_repeated: one sent again that Redis had applied already (not applied twice).")
 
 row("Ledger")
 panel("Events queued for the next flush",

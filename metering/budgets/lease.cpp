@@ -76,11 +76,6 @@ budget_lease::flush_part budget_lease::take_flush() {
   return part;
 }
 
-void budget_lease::unflush(const flush_part& part) {
-  settled_.fetch_add(part.settled, std::memory_order_acq_rel);
-  unused_.fetch_add(part.returned, std::memory_order_acq_rel);
-}
-
 std::int64_t budget_lease::unused() const {
   return closed() ? 0 : std::max<std::int64_t>(unused_.load(std::memory_order_acquire), 0);
 }

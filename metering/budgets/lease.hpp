@@ -82,14 +82,13 @@ class budget_lease {
   bool closed() const { return closed_.load(std::memory_order_acquire); }
 
   // What the next flush sends: the usage settled since the last flush, and (closed leases
-  // only) the unused part to give back. Taken out of the lease; put back with unflush() if the
-  // flush fails.
+  // only) the unused part to give back. Taken out of the lease; a flush that fails keeps it
+  // and sends it again (gateway/budget_leases).
   struct flush_part {
     std::int64_t settled = 0;
     std::int64_t returned = 0;
   };
   flush_part take_flush();
-  void unflush(const flush_part& part);
 
   // Unused capacity (0 once closed).
   std::int64_t unused() const;

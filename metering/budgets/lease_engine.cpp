@@ -100,37 +100,53 @@ end
 return out
 )lua");
 
-// KEYS: one counter per lease. ARGV: now (ms), then per lease: hold field, hold expiry (ms),
-// settled (>= 0), returned (an integer; negative when requests used more than their worst
-// case), counter ttl (ms). Moves `settled` from the hold to `used` and releases `returned`
-// (a hold already expired releases nothing: it counts for nothing already). Returns each
-// counter's recall count.
+// KEYS: one counter per lease, then the gateway's flush sequence key for the tenant. ARGV:
+// now (ms), the batch's sequence number, the sequence key's ttl (ms), then per lease: hold
+// field, hold expiry (ms), settled (>= 0), returned (an integer; negative when requests used
+// more than their worst case), counter ttl (ms). Unless the sequence key already holds this
+// number or a later one (the batch was applied before: its answer was lost and it is sent
+// again), records the number and, for each lease, moves `settled` from the hold to `used` and
+// releases `returned` (a hold already expired releases nothing: it counts for nothing
+// already). Returns each counter's recall count, then 1 if the batch was applied now, 0 if it
+// had been before.
 const redis::script flush_script(std::string(amount_of_lua) + std::string(integer_lua) + R"lua(
-local now = tonumber(ARGV[1])
-for i = 1, #KEYS do
-  local a = 2 + 5 * (i - 1)
+local now, seq, n = tonumber(ARGV[1]), tonumber(ARGV[2]), #KEYS - 1
+if not seq or not string.find(ARGV[2], '^%d+$') then
+  return redis.error_reply('ERR tollgate: lease flush sequence must be an integer')
+end
+for i = 1, n do
+  local a = 4 + 5 * (i - 1)
   local r = ARGV[a + 3]
   if not amount_of(ARGV[a + 2]) or not r or not string.find(r, '^%-?%d+$') then
     return redis.error_reply('ERR tollgate: lease flush amounts must be integers')
   end
 end
+local last = tonumber(redis.call('GET', KEYS[#KEYS]) or '0')
+local apply = seq > last
+if apply then redis.call('SET', KEYS[#KEYS], ARGV[2], 'PX', ARGV[3]) end
 local out = {}
-for i = 1, #KEYS do
-  local k, a = KEYS[i], 2 + 5 * (i - 1)
+for i = 1, n do
+  local k, a = KEYS[i], 4 + 5 * (i - 1)
   local settled, returned = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local give = settled + returned
-  if tonumber(ARGV[a + 1]) > now and give ~= 0 then
+  if apply and tonumber(ARGV[a + 1]) > now and give ~= 0 then
     if redis.call('HINCRBY', k, ARGV[a], int(-give)) <= 0 then redis.call('HDEL', k, ARGV[a]) end
   end
-  if settled > 0 then
+  if apply and settled > 0 then
     local fresh = redis.call('EXISTS', k) == 0
     redis.call('HINCRBY', k, 'used', ARGV[a + 2])
     if fresh then redis.call('PEXPIRE', k, ARGV[a + 4]) end
   end
   out[i] = tonumber(redis.call('HGET', k, 'R') or '0')
 end
+out[n + 1] = apply and 1 or 0
 return out
 )lua");
+
+// The flush sequence key outlives every hold a batch releases by this much (the gateway's
+// clock may step back between a batch and its resend): past a hold's expiry, applying its batch
+// again could only count its settled usage twice (conservative), never release the hold twice.
+constexpr std::int64_t flush_sequence_margin_ms = 60'000;
 
 redis::redis_error protocol_error(const std::string& what) {
   return redis::redis_error{"unexpected answer from the lease script: " + what};
@@ -232,14 +248,25 @@ net::awaitable<basic_result<lease_acquisition, redis::redis_error>> lease_engine
   co_return out;
 }
 
-net::awaitable<basic_result<std::vector<std::int64_t>, redis::redis_error>> lease_engine::flush(
-    redis::client& redis, std::vector<lease_flush_entry> entries, std::int64_t now_ms) {
-  std::vector<std::int64_t> recalls;
-  if (entries.empty()) co_return recalls;
+std::string lease_engine::flush_sequence_key(const std::string& tenant_id) const {
+  return "tg:{" + tenant_id + "}:f:" + gateway_id_;
+}
+
+net::awaitable<basic_result<lease_flush_answer, redis::redis_error>> lease_engine::flush(
+    redis::client& redis, std::string tenant_id, std::uint64_t sequence,
+    std::vector<lease_flush_entry> entries, std::int64_t now_ms) {
+  lease_flush_answer answer;
+  if (entries.empty()) co_return answer;
+  std::int64_t sequence_ttl_ms = flush_sequence_margin_ms;
+  for (const auto& e : entries) {
+    sequence_ttl_ms =
+        std::max(sequence_ttl_ms, e.hold_expiry_ms - now_ms + flush_sequence_margin_ms);
+  }
   std::vector<std::string> keys;
-  std::vector<std::string> args{std::to_string(now_ms)};
-  keys.reserve(entries.size());
-  args.reserve(1 + 5 * entries.size());
+  std::vector<std::string> args{std::to_string(now_ms), std::to_string(sequence),
+                                std::to_string(sequence_ttl_ms)};
+  keys.reserve(entries.size() + 1);
+  args.reserve(3 + 5 * entries.size());
   for (auto& e : entries) {
     keys.push_back(std::move(e.counter_key));
     args.push_back(std::move(e.hold_field));
@@ -248,14 +275,16 @@ net::awaitable<basic_result<std::vector<std::int64_t>, redis::redis_error>> leas
     args.push_back(std::to_string(e.returned));
     args.push_back(std::to_string(e.counter_ttl_ms));
   }
+  keys.push_back(flush_sequence_key(tenant_id));
   auto r = co_await redis.eval(flush_script, std::move(keys), std::move(args));
   if (!r) co_return r.error();
   if (r->is_error()) co_return redis::redis_error{"lease flush failed: " + r->str};
-  if (r->type != redis::reply::kind::array || r->elements.size() != entries.size()) {
+  if (r->type != redis::reply::kind::array || r->elements.size() != entries.size() + 1) {
     co_return protocol_error("flush answer");
   }
-  for (const auto& e : r->elements) recalls.push_back(e.integer);
-  co_return recalls;
+  for (std::size_t i = 0; i < entries.size(); ++i) answer.recalls.push_back(r->elements[i].integer);
+  answer.applied = r->elements.back().integer == 1;
+  co_return answer;
 }
 
 }  // namespace tollgate::metering

@@ -8,7 +8,10 @@
 //            for a lease taken ahead of need, nothing there).
 //   flush:   for each lease, move the usage settled since the last flush from its hold to
 //            `used` and give back the unused part of a closed lease; one call for all of a
-//            tenant's leases. Answers each counter's recall count.
+//            tenant's leases. Answers each counter's recall count. Each batch carries a number
+//            that grows with every batch a gateway sends for a tenant; Redis keeps the last one
+//            applied (per gateway and tenant), so a batch sent again because its answer was
+//            lost (a timeout after the script ran) is not applied twice.
 // A lease is an ordinary hold field (`h<expiry>`), so the reserve script, usage reads and
 // reconcile see it as held, a dead gateway's leases expire like holds, and leases and
 // per-request holds share a budget safely. Keys carry the tenant's hash tag, as all budget keys.
@@ -53,6 +56,12 @@ struct lease_flush_entry {
   std::int64_t returned = 0;
 };
 
+// What Redis answered to a flush.
+struct lease_flush_answer {
+  std::vector<std::int64_t> recalls;  // per entry: its counter's recall count
+  bool applied = false;               // false: this batch (or a later one) had been applied before
+};
+
 class lease_engine {
  public:
   // `lease_time`: how long a lease serves requests (at most; a calendar window's instance and
@@ -66,12 +75,18 @@ class lease_engine {
       redis::client& redis, std::string tenant_id, std::vector<lease_request> requests,
       std::int64_t now_ms);
 
-  // ONE script call for leases of one tenant; answers each entry's counter's recall count.
-  boost::asio::awaitable<basic_result<std::vector<std::int64_t>, redis::redis_error>> flush(
-      redis::client& redis, std::vector<lease_flush_entry> entries, std::int64_t now_ms);
+  // ONE script call for leases of one tenant. `sequence`: the batch's number, greater than
+  // that of every batch this gateway sent for the tenant before it; a batch whose answer was
+  // lost is sent again with its own number and exactly its entries, before any later batch.
+  boost::asio::awaitable<basic_result<lease_flush_answer, redis::redis_error>> flush(
+      redis::client& redis, std::string tenant_id, std::uint64_t sequence,
+      std::vector<lease_flush_entry> entries, std::int64_t now_ms);
 
   // The sorted set of the gateways leasing a counter (member: gateway id, score: last lease).
   static std::string sharing_key(const std::string& tenant_id, const std::string& counter_id);
+  // The last flush sequence number Redis applied for this gateway and the tenant. It lives
+  // until a minute after the last hold its batch released expires.
+  std::string flush_sequence_key(const std::string& tenant_id) const;
   // Until when a lease taken at `now_ms` on `rule` serves requests.
   std::int64_t serve_until_ms(const limit_rule& rule, std::int64_t now_ms) const;
 

@@ -40,9 +40,14 @@ net::awaitable<basic_result<lease_acquisition, redis::redis_error>> acquire_one(
   co_return co_await e.acquire(c, tenant, std::move(reqs), now);
 }
 
-net::awaitable<basic_result<std::vector<std::int64_t>, redis::redis_error>> flush_some(
-    lease_engine& e, redis::client& c, std::vector<lease_flush_entry> entries, std::int64_t now) {
-  co_return co_await e.flush(c, std::move(entries), now);
+net::awaitable<basic_result<lease_flush_answer, redis::redis_error>> flush_some(
+    lease_engine& e, redis::client& c, std::uint64_t sequence,
+    std::vector<lease_flush_entry> entries, std::int64_t now) {
+  co_return co_await e.flush(c, tenant, sequence, std::move(entries), now);
+}
+
+net::awaitable<redis::redis_result> raw(redis::client& c, std::vector<std::string> args) {
+  co_return co_await c.command(std::move(args));
 }
 
 net::awaitable<basic_result<std::vector<window_usage>, redis::redis_error>> usage_of(
@@ -74,6 +79,7 @@ struct sim_gateway {
   int exact = 0;
   int leased = 0;
   int renewed = 0;
+  std::uint64_t sequence = 0;  // the last flush batch's number
 
   void renew(const std::vector<limit_charge>& charges, std::int64_t now) {
     std::vector<lease_request> reqs;
@@ -161,12 +167,14 @@ struct sim_gateway {
       entries.push_back({g.counter_key, g.hold_field, g.hold_expiry_ms, g.counter_ttl_ms,
                          p.settled, p.returned});
     }
-    auto r = run(io, flush_some(engine, redis, entries, now));
+    if (entries.empty()) return false;  // the gateway sends no empty batch
+    auto r = run(io, flush_some(engine, redis, ++sequence, entries, now));
     REQUIRE(r);
-    REQUIRE(r->size() == live.size());
+    REQUIRE(r->applied);
+    REQUIRE(r->recalls.size() == live.size());
     bool recalled = false;
     for (std::size_t i = 0; i < live.size(); ++i) {
-      if ((*r)[i] > live[i]->grant().recall_seen && !live[i]->closed()) {
+      if (r->recalls[i] > live[i]->grant().recall_seen && !live[i]->closed()) {
         live[i]->close();
         recalled = true;
       }
@@ -444,4 +452,75 @@ TEST_CASE("leases and the reserve script's per-request holds share one budget") 
   REQUIRE(r);
   CHECK_FALSE(r->granted);
   CHECK(r->refused_remaining == 7'000);
+}
+
+TEST_CASE("a flush batch sent again after a lost answer is applied once; later batches apply") {
+  redis_server server;
+  net::io_context io;
+  redis::client c(io.get_executor(), client_settings(server));
+  const auto day = rule_of("day", budget_window::day, 16'000);
+  sim_gateway a(io, c, "gw_a", 60'000);
+  // Two requests: one finishes (10 of its 30), one stays in flight (30 held for it).
+  auto la = a.serve({{day, 30}}, t0);
+  REQUIRE(la.size() == 1);
+  REQUIRE(la[0]->grant().slice == 2'000);
+  REQUIRE(a.serve({{day, 30}}, t0).size() == 1);
+  la[0]->finish(30, 10);
+  auto entry_of = [&](const budget_lease::flush_part& p) {
+    const auto& g = la[0]->grant();
+    return std::vector<lease_flush_entry>{
+        {g.counter_key, g.hold_field, g.hold_expiry_ms, g.counter_ttl_ms, p.settled, p.returned}};
+  };
+  budget_engine engine(std::chrono::hours(24));
+  using counts = std::pair<std::int64_t, std::int64_t>;  // used, held
+  auto counted = [&](std::int64_t now) {
+    auto u = run(io, usage_of(engine, c, {day}, now));
+    REQUIRE(u);
+    return counts{u->at(0).used, u->at(0).held};
+  };
+  // Batch 1: the 10 settled. Sent twice (its first answer lost): applied once.
+  const auto settled = entry_of(la[0]->take_flush());
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto r = run(io, flush_some(a.engine, c, 1, settled, t0 + 1));
+    REQUIRE(r);
+    CHECK(r->applied == (attempt == 0));
+    CHECK(r->recalls == std::vector<std::int64_t>{0});
+    CHECK(counted(t0 + 2) == counts{10, 1'990});
+  }
+  // Batch 2, the closed lease's unused part: applied once however often it is sent, so the
+  // request still in flight keeps its 30 held (a second release would take them).
+  la[0]->close();
+  const auto returned = entry_of(la[0]->take_flush());
+  REQUIRE(returned[0].returned == 1'960);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto r = run(io, flush_some(a.engine, c, 2, returned, t0 + 3));
+    REQUIRE(r);
+    CHECK(r->applied == (attempt == 0));
+    CHECK(counted(t0 + 4) == counts{10, 30});
+  }
+  // An older batch arriving late is not applied either.
+  auto late = run(io, flush_some(a.engine, c, 1, settled, t0 + 5));
+  REQUIRE(late);
+  CHECK_FALSE(late->applied);
+  CHECK(counted(t0 + 6) == counts{10, 30});
+  // The number is kept per gateway and tenant, at least a minute past the hold it released.
+  auto ttl = run(io, raw(c, {"PTTL", a.engine.flush_sequence_key(tenant)}));
+  REQUIRE(ttl);
+  CHECK(ttl->integer > 60'000);
+  auto last = run(io, raw(c, {"GET", a.engine.flush_sequence_key(tenant)}));
+  REQUIRE(last);
+  CHECK(last->str == "2");
+  // The request in flight finishes (20 of 30); batch 3 settles it and returns the rest.
+  la[0]->finish(30, 20);
+  auto r3 = run(io, flush_some(a.engine, c, 3, entry_of(la[0]->take_flush()), t0 + 7));
+  REQUIRE(r3);
+  CHECK(r3->applied);
+  CHECK(counted(t0 + 8) == counts{30, 0});
+  // Another gateway's batches are numbered on their own: its first batch (number 1) applies.
+  sim_gateway b(io, c, "gw_b", 60'000);
+  auto lb = b.serve({{day, 30}}, t0 + 9);
+  REQUIRE(lb.size() == 1);
+  lb[0]->finish(30, 5);
+  b.flush(t0 + 10, true);
+  CHECK(counted(t0 + 11) == counts{35, 0});
 }

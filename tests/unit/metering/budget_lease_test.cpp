@@ -134,20 +134,6 @@ TEST_CASE("flushes send what was settled, and a closed lease's unused part, once
   CHECK(p.settled == 0);
   CHECK(p.returned == 300);
   CHECK(l.done());
-  // A failed flush is put back and sent with the next one.
-  budget_lease m(grant_of(50));
-  REQUIRE(m.take(50, 0));
-  m.finish(50, 20);
-  m.close();
-  p = m.take_flush();
-  CHECK(p.settled == 20);
-  CHECK(p.returned == 30);
-  CHECK(m.done());
-  m.unflush(p);
-  CHECK_FALSE(m.done());
-  p = m.take_flush();
-  CHECK(p.settled == 20);
-  CHECK(p.returned == 30);
 }
 
 TEST_CASE("threads sharing a lease: settled plus returned is the slice, to the unit") {
