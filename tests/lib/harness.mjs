@@ -9,16 +9,26 @@ import path from 'node:path';
 export const binDir = process.env.TOLLGATE_BIN_DIR ??
   path.resolve(new URL('../../build/bin', import.meta.url).pathname);
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+// A loopback port nothing listens on now. The kernel may offer a port it offered a moment ago
+// (once it is closed again), so a port this process handed out before is never handed out
+// twice: two servers of one stack would otherwise be given the same port.
+const portsHandedOut = new Set();
+export async function freePort() {
+  for (;;) {
+    const port = await new Promise((resolve, reject) => {
+      const srv = net.createServer();
+      srv.unref();
+      srv.on('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const { port: p } = srv.address();
+        srv.close(() => resolve(p));
+      });
     });
-  });
+    if (!portsHandedOut.has(port)) {
+      portsHandedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
