@@ -309,8 +309,19 @@ net::awaitable<void> lease_table::flush_loop() {
   }
 }
 
+namespace {
+
+// Decrements a count of flushes under way when it goes out of scope, however the scope ends.
+struct flush_counted {
+  std::atomic<int>& count;
+  ~flush_counted() { --count; }
+};
+
+}  // namespace
+
 net::awaitable<bool> lease_table::flush_once() {
   ++flushing_;  // (before any part is taken: a give-back that finds nothing waits for it)
+  flush_counted counted{flushing_};
   std::map<std::string, std::vector<std::shared_ptr<metering::budget_lease>>> by_tenant;
   {
     std::lock_guard lock(mu_);
@@ -331,7 +342,6 @@ net::awaitable<bool> lease_table::flush_once() {
     if (sent.recalled) recalled = true;
   }
   forget_done();
-  --flushing_;
   co_return recalled;
 }
 
@@ -386,12 +396,13 @@ net::awaitable<lease_table::flush_outcome> lease_table::flush_tenant(
       bool again = false;
       ~sending_done() {
         std::lock_guard lock(t.mu_);
-        auto& f = t.flushes_[tenant_id];
-        f.sending = false;
+        const auto f = t.flushes_.find(tenant_id);  // there: only this flush erases it now
+        f->second.sending = false;
         if (!sent) {
-          f.unanswered = std::move(batch);
+          ++batch.failures;
+          f->second.unanswered = std::move(batch);
         } else if (!again) {
-          t.flushes_.erase(tenant_id);  // nothing of the tenant's is waiting
+          t.flushes_.erase(f);  // nothing of the tenant's is waiting
         }
       }
     };
@@ -429,7 +440,13 @@ net::awaitable<lease_table::flush_outcome> lease_table::send_flush(redis::client
     events_.flush_failed->inc();
     json_object_writer f;
     f.add("tenant_id", tenant_id).add("error", r.error().message);
-    log_.warn("budgets: a lease flush failed; it is sent again with the next one", f);
+    f.add("failures_before", static_cast<std::int64_t>(batch.failures));
+    const char* what = "budgets: a lease flush failed; it is sent again with the next one";
+    if (batch.failures == 0) {
+      log_.warn(what, f);
+    } else {
+      log_.debug(what, f);  // while Redis is away: once per batch at warn, not every tick
+    }
     co_return flush_outcome{};
   }
   if (!r->applied) events_.flush_repeated->inc();
@@ -444,16 +461,6 @@ net::awaitable<lease_table::flush_outcome> lease_table::send_flush(redis::client
   }
   co_return out;
 }
-
-namespace {
-
-// Decrements a count of flushes under way when it goes out of scope, however the scope ends.
-struct flush_counted {
-  std::atomic<int>& count;
-  ~flush_counted() { --count; }
-};
-
-}  // namespace
 
 net::awaitable<bool> lease_table::give_back_stranded(unsigned worker,
                                                      const std::string& tenant_id) {

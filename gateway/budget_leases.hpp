@@ -111,6 +111,7 @@ class lease_table {
   struct flush_batch {
     std::uint64_t sequence = 0;
     std::vector<taken_part> parts;
+    std::uint32_t failures = 0;  // sends that failed so far
   };
   // A tenant's flushes: one at a time, on whichever thread sends it.
   struct tenant_flushes {

@@ -123,6 +123,9 @@ for i = 1, n do
 end
 local last = tonumber(redis.call('GET', KEYS[#KEYS]) or '0')
 local apply = seq > last
+-- Recorded before the counters change: were the script to fail halfway (Redis does not undo a
+-- script's writes), a resend would skip the rest, which its holds keep counting until they
+-- expire, instead of releasing what was released already a second time.
 if apply then redis.call('SET', KEYS[#KEYS], ARGV[2], 'PX', ARGV[3]) end
 local out = {}
 for i = 1, n do

@@ -7,36 +7,51 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { startStack, waitFor, freePort, sleep } from '../lib/harness.mjs';
+import { startStack, waitFor } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { api, makeTenant } from '../lib/ledger.mjs';
 import { budgetConfig, addBudget, ask } from '../lib/budgets.mjs';
 
-// A TCP proxy to `port`: commands always reach Redis; while `swallow` is set, what Redis
-// answers is dropped.
+// A TCP proxy to `port`: commands always reach Redis; while swallowing, what Redis answers is
+// dropped, and once that stops every connection that lost part of an answer is closed (its
+// replies would no longer match its commands). It counts the budget-change messages Redis
+// pushes to subscribers, by tenant.
 async function replySwallowingProxy(port) {
-  const proxy = { swallow: false, swallowed: 0, sockets: new Set() };
+  const proxy = { swallowing: false, swallowed: 0, pairs: new Set(), changes: new Map() };
   const server = net.createServer((client) => {
     const redis = net.connect(port, '127.0.0.1');
-    proxy.sockets.add(client);
-    proxy.sockets.add(redis);
+    const pair = { client, redis, lost: false };
+    proxy.pairs.add(pair);
     client.on('data', (d) => redis.write(d));
     redis.on('data', (d) => {
-      if (proxy.swallow) proxy.swallowed += d.length;
-      else client.write(d);
+      if (proxy.swallowing) {
+        proxy.swallowed += d.length;
+        pair.lost = true;
+        return;
+      }
+      for (const m of d.toString('latin1').matchAll(/tg:budgets:changed\r\n\$\d+\r\n([^\r]*)\r\n/g)) {
+        proxy.changes.set(m[1], (proxy.changes.get(m[1]) ?? 0) + 1);
+      }
+      client.write(d);
     });
-    const end = () => { client.destroy(); redis.destroy(); };
+    const end = () => { client.destroy(); redis.destroy(); proxy.pairs.delete(pair); };
     client.on('close', end);
     redis.on('close', end);
     client.on('error', end);
     redis.on('error', end);
   });
-  const listenPort = await freePort();
-  await new Promise((r) => server.listen(listenPort, '127.0.0.1', r));
-  proxy.address = `127.0.0.1:${listenPort}`;
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  proxy.address = `127.0.0.1:${server.address().port}`;
+  proxy.swallow = (on) => {
+    proxy.swallowing = on;
+    if (on) return;
+    for (const p of proxy.pairs) {
+      if (p.lost) { p.client.destroy(); p.redis.destroy(); }
+    }
+  };
   proxy.close = () => {
-    for (const s of proxy.sockets) s.destroy();
+    for (const p of proxy.pairs) { p.client.destroy(); p.redis.destroy(); }
     server.close();
   };
   return proxy;
@@ -62,7 +77,7 @@ describe('budget leases when Redis\'s answer to a flush is lost (real PostgreSQL
     // are the ones a budget change asks for, and the resend of a batch Redis did not answer
     // (both at the next 20 ms tick).
     s = await startStack({ config: budgetConfig(pg, { budgetsConfig: { redis: proxy.address } }, dir,
-      { lease_flush_ms: 20, lease_flush_far_ms: 60000, command_timeout_ms: 300 }) });
+      { lease_flush_ms: 20, lease_flush_far_ms: 60000, command_timeout_ms: 1500 }) });
   });
   after(async () => {
     await s?.stop();
@@ -74,6 +89,10 @@ describe('budget leases when Redis\'s answer to a flush is lost (real PostgreSQL
   test('a flush Redis ran but did not answer is sent again and applied once: Redis == ledger', async () => {
     const t = await makeTenant(s.adminUrl, 'LostAnswer');
     const b = await addBudget(s.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'month', limit: 1_000_000 });
+    // Each budget change comes back to the gateway over pub/sub a moment later and closes the
+    // tenant's leases again; the steps below wait for those echoes.
+    const echoes = () => proxy.changes.get(t.tenant) ?? 0;
+    await waitFor(() => echoes() === 1, { what: 'the new budget announced' });
     let seen = 0;
     const send = async (n, tag) => {
       for (let i = 0; i < n; i += 1) {
@@ -86,8 +105,8 @@ describe('budget leases when Redis\'s answer to a flush is lost (real PostgreSQL
     const used = () => redis.counters(t.tenant)[b.id]?.used ?? 0;
     await send(6, 'first');
     // A budget change flushes the lease (and loads the flush script into Redis, so that the
-    // lost answer below is the script's). The gateway hears its own change back over pub/sub
-    // a moment later, which flushes again: that has passed before the second requests.
+    // lost answer below is the script's). Its echo closes the tenant's leases once more before
+    // the second requests take a new one.
     let limit = 2_000_000;
     const change = async () => {
       limit += 1;
@@ -96,11 +115,11 @@ describe('budget leases when Redis\'s answer to a flush is lost (real PostgreSQL
     };
     await change();
     await waitFor(() => used() === seen, { what: 'the first flush' });
-    await sleep(500);
+    await waitFor(() => echoes() === 2, { what: 'the change coming back over pub/sub' });
     await send(6, 'second');
     assert.ok(used() < seen, 'the second requests\' usage is not flushed yet');
     const failedBefore = (await leaseEvents(s.adminUrl)).flush_failed;
-    proxy.swallow = true;
+    proxy.swallow(true);
     // A budget change closes the tenant's lease and flushes it: settled usage and the unused
     // rest in one batch, which Redis runs and whose answer is lost.
     await change();
@@ -108,7 +127,7 @@ describe('budget leases when Redis\'s answer to a flush is lost (real PostgreSQL
     assert.ok(proxy.swallowed > 0, 'Redis answered something that was dropped');
     // Redis did run it: the usage is there already.
     assert.equal(used(), seen, 'the lost batch was applied in Redis');
-    proxy.swallow = false;
+    proxy.swallow(false);
     // The unanswered batch is sent again at the short interval, with its number, once the
     // gateway's connection is back; Redis finds it applied.
     await waitFor(async () => (await leaseEvents(s.adminUrl)).flush_repeated > 0,
