@@ -265,9 +265,11 @@ net::awaitable<pg::db_result<std::vector<usage_row>>> rollup_usage(pg::connectio
   };
   auto wm = co_await conn.query("SELECT watermark FROM usage_rollup_state");
   if (!wm) co_return co_await fail(wm.error());
-  // Months that start up to 31 days before the range can still reach into it.
+  // Months that start up to 31 days before the range can still reach into it; and a month
+  // read whole, less its other days, needs all of those, also the ones after the range (up to
+  // 31 days after its end).
   std::vector<pg::param> params{*q.tenant_id, std::to_string(q.start_s / day_s - 31),
-                                std::to_string(q.end_s / day_s + 1)};
+                                std::to_string(q.end_s / day_s + 32)};
   auto totals = co_await conn.query(
       "SELECT grain, period - DATE '1970-01-01', (extract(epoch from first_at) * 1000000)::bigint,"
       " (extract(epoch from last_at) * 1000000)::bigint FROM usage_rollup"

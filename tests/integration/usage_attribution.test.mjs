@@ -185,7 +185,9 @@ describe('usage by end user, tag and session (real PostgreSQL)', () => {
     advance();
     const ranges = [[prevStart + 5 * DAY, monthStart + 5 * DAY], [prevStart + 2 * DAY + 7200, now + 60],
       [prevStart + 9 * DAY, prevStart + 10 * DAY], [prevStart, monthStart - DAY],
-      [prevStart + 13 * DAY + 600, now + 60], [prevStart + 3 * DAY, prevStart + 28 * DAY]];
+      [prevStart + 13 * DAY + 600, now + 60], [prevStart + 3 * DAY, prevStart + 28 * DAY],
+      // Most of last month's days with usage lie in this range, and more lie after its end.
+      [prevStart + 2 * DAY, prevStart + 10 * DAY]];
     for (const [from, to] of ranges) {
       for (const [width, limit] of [['1mo', 3], ['1d', 31]]) {
         for (const [q, by, key] of [['group_by=end_user', 'end_user', (r) => r.end_user],
