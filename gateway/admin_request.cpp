@@ -40,6 +40,7 @@ api_error to_api_error(const billing::store_error& s) {
   e.type = s.status >= 500 ? "api_error" : "invalid_request_error";
   e.message = s.message;
   e.code = s.code;
+  if (s.status == 503) e.retry_after_s = 1;  // the database is away: try again shortly
   return e;
 }
 
