@@ -115,7 +115,15 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
       }
     }
     if (!plans.empty()) {
-      auto done = co_await rate_batch(events, event_plans, plans, rated);
+      // An event held on a credit_only mirror may draw from the pooled bundles only the cover
+      // its settlement counted on the pools (none, if its hold asked for none).
+      std::vector<std::optional<pooled_cover>> covers(events.size());
+      for (std::size_t i = 0; i < events.size(); ++i) {
+        const ledger_record& h = headers[i];
+        covers[i] =
+            pooled_cover_of(!h.credit_counters.empty(), h.settled_credit_micros, h.cover_tokens);
+      }
+      auto done = co_await rate_batch(events, event_plans, plans, covers, rated);
       if (!done) co_return done.error();
     }
   }
@@ -198,18 +206,19 @@ void ledger_writer::collect_corrections(const std::vector<std::optional<rating_e
   }
 }
 
-// The coverage pools of a credit_only tenant (docs/CREDITS.md) count what its bundles shared
-// with every project drew: each event sends the pool of its model and class what they drew
-// less what a covered hold's settlement counted there (only pools that exist take it, so other
-// tenants' draws change nothing). Events without a covered hold count too: a request in flight
-// when a bundle was made is drawn from it.
+// The coverage pools of a credit_only tenant (docs/CREDITS.md) count what its pooled bundles
+// drew: each event sends the pool of its model and class what they drew less what a covered
+// hold's settlement counted there (only pools that exist take it, so other tenants' draws
+// change nothing). An event held on the mirror draws at most that cover (rate_batch), so its
+// correction only gives back what the allowance paid instead; events held without the mirror
+// (no Redis) draw freely and count here.
 void ledger_writer::collect_cover_corrections(const rating_event& e, const ledger_record& h,
                                               const std::vector<bundle_paid>& paid) {
   const int classes[2] = {tc_input, tc_output};
   for (int c = 0; c < 2; ++c) {
     std::int64_t drawn = 0;
     for (const auto& b : paid) {
-      if (b.shared && b.token_class == classes[c]) drawn += b.tokens;
+      if (b.pooled && b.token_class == classes[c]) drawn += b.tokens;
     }
     const std::int64_t settled = h.settled_credit_micros >= 0 ? h.cover_tokens[c] : 0;
     if (drawn == settled) continue;
@@ -244,6 +253,7 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     const std::vector<std::optional<rating_event>>& events,
     const std::vector<const rating_plan*>& plans,
     const std::map<std::string, plan_history>& histories,
+    const std::vector<std::optional<pooled_cover>>& covers,
     std::vector<std::optional<rated_event>>& rated) {
   accumulator_map accumulators;
   for (std::size_t i = 0; i < events.size(); ++i) {
@@ -327,11 +337,11 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     }
     // The tokens the tenant's bundles pay for are not rated; the bundles pay their value.
     rating_event rest = *events[i];
-    const auto draws = cover_with_bundles(*plans[i], rest, accumulators, it->second);
+    const auto draws = cover_with_bundles(*plans[i], rest, accumulators, it->second, covers[i]);
     rated[i] = rate_event(*plans[i], rest, accumulators);
     for (const auto& d : draws) {
       bundle_paid_[i].push_back({it->second[d.bundle].grant_id, d.token_class, d.tokens,
-                                 d.amount_micros, it->second[d.bundle].project_ids.empty()});
+                                 d.amount_micros, it->second[d.bundle].pooled()});
       if (rated[i]) rated[i]->cost_micros += d.amount_micros;
     }
   }

@@ -114,7 +114,7 @@ class ledger_writer final : public metering::usage_sink {
     int token_class = tc_input;
     std::int64_t tokens = 0;
     std::int64_t amount_micros = 0;
-    bool shared = false;  // shared with every project: counted in the coverage pools
+    bool pooled = false;  // counted in the coverage pools (token_bundle::pooled)
   };
   std::vector<std::vector<bundle_paid>> bundle_paid_;  // per event of the batch being rated
 
@@ -142,11 +142,13 @@ class ledger_writer final : public metering::usage_sink {
   // them back. Fills `rated`, aligned with `events`. Before rating an event it draws the
   // tokens its tenant's token bundles pay for (billing/token_bundles.hpp; their accounts
   // locked after the accumulators), into bundle_paid_; the event's cost includes what the
-  // bundles pay.
+  // bundles pay. `covers`: per event, what its hold counted on the coverage pools, if it did
+  // (pooled bundles pay at most that).
   boost::asio::awaitable<pg::db_result<bool>> rate_batch(
       const std::vector<std::optional<rating_event>>& events,
       const std::vector<const rating_plan*>& plans,
       const std::map<std::string, plan_history>& histories,
+      const std::vector<std::optional<pooled_cover>>& covers,
       std::vector<std::optional<rated_event>>& rated);
   // Token banking (billing/allowance_rollover.hpp): makes the rollover grants that rating
   // settled in this batch, before their draws are booked.

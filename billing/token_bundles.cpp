@@ -19,7 +19,8 @@ bool token_bundle::serves(std::string_view project_id) const {
 
 std::vector<bundle_draw> draw_bundles(std::vector<token_bundle>& bundles, std::string_view model,
                                       int token_class, std::string_view project_id,
-                                      std::int64_t at_s, std::int64_t tokens, bool banded) {
+                                      std::int64_t at_s, std::int64_t tokens, bool banded,
+                                      std::int64_t* pooled_left) {
   std::vector<bundle_draw> draws;
   for (std::size_t i = 0; i < bundles.size() && tokens > 0; ++i) {
     auto& b = bundles[i];
@@ -27,7 +28,10 @@ std::vector<bundle_draw> draw_bundles(std::vector<token_bundle>& bundles, std::s
     if (b.expires_at_s && at_s >= *b.expires_at_s) continue;
     if (b.model != model || b.token_class != token_class || !b.serves(project_id)) continue;
     if (b.rollover && banded) continue;
-    const std::int64_t take = std::min(b.tokens_left, tokens);
+    const bool limited = pooled_left != nullptr && b.pooled();
+    const std::int64_t take = std::min({b.tokens_left, tokens, limited ? *pooled_left : tokens});
+    if (take <= 0) continue;
+    if (limited) *pooled_left -= take;
     const std::int64_t drawn_before = b.tokens - b.tokens_left;
     const std::int64_t amount =
         bundle_value_micros(drawn_before + take, b.price_per_million_micros) -
@@ -41,7 +45,8 @@ std::vector<bundle_draw> draw_bundles(std::vector<token_bundle>& bundles, std::s
 
 std::vector<bundle_draw> cover_with_bundles(const rating_plan& plan, rating_event& e,
                                             const accumulator_map& accumulators,
-                                            std::vector<token_bundle>& bundles) {
+                                            std::vector<token_bundle>& bundles,
+                                            const std::optional<pooled_cover>& cover) {
   std::vector<bundle_draw> out;
   if (e.batch || bundles.empty()) return out;
   const auto target = rating_target_of(plan, e);
@@ -59,8 +64,12 @@ std::vector<bundle_draw> cover_with_bundles(const rating_plan& plan, rating_even
     const std::int64_t allowance_left = std::max<std::int64_t>(0, allowance - position);
     const std::int64_t to_pay = *tokens - std::min(*tokens, allowance_left);
     if (to_pay <= 0) continue;
+    // Only the input and output classes have pools; the other classes' bundles are reserved
+    // by no hold.
+    const bool limited = cover && (c == tc_input || c == tc_output);
+    std::int64_t pooled_left = !limited ? 0 : c == tc_input ? cover->input : cover->output;
     auto draws = draw_bundles(bundles, target->prices->model, c, e.project_id, e.occurred_at_s,
-                              to_pay, !allowed);
+                              to_pay, !allowed, limited ? &pooled_left : nullptr);
     for (auto& d : draws) {
       *tokens -= d.tokens;
       out.push_back(std::move(d));

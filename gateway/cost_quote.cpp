@@ -71,7 +71,10 @@ boost::asio::awaitable<std::optional<std::int64_t>> cost_quoter::quote(
     }
     billing::rating_event rest = e;
     rest.project_id = rec.project_id;
-    const auto draws = billing::cover_with_bundles(*t.plan, rest, t.accumulators, t.bundles);
+    // A credit_only hold's cover bounds what the pooled bundles pay, as in the ledger.
+    const auto cover = billing::pooled_cover_of(!rec.credit_counters.empty(),
+                                                rec.settled_credit_micros, rec.cover_tokens);
+    const auto draws = billing::cover_with_bundles(*t.plan, rest, t.accumulators, t.bundles, cover);
     const auto rated = billing::rate_event(*t.plan, rest, t.accumulators);
     if (!rated) return std::nullopt;
     std::int64_t cost = rated->cost_micros;

@@ -5,7 +5,8 @@
 // than the credit and the bundles hold (every served request paid in full, nothing left to
 // invoice); Redis's coverage pools equal the ledger's bundle balances once the ledger has
 // corrected them, and `tollctl credits reconcile` finds them so; a prompt reported partly
-// cached costs its cached tokens beyond the hold, and no more (a documented limit).
+// cached costs its cached tokens beyond the hold, and no more (a documented limit); a request
+// the ledger rates first cannot draw the bundle tokens a request still in flight covered.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -165,14 +166,15 @@ describe('credit_only holds count token bundles', () => {
     // The upstream reports 6 of the prompt's tokens cached: the input bundle does not pay for
     // them, so they cost 6 x 2 micro-units that no hold took (docs/CREDITS.md, "Known limits").
     assert.equal((await askWith(client, 'tg:cached=6 cached words', 4))[0], 200);
-    // The settlement counts them on the credit mirror (at the worst rate) at once.
-    await waitFor(() => counter(`tg:{${t.tenant}}:b:credit:${t.tenant}:0`).used >= 12,
-      { what: 'the credit mirror to count the cached tokens' });
     await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}' AND status = 200`)) === 2,
       { what: 'both served requests in the ledger' });
     assert.deepEqual(pg.query(`SELECT cached_prompt_tokens, cost_micros - coalesce(credit_micros, 0) FROM usage_events
       WHERE tenant_id = '${t.tenant}' ORDER BY occurred_at`), [['0', '0'], ['6', '12']],
     'unpaid: exactly the 6 cached tokens at 2 micro-units, nothing of what the bundles covered');
+    // The settlement counted them on the credit mirror; the ledger's correction then set it to
+    // the money drawn: none (there is none to draw).
+    await waitFor(() => counter(`tg:{${t.tenant}}:b:credit:${t.tenant}:0`).used === 0,
+      { what: 'the credit mirror to count the money drawn' });
     await expectPoolsMatchLedger(t);
   });
 
@@ -209,5 +211,44 @@ describe('credit_only holds count token bundles', () => {
       assert.equal(row.ledger, b[c].drawn);
       assert.equal(row.difference, 0);
     }
+  });
+
+  // The ledger draws a bundle for each request in the order it rates them, which need not be
+  // the order the holds reserved the pool in. A request held without cover must not draw the
+  // bundle tokens another request in flight covered: that one would then pay money no hold
+  // counted, and a later request could hold the money it needs.
+  test('a request rated first cannot draw the bundle tokens a request in flight covered', async () => {
+    const t = await creditOnlyTenant('Reserved');
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: t.key, maxRetries: 0 });
+    const money = 64;  // one request's 8 output tokens at 8
+    const g = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/credit_grants`,
+      { body: { kind: 'promotional', amount_micros: money } });
+    assert.equal(g.status, 201, g.text);
+    await bundle(t, 'input', 10_000);
+    await bundle(t, 'output', 8);
+    // The slow request covers the output bundle's 8 tokens and answers in 3 s.
+    const slow = askWith(client, 'slow tg:tokens=8 tg:first_byte_delay_ms=3000', 8);
+    await waitFor(() => pool(t, 'output').held === 8, { what: 'the slow request to cover the output pool' });
+    // The quick one finds the pool covered: it holds the money for its output, and is rated first.
+    const { response } = await client.chat.completions.create({ model: 'dev-echo', max_tokens: 8,
+      messages: [{ role: 'user', content: 'quick tg:tokens=8' }] }).withResponse();
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 1,
+      { what: 'the quick request in the ledger' });
+    // Its cost header quotes what the ledger stored: the output at the price book's 8, not at
+    // the bundle's 1.
+    assert.equal(response.headers.get('x-tollgate-cost-micros'),
+      pg.value(`SELECT cost_micros FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+    assert.equal(ledgerBundles(t).output.left, 8, 'the covered tokens stay for the slow request');
+    assert.equal(pg.value(`SELECT ${money} - a.balance_micros FROM credit_accounts a WHERE a.grant_id = '${g.json.id}'`),
+      String(money), 'the quick request paid its output with the money it held');
+    // The money is spent: a third request is refused, even once the ledger's corrections landed.
+    await waitFor(() => counter(`tg:{${t.tenant}}:b:credit:${t.tenant}:0`).used === money,
+      { what: 'the credit mirror to count the money drawn' });
+    const [third, thirdMessage] = await askWith(client, 'third tg:tokens=8', 8);
+    assert.equal(third, 402, thirdMessage);
+    assert.equal((await slow)[0], 200);
+    await expectPaidInFull(t, 2);
+    assert.equal(ledgerBundles(t).output.left, 0, 'the slow request drew the tokens it covered');
+    await expectPoolsMatchLedger(t);
   });
 });

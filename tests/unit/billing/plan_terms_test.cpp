@@ -228,6 +228,65 @@ TEST_CASE("worked example: a token bundle drawn before credit") {
   CHECK(scoped[0].tokens_left == 6);
 }
 
+TEST_CASE("a mirrored event draws pooled bundles only up to the cover its hold counted") {
+  // docs/CREDITS.md, "credit_only plans, in real time": the pools reserved a covered hold's
+  // tokens for it, so an event rated earlier draws no more of the pooled bundles than its own
+  // cover; bundles shared with some projects only, and other classes, are reserved by no hold.
+  rating_plan plan;
+  plan.versions = {
+      {1, 0,
+       prices_of(R"({"m":{"input":[{"rate":"2000000"}],)"
+                 R"("output":[{"rate":"8000000"}],"cached_input":[{"rate":"1000000"}]}})")}};
+  accumulator_map acc;
+  std::vector<token_bundle> bundles = {
+      {"cg_in", "m", tc_input, 100, 100, 1'000'000, 0, std::nullopt, {}},
+      {"cg_out", "m", tc_output, 100, 100, 1'000'000, 0, std::nullopt, {}},
+      {"cg_prj", "m", tc_output, 100, 100, 1'000'000, 0, std::nullopt, {"prj_a"}},
+      {"cg_cached", "m", tc_cached_input, 100, 100, 1'000'000, 0, std::nullopt, {}}};
+  // Held with no cover (the pool was covered by a request in flight): nothing from the pooled
+  // bundles; the project's bundle and the cached class still pay.
+  rating_event e = event(nov_2026, 10, 8);
+  e.project_id = "prj_a";
+  e.cached_input = 3;
+  const auto draws = cover_with_bundles(plan, e, acc, bundles, pooled_cover{});
+  std::int64_t left[4];
+  for (int i = 0; i < 4; ++i) left[i] = bundles[i].tokens_left;
+  CHECK(left[0] == 100);
+  CHECK(left[1] == 100);
+  CHECK(left[2] == 92);
+  CHECK(left[3] == 97);
+  CHECK(draws.size() == 2);
+  CHECK(e.input == 10);  // paid with the money its hold counted
+  CHECK(e.output == 0);
+  // Covered 6 input and 5 output tokens: the pooled bundles pay those, the project's bundle
+  // (drawn after them) the rest of the output, money the rest of the input.
+  rating_event f = event(nov_2026, 10, 8);
+  f.project_id = "prj_a";
+  cover_with_bundles(plan, f, acc, bundles, pooled_cover{6, 5});
+  CHECK(bundles[0].tokens_left == 94);
+  CHECK(bundles[1].tokens_left == 95);
+  CHECK(bundles[2].tokens_left == 89);
+  CHECK(f.input == 4);
+  CHECK(f.output == 0);
+  // Without a mirrored hold (no Redis), the bundles draw in drawdown order as before.
+  rating_event g = event(nov_2026, 10, 8);
+  cover_with_bundles(plan, g, acc, bundles);
+  CHECK(bundles[0].tokens_left == 84);
+  CHECK(bundles[1].tokens_left == 87);
+  CHECK(g.input == 0);
+  CHECK(g.output == 0);
+  // A rollover grant is not pooled: an event held with no cover still draws it.
+  std::vector<token_bundle> rolled = {
+      {"cg_in2", "m", tc_input, 100, 100, 1'000'000, 0, std::nullopt, {}},
+      {"cg_roll", "m", tc_input, 50, 50, 0, 0, std::nullopt, {}}};
+  rolled[1].rollover = true;
+  rating_event h = event(nov_2026, 10, 0);
+  cover_with_bundles(plan, h, acc, rolled, pooled_cover{});
+  CHECK(rolled[0].tokens_left == 100);
+  CHECK(rolled[1].tokens_left == 40);
+  CHECK(h.input == 0);
+}
+
 TEST_CASE("worked example: usage included in money, then overage") {
   // Source: Cursor's Pro plan as announced in June 2025 ("$20 of frontier model usage per
   // month at API pricing", cursor.com/blog/june-2025-pricing), on Anthropic's published
