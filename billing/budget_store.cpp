@@ -378,6 +378,7 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> budget_store::active_bud
       auto pools = co_await cover_pools(**conn, tenant_id, now_ms);
       if (!pools) co_return pools.error();
       b.cover_pools = std::move(*pools);
+      b.cover_all_models = c->text(0, 3) == "all_models";
       out.push_back(std::move(b));
     }
   }

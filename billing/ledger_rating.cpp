@@ -137,7 +137,7 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
     if (!drawn) co_return drawn.error();
   }
 
-  collect_corrections(events, headers, rated, credit);
+  collect_corrections(events, event_plans, headers, rated, credit);
   std::string out;
   out.reserve(rows.size() + lines.size() * 40);
   for (std::size_t i = 0; i < lines.size(); ++i) {
@@ -174,6 +174,7 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
 // What each rated event's spend counters were settled with against what it was billed: the
 // difference goes to Redis once the batch is committed (on_spend_corrections).
 void ledger_writer::collect_corrections(const std::vector<std::optional<rating_event>>& events,
+                                        const std::vector<const rating_plan*>& plans,
                                         const std::vector<ledger_record>& headers,
                                         const std::vector<std::optional<rated_event>>& rated,
                                         const std::vector<std::int64_t>& credit) {
@@ -202,7 +203,9 @@ void ledger_writer::collect_corrections(const std::vector<std::optional<rating_e
     }
   }
   for (std::size_t i = 0; i < events.size(); ++i) {
-    if (events[i] && rated[i]) collect_cover_corrections(*events[i], headers[i], bundle_paid_[i]);
+    if (events[i] && rated[i]) {
+      collect_cover_corrections(*events[i], plans[i], headers[i], bundle_paid_[i]);
+    }
   }
 }
 
@@ -212,8 +215,12 @@ void ledger_writer::collect_corrections(const std::vector<std::optional<rating_e
 // change nothing). An event held on the mirror draws at most that cover (rate_batch), so its
 // correction only gives back what the allowance paid instead; events held without the mirror
 // (no Redis) draw freely and count here.
-void ledger_writer::collect_cover_corrections(const rating_event& e, const ledger_record& h,
+void ledger_writer::collect_cover_corrections(const rating_event& e, const rating_plan* plan,
+                                              const ledger_record& h,
                                               const std::vector<bundle_paid>& paid) {
+  // The pools are those of the model the bundles are drawn by: the book's entry.
+  const bool any_model = plan != nullptr && plan->scope == tier_scope::all_models;
+  const std::string model = any_model ? std::string("*") : e.model;
   const int classes[2] = {tc_input, tc_output};
   for (int c = 0; c < 2; ++c) {
     std::int64_t drawn = 0;
@@ -223,7 +230,7 @@ void ledger_writer::collect_cover_corrections(const rating_event& e, const ledge
     const std::int64_t settled = h.settled_credit_micros >= 0 ? h.cover_tokens[c] : 0;
     if (drawn == settled) continue;
     corrections_.push_back(
-        {e.tenant_id, metering::cover_pool_key(e.tenant_id, e.model, c == 1), drawn - settled});
+        {e.tenant_id, metering::cover_pool_key(e.tenant_id, model, c == 1), drawn - settled});
   }
 }
 

@@ -166,11 +166,12 @@ class ledger_writer final : public metering::usage_sink {
       const std::vector<std::optional<rating_event>>& events,
       const std::vector<std::optional<rated_event>>& rated, std::vector<std::int64_t>& credit);
   void collect_corrections(const std::vector<std::optional<rating_event>>& events,
+                           const std::vector<const rating_plan*>& plans,
                            const std::vector<ledger_record>& headers,
                            const std::vector<std::optional<rated_event>>& rated,
                            const std::vector<std::int64_t>& credit);
-  void collect_cover_corrections(const rating_event& e, const ledger_record& h,
-                                 const std::vector<bundle_paid>& paid);
+  void collect_cover_corrections(const rating_event& e, const rating_plan* plan,
+                                 const ledger_record& h, const std::vector<bundle_paid>& paid);
   // The database is away: makes the batches in memory durable in the spool where the disk
   // takes them (fsynced segments, or memory-only rows journaled again).
   void spool_pending();

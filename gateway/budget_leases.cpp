@@ -368,10 +368,7 @@ net::awaitable<lease_table::flush_outcome> lease_table::flush_tenant(
     {
       std::lock_guard lock(mu_);
       auto& f = flushes_[tenant_id];
-      if (f.sending) {
-        out.busy = true;
-        break;
-      }
+      if (f.sending) break;
       if (f.unanswered) {
         batch = std::move(*f.unanswered);
         f.unanswered.reset();
@@ -412,7 +409,6 @@ net::awaitable<lease_table::flush_outcome> lease_table::flush_tenant(
       sent = co_await send_flush(redis, tenant_id, batch);
       done.sent = sent.sent;
     }
-    out.sent = sent.sent;
     out.recalled = out.recalled || sent.recalled;
     out.returned = out.returned || sent.returned;
     if (!sent.sent || !again) break;

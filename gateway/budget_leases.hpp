@@ -119,10 +119,9 @@ class lease_table {
     std::optional<flush_batch> unanswered;  // failed or timed out: to be sent again
   };
   struct flush_outcome {
-    bool sent = false;      // Redis answered (otherwise the batch waits to be sent again)
+    bool sent = false;      // (one batch) Redis answered; else the batch waits to be sent again
     bool recalled = false;  // Redis recalled one of the leases, which is now closed
     bool returned = false;  // some unused capacity went back
-    bool busy = false;      // another flush of the tenant was under way: nothing sent
   };
   // Takes what each lease has to flush (with `returnable_only`, only closed leases with
   // unused capacity). Under mu_.
@@ -130,7 +129,7 @@ class lease_table {
       const std::vector<std::shared_ptr<metering::budget_lease>>& leases, bool returnable_only);
   // Flushes the tenant's leases in one script call: first, if there is one, the tenant's
   // unanswered batch, then what the leases have now. Nothing if a flush of the tenant is
-  // under way (`busy`).
+  // under way.
   boost::asio::awaitable<flush_outcome> flush_tenant(
       redis::client& redis, const std::string& tenant_id,
       const std::vector<std::shared_ptr<metering::budget_lease>>& leases, bool returnable_only);

@@ -53,6 +53,9 @@ struct budget_info {
   std::int64_t credit_used = 0;
   // The credit mirror of a tenant with token bundles: its coverage pools, by model and class.
   std::vector<cover_pool> cover_pools;
+  // The plan's book prices every model as "*" (tier_scope all_models): the ledger then draws
+  // the bundles of model "*" for every request, and only those, so they are the pool asked.
+  bool cover_all_models = false;
 };
 
 // A threshold crossing to record (and deliver when the budget has a webhook).

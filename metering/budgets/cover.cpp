@@ -39,7 +39,12 @@ std::int64_t uncovered_cost_micros(const credit_rate& rate, std::int64_t input_t
   return std::min(tokens + fees, reservation_amount_max);  // both below 2^53: no overflow
 }
 
-model_pools pools_for(const budget_info& credit, std::string_view model) {
+std::string_view pool_model(const budget_info& credit, std::string_view model) {
+  return credit.cover_all_models ? std::string_view("*") : model;
+}
+
+model_pools pools_for(const budget_info& credit, std::string_view request_model) {
+  const std::string_view model = pool_model(credit, request_model);
   model_pools found;
   for (const auto& p : credit.cover_pools) {
     // A pool the ledger has drawn to nothing covers nothing: no extra work for it.
@@ -73,7 +78,7 @@ std::optional<cover_ask> cover_ask_for(std::span<const budget_info* const> apply
     ask.rate = rate;
     const cover_pool* by_class[2] = {pools.input, pools.output};
     for (int c = 0; c < 2; ++c) {
-      ask.pool_ids[c] = cover_pool_id(model, c == 1);
+      ask.pool_ids[c] = cover_pool_id(pool_model(*applying[i], model), c == 1);
       if (by_class[c] == nullptr) continue;
       ask.limits[c] = by_class[c]->limit;
       ask.seeds[c] = std::max<std::int64_t>(by_class[c]->used, 0);

@@ -32,13 +32,18 @@ std::int64_t uncovered_cost_micros(const credit_rate& rate, std::int64_t input_t
                                    std::int64_t output_tokens, std::int64_t cover_in,
                                    std::int64_t cover_out);
 
-// The pools of the credit mirror `credit` that cover `model` (nullptr where it has none).
+// The pools of the credit mirror `credit` that cover a request of `request_model` (nullptr
+// where it has none).
 struct model_pools {
   const cover_pool* input = nullptr;
   const cover_pool* output = nullptr;
   bool any() const { return input != nullptr || output != nullptr; }
 };
-model_pools pools_for(const budget_info& credit, std::string_view model);
+model_pools pools_for(const budget_info& credit, std::string_view request_model);
+
+// The model whose pools cover a request of `model`: the name the ledger draws bundles by, the
+// price book's entry ("*" in a book with tier_scope all_models, else the model itself).
+std::string_view pool_model(const budget_info& credit, std::string_view model);
 
 // A rate_e6 as the reserve script takes it: its base-10^6 digits, lowest first (every digit,
 // and every product of two, is exact in Lua's doubles).

@@ -17,7 +17,7 @@ import { startStack, sseData, waitFor, binDir } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis, startRedisCluster, startRedisTls, startRedisClusterTls } from '../lib/redis.mjs';
 import { api, makeTenant, ADMIN } from '../lib/ledger.mjs';
-import { budgetConfig, addBudget, ask, localWindowStart } from '../lib/budgets.mjs';
+import { budgetConfig, addBudget, ask, localWindowStart, leaseEvents } from '../lib/budgets.mjs';
 
 const redisKinds = [['a single Redis', startRedis, 'single'], ['a three-master Redis Cluster', startRedisCluster, 'cluster']];
 for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets and rate limits (real PostgreSQL, ${redisKind})`, () => {
@@ -246,12 +246,8 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
     const g2 = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'edge2')), upstreamPort: s.upstreamPort });
     const g3 = await startStack({ config: budgetConfig(pg, redis, path.join(dir, 'edge3')), upstreamPort: s.upstreamPort });
     const gateways = [s, g2, g3];
-    const leaseEvents = async (g) => {
-      const text = await (await fetch(`${g.adminUrl}/metrics`)).text();
-      const of = (event) => Number(new RegExp(`tollgate_budget_leases_total\\{event="${event}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
-      return { leased: of('leased'), exact: of('exact') };
-    };
-    const before = await Promise.all(gateways.map(leaseEvents));
+    const events = (g) => leaseEvents(g.adminUrl);
+    const before = await Promise.all(gateways.map(events));
     try {
       let seen = 0;
       let granted = 0;
@@ -287,7 +283,7 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
       assert.equal(redis.counters(t.tenant)[rpm.id].used, granted, 'every request counted once');
       // Slices were leased while the budget was far from its limit, and every gateway held
       // per request near it.
-      const after = await Promise.all(gateways.map(leaseEvents));
+      const after = await Promise.all(gateways.map(events));
       const leased = after.reduce((n, a, i) => n + a.leased - before[i].leased, 0);
       assert.ok(leased >= 3, `slices leased: ${leased}`);
       after.forEach((a, i) => assert.ok(a.exact - before[i].exact > 0, `gateway ${i} held per request`));
@@ -307,8 +303,7 @@ for (const [redisKind, startRedisKind, short] of redisKinds) describe(`budgets a
       const t = await makeTenant(gR.adminUrl, 'Renew');
       const b = await addBudget(gR.adminUrl, { tenant_id: t.tenant, metric: 'tokens', window: 'day', limit: 1_000_000_000 });
       const rpm = await addBudget(gR.adminUrl, { tenant_id: t.tenant, metric: 'requests', window: 'minute', limit: 1_000_000 });
-      const renewed = async () => Number(/tollgate_budget_leases_total\{event="renewed"\} (\d+)/
-        .exec(await (await fetch(`${gR.adminUrl}/metrics`)).text())?.[1] ?? 0);
+      const renewed = async () => (await leaseEvents(gR.adminUrl)).renewed;
       const renewedBefore = await renewed();
       let granted = 0;
       let seen = 0;

@@ -6,7 +6,8 @@
 // invoice); Redis's coverage pools equal the ledger's bundle balances once the ledger has
 // corrected them, and `tollctl credits reconcile` finds them so; a prompt reported partly
 // cached costs its cached tokens beyond the hold, and no more (a documented limit); a request
-// the ledger rates first cannot draw the bundle tokens a request still in flight covered.
+// the ledger rates first cannot draw the bundle tokens a request still in flight covered; with
+// an all_models book only the "*" bundles, which the ledger draws, cover holds.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -37,20 +38,21 @@ describe('credit_only holds count token bundles', () => {
     pg?.stop();
   });
 
-  async function creditOnlyTenant(name) {
+  // A credit_only tenant on a flat book (`book` adds to it: a tier_scope and its models).
+  async function creditOnlyTenant(name, book = { models: rates }) {
     const t = await makeTenant(s.adminUrl, name);
-    const book = await api(s.adminUrl, 'POST', '/admin/v1/price_books',
-      { body: { name: `${name} book`, currency: 'USD', effective_at: 1_700_000_000, models: rates } });
-    assert.equal(book.status, 201, book.text);
+    const made = await api(s.adminUrl, 'POST', '/admin/v1/price_books',
+      { body: { name: `${name} book`, currency: 'USD', effective_at: 1_700_000_000, ...book } });
+    assert.equal(made.status, 201, made.text);
     const plan = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`,
-      { body: { price_book_id: book.json.id, settlement_mode: 'credit_only' } });
+      { body: { price_book_id: made.json.id, settlement_mode: 'credit_only' } });
     assert.equal(plan.status, 200, plan.text);
     return t;
   }
 
-  async function bundle(t, tokenClass, tokens) {
+  async function bundle(t, tokenClass, tokens, model = 'dev-echo') {
     const made = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/token_bundles`,
-      { body: { model: 'dev-echo', token_class: tokenClass, tokens, price_per_million_micros: 1_000_000 } });
+      { body: { model, token_class: tokenClass, tokens, price_per_million_micros: 1_000_000 } });
     assert.equal(made.status, 201, made.text);
     return made.json;
   }
@@ -88,8 +90,8 @@ describe('credit_only holds count token bundles', () => {
   }
 
   // A coverage pool's counter in Redis: settled usage and live holds.
-  function pool(t, tokenClass) {
-    return counter(`tg:{${t.tenant}}:b:cover:${hex('dev-echo')}:${tokenClass}:0`);
+  function pool(t, tokenClass, model = 'dev-echo') {
+    return counter(`tg:{${t.tenant}}:b:cover:${hex(model)}:${tokenClass}:0`);
   }
 
   // A budget counter in Redis: settled usage and live holds.
@@ -103,6 +105,12 @@ describe('credit_only holds count token bundles', () => {
       else if (fields[i].startsWith('h') && Number(fields[i].slice(1)) > Date.now()) held += Number(fields[i + 1]);
     }
     return { used, held };
+  }
+
+  // The gateway's count of counters corrected to what the ledger drew.
+  async function corrected() {
+    const text = await (await fetch(`${s.adminUrl}/metrics`)).text();
+    return Number(/^tollgate_budget_spend_corrections_total\{outcome="applied"\} (\d+)$/m.exec(text)?.[1] ?? 0);
   }
 
   // Every served request is stored, and paid in full by bundles and credit.
@@ -163,6 +171,9 @@ describe('credit_only holds count token bundles', () => {
     await bundle(t, 'output', 10_000);
     // Fully covered by the bundles: served with no money credit at all.
     assert.equal((await askWith(client, 'covered words', 4))[0], 200);
+    await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}' AND status = 200`)) === 1,
+      { what: 'the covered request in the ledger' });
+    const correctedBefore = await corrected();
     // The upstream reports 6 of the prompt's tokens cached: the input bundle does not pay for
     // them, so they cost 6 x 2 micro-units that no hold took (docs/CREDITS.md, "Known limits").
     assert.equal((await askWith(client, 'tg:cached=6 cached words', 4))[0], 200);
@@ -171,10 +182,10 @@ describe('credit_only holds count token bundles', () => {
     assert.deepEqual(pg.query(`SELECT cached_prompt_tokens, cost_micros - coalesce(credit_micros, 0) FROM usage_events
       WHERE tenant_id = '${t.tenant}' ORDER BY occurred_at`), [['0', '0'], ['6', '12']],
     'unpaid: exactly the 6 cached tokens at 2 micro-units, nothing of what the bundles covered');
-    // The settlement counted them on the credit mirror; the ledger's correction then set it to
-    // the money drawn: none (there is none to draw).
-    await waitFor(() => counter(`tg:{${t.tenant}}:b:credit:${t.tenant}:0`).used === 0,
-      { what: 'the credit mirror to count the money drawn' });
+    // The settlement counted them on the credit mirror (12); the ledger's correction, the only
+    // one (the covered request needed none), then set it to the money drawn: none.
+    await waitFor(async () => await corrected() > correctedBefore, { what: 'the ledger\'s correction' });
+    assert.equal(counter(`tg:{${t.tenant}}:b:credit:${t.tenant}:0`).used, 0);
     await expectPoolsMatchLedger(t);
   });
 
@@ -241,7 +252,7 @@ describe('credit_only holds count token bundles', () => {
     assert.equal(ledgerBundles(t).output.left, 8, 'the covered tokens stay for the slow request');
     assert.equal(pg.value(`SELECT ${money} - a.balance_micros FROM credit_accounts a WHERE a.grant_id = '${g.json.id}'`),
       String(money), 'the quick request paid its output with the money it held');
-    // The money is spent: a third request is refused, even once the ledger's corrections landed.
+    // The money is spent, in the ledger and on the mirror: a third request is refused.
     await waitFor(() => counter(`tg:{${t.tenant}}:b:credit:${t.tenant}:0`).used === money,
       { what: 'the credit mirror to count the money drawn' });
     const [third, thirdMessage] = await askWith(client, 'third tg:tokens=8', 8);
@@ -250,5 +261,29 @@ describe('credit_only holds count token bundles', () => {
     await expectPaidInFull(t, 2);
     assert.equal(ledgerBundles(t).output.left, 0, 'the slow request drew the tokens it covered');
     await expectPoolsMatchLedger(t);
+  });
+
+  // A book with tier_scope all_models prices every model as "*", and the ledger draws the
+  // bundles of model "*" only: a bundle naming the model pays nothing there, so it must not
+  // cover a hold either.
+  test('with an all_models book, holds are covered by the "*" bundles the ledger draws, not by a named model\'s', async () => {
+    const t = await creditOnlyTenant('AllModels', { tier_scope: 'all_models', models: { '*': rates['dev-echo'] } });
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: t.key, maxRetries: 0 });
+    const money = 100;  // one request's 8 output tokens at 8, not two
+    const g = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/credit_grants`,
+      { body: { kind: 'promotional', amount_micros: money } });
+    assert.equal(g.status, 201, g.text);
+    await bundle(t, 'input', 10_000, '*');
+    await bundle(t, 'output', 1_000, 'dev-echo');
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await askWith(client, `all models ${i} tg:tokens=8`, 8))[0]);
+    assert.deepEqual(statuses, [200, 402, 402, 402], 'the output is paid with money: one request fits');
+    await expectPaidInFull(t, 1);
+    const b = ledgerBundles(t);
+    assert.equal(b.output.left, 1_000, 'the named model\'s bundle is not drawn in an all_models book');
+    assert.ok(b.input.drawn > 0, 'the "*" input bundle paid the prompt');
+    await waitFor(() => pool(t, 'input', '*').used === b.input.drawn && pool(t, 'input', '*').held === 0,
+      { what: 'the "*" input pool to equal the ledger' });
+    assert.equal(pool(t, 'output').used + pool(t, 'output').held, 0, 'no hold counted on the named model\'s pool');
   });
 });

@@ -83,6 +83,11 @@ describe('the ledger: zero loss, fail closed (real PostgreSQL, a full spool disk
     assert.ok(refused.every((v) => Number(v) >= 1), 'a 503 carries Retry-After');
     const body = await (await chat(s.url, t.key, 'refused', { max_tokens: 5 })).json();
     assert.equal(body.error.code, 'ledger_unavailable');
+    // The admin API cannot reach the database either: a 503 that says when to retry.
+    const admin = await api(s.adminUrl, 'GET', '/admin/v1/tenants');
+    assert.equal(admin.status, 503, admin.text);
+    assert.equal(admin.json?.error?.code, 'database_unavailable', admin.text);
+    assert.equal(admin.headers.get('retry-after'), '1');
 
     // 3. Space comes back: the journal takes rows again and the gateway serves (spooling).
     rmSync(filler);

@@ -11,7 +11,7 @@ import { startStack, waitFor } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { api, makeTenant } from '../lib/ledger.mjs';
-import { budgetConfig, addBudget, ask } from '../lib/budgets.mjs';
+import { budgetConfig, addBudget, ask, leaseEvents } from '../lib/budgets.mjs';
 
 // A TCP proxy to `port`: commands always reach Redis; while swallowing, what Redis answers is
 // dropped, and once that stops every connection that lost part of an answer is closed (its
@@ -55,12 +55,6 @@ async function replySwallowingProxy(port) {
     server.close();
   };
   return proxy;
-}
-
-async function leaseEvents(adminUrl) {
-  const text = await (await fetch(`${adminUrl}/metrics`)).text();
-  const of = (event) => Number(new RegExp(`tollgate_budget_leases_total\\{event="${event}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
-  return { flush_failed: of('flush_failed'), flush_repeated: of('flush_repeated') };
 }
 
 describe('budget leases when Redis\'s answer to a flush is lost (real PostgreSQL and Redis)', () => {

@@ -1,6 +1,6 @@
 // What the budget suites share: a gateway configuration with budgets on (two models with
-// estimate prices), creating a budget through the admin API, a chat request with a key, and
-// where a calendar window starts in a time zone.
+// estimate prices), creating a budget through the admin API, a chat request with a key, where
+// a calendar window starts in a time zone, and a gateway's budget lease events.
 import assert from 'node:assert/strict';
 import { chatBody, postJson } from './harness.mjs';
 import { dbConfig, api } from './ledger.mjs';
@@ -52,4 +52,13 @@ export function localWindowStart(tz, now, unit) {
   let t = wall - offsetAt(wall);
   t = wall - offsetAt(t);
   return t;
+}
+
+// A gateway's tollgate_budget_leases_total counts by event: {leased, exact, recalled,
+// flush_failed, flush_repeated, renewed} (all registered when leases are on).
+export async function leaseEvents(adminUrl) {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  const out = {};
+  for (const m of text.matchAll(/^tollgate_budget_leases_total\{event="([a-z_]+)"\} (\d+)$/gm)) out[m[1]] = Number(m[2]);
+  return out;
 }

@@ -106,6 +106,29 @@ TEST_CASE("cover: only the credit mirror's pools of the model with tokens left a
   CHECK_FALSE(cover_ask_for(no_credit, "dev-echo", 300, 50, example_rate()));
 }
 
+TEST_CASE("cover: with an all_models book every request asks the \"*\" pools, and only them") {
+  // The ledger draws the bundles of the book's entry, "*", for every model (docs/CREDITS.md).
+  budget_info credit = credit_mirror();
+  credit.cover_all_models = true;
+  credit.cover_pools.push_back({"*", true, cover_pool_id("*", true), 300, 100});
+  CHECK(pool_model(credit, "dev-echo") == "*");
+  for (const char* model : {"dev-echo", "gpt-4o"}) {
+    const model_pools pools = pools_for(credit, model);
+    CHECK(pools.input == nullptr);  // the "dev-echo" pools are not drawn in such a book
+    REQUIRE(pools.output != nullptr);
+    CHECK(pools.output->model == "*");
+  }
+  const std::vector<const budget_info*> applying{&credit};
+  const auto ask = cover_ask_for(applying, "dev-echo", 300, 50, example_rate());
+  REQUIRE(ask);
+  CHECK(ask->pool_ids[0] == cover_pool_id("*", false));
+  CHECK(ask->pool_ids[1] == cover_pool_id("*", true));
+  CHECK(ask->limits == std::array<std::int64_t, 2>{0, 300});
+  credit.cover_all_models = false;
+  CHECK(pool_model(credit, "dev-echo") == "dev-echo");
+  CHECK(pools_for(credit, "dev-echo").input != nullptr);
+}
+
 TEST_CASE("cover: a covered hold settles the covered tokens used and the rest's cost") {
   cover_hold hold{1, {100, 40}, example_rate()};
   // Used 70 prompt tokens (all covered) and 60 completion tokens (40 covered, 20 not).
