@@ -275,6 +275,20 @@ TEST_CASE("a mirrored event draws pooled bundles only up to the cover its hold c
   CHECK(bundles[1].tokens_left == 87);
   CHECK(g.input == 0);
   CHECK(g.output == 0);
+  // Two pooled bundles share one cover; a project's bundle first in drawdown order pays
+  // before them, and what it paid is not taken from the cover.
+  std::vector<token_bundle> several = {
+      {"cg_prj2", "m", tc_output, 2, 2, 1'000'000, 0, std::nullopt, {"prj_a"}},
+      {"cg_out1", "m", tc_output, 3, 3, 1'000'000, 0, std::nullopt, {}},
+      {"cg_out2", "m", tc_output, 100, 100, 1'000'000, 0, std::nullopt, {}}};
+  rating_event k = event(nov_2026, 0, 10);
+  k.project_id = "prj_a";
+  const auto shared = cover_with_bundles(plan, k, acc, several, pooled_cover{0, 5});
+  CHECK(shared.size() == 3);
+  CHECK(several[0].tokens_left == 0);   // 2 from the project's bundle
+  CHECK(several[1].tokens_left == 0);   // 3 of the cover from the first pooled bundle
+  CHECK(several[2].tokens_left == 98);  // the cover's other 2 from the second
+  CHECK(k.output == 3);                 // paid with money
   // A rollover grant is not pooled: an event held with no cover still draws it.
   std::vector<token_bundle> rolled = {
       {"cg_in2", "m", tc_input, 100, 100, 1'000'000, 0, std::nullopt, {}},
