@@ -363,8 +363,14 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> budget_store::active_bud
         for (const auto& m : *parsed) rates.push_back(worst_case_rate(m));
       }
     }
+    // The plan read is the one of this period: a scheduled change applies from the next.
+    const auto period = period_bounds(period_of(now_ms / 1000));
+    const std::int64_t plan_until_ms = period ? period->second * 1000 : 0;
     for (auto& b : out) {
-      if (b.metric == metering::budget_metric::spend) b.plan_rates = rates;
+      if (b.metric == metering::budget_metric::spend) {
+        b.plan_rates = rates;
+        b.plan_until_ms = plan_until_ms;
+      }
     }
     if (c->boolean(0, 5)) {
       budget_info b;
@@ -379,6 +385,7 @@ net::awaitable<pg::db_result<std::vector<budget_info>>> budget_store::active_bud
       if (!pools) co_return pools.error();
       b.cover_pools = std::move(*pools);
       b.cover_all_models = c->text(0, 3) == "all_models";
+      b.plan_until_ms = plan_until_ms;
       out.push_back(std::move(b));
     }
   }

@@ -221,10 +221,13 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
     std::lock_guard lock(cache_->mu);
     if (auto it = cache_->by_tenant.find(tenant_id); it != cache_->by_tenant.end()) {
       auto& entry = it->second;
-      // Usable unless a time-zone window it carries has ended.
+      // Usable unless a time-zone window it carries has ended, or the plan period it read
+      // the plan in (a new period may bring another book, and the ledger rates by the
+      // period's plan).
       bool current = true;
       for (const auto& b : *entry.budgets) {
         if (b.zone_end_ms > 0 && now_ms >= b.zone_end_ms) current = false;
+        if (b.plan_until_ms > 0 && now_ms >= b.plan_until_ms) current = false;
       }
       if (current && now - entry.fetched < ttl) co_return entry.budgets;
       // Expired by time only (a change announced over pub/sub removes the entry): one request

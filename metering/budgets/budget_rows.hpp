@@ -47,6 +47,9 @@ struct budget_info {
   // version in force, per model (empty: no plan; spend is then priced with the models'
   // estimate prices).
   std::vector<credit_rate> plan_rates;
+  // With plan_rates: the end of the plan period they were read in (ms since the epoch; the
+  // next UTC month), when the plan in force may change. A cached read is not used past it.
+  std::int64_t plan_until_ms = 0;
   // The credit of a credit_only plan, mirrored as a budget (metric credit, window lifetime,
   // id "credit:<tenant>"): `limit` is the credit usable so far (grants for every model in
   // force, less what expired unused), `credit_used` what the ledger has drawn of it.

@@ -7,7 +7,8 @@
 // corrected them, and `tollctl credits reconcile` finds them so; a prompt reported partly
 // cached costs its cached tokens beyond the hold, and no more (a documented limit); a request
 // the ledger rates first cannot draw the bundle tokens a request still in flight covered; with
-// an all_models book only the "*" bundles, which the ledger draws, cover holds.
+// an all_models book only the "*" bundles, which the ledger draws, cover holds, from the first
+// request of the month such a book is scheduled for.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -285,5 +286,48 @@ describe('credit_only holds count token bundles', () => {
     await waitFor(() => pool(t, 'input', '*').used === b.input.drawn && pool(t, 'input', '*').held === 0,
       { what: 'the "*" input pool to equal the ledger' });
     assert.equal(pool(t, 'output').used + pool(t, 'output').held, 0, 'no hold counted on the named model\'s pool');
+  });
+
+  // The gateway caches a tenant's budgets, with the plan read for the current month. A new
+  // month may bring a scheduled book of another tier_scope, which the ledger rates the month's
+  // events by: the cached read is not used past the month's end, however long its ttl.
+  test('a scheduled all_models book applies to holds from the first request of its month', async () => {
+    const t = await creditOnlyTenant('NewMonth');
+    const next = await api(s.adminUrl, 'POST', '/admin/v1/price_books',
+      { body: { name: 'NewMonth all', currency: 'USD', effective_at: 1_700_000_000, tier_scope: 'all_models', models: { '*': rates['dev-echo'] } } });
+    assert.equal(next.status, 201, next.text);
+    const plan = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/plan`,
+      { body: { price_book_id: next.json.id, settlement_mode: 'credit_only' } });
+    assert.equal(plan.status, 200, plan.text);
+    assert.ok(plan.json.scheduled, plan.text);
+    const g = await api(s.adminUrl, 'POST', `/admin/v1/tenants/${t.tenant}/credit_grants`,
+      { body: { kind: 'promotional', amount_micros: 1_000_000 } });
+    assert.equal(g.status, 201, g.text);
+    for (const model of ['dev-echo', '*']) await bundle(t, 'output', 1_000, model);
+    // A second gateway whose clock is 3 s before next month, caching budgets for a minute.
+    const now = new Date();
+    const monthStart = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
+    const offset = Math.floor((monthStart - 3000 - Date.now()) / 1000);
+    const late = await startStack({ config: { ...dbConfig(pg, `${dir}-late`), budgets: { ...redis.budgetsConfig, cache_ttl_ms: 60000 } },
+      env: { TOLLGATE_TEST_MODE: '1', TOLLGATE_TEST_CLOCK_OFFSET_S: String(offset) } });
+    try {
+      const client = new OpenAI({ baseURL: `${late.url}/v1`, apiKey: t.key, maxRetries: 0 });
+      const covered = (model) => { const p = pool(t, 'output', model); return p.used + p.held; };
+      // This month's book prices dev-echo by name: its bundle covers.
+      assert.equal((await askWith(client, 'this month tg:tokens=4', 4))[0], 200);
+      assert.equal(covered('dev-echo'), 4);
+      assert.equal(covered('*'), 0);
+      // Next month (on the gateway's clock), the all_models book: the "*" bundle covers.
+      await new Promise((r) => setTimeout(r, Math.max(0, monthStart - (Date.now() + offset * 1000)) + 500));
+      assert.equal((await askWith(client, 'next month tg:tokens=4', 4))[0], 200);
+      assert.equal(covered('*'), 4, 'the new month\'s book read afresh, not the cached one');
+      assert.equal(covered('dev-echo'), 4);
+      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 2,
+        { what: 'both requests in the ledger' });
+      assert.equal(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}' AND bundle_output_tokens = 4`), '2',
+        'each month\'s bundle paid the output it covered');
+    } finally {
+      await late.stop();
+    }
   });
 });
