@@ -213,8 +213,9 @@ void ledger_writer::collect_corrections(const std::vector<std::optional<rating_e
 // drew: each event sends the pool of its model and class what they drew less what a covered
 // hold's settlement counted there (only pools that exist take it, so other tenants' draws
 // change nothing). An event held on the mirror draws at most that cover (rate_batch), so its
-// correction only gives back what the allowance paid instead; events held without the mirror
-// (no Redis) draw freely and count here.
+// correction only gives back covered tokens that something drawn first paid (the allowance, a
+// bundle of some projects, a rollover grant); events held without the mirror draw freely and
+// count here.
 void ledger_writer::collect_cover_corrections(const rating_event& e, const rating_plan* plan,
                                               const ledger_record& h,
                                               const std::vector<bundle_paid>& paid) {

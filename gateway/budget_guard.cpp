@@ -221,9 +221,9 @@ net::awaitable<budget_guard::budget_list> budget_guard::budgets_of(
     std::lock_guard lock(cache_->mu);
     if (auto it = cache_->by_tenant.find(tenant_id); it != cache_->by_tenant.end()) {
       auto& entry = it->second;
-      // Usable unless a time-zone window it carries has ended, or the plan period it read
-      // the plan in (a new period may bring another book, and the ledger rates by the
-      // period's plan).
+      // Usable unless a time-zone window it carries has ended, or the month its plan was
+      // read in (a new month may bring another book, and the ledger rates by the month's
+      // plan).
       bool current = true;
       for (const auto& b : *entry.budgets) {
         if (b.zone_end_ms > 0 && now_ms >= b.zone_end_ms) current = false;
