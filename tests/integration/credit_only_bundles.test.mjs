@@ -304,10 +304,11 @@ describe('credit_only holds count token bundles', () => {
       { body: { kind: 'promotional', amount_micros: 1_000_000 } });
     assert.equal(g.status, 201, g.text);
     for (const model of ['dev-echo', '*']) await bundle(t, 'output', 1_000, model);
-    // A second gateway whose clock is 3 s before next month, caching budgets for a minute.
+    // A second gateway whose clock is 8 s before next month (time to start on a busy machine),
+    // caching budgets for a minute.
     const now = new Date();
     const monthStart = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
-    const offset = Math.floor((monthStart - 3000 - Date.now()) / 1000);
+    const offset = Math.floor((monthStart - 8000 - Date.now()) / 1000);
     const late = await startStack({ config: { ...dbConfig(pg, `${dir}-late`), budgets: { ...redis.budgetsConfig, cache_ttl_ms: 60000 } },
       env: { TOLLGATE_TEST_MODE: '1', TOLLGATE_TEST_CLOCK_OFFSET_S: String(offset) } });
     try {
@@ -315,6 +316,7 @@ describe('credit_only holds count token bundles', () => {
       const covered = (model) => { const p = pool(t, 'output', model); return p.used + p.held; };
       // This month's book prices dev-echo by name: its bundle covers.
       assert.equal((await askWith(client, 'this month tg:tokens=4', 4))[0], 200);
+      assert.ok(Date.now() + offset * 1000 < monthStart, 'the first request came before midnight on the gateway\'s clock');
       assert.equal(covered('dev-echo'), 4);
       assert.equal(covered('*'), 0);
       // Next month (on the gateway's clock), the all_models book: the "*" bundle covers.
