@@ -249,7 +249,7 @@ describe('credit_only holds count token bundles', () => {
     // Its cost header quotes what the ledger stored: the output at the price book's 8, not at
     // the bundle's 1.
     assert.equal(response.headers.get('x-tollgate-cost-micros'),
-      pg.value(`SELECT cost_micros FROM usage_events WHERE tenant_id = '${t.tenant}'`));
+      pg.value(`SELECT cost_micros FROM usage_events WHERE request_id = '${response.headers.get('x-request-id')}'`));
     assert.equal(ledgerBundles(t).output.left, 8, 'the covered tokens stay for the slow request');
     assert.equal(pg.value(`SELECT ${money} - a.balance_micros FROM credit_accounts a WHERE a.grant_id = '${g.json.id}'`),
       String(money), 'the quick request paid its output with the money it held');
