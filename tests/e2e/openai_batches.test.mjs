@@ -259,8 +259,10 @@ describe('the Batch API with the openai client (real PostgreSQL and Redis)', () 
     assert.equal((await client.batches.list()).data.length, 0);
 
     // Eight slow lines fit; right after creation the request budget drops to 4: whatever ran
-    // first, exactly four lines get through and four are refused into the error file.
-    const slow = await upload(client, jsonl(Array.from({ length: 8 }, (_, i) => line(`s${i}`, `slow ${i} tg:first_byte_delay_ms=400`))));
+    // first, exactly four lines get through and four are refused into the error file. (Four
+    // run at once; each takes 1.5 s, so the lowering lands before the next four start even on
+    // a busy machine: with 400 ms, all eight were served once.)
+    const slow = await upload(client, jsonl(Array.from({ length: 8 }, (_, i) => line(`s${i}`, `slow ${i} tg:first_byte_delay_ms=1500`))));
     const b = await client.batches.create({ input_file_id: slow.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
     const lowered = await api(s.adminUrl, 'POST', `/admin/v1/budgets/${budget.json.id}`, { body: { limit: 4 } });
     assert.equal(lowered.status, 200, lowered.text);
