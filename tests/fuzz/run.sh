@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for a while.
+# Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for a while, as many at
+# once as there are cores (each target is one single-threaded process).
 #   tests/fuzz/run.sh [SECONDS_PER_TARGET]   (default 20)
 # Prints each target's execution count; any crash fails the run and leaves the input in .run/fuzz/.
 set -euo pipefail
@@ -8,11 +9,31 @@ seconds=${1:-20}
 out=.run/fuzz
 mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I.)
+parallel=$(nproc)
+failures="$out/failures"
+rm -f "$failures"
+# Runs "$@" in the background once fewer than $parallel jobs run; a failure is noted in $failures.
+spawn() {
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
+  { "$@" || echo "$*" >>"$failures"; } &
+}
+check_failures() {
+  wait
+  if [ -s "$failures" ]; then
+    echo "fuzz: failed: $(tr '\n' ';' <"$failures")"
+    exit 1
+  fi
+}
+compile() {  # name, sources...
+  local name=$1
+  shift
+  clang++ "${flags[@]}" "$@" -o "$out/$name.new" && mv "$out/$name.new" "$out/$name"
+}
 build() {  # name, sources...
   local name=$1
   shift
   if [ ! -x "$out/$name" ] || [ -n "$(find core backends gateway metering billing tests/fuzz -newer "$out/$name" 2>/dev/null)" ]; then
-    clang++ "${flags[@]}" "$@" -o "$out/$name"
+    spawn compile "$name" "$@"
   fi
 }
 build json_dom_fuzz tests/fuzz/json_dom_fuzz.cpp core/json_dom.cpp
@@ -40,18 +61,25 @@ build worst_case_fuzz tests/fuzz/worst_case_fuzz.cpp metering/worst_case.cpp bil
 build http1_parser_fuzz tests/fuzz/http1_parser_fuzz.cpp core/http1_parser.cpp
 build batch_input_fuzz tests/fuzz/batch_input_fuzz.cpp gateway/batch_input.cpp core/json_dom.cpp \
   core/json_text.cpp core/error.cpp
-for target in json_dom_fuzz sse_fuzz openai_request_fuzz tokenizer_fuzz query_params_fuzz spool_fuzz \
-  webhook_url_fuzz price_book_fuzz rating_event_fuzz batch_input_fuzz worst_case_fuzz http1_parser_fuzz; do
+check_failures
+run_target() {
+  local target=$1
   mkdir -p "$out/corpus-$target"
   # Seeds (tests/fuzz/seeds/TARGET) start a target whose inputs are hard to find from nothing.
   if [ -d "tests/fuzz/seeds/$target" ]; then cp -n "tests/fuzz/seeds/$target"/* "$out/corpus-$target"/; fi
-  log="$out/$target.log"
+  local log="$out/$target.log"
   if ! "$out/$target" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
       -artifact_prefix="$out/$target-" "$out/corpus-$target" >"$log" 2>&1; then
     tail -n 40 "$log"
     echo "fuzz: $target FAILED (see $log)"
-    exit 1
+    return 1
   fi
+  local execs
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
   echo "fuzz: $target ok, $execs executions in ${seconds}s"
+}
+for target in json_dom_fuzz sse_fuzz openai_request_fuzz tokenizer_fuzz query_params_fuzz spool_fuzz \
+  webhook_url_fuzz price_book_fuzz rating_event_fuzz batch_input_fuzz worst_case_fuzz http1_parser_fuzz; do
+  spawn run_target "$target"
 done
+check_failures
