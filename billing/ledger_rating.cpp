@@ -222,13 +222,15 @@ void ledger_writer::collect_cover_corrections(const rating_event& e, const ratin
   // The pools are those of the model the bundles are drawn by: the book's entry.
   const bool any_model = plan != nullptr && plan->scope == tier_scope::all_models;
   const std::string model = any_model ? std::string("*") : e.model;
+  const auto cover =
+      pooled_cover_of(!h.credit_counters.empty(), h.settled_credit_micros, h.cover_tokens);
   const int classes[2] = {tc_input, tc_output};
   for (int c = 0; c < 2; ++c) {
     std::int64_t drawn = 0;
     for (const auto& b : paid) {
       if (b.pooled && b.token_class == classes[c]) drawn += b.tokens;
     }
-    const std::int64_t settled = h.settled_credit_micros >= 0 ? h.cover_tokens[c] : 0;
+    const std::int64_t settled = !cover ? 0 : c == 0 ? cover->input : cover->output;
     if (drawn == settled) continue;
     corrections_.push_back(
         {e.tenant_id, metering::cover_pool_key(e.tenant_id, model, c == 1), drawn - settled});

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import OpenAI from 'openai';
-import { startStack, binDir, waitFor } from '../lib/harness.mjs';
+import { startStack, binDir, waitFor, metric } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { dbConfig, api, makeTenant, ADMIN } from '../lib/ledger.mjs';
@@ -109,10 +109,7 @@ describe('credit_only holds count token bundles', () => {
   }
 
   // The gateway's count of counters corrected to what the ledger drew.
-  async function corrected() {
-    const text = await (await fetch(`${s.adminUrl}/metrics`)).text();
-    return Number(/^tollgate_budget_spend_corrections_total\{outcome="applied"\} (\d+)$/m.exec(text)?.[1] ?? 0);
-  }
+  const corrected = () => metric(s.adminUrl, 'tollgate_budget_spend_corrections_total', 'outcome="applied"');
 
   // Every served request is stored, and paid in full by bundles and credit.
   async function expectPaidInFull(t, served) {
@@ -185,8 +182,10 @@ describe('credit_only holds count token bundles', () => {
     'unpaid: exactly the 6 cached tokens at 2 micro-units, nothing of what the bundles covered');
     // The settlement counted them on the credit mirror (12); the ledger's correction, the only
     // one (the covered request needed none), then set it to the money drawn: none.
+    // (The counter is the gateway's; a correction of an earlier test's would satisfy the first
+    // wait, so the mirror is waited for too.)
     await waitFor(async () => await corrected() > correctedBefore, { what: 'the ledger\'s correction' });
-    assert.equal(counter(`tg:{${t.tenant}}:b:credit:${t.tenant}:0`).used, 0);
+    await waitFor(() => counter(`tg:{${t.tenant}}:b:credit:${t.tenant}:0`).used === 0, { what: 'the mirror corrected to 0' });
     await expectPoolsMatchLedger(t);
   });
 

@@ -7,7 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startStack, waitFor, sleep, rawExchange } from '../lib/harness.mjs';
+import { startStack, waitFor, sleep, rawExchange, metric } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { dbConfig, api, makeTenant, chat, FINANCE } from '../lib/ledger.mjs';
@@ -23,12 +23,6 @@ function getFrom(port, target, key, localAddress) {
     req.on('error', () => resolve(0));
     req.end();
   });
-}
-
-async function metric(adminUrl, name, labels) {
-  const text = await (await fetch(`${adminUrl}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
-  return line ? Number(line.split(' ').pop()) : 0;
 }
 
 // Bytes a raw client receives for `head` (and optional first body bytes) until the server

@@ -133,6 +133,15 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1, u
   return stack;
 }
 
+// One sample of a gateway's /metrics (`url` is its admin address): `labels` as the exposition
+// writes them (`outcome="applied"`), empty for a sample without labels; 0 when it is absent.
+export async function metric(url, name, labels = '') {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const prefix = labels ? `${name}{${labels}} ` : `${name} `;
+  const line = text.split('\n').find((l) => l.startsWith(prefix));
+  return line ? Number(line.slice(prefix.length)) : 0;
+}
+
 export function chatBody(content, extra = {}) {
   return JSON.stringify({ model: 'dev-echo', messages: [{ role: 'user', content }], ...extra });
 }
