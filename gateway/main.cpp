@@ -5,6 +5,7 @@
 //   tollgate --check-config [FILE]    validate a configuration and exit
 //   tollgate migrate [--config FILE]  apply the database migrations (database.url) and exit
 //   tollgate --help | --version
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -185,6 +186,14 @@ std::FILE* open_usage_log(const tollgate::gateway_config& config) {
   return f;
 }
 
+// Which allocator serves malloc in this process: tcmalloc where gateway/CMakeLists.txt linked
+// it, the sanitizer's in an ASan build, else glibc's.
+const char* allocator_name() {
+  if (dlsym(RTLD_DEFAULT, "tc_malloc") != nullptr) return "tcmalloc";
+  if (dlsym(RTLD_DEFAULT, "__asan_init") != nullptr) return "sanitizer";
+  return "glibc";
+}
+
 void register_process_metrics(tollgate::metrics::registry& registry, tollgate::logger& usage_log) {
   usage_log.count_write_failures(
       &registry
@@ -192,8 +201,9 @@ void register_process_metrics(tollgate::metrics::registry& registry, tollgate::l
                         "Usage records that could not be written to the usage log.")
            .get());
   registry
-      .add_gauge("tollgate_build_info", "Build information; the value is always 1.", {"version"})
-      .with({version})
+      .add_gauge("tollgate_build_info", "Build information; the value is always 1.",
+                 {"version", "allocator"})
+      .with({version, allocator_name()})
       .set(1);
 }
 

@@ -12,6 +12,7 @@ apt_packages=(
   libboost1.81-dev nlohmann-json3-dev libssl-dev openssl catch2
   postgresql-15 libpq-dev   # the ledger database (run as a local process) and its client library
   redis-server redis-tools libhiredis-dev  # budgets and rate limits (local process; RESP reader)
+  libtcmalloc-minimal4  # the gateway's allocator (gateway/CMakeLists.txt)
 )
 case "${1:-}" in
   test) apt_packages+=(

@@ -126,6 +126,7 @@ describe('metric names in the rules and the dashboard are exported by the runnin
   let s;
   let infer;
   let exported;
+  let gatewayPage;
   let dir;
   before(async () => {
     pg = await startPostgres();
@@ -145,6 +146,7 @@ describe('metric names in the rules and the dashboard are exported by the runnin
     assert.equal((await chat(s.url, t.key, 'a request for the dashboard')).status, 200);
     await waitFor(() => pg.value('SELECT count(*) FROM usage_events') === '1', { what: 'the ledger row' });
     const gw = await (await fetch(`${s.adminUrl}/metrics`)).text();
+    gatewayPage = gw;
     const eng = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     exported = new Set([...exportedSeries(gw), ...exportedSeries(eng), 'up']);
     // The page of the gateway is the whole registry: budgets, ledger, upstream endpoints.
@@ -158,6 +160,14 @@ describe('metric names in the rules and the dashboard are exported by the runnin
     redis?.stop();
     pg?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });  // the generated model
+  });
+
+  test('tollgate_build_info names the allocator the process runs on; a build without sanitizers runs on tcmalloc', () => {
+    const allocator = /^tollgate_build_info\{version="[^"]+",allocator="([a-z]+)"\} 1$/m.exec(gatewayPage)?.[1];
+    const maps = readFileSync(`/proc/${s.gateway.child.pid}/maps`, 'utf8');
+    assert.equal(allocator === 'tcmalloc', maps.includes('libtcmalloc_minimal'), `${allocator}, and the mapped libraries`);
+    assert.equal(allocator === 'sanitizer', maps.includes('libasan'), `${allocator}, and the mapped libraries`);
+    if (!maps.includes('libasan')) assert.equal(allocator, 'tcmalloc', 'the release build links libtcmalloc-minimal4 (gateway/CMakeLists.txt)');
   });
 
   test('the name extraction sees through labels, functions and by() lists', () => {
