@@ -144,28 +144,35 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::rate_and_store(const 
     out += lines[i];
     if (rated[i]) {
       out.push_back('\t');
-      out += std::to_string(rated[i]->cost_micros);
+      pg::append_int(out, rated[i]->cost_micros);
       out.push_back('\t');
       pg::append_copy_text(out, event_plans[i]->book_id);
       out.push_back('\t');
-      out += std::to_string(rated[i]->version);
+      pg::append_int(out, rated[i]->version);
       out.push_back('\t');
-      out += std::to_string(rated[i]->request_fee_micros);
+      pg::append_int(out, rated[i]->request_fee_micros);
       out.push_back('\t');
-      out += std::to_string(rated[i]->band_above);
+      pg::append_int(out, rated[i]->band_above);
     } else {
       out += "\t\\N\t\\N\t\\N\t\\N\t\\N";
     }
     if (credit[i] > 0) {
       out.push_back('\t');
-      out += std::to_string(credit[i]);
+      pg::append_int(out, credit[i]);
     } else {
       out += "\t\\N";
     }
     // The tokens bundles paid for, per class (the invoice takes them out of the totals).
     std::int64_t by_class[token_class_count] = {};
     for (const auto& b : bundle_paid_[i]) by_class[b.token_class] += b.tokens;
-    for (const auto n : by_class) out += n > 0 ? '\t' + std::to_string(n) : "\t\\N";
+    for (const auto n : by_class) {
+      if (n > 0) {
+        out.push_back('\t');
+        pg::append_int(out, n);
+      } else {
+        out += "\t\\N";
+      }
+    }
     out.push_back('\n');
   }
   co_return co_await conn_.copy_in(store_sql, out);

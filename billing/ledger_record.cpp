@@ -49,7 +49,7 @@ void add_opt_text(std::string& out, std::string_view v,
   }
 }
 void add_int(std::string& out, std::int64_t v) {
-  out += std::to_string(v);
+  pg::append_int(out, v);
   out.push_back('\t');
 }
 void add_opt_int(std::string& out, std::int64_t v) {  // negative = NULL
@@ -118,10 +118,10 @@ std::optional<std::string_view> take_field(std::string_view& rest) {
 // Version 7's coverage field (ledger_record.hpp), when the record has coverage.
 void append_cover(std::string& out, const metering::usage_record& r) {
   if (r.settled_credit_micros >= 0) {
-    out += std::to_string(r.settled_credit_micros);
+    pg::append_int(out, r.settled_credit_micros);
     for (const std::int64_t n : r.cover_tokens) {
       out.push_back(',');
-      out += std::to_string(n);
+      pg::append_int(out, n);
     }
   }
   out.push_back('\t');
@@ -207,7 +207,7 @@ void append_ledger_record(std::string& out, const metering::usage_record& r) {
   out.push_back('\0');
   out += "7\t";
   if (r.settled_spend_micros >= 0) {
-    out += std::to_string(r.settled_spend_micros);
+    pg::append_int(out, r.settled_spend_micros);
   } else {
     out += "\\N";
   }

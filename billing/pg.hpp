@@ -5,6 +5,7 @@
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -147,6 +148,14 @@ class pool {
 
 // Escapes a value for COPY text format (backslash, tab, newline, carriage return).
 void append_copy_text(std::string& out, std::string_view value);
+
+// Appends an integer's decimal digits (a COPY text field, a journal record's field) without the
+// temporary string std::to_string makes.
+inline void append_int(std::string& out, std::int64_t value) {
+  char buf[24];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, end);
+}
 
 // A PostgreSQL array literal of text values, {"a","b"}, for a `$1::text[]` parameter.
 template <class Strings>
