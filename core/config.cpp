@@ -30,7 +30,7 @@ constexpr std::string_view default_config_text = R"({
     "tiny-llama": { "upstream": "infer", "tokenizer": "llama3", "prompt_format": "llama3",
                     "context_tokens": 4096 }
   },
-  "logging": { "level": "info", "usage_log": "stderr" },
+  "logging": { "level": "info", "usage_log": "stderr", "usage_log_flush_ms": 100 },
   "metering": { "tokenizer_dir": "", "n_max": 16 },
   "database": { "url": "", "pool_size": 4, "connect_timeout_ms": 2000,
                 "statement_timeout_ms": 5000, "migrate_on_start": false },
@@ -617,6 +617,7 @@ void parse_logging_metering_database_ledger(const json& merged, gateway_config& 
   if (cfg.logging.usage_log.empty()) {
     fail("/logging/usage_log", "must be \"stderr\", \"off\" or a path");
   }
+  cfg.logging.usage_log_flush_ms = get_uint(l, "/logging", "usage_log_flush_ms", 0, 10'000);
   cfg.metering.tokenizer_dir = get_string(merged["metering"], "/metering", "tokenizer_dir");
   cfg.metering.n_max = get_uint(merged["metering"], "/metering", "n_max", 1, 128);
 

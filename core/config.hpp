@@ -267,6 +267,8 @@ struct console_config {
 struct logging_config {
   log_level level = log_level::info;
   std::string usage_log;  // "stderr" or a file path for usage records
+  // Usage lines are buffered and written at most this long after (0: one write(2) per line).
+  std::uint64_t usage_log_flush_ms = 100;
 };
 
 struct gateway_config {

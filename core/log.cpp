@@ -1,6 +1,8 @@
 // Structured JSON-lines logger: see log.hpp.
 #include "core/log.hpp"
 
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -81,9 +83,30 @@ void logger::log(log_level level, std::string_view msg, const json_object_writer
   }
   line.push_back('}');
   line.push_back('\n');
+  if (!buffered_) {
+    write_out(line);
+    return;
+  }
+  bool full = false;
+  bool dropped = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pending_.size() + line.size() > max_pending_bytes) {
+      dropped = true;
+    } else {
+      pending_ += line;
+      full = pending_.size() >= buffer_bytes;
+    }
+  }
+  if (dropped && write_failures_ != nullptr) write_failures_->inc();
+  if (full) wake_.notify_one();
+}
+
+// One write(2) loop for `text` (whole lines).
+void logger::write_out(std::string_view text) {
   const int fd = fileno(out_);
-  const char* p = line.data();
-  std::size_t left = line.size();
+  const char* p = text.data();
+  std::size_t left = text.size();
   while (left > 0) {  // a short write only happens on pipes under pressure or on signals
     const ssize_t n = ::write(fd, p, left);
     if (n < 0) {
@@ -95,6 +118,68 @@ void logger::log(log_level level, std::string_view msg, const json_object_writer
     p += n;
     left -= static_cast<std::size_t>(n);
   }
+}
+
+// Writes buffered lines: all at once to a regular file (an append is atomic whatever its
+// size); to a pipe or terminal in pieces of whole lines of at most PIPE_BUF bytes, so that
+// other writers' lines (the process log on the same stderr) never land inside one of ours.
+void logger::write_batches(std::string_view text) {
+  if (!pipe_like_) {
+    write_out(text);
+    return;
+  }
+  while (!text.empty()) {
+    std::size_t cut = text.size();
+    if (cut > PIPE_BUF) {
+      const std::size_t last_end = text.rfind('\n', PIPE_BUF - 1);
+      // A single line longer than PIPE_BUF goes alone.
+      cut = last_end != std::string_view::npos ? last_end + 1 : text.find('\n') + 1;
+      if (cut == 0) cut = text.size();
+    }
+    write_out(text.substr(0, cut));
+    text.remove_prefix(cut);
+  }
+}
+
+void logger::buffer_for(std::chrono::milliseconds interval) {
+  struct stat st {};
+  pipe_like_ = fstat(fileno(out_), &st) != 0 || !S_ISREG(st.st_mode);
+  interval_ = interval;
+  pending_.reserve(buffer_bytes);
+  buffered_ = true;
+  flusher_ = std::thread([this] { run_flusher(); });
+}
+
+void logger::run_flusher() {
+  std::string batch;
+  batch.reserve(buffer_bytes);
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    wake_.wait_for(lock, interval_,
+                   [this] { return stopping_ || pending_.size() >= buffer_bytes; });
+    const bool last = stopping_;
+    batch.clear();
+    batch.swap(pending_);  // the two buffers keep their capacity, in turn
+    lock.unlock();
+    write_batches(batch);
+    lock.lock();
+    if (last && pending_.empty()) return;
+  }
+}
+
+void logger::finish_buffering() {
+  if (!flusher_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  flusher_.join();
+  buffered_ = false;
+}
+
+logger::~logger() {
+  finish_buffering();
 }
 
 }  // namespace tollgate

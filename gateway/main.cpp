@@ -447,6 +447,9 @@ int main(int argc, char** argv) {
   std::FILE* usage_file = open_usage_log(config);
   if (usage_file == nullptr) return 1;
   logger usage_log{usage_file, log_level::info};
+  if (config.logging.usage_log != "off" && config.logging.usage_log_flush_ms > 0) {
+    usage_log.buffer_for(std::chrono::milliseconds(config.logging.usage_log_flush_ms));
+  }
   metering::log_usage_sink log_sink{usage_log};
 
   metrics::registry registry;
@@ -549,6 +552,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   stop_billing();
+  usage_log.finish_buffering();  // the servers are stopped: no usage line comes after this
   if (usage_file != stderr) std::fclose(usage_file);
   return 0;
 }

@@ -391,6 +391,49 @@ describe('tenants, keys and the ledger (real PostgreSQL)', () => {
     }
   });
 
+  test('a buffered usage log: nothing written before its interval, every line whole, the rest at shutdown', async () => {
+    const dir = path.join(process.env.TMPDIR ?? '/tmp', `tollgate-ledger-buffered-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    // To a file, with an interval longer than the test: the lines wait until the gateway stops.
+    const late = await startStack({ config: dbConfig(pg, dir), env: { TOLLGATE_LOGGING__USAGE_LOG_FLUSH_MS: '10000' } });
+    const t = await makeTenant(late.adminUrl, 'Buffered usage log');
+    const ids = [];
+    try {
+      for (let i = 0; i < 20; i += 1) {
+        const res = await chat(late.url, t.key, `buffered ${i}`);
+        assert.equal(res.status, 200, await res.text());
+        ids.push(res.headers.get('x-request-id'));
+      }
+      await waitFor(() => Number(pg.value(`SELECT count(*) FROM usage_events WHERE tenant_id = '${t.tenant}'`)) === 20,
+        { what: 'twenty ledger rows' });
+      assert.deepEqual(late.usageRecords().filter((r) => r.tenant_id === t.tenant), [], 'still buffered');
+    } finally {
+      await late.stop();
+    }
+    const written = late.usageRecords().filter((r) => r.tenant_id === t.tenant).map((r) => r.request_id);
+    assert.deepEqual(written.sort(), [...ids].sort(), 'all written when the gateway stopped');
+
+    // To stderr, a pipe shared with the process log: 300 concurrent requests (more than the
+    // 64 KiB buffer) in writes of whole lines; every line of the output is one JSON object.
+    const piped = await startStack({ config: dbConfig(pg, path.join(dir, 'piped')),
+      env: { TOLLGATE_LOGGING__USAGE_LOG: 'stderr', TOLLGATE_LOGGING__USAGE_LOG_FLUSH_MS: '200' } });
+    const u = await makeTenant(piped.adminUrl, 'Buffered to stderr');
+    let logged = [];
+    try {
+      const statuses = await Promise.all(Array.from({ length: 300 }, (_, i) => chat(piped.url, u.key, `piped ${i}`).then(async (r) => { await r.text(); return r.status; })));
+      assert.ok(statuses.every((x) => x === 200));
+      // Within the interval of the last answer, with room for a loaded machine.
+      await waitFor(() => {
+        logged = piped.gateway.output().split('\n').filter((l) => l.includes(u.tenant));
+        return logged.length === 300;
+      }, { what: 'the 300 lines on stderr', timeoutMs: 5000 });
+    } finally {
+      await piped.stop();
+    }
+    for (const line of piped.gateway.output().split('\n').filter(Boolean)) JSON.parse(line);
+    assert.equal(new Set(logged.map((l) => JSON.parse(l).request_id)).size, 300);
+  });
+
   test('with usage_log "off" the ledger alone records usage: rows, and no usage log line', async () => {
     const dir = path.join(process.env.TMPDIR ?? '/tmp', `tollgate-ledger-nolog-${process.pid}`);
     mkdirSync(dir, { recursive: true });

@@ -80,7 +80,9 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1, u
       dev: { base_url: `http://127.0.0.1:${upstreamPort}/v1`, ...(config.upstream ?? {}) },
     },
     models: config.models ?? { 'dev-echo': { upstream: 'dev' } },
-    logging: { level: 'info', usage_log: usageLog },
+    // A write per usage line, so a test reads a request's line once it is answered; the
+    // buffered default is tested in ledger.test.mjs.
+    logging: { level: 'info', usage_log: usageLog, usage_log_flush_ms: 0, ...(config.logging ?? {}) },
   };
   for (const section of ['database', 'ledger', 'auth', 'budgets', 'invoices', 'batches', 'usage_reports', 'virtual_models', 'console']) {
     if (config[section]) full[section] = config[section];
