@@ -617,7 +617,7 @@ void parse_logging_metering_database_ledger(const json& merged, gateway_config& 
   if (cfg.logging.usage_log.empty()) {
     fail("/logging/usage_log", "must be \"stderr\", \"off\" or a path");
   }
-  cfg.logging.usage_log_flush_ms = get_uint(l, "/logging", "usage_log_flush_ms", 0, 10'000);
+  cfg.logging.usage_log_flush_ms = get_uint(l, "/logging", "usage_log_flush_ms", 0, 60'000);
   cfg.metering.tokenizer_dir = get_string(merged["metering"], "/metering", "tokenizer_dir");
   cfg.metering.n_max = get_uint(merged["metering"], "/metering", "n_max", 1, 128);
 

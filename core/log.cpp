@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <ctime>
@@ -104,6 +105,7 @@ void logger::log(log_level level, std::string_view msg, const json_object_writer
 
 // One write(2) loop for `text` (whole lines).
 void logger::write_out(std::string_view text) {
+  if (text.empty()) return;
   const int fd = fileno(out_);
   const char* p = text.data();
   std::size_t left = text.size();
@@ -111,8 +113,11 @@ void logger::write_out(std::string_view text) {
     const ssize_t n = ::write(fd, p, left);
     if (n < 0) {
       if (errno == EINTR) continue;
-      // Dropping the line beats blocking the request path; the counter makes it visible.
-      if (write_failures_ != nullptr) write_failures_->inc();
+      // Dropping the lines beats blocking the request path; the counter makes it visible, a
+      // line at a time (a buffered batch holds many).
+      if (write_failures_ != nullptr) {
+        write_failures_->inc(static_cast<std::uint64_t>(std::count(p, p + left, '\n')));
+      }
       return;
     }
     p += n;

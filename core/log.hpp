@@ -2,7 +2,7 @@
 // underlying descriptor, so lines from different threads never interleave and no lock is held
 // across the system call (appends to a regular file are atomic per write; so are pipe writes up
 // to PIPE_BUF bytes). A logger may instead buffer its lines (buffer_for): a thread of its own
-// then writes them in batches of whole lines, so the threads that log make no system call.
+// then writes them in batches of whole lines, so the threads that log make no write(2).
 //   {"ts":"2026-11-22T06:10:00.123Z","level":"info","msg":"listening","addr":"127.0.0.1:8080"}
 #pragma once
 #include <chrono>
@@ -36,14 +36,16 @@ class logger {
   // From now on lines are buffered and written at most `interval` later (sooner once
   // buffer_bytes are waiting) by a thread of this logger, each write(2) holding whole lines
   // only, and at most PIPE_BUF bytes unless `out` is a regular file. A line is lost if the
-  // process dies before its write. Call once, before the logger is shared.
+  // process dies before its write. Call once, before the logger is shared, and after
+  // count_write_failures.
   void buffer_for(std::chrono::milliseconds interval);
   // Writes what is buffered and stops buffering: later lines are written as they come. Call it
   // before closing `out`, and only once nothing logs through this logger any more.
   void finish_buffering();
   static constexpr std::size_t buffer_bytes = 64 * 1024;
   // Lines waiting beyond this (the output blocks: a full pipe nobody reads) are dropped and
-  // counted as failed writes, so a stuck output costs neither the request path nor memory.
+  // counted as failed writes, so a stuck output costs neither the request path nor memory (a
+  // shutdown still waits for the write in progress).
   static constexpr std::size_t max_pending_bytes = 8 * 1024 * 1024;
 
   bool enabled(log_level level) const { return level >= min_level_; }

@@ -438,22 +438,23 @@ int main(int argc, char** argv) {
   }
 
   std::signal(SIGPIPE, SIG_IGN);
-  // Keep freed heap memory instead of returning it to the kernel after every burst: the request
-  // path allocates and frees the same small sizes all the time, and trimming/regrowing the heap
-  // top cost a brk system call and page faults every few requests under load.
+  // On glibc's allocator (a build without tcmalloc, gateway/CMakeLists.txt; tcmalloc ignores
+  // these): keep freed heap memory instead of returning it to the kernel after every burst. The
+  // request path allocates and frees the same small sizes all the time, and trimming/regrowing
+  // the heap top cost a brk system call and page faults every few requests under load.
   mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
   mallopt(M_TOP_PAD, 16 * 1024 * 1024);
   logger log{stderr, config.logging.level};
   std::FILE* usage_file = open_usage_log(config);
   if (usage_file == nullptr) return 1;
+  // Declared before the usage log, which counts its failed writes in it until its last flush.
+  metrics::registry registry;
   logger usage_log{usage_file, log_level::info};
+  register_process_metrics(registry, usage_log);
   if (config.logging.usage_log != "off" && config.logging.usage_log_flush_ms > 0) {
     usage_log.buffer_for(std::chrono::milliseconds(config.logging.usage_log_flush_ms));
   }
   metering::log_usage_sink log_sink{usage_log};
-
-  metrics::registry registry;
-  register_process_metrics(registry, usage_log);
   shifted_clock_source clock{*clock_offset_s};
 
   // With a database: the billing thread runs every PostgreSQL coroutine (key lookups, the

@@ -394,8 +394,9 @@ describe('tenants, keys and the ledger (real PostgreSQL)', () => {
   test('a buffered usage log: nothing written before its interval, every line whole, the rest at shutdown', async () => {
     const dir = path.join(process.env.TMPDIR ?? '/tmp', `tollgate-ledger-buffered-${process.pid}`);
     mkdirSync(dir, { recursive: true });
-    // To a file, with an interval longer than the test: the lines wait until the gateway stops.
-    const late = await startStack({ config: dbConfig(pg, dir), env: { TOLLGATE_LOGGING__USAGE_LOG_FLUSH_MS: '10000' } });
+    // To a file, with an interval longer than the test (a minute, the most): the lines wait
+    // until the gateway stops.
+    const late = await startStack({ config: dbConfig(pg, dir), env: { TOLLGATE_LOGGING__USAGE_LOG_FLUSH_MS: '60000' } });
     const t = await makeTenant(late.adminUrl, 'Buffered usage log');
     const ids = [];
     try {
@@ -413,8 +414,9 @@ describe('tenants, keys and the ledger (real PostgreSQL)', () => {
     const written = late.usageRecords().filter((r) => r.tenant_id === t.tenant).map((r) => r.request_id);
     assert.deepEqual(written.sort(), [...ids].sort(), 'all written when the gateway stopped');
 
-    // To stderr, a pipe shared with the process log: 300 concurrent requests (more than the
-    // 64 KiB buffer) in writes of whole lines; every line of the output is one JSON object.
+    // To stderr, shared with the process log (not a regular file: the test's reader is a
+    // socket): 300 concurrent requests (more than the 64 KiB buffer) in writes of whole lines;
+    // every line of the output is one JSON object.
     const piped = await startStack({ config: dbConfig(pg, path.join(dir, 'piped')),
       env: { TOLLGATE_LOGGING__USAGE_LOG: 'stderr', TOLLGATE_LOGGING__USAGE_LOG_FLUSH_MS: '200' } });
     const u = await makeTenant(piped.adminUrl, 'Buffered to stderr');

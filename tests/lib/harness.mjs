@@ -61,11 +61,13 @@ export function startProcess(bin, args, env = {}) {
   };
 }
 
+const defaultGatewayBin = path.join(binDir, 'tollgate');
+
 // Starts tollgate-dev-upstream and a gateway routed to it. `config` is merged into the gateway
 // config file; `env` goes to the gateway's environment; `gatewayBin` is another build's
 // `tollgate` (a benchmark's baseline).
 export async function startStack({ config = {}, env = {}, upstreamThreads = 1, upstreamPort: fixedUpstreamPort,
-  gatewayBin = path.join(binDir, 'tollgate') } = {}) {
+  gatewayBin = defaultGatewayBin } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-test-'));
   const upstreamPort = fixedUpstreamPort ?? await freePort();
   const apiPort = await freePort();
@@ -80,9 +82,11 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1, u
       dev: { base_url: `http://127.0.0.1:${upstreamPort}/v1`, ...(config.upstream ?? {}) },
     },
     models: config.models ?? { 'dev-echo': { upstream: 'dev' } },
-    // A write per usage line, so a test reads a request's line once it is answered; the
-    // buffered default is tested in ledger.test.mjs.
-    logging: { level: 'info', usage_log: usageLog, usage_log_flush_ms: 0, ...(config.logging ?? {}) },
+    // A write per usage line, so a test reads a request's line once it is answered (the
+    // buffered default is tested in ledger.test.mjs). Not for another build (`gatewayBin`, a
+    // benchmark's base), which may predate the setting and would refuse it.
+    logging: { level: 'info', usage_log: usageLog,
+      ...(gatewayBin === defaultGatewayBin ? { usage_log_flush_ms: 0 } : {}), ...(config.logging ?? {}) },
   };
   for (const section of ['database', 'ledger', 'auth', 'budgets', 'invoices', 'batches', 'usage_reports', 'virtual_models', 'console']) {
     if (config[section]) full[section] = config[section];

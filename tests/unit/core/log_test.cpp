@@ -88,29 +88,66 @@ TEST_CASE("a buffered logger writes nothing until its interval or its end, then 
 TEST_CASE("a buffered logger writes within its interval, and at once when its buffer fills") {
   std::FILE* f = std::tmpfile();
   REQUIRE(f != nullptr);
-  logger log{f, log_level::info};
-  log.buffer_for(std::chrono::milliseconds(50));
-  log.info("soon");
-  for (int tries = 0; tries < 200 && read_all(f).empty(); ++tries) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  const std::string soon = read_all(f);
-  CHECK(std::count(soon.begin(), soon.end(), '\n') == 1);
+  {
+    logger log{f, log_level::info};
+    log.buffer_for(std::chrono::milliseconds(50));
+    log.info("soon");
+    std::string soon;
+    for (int tries = 0; tries < 200 && (soon = read_all(f)).empty(); ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(std::count(soon.begin(), soon.end(), '\n') == 1);
+  }  // the logger ends before its file is closed
   std::fclose(f);
 
   std::FILE* g = std::tmpfile();
   REQUIRE(g != nullptr);
-  logger slow{g, log_level::info};
-  slow.buffer_for(std::chrono::seconds(30));
-  const std::string filler(1000, 'x');
-  for (std::size_t i = 0; i * 1000 < logger::buffer_bytes; ++i) slow.info(filler);
-  std::string text;
-  for (int tries = 0; tries < 200 && (text = read_all(g)).empty(); ++tries) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  {
+    logger slow{g, log_level::info};
+    slow.buffer_for(std::chrono::seconds(30));
+    const std::string filler(1000, 'x');
+    for (std::size_t i = 0; i * 1000 < logger::buffer_bytes; ++i) slow.info(filler);
+    // Written long before the 30 s: the whole batch, ending with a whole line (read until the
+    // write in progress is complete).
+    std::string text;
+    for (int tries = 0; tries < 200; ++tries) {
+      text = read_all(g);
+      if (text.size() >= logger::buffer_bytes && text.back() == '\n') break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(text.size() >= logger::buffer_bytes);
+    CHECK(text.back() == '\n');
   }
-  CHECK(text.size() >= logger::buffer_bytes);  // written long before the 30 s
-  CHECK(text.back() == '\n');
   std::fclose(g);
+}
+
+TEST_CASE("a buffered logger on a pipe writes a line longer than PIPE_BUF whole, alone") {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  std::FILE* w = fdopen(fds[1], "w");
+  REQUIRE(w != nullptr);
+  std::string received;
+  std::thread reader([&] {
+    char buf[65536];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+      received.append(buf, static_cast<std::size_t>(n));
+  });
+  {
+    logger log{w, log_level::info};
+    log.buffer_for(std::chrono::milliseconds(5));
+    log.info("short");
+    log.info(std::string(3 * PIPE_BUF, 'y'));
+    log.info("short again");
+  }
+  std::fclose(w);
+  reader.join();
+  ::close(fds[0]);
+  REQUIRE(std::count(received.begin(), received.end(), '\n') == 3);
+  const std::size_t first = received.find('\n');
+  const std::size_t second = received.find('\n', first + 1);
+  CHECK(nlohmann::json::parse(received.substr(first + 1, second - first - 1))["msg"]
+            .get<std::string>()
+            .size() == 3 * PIPE_BUF);
 }
 
 TEST_CASE("a buffered logger on a pipe writes whole lines of at most PIPE_BUF bytes at a time") {
@@ -133,8 +170,9 @@ TEST_CASE("a buffered logger on a pipe writes whole lines of at most PIPE_BUF by
     for (int t = 0; t < threads; ++t) {
       writers.emplace_back([&log, t] {
         for (int i = 0; i < lines; ++i) {
-          // Lines of 300 to 3,000 bytes, and one longer than PIPE_BUF now and then.
-          const std::size_t size = i % 97 == 0 ? PIPE_BUF + 100 : 300 + (i * 37 + t) % 2700;
+          // Lines of 300 to 3,000 bytes: each fits a write of at most PIPE_BUF, which a pipe
+          // keeps whole beside the other writer's.
+          const std::size_t size = 300 + (i * 37 + t) % 2700;
           log.info(std::string(size, static_cast<char>('a' + t)),
                    json_object_writer{}.add("t", std::int64_t{t}).add("i", std::int64_t{i}));
         }
