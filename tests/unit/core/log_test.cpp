@@ -67,6 +67,32 @@ std::string read_all(std::FILE* f) {
   return text;
 }
 
+// A pipe whose read end a thread drains; `writer` is its write end.
+struct drained_pipe {
+  int fds[2] = {-1, -1};
+  std::FILE* writer = nullptr;
+  std::string received;
+  std::thread reader;
+  drained_pipe() {
+    REQUIRE(::pipe(fds) == 0);
+    writer = fdopen(fds[1], "w");
+    REQUIRE(writer != nullptr);
+    reader = std::thread([this] {
+      char buf[65536];
+      for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) {
+        received.append(buf, static_cast<std::size_t>(n));
+      }
+    });
+  }
+  // Closes the write end and returns everything read, once the reader has seen the end.
+  std::string finish() {
+    std::fclose(writer);
+    reader.join();
+    ::close(fds[0]);
+    return received;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a buffered logger writes nothing until its interval or its end, then every line") {
@@ -122,16 +148,8 @@ TEST_CASE("a buffered logger writes within its interval, and at once when its bu
 }
 
 TEST_CASE("a buffered logger on a pipe writes a line longer than PIPE_BUF whole, alone") {
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  std::FILE* w = fdopen(fds[1], "w");
-  REQUIRE(w != nullptr);
-  std::string received;
-  std::thread reader([&] {
-    char buf[65536];
-    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
-      received.append(buf, static_cast<std::size_t>(n));
-  });
+  drained_pipe pipe;
+  std::FILE* w = pipe.writer;
   {
     logger log{w, log_level::info};
     log.buffer_for(std::chrono::milliseconds(5));
@@ -139,9 +157,7 @@ TEST_CASE("a buffered logger on a pipe writes a line longer than PIPE_BUF whole,
     log.info(std::string(3 * PIPE_BUF, 'y'));
     log.info("short again");
   }
-  std::fclose(w);
-  reader.join();
-  ::close(fds[0]);
+  const std::string received = pipe.finish();
   REQUIRE(std::count(received.begin(), received.end(), '\n') == 3);
   const std::size_t first = received.find('\n');
   const std::size_t second = received.find('\n', first + 1);
@@ -151,16 +167,8 @@ TEST_CASE("a buffered logger on a pipe writes a line longer than PIPE_BUF whole,
 }
 
 TEST_CASE("a buffered logger on a pipe writes whole lines of at most PIPE_BUF bytes at a time") {
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  std::FILE* w = fdopen(fds[1], "w");
-  REQUIRE(w != nullptr);
-  std::string received;
-  std::thread reader([&] {
-    char buf[65536];
-    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
-      received.append(buf, static_cast<std::size_t>(n));
-  });
+  drained_pipe pipe;
+  std::FILE* w = pipe.writer;
   constexpr int threads = 4;
   constexpr int lines = 400;
   {
@@ -184,9 +192,7 @@ TEST_CASE("a buffered logger on a pipe writes whole lines of at most PIPE_BUF by
       direct.info("direct", json_object_writer{}.add("i", std::int64_t{i}));
     for (auto& th : writers) th.join();
   }
-  std::fclose(w);
-  reader.join();
-  ::close(fds[0]);
+  const std::string received = pipe.finish();
   std::size_t count = 0;
   std::size_t start = 0;
   for (std::size_t nl; (nl = received.find('\n', start)) != std::string::npos; start = nl + 1) {
