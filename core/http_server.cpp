@@ -3,6 +3,7 @@
 
 #include "core/request_id.hpp"
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -16,6 +17,8 @@
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/write.hpp>
+#include <charconv>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -50,17 +53,6 @@ std::optional<api_error> unreadable_error(http1::outcome o, std::string_view why
       break;
   }
   return std::nullopt;
-}
-
-// The handlers' view of a parsed head (Beast's message type, which they and the upstream side
-// share). Its fields are copied: the head's views die with the read buffer's next use.
-request request_of(const http1::request_head& head) {
-  request req;
-  req.method_string(head.method);
-  req.target(head.target);
-  req.version(head.version);
-  for (const http1::field& f : head.headers()) req.insert(f.name, f.value);
-  return req;
 }
 
 // Where the first blank line ("\n\r\n" or "\n\n") at or after `from` ends (its last '\n'), or
@@ -103,28 +95,80 @@ bool exchange::write_finished(boost::system::error_code ec) {
   return true;
 }
 
-// The status line and header block of a whole response, written by hand: one contiguous buffer
-// is much cheaper to produce and send than Beast's generic serializer.
-std::string serialize_head(const response& res) {
-  // Sized once: a metered answer's head (rate-limit and cost headers) outgrows a guess.
-  std::size_t size = 64;  // the status line and the final blank line
-  for (const auto& field : res) size += field.name_string().size() + field.value().size() + 4;
+namespace {
+
+// A whole response's head: status line, the fields, then the framing this server decides
+// (Connection, Content-Length), sized once and written into one buffer.
+std::string whole_head(unsigned version, unsigned status, std::string_view fields, bool keep_alive,
+                       std::size_t content_length) {
+  char length[24];
+  const auto length_end = std::to_chars(length, length + sizeof length, content_length).ptr;
+  const std::string_view reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
   std::string head;
-  head.reserve(size);
-  head += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  head += std::to_string(res.result_int());
+  head.reserve(64 + reason.size() + fields.size());
+  head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  char code[8];
+  head.append(code, std::to_chars(code, code + sizeof code, status).ptr);
   head.push_back(' ');
-  head += bhttp::obsolete_reason(res.result());
+  head += reason;
   head += "\r\n";
-  for (const auto& field : res) {
-    head += field.name_string();
-    head += ": ";
-    head += field.value();
-    head += "\r\n";
-  }
-  head += "\r\n";
+  head += fields;
+  // HTTP/1.1 keeps the connection unless told; HTTP/1.0 closes it unless told.
+  if (version == 10 && keep_alive) head += "Connection: keep-alive\r\n";
+  if (version != 10 && !keep_alive) head += "Connection: close\r\n";
+  head += "Content-Length: ";
+  head.append(length, length_end);
+  head += "\r\n\r\n";
   return head;
 }
+
+// Bytes a field name may hold: token characters.
+constexpr auto token_byte = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = c > ' ' && c < 0x7f && c != ':';
+  return t;
+}();
+
+}  // namespace
+
+response_fields& response_fields::add(std::string_view name, std::string_view value) {
+  // A name is a token and a value holds no line break: nothing added can end the head early.
+  bool name_ok = !name.empty();
+  for (const char c : name) name_ok &= token_byte[static_cast<unsigned char>(c)];
+  if (!name_ok) return *this;
+  if (!value.empty() && (std::memchr(value.data(), '\n', value.size()) != nullptr ||
+                         std::memchr(value.data(), '\r', value.size()) != nullptr ||
+                         std::memchr(value.data(), '\0', value.size()) != nullptr)) {
+    return *this;
+  }
+  const std::size_t at = text_.size();
+  const std::size_t size = name.size() + value.size() + 4;
+  if (at == 0) text_.reserve(512);
+  text_.resize(at + size);
+  char* out = text_.data() + at;
+  std::memcpy(out, name.data(), name.size());
+  out += name.size();
+  std::memcpy(out, ": ", 2);
+  if (!value.empty()) std::memcpy(out + 2, value.data(), value.size());
+  std::memcpy(out + 2 + value.size(), "\r\n", 2);
+  return *this;
+}
+
+namespace {
+
+// A Beast response's fields as wire text, less the framing fields the server writes itself.
+response_fields fields_of(const response& res) {
+  response_fields fields;
+  for (const auto& field : res) {
+    if (field.name() == bhttp::field::connection || field.name() == bhttp::field::content_length) {
+      continue;
+    }
+    fields.add(field.name_string(), field.value());
+  }
+  return fields;
+}
+
+}  // namespace
 
 struct exchange::watch_state {
   std::function<void()> on_gone;
@@ -177,14 +221,17 @@ std::string_view exchange::path() const {
 }
 
 net::awaitable<bool> exchange::send(response res) {
+  co_return co_await send(res.result_int(), fields_of(res), res.body());
+}
+
+net::awaitable<bool> exchange::send(unsigned status, const response_fields& fields,
+                                    std::string_view body) {
   stop_watching();
   if (client_gone_) co_return false;
-  res.version(req_.version());
-  res.keep_alive(!close_after_);
-  res.content_length(res.body().size());
-  status_ = res.result_int();
-  const std::string head = serialize_head(res);
-  const std::array<net::const_buffer, 2> buffers{net::buffer(head), net::buffer(res.body())};
+  status_ = status;
+  const std::string head =
+      whole_head(req_.version(), status, fields.text(), !close_after_, body.size());
+  const std::array<net::const_buffer, 2> buffers{net::buffer(head), net::buffer(body)};
   stream_.expires_after(write_timeout_);
   auto [ec, n] = co_await net::async_write(stream_, buffers, use_tuple);
   co_return write_finished(ec);
@@ -192,20 +239,18 @@ net::awaitable<bool> exchange::send(response res) {
 
 net::awaitable<bool> exchange::send_json(unsigned status, std::string body,
                                          std::string_view request_id) {
-  response res{static_cast<bhttp::status>(status), req_.version()};
-  res.set(bhttp::field::content_type, "application/json");
-  if (!request_id.empty()) res.set("x-request-id", request_id);
-  res.body() = std::move(body);
-  co_return co_await send(std::move(res));
+  response_fields fields;
+  fields.add("Content-Type", "application/json");
+  if (!request_id.empty()) fields.add("x-request-id", request_id);
+  co_return co_await send(status, fields, body);
 }
 
 net::awaitable<bool> exchange::send_error(api_error error, std::string_view request_id) {
-  response res{static_cast<bhttp::status>(error.status), req_.version()};
-  res.set(bhttp::field::content_type, "application/json");
-  if (!request_id.empty()) res.set("x-request-id", request_id);
-  if (error.retry_after_s > 0) res.set(bhttp::field::retry_after, std::to_string(error.retry_after_s));
-  res.body() = error.to_json();
-  co_return co_await send(std::move(res));
+  response_fields fields;
+  fields.add("Content-Type", "application/json");
+  if (!request_id.empty()) fields.add("x-request-id", request_id);
+  if (error.retry_after_s > 0) fields.add("Retry-After", std::to_string(error.retry_after_s));
+  co_return co_await send(error.status, fields, error.to_json());
 }
 
 net::awaitable<bool> exchange::send_method_not_allowed(std::string_view allowed,
@@ -213,13 +258,11 @@ net::awaitable<bool> exchange::send_method_not_allowed(std::string_view allowed,
   const api_error error =
       method_not_allowed("Method " + std::string(req_.method_string()) + " is not allowed for " +
                          std::string(path()) + "; use " + std::string(allowed) + ".");
-  response res{bhttp::status::method_not_allowed, req_.version()};
-  res.set(bhttp::field::content_type, "application/json");
-  res.set(bhttp::field::allow, allowed);
-  if (!request_id.empty()) res.set("x-request-id", request_id);
-  if (error.retry_after_s > 0) res.set(bhttp::field::retry_after, std::to_string(error.retry_after_s));
-  res.body() = error.to_json();
-  co_return co_await send(std::move(res));
+  response_fields fields;
+  fields.add("Content-Type", "application/json");
+  fields.add("Allow", allowed);
+  if (!request_id.empty()) fields.add("x-request-id", request_id);
+  co_return co_await send(error.status, fields, error.to_json());
 }
 
 net::awaitable<bool> exchange::send_unknown_url(std::string_view request_id) {
@@ -551,7 +594,6 @@ net::awaitable<http1::outcome> server::read_body(tcp_stream& stream, beast::flat
 net::awaitable<void> server::reject(tcp_stream& stream, worker& w, listener& l,
                                     api_error error, const char* route) {
   request placeholder;
-  placeholder.version(11);
   exchange ex{stream, placeholder, w.index, ms(limits_.client_write_timeout_ms), true};
   // Every answer carries a request id, also those of requests that could not be read.
   co_await ex.send_error(error, new_request_id());
@@ -601,7 +643,7 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream::socket_
       rejected_body = true;
       break;
     }
-    request req = request_of(head);
+    request req{head};
     buffer.consume(head_bytes);  // the head's views end here
     const bool has_body = head.chunked || head.content_length > 0;
     const bool expect_continue = head.expect_continue;

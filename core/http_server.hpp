@@ -32,6 +32,7 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/http1_parser.hpp"
+#include "core/http_request.hpp"
 #include "core/limits.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -45,7 +46,6 @@ namespace bhttp = boost::beast::http;
 // A client connection: one deadline, enforced by its I/O thread's sweeper (client_stream.hpp).
 using tcp_stream = client_stream;
 
-using request = bhttp::request<bhttp::string_body>;
 using response = bhttp::response<bhttp::string_body>;
 
 struct server_limits {
@@ -58,6 +58,19 @@ struct server_limits {
   std::uint64_t drain_timeout_ms = limits::drain_timeout_ms_default;
 
   static server_limits from(const server_config& c);
+};
+
+// The header fields of a whole response as wire text ("Name: value\r\n" each), written as
+// they are added: cheaper than a field container for the request path's answers. The server
+// adds Connection and Content-Length itself. A field whose name is not a token, or whose value
+// holds CR, LF or NUL, is not written.
+class response_fields {
+ public:
+  response_fields& add(std::string_view name, std::string_view value);
+  std::string_view text() const { return text_; }
+
+ private:
+  std::string text_;
 };
 
 // One request on one connection, handed to a handler. The handler answers through the send_*
@@ -82,6 +95,8 @@ class exchange {
 
   // A whole response. Sets version, keep-alive and Content-Length.
   net::awaitable<bool> send(response res);
+  // The same from a status, the fields and the body.
+  net::awaitable<bool> send(unsigned status, const response_fields& fields, std::string_view body);
   // A JSON body with `status` (200, 201, ...); `request_id` goes in x-request-id when not empty.
   net::awaitable<bool> send_json(unsigned status, std::string body,
                                  std::string_view request_id = {});

@@ -33,11 +33,11 @@ class logger {
   logger(const logger&) = delete;
   logger& operator=(const logger&) = delete;
 
-  // From now on lines are buffered and written at most `interval` later (sooner once
-  // buffer_bytes are waiting) by a thread of this logger, each write(2) holding whole lines
-  // only, and at most PIPE_BUF bytes unless `out` is a regular file. A line is lost if the
-  // process dies before its write. Call once, before the logger is shared, and after
-  // count_write_failures.
+  // From now on lines are buffered and written about `interval` later (sooner once
+  // buffer_bytes are waiting, later while a slow output holds the write before) by a thread
+  // of this logger, each write(2) holding whole lines only, and at most PIPE_BUF bytes unless
+  // `out` is a regular file. A line is lost if the process dies before its write. Call once,
+  // before the logger is shared, and after count_write_failures.
   void buffer_for(std::chrono::milliseconds interval);
   // Writes what is buffered and stops buffering: later lines are written as they come. Call it
   // before closing `out`, and only once nothing logs through this logger any more.

@@ -2,6 +2,7 @@
 #include "gateway/api_handler.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <functional>
 #include <map>
 
@@ -614,23 +615,26 @@ boost::asio::awaitable<void> api_handler::relay_whole(http::exchange& ex,
     co_await ex.send_error(*failure, st.rec.request_id);
     co_return;
   }
-  http::response res{static_cast<bhttp::status>(call.status()), ex.req().version()};
+  http::response_fields fields;
   const std::string_view type = call.content_type();
-  res.set(bhttp::field::content_type, type.empty() ? "application/json" : type);
-  res.set("x-request-id", st.rec.request_id);
-  if (!st.rec.client_request_id.empty()) res.set("x-client-request-id", st.rec.client_request_id);
+  fields.add("Content-Type", type.empty() ? "application/json" : type);
+  fields.add("x-request-id", st.rec.request_id);
+  if (!st.rec.client_request_id.empty())
+    fields.add("x-client-request-id", st.rec.client_request_id);
   if (st.hold) {
-    for (const auto& [name, value] : st.hold->headers) res.set(name, value);
+    for (const auto& [name, value] : st.hold->headers) fields.add(name, value);
   }
-  for (const auto& [name, value] : routing_headers(st)) res.set(name, value);
-  res.body() = std::move(body);
+  for (const auto& [name, value] : routing_headers(st)) fields.add(name, value);
   finish(st, call.status(), ex.client_gone());
   if (quoter_ != nullptr && call.status() == 200) {
     if (const auto cost = co_await quoter_->quote(st.rec)) {
-      res.set("x-tollgate-cost-micros", std::to_string(*cost));
+      char digits[24];
+      fields.add(
+          "x-tollgate-cost-micros",
+          std::string_view(digits, std::to_chars(digits, digits + sizeof digits, *cost).ptr));
     }
   }
-  co_await ex.send(std::move(res));
+  co_await ex.send(call.status(), fields, body);
 }
 
 boost::asio::awaitable<void> api_handler::relay_stream(http::exchange& ex,

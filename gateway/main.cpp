@@ -172,8 +172,6 @@ void add_key_check(tollgate::http::listener_spec& listener, tollgate::gateway::a
   };
 }
 
-// The billing side, with a database: the PostgreSQL pool and stores, the ledger writer
-// (started), the authenticator and the admin router, all on the billing thread's executor.
 // The usage log's file: stderr, or the configured path opened for appending (null, with the
 // reason on stderr, when it cannot be opened).
 std::FILE* open_usage_log(const tollgate::gateway_config& config) {

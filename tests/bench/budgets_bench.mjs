@@ -32,18 +32,15 @@ const baseBin = args.includes('--base-bin') ? args[args.indexOf('--base-bin') + 
 const pg = await startPostgres();
 const redis = await startRedis();
 const dir = path.join(os.tmpdir(), `tollgate-budgets-bench-${process.pid}`);
-// The usage log buffered as by default (the tests' harness writes each line at once; a base
-// build keeps its own default).
-const logging = { usage_log_flush_ms: 100 };
-const off = await startStack({ config: { ...dbConfig(pg, path.join(dir, 'off')), logging } });
+const off = await startStack({ config: { ...dbConfig(pg, path.join(dir, 'off')) }, gatewayDefaults: true });
 const on = await startStack({
-  config: { ...dbConfig(pg, path.join(dir, 'on')), logging, budgets: { redis: redis.address } },
-  upstreamPort: off.upstreamPort,
+  config: { ...dbConfig(pg, path.join(dir, 'on')), budgets: { redis: redis.address } },
+  upstreamPort: off.upstreamPort, gatewayDefaults: true,
 });
 // The same budgets with leases off: a reserve and a settle script call per request.
 const holds = await startStack({
-  config: { ...dbConfig(pg, path.join(dir, 'holds')), logging, budgets: { redis: redis.address, leases: false } },
-  upstreamPort: off.upstreamPort,
+  config: { ...dbConfig(pg, path.join(dir, 'holds')), budgets: { redis: redis.address, leases: false } },
+  upstreamPort: off.upstreamPort, gatewayDefaults: true,
 });
 const base = baseBin === null ? null : await startStack({
   config: { ...dbConfig(pg, path.join(dir, 'base')), budgets: { redis: redis.address } },

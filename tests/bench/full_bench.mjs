@@ -34,13 +34,10 @@ const db = (name) => {
   const c = dbConfig(pg, path.join(dir, name));
   return { ...c, auth: { ...c.auth, key_cache_ttl_ms: 2000 }, ledger: { ...c.ledger, flush_interval_ms: 50 } };
 };
-// The usage log buffered as by default (the tests' harness writes each line at once; a base
-// build keeps its own default).
-const logging = { usage_log_flush_ms: 100 };
-const full = await startStack({ config: { ...db('full'), logging, budgets: { redis: redis.address }, server: { threads } },
-  env: gatewayEnv });
-const nobudgets = await startStack({ config: { ...db('nobudgets'), logging, server: { threads } }, upstreamPort: full.upstreamPort,
-  env: gatewayEnv });
+const full = await startStack({ config: { ...db('full'), budgets: { redis: redis.address }, server: { threads } },
+  env: gatewayEnv, gatewayDefaults: true });
+const nobudgets = await startStack({ config: { ...db('nobudgets'), server: { threads } }, upstreamPort: full.upstreamPort,
+  env: gatewayEnv, gatewayDefaults: true });
 await nobudgets.upstream.stop();  // both gateways use the first stack's upstream
 const base = baseBin === null ? null : await startStack({
   config: { ...db('base'), budgets: { redis: redis.address }, server: { threads } },

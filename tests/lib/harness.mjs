@@ -65,9 +65,10 @@ const defaultGatewayBin = path.join(binDir, 'tollgate');
 
 // Starts tollgate-dev-upstream and a gateway routed to it. `config` is merged into the gateway
 // config file; `env` goes to the gateway's environment; `gatewayBin` is another build's
-// `tollgate` (a benchmark's baseline).
+// `tollgate` (a benchmark's baseline). `gatewayDefaults` leaves out the settings the harness
+// adds for tests (a benchmark measures the gateway as deployed).
 export async function startStack({ config = {}, env = {}, upstreamThreads = 1, upstreamPort: fixedUpstreamPort,
-  gatewayBin = defaultGatewayBin } = {}) {
+  gatewayBin = defaultGatewayBin, gatewayDefaults = false } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-test-'));
   const upstreamPort = fixedUpstreamPort ?? await freePort();
   const apiPort = await freePort();
@@ -83,10 +84,11 @@ export async function startStack({ config = {}, env = {}, upstreamThreads = 1, u
     },
     models: config.models ?? { 'dev-echo': { upstream: 'dev' } },
     // A write per usage line, so a test reads a request's line once it is answered (the
-    // buffered default is tested in ledger.test.mjs). Not for another build (`gatewayBin`, a
-    // benchmark's base), which may predate the setting and would refuse it.
+    // buffered default is tested in ledger.test.mjs). Not for a benchmark, nor for another
+    // build (`gatewayBin`, a benchmark's base), which may predate the setting and refuse it.
     logging: { level: 'info', usage_log: usageLog,
-      ...(gatewayBin === defaultGatewayBin ? { usage_log_flush_ms: 0 } : {}), ...(config.logging ?? {}) },
+      ...(gatewayBin === defaultGatewayBin && !gatewayDefaults ? { usage_log_flush_ms: 0 } : {}),
+      ...(config.logging ?? {}) },
   };
   for (const section of ['database', 'ledger', 'auth', 'budgets', 'invoices', 'batches', 'usage_reports', 'virtual_models', 'console']) {
     if (config[section]) full[section] = config[section];
