@@ -52,7 +52,7 @@ struct budget_hold {
   metering::spend_pricing pricing;
   std::vector<std::string> budget_ids;  // per charge, for alerts
   std::vector<std::int64_t> limits;     // per charge
-  std::vector<std::pair<std::string, std::string>> headers;  // x-ratelimit-*
+  metering::header_list headers;        // x-ratelimit-*
   // Served from leases (gateway/budget_leases): one lease per charge and the worst case it
   // took of each; settled and released in memory. Empty: a hold of its own in Redis.
   std::vector<std::shared_ptr<metering::budget_lease>> leases;

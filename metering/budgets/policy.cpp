@@ -247,9 +247,8 @@ api_error budget_refusal(const budget_info& b, std::int64_t remaining, std::int6
   return e;
 }
 
-std::vector<std::pair<std::string, std::string>> ratelimit_headers(
-    std::span<const budget_info* const> applying, std::span<const std::int64_t> remaining,
-    std::int64_t now_ms) {
+header_list ratelimit_headers(std::span<const budget_info* const> applying,
+                              std::span<const std::int64_t> remaining, std::int64_t now_ms) {
   std::optional<std::size_t> req_i, tok_i;
   for (std::size_t i = 0; i < applying.size() && i < remaining.size(); ++i) {
     const budget_metric m = applying[i]->metric;
@@ -257,7 +256,7 @@ std::vector<std::pair<std::string, std::string>> ratelimit_headers(
     auto& best = m == budget_metric::tokens ? tok_i : req_i;
     if (!best || remaining[i] < remaining[*best]) best = i;
   }
-  std::vector<std::pair<std::string, std::string>> headers;
+  header_list headers;
   headers.reserve((req_i ? 2 : 0) + (tok_i ? 3 : 0));  // sized once
   if (req_i) {
     headers.emplace_back("x-ratelimit-limit-requests", std::to_string(applying[*req_i]->limit));

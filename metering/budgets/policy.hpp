@@ -143,12 +143,14 @@ std::string reset_text(std::int64_t ms);
 api_error budget_refusal(const budget_info& b, std::int64_t remaining, std::int64_t needed,
                          std::int64_t reset_ms, std::string_view what = "this request");
 
+// Response header fields: each name a string literal, so a list copies no names.
+using header_list = std::vector<std::pair<std::string_view, std::string>>;
+
 // OpenAI's x-ratelimit-* headers of a granted request, from the token and request budgets
 // with the least left (`remaining[i]` of applying[i], after the hold); the token reset is not
 // sent for lifetime budgets.
-std::vector<std::pair<std::string, std::string>> ratelimit_headers(
-    std::span<const budget_info* const> applying, std::span<const std::int64_t> remaining,
-    std::int64_t now_ms);
+header_list ratelimit_headers(std::span<const budget_info* const> applying,
+                              std::span<const std::int64_t> remaining, std::int64_t now_ms);
 
 // ---- listings --------------------------------------------------------------------------------
 

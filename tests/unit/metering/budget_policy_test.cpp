@@ -42,8 +42,7 @@ credit_rate rate(std::string model, std::int64_t input, std::int64_t output,
   return r;
 }
 
-std::string header(const std::vector<std::pair<std::string, std::string>>& headers,
-                   const std::string& name) {
+std::string header(const header_list& headers, std::string_view name) {
   for (const auto& [n, v] : headers) {
     if (n == name) return v;
   }
