@@ -221,7 +221,9 @@ std::string_view exchange::path() const {
 }
 
 net::awaitable<bool> exchange::send(response res) {
-  co_return co_await send(res.result_int(), fields_of(res), res.body());
+  // Named, not made inside the co_await: GCC 12 mishandles temporaries there.
+  const response_fields fields = fields_of(res);
+  co_return co_await send(res.result_int(), fields, res.body());
 }
 
 net::awaitable<bool> exchange::send(unsigned status, const response_fields& fields,
@@ -250,7 +252,8 @@ net::awaitable<bool> exchange::send_error(api_error error, std::string_view requ
   fields.add("Content-Type", "application/json");
   if (!request_id.empty()) fields.add("x-request-id", request_id);
   if (error.retry_after_s > 0) fields.add("Retry-After", std::to_string(error.retry_after_s));
-  co_return co_await send(error.status, fields, error.to_json());
+  const std::string body = error.to_json();
+  co_return co_await send(error.status, fields, body);
 }
 
 net::awaitable<bool> exchange::send_method_not_allowed(std::string_view allowed,
@@ -262,7 +265,8 @@ net::awaitable<bool> exchange::send_method_not_allowed(std::string_view allowed,
   fields.add("Content-Type", "application/json");
   fields.add("Allow", allowed);
   if (!request_id.empty()) fields.add("x-request-id", request_id);
-  co_return co_await send(error.status, fields, error.to_json());
+  const std::string body = error.to_json();
+  co_return co_await send(error.status, fields, body);
 }
 
 net::awaitable<bool> exchange::send_unknown_url(std::string_view request_id) {

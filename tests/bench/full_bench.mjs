@@ -3,7 +3,8 @@
 // minute, a price book on the tenant's plan) against nginx proxy_pass, in one run on the same
 // upstream, at saturation and at a fixed rate. A second gateway, the same but without budgets,
 // shows what budgets cost. Prints throughput ratios, the latency each proxy adds over direct
-// and the CPU microseconds per request of every process (from /proc), as medians.
+// and the CPU microseconds per request of every process (from /proc), as medians, with the
+// proxies' own split into user and system time.
 //   node tests/bench/full_bench.mjs [--rounds N] [--seconds S] [--base-bin DIR]
 // --base-bin: also measure DIR/tollgate (another build, e.g. the commit before a change) as "full
 // (base)", with the full configuration, in the same interleaved rounds.
@@ -15,7 +16,8 @@ import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { dbConfig, api, makeTenant } from '../lib/ledger.mjs';
 import {
-  gatewayEnv, startNginx, wrkScript, runWrk, cpuOf, cpuOfTree, postmasterPid, redisPid, median,
+  gatewayEnv, startNginx, wrkScript, runWrk, cpuOf, cpuOfTree, cpuSplitOf, withChildren, postmasterPid, redisPid,
+  median,
 } from '../lib/bench.mjs';
 
 const args = process.argv.slice(2);
@@ -101,16 +103,23 @@ const targets = {
   ...(base === null ? {} : { 'full (base)': { url: base.url, gateway: base.gateway } }),
 };
 const processes = ['gateway', 'nginx', 'upstream', 'redis', 'postgres'];
+// The proxy's own processes (the gateway, or nginx's master and workers), for the user/system split.
+const proxyPids = (target) => (target.gateway ? [target.gateway.child.pid]
+  : target === targets.nginx ? withChildren(nginx.child.pid) : []);
 function snapshot(target) {
   const s = Object.fromEntries(Object.entries(pids).map(([k, f]) => [k, f()]));
   s.gateway = target.gateway ? cpuOf(target.gateway.child.pid) : 0;
+  const split = proxyPids(target).map(cpuSplitOf);
+  s.proxyUser = split.reduce((n, x) => n + x.user, 0);
+  s.proxySystem = split.reduce((n, x) => n + x.system, 0);
   return s;
 }
 function measure(target, mode) {
   const before = snapshot(target);
   const r = runWrk(modes[mode], `${target.url}/v1/chat/completions`);
   const after = snapshot(target);
-  r.cpuUs = Object.fromEntries(processes.map((k) => [k, ((after[k] - before[k]) * 1e6) / r.requests]));
+  r.cpuUs = Object.fromEntries([...processes, 'proxyUser', 'proxySystem']
+    .map((k) => [k, ((after[k] - before[k]) * 1e6) / r.requests]));
   return r;
 }
 
@@ -160,6 +169,8 @@ for (const [mode, by] of Object.entries(results)) {
     console.log(`${name.padEnd(18)} ${processes.map((k, i) => c(k).toFixed(1).padStart([9, 7, 9, 6, 11][i])).join(' ')} ${total.toFixed(1).padStart(7)}`);
   }
   const c = (name, k) => median(by[name].map((x) => x.cpuUs[k]));
+  console.log('Proxy CPU us per request, user / system: ' + Object.keys(targets).filter((n) => n !== 'direct')
+    .map((n) => `${n} ${c(n, 'proxyUser').toFixed(1)} / ${c(n, 'proxySystem').toFixed(1)}`).join(', '));
   console.log(`Gateway CPU per request / nginx's: full ${(c('full', 'gateway') / c('nginx', 'nginx')).toFixed(2)}` +
     `${mode === 'saturation' ? ' (goal <= 1.50)' : ''}, without budgets ${(c('no budgets', 'gateway') / c('nginx', 'nginx')).toFixed(2)}` +
     (base === null ? '' : `, full (base) ${(c('full (base)', 'gateway') / c('nginx', 'nginx')).toFixed(2)}`));

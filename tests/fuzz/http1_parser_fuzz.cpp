@@ -1,13 +1,19 @@
 // libFuzzer target: the strict HTTP/1.1 request parser. A head parses the same whole or grown
-// byte by byte (never reading past its input, every view inside it); a chunked body decodes the
-// same however it is split, and never grows past its limit.
+// byte by byte (never reading past its input, every view inside it), and the handlers' copy of
+// it (http::request) finds every field as the head has it; a chunked body decodes the same
+// however it is split, and never grows past its limit.
+#include <algorithm>
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/http1_parser.hpp"
+#include "core/http_request.hpp"
 
 using namespace tollgate::http1;
 
@@ -16,6 +22,47 @@ namespace {
 bool inside(std::string_view part, std::string_view whole) {
   return part.empty() ||
          (part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size());
+}
+
+bool same_name(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The handlers' copy: the same method, target and version, and each name finds the value of
+// the first field of that name (whatever its case), after the input is gone.
+void check_copy(std::string& input_copy, const request_head& parsed_from_copy) {
+  const tollgate::http::request req{parsed_from_copy};
+  const request_head& head = parsed_from_copy;
+  std::string expected_method(head.method);
+  std::string expected_target(head.target);
+  std::vector<std::pair<std::string, std::string>> expected;
+  for (const field& f : head.headers()) {
+    std::string first;
+    for (const field& g : head.headers()) {
+      if (same_name(g.name, f.name)) {
+        first = std::string(g.value);
+        break;
+      }
+    }
+    expected.emplace_back(std::string(f.name), std::move(first));
+  }
+  std::fill(input_copy.begin(), input_copy.end(), '\0');
+  if (req.method_string() != expected_method || req.target() != expected_target ||
+      req.version() != head.version || req.fields().size() != expected.size()) {
+    std::abort();
+  }
+  for (auto& [name, value] : expected) {
+    if (req[name] != value) std::abort();
+    for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (req[name] != value) std::abort();
+  }
 }
 
 void check_head(std::string_view input) {
@@ -29,6 +76,10 @@ void check_head(std::string_view input) {
       if (f.name.empty() || !inside(f.name, input) || !inside(f.value, input)) std::abort();
     }
     if (head.chunked && head.has_content_length) std::abort();
+    std::string copy(input);
+    request_head of_copy;
+    if (parse_head(copy, head_limit, of_copy).result != outcome::done) std::abort();
+    check_copy(copy, of_copy);
   }
   // Growing the input never decides differently once the whole head is there.
   request_head grown;

@@ -58,7 +58,7 @@ build rating_event_fuzz tests/fuzz/rating_event_fuzz.cpp billing/rating.cpp bill
 build worst_case_fuzz tests/fuzz/worst_case_fuzz.cpp metering/worst_case.cpp billing/credits.cpp \
   metering/budgets/credit_rate.cpp \
   billing/price_book.cpp billing/pricing.cpp core/json_dom.cpp core/json_text.cpp core/error.cpp
-build http1_parser_fuzz tests/fuzz/http1_parser_fuzz.cpp core/http1_parser.cpp
+build http1_parser_fuzz tests/fuzz/http1_parser_fuzz.cpp core/http1_parser.cpp core/http_request.cpp
 build batch_input_fuzz tests/fuzz/batch_input_fuzz.cpp gateway/batch_input.cpp core/json_dom.cpp \
   core/json_text.cpp core/error.cpp
 check_failures

@@ -104,6 +104,41 @@ describe('HTTP/1.0', () => {
       await s.stop();
     }
   });
+
+  test('framing of whole answers: HTTP/1.0 keep-alive kept and said, HTTP/1.1 close said, one Content-Length', async () => {
+    const s = await startStack({ config: { server: { keepalive_idle_timeout_ms: 60000 } } });
+    try {
+      const body = chatBody('framed');
+      const post = (version, connection) => `POST /v1/chat/completions HTTP/${version}\r\n` +
+        `Content-Type: application/json\r\n${connection ? `Connection: ${connection}\r\n` : ''}` +
+        `Content-Length: ${body.length}\r\n\r\n${body}`;
+      // Two answers on one HTTP/1.0 keep-alive connection, then one that asks to close.
+      const { out, state } = await exchangeUntilClose(s.apiPort,
+        post('1.0', 'keep-alive') + post('1.0', 'keep-alive') + post('1.1', 'close'), 5000);
+      assert.equal(state, 'closed');
+      const answers = out.split(/(?=HTTP\/1\.[01] )/).filter(Boolean);
+      assert.equal(answers.length, 3, out);
+      for (const [i, a] of answers.entries()) {
+        const head = a.slice(0, a.indexOf('\r\n\r\n')).toLowerCase();
+        assert.match(a, i < 2 ? /^HTTP\/1\.0 200 OK\r\n/ : /^HTTP\/1\.1 200 OK\r\n/);
+        assert.equal(head.split('\r\n').filter((l) => l.startsWith('content-length:')).length, 1, head);
+        const length = Number(/content-length: (\d+)/.exec(head)[1]);
+        assert.equal(a.length - (a.indexOf('\r\n\r\n') + 4), length, 'the body is as long as said (latin1: a byte a char)');
+        assert.equal(head.includes('connection: keep-alive'), i < 2, head);
+        assert.equal(head.includes('connection: close'), i === 2, head);
+        assert.ok(head.includes('content-type: application/json'));
+        assert.match(head, /x-request-id: \S+/);
+      }
+      // An error answer (no key needed here: a bad body) is framed the same way.
+      const bad = await exchangeUntilClose(s.apiPort,
+        'POST /v1/chat/completions HTTP/1.1\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{]', 5000);
+      assert.match(bad.out, /^HTTP\/1\.1 400 Bad Request\r\n/);
+      assert.match(bad.out, /\r\nConnection: close\r\n/);
+      assert.match(bad.out, /\r\nContent-Length: \d+\r\n\r\n\{"error":/);
+    } finally {
+      await s.stop();
+    }
+  });
 });
 
 describe('upstream connection reuse', () => {

@@ -80,6 +80,13 @@ export function cpuOf(pid) {
   return f ? (Number(f[11]) + Number(f[12])) / ticksPerSecond : 0;
 }
 
+// CPU seconds used so far by process `pid`, split: { user, system }.
+export function cpuSplitOf(pid) {
+  const f = statFields(pid);
+  return f ? { user: Number(f[11]) / ticksPerSecond, system: Number(f[12]) / ticksPerSecond }
+    : { user: 0, system: 0 };
+}
+
 // `pid` and its direct children (nginx's workers, PostgreSQL's backends).
 export function withChildren(pid) {
   const kids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
