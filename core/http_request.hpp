@@ -39,7 +39,8 @@ class request {
   std::string_view operator[](boost::beast::http::field name) const;
   // Every field as (name, value), in the order received.
   std::vector<std::pair<std::string_view, std::string_view>> fields() const;
-  // Sets a field, replacing those of the same name.
+  // Sets a field, replacing those of the same name. The text may move: views taken from this
+  // request before (target(), a field's value) are invalid after.
   void set(std::string_view name, std::string_view value);
   void set(boost::beast::http::field name, std::string_view value);
 

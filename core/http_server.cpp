@@ -122,10 +122,13 @@ std::string whole_head(unsigned version, unsigned status, std::string_view field
   return head;
 }
 
-// Bytes a field name may hold: token characters.
+// Bytes a field name may hold: RFC 9110's token characters.
 constexpr auto token_byte = [] {
   std::array<bool, 256> t{};
-  for (int c = 0; c < 256; ++c) t[c] = c > ' ' && c < 0x7f && c != ':';
+  for (int c = 0; c < 256; ++c) {
+    t[c] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+  }
   return t;
 }();
 
@@ -156,11 +159,13 @@ response_fields& response_fields::add(std::string_view name, std::string_view va
 
 namespace {
 
-// A Beast response's fields as wire text, less the framing fields the server writes itself.
+// A Beast response's fields as wire text, less the framing fields: the server writes
+// Connection and Content-Length itself, and a whole response is never chunked.
 response_fields fields_of(const response& res) {
   response_fields fields;
   for (const auto& field : res) {
-    if (field.name() == bhttp::field::connection || field.name() == bhttp::field::content_length) {
+    if (field.name() == bhttp::field::connection || field.name() == bhttp::field::content_length ||
+        field.name() == bhttp::field::transfer_encoding) {
       continue;
     }
     fields.add(field.name_string(), field.value());
@@ -600,7 +605,8 @@ net::awaitable<void> server::reject(tcp_stream& stream, worker& w, listener& l,
   request placeholder;
   exchange ex{stream, placeholder, w.index, ms(limits_.client_write_timeout_ms), true};
   // Every answer carries a request id, also those of requests that could not be read.
-  co_await ex.send_error(error, new_request_id());
+  const std::string request_id = new_request_id();  // named: not a temporary across co_await
+  co_await ex.send_error(error, request_id);
   requests_total_.with({l.spec.name, route, std::to_string(error.status)}).inc();
 }
 

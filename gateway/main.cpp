@@ -221,6 +221,8 @@ struct billing_parts {
   std::unique_ptr<tollgate::gateway::admin_router> admin_router;
 };
 
+// The billing side, with a database: the PostgreSQL pool and stores, the ledger writer
+// (started), the authenticator and the admin router, all on the billing thread's executor.
 bool start_billing(const tollgate::gateway_config& config, boost::asio::any_io_executor executor,
                    tollgate::metrics::registry& registry, tollgate::logger& log,
                    const tollgate::clock_source& clock, billing_parts& out) {

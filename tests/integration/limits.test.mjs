@@ -135,6 +135,16 @@ describe('HTTP/1.0', () => {
       assert.match(bad.out, /^HTTP\/1\.1 400 Bad Request\r\n/);
       assert.match(bad.out, /\r\nConnection: close\r\n/);
       assert.match(bad.out, /\r\nContent-Length: \d+\r\n\r\n\{"error":/);
+      // A handler's own response (the operator listener's /healthz), and the 405 beside it.
+      const health = await exchangeUntilClose(s.adminPort,
+        'GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n', 5000);
+      const [first, second] = health.out.split(/(?=HTTP\/1\.[01] )/);
+      assert.match(first, /^HTTP\/1\.0 200 OK\r\nContent-Type: application\/json\r\nConnection: keep-alive\r\nContent-Length: 15\r\n\r\n\{"status":"ok"\}$/);
+      assert.match(second, /^HTTP\/1\.1 200 OK\r\nContent-Type: application\/json\r\nConnection: close\r\nContent-Length: 15\r\n\r\n\{"status":"ok"\}$/);
+      const refused = await exchangeUntilClose(s.adminPort,
+        'POST /healthz HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', 5000);
+      assert.match(refused.out, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+      assert.match(refused.out, /\r\nAllow: GET\r\n/);
     } finally {
       await s.stop();
     }

@@ -65,8 +65,8 @@ const defaultGatewayBin = path.join(binDir, 'tollgate');
 
 // Starts tollgate-dev-upstream and a gateway routed to it. `config` is merged into the gateway
 // config file; `env` goes to the gateway's environment; `gatewayBin` is another build's
-// `tollgate` (a benchmark's baseline). `gatewayDefaults` leaves out the settings the harness
-// adds for tests (a benchmark measures the gateway as deployed).
+// `tollgate` (a benchmark's baseline). `gatewayDefaults` leaves out the usage log's test-only
+// interval (a write per line): a benchmark measures the usage log as deployed.
 export async function startStack({ config = {}, env = {}, upstreamThreads = 1, upstreamPort: fixedUpstreamPort,
   gatewayBin = defaultGatewayBin, gatewayDefaults = false } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-test-'));
