@@ -106,8 +106,11 @@ describe('the ledger: zero loss, fail closed (real PostgreSQL, a full spool disk
 
   test('torn and damaged segments are replayed up to the damage and moved aside; v1 records still replay', async () => {
     rmSync(filler, { force: true });  // left by the test before if it failed
-    // PostgreSQL was restarted by the test before, so every connection the admin API's pool
-    // held is closed: the pool finds that out before using one, so nothing is refused.
+    // PostgreSQL was restarted by the test before. The admin API's pool failed to connect while
+    // it was away and waits out its backoff (up to 5 s, answering 503 meanwhile) before it
+    // tries again: wait for it, then make the tenant.
+    await waitFor(async () => (await api(s.adminUrl, 'GET', '/admin/v1/tenants')).status === 200,
+      { timeoutMs: 15000, what: 'the admin API reaching PostgreSQL again' });
     const t = await makeTenant(s.adminUrl, 'Damaged');
     await s.gateway.stop();
     const at = new Date().toISOString().replace('T', ' ').replace('Z', '+00');
