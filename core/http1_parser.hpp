@@ -28,6 +28,9 @@ enum class outcome {
   body_too_large,  // a chunked body exceeds the limit: 413 and close
 };
 
+// Whether two field names (or tokens) are equal, ASCII letters compared without case.
+bool iequals(std::string_view a, std::string_view b);
+
 struct field {
   std::string_view name;
   std::string_view value;  // without surrounding whitespace

@@ -8,22 +8,6 @@
 namespace tollgate::http {
 namespace bhttp = boost::beast::http;
 
-namespace {
-
-bool equal_ignoring_case(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    char y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + ('a' - 'A'));
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + ('a' - 'A'));
-    if (x != y) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 request::span request::append(std::string_view s) {
   const span out{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(s.size())};
   text_.append(s);
@@ -52,7 +36,7 @@ request::request(const http1::request_head& head) : version_(head.version) {
 
 std::string_view request::operator[](std::string_view name) const {
   for (const field_spans& f : fields_) {
-    if (equal_ignoring_case(view(f.name), name)) return view(f.value);
+    if (http1::iequals(view(f.name), name)) return view(f.value);
   }
   return {};
 }
@@ -69,8 +53,7 @@ std::vector<std::pair<std::string_view, std::string_view>> request::fields() con
 }
 
 void request::set(std::string_view name, std::string_view value) {
-  std::erase_if(fields_,
-                [&](const field_spans& f) { return equal_ignoring_case(view(f.name), name); });
+  std::erase_if(fields_, [&](const field_spans& f) { return http1::iequals(view(f.name), name); });
   const span name_at = append(name);
   fields_.push_back({name_at, append(value)});
 }

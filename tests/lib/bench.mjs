@@ -74,17 +74,17 @@ function statFields(pid) {
   } catch { return null; }
 }
 
-// CPU seconds (user + system) used so far by process `pid` (all its threads).
-export function cpuOf(pid) {
-  const f = statFields(pid);
-  return f ? (Number(f[11]) + Number(f[12])) / ticksPerSecond : 0;
-}
-
-// CPU seconds used so far by process `pid`, split: { user, system }.
+// CPU seconds used so far by process `pid` (all its threads), split: { user, system }.
 export function cpuSplitOf(pid) {
   const f = statFields(pid);
   return f ? { user: Number(f[11]) / ticksPerSecond, system: Number(f[12]) / ticksPerSecond }
     : { user: 0, system: 0 };
+}
+
+// CPU seconds (user + system) used so far by process `pid`.
+export function cpuOf(pid) {
+  const { user, system } = cpuSplitOf(pid);
+  return user + system;
 }
 
 // `pid` and its direct children (nginx's workers, PostgreSQL's backends).
