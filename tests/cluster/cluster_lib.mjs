@@ -131,20 +131,22 @@ async function startClusterOnce({ drainTimeoutMs = 10000 } = {}) {
       const text = await res.text();
       return { status: res.status, json: text ? JSON.parse(text) : undefined, text, retryAfter: res.headers.get('retry-after') };
     },
+    // An admin call that a 503 does not end: the database came back a moment ago and this
+    // gateway's pool may still be in its reconnect backoff (up to 5 s), so the call is made
+    // again after its Retry-After, as a client would, up to ten times.
+    async adminAnswered(method, target, body) {
+      for (let attempt = 0; ; attempt += 1) {
+        const r = await c.admin(method, target, body);
+        if (r.status !== 503 || attempt >= 10) return r;
+        await new Promise((done) => setTimeout(done, 1000 * Number(r.retryAfter ?? 1)));
+      }
+    },
     // A tenant with a project, a key, and optionally a hard token budget per month.
     async tenant(name, tokenBudget) {
-      // A 503 (the database came back a moment ago: the gateway's pool may still be in its
-      // reconnect backoff, up to 5 s) is retried after its Retry-After, as a client would.
       const created = async (target, body) => {
-        for (let attempt = 0; ; attempt += 1) {
-          const r = await c.admin('POST', target, body);
-          if (r.status === 503 && attempt < 10) {
-            await new Promise((done) => setTimeout(done, 1000 * Number(r.retryAfter ?? 1)));
-            continue;
-          }
-          if (r.status !== 201) throw new Error(`POST ${target}: ${r.status} ${r.text}`);
-          return r.json;
-        }
+        const r = await c.adminAnswered('POST', target, body);
+        if (r.status !== 201) throw new Error(`POST ${target}: ${r.status} ${r.text}`);
+        return r.json;
       };
       const t = await created('/admin/v1/tenants', { name });
       const p = await created(`/admin/v1/tenants/${t.id}/projects`, { name: `${name} app` });
