@@ -1,12 +1,16 @@
 // The ledger writer: see ledger_writer.hpp.
 #include "billing/ledger_writer.hpp"
 
+#include <dirent.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <charconv>
 #include <ctime>
 
 #include "billing/ledger_record.hpp"
@@ -37,6 +41,25 @@ bool refuses_rows(const pg::db_error& e) {
   return e.sqlstate.compare(0, 2, "22") == 0 || e.sqlstate.compare(0, 2, "23") == 0;
 }
 
+// The number of journal lanes: as configured, or more where `dir` holds `lane-N` folders of a
+// run that had more (their segments must be replayed).
+std::size_t lanes_in(const std::string& dir, std::size_t configured) {
+  std::size_t lanes = std::max<std::size_t>(configured, 1);
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return lanes;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view name = e->d_name;
+    if (name.size() <= 5 || name.substr(0, 5) != "lane-") continue;
+    std::size_t n = 0;
+    const auto [end, ec] = std::from_chars(name.data() + 5, name.data() + name.size(), n);
+    if (ec == std::errc() && end == name.data() + name.size() && n < 4096) {
+      lanes = std::max(lanes, n + 1);
+    }
+  }
+  ::closedir(d);
+  return lanes;
+}
+
 }  // namespace
 
 ledger_writer::ledger_writer(net::any_io_executor ex, pg::connection_settings db,
@@ -44,7 +67,6 @@ ledger_writer::ledger_writer(net::any_io_executor ex, pg::connection_settings db
     : ex_(ex),
       settings_(std::move(settings)),
       log_(log),
-      spool_(settings_.spool_dir, settings_.spool_bytes_max),
       conn_(ex, db),
       rollup_conn_(ex, std::move(db)),
       queue_depth_(registry
@@ -91,12 +113,25 @@ ledger_writer::ledger_writer(net::any_io_executor ex, pg::connection_settings db
                                         "Advances of the usage rollup that failed (reports stay "
                                         "exact; they read more events until one succeeds).")
                            .get()) {
-  for (std::uint64_t seq : spool_.sealed()) pending_.push_back(batch{seq, false, {}, 0});
+  // Lane 0 is the spool folder itself (made by its spool), lane N its `lane-N` folder.
+  lanes_.push_back(std::make_unique<lane>(settings_.spool_dir, settings_.spool_bytes_max));
+  const std::size_t lanes = lanes_in(settings_.spool_dir, settings_.journal_lanes);
+  for (std::size_t i = 1; i < lanes; ++i) {
+    lanes_.push_back(std::make_unique<lane>(settings_.spool_dir + "/lane-" + std::to_string(i),
+                                            settings_.spool_bytes_max));
+  }
+  lane_flush_events_ = std::max<std::uint64_t>(settings_.flush_events_max / lanes, 1);
+  lane_queue_events_ = std::max<std::uint64_t>(settings_.queue_events_max / lanes, 1);
+  for (std::size_t i = 0; i < lanes; ++i) {
+    for (std::uint64_t seq : lanes_[i]->spool.sealed()) {
+      pending_.push_back(batch{{segment{i, seq}}, false, {}, 0});
+    }
+  }
   if (!pending_.empty()) {
     json_object_writer f;
     f.add("segments", static_cast<std::int64_t>(pending_.size()))
-        .add("bytes", static_cast<std::int64_t>(spool_.bytes()))
-        .add("dir", spool_.dir());
+        .add("bytes", static_cast<std::int64_t>(spool_bytes()))
+        .add("dir", settings_.spool_dir);
     log_.info("ledger spool found; it is replayed once the database answers", f);
   }
   update_gauges();
@@ -151,47 +186,45 @@ net::awaitable<void> ledger_writer::run_rollup() {
   rollup_stopped_->cancel();
 }
 
+std::size_t ledger_writer::lane_of_this_thread() const {
+  static std::atomic<std::size_t> next_thread{0};
+  thread_local const std::size_t thread_number =
+      next_thread.fetch_add(1, std::memory_order_relaxed);
+  return thread_number % lanes_.size();
+}
+
+std::uint64_t ledger_writer::spool_bytes() const {
+  std::uint64_t bytes = 0;
+  for (const auto& l : lanes_) bytes += l->spool.bytes();
+  return bytes;
+}
+
 void ledger_writer::record(const metering::usage_record& r) {
   if (r.tenant_id.empty()) return;
   std::string row;
   row.reserve(320);
   append_ledger_record(row, r);
   bool wake = false;
-  bool journal_failed = false;
-  bool dropped = false;
+  bool journaled = false;
   {
-    std::lock_guard lock(mu_);
-    if (spool_.append(row)) {
-      journal_ok_.store(true, std::memory_order_relaxed);
-      if (queued_ >= settings_.queue_events_max) {
+    lane& l = *lanes_[lane_of_this_thread()];
+    std::lock_guard lock(l.mu);
+    if (l.spool.append(row)) {
+      journaled = true;
+      if (l.queued >= lane_queue_events_) {
         // The database is slow: keep memory bounded; the row is in the journal.
-        open_segment_on_disk_only_ = true;
+        l.open_segment_on_disk_only = true;
       } else {
-        queue_ += row;
+        l.queue += row;
       }
-      ++queued_;
-    } else if (memory_only_events_.load(std::memory_order_relaxed) >=
-                   settings_.queue_events_max &&
-               r.status != 200 && !r.usage_reported) {
-      // A refusal (nothing to bill) while memory-only rows are at their bound: dropped, so
-      // that a flood of refused requests cannot grow memory.
-      journal_failed = true;
-      dropped = true;
-    } else {
-      // The journal cannot take it (disk full, I/O error): the row stays in memory until
-      // PostgreSQL commits it.
-      journal_failed = true;
-      unjournaled_ += row;
-      ++unjournaled_events_;
-      memory_only_events_.fetch_add(1, std::memory_order_relaxed);
+      ++l.queued;
+      wake = l.queued >= lane_flush_events_;
     }
-    wake = queued_ + unjournaled_events_ >= settings_.flush_events_max;
   }
-  if (dropped) failures_.with({"dropped_refusal"}).inc();
-  if (journal_failed) {
-    failures_.with({"spool"}).inc();
-    journal_ok_.store(false, std::memory_order_relaxed);
-    update_accepting();
+  if (journaled) {
+    journal_ok_.store(true, std::memory_order_relaxed);
+  } else {
+    keep_unjournaled(std::move(row), r.status != 200 && !r.usage_reported);
     wake = true;  // commit it from memory without waiting for the interval
   }
   if (wake && !wake_posted_.exchange(true)) {
@@ -200,6 +233,29 @@ void ledger_writer::record(const metering::usage_record& r) {
       if (timer_) timer_->cancel();
     });
   }
+}
+
+void ledger_writer::keep_unjournaled(std::string row, bool refusal) {
+  bool dropped = false;
+  {
+    std::lock_guard lock(unjournaled_mu_);
+    if (refusal &&
+        memory_only_events_.load(std::memory_order_relaxed) >= settings_.queue_events_max) {
+      // A refusal (nothing to bill) while memory-only rows are at their bound: dropped, so
+      // that a flood of refused requests cannot grow memory.
+      dropped = true;
+    } else {
+      // The journal cannot take it (disk full, I/O error): the row stays in memory until
+      // PostgreSQL commits it.
+      unjournaled_ += row;
+      ++unjournaled_events_;
+      memory_only_events_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (dropped) failures_.with({"dropped_refusal"}).inc();
+  failures_.with({"spool"}).inc();
+  journal_ok_.store(false, std::memory_order_relaxed);
+  update_accepting();
 }
 
 net::awaitable<void> ledger_writer::run() {
@@ -242,7 +298,7 @@ net::awaitable<bool> ledger_writer::ensure_connected() {
     if (!db_down_logged_) {
       db_down_logged_ = true;
       json_object_writer f;
-      f.add("error", r.error().message).add("spool", spool_.dir());
+      f.add("error", r.error().message).add("spool", settings_.spool_dir);
       log_.error("ledger: database unreachable; spooling usage events to disk", f);
     }
     co_return false;
@@ -289,26 +345,27 @@ net::awaitable<pg::db_result<std::int64_t>> ledger_writer::write_rows(const std:
 void ledger_writer::journal_again(batch& b) {
   // Only where an fsync works: rows appended but not made durable would stay in memory and be
   // appended again at every flush.
-  if (!journal_ok_.load(std::memory_order_relaxed) || !spool_.sync_open()) return;
+  lane& l = *lanes_.front();
+  if (!journal_ok_.load(std::memory_order_relaxed) || !l.spool.sync_open()) return;
   std::string kept;
   std::uint64_t kept_events = 0;
   std::uint64_t journaled = 0;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(l.mu);
     for_each_ledger_line(b.rows, [&](std::string_view line) {
       std::string record(line);
       record.push_back('\n');
-      if (spool_.append(record)) {
+      if (l.spool.append(record)) {
         ++journaled;
       } else {
         kept += record;
         ++kept_events;
       }
     });
-    // The open segment now holds rows that are not in queue_.
-    if (journaled > 0) open_segment_on_disk_only_ = true;
+    // The open segment now holds rows that are not in the lane's queue.
+    if (journaled > 0) l.open_segment_on_disk_only = true;
   }
-  if (journaled > 0 && !spool_.sync_open()) {
+  if (journaled > 0 && !l.spool.sync_open()) {
     failures_.with({"spool"}).inc();
     return;  // not durable: the rows stay in memory as well (a replay is idempotent)
   }
@@ -320,47 +377,65 @@ void ledger_writer::journal_again(batch& b) {
 void ledger_writer::spool_pending() {
   // The batches in memory are in their sealed segments: make those durable, then drop the
   // copies. Memory-only rows are journaled again where the disk takes them.
+  std::deque<batch> spooled;
   for (auto& b : pending_) {
-    if (!b.in_memory) continue;
-    if (b.seq == 0) {
-      journal_again(b);
+    if (!b.in_memory) {
+      spooled.push_back(std::move(b));
       continue;
     }
-    if (!spool_.sync(b.seq)) {
-      failures_.with({"spool"}).inc();
-      continue;  // not durable: keep the copy in memory
+    if (b.segments.empty()) {
+      journal_again(b);
+      if (!b.rows.empty()) spooled.push_back(std::move(b));
+      continue;
     }
-    b.in_memory = false;
-    b.rows.clear();
-    b.rows.shrink_to_fit();
+    const bool durable = std::all_of(b.segments.begin(), b.segments.end(), [&](const segment& s) {
+      return lanes_[s.lane]->spool.sync(s.seq);
+    });
+    if (!durable) {
+      failures_.with({"spool"}).inc();
+      spooled.push_back(std::move(b));  // not durable: keep the copy in memory
+      continue;
+    }
+    // Durable: each segment is read back on its own once the database answers.
+    for (const segment& s : b.segments) spooled.push_back(batch{{s}, false, {}, 0});
   }
-  std::erase_if(pending_, [](const batch& b) { return b.seq == 0 && b.rows.empty(); });
+  pending_.swap(spooled);
 }
 
 net::awaitable<void> ledger_writer::flush() {
-  if (!journal_ok_.load(std::memory_order_relaxed) && spool_.probe()) {
+  if (!journal_ok_.load(std::memory_order_relaxed) && lanes_.front()->spool.probe()) {
     // The journal takes a write again (a real one, cut off at once): let requests and the
     // memory-only rows use it. An append that still fails turns this back off.
     journal_ok_.store(true, std::memory_order_relaxed);
   }
   const bool db = co_await ensure_connected();
   database_ok_.store(db, std::memory_order_relaxed);
-  {
-    // Seal the open segment (always while the database answers; at a bounded size while it
-    // is away) and take the rows in memory with it.
-    std::lock_guard lock(mu_);
-    const bool seal = db || spool_.open_bytes() >= spool_segment_bytes_max || spool_.broken();
-    const std::uint64_t seq = seal ? spool_.seal() : 0;
-    if (seq != 0) {
-      batch b{seq, !open_segment_on_disk_only_, {}, queued_};
-      if (b.in_memory) b.rows.swap(queue_);
-      pending_.push_back(std::move(b));
-      queue_.clear();
-      queued_ = 0;
-      open_segment_on_disk_only_ = false;
+  // Seal each lane's open segment (always while the database answers; at a bounded size while
+  // it is away) and take the rows in memory with it: those of all lanes make one batch, a
+  // segment whose rows left memory a batch of its own.
+  batch sealed{{}, true, {}, 0};
+  for (std::size_t i = 0; i < lanes_.size(); ++i) {
+    lane& l = *lanes_[i];
+    std::lock_guard lock(l.mu);
+    const bool seal = db || l.spool.open_bytes() >= spool_segment_bytes_max || l.spool.broken();
+    const std::uint64_t seq = seal ? l.spool.seal() : 0;
+    if (seq == 0) continue;
+    if (l.open_segment_on_disk_only) {
+      pending_.push_back(batch{{segment{i, seq}}, false, {}, l.queued});
+    } else {
+      sealed.segments.push_back(segment{i, seq});
+      sealed.rows += l.queue;
+      sealed.events += l.queued;
     }
+    l.queue.clear();
+    l.queued = 0;
+    l.open_segment_on_disk_only = false;
+  }
+  if (!sealed.segments.empty()) pending_.push_back(std::move(sealed));
+  {
+    std::lock_guard lock(unjournaled_mu_);
     if (!unjournaled_.empty()) {
-      pending_.push_back(batch{0, true, std::move(unjournaled_), unjournaled_events_});
+      pending_.push_back(batch{{}, true, std::move(unjournaled_), unjournaled_events_});
       unjournaled_.clear();
       unjournaled_events_ = 0;
     }
@@ -368,20 +443,23 @@ net::awaitable<void> ledger_writer::flush() {
   if (!db) {
     // Group commit to the spool: everything journaled so far becomes durable, and only then
     // leaves memory (rows journaled while the fsync ran stay until the next one).
-    std::size_t before_sync = 0;
-    {
-      std::lock_guard lock(mu_);
-      before_sync = queue_.size();
-    }
-    const bool synced = spool_.sync_open();
-    if (!synced) failures_.with({"spool"}).inc();
-    {
-      std::lock_guard lock(mu_);
+    bool synced_all = true;
+    for (const auto& lp : lanes_) {
+      lane& l = *lp;
+      std::size_t before_sync = 0;
+      {
+        std::lock_guard lock(l.mu);
+        before_sync = l.queue.size();
+      }
+      const bool synced = l.spool.sync_open();
+      synced_all = synced_all && synced;
       if (synced) {
-        queue_.erase(0, std::min(before_sync, queue_.size()));
-        open_segment_on_disk_only_ = true;
+        std::lock_guard lock(l.mu);
+        l.queue.erase(0, std::min(before_sync, l.queue.size()));
+        l.open_segment_on_disk_only = true;
       }
     }
+    if (!synced_all) failures_.with({"spool"}).inc();
     spool_pending();
     update_gauges();
     co_return;
@@ -417,11 +495,11 @@ net::awaitable<void> ledger_writer::housekeeping() {
 }
 
 // Moves a segment aside for an operator: its rows cannot all be replayed.
-void ledger_writer::quarantine(std::uint64_t seq, const char* why, const std::string& detail) {
-  const std::string kept = spool_.quarantine(seq, why);
+void ledger_writer::quarantine(const segment& s, const char* why, const std::string& detail) {
+  const std::string kept = lanes_[s.lane]->spool.quarantine(s.seq, why);
   quarantined_.inc();
   json_object_writer f;
-  f.add("segment", static_cast<std::int64_t>(seq)).add("path", kept).add("detail", detail);
+  f.add("segment", static_cast<std::int64_t>(s.seq)).add("path", kept).add("detail", detail);
   log_.error(std::string("ledger: spool segment moved aside (") + why + "); it is kept for an "
                  "operator and not replayed again",
              f);
@@ -434,12 +512,14 @@ net::awaitable<bool> ledger_writer::write_front() {
   bool damaged = false;
   if (!b.in_memory) {
     bool io_error = false;
-    const auto records = spool_.read(b.seq, damaged, &io_error);
+    const segment& s = b.segments.front();
+    lane& l = *lanes_[s.lane];
+    const auto records = l.spool.read(s.seq, damaged, &io_error);
     if (io_error) {
       // Nothing is known about its content: keep it and read it again at the next flush.
       failures_.with({"spool"}).inc();
       json_object_writer f;
-      f.add("segment", static_cast<std::int64_t>(b.seq)).add("dir", spool_.dir());
+      f.add("segment", static_cast<std::int64_t>(s.seq)).add("dir", l.spool.dir());
       log_.error("ledger: a spool segment cannot be read now; it is kept and read again", f);
       co_return false;
     }
@@ -456,9 +536,9 @@ net::awaitable<bool> ledger_writer::write_front() {
     if (refuses_rows(written.error())) {
       // The database refused the rows themselves (it should never happen: the gateway
       // writes them). Keep them for an operator rather than block the ledger.
-      if (b.seq == 0) {
+      if (b.segments.empty()) {
         // Rows that never reached the journal: try once more to put them on disk aside.
-        const std::string kept = spool_.keep_aside(b.rows);
+        const std::string kept = lanes_.front()->spool.keep_aside(b.rows);
         json_object_writer q;
         q.add("path", kept).add("error", written.error().message);
         // Where not even that file can be written, the rows themselves go to the log.
@@ -466,7 +546,7 @@ net::awaitable<bool> ledger_writer::write_front() {
         log_.error("ledger: the database refused rows held in memory; written aside", q);
         memory_only_events_.fetch_sub(b.events, std::memory_order_relaxed);
       } else {
-        quarantine(b.seq, "rejected", written.error().message);
+        for (const segment& s : b.segments) quarantine(s, "rejected", written.error().message);
       }
       pending_.pop_front();
       co_return true;
@@ -486,14 +566,14 @@ net::awaitable<bool> ledger_writer::write_front() {
     corrections_listener_(std::move(corrections_));
     corrections_.clear();
   }
-  if (b.seq == 0) {
+  if (b.segments.empty()) {
     memory_only_events_.fetch_sub(b.events, std::memory_order_relaxed);
   } else if (damaged) {
     // Replayed up to the damage; what follows it cannot be read, so the file is kept.
-    quarantine(b.seq, "damaged",
+    quarantine(b.segments.front(), "damaged",
                std::to_string(events) + " records replayed before the damage");
   } else {
-    spool_.remove(b.seq);
+    for (const segment& s : b.segments) lanes_[s.lane]->spool.remove(s.seq);
   }
   pending_.pop_front();
   co_return true;
@@ -503,7 +583,8 @@ void ledger_writer::update_accepting() {
   // One at a time: an I/O thread and the billing thread must not apply answers computed from
   // different inputs in the opposite order.
   std::lock_guard lock(accepting_mu_);
-  const bool full = spool_.bytes() >= settings_.spool_bytes_max;
+  const std::uint64_t spooled = spool_bytes();
+  const bool full = spooled >= settings_.spool_bytes_max;
   const bool recordable = journal_ok_.load(std::memory_order_relaxed) ||
                           database_ok_.load(std::memory_order_relaxed);
   const bool memory_bound =
@@ -512,7 +593,7 @@ void ledger_writer::update_accepting() {
   if (accepting_.exchange(accepting) == accepting) return;
   spool_full_.set(full ? 1 : 0);
   json_object_writer f;
-  f.add("spool_bytes", static_cast<std::int64_t>(spool_.bytes()))
+  f.add("spool_bytes", static_cast<std::int64_t>(spooled))
       .add("spool_bytes_max", static_cast<std::int64_t>(settings_.spool_bytes_max))
       .add("journal_ok", journal_ok_.load())
       .add("database_ok", database_ok_.load())
@@ -528,12 +609,16 @@ void ledger_writer::update_accepting() {
 
 void ledger_writer::update_gauges() {
   std::uint64_t queued = 0;
+  for (const auto& l : lanes_) {
+    std::lock_guard lock(l->mu);
+    queued += l->queued;
+  }
   {
-    std::lock_guard lock(mu_);
-    queued = queued_ + unjournaled_events_;
+    std::lock_guard lock(unjournaled_mu_);
+    queued += unjournaled_events_;
   }
   queue_depth_.set(static_cast<std::int64_t>(queued));
-  spool_bytes_.set(static_cast<std::int64_t>(spool_.bytes()));
+  spool_bytes_.set(static_cast<std::int64_t>(spool_bytes()));
   memory_only_.set(static_cast<std::int64_t>(memory_only_events_.load()));
   update_accepting();
 }

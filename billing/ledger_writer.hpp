@@ -1,8 +1,11 @@
 // The ledger writer: the usage sink that makes every authenticated request's usage a row of
 // usage_events in PostgreSQL, exactly once.
 //   record() (I/O threads): encode the row (COPY text), append it to the spool journal, queue it.
+//   The journal has lanes: a spool each (the spool folder, and `lane-N` folders in it), with
+//   their own lock, open segment and queue. A thread keeps the lane it first got, so the I/O
+//   threads append without waiting for each other's write(2).
 //   flush loop (the billing thread, every flush_interval_ms or flush_events_max events): seal
-//   the journal segment, then in one transaction rate the batch's events on the period
+//   each lane's journal segment, then in one transaction rate the batch's events on the period
 //   accumulators (billing/rating.hpp; the accumulator rows locked, updated once per batch), pay
 //   what they cost from the tenants' credit grants (billing/credits.hpp, double entry) and COPY
 //   them with their cost and credit into usage_events; then delete the segment. A batch that may
@@ -62,6 +65,9 @@ struct ledger_settings {
   std::uint64_t queue_events_max = 200'000;    // beyond this, queued rows live on disk only
   std::string spool_dir;                       // the journal/spool folder
   std::uint64_t spool_bytes_max = 1ull << 30;  // past this the gateway stops taking requests
+  // Journal lanes (at least one). Lanes found on disk from a run with more are kept and
+  // replayed. A lane queues at most its share of flush_events_max and queue_events_max.
+  std::size_t journal_lanes = 4;
   bool rate_events = true;  // price each event as it is stored (billing/rating.hpp)
   // How often the usage rollup is advanced (sql/015_usage_rollup.sql), on a connection of its
   // own so that flushes never wait for it; 0: never (another gateway does it).
@@ -118,9 +124,15 @@ class ledger_writer final : public metering::usage_sink {
   };
   std::vector<std::vector<bundle_paid>> bundle_paid_;  // per event of the batch being rated
 
+  struct segment {
+    std::size_t lane = 0;  // whose spool holds it
+    std::uint64_t seq = 0;
+  };
+  // One transaction's rows: the segments one flush sealed (in memory), or one segment to read
+  // back (a replay), or rows the journal could not take (no segment, in memory only).
   struct batch {
-    std::uint64_t seq = 0;    // spool segment; 0: rows the journal could not take (memory only)
-    bool in_memory = false;   // false: read it back from the segment
+    std::vector<segment> segments;
+    bool in_memory = false;   // false: read it back from its one segment
     std::string rows;         // journal records (billing/ledger_record.hpp), '\n'-separated
     std::uint64_t events = 0;
   };
@@ -181,14 +193,32 @@ class ledger_writer final : public metering::usage_sink {
   boost::asio::awaitable<bool> write_front();
   // Partitions ahead and credit expiry, checked on every flush that reaches the database.
   boost::asio::awaitable<void> housekeeping();
-  void quarantine(std::uint64_t seq, const char* why, const std::string& detail);
+  void quarantine(const segment& s, const char* why, const std::string& detail);
+  // A row the journal did not take: kept in memory until committed, or dropped if it is a
+  // refusal while memory-only rows are at their bound.
+  void keep_unjournaled(std::string row, bool refusal);
+  // The lane this thread appends to (assigned on its first record, round robin).
+  std::size_t lane_of_this_thread() const;
+  std::uint64_t spool_bytes() const;  // all lanes
   void update_gauges();
   void update_accepting();
 
   boost::asio::any_io_executor ex_;
   ledger_settings settings_;
   logger& log_;
-  spool spool_;
+
+  // A journal lane. The billing thread takes `mu` to seal the lane and take its queue.
+  struct lane {
+    lane(std::string dir, std::uint64_t bytes_max) : spool(std::move(dir), bytes_max) {}
+    std::mutex mu;
+    billing::spool spool;
+    std::string queue;  // rows journaled in the open segment (unless on disk only)
+    std::uint64_t queued = 0;
+    bool open_segment_on_disk_only = false;  // queued rows were dropped from memory
+  };
+  std::vector<std::unique_ptr<lane>> lanes_;
+  std::uint64_t lane_flush_events_ = 1;  // a lane's share of flush_events_max
+  std::uint64_t lane_queue_events_ = 1;  // and of queue_events_max
   pg::connection conn_;
   tag_set_ids tag_sets_;  // of conn_'s database; used by rate_and_store
   // Token banking: the (tenant, period) pairs whose earlier periods' rollovers are settled, so
@@ -208,10 +238,7 @@ class ledger_writer final : public metering::usage_sink {
   std::unique_ptr<boost::asio::steady_timer> rollup_stopped_;
 
   // Shared with record() on the I/O threads.
-  std::mutex mu_;
-  std::string queue_;       // rows journaled in the open segment (unless on disk only)
-  std::uint64_t queued_ = 0;
-  bool open_segment_on_disk_only_ = false;  // queued rows were dropped from memory
+  std::mutex unjournaled_mu_;
   std::string unjournaled_;  // rows the journal could not take: in memory only
   std::uint64_t unjournaled_events_ = 0;
   std::atomic<bool> wake_posted_{false};

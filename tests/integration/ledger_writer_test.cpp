@@ -1,7 +1,9 @@
 // Integration tests of the ledger writer against a real PostgreSQL (scripts/pg.sh, migrated with
 // billing::migrate): a fresh batch that holds a row already stored is refused by the fast COPY
 // (unique violation) and goes through the idempotent staging path, which stores the new rows
-// and skips the old one; tag sets are stored once, shared between writers, and never cached
+// and skips the old one; the journal's lanes: rows of several threads, each thread's in its
+// own lane, stored once in one transaction per flush, and a lane folder left by a run with
+// more lanes replayed; tag sets are stored once, shared between writers, and never cached
 // from a transaction that rolled back.
 #define CATCH_CONFIG_MAIN
 #include <boost/asio/co_spawn.hpp>
@@ -16,9 +18,11 @@
 #include <string>
 #include <thread>
 
+#include "billing/ledger_record.hpp"
 #include "billing/ledger_writer.hpp"
 #include "billing/migrations.hpp"
 #include "billing/pg.hpp"
+#include "billing/spool.hpp"
 #include "billing/tag_sets.hpp"
 #include "tests/integration/redis_fixture.hpp"  // free_port
 
@@ -89,20 +93,38 @@ std::uint64_t metric(const metrics::registry& registry, const std::string& name)
   return at == std::string::npos ? 0 : std::stoull(text.substr(at + name.size() + 2));
 }
 
+// The settings of a database at `url`, migrated first.
+pg::connection_settings migrated(const std::string& url) {
+  REQUIRE(billing::migrate(url));
+  pg::connection_settings s;
+  s.conninfo = url;
+  return s;
+}
+
+// A migrated PostgreSQL, an event loop on its own thread and a connection on it.
+struct ledger_database {
+  // CHECK, not REQUIRE: a throw here would leave the thread running.
+  ledger_database() { CHECK(net::co_spawn(io, connect(conn), net::use_future).get()); }
+  ~ledger_database() {
+    conn.close();
+    guard.reset();
+    thread.join();
+  }
+  postgres_server server;
+  pg::connection_settings settings = migrated(server.url);
+  net::io_context io{1};
+  net::executor_work_guard<net::io_context::executor_type> guard = net::make_work_guard(io);
+  std::thread thread{[this] { io.run(); }};
+  pg::connection conn{io.get_executor(), settings};
+};
+
 }  // namespace
 
 TEST_CASE("a fresh batch with a row already stored falls back to the idempotent path") {
-  postgres_server server;
-  auto migrated = billing::migrate(server.url);
-  REQUIRE(migrated);
-
-  net::io_context io{1};
-  auto guard = net::make_work_guard(io);
-  std::thread thread([&io] { io.run(); });
-  pg::connection_settings settings;
-  settings.conninfo = server.url;
-  pg::connection conn(io.get_executor(), settings);
-  REQUIRE(net::co_spawn(io, connect(conn), net::use_future).get());
+  ledger_database db;
+  net::io_context& io = db.io;
+  const pg::connection_settings& settings = db.settings;
+  pg::connection& conn = db.conn;
 
   // Row 0 is already in the ledger (a commit whose answer was lost, say).
   std::string first;
@@ -131,13 +153,75 @@ TEST_CASE("a fresh batch with a row already stored falls back to the idempotent 
     net::co_spawn(io, writer.stop(), net::use_future).get();
   }
   CHECK(net::co_spawn(io, count_rows(conn), net::use_future).get() == 5);
-  // Nothing was set aside or left behind in the spool.
-  for (const auto& e : std::filesystem::directory_iterator(spool)) {
-    CHECK(std::filesystem::file_size(e.path()) == 0);
+  // Nothing was set aside or left behind in the spool, in any lane.
+  for (const auto& e : std::filesystem::recursive_directory_iterator(spool)) {
+    if (e.is_regular_file()) CHECK(e.file_size() == 0);
   }
-  conn.close();
-  guard.reset();
-  thread.join();
+  std::filesystem::remove_all(spool);
+}
+
+TEST_CASE("journal lanes: each thread appends to its own lane, one transaction per flush") {
+  ledger_database db;
+  net::io_context& io = db.io;
+  const pg::connection_settings& settings = db.settings;
+  pg::connection& conn = db.conn;
+
+  const std::string spool = (std::filesystem::temp_directory_path() /
+                             ("tollgate-ledger-lanes-" + std::to_string(::getpid())))
+                                .string();
+  std::filesystem::remove_all(spool);
+  std::string left_path;
+  {
+    // A run with six lanes left a segment in its last lane.
+    billing::spool left(spool + "/lane-5", 1ull << 30);
+    std::string row;
+    billing::append_ledger_record(row, record(5000));
+    REQUIRE(left.append(row));
+    REQUIRE(left.seal() != 0);
+    for (const auto& e : std::filesystem::directory_iterator(spool + "/lane-5")) {
+      left_path = e.path().string();
+    }
+  }
+  metrics::registry registry;
+  logger log{stderr, log_level::error};
+  billing::ledger_settings ls;
+  ls.spool_dir = spool;
+  ls.journal_lanes = 2;                          // six, for the folder found
+  ls.flush_interval = std::chrono::seconds(30);  // nothing flushes before stop()
+  {
+    billing::ledger_writer writer(io.get_executor(), settings, ls, registry, log);
+    writer.start();
+    CHECK(std::filesystem::is_directory(spool + "/lane-4"));
+    // Two threads made one after the other get two lanes.
+    for (int t = 0; t < 2; ++t) {
+      std::thread([&writer, t] {
+        for (int i = 0; i < 100; ++i) writer.record(record(1000 + t * 100 + i));
+      }).join();
+    }
+    // The bytes of each lane's segments but the one left: two lanes hold 100 rows each.
+    std::vector<std::uintmax_t> used;
+    for (int lane = 0; lane < 6; ++lane) {
+      std::uintmax_t bytes = 0;
+      const std::string dir = lane == 0 ? spool : spool + "/lane-" + std::to_string(lane);
+      for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        if (e.is_regular_file() && e.path().string() != left_path) bytes += e.file_size();
+      }
+      if (bytes > 0) used.push_back(bytes);
+    }
+    REQUIRE(used.size() == 2);
+    CHECK(used[0] == used[1]);  // equal rows, equal sizes
+    CHECK(std::filesystem::file_size(left_path) > 0);
+    net::co_spawn(io, writer.stop(), net::use_future).get();
+    CHECK(metric(registry, "tollgate_ledger_events_written_total") == 201);
+    CHECK(metric(registry, "tollgate_ledger_events_replayed_total") == 1);
+    // The lane-5 segment's replay, then both lanes' rows in one transaction.
+    CHECK(metric(registry, "tollgate_ledger_flush_duration_seconds_count") == 2);
+    CHECK(registry.render().find("tollgate_ledger_failures_total{") == std::string::npos);
+  }
+  CHECK(net::co_spawn(io, count_rows(conn), net::use_future).get() == 201);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(spool)) {
+    if (e.is_regular_file()) CHECK(e.file_size() == 0);
+  }
   std::filesystem::remove_all(spool);
 }
 
@@ -174,15 +258,10 @@ net::awaitable<std::string> resolve_in_transaction(pg::connection& c, billing::t
 }  // namespace
 
 TEST_CASE("tag sets: stored once, shared by concurrent writers, not cached from a rollback") {
-  postgres_server server;
-  REQUIRE(billing::migrate(server.url));
-  net::io_context io{1};
-  auto guard = net::make_work_guard(io);
-  std::thread thread([&io] { io.run(); });
-  pg::connection_settings settings;
-  settings.conninfo = server.url;
-  pg::connection conn(io.get_executor(), settings);
-  REQUIRE(net::co_spawn(io, connect(conn), net::use_future).get());
+  ledger_database db;
+  net::io_context& io = db.io;
+  const pg::connection_settings& settings = db.settings;
+  pg::connection& conn = db.conn;
   const auto sql = [&](const std::string& q) {
     return net::co_spawn(io, text_of(conn, q), net::use_future).get();
   };
@@ -254,7 +333,4 @@ TEST_CASE("tag sets: stored once, shared by concurrent writers, not cached from 
           "{\"rolled\": \"back\"}");
     CHECK(ids.size() == 1);
   }
-  conn.close();
-  guard.reset();
-  thread.join();
 }
