@@ -12,9 +12,11 @@
 #include <algorithm>
 #include <charconv>
 #include <ctime>
+#include <numeric>
 
 #include "billing/ledger_record.hpp"
 #include "billing/period_pricing.hpp"
+#include "core/assert.hpp"
 #include "core/json_dom.hpp"
 #include "core/json_text.hpp"
 
@@ -32,6 +34,8 @@ constexpr auto partition_check_interval = std::chrono::hours(1);
 constexpr auto credit_expiry_interval = std::chrono::minutes(1);
 constexpr auto reconnect_backoff_max = std::chrono::milliseconds(5000);
 constexpr std::size_t settled_pairs_max = 100'000;  // the settled rollovers cache, then cleared
+// `lane-N` folders above this are not the gateway's and are left alone.
+constexpr std::size_t lane_folders_max = 256;
 
 // Whether an error is about the rows (data exceptions, class 22; integrity violations, class
 // 23) rather than about the database being unavailable (shutdown 57P01, connection 08...,
@@ -41,23 +45,25 @@ bool refuses_rows(const pg::db_error& e) {
   return e.sqlstate.compare(0, 2, "22") == 0 || e.sqlstate.compare(0, 2, "23") == 0;
 }
 
-// The number of journal lanes: as configured, or more where `dir` holds `lane-N` folders of a
-// run that had more (their segments must be replayed).
-std::size_t lanes_in(const std::string& dir, std::size_t configured) {
-  std::size_t lanes = std::max<std::size_t>(configured, 1);
+// The numbers of the `lane-N` folders in `dir` from N = `from` on: lanes of a run that had
+// more, whose segments must be replayed. Sorted.
+std::vector<std::size_t> lane_folders_from(const std::string& dir, std::size_t from) {
+  std::vector<std::size_t> found;
   DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return lanes;
+  if (d == nullptr) return found;
   while (const dirent* e = ::readdir(d)) {
     const std::string_view name = e->d_name;
     if (name.size() <= 5 || name.substr(0, 5) != "lane-") continue;
     std::size_t n = 0;
     const auto [end, ec] = std::from_chars(name.data() + 5, name.data() + name.size(), n);
-    if (ec == std::errc() && end == name.data() + name.size() && n < 4096) {
-      lanes = std::max(lanes, n + 1);
+    if (ec == std::errc() && end == name.data() + name.size() && n >= from &&
+        n < lane_folders_max) {
+      found.push_back(n);
     }
   }
   ::closedir(d);
-  return lanes;
+  std::sort(found.begin(), found.end());
+  return found;
 }
 
 }  // namespace
@@ -113,16 +119,20 @@ ledger_writer::ledger_writer(net::any_io_executor ex, pg::connection_settings db
                                         "Advances of the usage rollup that failed (reports stay "
                                         "exact; they read more events until one succeeds).")
                            .get()) {
-  // Lane 0 is the spool folder itself (made by its spool), lane N its `lane-N` folder.
+  // Lane 0 is the spool folder itself (made by its spool), lane N its `lane-N` folder. The
+  // appending lanes come first; lane folders of a run with more follow, to be replayed.
+  appending_lanes_ = std::max<std::size_t>(settings_.journal_lanes, 1);
   lanes_.push_back(std::make_unique<lane>(settings_.spool_dir, settings_.spool_bytes_max));
-  const std::size_t lanes = lanes_in(settings_.spool_dir, settings_.journal_lanes);
-  for (std::size_t i = 1; i < lanes; ++i) {
-    lanes_.push_back(std::make_unique<lane>(settings_.spool_dir + "/lane-" + std::to_string(i),
+  std::vector<std::size_t> folders(appending_lanes_ - 1);
+  std::iota(folders.begin(), folders.end(), std::size_t{1});
+  for (std::size_t n : lane_folders_from(settings_.spool_dir, appending_lanes_)) {
+    folders.push_back(n);
+  }
+  for (std::size_t n : folders) {
+    lanes_.push_back(std::make_unique<lane>(settings_.spool_dir + "/lane-" + std::to_string(n),
                                             settings_.spool_bytes_max));
   }
-  lane_flush_events_ = std::max<std::uint64_t>(settings_.flush_events_max / lanes, 1);
-  lane_queue_events_ = std::max<std::uint64_t>(settings_.queue_events_max / lanes, 1);
-  for (std::size_t i = 0; i < lanes; ++i) {
+  for (std::size_t i = 0; i < lanes_.size(); ++i) {
     for (std::uint64_t seq : lanes_[i]->spool.sealed()) {
       pending_.push_back(batch{{segment{i, seq}}, false, {}, 0});
     }
@@ -190,7 +200,7 @@ std::size_t ledger_writer::lane_of_this_thread() const {
   static std::atomic<std::size_t> next_thread{0};
   thread_local const std::size_t thread_number =
       next_thread.fetch_add(1, std::memory_order_relaxed);
-  return thread_number % lanes_.size();
+  return thread_number % appending_lanes_;
 }
 
 std::uint64_t ledger_writer::spool_bytes() const {
@@ -211,14 +221,15 @@ void ledger_writer::record(const metering::usage_record& r) {
     std::lock_guard lock(l.mu);
     if (l.spool.append(row)) {
       journaled = true;
-      if (l.queued >= lane_queue_events_) {
+      const std::uint64_t queued = queued_events_.fetch_add(1, std::memory_order_relaxed);
+      if (queued >= settings_.queue_events_max) {
         // The database is slow: keep memory bounded; the row is in the journal.
         l.open_segment_on_disk_only = true;
       } else {
         l.queue += row;
       }
       ++l.queued;
-      wake = l.queued >= lane_flush_events_;
+      wake = queued + 1 >= settings_.flush_events_max;
     }
   }
   if (journaled) {
@@ -402,6 +413,18 @@ void ledger_writer::spool_pending() {
   pending_.swap(spooled);
 }
 
+void ledger_writer::keep_until_synced(std::size_t lane_index, std::uint64_t seq, std::string tail) {
+  // The segment was sealed while the database is away, its rows on disk only, but the rows
+  // journaled since the last group commit are not fsynced yet: fsync it now (nothing appends to
+  // a sealed segment), or keep those rows in memory until PostgreSQL commits them.
+  if (lanes_[lane_index]->spool.sync(seq)) return;
+  failures_.with({"spool"}).inc();
+  std::uint64_t events = 0;
+  for_each_ledger_line(tail, [&](std::string_view) { ++events; });
+  memory_only_events_.fetch_add(events, std::memory_order_relaxed);
+  pending_.push_back(batch{{}, true, std::move(tail), events});
+}
+
 net::awaitable<void> ledger_writer::flush() {
   if (!journal_ok_.load(std::memory_order_relaxed) && lanes_.front()->spool.probe()) {
     // The journal takes a write again (a real one, cut off at once): let requests and the
@@ -414,24 +437,40 @@ net::awaitable<void> ledger_writer::flush() {
   // it is away) and take the rows in memory with it: those of all lanes make one batch, a
   // segment whose rows left memory a batch of its own.
   batch sealed{{}, true, {}, 0};
+  std::vector<std::string> taken;  // the lanes' queues, joined once their locks are released
   for (std::size_t i = 0; i < lanes_.size(); ++i) {
     lane& l = *lanes_[i];
-    std::lock_guard lock(l.mu);
-    const bool seal = db || l.spool.open_bytes() >= spool_segment_bytes_max || l.spool.broken();
-    const std::uint64_t seq = seal ? l.spool.seal() : 0;
-    if (seq == 0) continue;
-    if (l.open_segment_on_disk_only) {
-      pending_.push_back(batch{{segment{i, seq}}, false, {}, l.queued});
-    } else {
-      sealed.segments.push_back(segment{i, seq});
-      sealed.rows += l.queue;
-      sealed.events += l.queued;
+    std::string tail;  // rows of a segment on disk only, journaled since its last fsync
+    std::uint64_t seq = 0;
+    {
+      std::lock_guard lock(l.mu);
+      const bool seal = db || l.spool.open_bytes() >= spool_segment_bytes_max || l.spool.broken();
+      seq = seal ? l.spool.seal() : 0;
+      if (seq == 0) continue;
+      queued_events_.fetch_sub(l.queued, std::memory_order_relaxed);
+      if (l.open_segment_on_disk_only) {
+        pending_.push_back(batch{{segment{i, seq}}, false, {}, l.queued});
+        tail.swap(l.queue);
+      } else {
+        sealed.segments.push_back(segment{i, seq});
+        sealed.events += l.queued;
+        taken.emplace_back().swap(l.queue);
+      }
+      l.queued = 0;
+      l.open_segment_on_disk_only = false;
     }
-    l.queue.clear();
-    l.queued = 0;
-    l.open_segment_on_disk_only = false;
+    if (!tail.empty() && !db) keep_until_synced(i, seq, std::move(tail));
   }
-  if (!sealed.segments.empty()) pending_.push_back(std::move(sealed));
+  if (!sealed.segments.empty()) {
+    sealed.rows = taken.size() == 1 ? std::move(taken.front()) : std::string();
+    if (taken.size() > 1) {
+      std::size_t bytes = 0;
+      for (const auto& t : taken) bytes += t.size();
+      sealed.rows.reserve(bytes);
+      for (const auto& t : taken) sealed.rows += t;
+    }
+    pending_.push_back(std::move(sealed));
+  }
   {
     std::lock_guard lock(unjournaled_mu_);
     if (!unjournaled_.empty()) {
@@ -511,6 +550,8 @@ net::awaitable<bool> ledger_writer::write_front() {
   std::uint64_t events = b.events;
   bool damaged = false;
   if (!b.in_memory) {
+    // A batch read back from disk has one segment (flush and spool_pending make them so).
+    TOLLGATE_ASSERT(b.segments.size() == 1);
     bool io_error = false;
     const segment& s = b.segments.front();
     lane& l = *lanes_[s.lane];
@@ -555,7 +596,7 @@ net::awaitable<bool> ledger_writer::write_front() {
     // start over on a fresh connection at the next flush; the rows stay in the spool.
     conn_.close();
     database_ok_.store(false, std::memory_order_relaxed);
-    spool_pending();
+    spool_pending();  // rebuilds pending_: `b` is not valid after it
     co_return false;
   }
   flush_latency_.observe_us(
@@ -608,11 +649,7 @@ void ledger_writer::update_accepting() {
 }
 
 void ledger_writer::update_gauges() {
-  std::uint64_t queued = 0;
-  for (const auto& l : lanes_) {
-    std::lock_guard lock(l->mu);
-    queued += l->queued;
-  }
+  std::uint64_t queued = queued_events_.load(std::memory_order_relaxed);
   {
     std::lock_guard lock(unjournaled_mu_);
     queued += unjournaled_events_;

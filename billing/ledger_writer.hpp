@@ -4,14 +4,14 @@
 //   The journal has lanes: a spool each (the spool folder, and `lane-N` folders in it), with
 //   their own lock, open segment and queue. A thread keeps the lane it first got, so the I/O
 //   threads append without waiting for each other's write(2).
-//   flush loop (the billing thread, every flush_interval_ms or flush_events_max events): seal
-//   each lane's journal segment, then in one transaction rate the batch's events on the period
-//   accumulators (billing/rating.hpp; the accumulator rows locked, updated once per batch), pay
-//   what they cost from the tenants' credit grants (billing/credits.hpp, double entry) and COPY
-//   them with their cost and credit into usage_events; then delete the segment. A batch that may
-//   hold rows already stored (a spool replay, or a COPY refused for a duplicate) first goes
-//   through a staging table to find and drop those rows, so that they are neither stored nor
-//   rated twice: the request id makes it idempotent.
+//   flush loop (the billing thread, every flush_interval_ms or once flush_events_max events are
+//   queued in all lanes): seal each lane's journal segment, then in one transaction rate the
+//   batch's events on the period accumulators (billing/rating.hpp; the accumulator rows locked,
+//   updated once per batch), pay what they cost from the tenants' credit grants
+//   (billing/credits.hpp, double entry) and COPY them with their cost and credit into usage_events;
+//   then delete the segment. A batch that may hold rows already stored (a spool replay, or a COPY
+//   refused for a duplicate) first goes through a staging table to find and drop those rows, so
+//   that they are neither stored nor rated twice: the request id makes it idempotent.
 // Every rollup_interval, on a second connection, it advances the usage rollup: the sums per
 // tenant, day, month, end user and tag that usage reports read (docs/LEDGER.md).
 // While PostgreSQL is unreachable the journal is fsynced each interval and kept (the spool);
@@ -65,8 +65,8 @@ struct ledger_settings {
   std::uint64_t queue_events_max = 200'000;    // beyond this, queued rows live on disk only
   std::string spool_dir;                       // the journal/spool folder
   std::uint64_t spool_bytes_max = 1ull << 30;  // past this the gateway stops taking requests
-  // Journal lanes (at least one). Lanes found on disk from a run with more are kept and
-  // replayed. A lane queues at most its share of flush_events_max and queue_events_max.
+  // Journal lanes that take appends (at least one). Lane folders found on disk beyond these,
+  // from a run with more, are replayed and take no appends.
   std::size_t journal_lanes = 4;
   bool rate_events = true;  // price each event as it is stored (billing/rating.hpp)
   // How often the usage rollup is advanced (sql/015_usage_rollup.sql), on a connection of its
@@ -189,6 +189,9 @@ class ledger_writer final : public metering::usage_sink {
   void spool_pending();
   // Journals the rows of a memory-only batch; those the disk takes leave memory.
   void journal_again(batch& b);
+  // fsyncs lane `lane_index`'s segment `seq`, sealed on disk only while the database is away;
+  // if that fails, its `tail` (rows journaled since the last fsync) stays in memory.
+  void keep_until_synced(std::size_t lane_index, std::uint64_t seq, std::string tail);
   // Sends the batch at the front to PostgreSQL; false when the database is away.
   boost::asio::awaitable<bool> write_front();
   // Partitions ahead and credit expiry, checked on every flush that reaches the database.
@@ -217,8 +220,9 @@ class ledger_writer final : public metering::usage_sink {
     bool open_segment_on_disk_only = false;  // queued rows were dropped from memory
   };
   std::vector<std::unique_ptr<lane>> lanes_;
-  std::uint64_t lane_flush_events_ = 1;  // a lane's share of flush_events_max
-  std::uint64_t lane_queue_events_ = 1;  // and of queue_events_max
+  std::size_t appending_lanes_ = 1;  // the first lanes_; the others are only replayed
+  // Rows queued in all lanes' open segments (what flush_events_max and queue_events_max bound).
+  std::atomic<std::uint64_t> queued_events_{0};
   pg::connection conn_;
   tag_set_ids tag_sets_;  // of conn_'s database; used by rate_and_store
   // Token banking: the (tenant, period) pairs whose earlier periods' rollovers are settled, so

@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <malloc.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -237,8 +238,12 @@ bool start_billing(const tollgate::gateway_config& config, boost::asio::any_io_e
   ls.queue_events_max = config.ledger.queue_events_max;
   ls.spool_dir = config.ledger.spool_dir;
   ls.spool_bytes_max = config.ledger.spool_bytes_max;
-  // A journal lane per I/O thread, and two for the billing and batch threads (at least four).
-  ls.journal_lanes = std::max<std::size_t>(4, config.server.threads + 2);
+  // A journal lane per I/O thread (server.threads, 0: one per core, as the server counts them)
+  // and two for the billing and batch threads; at least four.
+  const unsigned io_threads = config.server.threads != 0
+                                  ? config.server.threads
+                                  : std::max(1u, std::thread::hardware_concurrency());
+  ls.journal_lanes = std::max<std::size_t>(4, io_threads + 2);
   ls.rate_events = config.ledger.rate_events;
   try {
     out.db_pool = std::make_unique<pg::pool>(executor, db, config.database.pool_size);

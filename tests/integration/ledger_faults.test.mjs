@@ -73,9 +73,10 @@ describe('ledger under faults (real PostgreSQL, kill -9)', () => {
   let s;
   let t;
   const dir = path.join('/tmp', `tollgate-faults-${process.pid}`);
-  // Outages must never look like refused rows: nothing is set aside as `.rejected`.
+  // Outages must never look like refused rows: nothing is set aside as `.rejected`, in the
+  // spool folder or a journal lane's folder in it.
   const rejected = () => (existsSync(path.join(dir, 'spool'))
-    ? readdirSync(path.join(dir, 'spool')).filter((f) => f.endsWith('.rejected')) : []);
+    ? readdirSync(path.join(dir, 'spool'), { recursive: true }).filter((f) => f.endsWith('.rejected')) : []);
   before(async () => {
     pg = await startPostgres();
     s = await startStack({ config: dbConfig(pg, dir) });

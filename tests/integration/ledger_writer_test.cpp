@@ -2,9 +2,9 @@
 // billing::migrate): a fresh batch that holds a row already stored is refused by the fast COPY
 // (unique violation) and goes through the idempotent staging path, which stores the new rows
 // and skips the old one; the journal's lanes: rows of several threads, each thread's in its
-// own lane, stored once in one transaction per flush, and a lane folder left by a run with
-// more lanes replayed; tag sets are stored once, shared between writers, and never cached
-// from a transaction that rolled back.
+// own lane, stored once in one transaction per flush, a lane folder left by a run with more
+// lanes replayed, and flush_events_max counted over all lanes; tag sets are stored once, shared
+// between writers, and never cached from a transaction that rolled back.
 #define CATCH_CONFIG_MAIN
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -186,30 +186,31 @@ TEST_CASE("journal lanes: each thread appends to its own lane, one transaction p
   logger log{stderr, log_level::error};
   billing::ledger_settings ls;
   ls.spool_dir = spool;
-  ls.journal_lanes = 2;                          // six, for the folder found
+  ls.journal_lanes = 2;                          // and lane-5, found, is replayed only
   ls.flush_interval = std::chrono::seconds(30);  // nothing flushes before stop()
   {
     billing::ledger_writer writer(io.get_executor(), settings, ls, registry, log);
     writer.start();
-    CHECK(std::filesystem::is_directory(spool + "/lane-4"));
-    // Two threads made one after the other get two lanes.
+    CHECK(std::filesystem::is_directory(spool + "/lane-1"));
+    CHECK(!std::filesystem::exists(spool + "/lane-2"));  // no folders made for lane-5's sake
+    // Two threads made one after the other get the two lanes.
     for (int t = 0; t < 2; ++t) {
       std::thread([&writer, t] {
         for (int i = 0; i < 100; ++i) writer.record(record(1000 + t * 100 + i));
       }).join();
     }
-    // The bytes of each lane's segments but the one left: two lanes hold 100 rows each.
-    std::vector<std::uintmax_t> used;
-    for (int lane = 0; lane < 6; ++lane) {
+    // The bytes of each lane's segments but the one left: the two appending lanes hold 100
+    // rows each, lane-5 none.
+    const auto bytes_in = [&](const std::string& dir) {
       std::uintmax_t bytes = 0;
-      const std::string dir = lane == 0 ? spool : spool + "/lane-" + std::to_string(lane);
       for (const auto& e : std::filesystem::directory_iterator(dir)) {
         if (e.is_regular_file() && e.path().string() != left_path) bytes += e.file_size();
       }
-      if (bytes > 0) used.push_back(bytes);
-    }
-    REQUIRE(used.size() == 2);
-    CHECK(used[0] == used[1]);  // equal rows, equal sizes
+      return bytes;
+    };
+    CHECK(bytes_in(spool) > 0);
+    CHECK(bytes_in(spool) == bytes_in(spool + "/lane-1"));  // equal rows, equal sizes
+    CHECK(bytes_in(spool + "/lane-5") == 0);
     CHECK(std::filesystem::file_size(left_path) > 0);
     net::co_spawn(io, writer.stop(), net::use_future).get();
     CHECK(metric(registry, "tollgate_ledger_events_written_total") == 201);
@@ -221,6 +222,39 @@ TEST_CASE("journal lanes: each thread appends to its own lane, one transaction p
   CHECK(net::co_spawn(io, count_rows(conn), net::use_future).get() == 201);
   for (const auto& e : std::filesystem::recursive_directory_iterator(spool)) {
     if (e.is_regular_file()) CHECK(e.file_size() == 0);
+  }
+  std::filesystem::remove_all(spool);
+}
+
+TEST_CASE("journal lanes: flush_events_max counts the rows of all lanes together") {
+  ledger_database db;
+  const std::string spool = (std::filesystem::temp_directory_path() /
+                             ("tollgate-ledger-lanes-wake-" + std::to_string(::getpid())))
+                                .string();
+  std::filesystem::remove_all(spool);
+  metrics::registry registry;
+  logger log{stderr, log_level::error};
+  billing::ledger_settings ls;
+  ls.spool_dir = spool;
+  ls.journal_lanes = 2;
+  ls.flush_interval = std::chrono::seconds(30);
+  ls.flush_events_max = 150;  // more than one lane gets, less than both
+  {
+    billing::ledger_writer writer(db.io.get_executor(), db.settings, ls, registry, log);
+    writer.start();
+    for (int t = 0; t < 2; ++t) {
+      std::thread([&writer, t] {
+        for (int i = 0; i < 100; ++i) writer.record(record(2000 + t * 100 + i));
+      }).join();
+    }
+    // Woken by the count, long before the interval.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (metric(registry, "tollgate_ledger_events_written_total") < 200 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    CHECK(metric(registry, "tollgate_ledger_events_written_total") == 200);
+    net::co_spawn(db.io, writer.stop(), net::use_future).get();
   }
   std::filesystem::remove_all(spool);
 }

@@ -382,6 +382,7 @@ TEST_CASE("policy: reset times in OpenAI's format, rounded up to seconds") {
   CHECK(reset_text(360'000) == "6m0s");
   CHECK(reset_text(3'600'000) == "1h0m0s");
   CHECK(reset_text(7'384'000) == "2h3m4s");
+  CHECK(reset_text(9'000'000'000'000'000'000) == "2500000000000h0m0s");
 }
 
 TEST_CASE("policy: refusals name the budget; sliding windows are rate limits") {
