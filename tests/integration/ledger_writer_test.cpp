@@ -93,6 +93,14 @@ std::uint64_t metric(const metrics::registry& registry, const std::string& name)
   return at == std::string::npos ? 0 : std::stoull(text.substr(at + name.size() + 2));
 }
 
+// An empty spool folder's path under the temporary folder, named `prefix` and this process.
+std::string fresh_spool(const std::string& prefix) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / (prefix + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
 // The settings of a database at `url`, migrated first.
 pg::connection_settings migrated(const std::string& url) {
   REQUIRE(billing::migrate(url));
@@ -131,10 +139,7 @@ TEST_CASE("a fresh batch with a row already stored falls back to the idempotent 
   billing::append_usage_row(first, record(0));
   REQUIRE(net::co_spawn(io, insert_copy(conn, first), net::use_future).get());
 
-  const std::string spool = (std::filesystem::temp_directory_path() /
-                             ("tollgate-ledger-test-spool-" + std::to_string(::getpid())))
-                                .string();
-  std::filesystem::remove_all(spool);
+  const std::string spool = fresh_spool("tollgate-ledger-test-spool-");
   metrics::registry registry;
   logger log{stderr, log_level::error};
   billing::ledger_settings ls;
@@ -166,10 +171,7 @@ TEST_CASE("journal lanes: each thread appends to its own lane, one transaction p
   const pg::connection_settings& settings = db.settings;
   pg::connection& conn = db.conn;
 
-  const std::string spool = (std::filesystem::temp_directory_path() /
-                             ("tollgate-ledger-lanes-" + std::to_string(::getpid())))
-                                .string();
-  std::filesystem::remove_all(spool);
+  const std::string spool = fresh_spool("tollgate-ledger-lanes-");
   std::string left_path;
   {
     // A run with six lanes left a segment in its last lane.
@@ -228,10 +230,7 @@ TEST_CASE("journal lanes: each thread appends to its own lane, one transaction p
 
 TEST_CASE("journal lanes: flush_events_max counts the rows of all lanes together") {
   ledger_database db;
-  const std::string spool = (std::filesystem::temp_directory_path() /
-                             ("tollgate-ledger-lanes-wake-" + std::to_string(::getpid())))
-                                .string();
-  std::filesystem::remove_all(spool);
+  const std::string spool = fresh_spool("tollgate-ledger-lanes-wake-");
   metrics::registry registry;
   logger log{stderr, log_level::error};
   billing::ledger_settings ls;
