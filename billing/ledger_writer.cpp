@@ -34,8 +34,9 @@ constexpr auto partition_check_interval = std::chrono::hours(1);
 constexpr auto credit_expiry_interval = std::chrono::minutes(1);
 constexpr auto reconnect_backoff_max = std::chrono::milliseconds(5000);
 constexpr std::size_t settled_pairs_max = 100'000;  // the settled rollovers cache, then cleared
-// `lane-N` folders above this are not the gateway's and are left alone.
-constexpr std::size_t lane_folders_max = 256;
+// Journal lanes at most (server.threads is at most 256, and two more); `lane-N` folders from
+// this number on are not the gateway's and are left alone, with a warning.
+constexpr std::size_t lane_folders_max = 1024;
 
 // Whether an error is about the rows (data exceptions, class 22; integrity violations, class
 // 23) rather than about the database being unavailable (shutdown 57P01, connection 08...,
@@ -47,7 +48,7 @@ bool refuses_rows(const pg::db_error& e) {
 
 // The numbers of the `lane-N` folders in `dir` from N = `from` on: lanes of a run that had
 // more, whose segments must be replayed. Sorted.
-std::vector<std::size_t> lane_folders_from(const std::string& dir, std::size_t from) {
+std::vector<std::size_t> lane_folders_from(const std::string& dir, std::size_t from, logger& log) {
   std::vector<std::size_t> found;
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return found;
@@ -56,9 +57,13 @@ std::vector<std::size_t> lane_folders_from(const std::string& dir, std::size_t f
     if (name.size() <= 5 || name.substr(0, 5) != "lane-") continue;
     std::size_t n = 0;
     const auto [end, ec] = std::from_chars(name.data() + 5, name.data() + name.size(), n);
-    if (ec == std::errc() && end == name.data() + name.size() && n >= from &&
-        n < lane_folders_max) {
+    if (ec != std::errc() || end != name.data() + name.size() || n < from) continue;
+    if (n < lane_folders_max) {
       found.push_back(n);
+    } else {
+      json_object_writer f;
+      f.add("folder", dir + "/" + std::string(name));
+      log.warn("ledger: a lane folder beyond the most lanes a gateway has; not replayed", f);
     }
   }
   ::closedir(d);
@@ -121,11 +126,11 @@ ledger_writer::ledger_writer(net::any_io_executor ex, pg::connection_settings db
                            .get()) {
   // Lane 0 is the spool folder itself (made by its spool), lane N its `lane-N` folder. The
   // appending lanes come first; lane folders of a run with more follow, to be replayed.
-  appending_lanes_ = std::max<std::size_t>(settings_.journal_lanes, 1);
+  appending_lanes_ = std::clamp<std::size_t>(settings_.journal_lanes, 1, lane_folders_max);
   lanes_.push_back(std::make_unique<lane>(settings_.spool_dir, settings_.spool_bytes_max));
   std::vector<std::size_t> folders(appending_lanes_ - 1);
   std::iota(folders.begin(), folders.end(), std::size_t{1});
-  for (std::size_t n : lane_folders_from(settings_.spool_dir, appending_lanes_)) {
+  for (std::size_t n : lane_folders_from(settings_.spool_dir, appending_lanes_, log_)) {
     folders.push_back(n);
   }
   for (std::size_t n : folders) {
@@ -419,6 +424,7 @@ void ledger_writer::keep_until_synced(std::size_t lane_index, std::uint64_t seq,
   // a sealed segment), or keep those rows in memory until PostgreSQL commits them.
   if (lanes_[lane_index]->spool.sync(seq)) return;
   failures_.with({"spool"}).inc();
+  if (tail.empty()) return;  // rows over queue_events_max: on disk only, and not durable
   std::uint64_t events = 0;
   for_each_ledger_line(tail, [&](std::string_view) { ++events; });
   memory_only_events_.fetch_add(events, std::memory_order_relaxed);
@@ -442,13 +448,15 @@ net::awaitable<void> ledger_writer::flush() {
     lane& l = *lanes_[i];
     std::string tail;  // rows of a segment on disk only, journaled since its last fsync
     std::uint64_t seq = 0;
+    bool disk_only = false;
     {
       std::lock_guard lock(l.mu);
       const bool seal = db || l.spool.open_bytes() >= spool_segment_bytes_max || l.spool.broken();
       seq = seal ? l.spool.seal() : 0;
       if (seq == 0) continue;
       queued_events_.fetch_sub(l.queued, std::memory_order_relaxed);
-      if (l.open_segment_on_disk_only) {
+      disk_only = l.open_segment_on_disk_only;
+      if (disk_only) {
         pending_.push_back(batch{{segment{i, seq}}, false, {}, l.queued});
         tail.swap(l.queue);
       } else {
@@ -459,7 +467,7 @@ net::awaitable<void> ledger_writer::flush() {
       l.queued = 0;
       l.open_segment_on_disk_only = false;
     }
-    if (!tail.empty() && !db) keep_until_synced(i, seq, std::move(tail));
+    if (disk_only && !db) keep_until_synced(i, seq, std::move(tail));
   }
   if (!sealed.segments.empty()) {
     sealed.rows = taken.size() == 1 ? std::move(taken.front()) : std::string();
