@@ -9,7 +9,7 @@
 //   batch's events on the period accumulators (billing/rating.hpp; the accumulator rows locked,
 //   updated once per batch), pay what they cost from the tenants' credit grants
 //   (billing/credits.hpp, double entry) and COPY them with their cost and credit into usage_events;
-//   then delete the segment. A batch that may hold rows already stored (a spool replay, or a COPY
+//   then delete the segments. A batch that may hold rows already stored (a spool replay, or a COPY
 //   refused for a duplicate) first goes through a staging table to find and drop those rows, so
 //   that they are neither stored nor rated twice: the request id makes it idempotent.
 // Every rollup_interval, on a second connection, it advances the usage rollup: the sums per

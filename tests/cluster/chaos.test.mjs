@@ -104,14 +104,16 @@ describe('chaos under load over the cluster', { timeout: suiteBudgetMs }, () => 
     for (const t of [busy, capped]) {
       await waitFor(async () => {
         await c.adminAnswered('POST', '/admin/v1/budgets/reconcile', { tenant_id: t.tenant });
-        const again = await c.adminAnswered('POST', '/admin/v1/budgets/reconcile', { tenant_id: t.tenant });
+        const again = await c.adminAnswered('POST', '/admin/v1/budgets/reconcile',
+          { tenant_id: t.tenant });
         assert.equal(again.status, 200, again.text);
         differences = again.json.data.reduce((s, d) => s + Math.abs(d.difference), 0);
         return differences === 0;
       }, { timeoutMs: 15000, what: `${name}: reconcile finds Redis equal to the ledger` });
     }
     const ledgerUsed = Number(c.value(`SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) FROM usage_events WHERE tenant_id = '${capped.tenant}' AND upstream IS NOT NULL`));
-    const last = await c.adminAnswered('POST', '/admin/v1/budgets/reconcile', { tenant_id: capped.tenant });
+    const last = await c.adminAnswered('POST', '/admin/v1/budgets/reconcile',
+      { tenant_id: capped.tenant });
     assert.equal(last.status, 200, last.text);
     const rec = last.json.data;
     assert.equal(rec.find((d) => d.budget_id === capped.budget.id).ledger, ledgerUsed);
