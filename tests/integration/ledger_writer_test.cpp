@@ -101,6 +101,23 @@ std::string fresh_spool(const std::string& prefix) {
   return dir;
 }
 
+// Nothing was set aside or left behind in the spool, in any lane; then the folder goes.
+void expect_spool_emptied(const std::string& spool) {
+  for (const auto& e : std::filesystem::recursive_directory_iterator(spool)) {
+    if (e.is_regular_file()) CHECK(e.file_size() == 0);
+  }
+  std::filesystem::remove_all(spool);
+}
+
+// Waits up to `seconds` for the writer to have committed `events` events.
+void wait_for_written(const metrics::registry& registry, std::uint64_t events, int seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (metric(registry, "tollgate_ledger_events_written_total") < events &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 // The settings of a database at `url`, migrated first.
 pg::connection_settings migrated(const std::string& url) {
   REQUIRE(billing::migrate(url));
@@ -148,21 +165,13 @@ TEST_CASE("a fresh batch with a row already stored falls back to the idempotent 
     billing::ledger_writer writer(io.get_executor(), settings, ls, registry, log);
     writer.start();
     for (int i = 0; i < 5; ++i) writer.record(record(i));  // 0 again, then 1..4 new
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (metric(registry, "tollgate_ledger_events_written_total") < 4 &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    wait_for_written(registry, 4, 10);
     CHECK(metric(registry, "tollgate_ledger_events_written_total") == 4);
     CHECK(registry.render().find("tollgate_ledger_failures_total{") == std::string::npos);
     net::co_spawn(io, writer.stop(), net::use_future).get();
   }
   CHECK(net::co_spawn(io, count_rows(conn), net::use_future).get() == 5);
-  // Nothing was set aside or left behind in the spool, in any lane.
-  for (const auto& e : std::filesystem::recursive_directory_iterator(spool)) {
-    if (e.is_regular_file()) CHECK(e.file_size() == 0);
-  }
-  std::filesystem::remove_all(spool);
+  expect_spool_emptied(spool);
 }
 
 TEST_CASE("journal lanes: each thread appends to its own lane, one transaction per flush") {
@@ -222,10 +231,7 @@ TEST_CASE("journal lanes: each thread appends to its own lane, one transaction p
     CHECK(registry.render().find("tollgate_ledger_failures_total{") == std::string::npos);
   }
   CHECK(net::co_spawn(io, count_rows(conn), net::use_future).get() == 201);
-  for (const auto& e : std::filesystem::recursive_directory_iterator(spool)) {
-    if (e.is_regular_file()) CHECK(e.file_size() == 0);
-  }
-  std::filesystem::remove_all(spool);
+  expect_spool_emptied(spool);
 }
 
 TEST_CASE("journal lanes: flush_events_max counts the rows of all lanes together") {
@@ -252,11 +258,7 @@ TEST_CASE("journal lanes: flush_events_max counts the rows of all lanes together
     CHECK(metric(registry, "tollgate_ledger_events_written_total") == 0);
     // The 150th wakes the flush, long before the interval.
     writer.record(record(2300));
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (metric(registry, "tollgate_ledger_events_written_total") < 150 &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    wait_for_written(registry, 150, 10);
     CHECK(metric(registry, "tollgate_ledger_events_written_total") == 150);
     net::co_spawn(db.io, writer.stop(), net::use_future).get();
   }
