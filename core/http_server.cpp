@@ -98,11 +98,10 @@ bool exchange::write_finished(boost::system::error_code ec) {
 namespace {
 
 // A whole response's head: status line, the fields, then the framing this server decides
-// (Connection, Content-Length), sized once and written into one buffer.
+// (Connection, Content-Length), sized once and written into one buffer. `content_length`
+// nullopt: none is sent (1xx, 204 and 304 responses, which never have a body).
 std::string whole_head(unsigned version, unsigned status, std::string_view fields, bool keep_alive,
-                       std::size_t content_length) {
-  char length[24];
-  const auto length_end = std::to_chars(length, length + sizeof length, content_length).ptr;
+                       std::optional<std::size_t> content_length) {
   const std::string_view reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
   std::string head;
   head.reserve(64 + reason.size() + fields.size());
@@ -116,10 +115,20 @@ std::string whole_head(unsigned version, unsigned status, std::string_view field
   // HTTP/1.1 keeps the connection unless told; HTTP/1.0 closes it unless told.
   if (version == 10 && keep_alive) head += "Connection: keep-alive\r\n";
   if (version != 10 && !keep_alive) head += "Connection: close\r\n";
-  head += "Content-Length: ";
-  head.append(length, length_end);
-  head += "\r\n\r\n";
+  if (content_length) {
+    char length[24];
+    head += "Content-Length: ";
+    head.append(length, std::to_chars(length, length + sizeof length, *content_length).ptr);
+    head += "\r\n";
+  }
+  head += "\r\n";
   return head;
+}
+
+// Responses that end at their head (RFC 9110, 6.4.1). None gets a Content-Length: 1xx and 204
+// must not have one, and a 304's could only repeat the length of a 200 (8.6).
+bool never_has_body(unsigned status) {
+  return status < 200 || status == 204 || status == 304;
 }
 
 // Bytes a field name may hold: RFC 9110's token characters.
@@ -236,9 +245,14 @@ net::awaitable<bool> exchange::send(unsigned status, const response_fields& fiel
   stop_watching();
   if (client_gone_) co_return false;
   status_ = status;
+  // A HEAD answer says the length of the body a GET would get, and sends none of it.
+  const bool bodiless = never_has_body(status);
+  const bool head_only = req_.method() == bhttp::verb::head;
   const std::string head =
-      whole_head(req_.version(), status, fields.text(), !close_after_, body.size());
-  const std::array<net::const_buffer, 2> buffers{net::buffer(head), net::buffer(body)};
+      whole_head(req_.version(), status, fields.text(), !close_after_,
+                 bodiless ? std::nullopt : std::optional<std::size_t>(body.size()));
+  const std::string_view sent = bodiless || head_only ? std::string_view{} : body;
+  const std::array<net::const_buffer, 2> buffers{net::buffer(head), net::buffer(sent)};
   stream_.expires_after(write_timeout_);
   auto [ec, n] = co_await net::async_write(stream_, buffers, use_tuple);
   co_return write_finished(ec);

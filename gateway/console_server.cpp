@@ -98,7 +98,8 @@ boost::asio::awaitable<void> console_server::serve_file(http::exchange& ex, std:
   // Revalidated on every load (the ETag makes that a 304): a new gateway's files show at once.
   res.set(bhttp::field::cache_control, "no-cache");
   res.set(bhttp::field::etag, a->etag);
-  if (!unchanged && ex.req().method() == bhttp::verb::get) res.body() = std::string(a->body);
+  // A HEAD answer gets the body too: the server sends only its length (core/http_server).
+  if (!unchanged) res.body() = std::string(a->body);
   co_await ex.send(std::move(res));
 }
 

@@ -6,7 +6,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { startStack } from '../lib/harness.mjs';
+import { startStack, rawExchange, httpRequest } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { budgetConfig } from '../lib/budgets.mjs';
@@ -98,6 +98,41 @@ describe('web console: files, sessions, CSRF and roles (real PostgreSQL)', () =>
       const put = await fetch(`${base}/console/index.html`, { method: 'PUT' });
       assert.equal(put.status, 405);
     }
+  });
+
+  test('HEAD and 304 answers carry no body, and HEAD tells the length a GET gets', async () => {
+    const file = '/console/js/app.js';
+    const get = await fetch(`${s.url}${file}`);
+    const body = Buffer.from(await get.arrayBuffer());
+    const etag = get.headers.get('etag');
+    // Three requests on one connection: if the HEAD or the 304 sent any body, the responses
+    // after it would not start where their status lines are looked for.
+    const raw = await rawExchange(s.apiPort, httpRequest('HEAD', file) +
+      httpRequest('GET', file, '', { 'If-None-Match': etag }) +
+      httpRequest('GET', file, '', { Connection: 'close' }));
+    const heads = [];
+    let at = 0;
+    for (let i = 0; i < 3; i++) {
+      const end = raw.indexOf('\r\n\r\n', at);
+      assert.ok(end > at, `response ${i + 1} has a head`);
+      heads.push(raw.slice(at, end));
+      at = end + 4;
+    }
+    const length = (h) => h.match(/\r\ncontent-length: (\d+)/i)?.[1];
+    assert.match(heads[0], /^HTTP\/1\.1 200 /);
+    assert.equal(length(heads[0]), String(body.length), 'HEAD: the length of the GET body');
+    assert.match(heads[0], /\r\netag: /i);
+    assert.match(heads[1], /^HTTP\/1\.1 304 /);
+    assert.equal(length(heads[1]), undefined, '304: no Content-Length');
+    assert.match(heads[2], /^HTTP\/1\.1 200 /);
+    assert.equal(length(heads[2]), String(body.length));
+    assert.equal(Buffer.byteLength(raw.slice(at), 'latin1'), body.length, 'only the GET sent a body');
+    // An error answered to a HEAD request keeps its length and drops its body too.
+    const put = await rawExchange(s.apiPort, httpRequest('HEAD', '/console/nothing-here.js', '',
+      { Connection: 'close' }));
+    assert.match(put, /^HTTP\/1\.1 404 /);
+    assert.ok(Number(length(put)) > 0);
+    assert.equal(put.slice(put.indexOf('\r\n\r\n') + 4), '');
   });
 
   test('sign-in: the admin and finance tokens on the operator listener, nothing else', async () => {
