@@ -220,6 +220,7 @@ std::optional<rating_target> rating_target_of(const rating_plan& plan, const rat
   t.prices = &*it;
   t.band = &it->band_for(e.prompt_tokens, t.band_above);
   const std::string period = period_of(e.occurred_at_s);
+  t.keys.reserve(token_class_count + 2);  // the classes, the request fee, the money allowance
   for (int c = 0; c < token_class_count; ++c) {
     if (e.tokens_of(c) > 0) {
       t.keys.emplace_back(e.tenant_id, period, wanted,

@@ -14,15 +14,17 @@ std::string new_request_id() {
     return std::mt19937_64(seq);
   }()};
   static constexpr char hex[] = "0123456789abcdef";
-  std::string id = "req_";
-  id.reserve(36);
+  // Filled in place and copied once, not a push_back per digit.
+  char text[4 + 32] = {'r', 'e', 'q', '_'};
+  char* out = text + 4;
   for (int word = 0; word < 2; ++word) {
     std::uint64_t v = rng();
     for (int i = 0; i < 16; ++i) {
-      id.push_back(hex[v & 0xF]);
+      *out++ = hex[v & 0xF];
       v >>= 4;
     }
   }
+  std::string id(text, sizeof text);
   return id;
 }
 

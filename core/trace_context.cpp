@@ -1,6 +1,7 @@
 // W3C traceparent parsing and generation: see trace_context.hpp.
 #include "core/trace_context.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 
@@ -30,18 +31,20 @@ void append_random_hex(std::string& out, std::size_t digits) {
     return std::mt19937_64(seq);
   }()};
   static constexpr char hex[] = "0123456789abcdef";
+  // trace_id_hex (32) is the longest id asked for; filled in place and appended once.
+  char text[trace_id_hex];
+  const std::size_t n = std::min(digits, sizeof text);
   for (;;) {
-    const std::size_t start = out.size();
-    for (std::size_t i = 0; i < digits; i += 16) {
+    for (std::size_t i = 0; i < n; i += 16) {
       std::uint64_t v = rng();
-      for (std::size_t j = 0; j < 16 && i + j < digits; ++j) {
-        out.push_back(hex[v & 0xF]);
+      for (std::size_t j = 0; j < 16 && i + j < n; ++j) {
+        text[i + j] = hex[v & 0xF];
         v >>= 4;
       }
     }
-    if (!all_zero(std::string_view(out).substr(start))) return;  // all zero is invalid
-    out.resize(start);
+    if (!all_zero(std::string_view(text, n))) break;  // all zero is invalid
   }
+  out.append(text, n);
 }
 
 }  // namespace

@@ -182,14 +182,14 @@ authenticator::authenticator(const billing_context& billing, const auth_config& 
   for (std::size_t i = 0; i < names.size(); ++i) outcome_counters_[i] = &outcomes_.with({names[i]});
 }
 
-result<caller> authenticator::decide(const std::optional<billing::key_info>& key,
-                                     std::string_view key_or_id, bool count, bool is_key) {
+result<caller> authenticator::decide(const billing::key_info* key, std::string_view key_or_id,
+                                     bool count, bool is_key) {
   auto counted = [&](outcome o) {
     if (count) this->count(o);
   };
   // Only a refusal names the key, masked (built here: the common case needs no string).
   const auto shown = [&] { return is_key ? shown_key(key_or_id) : std::string(key_or_id); };
-  if (!key) {
+  if (key == nullptr) {
     counted(outcome::unknown);
     return unauthorized_error("Incorrect API key provided: " + shown() + ".");
   }
@@ -275,13 +275,13 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
     if (auto it = cache_.find(hash); it != cache_.end()) {
       if (now - it->second.fetched < ttl_) {
         hits_.inc();
-        co_return decide(it->second.key, key);
+        co_return decide(&it->second.key, key);
       }
       cached = it->second;
     }
     if (!cached && unknown_.contains(hash, now)) {
       negative_hits_.inc();
-      co_return decide(std::nullopt, key);
+      co_return decide(nullptr, key);
     }
     // Not known (or known but stale): a database look-up, which a source may spend only at
     // its limit on keys that turn out unknown. The token comes back if the key is real.
@@ -297,7 +297,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
   if (!found) {
     database_failed_.inc();
     if (cached && now - cached->fetched < ttl_ + stale_grace) {
-      co_return decide(cached->key, key);  // the database is away: trust what we knew
+      co_return decide(&cached->key, key);  // the database is away: trust what we knew
     }
     count(outcome::unavailable);
     co_return service_unavailable(
@@ -317,7 +317,7 @@ boost::asio::awaitable<result<caller>> authenticator::authenticate_key(
       unknown_.insert(hash, now);
     }
   }
-  co_return decide(*found, key);
+  co_return decide(found->has_value() ? &**found : nullptr, key);
 }
 
 // A key known only by id (this gateway never saw the key itself, e.g. after a restart): its
@@ -370,7 +370,7 @@ boost::asio::awaitable<result<caller>> authenticator::check_key_id(std::string k
     std::lock_guard lock(mu_);
     if (auto it = by_id_.find(key_id); it != by_id_.end()) cached = it->second;
   }
-  if (cached && now - cached->fetched < ttl_) co_return decide(cached->key, shown, false, false);
+  if (cached && now - cached->fetched < ttl_) co_return decide(&cached->key, shown, false, false);
 
   pg::db_result<std::optional<billing::key_info>> found = std::optional<billing::key_info>{};
   if (cached && !cached->hash.empty()) {
@@ -381,7 +381,7 @@ boost::asio::awaitable<result<caller>> authenticator::check_key_id(std::string k
   }
   if (!found) {
     if (cached && now - cached->fetched < ttl_ + stale_grace) {
-      co_return decide(cached->key, shown, false, false);
+      co_return decide(&cached->key, shown, false, false);
     }
     co_return service_unavailable(
         "The API key cannot be verified right now (the account database is unavailable).",
@@ -396,7 +396,7 @@ boost::asio::awaitable<result<caller>> authenticator::check_key_id(std::string k
       by_id_[key_id] = id_entry{**found, "", now};
     }
   }
-  co_return decide(*found, shown, false, false);
+  co_return decide(found->has_value() ? &**found : nullptr, shown, false, false);
 }
 
 }  // namespace tollgate::gateway

@@ -127,9 +127,10 @@ class authenticator {
                                                           const boost::asio::ip::address* source);
   boost::asio::awaitable<pg::db_result<std::optional<billing::key_info>>> fetch_by_id(
       std::string key_id);
-  // `key_or_id`: the key itself (masked in a refusal) or, with `is_key` false, a key id.
-  result<caller> decide(const std::optional<billing::key_info>& key, std::string_view key_or_id,
-                        bool count = true, bool is_key = true);
+  // `key`: null when the key is unknown. `key_or_id`: the key itself (masked in a refusal) or,
+  // with `is_key` false, a key id.
+  result<caller> decide(const billing::key_info* key, std::string_view key_or_id, bool count = true,
+                        bool is_key = true);
   void remember(const std::string& hash, const billing::key_info& key,
                 std::chrono::steady_clock::time_point now);
 

@@ -303,6 +303,10 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
   std::vector<metering::limit_charge> charges;
   std::vector<std::int64_t> amounts;
   charges.reserve(applying.size());
+  amounts.reserve(applying.size());
+  hold.metrics.reserve(applying.size());
+  hold.budget_ids.reserve(applying.size());
+  hold.limits.reserve(applying.size());
   for (const auto* b : applying) {
     metering::limit_charge c;
     c.rule = metering::rule_of(*b, now_ms);
@@ -327,6 +331,7 @@ net::awaitable<result<std::optional<budget_hold>>> budget_guard::reserve(
     hold.worker = worker;
     hold.ticket.tenant_id = who.tenant_id;
     hold.ticket.request_id = std::move(request_id);
+    hold.ticket.counter_keys.reserve(leased->leases.size());
     for (const auto& l : leased->leases) hold.ticket.counter_keys.push_back(l->grant().counter_key);
     hold.headers = metering::ratelimit_headers(applying, leased->remaining, now_ms);
     hold.leases = std::move(leased->leases);
