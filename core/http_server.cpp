@@ -614,9 +614,9 @@ net::awaitable<http1::outcome> server::read_body(tcp_stream& stream, beast::flat
 }
 
 // Answers a request that could not be read; the connection ends after it.
-net::awaitable<void> server::reject(tcp_stream& stream, worker& w, listener& l,
-                                    api_error error, const char* route) {
-  request placeholder;
+net::awaitable<void> server::reject(tcp_stream& stream, worker& w, listener& l, api_error error,
+                                    const char* route, bhttp::verb method, unsigned version) {
+  request placeholder{method, "", version};
   exchange ex{stream, placeholder, w.index, ms(limits_.client_write_timeout_ms), true};
   // Every answer carries a request id, also those of requests that could not be read.
   const std::string request_id = new_request_id();  // named: not a temporary across co_await
@@ -663,7 +663,8 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream::socket_
       break;
     }
     if (head.has_content_length && head.content_length > body_limit_max) {
-      co_await reject(stream, w, l, request_too_large(limits_.body_limit_bytes));
+      co_await reject(stream, w, l, request_too_large(limits_.body_limit_bytes), "unreadable",
+                      bhttp::string_to_verb(head.method), head.version);
       rejected_body = true;
       break;
     }
@@ -683,7 +684,8 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream::socket_
       stream.expires_never();
       pre_body_verdict verdict = co_await l.spec.before_body(req, peer);
       if (verdict.refused) {
-        co_await reject(stream, w, l, std::move(*verdict.refused), "refused_before_body");
+        co_await reject(stream, w, l, std::move(*verdict.refused), "refused_before_body",
+                        req.method(), req.version());
         rejected_body = has_body;
         break;
       }
@@ -697,7 +699,8 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream::socket_
       }
     }
     if (head.has_content_length && head.content_length > body_limit) {
-      co_await reject(stream, w, l, request_too_large(body_limit));
+      co_await reject(stream, w, l, request_too_large(body_limit), "unreadable", req.method(),
+                      req.version());
       rejected_body = true;
       break;
     }
@@ -714,7 +717,8 @@ net::awaitable<void> server::session(worker& w, listener& l, tcp_stream::socket_
         // does not arrive in time ends the connection without an answer, as nginx does.
         if (auto error = unreadable_error(body, "a malformed or incomplete body", limits_)) {
           if (body == http1::outcome::body_too_large) error = request_too_large(body_limit);
-          co_await reject(stream, w, l, std::move(*error));
+          co_await reject(stream, w, l, std::move(*error), "unreadable", req.method(),
+                          req.version());
         }
         rejected_body = body == http1::outcome::body_too_large;
         break;

@@ -93,7 +93,8 @@ class exchange {
   std::chrono::steady_clock::time_point received_at() const { return received_at_; }
   tcp_stream& stream() { return stream_; }
 
-  // A whole response. Sets version, keep-alive and Content-Length.
+  // A whole response. Sets version, keep-alive and Content-Length; a HEAD request gets the
+  // body's length and no body, a 1xx, 204 or 304 answer neither.
   net::awaitable<bool> send(response res);
   // The same from a status, the fields and the body.
   net::awaitable<bool> send(unsigned status, const response_fields& fields, std::string_view body);
@@ -241,8 +242,10 @@ class server {
   net::awaitable<http1::outcome> read_body(tcp_stream& stream, beast::flat_buffer& buffer,
                                            const http1::request_head& head,
                                            std::uint64_t body_limit, std::string& body);
+  // `method` and `version`: the request's, once its head was read (a HEAD answer has no body).
   net::awaitable<void> reject(tcp_stream& stream, worker& w, listener& l, api_error error,
-                              const char* route = "unreadable");
+                              const char* route = "unreadable",
+                              bhttp::verb method = bhttp::verb::unknown, unsigned version = 11);
   void begin_drain();
   void finish_drain();
   void session_ended(listener& l);

@@ -126,13 +126,14 @@ describe('web console: files, sessions, CSRF and roles (real PostgreSQL)', () =>
     assert.equal(length(heads[1]), undefined, '304: no Content-Length');
     assert.match(heads[2], /^HTTP\/1\.1 200 /);
     assert.equal(length(heads[2]), String(body.length));
-    assert.equal(Buffer.byteLength(raw.slice(at), 'latin1'), body.length, 'only the GET sent a body');
+    assert.equal(Buffer.byteLength(raw.slice(at), 'latin1'), body.length,
+      'only the GET sent a body');
     // An error answered to a HEAD request keeps its length and drops its body too.
-    const put = await rawExchange(s.apiPort, httpRequest('HEAD', '/console/nothing-here.js', '',
-      { Connection: 'close' }));
-    assert.match(put, /^HTTP\/1\.1 404 /);
-    assert.ok(Number(length(put)) > 0);
-    assert.equal(put.slice(put.indexOf('\r\n\r\n') + 4), '');
+    const missing = await rawExchange(s.apiPort, httpRequest('HEAD', '/console/nothing-here.js',
+      '', { Connection: 'close' }));
+    assert.match(missing, /^HTTP\/1\.1 404 /);
+    assert.ok(Number(length(missing)) > 0);
+    assert.equal(missing.slice(missing.indexOf('\r\n\r\n') + 4), '');
   });
 
   test('sign-in: the admin and finance tokens on the operator listener, nothing else', async () => {

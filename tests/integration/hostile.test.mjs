@@ -185,6 +185,22 @@ describe('hostile clients (real PostgreSQL)', () => {
       assert.match(answer, /\r\nx-request-id: req_[0-9a-f]+/i, answer.slice(0, 300));
     }
   });
+
+  test('a HEAD request refused before its body is read gets a length and no body', async () => {
+    const cases = [
+      ['HEAD /v1/files HTTP/1.1\r\nHost: x\r\n\r\n', 'HTTP/1.1 401 '],  // refused before the body
+      ['HEAD /v1/files HTTP/1.0\r\nHost: x\r\n\r\n', 'HTTP/1.0 401 '],  // answered in its version
+      ['HEAD /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n',
+        'HTTP/1.1 413 '],
+    ];
+    for (const [bytes, start] of cases) {
+      const answer = await rawExchange(s.apiPort, bytes);  // the server closes after a refusal
+      assert.ok(answer.startsWith(start), answer.slice(0, 200));
+      const end = answer.indexOf('\r\n\r\n');
+      assert.ok(Number(answer.slice(0, end).match(/\r\ncontent-length: (\d+)/i)?.[1]) > 0, answer);
+      assert.equal(answer.slice(end + 4), '', 'no body after the head');
+    }
+  });
 });
 
 describe('batches obey revocation (real PostgreSQL)', () => {
