@@ -13,6 +13,8 @@
 
 #include <poll.h>
 
+#include "core/byte_words.hpp"
+
 namespace tollgate::pg {
 
 namespace net = boost::asio;
@@ -405,16 +407,27 @@ constexpr std::array<char, 256> copy_escapes = [] {
 }  // namespace
 
 void append_copy_text(std::string& out, std::string_view value) {
-  // Runs without a byte to escape are appended whole (most values have none).
+  // Runs without a byte to escape are appended whole (most values have none). Words of eight
+  // bytes with no backslash and no byte below 14 (the escaped controls are 9, 10 and 13) are
+  // crossed at once; the table decides the bytes of any other word.
   const auto* bytes = reinterpret_cast<const unsigned char*>(value.data());
   std::size_t from = 0;
-  for (std::size_t i = 0; i < value.size(); ++i) {
+  for (std::size_t i = 0; i < value.size();) {
+    if (i + 8 <= value.size()) {
+      const std::uint64_t word = byte_words::load(value.data() + i);
+      if ((byte_words::any_below(word, 14) | byte_words::any_equal(word, '\\')) == 0) {
+        i += 8;
+        continue;
+      }
+    }
     const char letter = copy_escapes[bytes[i]];
-    if (letter == 0) continue;
-    out.append(value.data() + from, i - from);
-    out.push_back('\\');
-    out.push_back(letter);
-    from = i + 1;
+    if (letter != 0) {
+      out.append(value.data() + from, i - from);
+      out.push_back('\\');
+      out.push_back(letter);
+      from = i + 1;
+    }
+    ++i;
   }
   out.append(value.data() + from, value.size() - from);
 }

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
-#include <ctime>
+#include <chrono>
 
 #include "billing/period_pricing.hpp"
 
@@ -69,7 +69,6 @@ std::optional<std::int64_t> parse_utc_timestamp(std::string_view v) {
     }
     return n;
   };
-  std::tm tm{};
   const int parts[] = {num(0, 4), num(5, 2), num(8, 2), num(11, 2), num(14, 2), num(17, 2)};
   for (int p : parts) {
     if (p < 0) return std::nullopt;
@@ -78,13 +77,12 @@ std::optional<std::int64_t> parse_utc_timestamp(std::string_view v) {
       parts[4] > 59 || parts[5] > 60) {
     return std::nullopt;
   }
-  tm.tm_year = parts[0] - 1900;
-  tm.tm_mon = parts[1] - 1;
-  tm.tm_mday = parts[2];
-  tm.tm_hour = parts[3];
-  tm.tm_min = parts[4];
-  tm.tm_sec = parts[5];
-  return static_cast<std::int64_t>(timegm(&tm));
+  // Integer calendar arithmetic, as timegm counts (a day past the month's end runs into the
+  // next month, second 60 into the next minute) without its cost on every rated event.
+  using namespace std::chrono;
+  const sys_days first{year{parts[0]} / month{static_cast<unsigned>(parts[1])} / day{1}};
+  const std::int64_t days_since_epoch = (first + days{parts[2] - 1}).time_since_epoch().count();
+  return days_since_epoch * 86400 + parts[3] * 3600 + parts[4] * 60 + parts[5];
 }
 
 }  // namespace

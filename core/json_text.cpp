@@ -4,6 +4,8 @@
 #include <array>
 #include <charconv>
 
+#include "core/byte_words.hpp"
+
 namespace tollgate {
 namespace {
 
@@ -49,9 +51,18 @@ void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
   for (std::size_t i = 0; i < s.size();) {
-    // Copy the longest run of plain bytes at once.
+    // Copy the longest run of plain bytes at once, crossing it a word at a time.
     std::size_t run = i;
-    while (run < s.size() && !needs_care[static_cast<unsigned char>(s[run])]) ++run;
+    while (run < s.size()) {
+      if (run + 8 <= s.size() &&
+          byte_words::any_json_string_stop(byte_words::load(s.data() + run)) == 0) {
+        run += 8;
+      } else if (!needs_care[static_cast<unsigned char>(s[run])]) {
+        ++run;
+      } else {
+        break;
+      }
+    }
     if (run > i) {
       out.append(s.data() + i, run - i);
       i = run;

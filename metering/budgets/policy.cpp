@@ -2,6 +2,7 @@
 #include "metering/budgets/policy.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 
 #include "core/assert.hpp"
@@ -207,10 +208,17 @@ std::string reset_text(std::int64_t ms) {
   const std::int64_t h = s / 3600;
   const std::int64_t m = (s % 3600) / 60;
   s %= 60;
-  std::string out;
-  if (h > 0) out += std::to_string(h) + "h";
-  if (h > 0 || m > 0) out += std::to_string(m) + "m";
-  return out + std::to_string(s) + "s";
+  // Written in place: it is a header of every granted request with a token budget.
+  char buf[64];
+  char* end = buf;
+  const auto put = [&end, &buf](std::int64_t n, char unit) {
+    end = std::to_chars(end, buf + sizeof buf - 1, n).ptr;
+    *end++ = unit;
+  };
+  if (h > 0) put(h, 'h');
+  if (h > 0 || m > 0) put(m, 'm');
+  put(s, 's');
+  return std::string(buf, end);
 }
 
 api_error budget_refusal(const budget_info& b, std::int64_t remaining, std::int64_t needed,

@@ -167,6 +167,75 @@ TEST_CASE("COPY text escaping") {
   CHECK(out == "plain\\\\end\\\\");
 }
 
+// Every byte value at every offset of a 19-byte string, across the eight-byte words the
+// escaping skips at once: only backslash, tab, newline and carriage return are escaped.
+TEST_CASE("COPY text escapes each byte wherever it stands in a word") {
+  for (int c = 0; c < 256; ++c) {
+    const char byte = static_cast<char>(c);
+    std::string escaped(1, byte);
+    if (byte == '\\') escaped = "\\\\";
+    if (byte == '\t') escaped = "\\t";
+    if (byte == '\n') escaped = "\\n";
+    if (byte == '\r') escaped = "\\r";
+    for (std::size_t at = 0; at < 19; ++at) {
+      std::string s(19, 'x');
+      s[at] = byte;
+      std::string out = "<";
+      pg::append_copy_text(out, s);
+      INFO("byte " << c << " at " << at);
+      CHECK(out == "<" + std::string(at, 'x') + escaped + std::string(18 - at, 'x'));
+    }
+  }
+  // Two to escape in one word, and a word that ends on one.
+  std::string out;
+  pg::append_copy_text(out, "ab\tcd\nefghijk\r");
+  CHECK(out == "ab\\tcd\\nefghijk\\r");
+}
+
+namespace {
+
+// A record's COPY line as the ledger writes it, without its newline.
+std::string copy_line_of(const metering::usage_record& r) {
+  std::string line;
+  billing::append_usage_row(line, r);
+  line.pop_back();
+  return line;
+}
+
+}  // namespace
+
+// The event time as the rating reads it from the row: every day of four years around a leap
+// year at three times of day, and hand-edited times past a month's or a minute's end, which
+// run over into the next one as timegm counts them.
+TEST_CASE("the rating reads the event time back to the second") {
+  metering::usage_record r;
+  r.tenant_id = "t1";
+  r.request_id = "req";
+  r.model = "m";
+  r.status = 200;
+  for (std::int64_t day = 19358; day < 19358 + 4 * 366; ++day) {  // 2023-01-01 onwards
+    for (const std::int64_t second : {0, 43'210, 86'399}) {
+      r.occurred_at_ms = (day * 86'400 + second) * 1000 + 999;
+      const auto e = billing::parse_rating_event(copy_line_of(r));
+      REQUIRE(e);
+      CHECK(e->occurred_at_s == day * 86'400 + second);
+    }
+  }
+  r.occurred_at_ms = 1'700'000'000'000;
+  const std::string line = copy_line_of(r);
+  const std::size_t at = line.find("2023-11-14 22:13:20");
+  REQUIRE(at != std::string::npos);
+  for (const std::string edited_time : {"2024-02-31 10:00:00", "2023-12-31 23:59:60"}) {
+    std::string edited = line;
+    edited.replace(at, edited_time.size(), edited_time);
+    std::tm tm{};
+    REQUIRE(strptime(edited_time.c_str(), "%Y-%m-%d %H:%M:%S", &tm) != nullptr);
+    const auto e = billing::parse_rating_event(edited);
+    REQUIRE(e);
+    CHECK(e->occurred_at_s == static_cast<std::int64_t>(timegm(&tm)));
+  }
+}
+
 TEST_CASE("the rating reads escaped values back as they were") {
   metering::usage_record r;
   r.tenant_id = "t\\\\en\t1\r";
@@ -175,9 +244,7 @@ TEST_CASE("the rating reads escaped values back as they were") {
   r.occurred_at_ms = 1795346379824;
   r.status = 200;
   r.prompt_tokens = 9;
-  std::string line;
-  billing::append_usage_row(line, r);
-  line.pop_back();  // the newline
+  const std::string line = copy_line_of(r);
   const auto e = billing::parse_rating_event(line);
   REQUIRE(e);
   CHECK(e->tenant_id == r.tenant_id);

@@ -88,4 +88,20 @@ TEST_CASE("response fields are written as wire text; a field that could end the 
   http::response_fields kept;
   kept.add("x-empty", "").add("x-text", "a b\tc \xC3\xA9");
   CHECK(kept.text() == "x-empty: \r\nx-text: a b\tc \xC3\xA9\r\n");
+  // CR, LF or NUL refuses a value wherever it stands (the check reads eight bytes at a time);
+  // every other byte is kept.
+  for (int c = 0; c < 256; ++c) {
+    for (std::size_t at = 0; at < 19; ++at) {
+      std::string value(19, 'v');
+      value[at] = static_cast<char>(c);
+      http::response_fields one;
+      one.add("x-v", value);
+      INFO("byte " << c << " at " << at);
+      if (c == '\r' || c == '\n' || c == 0) {
+        CHECK(one.text().empty());
+      } else {
+        CHECK(one.text() == "x-v: " + value + "\r\n");
+      }
+    }
+  }
 }

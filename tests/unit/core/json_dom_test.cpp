@@ -140,6 +140,25 @@ TEST_CASE("strict grammar, UTF-8 and surrogates") {
   CHECK(err.offset == 5);
 }
 
+// A string of 19 bytes with one byte of every value at every offset, so at every place in and
+// across the eight-byte words the string scan crosses at once: a quote ends the string early,
+// a backslash starts an escape that `\q` is not, a control character or a lone byte of 0x80
+// or more is refused; any other byte is the string's.
+TEST_CASE("each byte of a string is read wherever it stands in a word") {
+  for (int c = 0; c < 256; ++c) {
+    for (std::size_t at = 0; at < 19; ++at) {
+      std::string s(19, 'q');
+      s[at] = static_cast<char>(c);
+      const std::string text = "\"" + s + "\"";  // the document's strings point into it
+      const auto doc = json::document::parse(text);
+      const bool plain = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+      INFO("byte " << c << " at " << at);
+      REQUIRE(doc.has_value() == plain);
+      if (plain) CHECK(doc->root().as_string() == s);
+    }
+  }
+}
+
 TEST_CASE("big integers are numbers but not int64") {
   auto doc = json::document::parse("[9223372036854775807, 9223372036854775808]");
   REQUIRE(doc);

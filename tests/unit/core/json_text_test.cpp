@@ -1,7 +1,8 @@
 // JSON text writer: escaping, invalid UTF-8 replacement, object and array building.
 #include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
+#include <cstdio>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "core/json_text.hpp"
@@ -28,6 +29,47 @@ TEST_CASE("random bytes always produce parseable JSON strings") {
     std::string out;
     append_json_string(out, s);
     CHECK_NOTHROW(nlohmann::json::parse(out));
+  }
+}
+
+// Every byte value at every offset of a 19-byte ASCII string (so at every place in and across
+// the words the escaping crosses eight bytes at a time) against the escape JSON defines for it;
+// a lone byte of 0x80 or more is not UTF-8 and becomes U+FFFD.
+TEST_CASE("each byte is escaped wherever it stands in a word") {
+  auto expected_for = [](unsigned char c) -> std::string {
+    switch (c) {
+      case '"':
+        return "\\\"";
+      case '\\':
+        return "\\\\";
+      case '\n':
+        return "\\n";
+      case '\r':
+        return "\\r";
+      case '\t':
+        return "\\t";
+      default:
+        break;
+    }
+    if (c >= 0x80) return "\xEF\xBF\xBD";
+    if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      return buf;
+    }
+    return std::string(1, static_cast<char>(c));
+  };
+  for (int c = 0; c < 256; ++c) {
+    for (std::size_t at = 0; at < 19; ++at) {
+      std::string s(19, 'q');
+      s[at] = static_cast<char>(c);
+      std::string out;
+      append_json_string(out, s);
+      const std::string want =
+          "\"" + std::string(at, 'q') + expected_for(c) + std::string(18 - at, 'q') + "\"";
+      INFO("byte " << c << " at " << at);
+      CHECK(out == want);
+    }
   }
 }
 
