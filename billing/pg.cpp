@@ -4,11 +4,12 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <array>
 #include <charconv>
 
 #include <poll.h>
@@ -409,25 +410,23 @@ constexpr std::array<char, 256> copy_escapes = [] {
 void append_copy_text(std::string& out, std::string_view value) {
   // Runs without a byte to escape are appended whole (most values have none). Words of eight
   // bytes with no backslash and no byte below 14 (the escaped controls are 9, 10 and 13) are
-  // crossed at once; the table decides the bytes of any other word.
+  // crossed at once; the table decides each byte of any other word, and of the last few bytes.
   const auto* bytes = reinterpret_cast<const unsigned char*>(value.data());
   std::size_t from = 0;
   for (std::size_t i = 0; i < value.size();) {
-    if (i + 8 <= value.size()) {
+    while (i + 8 <= value.size()) {
       const std::uint64_t word = byte_words::load(value.data() + i);
-      if ((byte_words::any_below(word, 14) | byte_words::any_equal(word, '\\')) == 0) {
-        i += 8;
-        continue;
-      }
+      if ((byte_words::any_below(word, 14) | byte_words::any_equal(word, '\\')) != 0) break;
+      i += 8;
     }
-    const char letter = copy_escapes[bytes[i]];
-    if (letter != 0) {
+    for (const std::size_t stop = std::min(value.size(), i + 8); i < stop; ++i) {
+      const char letter = copy_escapes[bytes[i]];
+      if (letter == 0) continue;
       out.append(value.data() + from, i - from);
       out.push_back('\\');
       out.push_back(letter);
       from = i + 1;
     }
-    ++i;
   }
   out.append(value.data() + from, value.size() - from);
 }

@@ -142,10 +142,6 @@ constexpr auto token_byte = [] {
   return t;
 }();
 
-}  // namespace
-
-namespace {
-
 // Whether a field value holds CR, LF or NUL: one pass, eight bytes at a time.
 bool breaks_line(std::string_view value) {
   using namespace byte_words;

@@ -51,18 +51,14 @@ void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
   for (std::size_t i = 0; i < s.size();) {
-    // Copy the longest run of plain bytes at once, crossing it a word at a time.
+    // Copy the longest run of plain bytes at once: whole words while no byte of the word needs
+    // care (the word test is exact), then single bytes up to the one that does.
     std::size_t run = i;
-    while (run < s.size()) {
-      if (run + 8 <= s.size() &&
-          byte_words::any_json_string_stop(byte_words::load(s.data() + run)) == 0) {
-        run += 8;
-      } else if (!needs_care[static_cast<unsigned char>(s[run])]) {
-        ++run;
-      } else {
-        break;
-      }
+    while (run + 8 <= s.size() &&
+           byte_words::any_json_string_stop(byte_words::load(s.data() + run)) == 0) {
+      run += 8;
     }
+    while (run < s.size() && !needs_care[static_cast<unsigned char>(s[run])]) ++run;
     if (run > i) {
       out.append(s.data() + i, run - i);
       i = run;

@@ -208,7 +208,7 @@ std::string reset_text(std::int64_t ms) {
   const std::int64_t h = s / 3600;
   const std::int64_t m = (s % 3600) / 60;
   s %= 60;
-  // Written in place: it is a header of every granted request with a token budget.
+  // Written in place: most granted requests with a token budget carry it in a header.
   char buf[64];
   char* end = buf;
   const auto put = [&end, &buf](std::int64_t n, char unit) {

@@ -190,6 +190,30 @@ TEST_CASE("COPY text escapes each byte wherever it stands in a word") {
   std::string out;
   pg::append_copy_text(out, "ab\tcd\nefghijk\r");
   CHECK(out == "ab\\tcd\\nefghijk\\r");
+  // Random text of bytes next to those the word test looks for (controls that are not escaped,
+  // non-ASCII bytes), several in a word, against a byte-by-byte escape.
+  const unsigned char alphabet[] = {0, 1, 8, 9, 10, 11, 12, 13, 14, '\\', 'a', 0x7f, 0x80, 0xff};
+  std::mt19937 rng(7);
+  for (int round = 0; round < 5000; ++round) {
+    std::string text(rng() % 41, '\0');
+    for (auto& c : text) c = static_cast<char>(alphabet[rng() % sizeof alphabet]);
+    std::string want;
+    for (const char c : text) {
+      if (c == '\\')
+        want += "\\\\";
+      else if (c == '\t')
+        want += "\\t";
+      else if (c == '\n')
+        want += "\\n";
+      else if (c == '\r')
+        want += "\\r";
+      else
+        want.push_back(c);
+    }
+    std::string got;
+    pg::append_copy_text(got, text);
+    CHECK(got == want);
+  }
 }
 
 namespace {
@@ -225,14 +249,29 @@ TEST_CASE("the rating reads the event time back to the second") {
   const std::string line = copy_line_of(r);
   const std::size_t at = line.find("2023-11-14 22:13:20");
   REQUIRE(at != std::string::npos);
-  for (const std::string edited_time : {"2024-02-31 10:00:00", "2023-12-31 23:59:60"}) {
-    std::string edited = line;
-    edited.replace(at, edited_time.size(), edited_time);
-    std::tm tm{};
-    REQUIRE(strptime(edited_time.c_str(), "%Y-%m-%d %H:%M:%S", &tm) != nullptr);
-    const auto e = billing::parse_rating_event(edited);
-    REQUIRE(e);
-    CHECK(e->occurred_at_s == static_cast<std::int64_t>(timegm(&tm)));
+  // Days 28 to 31 of every month, in leap and common years on both sides of 1970, at the end
+  // of a minute and at second 60, against timegm (in UTC without leap seconds, as the ledger
+  // counts time).
+  setenv("TZ", "UTC", 1);
+  tzset();
+  for (const int year : {1969, 1970, 1999, 2000, 2023, 2024, 2100}) {
+    for (int month = 1; month <= 12; ++month) {
+      for (int day = 28; day <= 31; ++day) {
+        for (const int second : {59, 60}) {
+          char edited_time[32];
+          std::snprintf(edited_time, sizeof edited_time, "%04d-%02d-%02d 23:59:%02d", year, month,
+                        day, second);
+          std::string edited = line;
+          edited.replace(at, 19, edited_time);
+          std::tm tm{};
+          REQUIRE(strptime(edited_time, "%Y-%m-%d %H:%M:%S", &tm) != nullptr);
+          const auto e = billing::parse_rating_event(edited);
+          INFO(edited_time);
+          REQUIRE(e);
+          CHECK(e->occurred_at_s == static_cast<std::int64_t>(timegm(&tm)));
+        }
+      }
+    }
   }
 }
 

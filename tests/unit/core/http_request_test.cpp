@@ -1,6 +1,7 @@
 // The handlers' request (a parsed head copied once, fields found without case) and the
 // response fields written as wire text.
 #include <catch2/catch.hpp>
+#include <random>
 #include <string>
 
 #include "core/http1_parser.hpp"
@@ -103,5 +104,16 @@ TEST_CASE("response fields are written as wire text; a field that could end the 
         CHECK(one.text() == "x-v: " + value + "\r\n");
       }
     }
+  }
+  // Random values with several such bytes, and their neighbours, in a word.
+  const unsigned char alphabet[] = {0, '\r', '\n', '\t', 0x0b, ' ', 'a', 0x80, 0xff};
+  std::mt19937 rng(11);
+  for (int round = 0; round < 5000; ++round) {
+    std::string value(rng() % 41, '\0');
+    for (auto& c : value) c = static_cast<char>(alphabet[rng() % sizeof alphabet]);
+    const bool breaks = value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos;
+    http::response_fields one;
+    one.add("x-v", value);
+    CHECK(one.text().empty() == breaks);
   }
 }

@@ -157,6 +157,29 @@ TEST_CASE("each byte of a string is read wherever it stands in a word") {
       if (plain) CHECK(doc->root().as_string() == s);
     }
   }
+  // Random strings with several stop bytes, and plain and two-byte UTF-8 neighbours, in a word:
+  // read as nlohmann reads them (a backslash may start a valid escape here). One piece in
+  // sixteen cannot stand in a string as it is, so that both answers are common.
+  const std::string_view plain[] = {" ", "a", "\x7f", "\xc3\xa9", "\\n", "\\\\", "\\\""};
+  const std::string_view stops[] = {"\"", "\\", "\x01", "\x1f", "\xff"};
+  std::mt19937 rng(5);
+  int accepted = 0;
+  for (int round = 0; round < 5000; ++round) {
+    std::string text = "\"";
+    for (std::size_t n = rng() % 30; n > 0; --n) {
+      const bool stop = rng() % 16 == 0;
+      text.append(stop ? stops[rng() % std::size(stops)] : plain[rng() % std::size(plain)]);
+    }
+    text += "\"";
+    const bool valid = nlohmann::json::accept(text);
+    accepted += valid ? 1 : 0;
+    const auto doc = json::document::parse(text);
+    INFO(text);
+    REQUIRE(doc.has_value() == valid);
+    if (valid) CHECK(doc->root().as_string() == nlohmann::json::parse(text).get<std::string>());
+  }
+  CHECK(accepted > 1000);
+  CHECK(accepted < 4000);
 }
 
 TEST_CASE("big integers are numbers but not int64") {

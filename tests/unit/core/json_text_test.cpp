@@ -73,6 +73,39 @@ TEST_CASE("each byte is escaped wherever it stands in a word") {
   }
 }
 
+// Random ASCII text with several bytes to escape, and their plain neighbours, in a word,
+// against a byte-by-byte escape.
+TEST_CASE("strings with many bytes to escape match a byte-by-byte escape") {
+  const char alphabet[] = {'"', '\\', '\0', '\x01', '\x1f', ' ', 'a', '\x7f', '\n', '\t'};
+  std::mt19937 rng(3);
+  for (int round = 0; round < 5000; ++round) {
+    std::string text(rng() % 41, '\0');
+    for (auto& c : text) c = alphabet[rng() % sizeof alphabet];
+    std::string want = "\"";
+    for (const char c : text) {
+      if (c == '"')
+        want += "\\\"";
+      else if (c == '\\')
+        want += "\\\\";
+      else if (c == '\n')
+        want += "\\n";
+      else if (c == '\t')
+        want += "\\t";
+      else if (static_cast<unsigned char>(c) < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        want += buf;
+      } else {
+        want.push_back(c);
+      }
+    }
+    want += "\"";
+    std::string got;
+    append_json_string(got, text);
+    CHECK(got == want);
+  }
+}
+
 TEST_CASE("the object writer builds flat objects") {
   json_object_writer w;
   CHECK(w.finish() == "{}");
