@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <random>
 #include <set>
@@ -252,6 +253,8 @@ TEST_CASE("the rating reads the event time back to the second") {
   // Days 28 to 31 of every month, in leap and common years on both sides of 1970, at the end
   // of a minute and at second 60, against timegm (in UTC without leap seconds, as the ledger
   // counts time).
+  const char* const zone_before = std::getenv("TZ");
+  const std::string zone = zone_before != nullptr ? zone_before : "";
   setenv("TZ", "UTC", 1);
   tzset();
   for (const int year : {1969, 1970, 1999, 2000, 2023, 2024, 2100}) {
@@ -273,6 +276,12 @@ TEST_CASE("the rating reads the event time back to the second") {
       }
     }
   }
+  if (zone_before != nullptr) {
+    setenv("TZ", zone.c_str(), 1);
+  } else {
+    unsetenv("TZ");
+  }
+  tzset();
 }
 
 TEST_CASE("the rating reads escaped values back as they were") {

@@ -43,13 +43,17 @@ TEST_CASE("the word tests find every byte they look for, and only such bytes") {
           bytes[first] = static_cast<unsigned char>(x);
           bytes[second] = static_cast<unsigned char>(y);
           const std::uint64_t word = word_of(bytes);
-          bool below_1 = false, below_14 = false, below_32 = false, quote = false, high = false,
+          bool below_1 = false, below_14 = false, below_32 = false, quote = false,
+               backslash = false, line_feed = false, carriage_return = false, high = false,
                stop = false;
           for (const unsigned char b : bytes) {
             below_1 |= b < 1;
             below_14 |= b < 14;
             below_32 |= b < 0x20;
             quote |= b == '"';
+            backslash |= b == '\\';
+            line_feed |= b == '\n';
+            carriage_return |= b == '\r';
             high |= b >= 0x80;
             stop |= b == '"' || b == '\\' || b < 0x20 || b >= 0x80;
           }
@@ -57,6 +61,9 @@ TEST_CASE("the word tests find every byte they look for, and only such bytes") {
           mismatches += (byte_words::any_below(word, 14) != 0) != below_14;
           mismatches += (byte_words::any_below(word, 0x20) != 0) != below_32;
           mismatches += (byte_words::any_equal(word, '"') != 0) != quote;
+          mismatches += (byte_words::any_equal(word, '\\') != 0) != backslash;
+          mismatches += (byte_words::any_equal(word, '\n') != 0) != line_feed;
+          mismatches += (byte_words::any_equal(word, '\r') != 0) != carriage_return;
           mismatches += (byte_words::any_high(word) != 0) != high;
           mismatches += (byte_words::any_json_string_stop(word) != 0) != stop;
         }

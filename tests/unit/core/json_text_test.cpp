@@ -73,16 +73,21 @@ TEST_CASE("each byte is escaped wherever it stands in a word") {
   }
 }
 
-// Random ASCII text with several bytes to escape, and their plain neighbours, in a word,
-// against a byte-by-byte escape.
+// Random text with several bytes to escape, their plain neighbours and valid UTF-8 sequences
+// (which may cross a word's end) in a word, against a piece-by-piece escape.
 TEST_CASE("strings with many bytes to escape match a byte-by-byte escape") {
-  const char alphabet[] = {'"', '\\', '\0', '\x01', '\x1f', ' ', 'a', '\x7f', '\n', '\t'};
+  const std::string_view pieces[] = {"\"",   "\\",       std::string_view("\0", 1),
+                                     "\x01", "\x1f",     " ",
+                                     "a",    "\x7f",     "\n",
+                                     "\t",   "\xc3\xa9", "\xe2\x82\xac"};
   std::mt19937 rng(3);
   for (int round = 0; round < 5000; ++round) {
-    std::string text(rng() % 41, '\0');
-    for (auto& c : text) c = alphabet[rng() % sizeof alphabet];
+    std::string text;
     std::string want = "\"";
-    for (const char c : text) {
+    for (std::size_t n = rng() % 30; n > 0; --n) {
+      const std::string_view piece = pieces[rng() % std::size(pieces)];
+      text.append(piece);
+      const auto c = static_cast<unsigned char>(piece[0]);
       if (c == '"')
         want += "\\\"";
       else if (c == '\\')
@@ -91,12 +96,12 @@ TEST_CASE("strings with many bytes to escape match a byte-by-byte escape") {
         want += "\\n";
       else if (c == '\t')
         want += "\\t";
-      else if (static_cast<unsigned char>(c) < 0x20) {
+      else if (c < 0x20) {
         char buf[8];
         std::snprintf(buf, sizeof buf, "\\u%04x", c);
         want += buf;
       } else {
-        want.push_back(c);
+        want.append(piece);  // plain ASCII, or a whole UTF-8 sequence
       }
     }
     want += "\"";
