@@ -4,6 +4,7 @@
 // word that may hold one that matters. Each test answers exactly whether such a byte exists
 // (not which one).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <cstring>
 
@@ -36,8 +37,15 @@ constexpr std::uint64_t any_high(std::uint64_t word) {
   return word & highs;
 }
 
-// Nonzero when some byte of `word` ends a plain run of a JSON string, written or read: a quote,
-// a backslash, a control character or a byte that is not ASCII.
+// The bytes that end a plain run of a JSON string, written or read: a quote, a backslash, a
+// control character or a byte that is not ASCII (the single-byte form of the test below).
+inline constexpr auto json_string_stop = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
+  return t;
+}();
+
+// Nonzero when some byte of `word` is one of json_string_stop.
 constexpr std::uint64_t any_json_string_stop(std::uint64_t word) {
   return any_high(word) | any_below(word, 0x20) | any_equal(word, '"') | any_equal(word, '\\');
 }

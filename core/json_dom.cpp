@@ -1,19 +1,11 @@
 // Strict single-pass JSON parser into a flat node array: see json_dom.hpp.
 #include "core/json_dom.hpp"
 
-#include <array>
 #include <charconv>
 
 #include "core/byte_words.hpp"
 
 namespace tollgate::json {
-
-// Bytes that end the fast scan of a string: quote, backslash, control characters, non-ASCII.
-constexpr auto string_stop_bytes = [] {
-  std::array<bool, 256> t{};
-  for (int c = 0; c < 256; ++c) t[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
-  return t;
-}();
 
 class parser {
  public:
@@ -193,7 +185,7 @@ class parser {
       while (end_ - p_ >= 8 && byte_words::any_json_string_stop(byte_words::load(p_)) == 0) {
         p_ += 8;
       }
-      while (p_ != end_ && !string_stop_bytes[static_cast<unsigned char>(*p_)]) ++p_;
+      while (p_ != end_ && !byte_words::json_string_stop[static_cast<unsigned char>(*p_)]) ++p_;
       if (p_ == end_) break;
       const auto c = static_cast<unsigned char>(*p_);
       if (c == '"') {

@@ -1,7 +1,6 @@
 // JSON text writing helpers: see json_text.hpp.
 #include "core/json_text.hpp"
 
-#include <array>
 #include <charconv>
 
 #include "core/byte_words.hpp"
@@ -40,13 +39,6 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
 
 }  // namespace
 
-// Bytes that cannot be copied as they are: quote, backslash, control characters, non-ASCII.
-constexpr auto needs_care = [] {
-  std::array<bool, 256> t{};
-  for (int c = 0; c < 256; ++c) t[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
-  return t;
-}();
-
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
@@ -58,7 +50,8 @@ void append_json_string(std::string& out, std::string_view s) {
            byte_words::any_json_string_stop(byte_words::load(s.data() + run)) == 0) {
       run += 8;
     }
-    while (run < s.size() && !needs_care[static_cast<unsigned char>(s[run])]) ++run;
+    while (run < s.size() && !byte_words::json_string_stop[static_cast<unsigned char>(s[run])])
+      ++run;
     if (run > i) {
       out.append(s.data() + i, run - i);
       i = run;

@@ -55,7 +55,7 @@ TEST_CASE("the word tests find every byte they look for, and only such bytes") {
             line_feed |= b == '\n';
             carriage_return |= b == '\r';
             high |= b >= 0x80;
-            stop |= b == '"' || b == '\\' || b < 0x20 || b >= 0x80;
+            stop |= byte_words::json_string_stop[b];  // the single-byte form
           }
           mismatches += (byte_words::any_below(word, 1) != 0) != below_1;
           mismatches += (byte_words::any_below(word, 14) != 0) != below_14;
