@@ -266,6 +266,64 @@ rollovers_of(const std::vector<std::optional<rating_event>>& events,
   return out;
 }
 
+// The accumulators as parameters of the statements below, one array per column (unnest turns
+// them back into rows): their keys, and with `with_state` where each stands.
+static std::vector<pg::param> accumulator_arrays(const accumulator_map& accumulators,
+                                                 bool with_state) {
+  std::vector<std::string_view> tenants, periods, models, classes, batches;
+  std::string positions = "{", charged = "{", rolled = "{";
+  for (const auto& [key, state] : accumulators) {
+    const auto& [tenant, period, model, token_class, batch] = key;
+    tenants.push_back(tenant);
+    periods.push_back(period);
+    models.push_back(model);
+    classes.push_back(token_class);
+    batches.push_back(batch ? "t" : "f");
+    if (!with_state) continue;
+    for (std::string* a : {&positions, &charged, &rolled}) {
+      if (a->size() > 1) a->push_back(',');
+    }
+    pg::append_int(positions, state.position);
+    pg::append_int(charged, state.charged_micros);
+    if (state.rolled_over) {
+      pg::append_int(rolled, *state.rolled_over);
+    } else {
+      rolled += "NULL";
+    }
+  }
+  std::vector<pg::param> params;
+  for (const auto* column : {&tenants, &periods, &models, &classes, &batches}) {
+    params.emplace_back(pg::text_array(*column));
+  }
+  if (with_state) {
+    for (std::string* a : {&positions, &charged, &rolled}) params.emplace_back(*a + '}');
+  }
+  return params;
+}
+
+// The statements on the accumulators, their rows given by accumulator_arrays (text compared in
+// the collations of rating_accumulators' columns).
+static const char* const create_accumulators_sql =
+    "INSERT INTO rating_accumulators"
+    " (tenant_id, period, model, token_class, batch, position, charged_micros)"
+    " SELECT t COLLATE \"C\", p, m COLLATE \"C\", c, b, 0, 0"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[])"
+    " AS k(t, p, m, c, b) ORDER BY 1, 2, 3, 4, 5 ON CONFLICT DO NOTHING";
+static const char* const lock_accumulators_sql =
+    "SELECT a.tenant_id, a.period, a.model, a.token_class, a.batch, a.position,"
+    " a.charged_micros, a.rolled_over FROM rating_accumulators a"
+    " JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[])"
+    " AS k(t, p, m, c, b) ON a.tenant_id = k.t COLLATE \"C\" AND a.period = k.p"
+    " AND a.model = k.m COLLATE \"C\" AND a.token_class = k.c AND a.batch = k.b"
+    " ORDER BY 1, 2, 3, 4, 5 FOR UPDATE OF a";
+static const char* const update_accumulators_sql =
+    "UPDATE rating_accumulators a SET position = k.position,"
+    " charged_micros = k.charged_micros, rolled_over = k.rolled_over, updated_at = now()"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[],"
+    " $7::bigint[], $8::bigint[]) AS k(t, p, m, c, b, position, charged_micros, rolled_over)"
+    " WHERE a.tenant_id = k.t COLLATE \"C\" AND a.period = k.p AND a.model = k.m COLLATE \"C\""
+    " AND a.token_class = k.c AND a.batch = k.b";
+
 net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     const std::vector<std::optional<rating_event>>& events,
     const std::vector<const rating_plan*>& plans,
@@ -284,38 +342,13 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
   for (const auto& [tenant_period, sources] : rollovers) {
     for (const auto& s : sources) accumulators.try_emplace(s.key);
   }
-  auto accumulator_rows = [&accumulators] {
-    std::string text;
-    for (const auto& [key, state] : accumulators) {
-      const auto& [tenant, period, model, token_class, batch] = key;
-      pg::append_copy_text(text, tenant);
-      text += '\t' + period + '\t';
-      pg::append_copy_text(text, model);
-      text += '\t' + token_class + (batch ? "\tt\t" : "\tf\t");
-      text += std::to_string(state.position) + '\t' + std::to_string(state.charged_micros);
-      text += state.rolled_over ? '\t' + std::to_string(*state.rolled_over) + '\n' : "\t\\N\n";
-    }
-    return text;
-  };
-  static const std::string keys_sql =
-      "COPY rating_staging (tenant_id, period, model, token_class, batch, position,"
-      " charged_micros, rolled_over) FROM STDIN";
   // Create the missing accumulators, then lock them all, in one order (no deadlock between
   // gateways), and read where they stand.
-  const std::string keys = accumulator_rows();
-  auto staged = co_await conn_.copy_in(keys_sql, keys);
-  if (!staged) co_return staged.error();
-  auto created = co_await conn_.exec(
-      "INSERT INTO rating_accumulators"
-      " (tenant_id, period, model, token_class, batch, position, charged_micros)"
-      " SELECT tenant_id, period, model, token_class, batch, 0, 0 FROM rating_staging"
-      " ORDER BY 1, 2, 3, 4, 5 ON CONFLICT DO NOTHING");
+  // (The parameters are named: GCC 12 mishandles temporaries inside a co_await.)
+  std::vector<pg::param> keys = accumulator_arrays(accumulators, false);
+  auto created = co_await conn_.query_prepared(create_accumulators_sql, keys);
   if (!created) co_return created.error();
-  auto locked = co_await conn_.query(
-      "SELECT a.tenant_id, a.period, a.model, a.token_class, a.batch, a.position,"
-      " a.charged_micros, a.rolled_over FROM rating_accumulators a JOIN rating_staging k"
-      " USING (tenant_id, period, model, token_class, batch)"
-      " ORDER BY 1, 2, 3, 4, 5 FOR UPDATE OF a");
+  auto locked = co_await conn_.query_prepared(lock_accumulators_sql, std::move(keys));
   if (!locked) co_return locked.error();
   for (int i = 0; i < locked->size(); ++i) {
     const accumulator_key key{std::string(locked->text(i, 0)), std::string(locked->text(i, 1)),
@@ -366,17 +399,8 @@ net::awaitable<pg::db_result<bool>> ledger_writer::rate_batch(
     auto made = co_await make_rollover_grants(rollover_grants);
     if (!made) co_return made.error();
   }
-  auto cleared = co_await conn_.exec("DELETE FROM rating_staging");
-  if (!cleared) co_return cleared.error();
-  const std::string positions = accumulator_rows();
-  auto restaged = co_await conn_.copy_in(keys_sql, positions);
-  if (!restaged) co_return restaged.error();
-  auto updated = co_await conn_.exec(
-      "UPDATE rating_accumulators a SET position = k.position,"
-      " charged_micros = k.charged_micros, rolled_over = k.rolled_over, updated_at = now()"
-      " FROM rating_staging k"
-      " WHERE a.tenant_id = k.tenant_id AND a.period = k.period AND a.model = k.model"
-      " AND a.token_class = k.token_class AND a.batch = k.batch");
+  std::vector<pg::param> positions = accumulator_arrays(accumulators, true);
+  auto updated = co_await conn_.query_prepared(update_accumulators_sql, std::move(positions));
   if (!updated) co_return updated.error();
   co_return true;
 }
@@ -427,7 +451,7 @@ ledger_writer::lock_bundles(const std::vector<std::optional<rating_event>>& even
   std::vector<pg::param> params;
   params.emplace_back(pg::text_array(tenants));
   const std::string sql = bundles_sql(true);  // named: it outlives the co_await
-  auto found = co_await conn_.query(sql, std::move(params));
+  auto found = co_await conn_.query_prepared(sql, std::move(params));
   if (!found) co_return found.error();
   co_return bundles_of(*found);
 }
@@ -445,7 +469,7 @@ net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
   params.emplace_back(pg::text_array(tenants));
   // Money grants (bundles were drawn while rating), locked in drawdown order, the same in
   // every gateway.
-  auto found = co_await conn_.query(
+  auto found = co_await conn_.query_prepared(
       "SELECT g.tenant_id, g.id, a.balance_micros, floor(extract(epoch from g.effective_at)),"
       " floor(extract(epoch from g.expires_at)), array_to_json(g.models)::text"
       " FROM credit_accounts a JOIN credit_grants g ON g.id = a.grant_id"
@@ -555,7 +579,7 @@ net::awaitable<pg::db_result<bool>> ledger_writer::draw_credits(
   top_up_params.emplace_back(pg::text_array(top_up_tenants));
   top_up_params.emplace_back(pg::text_array(top_up_transfers));
   top_up_params.emplace_back(pg::text_array(top_up_at));
-  auto topped = co_await conn_.query(
+  auto topped = co_await conn_.query_prepared(
       "SELECT tollgate_credit_auto_top_up(u.t, u.x, to_timestamp(u.a::bigint))"
       " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, x, a)"
       " WHERE EXISTS (SELECT 1 FROM credit_auto_top_ups c WHERE c.tenant_id = u.t)",

@@ -298,12 +298,11 @@ net::awaitable<bool> ledger_writer::ensure_connected() {
   if (now < next_connect_) co_return false;
   auto r = co_await conn_.connect();
   if (r) {
+    // Only a replayed batch uses it: a transaction that touches no temporary table skips
+    // emptying them at its commit.
     r = co_await conn_.exec(
         "CREATE TEMP TABLE IF NOT EXISTS usage_staging "
-        "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS rating_staging (tenant_id text COLLATE \"C\","
-        " period text, model text COLLATE \"C\", token_class text, batch boolean,"
-        " position bigint, charged_micros bigint, rolled_over bigint) ON COMMIT DELETE ROWS");
+        "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
   }
   if (!r) {
     failures_.with({"connect"}).inc();

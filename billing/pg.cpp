@@ -21,6 +21,9 @@ namespace tollgate::pg {
 namespace net = boost::asio;
 using clock = std::chrono::steady_clock;
 
+// The SQLSTATE of "cached plan must not change result type".
+constexpr std::string_view feature_not_supported = "0A000";
+
 // ---- rows ------------------------------------------------------------------------------------
 
 rows::rows(pg_result* res) : res_(res) {}
@@ -102,6 +105,7 @@ bool connection::ok() const { return conn_ != nullptr && PQstatus(conn_) == CONN
 
 void connection::close() {
   socket_->detach();
+  prepared_.clear();
   if (conn_ != nullptr) {
     PQfinish(conn_);
     conn_ = nullptr;
@@ -249,6 +253,47 @@ net::awaitable<db_result<rows>> connection::query(std::string_view sql, std::vec
   auto f = co_await flush(deadline);
   if (!f) co_return f.error();
   co_return co_await collect(deadline);
+}
+
+// The name `sql` is prepared under on this session, preparing it first if it is new. A
+// statement that fails to prepare (a syntax error, an aborted transaction) is not recorded.
+net::awaitable<db_result<std::string>> connection::prepared_name(const std::string& sql, int params,
+                                                                 clock::time_point deadline) {
+  if (const auto it = prepared_.find(sql); it != prepared_.end()) co_return it->second;
+  std::string name = "tollgate_" + std::to_string(++prepared_made_);
+  if (PQsendPrepare(conn_, name.c_str(), sql.c_str(), params, nullptr) == 0) {
+    co_return fail("preparing a query");
+  }
+  auto f = co_await flush(deadline);
+  if (!f) co_return f.error();
+  auto r = co_await collect(deadline);
+  if (!r) co_return r.error();
+  prepared_.emplace(sql, name);
+  co_return name;
+}
+
+net::awaitable<db_result<rows>> connection::query_prepared(std::string_view sql,
+                                                           std::vector<param> params) {
+  if (!ok()) co_return db_error{"not connected to the database", "", true};
+  const auto deadline = clock::now() + settings_.statement_timeout + std::chrono::seconds(1);
+  const std::string text(sql);
+  auto name = co_await prepared_name(text, static_cast<int>(params.size()), deadline);
+  if (!name) co_return name.error();
+  std::vector<const char*> values(params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    values[i] = params[i] ? params[i]->c_str() : nullptr;
+  }
+  if (PQsendQueryPrepared(conn_, name->c_str(), static_cast<int>(params.size()), values.data(),
+                          nullptr, nullptr, 0) == 0) {
+    co_return fail("sending a query");
+  }
+  auto f = co_await flush(deadline);
+  if (!f) co_return f.error();
+  auto r = co_await collect(deadline);
+  // A table the statement reads changed its columns since it was prepared (a migration run by
+  // another process): the server refuses the old plan. The next call prepares it again.
+  if (!r && r.error().sqlstate == feature_not_supported) prepared_.erase(text);
+  co_return r;
 }
 
 net::awaitable<db_result<bool>> connection::exec(std::string_view sql) {

@@ -1,6 +1,7 @@
 // An asynchronous PostgreSQL client on libpq and Asio: a non-blocking connection whose socket
-// is driven by the io_context (PQconnectPoll, PQsendQueryParams, PQputCopyData), a small pool
-// with reconnect and backoff, and client-side deadlines on top of the server's statement_timeout.
+// is driven by the io_context (PQconnectPoll, PQsendQueryParams, PQsendQueryPrepared,
+// PQputCopyData), a small pool with reconnect and backoff, and client-side deadlines on top of
+// the server's statement_timeout.
 // A connection is used by one coroutine at a time; everything here runs on one executor.
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
@@ -13,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/error.hpp"
@@ -87,6 +89,11 @@ class connection {
   boost::asio::awaitable<db_result<rows>> query(std::string_view sql) {
     return query(sql, std::vector<param>{});
   }
+  // The same, for a statement this connection runs over and over (the ledger's flush): parsed
+  // and planned by the server once per connection (a named prepared statement), then only
+  // bound and run. `sql` must be the same text each time, not built with values in it.
+  boost::asio::awaitable<db_result<rows>> query_prepared(std::string_view sql,
+                                                         std::vector<param> params);
   // Several statements without parameters, in one round trip (simple query protocol).
   boost::asio::awaitable<db_result<bool>> exec(std::string_view sql);
   // COPY ... FROM STDIN with `data` in COPY text format.
@@ -100,11 +107,16 @@ class connection {
   boost::asio::awaitable<db_result<bool>> flush(std::chrono::steady_clock::time_point deadline);
   boost::asio::awaitable<db_result<rows>> collect(std::chrono::steady_clock::time_point deadline);
   db_error fail(std::string what);
+  boost::asio::awaitable<db_result<std::string>> prepared_name(
+      const std::string& sql, int params, std::chrono::steady_clock::time_point deadline);
 
   boost::asio::any_io_executor ex_;
   connection_settings settings_;
   pg_conn* conn_ = nullptr;
   std::unique_ptr<socket_waiter> socket_;
+  // The statements prepared on this session, by their text; emptied when it closes.
+  std::unordered_map<std::string, std::string> prepared_;
+  std::uint64_t prepared_made_ = 0;  // names are never reused within a session
 };
 
 // A fixed number of connections shared by coroutines on one executor; acquire() waits for a

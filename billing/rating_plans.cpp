@@ -14,7 +14,7 @@ net::awaitable<pg::db_result<std::map<std::string, plan_history>>> rating_plan_l
   if (tenants.empty()) co_return plans;
   std::vector<pg::param> params;
   params.emplace_back(pg::text_array(tenants));
-  auto found = co_await conn.query(
+  auto found = co_await conn.query_prepared(
       "SELECT p.tenant_id, p.book_id, b.tier_mode, b.tier_scope, p.batch_discount_bp,"
       " v.version, extract(epoch from v.effective_at)::bigint, p.from_period, p.terms::text"
       " FROM tenant_plans p JOIN price_books b ON b.id = p.book_id"

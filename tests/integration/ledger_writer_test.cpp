@@ -4,7 +4,8 @@
 // and skips the old one; the journal's lanes: rows of several threads, each thread's in its
 // own lane, stored once in one transaction per flush, a lane folder left by a run with more
 // lanes replayed, and flush_events_max counted over all lanes; tag sets are stored once, shared
-// between writers, and never cached from a transaction that rolled back.
+// between writers, and never cached from a transaction that rolled back; the client's prepared
+// queries are prepared once per session, and again after a reconnect or a change of columns.
 #define CATCH_CONFIG_MAIN
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -372,5 +373,96 @@ TEST_CASE("tag sets: stored once, shared by concurrent writers, not cached from 
     CHECK(sql("SELECT tags::text FROM usage_tag_sets WHERE id = " + id) ==
           "{\"rolled\": \"back\"}");
     CHECK(ids.size() == 1);
+  }
+}
+
+namespace {
+
+// What one query_prepared call gave: its first value or the error's SQLSTATE, and its columns.
+struct prepared_outcome {
+  bool ok = false;
+  std::string value;
+  std::string sqlstate;
+  int columns = 0;
+};
+
+net::awaitable<prepared_outcome> run_prepared(pg::connection& c, std::string sql,
+                                              std::vector<pg::param> params) {
+  auto r = co_await c.query_prepared(sql, std::move(params));
+  prepared_outcome out;
+  if (!r) {
+    out.sqlstate = r.error().sqlstate;
+    co_return out;
+  }
+  out.ok = true;
+  out.columns = r->columns();
+  if (r->size() > 0) out.value = std::string(r->text(0, 0));
+  co_return out;
+}
+
+net::awaitable<bool> exec_ok(pg::connection& c, std::string sql) {
+  co_return static_cast<bool>(co_await c.exec(sql));
+}
+
+net::awaitable<bool> reconnect(pg::connection& c) {
+  c.close();
+  co_return static_cast<bool>(co_await c.connect());
+}
+
+}  // namespace
+
+TEST_CASE("prepared queries: prepared once per session, again after a reconnect or a change") {
+  ledger_database db;
+  net::io_context& io = db.io;
+  pg::connection& conn = db.conn;
+  const auto run = [&](const std::string& q, std::vector<pg::param> params) {
+    return net::co_spawn(io, run_prepared(conn, q, std::move(params)), net::use_future).get();
+  };
+  const auto sql = [&](const std::string& q) {
+    return net::co_spawn(io, text_of(conn, q), net::use_future).get();
+  };
+  const std::string add_one = "SELECT $1::bigint + 1";
+  const std::string count_add_one =
+      "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::bigint + 1'";
+
+  SECTION("run twice with other values: one statement on the server, each value's answer") {
+    CHECK(run(add_one, {std::string("41")}).value == "42");
+    CHECK(run(add_one, {std::string("-8")}).value == "-7");
+    CHECK(run(add_one, {std::nullopt}).ok);  // NULL + 1
+    CHECK(sql(count_add_one) == "1");
+  }
+
+  SECTION("a statement that does not prepare is not kept; the next one prepares") {
+    const prepared_outcome bad = run("SELEC $1", {std::string("x")});
+    CHECK_FALSE(bad.ok);
+    CHECK(bad.sqlstate == "42601");  // syntax error
+    CHECK(sql("SELECT count(*) FROM pg_prepared_statements") == "0");
+    CHECK(run(add_one, {std::string("1")}).value == "2");
+  }
+
+  SECTION("a new session prepares it again") {
+    CHECK(run(add_one, {std::string("1")}).value == "2");
+    REQUIRE(net::co_spawn(io, reconnect(conn), net::use_future).get());
+    CHECK(sql(count_add_one) == "0");
+    CHECK(run(add_one, {std::string("2")}).value == "3");
+    CHECK(sql(count_add_one) == "1");
+  }
+
+  SECTION("a table whose columns changed: refused once, then prepared with the new columns") {
+    const auto exec = [&](const std::string& q) {
+      return net::co_spawn(io, exec_ok(conn, q), net::use_future).get();
+    };
+    REQUIRE(exec("CREATE TABLE prepared_probe (a int); INSERT INTO prepared_probe VALUES (7)"));
+    const std::string all = "SELECT * FROM prepared_probe WHERE a = $1::int";
+    const prepared_outcome before = run(all, {std::string("7")});
+    CHECK(before.value == "7");
+    CHECK(before.columns == 1);
+    REQUIRE(exec("ALTER TABLE prepared_probe ADD COLUMN b int"));
+    const prepared_outcome refused = run(all, {std::string("7")});
+    CHECK_FALSE(refused.ok);
+    CHECK(refused.sqlstate == "0A000");  // cached plan must not change result type
+    const prepared_outcome after = run(all, {std::string("7")});
+    CHECK(after.ok);
+    CHECK(after.columns == 2);
   }
 }
