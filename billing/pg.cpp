@@ -21,8 +21,10 @@ namespace tollgate::pg {
 namespace net = boost::asio;
 using clock = std::chrono::steady_clock;
 
-// The SQLSTATE of "cached plan must not change result type".
+// The SQLSTATEs of "cached plan must not change result type" and of "prepared statement does
+// not exist".
 constexpr std::string_view feature_not_supported = "0A000";
+constexpr std::string_view invalid_statement_name = "26000";
 
 // ---- rows ------------------------------------------------------------------------------------
 
@@ -290,9 +292,13 @@ net::awaitable<db_result<rows>> connection::query_prepared(std::string_view sql,
   auto f = co_await flush(deadline);
   if (!f) co_return f.error();
   auto r = co_await collect(deadline);
-  // A table the statement reads changed its columns since it was prepared (a migration run by
-  // another process): the server refuses the old plan. The next call prepares it again.
-  if (!r && r.error().sqlstate == feature_not_supported) prepared_.erase(text);
+  if (!r) {
+    // A table the statement reads changed its columns since it was prepared (a migration run
+    // by another process): the server refuses the old plan. The next call prepares it again.
+    if (r.error().sqlstate == feature_not_supported) prepared_.erase(text);
+    // The session's statements are gone (DEALLOCATE ALL, DISCARD ALL): all are prepared again.
+    if (r.error().sqlstate == invalid_statement_name) prepared_.clear();
+  }
   co_return r;
 }
 

@@ -90,8 +90,10 @@ class connection {
     return query(sql, std::vector<param>{});
   }
   // The same, for a statement this connection runs over and over (the ledger's flush): parsed
-  // and planned by the server once per connection (a named prepared statement), then only
-  // bound and run. `sql` must be the same text each time, not built with values in it.
+  // by the server once per session (a named prepared statement), then bound and run; PostgreSQL
+  // plans its first runs one by one and then usually keeps one generic plan. `sql` must be the
+  // same text each time, not built with values in it (each text stays prepared while the
+  // session lasts).
   boost::asio::awaitable<db_result<rows>> query_prepared(std::string_view sql,
                                                          std::vector<param> params);
   // Several statements without parameters, in one round trip (simple query protocol).

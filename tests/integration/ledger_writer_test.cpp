@@ -5,7 +5,8 @@
 // own lane, stored once in one transaction per flush, a lane folder left by a run with more
 // lanes replayed, and flush_events_max counted over all lanes; tag sets are stored once, shared
 // between writers, and never cached from a transaction that rolled back; the client's prepared
-// queries are prepared once per session, and again after a reconnect or a change of columns.
+// queries are prepared once per session, and again after a reconnect, a change of columns or
+// the session's statements being dropped; a text array parameter carries any value.
 #define CATCH_CONFIG_MAIN
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -446,6 +447,29 @@ TEST_CASE("prepared queries: prepared once per session, again after a reconnect 
     CHECK(sql(count_add_one) == "0");
     CHECK(run(add_one, {std::string("2")}).value == "3");
     CHECK(sql(count_add_one) == "1");
+  }
+
+  SECTION("statements dropped from the session: refused once, then all prepared again") {
+    CHECK(run(add_one, {std::string("1")}).value == "2");
+    REQUIRE(net::co_spawn(io, exec_ok(conn, "DEALLOCATE ALL"), net::use_future).get());
+    const prepared_outcome refused = run(add_one, {std::string("1")});
+    CHECK_FALSE(refused.ok);
+    CHECK(refused.sqlstate == "26000");  // prepared statement does not exist
+    CHECK(run(add_one, {std::string("5")}).value == "6");
+    CHECK(sql(count_add_one) == "1");
+  }
+
+  SECTION("text arrays: every value comes back as it was sent") {
+    const std::vector<std::string> values = {
+        "plain",    "",     "with \"quotes\"", "back\\slash", "a,b",   "{braces}",
+        " spaced ", "NULL", "caf\xc3\xa9",     "tab\there",   "\\\"\\"};
+    const prepared_outcome back =
+        run("SELECT string_agg(v, '|' ORDER BY n) || '|' || count(*) FROM unnest($1::text[])"
+            " WITH ORDINALITY AS x(v, n)",
+            {pg::text_array(values)});
+    std::string expected;
+    for (const auto& v : values) expected += v + "|";
+    CHECK(back.value == expected + std::to_string(values.size()));
   }
 
   SECTION("a table whose columns changed: refused once, then prepared with the new columns") {

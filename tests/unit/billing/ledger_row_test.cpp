@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -227,6 +228,31 @@ std::string copy_line_of(const metering::usage_record& r) {
   return line;
 }
 
+// Sets TZ to UTC for its lifetime and restores the value before (or its absence) when it ends,
+// also when a failed REQUIRE ends the test early.
+class utc_zone_while_alive {
+ public:
+  utc_zone_while_alive() {
+    const char* const before = std::getenv("TZ");
+    if (before != nullptr) before_ = before;
+    setenv("TZ", "UTC", 1);
+    tzset();
+  }
+  ~utc_zone_while_alive() {
+    if (before_) {
+      setenv("TZ", before_->c_str(), 1);
+    } else {
+      unsetenv("TZ");
+    }
+    tzset();
+  }
+  utc_zone_while_alive(const utc_zone_while_alive&) = delete;
+  utc_zone_while_alive& operator=(const utc_zone_while_alive&) = delete;
+
+ private:
+  std::optional<std::string> before_;
+};
+
 }  // namespace
 
 // The event time as the rating reads it from the row: every day of four years around a leap
@@ -253,10 +279,7 @@ TEST_CASE("the rating reads the event time back to the second") {
   // Days 28 to 31 of every month, in leap and common years on both sides of 1970, at the end
   // of a minute and at second 60, against timegm (in UTC without leap seconds, as the ledger
   // counts time).
-  const char* const zone_before = std::getenv("TZ");
-  const std::string zone = zone_before != nullptr ? zone_before : "";
-  setenv("TZ", "UTC", 1);
-  tzset();
+  const utc_zone_while_alive utc;  // restores TZ however the test ends
   for (const int year : {1969, 1970, 1999, 2000, 2023, 2024, 2100}) {
     for (int month = 1; month <= 12; ++month) {
       for (int day = 28; day <= 31; ++day) {
@@ -276,12 +299,6 @@ TEST_CASE("the rating reads the event time back to the second") {
       }
     }
   }
-  if (zone_before != nullptr) {
-    setenv("TZ", zone.c_str(), 1);
-  } else {
-    unsetenv("TZ");
-  }
-  tzset();
 }
 
 TEST_CASE("the rating reads escaped values back as they were") {
